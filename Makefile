@@ -1,0 +1,35 @@
+# Quick start: `make demo` then `make test`. Every target sets itself up from nothing (a venv in .venv).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+# CPU build of PyTorch from this machine's wheel cache; GPU users keep their own (pyproject says >=2.5).
+TORCH_PIN ?= torch==2.13.0
+
+.PHONY: setup demo test bench dist check-java clean
+
+check-java:
+	@command -v java >/dev/null 2>&1 || { echo "error: Java 17 or newer is required by Spark 4 and no 'java' is on PATH (Debian: apt-get install openjdk-17-jre-headless)" >&2; exit 1; }
+	@v=$$(java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -1); \
+	 if [ -z "$$v" ] || [ "$$v" -lt 17 ]; then echo "error: Java 17 or newer is required by Spark 4; found: $$(java -version 2>&1 | head -1)" >&2; exit 1; fi
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q "$(TORCH_PIN)"
+	$(BIN)/pip install -q -e '.[spark,beam,train,dev]'
+	touch $@
+
+setup: check-java $(STAMP)
+
+demo: setup
+	$(BIN)/python -m pipeline.demo
+
+test: setup
+	CI=$${CI:-} $(BIN)/python -m pytest -q
+
+bench: setup
+	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) work build dist *.egg-info

@@ -1,0 +1,1 @@
+"""glmdata: bilingual corpus construction for GLM pretraining, on Spark and Beam."""

@@ -1,0 +1,124 @@
+"""`glmdata`: run pipeline stages, inspect their output, train the tokenizer, build shards.
+
+Every stage is a command (`glmdata ingest --config configs/demo.yaml`); stages add their own
+actions (`glmdata quality train-classifier`, `glmdata shards verify`) through pipeline.registry.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from pipeline import registry
+from pipeline.config import ConfigError, load_config
+
+STAGE_HELP = {
+    "ingest": "read WARC/WET/JSONL/Parquet dumps into documents",
+    "langid": "identify language and script; keep the configured languages",
+    "quality": "English and Chinese quality rules, signals as q_* columns",
+    "dedup": "exact and MinHash-LSH near-duplicate removal",
+    "mix": "weighted EN/ZH sample to a token budget",
+    "tokenizer": "train and evaluate the shared SentencePiece tokenizer",
+    "encode": "tokenize the mix (token ids per document)",
+    "shards": "pack GLM blank-infilling shards",
+}
+
+
+def _load_modules() -> None:
+    from pipeline import stages
+
+    stages.import_all()
+    import pipeline.commands  # noqa: F401  (run, report, inspect, submit, ...)
+
+
+def add_config_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", "-c", required=True, help="run config YAML (see configs/demo.yaml)")
+    p.add_argument("--engine", choices=["spark", "beam"], help="override run.engine")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set run.workdir=/tmp/w (VALUE parsed as YAML)")
+
+
+def config_from_args(args: argparse.Namespace):
+    import yaml
+
+    overrides = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
+        overrides[key] = yaml.safe_load(value)
+    if args.engine:
+        overrides["run.engine"] = args.engine
+    return load_config(args.config, overrides)
+
+
+def run_stage_command(args: argparse.Namespace) -> int:
+    from pipeline.engines import make_engine
+    from pipeline.report_terminal import print_stage_summary
+    from pipeline.runner import run_stage
+
+    cfg = config_from_args(args)
+    stage = registry.STAGES[args.group](cfg)
+    engine = make_engine(cfg)
+    try:
+        summary = run_stage(stage, engine, force=args.force)
+    finally:
+        engine.close()
+    print_stage_summary(summary, cfg.run.workdir)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    _load_modules()
+    parser = argparse.ArgumentParser(prog="glmdata", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    groups = parser.add_subparsers(dest="group", metavar="COMMAND", required=True)
+    group_parsers: dict[str, argparse.ArgumentParser] = {}
+    action_subparsers: dict[str, argparse._SubParsersAction] = {}
+
+    def group_parser(name: str, help: str) -> argparse.ArgumentParser:
+        if name not in group_parsers:
+            group_parsers[name] = groups.add_parser(name, help=help, description=help)
+        return group_parsers[name]
+
+    for name in registry.STAGES:
+        p = group_parser(name, STAGE_HELP.get(name, f"run the {name} stage"))
+        add_config_arguments(p)
+        p.add_argument("--force", action="store_true", help="re-run even if _SUCCESS matches")
+        p.set_defaults(func=run_stage_command)
+    for cmd in registry.COMMANDS:
+        if cmd.action is None:
+            p = group_parser(cmd.group, cmd.help)
+            cmd.add_arguments(p)
+            p.set_defaults(func=cmd.run)
+    for cmd in registry.COMMANDS:
+        if cmd.action is not None:
+            gp = group_parser(cmd.group, STAGE_HELP.get(cmd.group, cmd.group))
+            if cmd.group not in action_subparsers:
+                action_subparsers[cmd.group] = gp.add_subparsers(
+                    dest="action", metavar="ACTION", required=cmd.group not in registry.STAGES,
+                    help="without an action, runs the stage" if cmd.group in registry.STAGES else None)
+            p = action_subparsers[cmd.group].add_parser(cmd.action, help=cmd.help, description=cmd.help)
+            cmd.add_arguments(p)
+            p.set_defaults(func=cmd.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("py4j", "jieba", "apache_beam"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as e:
+        print(f"config error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,272 @@
+"""YAML configuration, validated against dataclasses when loaded.
+
+Every stage declares its section as a dataclass (see `register_section`); a run config is one YAML
+file with a `run:` section and one section per stage. Validation errors name the file, the dotted
+key and what was expected, e.g.
+
+    configs/demo.yaml: quality.en.gopher_min_words: expected int, got 'fifty'
+"""
+from __future__ import annotations
+
+import dataclasses
+import glob
+import hashlib
+import json
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, NewType, Union
+
+import yaml
+
+# A path or glob that must match at least one file when it is local (remote URIs are checked at read
+# time by the engine, since the driver may not have credentials for them).
+InputPath = NewType("InputPath", str)
+
+REMOTE_SCHEMES = ("gs://", "s3://", "s3a://", "hdfs://", "abfs://", "http://", "https://")
+
+
+class ConfigError(ValueError):
+    """A configuration problem; the message names file, key and expectation."""
+
+
+def is_remote(path: str) -> bool:
+    return str(path).startswith(REMOTE_SCHEMES)
+
+
+def _type_name(tp: Any) -> str:
+    if tp is InputPath:
+        return "path"
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin in (list, tuple):
+        (inner, *_) = typing.get_args(tp) or (Any,)
+        return f"list of {_type_name(inner)}"
+    if origin is dict:
+        k, v = typing.get_args(tp) or (Any, Any)
+        return f"mapping of {_type_name(k)} to {_type_name(v)}"
+    if dataclasses.is_dataclass(tp):
+        return f"mapping ({tp.__name__})"
+    if tp is type(None):
+        return "null"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, key: str, where: str, base_dir: Path) -> Any:
+    """Return `value` converted to `tp`, or raise ConfigError naming `where: key`."""
+
+    def fail() -> ConfigError:
+        return ConfigError(f"{where}: {key}: expected {_type_name(tp)}, got {value!r}")
+
+    if tp is Any:
+        return value
+    if tp is InputPath:
+        if not isinstance(value, str):
+            raise fail()
+        path = value if is_remote(value) or os.path.isabs(value) else str(base_dir / value)
+        if not is_remote(path) and not glob.glob(path, recursive=True):
+            raise ConfigError(f"{where}: {key}: expected an existing input path, but {value!r} matches no file")
+        return path
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        if value not in typing.get_args(tp):
+            raise fail()
+        return value
+    if origin in (Union, types.UnionType):
+        errors = []
+        for option in typing.get_args(tp):
+            if option is type(None):
+                if value is None:
+                    return None
+                continue
+            try:
+                return _coerce(value, option, key, where, base_dir)
+            except ConfigError as e:
+                errors.append(e)
+        # A single non-null option gives the more precise message (e.g. a missing input path).
+        if len(errors) == 1:
+            raise errors[0]
+        raise fail()
+    if origin in (list, tuple):
+        if not isinstance(value, list):
+            raise fail()
+        (inner, *_) = typing.get_args(tp) or (Any,)
+        return [_coerce(v, inner, f"{key}[{i}]", where, base_dir) for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise fail()
+        kt, vt = typing.get_args(tp) or (Any, Any)
+        return {_coerce(k, kt, key, where, base_dir): _coerce(v, vt, f"{key}.{k}", where, base_dir) for k, v in value.items()}
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise fail()
+        return build_dataclass(tp, value, where, base_dir, prefix=key)
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise fail()
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise fail()
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise fail()
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise fail()
+        return value
+    if not isinstance(value, tp):
+        raise fail()
+    return value
+
+
+def build_dataclass(cls: type, data: dict, where: str, base_dir: Path | str = ".", prefix: str = "") -> Any:
+    """Build dataclass `cls` from a mapping, rejecting unknown keys and wrong types."""
+    base_dir = Path(base_dir)
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    dotted = (prefix + ".") if prefix else ""
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"{where}: {dotted}{unknown[0]}: unknown key; expected one of: {', '.join(sorted(fields))}"
+        )
+    kwargs = {}
+    for name, f in fields.items():
+        if name in data:
+            kwargs[name] = _coerce(data[name], hints[name], dotted + name, where, base_dir)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"{where}: {dotted}{name}: missing required key ({_type_name(hints[name])})")
+    try:
+        obj = cls(**kwargs)
+    except (ValueError, TypeError) as e:  # __post_init__ checks of ranges and relations
+        raise ConfigError(f"{where}: {prefix or cls.__name__}: {e}") from None
+    return obj
+
+
+# ---------------------------------------------------------------------------------------------
+# Run configuration: `run:` plus one section per registered stage.
+
+_SECTIONS: dict[str, type] = {}
+
+
+def register_section(name: str):
+    """Class decorator: the dataclass validates the YAML section `name`."""
+
+    def wrap(cls):
+        _SECTIONS[name] = cls
+        return cls
+
+    return wrap
+
+
+def section_names() -> list[str]:
+    _load_stage_modules()
+    return sorted(_SECTIONS)
+
+
+@dataclass
+class SparkOptions:
+    master: str = "local[*]"  # "local[N]" on a laptop; left to spark-submit on a cluster ("" = do not set)
+    conf: dict[str, str] = field(default_factory=dict)  # extra spark.* settings, passed as they are
+
+
+@dataclass
+class BeamOptions:
+    runner: str = "DirectRunner"  # DataflowRunner, FlinkRunner, ... with their options below
+    options: list[str] = field(default_factory=list)  # extra pipeline options, e.g. ["--project=x"]
+
+
+@dataclass
+class RunSection:
+    workdir: str  # where every stage writes <workdir>/<stage>/...; local, gs://, s3:// or hdfs://
+    engine: Literal["spark", "beam"] = "spark"
+    seed: int = 1234
+    spark: SparkOptions = field(default_factory=SparkOptions)
+    beam: BeamOptions = field(default_factory=BeamOptions)
+
+
+@dataclass
+class RunConfig:
+    path: str  # the YAML file it came from, for messages
+    run: RunSection
+    sections: dict[str, Any]  # stage name -> validated dataclass instance
+    raw: dict[str, Any]  # the YAML as loaded, for hashing
+
+    def section(self, name: str) -> Any:
+        if name not in self.sections:
+            raise ConfigError(f"{self.path}: {name}: missing section (this command needs it)")
+        return self.sections[name]
+
+    def section_hash(self, name: str) -> str:
+        """Stable hash of one section's effective values (defaults included)."""
+        value = self.sections.get(name)
+        payload = json.dumps(_plain(value), sort_keys=True, default=str)
+        return hashlib.sha256(f"{name}:{payload}".encode()).hexdigest()[:16]
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _load_stage_modules() -> None:
+    # Stage modules register their sections on import.
+    from pipeline import stages  # noqa: F401
+
+    stages.import_all()
+
+
+def load_config(path: str | os.PathLike, overrides: dict[str, Any] | None = None) -> RunConfig:
+    """Load and validate a run config. Relative paths (inputs, workdir) resolve against the YAML's folder."""
+    _load_stage_modules()
+    path = str(path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            raw = yaml.safe_load(f) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
+    for dotted, value in (overrides or {}).items():
+        node = raw
+        *parents, leaf = dotted.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    base_dir = Path(path).resolve().parent
+    known = {"run", *_SECTIONS}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ConfigError(f"{path}: {unknown[0]}: unknown section; expected one of: {', '.join(sorted(known))}")
+    if "run" not in raw:
+        raise ConfigError(f"{path}: run: missing required section (needs at least run.workdir)")
+    run = build_dataclass(RunSection, raw["run"] or {}, path, base_dir, prefix="run")
+    if not is_remote(run.workdir) and not os.path.isabs(run.workdir):
+        run.workdir = str((base_dir / run.workdir).resolve())
+    sections = {}
+    for name, cls in _SECTIONS.items():
+        data = raw.get(name)
+        if data is None:
+            # A section with no required keys is available with its defaults.
+            try:
+                sections[name] = cls()
+            except TypeError:
+                continue
+        else:
+            sections[name] = build_dataclass(cls, data, path, base_dir, prefix=name)
+    return RunConfig(path=path, run=run, sections=sections, raw=raw)

@@ -1,0 +1,51 @@
+"""Thin adapters over real engines. Both run a stage's work units as tasks on their workers and
+return only the per-unit counts; stages with a shuffle use the engine's own API (`.spark`, Beam
+transforms) directly."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+from typing import Any, Callable, Protocol
+
+from pipeline.config import RunConfig
+
+
+class EngineError(RuntimeError):
+    pass
+
+
+class Engine(Protocol):
+    name: str
+
+    def map_units(self, label: str, fn: Callable[[Any], dict], units: list) -> list[dict]: ...
+
+    def close(self) -> None: ...
+
+
+def require_java(min_major: int = 17) -> None:
+    """Spark 4 needs Java 17+; say so plainly instead of a py4j stack trace."""
+    java = shutil.which("java")
+    if java is None:
+        raise EngineError(f"Spark needs Java {min_major} or newer, and no `java` is on PATH. "
+                          "Install it (Debian: apt-get install openjdk-17-jre-headless) or use --engine beam.")
+    out = subprocess.run([java, "-version"], capture_output=True, text=True).stderr
+    try:
+        version = out.split('"')[1]
+        major = int(version.split(".")[0] if not version.startswith("1.") else version.split(".")[1])
+    except (IndexError, ValueError):
+        return
+    if major < min_major:
+        raise EngineError(f"Spark needs Java {min_major} or newer; `java -version` says {version}.")
+
+
+def make_engine(cfg: RunConfig, name: str | None = None) -> Engine:
+    name = name or cfg.run.engine
+    if name == "spark":
+        from pipeline.engines.spark import SparkEngine
+
+        return SparkEngine(cfg)
+    if name == "beam":
+        from pipeline.engines.beam import BeamEngine
+
+        return BeamEngine(cfg)
+    raise EngineError(f"unknown engine {name!r}; expected 'spark' or 'beam'")

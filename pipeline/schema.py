@@ -1,0 +1,53 @@
+"""The document schema (DESIGN.md) and the schemas of rejected rows and error records."""
+from __future__ import annotations
+
+import hashlib
+
+import pyarrow as pa
+
+# Columns every document has, in this order. Later stages append their own prefixed columns
+# (`q_*` quality signals, `dup_*` cluster fields, `n_tokens`, ...).
+DOC_SCHEMA = pa.schema([
+    ("id", pa.string()),
+    ("text", pa.string()),
+    ("url", pa.string()),
+    ("source", pa.string()),
+    ("source_file", pa.string()),
+    ("source_offset", pa.int64()),
+    ("crawl_date", pa.string()),
+    ("lang", pa.string()),
+    ("lang_score", pa.float32()),
+])
+
+REJECT_REASON = "reject_reason"  # column added to rows under rejected/<reason>/
+REJECT_DETAIL = "reject_detail"  # optional free text: the value that failed, the survivor id, ...
+
+ERROR_SCHEMA = pa.schema([
+    ("stage", pa.string()),
+    ("source_file", pa.string()),
+    ("source_offset", pa.int64()),
+    ("reason", pa.string()),  # short class, used as the key in stats.json
+    ("message", pa.string()),  # the full error text
+    ("bytes", pa.int64()),  # how many input bytes this error accounts for
+    ("doc_id", pa.string()),  # when the error concerns a known document
+])
+
+
+def doc_id(source_file: str, offset: int) -> str:
+    """Stable id for inputs without their own record id: derived from file name and offset."""
+    digest = hashlib.sha1(f"{source_file}\0{offset}".encode()).hexdigest()[:20]
+    return f"doc:{digest}"
+
+
+def text_bytes(column: pa.Array | pa.ChunkedArray) -> int:
+    """UTF-8 bytes of a string column (nulls count 0), without materialising Python strings."""
+    import pyarrow.compute as pc
+
+    lengths = pc.binary_length(column)
+    total = pc.sum(lengths).as_py()
+    return int(total or 0)
+
+
+def reject_reason_slug(reason: str) -> str:
+    """A reason usable as a directory name: rejected/<reason>/."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in reason) or "unknown"

@@ -1,0 +1,14 @@
+"""Pipeline stages, in data-flow order. Each module registers its config section on import."""
+import importlib
+
+# Order is the data flow; `glmdata run` walks it.
+STAGE_ORDER = ["ingest", "langid", "quality", "dedup", "mix", "tokenizer", "encode", "shards", "report"]
+
+
+def import_all() -> None:
+    for name in STAGE_ORDER:
+        try:
+            importlib.import_module(f"pipeline.stages.{name}")
+        except ModuleNotFoundError as e:
+            if e.name != f"pipeline.stages.{name}":
+                raise

@@ -1,0 +1,221 @@
+"""Paths that may be local, gs://, s3:// or hdfs://, through pyarrow's filesystems.
+
+Every write is atomic: data goes to a temporary name beside the target and is renamed into place,
+so a killed task or run never leaves a file that looks finished.
+"""
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import os
+import posixpath
+import uuid
+from typing import IO, Iterator
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+
+def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
+    """(filesystem, path inside it) for a local path or a URI.
+
+    S3-compatible endpoints (MinIO, moto) are reached with the standard AWS_ENDPOINT_URL variable."""
+    if "://" not in uri:
+        return pafs.LocalFileSystem(), os.path.abspath(uri)
+    if uri.startswith(("s3://", "s3a://")):
+        bucket_path = uri.split("://", 1)[1]
+        endpoint = os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL_S3")
+        kwargs = {}
+        if endpoint:
+            scheme, _, host = endpoint.partition("://")
+            kwargs = {"endpoint_override": host, "scheme": scheme}
+        region = os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION")
+        if region:
+            kwargs["region"] = region
+        return pafs.S3FileSystem(**kwargs), bucket_path
+    return pafs.FileSystem.from_uri(uri)
+
+
+def join(base: str, *parts: str) -> str:
+    if "://" in base:
+        return posixpath.join(base, *parts)
+    return os.path.join(base, *parts)
+
+
+def _rejoin(uri_like: str, path: str) -> str:
+    """Turn a filesystem-internal path back into a URI of the same scheme as `uri_like`."""
+    if "://" not in uri_like:
+        return path
+    scheme = uri_like.split("://", 1)[0]
+    return f"{scheme}://{path}"
+
+
+def exists(uri: str) -> bool:
+    fs, path = filesystem(uri)
+    return fs.get_file_info(path).type != pafs.FileType.NotFound
+
+
+def is_dir(uri: str) -> bool:
+    fs, path = filesystem(uri)
+    return fs.get_file_info(path).type == pafs.FileType.Directory
+
+
+def size(uri: str) -> int:
+    fs, path = filesystem(uri)
+    return fs.get_file_info(path).size or 0
+
+
+def file_info(uri: str) -> pafs.FileInfo:
+    fs, path = filesystem(uri)
+    return fs.get_file_info(path)
+
+
+def expand(pattern: str) -> list[str]:
+    """Files matching a path, a directory (all files below it) or a glob, sorted.
+
+    A pattern that matches nothing returns [] (the caller records that as an error, the run goes on)."""
+    fs, path = filesystem(pattern)
+    if not any(c in path for c in "*?["):
+        info = fs.get_file_info(path)
+        if info.type == pafs.FileType.File:
+            return [pattern]
+        if info.type == pafs.FileType.Directory:
+            infos = fs.get_file_info(pafs.FileSelector(path, recursive=True))
+            return sorted(_rejoin(pattern, i.path) for i in infos if i.type == pafs.FileType.File
+                          and not posixpath.basename(i.path).startswith((".", "_")))
+        return []
+    # Walk from the longest prefix without wildcards.
+    parts = path.split("/")
+    fixed = []
+    for p in parts:
+        if any(c in p for c in "*?["):
+            break
+        fixed.append(p)
+    root = "/".join(fixed) or "/"
+    if fs.get_file_info(root).type != pafs.FileType.Directory:
+        return []
+    infos = fs.get_file_info(pafs.FileSelector(root, recursive=True))
+    matched = [i.path for i in infos if i.type == pafs.FileType.File and fnmatch.fnmatchcase(i.path, path)]
+    return sorted(_rejoin(pattern, p) for p in matched)
+
+
+def open_input(uri: str) -> IO[bytes]:
+    """A seekable binary stream (no decompression: the readers decide how to decode)."""
+    fs, path = filesystem(uri)
+    if isinstance(fs, pafs.LocalFileSystem):
+        return open(path, "rb")
+    return fs.open_input_file(path)
+
+
+def read_bytes(uri: str) -> bytes:
+    with open_input(uri) as f:
+        return f.read()
+
+
+def read_text(uri: str) -> str:
+    return read_bytes(uri).decode("utf-8")
+
+
+def makedirs(uri: str) -> None:
+    fs, path = filesystem(uri)
+    fs.create_dir(path, recursive=True)
+
+
+def rmtree(uri: str) -> None:
+    fs, path = filesystem(uri)
+    info = fs.get_file_info(path)
+    if info.type == pafs.FileType.Directory:
+        fs.delete_dir(path)
+    elif info.type == pafs.FileType.File:
+        fs.delete_file(path)
+
+
+def rename(src: str, dst: str) -> None:
+    fs, s = filesystem(src)
+    _, d = filesystem(dst)
+    fs.move(s, d)
+
+
+def listdir(uri: str) -> list[str]:
+    fs, path = filesystem(uri)
+    if fs.get_file_info(path).type != pafs.FileType.Directory:
+        return []
+    return sorted(posixpath.basename(i.path) for i in fs.get_file_info(pafs.FileSelector(path)))
+
+
+def _temporary_name(uri: str) -> str:
+    head, tail = (uri.rsplit("/", 1) if "/" in uri else ("", uri))
+    return f"{head}/.{tail}.inprogress-{uuid.uuid4().hex[:12]}" if head else f".{tail}.inprogress-{uuid.uuid4().hex[:12]}"
+
+
+@contextlib.contextmanager
+def atomic_output(uri: str) -> Iterator[IO[bytes]]:
+    """Write a file under a temporary name; rename it into place only if the block succeeds."""
+    fs, _ = filesystem(uri)
+    makedirs(uri.rsplit("/", 1)[0] if "/" in uri else ".")
+    tmp = _temporary_name(uri)
+    _, tmp_path = filesystem(tmp)
+    stream = fs.open_output_stream(tmp_path)
+    try:
+        yield stream
+        stream.close()
+        rename(tmp, uri)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            stream.close()
+        with contextlib.suppress(Exception):
+            fs.delete_file(tmp_path)
+        raise
+
+
+def write_bytes(uri: str, data: bytes) -> None:
+    with atomic_output(uri) as f:
+        f.write(data)
+
+
+def write_text(uri: str, text: str) -> None:
+    write_bytes(uri, text.encode("utf-8"))
+
+
+class ParquetSink:
+    """Streams record batches into one zstd Parquet file, created on the first write, renamed on close."""
+
+    def __init__(self, uri: str, schema: pa.Schema | None = None):
+        self.uri = uri
+        self.schema = schema
+        self._writer: pq.ParquetWriter | None = None
+        self._tmp: str | None = None
+        self.rows = 0
+
+    def write(self, data: pa.RecordBatch | pa.Table) -> None:
+        if data.num_rows == 0:
+            return
+        if self._writer is None:
+            self.schema = self.schema or data.schema
+            makedirs(self.uri.rsplit("/", 1)[0])
+            self._tmp = _temporary_name(self.uri)
+            fs, tmp_path = filesystem(self._tmp)
+            self._writer = pq.ParquetWriter(tmp_path, self.schema, filesystem=fs, compression="zstd")
+        if data.schema != self.schema:
+            data = data.select(self.schema.names).cast(self.schema) if isinstance(data, pa.Table) else \
+                pa.Table.from_batches([data]).select(self.schema.names).cast(self.schema)
+        if isinstance(data, pa.RecordBatch):
+            self._writer.write_batch(data)
+        else:
+            self._writer.write_table(data)
+        self.rows += data.num_rows
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            rename(self._tmp, self.uri)
+            self._writer = None
+
+    def abort(self) -> None:
+        if self._writer is not None:
+            with contextlib.suppress(Exception):
+                self._writer.close()
+            with contextlib.suppress(Exception):
+                rmtree(self._tmp)
+            self._writer = None

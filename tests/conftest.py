@@ -1,0 +1,58 @@
+"""Shared fixtures: the real data in ../shared/data, and one Spark engine per test session."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+# Spark's Python workers must import test modules that define stages (they are pickled by reference).
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in [str(REPO / "tests"), str(REPO), os.environ.get("PYTHONPATH", "")] if p)
+
+SHARED_DATA = Path(os.environ.get("GLMDATA_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """../shared/data; in CI (CI=true) its absence is a failure, elsewhere a skip."""
+    if not SHARED_DATA.is_dir():
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI=true but the shared data is missing at {SHARED_DATA}")
+        pytest.skip(f"shared data not found at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+def make_run_config(workdir: Path, sections: dict | None = None, engine: str = "spark", **run):
+    """A RunConfig for tests, written as a real YAML file so validation runs."""
+    import yaml
+
+    from pipeline.config import load_config
+
+    cfg_path = workdir / "config.yaml"
+    workdir.mkdir(parents=True, exist_ok=True)
+    data = {"run": {"workdir": str(workdir / "out"), "engine": engine, "spark": {"master": "local[2]"}, **run}}
+    data.update(sections or {})
+    cfg_path.write_text(yaml.safe_dump(data, allow_unicode=True))
+    return load_config(cfg_path)
+
+
+@pytest.fixture(scope="session")
+def spark_session_engine(tmp_path_factory):
+    """One local Spark session for the whole test run (starting one costs ~9 s)."""
+    from pipeline.engines.spark import SparkEngine
+
+    cfg = make_run_config(tmp_path_factory.mktemp("spark"))
+    engine = SparkEngine(cfg)
+    yield engine
+    engine.close()
+
+
+@pytest.fixture
+def engines(spark_session_engine, tmp_path):
+    """Both engines, for parity tests: {'spark': ..., 'beam': ...}."""
+    from pipeline.engines.beam import BeamEngine
+
+    cfg = make_run_config(tmp_path / "beamcfg", engine="beam")
+    return {"spark": spark_session_engine, "beam": BeamEngine(cfg)}
