@@ -43,6 +43,11 @@ def input_fingerprint(stage: Stage, upstream_dir: str | None) -> str:
             raise StageNotReady(f"stage {stage.name!r} reads {upstream_dir}, which has not finished: "
                                 f"run `glmdata {stage.upstream}` first (or `glmdata run`)")
         h.update(f"{marker['config_hash']}:{marker['input_fingerprint']}".encode())
+    for name in stage.depends_on:
+        marker = read_success(stage_dir(stage.cfg, name))
+        if marker is None:
+            raise StageNotReady(f"stage {stage.name!r} needs the {name!r} stage's output: run `glmdata {name}` first")
+        h.update(f"{name}:{marker['config_hash']}:{marker['input_fingerprint']}".encode())
     for path in stage.input_paths():
         info = storage.file_info(path)
         h.update(f"{path}:{info.size}:{info.mtime_ns}\n".encode())

@@ -192,6 +192,7 @@ class Stage:
 
     name: ClassVar[str]
     upstream: ClassVar[str | None] = None  # the stage whose data/ this one reads; None: raw inputs
+    depends_on: ClassVar[tuple[str, ...]] = ()  # other finished stages it reads (e.g. the tokenizer)
 
     def __init__(self, cfg: RunConfig):
         self.cfg = cfg

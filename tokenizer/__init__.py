@@ -1,0 +1,1 @@
+"""The shared SentencePiece tokenizer: special tokens, training, evaluation, encoding."""
