@@ -104,7 +104,7 @@ def run_stage(stage: Stage, engine, force: bool = False) -> dict:
     stats = stage.execute(run)
     stats.check_conservation(f"stage {stage.name}")
     summary = {"stage": stage.name, "engine": engine.name, "seconds": round(time.time() - started, 3),
-               **stats.to_dict()}
+               **stats.to_dict(), "report": stage.report_data(run)}
     storage.write_text(storage.join(tmp, "stats.json"), json.dumps(summary, indent=2, sort_keys=True))
     if local:
         storage.rmtree(sdir)

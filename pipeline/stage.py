@@ -215,6 +215,11 @@ class Stage:
     def process_unit(self, unit_index: int, unit: Any, out: UnitWriter) -> None:
         raise NotImplementedError
 
+    def report_data(self, stage_run: "StageRun") -> dict:
+        """Small aggregates for `glmdata report` (histograms, target vs achieved), computed on the
+        engine after `execute`; stored under "report" in stats.json. Default: none."""
+        return {}
+
     def setup_driver(self, stage_run: "StageRun") -> None:
         """Driver-side preparation before units run (e.g. read a small aggregate). Default: nothing."""
 
