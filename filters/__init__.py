@@ -1,0 +1,1 @@
+"""Pure document logic: language ID, normalization, quality rules. No engine imports here."""
