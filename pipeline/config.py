@@ -24,6 +24,9 @@ import yaml
 # A path or glob that must match at least one file when it is local (remote URIs are checked at read
 # time by the engine, since the driver may not have credentials for them).
 InputPath = NewType("InputPath", str)
+# A path or glob resolved like InputPath but checked when the stage runs (ingest records a pattern that
+# matches nothing as an error and goes on with the other inputs).
+InputGlob = NewType("InputGlob", str)
 
 REMOTE_SCHEMES = ("gs://", "s3://", "s3a://", "hdfs://", "abfs://", "http://", "https://")
 
@@ -37,7 +40,7 @@ def is_remote(path: str) -> bool:
 
 
 def _type_name(tp: Any) -> str:
-    if tp is InputPath:
+    if tp is InputPath or tp is InputGlob:
         return "path"
     origin = typing.get_origin(tp)
     if origin is Literal:
@@ -65,6 +68,10 @@ def _coerce(value: Any, tp: Any, key: str, where: str, base_dir: Path) -> Any:
 
     if tp is Any:
         return value
+    if tp is InputGlob:
+        if not isinstance(value, str):
+            raise fail()
+        return value if is_remote(value) or os.path.isabs(value) else str(base_dir / value)
     if tp is InputPath:
         if not isinstance(value, str):
             raise fail()
