@@ -1,0 +1,81 @@
+"""`glmdata run --config X`: every stage in data-flow order with one engine session, then the report.
+
+Stages whose `_SUCCESS` matches their config and input are skipped, so running again after a crash
+or a kill resumes at the first unfinished stage (the runner commits each stage atomically).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+
+from rich.console import Console
+
+from pipeline import registry
+from pipeline.cli import add_config_arguments, config_from_args
+from pipeline.config import ConfigError, RunConfig
+from pipeline.registry import register_command
+
+log = logging.getLogger(__name__)
+
+
+def pipeline_stages(first: str | None = None, last: str | None = None, order: list[str] | None = None) -> list[str]:
+    """The registered stages of `order` (default STAGE_ORDER) from `first` to `last` inclusive."""
+    from pipeline.stages import STAGE_ORDER
+
+    names = [n for n in (order or STAGE_ORDER) if n in registry.STAGES]
+    for bound, flag in ((first, "--from"), (last, "--until")):
+        if bound is not None and bound not in names:
+            raise ConfigError(f"{flag} {bound}: not a stage; expected one of: {', '.join(names)}")
+    start = names.index(first) if first else 0
+    stop = names.index(last) + 1 if last else len(names)
+    if start >= stop:
+        raise ConfigError(f"--from {first} comes after --until {last}")
+    return names[start:stop]
+
+
+def run_pipeline(cfg: RunConfig, engine, first: str | None = None, last: str | None = None,
+                 report: bool = True, order: list[str] | None = None, console: Console | None = None) -> list[dict]:
+    """Run the stages (skipping finished ones; re-running from `first` on when given), then the report.
+    Returns each stage's stats.json content."""
+    from pipeline.report import write_report
+    from pipeline.report_terminal import print_stage_summary
+    from pipeline.runner import run_stage
+    from pipeline.stages import STAGE_ORDER
+
+    console = console or Console()
+    missing = [n for n in (order or STAGE_ORDER) if n not in registry.STAGES and n != "report"]
+    if missing:
+        console.print(f"[yellow]not available in this build, not run: {', '.join(missing)}[/yellow]")
+    names = pipeline_stages(first, last, order)
+    summaries = []
+    for i, name in enumerate(names, 1):
+        console.rule(f"[{i}/{len(names)}] {name}")
+        stage = registry.STAGES[name](cfg)
+        summary = run_stage(stage, engine, force=first is not None)
+        print_stage_summary(summary, cfg.run.workdir, console)
+        summaries.append(summary)
+    if report:
+        console.rule("report")
+        write_report(cfg.run.workdir, engine, console)
+    return summaries
+
+
+def _arguments(p: argparse.ArgumentParser) -> None:
+    add_config_arguments(p)
+    p.add_argument("--from", dest="first", metavar="STAGE",
+                   help="re-run from this stage on, even if finished (earlier stages must be finished)")
+    p.add_argument("--until", dest="last", metavar="STAGE", help="stop after this stage")
+    p.add_argument("--no-report", action="store_true", help="skip the report at the end")
+
+
+@register_command("run", None, "run every stage in order (skipping finished ones), then the report", _arguments)
+def run_command(args: argparse.Namespace) -> int:
+    from pipeline.engines import make_engine
+
+    cfg = config_from_args(args)
+    engine = make_engine(cfg)
+    try:
+        run_pipeline(cfg, engine, args.first, args.last, report=not args.no_report)
+    finally:
+        engine.close()
+    return 0
