@@ -1,0 +1,104 @@
+"""Crawl and corpus dumps to documents: WARC, WET, JSON lines and Parquet, streamed file by file.
+
+`read_file(path, ...)` yields one event per piece of input (pipeline.ingest.events); the ingest
+stage (pipeline/stages/ingest.py) routes them to data/, rejected/, errors/ and the dropped counts.
+
+Accounting rules (what stats.json of the ingest stage counts):
+- A *document in* is one record the reader could delimit: a WARC/WET record whose header parsed,
+  a non-blank JSON line, a Parquet row. It ends in exactly one place: kept, dropped (non-document
+  record types, non-HTML payloads, non-2xx responses, `empty_text`) or errors (`invalid_json`,
+  `invalid_utf8`, `record_too_large`, a record cut short by `truncated_gzip`, ...).
+- *Bytes in* are the uncompressed bytes of those records (a WARC record from its `WARC/` line to
+  the next record, a JSON line with its newline; a Parquet row counts its text's UTF-8 bytes).
+- Bytes no record could be delimited from are errors with docs=0 and their bytes: a header that
+  does not parse (up to the next `WARC/` line), a file that is not what its name says
+  (`not_gzip`, whole file), bytes after the last gzip member (`trailing_garbage`), a member that
+  does not decode (`corrupt_gzip`, compressed bytes from it to the end of the file).
+- File-level problems with nothing to count are errors with docs=0 and bytes=0: a configured path
+  that matches no file (`missing_path`), a compressed stream that ends between records
+  (`truncated_gzip`), a file that cannot be opened (`unreadable_file`, its size if known).
+- Blank JSON lines are dropped as `blank_line` with docs=0.
+"""
+from __future__ import annotations
+
+from typing import IO, Iterator
+
+from pipeline import storage
+from pipeline.ingest.events import Broken, Event
+from pipeline.ingest.jsonl import FieldMap, JsonlReader
+from pipeline.ingest.parquet_source import ParquetReader
+from pipeline.ingest.streams import Decompressed, expected_compression, sniff_compression
+from pipeline.ingest.warc import WarcReader
+
+FORMATS = ("auto", "warc", "wet", "jsonl", "parquet")
+
+
+def format_from_name(path: str) -> str | None:
+    name = path.lower().rsplit("/", 1)[-1]
+    for marker, fmt in ((".wet", "wet"), (".warc", "warc"), (".jsonl", "jsonl"), (".ndjson", "jsonl"),
+                        (".json", "jsonl"), (".parquet", "parquet")):
+        if marker in name:
+            return fmt
+    return None
+
+
+def format_from_bytes(raw_head: bytes, text_head: bytes) -> str | None:
+    if raw_head.startswith(b"PAR1"):
+        return "parquet"
+    if text_head.startswith(b"WARC/"):
+        return "warc"
+    if text_head.lstrip().startswith(b"{"):
+        return "jsonl"
+    return None
+
+
+def _size(path: str) -> int:
+    try:
+        return storage.size(path)
+    except OSError:
+        return 0
+
+
+def read_file(path: str, fmt: str, fields: FieldMap, max_record_bytes: int) -> Iterator[Event]:
+    """Events for every byte of one input file; never raises on bad input."""
+    try:
+        raw = storage.open_input(path)
+        head = raw.read(4)
+        raw.seek(0)
+    except OSError as e:
+        yield Broken("unreadable_file", None, f"cannot read {path}: {e}", _size(path), docs=0)
+        return
+    with raw:
+        try:
+            yield from _read_open_file(path, raw, head, fmt, fields, max_record_bytes)
+        except OSError as e:  # an I/O error in the middle of the file: report it, keep what was read
+            yield Broken("unreadable_file", None, f"read error in {path}: {e}", 0, docs=0)
+
+
+def _read_open_file(path: str, raw: IO[bytes], head: bytes, fmt: str, fields: FieldMap,
+                    max_record_bytes: int) -> Iterator[Event]:
+    compression = sniff_compression(head)
+    promised = expected_compression(path)
+    if promised and promised != compression:
+        yield Broken(f"not_{promised}", 0, f"{path}: the name says {promised} but the file does not start "
+                     f"with {promised} magic bytes (starts with {head!r})", _size(path), docs=0)
+        return
+    if fmt == "auto":
+        fmt = format_from_name(path) or ("parquet" if head.startswith(b"PAR1") else None)
+    if fmt == "parquet":
+        try:
+            yield from ParquetReader(raw, fields)
+        except Exception as e:  # pyarrow raises ArrowInvalid/OSError subclasses on damaged files
+            yield Broken("corrupt_parquet", None, f"{path}: {e}", _size(path), docs=0)
+        return
+    stream = Decompressed(raw, compression)
+    if fmt == "auto":
+        fmt = format_from_bytes(head, stream.peek(16))
+        if fmt is None:
+            yield Broken("unknown_format", 0, f"{path}: cannot tell the format from the name or the first bytes "
+                         f"{stream.peek(16)!r}; set `format` on the source", _size(path), docs=0)
+            return
+    if fmt in ("warc", "wet"):
+        yield from WarcReader(stream, max_record_bytes)
+    else:
+        yield from JsonlReader(stream, fields, max_record_bytes)

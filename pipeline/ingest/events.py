@@ -1,0 +1,57 @@
+"""What a reader says about each piece of its input; the ingest stage routes these to the
+output contract (data/, rejected/<reason>/, errors/, dropped counts).
+
+Every input byte lands in exactly one event, so the stage's byte accounting balances by
+construction; `docs` is 1 for a record the reader could delimit and 0 for bytes it could not
+(see pipeline/ingest/__init__.py for the rules)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class Document:
+    """A document to keep: DOC_SCHEMA fields except lang/lang_score."""
+
+    id: str
+    text: str
+    url: str | None
+    source_offset: int
+    crawl_date: str | None
+    nbytes: int
+
+
+@dataclass
+class Empty:
+    """A document whose text came out empty: rejected with its row, reason `empty_text`."""
+
+    id: str
+    url: str | None
+    source_offset: int
+    crawl_date: str | None
+    nbytes: int
+    detail: str
+
+
+@dataclass
+class NotDocument:
+    """Input that is not a document (request record, image, blank line): counted per reason."""
+
+    reason: str
+    nbytes: int
+    docs: int = 1
+
+
+@dataclass
+class Broken:
+    """Unreadable input: goes to errors/ with file, offset and reason."""
+
+    reason: str
+    offset: int | None
+    message: str
+    nbytes: int
+    docs: int = 1
+    doc_id: str | None = None
+
+
+Event = Document | Empty | NotDocument | Broken

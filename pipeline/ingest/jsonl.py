@@ -1,0 +1,108 @@
+"""JSON lines (plain, .gz, .zst) to documents, one line at a time.
+
+Field names are configurable (dotted paths reach into nested objects, e.g. `metadata.url`), with
+presets for the two common dump layouts:
+
+  dolma   {"id", "text", "created", "metadata": {"url"}}                (allenai/dolma)
+  ccnet   {"digest", "raw_content", "url", "date_download"}              (facebookresearch/cc_net,
+                                                                         ChineseWebText, WuDao-style)
+
+A line's bytes include its newline. Blank lines are not documents (counted under `blank_line`
+with docs=0); a line that is not UTF-8, not JSON, not an object, or has no text string is an error
+with docs=1.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+from pipeline.ingest.events import Broken, Document, Empty, Event, NotDocument
+from pipeline.ingest.streams import Decompressed
+
+
+@dataclass(frozen=True)
+class FieldMap:
+    text: str = "text"
+    id: str | None = "id"
+    url: str | None = "url"
+    date: str | None = None
+
+
+PRESETS = {
+    "dolma": FieldMap(text="text", id="id", url="metadata.url", date="created"),
+    "ccnet": FieldMap(text="raw_content", id="digest", url="url", date="date_download"),
+}
+
+
+def lookup(obj: dict, dotted: str | None) -> Any:
+    if not dotted:
+        return None
+    value: Any = obj
+    for key in dotted.split("."):
+        if not isinstance(value, dict):
+            return None
+        value = value.get(key)
+    return value
+
+
+def _as_str(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+class JsonlReader:
+    def __init__(self, stream: Decompressed, fields: FieldMap, max_record_bytes: int):
+        self.stream = stream
+        self.fields = fields
+        self.max_record_bytes = max_record_bytes
+
+    def __iter__(self) -> Iterator[Event]:
+        stream, fields = self.stream, self.fields
+        cut_reported = False
+        while not stream.at_end():
+            offset = stream.pos
+            line = stream.readline(self.max_record_bytes + 1)
+            if len(line) > self.max_record_bytes:
+                nbytes = len(line) + stream.skip_line_rest()
+                yield Broken("record_too_large", offset, f"line of {nbytes} bytes is over "
+                             f"ingest.max_record_bytes ({self.max_record_bytes}); skipped unread", nbytes)
+                continue
+            nbytes = len(line)
+            if not line.strip():
+                yield NotDocument("blank_line", nbytes, docs=0)
+                continue
+            if not line.endswith(b"\n") and (stream.truncated or stream.corrupt):
+                cut_reported = True
+                yield Broken(f"truncated_{stream.compression}", offset, stream.corrupt or
+                             "compressed data ends in the middle of this line", nbytes)
+                continue
+            try:
+                obj = json.loads(line.decode("utf-8"))
+            except UnicodeDecodeError as e:
+                yield Broken("invalid_utf8", offset, f"line is not UTF-8: {e}", nbytes)
+                continue
+            except ValueError as e:
+                yield Broken("invalid_json", offset, f"line is not JSON: {e}", nbytes)
+                continue
+            if not isinstance(obj, dict):
+                yield Broken("invalid_json", offset, f"expected a JSON object, got {type(obj).__name__}", nbytes)
+                continue
+            text = lookup(obj, fields.text)
+            if not isinstance(text, str):
+                yield Broken("missing_text", offset, f"field {fields.text!r} is missing or not a string "
+                             f"(keys: {', '.join(sorted(obj)[:20])})", nbytes)
+                continue
+            doc_id = _as_str(lookup(obj, fields.id))
+            url, date = _as_str(lookup(obj, fields.url)), _as_str(lookup(obj, fields.date))
+            if not text.strip():
+                yield Empty(doc_id, url, offset, date, nbytes, f"field {fields.text!r} is empty")
+            else:
+                yield Document(doc_id, text, url, offset, date, nbytes)
+        if stream.corrupt:
+            yield Broken(f"corrupt_{stream.compression}", stream.pos, stream.corrupt, stream.undecoded_bytes, docs=0)
+        elif stream.truncated and not cut_reported:
+            yield Broken(f"truncated_{stream.compression}", stream.pos,
+                         "compressed data ends in the middle of a member, after the last whole line", 0, docs=0)
+        elif stream.undecoded_bytes:
+            yield Broken("trailing_garbage", stream.pos, "bytes after the last compressed member do not decode",
+                         stream.undecoded_bytes, docs=0)

@@ -1,0 +1,236 @@
+"""An uncompressed, streaming view of one input file: plain, gzip or zstd.
+
+Gzip comes in two layouts in real dumps, and both read the same way here: one member per record
+(CommonCrawl, so a record can be fetched by offset) and one stream for the whole file. Data comes
+through in chunks of `CHUNK` bytes and decompression is bounded by the same size, so neither a
+5 GB file nor a highly compressible 300 MB record is ever held in memory.
+
+Offsets: `pos` counts uncompressed bytes. `source_offset(pos)` gives the offset a user can seek to:
+the gzip member's offset in the file when a member starts exactly there (one member per record),
+otherwise the uncompressed offset.
+"""
+from __future__ import annotations
+
+import zlib
+from collections import deque
+from typing import IO
+
+CHUNK = 1 << 20
+GZIP_MAGIC = b"\x1f\x8b"
+ZSTD_STEP = 1 << 16
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+
+
+def sniff_compression(head: bytes) -> str:
+    if head.startswith(GZIP_MAGIC):
+        return "gzip"
+    if head.startswith(ZSTD_MAGIC):
+        return "zstd"
+    return "plain"
+
+
+def expected_compression(path: str) -> str | None:
+    """What the file name promises (None: no promise, sniff the bytes)."""
+    name = path.lower()
+    if name.endswith((".gz", ".gzip")):
+        return "gzip"
+    if name.endswith(".zst"):
+        return "zstd"
+    return None
+
+
+class Decompressed:
+    """Read/readline over the uncompressed bytes of `raw`, counting the uncompressed position.
+
+    After the data runs out, `truncated` says the input ended inside a gzip member or zstd frame,
+    `corrupt` holds the decoder's complaint about invalid compressed data, and `undecoded_bytes`
+    counts the file's bytes that never decoded: from a corrupt member to the end of the file, or
+    bytes after the last member that are not gzip (all of these are errors for the reader to
+    report)."""
+
+    def __init__(self, raw: IO[bytes], compression: str):
+        self.raw = raw
+        self.compression = compression
+        self.pos = 0
+        self.truncated = False
+        self.corrupt: str | None = None
+        self.undecoded_bytes = 0
+        self._buf = bytearray()
+        self._off = 0  # read position inside _buf
+        self._done = False
+        self._raw_pos = 0  # compressed bytes taken from raw
+        self._pending = b""  # compressed bytes not yet given to the decoder
+        self._member = None  # zlib decoder of the current gzip member
+        self._member_starts: deque[tuple[int, int]] = deque()  # (uncompressed, compressed) offsets
+        self._produced = 0
+
+    # -- producing uncompressed bytes
+    def _read_raw(self) -> bytes:
+        # zstd cannot bound its output, so it gets small inputs
+        data = self.raw.read(CHUNK if self.compression != "zstd" else ZSTD_STEP)
+        self._raw_pos += len(data)
+        return data
+
+    def _emit(self, data: bytes) -> None:
+        self._buf += data
+        self._produced += len(data)
+
+    def _produce(self) -> None:
+        """Append at least one byte to the buffer, or set _done."""
+        if self.compression == "plain":
+            data = self._read_raw()
+            self._emit(data) if data else self._finish()
+        else:
+            self._produce_members()
+
+    def _new_member(self):
+        if self.compression == "gzip":
+            return zlib.decompressobj(31)
+        import zstandard
+
+        return zstandard.ZstdDecompressor().decompressobj()
+
+    def _decode(self, data: bytes) -> tuple[bytes, bytes]:
+        """(output, input left for the next call); zlib's output is bounded to CHUNK."""
+        if self.compression == "gzip":
+            out = self._member.decompress(data, CHUNK)
+            return out, self._member.unconsumed_tail
+        return self._member.decompress(data), b""
+
+    def _produce_members(self) -> None:
+        """Gzip members / zstd frames one after another, each decoded with bounded output."""
+        magic = GZIP_MAGIC if self.compression == "gzip" else ZSTD_MAGIC
+        while True:
+            if self._member is None:
+                if len(self._pending) < len(magic):
+                    self._pending += self._read_raw()
+                if not self._pending:
+                    return self._finish()
+                if not self._pending.startswith(magic):
+                    return self._give_up()
+                self._member = self._new_member()
+                self._member_starts.append((self._produced, self._raw_pos - len(self._pending)))
+            if not self._pending:
+                self._pending = self._read_raw()
+                if not self._pending:
+                    self.truncated = True
+                    return self._finish()
+            try:
+                out, self._pending = self._decode(self._pending)
+            except Exception as e:  # zlib.error, zstandard.ZstdError
+                member_start = self._member_starts[-1][1]
+                self.corrupt = f"invalid {self.compression} data in the member at file offset {member_start}: {e}"
+                self._pending = b""
+                self._give_up(self._raw_pos - member_start)
+                return
+            if self._member.eof:
+                self._pending = self._member.unused_data + self._pending
+                self._member = None
+            if out:
+                return self._emit(out)
+
+    def _give_up(self, already_read: int | None = None) -> None:
+        """Count the rest of the file as undecodable and stop."""
+        rest = len(self._pending) if already_read is None else already_read
+        while data := self._read_raw():
+            rest += len(data)
+        self.undecoded_bytes = rest
+        self._pending = b""
+        self._finish()
+
+    def _finish(self) -> None:
+        self._done = True
+
+    def _fill(self, want: int) -> bool:
+        """Buffer at least `want` unread bytes if the input has them; False when it does not."""
+        while len(self._buf) - self._off < want and not self._done:
+            self._produce()
+        return len(self._buf) - self._off >= want
+
+    def _take(self, n: int) -> bytes:
+        data = bytes(self._buf[self._off:self._off + n])
+        self._off += len(data)
+        self.pos += len(data)
+        if self._off > CHUNK:
+            del self._buf[:self._off]
+            self._off = 0
+        return data
+
+    # -- the file-like interface warcio's record loader uses
+    def read(self, n: int | None = None) -> bytes:
+        if n is None or n < 0:
+            raise ValueError("read() needs a size: inputs are streamed, never read whole")
+        self._fill(n)
+        return self._take(n)
+
+    def readline(self, limit: int | None = None) -> bytes:
+        """One line including its b"\\n", at most `limit` bytes."""
+        start = self._off
+        while True:
+            end = self._buf.find(b"\n", start)
+            if end >= 0:
+                n = end + 1 - self._off
+                break
+            available = len(self._buf) - self._off
+            if limit is not None and available >= limit:
+                n = limit
+                break
+            start = len(self._buf)
+            if not self._fill(available + 1):
+                n = len(self._buf) - self._off
+                break
+        return self._take(n if limit is None else min(n, limit))
+
+    def tell(self) -> int:
+        return self.pos
+
+    def close(self) -> None:
+        self.raw.close()
+
+    # -- helpers for readers
+    def peek(self, n: int) -> bytes:
+        self._fill(n)
+        return bytes(self._buf[self._off:self._off + n])
+
+    def at_end(self) -> bool:
+        return not self._fill(1)
+
+    def skip(self, n: int) -> int:
+        """Discard up to n bytes without holding them; returns how many there were."""
+        skipped = 0
+        while skipped < n and self._fill(1):
+            skipped += len(self._take(min(n - skipped, CHUNK)))
+        return skipped
+
+    def skip_line_rest(self) -> int:
+        """Discard up to and including the next b"\\n" (a line of any length)."""
+        skipped = 0
+        while True:
+            line = self.readline(CHUNK)
+            skipped += len(line)
+            if not line or line.endswith(b"\n"):
+                return skipped
+
+    def skip_newlines(self) -> int:
+        skipped = 0
+        while self._fill(1) and self._buf[self._off] in b"\r\n":
+            skipped += len(self._take(1))
+        return skipped
+
+    def skip_to_line_starting(self, prefix: bytes) -> int:
+        """Discard bytes until a line that starts with `prefix` (left unread) or the end."""
+        skipped = 0
+        while self._fill(len(prefix) + 1):
+            if self._buf.startswith(prefix, self._off):
+                return skipped
+            skipped += self.skip_line_rest()
+        return skipped + self.skip(CHUNK) if not self.at_end() else skipped
+
+    def source_offset(self, pos: int) -> int:
+        """The seekable offset of uncompressed position `pos` (see module docstring); forgets
+        member starts before `pos`, so call it with increasing positions."""
+        while self._member_starts and self._member_starts[0][0] < pos:
+            self._member_starts.popleft()
+        if self._member_starts and self._member_starts[0][0] == pos:
+            return self._member_starts[0][1]
+        return pos

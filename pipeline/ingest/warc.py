@@ -1,0 +1,188 @@
+"""WARC and WET records to documents, streamed through warcio's record loader.
+
+Documents: `response` records (HTTP payload, HTML to main text), `resource` records holding HTML,
+and WET `conversion` records (already plain text). Everything else is counted, never written:
+`warcinfo`, `warc_request`, `metadata`, `revisit`, `continuation`; responses with a non-2xx status
+(`http_3xx`, ...); payloads that are not HTML (`non_html_image`, `non_html_css`, `non_html_js`,
+`non_html_pdf`, ...).
+
+A record's bytes run from its `WARC/` line to the next record (trailing CRLFs included), counted
+uncompressed. After a header that does not parse, reading resumes at the next line starting with
+`WARC/`, so the records after a corrupt one are still read.
+"""
+from __future__ import annotations
+
+import traceback
+from typing import Iterator
+
+from warcio.exceptions import ArchiveLoadFailed
+from warcio.recordloader import ArcWarcRecordLoader
+from warcio.statusandheaders import StatusAndHeadersParserException
+
+from pipeline.ingest import charset
+from pipeline.ingest.events import Broken, Document, Empty, Event, NotDocument
+from pipeline.ingest.html import html_to_text
+from pipeline.ingest.streams import CHUNK, Decompressed
+
+NON_DOCUMENT_TYPES = {"warcinfo": "warcinfo", "request": "warc_request", "metadata": "metadata",
+                      "revisit": "revisit", "continuation": "continuation"}
+DOCUMENT_TYPES = ("response", "resource", "conversion")
+
+# MIME type -> the kind named in the drop reason (non_html_<kind>); checked in order, by substring.
+MIME_KINDS = (("html", "html"), ("xhtml", "html"), ("image/", "image"), ("css", "css"),
+              ("javascript", "js"), ("ecmascript", "js"), ("pdf", "pdf"), ("json", "json"),
+              ("xml", "xml"), ("rss", "xml"), ("atom", "xml"), ("video/", "media"), ("audio/", "media"),
+              ("font", "font"), ("text/dns", "dns"), ("text/plain", "text"), ("zip", "archive"),
+              ("octet-stream", "binary"))
+SNIFF = ((b"<!doctype html", "html"), (b"<html", "html"), (b"<head", "html"), (b"<body", "html"),
+         (b"%pdf", "pdf"), (b"\x89png", "image"), (b"gif8", "image"), (b"\xff\xd8\xff", "image"))
+
+
+class RecordTooLarge(Exception):
+    pass
+
+
+def payload_kind(content_type: str | None, head: bytes) -> str:
+    """What a payload is, by its declared MIME type, else by its first bytes."""
+    mime = (content_type or "").split(";")[0].strip().lower()
+    for needle, kind in MIME_KINDS:
+        if needle in mime and kind != "binary":
+            return kind
+    start = head.lstrip()[:64].lower()
+    for magic, kind in SNIFF:
+        if start.startswith(magic):
+            return kind
+    return "binary" if mime in ("", "application/octet-stream") else "other"
+
+
+def read_bounded(stream, limit: int) -> bytes:
+    """Read a payload to its end; RecordTooLarge beyond `limit` bytes (decoded payloads can grow)."""
+    parts, total = [], 0
+    while data := stream.read(CHUNK):
+        total += len(data)
+        if total > limit:
+            raise RecordTooLarge(f"payload exceeds {limit} bytes")
+        parts.append(data)
+    return b"".join(parts)
+
+
+def end_of_data_reason(stream: Decompressed) -> str:
+    if stream.corrupt:
+        return "corrupt_gzip" if stream.compression == "gzip" else "corrupt_zstd"
+    if stream.truncated:
+        return "truncated_gzip" if stream.compression == "gzip" else "truncated_zstd"
+    return "truncated_record"
+
+
+class WarcReader:
+    """Events for every record of one WARC or WET stream."""
+
+    def __init__(self, stream: Decompressed, max_record_bytes: int):
+        self.stream = stream
+        self.max_record_bytes = max_record_bytes
+        self.loader = ArcWarcRecordLoader(verify_http=False)
+
+    def __iter__(self) -> Iterator[Event]:
+        stream = self.stream
+        cut_record_reported = False
+        stream.skip_newlines()
+        while not stream.at_end():
+            start = stream.pos
+            offset = stream.source_offset(start)
+            try:
+                record = self.loader.parse_record_stream(stream, known_format="warc", no_record_parse=True)
+                length_ok = record.length is not None and int(record.rec_headers.get_header("Content-Length")) >= 0
+            except (ArchiveLoadFailed, StatusAndHeadersParserException, EOFError, ValueError, TypeError) as e:
+                stream.skip_to_line_starting(b"WARC/")
+                yield Broken("corrupt_header", offset, f"not a WARC record header: {str(e).strip()[:500]}",
+                             stream.pos - start, docs=0)
+                continue
+            if not length_ok:
+                rid = record_id(record)
+                stream.skip_to_line_starting(b"WARC/")
+                yield Broken("corrupt_header", offset, "WARC record without a valid Content-Length",
+                             stream.pos - start, doc_id=rid)
+                continue
+            event = self._record(record, offset)
+            cut = record.raw_stream.limit > 0  # the data ended before Content-Length bytes
+            stream.skip_newlines()
+            event.nbytes = stream.pos - start
+            if cut:
+                cut_record_reported = True
+                event = Broken(end_of_data_reason(stream), offset,
+                               f"record cut short: {record.raw_stream.limit} of {record.length} content bytes missing",
+                               event.nbytes, doc_id=record_id(record))
+            yield event
+        yield from self._end_of_stream(cut_record_reported)
+
+    def _end_of_stream(self, cut_record_reported: bool) -> Iterator[Event]:
+        stream = self.stream
+        if stream.corrupt:
+            yield Broken(end_of_data_reason(stream), stream.pos, stream.corrupt, stream.undecoded_bytes, docs=0)
+        elif stream.truncated and not cut_record_reported:
+            yield Broken(end_of_data_reason(stream), stream.pos,
+                         "compressed data ends in the middle of a member, after the last whole record", 0, docs=0)
+        elif stream.undecoded_bytes:
+            yield Broken("trailing_garbage", stream.pos, "bytes after the last gzip member are not gzip",
+                         stream.undecoded_bytes, docs=0)
+
+    def _record(self, record, offset: int) -> Event:
+        """The event for one record, reading its content (the caller fixes `nbytes`)."""
+        rid = record_id(record)
+        try:
+            if record.rec_type in NON_DOCUMENT_TYPES:
+                event = NotDocument(NON_DOCUMENT_TYPES[record.rec_type], 0)
+            elif record.rec_type not in DOCUMENT_TYPES:
+                event = NotDocument(f"warc_{record.rec_type or 'untyped'}", 0)
+            elif record.length > self.max_record_bytes:
+                event = Broken("record_too_large", offset, f"record of {record.length} bytes is over "
+                               f"ingest.max_record_bytes ({self.max_record_bytes}); skipped unread", 0, doc_id=rid)
+            else:
+                event = self._document(record, rid, offset)
+        except RecordTooLarge as e:
+            event = Broken("record_too_large", offset, str(e), 0, doc_id=rid)
+        except Exception:  # a payload no library could read: keep going with the next record
+            event = Broken("unreadable_record", offset, traceback.format_exc(), 0, doc_id=rid)
+        while record.raw_stream.read(CHUNK):  # the rest of the record, never held
+            pass
+        return event
+
+    def _document(self, record, rid: str, offset: int) -> Event:
+        headers = record.rec_headers
+        url = headers.get_header("WARC-Target-URI")
+        date = headers.get_header("WARC-Date")
+        if record.rec_type == "conversion":
+            payload = read_bounded(record.raw_stream, self.max_record_bytes)
+            text, _ = charset.decode(payload, record.content_type, default="utf-8")
+            text = "\n".join(line.strip() for line in text.splitlines() if line.strip())
+            detail = "conversion record with no text"
+        else:
+            content_type = record.content_type
+            if record.rec_type == "response" and url and url.startswith(("http:", "https:")):
+                try:
+                    record.http_headers = self.loader.load_http_headers("response", url, record.raw_stream,
+                                                                        record.length)
+                except (StatusAndHeadersParserException, EOFError, ValueError) as e:
+                    return Broken("corrupt_http_header", offset, f"HTTP headers do not parse: {e}", 0, doc_id=rid)
+                if record.http_headers is not None:
+                    status = record.http_headers.get_statuscode() or ""
+                    if not status.startswith("2"):
+                        return NotDocument(f"http_{status[:1] or 'no_status'}xx", 0)
+                    content_type = record.http_headers.get_header("Content-Type")
+            body = record.content_stream()
+            head = body.read(512)
+            kind = payload_kind(content_type, head)
+            if kind != "html":
+                return NotDocument(f"non_html_{kind}", 0)
+            payload = head + read_bounded(body, self.max_record_bytes - len(head))
+            html, _ = charset.decode(payload, content_type)
+            text = html_to_text(html)
+            detail = "no main text in the HTML"
+        if not text:
+            return Empty(rid, url, offset, date, 0, detail)
+        return Document(rid, text, url, offset, date, 0)
+
+
+def record_id(record) -> str | None:
+    rid = record.rec_headers.get_header("WARC-Record-ID")
+    return rid.strip().strip("<>") if rid else None
