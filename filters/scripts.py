@@ -74,6 +74,16 @@ def script_counts(text: str) -> dict[str, int]:
     return {_NAMES[i]: int(counts[i]) for i in range(1, _OTHER + 1) if counts[i]}
 
 
+def script_bytes(text: str) -> dict[str, int]:
+    """UTF-8 bytes of the letters of each script: a Han, kana or Hangul character (one syllable,
+    3 bytes) then weighs about as much as a short Latin syllable, which is fairer than character
+    counts when comparing how much of a line each script holds."""
+    points = _code_points(text)
+    utf8_length = 1 + (points >= 0x80).astype(np.uint8) + (points >= 0x800) + (points >= 0x10000)
+    weights = np.bincount(_script_table()[points], weights=utf8_length, minlength=_SPACE + 1)
+    return {_NAMES[i]: int(weights[i]) for i in range(1, _OTHER + 1) if weights[i]}
+
+
 def han_ratio(text: str) -> float:
     """Han characters / non-whitespace characters (punctuation and digits count in the denominator,
     as in ChineseWebText's "proportion of Chinese characters")."""
