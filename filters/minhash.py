@@ -1,0 +1,368 @@
+"""MinHash signatures for near-duplicate detection: normalization, shingles, signatures, LSH bands.
+
+Pure document logic (no engine imports). The pieces, in the order a document meets them:
+
+* Normalization. English (and every non-Chinese language) as FineWeb/datatrove's `simplify_text`:
+  lowercase, numbers -> "0", punctuation -> space, whitespace collapsed, accents stripped.
+  Chinese: Traditional -> Simplified, width folding and punctuation folding (`filters.normalize`),
+  then the same lowercase/number/punctuation rules, so Traditional and Simplified copies of a page
+  and copies that differ only in punctuation style produce the same shingles.
+* Shingles. English: word 5-grams (FineWeb). Chinese: character n-grams or jieba word n-grams
+  (`zh_tokens`). A document shorter than one shingle is shingled whole (one shingle), so two
+  unrelated short documents share nothing.
+* Hash. `shingle_hash32(shingle_utf8)`: a polynomial hash of the shingle's UTF-8 bytes modulo 2^64
+  finished with the MurmurHash3 64-bit finalizer, top 32 bits. Being polynomial, the hash of every
+  substring of a batch comes from two prefix sums, so all shingles of a batch hash in a few numpy
+  passes instead of one Python call each; `shingle_hash32` is the same function for one shingle,
+  which makes `datasketch.MinHash(hashfunc=shingle_hash32)` an exact oracle.
+* Signatures: datasketch's default "affine32" scheme (MurmurHash3 32-bit pre-mix, then
+  a_k * h + b_k mod 2^32 with datasketch's permutation parameters for a seed), vectorised over a
+  whole batch of documents.
+* Bands: `optimal_bands` is datasketch's `_optimal_param` (the b x r minimising the weighted
+  false-positive and false-negative areas); `band_hashes` turns a signature into one 64-bit bucket
+  key per band.
+"""
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from typing import Literal, Sequence
+
+import numpy as np
+
+from filters.normalize import fold_punctuation, fold_width, to_simplified
+
+# ---------------------------------------------------------------------------------------------
+# Normalization
+
+_NUMBERS = re.compile(r"\d+(?:\.\d+)?")  # datatrove's NUMBERS_PATTERN: "3.14" and "2024" -> "0"
+_NON_WORD = re.compile(r"[\W_]+")  # punctuation, symbols and whitespace runs
+
+
+def _strip_accents(text: str) -> str:
+    if text.isascii():
+        return text
+    return "".join(c for c in unicodedata.normalize("NFD", text) if unicodedata.category(c) != "Mn")
+
+
+def normalize_words(text: str) -> str:
+    """FineWeb-style simplified text: lowercase words of letters and "0"s separated by one space."""
+    text = _NUMBERS.sub("0", text.lower())
+    return _strip_accents(_NON_WORD.sub(" ", text).strip())
+
+
+def normalize_chinese(text: str) -> str:
+    """Simplified, width- and punctuation-folded Chinese; runs of punctuation/space become one space."""
+    return normalize_words(fold_punctuation(fold_width(to_simplified(text))))
+
+
+def is_chinese(lang: str | None) -> bool:
+    return bool(lang) and (lang == "zh" or lang.startswith(("zh-", "zh_", "cmn")))
+
+
+# ---------------------------------------------------------------------------------------------
+# Tokens and shingles
+
+ZhTokens = Literal["char", "word"]
+
+
+@dataclass(frozen=True)
+class Shingling:
+    """How documents become shingles. Defaults: FineWeb's word 5-grams for English; Chinese
+    character 5-grams (chosen by bench/dedup_quality.py, see docs/benchmarks.md)."""
+
+    en_ngram: int = 5
+    zh_tokens: ZhTokens = "char"
+    zh_ngram: int = 5
+
+    def __post_init__(self):
+        if self.en_ngram < 1 or self.zh_ngram < 1:
+            raise ValueError(f"n-gram sizes must be >= 1, got en_ngram={self.en_ngram}, zh_ngram={self.zh_ngram}")
+        if self.zh_tokens not in ("char", "word"):
+            raise ValueError(f"zh_tokens must be 'char' or 'word', got {self.zh_tokens!r}")
+
+    def token_string(self, text: str | None, lang: str | None) -> tuple[str, bool]:
+        """(tokens as one string, word_mode). Word mode: tokens separated by single spaces;
+        character mode: every character is a token, no separators."""
+        text = text or ""
+        if not is_chinese(lang):
+            return normalize_words(text), True
+        folded = normalize_chinese(text)
+        if self.zh_tokens == "char":
+            return folded.replace(" ", ""), False
+        return " ".join(t for t in _jieba_cut(folded) if not t.isspace()), True
+
+    def ngram(self, lang: str | None) -> int:
+        return self.zh_ngram if is_chinese(lang) else self.en_ngram
+
+    def shingles(self, text: str | None, lang: str | None) -> list[str]:
+        """The document's shingles as strings (the slow reference path; tests and baselines)."""
+        tokens_str, word_mode = self.token_string(text, lang)
+        tokens = tokens_str.split(" ") if word_mode else list(tokens_str)
+        tokens = [t for t in tokens if t]
+        n = self.ngram(lang)
+        sep = " " if word_mode else ""
+        if not tokens:
+            return []
+        if len(tokens) < n:
+            return [sep.join(tokens)]
+        return [sep.join(tokens[i:i + n]) for i in range(len(tokens) - n + 1)]
+
+
+_JIEBA = None
+
+
+def _jieba_cut(text: str) -> list[str]:
+    """jieba's precise mode without HMM (deterministic, ~1.6x faster); one tokenizer per process."""
+    global _JIEBA
+    if _JIEBA is None:
+        import logging
+
+        import jieba
+
+        jieba.setLogLevel(logging.WARNING)
+        jieba.initialize()
+        _JIEBA = jieba
+    return _JIEBA.lcut(text, HMM=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# The shingle hash
+
+_U64 = np.uint64
+_MASK64 = (1 << 64) - 1
+_BASE = 0x100000001B3  # FNV-1 64-bit prime: odd, so invertible modulo 2^64
+_BASE_INV = pow(_BASE, -1, 1 << 64)
+
+
+def _fmix64_int(h: int) -> int:
+    h ^= h >> 33
+    h = (h * 0xFF51AFD7ED558CCD) & _MASK64
+    h ^= h >> 33
+    h = (h * 0xC4CEB9FE1A85EC53) & _MASK64
+    return h ^ (h >> 33)
+
+
+def _fmix64(h: np.ndarray) -> np.ndarray:
+    h = h ^ (h >> _U64(33))
+    h = h * _U64(0xFF51AFD7ED558CCD)
+    h = h ^ (h >> _U64(33))
+    h = h * _U64(0xC4CEB9FE1A85EC53)
+    return h ^ (h >> _U64(33))
+
+
+def shingle_hash64(data: bytes) -> int:
+    """sum((byte_j + 1) * BASE^j) mod 2^64, then MurmurHash3's fmix64. (+1 so NUL bytes count.)"""
+    h, p = 0, 1
+    for byte in data:
+        h = (h + (byte + 1) * p) & _MASK64
+        p = (p * _BASE) & _MASK64
+    return _fmix64_int(h)
+
+
+def shingle_hash32(data: bytes) -> int:
+    """The 32-bit shingle hash fed to MinHash (pass it to datasketch as `hashfunc`)."""
+    return shingle_hash64(data) >> 32
+
+
+class _PowerTable:
+    """BASE^j and BASE^-j modulo 2^64 for j < size, grown on demand and kept per process."""
+
+    def __init__(self):
+        self.pow = np.ones(1, _U64)
+        self.inv = np.ones(1, _U64)
+
+    def ensure(self, size: int) -> None:
+        if size <= len(self.pow):
+            return
+        size = max(size, 2 * len(self.pow))
+        with np.errstate(over="ignore"):
+            self.pow = np.cumprod(np.full(size, _BASE, _U64)) * _U64(_BASE_INV)  # BASE^0 .. BASE^(size-1)
+            self.inv = np.cumprod(np.full(size, _BASE_INV, _U64)) * _U64(_BASE)
+
+
+_POWERS = _PowerTable()
+
+
+@dataclass
+class ShingleBatch:
+    """Every shingle of a batch of documents: `hashes64[i]` belongs to document `doc[i]` (sorted)."""
+
+    hashes64: np.ndarray  # uint64, fmix64 of the polynomial hash
+    doc: np.ndarray  # int64 document index within the batch, non-decreasing
+    n_docs: int
+
+    @property
+    def hashes32(self) -> np.ndarray:
+        return (self.hashes64 >> _U64(32)).astype(np.uint32)
+
+    def counts(self) -> np.ndarray:
+        return np.bincount(self.doc, minlength=self.n_docs)
+
+
+def _token_spans(buf: np.ndarray, word_mode: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Start and end byte offsets of the tokens in `buf` (documents separated by one space)."""
+    is_space = buf == 32
+    if word_mode:
+        edges = np.diff(np.concatenate([[True], is_space, [True]]).astype(np.int8))
+        return np.flatnonzero(edges == -1), np.flatnonzero(edges == 1)
+    leads = np.flatnonzero((buf & 0xC0) != 0x80)  # first byte of every UTF-8 character
+    ends = np.append(leads[1:], len(buf))
+    keep = ~is_space[leads]
+    return leads[keep], ends[keep]
+
+
+def _shingle_batch(token_strings: Sequence[str], word_mode: bool, n: int) -> ShingleBatch:
+    n_docs = len(token_strings)
+    encoded = [s.encode("utf-8") for s in token_strings]
+    doc_starts = np.zeros(n_docs, np.int64)
+    if n_docs:
+        doc_starts[1:] = np.cumsum([len(e) + 1 for e in encoded[:-1]])
+    buf = np.frombuffer(b" ".join(encoded), np.uint8)
+    tok_start, tok_end = _token_spans(buf, word_mode)
+    tok_doc = np.searchsorted(doc_starts, tok_start, side="right") - 1
+    per_doc = np.bincount(tok_doc, minlength=n_docs)
+    first = np.concatenate([[0], np.cumsum(per_doc)[:-1]]) if n_docs else np.zeros(0, np.int64)
+    local = np.arange(len(tok_start)) - first[tok_doc]
+    full = np.flatnonzero(local + n - 1 < per_doc[tok_doc])  # n-grams that fit in their document
+    short = np.flatnonzero((per_doc > 0) & (per_doc < n))  # documents shorter than one shingle: whole
+    starts = np.concatenate([tok_start[full], tok_start[first[short]]])
+    ends = np.concatenate([tok_end[full + n - 1], tok_end[first[short] + per_doc[short] - 1]])
+    docs = np.concatenate([tok_doc[full], short])
+    order = np.argsort(docs, kind="stable")
+    starts, ends, docs = starts[order], ends[order], docs[order]
+
+    _POWERS.ensure(len(buf) + 1)
+    with np.errstate(over="ignore"):
+        prefix = np.zeros(len(buf) + 1, _U64)
+        np.cumsum((buf.astype(_U64) + _U64(1)) * _POWERS.pow[:len(buf)], out=prefix[1:])
+        raw = (prefix[ends] - prefix[starts]) * _POWERS.inv[starts]
+        hashes = _fmix64(raw)
+    return ShingleBatch(hashes, docs.astype(np.int64), n_docs)
+
+
+# ---------------------------------------------------------------------------------------------
+# Signatures
+
+
+def _fmix32(h: np.ndarray) -> np.ndarray:
+    h = h ^ (h >> np.uint32(16))
+    h = h * np.uint32(0x85EBCA6B)
+    h = h ^ (h >> np.uint32(13))
+    h = h * np.uint32(0xC2B2AE35)
+    return h ^ (h >> np.uint32(16))
+
+
+def permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """datasketch's affine32 permutation parameters (a odd, b) for `num_perm` and `seed`."""
+    gen = np.random.RandomState(seed)
+    a = gen.randint(0, 1 << 31, num_perm, dtype=np.uint32) * np.uint32(2) + np.uint32(1)
+    b = gen.randint(0, 1 << 32, num_perm, dtype=np.uint32)
+    return a, b
+
+
+EMPTY_HASH = np.uint32(0xFFFFFFFF)  # a signature slot no shingle reached
+
+
+class MinHasher:
+    """Shingles and MinHash signatures of batches of documents.
+
+    `signatures(texts, langs)` equals, row by row, `datasketch.MinHash(num_perm, seed,
+    hashfunc=shingle_hash32)` updated with `shingling.shingles(text, lang)` encoded as UTF-8."""
+
+    CHUNK = 1024  # shingles per permutation block: 1024 x 128 x 4 B = 512 KiB, stays in cache
+
+    def __init__(self, num_perm: int = 128, seed: int = 1, shingling: Shingling = Shingling()):
+        self.num_perm = num_perm
+        self.seed = seed
+        self.shingling = shingling
+        self.a, self.b = permutations(num_perm, seed)
+
+    def shingle_hashes(self, texts: Sequence[str | None], langs: Sequence[str | None]) -> ShingleBatch:
+        """All shingle hashes of a batch, grouped by document (in input order)."""
+        groups: dict[tuple[bool, int], list[int]] = {}
+        token_strings = []
+        for i, (text, lang) in enumerate(zip(texts, langs)):
+            s, word_mode = self.shingling.token_string(text, lang)
+            token_strings.append(s)
+            groups.setdefault((word_mode, self.shingling.ngram(lang)), []).append(i)
+        parts_h, parts_d = [], []
+        for (word_mode, n), idx in sorted(groups.items()):
+            sb = _shingle_batch([token_strings[i] for i in idx], word_mode, n)
+            parts_h.append(sb.hashes64)
+            parts_d.append(np.asarray(idx, np.int64)[sb.doc])
+        if not parts_h:
+            return ShingleBatch(np.zeros(0, _U64), np.zeros(0, np.int64), len(token_strings))
+        hashes, docs = np.concatenate(parts_h), np.concatenate(parts_d)
+        order = np.argsort(docs, kind="stable")
+        return ShingleBatch(hashes[order], docs[order], len(token_strings))
+
+    def signatures_of(self, shingles: ShingleBatch) -> np.ndarray:
+        """(n_docs, num_perm) uint32; a document without shingles keeps EMPTY_HASH everywhere."""
+        sig = np.full((shingles.n_docs, self.num_perm), EMPTY_HASH, np.uint32)
+        hv = _fmix32(shingles.hashes32)
+        block = np.empty((self.CHUNK, self.num_perm), np.uint32)
+        for lo in range(0, len(hv), self.CHUNK):
+            block_docs = shingles.doc[lo:lo + self.CHUNK]
+            phv = block[:len(block_docs)]
+            np.multiply(hv[lo:lo + self.CHUNK, None], self.a, out=phv)  # wraps modulo 2^32, as datasketch
+            np.add(phv, self.b, out=phv)
+            seg = np.flatnonzero(np.concatenate([[True], block_docs[1:] != block_docs[:-1]]))
+            docs = block_docs[seg]
+            sig[docs] = np.minimum(sig[docs], np.minimum.reduceat(phv, seg, axis=0))
+        return sig
+
+    def signatures(self, texts: Sequence[str | None], langs: Sequence[str | None]) -> np.ndarray:
+        return self.signatures_of(self.shingle_hashes(texts, langs))
+
+
+# ---------------------------------------------------------------------------------------------
+# LSH bands
+
+
+def _lsh_error_areas(threshold: float, num_perm: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """For every (b, r) with b * r <= num_perm: the false-positive area (integral of the candidate
+    probability 1-(1-s^r)^b over s in [0, threshold]) and the false-negative area (integral of its
+    complement over [threshold, 1]), by 64-point Gauss-Legendre quadrature."""
+    bands, rows = zip(*[(b, r) for b in range(1, num_perm + 1) for r in range(1, num_perm // b + 1)])
+    b = np.array(bands, float)[:, None]
+    r = np.array(rows, float)[:, None]
+    x, w = np.polynomial.legendre.leggauss(64)
+
+    def area(lo: float, hi: float, positive: bool) -> np.ndarray:
+        s = (hi - lo) / 2 * x + (hi + lo) / 2
+        p = 1 - (1 - s[None, :] ** r) ** b
+        return ((p if positive else 1 - p) * w).sum(axis=1) * (hi - lo) / 2
+
+    return np.array(bands), np.array(rows), area(0.0, threshold, True), area(threshold, 1.0, False)
+
+
+def optimal_bands(threshold: float, num_perm: int, false_positive_weight: float = 0.5,
+                  false_negative_weight: float = 0.5) -> tuple[int, int]:
+    """(bands, rows) minimising fp_weight * FP area + fn_weight * FN area: datasketch's
+    `MinHashLSH._optimal_param`, with the first (smallest b, then r) minimum winning ties like it."""
+    if not 0.0 < threshold < 1.0:
+        raise ValueError(f"threshold must be in (0, 1), got {threshold}")
+    bands, rows, fp, fn = _lsh_error_areas(threshold, num_perm)
+    best = int(np.argmin(fp * false_positive_weight + fn * false_negative_weight))
+    return int(bands[best]), int(rows[best])
+
+
+def candidate_probability(similarity: float, bands: int, rows: int) -> float:
+    """Probability that two documents of this Jaccard similarity share at least one band."""
+    return 1.0 - (1.0 - similarity ** rows) ** bands
+
+
+def band_hashes(signatures: np.ndarray, bands: int, rows: int) -> np.ndarray:
+    """(n_docs, bands) int64 bucket keys: a 64-bit hash of each band's `rows` signature values."""
+    n = signatures.shape[0]
+    if bands * rows > signatures.shape[1]:
+        raise ValueError(f"{bands} bands x {rows} rows need {bands * rows} permutations, "
+                         f"the signatures have {signatures.shape[1]}")
+    cells = signatures[:, :bands * rows].reshape(n, bands, rows).astype(_U64)
+    with np.errstate(over="ignore"):
+        h = np.full((n, bands), _U64(rows), _U64)
+        for k in range(rows):
+            h = (h ^ cells[:, :, k]) * _U64(_BASE)
+        return _fmix64(h).view(np.int64)

@@ -1,0 +1,1 @@
+"""Dedup stage internals: the map passes and the Spark and Beam clustering (see pipeline/stages/dedup.py)."""

@@ -1,0 +1,254 @@
+"""The two map passes of the dedup stage, the same on every engine.
+
+1. `SignatureTask`: one task per upstream part. For every document: its node number
+   (part << 32 | row, stable and ordered like the input), exact-duplicate keys (normalized text,
+   URL), length and quality score for the survivor rule, MinHash LSH band keys and, when
+   candidates are verified, the set of shingle hashes. Written to `<work>/signatures/part-N.parquet`.
+2. `AssignmentTask`: one task per upstream part. Joins the part with its slice of the cluster
+   assignment table (`<work>/assign/part=N/`, written by the engine) and writes the stage output:
+   survivors and singletons to data/ with `dup_cluster_id`/`dup_cluster_size`, duplicates to
+   rejected/<reason>/ with the survivor's id, unreadable rows to errors/.
+
+Between them the engine (Spark: `spark_dedup`, Beam: `beam_dedup`) turns signatures into
+assignments: only documents in a cluster of two or more appear in the assignment table.
+"""
+from __future__ import annotations
+
+import hashlib
+import traceback
+import unicodedata
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from filters.minhash import MinHasher, Shingling, band_hashes
+from pipeline import storage
+from pipeline.stage import UnitWriter
+
+ROW_BITS = 32  # node = part << 32 | row: up to 4 billion rows per part, 2 billion parts
+
+SIGNATURE_SCHEMA = pa.schema([
+    ("node", pa.int64()),
+    ("part", pa.int32()),
+    ("row", pa.int64()),
+    ("id", pa.string()),
+    ("text_key", pa.int64()),  # hash of the whitespace-normalized text
+    ("url_key", pa.int64()),  # hash of the URL; null without one
+    ("length", pa.int64()),  # characters
+    ("q_score", pa.float64()),  # quality score (0 when the upstream has none)
+    ("n_shingles", pa.int32()),
+    ("bands", pa.list_(pa.int64())),  # one bucket key per band; null when not shingled
+    ("shingles", pa.list_(pa.int64())),  # sorted distinct shingle hashes, only when verifying
+    ("error", pa.string()),  # why the row could not be processed; null when fine
+])
+
+ASSIGNMENT_SCHEMA = pa.schema([
+    ("row", pa.int64()),
+    ("cluster_id", pa.string()),  # the survivor's id
+    ("cluster_size", pa.int64()),
+    ("reason", pa.string()),  # null for the survivor; dup_exact, dup_url or dup_near
+])
+
+REASON_EXACT, REASON_URL, REASON_NEAR = "dup_exact", "dup_url", "dup_near"
+
+
+@dataclass(frozen=True)
+class DedupParams:
+    """What the map passes need from the config (picklable, small)."""
+
+    exact: bool
+    url: bool
+    near: bool
+    verify: bool
+    num_perm: int
+    seed: int
+    bands: int
+    rows: int
+    shingling: Shingling
+
+
+def _key64(data: str) -> int:
+    return int.from_bytes(hashlib.blake2b(data.encode("utf-8", "surrogatepass"), digest_size=8).digest(),
+                          "little", signed=True)
+
+
+def text_key(text: str | None) -> int:
+    """Exact-duplicate key: Unicode NFC, whitespace runs collapsed, ends stripped."""
+    return _key64(" ".join(unicodedata.normalize("NFC", text or "").split()))
+
+
+def url_key(url: str | None) -> int | None:
+    """Same-URL key: the URL without surrounding spaces and #fragment; None when there is none."""
+    url = (url or "").strip().split("#", 1)[0]
+    return _key64(url) if url else None
+
+
+_HASHER: dict[tuple, MinHasher] = {}
+
+
+def _hasher(p: DedupParams) -> MinHasher:
+    key = (p.num_perm, p.seed, p.shingling)
+    if key not in _HASHER:  # once per worker process: permutations are drawn from the seed
+        _HASHER[key] = MinHasher(p.num_perm, p.seed, p.shingling)
+    return _HASHER[key]
+
+
+def signature_rows(batch: pa.RecordBatch, part: int, first_row: int, p: DedupParams) -> dict[str, list]:
+    """The signature table's columns for one batch of documents (raises on bad input)."""
+    n = batch.num_rows
+    names = batch.schema.names
+    texts = batch.column("text").to_pylist()
+    langs = batch.column("lang").to_pylist() if "lang" in names else [None] * n
+    urls = batch.column("url").to_pylist() if "url" in names else [None] * n
+    q = (pc.fill_null(batch.column("q_score").cast(pa.float64()), 0.0).to_pylist()
+         if "q_score" in names else [0.0] * n)
+    rows = np.arange(first_row, first_row + n, dtype=np.int64)
+    cols: dict[str, list] = {
+        "node": ((np.int64(part) << ROW_BITS) | rows).tolist(),
+        "part": [part] * n,
+        "row": rows.tolist(),
+        "id": batch.column("id").to_pylist(),
+        "text_key": [text_key(t) for t in texts],
+        "url_key": [url_key(u) for u in urls],
+        "length": [len(t or "") for t in texts],
+        "q_score": q,
+        "n_shingles": [0] * n,
+        "bands": [None] * n,
+        "shingles": [None] * n,
+        "error": [None] * n,
+    }
+    if p.near:
+        hasher = _hasher(p)
+        shingles = hasher.shingle_hashes(texts, langs)
+        counts = shingles.counts()
+        keys = band_hashes(hasher.signatures_of(shingles), p.bands, p.rows)
+        cols["n_shingles"] = counts.tolist()
+        cols["bands"] = [k.tolist() if c else None for k, c in zip(keys, counts)]
+        if p.verify:
+            bounds = np.concatenate([[0], np.cumsum(counts)])
+            h = shingles.hashes64.view(np.int64)
+            cols["shingles"] = [np.unique(h[bounds[i]:bounds[i + 1]]).tolist() if counts[i] else None
+                                for i in range(n)]
+    return cols
+
+
+@dataclass
+class SignatureTask:
+    """Engine task: (part index, upstream Parquet path) -> <sig_dir>/part-N.parquet; returns counts."""
+
+    params: DedupParams
+    sig_dir: str
+    batch_size: int = 1024
+
+    def __call__(self, indexed_unit: tuple[int, str]) -> dict:
+        part, path = indexed_unit
+        sink = storage.ParquetSink(storage.join(self.sig_dir, f"part-{part:05d}.parquet"), SIGNATURE_SCHEMA)
+        row = errors = 0
+        try:
+            for batch in pq.ParquetFile(storage.open_input(path)).iter_batches(batch_size=self.batch_size):
+                sink.write(self._guarded(batch, part, row))
+                row += batch.num_rows
+        except BaseException:
+            sink.abort()
+            raise
+        sink.close()
+        return {"part": part, "docs": row, "errors": errors}
+
+    def _guarded(self, batch: pa.RecordBatch, part: int, first_row: int) -> pa.Table:
+        """A batch that raises is redone row by row; rows that still raise carry their error."""
+        try:
+            return pa.Table.from_pydict(signature_rows(batch, part, first_row, self.params), SIGNATURE_SCHEMA)
+        except Exception:
+            if batch.num_rows > 1:
+                return pa.concat_tables([self._guarded(batch.slice(i, 1), part, first_row + i)
+                                         for i in range(batch.num_rows)])
+            ident = batch.column("id")[0].as_py() if "id" in batch.schema.names else None
+            cols = {name: [None] for name in SIGNATURE_SCHEMA.names}
+            cols.update(node=[(part << ROW_BITS) | first_row], part=[part], row=[first_row], id=[ident],
+                        error=[traceback.format_exc()])
+            return pa.Table.from_pydict(cols, SIGNATURE_SCHEMA)
+
+
+def assignment_dir(assign_root: str, part: int) -> str:
+    """Where the engine writes the assignments of one upstream part (Spark's partitionBy layout)."""
+    return storage.join(assign_root, f"part={part}")
+
+
+def read_parquet_dir(path: str, columns: list[str] | None = None) -> pa.Table | None:
+    files = [f for f in storage.expand(path) if f.endswith(".parquet")] if storage.exists(path) else []
+    tables = [pq.read_table(storage.open_input(f), columns=columns) for f in sorted(files)]
+    return pa.concat_tables(tables) if tables else None
+
+
+@dataclass
+class AssignmentTask:
+    """Engine task: one upstream part + its assignments -> data/, rejected/, errors/ of the stage."""
+
+    stage_name: str
+    out_dir: str
+    sig_dir: str
+    assign_root: str
+    batch_size: int = 1024
+
+    def __call__(self, indexed_unit: tuple[int, str]) -> dict:
+        part, path = indexed_unit
+        out = UnitWriter(self.out_dir, self.stage_name, part)
+        try:
+            self._write(part, path, out)
+        except BaseException:
+            out.abort()
+            raise
+        return out.close()
+
+    def _write(self, part: int, path: str, out: UnitWriter) -> None:
+        assigned: dict[int, tuple[str, int, str | None]] = {}
+        table = read_parquet_dir(assignment_dir(self.assign_root, part))
+        if table is not None:
+            for r in table.select(ASSIGNMENT_SCHEMA.names).to_pylist():
+                assigned[r["row"]] = (r["cluster_id"], r["cluster_size"], r["reason"])
+        sig = pq.read_table(storage.join(self.sig_dir, f"part-{part:05d}.parquet"), columns=["row", "error"])
+        failed = {r["row"]: r["error"] for r in sig.filter(pc.is_valid(sig.column("error"))).to_pylist()}
+        row = 0
+        for batch in pq.ParquetFile(storage.open_input(path)).iter_batches(batch_size=self.batch_size):
+            self._route(batch, row, assigned, failed, out)
+            row += batch.num_rows
+
+    def _route(self, batch: pa.RecordBatch, first_row: int, assigned: dict, failed: dict, out: UnitWriter) -> None:
+        sizes = pc.binary_length(batch.column("text")).fill_null(0).to_pylist()
+        out.consumed(batch.num_rows, sum(sizes))
+        ids = batch.column("id").to_pylist()
+        keep: list[int] = []
+        cluster_ids: list[str] = []
+        cluster_sizes: list[int] = []
+        rejected: dict[str, list[int]] = {}
+        details: dict[str, list[str]] = {}
+        for i in range(batch.num_rows):
+            row = first_row + i
+            if row in failed:
+                rec = batch.slice(i, 1).to_pylist()[0]
+                out.error(rec.get("source_file") or "", rec.get("source_offset"), "dedup_exception",
+                          failed[row], sizes[i], doc_id=ids[i])
+                continue
+            cluster_id, size, reason = assigned.get(row, (ids[i], 1, None))
+            if reason is None:
+                keep.append(i)
+                cluster_ids.append(cluster_id)
+                cluster_sizes.append(size)
+            else:
+                rejected.setdefault(reason, []).append(i)
+                details.setdefault(reason, []).append(cluster_id)
+        table = pa.Table.from_batches([batch])
+        kept = table.take(pa.array(keep, pa.int64()))
+        kept = kept.append_column("dup_cluster_id", pa.array(cluster_ids, pa.string()))
+        kept = kept.append_column("dup_cluster_size", pa.array(cluster_sizes, pa.int64()))
+        out.keep(kept, sum(sizes[i] for i in keep))
+        for reason, idx in sorted(rejected.items()):
+            out.reject(table.take(pa.array(idx, pa.int64())), reason, sum(sizes[i] for i in idx), details[reason])
+
+
+def run_map(engine: Any, label: str, task: Any, parts: list[str]) -> list[dict]:
+    return engine.map_units(label, task, list(enumerate(parts)))

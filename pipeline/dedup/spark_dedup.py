@@ -1,0 +1,120 @@
+"""Dedup clustering on Spark DataFrames: signatures in, per-part assignment table out.
+
+Candidate edges:
+* exact text and same URL: every member of a key group links to the group's smallest node;
+* near duplicates: exact representatives only (an exact copy adds nothing), one row per
+  (band, bucket key); every member of a bucket links to the bucket's smallest node, so a bucket of
+  100,000 copies becomes a star of 100,000 edges, never a clique of 5 billion pairs;
+  optionally kept only when the exact Jaccard of the two shingle sets reaches the threshold.
+Connected components by alternating large-star and small-star (Kiveris et al., "Connected
+Components in MapReduce and Beyond", SoCC 2014) until the edges form stars around each
+component's smallest node, checkpointed every round so the lineage stays one round long.
+Nothing is collected to the driver except counts.
+"""
+from __future__ import annotations
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from pipeline.dedup.passes import REASON_EXACT, REASON_NEAR, REASON_URL
+
+
+def star_edges(df: DataFrame, keys: list[str]) -> DataFrame:
+    """(u, v): every node of a key group -> the group's smallest node (v < u)."""
+    roots = df.groupBy(*keys).agg(F.min("node").alias("v"))
+    return df.join(roots, keys).where(F.col("node") != F.col("v")).select(F.col("node").alias("u"), "v")
+
+
+def candidate_edges(sig: DataFrame, p, threshold: float) -> DataFrame:
+    edges = []
+    if p.exact:
+        edges.append(star_edges(sig, ["text_key"]))
+    if p.url:
+        edges.append(star_edges(sig.where(F.col("url_key").isNotNull()), ["url_key"]))
+    if p.near:
+        reps = sig.where(F.col("n_shingles") > 0)
+        if p.exact:  # exact copies already link to their representative
+            reps = reps.join(sig.groupBy("text_key").agg(F.min("node").alias("node")), ["text_key", "node"],
+                             "left_semi")
+        buckets = reps.select("node", F.posexplode("bands").alias("band", "key"))
+        near = star_edges(buckets, ["band", "key"]).distinct()
+        if p.verify:
+            sets = sig.select("node", "shingles")
+            near = (near.join(sets.withColumnRenamed("node", "u").withColumnRenamed("shingles", "su"), "u")
+                    .join(sets.withColumnRenamed("node", "v").withColumnRenamed("shingles", "sv"), "v")
+                    .withColumn("inter", F.size(F.array_intersect("su", "sv")))
+                    .where(F.col("inter") >= F.lit(threshold) * (F.size("su") + F.size("sv") - F.col("inter")))
+                    .select("u", "v"))
+        edges.append(near)
+    if not edges:
+        return sig.sparkSession.createDataFrame([], "u long, v long")
+    out = edges[0]
+    for e in edges[1:]:
+        out = out.unionByName(e)
+    return out.distinct()
+
+
+def _large_star(e: DataFrame) -> DataFrame:
+    """Each node's larger neighbours link to the smallest node of its closed neighbourhood."""
+    sym = e.select(F.col("u").alias("x"), F.col("v").alias("y")).unionByName(
+        e.select(F.col("v").alias("x"), F.col("u").alias("y")))
+    m = sym.groupBy("x").agg(F.least(F.min("y"), F.col("x")).alias("m"))
+    return sym.where(F.col("y") > F.col("x")).join(m, "x").select(F.col("y").alias("u"), F.col("m").alias("v")).distinct()
+
+
+def _small_star(e: DataFrame) -> DataFrame:
+    """Each node and its smaller neighbours link to the smallest of them."""
+    m = e.groupBy("u").agg(F.min("v").alias("m"))
+    joined = e.join(m, "u")
+    out = joined.where(F.col("v") != F.col("m")).select(F.col("v").alias("u"), F.col("m").alias("v")).unionByName(
+        m.select("u", F.col("m").alias("v")))
+    return out.distinct()
+
+
+def _is_star_forest(e: DataFrame) -> bool:
+    """Every node points at one node, which points nowhere: each component is a star."""
+    if e.join(e.select(F.col("u").alias("v")).distinct(), "v", "left_semi").limit(1).count():
+        return False
+    return e.groupBy("u").count().where(F.col("count") > 1).limit(1).count() == 0
+
+
+def connected_components(edges: DataFrame, max_rounds: int) -> tuple[DataFrame, int]:
+    """(node, root) for every node with an edge; root = the component's smallest node."""
+    e = edges.select(F.greatest("u", "v").alias("u"), F.least("u", "v").alias("v")).distinct().checkpoint()
+    rounds = 0
+    while not _is_star_forest(e):
+        if rounds == max_rounds:
+            raise RuntimeError(f"dedup: connected components did not converge in {max_rounds} rounds")
+        e = _small_star(_large_star(e)).checkpoint()  # eager: cuts the lineage every round
+        rounds += 1
+    roots = e.select(F.col("v").alias("node")).distinct().withColumn("root", F.col("node"))
+    return e.select(F.col("u").alias("node"), F.col("v").alias("root")).unionByName(roots), rounds
+
+
+def survivor_key(order: list[str]) -> list:
+    """Sort key (smallest first) of the survivor rule: higher q_score, longer, smaller id."""
+    by = {"q_score": F.negative("q_score"), "length": F.negative("length"), "id": F.col("id")}
+    return [by[k].alias(k) for k in order] + [F.col("node").alias("_node")]
+
+
+def assignments(spark: SparkSession, sig_dir: str, assign_root: str, checkpoint_dir: str, p,
+                threshold: float, survivor_order: list[str], max_rounds: int) -> dict:
+    """Write the per-part assignment table under `assign_root/part=N/`; return small counts."""
+    spark.sparkContext.setCheckpointDir(checkpoint_dir)
+    sig = spark.read.parquet(sig_dir).where(F.col("error").isNull())
+    edges = candidate_edges(sig, p, threshold).checkpoint()
+    n_edges = edges.count()
+    comps, rounds = connected_components(edges, max_rounds)
+    members = comps.join(sig.select("node", "part", "row", "id", "text_key", "url_key", "length", "q_score"), "node")
+    best = members.groupBy("root").agg(
+        F.min(F.struct(*survivor_key(survivor_order), F.col("text_key").alias("_text_key"),
+                       F.col("url_key").alias("_url_key"), F.col("id").alias("_id"))).alias("best"),
+        F.count("*").alias("cluster_size"))
+    out = members.join(best, "root").select(
+        "part", "row", F.col("best._id").alias("cluster_id"), "cluster_size",
+        F.when(F.col("node") == F.col("best._node"), F.lit(None))
+         .when(F.col("text_key") == F.col("best._text_key"), F.lit(REASON_EXACT))
+         .when(F.col("url_key") == F.col("best._url_key"), F.lit(REASON_URL))
+         .otherwise(F.lit(REASON_NEAR)).alias("reason"))
+    out.repartition("part").sortWithinPartitions("part", "row").write.mode("overwrite").partitionBy("part").parquet(assign_root)
+    return {"candidate_edges": n_edges, "cc_rounds": rounds}
