@@ -121,6 +121,7 @@ class BuildStats:
     """What a shard holds, for the manifest and the report."""
 
     sequences: int = 0
+    mask_sequences: int = 0
     mask_samples: int = 0
     gmask_samples: int = 0
     masked_tokens: int = 0  # document tokens inside [MASK] spans
@@ -130,8 +131,17 @@ class BuildStats:
     span_length_hist: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     gmask_ratio_hist: np.ndarray = field(default_factory=lambda: np.zeros(10, dtype=np.int64))  # deciles
 
+    @classmethod
+    def empty(cls, obj: GLMObjective) -> "BuildStats":
+        return cls(span_length_hist=np.zeros(obj.span_max + 1, dtype=np.int64))
+
     def to_dict(self) -> dict:
         return {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in vars(self).items()}
+
+    def merge(self, other: dict) -> None:
+        """Add the counts of another shard (as `to_dict` gave them)."""
+        for k, v in other.items():
+            setattr(self, k, getattr(self, k) + (np.asarray(v, dtype=np.int64) if isinstance(v, list) else v))
 
 
 PAD_VALUES = {"tokens": PAD, "targets": IGNORE, "position_ids": 0, "segment_ids": 0, "prefix": 0, "langs": -1}
@@ -155,6 +165,7 @@ def build_sequences(plan: ShardPlan, tokens: np.ndarray, langs: np.ndarray, rng:
         if builder.exhausted():
             break
         if is_mask:
+            builder.stats.mask_sequences += 1
             for _ in range(obj.samples_per_mask_sequence):
                 lengths = plan.span_lengths[spans_at[sample]:spans_at[sample + 1]]
                 sample += 1
@@ -182,7 +193,7 @@ class _Builder:
         self.offset = 0  # next free slot in the current row
         self.segment = 0
         self.out = empty_columns(n_rows, obj.seq_len)
-        self.stats = BuildStats(span_length_hist=np.zeros(obj.span_max + 1, dtype=np.int64))
+        self.stats = BuildStats.empty(obj)
 
     def exhausted(self) -> bool:
         return self.cursor >= len(self.tokens)

@@ -350,6 +350,8 @@ def _verify_sample(kind: str, tokens, targets, pos, prefix, where: str) -> list[
     if np.any(a_tok == GMASK):
         errors.append(f"{where}: [gMASK] in a MASK sample")
     mask_pos = np.flatnonzero(a_tok == MASK)
+    if np.any(np.diff(mask_pos) == 1):
+        errors.append(f"{where}: two [MASK] side by side (spans need a kept token between them)")
     if len(b_tok) == 0:
         if len(mask_pos):
             errors.append(f"{where}: {len(mask_pos)} [MASK] without Part B")
