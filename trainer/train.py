@@ -1,0 +1,268 @@
+"""Train the GLM on blank-infilling shards.
+
+    torchrun --nproc-per-node 8 -m trainer.train --config configs/trainer/1b.yaml --data <shards>
+    glmtrain --config configs/trainer/tiny.yaml --data <shards>          (one process)
+
+One optimizer step: take this rank's slice of the next global batch (its size follows the ramp-up),
+run its micro-batches forward and backward under bf16 autocast (fp32 master weights and AdamW
+state), normalize by the loss tokens of the whole global batch (so any split over ranks and
+micro-batches gives the same gradient), clip, ask the loss-spike guard, then step or skip. The run
+folder (--out) holds checkpoints/, log.jsonl and tensorboard/; a run restarted with the same --out
+resumes from its newest complete checkpoint.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+import yaml
+
+from trainer.attention import build_mask, resolve_backend
+from trainer.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from trainer.config import Config, ConfigError, load_config
+from trainer.data import RankBatches
+from trainer.metrics import RunLogger, mfu, peak_tflops
+from trainer.model import GLM, flops_per_token
+from trainer.parallelize import build_mesh, init_distributed, parallelize, world
+from trainer.schedule import global_batch_size, learning_rate
+from trainer.shard_format import IGNORE, ShardDataset, ShardFormatError
+from trainer.spike_guard import SpikeGuard
+
+VOCAB_MULTIPLE = 128  # Megatron's make-vocab-size-divisible-by, times the tensor-parallel degree
+
+
+def resolve_vocab_size(cfg: Config, shards_vocab: int) -> int:
+    unit = VOCAB_MULTIPLE * cfg.parallel.tensor
+    if cfg.model.vocab_size is None:
+        return math.ceil(shards_vocab / unit) * unit
+    if cfg.model.vocab_size < shards_vocab:
+        raise ConfigError(f"model.vocab_size: expected at least the shards' vocabulary {shards_vocab}, "
+                          f"got {cfg.model.vocab_size}")
+    return cfg.model.vocab_size
+
+
+def build_model(cfg: Config, mesh, device: torch.device) -> GLM:
+    """On CPU the full model is initialized on every rank from the same seed (exactly comparable
+    across layouts); on CUDA it is built on the meta device, parallelized, and each rank then
+    initializes only its own shards (models larger than one GPU)."""
+    torch.manual_seed(cfg.train.seed)
+    if device.type == "cpu":
+        return parallelize(GLM(cfg.model), cfg.parallel, mesh)
+    with torch.device("meta"):
+        model = GLM(cfg.model)
+    parallelize(model, cfg.parallel, mesh)
+    model.to_empty(device=device)
+    model.output.weight = model.embedding.weight  # to_empty re-creates plain parameters (FSDP2 keeps the tie)
+    model.init_weights()
+    return model
+
+
+def build_optimizer(model: GLM, cfg: Config) -> torch.optim.Optimizer:
+    """AdamW; weight decay on matrices only (not biases, LayerNorms), as Megatron and GLM-130B."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    t = cfg.train
+    return torch.optim.AdamW([{"params": [p for p in params if p.ndim >= 2], "weight_decay": t.weight_decay},
+                              {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}],
+                             lr=t.lr, betas=(t.beta1, t.beta2), eps=t.adam_eps)
+
+
+def token_losses(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """fp32 cross-entropy per position, [B, T], 0 where targets == -100. Under tensor parallelism
+    the logits are a vocabulary-sharded DTensor and the caller runs inside `loss_parallel()`."""
+    losses = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE, reduction="none")
+    if hasattr(losses, "full_tensor"):
+        losses = losses.full_tensor()
+    return losses.view(targets.shape)
+
+
+class Trainer:
+    def __init__(self, cfg: Config, data: str, out: Path, device: torch.device, verify_shards: bool = False):
+        self.cfg, self.out, self.device = cfg, out, device
+        self.rank, self.world_size = world()
+        self.dataset = ShardDataset(data, verify=verify_shards)
+        if self.dataset.seq_len > cfg.model.max_position:
+            raise ConfigError(f"model.max_position: expected at least the shards' seq_len {self.dataset.seq_len}, "
+                              f"got {cfg.model.max_position}")
+        cfg.model.vocab_size = resolve_vocab_size(cfg, self.dataset.vocab_size)
+        self.mesh = build_mesh(cfg.parallel, device)
+        self.tp = self.mesh is not None and self.mesh["tp"].size() > 1
+        self.dp_rank = self.mesh["dp"].get_local_rank() if self.mesh is not None else 0
+        self.dp_size = self.mesh["dp"].size() if self.mesh is not None else 1
+        self.model = build_model(cfg, self.mesh, device)
+        self.optimizer = build_optimizer(self.model, cfg)
+        self.attention = resolve_backend(cfg.parallel.attention, device)
+        self.batches = RankBatches(self.dataset, cfg.train.seed, self.dp_rank, self.dp_size, device)
+        self.guard = SpikeGuard(cfg.train.spike_factor, cfg.train.spike_warmup_steps, cfg.train.spike_ema)
+        self.languages = self.dataset.languages
+        self.flops_per_token = flops_per_token(cfg.model, self.dataset.seq_len)
+        self.peak_tflops = peak_tflops(device, cfg.logging.peak_tflops)
+        self.autocast = torch.autocast(device.type, dtype=torch.bfloat16,
+                                       enabled=device.type == "cuda" and cfg.train.precision == "bf16")
+        self.step = 0
+        # Dropout differs across data-parallel ranks and agrees across tensor-parallel ones (whose
+        # activations outside the sharded matmuls are replicas).
+        torch.manual_seed(cfg.train.seed + 1 + self.dp_rank)
+        self.logger = RunLogger(out, cfg.train.max_steps, enabled=self.rank == 0, tensorboard=cfg.logging.tensorboard)
+        self._resume()
+
+    def _resume(self) -> None:
+        folder = latest_checkpoint(self.out / "checkpoints")
+        if folder is None:
+            return
+        state = load_checkpoint(folder, self.model, self.optimizer)
+        self.step = state["step"]
+        self.batches.load_state_dict(state["data"])
+        self.guard.load_state_dict(state["spike_guard"])
+        self.logger.message(f"resumed from {folder} (step {self.step}, {self.batches.consumed_samples} samples consumed)")
+
+    def _loss_context(self):
+        """Vocabulary-parallel cross-entropy under tensor parallelism (forward and backward)."""
+        if not self.tp:
+            return contextlib.nullcontext()
+        from torch.distributed.tensor.parallel import loss_parallel
+        return loss_parallel()
+
+    def _dp_sum(self, t: torch.Tensor) -> torch.Tensor:
+        if self.mesh is not None and self.dp_size > 1:
+            dist.all_reduce(t, group=self.mesh["dp"].get_group())
+        return t
+
+    def train_step(self) -> dict:
+        """One optimizer step (or a skipped one); returns the step's record for the logs."""
+        batch_size = global_batch_size(self.batches.consumed_samples, self.cfg.train, self.dp_size)
+        micro_batches = self.batches.next_global_batch(batch_size, self.cfg.train.micro_batch_size)
+        n_langs = len(self.languages)
+        # [loss sum, loss tokens, real tokens, per-language loss sums..., per-language loss tokens...]
+        stats = torch.zeros(3 + 2 * n_langs, dtype=torch.float64, device=self.device)
+        loss_tokens = self._dp_sum(sum((mb["targets"] != IGNORE).sum() for mb in micro_batches).double())
+        # FSDP2 averages gradients over "dp"; the loss is already a mean over the whole global batch.
+        scale = self.dp_size / loss_tokens.clamp(min=1).item()
+        for i, mb in enumerate(micro_batches):
+            if hasattr(self.model, "set_requires_gradient_sync"):  # FSDP2: reduce on the last micro-batch
+                self.model.set_requires_gradient_sync(i == len(micro_batches) - 1)
+            mask = build_mask(mb["segment_ids"], mb["prefix"], self.attention)
+            with self._loss_context():
+                with self.autocast:
+                    logits = self.model(mb["tokens"], mb["position_ids"], mask)
+                losses = token_losses(logits, mb["targets"])
+                (losses.sum() * scale).backward()
+            with torch.no_grad():
+                has_loss = mb["targets"] != IGNORE
+                stats[0] += losses.sum()
+                stats[1] += has_loss.sum()
+                stats[2] += (mb["segment_ids"] != 0).sum()
+                langs = mb["langs"][has_loss]
+                known = langs >= 0
+                stats[3:3 + n_langs].index_add_(0, langs[known], losses[has_loss][known].double())
+                stats[3 + n_langs:].index_add_(0, langs[known], torch.ones_like(langs[known], dtype=torch.float64))
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.grad_clip)
+        grad_norm = float(grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm)
+        stats = self._dp_sum(stats).tolist()
+        loss = stats[0] / max(stats[1], 1)
+        lr = learning_rate(self.step, self.cfg.train)
+        skipped = self.guard.check(loss, grad_norm)
+        if not skipped:
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        by_lang = {name: stats[3 + i] / stats[3 + n_langs + i]
+                   for i, name in enumerate(self.languages) if stats[3 + n_langs + i] > 0}
+        return {"step": self.step, "loss": loss, "loss_by_lang": by_lang, "grad_norm": grad_norm, "lr": lr,
+                "batch_size": batch_size, "tokens": int(stats[2]), "consumed_samples": self.batches.consumed_samples,
+                "skipped": skipped}
+
+    def save(self) -> None:
+        save_checkpoint(self.out / "checkpoints", self.step, self.model, self.optimizer,
+                        {"data": self.batches.state_dict(), "spike_guard": self.guard.state_dict()},
+                        keep=self.cfg.checkpoint.keep)
+
+    def run(self) -> None:
+        t = self.cfg.train
+        every = self.cfg.checkpoint.interval
+        self.logger.message(
+            f"GLM {self.model.num_params() / 1e6:.1f}M parameters on {self.world_size} process(es) "
+            f"(tensor {self.cfg.parallel.tensor} x data {self.dp_size}), attention {self.attention}, "
+            f"{len(self.dataset)} sequences of {self.dataset.seq_len}, steps {self.step}->{t.max_steps}")
+        window_start, window_positions = time.perf_counter(), 0
+        while self.step < t.max_steps:
+            record = self.train_step()
+            window_positions += record["batch_size"] * self.dataset.seq_len
+            if record["skipped"] or self.step % self.cfg.logging.interval == 0 or self.step == t.max_steps:
+                if self.device.type == "cuda":
+                    torch.cuda.synchronize()
+                elapsed = time.perf_counter() - window_start
+                record["tokens_per_s"] = window_positions / elapsed
+                record["mfu"] = mfu(record["tokens_per_s"], self.flops_per_token, self.world_size, self.peak_tflops)
+                self.logger.log(record)
+                window_start, window_positions = time.perf_counter(), 0
+            if every and (self.step % every == 0 or self.step == t.max_steps):
+                self.save()
+        self.logger.close()
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="glmtrain", description="Train the GLM on blank-infilling shards (one process, or under torchrun).",
+        epilog="Example: torchrun --nproc-per-node 8 -m trainer.train --config configs/trainer/1b.yaml "
+               "--data work/demo/shards/data --out runs/1b")
+    parser.add_argument("--config", required=True, help="trainer preset, e.g. configs/trainer/tiny.yaml")
+    parser.add_argument("--data", required=True, help="shards folder (manifest.json + shard-*.arrow)")
+    parser.add_argument("--out", help="run folder for checkpoints, log.jsonl, tensorboard/ (default runs/<preset>); "
+                                      "an existing run there is resumed")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config value, e.g. --set train.max_steps=20 (repeatable)")
+    parser.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto",
+                        help="auto: CUDA when available")
+    parser.add_argument("--verify-shards", action="store_true", help="check every shard's sha256 before training")
+    return parser.parse_args(argv)
+
+
+def parse_overrides(pairs: list[str]) -> dict:
+    overrides = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set {pair}: expected KEY=VALUE, e.g. train.max_steps=20")
+        overrides[key] = yaml.safe_load(value)
+    return overrides
+
+
+def pick_device(choice: str) -> torch.device:
+    if choice == "cpu" or (choice == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise SystemExit("error: --device cuda, but this PyTorch sees no CUDA device")
+    device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    torch.cuda.set_device(device)
+    return device
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        cfg = load_config(args.config, parse_overrides(args.set))
+        device = pick_device(args.device)
+        init_distributed(device)
+        out = Path(args.out or Path("runs") / Path(args.config).stem)
+        Trainer(cfg, args.data, out, device, verify_shards=args.verify_shards).run()
+    except (ConfigError, ShardFormatError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
