@@ -7,7 +7,8 @@ Accounting rules (what stats.json of the ingest stage counts):
 - A *document in* is one record the reader could delimit: a WARC/WET record whose header parsed,
   a non-blank JSON line, a Parquet row. It ends in exactly one place: kept, dropped (non-document
   record types, non-HTML payloads, non-2xx responses, `empty_text`) or errors (`invalid_json`,
-  `invalid_utf8`, `record_too_large`, a record cut short by `truncated_gzip`, ...).
+  `invalid_utf8`, `record_too_large`, `empty_record` (Content-Length 0), a record cut short by
+  `truncated_gzip`, ...).
 - *Bytes in* are the uncompressed bytes of those records (a WARC record from its `WARC/` line to
   the next record, a JSON line with its newline; a Parquet row counts its text's UTF-8 bytes).
 - Bytes no record could be delimited from are errors with docs=0 and their bytes: a header that
@@ -15,7 +16,7 @@ Accounting rules (what stats.json of the ingest stage counts):
   (`not_gzip`, whole file), bytes after the last gzip member (`trailing_garbage`), a member that
   does not decode (`corrupt_gzip`, compressed bytes from it to the end of the file).
 - File-level problems with nothing to count are errors with docs=0 and bytes=0: a configured path
-  that matches no file (`missing_path`), a compressed stream that ends between records
+  that matches no file (`missing_path`), an empty file (`empty_file`), a compressed stream that ends between records
   (`truncated_gzip`), a file that cannot be opened (`unreadable_file`, its size if known).
 - Blank JSON lines are dropped as `blank_line` with docs=0.
 """
@@ -69,6 +70,9 @@ def read_file(path: str, fmt: str, fields: FieldMap, max_record_bytes: int) -> I
         yield Broken("unreadable_file", None, f"cannot read {path}: {e}", _size(path), docs=0)
         return
     with raw:
+        if not head:
+            yield Broken("empty_file", 0, f"{path} is empty", 0, docs=0)
+            return
         try:
             yield from _read_open_file(path, raw, head, fmt, fields, max_record_bytes)
         except OSError as e:  # an I/O error in the middle of the file: report it, keep what was read

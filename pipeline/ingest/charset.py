@@ -3,9 +3,10 @@
 
 Declared labels map to the decoders browsers really use (WHATWG): GB2312 and GBK pages are decoded
 as GB18030, their superset, because servers label GBK and GB18030 text "gb2312"; Big5 is decoded as
-cp950 (the Microsoft table Taiwanese text is written in) and then Big5-HKSCS (Hong Kong
-characters); ISO-8859-1 and ASCII as windows-1252. A label whose decoder fails on the bytes is
-followed by detection (uchardet, through resiliparse) before giving up and replacing bad bytes.
+cp950 (the Microsoft table Taiwanese text is written in), with Big5-HKSCS for the Hong Kong
+characters cp950 lacks; ISO-8859-1 and ASCII as windows-1252. A label whose decoder fails on the bytes is
+followed by the next source (a wrong HTTP header is common; the page's own <meta> is then tried),
+then detection (uchardet, through resiliparse), before giving up and replacing bad bytes.
 """
 from __future__ import annotations
 
@@ -14,12 +15,28 @@ import re
 
 from resiliparse.parse.encoding import detect_encoding
 
+# cp950 for every character it has, Big5-HKSCS for the Hong Kong ones it lacks: the two tables
+# disagree on a few common symbols (A145 is U+2027 in cp950, U+2022 in big5hkscs), and text
+# written on Windows means the cp950 ones.
+BIG5_WEB = "cp950+big5hkscs"
+
+
+def _hkscs_fallback(err: UnicodeDecodeError) -> tuple[str, int]:
+    pair = err.object[err.start:err.start + 2]
+    try:
+        return pair.decode("big5hkscs"), err.start + 2
+    except UnicodeDecodeError:
+        raise err from None
+
+
+codecs.register_error("glmdata-big5hkscs", _hkscs_fallback)
+
 # label -> decoders to try, strictest first
 _CHAINS = {
     "gb2312": ("gb18030",), "gbk": ("gb18030",), "gb18030": ("gb18030",), "x-gbk": ("gb18030",),
     "euc-cn": ("gb18030",), "csgb2312": ("gb18030",), "chinese": ("gb18030",), "gb_2312-80": ("gb18030",),
-    "big5": ("cp950", "big5hkscs"), "x-x-big5": ("cp950", "big5hkscs"), "cn-big5": ("cp950", "big5hkscs"),
-    "cp950": ("cp950", "big5hkscs"), "big5-hkscs": ("big5hkscs", "cp950"),
+    "big5": ("cp950", BIG5_WEB), "x-x-big5": ("cp950", BIG5_WEB), "cn-big5": ("cp950", BIG5_WEB),
+    "cp950": ("cp950", BIG5_WEB), "big5-hkscs": (BIG5_WEB,),
     "euc-jp": ("euc_jp", "euc_jis_2004"), "x-euc-jp": ("euc_jp", "euc_jis_2004"),
     "shift_jis": ("cp932",), "sjis": ("cp932",), "x-sjis": ("cp932",), "windows-31j": ("cp932",),
     "euc-kr": ("cp949",), "ks_c_5601-1987": ("cp949",),
@@ -60,6 +77,8 @@ def decoders_for(label: str) -> tuple[str, ...]:
 def _strict(data: bytes, chain: tuple[str, ...]) -> tuple[str, str] | None:
     for enc in chain:
         try:
+            if enc == BIG5_WEB:
+                return data.decode("cp950", "glmdata-big5hkscs"), enc
             return data.decode(enc), enc
         except UnicodeDecodeError:
             continue
@@ -73,14 +92,13 @@ def decode(data: bytes, content_type: str | None = None, default: str | None = N
     for bom, enc in _BOMS:
         if data.startswith(bom):
             return data[len(bom):].decode(enc, "replace"), enc
-    declared = charset_from_content_type(content_type) or charset_from_markup(data[:PRESCAN_BYTES])
-    chains = [decoders_for(declared)] if declared else []
-    chains.append(decoders_for(default or "utf-8"))
+    labels = [charset_from_content_type(content_type), charset_from_markup(data[:PRESCAN_BYTES]), default or "utf-8"]
+    chains = [decoders_for(label) for label in labels if label]
     for chain in chains:
         if chain and (found := _strict(data, chain)):
             return found
     detected = decoders_for(detect_encoding(data[:1 << 16]) or "utf-8") or ("utf-8",)
     if found := _strict(data, detected):
         return found
-    fallback = (chains[0] or detected)[0]
+    fallback = next(enc for enc in (*(c[0] for c in chains if c), *detected) if enc != BIG5_WEB)
     return data.decode(fallback, "replace"), fallback

@@ -134,6 +134,8 @@ class WarcReader:
                 event = NotDocument(NON_DOCUMENT_TYPES[record.rec_type], 0)
             elif record.rec_type not in DOCUMENT_TYPES:
                 event = NotDocument(f"warc_{record.rec_type or 'untyped'}", 0)
+            elif record.length == 0:
+                event = Broken("empty_record", offset, f"{record.rec_type} record with Content-Length 0", 0, doc_id=rid)
             elif record.length > self.max_record_bytes:
                 event = Broken("record_too_large", offset, f"record of {record.length} bytes is over "
                                f"ingest.max_record_bytes ({self.max_record_bytes}); skipped unread", 0, doc_id=rid)
