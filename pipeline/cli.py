@@ -32,8 +32,8 @@ def _load_modules() -> None:
     import pipeline.commands  # noqa: F401  (run, report, inspect, submit, ...)
 
 
-def add_config_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", "-c", required=True, help="run config YAML (see configs/demo.yaml)")
+def add_config_arguments(p: argparse.ArgumentParser, required: bool = True) -> None:
+    p.add_argument("--config", "-c", required=required, help="run config YAML (see configs/demo.yaml)")
     p.add_argument("--engine", choices=["spark", "beam"], help="override run.engine")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set run.workdir=/tmp/w (VALUE parsed as YAML)")
@@ -58,6 +58,8 @@ def run_stage_command(args: argparse.Namespace) -> int:
     from pipeline.report_terminal import print_stage_summary
     from pipeline.runner import run_stage
 
+    if args.config is None:  # optional in argparse only so that the stage's actions need no config
+        raise ConfigError(f"glmdata {args.group}: --config is required to run the stage")
     cfg = config_from_args(args)
     stage = registry.STAGES[args.group](cfg)
     engine = make_engine(cfg)
@@ -85,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name in registry.STAGES:
         p = group_parser(name, STAGE_HELP.get(name, f"run the {name} stage"))
-        add_config_arguments(p)
+        add_config_arguments(p, required=not any(c.group == name and c.action for c in registry.COMMANDS))
         p.add_argument("--force", action="store_true", help="re-run even if _SUCCESS matches")
         p.set_defaults(func=run_stage_command)
     for cmd in registry.COMMANDS:

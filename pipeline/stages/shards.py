@@ -1,0 +1,459 @@
+"""`glmdata shards`: encoded documents -> packed GLM blank-infilling shards + manifest.
+
+    <workdir>/shards/manifest.json, shard-NNNNN.arrow   (format: trainer/shard_format.py)
+
+The token stream is every valid document of encode/data in part order, each followed by <eos>.
+Three passes on the engine, with only small numbers reaching the driver:
+1. count: per Parquet row group, the stream tokens it holds (one number per row group), plus the
+   conservation counts and the language/source mix;
+2. plan: the corruption of each shard is drawn from (seed, shard index) alone, without tokens, so
+   each shard's stream length is known in advance; a prefix sum over shards gives every shard its
+   exact token range;
+3. build: each shard task reads only the row groups its range touches and writes its shard.
+The same input and seed give byte-identical shards whatever the engine or its parallelism, and
+every sequence is full except the corpus's last one.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from pipeline import storage
+from pipeline.config import register_section
+from pipeline.glm_objective import BuildStats, GLMObjective, build_sequences
+from pipeline.registry import register_command, register_stage
+from pipeline.stage import Stage, StageRun, StageStats, upstream_parts
+from tokenizer.special_tokens import EOS, NUM_SPECIAL, SPECIAL_TOKENS
+from trainer.shard_format import FORMAT_NAME, shard_file_name, write_manifest, write_shard
+
+log = logging.getLogger(__name__)
+
+TOKEN_BYTES = 4  # documents are accounted in int32 token bytes: encode/data holds no text
+
+
+@register_section("shards")
+@dataclass
+class ShardsSection:
+    seq_len: int = 2048  # tokens per packed sequence (GLM-130B: 2048)
+    mask_sample_len: int = 512  # [MASK] samples packed seq_len // mask_sample_len per sequence (GLM-130B: 4 x 512)
+    mask_share: float = 0.3  # share of sequences corrupted with [MASK], the rest [gMASK] (GLM-130B: 30% / 70%)
+    mask_ratio: float = 0.15  # share of a [MASK] sample's tokens in spans (GLM-130B: 15%)
+    span_lambda: float = 3.0  # Poisson mean of span lengths (GLM-130B: 3)
+    span_max: int = 39  # spans restricted to 1..span_max (GLM-130B: 39)
+    gmask_min_ratio: float = 0.2  # generated share of a [gMASK] sample ~ U[min, 1] (GLM-130B min_gmask_ratio)
+    sequences_per_shard: int = 4096  # 4096 x 2048 tokens x 18 bytes = 151 MB per shard file
+    megatron_append_eos: bool = True  # `glmdata export megatron`: <eos> after each document (Megatron's --append-eod)
+
+    def __post_init__(self):
+        self.objective()  # validates the objective settings
+        if self.sequences_per_shard < 1:
+            raise ValueError(f"sequences_per_shard must be >= 1, got {self.sequences_per_shard}")
+
+    def objective(self) -> GLMObjective:
+        return GLMObjective(seq_len=self.seq_len, mask_sample_len=self.mask_sample_len, mask_share=self.mask_share,
+                            mask_ratio=self.mask_ratio, span_lambda=self.span_lambda, span_max=self.span_max,
+                            gmask_min_ratio=self.gmask_min_ratio)
+
+
+# ---------------------------------------------------------------------------------------------
+# Documents -> token stream
+
+
+def tokenizer_model_path(workdir: str) -> str:
+    return storage.join(workdir, "tokenizer", "tokenizer.model")
+
+
+def document_verdicts(tokens: pa.ListArray, vocab_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(lengths, valid, reasons; "" = valid) of each document: empty documents and ids outside the ordinary
+    vocabulary (a special id inside a text would break the blank-infilling structure) are dropped."""
+    tokens = tokens.combine_chunks() if isinstance(tokens, pa.ChunkedArray) else tokens
+    lengths = pc.list_value_length(tokens).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+    values = pc.list_flatten(tokens).to_numpy(zero_copy_only=False)
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    nonempty = lengths > 0
+    lowest = np.zeros(len(lengths), dtype=np.int64)
+    highest = np.zeros(len(lengths), dtype=np.int64)
+    if nonempty.any():
+        lowest[nonempty] = np.minimum.reduceat(values, starts[nonempty])
+        highest[nonempty] = np.maximum.reduceat(values, starts[nonempty])
+    reasons = np.where(~nonempty, "empty",
+                       np.where(lowest < NUM_SPECIAL, "special_token_id",
+                                np.where(highest >= vocab_size, "token_id_out_of_vocab", "")))
+    return lengths, nonempty & (lowest >= NUM_SPECIAL) & (highest < vocab_size), reasons
+
+
+@dataclass
+class StreamPiece:
+    """The valid documents of one row group, each followed by <eos>, with per-token codes."""
+
+    tokens: np.ndarray  # int32
+    langs: np.ndarray  # int8 index into the run's languages
+    sources: np.ndarray  # int32 index into the run's sources
+
+
+def document_labels(table: pa.Table) -> tuple[pa.Array, pa.Array]:
+    """(lang, source) of each document; missing values become "und" (BCP 47) and "unknown"."""
+    lang = table.column("lang").combine_chunks().fill_null("und")
+    source = table.column("source").combine_chunks().fill_null("unknown")
+    return lang, source
+
+
+def row_group_stream(table: pa.Table, vocab_size: int, languages: list[str], sources: list[str]) -> StreamPiece:
+    lengths, valid, _ = document_verdicts(table.column("tokens"), vocab_size)
+    values = pc.list_flatten(table.column("tokens").combine_chunks()).to_numpy(zero_copy_only=False)
+    kept_values = values[np.repeat(valid, lengths)]
+    kept_len = lengths[valid]
+    out_len = kept_len + 1
+    out = np.full(int(out_len.sum()), EOS, dtype=np.int32)
+    src_start = np.cumsum(kept_len) - kept_len
+    dst_start = np.cumsum(out_len) - out_len
+    out[np.arange(len(kept_values)) + np.repeat(dst_start - src_start, kept_len)] = kept_values
+    lang, source = document_labels(table)
+    lang_codes = pc.index_in(lang, value_set=pa.array(languages, pa.string())).to_numpy(zero_copy_only=False)
+    source_codes = pc.index_in(source, value_set=pa.array(sources, pa.string())).to_numpy(zero_copy_only=False)
+    return StreamPiece(out, np.repeat(lang_codes[valid].astype(np.int8), out_len),
+                       np.repeat(source_codes[valid].astype(np.int32), out_len))
+
+
+# ---------------------------------------------------------------------------------------------
+# Engine tasks (picklable; each returns a small dict)
+
+
+@dataclass
+class CountPart:
+    """Pass 1: stream tokens per row group, conservation counts, language and source mix."""
+
+    vocab_size: int
+
+    def __call__(self, indexed: tuple[int, str]) -> dict:
+        index, path = indexed
+        stats = StageStats()
+        row_group_tokens: list[int] = []
+        langs: dict[str, int] = {}
+        sources: dict[str, int] = {}
+        try:
+            pf = pq.ParquetFile(storage.open_input(path))
+        except Exception as e:  # unreadable file: counted, the run goes on
+            nbytes = storage.size(path)
+            stats.input.add(0, nbytes)
+            stats.errors["unreadable_parquet"].add(0, nbytes)
+            log.error("shards: %s: %s", path, e)
+            return {"part": index, "path": path, "row_group_tokens": [], "stats": stats.to_dict(),
+                    "languages": {}, "sources": {}}
+        for g in range(pf.metadata.num_row_groups):
+            try:
+                table = pf.read_row_group(g, columns=["tokens", "lang", "source"])
+                lengths, valid, reasons = document_verdicts(table.column("tokens"), self.vocab_size)
+            except Exception as e:  # a corrupt row group: its documents count as errors
+                rows, nbytes = pf.metadata.row_group(g).num_rows, pf.metadata.row_group(g).total_byte_size
+                stats.input.add(rows, nbytes)
+                stats.errors["unreadable_row_group"].add(rows, nbytes)
+                row_group_tokens.append(0)
+                log.error("shards: %s row group %d: %s", path, g, e)
+                continue
+            stats.input.add(len(lengths), TOKEN_BYTES * int(lengths.sum()))
+            for reason in np.unique(reasons).tolist():
+                chosen = reasons == reason
+                into = stats.kept if reason == "" else stats.dropped[reason]
+                into.add(int(chosen.sum()), TOKEN_BYTES * int(lengths[chosen].sum()))
+            row_group_tokens.append(int((lengths[valid] + 1).sum()))
+            lang, source = document_labels(table)
+            docs = pa.table({"lang": lang, "source": source, "n": lengths + 1}).filter(pa.array(valid))
+            for column, into in (("lang", langs), ("source", sources)):
+                for row in docs.group_by(column).aggregate([("n", "sum")]).to_pylist():
+                    into[row[column]] = into.get(row[column], 0) + row["n_sum"]
+        return {"part": index, "path": path, "row_group_tokens": row_group_tokens, "stats": stats.to_dict(),
+                "languages": langs, "sources": sources}
+
+
+def shard_rngs(seed: int, shard: int) -> tuple[np.random.Generator, np.random.Generator]:
+    """(plan, placement) generators of one shard: from the global seed and the shard index only."""
+    base = [seed & 0xFFFFFFFF, (seed >> 32) & 0xFFFFFFFF, shard]
+    return (np.random.default_rng(np.random.SeedSequence(base + [0])),
+            np.random.default_rng(np.random.SeedSequence(base + [1])))
+
+
+@dataclass
+class PlanShards:
+    """Pass 2: stream tokens each shard of a block of shard indices consumes."""
+
+    objective: GLMObjective
+    seed: int
+    sequences_per_shard: int
+
+    def __call__(self, block: tuple[int, int]) -> dict:
+        first, count = block
+        return {"first": first, "tokens": [
+            self.objective.plan(shard_rngs(self.seed, i)[0], self.sequences_per_shard).total_tokens()
+            for i in range(first, first + count)]}
+
+
+@dataclass
+class ShardRange:
+    index: int
+    start: int  # first stream token
+    end: int  # one past the last
+    row_groups: list[tuple[str, int, int]]  # (part path, row group, stream offset of its first token)
+
+
+@dataclass
+class BuildShard:
+    """Pass 3: read a shard's exact token range, build its sequences, write it."""
+
+    objective: GLMObjective
+    seed: int
+    sequences_per_shard: int
+    vocab_size: int
+    languages: list[str]
+    sources: list[str]
+    out_dir: str
+
+    def __call__(self, shard: ShardRange) -> dict:
+        pieces = []
+        for path, group, offset in shard.row_groups:
+            table = pq.ParquetFile(storage.open_input(path)).read_row_group(group, columns=["tokens", "lang", "source"])
+            piece = row_group_stream(table, self.vocab_size, self.languages, self.sources)
+            lo, hi = max(shard.start - offset, 0), min(shard.end - offset, len(piece.tokens))
+            pieces.append(StreamPiece(piece.tokens[lo:hi], piece.langs[lo:hi], piece.sources[lo:hi]))
+        tokens = np.concatenate([p.tokens for p in pieces])
+        langs = np.concatenate([p.langs for p in pieces])
+        sources = np.concatenate([p.sources for p in pieces])
+        if len(tokens) != shard.end - shard.start:
+            raise RuntimeError(f"shard {shard.index}: read {len(tokens)} tokens, expected {shard.end - shard.start} "
+                               "(the encode output changed since the count pass?)")
+        plan_rng, place_rng = shard_rngs(self.seed, shard.index)
+        plan = self.objective.plan(plan_rng, self.sequences_per_shard)
+        columns, kinds, stats = build_sequences(plan, tokens, langs, place_rng)
+        fs, path = storage.filesystem(storage.join(self.out_dir, shard_file_name(shard.index)))
+        entry = write_shard(path, columns, kinds, filesystem=fs)
+        entry["languages"] = _named_counts(langs, self.languages)
+        entry["sources"] = _named_counts(sources, self.sources)
+        return {"index": shard.index, "entry": entry, "build": stats.to_dict()}
+
+
+def _named_counts(codes: np.ndarray, names: list[str]) -> dict[str, int]:
+    counts = np.bincount(codes.astype(np.int64), minlength=len(names))
+    return {name: int(n) for name, n in zip(names, counts.tolist()) if n}
+
+
+# ---------------------------------------------------------------------------------------------
+# The stage
+
+
+@register_stage
+class ShardsStage(Stage):
+    name = "shards"
+    upstream = "encode"
+    depends_on = ("tokenizer",)
+
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        self._report: dict = {}
+
+    def execute(self, stage_run: StageRun) -> StageStats:
+        section: ShardsSection = self.section
+        objective = section.objective()
+        engine = stage_run.engine
+        model_path = tokenizer_model_path(self.cfg.run.workdir)
+        from tokenizer.spm import load_proto
+
+        tokenizer = load_proto(storage.read_bytes(model_path))
+
+        # 1. count
+        parts = upstream_parts(stage_run.upstream_dir)
+        counted = sorted(engine.map_units("shards: count", CountPart(tokenizer.vocab_size), list(enumerate(parts))),
+                         key=lambda r: r["part"])
+        total = StageStats()
+        for r in counted:
+            total.merge(StageStats.from_dict(r["stats"]))
+        languages = sorted(set().union(*(r["languages"] for r in counted)))
+        sources = sorted(set().union(*(r["sources"] for r in counted)))
+        if len(languages) > 127:
+            raise ValueError(f"shards: {len(languages)} languages do not fit the int8 langs column")
+        row_groups = []  # (path, row group, stream offset, tokens): one entry per row group
+        offset = 0
+        for r in counted:
+            for g, n in enumerate(r["row_group_tokens"]):
+                if n:
+                    row_groups.append((r["path"], g, offset, n))
+                offset += n
+        stream_tokens = offset
+
+        # 2. plan: every shard's token range
+        bounds = self._shard_bounds(engine, objective, section.sequences_per_shard, stream_tokens)
+        ranges = []
+        for i in range(len(bounds) - 1):
+            start, end = bounds[i], bounds[i + 1]
+            touching = [(p, g, o) for p, g, o, n in row_groups if o < end and o + n > start]
+            ranges.append(ShardRange(i, start, end, touching))
+
+        # 3. build
+        task = BuildShard(objective, self.seed, section.sequences_per_shard, tokenizer.vocab_size,
+                          languages, sources, stage_run.tmp_dir)
+        built = sorted(engine.map_units("shards: build", task, ranges), key=lambda r: r["index"])
+        entries = [r["entry"] for r in built]
+        build = BuildStats.empty(objective)
+        for r in built:
+            build.merge(r["build"])
+
+        manifest = {
+            "seq_len": objective.seq_len, "vocab_size": tokenizer.vocab_size, "languages": languages,
+            "sources": sources, "tokenizer": {"file": model_path, "sha256": tokenizer.sha256},
+            "special_tokens": {str(i): s for i, s in SPECIAL_TOKENS.items()},
+            "objective": dataclasses.asdict(objective), "seed": self.seed,
+            "sequences_per_shard": section.sequences_per_shard, "stream_tokens": stream_tokens,
+            "totals": {k: sum(e[k] for e in entries) for k in ("samples", "tokens", "loss_tokens")},
+            "shards": entries,
+        }
+        fs, fs_dir = storage.filesystem(stage_run.tmp_dir)
+        write_manifest(fs_dir, manifest, filesystem=fs)
+
+        total.extra["units"] = len(parts)
+        total.extra["shards"] = len(entries)
+        for key in ("samples", "tokens", "loss_tokens"):
+            total.extra[key] = manifest["totals"][key]
+        total.extra["stream_tokens"] = stream_tokens
+        self._report = shard_report(entries, build, languages, sources)
+        return total
+
+    def _shard_bounds(self, engine, objective: GLMObjective, per_shard: int, stream_tokens: int) -> list[int]:
+        """Stream offsets where shards start, then the stream's end. Shard plans are computed on
+        the engine in blocks, sized from the first shard's plan, until they cover the stream."""
+        bounds = [0]
+        if stream_tokens == 0:
+            return bounds
+        typical = objective.plan(shard_rngs(self.seed, 0)[0], per_shard).total_tokens()
+        task = PlanShards(objective, self.seed, per_shard)
+        while bounds[-1] < stream_tokens:
+            first = len(bounds) - 1
+            wanted = math.ceil((stream_tokens - bounds[-1]) / typical * 1.05) + 1
+            block = max(1, math.ceil(wanted / 64))  # about 64 engine tasks per round
+            blocks = [(a, min(block, first + wanted - a)) for a in range(first, first + wanted, block)]
+            planned = sorted(engine.map_units("shards: plan", task, blocks), key=lambda r: r["first"])
+            for n in (n for r in planned for n in r["tokens"]):
+                if bounds[-1] >= stream_tokens:
+                    break
+                bounds.append(min(bounds[-1] + n, stream_tokens))
+        return bounds
+
+    def report_data(self, stage_run: StageRun) -> dict:
+        return self._report
+
+
+def shard_report(entries: list[dict], build: BuildStats, languages: list[str], sources: list[str]) -> dict:
+    """Aggregates for `glmdata report`: small lists and dicts only."""
+    tokens = sum(e["tokens"] for e in entries)
+    loss = sum(e["loss_tokens"] for e in entries)
+    lang_tokens = {lang: sum(e["languages"].get(lang, 0) for e in entries) for lang in languages}
+    source_tokens = {src: sum(e["sources"].get(src, 0) for e in entries) for src in sources}
+    return {
+        "format": FORMAT_NAME,
+        "shards": len(entries),
+        "sequences": sum(e["samples"] for e in entries),
+        "tokens_per_shard": [e["tokens"] for e in entries],
+        "tokens": tokens,
+        "loss_tokens": loss,
+        "loss_token_share": loss / tokens if tokens else 0.0,
+        "mask_sequences": build.mask_sequences,
+        "gmask_sequences": build.gmask_samples,
+        "mask_samples": build.mask_samples,
+        "gmask_samples": build.gmask_samples,
+        "mask_ratio_achieved": build.masked_tokens / build.mask_sample_tokens if build.mask_sample_tokens else 0.0,
+        "span_length_hist": {str(i): int(n) for i, n in enumerate(build.span_length_hist.tolist()) if n},
+        "gmask_ratio_hist": [int(n) for n in build.gmask_ratio_hist.tolist()],
+        "dropped_spans": build.dropped_spans,
+        "shortened_spans": build.shortened_spans,
+        "tokens_per_language": lang_tokens,
+        "tokens_per_source": source_tokens,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# glmdata shards verify <dir>
+
+
+def verify_shards(shards_dir: str, checksums: bool = True, max_per_shard: int = 5, progress=None) -> list[str]:
+    """Every problem of a local shards folder: checksums, schema, manifest counts, id ranges and the
+    blank-infilling invariants of every sequence (`verify_sequence`). [] means it is sound."""
+    import os
+
+    from trainer.shard_format import ShardDataset, ShardFormatError, file_sha256, read_manifest, verify_sequence
+
+    try:
+        manifest = read_manifest(shards_dir)
+    except ShardFormatError as e:
+        return [str(e)]
+    problems = []
+    for entry in manifest["shards"]:
+        path = os.path.join(shards_dir, entry["file"])
+        if not os.path.exists(path):
+            problems.append(f"{entry['file']}: missing")
+        elif checksums and file_sha256(path) != entry["sha256"]:
+            problems.append(f"{entry['file']}: sha256 differs from the manifest")
+    if problems:
+        return problems
+    try:
+        dataset = ShardDataset(shards_dir)
+    except (ShardFormatError, OSError, pa.ArrowInvalid) as e:
+        return [str(e)]
+    vocab, n_langs = dataset.vocab_size, len(dataset.languages)
+    first = 0
+    for entry in manifest["shards"]:
+        found, tokens, loss = [], 0, 0
+        for i in range(first, first + entry["samples"]):
+            sample = dataset[i]
+            tokens += int(np.count_nonzero(sample["segment_ids"]))
+            loss += int(np.count_nonzero(sample["targets"] != -100))
+            errors = verify_sequence(sample)
+            if sample["tokens"].max() >= vocab or sample["targets"].max() >= vocab:
+                errors.append(f"an id >= vocab_size {vocab}")
+            if sample["langs"].max() >= n_langs:
+                errors.append(f"a langs index >= {n_langs} languages")
+            found += [f"{entry['file']} row {i - first}: {e}" for e in errors]
+            if progress:
+                progress()
+        if (tokens, loss) != (entry["tokens"], entry["loss_tokens"]):
+            found.append(f"{entry['file']}: {tokens} tokens and {loss} loss tokens, the manifest says "
+                         f"{entry['tokens']} and {entry['loss_tokens']}")
+        problems += found[:max_per_shard] + ([f"{entry['file']}: ... {len(found) - max_per_shard} more"]
+                                             if len(found) > max_per_shard else [])
+        first += entry["samples"]
+    return problems
+
+
+def _verify_arguments(p) -> None:
+    p.add_argument("shards_dir", help="a local shards folder (<workdir>/shards)")
+    p.add_argument("--no-checksums", action="store_true", help="skip the sha256 of every file")
+
+
+@register_command("shards", "verify", "check shard checksums and every blank-infilling invariant", _verify_arguments)
+def verify_command(args) -> int:
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from trainer.shard_format import read_manifest
+
+    console = Console()
+    try:
+        total = sum(e["samples"] for e in read_manifest(args.shards_dir)["shards"])
+    except Exception:  # reported below by verify_shards, with its reason
+        total = None
+    with Progress(console=console, transient=True) as bar:
+        task = bar.add_task("verifying sequences", total=total)
+        problems = verify_shards(args.shards_dir, checksums=not args.no_checksums,
+                                 progress=lambda: bar.advance(task))
+    for p in problems:
+        console.print(f"[red]{p}[/red]")
+    if problems:
+        console.print(f"[red]{args.shards_dir}: {len(problems)} problems[/red]")
+        return 1
+    console.print(f"{args.shards_dir}: {total} sequences verified, no problems")
+    return 0

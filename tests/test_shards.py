@@ -1,0 +1,155 @@
+"""The shards stage on Spark and Beam: byte-identical shards, the whole stream accounted for,
+`glmdata shards verify`, the memory-mapped reader and the report aggregates."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from conftest import make_run_config
+from pipeline.cli import main as glmdata
+from pipeline.runner import run_stage
+from pipeline.stages.shards import ShardsStage, verify_shards
+from test_shards_data import (bad_documents, expected_stream, make_encoded_workdir, random_documents,
+                              real_documents, reconstruct_samples, tokenizer_model)
+from trainer.shard_format import SEQ_COLUMNS, ShardDataset, read_manifest, write_shard
+
+SECTION = {"seq_len": 256, "mask_sample_len": 64, "sequences_per_shard": 16}
+
+
+@pytest.fixture(scope="module")
+def documents(shared_data):
+    docs = real_documents(shared_data) + random_documents(150, seed=4) + bad_documents()
+    order = np.random.default_rng(0).permutation(len(docs))  # languages and bad rows interleaved
+    return [docs[i] for i in order]
+
+
+def run_shards(tmp_path, engine, docs, model, name: str, **section):
+    cfg = make_run_config(tmp_path / name, {"shards": {**SECTION, **section}})
+    make_encoded_workdir(tmp_path / name / "out", model, docs)
+    return cfg, run_stage(ShardsStage(cfg), engine)
+
+
+@pytest.fixture(scope="module")
+def spark_and_beam_runs(tmp_path_factory, spark_session_engine, shared_data, documents):
+    from pipeline.engines.beam import BeamEngine
+
+    tmp = tmp_path_factory.mktemp("shards")
+    model = tokenizer_model(shared_data)
+    spark_cfg, spark_summary = run_shards(tmp, spark_session_engine, documents, model, "spark")
+    beam_engine = BeamEngine(make_run_config(tmp / "beamcfg", engine="beam"))
+    beam_cfg, beam_summary = run_shards(tmp, beam_engine, documents, model, "beam")
+    return {"spark": (spark_cfg, spark_summary), "beam": (beam_cfg, beam_summary)}
+
+
+def shards_dir(cfg) -> str:
+    return f"{cfg.run.workdir}/shards"
+
+
+def test_spark_and_beam_write_byte_identical_shards(spark_and_beam_runs):
+    (spark_cfg, spark), (beam_cfg, beam) = spark_and_beam_runs["spark"], spark_and_beam_runs["beam"]
+    a, b = read_manifest(shards_dir(spark_cfg)), read_manifest(shards_dir(beam_cfg))
+    assert len(a["shards"]) > 3  # several shards, so several tasks ran in parallel
+    assert a["shards"] == b["shards"]  # sha256 included
+    for key in ("kept", "dropped", "in", "extra", "report"):
+        assert spark[key] == beam[key]
+
+
+def test_every_valid_token_is_in_the_shards_exactly_once(spark_and_beam_runs, documents):
+    cfg, summary = spark_and_beam_runs["spark"]
+    dataset = ShardDataset(shards_dir(cfg), verify=True)
+    rows = [dataset[i] for i in range(len(dataset))]
+    rebuilt = np.concatenate([s for row in rows for s in reconstruct_samples(row)])
+    assert np.array_equal(rebuilt, expected_stream(documents))
+    padded = [int((r["segment_ids"] == 0).sum()) for r in rows]
+    assert sum(padded[:-1]) == 0 and padded[-1] < dataset.seq_len  # only the corpus's last sequence
+    assert all(r[c].shape == (dataset.seq_len,) for r in rows[:3] for c in SEQ_COLUMNS)
+    assert dataset.languages == ["en", "zh"] and dataset.vocab_size == 4000
+
+
+def test_stats_account_for_every_document(spark_and_beam_runs, documents):
+    _, summary = spark_and_beam_runs["spark"]
+    assert summary["in"]["docs"] == len(documents)
+    assert summary["kept"]["docs"] == len(documents) - 3
+    assert set(summary["dropped"]) == {"empty", "special_token_id", "token_id_out_of_vocab"}
+    report = summary["report"]
+    stream = len(expected_stream(documents))  # the language and source mix counts document tokens + <eos>
+    assert sum(report["tokens_per_language"].values()) == sum(report["tokens_per_source"].values()) == stream
+    assert report["tokens"] == sum(report["tokens_per_shard"])
+    spans = sum(report["span_length_hist"].values())  # each adds a [MASK] and a <sop>; a [gMASK] sample adds 1
+    assert report["tokens"] == stream + 2 * spans + report["gmask_samples"]
+    assert 0.1 < report["loss_token_share"] < 0.8
+    assert report["mask_sequences"] + report["gmask_sequences"] == report["sequences"]
+    assert sum(report["span_length_hist"].values()) > 100
+
+
+def test_verify_command_passes_then_catches_corruption(spark_and_beam_runs, tmp_path, capsys):
+    cfg, _ = spark_and_beam_runs["beam"]
+    assert glmdata(["shards", "verify", shards_dir(cfg)]) == 0
+    broken = tmp_path / "broken"
+    shutil.copytree(shards_dir(cfg), broken)
+    entry = read_manifest(str(broken))["shards"][1]
+    dataset = ShardDataset(str(broken))
+    first = read_manifest(str(broken))["shards"][0]["samples"]
+    columns = {c: np.stack([dataset[first + i][c] for i in range(entry["samples"])]) for c in SEQ_COLUMNS}
+    kinds = [dataset[first + i]["kind"] for i in range(entry["samples"])]
+    del dataset
+    part_b = int(np.argmin(columns["prefix"][0]))
+    columns["targets"][0, part_b] += 1  # a Part B target that is not the span's token
+    write_shard(str(broken / entry["file"]), columns, kinds)
+    assert glmdata(["shards", "verify", str(broken)]) == 1
+    assert "sha256 differs" in capsys.readouterr().out
+    problems = verify_shards(str(broken), checksums=False)  # the invariants catch it without checksums
+    assert problems and all(entry["file"] in p for p in problems), problems
+
+
+def test_manifest_describes_the_run(spark_and_beam_runs):
+    cfg, _ = spark_and_beam_runs["spark"]
+    m = read_manifest(shards_dir(cfg))
+    assert m["seq_len"] == 256 and m["objective"]["mask_sample_len"] == 64 and m["seed"] == cfg.run.seed
+    assert m["special_tokens"]["3"] == "[MASK]" and len(m["tokenizer"]["sha256"]) == 64
+    for e in m["shards"]:
+        assert sum(e["languages"].values()) == sum(e["sources"].values()) > 0
+    assert m["totals"]["tokens"] == sum(e["tokens"] for e in m["shards"])
+
+
+def test_other_seed_other_shards_same_stream(spark_session_engine, tmp_path, shared_data):
+    docs = random_documents(60, seed=9)
+    model = tokenizer_model(shared_data)
+    cfg, summary = run_shards(tmp_path, spark_session_engine, docs, model, "reseeded")
+    base = read_manifest(shards_dir(cfg))
+    cfg2 = make_run_config(tmp_path / "reseeded", {"shards": SECTION}, seed=99)
+    run_stage(ShardsStage(cfg2), spark_session_engine)
+    other = read_manifest(shards_dir(cfg2))
+    assert [e["sha256"] for e in base["shards"]] != [e["sha256"] for e in other["shards"]]
+    dataset = ShardDataset(shards_dir(cfg2))
+    rebuilt = np.concatenate([s for i in range(len(dataset)) for s in reconstruct_samples(dataset[i])])
+    assert np.array_equal(rebuilt, expected_stream(docs))
+
+
+def test_unreadable_part_is_an_error_not_a_crash(spark_session_engine, tmp_path, shared_data):
+    docs = random_documents(40, seed=3)
+    cfg = make_run_config(tmp_path / "w", {"shards": SECTION})
+    workdir = make_encoded_workdir(tmp_path / "w" / "out", tokenizer_model(shared_data), docs, parts=2)
+    (workdir / "encode" / "data" / "part-00001.parquet").write_bytes(b"not parquet at all")
+    summary = run_stage(ShardsStage(cfg), spark_session_engine)
+    assert summary["errors"]["unreadable_parquet"]["bytes"] == len(b"not parquet at all")
+    assert summary["kept"]["docs"] == 20
+    assert verify_shards(shards_dir(cfg)) == []
+
+
+def test_config_errors_name_the_key(tmp_path):
+    from pipeline.config import ConfigError
+
+    with pytest.raises(ConfigError, match="shards.*multiple of mask_sample_len"):
+        make_run_config(tmp_path, {"shards": {"seq_len": 300, "mask_sample_len": 64}})
+    with pytest.raises(ConfigError, match="shards.mask_share: expected float"):
+        make_run_config(tmp_path, {"shards": {"mask_share": "lots"}})
+
+
+def test_stats_json_is_small(spark_and_beam_runs):
+    cfg, _ = spark_and_beam_runs["spark"]
+    stats = json.loads(open(f"{shards_dir(cfg)}/stats.json").read())
+    assert len(json.dumps(stats)) < 20_000
