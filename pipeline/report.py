@@ -158,18 +158,16 @@ def print_summary(data: dict, html_path: str, console: Console | None = None) ->
     console = console or Console()
     table = Table(title=f"glmdata run: {data['workdir']}", show_edge=False)
     for col, justify in (("stage", "left"), ("time", "right"), ("docs in", "right"), ("MB in", "right"),
-                         ("kept", "right"), ("MB kept", "right"), ("dropped", "right"), ("errors", "right"),
-                         ("top drop reason", "left")):
+                         ("kept", "right"), ("MB kept", "right"), ("dropped", "right"), ("errors", "right")):
         table.add_column(col, justify=justify)
     for s in data["stages"]:
         dropped = sum(c["docs"] for c in s["dropped"].values())
         errors = sum(c["docs"] for c in s["errors"].values())
-        top = max(s["dropped"].items(), key=lambda kv: kv[1]["docs"], default=(None, None))[0] or ""
         table.add_row(s["stage"], "skipped" if s.get("skipped") else f"{s.get('seconds', 0):.1f} s",
                       f"{s['in']['docs'] + s.get('created', {}).get('docs', 0):,}",
                       f"{(s['in']['bytes'] + s.get('created', {}).get('bytes', 0)) / 1e6:,.2f}",
                       f"{s['kept']['docs']:,}", f"{s['kept']['bytes'] / 1e6:,.2f}", f"{dropped:,}",
-                      f"[red]{errors:,}[/red]" if errors else "0", top)
+                      f"[red]{errors:,}[/red]" if errors else "0")
     console.print(table)
     manifest = data.get("shards_manifest")
     if manifest and manifest.get("shards"):

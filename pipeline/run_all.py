@@ -36,10 +36,11 @@ def pipeline_stages(first: str | None = None, last: str | None = None, order: li
 def run_pipeline(cfg: RunConfig, engine, first: str | None = None, last: str | None = None,
                  report: bool = True, order: list[str] | None = None, console: Console | None = None) -> list[dict]:
     """Run the stages (skipping finished ones; re-running from `first` on when given), then the report.
-    Returns each stage's stats.json content."""
+    Returns each stage's stats.json content; a stage whose input is missing ends the run early
+    (the report still covers what finished)."""
     from pipeline.report import write_report
     from pipeline.report_terminal import print_stage_summary
-    from pipeline.runner import run_stage
+    from pipeline.runner import StageNotReady, run_stage
     from pipeline.stages import STAGE_ORDER
 
     console = console or Console()
@@ -51,7 +52,11 @@ def run_pipeline(cfg: RunConfig, engine, first: str | None = None, last: str | N
     for i, name in enumerate(names, 1):
         console.rule(f"[{i}/{len(names)}] {name}")
         stage = registry.STAGES[name](cfg)
-        summary = run_stage(stage, engine, force=first is not None)
+        try:
+            summary = run_stage(stage, engine, force=first is not None)
+        except StageNotReady as e:
+            console.print(f"[red]stopped before {name}: {e}[/red]")
+            break
         print_stage_summary(summary, cfg.run.workdir, console)
         summaries.append(summary)
     if report:
@@ -75,7 +80,7 @@ def run_command(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     engine = make_engine(cfg)
     try:
-        run_pipeline(cfg, engine, args.first, args.last, report=not args.no_report)
+        summaries = run_pipeline(cfg, engine, args.first, args.last, report=not args.no_report)
     finally:
         engine.close()
-    return 0
+    return 0 if len(summaries) == len(pipeline_stages(args.first, args.last)) else 1

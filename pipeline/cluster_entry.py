@@ -1,0 +1,19 @@
+"""The driver script that spark-submit (Dataproc, EMR, standalone) runs: `glmdata` with the session
+spark-submit created, its master and resources left to the cluster manager.
+
+    spark-submit ... pipeline/cluster_entry.py run --config dataproc.yaml
+"""
+import os
+import sys
+
+
+def main(argv: list[str]) -> int:
+    # SparkEngine then reuses the submitted session instead of setting a master or stopping it.
+    os.environ["GLMDATA_SPARK_SUBMITTED"] = "1"
+    from pipeline.cli import main as glmdata
+
+    return glmdata(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
