@@ -47,7 +47,7 @@ def text_shards(shared_data, tmp_path_factory) -> Path:
     with (out / "spm.txt").open("w", encoding="utf-8") as f:
         for _, text in docs:
             write_training_lines(text, f, 8192)
-    tok = load(train(TrainSettings(vocab_size=1000, num_threads=2), str(out / "spm.txt"), str(out / "spm")))
+    tok = load(train(TrainSettings(vocab_size=2000, character_coverage=0.98, num_threads=2), str(out / "spm.txt"), str(out / "spm")))
     ids = tok.encode_batch([text for _, text in docs])
     stream = np.concatenate([np.asarray(i + [EOS], dtype=np.int32) for i in ids])
     langs = np.concatenate([np.full(len(i) + 1, lang, dtype=np.int8) for (lang, _), i in zip(docs, ids)])
@@ -281,15 +281,21 @@ def test_tensor_parallel_2_matches_1_in_loss_and_gradients(tmp_path):
 
 @pytest.mark.parametrize("layout", ["tensor", "data"])
 def test_trainer_two_processes_match_one(text_shards, tmp_path, layout):
-    """The whole loop (ramp-up, accumulation, clipping, AdamW) over 4 steps: tensor parallel 2, or
-    data parallel 2 with half the micro-batches each, gives the losses of one process."""
-    settings = ["train.max_steps=4", "model.dropout=0.0", "checkpoint.interval=0", "logging.tensorboard=false"]
-    run_trainer(text_shards, tmp_path / "one", *settings)
-    two = settings + (["parallel.tensor=2"] if layout == "tensor" else [])
-    run_trainer(text_shards, tmp_path / "two", *two, nproc=2)
+    """The whole loop (ramp-up, accumulation, clipping, AdamW) over 4 steps gives the losses of one
+    process: tensor parallel 2 with the same micro-batches, or data parallel 2 where each rank runs
+    micro-batches half as large as the single process's."""
+    settings = ["train.max_steps=4", "train.rampup_samples=8", "model.dropout=0.0", "checkpoint.interval=0",
+                "logging.tensorboard=false"]
+    if layout == "tensor":
+        run_trainer(text_shards, tmp_path / "one", *settings)
+        run_trainer(text_shards, tmp_path / "two", *settings, "parallel.tensor=2", nproc=2)
+    else:
+        run_trainer(text_shards, tmp_path / "one", *settings, "train.micro_batch_size=4")
+        run_trainer(text_shards, tmp_path / "two", *settings, "train.micro_batch_size=2", nproc=2)
     one, two = logged_steps(tmp_path / "one"), logged_steps(tmp_path / "two")
-    assert [r["batch_size"] for r in one.values()] == [4, 4, 6, 6]  # ramp-up under way
+    assert len({r["batch_size"] for r in one.values()}) > 1  # the ramp-up is under way
     for step in one:
+        assert two[step]["batch_size"] == one[step]["batch_size"]
         assert two[step]["loss"] == pytest.approx(one[step]["loss"], rel=1e-5), step
         assert two[step]["grad_norm"] == pytest.approx(one[step]["grad_norm"], rel=1e-4), step
         assert two[step]["loss_by_lang"] == pytest.approx(one[step]["loss_by_lang"], rel=1e-5), step
@@ -349,9 +355,8 @@ def test_loss_falls_on_real_text_with_pipeline_packages_blocked(text_shards, tmp
     run_trainer(text_shards, tmp_path / "run", "train.max_steps=40", "checkpoint.interval=0",
                 prelude=BLOCK_PIPELINE_PACKAGES)
     steps = logged_steps(tmp_path / "run")
-    first = np.mean([steps[s]["loss"] for s in range(1, 6)])
-    last = np.mean([steps[s]["loss"] for s in range(36, 41)])
-    assert first > 6.0  # about ln(1024) at the start
-    assert last < first - 1.5, (first, last)
+    first, middle, last = (np.mean([steps[s]["loss"] for s in range(a, a + 5)]) for a in (1, 16, 36))
+    assert first > 7.0  # about ln(2048) at the start
+    assert last < middle < first - 0.5 and last < first - 0.8, (first, middle, last)
     assert set(steps[40]["loss_by_lang"]) == {"en", "zh"}
     assert not any(r["skipped"] for r in steps.values())

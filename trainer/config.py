@@ -162,7 +162,7 @@ def _check(cfg: Config, where: str) -> None:
          f"a multiple of micro_batch_size {t.micro_batch_size}"),
         (t.rampup_start_batch_size is None or 0 < t.rampup_start_batch_size <= t.global_batch_size,
          "train.rampup_start_batch_size", "between 1 and global_batch_size"),
-        (0 <= t.warmup_steps < t.max_steps, "train.warmup_steps", "at least 0 and below max_steps"),
+        (0 <= t.warmup_steps <= t.max_steps, "train.warmup_steps", "between 0 and max_steps"),
         (t.min_lr <= t.lr, "train.min_lr", "at most lr"),
         (t.spike_factor > 1.0, "train.spike_factor", "above 1"),
     ]

@@ -85,3 +85,28 @@ def parallelize(model: GLM, cfg: ParallelConfig, mesh: DeviceMesh | None) -> GLM
             fully_shard(block, mesh=mesh["dp"])
         fully_shard(model, mesh=mesh["dp"])
     return model
+
+
+@torch.no_grad()
+def clip_grad_norm_(model: GLM, max_norm: float) -> float:
+    """Clip all gradients to a global L2 norm of `max_norm`; returns the norm before clipping.
+
+    Without sequence parallelism the LayerNorm parameters are DTensors on the "dp" mesh only, the
+    sharded matmul weights on ("dp", "tp"): torch's clip_grad_norm_ cannot stack norms of different
+    meshes, so the squared norms are summed per mesh and combined here."""
+    from torch.nn.utils import get_total_norm
+
+    by_mesh: dict = {}
+    for p in model.parameters():
+        if p.grad is not None:
+            by_mesh.setdefault(getattr(p.grad, "device_mesh", None), []).append(p.grad)
+    squares = 0.0
+    for grads in by_mesh.values():
+        norm = get_total_norm(grads, foreach=True)
+        squares += float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm) ** 2
+    total = squares ** 0.5
+    coefficient = max_norm / (total + 1e-6)
+    if coefficient < 1.0:
+        for grads in by_mesh.values():
+            torch._foreach_mul_(grads, coefficient)
+    return total

@@ -31,7 +31,7 @@ from trainer.config import Config, ConfigError, load_config
 from trainer.data import RankBatches
 from trainer.metrics import RunLogger, mfu, peak_tflops
 from trainer.model import GLM, flops_per_token
-from trainer.parallelize import build_mesh, init_distributed, parallelize, world
+from trainer.parallelize import build_mesh, clip_grad_norm_, init_distributed, parallelize, world
 from trainer.schedule import global_batch_size, learning_rate
 from trainer.shard_format import IGNORE, ShardDataset, ShardFormatError
 from trainer.spike_guard import SpikeGuard
@@ -99,6 +99,9 @@ class Trainer:
         self.model = build_model(cfg, self.mesh, device)
         self.optimizer = build_optimizer(self.model, cfg)
         self.attention = resolve_backend(cfg.parallel.attention, device)
+        if self.attention == "flex" and device.type != "cuda":
+            raise ConfigError("parallel.attention: expected auto, naive or sdpa on CPU (FlexAttention has no CPU "
+                              "backward), got 'flex'")
         self.batches = RankBatches(self.dataset, cfg.train.seed, self.dp_rank, self.dp_size, device)
         self.guard = SpikeGuard(cfg.train.spike_factor, cfg.train.spike_warmup_steps, cfg.train.spike_ema)
         self.languages = self.dataset.languages
@@ -163,8 +166,7 @@ class Trainer:
                 known = langs >= 0
                 stats[3:3 + n_langs].index_add_(0, langs[known], losses[has_loss][known].double())
                 stats[3 + n_langs:].index_add_(0, langs[known], torch.ones_like(langs[known], dtype=torch.float64))
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.grad_clip)
-        grad_norm = float(grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm)
+        grad_norm = clip_grad_norm_(self.model, self.cfg.train.grad_clip)
         stats = self._dp_sum(stats).tolist()
         loss = stats[0] / max(stats[1], 1)
         lr = learning_rate(self.step, self.cfg.train)
