@@ -31,8 +31,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal, Mapping, Sequence
 
+import numpy as np
+
 from filters.normalize import fold_width
-from filters.scripts import ISO15924, detect_han_script, script_bytes, script_counts
+from filters.scripts import ISO15924, N_SLOTS, SLOT_NAMES, detect_han_script, letters_only, script_histogram
 
 # ISO 15924 script of each lid.176 language that is not written in Latin (every other one is).
 # Models whose labels carry their script (GlotLID/OpenLID "cmn_Hani") need no table.
@@ -46,7 +48,8 @@ _NON_LATIN = {
     "Tibt": "bo", "Ethi": "am", "Thaa": "dv",
 }
 LANGUAGE_SCRIPT = {lang: code for code, langs in _NON_LATIN.items() for lang in langs.split()}
-_CJK_CODES = {"Hani": "Hani", "Hans": "Hani", "Hant": "Hani", "Jpan": "Jpan", "Kore": "Kore", "Hang": "Kore"}
+# Writing systems of the CJK rule: 1 Chinese, 2 Japanese, 3 Korean (0: not CJK).
+_CJK_SYSTEM = {"Hani": 1, "Hans": 1, "Hant": 1, "Jpan": 2, "Kore": 3, "Hang": 3}
 # The letters that count as "written in" each ISO 15924 script.
 _SCRIPT_LETTERS = {code: (name,) for name, code in ISO15924.items()}
 _SCRIPT_LETTERS.update({"Hani": ("Han",), "Hans": ("Han",), "Hant": ("Han",),
@@ -54,9 +57,16 @@ _SCRIPT_LETTERS.update({"Hani": ("Han",), "Hans": ("Han",), "Hant": ("Han",),
                         "Hang": ("Hangul",)})
 
 _LABEL_PREFIX = "__label__"
-_NOT_LETTERS = re.compile(r"[\W\d_]+")
 _SPACES = re.compile(r"\s+")
+_SLOT = {name: i for i, name in enumerate(SLOT_NAMES) if name}
+_LETTER_SLOTS = slice(1, len(SLOT_NAMES))
 UNDETERMINED = "und"
+# Labels below this probability are not returned by fastText (returning all 176 triples the cost
+# of a prediction); what they hold together is negligible next to the 0.65 decision threshold.
+PROBABILITY_FLOOR = 1e-3
+# A block whose raw view is this sure skips the folded view (most of a real page's text: Chinese
+# after the script rules, English paragraphs), which halves the cost of long documents.
+SURE = 0.95
 
 
 def default_model_path() -> str:
@@ -86,13 +96,16 @@ def load_fasttext(path: str):
     return fasttext.load_model(path)
 
 
+def _predict_raw(model, line: str, k: int, threshold: float = 0.0) -> list[tuple[float, str]]:
+    try:
+        return model.f.predict(line + "\n", k, threshold, "strict")
+    except UnicodeEncodeError:  # lone surrogates from a lossy decode
+        return model.f.predict(line.encode("utf-8", "replace").decode("utf-8") + "\n", k, threshold, "strict")
+
+
 def predict_line(model, line: str, k: int) -> list[tuple[str, float]]:
     """(label without __label__, probability) pairs for one line of text, best first."""
-    try:
-        pairs = model.f.predict(line + "\n", k, 0.0, "strict")
-    except UnicodeEncodeError:  # lone surrogates from a lossy decode
-        pairs = model.f.predict(line.encode("utf-8", "replace").decode("utf-8") + "\n", k, 0.0, "strict")
-    return [(label.removeprefix(_LABEL_PREFIX), float(prob)) for prob, label in pairs]
+    return [(label.removeprefix(_LABEL_PREFIX), float(prob)) for prob, label in _predict_raw(model, line, k)]
 
 
 def label_script(label: str) -> str:
@@ -129,94 +142,159 @@ class LanguageIdentifier:
     leaves room for borrowed kana (brand names, の in web slang) without confusing the two;
     `label_aliases` folds lid.176's Wu and Cantonese classes into Chinese, because on Mandarin
     sentences they take up to 40% of the mass (measured on the zh sentences of
-    ../shared/data/langid) and the corpus keeps Han-script Chinese as one language."""
+    ../shared/data/langid) and the corpus keeps Han-script Chinese as one language.
+
+    The restriction runs over fastText's whole distribution as numpy arrays: model labels are
+    registered once (language index, script index), and per line only a letters-per-script
+    vector and a mask over scripts are computed."""
 
     def __init__(self, model_path: str | None = None, *, min_script_share: float = 0.5,
                  cjk_kana_share: float = 0.1, cjk_hangul_share: float = 0.1, folded_view: bool = True,
-                 label_aliases: Mapping[str, str] | None = None):
+                 max_block_letters: int = 1000, label_aliases: Mapping[str, str] | None = None):
         self.model_path = model_path or default_model_path()
         self.min_script_share = min_script_share
         self.cjk_kana_share = cjk_kana_share
         self.cjk_hangul_share = cjk_hangul_share
         self.folded_view = folded_view
+        self.max_block_letters = max_block_letters
         self.label_aliases = dict({"wuu": "zh", "yue": "zh"} if label_aliases is None else label_aliases)
+        # Registries filled as the model's labels are first seen.
+        self._label_index: dict[str, int] = {}  # raw model label -> row
+        self._label_lang: list[int] = []  # row -> index into _langs
+        self._label_script: list[int] = []  # row -> index into _scripts
+        self._langs: list[str] = []
+        self._scripts: list[str] = []
+        self._script_letters = np.zeros((0, N_SLOTS))  # script x slot: 1 where the slot is its letters
+        self._script_cjk = np.zeros(0, np.int8)
 
     @property
     def model(self):
         return load_fasttext(self.model_path)
 
+    # -- label registry
+
+    def _register(self, raw_labels) -> None:
+        for raw in sorted(set(raw_labels) - self._label_index.keys()):
+            label = raw.removeprefix(_LABEL_PREFIX)
+            lang, code = self.label_aliases.get(label, label), label_script(label)
+            if lang not in self._langs:
+                self._langs.append(lang)
+            if code not in self._scripts:
+                self._scripts.append(code)
+                row = np.zeros((1, N_SLOTS))
+                row[0, [_SLOT[name] for name in _SCRIPT_LETTERS.get(code, ("Latin",))]] = 1
+                self._script_letters = np.vstack([self._script_letters, row])
+                self._script_cjk = np.append(self._script_cjk, np.int8(_CJK_SYSTEM.get(code, 0)))
+            self._label_index[raw] = len(self._label_lang)
+            self._label_lang.append(self._langs.index(lang))
+            self._label_script.append(self._scripts.index(code))
+        self._label_lang_array = np.array(self._label_lang, np.intp)
+        self._label_script_array = np.array(self._label_script, np.intp)
+
     # -- one paragraph
 
-    def _cjk_system(self, counts: Mapping[str, int]) -> str | None:
-        kana = counts.get("Hiragana", 0) + counts.get("Katakana", 0)
-        hangul, han = counts.get("Hangul", 0), counts.get("Han", 0)
+    def _cjk_system(self, counts: np.ndarray) -> int:
+        kana = counts[_SLOT["Hiragana"]] + counts[_SLOT["Katakana"]]
+        hangul, han = counts[_SLOT["Hangul"]], counts[_SLOT["Han"]]
         cjk = kana + hangul + han
         if not cjk:
-            return None
+            return 0
         if kana >= self.cjk_kana_share * cjk:
-            return "Jpan"
+            return _CJK_SYSTEM["Jpan"]
         if hangul >= self.cjk_hangul_share * cjk:
-            return "Kore"
-        return "Hani"
+            return _CJK_SYSTEM["Kore"]
+        return _CJK_SYSTEM["Hani"]
 
-    def _possible(self, label: str, weights: Mapping[str, int], total: int, cjk: str | None,
-                  check_share: bool) -> bool:
-        code = label_script(label)
-        if code in _CJK_CODES and _CJK_CODES[code] != cjk:
-            return False
-        if not check_share:
-            return True
-        in_script = sum(weights.get(name, 0) for name in _SCRIPT_LETTERS.get(code, ("Latin",)))
-        return in_script >= self.min_script_share * total
-
-    def _distribution(self, view: str, weights: Mapping[str, int], cjk: str | None) -> dict[str, float]:
-        """fastText's whole distribution restricted to the languages the script allows, renormalised.
+    def _distribution(self, view: str, weights: np.ndarray, cjk: int) -> np.ndarray | None:
+        """fastText's whole distribution restricted to the languages the script allows and
+        renormalised, indexed like `_langs`; None when no language is possible.
 
         When no language passes the share rule (a line split between scripts), only the CJK
         rule applies."""
-        pairs = predict_line(self.model, view, -1)
-        size = sum(weights.values())
-        for check_share in (True, False):
-            allowed = [(label, p) for label, p in pairs if self._possible(label, weights, size, cjk, check_share)]
-            total = sum(p for _, p in allowed)
-            if total > 0:
-                dist: dict[str, float] = {}
-                for label, p in allowed:
-                    lang = self.label_aliases.get(label, label)
-                    dist[lang] = dist.get(lang, 0.0) + p / total
-                return dist
-        return {}
+        pairs = _predict_raw(self.model, view, -1, PROBABILITY_FLOOR)
+        if not pairs:
+            return None
+        probs, raw_labels = zip(*pairs)
+        try:
+            rows = np.fromiter(map(self._label_index.__getitem__, raw_labels), np.intp, len(raw_labels))
+        except KeyError:
+            self._register(raw_labels)
+            rows = np.fromiter(map(self._label_index.__getitem__, raw_labels), np.intp, len(raw_labels))
+        probs = np.asarray(probs)
+        scripts = self._label_script_array[rows]
+        cjk_ok = (self._script_cjk == 0) | (self._script_cjk == cjk)
+        share_ok = self._script_letters @ weights >= self.min_script_share * weights[_LETTER_SLOTS].sum()
+        for possible in (share_ok & cjk_ok, cjk_ok):
+            mask = possible[scripts]
+            # Labels under the floor are not returned; their mass counts as possible (conservative).
+            total = 1.0 - probs[~mask].sum()
+            if probs[mask].sum() > 0:
+                return np.bincount(self._label_lang_array[rows[mask]], weights=probs[mask],
+                                   minlength=len(self._langs)) / total
+        return None
 
     def paragraph(self, text: str) -> tuple[str, float, int]:
-        """(language, probability, letters) of one line; ("und", 0, 0) when it has no letters."""
-        counts = script_counts(text)
-        letters = sum(counts.values())
+        """(language, probability, letters) of a line or block; ("und", 0, 0) without letters."""
+        counts, weights = script_histogram(text)
+        letters = int(counts[_LETTER_SLOTS].sum())
         if not letters:
             return UNDETERMINED, 0.0, 0
+        return *self._predict(text, counts, weights), letters
+
+    def _predict(self, text: str, counts: np.ndarray, weights: np.ndarray) -> tuple[str, float]:
         cjk = self._cjk_system(counts)
-        weights = script_bytes(text)
         raw = _SPACES.sub(" ", text).strip()
         dist = self._distribution(raw, weights, cjk)
-        if self.folded_view:
-            folded = _NOT_LETTERS.sub(" ", fold_width(raw).lower()).strip()
+        if self.folded_view and (dist is None or dist.max() < SURE):
+            folded = _SPACES.sub(" ", letters_only(fold_width(raw)).lower()).strip()
             if folded and folded != raw:
                 other = self._distribution(folded, weights, cjk)
-                dist = {lang: (dist.get(lang, 0.0) + other.get(lang, 0.0)) / 2 for lang in dist.keys() | other.keys()}
-        if not dist:
-            return UNDETERMINED, 0.0, letters
-        lang = min(dist, key=lambda k: (-dist[k], k))  # ties broken by name: deterministic
-        return lang, dist[lang], letters
+                if dist is None or other is None:
+                    dist = dist if other is None else other
+                else:  # the second view may have registered new labels: align lengths
+                    dist = (np.pad(dist, (0, len(other) - len(dist))) + other) / 2
+        if dist is None:
+            return UNDETERMINED, 0.0
+        best = np.flatnonzero(dist == dist.max())
+        index = min(best, key=lambda i: self._langs[i])  # ties broken by name: deterministic
+        return self._langs[index], float(dist[index])
 
     # -- a document
 
     def identify(self, text: str) -> Identification:
-        langs, scores, letters = [], [], []
-        for line in text.split("\n"):
-            lang, score, n = self.paragraph(line)
-            langs.append(lang)
-            scores.append(score)
-            letters.append(n)
+        """Per-block predictions (see `_blocks`), recorded per line, then aggregated."""
+        lines = text.split("\n")
+        histograms = [script_histogram(line) for line in lines]
+        letters = [int(counts[_LETTER_SLOTS].sum()) for counts, _ in histograms]
+        langs, scores = [UNDETERMINED] * len(lines), [0.0] * len(lines)
+        for start, end in self._blocks(histograms, letters):
+            counts = sum(h[0] for h in histograms[start:end])
+            weights = sum(h[1] for h in histograms[start:end])
+            lang, score = self._predict(" ".join(lines[start:end]), counts, weights)
+            langs[start:end] = [lang] * (end - start)
+            scores[start:end] = [score] * (end - start)
         return self.aggregate(text, langs, scores, letters)
+
+    def _blocks(self, histograms: list[tuple[np.ndarray, np.ndarray]], letters: list[int]) -> list[tuple[int, int]]:
+        """Runs of consecutive lines predicted together: same main script, at most
+        `max_block_letters` letters (a longer line is a block of its own). A page of short lines
+        (menus, lists, poems) then costs a few fastText calls instead of one per line, and a change
+        of script (an English menu on a Chinese page) still starts a new block."""
+        blocks: list[tuple[int, int]] = []
+        start, script, size = None, None, 0
+        for i, ((_, weights), n) in enumerate(zip(histograms, letters)):
+            if not n:
+                continue
+            main = int(np.argmax(weights[_LETTER_SLOTS]))
+            if start is not None and main == script and size + n <= self.max_block_letters:
+                size += n
+                continue
+            if start is not None:
+                blocks.append((start, i))
+            start, script, size = i, main, n
+        if start is not None:
+            blocks.append((start, len(letters)))
+        return blocks
 
     def aggregate(self, text: str, line_langs: list[str], line_scores: list[float],
                   line_letters: list[int]) -> Identification:
@@ -237,7 +315,7 @@ class LanguageIdentifier:
 
     def _script(self, lang: str, text: str) -> str:
         code = label_script(lang)
-        if _CJK_CODES.get(code) == "Hani":
+        if _CJK_SYSTEM.get(code) == _CJK_SYSTEM["Hani"]:
             return detect_han_script(text) or "Hani"
         return code
 

@@ -36,19 +36,23 @@ ISO15924 = {
     "Myanmar": "Mymr", "Tibetan": "Tibt", "Ethiopic": "Ethi", "Thaana": "Thaa", "Other": "Zyyy",
 }
 
-# Table values: 0 = no script (punctuation, digits, symbols, marks), 1..len(SCRIPTS) = SCRIPTS,
-# then "Other" letters, then whitespace.
-_NAMES = ("",) + SCRIPTS + ("Other",)
-_OTHER = len(_NAMES) - 1
-_SPACE = len(_NAMES)
-_HAN = _NAMES.index("Han")
+# Table values (slots): 0 = no script (punctuation, digits, symbols), 1..len(SCRIPTS) = SCRIPTS,
+# then "Other" letters, whitespace, and combining marks that belong to no listed script.
+SLOT_NAMES = ("",) + SCRIPTS + ("Other",)  # the letter slots are 1 .. len(SLOT_NAMES) - 1
+_OTHER = len(SLOT_NAMES) - 1
+_SPACE = _OTHER + 1
+_MARK = _OTHER + 2
+N_SLOTS = _MARK + 1
+_HAN = SLOT_NAMES.index("Han")
 # Variant table values: Traditional-only and Simplified-only characters.
 _TRAD, _SIMP = 1, 2
 
 
 @functools.lru_cache(maxsize=1)
 def _all_code_points() -> str:
-    return "".join(chr(c) for c in range(0x110000) if not 0xD800 <= c < 0xE000)
+    points = np.arange(0x110000, dtype=np.uint32)
+    points = points[(points < 0xD800) | (points >= 0xE000)]
+    return points.tobytes().decode("utf-32-le")
 
 
 def _code_points(text: str) -> np.ndarray:
@@ -61,33 +65,44 @@ def _script_table() -> np.ndarray:
     table = np.zeros(0x110000, np.uint8)
     listed = "".join(f"\\p{{Script={name}}}" for name in SCRIPTS)
     runs = regex.compile("|".join(f"(\\p{{Script={name}}}+)" for name in SCRIPTS)
-                         + f"|([\\p{{L}}--[{listed}]]+)|(\\s+)", regex.V1)
+                         + f"|([\\p{{L}}--[{listed}]]+)|(\\s+)|([\\p{{M}}--[{listed}]]+)", regex.V1)
     for match in runs.finditer(_all_code_points()):
         first, last = ord(match.group()[0]), ord(match.group()[-1])
         table[first:last + 1] = match.lastindex  # runs are contiguous: surrogates are not in the string
     return table
 
 
+def script_histogram(text: str) -> tuple[np.ndarray, np.ndarray]:
+    """(characters, UTF-8 bytes) per slot of SLOT_NAMES, as arrays of length N_SLOTS.
+
+    By bytes, a Han, kana or Hangul character (one syllable, 3 bytes) weighs about as much as a
+    short Latin syllable, which is fairer than characters when comparing how much of a line each
+    script holds."""
+    points = _code_points(text)
+    slots = _script_table()[points]
+    utf8_length = 1 + (points >= 0x80).astype(np.uint8) + (points >= 0x800) + (points >= 0x10000)
+    return (np.bincount(slots, minlength=N_SLOTS),
+            np.bincount(slots, weights=utf8_length, minlength=N_SLOTS))
+
+
 def script_counts(text: str) -> dict[str, int]:
     """Number of letters of each script in `text` (scripts with none omitted)."""
-    counts = np.bincount(_script_table()[_code_points(text)], minlength=_SPACE + 1)
-    return {_NAMES[i]: int(counts[i]) for i in range(1, _OTHER + 1) if counts[i]}
+    counts = np.bincount(_script_table()[_code_points(text)], minlength=N_SLOTS)
+    return {SLOT_NAMES[i]: int(counts[i]) for i in range(1, _OTHER + 1) if counts[i]}
 
 
-def script_bytes(text: str) -> dict[str, int]:
-    """UTF-8 bytes of the letters of each script: a Han, kana or Hangul character (one syllable,
-    3 bytes) then weighs about as much as a short Latin syllable, which is fairer than character
-    counts when comparing how much of a line each script holds."""
+def letters_only(text: str) -> str:
+    """`text` with every character that is not a letter or combining mark replaced by a space."""
     points = _code_points(text)
-    utf8_length = 1 + (points >= 0x80).astype(np.uint8) + (points >= 0x800) + (points >= 0x10000)
-    weights = np.bincount(_script_table()[points], weights=utf8_length, minlength=_SPACE + 1)
-    return {_NAMES[i]: int(weights[i]) for i in range(1, _OTHER + 1) if weights[i]}
+    slots = _script_table()[points]
+    keep = ((slots >= 1) & (slots <= _OTHER)) | (slots == _MARK)
+    return np.where(keep, points, 0x20).astype(np.uint32).tobytes().decode("utf-32-le", "surrogatepass")
 
 
 def han_ratio(text: str) -> float:
     """Han characters / non-whitespace characters (punctuation and digits count in the denominator,
     as in ChineseWebText's "proportion of Chinese characters")."""
-    counts = np.bincount(_script_table()[_code_points(text)], minlength=_SPACE + 1)
+    counts = np.bincount(_script_table()[_code_points(text)], minlength=N_SLOTS)
     visible = len(text) - int(counts[_SPACE])
     return int(counts[_HAN]) / visible if visible else 0.0
 
@@ -100,7 +115,7 @@ def _variant_table() -> np.ndarray:
     *to* it (so 乾, which t2s folds into 干, is a marker, but 著, a valid Simplified character too,
     is not); symmetrically for Simplified markers."""
     table = np.zeros(0x110000, np.uint8)
-    chars = [c for c in _all_code_points() if _script_table()[ord(c)] == _HAN]
+    chars = list(np.flatnonzero(_script_table() == _HAN).astype(np.uint32).tobytes().decode("utf-32-le"))
     # One conversion call each; newlines keep OpenCC's phrase tables out (character level only).
     simplified = to_simplified("\n".join(chars)).split("\n")
     traditional = to_traditional("\n".join(chars)).split("\n")

@@ -97,6 +97,17 @@ def _cached_copy(uri: str, nbytes: int) -> str:
     return path
 
 
+def build_identifier(s: LangidSection) -> LanguageIdentifier:
+    return LanguageIdentifier(local_model(s.model), min_script_share=s.min_script_share,
+                              cjk_kana_share=s.cjk_kana_share, cjk_hangul_share=s.cjk_hangul_share,
+                              folded_view=s.folded_view, label_aliases=s.label_aliases)
+
+
+def build_filter(s: LangidSection) -> LanguageFilter:
+    return LanguageFilter(s.languages, min_score=s.min_score, default_min_score=s.default_min_score,
+                          min_share=s.min_share, mixed=s.mixed)
+
+
 @register_stage
 class LangidStage(MapStage):
     name = "langid"
@@ -108,16 +119,11 @@ class LangidStage(MapStage):
 
     @functools.cached_property
     def identifier(self) -> LanguageIdentifier:
-        s = self.section
-        return LanguageIdentifier(local_model(s.model), min_script_share=s.min_script_share,
-                                  cjk_kana_share=s.cjk_kana_share, cjk_hangul_share=s.cjk_hangul_share,
-                                  folded_view=s.folded_view, label_aliases=s.label_aliases)
+        return build_identifier(self.section)
 
     @functools.cached_property
     def language_filter(self) -> LanguageFilter:
-        s = self.section
-        return LanguageFilter(s.languages, min_score=s.min_score, default_min_score=s.default_min_score,
-                              min_share=s.min_share, mixed=s.mixed)
+        return build_filter(self.section)
 
     def __getstate__(self):
         # The model wrapper is rebuilt on each worker (cached there per process), never pickled.
