@@ -61,6 +61,9 @@ class LangidSection:
     cjk_kana_share: float = 0.1  # Han text with >= 10% kana is Japanese (running Japanese: >= 22% kana, Chinese: none)
     cjk_hangul_share: float = 0.1  # Han text with >= 10% Hangul is Korean (Korean: >= 87% Hangul)
     folded_view: bool = True  # also predict a lower-cased, punctuation-free copy and average (short-text robustness)
+    # Consecutive lines of one script are predicted together up to this many letters (about a
+    # paragraph or two): pages of short lines cost a few fastText calls, shares stay paragraph-level.
+    max_block_letters: int = 1000
     # lid.176's Wu and Cantonese classes take up to 40% of the mass of Mandarin sentences; Han-script
     # Chinese is one language here.
     label_aliases: dict[str, str] = field(default_factory=lambda: {"wuu": "zh", "yue": "zh"})
@@ -72,6 +75,8 @@ class LangidSection:
         for key in ("default_min_score", "min_share", "min_script_share", "cjk_kana_share", "cjk_hangul_share"):
             if not 0.0 <= getattr(self, key) <= 1.0:
                 raise ValueError(f"{key}: expected a number between 0 and 1, got {getattr(self, key)}")
+        if self.max_block_letters < 1:
+            raise ValueError(f"max_block_letters: expected a positive number, got {self.max_block_letters}")
         for lang, score in self.min_score.items():
             if not 0.0 <= score <= 1.0:
                 raise ValueError(f"min_score.{lang}: expected a number between 0 and 1, got {score}")
@@ -100,7 +105,8 @@ def _cached_copy(uri: str, nbytes: int) -> str:
 def build_identifier(s: LangidSection) -> LanguageIdentifier:
     return LanguageIdentifier(local_model(s.model), min_script_share=s.min_script_share,
                               cjk_kana_share=s.cjk_kana_share, cjk_hangul_share=s.cjk_hangul_share,
-                              folded_view=s.folded_view, label_aliases=s.label_aliases)
+                              folded_view=s.folded_view, max_block_letters=s.max_block_letters,
+                              label_aliases=s.label_aliases)
 
 
 def build_filter(s: LangidSection) -> LanguageFilter:
