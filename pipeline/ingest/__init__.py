@@ -12,9 +12,9 @@ Accounting rules (what stats.json of the ingest stage counts):
 - *Bytes in* are the uncompressed bytes of those records (a WARC record from its `WARC/` line to
   the next record, a JSON line with its newline; a Parquet row counts its text's UTF-8 bytes).
 - Bytes no record could be delimited from are errors with docs=0 and their bytes: a header that
-  does not parse (up to the next `WARC/` line), a file that is not what its name says
-  (`not_gzip`, whole file), bytes after the last gzip member (`trailing_garbage`), a member that
-  does not decode (`corrupt_gzip`, compressed bytes from it to the end of the file).
+  does not parse (`corrupt_header`, up to the next `WARC/` line), a file that is not what its
+  name says (`not_gzip`, the whole file), compressed bytes that do not decode (`corrupt_gzip`,
+  counted compressed, from the damaged member up to the next member header, where reading goes on).
 - File-level problems with nothing to count are errors with docs=0 and bytes=0: a configured path
   that matches no file (`missing_path`), an empty file (`empty_file`), a compressed stream that ends between records
   (`truncated_gzip`), a file that cannot be opened (`unreadable_file`, its size if known).

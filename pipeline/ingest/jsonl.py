@@ -19,6 +19,7 @@ from typing import Any, Iterator
 
 from pipeline.ingest.events import Broken, Document, Empty, Event, NotDocument
 from pipeline.ingest.streams import Decompressed
+from pipeline.ingest.warc import end_of_data_errors, end_of_data_reason
 
 
 @dataclass(frozen=True)
@@ -57,8 +58,15 @@ class JsonlReader:
         self.max_record_bytes = max_record_bytes
 
     def __iter__(self) -> Iterator[Event]:
+        while True:
+            self.cut_reported = False
+            yield from self._lines()
+            yield from end_of_data_errors(self.stream, self.cut_reported, "line")
+            if not self.stream.resume():
+                return
+
+    def _lines(self) -> Iterator[Event]:
         stream, fields = self.stream, self.fields
-        cut_reported = False
         while not stream.at_end():
             offset = stream.pos
             line = stream.readline(self.max_record_bytes + 1)
@@ -72,8 +80,8 @@ class JsonlReader:
                 yield NotDocument("blank_line", nbytes, docs=0)
                 continue
             if not line.endswith(b"\n") and (stream.truncated or stream.corrupt):
-                cut_reported = True
-                yield Broken(f"truncated_{stream.compression}", offset, stream.corrupt or
+                self.cut_reported = True
+                yield Broken(end_of_data_reason(stream), offset, stream.corrupt or
                              "compressed data ends in the middle of this line", nbytes)
                 continue
             try:
@@ -98,11 +106,3 @@ class JsonlReader:
                 yield Empty(doc_id, url, offset, date, nbytes, f"field {fields.text!r} is empty")
             else:
                 yield Document(doc_id, text, url, offset, date, nbytes)
-        if stream.corrupt:
-            yield Broken(f"corrupt_{stream.compression}", stream.pos, stream.corrupt, stream.undecoded_bytes, docs=0)
-        elif stream.truncated and not cut_reported:
-            yield Broken(f"truncated_{stream.compression}", stream.pos,
-                         "compressed data ends in the middle of a member, after the last whole line", 0, docs=0)
-        elif stream.undecoded_bytes:
-            yield Broken("trailing_garbage", stream.pos, "bytes after the last compressed member do not decode",
-                         stream.undecoded_bytes, docs=0)

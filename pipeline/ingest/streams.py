@@ -42,11 +42,12 @@ def expected_compression(path: str) -> str | None:
 class Decompressed:
     """Read/readline over the uncompressed bytes of `raw`, counting the uncompressed position.
 
-    After the data runs out, `truncated` says the input ended inside a gzip member or zstd frame,
-    `corrupt` holds the decoder's complaint about invalid compressed data, and `undecoded_bytes`
-    counts the file's bytes that never decoded: from a corrupt member to the end of the file, or
-    bytes after the last member that are not gzip (all of these are errors for the reader to
-    report)."""
+    When the data runs out, `truncated` says the input ended inside a gzip member or zstd frame.
+    Compressed bytes that do not decode (a damaged member, bytes between members that are not a
+    member) stop the data like an end of file, with `corrupt` saying why and `undecoded_bytes`
+    counting the compressed bytes up to the next member header found; the reader reports them,
+    then `resume()` goes on with that next member, so the records after the damage are read.
+    Every stop is an error for the reader to report."""
 
     def __init__(self, raw: IO[bytes], compression: str):
         self.raw = raw
@@ -63,6 +64,8 @@ class Decompressed:
         self._member = None  # zlib decoder of the current gzip member
         self._member_starts: deque[tuple[int, int]] = deque()  # (uncompressed, compressed) offsets
         self._produced = 0
+        self._resumable = False
+        self._magic = ZSTD_MAGIC if compression == "zstd" else GZIP_MAGIC
 
     # -- producing uncompressed bytes
     def _read_raw(self) -> bytes:
@@ -99,7 +102,7 @@ class Decompressed:
 
     def _produce_members(self) -> None:
         """Gzip members / zstd frames one after another, each decoded with bounded output."""
-        magic = GZIP_MAGIC if self.compression == "gzip" else ZSTD_MAGIC
+        magic = self._magic
         while True:
             if self._member is None:
                 if len(self._pending) < len(magic):
@@ -107,7 +110,9 @@ class Decompressed:
                 if not self._pending:
                     return self._finish()
                 if not self._pending.startswith(magic):
-                    return self._give_up()
+                    bad_start = self._raw_pos - len(self._pending)
+                    self.corrupt = f"bytes at file offset {bad_start} are not a {self.compression} member"
+                    return self._skip_to_next_member(bad_start, bad_start + 1)
                 self._member = self._new_member()
                 self._member_starts.append((self._produced, self._raw_pos - len(self._pending)))
             if not self._pending:
@@ -120,23 +125,43 @@ class Decompressed:
             except Exception as e:  # zlib.error, zstandard.ZstdError
                 member_start = self._member_starts[-1][1]
                 self.corrupt = f"invalid {self.compression} data in the member at file offset {member_start}: {e}"
-                self._pending = b""
-                self._give_up(self._raw_pos - member_start)
-                return
-            if self._member.eof:
-                self._pending = self._member.unused_data + self._pending
+                return self._skip_to_next_member(member_start, member_start + 1)
+            if self._member.eof:  # what follows the member (zlib also leaves it in unconsumed_tail)
+                self._pending = self._member.unused_data
                 self._member = None
             if out:
                 return self._emit(out)
 
-    def _give_up(self, already_read: int | None = None) -> None:
-        """Count the rest of the file as undecodable and stop."""
-        rest = len(self._pending) if already_read is None else already_read
-        while data := self._read_raw():
-            rest += len(data)
-        self.undecoded_bytes = rest
-        self._pending = b""
-        self._finish()
+    def _skip_to_next_member(self, bad_start: int, search_from: int) -> None:
+        """Stop the data here; find the next member header at or after `search_from` (compressed
+        offset) for `resume()`, counting the bytes from `bad_start` up to it as undecoded."""
+        self._member = None
+        buf, base = self._pending, self._raw_pos - len(self._pending)
+        header = self._magic + (b"\x08" if self.compression == "gzip" else b"")  # gzip: deflate method
+        while True:
+            found = buf.find(header, max(search_from - base, 0))
+            if found >= 0:
+                self._pending = buf[found:]
+                self.undecoded_bytes = base + found - bad_start
+                self._resumable = True
+                return self._finish()
+            more = self._read_raw()
+            if not more:
+                self._pending = b""
+                self.undecoded_bytes = base + len(buf) - bad_start
+                self._resumable = False
+                return self._finish()
+            keep = len(header) - 1  # a header split across two reads
+            base += len(buf) - keep
+            buf = buf[-keep:] + more
+
+    def resume(self) -> bool:
+        """After a stop for undecodable bytes: go on with the next member, if there is one."""
+        if not self._resumable:
+            return False
+        self._resumable = False
+        self.corrupt, self.undecoded_bytes, self._done = None, 0, False
+        return True
 
     def _finish(self) -> None:
         self._done = True

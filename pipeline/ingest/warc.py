@@ -74,6 +74,15 @@ def end_of_data_reason(stream: Decompressed) -> str:
     return "truncated_record"
 
 
+def end_of_data_errors(stream: Decompressed, cut_reported: bool, unit: str) -> Iterator[Event]:
+    """The error for why the data stopped, unless a cut record already said so."""
+    if stream.corrupt:
+        yield Broken(end_of_data_reason(stream), stream.pos, stream.corrupt, stream.undecoded_bytes, docs=0)
+    elif stream.truncated and not cut_reported:
+        yield Broken(end_of_data_reason(stream), stream.pos,
+                     f"compressed data ends in the middle of a member, after the last whole {unit}", 0, docs=0)
+
+
 class WarcReader:
     """Events for every record of one WARC or WET stream."""
 
@@ -83,8 +92,15 @@ class WarcReader:
         self.loader = ArcWarcRecordLoader(verify_http=False)
 
     def __iter__(self) -> Iterator[Event]:
+        while True:
+            self.cut_record_reported = False
+            yield from self._records()
+            yield from self._end_of_data()
+            if not self.stream.resume():
+                return
+
+    def _records(self) -> Iterator[Event]:
         stream = self.stream
-        cut_record_reported = False
         stream.skip_newlines()
         while not stream.at_end():
             start = stream.pos
@@ -108,23 +124,14 @@ class WarcReader:
             stream.skip_newlines()
             event.nbytes = stream.pos - start
             if cut:
-                cut_record_reported = True
+                self.cut_record_reported = True
                 event = Broken(end_of_data_reason(stream), offset,
                                f"record cut short: {record.raw_stream.limit} of {record.length} content bytes missing",
                                event.nbytes, doc_id=record_id(record))
             yield event
-        yield from self._end_of_stream(cut_record_reported)
 
-    def _end_of_stream(self, cut_record_reported: bool) -> Iterator[Event]:
-        stream = self.stream
-        if stream.corrupt:
-            yield Broken(end_of_data_reason(stream), stream.pos, stream.corrupt, stream.undecoded_bytes, docs=0)
-        elif stream.truncated and not cut_record_reported:
-            yield Broken(end_of_data_reason(stream), stream.pos,
-                         "compressed data ends in the middle of a member, after the last whole record", 0, docs=0)
-        elif stream.undecoded_bytes:
-            yield Broken("trailing_garbage", stream.pos, "bytes after the last gzip member are not gzip",
-                         stream.undecoded_bytes, docs=0)
+    def _end_of_data(self) -> Iterator[Event]:
+        yield from end_of_data_errors(self.stream, self.cut_record_reported, "record")
 
     def _record(self, record, offset: int) -> Event:
         """The event for one record, reading its content (the caller fixes `nbytes`)."""
