@@ -1,0 +1,195 @@
+"""Chinese quality rule sets: ChineseWebText's rules, long digit runs, spam density, and FineWeb-2's
+`cmn_Hani` thresholds for the Gopher and FineWeb rules.
+
+Words are jieba's, as datatrove's `zho_Hani`/`cmn_Hani` tokenizer (spaCy's Chinese tokenizer with
+the jieba segmenter) produces them. jieba itself runs at about 1 MB/s; jieba-rs (`rjieba`) cuts the
+same dictionary with the same HMM at 15-25 MB/s, but splits runs of Latin letters and digits
+differently ("2.4km" where jieba gives "2.4" "km"), so tokens without Han characters are re-cut by
+jieba itself (cached: they repeat). On ../shared/data's 2,632 Chinese documents the result equals
+jieba's on all but one document (one HMM merge of two characters).
+"""
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass, field
+from itertools import chain
+from typing import ClassVar
+
+from filters.blocklist import word_pattern
+from filters.english import FineWebQuality, GopherQuality, GopherRepetition
+from filters.repetition import Doc, Rejection, RuleSet, Signals, char_ngram_duplicate_fraction
+from filters.scripts import han_ratio
+
+_HAN = re.compile("[\u4e00-\u9fd5]")  # the Han range jieba's HMM segmenter works on
+
+
+class _JiebaTokens(dict):
+    """jieba-rs token -> the tokens jieba gives for it (stripped; whitespace tokens drop out)."""
+
+    limit = 1_000_000
+
+    def __missing__(self, token: str) -> tuple[str, ...]:
+        if len(self) >= self.limit:
+            self.clear()
+        stripped = token.strip()
+        if len(stripped) > 1 and not _HAN.search(stripped):
+            import jieba
+
+            tokens = tuple(t for t in (w.strip() for w in jieba.lcut(stripped)) if t)
+        else:
+            tokens = (stripped,) if stripped else ()
+        self[token] = tokens
+        return tokens
+
+
+@functools.lru_cache(maxsize=1)
+def _segmenter():
+    import jieba
+    import rjieba
+
+    jieba.setLogLevel(60)  # its "Building prefix dict" chatter on every worker
+    jieba.initialize()
+    return rjieba.cut, _JiebaTokens()
+
+
+def chinese_words(text: str) -> list[str]:
+    """The words datatrove's `split_into_words(text, "zho_Hani")` returns (jieba, HMM on)."""
+    cut, fix = _segmenter()
+    return list(chain.from_iterable(map(fix.__getitem__, cut(text))))
+
+
+# ---------------------------------------------------------------------------------------------
+# FineWeb-2's Chinese thresholds (huggingface/fineweb-2, configs/cmn_Hani.yml and the filtering
+# step of fineweb-2-pipeline.py), applied to jieba words: the English classes' rules and their other
+# defaults. Two deviations, measured on ../shared/data/text (tests/test_quality_real_data.py):
+# - the line rules (FineWeb's line punctuation, Gopher's bullet and ellipsis lines) skip one-line
+#   documents: a paragraph is not a page of lines, and FineWeb-2's 0.106 would reject every
+#   one-line article that ends in a quote, a bracket or "(完)" (58% of THUCNews, 15% of Chinese
+#   Wikipedia paragraphs), Gopher's ellipsis rule every paragraph cut off with "……";
+# - the minimum share of words with a letter is 0.6, not 0.735: jieba makes every punctuation
+#   mark and number a word, and at 0.735 14% of Chinese Wikipedia paragraphs fail, as do some
+#   web pages of the ChineseWebText sample whatever their quality (1st percentile there: 0.61).
+
+CMN_HANI_STOP_WORDS = ["的", "年", "在", "月", "是", "和", "日", "了", "於", "·", "為", "有", "被", "人", "中",
+                       "为", "他", "與", "後", "也", "而", "由"]
+
+
+@dataclass
+class ChineseGopherRepetition(GopherRepetition):
+    name: ClassVar[str] = "zh_gopher_repetition"
+    dup_line_frac: float | None = 0.287
+    dup_para_frac: float | None = 0  # FineWeb-2 disables the paragraph and line-character rules
+    dup_line_char_frac: float | None = 0
+    dup_para_char_frac: float | None = 0
+    top_ngram_char_frac: dict[int, float] = field(default_factory=lambda: {2: 0.256, 3: 0.201, 4: 0.171})
+    dup_ngram_char_frac: dict[int, float] = field(
+        default_factory=lambda: {5: 0.198, 6: 0.182, 7: 0.167, 8: 0.154, 9: 0.14, 10: 0.127})
+
+
+@dataclass
+class ChineseFineWebQuality(FineWebQuality):
+    name: ClassVar[str] = "zh_fineweb"
+    line_punct_thr: float = 0.106
+    short_line_thr: float = 999  # FineWeb-2 disables the short-line rule
+    line_punct_min_lines: int = 2  # not FineWeb-2's (see above)
+    char_duplicates_ratio: float = 0.1
+    new_line_ratio: float = 0.178
+
+
+@dataclass
+class ChineseGopherQuality(GopherQuality):
+    name: ClassVar[str] = "zh_gopher_quality"
+    min_avg_word_length: float | None = 1
+    max_avg_word_length: float | None = 5
+    max_non_alpha_words_ratio: float | None = 0.6  # FineWeb-2: 0.735 (see above)
+    line_rules_min_lines: int = 2  # not FineWeb-2's (see above)
+    stop_words: list[str] = field(default_factory=lambda: list(CMN_HANI_STOP_WORDS))
+
+
+# ---------------------------------------------------------------------------------------------
+# ChineseWebText (Chen et al. 2023, arXiv 2311.01149, section 3.1 "preparation")
+
+
+@dataclass
+class ChineseWebText(RuleSet):
+    """Length, share of Han characters, mean line length, and characters in repeated character
+    13-grams ("internal duplication")."""
+
+    name: ClassVar[str] = "zh"
+    min_chars: int | None = 200
+    min_han_ratio: float | None = 0.3  # Han / non-whitespace characters (filters.scripts.han_ratio)
+    min_mean_line_length: float | None = 10  # characters per non-empty line
+    char_ngram: int = 13
+    max_char_ngram_dup_frac: float | None = 0.5
+
+    def signal_types(self) -> dict[str, type]:
+        return {"n_chars": int, "han_ratio": float, "mean_line_length": float, "char_ngram_dup_frac": float}
+
+    def judge(self, doc: Doc, signals: Signals) -> Rejection | None:
+        text = doc.text
+        n_chars = signals["n_chars"] = len(text)
+        if self.min_chars and n_chars < self.min_chars:
+            return self.reject("min_chars", n_chars)
+        han = signals["han_ratio"] = han_ratio(text)
+        if self.min_han_ratio and han < self.min_han_ratio:
+            return self.reject("han_ratio", han)
+        lines = [line for line in text.split("\n") if line.strip()]
+        mean = signals["mean_line_length"] = sum(map(len, lines)) / len(lines) if lines else 0.0
+        if self.min_mean_line_length and mean < self.min_mean_line_length:
+            return self.reject("mean_line_length", mean)
+        dup = signals["char_ngram_dup_frac"] = char_ngram_duplicate_fraction(text, self.char_ngram)
+        if self.max_char_ngram_dup_frac and dup > self.max_char_ngram_dup_frac:
+            return self.reject("char_ngram_repetition", dup)
+        return None
+
+
+_DIGITS = re.compile(r"[0-9\uff10-\uff19]+")
+
+
+@dataclass
+class LongDigitRuns(RuleSet):
+    """Share of characters in long runs of digits: phone and QQ-number lists, lottery draws,
+    tracking codes. A run is at least `min_run_length` consecutive digits (8: dates written
+    20210101 are the longest ordinary run; Chinese mobile numbers have 11 digits)."""
+
+    name: ClassVar[str] = "zh"
+    min_run_length: int = 8
+    max_digit_run_frac: float | None = 0.1
+
+    def signal_types(self) -> dict[str, type]:
+        return {"digit_run_frac": float}
+
+    def judge(self, doc: Doc, signals: Signals) -> Rejection | None:
+        run_chars = sum(len(m) for m in _DIGITS.findall(doc.text) if len(m) >= self.min_run_length)
+        frac = signals["digit_run_frac"] = run_chars / max(len(doc.text), 1)
+        if self.max_digit_run_frac and frac > self.max_digit_run_frac:
+            return self.reject("digit_run", frac)
+        return None
+
+
+@dataclass
+class SpamDensity(RuleSet):
+    """Gambling, lottery, casino, adult and SEO advertising, as crawled Chinese pages carry it
+    (often injected into copied articles, a site name two or three times): a document with at
+    least `min_hits` lexicon matches, at least `min_hits_per_1k_chars` of them per 1,000
+    characters, is dropped. `terms` are the lexicon's entries (filters/data/zh_spam_terms.txt by
+    default, which the stage reads)."""
+
+    name: ClassVar[str] = "zh"
+    terms: list[str] = field(default_factory=list)
+    min_hits_per_1k_chars: float | None = 0.5
+    min_hits: int = 2  # a single mention (a news item about a lottery draw) never rejects
+
+    def __post_init__(self):
+        self._pattern = word_pattern(self.terms)
+
+    def signal_types(self) -> dict[str, type]:
+        return {"spam_hits": int, "spam_hits_per_1k_chars": float}
+
+    def judge(self, doc: Doc, signals: Signals) -> Rejection | None:
+        hits = signals["spam_hits"] = sum(1 for _ in self._pattern.finditer(doc.text)) if self.terms else 0
+        density = signals["spam_hits_per_1k_chars"] = 1000 * hits / max(len(doc.text), 1)
+        if self.min_hits_per_1k_chars is not None and hits >= self.min_hits and density >= self.min_hits_per_1k_chars:
+            return self.reject("spam_density", density)
+        return None

@@ -1,0 +1,335 @@
+"""English quality rule sets: Gopher repetition, Gopher quality, C4, FineWeb.
+
+One small class per rule set, thresholds as named fields whose defaults are datatrove 0.10.1's
+(`datatrove.pipeline.filters`: GopherRepetitionFilter, GopherQualityFilter, C4QualityFilter,
+FineWebQualityFilter), each rule with the same definition, so the decisions agree with
+datatrove's (tests/test_datatrove_oracle.py). What differs is the cost: datatrove runs spaCy on the
+whole text in every filter and on every line again for C4's sentence count; here the text is
+split at whitespace once and each distinct whitespace-separated chunk goes through spaCy's
+tokenizer once per worker process (`english_words`). spaCy's tokenizer treats chunks
+independently (its own cache is keyed by chunk), so the words are exactly spaCy's.
+"""
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass, field
+from itertools import chain
+from typing import ClassVar
+
+from filters.repetition import (Doc, Rejection, RuleSet, Signals, duplicate_ngram_chars, find_duplicates,
+                                top_ngram_chars)
+
+# datatrove.utils.text.PUNCTUATION and TERMINAL_PUNCTUATION (0.10.1), verbatim as code points:
+# Gopher's "symbol" words consist only of these; FineWeb's line-punctuation rule looks for the
+# terminal ones at the end of a line. tests/test_datatrove_oracle.py checks both sets are equal.
+PUNCTUATION = frozenset(
+    "!/\u2014\u201d:\uff05\uff11\u3008&(\u3001\u2501\\\u3010#%\u300c\u300d\uff0c\u3011\uff1b+^]~\u201c\u300a"
+    "\u201e';\u2019{|\u2236\u00b4[=-`*\uff0e\uff08\u2013\uff1f\uff01\uff1a$\uff5e\u00ab\u3009,><\u300b)?"
+    "\uff09\u3002\u2026@_.\"}\u25ba\u00bb"
+    + "".join(map(chr, [*range(0, 9), 11, 12, *range(13, 32), *range(127, 160)])))
+TERMINAL_PUNCTUATION = frozenset(
+    "!.?\u0589\u061d\u061e\u061f\u06d4\u0700\u0701\u0702\u07f9\u0837\u0839\u083d\u083e\u0964\u0965\u104a"
+    "\u104b\u1362\u1367\u1368\u166e\u1735\u1736\u17d4\u17d5\u17d6\u17d9\u17da\u1803\u1809\u1944\u1945\u1aa8"
+    "\u1aa9\u1aaa\u1aab\u1b5a\u1b5b\u1b5e\u1b5f\u1b7d\u1b7e\u1c3b\u1c3c\u1c7e\u1c7f\u203c\u203d\u2047\u2048"
+    "\u2049\u2e2e\u2e3c\u2e53\u2e54\u3002\ua4ff\ua60e\ua60f\ua6f3\ua6f7\ua876\ua877\ua8ce\ua8cf\ua92f\ua9c8"
+    "\ua9c9\uaa5d\uaa5e\uaa5f\uaaf0\uaaf1\uabeb\ufe52\ufe56\ufe57\uff01\uff0e\uff1f\uff61\U00010a56\U00010a57"
+    "\U00010f55\U00010f56\U00010f57\U00010f58\U00010f59\U00010f86\U00010f87\U00010f88\U00010f89\U00011047"
+    "\U00011048\U000110be\U000110bf\U000110c0\U000110c1\U00011141\U00011142\U00011143\U000111c5\U000111c6"
+    "\U000111cd\U000111de\U000111df\U00011238\U00011239\U0001123b\U0001123c\U000112a9\U0001144b\U0001144c"
+    "\U000115c2\U000115c3\U000115c9\U000115ca\U000115cb\U000115cc\U000115cd\U000115ce\U000115cf\U000115d0"
+    "\U000115d1\U000115d2\U000115d3\U000115d4\U000115d5\U000115d6\U000115d7\U00011641\U00011642\U0001173c"
+    "\U0001173d\U0001173e\U00011944\U00011946\U00011a42\U00011a43\U00011a9b\U00011a9c\U00011c41\U00011c42"
+    "\U00011ef7\U00011ef8\U00011f43\U00011f44\U00016a6e\U00016a6f\U00016af5\U00016b37\U00016b38\U00016b44"
+    "\U00016e98\U0001bc9f\U0001da88")
+SYMBOLS = PUNCTUATION | TERMINAL_PUNCTUATION  # datatrove's PUNCTUATION_SET
+GOPHER_STOP_WORDS = ("the", "be", "to", "of", "and", "that", "have", "with")  # Gopher (Rae et al. 2021)
+
+
+# ---------------------------------------------------------------------------------------------
+# Words: spaCy's blank English tokenizer, once per distinct whitespace-separated chunk
+
+
+class _ChunkTokens(dict):
+    """chunk -> its spaCy tokens; a miss runs spaCy's tokenizer on the chunk alone."""
+
+    limit = 2_000_000  # distinct chunks kept per process (~ a few hundred MB at most); then start over
+
+    def __init__(self, tokenizer):
+        super().__init__()
+        self.tokenizer = tokenizer
+
+    def __missing__(self, chunk: str) -> tuple[str, ...]:
+        if len(self) >= self.limit:
+            self.clear()
+        tokens = self[chunk] = tuple(t.text for t in self.tokenizer(chunk))
+        return tokens
+
+
+@functools.lru_cache(maxsize=1)
+def _chunk_tokens() -> _ChunkTokens:
+    import spacy  # loaded once per worker process
+
+    return _ChunkTokens(spacy.blank("en").tokenizer)
+
+
+def english_words(text: str) -> list[str]:
+    """The words datatrove's `split_into_words(text, "eng")` returns (spaCy's tokens, whitespace
+    tokens dropped)."""
+    return list(chain.from_iterable(map(_chunk_tokens().__getitem__, text.split())))
+
+
+@functools.lru_cache(maxsize=1)
+def _sentence_punctuation() -> tuple[frozenset[str], dict[str, bool]]:
+    from spacy.pipeline.sentencizer import Sentencizer
+
+    return frozenset(Sentencizer.default_punct_chars), {}
+
+
+def count_sentences(line: str) -> int:
+    """Sentences spaCy's rule-based sentencizer finds in `line` (datatrove's
+    `split_into_sentences`): a sentence starts at the first token that is not punctuation after a
+    sentence-final punctuation token."""
+    if not line.strip():
+        return 0
+    punct_chars, is_punct = _sentence_punctuation()
+    sentences, after_period = 1, False
+    for token in english_words(line):
+        in_punct_chars = token in punct_chars
+        token_is_punct = is_punct.get(token)
+        if token_is_punct is None:
+            token_is_punct = is_punct[token] = _all_punctuation(token)
+        if after_period and not token_is_punct and not in_punct_chars:
+            sentences += 1
+            after_period = False
+        elif in_punct_chars:
+            after_period = True
+    return sentences
+
+
+def _all_punctuation(token: str) -> bool:
+    import unicodedata
+
+    return all(unicodedata.category(c).startswith("P") for c in token)  # spaCy's IS_PUNCT
+
+
+# ---------------------------------------------------------------------------------------------
+# Rule sets
+
+
+def _ngram_limits(pairs: dict[int, float]) -> dict[int, float]:
+    return {int(n): float(v) for n, v in pairs.items()}
+
+
+@dataclass
+class GopherRepetition(RuleSet):
+    """Gopher's repetition rules (Rae et al. 2021, table A1): duplicated lines and paragraphs,
+    the most frequent word 2-4-grams, and characters in duplicated word 5-10-grams."""
+
+    name: ClassVar[str] = "gopher_repetition"
+    dup_line_frac: float | None = 0.3
+    dup_para_frac: float | None = 0.3
+    dup_line_char_frac: float | None = 0.2
+    dup_para_char_frac: float | None = 0.2
+    top_ngram_char_frac: dict[int, float] = field(default_factory=lambda: {2: 0.2, 3: 0.18, 4: 0.16})
+    dup_ngram_char_frac: dict[int, float] = field(
+        default_factory=lambda: {5: 0.15, 6: 0.14, 7: 0.13, 8: 0.12, 9: 0.11, 10: 0.10})
+
+    def __post_init__(self):
+        self.top_ngram_char_frac = _ngram_limits(self.top_ngram_char_frac)
+        self.dup_ngram_char_frac = _ngram_limits(self.dup_ngram_char_frac)
+
+    def signal_types(self) -> dict[str, type]:
+        return {"dup_para_frac": float, "dup_para_char_frac": float, "dup_line_frac": float,
+                "dup_line_char_frac": float,
+                **{f"top_{n}gram_char_frac": float for n in self.top_ngram_char_frac},
+                **{f"dup_{n}gram_char_frac": float for n in self.dup_ngram_char_frac}}
+
+    def judge(self, doc: Doc, signals: Signals) -> Rejection | None:
+        text = doc.text
+        if not text:
+            return self.reject("empty", 0)
+        n_chars = len(text)
+        for unit in ("para", "line"):  # datatrove's order: paragraphs first, then lines
+            items = doc.paragraphs if unit == "para" else doc.lines
+            dups, dup_chars = find_duplicates(items)
+            for rule, value in ((f"dup_{unit}_frac", dups / len(items)), (f"dup_{unit}_char_frac", dup_chars / n_chars)):
+                signals[rule] = value
+                limit = getattr(self, rule)
+                if limit and value > limit:
+                    return self.reject(rule, value)
+        for n, limit in self.top_ngram_char_frac.items():
+            value = signals[f"top_{n}gram_char_frac"] = top_ngram_chars(doc.words, n) / n_chars
+            if value > limit:
+                return self.reject(f"top_{n}gram", value)
+        for n, limit in self.dup_ngram_char_frac.items():
+            value = signals[f"dup_{n}gram_char_frac"] = duplicate_ngram_chars(doc.words, n) / n_chars
+            if value > limit:
+                return self.reject(f"dup_{n}gram", value)
+        return None
+
+
+@dataclass
+class GopherQuality(RuleSet):
+    """Gopher's quality rules (Rae et al. 2021, section A.1.1): word count, mean word length,
+    hash and ellipsis ratios, bullet and ellipsis lines, alphabetic words, stop words."""
+
+    name: ClassVar[str] = "gopher_quality"
+    min_doc_words: int | None = 50
+    max_doc_words: int | None = 100000
+    min_avg_word_length: float | None = 3
+    max_avg_word_length: float | None = 10
+    max_symbol_word_ratio: float | None = 0.1
+    max_bullet_lines_ratio: float | None = 0.9
+    max_ellipsis_lines_ratio: float | None = 0.3
+    max_non_alpha_words_ratio: float | None = 0.8  # datatrove's name: the minimum share of words with a letter
+    min_stop_words: int | None = 2
+    stop_words: list[str] = field(default_factory=lambda: list(GOPHER_STOP_WORDS))
+    line_rules_min_lines: int = 1  # not in datatrove (1 = always): fewer lines skip the bullet/ellipsis rules
+
+    def __post_init__(self):
+        self._stop_words = frozenset(self.stop_words)
+
+    def signal_types(self) -> dict[str, type]:
+        return {"n_words": int, "mean_word_length": float, "hash_word_ratio": float,
+                "ellipsis_word_ratio": float, "bullet_line_frac": float, "ellipsis_line_frac": float,
+                "alpha_word_frac": float, "stop_words": int}
+
+    def judge(self, doc: Doc, signals: Signals) -> Rejection | None:
+        text, words = doc.text, doc.words.words
+        word_lengths = [len(w) for w in words if not SYMBOLS.issuperset(w)]
+        n_words = signals["n_words"] = len(word_lengths)
+        if self.min_doc_words and n_words < self.min_doc_words:
+            return self.reject("min_words", n_words)
+        if self.max_doc_words and n_words > self.max_doc_words:
+            return self.reject("max_words", n_words)
+        mean = signals["mean_word_length"] = sum(word_lengths) / n_words if n_words else 0.0
+        if self.min_avg_word_length and mean < self.min_avg_word_length:
+            return self.reject("min_mean_word_length", mean)
+        if self.max_avg_word_length and mean > self.max_avg_word_length:
+            return self.reject("max_mean_word_length", mean)
+        n_tokens = max(len(words), 1)
+        for rule, value in (("hash_word_ratio", text.count("#") / n_tokens),
+                            ("ellipsis_word_ratio", (text.count("...") + text.count("\u2026")) / n_tokens)):
+            signals[rule] = value
+            if self.max_symbol_word_ratio and value > self.max_symbol_word_ratio:
+                return self.reject(rule, value)
+        lines = text.splitlines() or [""]
+        judge_lines = len(lines) >= self.line_rules_min_lines
+        bullets = sum(s.lstrip().startswith(("\u2022", "-")) for s in lines) / len(lines)
+        signals["bullet_line_frac"] = bullets
+        if self.max_bullet_lines_ratio and judge_lines and bullets > self.max_bullet_lines_ratio:
+            return self.reject("bullet_lines", bullets)
+        ellipsis = sum(s.rstrip().endswith(("...", "\u2026")) for s in lines) / len(lines)
+        signals["ellipsis_line_frac"] = ellipsis
+        if self.max_ellipsis_lines_ratio and judge_lines and ellipsis > self.max_ellipsis_lines_ratio:
+            return self.reject("ellipsis_lines", ellipsis)
+        alpha = signals["alpha_word_frac"] = sum(
+            1 for w in words if w.isalpha() or any(c.isalpha() for c in w)) / n_tokens
+        if self.max_non_alpha_words_ratio and alpha < self.max_non_alpha_words_ratio:
+            return self.reject("alpha_words", alpha)
+        stop = signals["stop_words"] = len(self._stop_words.intersection(words))
+        if self.min_stop_words and stop < self.min_stop_words:
+            return self.reject("stop_words", stop)
+        return None
+
+
+_CITATION = re.compile(r"\[\d*]|\[edit]|\[citation needed]")
+_END_PUNCTUATION = (".", "?", "!", '"', "'")
+_POLICY_PHRASES = ("terms of use", "privacy policy", "cookie policy", "uses cookies", "use of cookies",
+                   "use cookies")
+
+
+@dataclass
+class C4Quality(RuleSet):
+    """C4's rules (Raffel et al. 2020, section 2.2, and tensorflow_datasets' c4_utils): keep only
+    lines that end in terminal punctuation, have at least 3 words, no word over 1000 characters,
+    no "javascript" and no cookie/terms-of-use notice; drop pages with "lorem ipsum" or a curly
+    bracket, or with fewer than 5 sentences left. Rewrites the text to the kept lines."""
+
+    name: ClassVar[str] = "c4"
+    remove_citations: bool = True
+    filter_no_terminal_punct: bool = True
+    min_num_sentences: int = 5  # -1 disables
+    min_words_per_line: int = 3  # -1 disables
+    max_word_length: int = 1000  # -1 disables
+    filter_lorem_ipsum: bool = True
+    filter_javascript: bool = True
+    filter_curly_bracket: bool = True
+    filter_policy: bool = True
+
+    def signal_types(self) -> dict[str, type]:
+        return {"c4_sentences": int, "c4_line_keep_frac": float}
+
+    def judge(self, doc: Doc, signals: Signals) -> Rejection | None:
+        lines = doc.text.splitlines()
+        kept: list[str] = []
+        sentences = 0
+        for line in lines:
+            line = line.strip()
+            words = line.split()
+            if self.max_word_length != -1 and any(len(w) > self.max_word_length for w in words):
+                continue
+            if self.remove_citations:
+                line = _CITATION.sub("", line)
+            if self.filter_no_terminal_punct and (not line.endswith(_END_PUNCTUATION) or line.endswith("...")):
+                continue
+            if len(words) < self.min_words_per_line:
+                continue
+            lower = line.lower()
+            if self.filter_lorem_ipsum and "lorem ipsum" in lower:
+                return self.reject("lorem_ipsum", "lorem ipsum")
+            if self.filter_javascript and "javascript" in lower:
+                continue
+            if self.filter_curly_bracket and "{" in line:
+                return self.reject("curly_bracket", "{")
+            if self.filter_policy and any(p in lower for p in _POLICY_PHRASES):
+                continue
+            if self.min_num_sentences != -1:
+                sentences += count_sentences(line)
+            kept.append(line)
+        signals["c4_sentences"] = sentences
+        signals["c4_line_keep_frac"] = len(kept) / len(lines) if lines else 0.0
+        if sentences < self.min_num_sentences:
+            return self.reject("min_sentences", sentences)
+        doc.rewrite("\n".join(kept).strip())
+        return None
+
+
+@dataclass
+class FineWebQuality(RuleSet):
+    """FineWeb's own rules (Penedo et al. 2024): share of lines ending in terminal punctuation,
+    share of short lines, characters in duplicated lines, newlines per word."""
+
+    name: ClassVar[str] = "fineweb"
+    line_punct_thr: float = 0.12
+    line_punct_exclude_zero: bool = False
+    line_punct_min_lines: int = 1  # not in datatrove (1 = always): fewer non-empty lines skip the rule
+    short_line_thr: float = 0.67
+    short_line_length: int = 30
+    char_duplicates_ratio: float = 0.01
+    new_line_ratio: float = 0.3
+
+    def signal_types(self) -> dict[str, type]:
+        return {"line_punct_frac": float, "short_line_frac": float, "dup_line_char_frac_nonl": float,
+                "newline_word_ratio": float}
+
+    def judge(self, doc: Doc, signals: Signals) -> Rejection | None:
+        lines = [line for line in doc.text.split("\n") if line.strip()]
+        if not lines:
+            return self.reject("empty", 0)
+        punct = signals["line_punct_frac"] = sum(line[-1] in TERMINAL_PUNCTUATION for line in lines) / len(lines)
+        if (punct < self.line_punct_thr and len(lines) >= self.line_punct_min_lines
+                and not (punct == 0 and self.line_punct_exclude_zero)):
+            return self.reject("line_punct_ratio", punct)
+        short = signals["short_line_frac"] = sum(len(line) <= self.short_line_length for line in lines) / len(lines)
+        if short > self.short_line_thr:
+            return self.reject("short_line_ratio", short)
+        dup = find_duplicates(lines)[1] / max(len(doc.text) - doc.text.count("\n"), 1)
+        signals["dup_line_char_frac_nonl"] = dup
+        if dup > self.char_duplicates_ratio:
+            return self.reject("char_dup_ratio", dup)
+        newlines = signals["newline_word_ratio"] = doc.text.count("\n") / max(len(doc.words), 1)
+        if newlines > self.new_line_ratio:
+            return self.reject("list_ratio", newlines)
+        return None

@@ -1,0 +1,210 @@
+"""The document view and repetition measures shared by the English and Chinese rule sets.
+
+A rule set (`RuleSet`) judges a `Doc`: the text plus what rules derive from it (words, lines,
+paragraphs), each computed on first use and then shared, so a document is tokenized once per
+chain however many rule sets count its words.
+
+datatrove's filters each split the text into words again (spaCy, or spaCy + jieba for Chinese) and
+build every n-gram as a Python string, once per n. Here a document is tokenized once into `Words`
+(integer ids and character lengths, numpy arrays), and every n-gram measure works on 64-bit rolling
+hashes of those ids: n-grams of length n+1 are hashed from those of length n, so the nine Gopher
+n-gram sizes cost nine vectorised passes instead of nine passes of string joins.
+
+The measures reproduce datatrove 0.10.1's definitions exactly (`find_duplicates`,
+`find_top_duplicate`, `find_all_duplicate` in its gopher_repetition_filter.py), including its
+greedy skip over a duplicated n-gram and Counter's tie-breaking, so decisions agree with it
+(tests/test_datatrove_oracle.py). Hash collisions between different n-grams are possible in
+principle (64-bit hashes; about 1e-10 for a 100k-word document) and ignored.
+"""
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Callable, ClassVar, Iterable
+
+import numpy as np
+
+_PARAGRAPH_BREAK = re.compile(r"\n{2,}")
+_LINE_BREAKS = re.compile("\n+")
+_MIX = np.uint64(0x9E3779B97F4A7C15)  # odd 64-bit constant (golden ratio), for the hash mixing step
+
+
+def find_duplicates(items: Iterable[str]) -> tuple[int, int]:
+    """(number of items that repeat an earlier item, characters in those repeats)."""
+    counts = Counter(items)
+    repeats = sum(c - 1 for c in counts.values())
+    return repeats, sum(len(s) * (c - 1) for s, c in counts.items() if c > 1)
+
+
+def split_paragraphs(text: str) -> list[str]:
+    """Gopher's paragraphs: the stripped text split at blank lines."""
+    return _PARAGRAPH_BREAK.split(text.strip())
+
+
+def split_lines(text: str) -> list[str]:
+    """Gopher's lines: the text split at runs of newlines (not stripped, as datatrove does)."""
+    return _LINE_BREAKS.split(text)
+
+
+@dataclass
+class Words:
+    """A document's words, tokenized once and shared by every rule that counts words or n-grams."""
+
+    words: list[str]
+    _hashes: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.words)
+
+    @cached_property
+    def ids(self) -> np.ndarray:
+        vocab: dict[str, int] = {}
+        return np.fromiter((vocab.setdefault(w, len(vocab)) for w in self.words), np.uint64, len(self.words))
+
+    @cached_property
+    def char_offsets(self) -> np.ndarray:
+        """offsets[i] = characters in words[:i], so an n-gram's length is a difference."""
+        offsets = np.zeros(len(self.words) + 1, np.int64)
+        np.cumsum(np.fromiter(map(len, self.words), np.int64, len(self.words)), out=offsets[1:])
+        return offsets
+
+    def ngram_hashes(self, n: int) -> np.ndarray:
+        """One 64-bit hash per word n-gram (len(words) - n + 1 of them), built from the (n-1)-grams'."""
+        if n in self._hashes:
+            return self._hashes[n]
+        count = len(self.words) - n + 1
+        if count <= 0:
+            return np.zeros(0, np.uint64)
+        if n == 1:
+            hashes = self.ids * _MIX
+        else:
+            shorter = self.ngram_hashes(n - 1)[:count]
+            hashes = (shorter ^ (shorter >> np.uint64(29))) * _MIX + self.ids[n - 1:n - 1 + count]
+        self._hashes[n] = hashes
+        return hashes
+
+    def ngram_chars(self, start: np.ndarray | int, n: int) -> np.ndarray | int:
+        """Characters in the n-gram(s) starting at `start`, without separators."""
+        return self.char_offsets[start + n] - self.char_offsets[start]
+
+
+def top_ngram_chars(words: Words, n: int) -> int:
+    """Characters of the most frequent word n-gram (joined with spaces) times its count; among
+    equally frequent n-grams, the one that occurs first (Counter.most_common's order)."""
+    hashes = words.ngram_hashes(n)
+    if len(hashes) == 0:
+        return 0
+    _, first, counts = np.unique(hashes, return_index=True, return_counts=True)
+    top = counts.max()
+    start = int(first[counts == top].min())
+    return (int(words.ngram_chars(start, n)) + n - 1) * int(top)
+
+
+def duplicate_ngram_chars(words: Words, n: int) -> int:
+    """Characters in word n-grams that repeat an earlier n-gram, scanning left to right and
+    jumping past each repeat (so overlapping repeats count once), as Gopher defines it."""
+    hashes = words.ngram_hashes(n)
+    if len(hashes) < 2:
+        return 0
+    _, inverse, counts = np.unique(hashes, return_inverse=True, return_counts=True)
+    repeated = np.flatnonzero(counts[inverse] > 1)
+    if len(repeated) == 0:
+        return 0
+    # Only positions whose n-gram occurs more than once can change the outcome: every other
+    # position is visited and adds a new n-gram that nothing later matches.
+    seen: set[int] = set()
+    chars = 0
+    resume = 0
+    groups = inverse[repeated].tolist()
+    lengths = words.ngram_chars(repeated, n).tolist()
+    for pos, group, length in zip(repeated.tolist(), groups, lengths):
+        if pos < resume:
+            continue
+        if group in seen:
+            chars += length
+            resume = pos + n
+        else:
+            seen.add(group)
+    return chars
+
+
+def char_ngram_duplicate_fraction(text: str, n: int) -> float:
+    """Share of characters covered by character n-grams that occur more than once in the text
+    (ChineseWebText's internal-duplication measure, with n = 13)."""
+    if len(text) < n:
+        return 0.0
+    points = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), np.uint32).astype(np.uint64)
+    count = len(points) - n + 1
+    hashes = points[:count] * _MIX
+    for k in range(1, n):
+        hashes = (hashes ^ (hashes >> np.uint64(29))) * _MIX + points[k:k + count]
+    _, inverse, counts = np.unique(hashes, return_inverse=True, return_counts=True)
+    starts = np.flatnonzero(counts[inverse] > 1)
+    if len(starts) == 0:
+        return 0.0
+    cover = np.zeros(len(points) + 1, np.int32)
+    np.add.at(cover, starts, 1)
+    np.add.at(cover, starts + n, -1)
+    return float(np.count_nonzero(np.cumsum(cover[:-1]))) / len(points)
+
+
+class Doc:
+    """The text being judged and what rules derived from it (each computed once)."""
+
+    def __init__(self, text: str, tokenize: Callable[[str], list[str]], url: str | None = None):
+        self.text = text
+        self.tokenize = tokenize
+        self.url = url
+
+    @cached_property
+    def words(self) -> Words:
+        return Words(self.tokenize(self.text))
+
+    @cached_property
+    def lines(self) -> list[str]:
+        return split_lines(self.text)
+
+    @cached_property
+    def paragraphs(self) -> list[str]:
+        return split_paragraphs(self.text)
+
+    def rewrite(self, text: str) -> None:
+        """Replace the text (line cleaning); what was derived from the old text is dropped."""
+        if text != self.text:
+            self.text = text
+            for derived in ("words", "lines", "paragraphs"):
+                self.__dict__.pop(derived, None)
+
+
+@dataclass(frozen=True)
+class Rejection:
+    reason: str  # "<rule set>:<rule>", e.g. "gopher_quality:min_words"
+    value: float | int | str  # the value that failed the rule
+
+    @property
+    def detail(self) -> str:
+        return f"{self.value:.4g}" if isinstance(self.value, float) else str(self.value)
+
+
+Signals = dict[str, float | int]
+
+
+class RuleSet:
+    """One published rule set (Gopher quality, C4, ...): thresholds are the dataclass fields of a
+    subclass; `judge` records every signal it computes into `signals` (column `q_<name>`) and
+    returns the first rule that failed, or None. A threshold of None (or 0, as in datatrove)
+    disables its rule; its signal is still recorded."""
+
+    name: ClassVar[str]
+
+    def signal_types(self) -> dict[str, type]:
+        """The signals `judge` may record, name -> int or float (the stage's fixed columns)."""
+        raise NotImplementedError
+
+    def judge(self, doc: Doc, signals: Signals) -> Rejection | None:
+        raise NotImplementedError
+
+    def reject(self, rule: str, value: float | int | str) -> Rejection:
+        return Rejection(f"{self.name}:{rule}", value)

@@ -1,0 +1,255 @@
+"""`glmdata quality`: English and Chinese quality rules; every signal kept as a `q_*` column.
+
+A map stage over langid's output. Each document goes through its language's chain of rule sets
+(filters/english.py, filters/chinese.py, filters/blocklist.py), tokenized once and shared by every
+rule; the first rule that fails is the rejection reason ("gopher_quality:min_words",
+"zh:spam_density", ...) with the failing value as the detail. Kept documents carry every signal
+the chain computed, as RedPajama-V2 publishes quality signals, so users can re-filter without
+recomputing; C4's line cleaning rewrites English text, and the kept text is the cleaned text.
+Documents whose `lang` is neither en nor zh see only the language-independent rules (URL and
+word blocklists). `q_score` (in [0, 1], higher is better; dedup keeps the best of a cluster) is
+the classifier's probability when `quality.classifier` names a model, else `heuristic_score`.
+
+`glmdata quality train-classifier --positive F --negative F --out model.bin` trains that model.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import gzip
+import io
+import json
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pyarrow as pa
+
+import filters
+from filters.blocklist import UrlBlocklist, WordBlocklist, read_word_list
+from filters.chinese import (ChineseFineWebQuality, ChineseGopherQuality, ChineseGopherRepetition, ChineseWebText,
+                             LongDigitRuns, SpamDensity, chinese_words)
+from filters.english import C4Quality, FineWebQuality, GopherQuality, GopherRepetition, english_words
+from filters.repetition import Doc, Rejection, RuleSet, Signals
+from pipeline import storage
+from pipeline.config import ConfigError, InputPath, register_section
+from pipeline.registry import register_command, register_stage
+from pipeline.stage import BatchResult, MapStage
+
+DEFAULT_DATA = Path(filters.__file__).resolve().parent / "data"
+
+
+@dataclass
+class EnglishRules:
+    """Rule sets for `lang: en`, in order (FineWeb's order); null disables one."""
+
+    gopher_repetition: GopherRepetition | None = field(default_factory=GopherRepetition)
+    gopher_quality: GopherQuality | None = field(default_factory=GopherQuality)
+    c4: C4Quality | None = field(default_factory=C4Quality)
+    fineweb: FineWebQuality | None = field(default_factory=FineWebQuality)
+
+
+@dataclass
+class ChineseRules:
+    """Rule sets for `lang: zh`, in order; null disables one."""
+
+    chinesewebtext: ChineseWebText | None = field(default_factory=ChineseWebText)
+    digit_runs: LongDigitRuns | None = field(default_factory=LongDigitRuns)
+    spam: SpamDensity | None = field(default_factory=SpamDensity)  # its `terms` add to spam_terms_files
+    spam_terms_files: list[InputPath] = field(default_factory=lambda: [str(DEFAULT_DATA / "zh_spam_terms.txt")])
+    gopher_repetition: ChineseGopherRepetition | None = field(default_factory=ChineseGopherRepetition)
+    fineweb: ChineseFineWebQuality | None = field(default_factory=ChineseFineWebQuality)
+    gopher_quality: ChineseGopherQuality | None = field(default_factory=ChineseGopherQuality)
+
+
+@register_section("quality")
+@dataclass
+class QualitySection:
+    en: EnglishRules = field(default_factory=EnglishRules)
+    zh: ChineseRules = field(default_factory=ChineseRules)
+    # Language-independent rules (every document, whatever its lang), checked first.
+    url_blocklists: list[InputPath] = field(default_factory=lambda: [str(DEFAULT_DATA / "url_blocklist.txt")])
+    url_host_terms: list[str] = field(default_factory=lambda: ["porn", "casino", "hentai"])
+    word_blocklists: list[InputPath] = field(default_factory=lambda: [str(DEFAULT_DATA / "word_blocklist.txt")])
+    word_blocklist_min_hits: int = 2
+    classifier: InputPath | None = None  # fastText model from `glmdata quality train-classifier`
+    classifier_min_score: dict[str, float] = field(default_factory=dict)  # lang -> minimum q_score
+
+    def __post_init__(self):
+        if self.word_blocklist_min_hits < 1:
+            raise ValueError("word_blocklist_min_hits: expected at least 1")
+        for lang, score in self.classifier_min_score.items():
+            if not 0.0 <= score <= 1.0:
+                raise ValueError(f"classifier_min_score.{lang}: expected a probability in [0, 1], got {score}")
+        if self.classifier_min_score and self.classifier is None:
+            raise ValueError("classifier_min_score: set `classifier` to a model trained by "
+                             "`glmdata quality train-classifier` first")
+
+
+@dataclass
+class Chain:
+    tokenize: Callable[[str], list[str]] | None
+    rule_sets: list[RuleSet]
+
+    def judge(self, text: str, url: str | None, signals: Signals) -> tuple[str, Rejection | None]:
+        """(text after the rules, first failed rule or None)."""
+        doc = Doc(text, self.tokenize or str.split, url)
+        for rule_set in self.rule_sets:
+            rejection = rule_set.judge(doc, signals)
+            if rejection is not None:
+                return doc.text, rejection
+        return doc.text, None
+
+
+def _read_lists(paths: list[str]) -> list[str]:
+    entries = []
+    for path in paths:
+        entries += read_word_list(storage.read_text(path).splitlines())
+    return entries
+
+
+def heuristic_score(signals: Signals) -> float:
+    """q_score without a classifier: the mean of the share of lines that end in terminal
+    punctuation (FineWeb's line_punct_frac: prose rather than menus and lists) and one minus the
+    share of characters in duplicated word 5-grams (Gopher: boilerplate and spam repeat); 0.5 when
+    neither signal exists (languages other than en and zh)."""
+    parts = []
+    if "line_punct_frac" in signals:
+        parts.append(signals["line_punct_frac"])
+    if "dup_5gram_char_frac" in signals:
+        parts.append(1.0 - signals["dup_5gram_char_frac"])
+    return min(max(sum(parts) / len(parts), 0.0), 1.0) if parts else 0.5
+
+
+@register_stage
+class QualityStage(MapStage):
+    name = "quality"
+    upstream = "langid"
+    batch_size = 256
+
+    @cached_property
+    def chains(self) -> dict[str | None, Chain]:
+        """Rule sets per language (None: every other language), built once per worker."""
+        s: QualitySection = self.section
+        common: list[RuleSet] = [UrlBlocklist(domains=_read_lists(s.url_blocklists), host_terms=s.url_host_terms),
+                                 WordBlocklist(words=_read_lists(s.word_blocklists), min_hits=s.word_blocklist_min_hits)]
+        en = [s.en.gopher_repetition, s.en.gopher_quality, s.en.c4, s.en.fineweb]
+        spam = s.zh.spam and dataclasses.replace(s.zh.spam, terms=_read_lists(s.zh.spam_terms_files) + s.zh.spam.terms)
+        zh = [s.zh.chinesewebtext, s.zh.digit_runs, spam, s.zh.gopher_repetition, s.zh.fineweb, s.zh.gopher_quality]
+        return {"en": Chain(english_words, common + [r for r in en if r is not None]),
+                "zh": Chain(chinese_words, common + [r for r in zh if r is not None]),
+                None: Chain(None, common)}
+
+    @cached_property
+    def signal_columns(self) -> dict[str, pa.DataType]:
+        """Every q_* column, in a fixed order, so that every part file has the same schema."""
+        columns: dict[str, pa.DataType] = {}
+        for chain in self.chains.values():
+            for rule_set in chain.rule_sets:
+                for name, kind in rule_set.signal_types().items():
+                    columns[f"q_{name}"] = pa.int64() if kind is int else pa.float64()
+        columns["q_score"] = pa.float64()
+        return columns
+
+    def score(self, text: str, signals: Signals) -> float:
+        if self.section.classifier is None:
+            return heuristic_score(signals)
+        from filters.classifier import quality_score
+
+        return quality_score(self.section.classifier, text)
+
+    def process_batch(self, batch: pa.RecordBatch) -> BatchResult:
+        texts = batch.column("text").to_pylist()
+        langs = batch.column("lang").to_pylist()
+        urls = batch.column("url").to_pylist()
+        out_texts, reasons, details = [], [], []
+        values: dict[str, list] = {name: [] for name in self.signal_columns}
+        for text, lang, url in zip(texts, langs, urls):
+            signals: Signals = {}
+            chain = self.chains.get(lang) or self.chains[None]
+            cleaned, rejection = chain.judge(text or "", url, signals)
+            if rejection is None:
+                signals["score"] = self.score(cleaned, signals)
+                minimum = self.section.classifier_min_score.get(lang)
+                if minimum is not None and signals["score"] < minimum:
+                    rejection = Rejection("classifier:min_score", signals["score"])
+            out_texts.append(cleaned if rejection is None else text)
+            reasons.append(rejection and rejection.reason)
+            details.append(rejection and rejection.detail)
+            for name, column in values.items():
+                column.append(signals.get(name[2:]))
+        table = pa.Table.from_batches([batch])
+        table = table.set_column(table.schema.get_field_index("text"), "text", pa.array(out_texts, pa.string()))
+        for name, kind in self.signal_columns.items():
+            if name in table.column_names:  # re-filtering a quality output: the new values win
+                table = table.drop_columns([name])
+            table = table.append_column(pa.field(name, kind), pa.array(values[name], kind))
+        return BatchResult(table, reasons, details)
+
+
+# ---------------------------------------------------------------------------------------------
+# glmdata quality train-classifier
+
+
+def read_examples(path: str, text_field: str = "text") -> Iterator[str]:
+    """Examples from a file: JSON lines (.jsonl, .jsonl.gz; the `text_field` of each object) or
+    plain text, one example a line."""
+    raw = storage.read_bytes(path)
+    if path.endswith(".gz"):
+        raw = gzip.decompress(raw)
+    lines = io.StringIO(raw.decode("utf-8", errors="replace"))
+    is_jsonl = ".jsonl" in path or ".json" in path
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        if not is_jsonl:
+            yield line
+            continue
+        try:
+            yield json.loads(line)[text_field] or ""
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            raise ConfigError(f"{path}:{number}: expected a JSON object with a {text_field!r} field ({e})") from None
+
+
+def _train_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--positive", required=True, nargs="+", metavar="FILE",
+                   help="high-quality examples: .jsonl(.gz) with a text field, or text with one example a line")
+    p.add_argument("--negative", required=True, nargs="+", metavar="FILE", help="low-quality examples, same formats")
+    p.add_argument("--out", required=True, help="where to write the fastText model (.bin)")
+    p.add_argument("--text-field", default="text", help="JSON field holding the text (default: text)")
+    p.add_argument("--epoch", type=int, default=25, help="training epochs (default 25)")
+    p.add_argument("--lr", type=float, default=0.5, help="learning rate (default 0.5)")
+    p.add_argument("--word-ngrams", type=int, default=2, help="word n-gram features (default 2)")
+    p.add_argument("--dim", type=int, default=64, help="embedding size (default 64)")
+    p.add_argument("--holdout-every", type=int, default=10,
+                   help="hold out every N-th example for the printed evaluation (0: none; default 10)")
+    p.add_argument("--seed", type=int, default=1234)
+
+
+@register_command("quality", "train-classifier", "train a fastText quality classifier from positive and "
+                  "negative example files", _train_arguments)
+def train_classifier_command(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from filters.classifier import TrainingUnavailable, train
+
+    console = Console(stderr=True)
+    for path in args.positive + args.negative:
+        if not storage.exists(path):
+            raise ConfigError(f"{path}: no such example file")
+    positive = [t for p in args.positive for t in read_examples(p, args.text_field)]
+    negative = [t for p in args.negative for t in read_examples(p, args.text_field)]
+    console.print(f"training on {len(positive)} positive and {len(negative)} negative examples")
+    try:
+        with console.status("training fastText"):
+            ev = train(positive, negative, args.out, epoch=args.epoch, lr=args.lr, word_ngrams=args.word_ngrams,
+                       dim=args.dim, holdout_every=args.holdout_every, seed=args.seed)
+    except (TrainingUnavailable, ValueError) as e:
+        console.print(f"[red]error:[/red] {e}")
+        return 1
+    where = "held-out" if args.holdout_every else "training"
+    console.print(f"wrote {args.out}; on {ev.examples} {where} examples at 0.5: precision {ev.precision:.3f}, "
+                  f"recall {ev.recall:.3f}, accuracy {ev.accuracy:.3f}")
+    console.print(f"use it: quality.classifier: {args.out}  and  quality.classifier_min_score: {{en: 0.5, zh: 0.5}}")
+    return 0
