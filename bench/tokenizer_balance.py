@@ -1,0 +1,119 @@
+"""Does one shared EN/ZH vocabulary cost either language much? The balanced tokenizer against an
+English-only and a Chinese-only tokenizer of the same vocabulary size, all three trained with the
+project's settings (tokenizer/train.py) on the same documents of ../shared/data/text and measured on
+held-out documents (every tenth by a hash of the document id).
+
+Target (issue 5): balanced bytes/token within 10% of the monolingual one on its own language.
+
+    .venv/bin/python bench/tokenizer_balance.py [--vocab-size 32000] [--model-type unigram]
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tokenizer.evaluate import evaluate  # noqa: E402
+from tokenizer.spm import load  # noqa: E402
+from tokenizer.train import TrainSettings, train, write_training_lines  # noqa: E402
+
+TEXT = REPO.parent / "shared" / "data" / "text"
+TARGET_RATIO = 0.9  # balanced bytes/token at least 90% of the monolingual figure
+
+
+def load_docs(text_dir: Path) -> dict[str, dict[str, list[str]]]:
+    """{'train'|'heldout': {lang: [text, ...]}} in the order of a hash of the document id (so a
+    byte budget takes from every file); held out: every tenth document by that hash."""
+    split: dict[str, dict[str, list[tuple[int, str]]]] = {"train": {}, "heldout": {}}
+    for path in sorted(text_dir.glob("*.jsonl")):
+        for line in path.open(encoding="utf-8"):
+            doc = json.loads(line)
+            lang = "zh" if doc["lang"].startswith("zh") else doc["lang"]
+            h = int(hashlib.sha1(doc["id"].encode()).hexdigest(), 16)
+            split["heldout" if h % 10 == 0 else "train"].setdefault(lang, []).append((h, doc["text"]))
+    return {part: {lang: [t for _, t in sorted(docs)] for lang, docs in langs.items()} for part, langs in split.items()}
+
+
+def take_bytes(texts: list[str], budget: int) -> list[str]:
+    out, used = [], 0
+    for t in texts:
+        if used >= budget:
+            break
+        out.append(t)
+        used += len(t.encode())
+    return out
+
+
+def train_on(texts: list[str], settings: TrainSettings, workdir: Path, name: str):
+    input_file = workdir / f"{name}.txt"
+    with input_file.open("w", encoding="utf-8") as f:
+        for t in texts:
+            write_training_lines(t, f, settings.max_line_bytes)
+    return load(train(settings, str(input_file), str(workdir / name)))
+
+
+def compare(text_dir: Path, settings: TrainSettings, workdir: Path, bytes_per_language: int | None = None) -> dict:
+    """bytes/token on held-out English and Chinese for the balanced and both monolingual tokenizers."""
+    docs = load_docs(text_dir)
+    train_docs = docs["train"]
+    budget = min(sum(len(t.encode()) for t in train_docs[lang]) for lang in ("en", "zh"))
+    if bytes_per_language:
+        budget = min(budget, bytes_per_language)
+    sample = {lang: take_bytes(train_docs[lang], budget) for lang in ("en", "zh")}
+    tokenizers = {
+        "balanced": train_on(sample["en"] + sample["zh"], settings, workdir, "balanced"),
+        "en_only": train_on(sample["en"], settings, workdir, "en_only"),
+        "zh_only": train_on(sample["zh"], settings, workdir, "zh_only"),
+    }
+    heldout = [(lang, t) for lang in ("en", "zh") for t in docs["heldout"][lang]]
+    result = {name: evaluate(tok, heldout) for name, tok in tokenizers.items()}
+    rows = {}
+    for lang, mono in (("en", "en_only"), ("zh", "zh_only")):
+        balanced = result["balanced"]["languages"][lang]["bytes_per_token"]
+        single = result[mono]["languages"][lang]["bytes_per_token"]
+        rows[lang] = {"balanced": balanced, "monolingual": single, "ratio": round(balanced / single, 4)}
+    return {"train_bytes_per_language": budget, "heldout_docs": len(heldout), "languages": rows,
+            "vocab_split": result["balanced"]["vocab_split"], "evaluations": result}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--vocab-size", type=int, default=32000)
+    p.add_argument("--model-type", choices=["unigram", "bpe"], default="unigram")
+    p.add_argument("--character-coverage", type=float, default=TrainSettings.character_coverage)
+    p.add_argument("--bytes-per-language", type=int, default=None, help="cap the training text per language")
+    p.add_argument("--data", type=Path, default=TEXT, help="folder of JSONL {id, text, lang} (default ../shared/data/text)")
+    args = p.parse_args()
+    from rich.console import Console
+    from rich.table import Table
+
+    settings = TrainSettings(vocab_size=args.vocab_size, model_type=args.model_type,
+                             character_coverage=args.character_coverage)
+    started = time.time()
+    with tempfile.TemporaryDirectory() as tmp:
+        res = compare(args.data, settings, Path(tmp), args.bytes_per_language)
+    table = Table(title=f"bytes/token on held-out docs, {args.model_type} vocab {args.vocab_size:,}, "
+                        f"{res['train_bytes_per_language'] / 1e6:.2f} MB training text per language", show_edge=False)
+    for col in ("lang", "balanced EN+ZH", "monolingual", "balanced / monolingual", f"target >= {TARGET_RATIO}"):
+        table.add_column(col, justify="right")
+    ok = True
+    for lang, r in res["languages"].items():
+        passed = r["ratio"] >= TARGET_RATIO
+        ok &= passed
+        table.add_row(lang, f"{r['balanced']:.3f}", f"{r['monolingual']:.3f}", f"{r['ratio']:.3f}", "yes" if passed else "NO")
+    console = Console()
+    console.print(table)
+    console.print(f"balanced vocabulary split: {res['vocab_split']}; {res['heldout_docs']} held-out docs; "
+                  f"{time.time() - started:.0f} s")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,540 @@
+"""mix: a weighted sample of the corpus to a token budget per language (aggregate, then a map).
+
+Each source names its input (a finished stage, "dedup" by default, or Parquet files in the document
+schema, e.g. an ingested curated dump like the Pile or WuDao) and the language it counts toward.
+
+1. Census, on the engine: one task per input file sums documents, bytes and tokens per source (and
+   a histogram of document weights when weighting by a quality signal); only these sums reach the
+   driver. Tokens are exact where a document has `n_tokens` (it was encoded), else bytes divided
+   by the calibrated bytes per token of its language (or source).
+2. Plan, on the driver: each language gets `target_tokens * share`; each source of a language its
+   weight's part of that, at most `max_epochs` times what it has. What a capped source cannot
+   give goes to the other sources of its language; what no source can give is a shortfall, reported
+   with its numbers (never silent). The plan is an expected number of epochs per document,
+   `min(c_source * weight, max_epochs)`.
+3. Sample, on the engine: a document with e expected epochs appears floor(e) times, plus once more
+   when a seeded hash of its id and that repeat index falls below the fractional part. So the
+   sample depends on the input and the seed alone, never on partitioning. Repeat k > 0 of a document
+   gets the id `<id>#<k>`; every row carries `mix_source` and `mix_repeat`.
+
+Documents not drawn are counted under `mix_not_sampled` (and documents that match no source under
+`mix_no_source`) but not copied to rejected/: they stay in the upstream stage's output.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from pipeline import storage
+from pipeline.config import InputPath, register_section
+from pipeline.registry import register_stage
+from pipeline.runner import stage_dir
+from pipeline.stage import Stage, StageRun, StageStats, UnitWriter, upstream_parts
+
+log = logging.getLogger(__name__)
+
+DEFAULT_STAGE = "dedup"
+MIX_COLUMNS = [("mix_source", pa.string()), ("mix_repeat", pa.int32())]
+NOT_SAMPLED = "mix_not_sampled"
+NO_SOURCE = "mix_no_source"
+WEIGHT_BINS_PER_OCTAVE = 32  # weight histogram resolution for the plan (2% steps)
+
+
+@dataclass
+class MixSource:
+    name: str  # reported, and written to each row's `mix_source`
+    lang: str  # the language its documents count toward (a key of mix.language_shares)
+    stage: str | None = None  # read <workdir>/<stage>/data; "dedup" when neither stage nor path is set
+    path: InputPath | None = None  # or Parquet files in the document schema (local, gs://, s3://; globs)
+    # `source` column values that belong to this mix source (default: [name]; ["*"]: every document
+    # of the input). Documents whose `lang` is set and differs from `lang` are not taken.
+    match_source: list[str] | None = None
+    weight: float = 1.0  # share of its language's tokens, relative to the other sources of that language
+    max_epochs: float | None = None  # cap on repeats of a document (default: mix.max_epochs)
+    bytes_per_token: float | None = None  # overrides mix.bytes_per_token[lang] for this source
+
+    def __post_init__(self):
+        if self.stage and self.path:
+            raise ValueError(f"source {self.name!r}: set stage or path, not both")
+        if self.weight <= 0:
+            raise ValueError(f"source {self.name!r}: weight must be > 0, got {self.weight}")
+        if self.max_epochs is not None and self.max_epochs <= 0:
+            raise ValueError(f"source {self.name!r}: max_epochs must be > 0, got {self.max_epochs}")
+        if self.bytes_per_token is not None and self.bytes_per_token <= 0:
+            raise ValueError(f"source {self.name!r}: bytes_per_token must be > 0")
+
+    @property
+    def input_key(self) -> str:
+        return f"path:{self.path}" if self.path else f"stage:{self.stage or DEFAULT_STAGE}"
+
+    def matches_every_source(self) -> bool:
+        return self.match_source is not None and "*" in self.match_source
+
+
+@register_section("mix")
+@dataclass
+class MixSection:
+    sources: list[MixSource]
+    target_tokens: int  # total tokens of the mix (GLM-130B: about 400B, 200B per language)
+    language_shares: dict[str, float] = field(default_factory=lambda: {"en": 0.5, "zh": 0.5})  # GLM-130B: half each
+    max_epochs: float = 4.0  # default cap on repeats of one document
+    # Estimated token counts before a tokenizer exists: UTF-8 bytes per token by language. The
+    # encode stage reports the measured figures of the trained tokenizer to put here.
+    bytes_per_token: dict[str, float] = field(default_factory=lambda: {"en": 4.0, "zh": 3.0})
+    weight_column: str | None = None  # e.g. q_score or dup_cluster_size: weight = value ** weight_exponent
+    weight_exponent: float = 1.0
+    weight_floor: float = 0.001  # values below it (and zero) count as this; missing values count as 1
+    rebalance_within_language: bool = True  # a capped source's shortfall goes to its language's others
+
+    def __post_init__(self):
+        if self.target_tokens <= 0:
+            raise ValueError(f"target_tokens must be > 0, got {self.target_tokens}")
+        if not self.sources:
+            raise ValueError("sources: at least one source is needed")
+        if abs(sum(self.language_shares.values()) - 1) > 1e-6 or min(self.language_shares.values()) < 0:
+            raise ValueError(f"language_shares must be >= 0 and sum to 1, got {self.language_shares}")
+        names = [s.name for s in self.sources]
+        if len(set(names)) != len(names):
+            raise ValueError(f"sources: names must be unique, got {names}")
+        for s in self.sources:
+            if s.lang not in self.language_shares:
+                raise ValueError(f"source {s.name!r}: lang {s.lang!r} is not in language_shares {sorted(self.language_shares)}")
+            if s.bytes_per_token is None and s.lang not in self.bytes_per_token:
+                raise ValueError(f"source {s.name!r}: no bytes_per_token for {s.lang!r} (set mix.bytes_per_token.{s.lang})")
+        for lang, share in self.language_shares.items():
+            if share > 0 and not any(s.lang == lang for s in self.sources):
+                raise ValueError(f"language_shares.{lang} is {share} but no source has lang {lang!r}")
+        if self.max_epochs <= 0 or self.weight_floor <= 0:
+            raise ValueError("max_epochs and weight_floor must be > 0")
+
+
+# ---------------------------------------------------------------------------------------------
+# Document-level logic shared by the census and the sample
+
+
+def _bin_weight(b: int) -> float:
+    return 2.0 ** (b / WEIGHT_BINS_PER_OCTAVE)
+
+
+def seeded_uniform(seed: int, doc_id: str, salt: int | str) -> float:
+    """A uniform number in [0, 1) from the seed, the document id and a salt (the repeat index)."""
+    digest = hashlib.blake2b(f"{seed}\0{doc_id}\0{salt}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2.0 ** 64
+
+
+@dataclass
+class Assignment:
+    """Per document of a batch: its source index (-1: none), bytes, tokens and weight."""
+
+    source: np.ndarray
+    nbytes: np.ndarray
+    tokens: np.ndarray
+    exact: np.ndarray
+    weight: np.ndarray
+
+
+def _string_column(batch: pa.RecordBatch, name: str) -> pa.Array:
+    if name in batch.schema.names:
+        return batch.column(name)
+    return pa.nulls(batch.num_rows, pa.string())
+
+
+def assign(section: MixSection, sources: list[tuple[int, MixSource]], batch: pa.RecordBatch) -> Assignment:
+    """Which of `sources` (all reading this batch's input) each document belongs to, and its size."""
+    n = batch.num_rows
+    source_col = _string_column(batch, "source")
+    lang_col = _string_column(batch, "lang")
+    lang_unset = pc.is_null(lang_col).to_numpy(zero_copy_only=False)
+    chosen = np.full(n, -1, dtype=np.int64)
+    for index, s in sources:
+        names = pa.array(s.match_source if s.match_source is not None else [s.name], pa.string())
+        in_source = np.ones(n, bool) if s.matches_every_source() else \
+            pc.fill_null(pc.is_in(source_col, value_set=names), False).to_numpy(zero_copy_only=False)
+        same_lang = lang_unset | pc.fill_null(pc.equal(lang_col, s.lang), False).to_numpy(zero_copy_only=False)
+        chosen[(chosen < 0) & in_source & same_lang] = index
+    nbytes = pc.fill_null(pc.binary_length(batch.column("text")), 0).to_numpy(zero_copy_only=False).astype(np.int64)
+    bpt = np.array([s.bytes_per_token or section.bytes_per_token[s.lang] for s in section.sources])
+    tokens = nbytes / np.where(chosen >= 0, bpt[chosen], 1.0)
+    exact = np.zeros(n, bool)
+    if "n_tokens" in batch.schema.names:
+        known = batch.column("n_tokens")
+        exact = pc.is_valid(known).to_numpy(zero_copy_only=False)
+        tokens = np.where(exact, pc.fill_null(known, 0).to_numpy(zero_copy_only=False).astype(np.float64), tokens)
+    weight = np.ones(n)
+    if section.weight_column and section.weight_column in batch.schema.names:
+        values = pc.cast(batch.column(section.weight_column), pa.float64())
+        raw = pc.fill_null(values, 1.0).to_numpy(zero_copy_only=False)
+        weight = np.maximum(np.nan_to_num(raw, nan=1.0), section.weight_floor) ** section.weight_exponent
+    return Assignment(chosen, nbytes, tokens, exact, weight)
+
+
+def _inputs(section: MixSection) -> dict[str, list[tuple[int, MixSource]]]:
+    """Input key -> [(source index, source)], in config order."""
+    groups: dict[str, list[tuple[int, MixSource]]] = {}
+    for index, s in enumerate(section.sources):
+        groups.setdefault(s.input_key, []).append((index, s))
+    return groups
+
+
+def _batches(path: str, batch_size: int = 4096):
+    yield from pq.ParquetFile(storage.open_input(path)).iter_batches(batch_size=batch_size)
+
+
+# ---------------------------------------------------------------------------------------------
+# Census: per-source sums, computed on the engine
+
+
+@dataclass
+class Census:
+    """Engine task: one input file in, per-source sums and the file's schema out."""
+
+    section: MixSection
+
+    def __call__(self, unit: tuple[str, str]) -> dict:
+        key, path = unit
+        sources = _inputs(self.section)[key]
+        sums: dict[str, dict] = {}
+        unmatched: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+        pf = pq.ParquetFile(storage.open_input(path))
+        for batch in pf.iter_batches(batch_size=4096):
+            a = assign(self.section, sources, batch)
+            for index, s in sources:
+                mask = a.source == index
+                if not mask.any():
+                    continue
+                agg = sums.setdefault(s.name, {"docs": 0, "bytes": 0, "tokens": 0.0, "exact_docs": 0, "bins": {}})
+                agg["docs"] += int(mask.sum())
+                agg["bytes"] += int(a.nbytes[mask].sum())
+                agg["tokens"] += float(a.tokens[mask].sum())
+                agg["exact_docs"] += int(a.exact[mask].sum())
+                bins = np.round(np.log2(a.weight[mask]) * WEIGHT_BINS_PER_OCTAVE).astype(np.int64)
+                for b, t in zip(*_group_sum(bins, a.tokens[mask])):
+                    agg["bins"][str(b)] = agg["bins"].get(str(b), 0.0) + t
+            if (a.source < 0).any():
+                lost = a.source < 0
+                keys = [f"{src}|{lang}" for src, lang in zip(
+                    _string_column(batch, "source").filter(pa.array(lost)).to_pylist(),
+                    _string_column(batch, "lang").filter(pa.array(lost)).to_pylist())]
+                for k, nb in zip(keys, a.nbytes[lost]):
+                    unmatched[k][0] += 1
+                    unmatched[k][1] += int(nb)
+        schema = base64.b64encode(pf.schema_arrow.serialize().to_pybytes()).decode()
+        return {"sources": sums, "unmatched": dict(unmatched), "schema": schema}
+
+
+def _group_sum(keys: np.ndarray, values: np.ndarray) -> tuple[list[int], list[float]]:
+    uniq, inverse = np.unique(keys, return_inverse=True)
+    return uniq.tolist(), np.bincount(inverse, weights=values).tolist()
+
+
+def merge_census(results: list[dict]) -> tuple[dict, dict, list[pa.Schema]]:
+    sources: dict[str, dict] = {}
+    unmatched: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    schemas = []
+    for r in results:
+        for name, agg in r["sources"].items():
+            total = sources.setdefault(name, {"docs": 0, "bytes": 0, "tokens": 0.0, "exact_docs": 0, "bins": {}})
+            for k in ("docs", "bytes", "tokens", "exact_docs"):
+                total[k] += agg[k]
+            for b, t in agg["bins"].items():
+                total["bins"][b] = total["bins"].get(b, 0.0) + t
+        for k, (docs, nbytes) in r["unmatched"].items():
+            unmatched[k][0] += docs
+            unmatched[k][1] += nbytes
+        schemas.append(pa.ipc.read_schema(pa.py_buffer(base64.b64decode(r["schema"]))))
+    return sources, dict(unmatched), schemas
+
+
+# ---------------------------------------------------------------------------------------------
+# Plan: expected epochs per source, on the driver (a few numbers per source)
+
+
+@dataclass
+class SourcePlan:
+    name: str
+    lang: str
+    available_tokens: float
+    max_epochs: float
+    target_tokens: float = 0.0  # what the language's share asks of this source
+    planned_tokens: float = 0.0  # what it can give within its epoch cap
+    coefficient: float = 0.0  # expected epochs of a document = min(coefficient * weight, max_epochs)
+
+    @property
+    def capacity(self) -> float:
+        return self.available_tokens * self.max_epochs
+
+
+def expected_tokens(bins: dict[str, float], coefficient: float, cap: float) -> float:
+    return sum(t * min(coefficient * _bin_weight(int(b)), cap) for b, t in bins.items())
+
+
+def solve_coefficient(bins: dict[str, float], target: float, cap: float) -> float:
+    """The c with sum over documents of tokens * min(c * weight, cap) == target (bisection)."""
+    if not bins or target <= 0:
+        return 0.0
+    if len(bins) == 1:
+        (b,), _ = zip(*bins.items())
+        return min(target / sum(bins.values()), cap) / _bin_weight(int(b))
+    lo, hi = 0.0, cap / min(_bin_weight(int(b)) for b in bins)  # at hi every document is capped
+    if expected_tokens(bins, hi, cap) <= target:
+        return hi
+    for _ in range(100):
+        mid = (lo + hi) / 2
+        if expected_tokens(bins, mid, cap) < target:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
+
+
+def plan_mix(section: MixSection, census: dict[str, dict]) -> dict[str, SourcePlan]:
+    plans = {s.name: SourcePlan(s.name, s.lang, census.get(s.name, {}).get("tokens", 0.0),
+                                s.max_epochs or section.max_epochs) for s in section.sources}
+    weights = {s.name: s.weight for s in section.sources}
+    for lang, share in section.language_shares.items():
+        members = [plans[s.name] for s in section.sources if s.lang == lang]
+        goal = section.target_tokens * share
+        total_weight = sum(weights[p.name] for p in members)
+        for p in members:
+            p.target_tokens = goal * weights[p.name] / total_weight
+            p.planned_tokens = min(p.target_tokens, p.capacity)
+        if section.rebalance_within_language:
+            # Water-filling: capped sources give all they have; the rest share what is left by weight.
+            open_ = [p for p in members if p.capacity > 0]
+            remaining = goal
+            while open_:
+                w = sum(weights[p.name] for p in open_)
+                capped = [p for p in open_ if remaining * weights[p.name] / w >= p.capacity]
+                if not capped:
+                    for p in open_:
+                        p.planned_tokens = remaining * weights[p.name] / w
+                    break
+                for p in capped:
+                    p.planned_tokens = p.capacity
+                    remaining -= p.capacity
+                    open_.remove(p)
+    for p in plans.values():
+        p.coefficient = solve_coefficient(census.get(p.name, {}).get("bins", {}), p.planned_tokens, p.max_epochs)
+    return plans
+
+
+# ---------------------------------------------------------------------------------------------
+# The stage
+
+
+@register_stage
+class MixStage(Stage):
+    name = "mix"
+    upstream = DEFAULT_STAGE
+
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        stages = list(dict.fromkeys(s.stage or DEFAULT_STAGE for s in self.section.sources if not s.path))
+        # The runner fingerprints the upstream and depends_on stages: every stage a source reads.
+        self.upstream = stages[0] if stages else None
+        self.depends_on = tuple(stages[1:])
+        self.plans: dict[str, SourcePlan] = {}
+        self.output_schema: pa.Schema | None = None
+        self._lang_of = {s.name: s.lang for s in self.section.sources}
+        self._report: dict = {}
+
+    def input_paths(self) -> list[str]:
+        return [f for key in _inputs(self.section) if key.startswith("path:") for f in self._files(key)]
+
+    def _files(self, key: str) -> list[str]:
+        kind, _, where = key.partition(":")
+        if kind == "stage":
+            return upstream_parts(stage_dir(self.cfg, where))
+        return [p for p in storage.expand(where) if p.endswith(".parquet")]
+
+    def units(self, stage_run: StageRun) -> list[tuple[str, str]]:
+        return [(key, f) for key in _inputs(self.section) for f in self._files(key)]
+
+    def setup_driver(self, stage_run: StageRun) -> None:
+        units = self.units(stage_run)
+        for key in _inputs(self.section):
+            if not self._files(key):
+                log.warning("mix: input %s has no Parquet files; its sources contribute nothing", key.partition(":")[2])
+        census_results = stage_run.engine.map_units("mix census", Census(self.section), units)
+        self.census, self.unmatched, schemas = merge_census(census_results)
+        self.plans = plan_mix(self.section, self.census)
+        self.output_schema = output_schema(schemas)
+
+    def process_unit(self, unit_index: int, unit: tuple[str, str], out: UnitWriter) -> None:
+        key, path = unit
+        sources = _inputs(self.section)[key]
+        coefficient = np.array([self.plans[s.name].coefficient for s in self.section.sources])
+        cap = np.array([self.plans[s.name].max_epochs for s in self.section.sources])
+        names = [s.name for s in self.section.sources]
+        for batch in _batches(path):
+            a = assign(self.section, sources, batch)
+            out.consumed(batch.num_rows, int(a.nbytes.sum()))
+            matched = a.source >= 0
+            lost = ~matched
+            out.drop_uncounted_rows(NO_SOURCE, int(lost.sum()), int(a.nbytes[lost].sum()))
+            epochs = np.where(matched, np.minimum(coefficient[a.source] * a.weight, cap[a.source]), 0.0)
+            repeats = self._draw(batch.column("id").to_pylist(), epochs)
+            unsampled = matched & (repeats == 0)
+            out.drop_uncounted_rows(NOT_SAMPLED, int(unsampled.sum()), int(a.nbytes[unsampled].sum()))
+            rows = np.repeat(np.arange(batch.num_rows), repeats)
+            if not len(rows):
+                continue
+            repeat_index = (np.arange(len(rows)) - np.repeat(np.cumsum(repeats) - repeats, repeats)).astype(np.int32)
+            created = repeat_index > 0
+            out.created(int(created.sum()), int(a.nbytes[rows[created]].sum()))
+            table = self._rows(batch, rows, repeat_index, [names[i] for i in a.source[rows]])
+            out.keep(table, int(a.nbytes[rows].sum()))
+            for i in np.unique(a.source[rows]):
+                in_source = a.source[rows] == i
+                out.stats.extra[f"docs|{names[i]}"] += int(in_source.sum())
+                out.stats.extra[f"unique_docs|{names[i]}"] += int((in_source & ~created).sum())
+                out.stats.extra[f"tokens|{names[i]}"] += float(a.tokens[rows[in_source]].sum())
+                out.stats.extra[f"bytes|{names[i]}"] += int(a.nbytes[rows[in_source]].sum())
+
+    def _draw(self, ids: list[str], epochs: np.ndarray) -> np.ndarray:
+        """Copies of each document: floor(e), plus one when hash(seed, id, floor(e)) < frac(e)."""
+        whole = np.floor(epochs).astype(np.int64)
+        frac = epochs - whole
+        extra = np.zeros(len(ids), dtype=np.int64)
+        for i in np.flatnonzero(frac > 0):
+            extra[i] = seeded_uniform(self.seed, ids[i], int(whole[i])) < frac[i]
+        return whole + extra
+
+    def _rows(self, batch: pa.RecordBatch, rows: np.ndarray, repeat_index: np.ndarray, sources: list[str]) -> pa.Table:
+        table = pa.Table.from_batches([batch]).take(pa.array(rows))
+        suffix = pa.array([f"#{k}" if k else "" for k in repeat_index.tolist()], pa.string())
+        table = table.set_column(table.schema.get_field_index("id"), "id",
+                                 pc.binary_join_element_wise(table.column("id"), suffix, ""))
+        # A document without a language (a curated dump that skipped langid) takes its source's.
+        source_lang = pa.array([self._lang_of[name] for name in sources], pa.string())
+        lang = pc.coalesce(table.column("lang"), source_lang) if "lang" in table.schema.names else source_lang
+        table = table.drop_columns([c for c in ("lang", *dict(MIX_COLUMNS)) if c in table.schema.names])
+        table = table.append_column("lang", lang)
+        table = table.append_column("mix_source", pa.array(sources, pa.string()))
+        table = table.append_column("mix_repeat", pa.array(repeat_index, pa.int32()))
+        return conform(table, self.output_schema)
+
+    def execute(self, stage_run: StageRun) -> StageStats:
+        stats = super().execute(stage_run)
+        self._report = build_report(self.section, self.plans, self.census, self.unmatched, stats)
+        for warning in self._report["warnings"]:
+            log.warning("mix: %s", warning)
+        print_report(self._report)
+        return stats
+
+    def report_data(self, stage_run: StageRun) -> dict:
+        return self._report
+
+
+def output_schema(schemas: list[pa.Schema]) -> pa.Schema:
+    """One schema for every output file: the union of the inputs' columns, then the mix columns."""
+    mix_names = {c for c, _ in MIX_COLUMNS}
+    inputs = [pa.schema([f for f in s if f.name not in mix_names]) for s in schemas]
+    base = pa.unify_schemas(inputs, promote_options="permissive") if inputs else pa.schema([])
+    if "lang" not in base.names:
+        base = base.append(pa.field("lang", pa.string()))
+    return pa.schema(list(base) + [pa.field(c, t) for c, t in MIX_COLUMNS])
+
+
+def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """`table` with `schema`'s columns in its order; columns it lacks are null (optional upstream columns)."""
+    columns = [table.column(f.name).cast(f.type) if f.name in table.schema.names else pa.nulls(table.num_rows, f.type)
+               for f in schema]
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+# ---------------------------------------------------------------------------------------------
+# Report: target against achieved
+
+
+def build_report(section: MixSection, plans: dict[str, SourcePlan], census: dict, unmatched: dict,
+                 stats: StageStats) -> dict:
+    extra = stats.extra
+    sources, warnings = {}, []
+    for s in section.sources:
+        p, c = plans[s.name], census.get(s.name, {})
+        achieved = extra.get(f"tokens|{s.name}", 0.0)
+        available = c.get("tokens", 0.0)
+        sources[s.name] = {
+            "lang": s.lang, "input": s.input_key.partition(":")[2], "weight": s.weight,
+            "available_docs": c.get("docs", 0), "available_bytes": c.get("bytes", 0),
+            "available_tokens": round(available), "exact_token_docs": c.get("exact_docs", 0),
+            "target_tokens": round(p.target_tokens), "planned_tokens": round(p.planned_tokens),
+            "achieved_tokens": round(achieved), "docs": int(extra.get(f"docs|{s.name}", 0)),
+            "unique_docs": int(extra.get(f"unique_docs|{s.name}", 0)),
+            "bytes": int(extra.get(f"bytes|{s.name}", 0)),
+            "epochs": round(achieved / available, 4) if available else 0.0, "max_epochs": p.max_epochs,
+        }
+        if not c.get("docs"):
+            warnings.append(f"source {s.name!r} ({s.lang}) has no documents in {s.input_key.partition(':')[2]}")
+        elif p.target_tokens > p.capacity * (1 + 1e-9):
+            warnings.append(
+                f"source {s.name!r} ({s.lang}) is capped at {p.max_epochs:g} epochs: {p.capacity:,.0f} of the "
+                f"{p.target_tokens:,.0f} tokens its weight asks for"
+                + (" (its language's other sources make up the rest where they can)" if section.rebalance_within_language else ""))
+    languages = {}
+    total_achieved = sum(v["achieved_tokens"] for v in sources.values()) or 1
+    for lang, share in section.language_shares.items():
+        members = [v for v in sources.values() if v["lang"] == lang]
+        target = section.target_tokens * share
+        achieved = sum(v["achieved_tokens"] for v in members)
+        planned = sum(v["planned_tokens"] for v in members)
+        languages[lang] = {
+            "target_tokens": round(target), "planned_tokens": round(planned), "achieved_tokens": achieved,
+            "target_share": share, "achieved_share": round(achieved / total_achieved, 4),
+            "docs": sum(v["docs"] for v in members), "unique_docs": sum(v["unique_docs"] for v in members),
+            "available_tokens": sum(v["available_tokens"] for v in members),
+        }
+        if planned < target * (1 - 1e-6):
+            avail = languages[lang]["available_tokens"]
+            warnings.append(
+                f"shortfall in {lang}: {planned:,.0f} of {target:,.0f} target tokens ({planned / target:.1%}); "
+                f"its sources have {avail:,} tokens (max epochs: "
+                + ", ".join(f"{s.name} {plans[s.name].max_epochs:g}" for s in section.sources if s.lang == lang)
+                + f"). Add {lang} data, raise max_epochs, or lower target_tokens or language_shares.{lang}")
+    if unmatched:
+        docs = sum(d for d, _ in unmatched.values())
+        warnings.append(f"{docs:,} documents match no mix source (source|lang: "
+                        + ", ".join(f"{k} {d:,}" for k, (d, _) in sorted(unmatched.items())[:8]) + ")")
+    exact = sum(v["exact_token_docs"] for v in sources.values())
+    avail_docs = sum(v["available_docs"] for v in sources.values())
+    return {
+        "target_tokens": section.target_tokens,
+        "achieved_tokens": sum(v["achieved_tokens"] for v in sources.values()),
+        "token_counts": "exact" if avail_docs and exact == avail_docs else ("estimated" if not exact else "partly exact"),
+        "bytes_per_token": section.bytes_per_token,
+        "languages": languages, "sources": sources,
+        "unmatched": {k: {"docs": d, "bytes": b} for k, (d, b) in sorted(unmatched.items())},
+        "warnings": warnings,
+    }
+
+
+def print_report(report: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"mix: target vs achieved tokens ({report['token_counts']} counts)", show_edge=False)
+    for col in ("language / source", "target", "achieved", "%", "docs", "unique", "epochs", "max"):
+        table.add_column(col, justify="left" if col.startswith("lang") else "right")
+    for lang, lv in report["languages"].items():
+        pct = lv["achieved_tokens"] / lv["target_tokens"] if lv["target_tokens"] else math.nan
+        table.add_row(f"[bold]{lang}[/bold]", f"{lv['target_tokens']:,}", f"{lv['achieved_tokens']:,}", f"{pct:.1%}",
+                      f"{lv['docs']:,}", f"{lv['unique_docs']:,}", "", "")
+        for name, sv in report["sources"].items():
+            if sv["lang"] == lang:
+                pct = sv["achieved_tokens"] / sv["target_tokens"] if sv["target_tokens"] else math.nan
+                table.add_row(f"  {name}", f"{sv['target_tokens']:,}", f"{sv['achieved_tokens']:,}", f"{pct:.1%}",
+                              f"{sv['docs']:,}", f"{sv['unique_docs']:,}", f"{sv['epochs']:.2f}", f"{sv['max_epochs']:g}")
+    console = Console(stderr=True)
+    console.print(table)
+    for w in report["warnings"]:
+        console.print(f"[yellow]warning:[/yellow] mix: {w}")

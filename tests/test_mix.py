@@ -1,0 +1,170 @@
+"""mix: token targets per language and source, epoch caps, shortfall warnings, deterministic
+sampling independent of partitioning, both engines, optional upstream columns."""
+from __future__ import annotations
+
+import json
+import logging
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline import storage
+from pipeline.config import ConfigError
+from pipeline.runner import run_stage
+from pipeline.schema import DOC_SCHEMA
+from pipeline.stages.mix import MixStage, solve_coefficient
+
+from conftest import make_run_config
+
+
+def make_docs(source: str, lang: str, n: int, size: int, **columns) -> list[dict]:
+    """`n` documents of about `size` UTF-8 bytes."""
+    unit = "word " if lang == "en" else "中文"
+    docs = []
+    for i in range(n):
+        text = f"{source} {i} " + unit * (size // len(unit.encode()))
+        doc = {"id": f"{source}:{i}", "text": text, "source": source, "source_file": f"{source}.jsonl",
+               "source_offset": i, "lang": lang, "lang_score": 0.99}
+        doc.update({k: v(i) for k, v in columns.items()})
+        docs.append(doc)
+    return docs
+
+
+def write_stage(workdir: str, stage: str, docs: list[dict], parts: int = 1, schema: pa.Schema = DOC_SCHEMA) -> None:
+    """A finished upstream stage: docs spread over `parts` Parquet files, and its _SUCCESS."""
+    extra = [pa.field(k, pa.float32() if isinstance(v, float) else pa.int64())
+             for k, v in (docs[0].items() if docs else []) if k not in schema.names]
+    full = pa.schema(list(schema) + extra)
+    storage.makedirs(storage.join(workdir, stage, "data"))
+    for p in range(parts):
+        pq.write_table(pa.Table.from_pylist(docs[p::parts], full), storage.join(workdir, stage, "data", f"part-{p:05d}.parquet"))
+    storage.write_text(storage.join(workdir, stage, "_SUCCESS"),
+                       json.dumps({"config_hash": f"test-{len(docs)}-{parts}", "input_fingerprint": "test"}))
+
+
+def out_rows(cfg, stage="mix") -> list[dict]:
+    files = [f for f in storage.expand(f"{cfg.run.workdir}/{stage}/data") if f.endswith(".parquet")]
+    return sorted((r for f in files for r in pq.read_table(f).to_pylist()), key=lambda r: r["id"])
+
+
+def mix_section(**overrides) -> dict:
+    section = {
+        "target_tokens": 100_000,
+        "bytes_per_token": {"en": 4.0, "zh": 3.0},
+        "max_epochs": 4,
+        "sources": [{"name": "web_en", "lang": "en"}, {"name": "web_zh", "lang": "zh"}],
+    }
+    section.update(overrides)
+    return section
+
+
+CORPUS = make_docs("web_en", "en", 1000, 400) + make_docs("web_zh", "zh", 300, 300)
+
+
+def test_targets_repeats_and_report(tmp_path, spark_session_engine):
+    cfg = make_run_config(tmp_path, {"mix": mix_section()})
+    write_stage(cfg.run.workdir, "dedup", CORPUS, parts=3)
+    summary = run_stage(MixStage(cfg), spark_session_engine)
+    rep = summary["report"]
+    # en has 1000 * ~100 tokens: 50k asks half an epoch. zh has 300 * ~100: 50k asks ~1.7 epochs.
+    for lang in ("en", "zh"):
+        lv = rep["languages"][lang]
+        assert abs(lv["achieved_tokens"] - 50_000) / 50_000 < 0.05, lv
+    assert rep["sources"]["web_zh"]["epochs"] > 1.4 and rep["sources"]["web_en"]["epochs"] < 0.6
+    rows = out_rows(cfg)
+    ids = [r["id"] for r in rows]
+    assert len(ids) == len(set(ids)), "repeated documents need unique row ids"
+    repeats = [r for r in rows if r["mix_repeat"] > 0]
+    assert repeats and all(r["id"].endswith(f"#{r['mix_repeat']}") and r["mix_source"] == "web_zh" for r in repeats)
+    assert summary["created"]["docs"] == len(repeats)
+    assert 400 < summary["dropped"]["mix_not_sampled"]["docs"] < 600  # about half of en is not drawn
+    assert summary["kept"]["docs"] == len(rows)
+    assert not rep["warnings"]
+
+
+def test_shortfall_is_a_warning_with_numbers(tmp_path, spark_session_engine, caplog):
+    cfg = make_run_config(tmp_path, {"mix": mix_section(target_tokens=400_000, max_epochs=2)})
+    write_stage(cfg.run.workdir, "dedup", CORPUS)
+    with caplog.at_level(logging.WARNING):
+        rep = run_stage(MixStage(cfg), spark_session_engine)["report"]
+    shortfall = [w for w in rep["warnings"] if w.startswith("shortfall in zh")]
+    assert shortfall and "of 200,000 target tokens" in shortfall[0]
+    assert any("shortfall in zh" in r.getMessage() for r in caplog.records)
+    assert rep["sources"]["web_zh"]["epochs"] == pytest.approx(2.0, abs=0.01)  # every zh doc exactly twice
+
+
+def test_same_rows_on_any_partitioning_and_both_engines(tmp_path, engines):
+    ids = {}
+    for parts, engine in ((1, "spark"), (4, "spark"), (3, "beam")):
+        cfg = make_run_config(tmp_path / f"{engine}{parts}", {"mix": mix_section()}, engine=engine)
+        write_stage(cfg.run.workdir, "dedup", CORPUS, parts=parts)
+        run_stage(MixStage(cfg), engines[engine])
+        ids[(parts, engine)] = [(r["id"], r["mix_repeat"], r["text"]) for r in out_rows(cfg)]
+    first = ids[(1, "spark")]
+    assert all(v == first for v in ids.values())
+
+
+def test_sources_from_stages_and_paths_with_optional_columns(tmp_path, spark_session_engine):
+    """A curated dump straight from ingest (no q_* or dup_* columns) beside deduplicated web text;
+    weighting by a quality signal; a capped source's shortfall is made up by its language's other."""
+    work = tmp_path / "out"
+    dedup = make_docs("cc", "zh", 100, 300, q_score=lambda i: 0.05 if i % 2 else 0.95, dup_cluster_size=lambda i: 1)
+    dedup += make_docs("cc", "en", 100, 400, q_score=lambda i: 0.5, dup_cluster_size=lambda i: 2)
+    write_stage(str(work), "dedup", dedup, parts=2)
+    wudao = make_docs("wudao", "zh", 20, 300)
+    for d in wudao:
+        d["lang"] = None  # a curated dump that never went through langid
+    write_stage(str(work), "ingest", wudao)
+    pile = tmp_path / "pile"
+    pile.mkdir()
+    pq.write_table(pa.Table.from_pylist(make_docs("pile", "en", 50, 400), DOC_SCHEMA), pile / "pile.parquet")
+    section = mix_section(target_tokens=30_000, weight_column="q_score", weight_exponent=1.0, sources=[
+        {"name": "cc_en", "lang": "en", "stage": "dedup", "match_source": ["cc"]},
+        {"name": "pile", "lang": "en", "path": str(pile / "*.parquet"), "weight": 1.0},
+        {"name": "cc_zh", "lang": "zh", "stage": "dedup", "match_source": ["cc"]},
+        {"name": "wudao", "lang": "zh", "stage": "ingest", "weight": 3.0, "max_epochs": 1},
+    ])
+    cfg = make_run_config(tmp_path, {"mix": section})
+    stage = MixStage(cfg)
+    assert stage.upstream == "dedup" and stage.depends_on == ("ingest",)
+    summary = run_stage(stage, spark_session_engine)
+    rep = summary["report"]
+    assert rep["sources"]["wudao"]["epochs"] == pytest.approx(1.0)  # capped at one epoch
+    assert any("'wudao' (zh) is capped" in w for w in rep["warnings"])
+    assert abs(rep["languages"]["zh"]["achieved_tokens"] - 15_000) / 15_000 < 0.1  # cc_zh made up the rest
+    rows = out_rows(cfg)
+    cc_zh = [r for r in rows if r["mix_source"] == "cc_zh"]
+    high = sum(1 for r in cc_zh if r["q_score"] > 0.5)
+    assert high > 5 * (len(cc_zh) - high), "high-quality documents are drawn far more often"
+    assert {r["mix_source"] for r in rows if r["q_score"] is None} == {"pile", "wudao"}
+    assert set(pq.read_schema(storage.expand(f"{cfg.run.workdir}/mix/data")[0]).names) >= {
+        "q_score", "dup_cluster_size", "mix_source", "mix_repeat"}
+
+
+def test_unmatched_documents_are_counted(tmp_path, spark_session_engine):
+    docs = CORPUS + make_docs("forum", "en", 10, 100) + make_docs("web_en", "fr", 5, 100)
+    cfg = make_run_config(tmp_path, {"mix": mix_section()})
+    write_stage(cfg.run.workdir, "dedup", docs)
+    summary = run_stage(MixStage(cfg), spark_session_engine)
+    assert summary["dropped"]["mix_no_source"]["docs"] == 15
+    assert summary["report"]["unmatched"]["forum|en"]["docs"] == 10
+    assert summary["report"]["unmatched"]["web_en|fr"]["docs"] == 5
+
+
+def test_solve_coefficient():
+    bins = {"0": 100.0, "32": 100.0}  # weights 1 and 2
+    c = solve_coefficient(bins, 150.0, cap=4.0)
+    assert c == pytest.approx(0.5, rel=1e-6)  # 100 * 0.5 + 100 * 1.0
+    assert solve_coefficient(bins, 10_000.0, cap=4.0) * 1 >= 4.0  # everything capped
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"language_shares": {"en": 0.7, "zh": 0.7}}, "sum to 1"),
+    ({"sources": [{"name": "a", "lang": "fr"}]}, "not in language_shares"),
+    ({"sources": [{"name": "a", "lang": "en", "stage": "dedup", "path": "gs://bucket/pile/*.parquet"}]}, "not both"),
+    ({"target_tokens": "lots"}, "mix.target_tokens: expected int"),
+])
+def test_config_errors_name_the_key(tmp_path, bad, message):
+    with pytest.raises(ConfigError, match=message):
+        make_run_config(tmp_path, {"mix": mix_section(**bad)})

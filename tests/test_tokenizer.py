@@ -1,0 +1,145 @@
+"""The shared tokenizer: special ids, exact round trip on every shared document and crawl page,
+the training file format, the stage (balanced sample from the mix, held-out figures), `eval`."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline import storage
+from pipeline.runner import run_stage
+from pipeline.stages.mix import MixStage
+from pipeline.stages.tokenizer import TokenizerStage
+from tokenizer.special_tokens import SPECIAL_TOKENS
+from tokenizer.spm import load
+from tokenizer.train import TrainSettings, split_long_line, train, write_training_lines
+
+from conftest import make_run_config
+from test_mix import write_stage
+
+TRICKY = [
+    "def f(x):\n\tif x:\n\t\treturn  x   # two, three spaces\n",
+    "床前明月光，\n疑是地上霜。\n\n  举头望明月，\u3000低头思故乡。",
+    "Emoji 😀👍🏽 and rare Han 𠀀𪚥䶵 and full-width ＡＢＣ１２３！？（）",
+    "a literal \u2581 mark, \u2581\u2581 twice, and at the end \u2581",
+    "[MASK] [gMASK] <sop> <eop> <eos> <pad> stay text",
+    "\r\nwindows\r\nlines\r\n\x00nul\x0bvt\x0cff  ",
+    "",
+    " leading space and trailing newline\n",
+]
+
+
+def shared_documents(shared_data: Path) -> list[dict]:
+    docs = []
+    for path in sorted((shared_data / "text").glob("*.jsonl")):
+        for line in path.open(encoding="utf-8"):
+            d = json.loads(line)
+            docs.append({"id": d["id"], "text": d["text"], "lang": d["lang"], "source": path.stem})
+    return docs
+
+
+def crawl_pages(shared_data: Path) -> list[str]:
+    """Text of every document the ingest readers get out of the shared crawl and JSONL dumps."""
+    from pipeline.ingest import read_file
+    from pipeline.ingest.events import Document
+    from pipeline.ingest.jsonl import FieldMap
+
+    texts = []
+    for path in sorted(shared_data.glob("crawl/**/*")) + sorted(shared_data.glob("jsonl/*")):
+        if path.is_file() and not path.name.startswith("LICENSE"):
+            fields = FieldMap(text="raw_content") if "chinesewebtext" in path.name else FieldMap()
+            texts += [e.text for e in read_file(str(path), "auto", fields, 64 << 20) if isinstance(e, Document)]
+    return texts
+
+
+@pytest.fixture(scope="module")
+def tiny_model(shared_data, tmp_path_factory) -> str:
+    """A small tokenizer trained with the project's settings on a slice of the shared text."""
+    tmp = tmp_path_factory.mktemp("tok")
+    docs = shared_documents(shared_data)
+    sample = tmp / "sample.txt"
+    with sample.open("w", encoding="utf-8") as f:
+        for d in docs[::12]:
+            write_training_lines(d["text"], f, 8192)
+    return train(TrainSettings(vocab_size=1500, character_coverage=0.98), str(sample), str(tmp / "tiny"))
+
+
+def test_special_tokens_at_fixed_ids(tiny_model):
+    tok = load(tiny_model)
+    tok.check_special_tokens()
+    assert {i: tok.piece(i) for i in range(8)} == SPECIAL_TOKENS
+    assert tok.piece(8) == "\n" and tok.piece(9) == "\t"
+    assert tok.encode("[MASK]") != [3], "special strings in raw text must stay text"
+    assert tok.sp.unk_id() not in tok.encode("😀 𠀀 \u2581")
+
+
+def test_exact_round_trip_everywhere(tiny_model, shared_data):
+    tok = load(tiny_model)
+    texts = TRICKY + [d["text"] for d in shared_documents(shared_data)] + crawl_pages(shared_data)
+    assert len(texts) > 2700
+    bad = [t[:80] for t in texts if tok.decode(tok.encode(t)) != t]
+    assert not bad, f"{len(bad)} of {len(texts)} texts changed in a round trip, e.g. {bad[:3]}"
+    assert tok.encode_batch(TRICKY) == [tok.encode(t) for t in TRICKY]
+
+
+def test_training_lines_keep_every_byte():
+    line = ("一二三四五六七八九十" * 800) + " tail " + ("word " * 3000)
+    text = f"first line\n\n{line}\n   \nlast"
+    import io
+
+    buf = io.StringIO()
+    written = write_training_lines(text, buf, max_line_bytes=4000)
+    lines = buf.getvalue().split("\n")[:-1]
+    assert all(len(x.encode()) <= 4000 for x in lines)
+    assert "".join(lines) == "first line" + line + "last"
+    assert written == len(("first line" + line + "last").encode())
+    assert split_long_line("short", 10) == ["short"]
+
+
+def test_stage_balanced_sample_and_heldout_figures(tmp_path, spark_session_engine, shared_data):
+    docs = [d for d in shared_documents(shared_data)[::3] if d["source"] != "en-books-gutenberg"]
+    rows = [{"id": d["id"], "text": d["text"], "lang": d["lang"], "source": "web", "source_offset": i}
+            for i, d in enumerate(docs)]
+    cfg = make_run_config(tmp_path, {
+        "mix": {"target_tokens": 10_000_000, "max_epochs": 2, "sources": [
+            {"name": "web_en", "lang": "en", "match_source": ["web"]},
+            {"name": "web_zh", "lang": "zh", "match_source": ["web"]}]},
+        "tokenizer": {"vocab_size": 2500, "character_coverage": 0.98, "sample_bytes": 400_000,
+                      "heldout_bytes": 60_000},
+    })
+    write_stage(cfg.run.workdir, "dedup", rows, parts=2)
+    mix = run_stage(MixStage(cfg), spark_session_engine)
+    summary = run_stage(TokenizerStage(cfg), spark_session_engine)
+    out = Path(cfg.run.workdir) / "tokenizer"
+    tok = load(str(out / "tokenizer.model"))
+    tok.check_special_tokens()
+    assert (out / "tokenizer.vocab").read_text().count("\n") == tok.vocab_size
+    assert summary["dropped"]["tokenizer_mix_repeat"]["docs"] == mix["created"]["docs"] > 0
+    rep = summary["report"]
+    by_lang = rep["sample_bytes_by_language"]
+    assert by_lang["en"] == by_lang["zh"] == 200_000
+    assert abs(summary["kept"]["bytes"] - 400_000) < 100_000  # drawn by hash: close to the budget
+    for lang in ("en", "zh"):
+        figures = rep["heldout_eval"]["languages"][lang]
+        assert figures["exact_round_trip"] == 1.0 and figures["unk_tokens"] == 0
+        assert figures["docs"] > 0
+    assert rep["heldout_eval"]["vocab_split"]["han"] > 100 and rep["heldout_eval"]["vocab_split"]["latin"] > 100
+    heldout_ids = {r["id"] for f in storage.expand(str(out / "heldout")) for r in pq.read_table(f).to_pylist()}
+    assert len(heldout_ids) == summary["dropped"]["tokenizer_heldout"]["docs"]
+
+
+def test_eval_command(tiny_model, shared_data, tmp_path, capsys):
+    from pipeline.cli import main
+
+    out = tmp_path / "eval.json"
+    code = main(["tokenizer", "eval", "--model", tiny_model, "--data",
+                 str(shared_data / "text" / "en-speeches-sotu.jsonl"), str(shared_data / "text" / "zh-wiki-cmrc2018.jsonl"),
+                 "--limit", "300", "--json", str(out)])
+    assert code == 0
+    result = json.loads(out.read_text())
+    en, zh = result["languages"]["en"], result["languages"]["zh"]
+    assert en["docs"] == 20 and zh["docs"] == 280
+    assert en["tokens_per_word"] > 1 and zh["tokens_per_char"] > 0.5
+    assert "100.00%" in capsys.readouterr().out  # the table, with the exact round-trip share

@@ -1,0 +1,88 @@
+"""The shared SentencePiece tokenizer as the pipeline, the shards and the trainer use it.
+
+Depends on sentencepiece only (the trainer imports it on GPU machines without Spark). A model is
+loaded once per process (`load`, `load_proto`) and reused for every document.
+
+Exact round trip: SentencePiece writes spaces as U+2581 ("▁") and turns every "▁" back into a
+space on decode, so a document that contains a literal "▁" would come back changed. `encode`
+writes such a character as its three UTF-8 byte pieces instead, which decode to "▁" itself.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+
+import sentencepiece as spm
+
+from tokenizer.special_tokens import NUM_SPECIAL, SPECIAL_TOKENS
+
+SPACE_MARK = "\u2581"  # what SentencePiece writes for a space
+
+
+class SpecialTokenError(ValueError):
+    """The model's first ids are not the special tokens of DESIGN.md."""
+
+
+class Tokenizer:
+    """A loaded SentencePiece model with exact encode/decode and piece checks."""
+
+    def __init__(self, processor: spm.SentencePieceProcessor, sha256: str):
+        self.sp = processor
+        self.sha256 = sha256
+        self.vocab_size = processor.get_piece_size()
+        # Byte pieces for a literal "▁" (present in every byte-fallback model).
+        self._space_mark_ids = [processor.piece_to_id(f"<0x{b:02X}>") for b in SPACE_MARK.encode()]
+
+    def encode(self, text: str) -> list[int]:
+        if SPACE_MARK not in text:
+            return self.sp.encode(text)
+        ids: list[int] = []
+        for i, part in enumerate(text.split(SPACE_MARK)):
+            if i:
+                ids += self._space_mark_ids
+            if part:
+                ids += self.sp.encode(part)
+        return ids
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        """Token ids of each text (one thread: engines run one task per core)."""
+        if any(SPACE_MARK in t for t in texts):
+            return [self.encode(t) for t in texts]
+        return self.sp.encode(texts, num_threads=1)
+
+    def decode(self, ids: list[int]) -> str:
+        return self.sp.decode(ids)
+
+    def piece(self, token_id: int) -> str:
+        return self.sp.id_to_piece(token_id)
+
+    def is_byte(self, token_id: int) -> bool:
+        return self.sp.is_byte(token_id)
+
+    def is_special(self, token_id: int) -> bool:
+        return 0 <= token_id < NUM_SPECIAL
+
+    def check_special_tokens(self) -> None:
+        """Raise unless ids 0..7 are exactly the special tokens of DESIGN.md."""
+        found = {i: self.sp.id_to_piece(i) for i in range(min(NUM_SPECIAL, self.vocab_size))}
+        if found != SPECIAL_TOKENS:
+            raise SpecialTokenError(f"special tokens at ids 0..{NUM_SPECIAL - 1} are {found}, expected {SPECIAL_TOKENS}")
+        if not self._space_mark_ids or self.sp.unk_id() in self._space_mark_ids:
+            raise SpecialTokenError("the model has no byte pieces: it must be trained with byte_fallback=true")
+
+
+def load_proto(model_proto: bytes) -> Tokenizer:
+    """A Tokenizer from the bytes of a .model file (cached: one per process and model)."""
+    return _load_cached(hashlib.sha256(model_proto).hexdigest(), model_proto)
+
+
+@functools.lru_cache(maxsize=4)
+def _load_cached(sha256: str, model_proto: bytes) -> Tokenizer:
+    processor = spm.SentencePieceProcessor(model_proto=model_proto)
+    return Tokenizer(processor, sha256)
+
+
+def load(model_file: str) -> Tokenizer:
+    """A Tokenizer from a local .model file (cached by its content)."""
+    with open(model_file, "rb") as f:
+        return load_proto(f.read())
