@@ -141,6 +141,19 @@ def test_embedding_gradient_shrink():
     torch.testing.assert_close(grads[0.1], grads[0.0] + 0.1 * input_part, rtol=1e-4, atol=1e-6)
 
 
+def test_meta_device_build_keeps_the_tie_and_initializes_like_the_direct_build():
+    """The CUDA path (meta device, to_empty, init_weights), exercised on CPU."""
+    from trainer.train import build_model
+
+    cfg = load_config(TINY, {"model.vocab_size": 256})
+    meta, direct = (build_model(cfg, None, torch.device("cpu"), on_meta=m) for m in (True, False))
+    assert meta.output.weight is meta.embedding.weight
+    assert torch.equal(meta.rope_cos, direct.rope_cos) and torch.equal(meta.rope_sin, direct.rope_sin)
+    for (name, a), b in zip(meta.named_parameters(), direct.parameters()):
+        assert a.device.type == "cpu" and a.shape == b.shape
+        assert a.std().item() == pytest.approx(b.std().item(), rel=0.15, abs=1e-6), name
+
+
 def test_flops_per_token_of_the_130b_reference():
     cfg = load_config(REPO / "configs" / "trainer" / "130b.yaml").model
     assert (cfg.num_layers, cfg.hidden_size, cfg.num_heads, cfg.vocab_size, cfg.ffn_size) == (70, 12288, 96, 150528, 32768)

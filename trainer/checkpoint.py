@@ -14,10 +14,12 @@ whole scheduler state.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
+import warnings
 from pathlib import Path
 
 import torch
@@ -60,7 +62,8 @@ def save_checkpoint(root: Path, step: int, model: nn.Module, optimizer: torch.op
         staging.mkdir(parents=True)
     _barrier()
     model_state, optim_state = get_state_dict(model, optimizer)
-    dcp.save({"model": model_state, "optim": optim_state}, checkpoint_id=str(staging))
+    with _single_process_is_fine():
+        dcp.save({"model": model_state, "optim": optim_state}, checkpoint_id=str(staging))
     rng = {"cpu": torch.get_rng_state()}
     if torch.cuda.is_available():
         rng["cuda"] = torch.cuda.get_rng_state()
@@ -82,17 +85,29 @@ def load_checkpoint(folder: Path, model: nn.Module, optimizer: torch.optim.Optim
     """Restore model, optimizer and this rank's RNG in place; returns the trainer state."""
     model_state, optim_state = get_state_dict(model, optimizer)
     state = {"model": model_state, "optim": optim_state}
-    dcp.load(state, checkpoint_id=str(folder))
+    with _single_process_is_fine():
+        dcp.load(state, checkpoint_id=str(folder))
     set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
+    trainer_state = json.loads((folder / TRAINER_STATE).read_text())
     rng_path = _rng_file(folder, _rank())
-    if not rng_path.exists():
-        raise FileNotFoundError(f"{rng_path}: no RNG state for rank {_rank()}; was the checkpoint written "
-                                f"with a different number of processes?")
-    rng = torch.load(rng_path, weights_only=True)
-    torch.set_rng_state(rng["cpu"])
-    if "cuda" in rng and torch.cuda.is_available():
-        torch.cuda.set_rng_state(rng["cuda"])
-    return json.loads((folder / TRAINER_STATE).read_text())
+    if rng_path.exists():
+        rng = torch.load(rng_path, weights_only=True)
+        torch.set_rng_state(rng["cpu"])
+        if "cuda" in rng and torch.cuda.is_available():
+            torch.cuda.set_rng_state(rng["cuda"])
+    else:  # more processes than the checkpoint had: weights and data position are still exact
+        warnings.warn(f"{rng_path} missing (the checkpoint was written by fewer processes): rank {_rank()} "
+                      f"reseeds its dropout from the step; the resumed run is not bit-identical")
+        torch.manual_seed(trainer_state["step"] * 100_003 + _rank())
+    return trainer_state
+
+
+@contextlib.contextmanager
+def _single_process_is_fine():
+    """DCP warns when no process group exists; one process (glmtrain) is a supported layout."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="torch.distributed is disabled")
+        yield
 
 
 def _fsync_dir(path: Path) -> None:

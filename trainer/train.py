@@ -49,13 +49,13 @@ def resolve_vocab_size(cfg: Config, shards_vocab: int) -> int:
     return cfg.model.vocab_size
 
 
-def build_model(cfg: Config, mesh, device: torch.device) -> GLM:
-    """On CPU the full model is initialized on every rank from the same seed (exactly comparable
-    across layouts); on CUDA it is built on the meta device, parallelized, and each rank then
-    initializes only its own shards (models larger than one GPU)."""
+def build_model(cfg: Config, mesh, device: torch.device, on_meta: bool) -> GLM:
+    """Without `on_meta` (CPU) the full model is initialized on every rank from the same seed, so
+    runs of any layout are exactly comparable; with it (CUDA) the model is built on the meta device,
+    parallelized, and each rank then initializes only its own shards (models larger than one GPU)."""
     torch.manual_seed(cfg.train.seed)
-    if device.type == "cpu":
-        return parallelize(GLM(cfg.model), cfg.parallel, mesh)
+    if not on_meta:
+        return parallelize(GLM(cfg.model).to(device), cfg.parallel, mesh)
     with torch.device("meta"):
         model = GLM(cfg.model)
     parallelize(model, cfg.parallel, mesh)
@@ -96,7 +96,7 @@ class Trainer:
         self.tp = self.mesh is not None and self.mesh["tp"].size() > 1
         self.dp_rank = self.mesh["dp"].get_local_rank() if self.mesh is not None else 0
         self.dp_size = self.mesh["dp"].size() if self.mesh is not None else 1
-        self.model = build_model(cfg, self.mesh, device)
+        self.model = build_model(cfg, self.mesh, device, on_meta=device.type == "cuda")
         self.optimizer = build_optimizer(self.model, cfg)
         self.attention = resolve_backend(cfg.parallel.attention, device)
         if self.attention == "flex" and device.type != "cuda":
