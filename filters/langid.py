@@ -89,11 +89,11 @@ def load_fasttext(path: str):
     breaks under NumPy 2 for a single string) or fasttext-predict (prediction only; its list
     `predict` is broken). Both expose the same compiled `model.f.predict(line, k, threshold, errors)`,
     which is what `predict_line` calls."""
-    import fasttext
+    from fasttext.FastText import _FastText
 
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: fastText model file not found")
-    return fasttext.load_model(path)
+    return _FastText(model_path=path)  # fasttext.load_model, without its deprecation notice on stderr
 
 
 def _predict_raw(model, line: str, k: int, threshold: float = 0.0) -> list[tuple[float, str]]:

@@ -30,9 +30,12 @@ def reason_counts(stage_dir: str) -> dict[str, int]:
     if storage.exists(stats_path):
         dropped = json.loads(storage.read_text(stats_path)).get("dropped", {})
         return {reason: counts["docs"] for reason, counts in dropped.items()}
-    counts = {}
+    counts: dict[str, int] = {}
     for slug in storage.listdir(storage.join(stage_dir, "rejected")):
-        counts[slug] = sum(pq.ParquetFile(storage.open_input(p)).metadata.num_rows for p in _parts(stage_dir, slug))
+        for path in _parts(stage_dir, slug):
+            reasons = pq.ParquetFile(storage.open_input(path)).read(columns=[REJECT_REASON]).column(0)
+            for reason in reasons.to_pylist():
+                counts[reason] = counts.get(reason, 0) + 1
     return counts
 
 

@@ -1,0 +1,71 @@
+"""`glmdata inspect`: reasons with counts, and a sample of rejected documents with a text preview."""
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+import pytest
+
+from pipeline.cli import main
+from pipeline.inspect import preview, sample_rejected
+from pipeline.schema import DOC_SCHEMA
+from pipeline.stage import UnitWriter
+
+
+@pytest.fixture
+def stage_dir(tmp_path):
+    """A stage output written through the real UnitWriter: two parts, three reasons."""
+    out = str(tmp_path / "quality")
+    for part, offset in ((0, 0), (1, 100)):
+        writer = UnitWriter(out, "quality", part)
+        rows = [{"id": f"d{offset + i}", "text": f"document {offset + i}\nsecond line " + "x" * 600,
+                 "url": f"http://example.com/{offset + i}", "source": "test", "lang": "en"} for i in range(6)]
+        table = pa.Table.from_pylist(rows, DOC_SCHEMA)
+        writer.reject(table.slice(0, 3), "too_short", 30, details=["words=3", "words=4", "words=5"])
+        writer.reject(table.slice(3, 2), "lang_other:ja", 20)
+        writer.reject(table.slice(5, 1), "lang_other:ko", 10)
+        writer.close()
+    return out
+
+
+def test_lists_reasons_with_counts(stage_dir, capsys):
+    assert main(["inspect", stage_dir]) == 0
+    out = capsys.readouterr().out
+    assert "too_short" in out and "6" in out
+    assert "lang_other:ja" in out and "lang_other:ko" in out  # counted from rejected/ (no stats.json yet)
+
+
+def test_counts_come_from_stats_json_when_finished(stage_dir, capsys, tmp_path):
+    stats = {"dropped": {"too_short": {"docs": 6, "bytes": 60}, "lang_other:ja": {"docs": 4, "bytes": 40}}}
+    (tmp_path / "quality" / "stats.json").write_text(json.dumps(stats))
+    assert main(["inspect", stage_dir]) == 0
+    out = capsys.readouterr().out
+    assert "lang_other:ja" in out and "4" in out
+
+
+def test_samples_a_reason_with_preview(stage_dir, capsys):
+    assert main(["inspect", stage_dir, "--reason", "too_short", "-n", "2", "--width", "40"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("too_short") == 2
+    assert "reject_detail: words=" in out and "http://example.com/" in out
+    assert "second line" in out and "⏎" in out and "chars)" in out  # one line, truncated
+
+
+def test_reason_prefix_and_exact_reason(stage_dir):
+    assert {r["reject_reason"] for r in sample_rejected(stage_dir, "lang_other", 10)} == {"lang_other:ja", "lang_other:ko"}
+    assert {r["reject_reason"] for r in sample_rejected(stage_dir, "lang_other:ko", 10)} == {"lang_other:ko"}
+    sample = sample_rejected(stage_dir, "too_short", 4, seed=1)
+    assert len(sample) == 4 and sample == sample_rejected(stage_dir, "too_short", 4, seed=1)
+    assert len(sample_rejected(stage_dir, "too_short", 100)) == 6
+
+
+def test_unknown_reason_and_missing_dir(stage_dir, tmp_path, capsys):
+    assert main(["inspect", stage_dir, "--reason", "nope"]) == 1
+    assert "reasons here:" in capsys.readouterr().out
+    assert main(["inspect", str(tmp_path / "missing")]) == 2  # config error: names the folder
+
+
+def test_preview():
+    assert preview("a\nb", 0) == "a ⏎ b"
+    assert preview("abcdef", 3) == "abc … (+3 chars)"
+    assert preview("", 10) == "(empty text)"

@@ -1,0 +1,158 @@
+"""The langid stage on both engines: parity, output contract, mixed pages, normalization, config."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import make_run_config
+from pipeline import storage
+from pipeline.config import ConfigError
+from pipeline.runner import run_stage
+from pipeline.schema import DOC_SCHEMA
+from pipeline.stage import StageStats
+from pipeline.stages.langid import SHARES_TYPE, LangidStage
+
+MIXED_PAGE = ("The committee met on Monday to discuss the new budget for schools and hospitals in the region.\n"
+              "委员会周一开会讨论该地区学校和医院的新预算。\n"
+              "Members agreed that more money should go to teachers, nurses and the repair of old buildings.\n"
+              "委員們同意應該把更多的錢用於教師、護士和舊建築的維修。")
+
+
+def _docs(shared_data: Path) -> list[dict]:
+    """A few real documents of every kind, plus a mixed page and edge cases."""
+    texts = []
+    for name, n in [("en-news-scrapinghub.jsonl", 6), ("zh-news-thucnews.jsonl", 4), ("zh-hant-wiki-drcd.jsonl", 4)]:
+        with (shared_data / "text" / name).open(encoding="utf-8") as f:
+            texts += [json.loads(next(f))["text"] for _ in range(n)]
+    for lang, n in [("ja", 3), ("ko", 3), ("de", 3), ("ru", 2)]:
+        with (shared_data / "langid" / f"lingua-{lang}.jsonl").open(encoding="utf-8") as f:
+            texts += [json.loads(next(f))["text"] for _ in range(n)]
+    texts += [MIXED_PAGE, "", "12345 ---", "ＡＢＣ　全角字母和数字１２３，以及繁體字的測試。\x00\r\n\r\n\r\n第二段。"]
+    return [{"id": f"doc-{i:03d}", "text": t, "url": f"http://example.com/{i}", "source": "test",
+             "source_file": "f.jsonl", "source_offset": i} for i, t in enumerate(texts)]
+
+
+def _fake_ingest(workdir: str, docs: list[dict], files: int = 2) -> None:
+    """An upstream ingest output, as the runner expects it (data/ parts + _SUCCESS)."""
+    up = Path(workdir) / "ingest"
+    (up / "data").mkdir(parents=True)
+    for k in range(files):
+        pq.write_table(pa.Table.from_pylist(docs[k::files], DOC_SCHEMA), up / "data" / f"part-{k:05d}.parquet")
+    (up / "_SUCCESS").write_text(json.dumps({"config_hash": "test", "input_fingerprint": "test"}))
+
+
+def _rows(stage_dir: str) -> dict[str, dict]:
+    rows = {}
+    for path in storage.expand(stage_dir):
+        if path.endswith(".parquet") and "/errors/" not in path:
+            for row in pq.read_table(path).to_pylist():
+                rows[row["id"]] = row
+    return rows
+
+
+@pytest.fixture
+def docs(shared_data):
+    return _docs(shared_data)
+
+
+def test_parity_spark_beam_and_contract(tmp_path, engines, docs):
+    results = {}
+    for name, engine in engines.items():
+        cfg = make_run_config(tmp_path / name, {"langid": {"mixed": "split"}}, engine=name)
+        _fake_ingest(cfg.run.workdir, docs)
+        summary = run_stage(LangidStage(cfg), engine)
+        StageStats.from_dict(summary).check_conservation(name)
+        results[name] = (summary, _rows(f"{cfg.run.workdir}/langid"))
+    (spark_stats, spark_rows), (beam_stats, beam_rows) = results["spark"], results["beam"]
+    assert spark_rows == beam_rows
+    assert {k: spark_stats[k] for k in ("in", "kept", "dropped", "created")} == \
+           {k: beam_stats[k] for k in ("in", "kept", "dropped", "created")}
+
+    rows = spark_rows
+    assert spark_stats["in"]["docs"] == len(docs)
+    assert spark_stats["created"]["docs"] == 1  # the mixed page became two documents
+    kept = {i: r for i, r in rows.items() if r.get("reject_reason") is None}
+    assert {r["lang"] for r in kept.values()} == {"en", "zh"}
+    assert rows["doc-014"]["reject_reason"] == "lang_other:ja" and rows["doc-017"]["reject_reason"] == "lang_other:ko"
+    assert rows["doc-026"]["reject_reason"] == "lang_other:und"  # empty text
+    # The mixed page: one English and one Chinese document, the Chinese part normalised to Simplified.
+    en_part, zh_part = rows["doc-025#en"], rows["doc-025#zh"]
+    assert en_part["lang_shares"] == [("en", 1.0)] and en_part["script"] == "Latn"
+    assert zh_part["text"] == "委员会周一开会讨论该地区学校和医院的新预算。\n委员们同意应该把更多的钱用于教师、护士和旧建筑的维修。"
+    # Traditional Wikipedia: kept as zh, converted, the original script recorded.
+    hant = rows["doc-010"]
+    assert (hant["lang"], hant["script"]) == ("zh", "Hant")
+    assert hant["text"] != docs[10]["text"] and hant["text"].count("臺") == 0
+    # Width folding and whitespace cleanup on Chinese; English text untouched.
+    assert rows["doc-028"]["text"] == "ABC 全角字母和数字123，以及繁体字的测试。\n\n第二段。"
+    assert rows["doc-000"]["text"] == docs[0]["text"] and rows["doc-000"]["script"] == "Latn"
+    assert all(abs(sum(v for _, v in r["lang_shares"]) - 1) < 1e-5 for r in rows.values() if r["lang_shares"])
+
+    # lang_shares is an Arrow map that Spark reads and writes back unchanged (later stages use it).
+    data = f"{tmp_path}/spark/out/langid/data"
+    assert pq.read_schema(storage.expand(data)[0]).field("lang_shares").type == SHARES_TYPE
+    copy = str(tmp_path / "copy")
+    engines["spark"].spark.read.parquet(data).write.parquet(copy)
+    original = pq.read_table(data).sort_by("id").select(["id", "lang_shares"])
+    assert pq.read_table(copy).sort_by("id").select(["id", "lang_shares"]).to_pylist() == original.to_pylist()
+
+
+@pytest.mark.parametrize("mixed, reasons", [("keep", {}), ("drop", {"lang_mixed": 1})])
+def test_mixed_keep_and_drop(tmp_path, mixed, reasons):
+    from pipeline.engines.beam import BeamEngine
+
+    docs = [{"id": "mixed", "text": MIXED_PAGE, "source": "t", "source_file": "f", "source_offset": 0}]
+    cfg = make_run_config(tmp_path, {"langid": {"mixed": mixed}}, engine="beam")
+    _fake_ingest(cfg.run.workdir, docs, files=1)
+    summary = run_stage(LangidStage(cfg), BeamEngine(cfg))
+    assert {k: v["docs"] for k, v in summary["dropped"].items()} == reasons
+    assert summary["created"]["docs"] == 0
+    row = _rows(f"{cfg.run.workdir}/langid")["mixed"]
+    assert row["lang"] == "en" and row["text"] == MIXED_PAGE  # not Chinese: no normalization
+
+
+@pytest.mark.parametrize("section, message", [
+    ({"min_share": 1.5}, "langid: min_share: expected a number between 0 and 1"),
+    ({"mixed": "merge"}, "langid.mixed: expected one of 'keep', 'split', 'drop'"),
+    ({"min_score": {"en": "high"}}, "langid.min_score.en: expected float"),
+    ({"model": "no/such/model.ftz"}, "langid.model: expected an existing input path"),
+    ({"chinese": {"t2s": "yes"}}, "langid.chinese.t2s: expected bool"),
+])
+def test_config_errors_name_the_key(tmp_path, section, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        make_run_config(tmp_path, {"langid": section})
+
+
+def test_model_from_s3_is_copied_once_per_worker(tmp_path, monkeypatch):
+    """A gs:// or s3:// model is fetched through pipeline.storage into a local cache, once."""
+    moto_server = pytest.importorskip("moto.server")
+    from filters.langid import default_model_path
+    from pipeline.stages import langid as stage_module
+
+    server = moto_server.ThreadedMotoServer(port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        for key, value in {"AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "test",
+                           "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1",
+                           "GLMDATA_CACHE": str(tmp_path / "cache")}.items():
+            monkeypatch.setenv(key, value)
+        import pyarrow.fs as pafs
+
+        pafs.S3FileSystem(endpoint_override=f"{host}:{port}", scheme="http",
+                          allow_bucket_creation=True).create_dir("models")
+        storage.write_bytes("s3://models/lid.ftz", Path(default_model_path()).read_bytes())
+        local = stage_module.local_model("s3://models/lid.ftz")
+        assert local.startswith(str(tmp_path / "cache")) and Path(local).read_bytes() == Path(default_model_path()).read_bytes()
+        assert stage_module.local_model("s3://models/lid.ftz") == local  # cached: no second copy
+        cfg = make_run_config(tmp_path / "w", {"langid": {"model": "s3://models/lid.ftz"}})
+        stage = LangidStage(cfg)
+        assert stage.input_paths() == ["s3://models/lid.ftz"]
+        assert stage.identifier.identify("Ceci est une phrase en français.").lang == "fr"
+    finally:
+        stage_module._cached_copy.cache_clear()
+        server.stop()
