@@ -169,9 +169,11 @@ def test_truncated_and_damaged_gzip_keep_the_records_around_them(tmp_path):
 
 def test_corrupt_warc_header_resumes_at_the_next_record(tmp_path):
     plain = tmp_path / "mixed.warc"
-    plain.write_bytes(good("1") + b"GARBAGE LINE\r\nmore garbage\r\n\r\n" + good("2"))
+    no_length = b"WARC/1.0\r\nWARC-Type: response\r\nWARC-Record-ID: <urn:test:nolength>\r\n\r\nbody\r\n\r\n"
+    plain.write_bytes(good("1") + b"GARBAGE LINE\r\nmore garbage\r\n\r\n" + good("2") + no_length + good("3"))
     evs = list(read_file(str(plain), "auto", FieldMap(), 1 << 20))
-    assert [label(e) for e in evs] == ["urn:test:1", "corrupt_header", "urn:test:2"]
+    assert [label(e) for e in evs] == ["urn:test:1", "corrupt_header", "urn:test:2", "corrupt_header", "urn:test:3"]
+    assert evs[3].docs == 1 and evs[3].doc_id == "urn:test:nolength"
     assert isinstance(evs[1], Broken) and evs[1].docs == 0 and evs[1].offset == len(good("1"))
     assert sum(e.nbytes for e in evs) == plain.stat().st_size
     assert all(isinstance(e, Document) for e in (evs[0], evs[2]))

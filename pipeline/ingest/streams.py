@@ -173,7 +173,8 @@ class Decompressed:
         return len(self._buf) - self._off >= want
 
     def _take(self, n: int) -> bytes:
-        data = bytes(self._buf[self._off:self._off + n])
+        with memoryview(self._buf) as view:  # one copy, not two
+            data = bytes(view[self._off:self._off + n])
         self._off += len(data)
         self.pos += len(data)
         if self._off > CHUNK:

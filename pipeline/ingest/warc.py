@@ -107,15 +107,14 @@ class WarcReader:
             offset = stream.source_offset(start)
             try:
                 record = self.loader.parse_record_stream(stream, known_format="warc", no_record_parse=True)
-                length_ok = record.length is not None and int(record.rec_headers.get_header("Content-Length")) >= 0
             except (ArchiveLoadFailed, StatusAndHeadersParserException, EOFError, ValueError, TypeError) as e:
-                stream.skip_to_line_starting(b"WARC/")
+                self._resync(start)
                 yield Broken("corrupt_header", offset, f"not a WARC record header: {str(e).strip()[:500]}",
                              stream.pos - start, docs=0)
                 continue
-            if not length_ok:
+            if not (record.rec_headers.get_header("Content-Length") or "").strip().isdigit():
                 rid = record_id(record)
-                stream.skip_to_line_starting(b"WARC/")
+                self._resync(start)
                 yield Broken("corrupt_header", offset, "WARC record without a valid Content-Length",
                              stream.pos - start, doc_id=rid)
                 continue
@@ -129,6 +128,12 @@ class WarcReader:
                                f"record cut short: {record.raw_stream.limit} of {record.length} content bytes missing",
                                event.nbytes, doc_id=record_id(record))
             yield event
+
+    def _resync(self, start: int) -> None:
+        """Skip to the next line that starts a record, always moving past `start`."""
+        if self.stream.pos == start:
+            self.stream.skip_line_rest()
+        self.stream.skip_to_line_starting(b"WARC/")
 
     def _end_of_data(self) -> Iterator[Event]:
         yield from end_of_data_errors(self.stream, self.cut_record_reported, "record")
