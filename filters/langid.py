@@ -122,7 +122,7 @@ class Identification:
 
     lang: str  # "und" when the text has no letters
     score: float  # letter-weighted mean probability of `lang` over the lines that chose it
-    shares: dict[str, float]  # language -> share of the document's letters
+    shares: dict[str, float]  # language -> share of the letters of the predicted blocks
     script: str  # ISO 15924: Hans/Hant/Hani for Chinese, Latn for English, ...
     line_langs: list[str] = field(default_factory=list)  # per "\n"-separated line
     line_scores: list[float] = field(default_factory=list)
@@ -150,13 +150,14 @@ class LanguageIdentifier:
 
     def __init__(self, model_path: str | None = None, *, min_script_share: float = 0.5,
                  cjk_kana_share: float = 0.1, cjk_hangul_share: float = 0.1, folded_view: bool = True,
-                 max_block_letters: int = 1000, label_aliases: Mapping[str, str] | None = None):
+                 max_block_letters: int = 1000, min_block_letters: int = 10, label_aliases: Mapping[str, str] | None = None):
         self.model_path = model_path or default_model_path()
         self.min_script_share = min_script_share
         self.cjk_kana_share = cjk_kana_share
         self.cjk_hangul_share = cjk_hangul_share
         self.folded_view = folded_view
         self.max_block_letters = max_block_letters
+        self.min_block_letters = min_block_letters
         self.label_aliases = dict({"wuu": "zh", "yue": "zh"} if label_aliases is None else label_aliases)
         # Registries filled as the model's labels are first seen.
         self._label_index: dict[str, int] = {}  # raw model label -> row
@@ -267,7 +268,14 @@ class LanguageIdentifier:
         histograms = [script_histogram(line) for line in lines]
         letters = [int(counts[_LETTER_SLOTS].sum()) for counts, _ in histograms]
         langs, scores = [UNDETERMINED] * len(lines), [0.0] * len(lines)
-        for start, end in self._blocks(histograms, letters):
+        blocks = self._blocks(histograms, letters)
+        sizes = [sum(letters[start:end]) for start, end in blocks]
+        if max(sizes, default=0) >= self.min_block_letters:
+            # Fragments too short for fastText (a product code, "iOS" inside a Chinese line run)
+            # stay undetermined: they go with their neighbours when a page is split and count in
+            # no language's share. A text made only of fragments is still predicted.
+            blocks = [block for block, size in zip(blocks, sizes) if size >= self.min_block_letters]
+        for start, end in blocks:
             counts = sum(h[0] for h in histograms[start:end])
             weights = sum(h[1] for h in histograms[start:end])
             lang, score = self._predict(" ".join(lines[start:end]), counts, weights)

@@ -64,6 +64,9 @@ class LangidSection:
     # Consecutive lines of one script are predicted together up to this many letters (about a
     # paragraph or two): pages of short lines cost a few fastText calls, shares stay paragraph-level.
     max_block_letters: int = 1000
+    # Blocks with fewer letters (product codes, a lone "iOS" between Chinese lines) are too short
+    # for fastText: they count in no language's share, unless the whole text is that short.
+    min_block_letters: int = 10
     # lid.176's Wu and Cantonese classes take up to 40% of the mass of Mandarin sentences; Han-script
     # Chinese is one language here.
     label_aliases: dict[str, str] = field(default_factory=lambda: {"wuu": "zh", "yue": "zh"})
@@ -75,8 +78,9 @@ class LangidSection:
         for key in ("default_min_score", "min_share", "min_script_share", "cjk_kana_share", "cjk_hangul_share"):
             if not 0.0 <= getattr(self, key) <= 1.0:
                 raise ValueError(f"{key}: expected a number between 0 and 1, got {getattr(self, key)}")
-        if self.max_block_letters < 1:
-            raise ValueError(f"max_block_letters: expected a positive number, got {self.max_block_letters}")
+        if not 1 <= self.min_block_letters <= self.max_block_letters:
+            raise ValueError(f"min_block_letters, max_block_letters: expected 1 <= min <= max, got "
+                             f"{self.min_block_letters} and {self.max_block_letters}")
         for lang, score in self.min_score.items():
             if not 0.0 <= score <= 1.0:
                 raise ValueError(f"min_score.{lang}: expected a number between 0 and 1, got {score}")
@@ -106,6 +110,7 @@ def build_identifier(s: LangidSection) -> LanguageIdentifier:
     return LanguageIdentifier(local_model(s.model), min_script_share=s.min_script_share,
                               cjk_kana_share=s.cjk_kana_share, cjk_hangul_share=s.cjk_hangul_share,
                               folded_view=s.folded_view, max_block_letters=s.max_block_letters,
+                              min_block_letters=s.min_block_letters,
                               label_aliases=s.label_aliases)
 
 
