@@ -98,13 +98,16 @@ def clean_whitespace(text: str) -> str:
 
 def normalize_chinese(text: str, t2s: bool = True, fold_width: bool = True,
                       whitespace: bool = True) -> str:
-    """The normalization applied to Chinese documents: optional t2s, width folding, whitespace."""
+    """The normalization applied to Chinese documents: optional t2s, whitespace, width folding.
+
+    Whitespace goes before width folding so that removed control characters cannot leave a
+    number separator ("１\x00，１") for a second pass to fold: the result is idempotent."""
     if t2s:
         text = to_simplified(text)
-    if fold_width:
-        text = _fold_width(text)
     if whitespace:
         text = clean_whitespace(text)
+    if fold_width:
+        text = _fold_width(text)
     return text
 
 
