@@ -96,7 +96,6 @@ def main() -> int:
     device = torch.device(args.device)
     if device.type == "cuda":
         torch.cuda.set_device(device)
-        torch.backends.cuda.matmul.allow_tf32 = True
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp)
         n = (args.warmup + args.steps) * args.micro_batch * args.accumulation

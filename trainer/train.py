@@ -65,13 +65,14 @@ def build_model(cfg: Config, mesh, device: torch.device, on_meta: bool) -> GLM:
     return model
 
 
-def build_optimizer(model: GLM, cfg: Config) -> torch.optim.Optimizer:
-    """AdamW; weight decay on matrices only (not biases, LayerNorms), as Megatron and GLM-130B."""
+def build_optimizer(model: GLM, cfg: Config, device: torch.device) -> torch.optim.Optimizer:
+    """AdamW on the fp32 parameters (the fused kernel on CUDA); weight decay on matrices only (not
+    biases, LayerNorms), as Megatron and GLM-130B."""
     params = [p for p in model.parameters() if p.requires_grad]
     t = cfg.train
     return torch.optim.AdamW([{"params": [p for p in params if p.ndim >= 2], "weight_decay": t.weight_decay},
                               {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}],
-                             lr=t.lr, betas=(t.beta1, t.beta2), eps=t.adam_eps)
+                             lr=t.lr, betas=(t.beta1, t.beta2), eps=t.adam_eps, fused=device.type == "cuda")
 
 
 def token_losses(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -92,16 +93,16 @@ class Trainer:
             raise ConfigError(f"model.max_position: expected at least the shards' seq_len {self.dataset.seq_len}, "
                               f"got {cfg.model.max_position}")
         cfg.model.vocab_size = resolve_vocab_size(cfg, self.dataset.vocab_size)
+        self.attention = resolve_backend(cfg.parallel.attention, device)
+        if self.attention == "flex" and device.type != "cuda":
+            raise ConfigError("parallel.attention: expected auto, naive or sdpa on CPU (FlexAttention has no CPU "
+                              "backward), got 'flex'")
         self.mesh = build_mesh(cfg.parallel, device)
         self.tp = self.mesh is not None and self.mesh["tp"].size() > 1
         self.dp_rank = self.mesh["dp"].get_local_rank() if self.mesh is not None else 0
         self.dp_size = self.mesh["dp"].size() if self.mesh is not None else 1
         self.model = build_model(cfg, self.mesh, device, on_meta=device.type == "cuda")
-        self.optimizer = build_optimizer(self.model, cfg)
-        self.attention = resolve_backend(cfg.parallel.attention, device)
-        if self.attention == "flex" and device.type != "cuda":
-            raise ConfigError("parallel.attention: expected auto, naive or sdpa on CPU (FlexAttention has no CPU "
-                              "backward), got 'flex'")
+        self.optimizer = build_optimizer(self.model, cfg, device)
         self.batches = RankBatches(self.dataset, cfg.train.seed, self.dp_rank, self.dp_size, device)
         self.guard = SpikeGuard(cfg.train.spike_factor, cfg.train.spike_warmup_steps, cfg.train.spike_ema)
         self.languages = self.dataset.languages
