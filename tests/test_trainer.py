@@ -3,6 +3,7 @@ parallelism over gloo, exact checkpoint resume after a kill, loss falling on sha
 and training with the pipeline's heavy packages blocked."""
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -152,6 +153,22 @@ def test_meta_device_build_keeps_the_tie_and_initializes_like_the_direct_build()
     for (name, a), b in zip(meta.named_parameters(), direct.parameters()):
         assert a.device.type == "cpu" and a.shape == b.shape
         assert a.std().item() == pytest.approx(b.std().item(), rel=0.15, abs=1e-6), name
+
+
+def test_activation_checkpointing_recomputes_the_same_gradients_with_dropout():
+    from trainer.config import ParallelConfig
+    from trainer.parallelize import parallelize
+
+    grads = []
+    for checkpointing in (False, True):
+        torch.manual_seed(0)
+        model = parallelize(GLM(tiny_model_config(dropout=0.2)), ParallelConfig(activation_checkpointing=checkpointing), None)
+        torch.manual_seed(1)  # the dropout masks; the recomputation must replay them
+        named = fixed_batch_gradients(model, contextlib.nullcontext())[1]
+        grads.append({name.replace("._checkpoint_wrapped_module", ""): g for name, g in named.items()})
+    assert grads[0].keys() == grads[1].keys()
+    for name in grads[0]:
+        torch.testing.assert_close(grads[1][name], grads[0][name], rtol=1e-5, atol=1e-7, msg=name)
 
 
 def test_flops_per_token_of_the_130b_reference():
@@ -375,8 +392,6 @@ def tensor_parallel_run(text_shards, tmp_path_factory) -> Path:
 
 
 def test_tensor_parallel_2_matches_1_in_loss_and_gradients(tensor_parallel_run):
-    import contextlib
-
     torch.manual_seed(0)
     loss, grads = fixed_batch_gradients(GLM(tiny_model_config()), contextlib.nullcontext())
     tp2 = torch.load(tensor_parallel_run.parent / "grads.pt")

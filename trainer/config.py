@@ -115,15 +115,17 @@ def _build(tp: Any, value: Any, key: str, where: str) -> Any:
             raise fail
         hints = typing.get_type_hints(tp)
         fields = {f.name: f for f in dataclasses.fields(tp)}
+        def child(name: str) -> str:
+            return f"{key}.{name}" if key else name
+
         for name in value:
             if name not in fields:
-                raise ConfigError(f"{where}: {key}.{name}: unknown key; expected one of {', '.join(fields)}"
-                                  .replace(": .", ": "))
+                raise ConfigError(f"{where}: {child(name)}: unknown key; expected one of {', '.join(fields)}")
         missing = [n for n, f in fields.items() if n not in value
                    and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
         if missing:
-            raise ConfigError(f"{where}: {key}.{missing[0]}: required key is missing".replace(": .", ": "))
-        return tp(**{n: _build(hints[n], v, f"{key}.{n}".lstrip("."), where) for n, v in value.items()})
+            raise ConfigError(f"{where}: {child(missing[0])}: required key is missing")
+        return tp(**{n: _build(hints[n], v, child(n), where) for n, v in value.items()})
     origin = typing.get_origin(tp)
     if origin in (Union, types.UnionType):
         for option in typing.get_args(tp):

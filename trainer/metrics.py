@@ -49,7 +49,7 @@ class RunLogger:
             try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:  # tensorboard is optional
-                pass
+                self.message("tensorboard is not installed: logging to the terminal and log.jsonl only")
             else:
                 self.board = SummaryWriter(str(out_dir / "tensorboard"))
 
