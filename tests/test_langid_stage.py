@@ -156,3 +156,17 @@ def test_model_from_s3_is_copied_once_per_worker(tmp_path, monkeypatch):
     finally:
         stage_module._cached_copy.cache_clear()
         server.stop()
+
+
+def test_config_defaults_are_the_filters_defaults():
+    """The shipped defaults (documented in LangidSection) are what filters.langid uses on its own,
+    so benchmarks that build LanguageIdentifier() measure the stage's behaviour."""
+    from filters.langid import LanguageFilter, LanguageIdentifier
+    from pipeline.stages.langid import LangidSection, build_filter, build_identifier
+
+    def settings(obj) -> dict:
+        return {k: v for k, v in vars(obj).items() if not k.startswith("_")}
+
+    section = LangidSection()
+    assert settings(build_identifier(section)) == settings(LanguageIdentifier())
+    assert vars(build_filter(section)) == vars(LanguageFilter(min_score={"en": 0.65, "zh": 0.65}))
