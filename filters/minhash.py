@@ -29,6 +29,7 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Literal, Sequence
 
+import numba
 import numpy as np
 
 from filters.normalize import fold_punctuation, fold_width, to_simplified
@@ -37,19 +38,22 @@ from filters.normalize import fold_punctuation, fold_width, to_simplified
 # Normalization
 
 _NUMBERS = re.compile(r"\d+(?:\.\d+)?")  # datatrove's NUMBERS_PATTERN: "3.14" and "2024" -> "0"
-_NON_WORD = re.compile(r"[\W_]+")  # punctuation, symbols and whitespace runs
+_WORDS = re.compile(r"[^\W_]+")  # runs of letters and digits; everything else separates words
+# Nonspacing marks (category Mn), the accents NFD splits off: planes 0-1 and the variation selectors.
+_MARKS = re.compile("[" + "".join(re.escape(chr(c)) for c in (*range(0x20000), *range(0xE0100, 0xE01F0))
+                                  if unicodedata.category(chr(c)) == "Mn") + "]+")
 
 
 def _strip_accents(text: str) -> str:
     if text.isascii():
         return text
-    return "".join(c for c in unicodedata.normalize("NFD", text) if unicodedata.category(c) != "Mn")
+    return _MARKS.sub("", unicodedata.normalize("NFD", text))
 
 
 def normalize_words(text: str) -> str:
-    """FineWeb-style simplified text: lowercase words of letters and "0"s separated by one space."""
-    text = _NUMBERS.sub("0", text.lower())
-    return _strip_accents(_NON_WORD.sub(" ", text).strip())
+    """FineWeb-style simplified text (datatrove's `simplify_text`): lowercase, numbers -> "0",
+    punctuation and whitespace -> one space, accents stripped."""
+    return _strip_accents(" ".join(_WORDS.findall(_NUMBERS.sub("0", text.lower()))))
 
 
 def normalize_chinese(text: str) -> str:
@@ -201,57 +205,92 @@ class ShingleBatch:
         return np.bincount(self.doc, minlength=self.n_docs)
 
 
-def _token_spans(buf: np.ndarray, word_mode: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Start and end byte offsets of the tokens in `buf` (documents separated by one space)."""
-    is_space = buf == 32
-    if word_mode:
-        edges = np.diff(np.concatenate([[True], is_space, [True]]).astype(np.int8))
-        return np.flatnonzero(edges == -1), np.flatnonzero(edges == 1)
-    leads = np.flatnonzero((buf & 0xC0) != 0x80)  # first byte of every UTF-8 character
-    ends = np.append(leads[1:], len(buf))
-    keep = ~is_space[leads]
-    return leads[keep], ends[keep]
+@numba.njit(cache=True, nogil=True)
+def _fmix64_scalar(h):
+    h ^= h >> np.uint64(33)
+    h *= np.uint64(0xFF51AFD7ED558CCD)
+    h ^= h >> np.uint64(33)
+    h *= np.uint64(0xC4CEB9FE1A85EC53)
+    return h ^ (h >> np.uint64(33))
+
+
+@numba.njit(cache=True, nogil=True)
+def _shingle_kernel(buf, doc_starts, doc_ends, word_mode, n, powers, inverse_powers, out_hash, out_doc):
+    """Hash every shingle of every document in one pass; returns how many were written.
+
+    Tokens: runs of non-space bytes (word mode) or UTF-8 characters other than space (character
+    mode). A shingle is the byte span from the start of token i to the end of token i+n-1; its
+    hash comes from prefix sums: (P[end] - P[start]) * BASE^-start, P[i] = sum_{j<i} (b_j+1) BASE^j."""
+    prefix = np.zeros(buf.shape[0] + 1, np.uint64)
+    acc = np.uint64(0)
+    for i in range(buf.shape[0]):
+        acc += (np.uint64(buf[i]) + np.uint64(1)) * powers[i]
+        prefix[i + 1] = acc
+    tok_start = np.empty(buf.shape[0], np.int64)
+    tok_end = np.empty(buf.shape[0], np.int64)
+    written = 0
+    for d in range(doc_starts.shape[0]):
+        n_tok = 0
+        i, end = doc_starts[d], doc_ends[d]
+        while i < end:
+            if buf[i] == 32:
+                i += 1
+                continue
+            j = i + 1
+            if word_mode:
+                while j < end and buf[j] != 32:
+                    j += 1
+            else:
+                while j < end and (buf[j] & 0xC0) == 0x80:
+                    j += 1
+            tok_start[n_tok] = i
+            tok_end[n_tok] = j
+            n_tok += 1
+            i = j
+        if n_tok == 0:
+            continue
+        count = n_tok - n + 1 if n_tok >= n else 1  # shorter than one shingle: shingled whole
+        for k in range(count):
+            s = tok_start[k]
+            e = tok_end[min(k + n, n_tok) - 1]
+            out_hash[written] = _fmix64_scalar((prefix[e] - prefix[s]) * inverse_powers[s])
+            out_doc[written] = d
+            written += 1
+    return written
 
 
 def _shingle_batch(token_strings: Sequence[str], word_mode: bool, n: int) -> ShingleBatch:
-    n_docs = len(token_strings)
     encoded = [s.encode("utf-8") for s in token_strings]
-    doc_starts = np.zeros(n_docs, np.int64)
-    if n_docs:
-        doc_starts[1:] = np.cumsum([len(e) + 1 for e in encoded[:-1]])
-    buf = np.frombuffer(b" ".join(encoded), np.uint8)
-    tok_start, tok_end = _token_spans(buf, word_mode)
-    tok_doc = np.searchsorted(doc_starts, tok_start, side="right") - 1
-    per_doc = np.bincount(tok_doc, minlength=n_docs)
-    first = np.concatenate([[0], np.cumsum(per_doc)[:-1]]) if n_docs else np.zeros(0, np.int64)
-    local = np.arange(len(tok_start)) - first[tok_doc]
-    full = np.flatnonzero(local + n - 1 < per_doc[tok_doc])  # n-grams that fit in their document
-    short = np.flatnonzero((per_doc > 0) & (per_doc < n))  # documents shorter than one shingle: whole
-    starts = np.concatenate([tok_start[full], tok_start[first[short]]])
-    ends = np.concatenate([tok_end[full + n - 1], tok_end[first[short] + per_doc[short] - 1]])
-    docs = np.concatenate([tok_doc[full], short])
-    order = np.argsort(docs, kind="stable")
-    starts, ends, docs = starts[order], ends[order], docs[order]
-
+    lengths = np.array([len(e) for e in encoded], np.int64)
+    doc_ends = np.cumsum(lengths)
+    buf = np.frombuffer(b"".join(encoded), np.uint8)
     _POWERS.ensure(len(buf) + 1)
-    with np.errstate(over="ignore"):
-        prefix = np.zeros(len(buf) + 1, _U64)
-        np.cumsum((buf.astype(_U64) + _U64(1)) * _POWERS.pow[:len(buf)], out=prefix[1:])
-        raw = (prefix[ends] - prefix[starts]) * _POWERS.inv[starts]
-        hashes = _fmix64(raw)
-    return ShingleBatch(hashes, docs.astype(np.int64), n_docs)
+    out_hash = np.empty(len(buf) + len(encoded), _U64)
+    out_doc = np.empty(len(buf) + len(encoded), np.int64)
+    written = _shingle_kernel(buf, doc_ends - lengths, doc_ends, word_mode, n, _POWERS.pow, _POWERS.inv,
+                              out_hash, out_doc)
+    return ShingleBatch(out_hash[:written], out_doc[:written], len(encoded))
 
 
 # ---------------------------------------------------------------------------------------------
 # Signatures
 
 
-def _fmix32(h: np.ndarray) -> np.ndarray:
-    h = h ^ (h >> np.uint32(16))
-    h = h * np.uint32(0x85EBCA6B)
-    h = h ^ (h >> np.uint32(13))
-    h = h * np.uint32(0xC2B2AE35)
-    return h ^ (h >> np.uint32(16))
+@numba.njit(cache=True, nogil=True)
+def _min_affine32(hashes32, docs, a, b, sig):
+    """sig[doc] = min over the doc's shingles of a * fmix32(h) + b mod 2^32 (datasketch's affine32)."""
+    for i in range(hashes32.shape[0]):
+        h = hashes32[i]
+        h ^= h >> np.uint32(16)
+        h = np.uint32(h * np.uint32(0x85EBCA6B))
+        h ^= h >> np.uint32(13)
+        h = np.uint32(h * np.uint32(0xC2B2AE35))
+        h ^= h >> np.uint32(16)
+        row = sig[docs[i]]
+        for k in range(a.shape[0]):
+            v = np.uint32(a[k] * h + b[k])
+            if v < row[k]:
+                row[k] = v
 
 
 def permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -270,8 +309,6 @@ class MinHasher:
 
     `signatures(texts, langs)` equals, row by row, `datasketch.MinHash(num_perm, seed,
     hashfunc=shingle_hash32)` updated with `shingling.shingles(text, lang)` encoded as UTF-8."""
-
-    CHUNK = 1024  # shingles per permutation block: 1024 x 128 x 4 B = 512 KiB, stays in cache
 
     def __init__(self, num_perm: int = 128, seed: int = 1, shingling: Shingling = Shingling()):
         self.num_perm = num_perm
@@ -301,16 +338,7 @@ class MinHasher:
     def signatures_of(self, shingles: ShingleBatch) -> np.ndarray:
         """(n_docs, num_perm) uint32; a document without shingles keeps EMPTY_HASH everywhere."""
         sig = np.full((shingles.n_docs, self.num_perm), EMPTY_HASH, np.uint32)
-        hv = _fmix32(shingles.hashes32)
-        block = np.empty((self.CHUNK, self.num_perm), np.uint32)
-        for lo in range(0, len(hv), self.CHUNK):
-            block_docs = shingles.doc[lo:lo + self.CHUNK]
-            phv = block[:len(block_docs)]
-            np.multiply(hv[lo:lo + self.CHUNK, None], self.a, out=phv)  # wraps modulo 2^32, as datasketch
-            np.add(phv, self.b, out=phv)
-            seg = np.flatnonzero(np.concatenate([[True], block_docs[1:] != block_docs[:-1]]))
-            docs = block_docs[seg]
-            sig[docs] = np.minimum(sig[docs], np.minimum.reduceat(phv, seg, axis=0))
+        _min_affine32(shingles.hashes32, shingles.doc, self.a, self.b, sig)
         return sig
 
     def signatures(self, texts: Sequence[str | None], langs: Sequence[str | None]) -> np.ndarray:

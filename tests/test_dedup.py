@@ -4,43 +4,16 @@ from __future__ import annotations
 import json
 import random
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from filters.normalize import to_traditional
 from pipeline import storage
+from pipeline.dedup.fixtures import read_dedup_output, write_finished_upstream
 from pipeline.runner import run_stage
-from pipeline.schema import DOC_SCHEMA
 from pipeline.stage import StageStats
 from pipeline.stages.dedup import DedupStage
 
 from conftest import make_run_config
-
-UPSTREAM_SCHEMA = DOC_SCHEMA.append(pa.field("q_score", pa.float32()))
-
-
-def write_upstream(workdir: str, parts: list[list[dict]]) -> None:
-    """A finished `quality` stage with these documents, one Parquet file per part."""
-    base = storage.join(workdir, "quality")
-    for i, rows in enumerate(parts):
-        full = [{"source": "test", "source_file": f"f{i}", "source_offset": j, "lang": "en", **r} for j, r in enumerate(rows)]
-        storage.makedirs(storage.join(base, "data"))
-        pq.write_table(pa.Table.from_pylist(full, UPSTREAM_SCHEMA), storage.join(base, "data", f"part-{i:05d}.parquet"))
-    storage.write_text(storage.join(base, "_SUCCESS"), json.dumps({"config_hash": "q", "input_fingerprint": "t"}))
-
-
-def read_stage(stage_dir: str) -> dict:
-    """{"kept": {id: (cluster_id, size)}, "rejected": {id: (reason, survivor)}}."""
-    kept, rejected = {}, {}
-    for f in storage.expand(storage.join(stage_dir, "data")):
-        for r in pq.read_table(f).to_pylist():
-            kept[r["id"]] = (r["dup_cluster_id"], r["dup_cluster_size"])
-    rej_dir = storage.join(stage_dir, "rejected")
-    for f in storage.expand(rej_dir) if storage.exists(rej_dir) else []:
-        for r in pq.read_table(f).to_pylist():
-            rejected[r["id"]] = (r["reject_reason"], r["reject_detail"])
-    return {"kept": kept, "rejected": rejected}
 
 
 def _texts(shared_data, name: str, n: int, min_len: int = 400) -> list[str]:
@@ -57,8 +30,8 @@ def _delete_one_sentence(text: str, sep: str) -> str:
 @pytest.fixture(scope="module")
 def corpus(shared_data):
     """Three parts of real prose with planted duplicates; `expect` maps id -> (reason, survivor)."""
-    en = _texts(shared_data, "en-news-scrapinghub.jsonl", 40, min_len=3000)
-    zh = _texts(shared_data, "zh-wiki-cmrc2018.jsonl", 40)
+    en = _texts(shared_data, "en-news-scrapinghub.jsonl", 20, min_len=3000)
+    zh = _texts(shared_data, "zh-wiki-cmrc2018.jsonl", 20)
     docs = [{"id": f"en{i}", "text": t, "url": f"https://news.example/{i}", "q_score": 0.5} for i, t in enumerate(en)]
     docs += [{"id": f"zh{i}", "text": t, "lang": "zh", "url": f"https://zh.example/{i}", "q_score": 0.5}
              for i, t in enumerate(zh)]
@@ -84,9 +57,9 @@ def corpus(shared_data):
 
 def run_dedup(tmp_path, engine, parts, section=None):
     cfg = make_run_config(tmp_path, {"dedup": section or {}}, engine=engine.name)
-    write_upstream(cfg.run.workdir, parts)
+    write_finished_upstream(cfg.run.workdir, parts)
     summary = run_stage(DedupStage(cfg), engine)
-    return summary, read_stage(storage.join(cfg.run.workdir, "dedup"))
+    return summary, read_dedup_output(storage.join(cfg.run.workdir, "dedup"))
 
 
 def test_clusters_survivors_and_contract_on_both_engines(tmp_path, engines, corpus):
@@ -111,7 +84,7 @@ def test_huge_cluster_is_a_star(tmp_path, engines, shared_data):
     base = _texts(shared_data, "en-news-scrapinghub.jsonl", 1, min_len=2000)[0]
     rng = random.Random(1)
     word = lambda: "".join(rng.choice("abcdefghij") for _ in range(8))  # noqa: E731
-    n = 3000
+    n = 1000
     docs = [{"id": f"c{i:05d}", "text": base if i % 2 else f"{base} {word()}", "q_score": 0.0} for i in range(n)]
     parts = [docs[i::4] for i in range(4)]
     for name, engine in engines.items():

@@ -37,8 +37,8 @@ class DedupSection:
     # positives, so missing a pair costs more; chosen by bench/dedup_quality.py)
     bands: int = 0
     rows: int = 0
-    false_positive_weight: float = 0.1
-    false_negative_weight: float = 0.9
+    false_positive_weight: float = 0.05
+    false_negative_weight: float = 0.95
     verify: bool = True  # keep a candidate pair only if its exact shingle Jaccard >= threshold
     en_ngram: int = 5  # English (and other non-Chinese): word n-grams (FineWeb: 5)
     zh_tokens: Literal["char", "word"] = "char"  # Chinese: characters or jieba words (bench/dedup_quality.py)

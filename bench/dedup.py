@@ -1,0 +1,296 @@
+"""Dedup performance: MinHash signatures vs datasketch, the stage end to end vs datatrove, driver memory.
+
+    .venv/bin/python bench/dedup.py signatures            # per core, same documents, same run
+    .venv/bin/python bench/dedup.py e2e --mb 200          # Spark local[2] stage vs datatrove, 2 workers each
+    .venv/bin/python bench/dedup.py memory --mb 12.5      # the stage at 1x, 4x, 16x: peak driver RSS
+
+`signatures` times, on one core, (a) the signature step from normalized tokens: ours (vectorised
+shingle hashing + permutations) against building the shingle strings and datasketch's
+`MinHash.update_batch` with its defaults (sha1_hash32, 128 permutations); (b) the same from raw
+text, where both pay the same normalization (for Chinese, OpenCC's t2s dominates).
+
+`e2e` builds English text derived from the real prose in ../shared/data (edited copies of real
+documents as in dedup_quality.py, exact copies, and collages of real paragraphs as unrelated
+documents), cached under /tmp, and runs the whole dedup stage (exact + URL + MinHash-LSH with
+verification, components, survivor choice, the final write) and datatrove's four-step MinHash
+pipeline (signatures, buckets, clustering, filtering; FineWeb's 14 x 8 on word 5-grams) on the
+same Parquet input.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO), str(REPO / "bench")]
+
+import pyarrow as pa  # noqa: E402
+import pyarrow.parquet as pq  # noqa: E402
+import yaml  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from dedup_quality import edit, load_documents  # noqa: E402
+from filters.minhash import MinHasher, Shingling, _shingle_batch  # noqa: E402
+
+console = Console(width=170)
+CACHE = Path(os.environ.get("GLMDATA_BENCH_CACHE", "/tmp/glmdata-bench-dedup"))
+PART_MB = 12.5  # size of one input part: 1x = 1 part, 16x = 16 parts
+
+# ---------------------------------------------------------------------------------------------
+# signatures
+
+
+def _time(fn, repeat: int = 3) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        started = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def bench_signatures() -> None:
+    from datasketch import MinHash
+
+    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core
+    docs = load_documents()
+    table = Table(title="MinHash signatures, one core, 128 permutations (best of 3)")
+    for col in ("documents", "step", "ours docs/s", "ours MB/s", "datasketch docs/s", "datasketch MB/s", "ratio"):
+        table.add_column(col)
+    for lang, shingling in (("en", Shingling()), ("zh", Shingling(zh_tokens="char")), ("zh", Shingling(zh_tokens="word"))):
+        texts = docs[lang]
+        langs = [lang] * len(texts)
+        mb = sum(len(t.encode()) for t in texts) / 1e6
+        hasher = MinHasher(128, 1, shingling)
+        n = shingling.ngram(lang)
+        tokens = [shingling.token_string(t, lang) for t in texts]
+        word_mode = tokens[0][1]
+        sep = " " if word_mode else ""
+
+        def ours_from_tokens():
+            for i in range(0, len(tokens), 256):
+                batch = _shingle_batch([t for t, _ in tokens[i:i + 256]], word_mode, n)
+                hasher.signatures_of(batch)
+
+        def datasketch_from_tokens():
+            for tok, _ in tokens:
+                parts = [p for p in (tok.split(" ") if word_mode else tok) if p]
+                grams = [sep.join(parts[k:k + n]) for k in range(max(1, len(parts) - n + 1))] if parts else []
+                m = MinHash()
+                m.update_batch([g.encode("utf-8") for g in grams])
+
+        def ours_from_text():
+            for i in range(0, len(texts), 256):
+                hasher.signatures(texts[i:i + 256], langs[i:i + 256])
+
+        def datasketch_from_text():
+            for t in texts:
+                m = MinHash()
+                m.update_batch([s.encode("utf-8") for s in shingling.shingles(t, lang)])
+
+        name = f"{lang} {'word' if word_mode else 'char'} {n}-grams ({len(texts)} docs, {mb:.1f} MB)"
+        for step, ours, theirs in (("from tokens", ours_from_tokens, datasketch_from_tokens),
+                                   ("from raw text", ours_from_text, datasketch_from_text)):
+            t_ours, t_ds = _time(ours), _time(theirs, repeat=1 if "text" in step else 2)
+            table.add_row(name, step, f"{len(texts) / t_ours:,.0f}", f"{mb / t_ours:.2f}",
+                          f"{len(texts) / t_ds:,.0f}", f"{mb / t_ds:.2f}", f"{t_ds / t_ours:.1f}x")
+    console.print(table)
+
+
+# ---------------------------------------------------------------------------------------------
+# real-derived input
+
+
+def _collage(paragraphs: list[str], rng: random.Random) -> str:
+    return "\n".join(rng.choice(paragraphs) for _ in range(rng.randint(4, 12)))
+
+
+def derived_input(mb: float, seed: int = 0) -> Path:
+    """English Parquet parts of ~PART_MB each, derived from the real prose; cached."""
+    n_parts = max(1, round(mb / PART_MB))
+    out = CACHE / f"input-{n_parts}x{PART_MB}"
+    if (out / "_SUCCESS").exists():
+        return out
+    shutil.rmtree(out, ignore_errors=True)
+    (out / "data").mkdir(parents=True)
+    base = load_documents()["en"]
+    paragraphs = [p for t in base for p in t.split("\n") if len(p) > 200]
+    rng = random.Random(seed)
+    with console.status(f"building {n_parts * PART_MB:.0f} MB of real-derived English text under {out}"):
+        doc = 0
+        for part in range(n_parts):
+            rows, size = [], 0
+            while size < PART_MB * 1e6:
+                roll = rng.random()
+                src = rng.randrange(len(base))
+                text = (base[src] if roll < 0.1 else edit(base[src], "en", base, rng) if roll < 0.5
+                        else _collage(paragraphs, rng))
+                rows.append({"id": f"d{doc:08d}", "text": text, "url": f"https://example.org/{src}/{doc}",
+                             "source": "bench", "source_file": f"part-{part}", "source_offset": len(rows),
+                             "lang": "en", "q_score": rng.random()})
+                size += len(text.encode())
+                doc += 1
+            pq.write_table(pa.Table.from_pylist(rows), out / "data" / f"part-{part:05d}.parquet", compression="zstd")
+    (out / "_SUCCESS").write_text(json.dumps({"config_hash": "bench", "input_fingerprint": f"{n_parts}"}))
+    return out
+
+
+def input_mb(upstream: Path) -> float:
+    return sum(pq.read_table(f, columns=["text"]).column("text").to_pandas().str.len().sum()
+               for f in (upstream / "data").glob("*.parquet")) / 1e6
+
+
+# ---------------------------------------------------------------------------------------------
+# the stage, in a child process (for its own peak RSS)
+
+
+def _peak_rss_mb(pid: int | str = "self") -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _java_children() -> list[int]:
+    pids = []
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            try:
+                stat = (p / "stat").read_text()
+                if int(stat.rsplit(")", 1)[1].split()[1]) == os.getpid() and b"java" in (p / "cmdline").read_bytes():
+                    pids.append(int(p.name))
+            except (OSError, ValueError, IndexError):
+                continue
+    return pids
+
+
+def run_stage_once(upstream: Path, workdir: Path, cores: int) -> dict:
+    from pipeline.config import load_config
+    from pipeline.engines.spark import SparkEngine
+    from pipeline.runner import run_stage
+    from pipeline.stages.dedup import DedupStage
+
+    (workdir / "quality").mkdir(parents=True, exist_ok=True)
+    os.symlink(upstream / "data", workdir / "quality" / "data")
+    shutil.copy(upstream / "_SUCCESS", workdir / "quality" / "_SUCCESS")
+    cfg_path = workdir / "config.yaml"
+    cfg_path.write_text(yaml.safe_dump({"run": {"workdir": str(workdir), "spark": {"master": f"local[{cores}]"}},
+                                        "dedup": {}}))
+    cfg = load_config(cfg_path)
+    engine = SparkEngine(cfg)
+    engine.spark  # started before the clock, as on a cluster
+    started = time.perf_counter()
+    stats = run_stage(DedupStage(cfg), engine, force=True)
+    seconds = time.perf_counter() - started
+    jvm = max((_peak_rss_mb(pid) for pid in _java_children()), default=float("nan"))
+    engine.close()
+    return {"seconds": seconds, "driver_peak_rss_mb": _peak_rss_mb(), "jvm_peak_rss_mb": jvm,
+            "kept": stats["kept"]["docs"], "dropped": {k: v["docs"] for k, v in stats["dropped"].items()},
+            "in": stats["in"]["docs"], "extra": stats["extra"]}
+
+
+def stage_in_child(upstream: Path, cores: int) -> dict:
+    with tempfile.TemporaryDirectory(prefix="dedup-bench-", dir=CACHE) as tmp:
+        out = subprocess.run([sys.executable, __file__, "_stage", str(upstream), tmp, str(cores)],
+                             capture_output=True, text=True)
+        if out.returncode:
+            raise RuntimeError(out.stderr[-4000:])
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# ---------------------------------------------------------------------------------------------
+# datatrove
+
+
+def run_datatrove(upstream: Path, workers: int) -> dict:
+    from datatrove.executor import LocalPipelineExecutor
+    from datatrove.pipeline.dedup import MinhashDedupBuckets, MinhashDedupCluster, MinhashDedupFilter, MinhashDedupSignature
+    from datatrove.pipeline.dedup.minhash import MinhashConfig
+    from datatrove.pipeline.readers import ParquetReader
+    from datatrove.pipeline.writers import ParquetWriter
+
+    config = MinhashConfig()  # FineWeb: 14 buckets x 8 hashes, word 5-grams
+    tasks = len(list((upstream / "data").glob("*.parquet")))
+    with tempfile.TemporaryDirectory(prefix="datatrove-", dir=CACHE) as tmp:
+        def reader():
+            return ParquetReader(str(upstream / "data"), glob_pattern="*.parquet", text_key="text", id_key="id")
+
+        steps = [
+            ([reader(), MinhashDedupSignature(f"{tmp}/signatures", config=config)], tasks),
+            ([MinhashDedupBuckets(f"{tmp}/signatures", f"{tmp}/buckets", config=config)], config.num_buckets),
+            ([MinhashDedupCluster(f"{tmp}/buckets", f"{tmp}/remove_ids", config=config)], 1),
+            ([reader(), MinhashDedupFilter(f"{tmp}/remove_ids", exclusion_writer=ParquetWriter(f"{tmp}/removed")),
+              ParquetWriter(f"{tmp}/output")], tasks),
+        ]
+        started = time.perf_counter()
+        for i, (pipeline, n_tasks) in enumerate(steps):
+            LocalPipelineExecutor(pipeline=pipeline, tasks=n_tasks, workers=min(workers, n_tasks),
+                                  logging_dir=f"{tmp}/logs/{i}", skip_completed=False).run()
+        seconds = time.perf_counter() - started
+        kept = sum(pq.read_metadata(f).num_rows for f in Path(f"{tmp}/output").glob("*.parquet"))
+    return {"seconds": seconds, "kept": kept}
+
+
+def bench_e2e(mb: float, cores: int) -> None:
+    upstream = derived_input(mb)
+    size = input_mb(upstream)
+    ours = stage_in_child(upstream, cores)
+    console.print(f"glmdata dedup: {json.dumps(ours)}")
+    theirs = run_datatrove(upstream, cores)
+    console.print(f"datatrove minhash: {json.dumps(theirs)}")
+    table = Table(title=f"dedup end to end, {size:.0f} MB of real-derived English text, {cores} cores")
+    for col in ("pipeline", "seconds", "MB/s", "kept docs", "ratio"):
+        table.add_column(col)
+    table.add_row("glmdata dedup stage (Spark local)", f"{ours['seconds']:.1f}", f"{size / ours['seconds']:.2f}",
+                  str(ours["kept"]), f"{theirs['seconds'] / ours['seconds']:.1f}x")
+    table.add_row("datatrove MinHash (4 steps)", f"{theirs['seconds']:.1f}", f"{size / theirs['seconds']:.2f}",
+                  str(theirs["kept"]), "1.0x")
+    console.print(table)
+
+
+def bench_memory(mb: float, cores: int) -> None:
+    table = Table(title="dedup stage: peak RSS as the input grows (Spark local mode)")
+    for col in ("input", "MB", "docs", "seconds", "driver (Python) peak RSS MB", "JVM peak RSS MB"):
+        table.add_column(col)
+    for factor in (1, 4, 16):
+        upstream = derived_input(mb * factor)
+        r = stage_in_child(upstream, cores)
+        table.add_row(f"{factor}x", f"{input_mb(upstream):.0f}", str(r["in"]), f"{r['seconds']:.1f}",
+                      f"{r['driver_peak_rss_mb']:.0f}", f"{r['jvm_peak_rss_mb']:.0f}")
+        console.print(f"{factor}x: {json.dumps(r)}")
+    console.print(table)
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "_stage":  # child process of e2e/memory
+        print(json.dumps(run_stage_once(Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4]))))
+        return
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="what", required=True)
+    sub.add_parser("signatures", help="signatures per core vs datasketch")
+    for name, default, help_ in (("e2e", 200.0, "the stage vs datatrove"), ("memory", PART_MB, "peak RSS at 1x/4x/16x")):
+        p = sub.add_parser(name, help=help_)
+        p.add_argument("--mb", type=float, default=default, help=f"input size in MB (default {default})")
+        p.add_argument("--cores", type=int, default=2, help="Spark local[N] and datatrove workers (default 2)")
+    args = ap.parse_args()
+    CACHE.mkdir(parents=True, exist_ok=True)
+    if args.what == "signatures":
+        bench_signatures()
+    elif args.what == "e2e":
+        bench_e2e(args.mb, args.cores)
+    else:
+        bench_memory(args.mb, args.cores)
+
+
+if __name__ == "__main__":
+    main()

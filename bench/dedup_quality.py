@@ -1,0 +1,266 @@
+"""Near-duplicate detection quality on real prose: the dedup stage vs datasketch.MinHashLSH.
+
+Builds a benchmark from ../shared/data/text and ../shared/data/jsonl: for a sample of real
+documents, one copy each with realistic edits (boilerplate and teasers of other articles added,
+sentences deleted, paragraphs reordered, Traditional <-> Simplified conversion, whitespace and
+punctuation changes, word typos) at random strengths, so the copies' true Jaccard similarities
+spread over 0.5..1 around the threshold; every other document is an unrelated distractor.
+
+Truth is the exact Jaccard of the shingle sets (the shingling under test) >= threshold, over:
+the planted pairs, every pair any method predicts, and the candidates of a wide LSH (40 bands x
+3 rows, which finds pairs at Jaccard 0.5 with probability > 0.99) checked exactly, so natural
+duplicates already in the sources count too.
+
+Methods, per language and Chinese shingling (characters, jieba words):
+* `stage`: the whole dedup stage on Spark local mode (pairs = documents in one cluster);
+* `stage, no verify`: the same with the exact-Jaccard check of candidates off;
+* `datasketch`: `MinHashLSH(threshold, num_perm)` over datasketch's own MinHash (sha1) of the
+  same shingles; pairs = query results.
+
+    .venv/bin/python bench/dedup_quality.py [--pairs 300] [--threshold 0.8]
+"""
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import random
+import re
+import sys
+import tempfile
+import time
+from collections import Counter
+from itertools import combinations
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import numpy as np  # noqa: E402
+import yaml  # noqa: E402
+from datasketch import MinHash, MinHashLSH  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.progress import track  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from filters.minhash import MinHasher, Shingling, band_hashes  # noqa: E402
+from filters.normalize import to_simplified, to_traditional  # noqa: E402
+from pipeline import storage  # noqa: E402
+from pipeline.config import load_config  # noqa: E402
+from pipeline.dedup.fixtures import clustered_pairs, read_dedup_output, write_finished_upstream  # noqa: E402
+from pipeline.engines.spark import SparkEngine  # noqa: E402
+from pipeline.runner import run_stage  # noqa: E402
+from pipeline.stages.dedup import DedupStage  # noqa: E402
+
+SHARED = REPO.parent / "shared" / "data"
+console = Console(width=170)
+
+# ---------------------------------------------------------------------------------------------
+# Real documents
+
+
+def _jsonl(path: Path) -> list[dict]:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def load_documents() -> dict[str, list[str]]:
+    text = SHARED / "text"
+    en = [r["text"] for r in _jsonl(text / "en-news-scrapinghub.jsonl") + _jsonl(text / "en-speeches-sotu.jsonl")]
+    en += [r["text"] for name in ("cc_en_head-0091.jsonl.gz", "cc_en_head-0174.jsonl.gz") for r in _jsonl(SHARED / "jsonl" / name)]
+    for book in _jsonl(text / "en-books-gutenberg.jsonl"):  # whole books -> chapter-sized documents
+        paragraphs = book["text"].split("\n\n")
+        chunk: list[str] = []
+        for p in paragraphs[40:]:
+            chunk.append(p)
+            if sum(map(len, chunk)) > 4000:
+                en.append("\n\n".join(chunk))
+                chunk = []
+    zh = [r["text"] for name in ("zh-news-thucnews.jsonl", "zh-wiki-cmrc2018.jsonl", "zh-hant-wiki-drcd.jsonl")
+          for r in _jsonl(text / name)]
+    zh += [r["raw_content"] for r in _jsonl(SHARED / "jsonl" / "chinesewebtext-cc-2021-43-zh.jsonl")]
+    return {"en": [t for t in en if len(t) >= 800], "zh": [t for t in zh if len(t) >= 300]}
+
+
+# ---------------------------------------------------------------------------------------------
+# Realistic edits
+
+BOILERPLATE = {
+    "en": ["Share this article", "Subscribe to our newsletter for the latest updates.", "Advertisement",
+           "Copyright © 2024 Example Media Group. All rights reserved.", "Related stories", "Read more:",
+           "We use cookies to improve your experience. By continuing you agree to our cookie policy.",
+           "Sign up for free to get unlimited access.", "Follow us on social media", "Comments (12)"],
+    "zh": ["版权所有 © 2020 新浪网", "责任编辑：王明", "点击进入专题", "免责声明：本文仅代表作者个人观点，与本网无关。",
+           "扫描二维码关注我们", "相关阅读：", "更多精彩内容，请关注我们的微信公众号。", "返回首页", "分享到：微博 微信 QQ空间"],
+}
+_SENTENCE = {"en": re.compile(r"(?<=[.!?])\s+"), "zh": re.compile(r"(?<=[。！？])")}
+
+
+def edit(text: str, lang: str, others: list[str], rng: random.Random) -> str:
+    strength = rng.uniform(0.0, 0.3)
+    paragraphs = [p for p in text.split("\n") if p.strip()]
+    # delete sentences
+    delete = rng.uniform(0, strength)
+    kept = []
+    for p in paragraphs:
+        sentences = [s for s in _SENTENCE[lang].split(p) if s]
+        sentences = [s for s in sentences if rng.random() >= delete] or sentences[:1]
+        kept.append((" " if lang == "en" else "").join(sentences))
+    paragraphs = kept
+    if len(paragraphs) >= 3 and rng.random() < 0.5:  # reorder two paragraphs
+        i, j = rng.sample(range(len(paragraphs)), 2)
+        paragraphs[i], paragraphs[j] = paragraphs[j], paragraphs[i]
+    if lang == "en" and rng.random() < 0.5:  # typos
+        words = "\n".join(paragraphs).split(" ")
+        for k in rng.sample(range(len(words)), int(len(words) * rng.uniform(0, strength / 10))):
+            words[k] = words[k][::-1]
+        paragraphs = " ".join(words).split("\n")
+    # add boilerplate and teasers of other articles, up to `strength` of the length
+    added, budget = [], (strength - delete) * len(text)
+    while sum(map(len, added)) < budget:
+        if rng.random() < 0.5:
+            added.append(rng.choice(BOILERPLATE[lang]))
+        else:
+            other = rng.choice(others)
+            start = rng.randrange(max(1, len(other) - 200))
+            added.append(other[start:start + rng.randint(60, 200)])
+    cut = rng.randint(0, len(added))
+    out = "\n".join(added[:cut] + paragraphs + added[cut:])
+    if lang == "zh" and rng.random() < 0.5:  # script conversion
+        out = to_simplified(out) if to_simplified(out) != out else to_traditional(out)
+    if rng.random() < 0.5:  # punctuation style
+        table = {"en": {"’": "'", "“": '"', "”": '"', "—": " - ", ",": " ,"},
+                 "zh": {"，": ",", "。": ".", "：": ":", "“": '"', "”": '"', "（": "(", "）": ")"}}[lang]
+        out = out.translate(str.maketrans({k: v for k, v in table.items()}))
+    if rng.random() < 0.5:  # whitespace
+        out = re.sub(r" ", lambda m: "  " if rng.random() < 0.1 else " ", out).replace("\n", "\n\n")
+    return out
+
+
+def build(docs: dict[str, list[str]], n_pairs: int, seed: int) -> tuple[list[dict], list[tuple[str, str]]]:
+    rng = random.Random(seed)
+    rows, planted = [], []
+    for lang, texts in docs.items():
+        texts = texts[:]
+        rng.shuffle(texts)
+        for i, text in enumerate(texts):
+            rows.append({"id": f"{lang}{i:05d}", "text": text, "lang": lang})
+            if i < n_pairs:
+                rows.append({"id": f"{lang}{i:05d}-copy", "text": edit(text, lang, texts, rng), "lang": lang})
+                planted.append((f"{lang}{i:05d}", f"{lang}{i:05d}-copy"))
+    return rows, planted
+
+
+# ---------------------------------------------------------------------------------------------
+# Truth and methods
+
+
+class Truth:
+    """Exact Jaccard of shingle sets, cached per document."""
+
+    def __init__(self, rows: list[dict], shingling: Shingling):
+        self.by_id = {r["id"]: r for r in rows}
+        self.shingling = shingling
+        self._sets: dict[str, set] = {}
+
+    def shingles(self, doc: str) -> set:
+        if doc not in self._sets:
+            r = self.by_id[doc]
+            self._sets[doc] = set(self.shingling.shingles(r["text"], r["lang"]))
+        return self._sets[doc]
+
+    def jaccard(self, a: str, b: str) -> float:
+        sa, sb = self.shingles(a), self.shingles(b)
+        return len(sa & sb) / len(sa | sb) if sa or sb else 1.0
+
+
+def wide_candidates(rows: list[dict], shingling: Shingling) -> set[tuple[str, str]]:
+    """Pairs sharing a band of a 40 x 3 LSH: every pair with Jaccard >= 0.5 (P > 0.99)."""
+    sig = MinHasher(120, 99, shingling).signatures([r["text"] for r in rows], [r["lang"] for r in rows])
+    keys = band_hashes(sig, 40, 3)
+    buckets: dict[tuple[int, int], list[str]] = {}
+    for r, row_keys in zip(rows, keys):
+        for band, key in enumerate(row_keys):
+            buckets.setdefault((band, int(key)), []).append(r["id"])
+    return {tuple(sorted(p)) for ids in buckets.values() if 1 < len(ids) < 50 for p in combinations(ids, 2)}
+
+
+def datasketch_pairs(rows: list[dict], shingling: Shingling, threshold: float, num_perm: int) -> set[tuple[str, str]]:
+    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+    sketches = {}
+    for r in track(rows, description="datasketch MinHash", console=console, transient=True):
+        m = MinHash(num_perm=num_perm)
+        m.update_batch([s.encode("utf-8") for s in shingling.shingles(r["text"], r["lang"])])
+        sketches[r["id"]] = m
+        lsh.insert(r["id"], m)
+    return {tuple(sorted((doc, other))) for doc, m in sketches.items() for other in lsh.query(m) if other != doc}
+
+
+def stage_pairs(engine: SparkEngine, workdir: Path, rows: list[dict], section: dict) -> tuple[set, float]:
+    workdir.mkdir(parents=True)
+    cfg_path = workdir / "config.yaml"
+    cfg_path.write_text(yaml.safe_dump({"run": {"workdir": str(workdir / "out"), "spark": {"master": "local[2]"}},
+                                        "dedup": {**section, "url": False}}, allow_unicode=True))
+    cfg = load_config(cfg_path)
+    write_finished_upstream(cfg.run.workdir, [[{**r, "q_score": 0.5} for r in rows[i::4]] for i in range(4)])
+    started = time.perf_counter()
+    run_stage(DedupStage(cfg), engine, force=True)
+    return clustered_pairs(read_dedup_output(storage.join(cfg.run.workdir, "dedup"))), time.perf_counter() - started
+
+
+def score(pred: set, truth_pairs: set, truth: Truth, threshold: float, lang: str) -> tuple[int, float, float]:
+    pred = {p for p in pred if p[0].startswith(lang)}
+    positives = {p for p in truth_pairs if p[0].startswith(lang)}
+    true_pred = {p for p in pred if truth.jaccard(*p) >= threshold}
+    return len(pred), len(true_pred) / max(1, len(pred)), len(true_pred & positives) / max(1, len(positives))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--pairs", type=int, default=300, help="planted copies per language (default 300)")
+    ap.add_argument("--threshold", type=float, default=0.8)
+    ap.add_argument("--num-perm", type=int, default=128)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+
+    rows, planted = build(load_documents(), args.pairs, args.seed)
+    console.print(f"{len(rows)} documents ({sum(len(r['text'].encode()) for r in rows) / 1e6:.1f} MB), "
+                  f"{len(planted)} planted copies")
+    table = Table(title=f"near duplicates at Jaccard >= {args.threshold} (precision / recall vs exact Jaccard)")
+    for col in ("language", "shingles", "method", "pairs", "precision", "recall", "seconds"):
+        table.add_column(col)
+    with tempfile.TemporaryDirectory(prefix="dedup-quality-") as tmp:
+        cfg_path = Path(tmp) / "engine.yaml"
+        cfg_path.write_text(yaml.safe_dump({"run": {"workdir": str(Path(tmp) / "engine"), "spark": {"master": "local[2]"}}}))
+        engine = SparkEngine(load_config(cfg_path))
+        try:
+            for zh_tokens in ("char", "word"):
+                shingling = Shingling(zh_tokens=zh_tokens)
+                truth = Truth(rows, shingling)
+                candidates = wide_candidates(rows, shingling) | set(planted)
+                positives = {p for p in candidates if truth.jaccard(*p) >= args.threshold}
+                hist = Counter(min(9, int(truth.jaccard(*p) * 10)) for p in planted)
+                console.print(f"zh_tokens={zh_tokens}: planted-pair Jaccard deciles "
+                              f"{dict(sorted(hist.items()))}; true pairs {len(positives)}")
+                section = {"threshold": args.threshold, "num_perm": args.num_perm, "zh_tokens": zh_tokens}
+                methods = {}
+                for name, extra in (("stage", {}), ("stage, no verify", {"verify": False})):
+                    methods[name] = stage_pairs(engine, Path(tmp) / f"{zh_tokens}-{len(methods)}", rows, {**section, **extra})
+                started = time.perf_counter()
+                ds = datasketch_pairs(rows, shingling, args.threshold, args.num_perm)
+                methods["datasketch MinHashLSH"] = (ds, time.perf_counter() - started)
+                for lang in ("en", "zh"):
+                    if lang == "en" and zh_tokens == "word":
+                        continue  # English shingles do not depend on the Chinese setting
+                    for name, (pred, seconds) in methods.items():
+                        n, precision, recall = score(pred, positives, truth, args.threshold, lang)
+                        table.add_row(lang, "word 5-grams" if lang == "en" else f"{zh_tokens} 5-grams", name,
+                                      str(n), f"{precision:.4f}", f"{recall:.4f}", f"{seconds:.1f}")
+        finally:
+            engine.close()
+    console.print(table)
+
+
+if __name__ == "__main__":
+    main()
