@@ -151,168 +151,246 @@ def empty_columns(n_rows: int, seq_len: int) -> dict[str, np.ndarray]:
     return {c: np.full((n_rows, seq_len), PAD_VALUES[c], dtype=COLUMN_DTYPES[c]) for c in SEQ_COLUMNS}
 
 
+def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """concatenate([arange(s, s + n) for s, n in zip(starts, lengths)]), without a Python loop."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    return np.repeat(np.asarray(starts, dtype=np.int64) - (np.cumsum(lengths) - lengths), lengths) \
+        + np.arange(int(lengths.sum()), dtype=np.int64)
+
+
+def _first_of_runs(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(index of the first element of each run of equal keys, run number of every element)."""
+    starts_run = np.concatenate([[True], keys[1:] != keys[:-1]]) if len(keys) else np.zeros(0, dtype=bool)
+    return np.flatnonzero(starts_run), np.cumsum(starts_run) - 1
+
+
+@dataclass
+class _Samples:
+    """Every sample of a shard that the stream reaches: its output row and stream window."""
+
+    row: np.ndarray  # output row of each sample
+    is_mask: np.ndarray
+    start: np.ndarray  # first stream token of its window
+    n: np.ndarray  # window length (the plan's, cut at the end of the stream)
+
+
 def build_sequences(plan: ShardPlan, tokens: np.ndarray, langs: np.ndarray, rng: np.random.Generator
                     ) -> tuple[dict[str, np.ndarray], list[str], BuildStats]:
     """Pack the stream slice `tokens` (documents each followed by <eos>; `langs` per token) into the
     plan's sequences. The slice holds plan.total_tokens() tokens, or fewer at the end of the
     corpus, where the last sequence is partial and the plan's remaining sequences are left out.
-    `rng` places spans and shuffles Part B."""
+    `rng` places spans and shuffles Part B.
+
+    Only span placement looks at each [MASK] sample in Python (it depends on where documents end);
+    everything else is computed for all samples of the shard at once."""
     obj = plan.objective
-    builder = _Builder(obj, len(plan.is_mask), tokens, langs, rng)
-    spans_at = np.concatenate([[0], np.cumsum(plan.span_counts)])
-    sample = 0
-    for row, is_mask in enumerate(plan.is_mask.tolist()):
-        if builder.exhausted():
-            break
-        if is_mask:
-            builder.stats.mask_sequences += 1
-            for _ in range(obj.samples_per_mask_sequence):
-                lengths = plan.span_lengths[spans_at[sample]:spans_at[sample + 1]]
-                sample += 1
-                if not builder.exhausted():
-                    builder.mask_sample(row, lengths)
+    tokens = np.asarray(tokens, dtype=np.int32)
+    langs = np.asarray(langs, dtype=np.int8)
+    stats = BuildStats.empty(obj)
+    per_row = np.where(plan.is_mask, obj.samples_per_mask_sequence, 1)
+    want = np.full(int(per_row.sum()), obj.seq_len - 1, dtype=np.int64)
+    sample_is_mask = np.repeat(plan.is_mask, per_row)
+    want[sample_is_mask] = plan.sample_tokens()
+    start = np.cumsum(want) - want
+    present = start < len(tokens)
+    smp = _Samples(np.repeat(np.arange(len(plan.is_mask)), per_row)[present], sample_is_mask[present],
+                   start[present], np.minimum(want, len(tokens) - start)[present])
+    n_rows = int(smp.row[-1]) + 1 if len(smp.row) else 0
+    out = {c: v.reshape(-1) for c, v in empty_columns(n_rows, obj.seq_len).items()}
+
+    span_sample, span_start, span_len = _place_all_spans(plan, smp, tokens, rng, stats)
+    length = smp.n + np.where(smp.is_mask, 2 * np.bincount(span_sample, minlength=len(smp.n)), 1)
+    first, run = _first_of_runs(smp.row)
+    before = np.cumsum(length) - length
+    offset = before - before[first][run]
+    segment = np.arange(len(smp.row)) - first[run] + 1
+    segments = out["segment_ids"].reshape(n_rows, obj.seq_len)
+    for r, o, ln, sg in zip(smp.row.tolist(), offset.tolist(), length.tolist(), segment.tolist()):
+        segments[r, o:o + ln] = sg
+
+    _write_mask_samples(out, smp, smp.row * obj.seq_len + offset, span_sample, span_start, span_len, tokens, langs, rng)
+    gen, n = _write_gmask_samples({c: v.reshape(n_rows, obj.seq_len) for c, v in out.items()}, smp,
+                                  plan.gmask_fraction[smp.row[~smp.is_mask]], tokens, langs)
+
+    stats.sequences = n_rows
+    stats.mask_sequences = int(plan.is_mask[:n_rows].sum())
+    stats.mask_samples = int(smp.is_mask.sum())
+    stats.gmask_samples = len(gen)
+    stats.mask_sample_tokens = int(smp.n[smp.is_mask].sum())
+    stats.masked_tokens = int(span_len.sum())
+    stats.span_length_hist += np.bincount(span_len, minlength=obj.span_max + 1)
+    stats.gmask_ratio_hist += np.bincount(np.minimum(9, (10 * gen) // n), minlength=10)
+    columns = {c: v.reshape(n_rows, obj.seq_len) for c, v in out.items()}
+    return columns, ["MASK" if m else "gMASK" for m in plan.is_mask[:n_rows].tolist()], stats
+
+
+def _place_all_spans(plan: ShardPlan, smp: _Samples, tokens: np.ndarray, rng: np.random.Generator,
+                     stats: BuildStats) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(sample, stream start, length) of every placed span, in stream order.
+
+    Spans never cross an <eos> and keep at least one token between each other. Each span goes to a
+    document piece of its window with room for it, chosen with probability proportional to the
+    room (a window inside one document needs no choice); a span longer than any room left is
+    shortened, and dropped if no room is left (tiny documents only). Inside a piece the arrangement
+    is uniform (stars and bars, as GLM's sample_spans), drawn for all pieces of the shard at once."""
+    spans_at = np.concatenate([[0], np.cumsum(plan.span_counts)]).tolist()
+    eos = np.flatnonzero(tokens == EOS)
+    mask_ids = np.flatnonzero(smp.is_mask)
+    starts, ends = smp.start[mask_ids], smp.start[mask_ids] + smp.n[mask_ids]
+    lo_eos, hi_eos = np.searchsorted(eos, starts).tolist(), np.searchsorted(eos, ends).tolist()
+    span_lengths = plan.span_lengths.tolist()
+    uniforms = rng.random(len(span_lengths)).tolist()
+    piece_sample, piece_lo, piece_room, piece_count, piece_spans = [], [], [], [], []
+    for m, (j, c, e) in enumerate(zip(mask_ids.tolist(), starts.tolist(), ends.tolist())):
+        wanted = span_lengths[spans_at[m]:spans_at[m + 1]]
+        bounds = [c, *(x + 1 for x in eos[lo_eos[m]:hi_eos[m]].tolist())]
+        if len(bounds) == 1 and sum(wanted) + len(wanted) <= e - c + 1:
+            pieces = [(c, e - c, wanted)]  # one document fills the window: nothing to choose
         else:
-            builder.gmask_sample(row, float(plan.gmask_fraction[row]))
-        builder.stats.sequences += 1
-    columns = {c: v[:builder.stats.sequences] for c, v in builder.out.items()}
-    kinds = ["MASK" if m else "gMASK" for m in plan.is_mask[:builder.stats.sequences].tolist()]
-    return columns, kinds, builder.stats
+            highs = [b - 1 for b in bounds[1:]] + [e]
+            assigned = _assign_to_pieces(wanted, [h - b + 1 for b, h in zip(bounds, highs)],
+                                         uniforms[spans_at[m]:spans_at[m + 1]], stats)
+            pieces = [(b, h - b, a) for b, h, a in zip(bounds, highs, assigned) if a]
+        for lo, d, spans in pieces:
+            piece_sample.append(j)
+            piece_lo.append(lo)
+            piece_room.append(d)
+            piece_count.append(len(spans))
+            piece_spans += spans
+    count = np.asarray(piece_count, dtype=np.int64)
+    lengths = np.asarray(piece_spans, dtype=np.int64)
+    before = np.cumsum(lengths) - lengths
+    first = np.cumsum(count) - count
+    span_piece = np.repeat(np.arange(len(count)), count)
+    free = np.asarray(piece_room, dtype=np.int64) - np.add.reduceat(lengths, first) - (count - 1) \
+        if len(count) else count
+    slots = _sorted_distinct_draws(rng, free + count, count)
+    span_start = np.asarray(piece_lo, dtype=np.int64)[span_piece] + slots + before - before[first][span_piece]
+    span_sample = np.asarray(piece_sample, dtype=np.int64)[span_piece]
+    order = np.argsort(span_start, kind="stable")
+    return span_sample[order], span_start[order], lengths[order]
 
 
-class _Builder:
-    """Writes samples into preallocated [rows, seq_len] arrays, consuming the stream in order."""
+def _sorted_distinct_draws(rng: np.random.Generator, sizes: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """For each group i, counts[i] distinct integers drawn uniformly from range(sizes[i]), sorted,
+    all groups concatenated. Sparse groups (fewer than one expected repeat) by vectorized
+    rejection, redrawing a group that drew a repeat, which keeps every subset equally likely;
+    crowded groups (short documents) one by one."""
+    group = np.repeat(np.arange(len(counts)), counts)
+    first = np.cumsum(counts) - counts
+    out = np.zeros(len(group), dtype=np.int64)
+    crowded = counts * (counts - 1) > 2 * sizes
+    for i in np.flatnonzero(crowded).tolist():
+        out[first[i]:first[i] + counts[i]] = np.sort(rng.choice(sizes[i], counts[i], replace=False))
+    todo = ~crowded
+    while todo.any():
+        sel = np.flatnonzero(todo[group])
+        draws = (rng.random(len(sel)) * sizes[group[sel]]).astype(np.int64)
+        draws = draws[np.lexsort((draws, group[sel]))]  # sorted within each group; groups stay in place
+        out[sel] = draws
+        same_group = group[sel][1:] == group[sel][:-1]
+        todo[:] = False
+        todo[group[sel][1:][same_group & (draws[1:] == draws[:-1])]] = True
+    return out
 
-    def __init__(self, obj: GLMObjective, n_rows: int, tokens: np.ndarray, langs: np.ndarray,
-                 rng: np.random.Generator):
-        self.obj = obj
-        self.tokens = np.asarray(tokens, dtype=np.int32)
-        self.langs = np.asarray(langs, dtype=np.int8)
-        self.rng = rng
-        self.cursor = 0  # next stream token
-        self.row = -1
-        self.offset = 0  # next free slot in the current row
-        self.segment = 0
-        self.out = empty_columns(n_rows, obj.seq_len)
-        self.stats = BuildStats.empty(obj)
 
-    def exhausted(self) -> bool:
-        return self.cursor >= len(self.tokens)
+def _write_mask_samples(out: dict, smp: _Samples, base: np.ndarray, span_sample: np.ndarray, span_start: np.ndarray,
+                        span_len: np.ndarray, tokens: np.ndarray, langs: np.ndarray, rng: np.random.Generator) -> None:
+    """Part A (spans -> one [MASK] each) and Part B (shuffled `<sop> span` -> `span <eop>`, each at its
+    [MASK]'s position) of every [MASK] sample, for all of them at once on the flat output `out`.
+    Works on the [MASK] windows laid end to end ("packed" positions)."""
+    ids = np.flatnonzero(smp.is_mask)
+    n = smp.n[ids]
+    packed_start = np.cumsum(n) - n
+    stream_pos = _ranges(smp.start[ids], n)
+    owner = np.repeat(np.arange(len(ids)), n)
+    local = np.zeros(len(smp.n), dtype=np.int64)
+    local[ids] = np.arange(len(ids))
+    span_owner = local[span_sample]
+    g = span_start - smp.start[span_sample] + packed_start[span_owner]
+    inside = np.zeros(len(stream_pos) + 1, dtype=np.int32)  # >0 on the 2nd..last token of every span
+    inside[g + 1] += 1
+    inside[g + span_len] -= 1
+    in_part_a = np.cumsum(inside[:-1]) == 0
+    rank = np.cumsum(in_part_a) - 1
+    first_rank = rank[packed_start] - in_part_a[packed_start] + 1 if len(ids) else rank[:0]
+    part_a = np.flatnonzero(in_part_a)
+    slot = rank[part_a] - first_rank[owner[part_a]]
+    dest = base[ids][owner[part_a]] + slot
+    a_tokens = tokens[stream_pos[part_a]]
+    is_span_start = np.zeros(len(stream_pos), dtype=bool)
+    is_span_start[g] = True
+    a_tokens[is_span_start[part_a]] = MASK
+    out["tokens"][dest] = a_tokens
+    out["position_ids"][dest] = slot
+    out["prefix"][dest] = 1
+    out["langs"][dest] = langs[stream_pos[part_a]]
+    part_a_len = np.bincount(owner[part_a], minlength=len(ids))
 
-    def _take(self, n: int) -> tuple[np.ndarray, np.ndarray]:
-        lo, hi = self.cursor, min(self.cursor + n, len(self.tokens))
-        self.cursor = hi
-        return self.tokens[lo:hi], self.langs[lo:hi]
+    order = np.lexsort((rng.random(len(g)), span_owner))  # shuffled within each sample
+    owner_b, g, ln = span_owner[order], g[order], span_len[order]
+    mask_pos = rank[g] - first_rank[owner_b]
+    piece = ln + 1
+    before = np.cumsum(piece) - piece
+    first, run = _first_of_runs(owner_b)
+    dest = _ranges(base[ids][owner_b] + part_a_len[owner_b] + before - before[first][run], piece)
+    rel = np.arange(len(dest)) - np.repeat(before, piece)  # 0 = <sop>
+    src = stream_pos[np.repeat(g, piece) + np.maximum(rel - 1, 0)]  # the stream token fed at each slot
+    b_tokens = tokens[src]
+    b_tokens[rel == 0] = SOP
+    last = rel == np.repeat(ln, piece)
+    b_targets = np.empty_like(b_tokens)
+    b_targets[~last] = tokens[stream_pos[(np.repeat(g, piece) + rel)[~last]]]
+    b_targets[last] = EOP
+    out["tokens"][dest] = b_tokens
+    out["targets"][dest] = b_targets
+    out["position_ids"][dest] = np.repeat(mask_pos, piece)
+    out["langs"][dest] = langs[src]
 
-    def _put(self, row: int, part_a: tuple, part_b: tuple) -> None:
-        """Write one sample (Part A: tokens, langs; Part B: tokens, targets, positions, langs)."""
-        if row != self.row:
-            self.row, self.offset, self.segment = row, 0, 0
-        self.segment += 1
-        a_tok, a_lang = part_a
-        b_tok, b_tgt, b_pos, b_lang = part_b
-        n_a, n_b = len(a_tok), len(b_tok)
-        o, r = self.offset, row
-        end = o + n_a + n_b
-        out = self.out
-        out["tokens"][r, o:o + n_a] = a_tok
-        out["tokens"][r, o + n_a:end] = b_tok
-        out["targets"][r, o + n_a:end] = b_tgt
-        out["position_ids"][r, o:o + n_a] = np.arange(n_a)
-        out["position_ids"][r, o + n_a:end] = b_pos
-        out["segment_ids"][r, o:end] = self.segment
-        out["prefix"][r, o:o + n_a] = 1
-        out["langs"][r, o:o + n_a] = a_lang
-        out["langs"][r, o + n_a:end] = b_lang
-        self.offset = end
 
-    def gmask_sample(self, row: int, fraction: float) -> None:
-        window, wlang = self._take(self.obj.seq_len - 1)
-        n = len(window)
-        gen = min(n, max(1, round(fraction * n)))
-        keep = n - gen
-        lang_at_gmask = wlang[keep - 1] if keep else wlang[0]
-        part_a = (np.append(window[:keep], GMASK), np.append(wlang[:keep], lang_at_gmask))
-        b_tok = np.concatenate([[SOP], window[keep:-1]])
-        b_lang = np.concatenate([wlang[keep:keep + 1], wlang[keep:-1]])
-        part_b = (b_tok, window[keep:], np.arange(keep + 1, keep + 1 + gen), b_lang)
-        self._put(row, part_a, part_b)
-        self.stats.gmask_samples += 1
-        self.stats.gmask_ratio_hist[min(9, int(10 * gen / n))] += 1
+def _write_gmask_samples(out: dict, smp: _Samples, fraction: np.ndarray, tokens: np.ndarray,
+                         langs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`prefix [gMASK]` then `<sop> suffix[:-1]` predicting `suffix`, positions counting on; each
+    sample fills its own row from slot 0. Returns the generated and window lengths."""
+    ids = np.flatnonzero(~smp.is_mask)
+    n = smp.n[ids]
+    gen = np.clip(np.round(fraction * n).astype(np.int64), 1, n)
+    for r, c, w, keep in zip(smp.row[ids].tolist(), smp.start[ids].tolist(), n.tolist(), (n - gen).tolist()):
+        window, wlang = tokens[c:c + w], langs[c:c + w]
+        out["tokens"][r, :keep] = window[:keep]
+        out["tokens"][r, keep:keep + 2] = (GMASK, SOP)
+        out["tokens"][r, keep + 2:w + 1] = window[keep:-1]
+        out["targets"][r, keep + 1:w + 1] = window[keep:]
+        out["position_ids"][r, :w + 1] = np.arange(w + 1)
+        out["prefix"][r, :keep + 1] = 1
+        out["langs"][r, :keep] = wlang[:keep]
+        out["langs"][r, keep] = wlang[max(keep - 1, 0)]  # [gMASK]: the document it follows
+        out["langs"][r, keep + 1] = wlang[keep]  # <sop>: the document it starts generating
+        out["langs"][r, keep + 2:w + 1] = wlang[keep:-1]
+    return gen, n
 
-    def mask_sample(self, row: int, lengths: np.ndarray) -> None:
-        window, wlang = self._take(self.obj.mask_sample_len - 2 * len(lengths))
-        starts, lens = self._place_spans(window, lengths)
-        n, k = len(window), len(starts)
-        # Part A: the window with each span's first token turned into [MASK] and the rest removed.
-        inside = np.zeros(n + 1, dtype=np.int32)
-        inside[starts + 1] += 1
-        inside[starts + lens] -= 1
-        keep = np.cumsum(inside[:n]) == 0
-        a_tok = window.copy()
-        a_tok[starts] = MASK
-        part_a = (a_tok[keep], wlang[keep])
-        # Part B: the spans in shuffled order, each <sop> span -> span <eop>, at its [MASK]'s position.
-        mask_pos = starts - (np.cumsum(lens - 1) - (lens - 1))
-        order = self.rng.permutation(k)
-        s, ln = starts[order], lens[order]
-        piece = ln + 1
-        rel = np.arange(int(piece.sum())) - np.repeat(np.cumsum(piece) - piece, piece)  # 0 = <sop>
-        src = np.repeat(s, piece) + rel - 1  # the window token fed at each Part B slot
-        is_sop = rel == 0
-        b_tok = window[np.maximum(src, 0)]
-        b_tok[is_sop] = SOP
-        b_tgt = window[np.minimum(src + 1, n - 1)]
-        b_tgt[rel == np.repeat(ln, piece)] = EOP
-        part_b = (b_tok, b_tgt, np.repeat(mask_pos[order], piece), wlang[src + is_sop])
-        self._put(row, part_a, part_b)
-        st = self.stats
-        st.mask_samples += 1
-        st.mask_sample_tokens += n
-        st.masked_tokens += int(lens.sum())
-        st.span_length_hist += np.bincount(lens, minlength=len(st.span_length_hist))
 
-    def _place_spans(self, window: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Start offsets and lengths (sorted by start) of spans placed at random in `window`, each
-        inside one document (never over an <eos>), with at least one kept token between spans.
-
-        Spans go one by one to a document piece with room, chosen with probability proportional
-        to its room; inside a piece the arrangement is uniform (stars and bars, as GLM's
-        sample_spans). A span longer than any room left is shortened, and dropped if no room is."""
-        eos = np.flatnonzero(window == EOS)
-        piece_lo = np.concatenate([[0], eos + 1]).tolist()
-        piece_hi = np.concatenate([eos, [len(window)]]).tolist()
-        # Room in "units": a piece of d tokens holds spans with sum(L + 1) <= d + 1.
-        room = [hi - lo + 1 for lo, hi in zip(piece_lo, piece_hi)]
-        assigned: list[list[int]] = [[] for _ in room]
-        rng = self.rng
-        for length in lengths.tolist():
-            fits = [i for i, u in enumerate(room) if u >= length + 1]
-            if not fits:
-                largest = max(room)
-                if largest < 2:
-                    self.stats.dropped_spans += 1
-                    continue
-                length = largest - 1
-                fits = [i for i, u in enumerate(room) if u == largest]
-                self.stats.shortened_spans += 1
-            if len(fits) == 1:
-                choice = fits[0]
-            else:
-                weights = np.array([room[i] for i in fits], dtype=np.float64)
-                choice = fits[int(np.searchsorted(np.cumsum(weights), rng.random() * weights.sum(), side="right"))]
-            assigned[choice].append(length)
-            room[choice] -= length + 1
-        starts, lens = [], []
-        for lo, hi, spans in zip(piece_lo, piece_hi, assigned):
-            if not spans:
+def _assign_to_pieces(wanted: list[int], room: list[int], uniforms: list[float], stats: BuildStats) -> list[list[int]]:
+    """Each span to a piece with room for it, with probability proportional to the room (plain
+    Python: a handful of pieces per window, where numpy's per-call cost dominates)."""
+    assigned: list[list[int]] = [[] for _ in room]
+    for length, x in zip(wanted, uniforms):
+        fits = [i for i, u in enumerate(room) if u > length]
+        if not fits:
+            largest = max(room)
+            if largest < 2:
+                stats.dropped_spans += 1
                 continue
-            m, span_arr = len(spans), np.asarray(spans, dtype=np.int64)
-            free = (hi - lo) - int(span_arr.sum()) - (m - 1)
-            slots = np.sort(rng.choice(free + m, m, replace=False))
-            starts.append(lo + slots + np.cumsum(span_arr) - span_arr)
-            lens.append(span_arr)
-        if not starts:
-            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-        starts_arr, lens_arr = np.concatenate(starts), np.concatenate(lens)
-        order = np.argsort(starts_arr, kind="stable")
-        return starts_arr[order], lens_arr[order]
+            length = largest - 1
+            fits = [i for i, u in enumerate(room) if u == largest]
+            stats.shortened_spans += 1
+        target = x * sum(room[i] for i in fits)
+        choice = fits[-1]
+        for i in fits:
+            target -= room[i]
+            if target < 0:
+                choice = i
+                break
+        assigned[choice].append(length)
+        room[choice] -= length + 1
+    return assigned

@@ -12,8 +12,11 @@ from scipy import stats
 
 from pipeline.glm_objective import GLMObjective, build_sequences
 from test_shards_data import real_documents, reconstruct_samples
-from tokenizer.special_tokens import EOS, MASK, NUM_SPECIAL
+from tokenizer.special_tokens import EOS, MASK, NUM_SPECIAL, SOP
 from trainer.shard_format import verify_sequence
+
+
+LANGS = 7
 
 
 def stream_of(doc_lengths: list[int], seed: int, vocab: int = 5000) -> np.ndarray:
@@ -25,7 +28,8 @@ def build(obj: GLMObjective, stream: np.ndarray, seed: int, n_sequences: int | N
     n_sequences = n_sequences or math.ceil(len(stream) / (0.7 * obj.seq_len)) + 1
     plan = obj.plan(np.random.default_rng([seed, 0]), n_sequences)
     tokens = stream[:plan.total_tokens()]
-    cols, kinds, build_stats = build_sequences(plan, tokens, np.zeros(len(tokens), np.int8), np.random.default_rng([seed, 1]))
+    langs = (tokens % LANGS).astype(np.int8)  # a language per token that the checks can recompute
+    cols, kinds, build_stats = build_sequences(plan, tokens, langs, np.random.default_rng([seed, 1]))
     rows = [{**{c: v[i] for c, v in cols.items()}, "kind": kinds[i]} for i in range(len(kinds))]
     return plan, tokens, rows, build_stats
 
@@ -35,6 +39,11 @@ def check_structure(rows: list[dict], tokens: np.ndarray, build_stats) -> None:
     has padding (unless spans found no room in tiny documents, each costing 2 slots)."""
     for i, row in enumerate(rows):
         assert verify_sequence(row) == [], (i, verify_sequence(row))
+        real, tok = row["segment_ids"] != 0, row["tokens"]
+        text = real & ((tok >= NUM_SPECIAL) | (tok == EOS))
+        assert np.array_equal(row["langs"][text], tok[text] % LANGS)  # each token keeps its document's language
+        sop = tok == SOP
+        assert np.array_equal(row["langs"][sop], row["targets"][sop] % LANGS)  # <sop>: the span it starts
     rebuilt = [s for row in rows for s in reconstruct_samples(row)]
     assert np.array_equal(np.concatenate(rebuilt), tokens)
     padding_before_last = sum(int((row["segment_ids"] == 0).sum()) for row in rows[:-1])
@@ -144,6 +153,22 @@ def test_verify_sequence_catches_broken_samples():
     last = int(np.count_nonzero(gmask_row["segment_ids"])) - 1
     assert broken(gmask_row, "position_ids", lambda p, r: p.__setitem__(last, 0))  # positions stop counting
     assert broken(gmask_row, "kind", lambda k, r: r.__setitem__("kind", "MASK"))
+
+
+def test_span_arrangements_are_uniform():
+    """Stars and bars: every set of slots equally likely, in roomy and in crowded documents."""
+    from itertools import combinations
+
+    from pipeline.glm_objective import _sorted_distinct_draws
+
+    rng = np.random.default_rng(0)
+    for size, count in ((7, 2), (6, 4), (6, 5)):  # sparse (vectorized rejection), then crowded (one by one)
+        groups = 4000
+        draws = _sorted_distinct_draws(rng, np.full(groups, size), np.full(groups, count)).reshape(groups, count)
+        assert (np.diff(draws, axis=1) > 0).all() and draws.min() >= 0 and draws.max() < size
+        index = {c: i for i, c in enumerate(combinations(range(size), count))}
+        seen = np.bincount([index[tuple(d)] for d in draws.tolist()], minlength=len(index))
+        assert stats.chisquare(seen).pvalue > 1e-3, seen
 
 
 @pytest.mark.parametrize("bad", [dict(seq_len=100, mask_sample_len=32), dict(mask_ratio=0.0),
