@@ -125,7 +125,8 @@ class Trainer:
         self.step = state["step"]
         self.batches.load_state_dict(state["data"])
         self.guard.load_state_dict(state["spike_guard"])
-        self.logger.message(f"resumed from {folder} (step {self.step}, {self.batches.consumed_samples} samples consumed)")
+        self.logger.message(f"resumed from {folder} (step {self.step}, "
+                            f"{self.batches.consumed_samples} samples consumed)")
 
     def _loss_context(self):
         """Vocabulary-parallel cross-entropy under tensor parallelism (forward and backward)."""
