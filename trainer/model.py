@@ -132,9 +132,8 @@ class GLM(nn.Module):
             x = block(x, cos, sin, mask)
         return self.output(x).float()  # softmax and cross-entropy in fp32, as GLM-130B
 
-    def num_params(self, exclude_embedding: bool = False) -> int:
-        n = sum(p.numel() for p in self.parameters())
-        return n - self.embedding.weight.numel() if exclude_embedding else n
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())  # global sizes, also for sharded DTensors
 
 
 def flops_per_token(cfg: ModelConfig, seq_len: int) -> float:
