@@ -276,6 +276,7 @@ class BatchResult:
     source_bytes: list[int] | None = None
     created_docs: int = 0
     created_bytes: int = 0
+    extra: dict[str, float] | None = None  # stage-specific sums, added to StageStats.extra
 
 
 class MapStage(Stage):
@@ -321,6 +322,8 @@ class MapStage(Stage):
                              f"{len(result.reasons)} reasons and {len(sizes)} sizes")
         if result.created_docs:
             out.created(result.created_docs, result.created_bytes)
+        for key, value in (result.extra or {}).items():
+            out.stats.extra[key] += value
         reasons = result.reasons
         keep_idx = [i for i, r in enumerate(reasons) if r is None]
         out.keep(table.take(pa.array(keep_idx, pa.int64())), sum(sizes[i] for i in keep_idx))
