@@ -31,7 +31,7 @@ def _docs(shared_data: Path) -> list[dict]:
     for lang, n in [("ja", 3), ("ko", 3), ("de", 3), ("ru", 2)]:
         with (shared_data / "langid" / f"lingua-{lang}.jsonl").open(encoding="utf-8") as f:
             texts += [json.loads(next(f))["text"] for _ in range(n)]
-    texts += [MIXED_PAGE, "", "12345 ---", "ＡＢＣ　全角字母和数字１２３，以及繁體字的測試。\x00\r\n\r\n\r\n第二段。"]
+    texts += [MIXED_PAGE, "", "12345 ---", "ＡＢＣ　全角字母和数字１２３，以及繁體字的測試。\x00\r\n\r\n\r\n第二段。", None]
     return [{"id": f"doc-{i:03d}", "text": t, "url": f"http://example.com/{i}", "source": "test",
              "source_file": "f.jsonl", "source_offset": i} for i, t in enumerate(texts)]
 
@@ -79,6 +79,7 @@ def test_parity_spark_beam_and_contract(tmp_path, engines, docs):
     assert {r["lang"] for r in kept.values()} == {"en", "zh"}
     assert rows["doc-014"]["reject_reason"] == "lang_other:ja" and rows["doc-017"]["reject_reason"] == "lang_other:ko"
     assert rows["doc-026"]["reject_reason"] == "lang_other:und"  # empty text
+    assert rows["doc-029"]["reject_reason"] == "lang_other:und" and rows["doc-029"]["text"] is None
     # The mixed page: one English and one Chinese document, the Chinese part normalised to Simplified.
     en_part, zh_part = rows["doc-025#en"], rows["doc-025#zh"]
     assert en_part["lang_shares"] == [("en", 1.0)] and en_part["script"] == "Latn"

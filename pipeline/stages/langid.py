@@ -147,12 +147,11 @@ class LangidStage(MapStage):
         in_bytes = pc.binary_length(batch.column("text")).fill_null(0).to_pylist()
         source_rows, out_texts, idents, sizes, reasons, suffixes = [], [], [], [], [], []
         for row, text in enumerate(texts):
-            text = text or ""
-            ident = self.identifier.identify(text)
+            ident = self.identifier.identify(text or "")
             parts = ([(text, ident)] if not self.language_filter.should_split(ident)
                      else self.identifier.split(text, ident))
             # A split page's parts account for its input bytes: each its own size, the first the rest.
-            part_sizes = [len(p.encode()) for p, _ in parts]
+            part_sizes = [len((p or "").encode()) for p, _ in parts]
             part_sizes[0] = in_bytes[row] - sum(part_sizes[1:])
             for (part_text, part), size in zip(parts, part_sizes):
                 reason = self.language_filter.reason(part)
