@@ -7,6 +7,7 @@ import contextlib
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -373,25 +374,26 @@ def save_tensor_parallel_gradients(path: str) -> None:
         torch.save({"loss": loss, "grads": grads}, path)
 
 
-PARITY_SETTINGS = ("train.max_steps=4", "train.rampup_samples=8", "model.dropout=0.0", "checkpoint.interval=0",
-                   "logging.tensorboard=false")
+PARITY_SETTINGS = ("train.rampup_samples=8", "model.dropout=0.0", "logging.tensorboard=false")
 
 
 @pytest.fixture(scope="module")
 def one_process_run(text_shards, tmp_path_factory) -> dict[int, dict]:
     out = tmp_path_factory.mktemp("one_process") / "run"
-    run_trainer(text_shards, out, *PARITY_SETTINGS, "train.micro_batch_size=4")
+    run_trainer(text_shards, out, *PARITY_SETTINGS, "train.max_steps=6", "checkpoint.interval=0",
+                "train.micro_batch_size=4")
     return logged_steps(out)
 
 
 @pytest.fixture(scope="module")
 def tensor_parallel_run(text_shards, tmp_path_factory) -> Path:
-    """TP 2 under torchrun: first the fixed-batch gradients, then 4 steps of the trainer."""
+    """TP 2 under torchrun: first the fixed-batch gradients, then 4 steps of the trainer and a
+    checkpoint (steps 1-4 are warm-up, so their learning rates do not depend on max_steps)."""
     out = tmp_path_factory.mktemp("tensor_parallel") / "run"
     grads = str(out.parent / "grads.pt")
     prelude = f"from test_trainer import save_tensor_parallel_gradients\nsave_tensor_parallel_gradients({grads!r})"
-    run_trainer(text_shards, out, *PARITY_SETTINGS, "train.micro_batch_size=4", "parallel.tensor=2", nproc=2,
-                prelude=prelude)
+    run_trainer(text_shards, out, *PARITY_SETTINGS, "train.max_steps=4", "checkpoint.interval=4",
+                "train.micro_batch_size=4", "parallel.tensor=2", nproc=2, prelude=prelude)
     return out
 
 
@@ -405,6 +407,15 @@ def test_tensor_parallel_2_matches_1_in_loss_and_gradients(tensor_parallel_run):
         torch.testing.assert_close(tp2["grads"][name], grad, rtol=1e-4, atol=1e-6, msg=name)
 
 
+def assert_same_steps(got: dict[int, dict], expected: dict[int, dict]) -> None:
+    for step, record in got.items():
+        want = expected[step]
+        assert record["batch_size"] == want["batch_size"], step
+        assert record["loss"] == pytest.approx(want["loss"], rel=1e-5), step
+        assert record["grad_norm"] == pytest.approx(want["grad_norm"], rel=1e-4), step
+        assert record["loss_by_lang"] == pytest.approx(want["loss_by_lang"], rel=1e-5), step
+
+
 @pytest.mark.parametrize("layout", ["tensor", "data"])
 def test_trainer_two_processes_match_one(text_shards, one_process_run, tensor_parallel_run, tmp_path, layout):
     """The whole loop (ramp-up, accumulation, clipping, AdamW) over 4 steps gives the losses of one
@@ -413,15 +424,25 @@ def test_trainer_two_processes_match_one(text_shards, one_process_run, tensor_pa
     if layout == "tensor":
         two = logged_steps(tensor_parallel_run)
     else:
-        run_trainer(text_shards, tmp_path / "two", *PARITY_SETTINGS, "train.micro_batch_size=2", nproc=2)
+        run_trainer(text_shards, tmp_path / "two", *PARITY_SETTINGS, "train.max_steps=4", "checkpoint.interval=0",
+                    "train.micro_batch_size=2", nproc=2)
         two = logged_steps(tmp_path / "two")
-    one = one_process_run
-    assert len({r["batch_size"] for r in one.values()}) > 1  # the ramp-up is under way
-    for step in one:
-        assert two[step]["batch_size"] == one[step]["batch_size"]
-        assert two[step]["loss"] == pytest.approx(one[step]["loss"], rel=1e-5), step
-        assert two[step]["grad_norm"] == pytest.approx(one[step]["grad_norm"], rel=1e-4), step
-        assert two[step]["loss_by_lang"] == pytest.approx(one[step]["loss_by_lang"], rel=1e-5), step
+    assert sorted(two) == [1, 2, 3, 4]
+    assert len({r["batch_size"] for r in two.values()}) > 1  # the ramp-up is under way
+    assert_same_steps(two, one_process_run)
+
+
+def test_tensor_parallel_checkpoint_resumes_in_one_process(text_shards, one_process_run, tensor_parallel_run,
+                                                           tmp_path):
+    """A checkpoint sharded by two TP ranks loads into one process (DCP reshards) and continues
+    exactly as the single-process run does."""
+    shutil.copytree(tensor_parallel_run / "checkpoints", tmp_path / "run" / "checkpoints")
+    resumed = run_trainer(text_shards, tmp_path / "run", *PARITY_SETTINGS, "train.max_steps=6",
+                          "checkpoint.interval=0", "train.micro_batch_size=4")
+    assert "resumed from" in resumed.stderr
+    after = logged_steps(tmp_path / "run")
+    assert sorted(after) == [5, 6]
+    assert_same_steps(after, one_process_run)
 
 
 # --------------------------------------------------------------------------------------------
