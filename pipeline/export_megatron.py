@@ -67,10 +67,11 @@ class WritePart:
         index, path = indexed
         dtype = token_dtype(self.vocab_size)
         bin_path, lengths_path = part_paths(self.parts_dir, index)
-        pf = pq.ParquetFile(storage.open_input(path))
         dropped: dict[str, int] = {}
         docs = tokens = 0
-        with storage.atomic_output(bin_path) as bin_out, storage.atomic_output(lengths_path) as len_out:
+        with (storage.open_input(path) as f, storage.atomic_output(bin_path) as bin_out,
+              storage.atomic_output(lengths_path) as len_out):
+            pf = pq.ParquetFile(f)
             for g in range(pf.metadata.num_row_groups):
                 column = pf.read_row_group(g, columns=["tokens"]).column("tokens").combine_chunks()
                 lengths, valid, reasons = document_verdicts(column, self.vocab_size)

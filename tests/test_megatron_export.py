@@ -16,7 +16,7 @@ from tokenizer.special_tokens import EOS, NUM_SPECIAL
 
 with warnings.catch_warnings():  # "Transformer Engine and Apex are not installed": not needed to read
     warnings.simplefilter("ignore")
-    from megatron.core.datasets.indexed_dataset import IndexedDataset
+    from megatron.core.datasets.indexed_dataset import IndexedDataset, IndexedDatasetBuilder
 
 
 def valid(docs: list[dict], vocab_size: int = VOCAB_SIZE) -> list[list[int]]:
@@ -52,6 +52,11 @@ def test_megatron_core_reads_exactly_the_tokens_on_both_engines(engines, tmp_pat
         files[name] = [open(prefix + ext, "rb").read() for ext in (".bin", ".idx")]
         assert not (tmp_path / name / "corpus.parts-tmp").exists()
     assert files["spark"] == files["beam"]
+    builder = IndexedDatasetBuilder(str(tmp_path / "megatron.bin"), dtype=np.uint16)  # Megatron's own writer
+    for tokens in expected:
+        builder.add_document(tokens, [len(tokens)])
+    builder.finalize(str(tmp_path / "megatron.idx"))
+    assert files["spark"] == [(tmp_path / f"megatron{ext}").read_bytes() for ext in (".bin", ".idx")]
     idx = files["spark"][1]
     assert idx[:9] == b"MMIDIDX\x00\x00" and struct.unpack("<QBQQ", idx[9:34]) == (1, 8, len(expected), len(expected) + 1)
 

@@ -16,7 +16,7 @@ from test_shards_data import (bad_documents, expected_stream, make_encoded_workd
                               real_documents, reconstruct_samples, tokenizer_model)
 from trainer.shard_format import SEQ_COLUMNS, ShardDataset, read_manifest, write_shard
 
-SECTION = {"seq_len": 256, "mask_sample_len": 64, "sequences_per_shard": 16}
+SECTION = {"seq_len": 256, "mask_sample_len": 64, "sequences_per_shard": 64}
 
 
 @pytest.fixture(scope="module")

@@ -139,15 +139,21 @@ class CountPart:
         row_group_tokens: list[int] = []
         langs: dict[str, int] = {}
         sources: dict[str, int] = {}
-        try:
-            pf = pq.ParquetFile(storage.open_input(path))
-        except Exception as e:  # unreadable file: counted, the run goes on
-            nbytes = storage.size(path)
-            stats.input.add(0, nbytes)
-            stats.errors["unreadable_parquet"].add(0, nbytes)
-            log.error("shards: %s: %s", path, e)
-            return {"part": index, "path": path, "row_group_tokens": [], "stats": stats.to_dict(),
-                    "languages": {}, "sources": {}}
+        with storage.open_input(path) as f:
+            try:
+                pf = pq.ParquetFile(f)
+            except Exception as e:  # unreadable file: counted, the run goes on (pyarrow raises several types)
+                nbytes = storage.size(path)
+                stats.input.add(0, nbytes)
+                stats.errors["unreadable_parquet"].add(0, nbytes)
+                log.error("shards: %s: %s", path, e)
+            else:
+                self._count_row_groups(pf, path, stats, row_group_tokens, langs, sources)
+        return {"part": index, "path": path, "row_group_tokens": row_group_tokens, "stats": stats.to_dict(),
+                "languages": langs, "sources": sources}
+
+    def _count_row_groups(self, pf: pq.ParquetFile, path: str, stats: StageStats, row_group_tokens: list[int],
+                          langs: dict[str, int], sources: dict[str, int]) -> None:
         for g in range(pf.metadata.num_row_groups):
             try:
                 table = pf.read_row_group(g, columns=["tokens", "lang", "source"])
@@ -170,8 +176,6 @@ class CountPart:
             for column, into in (("lang", langs), ("source", sources)):
                 for row in docs.group_by(column).aggregate([("n", "sum")]).to_pylist():
                     into[row[column]] = into.get(row[column], 0) + row["n_sum"]
-        return {"part": index, "path": path, "row_group_tokens": row_group_tokens, "stats": stats.to_dict(),
-                "languages": langs, "sources": sources}
 
 
 def shard_rngs(seed: int, shard: int) -> tuple[np.random.Generator, np.random.Generator]:
@@ -218,11 +222,14 @@ class BuildShard:
 
     def __call__(self, shard: ShardRange) -> dict:
         pieces = []
-        for path, group, offset in shard.row_groups:
-            table = pq.ParquetFile(storage.open_input(path)).read_row_group(group, columns=["tokens", "lang", "source"])
-            piece = row_group_stream(table, self.vocab_size, self.languages, self.sources)
-            lo, hi = max(shard.start - offset, 0), min(shard.end - offset, len(piece.tokens))
-            pieces.append(StreamPiece(piece.tokens[lo:hi], piece.langs[lo:hi], piece.sources[lo:hi]))
+        for path in dict.fromkeys(p for p, _, _ in shard.row_groups):  # each file opened once, in order
+            with storage.open_input(path) as f:
+                pf = pq.ParquetFile(f)
+                for group, offset in ((g, o) for p, g, o in shard.row_groups if p == path):
+                    table = pf.read_row_group(group, columns=["tokens", "lang", "source"])
+                    piece = row_group_stream(table, self.vocab_size, self.languages, self.sources)
+                    lo, hi = max(shard.start - offset, 0), min(shard.end - offset, len(piece.tokens))
+                    pieces.append(StreamPiece(piece.tokens[lo:hi], piece.langs[lo:hi], piece.sources[lo:hi]))
         tokens = np.concatenate([p.tokens for p in pieces])
         langs = np.concatenate([p.langs for p in pieces])
         sources = np.concatenate([p.sources for p in pieces])
@@ -335,7 +342,7 @@ class ShardsStage(Stage):
         while bounds[-1] < stream_tokens:
             first = len(bounds) - 1
             wanted = math.ceil((stream_tokens - bounds[-1]) / typical * 1.05) + 1
-            block = max(1, math.ceil(wanted / 64))  # about 64 engine tasks per round
+            block = max(16, math.ceil(wanted / 64))  # at most 64 engine tasks per round, 16+ plans each
             blocks = [(a, min(block, first + wanted - a)) for a in range(first, first + wanted, block)]
             planned = sorted(engine.map_units("shards: plan", task, blocks), key=lambda r: r["first"])
             for n in (n for r in planned for n in r["tokens"]):
