@@ -34,7 +34,8 @@ from typing import Literal, Mapping, Sequence
 import numpy as np
 
 from filters.normalize import fold_width
-from filters.scripts import ISO15924, N_SLOTS, SLOT_NAMES, detect_han_script, letters_only, script_histogram
+from filters.scripts import (ISO15924, N_SLOTS, SLOT_NAMES, detect_han_script, letters_only, line_script_histograms,
+                             script_histogram)
 
 # ISO 15924 script of each lid.176 language that is not written in Latin (every other one is).
 # Models whose labels carry their script (GlotLID/OpenLID "cmn_Hani") need no table.
@@ -265,10 +266,10 @@ class LanguageIdentifier:
     def identify(self, text: str) -> Identification:
         """Per-block predictions (see `_blocks`), recorded per line, then aggregated."""
         lines = text.split("\n")
-        histograms = [script_histogram(line) for line in lines]
-        letters = [int(counts[_LETTER_SLOTS].sum()) for counts, _ in histograms]
+        counts, weights = line_script_histograms(text)
+        letters = counts[:, _LETTER_SLOTS].sum(axis=1).tolist()
         langs, scores = [UNDETERMINED] * len(lines), [0.0] * len(lines)
-        blocks = self._blocks(histograms, letters)
+        blocks = self._blocks(weights, letters)
         sizes = [sum(letters[start:end]) for start, end in blocks]
         if max(sizes, default=0) >= self.min_block_letters:
             # Fragments too short for fastText (a product code, "iOS" inside a Chinese line run)
@@ -276,24 +277,23 @@ class LanguageIdentifier:
             # no language's share. A text made only of fragments is still predicted.
             blocks = [block for block, size in zip(blocks, sizes) if size >= self.min_block_letters]
         for start, end in blocks:
-            counts = sum(h[0] for h in histograms[start:end])
-            weights = sum(h[1] for h in histograms[start:end])
-            lang, score = self._predict(" ".join(lines[start:end]), counts, weights)
+            lang, score = self._predict(" ".join(lines[start:end]), counts[start:end].sum(axis=0),
+                                        weights[start:end].sum(axis=0))
             langs[start:end] = [lang] * (end - start)
             scores[start:end] = [score] * (end - start)
         return self.aggregate(text, langs, scores, letters)
 
-    def _blocks(self, histograms: list[tuple[np.ndarray, np.ndarray]], letters: list[int]) -> list[tuple[int, int]]:
+    def _blocks(self, weights: np.ndarray, letters: list[int]) -> list[tuple[int, int]]:
         """Runs of consecutive lines predicted together: same main script, at most
         `max_block_letters` letters (a longer line is a block of its own). A page of short lines
         (menus, lists, poems) then costs a few fastText calls instead of one per line, and a change
         of script (an English menu on a Chinese page) still starts a new block."""
         blocks: list[tuple[int, int]] = []
         start, script, size = None, None, 0
-        for i, ((_, weights), n) in enumerate(zip(histograms, letters)):
+        main_scripts = weights[:, _LETTER_SLOTS].argmax(axis=1).tolist()
+        for i, (main, n) in enumerate(zip(main_scripts, letters)):
             if not n:
                 continue
-            main = int(np.argmax(weights[_LETTER_SLOTS]))
             if start is not None and main == script and size + n <= self.max_block_letters:
                 size += n
                 continue

@@ -85,6 +85,20 @@ def script_histogram(text: str) -> tuple[np.ndarray, np.ndarray]:
             np.bincount(slots, weights=utf8_length, minlength=N_SLOTS))
 
 
+def line_script_histograms(text: str) -> tuple[np.ndarray, np.ndarray]:
+    """`script_histogram` of every line of `text.split("\\n")`, as two (lines, N_SLOTS) arrays,
+    computed in one pass over the whole text."""
+    points = _code_points(text)
+    slots = _script_table()[points].astype(np.intp)
+    utf8_length = 1 + (points >= 0x80).astype(np.uint8) + (points >= 0x800) + (points >= 0x10000)
+    newline = points == 0x0A
+    cells = (np.cumsum(newline) * N_SLOTS + slots)[~newline]  # the newlines themselves belong to no line
+    n_lines = text.count("\n") + 1
+    shape = (n_lines, N_SLOTS)
+    return (np.bincount(cells, minlength=n_lines * N_SLOTS).reshape(shape),
+            np.bincount(cells, weights=utf8_length[~newline], minlength=n_lines * N_SLOTS).reshape(shape))
+
+
 def script_counts(text: str) -> dict[str, int]:
     """Number of letters of each script in `text` (scripts with none omitted)."""
     counts = np.bincount(_script_table()[_code_points(text)], minlength=N_SLOTS)

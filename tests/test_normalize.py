@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 
 from filters.normalize import (clean_whitespace, fold_punctuation, fold_width, normalize_chinese, to_simplified,
                                to_traditional)
-from filters.scripts import detect_han_script, han_ratio, letters_only, script_counts
+from filters.scripts import (detect_han_script, han_ratio, letters_only, line_script_histograms, script_counts,
+                             script_histogram)
 
 
 def test_opencc_conversions():
@@ -63,6 +64,16 @@ def test_script_counts_and_han_ratio():
     assert han_ratio("") == 0.0
     assert script_counts("𠀀𪚥") == {"Han": 2}  # extension B and beyond are Han
     assert letters_only("Héllo, wörld! 123 हिन्दी") == "Héllo  wörld      हिन्दी"  # Devanagari vowel signs kept
+
+
+@pytest.mark.parametrize("text", ["ab\n\n中文 x\nこんにちは\n", "", "\n", "one line", "\r\nwindows\r\n"])
+def test_line_histograms_match_per_line(text):
+    counts, weights = line_script_histograms(text)
+    lines = text.split("\n")
+    assert counts.shape[0] == weights.shape[0] == len(lines)
+    for i, line in enumerate(lines):
+        line_counts, line_weights = script_histogram(line)
+        assert (counts[i] == line_counts).all() and (weights[i] == line_weights).all()
 
 
 def test_detect_han_script_small():
