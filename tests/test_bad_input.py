@@ -177,3 +177,11 @@ def test_corrupt_warc_header_resumes_at_the_next_record(tmp_path):
     assert isinstance(evs[1], Broken) and evs[1].docs == 0 and evs[1].offset == len(good("1"))
     assert sum(e.nbytes for e in evs) == plain.stat().st_size
     assert all(isinstance(e, Document) for e in (evs[0], evs[2]))
+
+
+def test_a_long_garbage_line_is_skipped_in_pieces(tmp_path):
+    path = tmp_path / "long-line.warc"
+    path.write_bytes(good("1") + b"x" * (3 << 20) + b"\r\n" + good("2"))
+    evs = list(read_file(str(path), "auto", FieldMap(), 1 << 20))
+    assert [label(e) for e in evs] == ["urn:test:1", "corrupt_header", "urn:test:2"]
+    assert evs[1].nbytes == (3 << 20) + 2

@@ -190,7 +190,9 @@ class Decompressed:
         return self._take(n)
 
     def readline(self, limit: int | None = None) -> bytes:
-        """One line including its b"\\n", at most `limit` bytes."""
+        """One line including its b"\\n", at most `limit` bytes (CHUNK when not given: a header line
+        that long is garbage, and the parser's complaint about the rest is cheaper than holding it)."""
+        limit = CHUNK if limit is None or limit < 0 else limit
         start = self._off
         while True:
             end = self._buf.find(b"\n", start)
@@ -198,14 +200,14 @@ class Decompressed:
                 n = end + 1 - self._off
                 break
             available = len(self._buf) - self._off
-            if limit is not None and available >= limit:
+            if available >= limit:
                 n = limit
                 break
             start = len(self._buf)
             if not self._fill(available + 1):
                 n = len(self._buf) - self._off
                 break
-        return self._take(n if limit is None else min(n, limit))
+        return self._take(min(n, limit))
 
     def tell(self) -> int:
         return self.pos
@@ -250,7 +252,7 @@ class Decompressed:
             if self._buf.startswith(prefix, self._off):
                 return skipped
             skipped += self.skip_line_rest()
-        return skipped + self.skip(CHUNK) if not self.at_end() else skipped
+        return skipped + self.skip(len(prefix))  # a last line too short to be a header
 
     def source_offset(self, pos: int) -> int:
         """The seekable offset of uncompressed position `pos` (see module docstring); forgets
