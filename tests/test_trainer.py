@@ -319,6 +319,23 @@ def test_spike_guard_skips_non_finite_and_spiking_steps_and_gives_up_eventually(
     assert restored.state_dict() == state
 
 
+def test_a_non_finite_step_is_skipped_and_leaves_the_weights_alone(text_shards, tmp_path):
+    from trainer.train import Trainer
+
+    cfg = load_config(TINY, {"checkpoint.interval": 0, "logging.tensorboard": False})
+    trainer = Trainer(cfg, str(text_shards), tmp_path, torch.device("cpu"))
+    assert trainer.train_step()["skipped"] is None
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    poison = trainer.model.layers[0].register_forward_hook(lambda module, args, out: out * float("nan"))
+    record = trainer.train_step()
+    poison.remove()
+    assert record["skipped"].startswith("non-finite loss nan")
+    assert all(torch.equal(p, before[n]) for n, p in trainer.model.named_parameters())
+    assert record["step"] == 2 and record["consumed_samples"] > 4  # the batch is consumed, not retried
+    assert trainer.train_step()["skipped"] is None
+    assert not all(torch.equal(p, before[n]) for n, p in trainer.model.named_parameters())
+
+
 def test_command_line_errors_are_readable(text_shards, tmp_path, capsys):
     from trainer.train import main
 

@@ -39,7 +39,7 @@ class RunLogger:
     def __init__(self, out_dir: Path, max_steps: int, enabled: bool, tensorboard: bool):
         self.max_steps, self.enabled = max_steps, enabled
         self.tty = sys.stderr.isatty()
-        self.started = time.monotonic()
+        self.started, self.start_step = time.monotonic(), None  # for the ETA
         self.jsonl = self.board = None
         if not enabled:
             return
@@ -80,6 +80,11 @@ class RunLogger:
                  f"{r['tokens_per_s']:.0f} tok/s"]
         if r.get("mfu") is not None:
             parts.append(f"MFU {100 * r['mfu']:.1f}%")
+        if self.start_step is None:
+            self.start_step, self.started = r["step"], time.monotonic()
+        elif r["step"] > self.start_step:
+            per_step = (time.monotonic() - self.started) / (r["step"] - self.start_step)
+            parts.append(f"ETA {_duration(per_step * (self.max_steps - r['step']))}")
         if r.get("skipped"):
             parts.append(f"SKIPPED: {r['skipped']}")
         line = "  ".join(parts)
@@ -95,6 +100,12 @@ class RunLogger:
             self.jsonl.close()
             if self.board is not None:
                 self.board.close()
+
+
+def _duration(seconds: float) -> str:
+    minutes, s = divmod(int(seconds), 60)
+    hours, m = divmod(minutes, 60)
+    return f"{hours}:{m:02d}:{s:02d}"
 
 
 def _flatten(record: dict, prefix: str = "") -> dict:
