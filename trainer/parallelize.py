@@ -20,7 +20,7 @@ import torch
 import torch.distributed as dist
 from torch.distributed.device_mesh import DeviceMesh, init_device_mesh
 
-from trainer.config import ParallelConfig
+from trainer.config import ConfigError, ParallelConfig
 from trainer.model import GLM
 
 
@@ -40,7 +40,7 @@ def build_mesh(cfg: ParallelConfig, device: torch.device) -> DeviceMesh | None:
     if size == 1:
         return None
     if size % cfg.tensor:
-        raise ValueError(f"parallel.tensor = {cfg.tensor} does not divide the world size {size}")
+        raise ConfigError(f"parallel.tensor: expected a divisor of the world size {size}, got {cfg.tensor}")
     return init_device_mesh(device.type, (size // cfg.tensor, cfg.tensor), mesh_dim_names=("dp", "tp"))
 
 
@@ -53,7 +53,8 @@ def apply_tensor_parallel(model: GLM, tp_mesh: DeviceMesh) -> None:
         "embedding": RowwiseParallel(input_layouts=Replicate(), output_layouts=Replicate()),
         "output": ColwiseParallel(output_layouts=Shard(-1), use_local_output=False),
     })
-    model.output.weight = model.embedding.weight  # re-tie: both are the same Shard(0) DTensor
+    # Each style distributed its own copy of the tied weight: keep the embedding's (both Shard(0)).
+    model.output.weight = model.embedding.weight
     for block in model.layers:
         parallelize_module(block, tp_mesh, {
             "attention.q": ColwiseParallel(), "attention.k": ColwiseParallel(),
