@@ -29,7 +29,7 @@ from pipeline import storage
 from pipeline.config import ConfigError, RunConfig, RunSection
 from pipeline.registry import register_command
 from pipeline.stage import upstream_parts
-from pipeline.stages.shards import document_verdicts, tokenizer_model_path
+from pipeline.stages.shards import document_verdicts, load_tokenizer
 from tokenizer.special_tokens import EOS
 
 log = logging.getLogger(__name__)
@@ -127,13 +127,11 @@ class Concatenate:
 
 def export_megatron(cfg: RunConfig, engine, prefix: str, append_eos: bool = True) -> dict:
     """Write PREFIX.bin/.idx from <workdir>/encode/data on `engine`; returns a summary."""
-    from tokenizer.spm import load_proto
-
     workdir = cfg.run.workdir
     parts = upstream_parts(storage.join(workdir, "encode"))
     if not parts:
         raise ConfigError(f"{workdir}/encode/data: no encoded parts; run `glmdata encode` first")
-    vocab_size = load_proto(storage.read_bytes(tokenizer_model_path(workdir))).vocab_size
+    vocab_size = load_tokenizer(cfg)[1].vocab_size
     parts_dir = prefix + ".parts-tmp"
     storage.rmtree(parts_dir)
     try:

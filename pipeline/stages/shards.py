@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline import storage
-from pipeline.config import register_section
+from pipeline.config import ConfigError, register_section
 from pipeline.glm_objective import BuildStats, GLMObjective, build_sequences
 from pipeline.registry import register_command, register_stage
 from pipeline.stage import Stage, StageRun, StageStats, upstream_parts
@@ -67,8 +67,30 @@ class ShardsSection:
 # Documents -> token stream
 
 
-def tokenizer_model_path(workdir: str) -> str:
-    return storage.join(workdir, "tokenizer", "tokenizer.model")
+def tokenizer_model_uri(cfg) -> str:
+    """The SentencePiece model encode used: encode.model when set, else the tokenizer stage's."""
+    if "encode" in cfg.sections:
+        from pipeline.stages.encode import EncodeStage
+
+        return EncodeStage(cfg).model_uri()
+    return storage.join(cfg.run.workdir, "tokenizer", "tokenizer.model")
+
+
+def load_tokenizer(cfg):
+    """(model URI, Tokenizer) of the model encode used, its special tokens checked."""
+    from tokenizer.spm import load_proto
+
+    uri = tokenizer_model_uri(cfg)
+    if not storage.exists(uri):
+        raise ConfigError(f"{cfg.path}: no tokenizer model at {uri}: run `glmdata tokenizer` first or set encode.model")
+    tokenizer = load_proto(storage.read_bytes(uri))
+    tokenizer.check_special_tokens()
+    return uri, tokenizer
+
+
+def external_model(cfg) -> str | None:
+    encode = cfg.sections.get("encode")
+    return getattr(encode, "model", None)
 
 
 def document_verdicts(tokens: pa.ListArray, vocab_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -263,16 +285,18 @@ class ShardsStage(Stage):
 
     def __init__(self, cfg):
         super().__init__(cfg)
+        if external_model(cfg):  # encode used a model of its own, not the tokenizer stage's
+            self.depends_on = ()
         self._report: dict = {}
+
+    def input_paths(self) -> list[str]:
+        return [m for m in [external_model(self.cfg)] if m]
 
     def execute(self, stage_run: StageRun) -> StageStats:
         section: ShardsSection = self.section
         objective = section.objective()
         engine = stage_run.engine
-        model_path = tokenizer_model_path(self.cfg.run.workdir)
-        from tokenizer.spm import load_proto
-
-        tokenizer = load_proto(storage.read_bytes(model_path))
+        model_path, tokenizer = load_tokenizer(self.cfg)
 
         # 1. count
         parts = upstream_parts(stage_run.upstream_dir)
