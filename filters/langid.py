@@ -1,23 +1,25 @@
-"""Language identification: fastText per paragraph, corrected by the script the text is written in.
+"""Language identification: fastText per block of lines, corrected by the script the text is in.
 
 fastText's lid.176 reads character n-grams and knows nothing of scripts, so on short text it names
 languages the text cannot be in: Han-only Chinese sentences come out as Japanese, Korean as Chinese,
 short English as Kannada or Russian. Three general rules fix that (LanguageIdentifier):
 
-1. Script compatibility: a language is possible for a paragraph only when at least
+1. Script compatibility: a language is possible for a block only when at least
    `min_script_share` of its letters (weighted by UTF-8 bytes, so one Han or Hangul syllable
    counts like a short Latin syllable) are in that language's script; fastText's whole
    distribution is restricted to the possible languages and renormalised.
 2. CJK: Han text is Japanese when kana make up `cjk_kana_share` of its CJK letters, Korean when
    Hangul does (`cjk_hangul_share`), and Chinese otherwise. So Chinese without kana is never
    Japanese and text with Hangul is never Chinese.
-3. Two views of each paragraph are predicted and their distributions averaged: the text as it is,
-   and a case- and punctuation-folded copy (fastText's n-grams are case sensitive, and web text is
-   full of title case, capitals, digits and markup that move short-text predictions).
+3. When the text as it is does not give one language `SURE` probability, a case- and
+   punctuation-folded copy is predicted too and the two distributions are averaged (fastText's
+   n-grams are case sensitive, and web text is full of title case, capitals, digits and markup
+   that move short-text predictions).
 
-A document's languages are the paragraphs' (lines') decisions weighted by their letter counts
-(`shares`); its language is the largest share, its score the letter-weighted mean probability of
-that language over the paragraphs that chose it. LanguageFilter turns that into keep/reject.
+A document is predicted in blocks: runs of consecutive lines in one script, up to
+`max_block_letters`. Its `shares` are the blocks' decisions weighted by their letters; its language
+is the largest share, its score the letter-weighted mean probability of that language over the
+blocks that chose it. LanguageFilter turns that into keep/reject.
 
 Pure logic: the model is a local file path, loaded once per process and shared by every instance.
 """
@@ -34,8 +36,7 @@ from typing import Literal, Mapping, Sequence
 import numpy as np
 
 from filters.normalize import fold_width
-from filters.scripts import (ISO15924, N_SLOTS, SLOT_NAMES, detect_han_script, letters_only, line_script_histograms,
-                             script_histogram)
+from filters.scripts import ISO15924, N_SLOTS, SLOT_NAMES, detect_han_script, letters_only, line_script_histograms
 
 # ISO 15924 script of each lid.176 language that is not written in Latin (every other one is).
 # Models whose labels carry their script (GlotLID/OpenLID "cmn_Hani") need no table.
@@ -135,7 +136,7 @@ class Identification:
 
 
 class LanguageIdentifier:
-    """fastText language ID per paragraph with script rules (see the module docstring).
+    """fastText language ID per block of lines with script rules (see the module docstring).
 
     Defaults: `min_script_share` 0.5 is "mostly written in its script"; the CJK shares are 0.1
     because running Japanese is 22-100% kana (lowest of the 206 Japanese sentences in
@@ -151,7 +152,8 @@ class LanguageIdentifier:
 
     def __init__(self, model_path: str | None = None, *, min_script_share: float = 0.5,
                  cjk_kana_share: float = 0.1, cjk_hangul_share: float = 0.1, folded_view: bool = True,
-                 max_block_letters: int = 1000, min_block_letters: int = 10, label_aliases: Mapping[str, str] | None = None):
+                 max_block_letters: int = 1000, min_block_letters: int = 10,
+                 label_aliases: Mapping[str, str] | None = None):
         self.model_path = model_path or default_model_path()
         self.min_script_share = min_script_share
         self.cjk_kana_share = cjk_kana_share
@@ -193,7 +195,7 @@ class LanguageIdentifier:
         self._label_lang_array = np.array(self._label_lang, np.intp)
         self._label_script_array = np.array(self._label_script, np.intp)
 
-    # -- one paragraph
+    # -- one block
 
     def _cjk_system(self, counts: np.ndarray) -> int:
         kana = counts[_SLOT["Hiragana"]] + counts[_SLOT["Katakana"]]
@@ -228,22 +230,16 @@ class LanguageIdentifier:
         share_ok = self._script_letters @ weights >= self.min_script_share * weights[_LETTER_SLOTS].sum()
         for possible in (share_ok & cjk_ok, cjk_ok):
             mask = possible[scripts]
-            # Labels under the floor are not returned; their mass counts as possible (conservative).
-            total = 1.0 - probs[~mask].sum()
-            if probs[mask].sum() > 0:
+            possible_mass = probs[mask].sum()
+            if possible_mass > 0:
+                # Labels under the floor are not returned; their mass counts as possible (conservative).
+                total = max(1.0 - probs[~mask].sum(), possible_mass)
                 return np.bincount(self._label_lang_array[rows[mask]], weights=probs[mask],
                                    minlength=len(self._langs)) / total
         return None
 
-    def paragraph(self, text: str) -> tuple[str, float, int]:
-        """(language, probability, letters) of a line or block; ("und", 0, 0) without letters."""
-        counts, weights = script_histogram(text)
-        letters = int(counts[_LETTER_SLOTS].sum())
-        if not letters:
-            return UNDETERMINED, 0.0, 0
-        return *self._predict(text, counts, weights), letters
-
     def _predict(self, text: str, counts: np.ndarray, weights: np.ndarray) -> tuple[str, float]:
+        """(language, probability) of one block, given its letters per script slot."""
         cjk = self._cjk_system(counts)
         raw = _SPACES.sub(" ", text).strip()
         dist = self._distribution(raw, weights, cjk)

@@ -72,22 +72,13 @@ def _script_table() -> np.ndarray:
     return table
 
 
-def script_histogram(text: str) -> tuple[np.ndarray, np.ndarray]:
-    """(characters, UTF-8 bytes) per slot of SLOT_NAMES, as arrays of length N_SLOTS.
+def line_script_histograms(text: str) -> tuple[np.ndarray, np.ndarray]:
+    """(characters, UTF-8 bytes) per slot of SLOT_NAMES for every line of `text.split("\\n")`,
+    as two (lines, N_SLOTS) arrays computed in one pass over the whole text.
 
     By bytes, a Han, kana or Hangul character (one syllable, 3 bytes) weighs about as much as a
     short Latin syllable, which is fairer than characters when comparing how much of a line each
     script holds."""
-    points = _code_points(text)
-    slots = _script_table()[points]
-    utf8_length = 1 + (points >= 0x80).astype(np.uint8) + (points >= 0x800) + (points >= 0x10000)
-    return (np.bincount(slots, minlength=N_SLOTS),
-            np.bincount(slots, weights=utf8_length, minlength=N_SLOTS))
-
-
-def line_script_histograms(text: str) -> tuple[np.ndarray, np.ndarray]:
-    """`script_histogram` of every line of `text.split("\\n")`, as two (lines, N_SLOTS) arrays,
-    computed in one pass over the whole text."""
     points = _code_points(text)
     slots = _script_table()[points].astype(np.intp)
     utf8_length = 1 + (points >= 0x80).astype(np.uint8) + (points >= 0x800) + (points >= 0x10000)

@@ -9,8 +9,7 @@ from hypothesis import strategies as st
 
 from filters.normalize import (clean_whitespace, fold_punctuation, fold_width, normalize_chinese, to_simplified,
                                to_traditional)
-from filters.scripts import (detect_han_script, han_ratio, letters_only, line_script_histograms, script_counts,
-                             script_histogram)
+from filters.scripts import SLOT_NAMES, detect_han_script, han_ratio, letters_only, line_script_histograms, script_counts
 
 
 def test_opencc_conversions():
@@ -72,8 +71,9 @@ def test_line_histograms_match_per_line(text):
     lines = text.split("\n")
     assert counts.shape[0] == weights.shape[0] == len(lines)
     for i, line in enumerate(lines):
-        line_counts, line_weights = script_histogram(line)
-        assert (counts[i] == line_counts).all() and (weights[i] == line_weights).all()
+        assert {SLOT_NAMES[k]: int(n) for k, n in enumerate(counts[i][:len(SLOT_NAMES)]) if k and n} == script_counts(line)
+        letters = [c for c in line if c.isalpha()]
+        assert weights[i][1:len(SLOT_NAMES)].sum() == sum(len(c.encode()) for c in letters)
 
 
 def test_detect_han_script_small():
