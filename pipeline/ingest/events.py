@@ -7,6 +7,10 @@ construction; `docs` is 1 for a record the reader could delimit and 0 for bytes 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Iterator
+
+if TYPE_CHECKING:
+    from pipeline.ingest.streams import Decompressed
 
 
 @dataclass
@@ -55,3 +59,20 @@ class Broken:
 
 
 Event = Document | Empty | NotDocument | Broken
+
+
+def end_of_data_reason(stream: "Decompressed") -> str:
+    if stream.corrupt:
+        return "corrupt_gzip" if stream.compression == "gzip" else "corrupt_zstd"
+    if stream.truncated:
+        return "truncated_gzip" if stream.compression == "gzip" else "truncated_zstd"
+    return "truncated_record"
+
+
+def end_of_data_errors(stream: "Decompressed", cut_reported: bool, unit: str) -> Iterator[Event]:
+    """The error for why the data stopped, unless a cut record already said so."""
+    if stream.corrupt:
+        yield Broken(end_of_data_reason(stream), stream.pos, stream.corrupt, stream.undecoded_bytes, docs=0)
+    elif stream.truncated and not cut_reported:
+        yield Broken(end_of_data_reason(stream), stream.pos,
+                     f"compressed data ends in the middle of a member, after the last whole {unit}", 0, docs=0)

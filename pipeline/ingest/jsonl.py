@@ -17,9 +17,8 @@ import json
 from dataclasses import dataclass
 from typing import Any, Iterator
 
-from pipeline.ingest.events import Broken, Document, Empty, Event, NotDocument
+from pipeline.ingest.events import Broken, Document, Empty, Event, NotDocument, end_of_data_errors, end_of_data_reason
 from pipeline.ingest.streams import Decompressed
-from pipeline.ingest.warc import end_of_data_errors, end_of_data_reason
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from warcio.recordloader import ArcWarcRecordLoader
 from warcio.statusandheaders import StatusAndHeadersParserException
 
 from pipeline.ingest import charset
-from pipeline.ingest.events import Broken, Document, Empty, Event, NotDocument
+from pipeline.ingest.events import Broken, Document, Empty, Event, NotDocument, end_of_data_errors, end_of_data_reason
 from pipeline.ingest.html import html_to_text
 from pipeline.ingest.streams import CHUNK, Decompressed
 
@@ -66,23 +66,6 @@ def read_bounded(stream, limit: int) -> bytes:
     return b"".join(parts)
 
 
-def end_of_data_reason(stream: Decompressed) -> str:
-    if stream.corrupt:
-        return "corrupt_gzip" if stream.compression == "gzip" else "corrupt_zstd"
-    if stream.truncated:
-        return "truncated_gzip" if stream.compression == "gzip" else "truncated_zstd"
-    return "truncated_record"
-
-
-def end_of_data_errors(stream: Decompressed, cut_reported: bool, unit: str) -> Iterator[Event]:
-    """The error for why the data stopped, unless a cut record already said so."""
-    if stream.corrupt:
-        yield Broken(end_of_data_reason(stream), stream.pos, stream.corrupt, stream.undecoded_bytes, docs=0)
-    elif stream.truncated and not cut_reported:
-        yield Broken(end_of_data_reason(stream), stream.pos,
-                     f"compressed data ends in the middle of a member, after the last whole {unit}", 0, docs=0)
-
-
 class WarcReader:
     """Events for every record of one WARC or WET stream."""
 
@@ -95,7 +78,7 @@ class WarcReader:
         while True:
             self.cut_record_reported = False
             yield from self._records()
-            yield from self._end_of_data()
+            yield from end_of_data_errors(self.stream, self.cut_record_reported, "record")
             if not self.stream.resume():
                 return
 
@@ -134,9 +117,6 @@ class WarcReader:
         if self.stream.pos == start:
             self.stream.skip_line_rest()
         self.stream.skip_to_line_starting(b"WARC/")
-
-    def _end_of_data(self) -> Iterator[Event]:
-        yield from end_of_data_errors(self.stream, self.cut_record_reported, "record")
 
     def _record(self, record, offset: int) -> Event:
         """The event for one record, reading its content (the caller fixes `nbytes`)."""
