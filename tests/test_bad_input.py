@@ -9,6 +9,8 @@ import zlib
 
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from pipeline import storage
 from pipeline.ingest import read_file
@@ -19,6 +21,7 @@ from pipeline.stage import StageStats, UnitWriter
 from pipeline.stages.ingest import IngestStage, IngestUnit
 
 from conftest import make_run_config
+from test_ingest import decodable_bytes
 
 
 def warc_record(rec_type: str, url: str, block: bytes, rid: str) -> bytes:
@@ -185,3 +188,22 @@ def test_a_long_garbage_line_is_skipped_in_pieces(tmp_path):
     evs = list(read_file(str(path), "auto", FieldMap(), 1 << 20))
     assert [label(e) for e in evs] == ["urn:test:1", "corrupt_header", "urn:test:2"]
     assert evs[1].nbytes == (3 << 20) + 2
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(n=st.integers(1, 6), one_stream=st.booleans(), cut=st.floats(0, 1), flips=st.lists(st.integers(0, 10**6), max_size=3))
+def test_any_damage_is_reported_never_raised(tmp_path, n, one_stream, cut, flips):
+    """Random truncation and byte damage, either gzip layout: no exception, every event sane, and
+    with truncation only, every decodable byte accounted for."""
+    records = [good(str(i)) for i in range(n)]
+    data = bytearray(gzip.compress(b"".join(records)) if one_stream else members(*records))
+    data = data[:max(1, int(len(data) * cut))]
+    path = tmp_path / "damaged.warc.gz"
+    path.write_bytes(bytes(data))
+    evs = list(read_file(str(path), "auto", FieldMap(), 1 << 20))
+    assert sum(e.nbytes for e in evs) == decodable_bytes(path)
+    for i in flips:
+        data[i % len(data)] ^= 0x5A
+    path.write_bytes(bytes(data))
+    for e in read_file(str(path), "auto", FieldMap(), 1 << 20):
+        assert e.nbytes >= 0 and getattr(e, "docs", 1) in (0, 1)
