@@ -1,7 +1,7 @@
 """`glmdata langid`: language and script of every document; keep the configured languages.
 
 Adds `lang`, `lang_score`, `lang_shares` (language -> share of the document's letters, from
-line-level predictions; Arrow map<string, float32>) and `script` (ISO 15924: Hans/Hant for Chinese,
+predictions of its blocks of lines; Arrow map<string, float32>) and `script` (ISO 15924: Hans/Hant for Chinese,
 Latn for English, ...). The decision logic is filters.langid; this module wires it to the
 configuration and the stage contract, and applies the Chinese normalization to kept Chinese
 documents (filters.normalize). Rejected reasons: `lang_other:<lang>`, `lang_low_score`,
@@ -28,6 +28,7 @@ from pipeline.registry import register_stage
 from pipeline.stage import BatchResult, MapStage
 
 SHARES_TYPE = pa.map_(pa.string(), pa.float32())
+CHINESE_SCRIPTS = ("Hans", "Hant", "Hani")  # `script` of documents in a Chinese language: normalised
 
 
 @dataclass
@@ -57,10 +58,10 @@ class LangidSection:
     # English menu (a few short lines) stays Chinese.
     min_share: float = 0.8
     mixed: Literal["keep", "split", "drop"] = "keep"  # keep: whole, under its largest language; split: one doc per language; drop: reject lang_mixed
-    min_script_share: float = 0.5  # a language is possible for a line only if most of its letters are in its script
+    min_script_share: float = 0.5  # a language is possible for a block only if most of its letters are in its script
     cjk_kana_share: float = 0.1  # Han text with >= 10% kana is Japanese (running Japanese: >= 22% kana, Chinese: none)
     cjk_hangul_share: float = 0.1  # Han text with >= 10% Hangul is Korean (Korean: >= 87% Hangul)
-    folded_view: bool = True  # also predict a lower-cased, punctuation-free copy and average (short-text robustness)
+    folded_view: bool = True  # when a block is unsure, also predict a lower-cased, punctuation-free copy and average
     # Consecutive lines of one script are predicted together up to this many letters (about a
     # paragraph or two): pages of short lines cost a few fastText calls, shares stay paragraph-level.
     max_block_letters: int = 1000
@@ -155,7 +156,7 @@ class LangidStage(MapStage):
             part_sizes[0] = in_bytes[row] - sum(part_sizes[1:])
             for (part_text, part), size in zip(parts, part_sizes):
                 reason = self.language_filter.reason(part)
-                if reason is None and part.lang == "zh":
+                if reason is None and part.script in CHINESE_SCRIPTS:
                     part_text = normalize_chinese(part_text, t2s=self.section.chinese.t2s,
                                                   fold_width=self.section.chinese.fold_width,
                                                   whitespace=self.section.chinese.whitespace)
