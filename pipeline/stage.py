@@ -138,7 +138,8 @@ class UnitWriter:
         """Kept documents; `nbytes` is what they account for in this stage's input bytes."""
         self.stats.kept.add(rows.num_rows, nbytes)
         if rows.num_rows:
-            self.stats.kept_text_bytes += text_bytes(rows.column("text"))
+            if "text" in rows.schema.names:  # encode may keep token ids only
+                self.stats.kept_text_bytes += text_bytes(rows.column("text"))
             self._kept.write(rows)
 
     def reject(self, rows: pa.RecordBatch | pa.Table, reason: str, nbytes: int, details: list | None = None) -> None:
