@@ -240,3 +240,24 @@ def test_non_documents_are_not_errors(shared_data):
     evs = events(shared_data / "crawl/warc/IAH-urls-wget.warc.gz")
     assert not [e for e in evs if isinstance(e, Broken)]
     assert all(e.docs == 1 for e in evs if isinstance(e, NotDocument))
+
+
+def test_json_array_files_wudao_layout(tmp_path):
+    rows = [{"id": i, "uniqueKey": f"key-{i}", "title": "标题", "content": f"第{i}篇文章的内容。" * 20, "dataType": "新闻"}
+            for i in range(6)]
+    pretty = json.dumps(rows, ensure_ascii=False, indent=2).encode()
+    (tmp_path / "pretty.json").write_bytes(pretty)
+    (tmp_path / "compact.json.gz").write_bytes(gzip.compress(json.dumps(rows, ensure_ascii=False).encode()))
+    for name in ("pretty.json", "compact.json.gz"):
+        evs = events(tmp_path / name, fields=PRESETS["wudao"])
+        assert [e.id for e in evs] == [f"key-{i}" for i in range(6)]
+        assert sum(e.nbytes for e in evs) == decodable_bytes(tmp_path / name)
+    first = events(tmp_path / "pretty.json", fields=PRESETS["wudao"])[1]
+    assert pretty[first.source_offset:].startswith(b"{") and b'"key-1"' in pretty[first.source_offset:][:200]
+    (tmp_path / "cut.json").write_bytes(pretty[:-100])  # an array cut in its last element
+    evs = events(tmp_path / "cut.json", fields=PRESETS["wudao"])
+    assert [type(e) for e in evs] == [Document] * 5 + [Broken] and evs[-1].docs == 0
+    assert sum(e.nbytes for e in evs) == len(pretty) - 100
+    (tmp_path / "mixed.json").write_bytes(b'[{"content": "ok"}, 42, {"content": " "}]')
+    assert [reasons([e]).most_common(1)[0][0] for e in events(tmp_path / "mixed.json", fields=PRESETS["wudao"])] == \
+        ["Document", "invalid_json", "Empty"]

@@ -1,11 +1,12 @@
-"""Crawl and corpus dumps to documents: WARC, WET, JSON lines and Parquet, streamed file by file.
+"""Crawl and corpus dumps to documents: WARC, WET, JSON lines, JSON arrays and Parquet, streamed
+file by file.
 
 `read_file(path, ...)` yields one event per piece of input (pipeline.ingest.events); the ingest
 stage (pipeline/stages/ingest.py) routes them to data/, rejected/, errors/ and the dropped counts.
 
 Accounting rules (what stats.json of the ingest stage counts):
 - A *document in* is one record the reader could delimit: a WARC/WET record whose header parsed,
-  a non-blank JSON line, a Parquet row. It ends in exactly one place: kept, dropped (non-document
+  a non-blank JSON line, an element of a JSON array, a Parquet row. It ends in exactly one place: kept, dropped (non-document
   record types, non-HTML payloads, non-2xx responses, `empty_text`) or errors (`invalid_json`,
   `invalid_utf8`, `record_too_large`, `empty_record` (Content-Length 0), a record cut short by
   `truncated_gzip`, ...).
@@ -26,18 +27,17 @@ from typing import IO, Iterator
 
 from pipeline import storage
 from pipeline.ingest.events import Broken, Event
+from pipeline.ingest.json_array import JsonArrayReader
 from pipeline.ingest.jsonl import FieldMap, JsonlReader
 from pipeline.ingest.parquet_source import ParquetReader
 from pipeline.ingest.streams import Decompressed, expected_compression, sniff_compression
 from pipeline.ingest.warc import WarcReader
 
-FORMATS = ("auto", "warc", "wet", "jsonl", "parquet")
-
-
 def format_from_name(path: str) -> str | None:
+    """The format a file name says; `.json` says nothing (JSON lines or one array: the bytes decide)."""
     name = path.lower().rsplit("/", 1)[-1]
     for marker, fmt in ((".wet", "wet"), (".warc", "warc"), (".jsonl", "jsonl"), (".ndjson", "jsonl"),
-                        (".json", "jsonl"), (".parquet", "parquet")):
+                        (".parquet", "parquet")):
         if marker in name:
             return fmt
     return None
@@ -48,9 +48,8 @@ def format_from_bytes(raw_head: bytes, text_head: bytes) -> str | None:
         return "parquet"
     if text_head.startswith(b"WARC/"):
         return "warc"
-    if text_head.lstrip().startswith(b"{"):
-        return "jsonl"
-    return None
+    start = text_head.lstrip()[:1]
+    return {b"{": "jsonl", b"[": "json"}.get(start)
 
 
 def _size(path: str) -> int:
@@ -96,13 +95,15 @@ def _read_open_file(path: str, raw: IO[bytes], head: bytes, fmt: str, fields: Fi
             yield Broken("corrupt_parquet", None, f"{path}: {e}", _size(path), docs=0)
         return
     stream = Decompressed(raw, compression)
-    if fmt == "auto":
-        fmt = format_from_bytes(head, stream.peek(16))
+    if fmt is None:
+        fmt = format_from_bytes(head, stream.peek(64))
         if fmt is None:
             yield Broken("unknown_format", 0, f"{path}: cannot tell the format from the name or the first bytes "
                          f"{stream.peek(16)!r}; set `format` on the source", _size(path), docs=0)
             return
     if fmt in ("warc", "wet"):
         yield from WarcReader(stream, max_record_bytes)
+    elif fmt == "json":
+        yield from JsonArrayReader(stream, fields, max_record_bytes)
     else:
         yield from JsonlReader(stream, fields, max_record_bytes)

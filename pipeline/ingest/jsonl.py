@@ -1,11 +1,11 @@
 """JSON lines (plain, .gz, .zst) to documents, one line at a time.
 
 Field names are configurable (dotted paths reach into nested objects, e.g. `metadata.url`), with
-presets for the two common dump layouts:
+presets for the common dump layouts:
 
-  dolma   {"id", "text", "created", "metadata": {"url"}}                (allenai/dolma)
-  ccnet   {"digest", "raw_content", "url", "date_download"}              (facebookresearch/cc_net,
-                                                                         ChineseWebText, WuDao-style)
+  dolma   {"id", "text", "created", "metadata": {"url"}}       (allenai/dolma)
+  ccnet   {"digest", "raw_content", "url", "date_download"}     (facebookresearch/cc_net, ChineseWebText)
+  wudao   {"uniqueKey", "title", "content"}                     (WuDaoCorpora 2.0: JSON arrays, see json_array.py)
 
 A line's bytes include its newline. Blank lines are not documents (counted under `blank_line`
 with docs=0); a line that is not UTF-8, not JSON, not an object, or has no text string is an error
@@ -17,7 +17,8 @@ import json
 from dataclasses import dataclass
 from typing import Any, Iterator
 
-from pipeline.ingest.events import Broken, Document, Empty, Event, NotDocument, end_of_data_errors, end_of_data_reason
+from pipeline.ingest.events import (Broken, Document, Empty, Event, NotDocument, end_of_data_errors,
+                                    end_of_data_reason)
 from pipeline.ingest.streams import Decompressed
 
 
@@ -32,6 +33,7 @@ class FieldMap:
 PRESETS = {
     "dolma": FieldMap(text="text", id="id", url="metadata.url", date="created"),
     "ccnet": FieldMap(text="raw_content", id="digest", url="url", date="date_download"),
+    "wudao": FieldMap(text="content", id="uniqueKey", url=None, date=None),
 }
 
 
@@ -48,6 +50,23 @@ def lookup(obj: dict, dotted: str | None) -> Any:
 
 def _as_str(value: Any) -> str | None:
     return None if value is None else str(value)
+
+
+def object_event(obj: Any, fields: FieldMap, offset: int, nbytes: int | None) -> Event:
+    """The event for one decoded record; nbytes None: count the text's UTF-8 bytes (Parquet)."""
+    if not isinstance(obj, dict):
+        return Broken("invalid_json", offset, f"expected a JSON object, got {type(obj).__name__}", nbytes or 0)
+    text = lookup(obj, fields.text)
+    if not isinstance(text, str):
+        return Broken("missing_text", offset, f"field {fields.text!r} is missing or not a string "
+                      f"(keys: {', '.join(sorted(obj)[:20])})", nbytes or 0)
+    if nbytes is None:
+        nbytes = len(text.encode("utf-8"))
+    doc_id = _as_str(lookup(obj, fields.id))
+    url, date = _as_str(lookup(obj, fields.url)), _as_str(lookup(obj, fields.date))
+    if not text.strip():
+        return Empty(doc_id, url, offset, date, nbytes, f"field {fields.text!r} is empty")
+    return Document(doc_id, text, url, offset, date, nbytes)
 
 
 class JsonlReader:
@@ -91,17 +110,4 @@ class JsonlReader:
             except ValueError as e:
                 yield Broken("invalid_json", offset, f"line is not JSON: {e}", nbytes)
                 continue
-            if not isinstance(obj, dict):
-                yield Broken("invalid_json", offset, f"expected a JSON object, got {type(obj).__name__}", nbytes)
-                continue
-            text = lookup(obj, fields.text)
-            if not isinstance(text, str):
-                yield Broken("missing_text", offset, f"field {fields.text!r} is missing or not a string "
-                             f"(keys: {', '.join(sorted(obj)[:20])})", nbytes)
-                continue
-            doc_id = _as_str(lookup(obj, fields.id))
-            url, date = _as_str(lookup(obj, fields.url)), _as_str(lookup(obj, fields.date))
-            if not text.strip():
-                yield Empty(doc_id, url, offset, date, nbytes, f"field {fields.text!r} is empty")
-            else:
-                yield Document(doc_id, text, url, offset, date, nbytes)
+            yield object_event(obj, fields, offset, nbytes)

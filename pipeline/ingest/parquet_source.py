@@ -9,8 +9,8 @@ from typing import IO, Iterator
 
 import pyarrow.parquet as pq
 
-from pipeline.ingest.events import Broken, Document, Empty, Event
-from pipeline.ingest.jsonl import FieldMap, lookup
+from pipeline.ingest.events import Broken, Event
+from pipeline.ingest.jsonl import FieldMap, object_event
 
 BATCH_ROWS = 1024
 
@@ -32,17 +32,5 @@ class ParquetReader:
         row = 0
         for batch in pf.iter_batches(batch_size=BATCH_ROWS, columns=columns):
             for obj in batch.to_pylist():
-                yield self._event(obj, row)
+                yield object_event(obj, fields, row, None)
                 row += 1
-
-    def _event(self, obj: dict, row: int) -> Event:
-        fields = self.fields
-        text = lookup(obj, fields.text)
-        if not isinstance(text, str):
-            return Broken("missing_text", row, f"field {fields.text!r} is null or not a string", 0)
-        nbytes = len(text.encode("utf-8"))
-        doc_id, url, date = (None if (v := lookup(obj, f)) is None else str(v)
-                             for f in (fields.id, fields.url, fields.date))
-        if not text.strip():
-            return Empty(doc_id, url, row, date, nbytes, f"field {fields.text!r} is empty")
-        return Document(doc_id, text, url, row, date, nbytes)

@@ -32,8 +32,7 @@ DOCUMENT_TYPES = ("response", "resource", "conversion")
 MIME_KINDS = (("html", "html"), ("xhtml", "html"), ("image/", "image"), ("css", "css"),
               ("javascript", "js"), ("ecmascript", "js"), ("pdf", "pdf"), ("json", "json"),
               ("xml", "xml"), ("rss", "xml"), ("atom", "xml"), ("video/", "media"), ("audio/", "media"),
-              ("font", "font"), ("text/dns", "dns"), ("text/plain", "text"), ("zip", "archive"),
-              ("octet-stream", "binary"))
+              ("font", "font"), ("text/dns", "dns"), ("text/plain", "text"), ("zip", "archive"))
 SNIFF = ((b"<!doctype html", "html"), (b"<html", "html"), (b"<head", "html"), (b"<body", "html"),
          (b"%pdf", "pdf"), (b"\x89png", "image"), (b"gif8", "image"), (b"\xff\xd8\xff", "image"))
 
@@ -46,7 +45,7 @@ def payload_kind(content_type: str | None, head: bytes) -> str:
     """What a payload is, by its declared MIME type, else by its first bytes."""
     mime = (content_type or "").split(";")[0].strip().lower()
     for needle, kind in MIME_KINDS:
-        if needle in mime and kind != "binary":
+        if needle in mime:
             return kind
     start = head.lstrip()[:64].lower()
     for magic, kind in SNIFF:

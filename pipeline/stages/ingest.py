@@ -29,8 +29,9 @@ KEEP_BATCH_TEXT_BYTES = 32 << 20
 class SourceSection:
     name: str  # written to the `source` column of every document (e.g. "cc-2024-22", "wudao")
     paths: list[InputGlob]  # files, folders or globs; local, gs://, s3:// or hdfs://
-    format: Literal["auto", "warc", "wet", "jsonl", "parquet"] = "auto"  # auto: by file name, then first bytes
-    preset: Literal["dolma", "ccnet"] | None = None  # field names of a known JSON-lines/Parquet layout
+    # auto: by file name, then first bytes; json = one JSON array of objects per file (WuDao)
+    format: Literal["auto", "warc", "wet", "jsonl", "json", "parquet"] = "auto"
+    preset: Literal["dolma", "ccnet", "wudao"] | None = None  # field names of a known dump layout
     text_field: str | None = None  # overrides the preset; dotted paths reach nested fields
     id_field: str | None = None
     url_field: str | None = None
