@@ -207,3 +207,18 @@ def test_any_damage_is_reported_never_raised(tmp_path, n, one_stream, cut, flips
     path.write_bytes(bytes(data))
     for e in read_file(str(path), "auto", FieldMap(), 1 << 20):
         assert e.nbytes >= 0 and getattr(e, "docs", 1) in (0, 1)
+
+
+@pytest.mark.parametrize("name,data,reason", [
+    ("blob.bin", b"\x00\x01binary data of no known kind", "unknown_format"),
+    ("table.parquet", b"PAR1 but not really a parquet file", "corrupt_parquet"),
+    ("dump.jsonl.zst", b'{"text": "plain, named .zst"}\n', "not_zstd"),
+    ("no-text.jsonl", b'{"id": "1", "body": "the text is under another key"}\n', "missing_text"),
+    ("scalar.jsonl", b'"just a string"\n', "invalid_json"),
+])
+def test_more_bad_files(tmp_path, name, data, reason):
+    path = tmp_path / name
+    path.write_bytes(data)
+    evs = list(read_file(str(path), "auto", FieldMap(), 1 << 20))
+    assert [label(e) for e in evs] == [reason]
+    assert evs[0].nbytes == len(data)
