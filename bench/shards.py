@@ -36,7 +36,8 @@ import pyarrow.parquet as pq  # noqa: E402
 
 from pipeline.export_megatron import Concatenate, WritePart, token_dtype  # noqa: E402
 from pipeline.glm_objective import GLMObjective, build_sequences  # noqa: E402
-from pipeline.stages.shards import BuildShard, CountPart, ShardRange, row_group_stream, shard_rngs  # noqa: E402
+from pipeline.stages.shards import (BuildShard, CountPart, ShardRange, read_documents, row_group_stream,  # noqa: E402
+                                    shard_rngs)
 from tokenizer.special_tokens import EOS  # noqa: E402
 from tokenizer.spm import load  # noqa: E402
 from tokenizer.train import TrainSettings, train, write_training_lines  # noqa: E402
@@ -119,7 +120,7 @@ def main() -> int:
 
     def io_floor():
         for _, g, _ in groups:
-            row_group_stream(pf.read_row_group(g, columns=["tokens", "lang", "source"]), vocab, languages, sources)
+            row_group_stream(read_documents(pf, g), vocab, languages, sources)
         shard_bytes = os.path.getsize(folder / "shards" / built["entry"]["file"])
         payload = np.zeros(shard_bytes // 4, np.int32)
         with pa.OSFile(str(folder / "floor.arrow"), "wb") as f, pa.ipc.new_file(f, pa.schema([("x", pa.int32())])) as w:

@@ -39,7 +39,7 @@ def check_megatron_reads(prefix: str, expected: list[list[int]], dtype) -> None:
 
 
 def test_megatron_core_reads_exactly_the_tokens_on_both_engines(engines, tmp_path, shared_data, documents):
-    workdir = make_encoded_workdir(tmp_path / "w" / "out", tokenizer_model(shared_data), documents, parts=3)
+    make_encoded_workdir(tmp_path / "w" / "out", tokenizer_model(shared_data), documents, parts=3)
     expected = [t + [EOS] for t in valid(documents)]
     files = {}
     for name, engine in engines.items():

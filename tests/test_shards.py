@@ -153,3 +153,33 @@ def test_stats_json_is_small(spark_and_beam_runs):
     cfg, _ = spark_and_beam_runs["spark"]
     stats = json.loads(open(f"{shards_dir(cfg)}/stats.json").read())
     assert len(json.dumps(stats)) < 20_000
+
+
+def test_reads_what_the_encode_stage_writes(spark_session_engine, tmp_path, shared_data):
+    """The contract with encode, on the real encode stage: mix-like documents -> encode -> shards."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipeline.schema import DOC_SCHEMA
+    from pipeline.stages.encode import EncodeStage
+    from test_shards_data import real_texts, write_marker
+
+    cfg = make_run_config(tmp_path, {"shards": SECTION})
+    workdir = tmp_path / "out"
+    make_encoded_workdir(workdir, tokenizer_model(shared_data), [])  # the tokenizer stage's model
+    shutil.rmtree(workdir / "encode")
+    rows = [{"id": d["id"], "text": d["text"], "url": None, "source": d["source"], "source_file": "x",
+             "source_offset": i, "crawl_date": None, "lang": d["lang"], "lang_score": 1.0,
+             "mix_source": f"{d['lang']}-web"} for i, d in enumerate(real_texts(shared_data)[::4])]
+    (workdir / "mix" / "data").mkdir(parents=True)
+    schema = DOC_SCHEMA.append(pa.field("mix_source", pa.string()))
+    pq.write_table(pa.Table.from_pylist(rows, schema), workdir / "mix" / "data" / "part-00000.parquet")
+    write_marker(workdir / "mix", "mix")
+    run_stage(EncodeStage(cfg), spark_session_engine)
+    summary = run_stage(ShardsStage(cfg), spark_session_engine)
+    encoded = pq.read_table(workdir / "encode" / "data").to_pylist()
+    assert summary["kept"]["docs"] == len(rows) == len(encoded)
+    dataset = ShardDataset(shards_dir(cfg), verify=True)
+    rebuilt = np.concatenate([s for i in range(len(dataset)) for s in reconstruct_samples(dataset[i])])
+    assert np.array_equal(rebuilt, expected_stream(encoded))
+    assert read_manifest(shards_dir(cfg))["sources"] == ["en-web", "zh-web"]

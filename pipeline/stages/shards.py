@@ -18,8 +18,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -121,11 +120,21 @@ class StreamPiece:
     sources: np.ndarray  # int32 index into the run's sources
 
 
+def read_documents(pf: pq.ParquetFile, group: int) -> pa.Table:
+    """The columns the shards need of one row group (mix_source when the mix stage wrote it)."""
+    columns = ["tokens", "lang", "source"] + (["mix_source"] if "mix_source" in pf.schema_arrow.names else [])
+    return pf.read_row_group(group, columns=columns)
+
+
 def document_labels(table: pa.Table) -> tuple[pa.Array, pa.Array]:
-    """(lang, source) of each document; missing values become "und" (BCP 47) and "unknown"."""
+    """(lang, source) of each document. The source is the mix's source (`mix_source`, what the mix
+    targets are set on) where there is one, else the dataset name; missing values become "und"
+    (BCP 47) and "unknown"."""
     lang = table.column("lang").combine_chunks().fill_null("und")
-    source = table.column("source").combine_chunks().fill_null("unknown")
-    return lang, source
+    source = table.column("source").combine_chunks()
+    if "mix_source" in table.column_names:
+        source = pc.coalesce(table.column("mix_source").combine_chunks(), source)
+    return lang, source.fill_null("unknown")
 
 
 def row_group_stream(table: pa.Table, vocab_size: int, languages: list[str], sources: list[str]) -> StreamPiece:
@@ -178,7 +187,7 @@ class CountPart:
                           langs: dict[str, int], sources: dict[str, int]) -> None:
         for g in range(pf.metadata.num_row_groups):
             try:
-                table = pf.read_row_group(g, columns=["tokens", "lang", "source"])
+                table = read_documents(pf, g)
                 lengths, valid, reasons = document_verdicts(table.column("tokens"), self.vocab_size)
             except Exception as e:  # a corrupt row group: its documents count as errors
                 rows, nbytes = pf.metadata.row_group(g).num_rows, pf.metadata.row_group(g).total_byte_size
@@ -248,7 +257,7 @@ class BuildShard:
             with storage.open_input(path) as f:
                 pf = pq.ParquetFile(f)
                 for group, offset in ((g, o) for p, g, o in shard.row_groups if p == path):
-                    table = pf.read_row_group(group, columns=["tokens", "lang", "source"])
+                    table = read_documents(pf, group)
                     piece = row_group_stream(table, self.vocab_size, self.languages, self.sources)
                     lo, hi = max(shard.start - offset, 0), min(shard.end - offset, len(piece.tokens))
                     pieces.append(StreamPiece(piece.tokens[lo:hi], piece.langs[lo:hi], piece.sources[lo:hi]))
@@ -320,11 +329,11 @@ class ShardsStage(Stage):
 
         # 2. plan: every shard's token range
         bounds = self._shard_bounds(engine, objective, section.sequences_per_shard, stream_tokens)
-        ranges = []
-        for i in range(len(bounds) - 1):
-            start, end = bounds[i], bounds[i + 1]
-            touching = [(p, g, o) for p, g, o, n in row_groups if o < end and o + n > start]
-            ranges.append(ShardRange(i, start, end, touching))
+        group_start = np.array([o for _, _, o, _ in row_groups], dtype=np.int64)
+        first = np.searchsorted(group_start, bounds[:-1], side="right") - 1  # the group holding each start
+        last = np.searchsorted(group_start, bounds[1:], side="left")  # one past the group holding each end
+        ranges = [ShardRange(i, bounds[i], bounds[i + 1], [(p, g, o) for p, g, o, _ in row_groups[first[i]:last[i]]])
+                  for i in range(len(bounds) - 1)]
 
         # 3. build
         task = BuildShard(objective, self.seed, section.sequences_per_shard, tokenizer.vocab_size,
