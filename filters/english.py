@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import functools
 import re
+import unicodedata
+from collections import Counter
 from dataclasses import dataclass, field
 from itertools import chain
 from typing import ClassVar
@@ -50,20 +52,56 @@ GOPHER_STOP_WORDS = ("the", "be", "to", "of", "and", "that", "have", "with")  # 
 # Words: spaCy's blank English tokenizer, once per distinct whitespace-separated chunk
 
 
-class _ChunkTokens(dict):
-    """chunk -> its spaCy tokens; a miss runs spaCy's tokenizer on the chunk alone."""
+# spaCy's English suffixes that always split off a word of letters ("word," -> "word" ","); a
+# full stop does too after a lower-case letter ("SpaceX." stays whole). Checked against spaCy on
+# every chunk of ../shared/data's English text by tests/test_datatrove_oracle.py.
+_SPLIT_AFTER_WORD = frozenset(",;:?!)]\"'\u201d\u2019")
 
-    limit = 2_000_000  # distinct chunks kept per process (~ a few hundred MB at most); then start over
+
+class _ChunkTokens(dict):
+    """chunk -> its spaCy tokens. `add` tokenizes a document's new chunks in one spaCy call;
+    the commonest shapes, letters alone or followed by one punctuation mark, are settled without
+    spaCy unless the chunk is one of its special cases ("cannot", "gonna", "etc.")."""
+
+    limit = 2_000_000  # distinct chunks kept per process (a few hundred MB at most); then start over
 
     def __init__(self, tokenizer):
         super().__init__()
         self.tokenizer = tokenizer
+        self.special_cases = frozenset(tokenizer.rules)
+
+    def add(self, chunks: list[str]) -> None:
+        new = [c for c in dict.fromkeys(chunks) if c not in self]
+        if len(self) + len(new) >= self.limit:
+            self.clear()
+        hard = []
+        special = self.special_cases
+        for chunk in new:
+            if chunk.isalpha() and chunk not in special:
+                self[chunk] = (chunk,)
+            elif (len(chunk) > 2 and (chunk[-1] in _SPLIT_AFTER_WORD or chunk[-1] == "." and chunk[-2].islower())
+                  and chunk[:-1].isalpha() and chunk not in special and chunk[:-1] not in special):
+                self[chunk] = (chunk[:-1], chunk[-1])
+            else:
+                hard.append(chunk)
+        if not hard:
+            return
+        # Joined by single spaces, each chunk is tokenized on its own, as spaCy always does.
+        tokens = iter(self.tokenizer(" ".join(hard)))
+        token = next(tokens, None)
+        start = 0
+        for chunk in hard:
+            end = start + len(chunk)
+            pieces = []
+            while token is not None and token.idx < end:
+                pieces.append(token.text)
+                token = next(tokens, None)
+            self[chunk] = tuple(pieces)
+            start = end + 1
 
     def __missing__(self, chunk: str) -> tuple[str, ...]:
-        if len(self) >= self.limit:
-            self.clear()
-        tokens = self[chunk] = tuple(t.text for t in self.tokenizer(chunk))
-        return tokens
+        self.add([chunk])
+        return self[chunk]
 
 
 @functools.lru_cache(maxsize=1)
@@ -76,40 +114,67 @@ def _chunk_tokens() -> _ChunkTokens:
 def english_words(text: str) -> list[str]:
     """The words datatrove's `split_into_words(text, "eng")` returns (spaCy's tokens, whitespace
     tokens dropped)."""
-    return list(chain.from_iterable(map(_chunk_tokens().__getitem__, text.split())))
+    chunks = text.split()
+    cache = _chunk_tokens()
+    tokens = list(map(cache.get, chunks))
+    if None in tokens:  # new chunks: tokenize them together, in one spaCy call
+        cache.add([c for c, t in zip(chunks, tokens) if t is None])
+        tokens = map(cache.__getitem__, chunks)
+    return list(chain.from_iterable(tokens))
+
+
+class _SentenceSteps(dict):
+    """chunk -> how spaCy's rule-based sentencizer steps through its tokens, from either state
+    (after a sentence-final punctuation token or not): (state, new sentences) for each."""
+
+    limit = _ChunkTokens.limit
+
+    def __init__(self, punct_chars: frozenset[str]):
+        super().__init__()
+        self.punct_chars = punct_chars
+
+    def __missing__(self, chunk: str) -> tuple[bool, int, bool, int]:
+        if len(self) >= self.limit:
+            self.clear()
+        steps = []
+        for after_period in (False, True):
+            sentences = 0
+            for token in _chunk_tokens()[chunk]:
+                in_punct_chars = token in self.punct_chars
+                if after_period and not in_punct_chars and not _all_punctuation(token):
+                    sentences += 1
+                    after_period = False
+                elif in_punct_chars:
+                    after_period = True
+            steps += [after_period, sentences]
+        self[chunk] = result = tuple(steps)
+        return result
 
 
 @functools.lru_cache(maxsize=1)
-def _sentence_punctuation() -> tuple[frozenset[str], dict[str, bool]]:
+def _sentence_steps() -> _SentenceSteps:
     from spacy.pipeline.sentencizer import Sentencizer
 
-    return frozenset(Sentencizer.default_punct_chars), {}
+    return _SentenceSteps(frozenset(Sentencizer.default_punct_chars))
 
 
 def count_sentences(line: str) -> int:
     """Sentences spaCy's rule-based sentencizer finds in `line` (datatrove's
     `split_into_sentences`): a sentence starts at the first token that is not punctuation after a
     sentence-final punctuation token."""
-    if not line.strip():
+    chunks = line.split()
+    if not chunks:
         return 0
-    punct_chars, is_punct = _sentence_punctuation()
+    steps = _sentence_steps()
     sentences, after_period = 1, False
-    for token in english_words(line):
-        in_punct_chars = token in punct_chars
-        token_is_punct = is_punct.get(token)
-        if token_is_punct is None:
-            token_is_punct = is_punct[token] = _all_punctuation(token)
-        if after_period and not token_is_punct and not in_punct_chars:
-            sentences += 1
-            after_period = False
-        elif in_punct_chars:
-            after_period = True
+    for chunk in chunks:
+        step = steps[chunk]
+        after_period, new = (step[2], step[3]) if after_period else (step[0], step[1])
+        sentences += new
     return sentences
 
 
 def _all_punctuation(token: str) -> bool:
-    import unicodedata
-
     return all(unicodedata.category(c).startswith("P") for c in token)  # spaCy's IS_PUNCT
 
 
@@ -197,13 +262,14 @@ class GopherQuality(RuleSet):
 
     def judge(self, doc: Doc, signals: Signals) -> Rejection | None:
         text, words = doc.text, doc.words.words
-        word_lengths = [len(w) for w in words if not SYMBOLS.issuperset(w)]
-        n_words = signals["n_words"] = len(word_lengths)
+        counts = Counter(words)  # each distinct word is classified once
+        symbol_free = [(w, c) for w, c in counts.items() if not SYMBOLS.issuperset(w)]
+        n_words = signals["n_words"] = sum(c for _, c in symbol_free)
         if self.min_doc_words and n_words < self.min_doc_words:
             return self.reject("min_words", n_words)
         if self.max_doc_words and n_words > self.max_doc_words:
             return self.reject("max_words", n_words)
-        mean = signals["mean_word_length"] = sum(word_lengths) / n_words if n_words else 0.0
+        mean = signals["mean_word_length"] = sum(len(w) * c for w, c in symbol_free) / n_words if n_words else 0.0
         if self.min_avg_word_length and mean < self.min_avg_word_length:
             return self.reject("min_mean_word_length", mean)
         if self.max_avg_word_length and mean > self.max_avg_word_length:
@@ -225,10 +291,10 @@ class GopherQuality(RuleSet):
         if self.max_ellipsis_lines_ratio and judge_lines and ellipsis > self.max_ellipsis_lines_ratio:
             return self.reject("ellipsis_lines", ellipsis)
         alpha = signals["alpha_word_frac"] = sum(
-            1 for w in words if w.isalpha() or any(c.isalpha() for c in w)) / n_tokens
+            n for w, n in counts.items() if w.isalpha() or any(c.isalpha() for c in w)) / n_tokens
         if self.max_non_alpha_words_ratio and alpha < self.max_non_alpha_words_ratio:
             return self.reject("alpha_words", alpha)
-        stop = signals["stop_words"] = len(self._stop_words.intersection(words))
+        stop = signals["stop_words"] = len(self._stop_words.intersection(counts))
         if self.min_stop_words and stop < self.min_stop_words:
             return self.reject("stop_words", stop)
         return None
@@ -268,7 +334,7 @@ class C4Quality(RuleSet):
         for line in lines:
             line = line.strip()
             words = line.split()
-            if self.max_word_length != -1 and any(len(w) > self.max_word_length for w in words):
+            if self.max_word_length != -1 and max(map(len, words), default=0) > self.max_word_length:
                 continue
             if self.remove_citations:
                 line = _CITATION.sub("", line)

@@ -53,15 +53,15 @@ class Words:
     """A document's words, tokenized once and shared by every rule that counts words or n-grams."""
 
     words: list[str]
-    _hashes: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
+    _hashes: dict = field(default_factory=dict, repr=False)  # n -> n-gram hashes; ("repeated", n) -> repeats
 
     def __len__(self) -> int:
         return len(self.words)
 
     @cached_property
     def ids(self) -> np.ndarray:
-        vocab: dict[str, int] = {}
-        return np.fromiter((vocab.setdefault(w, len(vocab)) for w in self.words), np.uint64, len(self.words))
+        vocab = {w: i for i, w in enumerate(dict.fromkeys(self.words))}
+        return np.fromiter(map(vocab.__getitem__, self.words), np.uint64, len(self.words))
 
     @cached_property
     def char_offsets(self) -> np.ndarray:
@@ -89,37 +89,58 @@ class Words:
         """Characters in the n-gram(s) starting at `start`, without separators."""
         return self.char_offsets[start + n] - self.char_offsets[start]
 
+    def repeated(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(positions, group, count) of the word n-grams that occur more than once, positions
+        ascending; equal n-grams share a group number, `count` is how often each occurs.
+
+        An n-gram can only repeat where the (n-1)-grams at its position and the next one both
+        repeat, so each n sorts only those candidates: in prose, few beyond n = 3."""
+        if ("repeated", n) in self._hashes:
+            return self._hashes[("repeated", n)]
+        count = len(self.words) - n + 1
+        if count < 2:
+            result = (np.zeros(0, np.int64),) * 3
+        elif n == 1:
+            counts = np.bincount(self.ids.astype(np.int64))[self.ids.astype(np.int64)]
+            positions = np.flatnonzero(counts > 1)
+            result = (positions, self.ids[positions].astype(np.int64), counts[positions])
+        else:
+            marks = np.zeros(count + 1, bool)
+            marks[self.repeated(n - 1)[0]] = True
+            candidates = np.flatnonzero(marks[:count] & marks[1:])
+            _, group, counts = np.unique(self.ngram_hashes(n)[candidates], return_inverse=True, return_counts=True)
+            counts = counts[group]
+            keep = counts > 1
+            result = (candidates[keep], group[keep], counts[keep])
+        self._hashes[("repeated", n)] = result
+        return result
+
 
 def top_ngram_chars(words: Words, n: int) -> int:
     """Characters of the most frequent word n-gram (joined with spaces) times its count; among
     equally frequent n-grams, the one that occurs first (Counter.most_common's order)."""
-    hashes = words.ngram_hashes(n)
-    if len(hashes) == 0:
+    if len(words) < n:
         return 0
-    _, first, counts = np.unique(hashes, return_index=True, return_counts=True)
-    top = counts.max()
-    start = int(first[counts == top].min())
-    return (int(words.ngram_chars(start, n)) + n - 1) * int(top)
+    positions, _, counts = words.repeated(n)
+    if len(positions) == 0:  # every n-gram occurs once: the first one wins
+        top, start = 1, 0
+    else:
+        top = int(counts.max())
+        start = int(positions[np.argmax(counts == top)])
+    return (int(words.ngram_chars(start, n)) + n - 1) * top
 
 
 def duplicate_ngram_chars(words: Words, n: int) -> int:
     """Characters in word n-grams that repeat an earlier n-gram, scanning left to right and
     jumping past each repeat (so overlapping repeats count once), as Gopher defines it."""
-    hashes = words.ngram_hashes(n)
-    if len(hashes) < 2:
-        return 0
-    _, inverse, counts = np.unique(hashes, return_inverse=True, return_counts=True)
-    repeated = np.flatnonzero(counts[inverse] > 1)
-    if len(repeated) == 0:
-        return 0
+    positions, groups, _ = words.repeated(n)
     # Only positions whose n-gram occurs more than once can change the outcome: every other
     # position is visited and adds a new n-gram that nothing later matches.
     seen: set[int] = set()
     chars = 0
     resume = 0
-    groups = inverse[repeated].tolist()
-    lengths = words.ngram_chars(repeated, n).tolist()
-    for pos, group, length in zip(repeated.tolist(), groups, lengths):
+    lengths = words.ngram_chars(positions, n).tolist()
+    for pos, group, length in zip(positions.tolist(), groups.tolist(), lengths):
         if pos < resume:
             continue
         if group in seen:

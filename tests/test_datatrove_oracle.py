@@ -9,6 +9,7 @@ same. Chinese: the ChineseWebText sample through both, with FineWeb-2's exact cm
 """
 from __future__ import annotations
 
+import functools
 import gzip
 import json
 
@@ -25,7 +26,8 @@ datatrove_filters = pytest.importorskip("datatrove.pipeline.filters")
 from datatrove.data import Document  # noqa: E402
 
 
-def _english_documents(shared_data) -> list[tuple[str, str]]:
+@functools.lru_cache(maxsize=1)
+def _english_documents_of(shared_data) -> tuple[tuple[str, str], ...]:
     identifier = LanguageIdentifier()
     docs = []
     for path in sorted((shared_data / "text").glob("en-*.jsonl")):
@@ -34,7 +36,11 @@ def _english_documents(shared_data) -> list[tuple[str, str]]:
     for path in sorted((shared_data / "jsonl").glob("*.jsonl.gz")):
         with gzip.open(path, "rt", encoding="utf-8") as f:
             docs += [(f"{path.name}:{i}", json.loads(line)["text"]) for i, line in enumerate(f)]
-    return [(name, text) for name, text in docs if identifier.identify(text).lang == "en"]
+    return tuple((name, text) for name, text in docs if identifier.identify(text).lang == "en")
+
+
+def _english_documents(shared_data) -> list[tuple[str, str]]:
+    return list(_english_documents_of(shared_data))
 
 
 def _datatrove_verdict(chain, text: str) -> tuple[str | None, str]:
@@ -83,6 +89,23 @@ def test_english_rules_agree_with_datatrove(shared_data):
     ours = [GopherRepetition(), GopherQuality(), C4Quality(), FineWebQuality()]
     assert _agreement(docs, lambda t: _datatrove_verdict(chain, t),
                       lambda t: _our_verdict(ours, english_words, t)) >= 0.99
+
+
+def test_english_words_are_spacys(shared_data):
+    """Chunk-cached tokens, fast paths included, equal spaCy's on whole texts."""
+    import spacy
+
+    from filters import english
+
+    english._chunk_tokens().clear()  # every chunk goes through the cold path
+    nlp = spacy.blank("en")
+    docs = _english_documents(shared_data)
+    with open(shared_data / "langid/lingua-en.jsonl", encoding="utf-8") as f:
+        docs += [("lingua-en", json.loads(line)["text"]) for line in f]
+    for name, text in docs:
+        nlp.max_length = len(text) + 10
+        expected = [t.text.strip() for t in nlp.tokenizer(text) if t.text.strip()]
+        assert english_words(text) == expected, name
 
 
 def test_chinese_rules_agree_with_datatrove_under_fineweb2_settings(shared_data):
