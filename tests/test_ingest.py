@@ -261,3 +261,25 @@ def test_json_array_files_wudao_layout(tmp_path):
     (tmp_path / "mixed.json").write_bytes(b'[{"content": "ok"}, 42, {"content": " "}]')
     assert [reasons([e]).most_common(1)[0][0] for e in events(tmp_path / "mixed.json", fields=PRESETS["wudao"])] == \
         ["Document", "invalid_json", "Empty"]
+
+
+def arc_record(url: str, mime: str, body: bytes) -> bytes:
+    return f"{url} 93.184.216.34 20080430204826 {mime} {len(body)}\n".encode() + body + b"\n"
+
+
+def test_arc_files(tmp_path):
+    """ARC v1 (Internet Archive; CommonCrawl before 2013): no record ids, so ids come from file + offset."""
+    desc = b"1 0 Internet Archive\nURL IP-address Archive-date Content-type Archive-length\n\n"
+    html = (b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n\r\n"
+            b"<html><body><main><p>An old page kept in an ARC file.</p></main></body></html>")
+    records = [f"filedesc://t.arc 0.0.0.0 20080430204825 text/plain {len(desc)}\n".encode() + desc + b"\n",
+               arc_record("http://example.com/", "text/html", html),
+               arc_record("http://example.com/a.gif", "image/gif", b"HTTP/1.1 200 OK\r\nContent-Type: image/gif\r\n\r\nGIF89a"),
+               b"a line that is no record header\n",
+               arc_record("http://example.com/2", "text/html", html)]
+    (tmp_path / "t.arc.gz").write_bytes(b"".join(gzip.compress(r) for r in records))
+    evs = events(tmp_path / "t.arc.gz")
+    assert [getattr(e, "reason", "doc") for e in evs] == ["warcinfo", "doc", "non_html_image", "corrupt_header", "doc"]
+    assert sum(e.nbytes for e in evs) == len(b"".join(records))
+    page = evs[1]
+    assert page.id is None and page.text == "An old page kept in an ARC file." and page.crawl_date == "2008-04-30T20:48:26Z"

@@ -84,7 +84,7 @@ def test_no_existing_input_at_all_is_a_config_error(tmp_path):
 
 @pytest.mark.parametrize("section,message", [
     ({"sources": [{"name": "x", "paths": ["a"], "formt": "warc"}]}, r"ingest.sources\[0\].formt: unknown key"),
-    ({"sources": [{"name": "x", "paths": ["a"], "format": "arc"}]}, r"ingest.sources\[0\].format: expected one of"),
+    ({"sources": [{"name": "x", "paths": ["a"], "format": "html"}]}, r"ingest.sources\[0\].format: expected one of"),
     ({"sources": [{"name": "x", "paths": "a.warc"}]}, r"ingest.sources\[0\].paths: expected list of path"),
     ({"sources": [{"name": "x", "paths": ["a"], "preset": "pile"}]}, r"ingest.sources\[0\].preset"),
     ({"sources": [{"name": "x", "paths": ["a"]}, {"name": "x", "paths": ["b"]}]}, r"ingest: sources: expected unique names"),

@@ -1,11 +1,11 @@
-"""Crawl and corpus dumps to documents: WARC, WET, JSON lines, JSON arrays and Parquet, streamed
-file by file.
+"""Crawl and corpus dumps to documents: WARC, WET, ARC, JSON lines, JSON arrays and Parquet,
+streamed file by file.
 
 `read_file(path, ...)` yields one event per piece of input (pipeline.ingest.events); the ingest
 stage (pipeline/stages/ingest.py) routes them to data/, rejected/, errors/ and the dropped counts.
 
 Accounting rules (what stats.json of the ingest stage counts):
-- A *document in* is one record the reader could delimit: a WARC/WET record whose header parsed,
+- A *document in* is one record the reader could delimit: a WARC/WET/ARC record whose header parsed,
   a non-blank JSON line, an element of a JSON array, a Parquet row. It ends in exactly one place: kept, dropped (non-document
   record types, non-HTML payloads, non-2xx responses, `empty_text`) or errors (`invalid_json`,
   `invalid_utf8`, `record_too_large`, `empty_record` (Content-Length 0), a record cut short by
@@ -36,8 +36,8 @@ from pipeline.ingest.warc import WarcReader
 def format_from_name(path: str) -> str | None:
     """The format a file name says; `.json` says nothing (JSON lines or one array: the bytes decide)."""
     name = path.lower().rsplit("/", 1)[-1]
-    for marker, fmt in ((".wet", "wet"), (".warc", "warc"), (".jsonl", "jsonl"), (".ndjson", "jsonl"),
-                        (".parquet", "parquet")):
+    for marker, fmt in ((".wet", "wet"), (".warc", "warc"), (".arc", "arc"), (".jsonl", "jsonl"),
+                        (".ndjson", "jsonl"), (".parquet", "parquet")):
         if marker in name:
             return fmt
     return None
@@ -101,8 +101,8 @@ def _read_open_file(path: str, raw: IO[bytes], head: bytes, fmt: str, fields: Fi
             yield Broken("unknown_format", 0, f"{path}: cannot tell the format from the name or the first bytes "
                          f"{stream.peek(16)!r}; set `format` on the source", _size(path), docs=0)
             return
-    if fmt in ("warc", "wet"):
-        yield from WarcReader(stream, max_record_bytes)
+    if fmt in ("warc", "wet", "arc"):
+        yield from WarcReader(stream, max_record_bytes, arc=fmt == "arc")
     elif fmt == "json":
         yield from JsonArrayReader(stream, fields, max_record_bytes)
     else:

@@ -11,6 +11,7 @@ otherwise the uncompressed offset.
 """
 from __future__ import annotations
 
+import re
 import zlib
 from collections import deque
 from typing import IO
@@ -19,6 +20,7 @@ CHUNK = 1 << 20
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_STEP = 1 << 16
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+LOOKAHEAD = 4096  # bytes a record-header pattern may look at
 
 
 def sniff_compression(head: bytes) -> str:
@@ -245,14 +247,15 @@ class Decompressed:
             skipped += len(self._take(1))
         return skipped
 
-    def skip_to_line_starting(self, prefix: bytes) -> int:
-        """Discard bytes until a line that starts with `prefix` (left unread) or the end."""
+    def skip_to_line_matching(self, pattern: re.Pattern[bytes]) -> int:
+        """Discard bytes until a line that `pattern` matches at its start (left unread) or the end."""
         skipped = 0
-        while self._fill(len(prefix) + 1):
-            if self._buf.startswith(prefix, self._off):
+        while not self.at_end():
+            self._fill(LOOKAHEAD)
+            if pattern.match(self._buf, self._off):
                 return skipped
             skipped += self.skip_line_rest()
-        return skipped + self.skip(len(prefix))  # a last line too short to be a header
+        return skipped
 
     def source_offset(self, pos: int) -> int:
         """The seekable offset of uncompressed position `pos` (see module docstring); forgets

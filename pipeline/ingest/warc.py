@@ -12,6 +12,7 @@ uncompressed. After a header that does not parse, reading resumes at the next li
 """
 from __future__ import annotations
 
+import re
 import traceback
 from typing import Iterator
 
@@ -23,6 +24,9 @@ from pipeline.ingest import charset
 from pipeline.ingest.events import Broken, Document, Empty, Event, NotDocument, end_of_data_errors, end_of_data_reason
 from pipeline.ingest.html import html_to_text
 from pipeline.ingest.streams import CHUNK, Decompressed
+
+WARC_HEADER = re.compile(rb"WARC/")
+ARC_HEADER = re.compile(rb"\S+ \S+ \d{14} \S+ \d+\r?\n")  # url ip date mime length
 
 NON_DOCUMENT_TYPES = {"warcinfo": "warcinfo", "request": "warc_request", "metadata": "metadata",
                       "revisit": "revisit", "continuation": "continuation"}
@@ -66,11 +70,17 @@ def read_bounded(stream, limit: int) -> bytes:
 
 
 class WarcReader:
-    """Events for every record of one WARC or WET stream."""
+    """Events for every record of one WARC, WET or ARC stream.
 
-    def __init__(self, stream: Decompressed, max_record_bytes: int):
+    ARC files (the Internet Archive's format before WARC, CommonCrawl's until 2013) go through
+    warcio's ARC-to-WARC conversion; they have no record ids, so their documents get
+    `doc_id(file, offset)` (warcio's made-up random ids are not used)."""
+
+    def __init__(self, stream: Decompressed, max_record_bytes: int, arc: bool = False):
         self.stream = stream
         self.max_record_bytes = max_record_bytes
+        self.arc = arc
+        self.record_start = ARC_HEADER if arc else WARC_HEADER
         self.loader = ArcWarcRecordLoader(verify_http=False)
 
     def __iter__(self) -> Iterator[Event]:
@@ -88,19 +98,20 @@ class WarcReader:
             start = stream.pos
             offset = stream.source_offset(start)
             try:
-                record = self.loader.parse_record_stream(stream, known_format="warc", no_record_parse=True)
+                record = self.loader.parse_record_stream(stream, known_format="arc" if self.arc else "warc",
+                                                         no_record_parse=True)
             except (ArchiveLoadFailed, StatusAndHeadersParserException, EOFError, ValueError, TypeError) as e:
                 self._resync(start)
-                yield Broken("corrupt_header", offset, f"not a WARC record header: {str(e).strip()[:500]}",
+                yield Broken("corrupt_header", offset, f"not a record header: {str(e).strip()[:500]}",
                              stream.pos - start, docs=0)
                 continue
+            rid = None if self.arc else record_id(record)
             if not (record.rec_headers.get_header("Content-Length") or "").strip().isdigit():
-                rid = record_id(record)
                 self._resync(start)
-                yield Broken("corrupt_header", offset, "WARC record without a valid Content-Length",
+                yield Broken("corrupt_header", offset, "record header without a valid Content-Length",
                              stream.pos - start, doc_id=rid)
                 continue
-            event = self._record(record, offset)
+            event = self._record(record, rid, offset)
             cut = record.raw_stream.limit > 0  # the data ended before Content-Length bytes
             stream.skip_newlines()
             event.nbytes = stream.pos - start
@@ -108,18 +119,17 @@ class WarcReader:
                 self.cut_record_reported = True
                 event = Broken(end_of_data_reason(stream), offset,
                                f"record cut short: {record.raw_stream.limit} of {record.length} content bytes missing",
-                               event.nbytes, doc_id=record_id(record))
+                               event.nbytes, doc_id=rid)
             yield event
 
     def _resync(self, start: int) -> None:
         """Skip to the next line that starts a record, always moving past `start`."""
         if self.stream.pos == start:
             self.stream.skip_line_rest()
-        self.stream.skip_to_line_starting(b"WARC/")
+        self.stream.skip_to_line_matching(self.record_start)
 
-    def _record(self, record, offset: int) -> Event:
+    def _record(self, record, rid: str | None, offset: int) -> Event:
         """The event for one record, reading its content (the caller fixes `nbytes`)."""
-        rid = record_id(record)
         try:
             if record.rec_type in NON_DOCUMENT_TYPES:
                 event = NotDocument(NON_DOCUMENT_TYPES[record.rec_type], 0)

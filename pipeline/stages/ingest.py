@@ -30,7 +30,7 @@ class SourceSection:
     name: str  # written to the `source` column of every document (e.g. "cc-2024-22", "wudao")
     paths: list[InputGlob]  # files, folders or globs; local, gs://, s3:// or hdfs://
     # auto: by file name, then first bytes; json = one JSON array of objects per file (WuDao)
-    format: Literal["auto", "warc", "wet", "jsonl", "json", "parquet"] = "auto"
+    format: Literal["auto", "warc", "wet", "arc", "jsonl", "json", "parquet"] = "auto"
     preset: Literal["dolma", "ccnet", "wudao"] | None = None  # field names of a known dump layout
     text_field: str | None = None  # overrides the preset; dotted paths reach nested fields
     id_field: str | None = None
