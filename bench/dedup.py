@@ -41,6 +41,7 @@ from rich.table import Table  # noqa: E402
 
 from dedup_quality import edit, load_documents  # noqa: E402
 from filters.minhash import MinHasher, Shingling, _shingle_batch  # noqa: E402
+from pipeline.schema import text_bytes  # noqa: E402
 
 console = Console(width=170)
 CACHE = Path(os.environ.get("GLMDATA_BENCH_CACHE", "/tmp/glmdata-bench-dedup"))
@@ -146,7 +147,7 @@ def derived_input(mb: float, seed: int = 0) -> Path:
 
 
 def input_mb(upstream: Path) -> float:
-    return sum(pq.read_table(f, columns=["text"]).column("text").to_pandas().str.len().sum()
+    return sum(text_bytes(pq.read_table(f, columns=["text"]).column("text"))
                for f in (upstream / "data").glob("*.parquet")) / 1e6
 
 

@@ -39,15 +39,24 @@ from filters.normalize import fold_punctuation, fold_width, to_simplified
 
 _NUMBERS = re.compile(r"\d+(?:\.\d+)?")  # datatrove's NUMBERS_PATTERN: "3.14" and "2024" -> "0"
 _WORDS = re.compile(r"[^\W_]+")  # runs of letters and digits; everything else separates words
-# Nonspacing marks (category Mn), the accents NFD splits off: planes 0-1 and the variation selectors.
-_MARKS = re.compile("[" + "".join(re.escape(chr(c)) for c in (*range(0x20000), *range(0xE0100, 0xE01F0))
-                                  if unicodedata.category(chr(c)) == "Mn") + "]+")
+
+
+def _marks(code_points) -> re.Pattern:
+    return re.compile("[" + "".join(re.escape(chr(c)) for c in code_points if unicodedata.category(chr(c)) == "Mn") + "]+")
+
+
+# Nonspacing marks (category Mn), the accents NFD splits off. Two classes, because a class with
+# characters beyond the BMP compiles to a linear scan (60x slower) and such characters are rare.
+_MARKS_BMP = _marks(range(0x10000))
+_MARKS_ASTRAL = _marks((*range(0x10000, 0x20000), *range(0xE0100, 0xE01F0)))
+_ASTRAL = re.compile("[\U00010000-\U0010FFFF]")
 
 
 def _strip_accents(text: str) -> str:
     if text.isascii():
         return text
-    return _MARKS.sub("", unicodedata.normalize("NFD", text))
+    text = _MARKS_BMP.sub("", unicodedata.normalize("NFD", text))
+    return _MARKS_ASTRAL.sub("", text) if _ASTRAL.search(text) else text
 
 
 def normalize_words(text: str) -> str:

@@ -42,7 +42,7 @@ SIGNATURE_SCHEMA = pa.schema([
     ("q_score", pa.float64()),  # quality score (0 when the upstream has none)
     ("n_shingles", pa.int32()),
     ("bands", pa.list_(pa.int64())),  # one bucket key per band; null when not shingled
-    ("shingles", pa.list_(pa.int64())),  # sorted distinct shingle hashes, only when verifying
+    ("shingles", pa.list_(pa.int32())),  # sorted distinct 32-bit shingle hashes, only when verifying
     ("error", pa.string()),  # why the row could not be processed; null when fine
 ])
 
@@ -125,14 +125,20 @@ def signature_rows(batch: pa.RecordBatch, part: int, first_row: int, p: DedupPar
         hasher = _hasher(p)
         shingles = hasher.shingle_hashes(texts, langs)
         counts = shingles.counts()
+        no_shingles = pa.array(counts == 0)
         keys = band_hashes(hasher.signatures_of(shingles), p.bands, p.rows)
         cols["n_shingles"] = counts.tolist()
-        cols["bands"] = [k.tolist() if c else None for k, c in zip(keys, counts)]
-        if p.verify:
-            bounds = np.concatenate([[0], np.cumsum(counts)])
-            h = shingles.hashes64.view(np.int64)
-            cols["shingles"] = [np.unique(h[bounds[i]:bounds[i + 1]]).tolist() if counts[i] else None
-                                for i in range(n)]
+        cols["bands"] = pa.ListArray.from_arrays(np.arange(0, n * p.bands + 1, p.bands, dtype=np.int32),
+                                                 keys.ravel(), mask=no_shingles)
+        if p.verify:  # distinct shingle hashes per document, sorted, as one Arrow list column
+            hashes32 = shingles.hashes32.view(np.int32)  # the MinHash inputs; collisions change J by ~1e-4
+            order = np.lexsort((hashes32, shingles.doc))
+            docs, hashes = shingles.doc[order], hashes32[order]
+            first = np.ones(len(docs), bool)
+            first[1:] = (docs[1:] != docs[:-1]) | (hashes[1:] != hashes[:-1])
+            distinct_per_doc = np.bincount(docs[first], minlength=n)
+            offsets = np.concatenate([[0], np.cumsum(distinct_per_doc)]).astype(np.int32)
+            cols["shingles"] = pa.ListArray.from_arrays(offsets, hashes[first], mask=no_shingles)
     return cols
 
 

@@ -59,7 +59,7 @@ def _large_star(e: DataFrame) -> DataFrame:
     sym = e.select(F.col("u").alias("x"), F.col("v").alias("y")).unionByName(
         e.select(F.col("v").alias("x"), F.col("u").alias("y")))
     m = sym.groupBy("x").agg(F.least(F.min("y"), F.col("x")).alias("m"))
-    return sym.where(F.col("y") > F.col("x")).join(m, "x").select(F.col("y").alias("u"), F.col("m").alias("v")).distinct()
+    return sym.where(F.col("y") > F.col("x")).join(m, "x").select(F.col("y").alias("u"), F.col("m").alias("v"))
 
 
 def _small_star(e: DataFrame) -> DataFrame:
@@ -81,8 +81,9 @@ def _is_star_forest(e: DataFrame) -> bool:
 
 
 def connected_components(edges: DataFrame, max_rounds: int) -> tuple[DataFrame, int]:
-    """(node, root) for every node with an edge; root = the component's smallest node."""
-    e = edges.select(F.greatest("u", "v").alias("u"), F.least("u", "v").alias("v")).distinct().checkpoint()
+    """(node, root) for every node with an edge; root = the component's smallest node.
+    `edges`: distinct (u, v) with v < u, checkpointed."""
+    e = edges
     rounds = 0
     while not _is_star_forest(e):
         if rounds == max_rounds:

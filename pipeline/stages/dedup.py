@@ -10,6 +10,7 @@ stage's temporary folder in the workdir and is removed before the commit.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -80,8 +81,11 @@ class DedupStage(Stage):
         engine = stage_run.engine
         units = list(enumerate(parts))
         counts = {"candidate_edges": 0, "cc_rounds": 0}
+        seconds = {}
+        started = time.perf_counter()
         if parts:
             engine.map_units(f"{self.name} signatures", SignatureTask(self.params, sig_dir), units)
+            seconds["seconds_signatures"] = time.perf_counter() - started
             s = self.section
             if engine.name == "spark":
                 from pipeline.dedup import spark_dedup
@@ -93,14 +97,16 @@ class DedupStage(Stage):
 
                 counts = beam_dedup.assignments(engine, sig_dir, assign_root, storage.join(work, "components"),
                                                 self.params, s.threshold, self.survivor_order, s.max_rounds)
+            seconds["seconds_clustering"] = time.perf_counter() - started - seconds["seconds_signatures"]
         task = AssignmentTask(self.name, stage_run.tmp_dir, sig_dir, assign_root)
         total = StageStats()
         for r in engine.map_units(f"{self.name} write", task, units):
             total.merge(StageStats.from_dict(r))
+        seconds["seconds_write"] = time.perf_counter() - started - sum(seconds.values())
         storage.rmtree(work)
         total.extra["units"] = len(parts)
         total.extra["bands"] = self.params.bands
         total.extra["rows"] = self.params.rows
-        for k, v in counts.items():
-            total.extra[k] = v
+        for k, v in {**counts, **seconds}.items():
+            total.extra[k] = round(v, 3) if isinstance(v, float) else v
         return total
