@@ -183,3 +183,25 @@ def test_reads_what_the_encode_stage_writes(spark_session_engine, tmp_path, shar
     rebuilt = np.concatenate([s for i in range(len(dataset)) for s in reconstruct_samples(dataset[i])])
     assert np.array_equal(rebuilt, expected_stream(encoded))
     assert read_manifest(shards_dir(cfg))["sources"] == ["en-web", "zh-web"]
+
+
+def test_shards_depend_on_document_order_not_on_files(spark_session_engine, tmp_path, shared_data):
+    """The same documents in the same order, split into other files and row groups: same bytes."""
+    docs = random_documents(120, seed=12)
+    model = tokenizer_model(shared_data)
+    manifests = []
+    for name, parts, row_group in (("a", 3, 40), ("b", 2, 7)):
+        cfg = make_run_config(tmp_path / name, {"shards": {**SECTION, "sequences_per_shard": 16}})
+        make_encoded_workdir(tmp_path / name / "out", model, docs, parts=parts, row_group_size=row_group)
+        run_stage(ShardsStage(cfg), spark_session_engine)
+        manifests.append(read_manifest(shards_dir(cfg))["shards"])
+    assert len(manifests[0]) > 2 and manifests[0] == manifests[1]
+
+
+def test_no_valid_document_gives_an_empty_manifest(spark_session_engine, tmp_path, shared_data):
+    cfg = make_run_config(tmp_path, {"shards": SECTION})
+    make_encoded_workdir(tmp_path / "out", tokenizer_model(shared_data), bad_documents(), parts=1)
+    summary = run_stage(ShardsStage(cfg), spark_session_engine)
+    assert summary["kept"]["docs"] == 0 and sum(c["docs"] for c in summary["dropped"].values()) == 3
+    assert read_manifest(shards_dir(cfg))["shards"] == [] and len(ShardDataset(shards_dir(cfg))) == 0
+    assert glmdata(["shards", "verify", shards_dir(cfg)]) == 0
