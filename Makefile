@@ -31,17 +31,14 @@ test: setup
 bench: setup
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
-# Cluster artifacts for `glmdata submit`: the project wheel and a venv-pack'ed environment that every
-# executor unpacks (--archives ...#environment). Build it on the OS and Python of the cluster nodes.
-DIST_SOURCES := pyproject.toml $(shell find pipeline filters tokenizer trainer -type f -not -path '*/__pycache__/*' 2>/dev/null)
+# Cluster artifacts for `glmdata submit` (pipeline/dist.py): the project wheel and a venv-pack'ed
+# environment that every executor unpacks (--archives ...#environment). Build it on the OS and Python
+# of the cluster nodes.
+DIST_SOURCES := pyproject.toml $(shell find pipeline filters tokenizer trainer -type f -name '*.py' -o -type f -name '*.txt' 2>/dev/null)
 dist: setup dist/glmdata-env.tar.gz
 dist/glmdata-env.tar.gz: $(DIST_SOURCES)
-	rm -rf dist build/executor-env && mkdir -p dist
-	$(BIN)/pip wheel -q --no-deps -w dist .
-	$(BIN)/python -m venv build/executor-env
-	build/executor-env/bin/pip install -q dist/glmdata-*.whl
-	$(BIN)/venv-pack -q -f -p build/executor-env -o $@
-	@echo "dist/: $$(ls dist | tr '\n' ' ')-- next: glmdata submit --platform ... --config ... --dry-run"
+	$(BIN)/python -m pipeline.dist
+	@echo "next: glmdata submit --platform dataproc|emr|emr-serverless|spark-standalone --config ... --dry-run"
 
 clean:
 	rm -rf $(VENV) work build dist *.egg-info

@@ -6,6 +6,10 @@ spark-submit created, its master and resources left to the cluster manager.
 import os
 import sys
 
+# Run as a script, Python puts this file's folder (pipeline/) first on sys.path, where
+# pipeline/inspect.py would shadow the standard library's inspect: take it off.
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
+
 
 def main(argv: list[str]) -> int:
     # SparkEngine then reuses the submitted session instead of setting a master or stopping it.

@@ -18,6 +18,7 @@ get run.beam.options plus any arguments after `--`.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import posixpath
@@ -228,6 +229,10 @@ def submit_command(args: argparse.Namespace) -> int:
     from pipeline.cli import config_from_args
 
     args.extra = [a for a in args.extra if a != "--"]
+    for path in args.py_files:  # your own stages: their config sections must be known to validate the config
+        if path.endswith(".py"):
+            sys.path.insert(0, str(Path(path).resolve().parent))
+            importlib.import_module(Path(path).stem)
     cfg = config_from_args(args)
     dist = Path(args.dist).resolve()
     sub = build_submission(cfg, args, dist)

@@ -131,11 +131,15 @@ def output_digest(workdir: str | Path, stages: list[str] = ORDER) -> dict[str, s
 
 
 def main(argv: list[str]) -> int:
-    from pipeline import stages
+    import os
+
+    from pipeline import cluster_entry, stages
     from pipeline.cli import main as glmdata
 
-    stages.STAGE_ORDER[:] = ORDER
-    return glmdata(argv)
+    # The cluster test runs real stages before these two: E2E_STAGE_ORDER=ingest,langid,e2e_source,e2e_filter
+    stages.STAGE_ORDER[:] = os.environ.get("E2E_STAGE_ORDER", ",".join(ORDER)).split(",")
+    # Under spark-submit (the cluster tests) it is the cluster entry; run directly, plain glmdata.
+    return cluster_entry.main(argv) if "PYSPARK_GATEWAY_PORT" in os.environ else glmdata(argv)
 
 
 if __name__ == "__main__":
