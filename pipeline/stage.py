@@ -327,7 +327,8 @@ class MapStage(Stage):
             out.stats.extra[key] += value
         reasons = result.reasons
         keep_idx = [i for i, r in enumerate(reasons) if r is None]
-        out.keep(table.take(pa.array(keep_idx, pa.int64())), sum(sizes[i] for i in keep_idx))
+        kept = table if len(keep_idx) == table.num_rows else table.take(pa.array(keep_idx, pa.int64()))
+        out.keep(kept, sum(sizes[i] for i in keep_idx))
         by_reason: dict[str, list[int]] = defaultdict(list)
         for i, r in enumerate(reasons):
             if r is not None:
