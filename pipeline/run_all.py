@@ -51,10 +51,9 @@ def run_pipeline(cfg: RunConfig, engine, first: str | None = None, last: str | N
     summaries = []
     for i, name in enumerate(names, 1):
         console.rule(f"[{i}/{len(names)}] {name}")
-        stage = registry.STAGES[name](cfg)
         try:
-            summary = run_stage(stage, engine, force=first is not None)
-        except StageNotReady as e:
+            summary = run_stage(registry.STAGES[name](cfg), engine, force=first is not None)
+        except (StageNotReady, ConfigError) as e:
             console.print(f"[red]stopped before {name}: {e}[/red]")
             break
         print_stage_summary(summary, cfg.run.workdir, console)
