@@ -75,10 +75,6 @@ def _resolve(path: str, filesystem: pafs.FileSystem | None) -> tuple[pafs.FileSy
     return pafs.LocalFileSystem(), os.path.abspath(path)
 
 
-def _join(base: str, name: str) -> str:
-    return posixpath.join(base, name) if "://" in base else os.path.join(base, name)
-
-
 class _HashingStream:
     """A write-only file object that hashes what passes through it (one pass, no read-back)."""
 
@@ -103,9 +99,9 @@ class _HashingStream:
 def _atomic_write(fs: pafs.FileSystem, path: str, write) -> str:
     """Run `write(stream)` into a temporary file beside `path`, then rename it into place.
     Returns the sha256 of the bytes written."""
-    parent = posixpath.dirname(path) if not isinstance(fs, pafs.LocalFileSystem) else os.path.dirname(path)
+    parent = posixpath.dirname(path)
     fs.create_dir(parent, recursive=True)
-    tmp = _join(parent, f".{posixpath.basename(path)}.inprogress-{uuid.uuid4().hex[:12]}")
+    tmp = posixpath.join(parent, f".{posixpath.basename(path)}.inprogress-{uuid.uuid4().hex[:12]}")
     try:
         with fs.open_output_stream(tmp) as raw:
             stream = _HashingStream(raw)
@@ -166,13 +162,12 @@ def write_manifest(shards_dir: str, manifest: dict, filesystem: pafs.FileSystem 
     manifest = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, **manifest}
     data = json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False).encode("utf-8")
     fs, fs_dir = _resolve(shards_dir, filesystem)
-    _atomic_write(fs, _join(fs_dir, MANIFEST) if isinstance(fs, pafs.LocalFileSystem) else posixpath.join(fs_dir, MANIFEST),
-                  lambda stream: stream.write(data))
+    _atomic_write(fs, posixpath.join(fs_dir, MANIFEST), lambda stream: stream.write(data))
 
 
 def read_manifest(shards_dir: str, filesystem: pafs.FileSystem | None = None) -> dict:
     fs, fs_dir = _resolve(shards_dir, filesystem)
-    path = _join(fs_dir, MANIFEST) if isinstance(fs, pafs.LocalFileSystem) else posixpath.join(fs_dir, MANIFEST)
+    path = posixpath.join(fs_dir, MANIFEST)
     try:
         with fs.open_input_stream(path) as f:
             manifest = json.loads(f.read().decode("utf-8"))
