@@ -115,7 +115,8 @@ def test_sources_from_stages_and_paths_with_optional_columns(tmp_path, spark_ses
     wudao = make_docs("wudao", "zh", 20, 300)
     for d in wudao:
         d["lang"] = None  # a curated dump that never went through langid
-    write_stage(str(work), "ingest", wudao)
+    crawl_in_ingest = make_docs("cc", "zh", 5, 300)  # the crawl before dedup: the mix takes it from dedup
+    write_stage(str(work), "ingest", wudao + crawl_in_ingest)
     pile = tmp_path / "pile"
     pile.mkdir()
     pq.write_table(pa.Table.from_pylist(make_docs("pile", "en", 50, 400), DOC_SCHEMA), pile / "pile.parquet")
@@ -130,6 +131,8 @@ def test_sources_from_stages_and_paths_with_optional_columns(tmp_path, spark_ses
     assert stage.upstream == "dedup" and stage.depends_on == ("ingest",)
     summary = run_stage(stage, spark_session_engine)
     rep = summary["report"]
+    assert summary["dropped"]["mix_taken_from_other_input"]["docs"] == 5
+    assert "mix_no_source" not in summary["dropped"] and not any("match no mix source" in w for w in rep["warnings"])
     assert rep["sources"]["wudao"]["epochs"] == pytest.approx(1.0)  # capped at one epoch
     assert any("'wudao' (zh) is capped" in w for w in rep["warnings"])
     assert abs(rep["languages"]["zh"]["achieved_tokens"] - 15_000) / 15_000 < 0.1  # cc_zh made up the rest

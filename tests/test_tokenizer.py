@@ -56,14 +56,17 @@ def crawl_pages(shared_data: Path) -> list[str]:
 
 @pytest.fixture(scope="module")
 def tiny_model(shared_data, tmp_path_factory) -> str:
-    """A small tokenizer trained with the project's settings on a slice of the shared text."""
-    tmp = tmp_path_factory.mktemp("tok")
-    docs = shared_documents(shared_data)
-    sample = tmp / "sample.txt"
-    with sample.open("w", encoding="utf-8") as f:
-        for d in docs[::12]:
-            write_training_lines(d["text"], f, 8192)
-    return train(TrainSettings(vocab_size=1500, character_coverage=0.98), str(sample), str(tmp / "tiny"))
+    """A small tokenizer trained with the project's settings on a slice of the shared text (trained
+    once per test session: the encode tests use it too)."""
+    tmp = tmp_path_factory.getbasetemp() / "tiny-tokenizer"
+    if not (tmp / "tiny.model").exists():
+        tmp.mkdir(exist_ok=True)
+        sample = tmp / "sample.txt"
+        with sample.open("w", encoding="utf-8") as f:
+            for d in shared_documents(shared_data)[::12]:
+                write_training_lines(d["text"], f, 8192)
+        train(TrainSettings(vocab_size=1500, character_coverage=0.98), str(sample), str(tmp / "tiny"))
+    return str(tmp / "tiny.model")
 
 
 def test_special_tokens_at_fixed_ids(tiny_model):

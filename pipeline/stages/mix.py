@@ -46,6 +46,9 @@ DEFAULT_STAGE = "dedup"
 MIX_COLUMNS = [("mix_source", pa.string()), ("mix_repeat", pa.int32())]
 NOT_SAMPLED = "mix_not_sampled"
 NO_SOURCE = "mix_no_source"
+# A document of one input whose `source` a mix source takes from another input (the crawl in
+# ingest's output when the mix reads the crawl after dedup, beside curated dumps from ingest).
+OTHER_INPUT = "mix_taken_from_other_input"
 WEIGHT_BINS_PER_OCTAVE = 32  # weight histogram resolution for the plan (2% steps)
 
 
@@ -136,6 +139,7 @@ class Assignment:
     """Per document of a batch: its source index (-1: none), bytes, tokens and weight."""
 
     source: np.ndarray
+    other_input: np.ndarray  # unmatched here, but its `source` is taken from another input
     nbytes: np.ndarray
     tokens: np.ndarray
     exact: np.ndarray
@@ -148,8 +152,9 @@ def _string_column(batch: pa.RecordBatch, name: str) -> pa.Array:
     return pa.nulls(batch.num_rows, pa.string())
 
 
-def assign(section: MixSection, sources: list[tuple[int, MixSource]], batch: pa.RecordBatch) -> Assignment:
-    """Which of `sources` (all reading this batch's input) each document belongs to, and its size."""
+def assign(section: MixSection, key: str, batch: pa.RecordBatch) -> Assignment:
+    """Which source reading input `key` each document of `batch` belongs to, and its size."""
+    sources = _inputs(section)[key]
     n = batch.num_rows
     source_col = _string_column(batch, "source")
     lang_col = _string_column(batch, "lang")
@@ -174,7 +179,12 @@ def assign(section: MixSection, sources: list[tuple[int, MixSource]], batch: pa.
         values = pc.cast(batch.column(section.weight_column), pa.float64())
         raw = pc.fill_null(values, 1.0).to_numpy(zero_copy_only=False)
         weight = np.maximum(np.nan_to_num(raw, nan=1.0), section.weight_floor) ** section.weight_exponent
-    return Assignment(chosen, nbytes, tokens, exact, weight)
+    taken_elsewhere = pa.array(sorted({name for other, group in _inputs(section).items() if other != key
+                                       for _, s in group for name in (s.match_source or [s.name]) if name != "*"}),
+                               pa.string())
+    other_input = (chosen < 0) & pc.fill_null(pc.is_in(source_col, value_set=taken_elsewhere), False).to_numpy(
+        zero_copy_only=False)
+    return Assignment(chosen, other_input, nbytes, tokens, exact, weight)
 
 
 def _inputs(section: MixSection) -> dict[str, list[tuple[int, MixSource]]]:
@@ -206,7 +216,7 @@ class Census:
         unmatched: dict[str, list[int]] = defaultdict(lambda: [0, 0])
         pf = pq.ParquetFile(storage.open_input(path))
         for batch in pf.iter_batches(batch_size=4096):
-            a = assign(self.section, sources, batch)
+            a = assign(self.section, key, batch)
             for index, s in sources:
                 mask = a.source == index
                 if not mask.any():
@@ -219,8 +229,8 @@ class Census:
                 bins = np.round(np.log2(a.weight[mask]) * WEIGHT_BINS_PER_OCTAVE).astype(np.int64)
                 for b, t in zip(*_group_sum(bins, a.tokens[mask])):
                     agg["bins"][str(b)] = agg["bins"].get(str(b), 0.0) + t
-            if (a.source < 0).any():
-                lost = a.source < 0
+            lost = (a.source < 0) & ~a.other_input
+            if lost.any():
                 keys = [f"{src}|{lang}" for src, lang in zip(
                     _string_column(batch, "source").filter(pa.array(lost)).to_pylist(),
                     _string_column(batch, "lang").filter(pa.array(lost)).to_pylist())]
@@ -371,16 +381,16 @@ class MixStage(Stage):
 
     def process_unit(self, unit_index: int, unit: tuple[str, str], out: UnitWriter) -> None:
         key, path = unit
-        sources = _inputs(self.section)[key]
         coefficient = np.array([self.plans[s.name].coefficient for s in self.section.sources])
         cap = np.array([self.plans[s.name].max_epochs for s in self.section.sources])
         names = [s.name for s in self.section.sources]
         for batch in _batches(path):
-            a = assign(self.section, sources, batch)
+            a = assign(self.section, key, batch)
             out.consumed(batch.num_rows, int(a.nbytes.sum()))
             matched = a.source >= 0
-            lost = ~matched
-            out.drop_uncounted_rows(NO_SOURCE, int(lost.sum()), int(a.nbytes[lost].sum()))
+            for reason, lost in ((OTHER_INPUT, a.other_input), (NO_SOURCE, ~matched & ~a.other_input)):
+                if lost.any():
+                    out.drop_uncounted_rows(reason, int(lost.sum()), int(a.nbytes[lost].sum()))
             epochs = np.where(matched, np.minimum(coefficient[a.source] * a.weight, cap[a.source]), 0.0)
             repeats = self._draw(batch.column("id").to_pylist(), epochs)
             unsampled = matched & (repeats == 0)

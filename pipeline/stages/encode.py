@@ -1,0 +1,137 @@
+"""encode: token ids of every document of the mix, with the shared tokenizer.
+
+Adds `tokens` (list<int32>, no <eos>: the shards stage joins documents with it) and `n_tokens`
+(int32) to each document; the text itself is dropped unless `keep_text` (it stays in mix/data).
+The model is read through pipeline.storage (local, gs://, s3://) once per worker process and kept
+in memory for every task that process runs. The stage reports the
+measured bytes per token per language and mix source: the figures to put in mix.bytes_per_token
+so that a re-run of the mix plans with the real tokenizer's counts.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pipeline import storage
+from pipeline.config import register_section
+from pipeline.registry import register_stage
+from pipeline.runner import stage_dir
+from pipeline.stage import BatchResult, MapStage, StageRun, StageStats
+from pipeline.stages.tokenizer import MODEL_FILE
+from tokenizer.spm import Tokenizer, load_proto
+
+log = logging.getLogger(__name__)
+
+_MODELS: dict[str, Tokenizer] = {}  # model URI -> loaded model, one per worker process
+
+
+def worker_tokenizer(uri: str) -> Tokenizer:
+    if uri not in _MODELS:
+        _MODELS[uri] = load_proto(storage.read_bytes(uri))
+    return _MODELS[uri]
+
+
+def token_column(ids: list[list[int]]) -> tuple[pa.Array, pa.Array]:
+    """(tokens as list<int32>, n_tokens as int32)."""
+    tokens = pa.array(ids, type=pa.list_(pa.int32()))
+    return tokens, pc.list_value_length(tokens).cast(pa.int32())
+
+
+@register_section("encode")
+@dataclass
+class EncodeSection:
+    # A SentencePiece model to use instead of the tokenizer stage's (e.g. a released tokenizer);
+    # null: <workdir>/tokenizer/tokenizer.model.
+    model: str | None = None
+    batch_size: int = 4096  # documents per Arrow batch (memory per task ~ batch_size x document size)
+    # Also write each document's text beside its tokens. Off: the text stays in mix/data under the
+    # same id, and a second copy would double the stage's storage (and cost ~10% of its time).
+    keep_text: bool = False
+
+
+@register_stage
+class EncodeStage(MapStage):
+    name = "encode"
+    upstream = "mix"
+    depends_on = ("tokenizer",)
+
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        if self.section.model:
+            self.depends_on = ()
+        self.batch_size = self.section.batch_size
+        self._report: dict = {}
+
+    def model_uri(self) -> str:
+        return self.section.model or storage.join(stage_dir(self.cfg, "tokenizer"), MODEL_FILE)
+
+    def input_paths(self) -> list[str]:
+        return [self.section.model] if self.section.model else []
+
+    def setup_driver(self, stage_run: StageRun) -> None:
+        uri = self.model_uri()
+        if not storage.exists(uri):
+            raise FileNotFoundError(f"encode: no tokenizer model at {uri}: run `glmdata tokenizer train` first "
+                                    "or set encode.model")
+        worker_tokenizer(uri).check_special_tokens()
+
+    def process_batch(self, batch: pa.RecordBatch) -> BatchResult:
+        tok = worker_tokenizer(self.model_uri())
+        texts = [t or "" for t in batch.column("text").to_pylist()]
+        tokens, n_tokens = token_column(tok.encode_batch(texts))
+        table = pa.Table.from_batches([batch])
+        table = table.drop_columns([c for c in ("tokens", "n_tokens") + ("text",) * (not self.section.keep_text)
+                                    if c in table.schema.names])
+        table = table.append_column("tokens", tokens).append_column("n_tokens", n_tokens)
+        return BatchResult(table, [None] * batch.num_rows, extra=token_sums(batch, n_tokens))
+
+    def execute(self, stage_run: StageRun) -> StageStats:
+        stats = super().execute(stage_run)
+        self._report = build_report(self.model_uri(), stats.extra)
+        measured = {lang: v["bytes_per_token"] for lang, v in self._report["languages"].items() if v["bytes_per_token"]}
+        if measured:
+            log.info("encode: measured bytes per token %s; put them in mix.bytes_per_token to plan the mix "
+                     "with this tokenizer's counts", measured)
+        return stats
+
+    def report_data(self, stage_run: StageRun) -> dict:
+        return self._report
+
+
+def token_sums(batch: pa.RecordBatch, n_tokens: pa.Array) -> dict[str, float]:
+    """{"docs|tokens|bytes" + "|lang|mix_source": sum} of one batch."""
+    def key_part(name: str) -> pa.Array:
+        if name in batch.schema.names:
+            return pc.fill_null(batch.column(name), "")
+        return pa.array([""] * batch.num_rows, pa.string())
+
+    keys = pc.binary_join_element_wise(key_part("lang"), key_part("mix_source"), "|")
+    table = pa.table({"key": keys, "tokens": n_tokens.cast(pa.int64()),
+                      "bytes": pc.fill_null(pc.binary_length(batch.column("text")), 0).cast(pa.int64())})
+    grouped = table.group_by("key").aggregate([("tokens", "count"), ("tokens", "sum"), ("bytes", "sum")])
+    sums = {}
+    for key, docs, tokens, nbytes in zip(*(grouped.column(c).to_pylist()
+                                           for c in ("key", "tokens_count", "tokens_sum", "bytes_sum"))):
+        sums[f"docs|{key}"], sums[f"tokens|{key}"], sums[f"bytes|{key}"] = docs, tokens, nbytes
+    return sums
+
+
+def build_report(model: str, extra: dict[str, float]) -> dict:
+    """Documents, tokens and bytes per token by language and by mix source."""
+    by_source: dict[str, dict] = {}
+    by_lang: dict[str, dict] = {}
+    for key, value in sorted(extra.items()):
+        kind, _, rest = key.partition("|")
+        if kind not in ("docs", "tokens", "bytes"):
+            continue
+        lang, _, source = rest.partition("|")
+        for table, name in ((by_lang, lang), (by_source, source)):
+            entry = table.setdefault(name, {"docs": 0, "tokens": 0, "bytes": 0})
+            entry[kind] += int(value)
+        by_source[source]["lang"] = lang
+    for entry in [*by_lang.values(), *by_source.values()]:
+        entry["bytes_per_token"] = round(entry["bytes"] / entry["tokens"], 4) if entry["tokens"] else None
+    return {"model": model, "languages": by_lang, "sources": by_source}

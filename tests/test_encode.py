@@ -1,0 +1,81 @@
+"""encode: token ids per document on both engines, exact round trip, the report's measured bytes per token."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline import storage
+from pipeline.runner import run_stage
+from pipeline.stages.encode import EncodeStage, worker_tokenizer
+from pipeline.stages.mix import MixStage
+from tokenizer.special_tokens import EOS
+from tokenizer.spm import load
+
+from conftest import make_run_config
+from test_mix import out_rows, write_stage
+from test_tokenizer import shared_documents, tiny_model  # noqa: F401  (fixture)
+
+
+def finished_tokenizer(workdir: str, model: str) -> None:
+    """A tokenizer stage output made of `model` (its training is tested in test_tokenizer)."""
+    storage.makedirs(storage.join(workdir, "tokenizer"))
+    shutil.copy(model, storage.join(workdir, "tokenizer", "tokenizer.model"))
+    storage.write_text(storage.join(workdir, "tokenizer", "_SUCCESS"),
+                       json.dumps({"config_hash": "test", "input_fingerprint": "test"}))
+
+
+def test_encode_on_both_engines(tmp_path, engines, shared_data, tiny_model):  # noqa: F811
+    docs = shared_documents(shared_data)[::10]
+    rows = [{"id": d["id"], "text": d["text"], "lang": d["lang"], "source": "web", "source_offset": i}
+            for i, d in enumerate(docs)]
+    rows.append({"id": "empty", "text": "", "lang": "en", "source": "web", "source_offset": -1})
+    cfg = make_run_config(tmp_path, {"mix": {"target_tokens": 10_000_000, "max_epochs": 1.5, "sources": [
+        {"name": "web_en", "lang": "en", "match_source": ["web"]},
+        {"name": "web_zh", "lang": "zh", "match_source": ["web"]}]}})
+    write_stage(cfg.run.workdir, "dedup", rows, parts=3)
+    run_stage(MixStage(cfg), engines["spark"])
+    finished_tokenizer(cfg.run.workdir, tiny_model)
+    encoded = {}
+    for name, engine in engines.items():
+        summary = run_stage(EncodeStage(cfg), engine, force=True)
+        assert summary["kept"]["docs"] == summary["in"]["docs"] > len(rows) and not summary["errors"]
+        encoded[name] = out_rows(cfg, "encode")
+    assert [(r["id"], r["tokens"]) for r in encoded["spark"]] == [(r["id"], r["tokens"]) for r in encoded["beam"]]
+
+    tok = load(tiny_model)
+    texts = {r["id"]: r["text"] for r in out_rows(cfg, "mix")}
+    assert len(texts) == len(encoded["spark"])
+    for r in encoded["spark"]:
+        assert tok.decode(r["tokens"]) == texts[r["id"]], r["id"]
+        assert r["n_tokens"] == len(r["tokens"]) and EOS not in r["tokens"]
+    part = storage.expand(f"{cfg.run.workdir}/encode/data")[0]
+    schema = pq.read_schema(part)
+    assert schema.field("tokens").type == pa.list_(pa.int32()) and schema.field("n_tokens").type == pa.int32()
+    assert {"id", "lang", "source", "mix_source", "mix_repeat"} <= set(schema.names) and "text" not in schema.names
+
+    report = summary["report"]
+    for lang, lo, hi in (("en", 2.0, 6.0), ("zh", 1.0, 4.0)):
+        figures = report["languages"][lang]
+        assert lo < figures["bytes_per_token"] < hi, figures
+    assert sum(v["tokens"] for v in report["sources"].values()) == sum(r["n_tokens"] for r in encoded["spark"])
+    assert worker_tokenizer(EncodeStage(cfg).model_uri()) is worker_tokenizer(EncodeStage(cfg).model_uri())
+
+
+def test_encode_with_a_given_model(tmp_path, spark_session_engine, tiny_model):  # noqa: F811
+    from test_mix import make_docs
+
+    cfg = make_run_config(tmp_path, {
+        "mix": {"target_tokens": 1000, "sources": [{"name": "a", "lang": "en"}, {"name": "b", "lang": "zh"}]},
+        "encode": {"model": tiny_model, "keep_text": True}})
+    write_stage(cfg.run.workdir, "dedup", make_docs("a", "en", 20, 100) + make_docs("b", "zh", 20, 90))
+    run_stage(MixStage(cfg), spark_session_engine)
+    stage = EncodeStage(cfg)
+    assert stage.depends_on == ()  # no tokenizer stage needed
+    summary = run_stage(stage, spark_session_engine)
+    assert summary["kept"]["docs"] == summary["in"]["docs"] > 0
+    rows = out_rows(cfg, "encode")
+    assert all(r["text"] == f"{r['source']} {r['id'].split(':')[1].split('#')[0]} " + ("word " * 20 if r["lang"] == "en" else "中文" * 15)
+               for r in rows), "keep_text writes the text beside the tokens"
