@@ -205,3 +205,13 @@ def test_no_valid_document_gives_an_empty_manifest(spark_session_engine, tmp_pat
     assert summary["kept"]["docs"] == 0 and sum(c["docs"] for c in summary["dropped"].values()) == 3
     assert read_manifest(shards_dir(cfg))["shards"] == [] and len(ShardDataset(shards_dir(cfg))) == 0
     assert glmdata(["shards", "verify", shards_dir(cfg)]) == 0
+
+
+def test_cli_runs_the_stage_and_needs_a_config(tmp_path, shared_data, capsys):
+    cfg = make_run_config(tmp_path, {"shards": SECTION}, engine="beam")
+    make_encoded_workdir(tmp_path / "out", tokenizer_model(shared_data), random_documents(30, seed=1))
+    assert glmdata(["shards", "--config", cfg.path]) == 0
+    assert "shards" in capsys.readouterr().out
+    assert glmdata(["shards", "verify", shards_dir(cfg)]) == 0
+    assert glmdata(["shards"]) == 2
+    assert "--config is required" in capsys.readouterr().err
