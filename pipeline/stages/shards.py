@@ -211,7 +211,7 @@ class CountPart:
 
 def shard_rngs(seed: int, shard: int) -> tuple[np.random.Generator, np.random.Generator]:
     """(plan, placement) generators of one shard: from the global seed and the shard index only."""
-    base = [seed & 0xFFFFFFFF, (seed >> 32) & 0xFFFFFFFF, shard]
+    base = [seed & 0xFFFFFFFF, (seed >> 32) & 0xFFFFFFFF, shard]  # any int seed, negative too
     return (np.random.default_rng(np.random.SeedSequence(base + [0])),
             np.random.default_rng(np.random.SeedSequence(base + [1])))
 
