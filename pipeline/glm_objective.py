@@ -4,13 +4,16 @@ A shard is built from a contiguous slice of the token stream (every document fol
 two steps, each with its own random stream:
 
 1. `GLMObjective.plan(rng, n)`: the corruption of n sequences, drawn without looking at any token:
-   each sequence is [MASK] (probability `mask_share`, 0.3) or [gMASK]; a [MASK] sequence packs
+   each sequence is [MASK] (probability `mask_share`, 0.3) or [gMASK] -- drawn per sequence, so
+   0.3 is also the share of tokens, as GLM-130B's "[MASK] for 30% of training tokens" (a draw per
+   512-token sample would leave [MASK] under 10% of the tokens); a [MASK] sequence packs
    `seq_len // mask_sample_len` samples, each with span lengths from Poisson(3) restricted to 1..39
    drawn until they cover 15% of the sample's own tokens; a [gMASK] sequence gets the fraction of
    it to generate, uniform in [0.2, 1.0]. Every sample then consumes a known number of stream
    tokens (mask_sample_len - 2 * spans, or seq_len - 1), so the stream offset where each shard
    starts is a prefix sum of plan totals: shards are built in parallel, and every sequence is full
-   except the very last one.
+   except the very last one (and but for 2 slots per span that found no room at all, which takes
+   windows of one- or two-token documents).
 2. `build_sequences(...)`: places the spans in the actual tokens (never across an <eos>, at least
    one kept token between spans) and writes the packed sequences.
 
