@@ -171,3 +171,19 @@ def test_solve_coefficient():
 def test_config_errors_name_the_key(tmp_path, bad, message):
     with pytest.raises(ConfigError, match=message):
         make_run_config(tmp_path, {"mix": mix_section(**bad)})
+
+
+def test_recipes_validate():
+    from conftest import REPO
+    from pipeline.config import load_config
+
+    glm = load_config(REPO / "configs" / "glm130b.yaml")
+    mix = glm.section("mix")
+    assert mix.target_tokens == 400_000_000_000 and mix.language_shares == {"en": 0.5, "zh": 0.5}
+    assert [(s.name, s.lang, s.stage) for s in mix.sources] == [
+        ("pile", "en", "ingest"), ("wudao", "zh", "ingest"), ("web_zh", "zh", "dedup")]
+    stage = MixStage(glm)
+    assert stage.upstream == "ingest" and stage.depends_on == ("dedup",)
+    assert glm.section("tokenizer").vocab_size == 130_000
+    demo = load_config(REPO / "configs" / "demo.yaml")
+    assert demo.section("mix").sources[0].match_source == ["*"]

@@ -56,7 +56,7 @@ def sentencepiece_arguments(settings: TrainSettings, input_file: str, model_pref
         max_sentence_length=settings.max_line_bytes + 16, max_sentencepiece_length=settings.max_piece_length,
         input_sentence_size=0, shuffle_input_sentence=False,  # the sample is already drawn and bounded
         num_threads=settings.num_threads or os.cpu_count() or 1,
-        minloglevel=1,
+        minloglevel=2,  # errors only: its warnings are about the .vocab file, which the stage rewrites
     )
 
 

@@ -9,7 +9,6 @@ so that a re-run of the mix plans with the real tokenizer's counts.
 """
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -22,8 +21,6 @@ from pipeline.runner import stage_dir
 from pipeline.stage import BatchResult, MapStage, StageRun, StageStats
 from pipeline.stages.tokenizer import MODEL_FILE
 from tokenizer.spm import Tokenizer, load_proto
-
-log = logging.getLogger(__name__)
 
 _MODELS: dict[str, Tokenizer] = {}  # model URI -> loaded model, one per worker process
 
@@ -93,8 +90,11 @@ class EncodeStage(MapStage):
         self._report = build_report(self.model_uri(), stats.extra)
         measured = {lang: v["bytes_per_token"] for lang, v in self._report["languages"].items() if v["bytes_per_token"]}
         if measured:
-            log.info("encode: measured bytes per token %s; put them in mix.bytes_per_token to plan the mix "
-                     "with this tokenizer's counts", measured)
+            from rich.console import Console
+
+            Console(stderr=True).print(
+                "encode: measured bytes per token " + ", ".join(f"{k} {v:.2f}" for k, v in sorted(measured.items()))
+                + "; with these in mix.bytes_per_token a re-run of the mix plans with this tokenizer's counts")
         return stats
 
     def report_data(self, stage_run: StageRun) -> dict:

@@ -90,9 +90,10 @@ class MixSection:
     target_tokens: int  # total tokens of the mix (GLM-130B: about 400B, 200B per language)
     language_shares: dict[str, float] = field(default_factory=lambda: {"en": 0.5, "zh": 0.5})  # GLM-130B: half each
     max_epochs: float = 4.0  # default cap on repeats of one document
-    # Estimated token counts before a tokenizer exists: UTF-8 bytes per token by language. The
-    # encode stage reports the measured figures of the trained tokenizer to put here.
-    bytes_per_token: dict[str, float] = field(default_factory=lambda: {"en": 4.0, "zh": 3.0})
+    # Estimated token counts before a tokenizer exists: UTF-8 bytes per token by language, measured
+    # on held-out ../shared/data/text with the balanced 24k unigram tokenizer (bench/tokenizer_balance.py;
+    # larger vocabularies give more). The encode stage reports the trained tokenizer's figures to put here.
+    bytes_per_token: dict[str, float] = field(default_factory=lambda: {"en": 3.6, "zh": 3.7})
     weight_column: str | None = None  # e.g. q_score or dup_cluster_size: weight = value ** weight_exponent
     weight_exponent: float = 1.0
     weight_floor: float = 0.001  # values below it (and zero) count as this; missing values count as 1
@@ -394,7 +395,8 @@ class MixStage(Stage):
             epochs = np.where(matched, np.minimum(coefficient[a.source] * a.weight, cap[a.source]), 0.0)
             repeats = self._draw(batch.column("id").to_pylist(), epochs)
             unsampled = matched & (repeats == 0)
-            out.drop_uncounted_rows(NOT_SAMPLED, int(unsampled.sum()), int(a.nbytes[unsampled].sum()))
+            if unsampled.any():
+                out.drop_uncounted_rows(NOT_SAMPLED, int(unsampled.sum()), int(a.nbytes[unsampled].sum()))
             rows = np.repeat(np.arange(batch.num_rows), repeats)
             if not len(rows):
                 continue
