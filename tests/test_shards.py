@@ -59,8 +59,9 @@ def test_spark_and_beam_write_byte_identical_shards(spark_and_beam_runs):
 
 def test_every_valid_token_is_in_the_shards_exactly_once(spark_and_beam_runs, documents):
     cfg, summary = spark_and_beam_runs["spark"]
-    dataset = ShardDataset(shards_dir(cfg), verify=True)
+    dataset = ShardDataset(shards_dir(cfg), verify=True, max_open=2)  # rows outlive their shard's mapping
     rows = [dataset[i] for i in range(len(dataset))]
+    assert len(dataset._open) == 2
     rebuilt = np.concatenate([s for row in rows for s in reconstruct_samples(row)])
     assert np.array_equal(rebuilt, expected_stream(documents))
     padded = [int((r["segment_ids"] == 0).sum()) for r in rows]
@@ -103,6 +104,8 @@ def test_verify_command_passes_then_catches_corruption(spark_and_beam_runs, tmp_
     assert "sha256 differs" in capsys.readouterr().out
     problems = verify_shards(str(broken), checksums=False)  # the invariants catch it without checksums
     assert problems and all(entry["file"] in p for p in problems), problems
+    write_shard(str(broken / entry["file"]), {c: v[:, :128] for c, v in columns.items()}, kinds)
+    assert "is not the shard schema" in " ".join(verify_shards(str(broken), checksums=False))
 
 
 def test_manifest_describes_the_run(spark_and_beam_runs):

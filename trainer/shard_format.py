@@ -29,6 +29,7 @@ import json
 import os
 import posixpath
 import uuid
+from collections import OrderedDict
 
 import numpy as np
 import pyarrow as pa
@@ -201,36 +202,27 @@ def file_sha256(path: str, chunk: int = 1 << 22) -> str:
 class ShardDataset:
     """Every sequence of a local shards folder, by memory map: random access, zero-copy views.
 
-    `verify=True` checks each file's sha256 against the manifest before mapping it (reads every
-    byte once)."""
+    Shards are mapped on first use and at most `max_open` stay open (least recently used first
+    out), so a corpus of tens of thousands of shards does not exhaust file descriptors; a view
+    handed out keeps its mapping alive. `verify=True` checks every file's sha256 against the
+    manifest first (reads every byte once)."""
 
-    def __init__(self, shards_dir: str, verify: bool = False):
+    def __init__(self, shards_dir: str, verify: bool = False, max_open: int = 64):
         self.shards_dir = shards_dir
         self.manifest = read_manifest(shards_dir)
         self.seq_len = int(self.manifest["seq_len"])
         self.vocab_size = int(self.manifest["vocab_size"])
         self.languages = list(self.manifest["languages"])
-        schema = shard_schema(self.seq_len)
-        self._views: list[dict[str, np.ndarray]] = []  # one per record batch
-        self._is_gmask: list[np.ndarray] = []
-        starts = [0]
-        for entry in self.manifest["shards"]:
-            path = os.path.join(shards_dir, entry["file"])
+        self._entries = self.manifest["shards"]
+        self._paths = [os.path.join(shards_dir, e["file"]) for e in self._entries]
+        for path, entry in zip(self._paths, self._entries):
+            if not os.path.isfile(path):
+                raise ShardFormatError(f"{path}: missing (listed in the manifest)")
             if verify and file_sha256(path) != entry["sha256"]:
                 raise ShardFormatError(f"{path}: sha256 differs from the manifest (file changed or truncated)")
-            reader = pa.ipc.open_file(pa.memory_map(path, "r"))
-            if not reader.schema.equals(schema):
-                raise ShardFormatError(f"{path}: schema {reader.schema} is not the shard schema for seq_len {self.seq_len}")
-            rows = 0
-            for b in range(reader.num_record_batches):
-                batch = reader.get_batch(b)
-                self._views.append({c: _fixed_size_view(batch.column(c), self.seq_len) for c in SEQ_COLUMNS})
-                self._is_gmask.append(pc.equal(batch.column("kind"), "gMASK").to_numpy(zero_copy_only=False))
-                rows += batch.num_rows
-                starts.append(starts[-1] + batch.num_rows)
-            if rows != entry["samples"]:
-                raise ShardFormatError(f"{path}: {rows} rows, the manifest says {entry['samples']}")
-        self._starts = np.asarray(starts, dtype=np.int64)
+        self._starts = np.concatenate([[0], np.cumsum([e["samples"] for e in self._entries])]).astype(np.int64)
+        self._max_open = max_open
+        self._open: OrderedDict[int, _MappedShard] = OrderedDict()
 
     def __len__(self) -> int:
         return int(self._starts[-1])
@@ -241,10 +233,38 @@ class ShardDataset:
             i += n
         if not 0 <= i < n:
             raise IndexError(f"sequence {i} out of range (dataset has {n})")
-        b = int(np.searchsorted(self._starts, i, side="right")) - 1
-        row = i - int(self._starts[b])
-        sample = {c: v[row] for c, v in self._views[b].items()}
-        sample["kind"] = "gMASK" if self._is_gmask[b][row] else "MASK"
+        k = int(np.searchsorted(self._starts, i, side="right")) - 1
+        return self._shard(k).row(i - int(self._starts[k]))
+
+    def _shard(self, k: int) -> "_MappedShard":
+        shard = self._open.pop(k, None)
+        if shard is None:
+            shard = _MappedShard(self._paths[k], self.seq_len, self._entries[k]["samples"])
+            if len(self._open) >= self._max_open:
+                self._open.popitem(last=False)
+        self._open[k] = shard
+        return shard
+
+
+class _MappedShard:
+    """One shard file, memory-mapped: numpy views of each record batch's columns."""
+
+    def __init__(self, path: str, seq_len: int, rows: int):
+        reader = pa.ipc.open_file(pa.memory_map(path, "r"))
+        if not reader.schema.equals(shard_schema(seq_len)):
+            raise ShardFormatError(f"{path}: schema {reader.schema} is not the shard schema for seq_len {seq_len}")
+        batches = [reader.get_batch(b) for b in range(reader.num_record_batches)]
+        self.views = [{c: _fixed_size_view(batch.column(c), seq_len) for c in SEQ_COLUMNS} for batch in batches]
+        self.is_gmask = [pc.equal(batch.column("kind"), "gMASK").to_numpy(zero_copy_only=False) for batch in batches]
+        self.starts = np.concatenate([[0], np.cumsum([batch.num_rows for batch in batches])]).astype(np.int64)
+        if self.starts[-1] != rows:
+            raise ShardFormatError(f"{path}: {self.starts[-1]} rows, the manifest says {rows}")
+
+    def row(self, r: int) -> dict:
+        b = int(np.searchsorted(self.starts, r, side="right")) - 1
+        r -= int(self.starts[b])
+        sample = {c: v[r] for c, v in self.views[b].items()}
+        sample["kind"] = "gMASK" if self.is_gmask[b][r] else "MASK"
         return sample
 
 

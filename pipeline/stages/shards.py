@@ -31,7 +31,8 @@ from pipeline.glm_objective import BuildStats, GLMObjective, build_sequences
 from pipeline.registry import register_command, register_stage
 from pipeline.stage import Stage, StageRun, StageStats, upstream_parts
 from tokenizer.special_tokens import EOS, NUM_SPECIAL, SPECIAL_TOKENS
-from trainer.shard_format import FORMAT_NAME, shard_file_name, write_manifest, write_shard
+from trainer.shard_format import (FORMAT_NAME, ShardDataset, ShardFormatError, file_sha256, read_manifest,
+                                  shard_file_name, verify_sequence, write_manifest, write_shard)
 
 log = logging.getLogger(__name__)
 
@@ -423,18 +424,14 @@ def shard_report(entries: list[dict], build: BuildStats, languages: list[str], s
 def verify_shards(shards_dir: str, checksums: bool = True, max_per_shard: int = 5, progress=None) -> list[str]:
     """Every problem of a local shards folder: checksums, schema, manifest counts, id ranges and the
     blank-infilling invariants of every sequence (`verify_sequence`). [] means it is sound."""
-    import os
-
-    from trainer.shard_format import ShardDataset, ShardFormatError, file_sha256, read_manifest, verify_sequence
-
     try:
         manifest = read_manifest(shards_dir)
     except ShardFormatError as e:
         return [str(e)]
     problems = []
     for entry in manifest["shards"]:
-        path = os.path.join(shards_dir, entry["file"])
-        if not os.path.exists(path):
+        path = storage.join(shards_dir, entry["file"])
+        if not storage.exists(path):
             problems.append(f"{entry['file']}: missing")
         elif checksums and file_sha256(path) != entry["sha256"]:
             problems.append(f"{entry['file']}: sha256 differs from the manifest")
@@ -444,29 +441,37 @@ def verify_shards(shards_dir: str, checksums: bool = True, max_per_shard: int = 
         dataset = ShardDataset(shards_dir)
     except (ShardFormatError, OSError, pa.ArrowInvalid) as e:
         return [str(e)]
-    vocab, n_langs = dataset.vocab_size, len(dataset.languages)
     first = 0
     for entry in manifest["shards"]:
-        found, tokens, loss = [], 0, 0
-        for i in range(first, first + entry["samples"]):
-            sample = dataset[i]
-            tokens += int(np.count_nonzero(sample["segment_ids"]))
-            loss += int(np.count_nonzero(sample["targets"] != -100))
-            errors = verify_sequence(sample)
-            if sample["tokens"].max() >= vocab or sample["targets"].max() >= vocab:
-                errors.append(f"an id >= vocab_size {vocab}")
-            if sample["langs"].max() >= n_langs:
-                errors.append(f"a langs index >= {n_langs} languages")
-            found += [f"{entry['file']} row {i - first}: {e}" for e in errors]
-            if progress:
-                progress()
-        if (tokens, loss) != (entry["tokens"], entry["loss_tokens"]):
-            found.append(f"{entry['file']}: {tokens} tokens and {loss} loss tokens, the manifest says "
-                         f"{entry['tokens']} and {entry['loss_tokens']}")
+        try:
+            found = _verify_shard(dataset, first, entry, progress)
+        except (ShardFormatError, OSError, pa.ArrowInvalid) as e:
+            found = [f"{entry['file']}: {e}"]
         problems += found[:max_per_shard] + ([f"{entry['file']}: ... {len(found) - max_per_shard} more"]
                                              if len(found) > max_per_shard else [])
         first += entry["samples"]
     return problems
+
+
+def _verify_shard(dataset: ShardDataset, first: int, entry: dict, progress) -> list[str]:
+    vocab, n_langs = dataset.vocab_size, len(dataset.languages)
+    found, tokens, loss = [], 0, 0
+    for i in range(first, first + entry["samples"]):
+        sample = dataset[i]
+        tokens += int(np.count_nonzero(sample["segment_ids"]))
+        loss += int(np.count_nonzero(sample["targets"] != -100))
+        errors = verify_sequence(sample)
+        if sample["tokens"].max() >= vocab or sample["targets"].max() >= vocab:
+            errors.append(f"an id >= vocab_size {vocab}")
+        if sample["langs"].max() >= n_langs:
+            errors.append(f"a langs index >= {n_langs} languages")
+        found += [f"{entry['file']} row {i - first}: {e}" for e in errors]
+        if progress:
+            progress()
+    if (tokens, loss) != (entry["tokens"], entry["loss_tokens"]):
+        found.append(f"{entry['file']}: {tokens} tokens and {loss} loss tokens, the manifest says "
+                     f"{entry['tokens']} and {entry['loss_tokens']}")
+    return found
 
 
 def _verify_arguments(p) -> None:
@@ -478,8 +483,6 @@ def _verify_arguments(p) -> None:
 def verify_command(args) -> int:
     from rich.console import Console
     from rich.progress import Progress
-
-    from trainer.shard_format import read_manifest
 
     console = Console()
     try:
