@@ -35,9 +35,8 @@ def load_docs(text_dir: Path) -> dict[str, dict[str, list[str]]]:
     for path in sorted(text_dir.glob("*.jsonl")):
         for line in path.open(encoding="utf-8"):
             doc = json.loads(line)
-            lang = "zh" if doc["lang"].startswith("zh") else doc["lang"]
             h = int(hashlib.sha1(doc["id"].encode()).hexdigest(), 16)
-            split["heldout" if h % 10 == 0 else "train"].setdefault(lang, []).append((h, doc["text"]))
+            split["heldout" if h % 10 == 0 else "train"].setdefault(doc["lang"], []).append((h, doc["text"]))
     return {part: {lang: [t for _, t in sorted(docs)] for lang, docs in langs.items()} for part, langs in split.items()}
 
 
@@ -59,14 +58,18 @@ def train_on(texts: list[str], settings: TrainSettings, workdir: Path, name: str
     return load(train(settings, str(input_file), str(workdir / name)))
 
 
-def compare(text_dir: Path, settings: TrainSettings, workdir: Path, bytes_per_language: int | None = None) -> dict:
-    """bytes/token on held-out English and Chinese for the balanced and both monolingual tokenizers."""
+def compare(text_dir: Path, settings: TrainSettings, workdir: Path, bytes_per_language: int | None = None,
+            en_share: float = 0.5) -> dict:
+    """bytes/token on held-out English and Chinese for the balanced and both monolingual tokenizers.
+    Each monolingual tokenizer trains on the same documents of its language as the balanced one;
+    `en_share` is English's part of the balanced sample's bytes (tokenizer.language_shares.en)."""
     docs = load_docs(text_dir)
     train_docs = docs["train"]
     budget = min(sum(len(t.encode()) for t in train_docs[lang]) for lang in ("en", "zh"))
     if bytes_per_language:
         budget = min(budget, bytes_per_language)
-    sample = {lang: take_bytes(train_docs[lang], budget) for lang in ("en", "zh")}
+    shares = {"en": en_share, "zh": 1 - en_share}
+    sample = {lang: take_bytes(train_docs[lang], budget * shares[lang] / max(shares.values())) for lang in ("en", "zh")}
     tokenizers = {
         "balanced": train_on(sample["en"] + sample["zh"], settings, workdir, "balanced"),
         "en_only": train_on(sample["en"], settings, workdir, "en_only"),
@@ -89,6 +92,7 @@ def main() -> int:
     p.add_argument("--model-type", choices=["unigram", "bpe"], default="unigram")
     p.add_argument("--character-coverage", type=float, default=TrainSettings.character_coverage)
     p.add_argument("--bytes-per-language", type=int, default=None, help="cap the training text per language")
+    p.add_argument("--en-share", type=float, default=0.5, help="English part of the balanced sample's bytes (default 0.5)")
     p.add_argument("--data", type=Path, default=TEXT, help="folder of JSONL {id, text, lang} (default ../shared/data/text)")
     args = p.parse_args()
     from rich.console import Console
@@ -98,9 +102,9 @@ def main() -> int:
                              character_coverage=args.character_coverage)
     started = time.time()
     with tempfile.TemporaryDirectory() as tmp:
-        res = compare(args.data, settings, Path(tmp), args.bytes_per_language)
-    table = Table(title=f"bytes/token on held-out docs, {args.model_type} vocab {args.vocab_size:,}, "
-                        f"{res['train_bytes_per_language'] / 1e6:.2f} MB training text per language", show_edge=False)
+        res = compare(args.data, settings, Path(tmp), args.bytes_per_language, args.en_share)
+    table = Table(title=f"bytes/token on held-out docs, {args.model_type} vocab {args.vocab_size:,}, coverage "
+                        f"{args.character_coverage}, English {args.en_share:.0%} of the balanced sample", show_edge=False)
     for col in ("lang", "balanced EN+ZH", "monolingual", "balanced / monolingual", f"target >= {TARGET_RATIO}"):
         table.add_column(col, justify="right")
     ok = True

@@ -84,15 +84,16 @@ def evaluate(tok: Tokenizer, docs: Iterable[tuple[str, str]]) -> dict:
 
 
 def eval_table(result: dict, title: str = "tokenizer"):
-    """A rich Table of `evaluate`'s result."""
+    """A rich Table of `evaluate`'s result (tok/word is for English, tok/char for Chinese; byte fb:
+    the share of byte-fallback tokens)."""
     from rich.table import Table
 
     table = Table(title=f"{title}: vocab {result['vocab_size']:,} "
                         + ", ".join(f"{k} {v:,}" for k, v in result["vocab_split"].items()), show_edge=False)
-    for col in ("lang", "docs", "MB", "bytes/token", "tokens/word", "tokens/char", "byte fallback", "exact"):
+    for col in ("lang", "docs", "MB", "bytes/tok", "tok/word", "tok/char", "byte fb", "exact"):
         table.add_column(col, justify="left" if col == "lang" else "right")
     for lang, f in result["languages"].items():
         table.add_row(lang, f"{f['docs']:,}", f"{f['bytes'] / 1e6:.2f}", f"{f['bytes_per_token']:.3f}",
                       f"{f['tokens_per_word']:.3f}", f"{f['tokens_per_char']:.3f}",
-                      f"{f['byte_fallback_rate']:.4%}", f"{f['exact_round_trip']:.2%}")
+                      f"{f['byte_fallback_rate']:.3%}", f"{f['exact_round_trip']:.2%}")
     return table

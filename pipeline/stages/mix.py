@@ -66,8 +66,13 @@ class MixSource:
     bytes_per_token: float | None = None  # overrides mix.bytes_per_token[lang] for this source
 
     def __post_init__(self):
+        from pipeline.stages import STAGE_ORDER
+
         if self.stage and self.path:
             raise ValueError(f"source {self.name!r}: set stage or path, not both")
+        if self.stage and self.stage not in STAGE_ORDER[:STAGE_ORDER.index("mix")]:
+            raise ValueError(f"source {self.name!r}: stage {self.stage!r} is not a stage before mix "
+                             f"({', '.join(STAGE_ORDER[:STAGE_ORDER.index('mix')])})")
         if self.weight <= 0:
             raise ValueError(f"source {self.name!r}: weight must be > 0, got {self.weight}")
         if self.max_epochs is not None and self.max_epochs <= 0:
@@ -216,7 +221,9 @@ class Census:
         sums: dict[str, dict] = {}
         unmatched: dict[str, list[int]] = defaultdict(lambda: [0, 0])
         pf = pq.ParquetFile(storage.open_input(path))
-        for batch in pf.iter_batches(batch_size=4096):
+        wanted = {"text", "source", "lang", "n_tokens", self.section.weight_column}
+        columns = [c for c in pf.schema_arrow.names if c in wanted]
+        for batch in pf.iter_batches(batch_size=4096, columns=columns):
             a = assign(self.section, key, batch)
             for index, s in sources:
                 mask = a.source == index

@@ -352,9 +352,13 @@ def eval_command(args) -> int:
     from tokenizer.evaluate import eval_table, evaluate
     from tokenizer.spm import load_proto
 
-    tok = load_proto(storage.read_bytes(args.model))
-    docs = iter_eval_docs(args.data, args.text_column, args.lang_column, args.lang)
-    result = evaluate(tok, itertools.islice(docs, args.limit) if args.limit else docs)
+    try:
+        tok = load_proto(storage.read_bytes(args.model))
+        docs = iter_eval_docs(args.data, args.text_column, args.lang_column, args.lang)
+        result = evaluate(tok, itertools.islice(docs, args.limit) if args.limit else docs)
+    except (OSError, ValueError, KeyError, RuntimeError) as e:
+        _console().print(f"[red]error:[/red] glmdata tokenizer eval: {e}")
+        return 2
     from rich.console import Console
 
     Console().print(eval_table(result, args.model))
