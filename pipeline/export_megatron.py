@@ -65,7 +65,7 @@ class WritePart:
 
     def __call__(self, indexed: tuple[int, str]) -> dict:
         index, path = indexed
-        dtype = token_dtype(self.vocab_size)
+        dtype = np.dtype(token_dtype(self.vocab_size)).newbyteorder("<")
         bin_path, lengths_path = part_paths(self.parts_dir, index)
         dropped: dict[str, int] = {}
         docs = tokens = 0
@@ -104,16 +104,12 @@ class Concatenate:
         itemsize = np.dtype(dtype).itemsize
         with storage.atomic_output(self.prefix + ".bin") as out:
             for index in parts:
-                with storage.open_input(part_paths(self.parts_dir, index)[0]) as f:
-                    while chunk := f.read(COPY_CHUNK):
-                        out.write(chunk)
+                _copy(part_paths(self.parts_dir, index)[0], out)
         sequences = sum(storage.size(part_paths(self.parts_dir, i)[1]) // 4 for i in parts)
         with storage.atomic_output(self.prefix + ".idx") as out:
             out.write(index_header(dtype, sequences))
             for index in parts:  # sequence lengths
-                with storage.open_input(part_paths(self.parts_dir, index)[1]) as f:
-                    while chunk := f.read(COPY_CHUNK):
-                        out.write(chunk)
+                _copy(part_paths(self.parts_dir, index)[1], out)
             offset = 0
             for index in parts:  # byte offsets of each sequence
                 lengths = np.frombuffer(storage.read_bytes(part_paths(self.parts_dir, index)[1]), dtype="<i4")
@@ -123,6 +119,12 @@ class Concatenate:
             for lo in range(0, sequences + 1, COPY_CHUNK // 8):  # document indices 0..n
                 out.write(np.arange(lo, min(sequences + 1, lo + COPY_CHUNK // 8), dtype="<i8").tobytes())
         return {"sequences": sequences, "bytes": offset}
+
+
+def _copy(uri: str, out) -> None:
+    with storage.open_input(uri) as f:
+        while chunk := f.read(COPY_CHUNK):
+            out.write(chunk)
 
 
 def export_megatron(cfg: RunConfig, engine, prefix: str, append_eos: bool = True) -> dict:
