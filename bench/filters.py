@@ -90,18 +90,20 @@ def datatrove_chain(lang: str):
 
 def our_chain(lang: str):
     from filters.chinese import ChineseFineWebQuality, ChineseGopherQuality, ChineseGopherRepetition, chinese_words
-    from filters.english import C4Quality, FineWebQuality, GopherQuality, GopherRepetition, english_words
+    from filters.english import (C4Quality, FineWebQuality, GopherQuality, GopherRepetition, english_word_count,
+                                 english_words)
     from filters.repetition import Doc
 
     if lang == "en":
         rule_sets, tokenize = [GopherRepetition(), GopherQuality(), C4Quality(), FineWebQuality()], english_words
+        count_words = english_word_count
     else:  # FineWeb-2's exact values (our shipped defaults deviate on two, see filters/chinese.py)
         rule_sets = [ChineseGopherRepetition(), ChineseFineWebQuality(line_punct_min_lines=1),
                      ChineseGopherQuality(max_non_alpha_words_ratio=0.735, line_rules_min_lines=1)]
-        tokenize = chinese_words
+        tokenize, count_words = chinese_words, None
 
     def verdict(text: str) -> bool:
-        doc, signals = Doc(text, tokenize), {}
+        doc, signals = Doc(text, tokenize, None, count_words), {}
         return all(r.judge(doc, signals) is None for r in rule_sets)
 
     return verdict

@@ -111,16 +111,25 @@ def _chunk_tokens() -> _ChunkTokens:
     return _ChunkTokens(spacy.blank("en").tokenizer)
 
 
-def english_words(text: str) -> list[str]:
-    """The words datatrove's `split_into_words(text, "eng")` returns (spaCy's tokens, whitespace
-    tokens dropped)."""
+def _chunk_token_lists(text: str) -> tuple[list[str], list[tuple[str, ...]]]:
     chunks = text.split()
     cache = _chunk_tokens()
     tokens = list(map(cache.get, chunks))
     if None in tokens:  # new chunks: tokenize them together, in one spaCy call
         cache.add([c for c, t in zip(chunks, tokens) if t is None])
-        tokens = map(cache.__getitem__, chunks)
-    return list(chain.from_iterable(tokens))
+        tokens = list(map(cache.__getitem__, chunks))
+    return chunks, tokens
+
+
+def english_words(text: str) -> list[str]:
+    """The words datatrove's `split_into_words(text, "eng")` returns (spaCy's tokens, whitespace
+    tokens dropped)."""
+    return list(chain.from_iterable(_chunk_token_lists(text)[1]))
+
+
+def english_word_count(text: str) -> int:
+    """len(english_words(text)), without building the list."""
+    return sum(map(len, _chunk_token_lists(text)[1]))
 
 
 class _SentenceSteps(dict):
@@ -395,7 +404,7 @@ class FineWebQuality(RuleSet):
         signals["dup_line_char_frac_nonl"] = dup
         if dup > self.char_duplicates_ratio:
             return self.reject("char_dup_ratio", dup)
-        newlines = signals["newline_word_ratio"] = doc.text.count("\n") / max(len(doc.words), 1)
+        newlines = signals["newline_word_ratio"] = doc.text.count("\n") / max(doc.word_count, 1)
         if newlines > self.new_line_ratio:
             return self.reject("list_ratio", newlines)
         return None

@@ -174,10 +174,18 @@ def char_ngram_duplicate_fraction(text: str, n: int) -> float:
 class Doc:
     """The text being judged and what rules derived from it (each computed once)."""
 
-    def __init__(self, text: str, tokenize: Callable[[str], list[str]], url: str | None = None):
+    def __init__(self, text: str, tokenize: Callable[[str], list[str]], url: str | None = None,
+                 count_words: Callable[[str], int] | None = None):
         self.text = text
         self.tokenize = tokenize
         self.url = url
+        self.count_words = count_words  # a cheaper len(tokenize(text)), when the language has one
+
+    @property
+    def word_count(self) -> int:
+        if "words" in self.__dict__ or self.count_words is None:
+            return len(self.words)
+        return self.count_words(self.text)
 
     @cached_property
     def words(self) -> Words:

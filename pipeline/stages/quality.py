@@ -30,7 +30,8 @@ import filters
 from filters.blocklist import UrlBlocklist, WordBlocklist, read_word_list
 from filters.chinese import (ChineseFineWebQuality, ChineseGopherQuality, ChineseGopherRepetition, ChineseWebText,
                              LongDigitRuns, SpamDensity, chinese_words)
-from filters.english import C4Quality, FineWebQuality, GopherQuality, GopherRepetition, english_words
+from filters.english import (C4Quality, FineWebQuality, GopherQuality, GopherRepetition, english_word_count,
+                             english_words)
 from filters.repetition import Doc, Rejection, RuleSet, Signals
 from pipeline import storage
 from pipeline.config import ConfigError, InputPath, register_section
@@ -91,10 +92,11 @@ class QualitySection:
 class Chain:
     tokenize: Callable[[str], list[str]] | None
     rule_sets: list[RuleSet]
+    count_words: Callable[[str], int] | None = None
 
     def judge(self, text: str, url: str | None, signals: Signals) -> tuple[str, Rejection | None]:
         """(text after the rules, first failed rule or None)."""
-        doc = Doc(text, self.tokenize or str.split, url)
+        doc = Doc(text, self.tokenize or str.split, url, self.count_words)
         for rule_set in self.rule_sets:
             rejection = rule_set.judge(doc, signals)
             if rejection is not None:
@@ -137,7 +139,7 @@ class QualityStage(MapStage):
         en = [s.en.gopher_repetition, s.en.gopher_quality, s.en.c4, s.en.fineweb]
         spam = s.zh.spam and dataclasses.replace(s.zh.spam, terms=_read_lists(s.zh.spam_terms_files) + s.zh.spam.terms)
         zh = [s.zh.chinesewebtext, s.zh.digit_runs, spam, s.zh.gopher_repetition, s.zh.fineweb, s.zh.gopher_quality]
-        return {"en": Chain(english_words, common + [r for r in en if r is not None]),
+        return {"en": Chain(english_words, common + [r for r in en if r is not None], english_word_count),
                 "zh": Chain(chinese_words, common + [r for r in zh if r is not None]),
                 None: Chain(None, common)}
 
