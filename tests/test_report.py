@@ -58,7 +58,9 @@ def make_fixture_workdir(root: Path) -> Path:
         "en": {"bytes_per_token": 4.1, "tokens_per_word": 1.3, "byte_fallback_rate": 0.001, "round_trip": 1.0},
         "zh": {"bytes_per_token": 2.2, "tokens_per_char": 0.7, "byte_fallback_rate": 0.004, "round_trip": 1.0}},
         "vocabulary": {"han": 3000, "latin": 4500, "other": 500}}
-    shard_report = {"kinds": {"MASK": 30, "gMASK": 70}, "span_lengths": [0, 40, 80, 95, 70, 45, 22, 9, 3, 1],
+    shard_report = {"mask_sequences": 30, "gmask_sequences": 70,
+                    "span_length_hist": {"1": 40, "2": 80, "3": 95, "4": 70, "5": 45, "6": 22, "7": 9, "10": 1},
+                    "gmask_ratio_hist": [0, 0, 12, 11, 13, 10, 12, 11, 12, 9],
                     "tokens_per_language": {"en": 52000, "zh": 48000},
                     "tokens_per_source": {"news-en": 52000, "wiki-zh": 48000}}
     stats = [
@@ -115,7 +117,8 @@ def test_report_contents(report_page):
     assert "<details open" not in html
     assert "http-equiv=\"Content-Security-Policy\"" in html
     for section in ("Funnel", "Document lengths", "Dedup cluster sizes", "target vs achieved", "Shards",
-                    "per language", "span lengths", "kinds", "Samples of rejected documents"):
+                    "per language", "span length hist", "[MASK] vs [gMASK]", "tokens per source",
+                    "Samples of rejected documents"):
         assert section in html, section
 
 

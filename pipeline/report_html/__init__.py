@@ -16,7 +16,7 @@ STYLE = """
 body{font:14px/1.45 system-ui,sans-serif;margin:0 auto;max-width:1100px;padding:0 24px 48px;color:#222}
 h1{margin:24px 0 4px}h2{border-bottom:1px solid #ddd;padding-bottom:4px;margin-top:36px}
 h3{margin:20px 0 6px}.meta{color:#666}
-table{border-collapse:collapse;margin:8px 0}th,td{padding:3px 10px;border-bottom:1px solid #eee;text-align:right}
+table{border-collapse:collapse;margin:8px 0;display:block;overflow-x:auto}th,td{padding:3px 10px;border-bottom:1px solid #eee;text-align:right}
 th:first-child,td:first-child{text-align:left}th{background:#f6f6f6}
 .err{color:#b00020}.skip{color:#777}.grid{display:flex;flex-wrap:wrap;gap:18px}
 figure{margin:8px 0}figcaption{font-weight:600;margin-bottom:2px}
@@ -116,11 +116,16 @@ def dedup_section(clusters: dict) -> str:
             "(1 = no duplicate).</p>" + _figure("Clusters by size", chart))
 
 
-def shards_section(manifest: dict | None) -> str:
+def shards_section(manifest: dict | None, shard_report: dict) -> str:
     if not manifest:
         return ""
     shards = manifest.get("shards") or []
-    parts = ["<h2>Shards</h2>", "<table>"]
+    parts = ["<h2>Shards</h2>"]
+    split = {kind: shard_report.get(f"{kind.lower()}_sequences") for kind in ("MASK", "gMASK")}
+    if all(_is_number(v) for v in split.values()):
+        parts.append(_figure("Sequences by corruption: [MASK] vs [gMASK]", hbar_chart(
+            "shard-kinds", "MASK/gMASK split", list(split), {"sequences": [float(v) for v in split.values()]})))
+    parts.append("<table>")
     for key in ("format", "version", "seq_len", "vocab_size", "seed", "tokenizer"):
         if key in manifest and not isinstance(manifest[key], (dict, list)):
             parts.append(f"<tr><td>{escape(_title(key))}</td><td>{escape(str(manifest[key]))}</td></tr>")
@@ -190,6 +195,12 @@ def render_value(path: str, value, depth: int = 0) -> str:
     {row: {metric: number}} -> table (+ target vs achieved bars), [number] -> histogram."""
     if isinstance(value, dict) and value and all(_is_number(v) for v in value.values()):
         labels = [str(k) for k in value]
+        if len(labels) > 2 and all(k.lstrip("-").isdigit() for k in labels):  # a histogram keyed by value
+            keys = sorted(int(k) for k in labels)
+            counts = {int(k): v for k, v in value.items()}
+            bins = list(range(keys[0], keys[-1] + 1)) if keys[-1] - keys[0] < 200 else keys
+            return column_chart(path, path, [str(b) for b in bins], {"count": [float(counts.get(b, 0)) for b in bins]},
+                                width=520)
         if len(labels) == 1:
             return f"<table><tr><td>{escape(labels[0])}</td><td>{fmt_number(list(value.values())[0])}</td></tr></table>"
         return hbar_chart(path, path, labels, {"value": [float(v) for v in value.values()]}, width=520)
@@ -224,7 +235,7 @@ def render_value(path: str, value, depth: int = 0) -> str:
         return "<table><tr>" + "".join(f"<th>{escape(_title(c))}</th>" for c in cols) + "</tr>" + rows + "</table>"
     if isinstance(value, dict):
         scalars = {k: v for k, v in value.items() if not isinstance(v, (dict, list))}
-        nested = {k: v for k, v in value.items() if isinstance(v, (dict, list))}
+        nested = {k: v for k, v in value.items() if isinstance(v, (dict, list)) and v}
         out = []
         if scalars:
             out.append("<table>" + "".join(
@@ -262,7 +273,8 @@ def render_page(data: dict) -> str:
         lengths_section(data.get("lengths") or {}),
         dedup_section(data.get("dedup_clusters") or {}),
         stage_reports_section(stages),
-        shards_section(data.get("shards_manifest")),
+        shards_section(data.get("shards_manifest"),
+                       next((s.get("report") or {} for s in stages if s["stage"] == "shards"), {})),
         samples_section(data.get("samples") or {}, data.get("error_samples") or {}),
     ]
     return ("<!DOCTYPE html><html lang=en><head><meta charset=utf-8>"
