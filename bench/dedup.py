@@ -3,6 +3,7 @@
     .venv/bin/python bench/dedup.py signatures            # per core, same documents, same run
     .venv/bin/python bench/dedup.py e2e --mb 200          # Spark local[2] stage vs datatrove, 2 workers each
     .venv/bin/python bench/dedup.py memory --mb 12.5      # the stage at 1x, 4x, 16x: peak driver RSS
+    .venv/bin/python bench/dedup.py star --copies 100000  # one page copied 100,000 times: one star cluster
 
 `signatures` times, on one core, (a) the signature step from normalized tokens: ours (vectorised
 shingle hashing + permutations) against building the shingle strings and datasketch's
@@ -259,6 +260,38 @@ def bench_e2e(mb: float, cores: int) -> None:
     console.print(table)
 
 
+def star_input(copies: int, seed: int = 0) -> Path:
+    """One real news article (first 600 characters) copied `copies` times: half exact copies, half
+    with one random word appended (near copies, so LSH buckets hold them all); cached."""
+    out = CACHE / f"star-{copies}"
+    if (out / "_SUCCESS").exists():
+        return out
+    shutil.rmtree(out, ignore_errors=True)
+    (out / "data").mkdir(parents=True)
+    page = next(t for t in load_documents()["en"] if len(t) > 2000)[:600]
+    rng = random.Random(seed)
+    per_part = -(-copies // 8)
+    for part in range(8):
+        rows = []
+        for i in range(part * per_part, min(copies, (part + 1) * per_part)):
+            text = page if i % 2 else f"{page} {''.join(rng.choice('abcdefghij') for _ in range(8))}"
+            rows.append({"id": f"s{i:07d}", "text": text, "url": None, "source": "bench", "source_file": f"part-{part}",
+                         "source_offset": len(rows), "lang": "en", "q_score": 0.0})
+        pq.write_table(pa.Table.from_pylist(rows), out / "data" / f"part-{part:05d}.parquet", compression="zstd")
+    (out / "_SUCCESS").write_text(json.dumps({"config_hash": "bench", "input_fingerprint": f"star{copies}"}))
+    return out
+
+
+def bench_star(copies: int, cores: int) -> None:
+    r = stage_in_child(star_input(copies), cores)
+    console.print(f"star of {copies:,} copies: {json.dumps(r)}")
+    if r["kept"] != 1 or sum(r["dropped"].values()) != copies - 1:
+        raise SystemExit(f"expected one survivor and {copies - 1} duplicates, got {r['kept']} kept, {r['dropped']}")
+    console.print(f"one cluster of {copies:,}: {r['seconds']:.1f} s, {r['extra']['candidate_edges']:,} candidate edges, "
+                  f"{r['extra']['cc_rounds']} component rounds, driver peak RSS {r['driver_peak_rss_mb']:.0f} MB, "
+                  f"JVM peak RSS {r['jvm_peak_rss_mb']:.0f} MB")
+
+
 def bench_memory(mb: float, cores: int) -> None:
     table = Table(title="dedup stage: peak RSS as the input grows (Spark local mode)")
     for col in ("input", "MB", "docs", "seconds", "driver (Python) peak RSS MB", "JVM peak RSS MB"):
@@ -283,12 +316,17 @@ def main() -> None:
         p = sub.add_parser(name, help=help_)
         p.add_argument("--mb", type=float, default=default, help=f"input size in MB (default {default})")
         p.add_argument("--cores", type=int, default=2, help="Spark local[N] and datatrove workers (default 2)")
+    p = sub.add_parser("star", help="one page copied N times")
+    p.add_argument("--copies", type=int, default=100_000, help="copies (default 100,000)")
+    p.add_argument("--cores", type=int, default=2, help="Spark local[N] (default 2)")
     args = ap.parse_args()
     CACHE.mkdir(parents=True, exist_ok=True)
     if args.what == "signatures":
         bench_signatures()
     elif args.what == "e2e":
         bench_e2e(args.mb, args.cores)
+    elif args.what == "star":
+        bench_star(args.copies, args.cores)
     else:
         bench_memory(args.mb, args.cores)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import random
 
+import pyarrow.parquet as pq
 import pytest
 
 from filters.normalize import to_traditional
@@ -25,6 +26,9 @@ def _delete_one_sentence(text: str, sep: str) -> str:
     sentences = text.split(sep)
     del sentences[len(sentences) // 2]
     return sep.join(sentences)
+
+
+STAR = 600  # copies of one page in the star-shaped cluster (bench/dedup.py star runs 100,000)
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +55,13 @@ def corpus(shared_data):
     expect["zh3-hant" if expect["zh3-punct"][1] == "zh3" else "zh3"] = ("dup_near", expect["zh3-punct"][1])
     # short unrelated documents, and documents without any shingle: never clustered together
     docs += [{"id": f"short{i}", "text": w, "q_score": 0.5} for i, w in enumerate(["Hello world.", "Hello there.", "OK", "!!!", "?"])]
+    # a star: exact and near copies (one random word appended) of one page; no score: the longest
+    # copy wins, then the smallest id
+    rng = random.Random(1)
+    star = en[5][:1500]
+    for i in range(STAR):
+        text = star if i % 2 else f"{star} {''.join(rng.choice('abcdefghij') for _ in range(8))}"
+        docs.append({"id": f"star{i:04d}", "text": text, "q_score": None})
     random.Random(0).shuffle(docs)
     return [docs[0::3], docs[1::3], docs[2::3]], expect
 
@@ -62,7 +73,7 @@ def run_dedup(tmp_path, engine, parts, section=None):
     return summary, read_dedup_output(storage.join(cfg.run.workdir, "dedup"))
 
 
-def test_clusters_survivors_and_contract_on_both_engines(tmp_path, engines, corpus):
+def test_clusters_survivors_stars_and_contract_on_both_engines(tmp_path, engines, corpus):
     parts, expect = corpus
     outputs = {}
     for name, engine in engines.items():
@@ -70,28 +81,56 @@ def test_clusters_survivors_and_contract_on_both_engines(tmp_path, engines, corp
         StageStats.from_dict(summary).check_conservation(name)
         n_docs = sum(len(p) for p in parts)
         assert summary["in"]["docs"] == n_docs and len(out["kept"]) + len(out["rejected"]) == n_docs
-        assert out["rejected"] == expect, name
+        assert {k: v for k, v in out["rejected"].items() if not k.startswith("star")} == expect, name
         for doc_id, (reason, survivor) in expect.items():
             cluster_id, size = out["kept"][survivor]
             assert cluster_id == survivor and size >= 2
         assert out["kept"]["short0"] == ("short0", 1) and out["kept"]["short3"] == ("short3", 1)
+        # the star: one survivor (the first of the longest, near copies), every copy pointing at it
+        stars = sorted(k for k in out["kept"] if k.startswith("star"))
+        assert stars == ["star0000"] and out["kept"]["star0000"] == ("star0000", STAR)
+        star_rejects = {k: v for k, v in out["rejected"].items() if k.startswith("star")}
+        assert len(star_rejects) == STAR - 1 and {s for _, s in star_rejects.values()} == {"star0000"}
+        assert {r for r, _ in star_rejects.values()} == {"dup_near"}  # all differ from star0000's text
+        # a bucket links to its smallest member only: edges stay linear in the cluster size
+        assert summary["extra"]["candidate_edges"] < 3 * STAR
         outputs[name] = out
     assert outputs["spark"] == outputs["beam"]
 
 
-def test_huge_cluster_is_a_star(tmp_path, engines, shared_data):
-    """Thousands of exact and near copies of one page: one cluster, one survivor, no pair blow-up."""
-    base = _texts(shared_data, "en-news-scrapinghub.jsonl", 1, min_len=2000)[0]
-    rng = random.Random(1)
-    word = lambda: "".join(rng.choice("abcdefghij") for _ in range(8))  # noqa: E731
-    n = 1000
-    docs = [{"id": f"c{i:05d}", "text": base if i % 2 else f"{base} {word()}", "q_score": 0.0} for i in range(n)]
-    parts = [docs[i::4] for i in range(4)]
-    for name, engine in engines.items():
-        summary, out = run_dedup(tmp_path / name, engine, parts)
-        assert len(out["kept"]) == 1, name
-        (survivor, (cluster_id, size)), = out["kept"].items()
-        assert size == n and cluster_id == survivor
-        assert {s for _, s in out["rejected"].values()} == {survivor}
-        # a bucket links to its smallest member only: edges stay linear in the cluster size
-        assert summary["extra"]["candidate_edges"] < 2 * n
+def test_unreadable_rows_go_to_errors_and_the_rest_goes_on(tmp_path, monkeypatch):
+    """The map passes on their own (no engine): a row that raises is isolated with file + offset."""
+    from pipeline.dedup import passes
+
+    real_text_key = passes.text_key
+
+    def fragile(text):
+        if text and "BOOM" in text:
+            raise ValueError("cannot normalize this")
+        return real_text_key(text)
+
+    monkeypatch.setattr(passes, "text_key", fragile)
+    docs = [{"id": f"d{i}", "text": f"document number {i} " * 5 + ("BOOM" if i == 3 else "")} for i in range(6)]
+    write_finished_upstream(str(tmp_path), [docs])
+    cfg = make_run_config(tmp_path / "cfg", {"dedup": {}})
+    params = DedupStage(cfg).params
+    part = str(tmp_path / "quality" / "data" / "part-00000.parquet")
+    passes.SignatureTask(params, str(tmp_path / "sig"))((0, part))
+    stats = passes.AssignmentTask("dedup", str(tmp_path / "out"), str(tmp_path / "sig"), str(tmp_path / "assign"))((0, part))
+    StageStats.from_dict(stats).check_conservation("dedup")
+    assert stats["errors"]["dedup_exception"]["docs"] == 1 and stats["kept"]["docs"] == 5
+    error = pq.read_table(tmp_path / "out" / "errors" / "part-00000.parquet").to_pylist()[0]
+    assert (error["doc_id"], error["source_file"], error["source_offset"]) == ("d3", "f0", 3)
+    assert "cannot normalize this" in error["message"]
+
+
+@pytest.mark.parametrize("section,message", [
+    ({"threshold": 1.5}, "dedup.threshold: expected a number between 0 and 1"),
+    ({"survivor_order": ["q_score", "freshness"]}, "dedup.survivor_order: expected keys among"),
+    ({"bands": 20, "rows": 8}, "bands x rows = 20 x 8 needs more than num_perm = 128"),
+])
+def test_bad_config_names_the_key(tmp_path, section, message):
+    from pipeline.config import ConfigError
+
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        DedupStage(make_run_config(tmp_path, {"dedup": section}))

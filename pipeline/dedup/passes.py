@@ -18,7 +18,6 @@ import hashlib
 import traceback
 import unicodedata
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -156,7 +155,9 @@ class SignatureTask:
         row = errors = 0
         try:
             for batch in pq.ParquetFile(storage.open_input(path)).iter_batches(batch_size=self.batch_size):
-                sink.write(self._guarded(batch, part, row))
+                table = self._guarded(batch, part, row)
+                sink.write(table)
+                errors += table.num_rows - table.column("error").null_count
                 row += batch.num_rows
         except BaseException:
             sink.abort()
@@ -254,7 +255,3 @@ class AssignmentTask:
         out.keep(kept, sum(sizes[i] for i in keep))
         for reason, idx in sorted(rejected.items()):
             out.reject(table.take(pa.array(idx, pa.int64())), reason, sum(sizes[i] for i in idx), details[reason])
-
-
-def run_map(engine: Any, label: str, task: Any, parts: list[str]) -> list[dict]:
-    return engine.map_units(label, task, list(enumerate(parts)))
