@@ -58,7 +58,8 @@ def encoded_corpus(folder: Path, tokens_wanted: int, vocab_size: int) -> tuple[s
     with open(corpus, "w", encoding="utf-8") as out:
         for _, _, text in docs:
             write_training_lines(text, out, 8192)
-    model = train(TrainSettings(vocab_size=vocab_size, num_threads=os.cpu_count() or 1), str(corpus), str(folder / "spm"))
+    settings = TrainSettings(vocab_size=vocab_size, num_threads=os.cpu_count() or 1)
+    model = train(settings, str(corpus), str(folder / "spm"))
     tok = load(model)
     ids = tok.encode_batch([t for _, _, t in docs])
     rows, total, i = [], 0, 0

@@ -156,7 +156,8 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--config", "-c", help="run config YAML; reads <run.workdir>/encode and tokenizer")
     source.add_argument("--workdir", help="a pipeline workdir with finished encode and tokenizer stages")
-    p.add_argument("--out", required=True, metavar="PREFIX", help="writes PREFIX.bin and PREFIX.idx (local, gs://, s3://)")
+    p.add_argument("--out", required=True, metavar="PREFIX",
+                   help="writes PREFIX.bin and PREFIX.idx (local, gs://, s3://)")
     p.add_argument("--engine", choices=["spark", "beam"], help="engine (default: run.engine, or spark with --workdir)")
     p.add_argument("--no-eos", action="store_true", help="do not append <eos> to each document")
 

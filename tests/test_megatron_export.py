@@ -20,7 +20,8 @@ with warnings.catch_warnings():  # "Transformer Engine and Apex are not installe
 
 
 def valid(docs: list[dict], vocab_size: int = VOCAB_SIZE) -> list[list[int]]:
-    return [d["tokens"] for d in docs if d["tokens"] and min(d["tokens"]) >= NUM_SPECIAL and max(d["tokens"]) < vocab_size]
+    return [d["tokens"] for d in docs
+            if d["tokens"] and min(d["tokens"]) >= NUM_SPECIAL and max(d["tokens"]) < vocab_size]
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +59,8 @@ def test_megatron_core_reads_exactly_the_tokens_on_both_engines(engines, tmp_pat
     builder.finalize(str(tmp_path / "megatron.idx"))
     assert files["spark"] == [(tmp_path / f"megatron{ext}").read_bytes() for ext in (".bin", ".idx")]
     idx = files["spark"][1]
-    assert idx[:9] == b"MMIDIDX\x00\x00" and struct.unpack("<QBQQ", idx[9:34]) == (1, 8, len(expected), len(expected) + 1)
+    assert idx[:9] == b"MMIDIDX\x00\x00"  # then version, dtype code 8 (uint16), sequences, documents + 1
+    assert struct.unpack("<QBQQ", idx[9:34]) == (1, 8, len(expected), len(expected) + 1)
 
 
 def test_large_vocabulary_is_int32_and_eos_optional(tmp_path):
