@@ -123,6 +123,9 @@ def write_config(root: Path, inputs: Path, megabytes: float) -> Path:
 # Memory
 
 
+TICK = os.sysconf("SC_CLK_TCK")
+
+
 def _rss_mb(pid: int) -> float:
     try:
         for line in open(f"/proc/{pid}/status"):
@@ -133,52 +136,77 @@ def _rss_mb(pid: int) -> float:
     return 0.0
 
 
-def _descendants(root: int) -> list[tuple[int, str]]:
-    children: dict[int, list[int]] = {}
-    names: dict[int, str] = {}
+def _processes() -> dict[int, tuple[int, str, float]]:
+    """pid -> (parent pid, name, CPU seconds used so far) for every process."""
+    out = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
                 stat = open(f"/proc/{entry}/stat").read()
             except OSError:
                 continue
-            name = stat[stat.index("(") + 1:stat.rindex(")")]
-            ppid = int(stat[stat.rindex(")") + 2:].split()[1])
-            children.setdefault(ppid, []).append(int(entry))
-            names[int(entry)] = name
-    out, todo = [], list(children.get(root, []))
+            fields = stat[stat.rindex(")") + 2:].split()
+            out[int(entry)] = (int(fields[1]), stat[stat.index("(") + 1:stat.rindex(")")],
+                               (int(fields[11]) + int(fields[12])) / TICK)
+    return out
+
+
+def _tree(procs: dict, root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _, _) in procs.items():
+        children.setdefault(ppid, []).append(pid)
+    out, todo = [], [root]
     while todo:
         pid = todo.pop()
-        out.append((pid, names.get(pid, "")))
+        out.append(pid)
         todo += children.get(pid, [])
     return out
 
 
-class MemorySampler:
-    """Peak resident memory of the driver (this Python), the JVM, and the sum of Python workers."""
+class ResourceSampler:
+    """Over a block: peak resident memory of the driver (this Python), its JVM and the sum of the
+    Python workers, and the CPU seconds all of them used (core-seconds: what a cluster pays for,
+    unlike wall time on a shared machine)."""
 
     def __init__(self, interval: float = 0.25):
         self.interval = interval
         self.peaks = {"driver_py": 0.0, "jvm": 0.0, "workers": 0.0}
+        self._cpu_first: dict[int, float] = {}
+        self._cpu_last: dict[int, float] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
+    def _sample(self, first: bool = False) -> None:
+        procs = _processes()
+        sample = {"driver_py": 0.0, "jvm": 0.0, "workers": 0.0}
+        for pid in _tree(procs, os.getpid()):
+            if pid not in procs:
+                continue
+            cpu = procs[pid][2]
+            self._cpu_first.setdefault(pid, cpu if first else 0.0)
+            self._cpu_last[pid] = cpu
+            key = "driver_py" if pid == os.getpid() else "jvm" if procs[pid][1] == "java" else "workers"
+            sample[key] += _rss_mb(pid)
+        for k, v in sample.items():
+            self.peaks[k] = max(self.peaks[k], v)
+
     def _run(self) -> None:
-        while not self._stop.is_set():
-            sample = {"driver_py": _rss_mb(os.getpid()), "jvm": 0.0, "workers": 0.0}
-            for pid, name in _descendants(os.getpid()):
-                sample["jvm" if name == "java" else "workers"] += _rss_mb(pid)
-            for k, v in sample.items():
-                self.peaks[k] = max(self.peaks[k], v)
-            self._stop.wait(self.interval)
+        while not self._stop.wait(self.interval):
+            self._sample()
+
+    @property
+    def cpu_seconds(self) -> float:
+        return sum(self._cpu_last[p] - self._cpu_first[p] for p in self._cpu_last)
 
     def __enter__(self):
+        self._sample(first=True)
         self._thread.start()
         return self
 
     def __exit__(self, *exc):
         self._stop.set()
         self._thread.join()
+        self._sample()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -203,22 +231,23 @@ def run_scale(scale: int, megabytes: float) -> list[dict]:
     try:
         _ = engine.spark  # session start is not a stage's cost
         for name in pipeline_stages():
-            with MemorySampler() as mem:
+            with ResourceSampler() as mem:
                 started = time.time()
                 stats = run_stage(registry.STAGES[name](cfg), engine)
                 wall = time.time() - started
             rows.append({"scale": scale, "stage": name, "seconds": wall,
                          "in_mb": (stats["in"]["bytes"] + stats["created"]["bytes"]) / 1e6,
                          "in_docs": stats["in"]["docs"] + stats["created"]["docs"],
-                         "kept_docs": stats["kept"]["docs"], **{f"peak_{k}_mb": v for k, v in mem.peaks.items()}})
-            console.print(f"{scale}x {name}: {wall:.1f} s, {rows[-1]['in_mb']:.1f} MB in, "
+                         "kept_docs": stats["kept"]["docs"], "cpu_seconds": mem.cpu_seconds,
+                         **{f"peak_{k}_mb": v for k, v in mem.peaks.items()}})
+            console.print(f"{scale}x {name}: {wall:.1f} s, {mem.cpu_seconds:.0f} CPU s, {rows[-1]['in_mb']:.1f} MB in, "
                           f"driver {mem.peaks['driver_py']:.0f} MB, JVM {mem.peaks['jvm']:.0f} MB")
-        with MemorySampler() as mem:
+        with ResourceSampler() as mem:
             started = time.time()
             write_report(cfg.run.workdir, engine, Console(file=open(os.devnull, "w")))
             rows.append({"scale": scale, "stage": "report", "seconds": time.time() - started,
                          "in_mb": rows[0]["in_mb"], "in_docs": rows[0]["in_docs"], "kept_docs": 0,
-                         **{f"peak_{k}_mb": v for k, v in mem.peaks.items()}})
+                         "cpu_seconds": mem.cpu_seconds, **{f"peak_{k}_mb": v for k, v in mem.peaks.items()}})
     finally:
         engine.close()
     return rows
@@ -228,14 +257,14 @@ def print_table(rows: list[dict]) -> None:
     scales = sorted({r["scale"] for r in rows})
     base = {r["stage"]: r for r in rows if r["scale"] == scales[0]}
     table = Table(title=f"pipeline at {', '.join(f'{s}x' for s in scales)} (Spark local[{CORES}])")
-    for col in ("scale", "stage", "MB in", "seconds", f"time / {scales[0]}x", "MB/s per core",
+    for col in ("scale", "stage", "MB in", "seconds", f"time / {scales[0]}x", "CPU s", "MB per CPU s",
                 "driver Python MB", "JVM MB", "Python workers MB"):
         table.add_column(col, justify="left" if col == "stage" else "right")
     for r in rows:
         b = base.get(r["stage"])
         table.add_row(f"{r['scale']}x", r["stage"], f"{r['in_mb']:.1f}", f"{r['seconds']:.1f}",
                       f"{r['seconds'] / b['seconds']:.2f}" if b and b["seconds"] else "",
-                      f"{r['in_mb'] / r['seconds'] / CORES:.2f}" if r["seconds"] else "",
+                      f"{r['cpu_seconds']:.0f}", f"{r['in_mb'] / r['cpu_seconds']:.2f}" if r["cpu_seconds"] else "",
                       f"{r['peak_driver_py_mb']:.0f}", f"{r['peak_jvm_mb']:.0f}", f"{r['peak_workers_mb']:.0f}")
     console.print(table)
     for s in scales[1:]:
