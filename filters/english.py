@@ -111,25 +111,26 @@ def _chunk_tokens() -> _ChunkTokens:
     return _ChunkTokens(spacy.blank("en").tokenizer)
 
 
-def _chunk_token_lists(text: str) -> tuple[list[str], list[tuple[str, ...]]]:
+def _chunk_token_lists(text: str) -> list[tuple[str, ...]]:
+    """The tokens of each whitespace-separated chunk of `text`."""
     chunks = text.split()
     cache = _chunk_tokens()
     tokens = list(map(cache.get, chunks))
     if None in tokens:  # new chunks: tokenize them together, in one spaCy call
         cache.add([c for c, t in zip(chunks, tokens) if t is None])
         tokens = list(map(cache.__getitem__, chunks))
-    return chunks, tokens
+    return tokens
 
 
 def english_words(text: str) -> list[str]:
     """The words datatrove's `split_into_words(text, "eng")` returns (spaCy's tokens, whitespace
     tokens dropped)."""
-    return list(chain.from_iterable(_chunk_token_lists(text)[1]))
+    return list(chain.from_iterable(_chunk_token_lists(text)))
 
 
 def english_word_count(text: str) -> int:
     """len(english_words(text)), without building the list."""
-    return sum(map(len, _chunk_token_lists(text)[1]))
+    return sum(map(len, _chunk_token_lists(text)))
 
 
 class _SentenceSteps(dict):
