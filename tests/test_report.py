@@ -248,3 +248,13 @@ def test_report_renders_in_chromium(report_page, tmp_path):
     assert check["details"] >= 2 and check["visibleSamples"] == 0, "samples must be hidden until clicked"
     assert opened >= 2, "opening the <details> shows the samples"
     assert screenshot.stat().st_size > 10_000
+
+
+def test_histograms_same_on_beam(report_page, engines):
+    """The distributions are engine aggregates: Beam's DirectRunner gives Spark's numbers."""
+    from pipeline.report import document_histograms
+
+    workdir = str(report_page.parent.parent)
+    stages = ["langid", "quality", "dedup", "mix"]
+    assert document_histograms(workdir, stages, engines["beam"]) == \
+        document_histograms(workdir, stages, engines["spark"])
