@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import random
 import shutil
@@ -137,7 +138,7 @@ def _rss_mb(pid: int) -> float:
 
 
 def _processes() -> dict[int, tuple[int, str, float]]:
-    """pid -> (parent pid, name, CPU seconds used so far) for every process."""
+    """pid -> (parent pid, name, CPU seconds used so far, its reaped children's included)."""
     out = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -147,7 +148,7 @@ def _processes() -> dict[int, tuple[int, str, float]]:
                 continue
             fields = stat[stat.rindex(")") + 2:].split()
             out[int(entry)] = (int(fields[1]), stat[stat.index("(") + 1:stat.rindex(")")],
-                               (int(fields[11]) + int(fields[12])) / TICK)
+                               sum(int(f) for f in fields[11:15]) / TICK)
     return out
 
 
@@ -274,16 +275,81 @@ def print_table(rows: list[dict]) -> None:
                       f"(input {s / scales[0]:g}x)")
 
 
+# ---------------------------------------------------------------------------------------------
+# The GLM-130B-sized job, from the measured CPU seconds
+
+INPUT_MB = 2.45e6  # 1.2 TB Pile + 1.0 TB WuDao + 0.25 TB Chinese web (GLM-130B)
+OUTPUT_TOKENS = 400e9
+HEADROOM = 1.25  # stragglers, retries, executor start-up: cluster vCPUs busy ~80% of a run
+NODE_VCPUS = 16
+# On-demand list prices per node-hour (16 vCPU, 64 GB), with their source. Dataproc bills its fee
+# per vCPU-hour on top of Compute Engine; EMR bills its fee per instance-hour on top of EC2.
+PRICES = {
+    "Dataproc (n2-standard-16, us-central1)": {"vm": 0.776944, "fee": 0.010 * NODE_VCPUS},
+    "EMR on EC2 (m6i.4xlarge, us-east-1)": {"vm": 0.768, "fee": 0.192},
+}
+TOKEN_STAGES = ("encode", "shards")  # their work follows the output tokens, not the raw input
+
+
+def shard_tokens(megabytes: float) -> float:
+    stats = WORK / f"run-{megabytes:g}mb" / "work" / "shards" / "stats.json"
+    return float(json.loads(stats.read_text())["report"]["tokens"])
+
+
+def estimate(rows: list[dict], megabytes: float) -> None:
+    """Core-hours per stage for 2.45 TB in / 400B tokens out, from the largest measured scale."""
+    scale = max(r["scale"] for r in rows)
+    run = [r for r in rows if r["scale"] == scale and r["stage"] != "tokenizer"]
+    raw_mb = run[0]["in_mb"]
+    tokens = shard_tokens(megabytes * scale)
+    rates, hours = {}, {}
+    for r in run:
+        if r["stage"] in TOKEN_STAGES:
+            per = r["cpu_seconds"] / (tokens / 1e6)
+            rates[r["stage"]] = f"{per:.3f} CPU s per 1M tokens"
+            hours[r["stage"]] = per * OUTPUT_TOKENS / 1e6 / 3600 * HEADROOM
+        else:
+            per = r["cpu_seconds"] / raw_mb
+            rates[r["stage"]] = f"{per:.3f} CPU s per input MB"
+            hours[r["stage"]] = per * INPUT_MB / 3600 * HEADROOM
+    total = sum(hours.values())
+    table = Table(title=f"GLM-130B-sized job from the {scale}x run ({raw_mb:.0f} MB in, {tokens / 1e6:.1f}M tokens "
+                        f"out), x{HEADROOM} headroom")
+    for col in ("stage", "measured CPU s", "rate", "core-hours", "share"):
+        table.add_column(col, justify="left" if col in ("stage", "rate") else "right")
+    for r in run:
+        table.add_row(r["stage"], f"{r['cpu_seconds']:.0f}", rates[r["stage"]], f"{hours[r['stage']]:,.0f}",
+                      f"{hours[r['stage']] / total:.0%}")
+    console.print(table)
+    nodes = math.ceil(total / 24 / NODE_VCPUS)
+    console.print(f"total {total:,.0f} core-hours; a 24-hour run needs {total / 24:,.0f} vCPUs = {nodes} nodes "
+                  f"of {NODE_VCPUS} vCPUs (+1 master)")
+    for name, p in PRICES.items():
+        per_hour = p["vm"] + p["fee"]
+        console.print(f"{name}: ${per_hour:.3f}/node-hour x {nodes + 1} nodes x 24 h = ${(nodes + 1) * 24 * per_hour:,.0f}")
+    tok = next(r for r in rows if r["scale"] == scale and r["stage"] == "tokenizer")
+    console.print(f"tokenizer (driver, bounded sample): {tok['seconds']:.0f} s wall, {tok['cpu_seconds']:.0f} CPU s "
+                  f"for {tok['in_mb']:.0f} MB of mix documents")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scales", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--mb", type=float, default=50, help="input size at 1x in MB (default 50)")
+    parser.add_argument("--estimate-only", action="store_true",
+                        help="print the tables and the GLM-130B estimate from the last results.json")
     args = parser.parse_args()
+    if args.estimate_only:
+        rows = json.loads((WORK / "results.json").read_text())
+        print_table(rows)
+        estimate(rows, args.mb)
+        return 0
     rows = []
     for scale in args.scales:
         rows += run_scale(scale, args.mb)
         (WORK / "results.json").write_text(json.dumps(rows, indent=1))
     print_table(rows)
+    estimate(rows, args.mb)
     console.print(f"results: {WORK / 'results.json'}")
     return 0
 
