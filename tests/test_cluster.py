@@ -1,8 +1,9 @@
-"""A real Spark standalone cluster on 127.0.0.1 (a master and two workers started with the
-spark-class that ships with pyspark), the pipeline submitted with `glmdata submit --platform
-spark-standalone` and the `make dist` environment exactly as on Dataproc: the output equals local
-mode's. Then one worker's executor is killed in the middle of a stage: the job still completes with
-identical output, no document lost or doubled. Also: every platform's --dry-run command."""
+"""A real Spark standalone cluster on 127.0.0.1: a master and two workers started with the
+spark-class that ships with pyspark. One submission with `glmdata submit --platform spark-standalone`
+and the `make dist` environment (--archives, as on Dataproc) runs the real ingest and langid stages on
+the demo corpus, then two e2e stages whose filter is slow enough for one worker's executor to be
+killed (SIGKILL) in the middle of it. The job completes and every stage's output equals local mode's:
+no document lost or doubled. Also: the --dry-run command of every other platform."""
 from __future__ import annotations
 
 import json
