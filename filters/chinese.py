@@ -18,7 +18,7 @@ from typing import ClassVar
 
 from filters.blocklist import word_pattern
 from filters.english import FineWebQuality, GopherQuality, GopherRepetition
-from filters.repetition import Doc, Rejection, RuleSet, Signals, char_ngram_duplicate_fraction
+from filters.repetition import Doc, Rejection, RuleSet, Signals, char_ngram_duplicate_fraction, encodable
 from filters.scripts import han_ratio
 
 _HAN = re.compile("[\u4e00-\u9fd5]")  # the Han range jieba's HMM segmenter works on
@@ -56,7 +56,7 @@ def _segmenter():
 def chinese_words(text: str) -> list[str]:
     """The words datatrove's `split_into_words(text, "zho_Hani")` returns (jieba, HMM on)."""
     cut, fix = _segmenter()
-    return list(chain.from_iterable(map(fix.__getitem__, cut(text))))
+    return list(chain.from_iterable(map(fix.__getitem__, cut(encodable(text)))))
 
 
 # ---------------------------------------------------------------------------------------------

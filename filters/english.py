@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from itertools import chain
 from typing import ClassVar
 
-from filters.repetition import (Doc, Rejection, RuleSet, Signals, duplicate_ngram_chars, find_duplicates,
-                                top_ngram_chars)
+from filters.repetition import (Doc, Rejection, RuleSet, Signals, duplicate_ngram_chars, encodable,
+                                find_duplicates, top_ngram_chars)
 
 # datatrove.utils.text.PUNCTUATION and TERMINAL_PUNCTUATION (0.10.1), verbatim as code points:
 # Gopher's "symbol" words consist only of these; FineWeb's line-punctuation rule looks for the
@@ -87,7 +87,7 @@ class _ChunkTokens(dict):
         if not hard:
             return
         # Joined by single spaces, each chunk is tokenized on its own, as spaCy always does.
-        tokens = iter(self.tokenizer(" ".join(hard)))
+        tokens = iter(self.tokenizer(encodable(" ".join(hard))))
         token = next(tokens, None)
         start = 0
         for chunk in hard:

@@ -31,6 +31,16 @@ _LINE_BREAKS = re.compile("\n+")
 _MIX = np.uint64(0x9E3779B97F4A7C15)  # odd 64-bit constant (golden ratio), for the hash mixing step
 
 
+def encodable(text: str) -> str:
+    """`text` with lone surrogates (from a lossy decode upstream) as "?", one for one, so that
+    tokenizers that need UTF-8 accept it and offsets stay the same."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace").decode("utf-8")
+
+
 def find_duplicates(items: Iterable[str]) -> tuple[int, int]:
     """(number of items that repeat an earlier item, characters in those repeats)."""
     counts = Counter(items)

@@ -198,3 +198,11 @@ def test_char_ngram_duplicate_fraction():
     assert char_ngram_duplicate_fraction("一二三四五六七八九十甲乙丙" * 2, 13) == 1.0
     half = "子丑寅卯辰巳午未申酉戌亥天" * 2 + "".join(chr(0x4E00 + 500 + i) for i in range(26))
     assert char_ngram_duplicate_fraction(half, 13) == pytest.approx(0.5)
+
+
+def test_tokenizers_accept_lone_surrogates():
+    from filters.chinese import chinese_words
+    from filters.english import english_words
+
+    assert english_words("abc \ud800x def,") == ["abc", "?", "x", "def", ","]
+    assert chinese_words("中文\ud800测试") == ["中文", "?", "测试"]
