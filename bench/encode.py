@@ -125,7 +125,8 @@ def main() -> int:
                 for d in docs:
                     write_training_lines(d["text"], f, 8192)
             with console.status(f"training a {args.vocab_size:,}-piece model on the shared text"):
-                model = train(TrainSettings(vocab_size=args.vocab_size), str(sample), str(Path(tmp) / "model"))
+                model = str(Path(tmp) / "model.model")
+                Path(model).write_bytes(train(TrainSettings(vocab_size=args.vocab_size), str(sample)))
         (work / "tokenizer").mkdir()
         shutil.copy(model, work / "tokenizer" / "tokenizer.model")
         (work / "tokenizer" / "_SUCCESS").write_text(json.dumps({"config_hash": "bench", "input_fingerprint": "bench"}))

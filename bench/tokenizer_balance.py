@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from tokenizer.evaluate import evaluate  # noqa: E402
-from tokenizer.spm import load  # noqa: E402
+from tokenizer.spm import load_proto  # noqa: E402
 from tokenizer.train import TrainSettings, train, write_training_lines  # noqa: E402
 
 TEXT = REPO.parent / "shared" / "data" / "text"
@@ -55,7 +55,7 @@ def train_on(texts: list[str], settings: TrainSettings, workdir: Path, name: str
     with input_file.open("w", encoding="utf-8") as f:
         for t in texts:
             write_training_lines(t, f, settings.max_line_bytes)
-    return load(train(settings, str(input_file), str(workdir / name)))
+    return load_proto(train(settings, str(input_file)))
 
 
 def compare(text_dir: Path, settings: TrainSettings, workdir: Path, bytes_per_language: int | None = None,

@@ -3,6 +3,7 @@ the training file format, the stage (balanced sample from the mix, held-out figu
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -65,7 +66,7 @@ def tiny_model(shared_data, tmp_path_factory) -> str:
         with sample.open("w", encoding="utf-8") as f:
             for d in shared_documents(shared_data)[::12]:
                 write_training_lines(d["text"], f, 8192)
-        train(TrainSettings(vocab_size=1500, character_coverage=0.98), str(sample), str(tmp / "tiny"))
+        (tmp / "tiny.model").write_bytes(train(TrainSettings(vocab_size=1500, character_coverage=0.98), str(sample)))
     return str(tmp / "tiny.model")
 
 
@@ -101,20 +102,26 @@ def test_training_lines_keep_every_byte():
     assert split_long_line("short", 10) == ["short"]
 
 
-def test_stage_balanced_sample_and_heldout_figures(tmp_path, spark_session_engine, shared_data):
+def test_stage_balanced_sample_and_heldout_figures(tmp_path, engines, shared_data):
     docs = [d for d in shared_documents(shared_data)[::3] if d["source"] != "en-books-gutenberg"]
     rows = [{"id": d["id"], "text": d["text"], "lang": d["lang"], "source": "web", "source_offset": i}
             for i, d in enumerate(docs)]
-    cfg = make_run_config(tmp_path, {
+    sections = {
         "mix": {"target_tokens": 10_000_000, "max_epochs": 2, "sources": [
             {"name": "web_en", "lang": "en", "match_source": ["web"]},
             {"name": "web_zh", "lang": "zh", "match_source": ["web"]}]},
         "tokenizer": {"vocab_size": 2500, "character_coverage": 0.98, "sample_bytes": 400_000,
                       "heldout_bytes": 60_000},
-    })
+    }
+    cfg = make_run_config(tmp_path, sections)
     write_stage(cfg.run.workdir, "dedup", rows, parts=2)
-    mix = run_stage(MixStage(cfg), spark_session_engine)
-    summary = run_stage(TokenizerStage(cfg), spark_session_engine)
+    mix = run_stage(MixStage(cfg), engines["spark"])
+    summary = run_stage(TokenizerStage(cfg), engines["spark"])
+    beam_cfg = make_run_config(tmp_path / "beam", sections, engine="beam")
+    shutil.copytree(Path(cfg.run.workdir) / "mix", Path(beam_cfg.run.workdir) / "mix")
+    run_stage(TokenizerStage(beam_cfg), engines["beam"])
+    assert (Path(beam_cfg.run.workdir) / "tokenizer" / "tokenizer.model").read_bytes() == \
+        (Path(cfg.run.workdir) / "tokenizer" / "tokenizer.model").read_bytes(), "same model on both engines"
     out = Path(cfg.run.workdir) / "tokenizer"
     tok = load(str(out / "tokenizer.model"))
     tok.check_special_tokens()
@@ -146,3 +153,13 @@ def test_eval_command(tiny_model, shared_data, tmp_path, capsys):
     assert en["docs"] == 20 and zh["docs"] == 280
     assert en["tokens_per_word"] > 1 and zh["tokens_per_char"] > 0.5
     assert "100.00%" in capsys.readouterr().out  # the table, with the exact round-trip share
+
+
+def test_training_is_deterministic(tmp_path, shared_data):
+    """The same sample and settings give the same model bytes (no temporary path inside)."""
+    sample = tmp_path / "sample.txt"
+    with sample.open("w", encoding="utf-8") as f:
+        for d in shared_documents(shared_data)[::40]:
+            write_training_lines(d["text"], f, 8192)
+    settings = TrainSettings(vocab_size=1200, character_coverage=0.98)
+    assert train(settings, str(sample)) == train(settings, str(sample))

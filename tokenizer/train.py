@@ -43,10 +43,10 @@ class TrainSettings:
     seed: int = 1234
 
 
-def sentencepiece_arguments(settings: TrainSettings, input_file: str, model_prefix: str) -> dict:
+def sentencepiece_arguments(settings: TrainSettings) -> dict:
     """Keyword arguments for SentencePieceTrainer.train."""
     return dict(
-        input=input_file, model_prefix=model_prefix, vocab_size=settings.vocab_size,
+        vocab_size=settings.vocab_size,
         model_type=settings.model_type, character_coverage=settings.character_coverage,
         pad_id=PAD, unk_id=UNK, eos_id=EOS, bos_id=-1,
         pad_piece=SPECIAL_TOKENS[PAD], unk_piece=SPECIAL_TOKENS[UNK], eos_piece=SPECIAL_TOKENS[EOS],
@@ -60,11 +60,19 @@ def sentencepiece_arguments(settings: TrainSettings, input_file: str, model_pref
     )
 
 
-def train(settings: TrainSettings, input_file: str, model_prefix: str) -> str:
-    """Train on `input_file` (see `write_training_lines`); returns the .model path."""
+def train(settings: TrainSettings, input_file: str) -> bytes:
+    """Train on `input_file` (see `write_training_lines`); returns the .model file's bytes.
+
+    The lines go in through an iterator and the model comes back in memory, so the model records
+    no temporary path: the same sample and settings give the same bytes."""
+    import io
+
+    model = io.BytesIO()
     spm.set_random_generator_seed(settings.seed)
-    spm.SentencePieceTrainer.train(**sentencepiece_arguments(settings, input_file, model_prefix))
-    return model_prefix + ".model"
+    with open(input_file, encoding="utf-8", newline="\n") as lines:  # "\r" inside a line stays text
+        spm.SentencePieceTrainer.train(sentence_iterator=(line.rstrip("\n") for line in lines), model_writer=model,
+                                       **sentencepiece_arguments(settings))
+    return model.getvalue()
 
 
 def split_long_line(line: str, max_bytes: int) -> list[str]:

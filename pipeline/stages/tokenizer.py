@@ -195,13 +195,11 @@ class TokenizerStage(Stage):
                                    f"{settings.vocab_size:,}, on {sample_bytes / 1e6:,.1f} MB with "
                                    f"{settings.num_threads or os.cpu_count()} threads"):
                 try:
-                    model_file = train(settings, sample, os.path.join(tmp, "model"))
+                    model = train(settings, sample)
                 except RuntimeError as e:  # e.g. vocab_size too small for the characters to cover
                     raise ConfigError(f"{self.cfg.path}: tokenizer: SentencePiece cannot train with these "
                                       f"settings on this {sample_bytes / 1e6:,.1f} MB sample: {e}") from None
             train_seconds = time.time() - started
-            with open(model_file, "rb") as f:
-                model = f.read()
         storage.rmtree(storage.join(stage_run.tmp_dir, "sample"))
         from tokenizer.spm import load_proto
 
