@@ -17,8 +17,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import gzip
+import hashlib
 import io
 import json
+import os
+import tempfile
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -34,7 +37,7 @@ from filters.english import (C4Quality, FineWebQuality, GopherQuality, GopherRep
                              english_words)
 from filters.repetition import Doc, Rejection, RuleSet, Signals
 from pipeline import storage
-from pipeline.config import ConfigError, InputPath, register_section
+from pipeline.config import ConfigError, InputPath, is_remote, register_section
 from pipeline.registry import register_command, register_stage
 from pipeline.stage import BatchResult, MapStage
 
@@ -154,12 +157,26 @@ class QualityStage(MapStage):
         columns["q_score"] = pa.float64()
         return columns
 
+    @cached_property
+    def classifier_path(self) -> str:
+        """The classifier model as a local file (fastText loads only those): a gs:// or s3:// model
+        is copied to a temporary file once per worker."""
+        path = self.section.classifier
+        if not is_remote(path):
+            return path
+        local = Path(tempfile.gettempdir()) / f"glmdata-quality-{hashlib.sha1(path.encode()).hexdigest()[:16]}.bin"
+        if not local.exists():
+            partial = local.with_suffix(f".{os.getpid()}.part")
+            partial.write_bytes(storage.read_bytes(path))
+            partial.replace(local)
+        return str(local)
+
     def score(self, text: str, signals: Signals) -> float:
         if self.section.classifier is None:
             return heuristic_score(signals)
         from filters.classifier import quality_score
 
-        return quality_score(self.section.classifier, text)
+        return quality_score(self.classifier_path, text)
 
     def process_batch(self, batch: pa.RecordBatch) -> BatchResult:
         texts = batch.column("text").to_pylist()
