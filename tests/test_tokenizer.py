@@ -163,3 +163,16 @@ def test_training_is_deterministic(tmp_path, shared_data):
             write_training_lines(d["text"], f, 8192)
     settings = TrainSettings(vocab_size=1200, character_coverage=0.98)
     assert train(settings, str(sample)) == train(settings, str(sample))
+
+
+def test_stage_says_which_language_is_missing(tmp_path, spark_session_engine):
+    from pipeline.config import ConfigError
+    from test_mix import make_docs
+
+    cfg = make_run_config(tmp_path, {"mix": {"target_tokens": 1000, "language_shares": {"en": 1.0, "zh": 0.0},
+                                             "sources": [{"name": "web", "lang": "en"}]},
+                                     "tokenizer": {"vocab_size": 500}})
+    write_stage(cfg.run.workdir, "dedup", make_docs("web", "en", 20, 200))
+    run_stage(MixStage(cfg), spark_session_engine)
+    with pytest.raises(ConfigError, match="tokenizer.language_shares.*no zh documents"):
+        run_stage(TokenizerStage(cfg), spark_session_engine)

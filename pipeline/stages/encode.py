@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline import storage
-from pipeline.config import register_section
+from pipeline.config import InputPath, register_section
 from pipeline.registry import register_stage
 from pipeline.runner import stage_dir
 from pipeline.stage import BatchResult, MapStage, StageRun, StageStats
@@ -42,7 +42,7 @@ def token_column(ids: list[list[int]]) -> tuple[pa.Array, pa.Array]:
 class EncodeSection:
     # A SentencePiece model to use instead of the tokenizer stage's (e.g. a released tokenizer);
     # null: <workdir>/tokenizer/tokenizer.model.
-    model: str | None = None
+    model: InputPath | None = None
     batch_size: int = 4096  # documents per Arrow batch (memory per task ~ batch_size x document size)
     # Also write each document's text beside its tokens. Off: the text stays in mix/data under the
     # same id, and a second copy would double the stage's storage (and cost ~10% of its time).

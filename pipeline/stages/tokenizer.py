@@ -135,8 +135,8 @@ class TokenizerStage(Stage):
         self.rates = SampleRates.plan(self.section, available)
         missing = [lang for lang in self.section.language_shares if not available.get(lang)]
         if missing:
-            raise ValueError(f"tokenizer: the mix has no {', '.join(missing)} documents, but "
-                             f"tokenizer.language_shares asks for {self.section.language_shares}")
+            raise ConfigError(f"{self.cfg.path}: tokenizer.language_shares: asks for {self.section.language_shares}, "
+                              f"but the mix has no {', '.join(missing)} documents")
         wanted = self.section.sample_bytes
         got = sum(self.rates.train_bytes.values())
         if got < wanted * 0.999 and got < sum(available.values()) * 0.9:
