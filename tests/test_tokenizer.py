@@ -14,7 +14,7 @@ from pipeline.runner import run_stage
 from pipeline.stages.mix import MixStage
 from pipeline.stages.tokenizer import TokenizerStage
 from tokenizer.special_tokens import SPECIAL_TOKENS
-from tokenizer.spm import load
+from tokenizer.spm import load, load_proto
 from tokenizer.train import TrainSettings, split_long_line, train, write_training_lines
 
 from conftest import make_run_config
@@ -156,13 +156,17 @@ def test_eval_command(tiny_model, shared_data, tmp_path, capsys):
 
 
 def test_training_is_deterministic(tmp_path, shared_data):
-    """The same sample and settings give the same model bytes (no temporary path inside)."""
+    """The same sample and settings give the same model bytes (no temporary path inside); BPE too
+    keeps the special ids and the exact round trip."""
     sample = tmp_path / "sample.txt"
     with sample.open("w", encoding="utf-8") as f:
         for d in shared_documents(shared_data)[::40]:
             write_training_lines(d["text"], f, 8192)
     settings = TrainSettings(vocab_size=1200, character_coverage=0.98)
     assert train(settings, str(sample)) == train(settings, str(sample))
+    bpe = load_proto(train(TrainSettings(vocab_size=1200, character_coverage=0.98, model_type="bpe"), str(sample)))
+    bpe.check_special_tokens()
+    assert all(bpe.decode(bpe.encode(t)) == t for t in TRICKY)
 
 
 def test_stage_says_which_language_is_missing(tmp_path, spark_session_engine):
