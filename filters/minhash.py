@@ -11,13 +11,14 @@ Pure document logic (no engine imports). The pieces, in the order a document mee
   (`zh_tokens`). A document shorter than one shingle is shingled whole (one shingle), so two
   unrelated short documents share nothing.
 * Hash. `shingle_hash32(shingle_utf8)`: a polynomial hash of the shingle's UTF-8 bytes modulo 2^64
-  finished with the MurmurHash3 64-bit finalizer, top 32 bits. Being polynomial, the hash of every
-  substring of a batch comes from two prefix sums, so all shingles of a batch hash in a few numpy
-  passes instead of one Python call each; `shingle_hash32` is the same function for one shingle,
-  which makes `datasketch.MinHash(hashfunc=shingle_hash32)` an exact oracle.
+  finished with the MurmurHash3 64-bit finalizer, top 32 bits. Being polynomial, the hash of any
+  substring of a batch comes from two prefix sums, so one compiled pass (numba) hashes every
+  shingle of a batch instead of one Python call each; `shingle_hash32` is the same function for
+  one shingle, which makes `datasketch.MinHash(hashfunc=shingle_hash32)` an exact oracle.
 * Signatures: datasketch's default "affine32" scheme (MurmurHash3 32-bit pre-mix, then
-  a_k * h + b_k mod 2^32 with datasketch's permutation parameters for a seed), vectorised over a
-  whole batch of documents.
+  a_k * h + b_k mod 2^32 with datasketch's permutation parameters for a seed), one compiled loop
+  over a batch's shingles that keeps the running minimum in place (numpy would materialise a
+  shingles x permutations matrix and pass over it three times).
 * Bands: `optimal_bands` is datasketch's `_optimal_param` (the b x r minimising the weighted
   false-positive and false-negative areas); `band_hashes` turns a signature into one 64-bit bucket
   key per band.
@@ -25,6 +26,7 @@ Pure document logic (no engine imports). The pieces, in the order a document mee
 from __future__ import annotations
 
 import re
+import threading
 import unicodedata
 from dataclasses import dataclass
 from typing import Literal, Sequence
@@ -180,19 +182,25 @@ def shingle_hash32(data: bytes) -> int:
 
 
 class _PowerTable:
-    """BASE^j and BASE^-j modulo 2^64 for j < size, grown on demand and kept per process."""
+    """BASE^j and BASE^-j modulo 2^64 for j < size, grown on demand and kept per process.
+    Thread-safe (Beam's DirectRunner runs tasks in threads): readers get one consistent pair."""
 
     def __init__(self):
-        self.pow = np.ones(1, _U64)
-        self.inv = np.ones(1, _U64)
+        self._tables = (np.ones(1, _U64), np.ones(1, _U64))
+        self._lock = threading.Lock()
 
-    def ensure(self, size: int) -> None:
-        if size <= len(self.pow):
-            return
-        size = max(size, 2 * len(self.pow))
-        with np.errstate(over="ignore"):
-            self.pow = np.cumprod(np.full(size, _BASE, _U64)) * _U64(_BASE_INV)  # BASE^0 .. BASE^(size-1)
-            self.inv = np.cumprod(np.full(size, _BASE_INV, _U64)) * _U64(_BASE)
+    def at_least(self, size: int) -> tuple[np.ndarray, np.ndarray]:
+        tables = self._tables
+        if size <= len(tables[0]):
+            return tables
+        with self._lock:
+            if size > len(self._tables[0]):
+                size = max(size, 2 * len(self._tables[0]))
+                with np.errstate(over="ignore"):
+                    powers = np.cumprod(np.full(size, _BASE, _U64)) * _U64(_BASE_INV)  # BASE^0 .. BASE^(size-1)
+                    inverse = np.cumprod(np.full(size, _BASE_INV, _U64)) * _U64(_BASE)
+                self._tables = (powers, inverse)
+            return self._tables
 
 
 _POWERS = _PowerTable()
@@ -273,10 +281,10 @@ def _shingle_batch(token_strings: Sequence[str], word_mode: bool, n: int) -> Shi
     lengths = np.array([len(e) for e in encoded], np.int64)
     doc_ends = np.cumsum(lengths)
     buf = np.frombuffer(b"".join(encoded), np.uint8)
-    _POWERS.ensure(len(buf) + 1)
+    powers, inverse_powers = _POWERS.at_least(len(buf) + 1)
     out_hash = np.empty(len(buf) + len(encoded), _U64)
     out_doc = np.empty(len(buf) + len(encoded), np.int64)
-    written = _shingle_kernel(buf, doc_ends - lengths, doc_ends, word_mode, n, _POWERS.pow, _POWERS.inv,
+    written = _shingle_kernel(buf, doc_ends - lengths, doc_ends, word_mode, n, powers, inverse_powers,
                               out_hash, out_doc)
     return ShingleBatch(out_hash[:written], out_doc[:written], len(encoded))
 

@@ -63,7 +63,7 @@ def corpus(shared_data):
         text = star if i % 2 else f"{star} {''.join(rng.choice('abcdefghij') for _ in range(8))}"
         docs.append({"id": f"star{i:04d}", "text": text, "q_score": None})
     random.Random(0).shuffle(docs)
-    return [docs[0::3], docs[1::3], docs[2::3]], expect
+    return [docs[0::3], docs[1::3], [], docs[2::3]], expect  # an empty part too
 
 
 def run_dedup(tmp_path, engine, parts, section=None):
@@ -134,3 +134,12 @@ def test_bad_config_names_the_key(tmp_path, section, message):
 
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
         DedupStage(make_run_config(tmp_path, {"dedup": section}))
+
+
+def test_empty_input(tmp_path):
+    from pipeline.engines.beam import BeamEngine
+
+    cfg = make_run_config(tmp_path, {"dedup": {}}, engine="beam")
+    summary, out = run_dedup(tmp_path, BeamEngine(cfg), [[]])
+    StageStats.from_dict(summary).check_conservation("dedup")
+    assert summary["in"]["docs"] == 0 and out == {"kept": {}, "rejected": {}}

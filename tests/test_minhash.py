@@ -99,3 +99,19 @@ def test_band_hashes_change_only_the_band_that_changed():
     assert list(a[0] == b[0]) == [False] + [True] * 8  # permutation 5 lies in band 0
     with pytest.raises(ValueError, match="need 130 permutations"):
         band_hashes(sig, 10, 13)
+
+
+def test_threads_get_the_same_signatures(real_docs):
+    """Beam's DirectRunner hashes in threads while the per-process power tables grow."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from filters import minhash
+
+    texts, langs = real_docs
+    batches = [(texts[:k] * k, langs[:k] * k) for k in range(1, 25)]  # ever larger buffers
+    expected = [MinHasher().signatures(t, lang) for t, lang in batches]
+    for _ in range(3):
+        minhash._POWERS = minhash._PowerTable()  # start small again
+        with ThreadPoolExecutor(8) as pool:
+            got = list(pool.map(lambda b: MinHasher().signatures(*b), batches))
+        assert all(np.array_equal(g, e) for g, e in zip(got, expected))

@@ -217,8 +217,11 @@ class AssignmentTask:
         if table is not None:
             for r in table.select(ASSIGNMENT_SCHEMA.names).to_pylist():
                 assigned[r["row"]] = (r["cluster_id"], r["cluster_size"], r["reason"])
-        sig = pq.read_table(storage.join(self.sig_dir, f"part-{part:05d}.parquet"), columns=["row", "error"])
-        failed = {r["row"]: r["error"] for r in sig.filter(pc.is_valid(sig.column("error"))).to_pylist()}
+        sig_path = storage.join(self.sig_dir, f"part-{part:05d}.parquet")
+        failed = {}
+        if storage.exists(sig_path):  # an empty part has none
+            sig = pq.read_table(storage.open_input(sig_path), columns=["row", "error"])
+            failed = {r["row"]: r["error"] for r in sig.filter(pc.is_valid(sig.column("error"))).to_pylist()}
         row = 0
         for batch in pq.ParquetFile(storage.open_input(path)).iter_batches(batch_size=self.batch_size):
             self._route(batch, row, assigned, failed, out)

@@ -3,10 +3,15 @@
     upstream parts --SignatureTask (map)--> signatures --engine (shuffles, components)-->
     assignments per part --AssignmentTask (map over upstream parts)--> data/, rejected/, errors/
 
-Survivors and singletons keep `dup_cluster_id` (the survivor's id) and `dup_cluster_size` (users
-upsample by it, as FineWeb-2 does); duplicates go to rejected/dup_exact|dup_url|dup_near with the
-survivor's id as the detail. Scratch (signatures, assignments, Spark checkpoints) lives under the
-stage's temporary folder in the workdir and is removed before the commit.
+Exact-text groups, same-URL groups and near-duplicate candidates are all edges of one graph; each
+connected component is a cluster with one survivor (highest q_score, then longest, then smallest
+id, by default). Survivors and singletons keep `dup_cluster_id` (the survivor's id) and
+`dup_cluster_size` (users upsample by it, as FineWeb-2 does); duplicates go to rejected/ with the
+survivor's id as the detail, under the reason that relates them to the survivor: dup_exact (same
+normalized text), else dup_url (same URL), else dup_near.
+
+Scratch (signatures, assignments, Spark checkpoints) lives under the stage's temporary folder in
+the workdir and is removed before the commit.
 """
 from __future__ import annotations
 
@@ -83,9 +88,9 @@ class DedupStage(Stage):
         counts = {"candidate_edges": 0, "cc_rounds": 0}
         seconds = {}
         started = time.perf_counter()
-        if parts:
-            engine.map_units(f"{self.name} signatures", SignatureTask(self.params, sig_dir), units)
-            seconds["seconds_signatures"] = time.perf_counter() - started
+        signed = engine.map_units(f"{self.name} signatures", SignatureTask(self.params, sig_dir), units)
+        seconds["seconds_signatures"] = time.perf_counter() - started
+        if sum(r["docs"] - r["errors"] for r in signed):  # an empty input has nothing to cluster
             s = self.section
             if engine.name == "spark":
                 from pipeline.dedup import spark_dedup
