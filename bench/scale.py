@@ -336,11 +336,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scales", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--mb", type=float, default=50, help="input size at 1x in MB (default 50)")
-    parser.add_argument("--estimate-only", action="store_true",
-                        help="print the tables and the GLM-130B estimate from the last results.json")
+    parser.add_argument("--estimate-only", metavar="RESULTS_JSON",
+                        help="print the tables and the GLM-130B estimate from an earlier run's results.json")
     args = parser.parse_args()
     if args.estimate_only:
-        rows = json.loads((WORK / "results.json").read_text())
+        rows = json.loads(Path(args.estimate_only).read_text())
         print_table(rows)
         estimate(rows, args.mb)
         return 0
