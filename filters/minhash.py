@@ -33,13 +33,15 @@ from typing import Literal, Sequence
 
 import numba
 import numpy as np
+import regex
 
 from filters.normalize import fold_punctuation, fold_width, to_simplified
 
 # ---------------------------------------------------------------------------------------------
 # Normalization
 
-_NUMBERS = re.compile(r"\d+(?:\.\d+)?")  # datatrove's NUMBERS_PATTERN: "3.14" and "2024" -> "0"
+# datatrove's NUMBERS_PATTERN: "3.14" and "2024" -> "0" (the `regex` module runs it faster than `re`)
+_NUMBERS = regex.compile(r"\d+(?:\.\d+)?")
 _WORDS = re.compile(r"[^\W_]+")  # runs of letters and digits; everything else separates words
 
 
