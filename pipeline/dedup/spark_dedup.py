@@ -26,6 +26,7 @@ def star_edges(df: DataFrame, keys: list[str]) -> DataFrame:
 
 
 def candidate_edges(sig: DataFrame, p, threshold: float) -> DataFrame:
+    """Distinct (u, v), v < u: exact-text and same-URL stars, and verified LSH bucket stars."""
     edges = []
     if p.exact:
         edges.append(star_edges(sig, ["text_key"]))
