@@ -132,7 +132,7 @@ def build_submission(cfg, args, dist: Path) -> Submission:
             options += [f"--project={sub.project}"] if sub.project else []
         else:
             runner = "FlinkRunner"
-            options += [f"--flink_master={sub.flink_master}", "--environment_type=PROCESS"]
+            options += [f"--flink_master={sub.flink_master}"]  # SDK harness: Beam's container + the wheel
         if wheel:
             options.append(f"--extra_package={wheel}")
         cmd = [sys.executable, "-m", "pipeline.cli", "run", "--config", str(cfg_path), "--engine", "beam",
