@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
@@ -203,7 +204,7 @@ def report_command(args: argparse.Namespace) -> int:
 
     workdir = args.workdir if "://" in args.workdir else storage.filesystem(args.workdir)[1]
     if not storage.is_dir(workdir):
-        print(f"report: {args.workdir} is not a folder (expected a run's workdir)")
+        print(f"report: {args.workdir} is not a folder (expected a run's workdir)", file=sys.stderr)
         return 2
     cfg = RunConfig(path="<report>", run=RunSection(workdir=workdir, engine=args.engine,
                                                      spark=SparkOptions(master=args.master)), sections={}, raw={})
