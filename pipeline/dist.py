@@ -23,6 +23,7 @@ from pathlib import Path
 
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 REPO = Path(__file__).resolve().parents[1]
 ENV_ARCHIVE = "glmdata-env.tar.gz"
@@ -61,12 +62,22 @@ def copy_distribution(dist: metadata.Distribution, site_packages: Path) -> int:
     return copied
 
 
+def build_isolation_flags() -> list[str]:
+    """Build the wheel with this venv's setuptools when it can (no download): 70.1+ builds wheels
+    by itself; an older one needs pip's isolated build environment."""
+    try:
+        version = Version(metadata.version("setuptools"))
+    except metadata.PackageNotFoundError:
+        return []
+    return ["--no-build-isolation"] if version >= Version("70.1") else []
+
+
 def build(out: Path, work: Path) -> Path:
     started = time.time()
     shutil.rmtree(out, ignore_errors=True)
     shutil.rmtree(work, ignore_errors=True)
     out.mkdir(parents=True)
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(out),
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", *build_isolation_flags(), "-w", str(out),
                     str(REPO)], check=True)
     wheel = next(out.glob("glmdata-*.whl"))
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(work)], check=True)
