@@ -59,7 +59,8 @@ def encoded_corpus(folder: Path, tokens_wanted: int, vocab_size: int) -> tuple[s
         for _, _, text in docs:
             write_training_lines(text, out, 8192)
     settings = TrainSettings(vocab_size=vocab_size, num_threads=os.cpu_count() or 1)
-    model = train(settings, str(corpus), str(folder / "spm"))
+    model = str(folder / "spm.model")
+    Path(model).write_bytes(train(settings, str(corpus)))
     tok = load(model)
     ids = tok.encode_batch([t for _, _, t in docs])
     rows, total, i = [], 0, 0

@@ -44,7 +44,9 @@ def _tokenizer_model(shared_data: str) -> str:
     with open(corpus, "w", encoding="utf-8") as out:
         for doc in real_texts(Path(shared_data)):
             write_training_lines(doc["text"], out, 4096)
-    return train(TrainSettings(vocab_size=VOCAB_SIZE, num_threads=1), str(corpus), str(folder / "spm"))
+    model = folder / "spm.model"
+    model.write_bytes(train(TrainSettings(vocab_size=VOCAB_SIZE, num_threads=1), str(corpus)))
+    return str(model)
 
 
 def tokenizer_model(shared_data: Path) -> str:

@@ -49,7 +49,8 @@ def text_shards(shared_data, tmp_path_factory) -> Path:
         for _, text in docs:
             write_training_lines(text, f, 8192)
     settings = TrainSettings(vocab_size=2000, character_coverage=0.98, num_threads=2)  # rare Han chars -> bytes
-    tok = load(train(settings, str(out / "spm.txt"), str(out / "spm")))
+    (out / "spm.model").write_bytes(train(settings, str(out / "spm.txt")))
+    tok = load(str(out / "spm.model"))
     ids = tok.encode_batch([text for _, text in docs])
     stream = np.concatenate([np.asarray(i + [EOS], dtype=np.int32) for i in ids])
     langs = np.concatenate([np.full(len(i) + 1, lang, dtype=np.int8) for (lang, _), i in zip(docs, ids)])
