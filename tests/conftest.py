@@ -56,3 +56,19 @@ def engines(spark_session_engine, tmp_path):
 
     cfg = make_run_config(tmp_path / "beamcfg", engine="beam")
     return {"spark": spark_session_engine, "beam": BeamEngine(cfg)}
+
+
+def write_finished_stage(workdir, stage: str, docs: list[dict], files: int = 2, schema=None) -> None:
+    """Fake a finished upstream stage, as the runner expects it: data/ parts (round-robin) + _SUCCESS."""
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipeline.schema import DOC_SCHEMA
+
+    up = Path(workdir) / stage
+    (up / "data").mkdir(parents=True)
+    for k in range(files):
+        pq.write_table(pa.Table.from_pylist(docs[k::files], schema or DOC_SCHEMA), up / "data" / f"part-{k:05d}.parquet")
+    (up / "_SUCCESS").write_text(json.dumps({"config_hash": "test", "input_fingerprint": "test"}))

@@ -4,15 +4,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import make_run_config
+from conftest import make_run_config, write_finished_stage
 from pipeline import storage
 from pipeline.config import ConfigError
 from pipeline.runner import run_stage
-from pipeline.schema import DOC_SCHEMA
 from pipeline.stage import StageStats
 from pipeline.stages.langid import SHARES_TYPE, LangidStage
 
@@ -37,12 +35,7 @@ def _docs(shared_data: Path) -> list[dict]:
 
 
 def _fake_ingest(workdir: str, docs: list[dict], files: int = 2) -> None:
-    """An upstream ingest output, as the runner expects it (data/ parts + _SUCCESS)."""
-    up = Path(workdir) / "ingest"
-    (up / "data").mkdir(parents=True)
-    for k in range(files):
-        pq.write_table(pa.Table.from_pylist(docs[k::files], DOC_SCHEMA), up / "data" / f"part-{k:05d}.parquet")
-    (up / "_SUCCESS").write_text(json.dumps({"config_hash": "test", "input_fingerprint": "test"}))
+    write_finished_stage(workdir, "ingest", docs, files)
 
 
 def _rows(stage_dir: str) -> dict[str, dict]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import random
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -18,7 +17,7 @@ from pipeline.schema import DOC_SCHEMA
 from pipeline.stage import StageStats
 from pipeline.stages.quality import QualityStage
 
-from conftest import make_run_config
+from conftest import make_run_config, write_finished_stage
 
 LOREM = "\n".join([
     "The river rises in the northern hills and flows south to the sea.",
@@ -51,11 +50,7 @@ def _docs(shared_data) -> list[dict]:
 
 
 def _fake_langid(workdir: str, docs: list[dict], files: int = 3) -> None:
-    up = Path(workdir) / "langid"
-    (up / "data").mkdir(parents=True)
-    for k in range(files):
-        pq.write_table(pa.Table.from_pylist(docs[k::files], DOC_SCHEMA), up / "data" / f"part-{k:05d}.parquet")
-    (up / "_SUCCESS").write_text(json.dumps({"config_hash": "test", "input_fingerprint": "test"}))
+    write_finished_stage(workdir, "langid", docs, files)
 
 
 def _rows(stage_dir: str, sub: str) -> dict[str, dict]:
