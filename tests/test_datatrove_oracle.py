@@ -13,7 +13,6 @@ import functools
 import gzip
 import json
 
-import pytest
 
 from filters.chinese import (CMN_HANI_STOP_WORDS, ChineseFineWebQuality, ChineseGopherQuality, ChineseGopherRepetition,
                              chinese_words)
@@ -22,7 +21,7 @@ from filters.english import (PUNCTUATION, TERMINAL_PUNCTUATION, C4Quality, FineW
 from filters.langid import LanguageIdentifier
 from filters.repetition import Doc
 
-datatrove_filters = pytest.importorskip("datatrove.pipeline.filters")
+import datatrove.pipeline.filters as datatrove_filters  # noqa: E402  (dev extra: must be installed)
 from datatrove.data import Document  # noqa: E402
 
 
