@@ -12,6 +12,7 @@ import sys
 
 from pipeline import registry
 from pipeline.config import ConfigError, load_config
+from pipeline.runner import StageNotReady
 
 STAGE_HELP = {
     "ingest": "read WARC/WET/JSONL/Parquet dumps into documents",
@@ -120,6 +121,12 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"config error: {e}", file=sys.stderr)
         return 2
+    except (StageNotReady, FileNotFoundError) as e:
+        # Something to run or to point at first: the message says what; a traceback would bury it.
+        if args.verbose:
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

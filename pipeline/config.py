@@ -219,6 +219,42 @@ class RunConfig:
         return hashlib.sha256(f"{name}:{payload}".encode()).hexdigest()[:16]
 
 
+def input_path_values(section: Any) -> list[str]:
+    """Every InputPath value of a section (nested lists, mappings and dataclasses included), in field order.
+
+    Files named by a section (blocklists, models, word lists) are inputs of the stage: editing one
+    must re-run it, so the runner fingerprints them like raw input files."""
+    found: list[str] = []
+
+    def walk(value: Any, tp: Any) -> None:
+        if value is None:
+            return
+        if tp is InputPath:
+            found.append(value)
+            return
+        origin = typing.get_origin(tp)
+        if origin in (Union, types.UnionType):
+            for option in typing.get_args(tp):
+                if option is not type(None):
+                    walk(value, option)
+        elif origin in (list, tuple) and isinstance(value, list):
+            (inner, *_) = typing.get_args(tp) or (Any,)
+            for v in value:
+                walk(v, inner)
+        elif origin is dict and isinstance(value, dict):
+            _, inner = typing.get_args(tp) or (Any, Any)
+            for v in value.values():
+                walk(v, inner)
+        elif dataclasses.is_dataclass(tp) and dataclasses.is_dataclass(value):
+            hints = typing.get_type_hints(tp)
+            for f in dataclasses.fields(tp):
+                walk(getattr(value, f.name), hints[f.name])
+
+    if dataclasses.is_dataclass(section):
+        walk(section, type(section))
+    return found
+
+
 def _plain(value: Any) -> Any:
     if dataclasses.is_dataclass(value):
         return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}

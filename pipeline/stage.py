@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline import storage
-from pipeline.config import RunConfig
+from pipeline.config import RunConfig, input_path_values
 from pipeline.schema import ERROR_SCHEMA, REJECT_DETAIL, REJECT_REASON, reject_reason_slug, text_bytes
 
 log = logging.getLogger(__name__)
@@ -205,8 +205,9 @@ class Stage:
         return self.cfg.section_hash(self.name) + f"-seed{self.seed}"
 
     def input_paths(self) -> list[str]:
-        """Raw input files this stage reads (stages with an upstream read its _SUCCESS instead)."""
-        return []
+        """Files this stage reads besides its upstream (whose _SUCCESS stands for it): by default every
+        file the section names as an InputPath (blocklists, word lists, models)."""
+        return [f for pattern in input_path_values(self.section) for f in storage.expand(pattern)]
 
     # -- map stages
     def units(self, stage_run: "StageRun") -> list[Any]:

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline import storage
-from pipeline.config import register_section
+from pipeline.config import InputPath, register_section
 from pipeline.schema import DOC_SCHEMA
 from pipeline.stage import BatchResult, MapStage, Stage, StageStats
 from pipeline.runner import run_stage, is_finished
@@ -29,6 +29,7 @@ class ToySourceSection:
 class ToyFilterSection:
     min_length: int = 10
     explode_on: str = "BOOM"
+    word_list: InputPath | None = None  # read by nothing: checks that named files are inputs
 
 
 class ToySource(Stage):
@@ -101,6 +102,28 @@ def test_changed_config_reruns_downstream(tmp_path, spark_session_engine):
     assert run_stage(ToyFilter(cfg2), spark_session_engine)["in"]["docs"] == 120
 
 
+def test_edited_input_file_reruns_the_stage(tmp_path, spark_session_engine):
+    words = tmp_path / "words.txt"
+    words.write_text("casino\n")
+    cfg = make_run_config(tmp_path, {"toy_source": {}, "toy_filter": {"word_list": str(words)}})
+    run_stage(ToySource(cfg), spark_session_engine)
+    run_stage(ToyFilter(cfg), spark_session_engine)
+    assert is_finished(ToyFilter(cfg))
+    words.write_text("casino\nlottery\n")
+    assert not is_finished(ToyFilter(cfg)), "a stage must re-run when a file its section names changed"
+
+
+def test_quality_fingerprints_its_word_lists(tmp_path):
+    from pipeline.stages.quality import QualityStage
+
+    blocklist = tmp_path / "blocked.txt"
+    blocklist.write_text("example.invalid\n")
+    cfg = make_run_config(tmp_path, {"quality": {"url_blocklists": [str(blocklist)]}})
+    paths = QualityStage(cfg).input_paths()
+    assert str(blocklist) in paths
+    assert any(p.endswith("word_blocklist.txt") for p in paths) and any(p.endswith("zh_spam_terms.txt") for p in paths)
+
+
 def test_spark_and_beam_write_the_same_rows(tmp_path, engines):
     outputs = {}
     for name, engine in engines.items():
@@ -109,3 +132,12 @@ def test_spark_and_beam_write_the_same_rows(tmp_path, engines):
         run_stage(ToyFilter(cfg), engine)
         outputs[name] = _rows(f"{cfg.run.workdir}/toy_filter")
     assert outputs["spark"] == outputs["beam"]
+
+
+def test_cli_says_which_stage_to_run_first(tmp_path, capsys):
+    from pipeline.cli import main
+
+    cfg = make_run_config(tmp_path, {"quality": {}})
+    assert main(["quality", "--config", cfg.path]) == 3
+    err = capsys.readouterr().err
+    assert "error: stage 'quality' reads" in err and "glmdata langid" in err and "Traceback" not in err
