@@ -16,6 +16,7 @@ import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 
+import numpy as np
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from rich.console import Console
@@ -29,6 +30,8 @@ SAMPLES_PER_REASON = 3
 SAMPLE_CHARS = 600
 DOC_COLUMNS = ("text", "lang")
 CLUSTER_SIZE_COLUMN = "dup_cluster_size"
+SIGNAL_PREFIX = "q_"  # the quality stage's signal columns
+FRACTION_BINS = 20  # shares and ratios: 0.05-wide bins over [0, 1], the last bin holding >= 1
 
 
 # ---------------------------------------------------------------------------------------------
@@ -40,9 +43,35 @@ def log2_bin(n: int) -> int:
     return int(math.floor(math.log2(n))) if n > 0 else -1
 
 
+def is_fraction_signal(column: str) -> bool:
+    return column.endswith(("_frac", "_ratio", "_nonl")) or column == "q_score"
+
+
+def signal_bins(column: str, values: np.ndarray) -> np.ndarray:
+    """Fixed bins, so that per-file histograms add up: linear over [0, 1] for shares and ratios,
+    quarter-octaves (bin b holds [2^(b/4), 2^((b+1)/4))) for counts and lengths, -1000 for <= 0."""
+    if is_fraction_signal(column):
+        return np.clip(np.floor(values * FRACTION_BINS), 0, FRACTION_BINS).astype(np.int64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        quarter_octaves = np.floor(4 * np.log2(values))
+    return np.where(values > 0, quarter_octaves, -1000).astype(np.int64)
+
+
+def _signal_histograms(batch, langs: np.ndarray, into: dict) -> None:
+    for column in batch.schema.names:
+        if not column.startswith(SIGNAL_PREFIX):
+            continue
+        values = batch.column(column).to_numpy(zero_copy_only=False).astype(np.float64)
+        present = ~np.isnan(values) & (langs != "")
+        bins = signal_bins(column, values[present])
+        for (lang, b), n in Counter(zip(langs[present].tolist(), bins.tolist())).items():
+            into[column][lang][b] += n
+
+
 @dataclass
 class HistogramTask:
-    """Runs on a worker: one Parquet file in, {"lengths": {lang: {bin: n}}, "clusters": {bin: n}} out."""
+    """Runs on a worker: one Parquet file in, {"lengths": {lang: {bin: n}}, "clusters": {bin: n},
+    "signals": {q_column: {lang: {bin: n}}}} out (signals only for the quality stage's kept documents)."""
 
     batch_size: int = 8192
 
@@ -50,40 +79,56 @@ class HistogramTask:
         stage, path = unit
         pf = pq.ParquetFile(storage.open_input(path))
         names = set(pf.schema_arrow.names)
-        columns = [c for c in (*DOC_COLUMNS, CLUSTER_SIZE_COLUMN) if c in names]
+        signal_columns = [c for c in pf.schema_arrow.names if c.startswith(SIGNAL_PREFIX)] if stage == "quality" else []
+        columns = [c for c in (*DOC_COLUMNS, CLUSTER_SIZE_COLUMN) if c in names] + signal_columns
         lengths: dict[str, Counter] = defaultdict(Counter)
         clusters: Counter = Counter()
+        signals: dict[str, dict[str, Counter]] = defaultdict(lambda: defaultdict(Counter))
         if "text" in names and "lang" in names:
             for batch in pf.iter_batches(batch_size=self.batch_size, columns=columns):
                 chars = pc.utf8_length(batch.column("text")).fill_null(0).to_pylist()
-                for lang, n in zip(batch.column("lang").to_pylist(), chars):
+                langs = batch.column("lang").to_pylist()
+                for lang, n in zip(langs, chars):
                     if lang:
                         lengths[lang][log2_bin(n)] += 1
+                if signal_columns:
+                    _signal_histograms(batch, np.array([lang or "" for lang in langs], dtype=object), signals)
                 if CLUSTER_SIZE_COLUMN in columns:
                     for size in batch.column(CLUSTER_SIZE_COLUMN).to_pylist():
                         if size:
                             clusters[log2_bin(int(size))] += 1
         return {"stage": stage,
                 "lengths": {lang: {str(b): n for b, n in c.items()} for lang, c in lengths.items()},
-                "clusters": {str(b): n for b, n in clusters.items()}}
+                "clusters": {str(b): n for b, n in clusters.items()},
+                "signals": {col: {lang: {str(b): n for b, n in c.items()} for lang, c in per_lang.items()}
+                            for col, per_lang in signals.items()}}
 
 
-def document_histograms(workdir: str, stages: list[str], engine) -> tuple[dict, dict]:
-    """Length histograms per stage and language, and dedup cluster sizes, computed on the engine."""
+def _by_bin(counts: Counter) -> dict:
+    return dict(sorted(counts.items(), key=lambda kv: int(kv[0])))
+
+
+def document_histograms(workdir: str, stages: list[str], engine) -> tuple[dict, dict, dict]:
+    """Length histograms per stage and language, dedup cluster sizes, and the quality signals'
+    histograms per language, computed on the engine."""
     units = [(stage, path) for stage in stages
              for path in storage.expand(storage.join(workdir, stage, "data")) if path.endswith(".parquet")]
     if not units or engine is None:
-        return {}, {}
+        return {}, {}, {}
     lengths: dict[str, dict[str, Counter]] = defaultdict(lambda: defaultdict(Counter))
     clusters: Counter = Counter()
+    signals: dict[str, dict[str, Counter]] = defaultdict(lambda: defaultdict(Counter))
     for result in engine.map_units("report histograms", HistogramTask(), units):
         for lang, counts in result["lengths"].items():
             lengths[result["stage"]][lang].update(counts)
         if result["stage"] == "dedup":
             clusters.update(result["clusters"])
-    ordered = {s: {lang: dict(sorted(c.items(), key=lambda kv: int(kv[0]))) for lang, c in sorted(lengths[s].items())}
-               for s in stages if s in lengths}
-    return ordered, dict(sorted(clusters.items(), key=lambda kv: int(kv[0])))
+        for column, per_lang in result["signals"].items():
+            for lang, counts in per_lang.items():
+                signals[column][lang].update(counts)
+    ordered = {s: {lang: _by_bin(c) for lang, c in sorted(lengths[s].items())} for s in stages if s in lengths}
+    return (ordered, _by_bin(clusters),
+            {col: {lang: _by_bin(c) for lang, c in sorted(per_lang.items())} for col, per_lang in sorted(signals.items())})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -144,10 +189,10 @@ def shards_manifest(workdir: str) -> dict | None:
 def collect(workdir: str, engine) -> dict:
     stages = read_stage_stats(workdir)
     doc_stages = [s["stage"] for s in stages if s["stage"] not in ("ingest", "tokenizer", "shards")]
-    lengths, clusters = document_histograms(workdir, doc_stages, engine)
+    lengths, clusters, signals = document_histograms(workdir, doc_stages, engine)
     samples, error_samples = rejected_samples(workdir, stages)
     return {"workdir": workdir, "generated_at": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
-            "stages": stages, "lengths": lengths, "dedup_clusters": clusters,
+            "stages": stages, "lengths": lengths, "dedup_clusters": clusters, "quality_signals": signals,
             "shards_manifest": shards_manifest(workdir), "samples": samples, "error_samples": error_samples}
 
 

@@ -10,7 +10,10 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
+
+import numpy as np
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -80,6 +83,10 @@ def make_fixture_workdir(root: Path) -> Path:
     for stage, n, cluster in (("langid", 100, False), ("quality", 85, False), ("dedup", 78, True), ("mix", 78, False)):
         (wd / stage / "data").mkdir()
         table = _docs(n, cluster=cluster)
+        if stage == "quality":  # signal columns as the quality stage writes them (null where a rule set did not run)
+            table = table.append_column("q_score", pa.array([(i % 10) / 9 for i in range(n)], pa.float64()))
+            table = table.append_column("q_n_words", pa.array([None if i % 2 else 8 * (i + 1) for i in range(n)],
+                                                               pa.int64()))
         pq.write_table(table.slice(0, n // 2), wd / stage / "data" / "part-00000.parquet")
         pq.write_table(table.slice(n // 2), wd / stage / "data" / "part-00001.parquet")
     rej = wd / "quality" / "rejected" / "en_gopher_min_words"
@@ -112,11 +119,19 @@ def test_report_contents(report_page):
     assert sum(sum(c.values()) for c in data["lengths"]["langid"].values()) == 100
     assert set(data["lengths"]) == {"langid", "quality", "dedup", "mix"}
     assert sum(data["dedup_clusters"].values()) == 78
+    # Quality signals: every non-null value counted once, per language, in fixed bins.
+    signals = data["quality_signals"]
+    assert set(signals) == {"q_score", "q_n_words"}
+    assert {lang: sum(c.values()) for lang, c in signals["q_score"].items()} == {"en": 43, "zh": 42}
+    assert signals["q_score"]["zh"]["20"] == 8 and "20" not in signals["q_score"]["en"]  # 1.0: the last bin
+    assert signals["q_score"]["en"]["0"] == 9  # i % 10 == 0
+    quarter_octaves = Counter(str(int(np.floor(4 * np.log2(8 * (i + 1))))) for i in range(0, 85, 2))
+    assert signals["q_n_words"] == {"en": dict(quarter_octaves)}
     # Hostile text is escaped, hidden in a closed <details>, and the page fetches nothing.
     assert "<script" not in html.lower() and "&lt;script&gt;" in html
     assert "<details open" not in html
     assert "http-equiv=\"Content-Security-Policy\"" in html
-    for section in ("Funnel", "Document lengths", "Dedup cluster sizes", "target vs achieved", "Shards",
+    for section in ("Funnel", "Document lengths", "Quality signals", "Dedup cluster sizes", "target vs achieved", "Shards",
                     "per language", "span length hist", "[MASK] vs [gMASK]", "tokens per source",
                     "Samples of rejected documents"):
         assert section in html, section

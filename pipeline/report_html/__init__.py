@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from html import escape
 
+from pipeline.report import FRACTION_BINS, is_fraction_signal
 from pipeline.report_html.svg import column_chart, fmt_number, hbar_chart, line_chart
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
@@ -114,6 +115,32 @@ def dedup_section(clusters: dict) -> str:
                          {"clusters": [clusters.get(str(b), clusters.get(b, 0)) for b in bins]}, log_y=True)
     return ("<h2>Dedup cluster sizes</h2><p class=note>Surviving documents by the size of their duplicate cluster "
             "(1 = no duplicate).</p>" + _figure("Clusters by size", chart))
+
+
+def signal_bin_label(column: str, b: int) -> str:
+    if is_fraction_signal(column):
+        return "≥1" if b >= FRACTION_BINS else f"{b / FRACTION_BINS:.2f}"
+    return "≤0" if b == -1000 else fmt_number(round(2 ** (b / 4), 2))
+
+
+def signals_section(signals: dict[str, dict[str, dict]]) -> str:
+    """One small histogram per q_* signal of the quality stage's kept documents, a series per language:
+    where a threshold sits in the distribution is what tells a user whether to move it."""
+    if not signals:
+        return ""
+    figs = []
+    for column, per_lang in signals.items():
+        present = sorted({int(b) for counts in per_lang.values() for b in counts})
+        regular = [b for b in present if b != -1000]
+        bins = ([-1000] if -1000 in present else []) + (list(range(regular[0], regular[-1] + 1)) if regular else [])
+        figs.append(_figure(column, column_chart(
+            f"signal-{column}", column, [signal_bin_label(column, b) for b in bins],
+            {lang: [counts.get(str(b), counts.get(b, 0)) for b in bins] for lang, counts in per_lang.items()},
+            width=360, height=180)))
+    return ("<h2>Quality signals</h2><p class=note>Kept documents of the quality stage by each <code>q_*</code> "
+            "column, per language (shares and ratios in 0.05 bins; counts and lengths in quarter-octave bins, "
+            "labelled by their lower edge). Re-filter on these columns without recomputing them.</p>"
+            f"<details><summary>{len(signals)} signals</summary><div class=grid>" + "".join(figs) + "</div></details>")
 
 
 def shards_section(manifest: dict | None, shard_report: dict) -> str:
@@ -271,6 +298,7 @@ def render_page(data: dict) -> str:
         f"{escape(data.get('generated_at', ''))}</p>",
         funnel_section(stages),
         lengths_section(data.get("lengths") or {}),
+        signals_section(data.get("quality_signals") or {}),
         dedup_section(data.get("dedup_clusters") or {}),
         stage_reports_section(stages),
         shards_section(data.get("shards_manifest"),
