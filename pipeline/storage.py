@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import functools
+import hashlib
 import os
 import posixpath
+import tempfile
 import uuid
 from typing import IO, Iterator
 
@@ -176,6 +179,25 @@ def write_bytes(uri: str, data: bytes) -> None:
 
 def write_text(uri: str, text: str) -> None:
     write_bytes(uri, text.encode("utf-8"))
+
+
+def local_copy(uri: str) -> str:
+    """A local path for a file that libraries can only open locally (fastText models): a remote file is
+    copied once into a cache folder (GLMDATA_CACHE, default the system temp dir) shared by every task
+    of the worker; the copy is keyed by URI and size, so a replaced model is fetched again."""
+    if "://" not in uri:
+        return uri
+    return _cached_copy(uri, size(uri))
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_copy(uri: str, nbytes: int) -> str:
+    cache = os.path.join(os.environ.get("GLMDATA_CACHE", tempfile.gettempdir()), "glmdata-models")
+    digest = hashlib.sha1(f"{uri}:{nbytes}".encode()).hexdigest()[:16]
+    path = os.path.join(cache, f"{digest}-{posixpath.basename(uri)}")
+    if not os.path.isfile(path) or os.path.getsize(path) != nbytes:
+        write_bytes(path, read_bytes(uri))  # atomic: concurrent tasks never see half a file
+    return path
 
 
 class ParquetSink:

@@ -148,7 +148,7 @@ def test_model_from_s3_is_copied_once_per_worker(tmp_path, monkeypatch):
         assert stage.input_paths() == ["s3://models/lid.ftz"]
         assert stage.identifier.identify("Ceci est une phrase en français.").lang == "fr"
     finally:
-        stage_module._cached_copy.cache_clear()
+        storage._cached_copy.cache_clear()
         server.stop()
 
 

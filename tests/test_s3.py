@@ -97,3 +97,29 @@ def _rows(workdir: str) -> list[tuple]:
         table = pq.read_table(storage.open_input(path), columns=["id", "text", "lang", "source", "source_offset"])
         out += [tuple(r.values()) for r in table.to_pylist()]
     return sorted(out)
+
+
+def test_quality_classifier_from_s3(tmp_path, s3_endpoint):
+    """A classifier model on S3 is fetched once per worker and scores exactly as the local file does."""
+    from filters.classifier import quality_score, train
+    from pipeline.stages.quality import QualityStage
+
+    from conftest import make_run_config
+
+    good = [f"The committee published its annual report on public libraries in region {i}, with figures "
+            "on lending, opening hours and staff." for i in range(60)]
+    bad = [f"BUY NOW cheap pills casino bonus click here win money {i} free free free" for i in range(60)]
+    model = tmp_path / "quality.bin"
+    train(good, bad, str(model), bucket=20_000)
+    storage.write_bytes(f"s3://{BUCKET}/models/quality.bin", model.read_bytes())
+    os.environ["GLMDATA_CACHE"] = str(tmp_path / "cache")
+    try:
+        cfg = make_run_config(tmp_path / "run", {"quality": {"classifier": f"s3://{BUCKET}/models/quality.bin"}})
+        stage = QualityStage(cfg)
+        assert stage.input_paths()[-1] == f"s3://{BUCKET}/models/quality.bin"  # replacing the model re-runs
+        assert stage.classifier_path.startswith(str(tmp_path / "cache"))
+        text = "\n".join(good[:8])
+        assert stage.score(text, {}) == quality_score(str(model), text) > 0.5
+    finally:
+        os.environ.pop("GLMDATA_CACHE")
+        storage._cached_copy.cache_clear()

@@ -11,9 +11,6 @@ counted as created documents.
 from __future__ import annotations
 
 import functools
-import hashlib
-import os
-import tempfile
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -23,7 +20,7 @@ import pyarrow.compute as pc
 from filters.langid import Identification, LanguageFilter, LanguageIdentifier, default_model_path
 from filters.normalize import normalize_chinese
 from pipeline import storage
-from pipeline.config import InputPath, is_remote, register_section
+from pipeline.config import InputPath, register_section
 from pipeline.registry import register_stage
 from pipeline.stage import BatchResult, MapStage
 
@@ -88,23 +85,8 @@ class LangidSection:
 
 
 def local_model(uri: str | None) -> str:
-    """A local path for the configured model: remote files are copied once into a cache folder
-    (GLMDATA_CACHE, default the system temp dir) shared by every task of the worker."""
-    if uri is None:
-        return default_model_path()
-    if not is_remote(uri):
-        return uri
-    return _cached_copy(uri, storage.size(uri))
-
-
-@functools.lru_cache(maxsize=4)
-def _cached_copy(uri: str, nbytes: int) -> str:
-    cache = os.path.join(os.environ.get("GLMDATA_CACHE", tempfile.gettempdir()), "glmdata-models")
-    digest = hashlib.sha1(f"{uri}:{nbytes}".encode()).hexdigest()[:16]
-    path = os.path.join(cache, f"{digest}-{os.path.basename(uri)}")
-    if not os.path.isfile(path) or os.path.getsize(path) != nbytes:
-        storage.write_bytes(path, storage.read_bytes(uri))  # atomic: concurrent tasks never see half a file
-    return path
+    """A local path for the configured model (fastText opens only local files)."""
+    return default_model_path() if uri is None else storage.local_copy(uri)
 
 
 def build_identifier(s: LangidSection) -> LanguageIdentifier:

@@ -17,10 +17,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import gzip
-import hashlib
 import io
 import json
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -37,7 +37,7 @@ from filters.english import (C4Quality, FineWebQuality, GopherQuality, GopherRep
                              english_words)
 from filters.repetition import Doc, Rejection, RuleSet, Signals
 from pipeline import storage
-from pipeline.config import ConfigError, InputPath, is_remote, register_section
+from pipeline.config import ConfigError, InputPath, register_section
 from pipeline.registry import register_command, register_stage
 from pipeline.stage import BatchResult, MapStage
 
@@ -159,17 +159,8 @@ class QualityStage(MapStage):
 
     @cached_property
     def classifier_path(self) -> str:
-        """The classifier model as a local file (fastText loads only those): a gs:// or s3:// model
-        is copied to a temporary file once per worker."""
-        path = self.section.classifier
-        if not is_remote(path):
-            return path
-        local = Path(tempfile.gettempdir()) / f"glmdata-quality-{hashlib.sha1(path.encode()).hexdigest()[:16]}.bin"
-        if not local.exists():
-            partial = local.with_suffix(f".{os.getpid()}.part")
-            partial.write_bytes(storage.read_bytes(path))
-            partial.replace(local)
-        return str(local)
+        """The classifier model as a local file (fastText loads only those), fetched once per worker."""
+        return storage.local_copy(self.section.classifier)
 
     def score(self, text: str, signals: Signals) -> float:
         if self.section.classifier is None:
@@ -235,12 +226,15 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--positive", required=True, nargs="+", metavar="FILE",
                    help="high-quality examples: .jsonl(.gz) with a text field, or text with one example a line")
     p.add_argument("--negative", required=True, nargs="+", metavar="FILE", help="low-quality examples, same formats")
-    p.add_argument("--out", required=True, help="where to write the fastText model (.bin)")
+    p.add_argument("--out", required=True, help="where to write the fastText model (.bin; local, gs:// or s3://)")
     p.add_argument("--text-field", default="text", help="JSON field holding the text (default: text)")
     p.add_argument("--epoch", type=int, default=25, help="training epochs (default 25)")
     p.add_argument("--lr", type=float, default=0.5, help="learning rate (default 0.5)")
     p.add_argument("--word-ngrams", type=int, default=2, help="word n-gram features (default 2)")
     p.add_argument("--dim", type=int, default=64, help="embedding size (default 64)")
+    p.add_argument("--bucket", type=int, default=2_000_000,
+                   help="hash buckets for word n-grams; the model is bucket x dim x 4 bytes (default 2000000, "
+                        "fastText's: 512 MB at dim 64)")
     p.add_argument("--holdout-every", type=int, default=10,
                    help="hold out every N-th example for the printed evaluation (0: none; default 10)")
     p.add_argument("--seed", type=int, default=1234)
@@ -262,8 +256,12 @@ def train_classifier_command(args: argparse.Namespace) -> int:
     console.print(f"training on {len(positive)} positive and {len(negative)} negative examples")
     try:
         with console.status("training fastText"):
-            ev = train(positive, negative, args.out, epoch=args.epoch, lr=args.lr, word_ngrams=args.word_ngrams,
-                       dim=args.dim, holdout_every=args.holdout_every, seed=args.seed)
+            with tempfile.TemporaryDirectory() as tmp:
+                local = os.path.join(tmp, "model.bin")
+                ev = train(positive, negative, local, epoch=args.epoch, lr=args.lr, word_ngrams=args.word_ngrams,
+                           dim=args.dim, bucket=args.bucket, holdout_every=args.holdout_every, seed=args.seed)
+                with open(local, "rb") as f, storage.atomic_output(args.out) as out:
+                    shutil.copyfileobj(f, out, 1 << 24)
     except (TrainingUnavailable, ValueError) as e:
         console.print(f"[red]error:[/red] {e}")
         return 1
