@@ -9,14 +9,14 @@ import pyarrow.parquet as pq
 
 from pipeline import storage
 from pipeline.runner import run_stage
-from pipeline.stages.encode import EncodeStage, worker_tokenizer
+from pipeline.stages.encode import EncodeStage, encode_column, worker_tokenizer
 from pipeline.stages.mix import MixStage
 from tokenizer.special_tokens import EOS
 from tokenizer.spm import load
 
 from conftest import make_run_config
 from test_mix import out_rows, write_stage
-from test_tokenizer import shared_documents, tiny_model  # noqa: F401  (fixture)
+from test_tokenizer import TRICKY, shared_documents, tiny_model  # noqa: F401  (fixture)
 
 
 def finished_tokenizer(workdir: str, model: str) -> None:
@@ -79,3 +79,21 @@ def test_encode_with_a_given_model(tmp_path, spark_session_engine, tiny_model): 
     rows = out_rows(cfg, "encode")
     assert all(r["text"] == f"{r['source']} {r['id'].split(':')[1].split('#')[0]} " + ("word " * 20 if r["lang"] == "en" else "中文" * 15)
                for r in rows), "keep_text writes the text beside the tokens"
+
+
+def test_token_column_holds_each_documents_ids(shared_data, tiny_model):  # noqa: F811
+    """The list<int32> column built from one flat id array and offsets holds, row by row, exactly
+    `Tokenizer.encode`'s ids: empty and whitespace-only documents, emoji and rare Han (byte pieces),
+    a literal "▁" between plain texts, real documents."""
+    tok = load(tiny_model)
+    texts = TRICKY + ["", " ", "\n\t \u3000", "😀" * 40, "\u2581"]
+    texts += [d["text"] for d in shared_documents(shared_data)[::40]]
+    tokens, n_tokens = encode_column(tok, texts)
+    assert tokens.type == pa.list_(pa.int32()) and n_tokens.type == pa.int32()
+    expected = [tok.encode(t) for t in texts]
+    assert tokens.to_pylist() == expected
+    assert n_tokens.to_pylist() == [len(ids) for ids in expected]
+    assert any(tok.is_byte(i) for i in expected[2]), "the emoji and rare Han of TRICKY[2] take byte pieces"
+    assert [tok.decode(ids) for ids in tokens.to_pylist()] == texts
+    none, no_lengths = encode_column(tok, [])
+    assert none.type == pa.list_(pa.int32()) and len(none) == len(no_lengths) == 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -31,16 +32,12 @@ def worker_tokenizer(uri: str) -> Tokenizer:
     return _MODELS[uri]
 
 
-ENCODE_CHUNK = 64  # documents whose Python id lists live at once
-
-
 def encode_column(tok: Tokenizer, texts: list[str]) -> tuple[pa.Array, pa.Array]:
-    """(tokens as list<int32>, n_tokens as int32) of `texts`. Converted to Arrow a few documents at a
-    time: millions of live Python ints would leave the allocator cold (measured in bench/encode.py)."""
-    chunks = [pa.array(tok.encode_batch(texts[i:i + ENCODE_CHUNK]), type=pa.list_(pa.int32()))
-              for i in range(0, len(texts), ENCODE_CHUNK)]
-    tokens = pa.concat_arrays(chunks) if chunks else pa.array([], type=pa.list_(pa.int32()))
-    return tokens, pc.list_value_length(tokens).cast(pa.int32())
+    """(tokens as list<int32>, n_tokens as int32) of `texts`, built from one flat id array and its
+    offsets: no Python list per document nor int per token (the conversion that cost ~13% of the stage)."""
+    ids, offsets = tok.encode_flat(texts)
+    tokens = pa.ListArray.from_arrays(pa.array(offsets).cast(pa.int32()), pa.array(ids))  # cast: overflow raises
+    return tokens, pa.array(np.diff(offsets).astype(np.int32))
 
 
 @register_section("encode")
