@@ -10,9 +10,11 @@ from datasketch.lsh import _optimal_param
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from filters.fast_normalize import code_points, normalize_chinese, reference_chinese, reference_words
 from filters.minhash import (EMPTY_HASH, MinHasher, Shingling, band_hashes, normalize_words, optimal_bands,
                              shingle_hash32)
 from filters.normalize import to_traditional
+from filters.t2s_changes import t2s_may_change
 
 
 def datasketch_signature(shingles: list[str], num_perm: int, seed: int) -> np.ndarray:
@@ -115,3 +117,88 @@ def test_threads_get_the_same_signatures(real_docs):
         with ThreadPoolExecutor(8) as pool:
             got = list(pool.map(lambda b: MinHasher().signatures(*b), batches))
         assert all(np.array_equal(g, e) for g, e in zip(got, expected))
+
+
+# ---------------------------------------------------------------------------------------------
+# The compiled normalization is byte-identical to the regex/OpenCC reference
+
+
+def _shared_texts(shared_data) -> list[str]:
+    """Every document of text/ and jsonl/, and every sentence of langid/ (32 languages, scripts
+    from Greek final sigma and Turkish dotted I to Devanagari marks and Hangul)."""
+    import gzip
+
+    texts = []
+    for path in sorted([*(shared_data / "text").glob("*.jsonl"), *(shared_data / "jsonl").glob("*.jsonl*"),
+                        *(shared_data / "langid").glob("*.jsonl")]):
+        with (gzip.open if path.suffix == ".gz" else open)(path, "rt", encoding="utf-8") as f:
+            texts += [r.get("text") or r.get("raw_content") or "" for r in map(json.loads, f)]
+    return texts
+
+
+def assert_fast_equals_reference(texts):
+    for text in texts:
+        assert normalize_words(text) == reference_words(text), text[:200]
+        assert normalize_chinese(text) == reference_chinese(text), text[:200]
+
+
+def test_fast_normalization_equals_reference_on_shared_data(shared_data):
+    texts = _shared_texts(shared_data)
+    assert len(texts) > 16_000 and sum(map(len, texts)) > 6_000_000
+    assert_fast_equals_reference(texts)
+    assert any(not t2s_may_change(code_points(t)) for t in texts if "的" in t)  # OpenCC skipped somewhere
+
+
+# Every punctuation category, digits of several scripts (full-width, Arabic-Indic, Devanagari),
+# accents precomposed and combining, full-width letters, Traditional characters and phrases,
+# Hangul, emoji with ZWJ and skin tones, final sigma, dotted I, CJK compatibility ideographs.
+_SPECIAL_CHARS = ("Σσς İıÉéÅΩΩ 가힣 ﬁ ß ẞ ǅ ０１９ ＡＺａｚ ！＂＃％＆＇（）＊＋，－．／：；＜＝＞？＠［＼］＾＿｀｛｜｝～"
+                  " 、。「」『』【】《》〈〉…—–·・〜｡ \u3000 ٠١٩ ०९ 𝟘𝟙 ²½Ⅻ 國學後時麼乾隆著像么 丽 \u00a0\t\n_-.,'\"")
+_SNIPPETS = ("ΟΔΟΣ ὁδός", "e\u0301", "a\u0308\u0323", "😀👍🏽👩\u200d💻🇨🇳", "3.14", "１，０００", "３：３０", "1。5",
+             "乾隆", "回覆", "想像", "么麼", "İstanbul", "नमस्ते")
+_TEXT = st.lists(st.one_of(
+    st.sampled_from(_SNIPPETS),
+    st.sampled_from(_SPECIAL_CHARS),
+    st.characters(categories=("Pc", "Pd", "Ps", "Pe", "Pi", "Pf", "Po")),
+    st.characters(categories=("Nd", "No", "Nl")),
+    st.characters(codec="ascii"),
+    st.characters(exclude_categories=("Cs",)),
+), max_size=40).map("".join)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_TEXT)
+def test_fast_normalization_equals_reference_on_any_text(text):
+    assert_fast_equals_reference([text, text.upper(), f"3.{text}.5", f"{text}1.2.3{text}"])
+
+
+def test_fast_normalization_equals_reference_for_every_code_point():
+    """Each code point between letters, between digits, after a letter and alone, 4,096 per document
+    (complex ones apart, as each would send its whole document to the reference path)."""
+    from filters.fast_normalize import COMPLEX, _tables
+
+    kind = _tables().kind
+    code = [cp for cp in range(0x110000) if not 0xD800 <= cp < 0xE000 and kind[cp] != COMPLEX]
+    assert len(code) > 1_000_000
+    for lo in range(0, len(code), 4096):
+        chars = [chr(cp) for cp in code[lo:lo + 4096]]
+        assert_fast_equals_reference([" ".join(f"a{c}b 1{c}2 a{c} {c}" for c in chars)])
+    complex_ones = [chr(cp) for cp in range(0x110000) if kind[cp] == COMPLEX and not 0xD800 <= cp < 0xE000]
+    assert "Σ" in complex_ones and "İ" in complex_ones
+    assert_fast_equals_reference([f"ΟΔΟΣ {c}a1.2" for c in complex_ones])
+
+
+def test_t2s_is_skipped_only_where_it_changes_nothing():
+    from filters.normalize import to_simplified
+    from filters.t2s_changes import _changes
+
+    changes = _changes()
+    assert changes is not None, "the opencc wheel's dictionaries could not be read"
+    unflagged = [chr(cp) for cp in range(0x4E00, 0x30000) if not changes.flags[cp] and not 0xD800 <= cp < 0xE000]
+    assert to_simplified("\n".join(unflagged)) == "\n".join(unflagged)
+    assert not t2s_may_change(code_points("北京大学是中国最早的国立综合性大学，什么像样"))
+    # a character that changes; a phrase that keeps one ("乾隆", not "干隆"); a phrase whose
+    # characters never change alone ("回覆" -> "回复")
+    for text in ("國", "中文乾隆年間", "请回覆我"):
+        assert t2s_may_change(code_points(text)), text
+    assert to_simplified("请回覆我") == "请回复我"

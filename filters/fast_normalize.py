@@ -1,0 +1,260 @@
+"""Dedup-key normalization: FineWeb's word rules, and the same after Chinese folding, at compiled speed.
+
+The rules are the regex functions `reference_words` and `reference_chinese` (lowercase,
+numbers -> "0", punctuation and whitespace -> one space, accents stripped; Chinese first goes
+through OpenCC t2s, width folding and punctuation folding). Run per document they cost more than
+the MinHash signature itself, so `normalize_words` and `normalize_chinese` reproduce them byte
+for byte in one numba pass over the document's code points, driven by per-code-point tables that
+are *derived from the reference functions* (its `str.lower`, its `regex` digit class, its word
+class, NFD and mark stripping, the width and punctuation tables of `filters.normalize`), not
+written by hand:
+
+* every code point is a separator, "." (a separator that may join "3.14"), a digit, or a letter
+  that becomes a fixed string (lowercased, decomposed, marks removed: "É" -> "e", "가" -> jamo);
+* characters whose result depends on their neighbours (the final-sigma rule of `str.lower`, a
+  lowercase that spans two characters, a decomposition that keeps a combining character) are
+  "complex": a document containing one takes the reference path, as does one with lone surrogates;
+* OpenCC runs only on documents in which t2s can change something (`filters.t2s_changes`).
+
+The reference functions stay the definition: the tables come from them, documents the tables
+cannot express use them, and tests compare both paths on real and generated text.
+"""
+from __future__ import annotations
+
+import re
+import threading
+import unicodedata
+from itertools import chain
+
+import numba
+import numpy as np
+import regex
+
+from filters.normalize import fold_punctuation, fold_width, to_simplified
+from filters.t2s_changes import t2s_may_change
+
+# ---------------------------------------------------------------------------------------------
+# The reference rules
+
+# datatrove's NUMBERS_PATTERN: "3.14" and "2024" -> "0" (the `regex` module runs it faster than `re`)
+_NUMBERS = regex.compile(r"\d+(?:\.\d+)?")
+_DIGIT = regex.compile(r"\d")  # the digit class of _NUMBERS, one character
+_WORDS = re.compile(r"[^\W_]+")  # runs of letters and digits; everything else separates words
+
+
+def _marks(code_points) -> re.Pattern:
+    return re.compile("[" + "".join(re.escape(chr(c)) for c in code_points if unicodedata.category(chr(c)) == "Mn") + "]+")
+
+
+# Nonspacing marks (category Mn), the accents NFD splits off. Two classes, because a class with
+# characters beyond the BMP compiles to a linear scan (60x slower) and such characters are rare.
+_MARKS_BMP = _marks(range(0x10000))
+_MARKS_ASTRAL = _marks((*range(0x10000, 0x20000), *range(0xE0100, 0xE01F0)))
+_ASTRAL = re.compile("[\U00010000-\U0010FFFF]")
+
+
+def _strip_accents(text: str) -> str:
+    if text.isascii():
+        return text
+    text = _MARKS_BMP.sub("", unicodedata.normalize("NFD", text))
+    return _MARKS_ASTRAL.sub("", text) if _ASTRAL.search(text) else text
+
+
+def reference_words(text: str) -> str:
+    """FineWeb-style simplified text (datatrove's `simplify_text`): lowercase, numbers -> "0",
+    punctuation and whitespace -> one space, accents stripped. The definition; slow."""
+    return _strip_accents(" ".join(_WORDS.findall(_NUMBERS.sub("0", text.lower()))))
+
+
+def fold_chinese(text: str) -> str:
+    """Width and punctuation folding of (already Simplified) Chinese."""
+    return fold_punctuation(fold_width(text))
+
+
+def reference_chinese(text: str) -> str:
+    """Simplified, width- and punctuation-folded Chinese, then `reference_words`. The definition; slow."""
+    return reference_words(fold_chinese(to_simplified(text)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Tables derived from the reference
+
+# What a code point is to the reference. EXPANSION: a letter that becomes several code points.
+SEPARATOR, DOT, DIGIT, LETTER, EXPANSION, COMPLEX = range(6)
+_N_CODE_POINTS = 0x110000
+_SURROGATES = range(0xD800, 0xE000)
+
+
+class _Tables:
+    """Per code point: `kind` and `value` (a letter's replacement; for an expansion, its offset
+    into `expansions` << 8 | its length), once for English and once with Chinese width and
+    punctuation folding applied first (`zh_kind`, `zh_value`)."""
+
+    def __init__(self):
+        self.kind = kind = np.full(_N_CODE_POINTS, SEPARATOR, np.uint8)
+        self.value = value = np.zeros(_N_CODE_POINTS, np.uint32)
+        expansions: list[int] = []
+        kind[list(_SURROGATES)] = COMPLEX
+        every_char = np.fromiter(chain(range(0xD800), range(0xE000, _N_CODE_POINTS)), np.uint32).tobytes().decode("utf-32-le")
+
+        def classify(cp: int, lowered: str) -> None:
+            """What the reference makes of `lowered`, the lowercase of code point `cp`."""
+            if len(lowered) != 1:
+                kind[cp] = COMPLEX
+            elif _DIGIT.fullmatch(lowered):
+                kind[cp] = DIGIT
+            elif _WORDS.fullmatch(lowered):
+                kept = _MARKS_ASTRAL.sub("", _MARKS_BMP.sub("", unicodedata.normalize("NFD", lowered)))
+                # a kept combining character could be reordered against its neighbours' marks
+                if not kept or any(ch.isspace() or unicodedata.combining(ch) for ch in kept):
+                    kind[cp] = COMPLEX
+                elif len(kept) == 1:
+                    kind[cp], value[cp] = LETTER, ord(kept)
+                else:
+                    kind[cp], value[cp] = EXPANSION, len(expansions) << 8 | len(kept)
+                    expansions.extend(map(ord, kept))
+            else:
+                kind[cp] = SEPARATOR
+
+        # Uncased characters are their own lowercase; a word character NFD leaves alone is itself.
+        words = np.array([ord(m.group()) for m in re.finditer(r"[^\W_]", every_char)], np.uint32)
+        kind[words], value[words] = LETTER, words
+        for cp in words.tolist():
+            ch = chr(cp)
+            if unicodedata.combining(ch) or not unicodedata.is_normalized("NFD", ch):
+                classify(cp, ch)
+        kind[[ord(m.group()) for m in _DIGIT.finditer(every_char)]] = DIGIT
+        for cp in _cased(every_char).tolist():
+            ch = chr(cp)
+            lowered = ch.lower()
+            # str.lower has one context rule (final sigma): a character lowered differently next
+            # to a letter is complex
+            if {lowered, ("a" + ch).lower()[1:], ("a" + ch + "a").lower()[1:-1]} != {lowered}:
+                kind[cp] = COMPLEX
+            else:
+                classify(cp, lowered)
+        kind[ord(".")] = DOT
+        self.expansions = np.array(expansions or [0], np.uint32)
+        self.max_expansion = max([1] + [v & 0xFF for v in value[kind == EXPANSION].tolist()])
+        self.zh_kind, self.zh_value = self._fold_chinese_first()
+
+    def _fold_chinese_first(self) -> tuple[np.ndarray, np.ndarray]:
+        kind, value = self.kind.copy(), self.value.copy()
+        for cp in chain(range(0xD800), range(0xE000, 0x10000)):  # the folding tables are BMP only
+            folded = fold_chinese(chr(cp))
+            if len(folded) == 1:
+                kind[cp], value[cp] = self.kind[ord(folded)], self.value[ord(folded)]
+            elif len(folded) > 1 and all(self.kind[ord(ch)] in (SEPARATOR, DOT) for ch in folded):
+                kind[cp] = SEPARATOR  # "..." from "…": its dots never stand between two digits
+            elif folded != chr(cp):
+                kind[cp] = COMPLEX
+        return kind, value
+
+
+def _cased(every_char: str) -> np.ndarray:
+    """Code points whose lowercase differs from them (one bulk str.lower, compared position by
+    position; U+0130 is the one character whose lowercase is two characters long)."""
+    wide = "\u0130"
+    rest = every_char.replace(wide, "")
+    before = np.frombuffer(rest.encode("utf-32-le"), np.uint32)
+    after = np.frombuffer(rest.lower().encode("utf-32-le"), np.uint32)
+    return np.append(before[before != after], ord(wide))
+
+
+_TABLES: _Tables | None = None
+_TABLES_LOCK = threading.Lock()
+
+
+def _tables() -> _Tables:
+    """Built once per process, on first use; thread-safe (Beam runs tasks in threads)."""
+    global _TABLES
+    if _TABLES is None:
+        with _TABLES_LOCK:
+            if _TABLES is None:
+                _TABLES = _Tables()
+    return _TABLES
+
+
+# ---------------------------------------------------------------------------------------------
+# The compiled pass
+
+
+@numba.njit(cache=True, nogil=True)
+def _simplify_kernel(cps, kind, value, expansions, out):
+    """Write the normalized text's code points into `out`; return how many, or -1 for a complex
+    character. Digits: a run, optionally "." and a second run, becomes one "0" inside the word."""
+    n_in = cps.shape[0]
+    n = 0
+    space_pending = False
+    i = 0
+    while i < n_in:
+        cp = cps[i]
+        k = kind[cp]
+        if k <= DOT:  # SEPARATOR or DOT
+            if n > 0:
+                space_pending = True
+            i += 1
+            continue
+        if k == COMPLEX:
+            return -1
+        if space_pending:
+            out[n] = 32
+            n += 1
+            space_pending = False
+        i += 1
+        if k == LETTER:
+            out[n] = value[cp]
+            n += 1
+        elif k == EXPANSION:
+            offset = value[cp] >> 8
+            for j in range(value[cp] & 0xFF):
+                out[n] = expansions[offset + j]
+                n += 1
+        else:  # DIGIT
+            out[n] = 48
+            n += 1
+            while i < n_in and kind[cps[i]] == DIGIT:
+                i += 1
+            if i + 1 < n_in and kind[cps[i]] == DOT and kind[cps[i + 1]] == DIGIT:
+                i += 2
+                while i < n_in and kind[cps[i]] == DIGIT:
+                    i += 1
+    return n
+
+
+def code_points(text: str) -> np.ndarray | None:
+    """The text as uint8 (ASCII) or uint32 code points; None when it holds lone surrogates."""
+    if text.isascii():
+        return np.frombuffer(text.encode("ascii"), np.uint8)
+    try:
+        return np.frombuffer(text.encode("utf-32-le"), np.uint32)
+    except UnicodeEncodeError:
+        return None
+
+
+def _simplify(cps: np.ndarray | None, chinese: bool) -> str | None:
+    if cps is None:
+        return None
+    t = _tables()
+    out = np.empty(len(cps) * t.max_expansion, cps.dtype)
+    n = _simplify_kernel(cps, t.zh_kind if chinese else t.kind, t.zh_value if chinese else t.value, t.expansions, out)
+    if n < 0:
+        return None
+    return out[:n].tobytes().decode("ascii" if cps.dtype == np.uint8 else "utf-32-le")
+
+
+def normalize_words(text: str) -> str:
+    """`reference_words(text)`, computed in one compiled pass."""
+    result = _simplify(code_points(text), chinese=False)
+    return reference_words(text) if result is None else result
+
+
+def normalize_chinese(text: str) -> str:
+    """`reference_chinese(text)`: OpenCC only where t2s can change the text, then one compiled pass."""
+    cps = code_points(text)
+    simplified = text
+    if cps is None or t2s_may_change(cps):
+        simplified = to_simplified(text)
+        cps = code_points(simplified)
+    result = _simplify(cps, chinese=True)
+    return reference_words(fold_chinese(simplified)) if result is None else result
