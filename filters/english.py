@@ -108,7 +108,9 @@ class _ChunkTokens(dict):
 def _chunk_tokens() -> _ChunkTokens:
     import spacy  # loaded once per worker process
 
-    return _ChunkTokens(spacy.blank("en").tokenizer)
+    nlp = spacy.blank("en")
+    nlp.vocab.lex_attr_getters = {}  # lexeme features (shape, norm, ...) for new words: tokens never need them
+    return _ChunkTokens(nlp.tokenizer)
 
 
 def _chunk_token_lists(text: str) -> list[tuple[str, ...]]:
@@ -172,15 +174,23 @@ def count_sentences(line: str) -> int:
     """Sentences spaCy's rule-based sentencizer finds in `line` (datatrove's
     `split_into_sentences`): a sentence starts at the first token that is not punctuation after a
     sentence-final punctuation token."""
-    chunks = line.split()
+    return _count_chunk_sentences(line.split())
+
+
+def _count_chunk_sentences(chunks: list[str]) -> int:
+    """count_sentences of the line whose whitespace-separated chunks are `chunks`."""
     if not chunks:
         return 0
     steps = _sentence_steps()
     sentences, after_period = 1, False
     for chunk in chunks:
         step = steps[chunk]
-        after_period, new = (step[2], step[3]) if after_period else (step[0], step[1])
-        sentences += new
+        if after_period:
+            after_period = step[2]
+            sentences += step[3]
+        else:
+            after_period = step[0]
+            sentences += step[1]
     return sentences
 
 
@@ -271,15 +281,18 @@ class GopherQuality(RuleSet):
                 "alpha_word_frac": float, "stop_words": int}
 
     def judge(self, doc: Doc, signals: Signals) -> Rejection | None:
-        text, words = doc.text, doc.words.words
-        counts = Counter(words)  # each distinct word is classified once
-        symbol_free = [(w, c) for w, c in counts.items() if not SYMBOLS.issuperset(w)]
-        n_words = signals["n_words"] = sum(c for _, c in symbol_free)
+        text, words = doc.text, doc.words
+        counts = Counter(words.words)  # each distinct word is classified once
+        # Words of letters only (most of them) are neither symbols nor letter-free: no symbol is a letter.
+        others = [(w, c) for w, c in counts.items() if not w.isalpha()]
+        symbols = [(w, c) for w, c in others if SYMBOLS.issuperset(w)]
+        n_words = signals["n_words"] = len(words) - sum(c for _, c in symbols)
         if self.min_doc_words and n_words < self.min_doc_words:
             return self.reject("min_words", n_words)
         if self.max_doc_words and n_words > self.max_doc_words:
             return self.reject("max_words", n_words)
-        mean = signals["mean_word_length"] = sum(len(w) * c for w, c in symbol_free) / n_words if n_words else 0.0
+        chars = int(words.char_offsets[-1]) - sum(len(w) * c for w, c in symbols)
+        mean = signals["mean_word_length"] = chars / n_words if n_words else 0.0
         if self.min_avg_word_length and mean < self.min_avg_word_length:
             return self.reject("min_mean_word_length", mean)
         if self.max_avg_word_length and mean > self.max_avg_word_length:
@@ -300,8 +313,8 @@ class GopherQuality(RuleSet):
         signals["ellipsis_line_frac"] = ellipsis
         if self.max_ellipsis_lines_ratio and judge_lines and ellipsis > self.max_ellipsis_lines_ratio:
             return self.reject("ellipsis_lines", ellipsis)
-        alpha = signals["alpha_word_frac"] = sum(
-            n for w, n in counts.items() if w.isalpha() or any(c.isalpha() for c in w)) / n_tokens
+        alpha = signals["alpha_word_frac"] = (len(words) - sum(
+            n for w, n in others if not any(c.isalpha() for c in w))) / n_tokens
         if self.max_non_alpha_words_ratio and alpha < self.max_non_alpha_words_ratio:
             return self.reject("alpha_words", alpha)
         stop = signals["stop_words"] = len(self._stop_words.intersection(counts))
@@ -338,37 +351,53 @@ class C4Quality(RuleSet):
         return {"c4_sentences": int, "c4_line_keep_frac": float}
 
     def judge(self, doc: Doc, signals: Signals) -> Rejection | None:
-        lines = doc.text.splitlines()
+        text = doc.text
+        lines = text.splitlines()
+        cite = self.remove_citations and "[" in text
+        # A phrase that the whole text lacks (citations removed, lower case) is in none of its
+        # lines: only the phrases it has are looked for line by line.
+        searchable = (_CITATION.sub("", text) if cite else text).lower()
+        lorem = self.filter_lorem_ipsum and "lorem ipsum" in searchable
+        javascript = self.filter_javascript and "javascript" in searchable
+        curly = self.filter_curly_bracket and "{" in text
+        policy = [p for p in _POLICY_PHRASES if p in searchable] if self.filter_policy else []
+        # The kept text's English word count, for the rules after this one (FineWeb's newline ratio)
+        chunk_tokens = _chunk_tokens() if doc.tokenize is english_words else None
         kept: list[str] = []
-        sentences = 0
-        for line in lines:
-            line = line.strip()
-            words = line.split()
-            if self.max_word_length != -1 and max(map(len, words), default=0) > self.max_word_length:
-                continue
-            if self.remove_citations:
-                line = _CITATION.sub("", line)
+        sentences = n_words = 0
+        for stripped in lines:
+            stripped = stripped.strip()
+            line = _CITATION.sub("", stripped) if cite and "[" in stripped else stripped
+            # The line-dropping checks in the cheapest order (any order drops the same lines)
             if self.filter_no_terminal_punct and (not line.endswith(_END_PUNCTUATION) or line.endswith("...")):
                 continue
+            words = stripped.split()
             if len(words) < self.min_words_per_line:
                 continue
-            lower = line.lower()
-            if self.filter_lorem_ipsum and "lorem ipsum" in lower:
-                return self.reject("lorem_ipsum", "lorem ipsum")
-            if self.filter_javascript and "javascript" in lower:
+            if (self.max_word_length != -1 and len(stripped) > self.max_word_length
+                    and max(map(len, words), default=0) > self.max_word_length):
                 continue
-            if self.filter_curly_bracket and "{" in line:
+            if lorem or javascript or policy:
+                lower = line.lower()
+                if lorem and "lorem ipsum" in lower:
+                    return self.reject("lorem_ipsum", "lorem ipsum")
+                if javascript and "javascript" in lower:
+                    continue
+            if curly and "{" in line:
                 return self.reject("curly_bracket", "{")
-            if self.filter_policy and any(p in lower for p in _POLICY_PHRASES):
+            if policy and any(p in lower for p in policy):
                 continue
+            chunks = words if line is stripped else line.split()
             if self.min_num_sentences != -1:
-                sentences += count_sentences(line)
+                sentences += _count_chunk_sentences(chunks)
+            if chunk_tokens is not None:
+                n_words += sum(map(len, map(chunk_tokens.__getitem__, chunks)))
             kept.append(line)
         signals["c4_sentences"] = sentences
         signals["c4_line_keep_frac"] = len(kept) / len(lines) if lines else 0.0
         if sentences < self.min_num_sentences:
             return self.reject("min_sentences", sentences)
-        doc.rewrite("\n".join(kept).strip())
+        doc.rewrite("\n".join(kept).strip(), n_words if chunk_tokens is not None else None)
         return None
 
 

@@ -18,6 +18,7 @@ principle (64-bit hashes; about 1e-10 for a 100k-word document) and ignored.
 """
 from __future__ import annotations
 
+import itertools
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -27,7 +28,6 @@ from typing import Callable, ClassVar, Iterable
 import numpy as np
 
 _PARAGRAPH_BREAK = re.compile(r"\n{2,}")
-_LINE_BREAKS = re.compile("\n+")
 _MIX = np.uint64(0x9E3779B97F4A7C15)  # odd 64-bit constant (golden ratio), for the hash mixing step
 
 
@@ -54,8 +54,14 @@ def split_paragraphs(text: str) -> list[str]:
 
 
 def split_lines(text: str) -> list[str]:
-    """Gopher's lines: the text split at runs of newlines (not stripped, as datatrove does)."""
-    return _LINE_BREAKS.split(text)
+    """Gopher's lines: the text split at runs of newlines (not stripped, as datatrove does), the
+    result of re.split("\\n+", text): an empty first or last line where the text starts or ends with one."""
+    lines = list(filter(None, text.split("\n")))
+    if text.startswith("\n") or not text:
+        lines.insert(0, "")
+    if text.endswith("\n"):
+        lines.append("")
+    return lines
 
 
 @dataclass
@@ -70,8 +76,10 @@ class Words:
 
     @cached_property
     def ids(self) -> np.ndarray:
-        vocab = {w: i for i, w in enumerate(dict.fromkeys(self.words))}
-        return np.fromiter(map(vocab.__getitem__, self.words), np.uint64, len(self.words))
+        """One integer per distinct word, below len(words) (not consecutive: a word's id is the
+        position where it first occurs)."""
+        ids: dict[str, int] = {}
+        return np.fromiter(map(ids.setdefault, self.words, itertools.count()), np.uint64, len(self.words))
 
     @cached_property
     def char_offsets(self) -> np.ndarray:
@@ -190,12 +198,15 @@ class Doc:
         self.tokenize = tokenize
         self.url = url
         self.count_words = count_words  # a cheaper len(tokenize(text)), when the language has one
+        self._word_count: int | None = None  # len(tokenize(text)), when a rule already counted them
 
     @property
     def word_count(self) -> int:
-        if "words" in self.__dict__ or self.count_words is None:
+        if "words" in self.__dict__ or (self.count_words is None and self._word_count is None):
             return len(self.words)
-        return self.count_words(self.text)
+        if self._word_count is None:
+            self._word_count = self.count_words(self.text)
+        return self._word_count
 
     @cached_property
     def words(self) -> Words:
@@ -209,10 +220,12 @@ class Doc:
     def paragraphs(self) -> list[str]:
         return split_paragraphs(self.text)
 
-    def rewrite(self, text: str) -> None:
-        """Replace the text (line cleaning); what was derived from the old text is dropped."""
+    def rewrite(self, text: str, word_count: int | None = None) -> None:
+        """Replace the text (line cleaning); what was derived from the old text is dropped.
+        `word_count`: len(tokenize(text)), when the caller counted the words of the new text."""
         if text != self.text:
             self.text = text
+            self._word_count = word_count
             for derived in ("words", "lines", "paragraphs"):
                 self.__dict__.pop(derived, None)
 
