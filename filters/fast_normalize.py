@@ -95,7 +95,8 @@ class _Tables:
         self.value = value = np.zeros(_N_CODE_POINTS, np.uint32)
         expansions: list[int] = []
         kind[list(_SURROGATES)] = COMPLEX
-        every_char = np.fromiter(chain(range(0xD800), range(0xE000, _N_CODE_POINTS)), np.uint32).tobytes().decode("utf-32-le")
+        every_code_point = chain(range(_SURROGATES.start), range(_SURROGATES.stop, _N_CODE_POINTS))
+        every_char = np.fromiter(every_code_point, np.uint32).tobytes().decode("utf-32-le")
 
         def classify(cp: int, lowered: str) -> None:
             """What the reference makes of `lowered`, the lowercase of code point `cp`."""
@@ -140,13 +141,19 @@ class _Tables:
 
     def _fold_chinese_first(self) -> tuple[np.ndarray, np.ndarray]:
         kind, value = self.kind.copy(), self.value.copy()
-        for cp in chain(range(0xD800), range(0xE000, 0x10000)):  # the folding tables are BMP only
-            folded = fold_chinese(chr(cp))
+        # the foldings are BMP only; one call for all, "\n" (which folds to itself) between them
+        bmp = [chr(cp) for cp in chain(range(_SURROGATES.start), range(_SURROGATES.stop, 0x10000)) if cp != 10]
+        folded_bmp = fold_chinese("\n".join(bmp)).split("\n")
+        assert len(folded_bmp) == len(bmp), "a folding removed or produced a newline"
+        for ch, folded in zip(bmp, folded_bmp):
+            if folded == ch:
+                continue
+            cp = ord(ch)
             if len(folded) == 1:
                 kind[cp], value[cp] = self.kind[ord(folded)], self.value[ord(folded)]
-            elif len(folded) > 1 and all(self.kind[ord(ch)] in (SEPARATOR, DOT) for ch in folded):
+            elif len(folded) > 1 and all(self.kind[ord(c)] in (SEPARATOR, DOT) for c in folded):
                 kind[cp] = SEPARATOR  # "..." from "…": its dots never stand between two digits
-            elif folded != chr(cp):
+            else:
                 kind[cp] = COMPLEX
         return kind, value
 
@@ -236,11 +243,12 @@ def _simplify(cps: np.ndarray | None, chinese: bool) -> str | None:
     if cps is None:
         return None
     t = _tables()
-    out = np.empty(len(cps) * t.max_expansion, cps.dtype)
+    ascii_only = cps.dtype == np.uint8  # ASCII maps to at most one ASCII character
+    out = np.empty(len(cps) * (1 if ascii_only else t.max_expansion), cps.dtype)
     n = _simplify_kernel(cps, t.zh_kind if chinese else t.kind, t.zh_value if chinese else t.value, t.expansions, out)
     if n < 0:
         return None
-    return out[:n].tobytes().decode("ascii" if cps.dtype == np.uint8 else "utf-32-le")
+    return out[:n].tobytes().decode("ascii" if ascii_only else "utf-32-le")
 
 
 def normalize_words(text: str) -> str:
