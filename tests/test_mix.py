@@ -14,8 +14,10 @@ from pipeline.config import ConfigError
 from pipeline.runner import run_stage
 from pipeline.schema import DOC_SCHEMA
 from pipeline.stages.mix import MixStage, solve_coefficient
+from tokenizer.spm import load
 
 from conftest import make_run_config
+from test_tokenizer import tiny_model  # noqa: F401 (fixture: a small model trained on the shared text)
 
 
 def make_docs(source: str, lang: str, n: int, size: int, **columns) -> list[dict]:
@@ -81,6 +83,45 @@ def test_targets_repeats_and_report(tmp_path, spark_session_engine):
     assert 400 < summary["dropped"]["mix_not_sampled"]["docs"] < 600  # about half of en is not drawn
     assert summary["kept"]["docs"] == len(rows)
     assert not rep["warnings"]
+    assert rep["token_counts"] == "estimated" and rep["languages"]["en"]["measured_bytes_per_token"] is None
+
+
+def test_exact_counts_from_a_tokenizer_model(tmp_path, engines, tiny_model):  # noqa: F811
+    """The second pass of the two-pass mix: mix.count_tokens_with counts every candidate document
+    with the model on the engine, so the plan and the report use exact counts, not the (here
+    deliberately wrong: 1 byte per token) estimate; the same rows on both engines."""
+    tok = load(tiny_model)
+    docs = CORPUS[::4]
+    exact = {name: sum(len(tok.encode(d["text"])) for d in docs if d["source"] == name) for name in ("web_en", "web_zh")}
+    drawn = {}
+    for engine, parts in (("spark", 1), ("beam", 3)):
+        section = mix_section(target_tokens=20_000, bytes_per_token={"en": 1.0, "zh": 1.0}, count_tokens_with=tiny_model)
+        cfg = make_run_config(tmp_path / engine, {"mix": section}, engine=engine)
+        write_stage(cfg.run.workdir, "dedup", docs, parts=parts)
+        rep = run_stage(MixStage(cfg), engines[engine])["report"]
+        assert rep["token_counts"] == "exact" and rep["count_tokens_with"] == tiny_model
+        for name, tokens in exact.items():
+            sv = rep["sources"][name]
+            assert (sv["available_tokens"], sv["exact_token_docs"], sv["token_counts"]) == (tokens, sv["available_docs"], "exact")
+        rows = out_rows(cfg)
+        for lang in ("en", "zh"):
+            lv = rep["languages"][lang]
+            assert lv["achieved_tokens"] == sum(len(tok.encode(r["text"])) for r in rows if r["lang"] == lang)
+            # Planned with the real counts (the estimate would give ~1/4 of the target in English).
+            assert abs(lv["achieved_tokens"] - 10_000) / 10_000 < 0.25, lv
+            assert lv["measured_bytes_per_token"] > 1.5
+        drawn[engine] = [(r["id"], r["mix_repeat"]) for r in rows]
+    assert drawn["spark"] == drawn["beam"]
+
+
+def test_count_tokens_with_the_tokenizer_stages_own_model_is_refused(tmp_path):
+    """That file is rewritten after every new mix, so the mix would never stay finished."""
+    model = tmp_path / "out" / "tokenizer" / "tokenizer.model"
+    model.parent.mkdir(parents=True)
+    model.write_bytes(b"model")
+    cfg = make_run_config(tmp_path, {"mix": mix_section(count_tokens_with=str(model))})
+    with pytest.raises(ConfigError, match="mix.count_tokens_with: expected a copy"):
+        MixStage(cfg)
 
 
 def test_shortfall_is_a_warning_with_numbers(tmp_path, spark_session_engine, caplog):

@@ -17,8 +17,7 @@ from tokenizer.special_tokens import SPECIAL_TOKENS
 from tokenizer.spm import load, load_proto
 from tokenizer.train import TrainSettings, split_long_line, train, write_training_lines
 
-from conftest import make_run_config
-from test_mix import write_stage
+from conftest import make_run_config, write_finished_stage
 
 TRICKY = [
     "def f(x):\n\tif x:\n\t\treturn  x   # two, three spaces\n",
@@ -114,7 +113,7 @@ def test_stage_balanced_sample_and_heldout_figures(tmp_path, engines, shared_dat
                       "heldout_bytes": 60_000},
     }
     cfg = make_run_config(tmp_path, sections)
-    write_stage(cfg.run.workdir, "dedup", rows, parts=2)
+    write_finished_stage(cfg.run.workdir, "dedup", rows)
     mix = run_stage(MixStage(cfg), engines["spark"])
     summary = run_stage(TokenizerStage(cfg), engines["spark"])
     beam_cfg = make_run_config(tmp_path / "beam", sections, engine="beam")
@@ -176,7 +175,7 @@ def test_stage_says_which_language_is_missing(tmp_path, spark_session_engine):
     cfg = make_run_config(tmp_path, {"mix": {"target_tokens": 1000, "language_shares": {"en": 1.0, "zh": 0.0},
                                              "sources": [{"name": "web", "lang": "en"}]},
                                      "tokenizer": {"vocab_size": 500}})
-    write_stage(cfg.run.workdir, "dedup", make_docs("web", "en", 20, 200))
+    write_finished_stage(cfg.run.workdir, "dedup", make_docs("web", "en", 20, 200), files=1)
     run_stage(MixStage(cfg), spark_session_engine)
     with pytest.raises(ConfigError, match="tokenizer.language_shares.*no zh documents"):
         run_stage(TokenizerStage(cfg), spark_session_engine)

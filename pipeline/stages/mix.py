@@ -5,8 +5,11 @@ schema, e.g. an ingested curated dump like the Pile or WuDao) and the language i
 
 1. Census, on the engine: one task per input file sums documents, bytes and tokens per source (and
    a histogram of document weights when weighting by a quality signal); only these sums reach the
-   driver. Tokens are exact where a document has `n_tokens` (it was encoded), else bytes divided
-   by the calibrated bytes per token of its language (or source).
+   driver. Tokens are exact where a document has `n_tokens` (it was encoded) or where
+   `mix.count_tokens_with` names a tokenizer model (each document encoded on the engine, the model
+   loaded once per worker); else bytes divided by the calibrated bytes per token of its language
+   (or source). The two-pass workflow (README): a first pass plans with the estimates and trains
+   the tokenizer; its model, copied out of the workdir, counts exactly in the second.
 2. Plan, on the driver: each language gets `target_tokens * share`; each source of a language its
    weight's part of that, at most `max_epochs` times what it has. What a capped source cannot
    give goes to the other sources of its language; what no source can give is a shortfall, reported
@@ -26,6 +29,7 @@ import base64
 import hashlib
 import logging
 import math
+import os
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -35,7 +39,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline import storage
-from pipeline.config import InputPath, register_section
+from pipeline.config import ConfigError, InputPath, register_section
 from pipeline.registry import register_stage
 from pipeline.runner import stage_dir
 from pipeline.stage import Stage, StageRun, StageStats, UnitWriter, upstream_parts
@@ -96,9 +100,13 @@ class MixSection:
     language_shares: dict[str, float] = field(default_factory=lambda: {"en": 0.5, "zh": 0.5})  # GLM-130B: half each
     max_epochs: float = 4.0  # default cap on repeats of one document
     # Estimated token counts before a tokenizer exists: UTF-8 bytes per token by language, measured
-    # on held-out ../shared/data/text with the balanced 24k unigram tokenizer (bench/tokenizer_balance.py;
-    # larger vocabularies give more). The encode stage reports the trained tokenizer's figures to put here.
-    bytes_per_token: dict[str, float] = field(default_factory=lambda: {"en": 3.6, "zh": 3.7})
+    # on held-out ../shared/data/text with the balanced 24k unigram tokenizer (bench/tokenizer_balance.py:
+    # en 3.63, zh 3.65; larger vocabularies give more). For exact counts, see count_tokens_with.
+    bytes_per_token: dict[str, float] = field(default_factory=lambda: {"en": 3.6, "zh": 3.6})
+    # Exact counts: a SentencePiece model (local, gs://, s3://) that encodes every candidate document
+    # on the engine; the same file as encode.model, so the plan counts what encode will write. Not
+    # <workdir>/tokenizer/*: the tokenizer stage rewrites it after this mix, which would re-run the mix.
+    count_tokens_with: InputPath | None = None
     weight_column: str | None = None  # e.g. q_score or dup_cluster_size: weight = value ** weight_exponent
     weight_exponent: float = 1.0
     weight_floor: float = 0.001  # values below it (and zero) count as this; missing values count as 1
@@ -176,7 +184,7 @@ def assign(section: MixSection, key: str, batch: pa.RecordBatch) -> Assignment:
     bpt = np.array([s.bytes_per_token or section.bytes_per_token[s.lang] for s in section.sources])
     tokens = nbytes / np.where(chosen >= 0, bpt[chosen], 1.0)
     exact = np.zeros(n, bool)
-    if "n_tokens" in batch.schema.names:
+    if "n_tokens" in batch.schema.names and not section.count_tokens_with:  # else the model's counts win
         known = batch.column("n_tokens")
         exact = pc.is_valid(known).to_numpy(zero_copy_only=False)
         tokens = np.where(exact, pc.fill_null(known, 0).to_numpy(zero_copy_only=False).astype(np.float64), tokens)
@@ -191,6 +199,19 @@ def assign(section: MixSection, key: str, batch: pa.RecordBatch) -> Assignment:
     other_input = (chosen < 0) & pc.fill_null(pc.is_in(source_col, value_set=taken_elsewhere), False).to_numpy(
         zero_copy_only=False)
     return Assignment(chosen, other_input, nbytes, tokens, exact, weight)
+
+
+def count_exactly(section: MixSection, batch: pa.RecordBatch, a: Assignment, rows: np.ndarray) -> None:
+    """Replace the estimated tokens of documents `rows` (indices into `batch`) with their counts under
+    mix.count_tokens_with (the model is read once per worker process, as encode does)."""
+    todo = np.unique(rows[~a.exact[rows]]) if section.count_tokens_with else rows[:0]
+    if not len(todo):
+        return
+    from pipeline.stages.encode import worker_tokenizer
+
+    texts = [t or "" for t in batch.column("text").take(pa.array(todo)).to_pylist()]
+    a.tokens[todo] = [len(ids) for ids in worker_tokenizer(section.count_tokens_with).encode_batch(texts)]
+    a.exact[todo] = True
 
 
 def _inputs(section: MixSection) -> dict[str, list[tuple[int, MixSource]]]:
@@ -209,6 +230,9 @@ def _batches(path: str, batch_size: int = 4096):
 # Census: per-source sums, computed on the engine
 
 
+CENSUS_SUMS = {"docs": 0, "bytes": 0, "tokens": 0.0, "exact_docs": 0, "exact_bytes": 0, "exact_tokens": 0}
+
+
 @dataclass
 class Census:
     """Engine task: one input file in, per-source sums and the file's schema out."""
@@ -225,15 +249,19 @@ class Census:
         columns = [c for c in pf.schema_arrow.names if c in wanted]
         for batch in pf.iter_batches(batch_size=4096, columns=columns):
             a = assign(self.section, key, batch)
+            count_exactly(self.section, batch, a, np.flatnonzero(a.source >= 0))
             for index, s in sources:
                 mask = a.source == index
                 if not mask.any():
                     continue
-                agg = sums.setdefault(s.name, {"docs": 0, "bytes": 0, "tokens": 0.0, "exact_docs": 0, "bins": {}})
+                agg = sums.setdefault(s.name, dict(CENSUS_SUMS, bins={}))
+                exact = mask & a.exact
                 agg["docs"] += int(mask.sum())
                 agg["bytes"] += int(a.nbytes[mask].sum())
                 agg["tokens"] += float(a.tokens[mask].sum())
-                agg["exact_docs"] += int(a.exact[mask].sum())
+                agg["exact_docs"] += int(exact.sum())
+                agg["exact_bytes"] += int(a.nbytes[exact].sum())
+                agg["exact_tokens"] += int(a.tokens[exact].sum())
                 bins = np.round(np.log2(a.weight[mask]) * WEIGHT_BINS_PER_OCTAVE).astype(np.int64)
                 for b, t in zip(*_group_sum(bins, a.tokens[mask])):
                     agg["bins"][str(b)] = agg["bins"].get(str(b), 0.0) + t
@@ -260,8 +288,8 @@ def merge_census(results: list[dict]) -> tuple[dict, dict, list[pa.Schema]]:
     schemas = []
     for r in results:
         for name, agg in r["sources"].items():
-            total = sources.setdefault(name, {"docs": 0, "bytes": 0, "tokens": 0.0, "exact_docs": 0, "bins": {}})
-            for k in ("docs", "bytes", "tokens", "exact_docs"):
+            total = sources.setdefault(name, dict(CENSUS_SUMS, bins={}))
+            for k in CENSUS_SUMS:
                 total[k] += agg[k]
             for b, t in agg["bins"].items():
                 total["bins"][b] = total["bins"].get(b, 0.0) + t
@@ -364,9 +392,18 @@ class MixStage(Stage):
         self.output_schema: pa.Schema | None = None
         self._lang_of = {s.name: s.lang for s in self.section.sources}
         self._report: dict = {}
+        model = self.section.count_tokens_with
+        tokenizer_dir = os.path.normpath(stage_dir(cfg, "tokenizer")) + os.sep
+        if model and os.path.normpath(model).startswith(tokenizer_dir):
+            raise ConfigError(
+                f"{cfg.path}: mix.count_tokens_with: expected a copy of the tokenizer model outside "
+                f"{tokenizer_dir}, got {model}: the tokenizer stage rewrites that file after every new mix, "
+                f"which would make the mix run again. Copy it (e.g. to models/tokenizer.model) and set "
+                f"mix.count_tokens_with and encode.model to the copy")
 
     def input_paths(self) -> list[str]:
-        return [f for key in _inputs(self.section) if key.startswith("path:") for f in self._files(key)]
+        model = [self.section.count_tokens_with] if self.section.count_tokens_with else []
+        return [f for key in _inputs(self.section) if key.startswith("path:") for f in self._files(key)] + model
 
     def _files(self, key: str) -> list[str]:
         kind, _, where = key.partition(":")
@@ -410,6 +447,7 @@ class MixStage(Stage):
             repeat_index = (np.arange(len(rows)) - np.repeat(np.cumsum(repeats) - repeats, repeats)).astype(np.int32)
             created = repeat_index > 0
             out.created(int(created.sum()), int(a.nbytes[rows[created]].sum()))
+            count_exactly(self.section, batch, a, rows)  # the drawn documents' achieved tokens
             table = self._rows(batch, rows, repeat_index, [names[i] for i in a.source[rows]])
             out.keep(table, int(a.nbytes[rows].sum()))
             for i in np.unique(a.source[rows]):
@@ -487,6 +525,8 @@ def build_report(section: MixSection, plans: dict[str, SourcePlan], census: dict
             "lang": s.lang, "input": s.input_key.partition(":")[2], "weight": s.weight,
             "available_docs": c.get("docs", 0), "available_bytes": c.get("bytes", 0),
             "available_tokens": round(available), "exact_token_docs": c.get("exact_docs", 0),
+            "token_counts": _exactness(c.get("exact_docs", 0), c.get("docs", 0)),
+            "measured_bytes_per_token": _ratio(c.get("exact_bytes", 0), c.get("exact_tokens", 0)),
             "target_tokens": round(p.target_tokens), "planned_tokens": round(p.planned_tokens),
             "achieved_tokens": round(achieved), "docs": int(extra.get(f"docs|{s.name}", 0)),
             "unique_docs": int(extra.get(f"unique_docs|{s.name}", 0)),
@@ -507,11 +547,15 @@ def build_report(section: MixSection, plans: dict[str, SourcePlan], census: dict
         target = section.target_tokens * share
         achieved = sum(v["achieved_tokens"] for v in members)
         planned = sum(v["planned_tokens"] for v in members)
+        counted = {k: sum(census.get(s.name, {}).get(k, 0) for s in section.sources if s.lang == lang)
+                   for k in ("docs", "exact_docs", "exact_bytes", "exact_tokens")}
         languages[lang] = {
             "target_tokens": round(target), "planned_tokens": round(planned), "achieved_tokens": achieved,
             "target_share": share, "achieved_share": round(achieved / total_achieved, 4),
             "docs": sum(v["docs"] for v in members), "unique_docs": sum(v["unique_docs"] for v in members),
             "available_tokens": sum(v["available_tokens"] for v in members),
+            "token_counts": _exactness(counted["exact_docs"], counted["docs"]),
+            "measured_bytes_per_token": _ratio(counted["exact_bytes"], counted["exact_tokens"]),
         }
         if planned < target * (1 - 1e-6):
             avail = languages[lang]["available_tokens"]
@@ -529,7 +573,8 @@ def build_report(section: MixSection, plans: dict[str, SourcePlan], census: dict
     return {
         "target_tokens": section.target_tokens,
         "achieved_tokens": sum(v["achieved_tokens"] for v in sources.values()),
-        "token_counts": "exact" if avail_docs and exact == avail_docs else ("estimated" if not exact else "partly exact"),
+        "token_counts": _exactness(exact, avail_docs),
+        "count_tokens_with": section.count_tokens_with,
         "bytes_per_token": section.bytes_per_token,
         "languages": languages, "sources": sources,
         "unmatched": {k: {"docs": d, "bytes": b} for k, (d, b) in sorted(unmatched.items())},
@@ -537,23 +582,40 @@ def build_report(section: MixSection, plans: dict[str, SourcePlan], census: dict
     }
 
 
+def _exactness(exact_docs: int, docs: int) -> str:
+    return "exact" if docs and exact_docs == docs else ("estimated" if not exact_docs else "partly exact")
+
+
+def _ratio(nbytes: int, tokens: int) -> float | None:
+    return round(nbytes / tokens, 4) if tokens else None
+
+
 def print_report(report: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
     table = Table(title=f"mix: target vs achieved tokens ({report['token_counts']} counts)", show_edge=False)
-    for col in ("language / source", "target", "achieved", "%", "docs", "unique", "epochs", "max"):
+    for col in ("language / source", "target", "achieved", "%", "docs", "unique", "epochs", "max", "counts"):
         table.add_column(col, justify="left" if col.startswith("lang") else "right")
     for lang, lv in report["languages"].items():
         pct = lv["achieved_tokens"] / lv["target_tokens"] if lv["target_tokens"] else math.nan
         table.add_row(f"[bold]{lang}[/bold]", f"{lv['target_tokens']:,}", f"{lv['achieved_tokens']:,}", f"{pct:.1%}",
-                      f"{lv['docs']:,}", f"{lv['unique_docs']:,}", "", "")
+                      f"{lv['docs']:,}", f"{lv['unique_docs']:,}", "", "", lv["token_counts"])
         for name, sv in report["sources"].items():
             if sv["lang"] == lang:
                 pct = sv["achieved_tokens"] / sv["target_tokens"] if sv["target_tokens"] else math.nan
                 table.add_row(f"  {name}", f"{sv['target_tokens']:,}", f"{sv['achieved_tokens']:,}", f"{pct:.1%}",
-                              f"{sv['docs']:,}", f"{sv['unique_docs']:,}", f"{sv['epochs']:.2f}", f"{sv['max_epochs']:g}")
+                              f"{sv['docs']:,}", f"{sv['unique_docs']:,}", f"{sv['epochs']:.2f}", f"{sv['max_epochs']:g}",
+                              sv["token_counts"])
     console = Console(stderr=True)
     console.print(table)
+    measured = {lang: lv["measured_bytes_per_token"] for lang, lv in report["languages"].items()
+                if lv["measured_bytes_per_token"]}
+    if measured:
+        console.print("mix: measured bytes per token " + ", ".join(f"{k} {v:.3f}" for k, v in measured.items())
+                      + (f" (counted with {report['count_tokens_with']})" if report["count_tokens_with"] else ""))
+    if report["token_counts"] != "exact":
+        console.print(f"mix: estimated counts use mix.bytes_per_token {report['bytes_per_token']}; "
+                      "mix.count_tokens_with counts exactly (README: the two-pass mix)")
     for w in report["warnings"]:
         console.print(f"[yellow]warning:[/yellow] mix: {w}")
