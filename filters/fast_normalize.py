@@ -14,7 +14,8 @@ written by hand:
 * characters whose result depends on their neighbours (the final-sigma rule of `str.lower`, a
   lowercase that spans two characters, a decomposition that keeps a combining character) are
   "complex": a document containing one takes the reference path, as does one with lone surrogates;
-* OpenCC runs only on documents in which t2s can change something (`filters.t2s_changes`).
+* OpenCC runs only on documents in which t2s converts a phrase (`filters.fast_t2s`); elsewhere
+  its conversion is a per-character table lookup, or nothing at all.
 
 The reference functions stay the definition: the tables come from them, documents the tables
 cannot express use them, and tests compare both paths on real and generated text.
@@ -31,7 +32,7 @@ import numpy as np
 import regex
 
 from filters.normalize import fold_punctuation, fold_width, to_simplified
-from filters.t2s_changes import t2s_may_change
+from filters.fast_t2s import t2s_code_points
 
 # ---------------------------------------------------------------------------------------------
 # The reference rules
@@ -258,11 +259,10 @@ def normalize_words(text: str) -> str:
 
 
 def normalize_chinese(text: str) -> str:
-    """`reference_chinese(text)`: OpenCC only where t2s can change the text, then one compiled pass."""
+    """`reference_chinese(text)`: t2s (OpenCC only for phrases), then one compiled pass."""
     cps = code_points(text)
-    simplified = text
-    if cps is None or t2s_may_change(cps):
-        simplified = to_simplified(text)
-        cps = code_points(simplified)
-    result = _simplify(cps, chinese=True)
-    return reference_words(fold_chinese(simplified)) if result is None else result
+    simplified = None if cps is None else t2s_code_points(cps)
+    if simplified is None:
+        simplified = code_points(to_simplified(text))
+    result = _simplify(simplified, chinese=True)
+    return reference_chinese(text) if result is None else result

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -11,10 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from filters.fast_normalize import code_points, normalize_chinese, reference_chinese, reference_words
+from filters.fast_t2s import t2s_code_points
 from filters.minhash import (EMPTY_HASH, MinHasher, Shingling, band_hashes, normalize_words, optimal_bands,
                              shingle_hash32)
 from filters.normalize import to_traditional
-from filters.t2s_changes import t2s_may_change
 
 
 def datasketch_signature(shingles: list[str], num_perm: int, seed: int) -> np.ndarray:
@@ -142,11 +143,18 @@ def assert_fast_equals_reference(texts):
         assert normalize_chinese(text) == reference_chinese(text), text[:200]
 
 
+def _t2s_path(text: str) -> str:
+    cps = code_points(text)
+    converted = t2s_code_points(cps)
+    return "OpenCC" if converted is None else "nothing to convert" if converted is cps else "character by character"
+
+
 def test_fast_normalization_equals_reference_on_shared_data(shared_data):
     texts = _shared_texts(shared_data)
     assert len(texts) > 16_000 and sum(map(len, texts)) > 6_000_000
     assert_fast_equals_reference(texts)
-    assert any(not t2s_may_change(code_points(t)) for t in texts if "的" in t)  # OpenCC skipped somewhere
+    paths = Counter(map(_t2s_path, texts))
+    assert min(paths.values()) > 50 and len(paths) == 3, paths
 
 
 # Every punctuation category, digits of several scripts (full-width, Arabic-Indic, Devanagari),
@@ -194,17 +202,27 @@ def test_fast_normalization_equals_reference_for_every_code_point():
     assert_fast_equals_reference([f"ΟΔΟΣ {c}a1.2" for c in complex_ones])
 
 
-def test_t2s_is_skipped_only_where_it_changes_nothing():
+def test_t2s_without_opencc_only_where_it_converts_character_by_character():
+    from filters.fast_t2s import _tables
     from filters.normalize import to_simplified
-    from filters.t2s_changes import _changes
 
-    changes = _changes()
-    assert changes is not None, "the opencc wheel's dictionaries could not be read"
-    unflagged = [chr(cp) for cp in range(0x4E00, 0x30000) if not changes.flags[cp] and not 0xD800 <= cp < 0xE000]
-    assert to_simplified("\n".join(unflagged)) == "\n".join(unflagged)
-    assert not t2s_may_change(code_points("北京大学是中国最早的国立综合性大学，什么像样"))
-    # a character that changes; a phrase that keeps one ("乾隆", not "干隆"); a phrase whose
-    # characters never change alone ("回覆" -> "回复")
-    for text in ("國", "中文乾隆年間", "请回覆我"):
-        assert t2s_may_change(code_points(text)), text
+    tables = _tables()
+    assert tables is not None, "the opencc wheel's dictionaries could not be read"
+
+    def t2s(text):
+        cps = t2s_code_points(code_points(text))
+        return None if cps is None else cps.tobytes().decode("utf-32-le" if cps.dtype == np.uint32 else "ascii")
+
+    simplified = "北京大学是中国最早的国立综合性大学，什么像样"
+    cps = code_points(simplified)
+    assert t2s_code_points(cps) is cps  # nothing to convert: no copy
+    traditional = "北京大學是中國最早的國立綜合性大學，甚麼像樣"
+    assert t2s(traditional) == to_simplified(traditional) != traditional
+    # a phrase that keeps a character ("乾隆", not "干隆"); a phrase whose characters never
+    # change alone ("回覆" -> "回复"); a CJK compatibility ideograph (t2s normalizes it first)
+    for text in ("中文乾隆年間", "请回覆我", "\uf900"):
+        assert t2s(text) is None, text
     assert to_simplified("请回覆我") == "请回复我"
+    every_change = "".join(chr(cp) for cp in np.flatnonzero(tables.flags == 1))
+    assert len(every_change) > 4000
+    assert t2s(" ".join(every_change)) == to_simplified(" ".join(every_change))
