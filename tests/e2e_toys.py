@@ -1,8 +1,9 @@
-"""Two small real stages for the end-to-end tests (resume, cluster, S3) while they do not depend on
-the pipeline's own stages: a JSON-lines reader and a filter that loads a word list once per worker.
+"""Two small stages for the tests of the machinery around stages (`glmdata run`'s order and
+--from/--until, the standalone cluster, S3): a JSON-lines reader and a filter that loads a word list
+once per worker and can be slowed down so a test catches it in the middle.
 
 Run as a script it is `glmdata` with these two stages as the whole pipeline, which is how the
-resume and cluster tests start it in a subprocess or through spark-submit.
+cluster test submits it through spark-submit.
 """
 from __future__ import annotations
 
@@ -28,7 +29,6 @@ ORDER = ["e2e_source", "e2e_filter"]
 @dataclass
 class E2ESourceSection:
     inputs: str = ""  # JSONL files (glob, local or s3://), each line {"text", "lang"}
-    unit_seconds: float = 0.0  # pause per file, so a test can kill a run in the middle of the stage
 
 
 @register_section("e2e_filter")
@@ -50,7 +50,6 @@ class E2ESource(Stage):
         return self.input_paths()
 
     def process_unit(self, index, unit, out):
-        time.sleep(self.section.unit_seconds)
         name = posixpath.basename(unit)
         rows, offset = [], 0
         for line in storage.read_bytes(unit).splitlines(keepends=True):
