@@ -2,10 +2,10 @@
 
 OpenCC walks the text matching dictionary keys (its phrases first, then single characters) and
 writes each key's first value. In a text where no key of two or more characters occurs, every
-character is therefore converted as it would be alone: a table lookup. OpenCC itself says what
-each character becomes alone (one call over every code point, once per process); the wheel's
-own `opencc_dict` tool lists the multi-character keys (ocd2 -> text) of every dictionary that
-t2s.json names. So `t2s_code_points` returns:
+character is therefore converted as it would be alone: a table lookup. The wheel's own
+`opencc_dict` tool lists the keys (ocd2 -> text) of every dictionary that t2s.json names, and
+OpenCC itself says what each single-character key becomes alone (one call for all of them, once
+per process; a character that is no key is copied). So `t2s_code_points` returns:
 
 * the input, when no character changes (most Simplified text: OpenCC is a pure cost there);
 * a converted copy, when only single characters change (most Traditional text);
@@ -20,7 +20,6 @@ import json
 import subprocess
 import tempfile
 import threading
-from itertools import chain
 from pathlib import Path
 
 import numba
@@ -44,14 +43,14 @@ def _dictionary_files(node, in_normalization: bool = False) -> list[tuple[str, b
     return []
 
 
-def _dictionary_keys() -> tuple[list[str], list[str]] | None:
-    """(multi-character keys, keys of the normalization step) of the config's dictionaries; None
-    when they cannot be read."""
+def _dictionary_keys() -> tuple[list[str], list[str], list[str]] | None:
+    """(single-character keys, multi-character keys, keys of the normalization step) of the
+    config's dictionaries; None when they cannot be read."""
     clib = Path(opencc.__file__).parent / "clib"
     share, tool = clib / "share" / "opencc", clib / "bin" / "opencc_dict"
     try:
         files = _dictionary_files(json.loads((share / f"{_CONFIG}.json").read_text(encoding="utf-8")))
-        phrases, normalized = [], []
+        singles, phrases, normalized = [], [], []
         with tempfile.TemporaryDirectory(prefix="opencc-dict-") as tmp:
             for name, in_normalization in files:
                 path = share / name
@@ -60,22 +59,23 @@ def _dictionary_keys() -> tuple[list[str], list[str]] | None:
                     subprocess.run([str(tool), "-i", str(path), "-o", str(text), "-f", "ocd2", "-t", "text"],
                                    check=True, capture_output=True, timeout=60)
                     path = text
-                keys = [line.partition("\t")[0] for line in path.read_text(encoding="utf-8").splitlines()]
-                (normalized if in_normalization else phrases).extend(k for k in keys if k and (in_normalization or len(k) > 1))
-        return (phrases, normalized) if files else None
+                for line in path.read_text(encoding="utf-8").splitlines():
+                    key = line.partition("\t")[0]
+                    (normalized if in_normalization else singles if len(key) == 1 else phrases).append(key)
+        return (singles, phrases, normalized) if files else None
     except (OSError, ValueError, subprocess.SubprocessError):
         return None
 
 
 class _T2sTables:
-    def __init__(self, phrases: list[str], normalized: list[str]):
+    def __init__(self, singles: list[str], phrases: list[str], normalized: list[str]):
         self.flags = np.zeros(0x110000, np.uint8)
         self.alone = np.arange(0x110000, dtype=np.uint32)  # what each code point becomes alone
-        every_char = [chr(cp) for cp in chain(range(0xD800), range(0xE000, 0x110000)) if cp != 10]
-        converted = to_simplified("\n".join(every_char)).split("\n")  # no key holds a newline
-        if len(converted) != len(every_char):
+        singles = sorted(set(singles) - {"\n"})
+        converted = to_simplified("\n".join(singles)).split("\n")  # no key holds a newline
+        if len(converted) != len(singles):
             raise ValueError("OpenCC t2s removed or added a newline")
-        for ch, out in zip(every_char, converted):
+        for ch, out in zip(singles, converted):
             if out != ch:
                 if len(out) == 1:
                     self.flags[ord(ch)] |= _CHANGES_ALONE

@@ -226,3 +226,6 @@ def test_t2s_without_opencc_only_where_it_converts_character_by_character():
     every_change = "".join(chr(cp) for cp in np.flatnonzero(tables.flags == 1))
     assert len(every_change) > 4000
     assert t2s(" ".join(every_change)) == to_simplified(" ".join(every_change))
+    # a character that is no dictionary key stays as it is
+    unflagged = "\n".join(chr(cp) for cp in np.flatnonzero(tables.flags == 0) if not 0xD800 <= cp < 0xE000)
+    assert to_simplified(unflagged) == unflagged
