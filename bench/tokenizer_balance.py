@@ -6,6 +6,9 @@ held-out documents (every tenth by a hash of the document id).
 Target (issue 5): balanced bytes/token within 10% of the monolingual one on its own language.
 
     .venv/bin/python bench/tokenizer_balance.py [--vocab-size 32000] [--model-type unigram]
+
+`--normalize-chinese` first normalizes the Chinese documents as the langid stage does by default
+(Traditional to Simplified, full-width folding, whitespace): the text the pipeline's tokenizer sees.
 """
 from __future__ import annotations
 
@@ -28,15 +31,18 @@ TEXT = REPO.parent / "shared" / "data" / "text"
 TARGET_RATIO = 0.9  # balanced bytes/token at least 90% of the monolingual figure
 
 
-def load_docs(text_dir: Path) -> dict[str, dict[str, list[str]]]:
+def load_docs(text_dir: Path, normalize_chinese: bool = False) -> dict[str, dict[str, list[str]]]:
     """{'train'|'heldout': {lang: [text, ...]}} in the order of a hash of the document id (so a
     byte budget takes from every file); held out: every tenth document by that hash."""
+    from filters.normalize import normalize_chinese as langid_normalization
+
     split: dict[str, dict[str, list[tuple[int, str]]]] = {"train": {}, "heldout": {}}
     for path in sorted(text_dir.glob("*.jsonl")):
         for line in path.open(encoding="utf-8"):
             doc = json.loads(line)
             h = int(hashlib.sha1(doc["id"].encode()).hexdigest(), 16)
-            split["heldout" if h % 10 == 0 else "train"].setdefault(doc["lang"], []).append((h, doc["text"]))
+            text = langid_normalization(doc["text"]) if normalize_chinese and doc["lang"] == "zh" else doc["text"]
+            split["heldout" if h % 10 == 0 else "train"].setdefault(doc["lang"], []).append((h, text))
     return {part: {lang: [t for _, t in sorted(docs)] for lang, docs in langs.items()} for part, langs in split.items()}
 
 
@@ -59,11 +65,11 @@ def train_on(texts: list[str], settings: TrainSettings, workdir: Path, name: str
 
 
 def compare(text_dir: Path, settings: TrainSettings, workdir: Path, bytes_per_language: int | None = None,
-            en_share: float = 0.5) -> dict:
+            en_share: float = 0.5, normalize_chinese: bool = False) -> dict:
     """bytes/token on held-out English and Chinese for the balanced and both monolingual tokenizers.
     Each monolingual tokenizer trains on the same documents of its language as the balanced one;
     `en_share` is English's part of the balanced sample's bytes (tokenizer.language_shares.en)."""
-    docs = load_docs(text_dir)
+    docs = load_docs(text_dir, normalize_chinese)
     train_docs = docs["train"]
     budget = min(sum(len(t.encode()) for t in train_docs[lang]) for lang in ("en", "zh"))
     if bytes_per_language:
@@ -82,7 +88,11 @@ def compare(text_dir: Path, settings: TrainSettings, workdir: Path, bytes_per_la
         balanced = result["balanced"]["languages"][lang]["bytes_per_token"]
         single = result[mono]["languages"][lang]["bytes_per_token"]
         rows[lang] = {"balanced": balanced, "monolingual": single, "ratio": round(balanced / single, 4)}
+    # Equal bytes of held-out text: what the balanced vocabulary costs both languages together.
+    tokens_per_mb_each = sum(1e6 / rows[lang]["balanced"] for lang in rows)
     return {"train_bytes_per_language": budget, "heldout_docs": len(heldout), "languages": rows,
+            "balanced_tokens_per_mb_each": round(tokens_per_mb_each),
+            "inexact_docs": {name: sum(f["inexact_docs"] for f in e["languages"].values()) for name, e in result.items()},
             "vocab_split": result["balanced"]["vocab_split"], "evaluations": result}
 
 
@@ -93,6 +103,8 @@ def main() -> int:
     p.add_argument("--character-coverage", type=float, default=TrainSettings.character_coverage)
     p.add_argument("--bytes-per-language", type=int, default=None, help="cap the training text per language")
     p.add_argument("--en-share", type=float, default=0.5, help="English part of the balanced sample's bytes (default 0.5)")
+    p.add_argument("--normalize-chinese", action="store_true",
+                   help="normalize Chinese as the langid stage does by default (t2s, width, whitespace)")
     p.add_argument("--data", type=Path, default=TEXT, help="folder of JSONL {id, text, lang} (default ../shared/data/text)")
     args = p.parse_args()
     from rich.console import Console
@@ -102,9 +114,10 @@ def main() -> int:
                              character_coverage=args.character_coverage)
     started = time.time()
     with tempfile.TemporaryDirectory() as tmp:
-        res = compare(args.data, settings, Path(tmp), args.bytes_per_language, args.en_share)
+        res = compare(args.data, settings, Path(tmp), args.bytes_per_language, args.en_share, args.normalize_chinese)
     table = Table(title=f"bytes/token on held-out docs, {args.model_type} vocab {args.vocab_size:,}, coverage "
-                        f"{args.character_coverage}, English {args.en_share:.0%} of the balanced sample", show_edge=False)
+                        f"{args.character_coverage}, English {args.en_share:.0%} of the balanced sample"
+                        + (", Chinese normalized as langid" if args.normalize_chinese else ""), show_edge=False)
     for col in ("lang", "balanced EN+ZH", "monolingual", "balanced / monolingual", f"target >= {TARGET_RATIO}"):
         table.add_column(col, justify="right")
     ok = True
@@ -114,7 +127,11 @@ def main() -> int:
         table.add_row(lang, f"{r['balanced']:.3f}", f"{r['monolingual']:.3f}", f"{r['ratio']:.3f}", "yes" if passed else "NO")
     console = Console()
     console.print(table)
-    console.print(f"balanced vocabulary split: {res['vocab_split']}; {res['heldout_docs']} held-out docs; "
+    ok &= not any(res["inexact_docs"].values())
+    console.print("exact round trip of every held-out document: " + ", ".join(
+        f"{name} {'yes' if not n else f'NO ({n} documents differ)'}" for name, n in res["inexact_docs"].items()))
+    console.print(f"balanced model: {res['balanced_tokens_per_mb_each']:,} tokens for 1 MB of held-out English + "
+                  f"1 MB of Chinese; vocabulary split: {res['vocab_split']}; {res['heldout_docs']} held-out docs; "
                   f"{time.time() - started:.0f} s")
     return 0 if ok else 1
 

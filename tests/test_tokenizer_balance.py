@@ -3,8 +3,8 @@ bench/tokenizer_balance.py (the table in docs/benchmarks.md comes from the full-
 
 At a few thousand pieces, Chinese needs thousands of single characters before any word pieces, so
 the shared vocabulary leaves English far fewer pieces than an English-only one: the 10% target is
-reached by Chinese here, and by English only at 24k pieces and more (docs/benchmarks.md). English's
-bound below is a floor that a broken balance (e.g. a sample of one language) falls far under."""
+reached by Chinese here, and by English from 24k pieces on (docs/benchmarks.md). English's bound
+below is a floor that a broken balance (e.g. a sample of one language) falls far under."""
 from __future__ import annotations
 
 import importlib.util

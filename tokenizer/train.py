@@ -11,7 +11,9 @@ Why these settings (each one protects the exact round trip or the GLM token cont
 - identity normalization, no extra-whitespace removal, no dummy prefix, whitespace-only pieces
   allowed: the text comes back byte for byte, runs of spaces in code and poetry included.
 - byte fallback: characters outside the vocabulary (emoji, rare Han characters) become UTF-8 byte
-  pieces, never <unk>. Digits are split, one piece per digit.
+  pieces, never <unk>. Digits are split, one piece per digit. Because of byte fallback a rare
+  character needs no piece of its own: `character_coverage` is below SentencePiece's CJK default
+  so that those pieces go to words of both languages (see TrainSettings).
 - the training file holds one line of a document per line, and lines longer than
   `max_line_bytes` are cut into pieces (at a space where there is one). SentencePiece silently skips
   sentences longer than its max_sentence_length (default 4192 bytes): with one document per line
@@ -36,7 +38,13 @@ BREAK_CHARS = " \t\u3000。，！？；、.,;!?"  # where a too-long line is cut
 class TrainSettings:
     vocab_size: int
     model_type: Literal["unigram", "bpe"] = "unigram"
-    character_coverage: float = 0.9995  # SentencePiece's recommendation for CJK
+    # Characters with a piece of their own: those covering 99.8% of the sample's characters. Rarer
+    # ones (rare Han characters: fewer than ~2 per million characters) are written as their UTF-8
+    # byte pieces. SentencePiece's CJK recommendation, 0.9995, spends ~1,400 more pieces on them and
+    # leaves English at 0.894 of an English-only model's bytes/token at 24k pieces; 0.998 gives 0.907
+    # (Chinese 0.950) with the same held-out tokens in total, lower values cost Chinese more than
+    # English gains (bench/tokenizer_balance.py, table in docs/benchmarks.md).
+    character_coverage: float = 0.998
     max_line_bytes: int = 8192  # longer lines are cut (see module docstring)
     max_piece_length: int = 16  # SentencePiece's default
     num_threads: int = 0  # 0: every core of this machine
