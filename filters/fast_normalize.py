@@ -14,8 +14,8 @@ written by hand:
 * characters whose result depends on their neighbours (the final-sigma rule of `str.lower`, a
   lowercase that spans two characters, a decomposition that keeps a combining character) are
   "complex": a document containing one takes the reference path, as does one with lone surrogates;
-* OpenCC runs only on documents in which t2s converts a phrase (`filters.fast_t2s`); elsewhere
-  its conversion is a per-character table lookup, or nothing at all.
+* OpenCC runs only on documents in which a phrase of its dictionaries occurs (`filters.fast_t2s`);
+  elsewhere t2s is a per-character table lookup, or nothing at all.
 
 The reference functions stay the definition: the tables come from them, documents the tables
 cannot express use them, and tests compare both paths on real and generated text.

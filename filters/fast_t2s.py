@@ -17,6 +17,7 @@ per process; a character that is no key is copied). So `t2s_code_points` returns
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import tempfile
 import threading
@@ -61,7 +62,8 @@ def _dictionary_keys() -> tuple[list[str], list[str], list[str]] | None:
                     path = text
                 for line in path.read_text(encoding="utf-8").splitlines():
                     key = line.partition("\t")[0]
-                    (normalized if in_normalization else singles if len(key) == 1 else phrases).append(key)
+                    if key:
+                        (normalized if in_normalization else singles if len(key) == 1 else phrases).append(key)
         return (singles, phrases, normalized) if files else None
     except (OSError, ValueError, subprocess.SubprocessError):
         return None
@@ -105,9 +107,9 @@ def _t2s_kernel(cps, flags, alone, phrase_first, phrase_bounds, phrase_cps, out)
         out[i] = c
         if f == 0:
             continue
-        if f & 4:  # _NEEDS_OPENCC
+        if f & _NEEDS_OPENCC:
             return -1
-        if f & 2:  # _STARTS_PHRASE: does one of the phrases starting with c start here?
+        if f & _STARTS_PHRASE:  # does one of the phrases starting with c start here?
             p = np.searchsorted(phrase_first, c)
             while p < phrase_first.shape[0] and phrase_first[p] == c:
                 lo, hi = phrase_bounds[p], phrase_bounds[p + 1]
@@ -118,7 +120,7 @@ def _t2s_kernel(cps, flags, alone, phrase_first, phrase_bounds, phrase_cps, out)
                     if j == hi - lo:
                         return -1
                 p += 1
-        if f & 1:  # _CHANGES_ALONE
+        if f & _CHANGES_ALONE:
             out[i] = alone[c]
             changed = True
     return 1 if changed else 0
@@ -136,10 +138,15 @@ def _tables() -> _T2sTables | None:
         with _LOCK:
             if _TABLES is None and not _UNREADABLE:
                 keys = _dictionary_keys()
-                if keys is None:
+                try:
+                    _TABLES = _T2sTables(*keys) if keys else None
+                except ValueError:  # OpenCC rewrote a newline: a per-character lookup would be unsound
+                    _TABLES = None
+                if _TABLES is None:
                     _UNREADABLE = True
-                else:
-                    _TABLES = _T2sTables(*keys)
+                    logging.getLogger(__name__).warning(
+                        "cannot read OpenCC's %s dictionaries from the opencc wheel: every Chinese text goes "
+                        "through OpenCC (same output, slower)", _CONFIG)
     return _TABLES
 
 
