@@ -14,9 +14,9 @@ from __future__ import annotations
 import functools
 import re
 import unicodedata
-from collections import Counter
 from dataclasses import dataclass, field
-from itertools import chain
+from itertools import chain, compress, repeat
+from operator import is_
 from typing import ClassVar
 
 from filters.repetition import (Doc, Rejection, RuleSet, Signals, duplicate_ngram_chars, encodable,
@@ -118,9 +118,11 @@ def _chunk_token_lists(text: str) -> list[tuple[str, ...]]:
     chunks = text.split()
     cache = _chunk_tokens()
     tokens = list(map(cache.get, chunks))
-    if None in tokens:  # new chunks: tokenize them together, in one spaCy call
-        cache.add([c for c, t in zip(chunks, tokens) if t is None])
-        tokens = list(map(cache.__getitem__, chunks))
+    if None in tokens:  # new chunks: tokenize them together, in one spaCy call, and fill them in
+        new = list(compress(range(len(chunks)), map(is_, tokens, repeat(None))))
+        cache.add([chunks[i] for i in new])
+        for i in new:
+            tokens[i] = cache[chunks[i]]
     return tokens
 
 
@@ -133,6 +135,9 @@ def english_words(text: str) -> list[str]:
 def english_word_count(text: str) -> int:
     """len(english_words(text)), without building the list."""
     return sum(map(len, _chunk_token_lists(text)))
+
+
+_WORD_STEPS = (False, 0, False, 1)
 
 
 class _SentenceSteps(dict):
@@ -148,6 +153,9 @@ class _SentenceSteps(dict):
     def __missing__(self, chunk: str) -> tuple[bool, int, bool, int]:
         if len(self) >= self.limit:
             self.clear()
+        if chunk.isalnum():  # no punctuation (every sentence-final mark is), and a word that starts a sentence
+            self[chunk] = _WORD_STEPS
+            return _WORD_STEPS
         steps = []
         for after_period in (False, True):
             sentences = 0
@@ -282,7 +290,7 @@ class GopherQuality(RuleSet):
 
     def judge(self, doc: Doc, signals: Signals) -> Rejection | None:
         text, words = doc.text, doc.words
-        counts = Counter(words.words)  # each distinct word is classified once
+        counts = words.counts  # each distinct word is classified once
         # Words of letters only (most of them) are neither symbols nor letter-free: no symbol is a letter.
         others = [(w, c) for w, c in counts.items() if not w.isalpha()]
         symbols = [(w, c) for w, c in others if SYMBOLS.issuperset(w)]

@@ -69,17 +69,37 @@ class Words:
     """A document's words, tokenized once and shared by every rule that counts words or n-grams."""
 
     words: list[str]
-    _hashes: dict = field(default_factory=dict, repr=False)  # n -> n-gram hashes; ("repeated", n) -> repeats
+    _repeated: dict = field(default_factory=dict, repr=False)  # n -> repeated(n) and the n-grams' hashes
 
     def __len__(self) -> int:
         return len(self.words)
 
     @cached_property
+    def vocabulary(self) -> dict[str, int]:
+        """Distinct word -> its id, the position where it first occurs."""
+        return self._ids_and_vocabulary[1]
+
+    @cached_property
     def ids(self) -> np.ndarray:
-        """One integer per distinct word, below len(words) (not consecutive: a word's id is the
-        position where it first occurs)."""
-        ids: dict[str, int] = {}
-        return np.fromiter(map(ids.setdefault, self.words, itertools.count()), np.uint64, len(self.words))
+        """The id of every word (below len(words))."""
+        return self._ids_and_vocabulary[0]
+
+    @cached_property
+    def _ids_and_vocabulary(self) -> tuple[np.ndarray, dict[str, int]]:
+        vocabulary: dict[str, int] = {}
+        ids = np.fromiter(map(vocabulary.setdefault, self.words, itertools.count()), np.int64, len(self.words))
+        return ids, vocabulary
+
+    @cached_property
+    def _id_counts(self) -> np.ndarray:
+        return np.bincount(self.ids, minlength=len(self.words))
+
+    @cached_property
+    def counts(self) -> dict[str, int]:
+        """Distinct word -> how often it occurs (in first-occurrence order, as Counter(words))."""
+        vocabulary = self.vocabulary
+        first = np.fromiter(vocabulary.values(), np.int64, len(vocabulary))
+        return dict(zip(vocabulary, self._id_counts[first].tolist()))
 
     @cached_property
     def char_offsets(self) -> np.ndarray:
@@ -87,21 +107,6 @@ class Words:
         offsets = np.zeros(len(self.words) + 1, np.int64)
         np.cumsum(np.fromiter(map(len, self.words), np.int64, len(self.words)), out=offsets[1:])
         return offsets
-
-    def ngram_hashes(self, n: int) -> np.ndarray:
-        """One 64-bit hash per word n-gram (len(words) - n + 1 of them), built from the (n-1)-grams'."""
-        if n in self._hashes:
-            return self._hashes[n]
-        count = len(self.words) - n + 1
-        if count <= 0:
-            return np.zeros(0, np.uint64)
-        if n == 1:
-            hashes = self.ids * _MIX
-        else:
-            shorter = self.ngram_hashes(n - 1)[:count]
-            hashes = (shorter ^ (shorter >> np.uint64(29))) * _MIX + self.ids[n - 1:n - 1 + count]
-        self._hashes[n] = hashes
-        return hashes
 
     def ngram_chars(self, start: np.ndarray | int, n: int) -> np.ndarray | int:
         """Characters in the n-gram(s) starting at `start`, without separators."""
@@ -112,25 +117,32 @@ class Words:
         ascending; equal n-grams share a group number, `count` is how often each occurs.
 
         An n-gram can only repeat where the (n-1)-grams at its position and the next one both
-        repeat, so each n sorts only those candidates: in prose, few beyond n = 3."""
-        if ("repeated", n) in self._hashes:
-            return self._hashes[("repeated", n)]
-        count = len(self.words) - n + 1
-        if count < 2:
-            result = (np.zeros(0, np.int64),) * 3
+        repeat, so each n hashes and sorts only those candidates: in prose, few beyond n = 3.
+        An n-gram's 64-bit hash is built from its (n-1)-gram's and its last word's id."""
+        return self._repeated_with_hashes(n)[:3]
+
+    def _repeated_with_hashes(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        if n in self._repeated:
+            return self._repeated[n]
+        if len(self.words) - n + 1 < 2 or (n > 1 and len(self.repeated(n - 1)[0]) < 2):
+            empty = np.zeros(0, np.int64)
+            result = (empty, empty, empty, empty.astype(np.uint64))
         elif n == 1:
-            counts = np.bincount(self.ids.astype(np.int64))[self.ids.astype(np.int64)]
+            counts = self._id_counts[self.ids]
             positions = np.flatnonzero(counts > 1)
-            result = (positions, self.ids[positions].astype(np.int64), counts[positions])
+            ids = self.ids[positions]
+            result = (positions, ids, counts[positions], ids.astype(np.uint64) * _MIX)
         else:
-            marks = np.zeros(count + 1, bool)
-            marks[self.repeated(n - 1)[0]] = True
-            candidates = np.flatnonzero(marks[:count] & marks[1:])
-            _, group, counts = np.unique(self.ngram_hashes(n)[candidates], return_inverse=True, return_counts=True)
+            shorter, _, _, shorter_hashes = self._repeated_with_hashes(n - 1)
+            follows = shorter[1:] == shorter[:-1] + 1  # the (n-1)-gram after it repeats too
+            candidates = shorter[:-1][follows]
+            hashes = shorter_hashes[:-1][follows]
+            hashes = (hashes ^ (hashes >> np.uint64(29))) * _MIX + self.ids[candidates + n - 1].astype(np.uint64)
+            _, group, counts = np.unique(hashes, return_inverse=True, return_counts=True)
             counts = counts[group]
             keep = counts > 1
-            result = (candidates[keep], group[keep], counts[keep])
-        self._hashes[("repeated", n)] = result
+            result = (candidates[keep], group[keep], counts[keep], hashes[keep])
+        self._repeated[n] = result
         return result
 
 
