@@ -210,7 +210,8 @@ def count_exactly(section: MixSection, batch: pa.RecordBatch, a: Assignment, row
     from pipeline.stages.encode import worker_tokenizer
 
     texts = [t or "" for t in batch.column("text").take(pa.array(todo)).to_pylist()]
-    a.tokens[todo] = [len(ids) for ids in worker_tokenizer(section.count_tokens_with).encode_batch(texts)]
+    _, offsets = worker_tokenizer(section.count_tokens_with).encode_flat(texts)  # the ids encode writes
+    a.tokens[todo] = np.diff(offsets)
     a.exact[todo] = True
 
 
@@ -590,6 +591,9 @@ def _ratio(nbytes: int, tokens: int) -> float | None:
     return round(nbytes / tokens, 4) if tokens else None
 
 
+COUNTS_SHORT = {"exact": "exact", "estimated": "est.", "partly exact": "part"}  # fits an 80-column terminal
+
+
 def print_report(report: dict) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -600,13 +604,13 @@ def print_report(report: dict) -> None:
     for lang, lv in report["languages"].items():
         pct = lv["achieved_tokens"] / lv["target_tokens"] if lv["target_tokens"] else math.nan
         table.add_row(f"[bold]{lang}[/bold]", f"{lv['target_tokens']:,}", f"{lv['achieved_tokens']:,}", f"{pct:.1%}",
-                      f"{lv['docs']:,}", f"{lv['unique_docs']:,}", "", "", lv["token_counts"])
+                      f"{lv['docs']:,}", f"{lv['unique_docs']:,}", "", "", COUNTS_SHORT[lv["token_counts"]])
         for name, sv in report["sources"].items():
             if sv["lang"] == lang:
                 pct = sv["achieved_tokens"] / sv["target_tokens"] if sv["target_tokens"] else math.nan
                 table.add_row(f"  {name}", f"{sv['target_tokens']:,}", f"{sv['achieved_tokens']:,}", f"{pct:.1%}",
                               f"{sv['docs']:,}", f"{sv['unique_docs']:,}", f"{sv['epochs']:.2f}", f"{sv['max_epochs']:g}",
-                              sv["token_counts"])
+                              COUNTS_SHORT[sv["token_counts"]])
     console = Console(stderr=True)
     console.print(table)
     measured = {lang: lv["measured_bytes_per_token"] for lang, lv in report["languages"].items()
