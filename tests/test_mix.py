@@ -124,6 +124,15 @@ def test_count_tokens_with_the_tokenizer_stages_own_model_is_refused(tmp_path):
         MixStage(cfg)
 
 
+def test_count_tokens_with_a_file_that_is_no_model(tmp_path, spark_session_engine):
+    model = tmp_path / "tokenizer.model"
+    model.write_bytes(b"not a model")
+    cfg = make_run_config(tmp_path, {"mix": mix_section(count_tokens_with=str(model))})
+    write_stage(cfg.run.workdir, "dedup", CORPUS[:10])
+    with pytest.raises(ConfigError, match="count_tokens_with: expected a SentencePiece model.*tokenizer.model"):
+        run_stage(MixStage(cfg), spark_session_engine)
+
+
 def test_shortfall_is_a_warning_with_numbers(tmp_path, spark_session_engine, caplog):
     cfg = make_run_config(tmp_path, {"mix": mix_section(target_tokens=400_000, max_epochs=2)})
     write_stage(cfg.run.workdir, "dedup", CORPUS)

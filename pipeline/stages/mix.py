@@ -402,6 +402,17 @@ class MixStage(Stage):
                 f"which would make the mix run again. Copy it (e.g. to models/tokenizer.model) and set "
                 f"mix.count_tokens_with and encode.model to the copy")
 
+    def _check_model(self, model: str) -> None:
+        """Fail on the driver, with the key, rather than in every engine task."""
+        from pipeline.stages.encode import worker_tokenizer
+        from tokenizer.spm import SpecialTokenError
+
+        try:
+            worker_tokenizer(model).check_special_tokens()
+        except (OSError, RuntimeError, SpecialTokenError) as e:
+            raise ConfigError(f"{self.cfg.path}: mix.count_tokens_with: expected a SentencePiece model from "
+                              f"`glmdata tokenizer train`, but {model}: {e}") from None
+
     def input_paths(self) -> list[str]:
         model = [self.section.count_tokens_with] if self.section.count_tokens_with else []
         return [f for key in _inputs(self.section) if key.startswith("path:") for f in self._files(key)] + model
@@ -416,6 +427,8 @@ class MixStage(Stage):
         return [(key, f) for key in _inputs(self.section) for f in self._files(key)]
 
     def setup_driver(self, stage_run: StageRun) -> None:
+        if self.section.count_tokens_with:
+            self._check_model(self.section.count_tokens_with)
         units = self.units(stage_run)
         for key in _inputs(self.section):
             if not self._files(key):
