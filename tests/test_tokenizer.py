@@ -179,3 +179,28 @@ def test_stage_says_which_language_is_missing(tmp_path, spark_session_engine):
     run_stage(MixStage(cfg), spark_session_engine)
     with pytest.raises(ConfigError, match="tokenizer.language_shares.*no zh documents"):
         run_stage(TokenizerStage(cfg), spark_session_engine)
+
+
+def test_second_pass_keeps_the_model_the_mix_counted_with(tmp_path, spark_session_engine, shared_data, tiny_model):
+    """mix.count_tokens_with: the tokenizer stage takes that model instead of training again, so encode
+    writes exactly the tokens the mix planned with."""
+    from pipeline.stages.encode import EncodeStage
+
+    docs = [d for d in shared_documents(shared_data)[::10] if d["source"] != "en-books-gutenberg"]
+    rows = [{"id": d["id"], "text": d["text"], "lang": d["lang"], "source": "web"} for d in docs]
+    cfg = make_run_config(tmp_path, {
+        "mix": {"target_tokens": 300_000, "max_epochs": 2, "count_tokens_with": tiny_model, "sources": [
+            {"name": "web_en", "lang": "en", "match_source": ["web"]},
+            {"name": "web_zh", "lang": "zh", "match_source": ["web"]}]},
+        "tokenizer": {"vocab_size": 2500, "heldout_bytes": 20_000},
+    })
+    write_finished_stage(cfg.run.workdir, "dedup", rows)
+    mix = run_stage(MixStage(cfg), spark_session_engine)["report"]
+    tokenizer = run_stage(TokenizerStage(cfg), spark_session_engine)["report"]
+    encode = run_stage(EncodeStage(cfg), spark_session_engine)["report"]
+    assert (Path(cfg.run.workdir) / "tokenizer" / "tokenizer.model").read_bytes() == Path(tiny_model).read_bytes()
+    assert not tokenizer["trained"] and tokenizer["taken_from"] == tiny_model and tokenizer["sample_bytes"] == 0
+    assert all(f["exact_round_trip"] == 1.0 for f in tokenizer["heldout_eval"]["languages"].values())
+    assert mix["token_counts"] == "exact"
+    for lang in ("en", "zh"):
+        assert encode["languages"][lang]["tokens"] == mix["languages"][lang]["achieved_tokens"] > 0

@@ -104,8 +104,8 @@ class MixSection:
     # en 3.63, zh 3.65; larger vocabularies give more). For exact counts, see count_tokens_with.
     bytes_per_token: dict[str, float] = field(default_factory=lambda: {"en": 3.6, "zh": 3.6})
     # Exact counts: a SentencePiece model (local, gs://, s3://) that encodes every candidate document
-    # on the engine; the same file as encode.model, so the plan counts what encode will write. Not
-    # <workdir>/tokenizer/*: the tokenizer stage rewrites it after this mix, which would re-run the mix.
+    # on the engine. It becomes the run's tokenizer (the tokenizer stage takes it instead of training),
+    # so the plan counts what encode writes. Not <workdir>/tokenizer/*: a copy of the first pass's.
     count_tokens_with: InputPath | None = None
     weight_column: str | None = None  # e.g. q_score or dup_cluster_size: weight = value ** weight_exponent
     weight_exponent: float = 1.0
@@ -400,7 +400,7 @@ class MixStage(Stage):
                 f"{cfg.path}: mix.count_tokens_with: expected a copy of the tokenizer model outside "
                 f"{tokenizer_dir}, got {model}: the tokenizer stage rewrites that file after every new mix, "
                 f"which would make the mix run again. Copy it (e.g. to models/tokenizer.model) and set "
-                f"mix.count_tokens_with and encode.model to the copy")
+                f"mix.count_tokens_with to the copy")
 
     def _check_model(self, model: str) -> None:
         """Fail on the driver, with the key, rather than in every engine task."""
@@ -429,6 +429,10 @@ class MixStage(Stage):
     def setup_driver(self, stage_run: StageRun) -> None:
         if self.section.count_tokens_with:
             self._check_model(self.section.count_tokens_with)
+            encode_model = getattr(self.cfg.sections.get("encode"), "model", None)
+            if encode_model and encode_model != self.section.count_tokens_with:
+                log.warning("mix: tokens counted with %s, but encode.model is %s: encode will not write the "
+                            "counted tokens", self.section.count_tokens_with, encode_model)
         units = self.units(stage_run)
         for key in _inputs(self.section):
             if not self._files(key):

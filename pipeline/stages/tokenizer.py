@@ -11,6 +11,10 @@
    every core. Writes <stage>/tokenizer.model, tokenizer.vocab, heldout/ and the evaluation
    figures (stats.json "report").
 
+When the mix counted its tokens with a model (`mix.count_tokens_with`, the second pass of the
+two-pass mix) that model is the tokenizer: the stage takes it instead of training a new one on the
+re-planned mix, so encode writes exactly the tokens the mix counted. The held-out figures still come.
+
 Documents are accounted as: kept = in the training sample, dropped = held out, not drawn, repeats,
 languages without a share. Nothing is written to data/: encode reads the mix itself.
 """
@@ -127,6 +131,10 @@ class TokenizerStage(Stage):
         super().__init__(cfg)
         self.rates: SampleRates | None = None
         self._report: dict = {}
+        self.fixed_model: str | None = getattr(cfg.sections.get("mix"), "count_tokens_with", None)
+
+    def input_paths(self) -> list[str]:
+        return super().input_paths() + ([self.fixed_model] if self.fixed_model else [])
 
     def setup_driver(self, stage_run: StageRun) -> None:
         parts = self.units(stage_run)
@@ -161,7 +169,8 @@ class TokenizerStage(Stage):
                     reason = self._decide(doc_id, lang, bool(repeat[i]))
                     if reason is None:
                         out.stats.kept.add(1, nbytes)
-                        write_training_lines(text or "", lines, self.section.max_line_bytes)
+                        if not self.fixed_model:
+                            write_training_lines(text or "", lines, self.section.max_line_bytes)
                     else:
                         out.drop_uncounted_rows(reason, 1, nbytes)
                         if reason == "tokenizer_heldout":
@@ -186,22 +195,13 @@ class TokenizerStage(Stage):
 
     def execute(self, stage_run: StageRun) -> StageStats:
         stats = super().execute(stage_run)
-        sample_parts = storage.expand(storage.join(stage_run.tmp_dir, "sample"))
-        local = "://" not in stage_run.tmp_dir
-        with tempfile.TemporaryDirectory(dir=stage_run.tmp_dir if local else None) as tmp:
-            sample = os.path.join(tmp, "sample.txt")
-            sample_bytes = concatenate(sample_parts, sample)
-            settings = self.section.settings(self.seed)
-            started = time.time()
-            with _console().status(f"tokenizer: training SentencePiece {settings.model_type}, vocabulary "
-                                   f"{settings.vocab_size:,}, on {sample_bytes / 1e6:,.1f} MB with "
-                                   f"{settings.num_threads or os.cpu_count()} threads"):
-                try:
-                    model = train(settings, sample)
-                except RuntimeError as e:  # e.g. vocab_size too small for the characters to cover
-                    raise ConfigError(f"{self.cfg.path}: tokenizer: SentencePiece cannot train with these "
-                                      f"settings on this {sample_bytes / 1e6:,.1f} MB sample: {e}") from None
-            train_seconds = time.time() - started
+        settings = self.section.settings(self.seed)
+        if self.fixed_model:
+            _console().print(f"tokenizer: mix.count_tokens_with fixes the model: {self.fixed_model} (not trained again; "
+                             "evaluated on the held-out documents)")
+            model, sample_bytes, train_seconds = storage.read_bytes(self.fixed_model), 0, 0.0
+        else:
+            model, sample_bytes, train_seconds = self._train(stage_run, settings)
         storage.rmtree(storage.join(stage_run.tmp_dir, "sample"))
         from tokenizer.spm import load_proto
 
@@ -212,14 +212,33 @@ class TokenizerStage(Stage):
         evaluation = evaluate_parquet(tok, storage.expand(storage.join(stage_run.tmp_dir, "heldout")))
         self._report = {
             "model": MODEL_FILE, "sha256": tok.sha256, "vocab_size": tok.vocab_size,
+            "trained": not self.fixed_model, "taken_from": self.fixed_model,
             "model_type": settings.model_type, "sample_bytes": sample_bytes,
-            "sample_bytes_by_language": {k: round(v) for k, v in self.rates.train_bytes.items()},
+            "sample_bytes_by_language": {k: round(v) for k, v in self.rates.train_bytes.items()} if sample_bytes else {},
             "train_seconds": round(train_seconds, 1), "heldout_eval": evaluation,
         }
         from tokenizer.evaluate import eval_table
 
         _console().print(eval_table(evaluation, "tokenizer on held-out mix documents"))
         return stats
+
+    def _train(self, stage_run: StageRun, settings: TrainSettings) -> tuple[bytes, int, float]:
+        """SentencePiece on the joined sample parts: (model bytes, sample bytes, seconds)."""
+        sample_parts = storage.expand(storage.join(stage_run.tmp_dir, "sample"))
+        local = "://" not in stage_run.tmp_dir
+        with tempfile.TemporaryDirectory(dir=stage_run.tmp_dir if local else None) as tmp:
+            sample = os.path.join(tmp, "sample.txt")
+            sample_bytes = concatenate(sample_parts, sample)
+            started = time.time()
+            with _console().status(f"tokenizer: training SentencePiece {settings.model_type}, vocabulary "
+                                   f"{settings.vocab_size:,}, on {sample_bytes / 1e6:,.1f} MB with "
+                                   f"{settings.num_threads or os.cpu_count()} threads"):
+                try:
+                    model = train(settings, sample)
+                except RuntimeError as e:  # e.g. vocab_size too small for the characters to cover
+                    raise ConfigError(f"{self.cfg.path}: tokenizer: SentencePiece cannot train with these "
+                                      f"settings on this {sample_bytes / 1e6:,.1f} MB sample: {e}") from None
+        return model, sample_bytes, time.time() - started
 
     def report_data(self, stage_run: StageRun) -> dict:
         return self._report
