@@ -125,9 +125,13 @@ def shipped_chain(lang: str):
 
 
 def clear_caches() -> None:
+    """Ours cold again: every per-process cache of chunks, tokens and sentence steps starts empty
+    (spaCy's own included); the tokenizers stay loaded, as in a worker that has started."""
     from filters import chinese, english
 
-    english._chunk_tokens().clear()
+    english._chunk_tokens.cache_clear()
+    english._sentence_steps.cache_clear()
+    english._chunk_tokens(), english._sentence_steps()
     chinese._segmenter()[1].clear()
 
 

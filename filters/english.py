@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import re
+import string
 import unicodedata
 from dataclasses import dataclass, field
 from itertools import chain, compress, repeat
@@ -57,11 +58,127 @@ GOPHER_STOP_WORDS = ("the", "be", "to", "of", "and", "that", "have", "with")  # 
 # every chunk of ../shared/data's English text by tests/test_datatrove_oracle.py.
 _SPLIT_AFTER_WORD = frozenset(",;:?!)]\"'\u201d\u2019")
 
+# Chunks of ASCII letters, hyphens, full stops and the marks below split as spaCy's English rules
+# (spacy/lang/punctuation.py) say: these marks (LIST_PUNCT and LIST_QUOTES) come off either end
+# one at a time, a run of full stops as a whole, "'s" at the end; a single final full stop after
+# a lower-case letter, a hyphen, one of the marks or two capitals; runs of one to three hyphens
+# between letters split the rest. _AffixSplitter settles such chunks without spaCy;
+# tests/test_quality.py checks it against spaCy on random chunks.
+_MARKS = frozenset("\"'!?,;:()_\u201c\u201d\u2018\u2019")
+_FULL_STOP_AFTER = _MARKS | frozenset(string.ascii_lowercase + "-")
+_CAPITALS = frozenset(string.ascii_uppercase)
+_POSSESSIVE = ("'s", "'S", "\u2019s", "\u2019S")
+_AFFIX_CHUNK = re.compile("[A-Za-z\"'!?,;:()_\u201c\u201d\u2018\u2019.\\-]+")
+_CORE = re.compile("[A-Za-z]+(?:-{1,3}[A-Za-z]+)*|[A-Za-z'\u2019]+")
+_HYPHEN_RUN = re.compile("(-+)")
+_RAREST_MARKS_FIRST = ":;_()\u201c\u201d\u2018\u2019\"!?,'.-"
+
+
+def _prefix_length(s: str) -> int:
+    if s[0] in _MARKS:
+        return 1
+    return len(s) - len(s.lstrip(".")) if s.startswith("..") else 0
+
+
+def _suffix_length(s: str) -> int:
+    if not s:
+        return 0
+    if s.endswith(".."):
+        return len(s) - len(s.rstrip("."))
+    if s.endswith(_POSSESSIVE):
+        return 2
+    if s[-1] in _MARKS:
+        return 1
+    if s[-1] == "." and len(s) > 1 and (
+            s[-2] in _FULL_STOP_AFTER or len(s) > 2 and s[-2] in _CAPITALS and s[-3] in _CAPITALS):
+        return 1
+    return 0
+
+
+def _affix_tokens(chunk: str, special_cases: frozenset[str]) -> tuple[str, ...] | None:
+    """spaCy's prefix/suffix loop and infix split (spacy/tokenizer.pyx `_split_affixes`,
+    `_attach_tokens`) for a chunk of the characters above; None for other chunks, and where a
+    special case would take over."""
+    if not _AFFIX_CHUNK.fullmatch(chunk):
+        return None
+    prefixes: list[str] = []
+    suffixes: list[str] = []
+    s = chunk
+    while s:
+        if s in special_cases:
+            return None
+        pre = _prefix_length(s)
+        if pre and s[pre:] in special_cases:
+            return None
+        suf = _suffix_length(s[pre:])
+        if suf and s[:-suf] in special_cases:
+            return None
+        if pre and suf and pre + suf <= len(s):
+            prefixes.append(s[:pre])
+            suffixes.append(s[-suf:])
+            s = s[pre:-suf]
+        elif pre:
+            prefixes.append(s[:pre])
+            s = s[pre:]
+        elif suf:
+            suffixes.append(s[-suf:])
+            s = s[:-suf]
+        else:
+            break
+    if s:
+        if not _CORE.fullmatch(s):
+            return None
+        prefixes += _HYPHEN_RUN.split(s) if "-" in s else [s]
+    suffixes.reverse()
+    return (*prefixes, *suffixes)
+
+
+class _AffixSplitter:
+    """A chunk's spaCy tokens by `_affix_tokens`, unless spaCy's last pass would re-merge some of
+    them: it matches the special cases that contain an affix (":)", "Mr.", "''") against the
+    tokens, and only those whose pieces differ from their affix split change anything."""
+
+    def __init__(self, tokenizer):
+        from spacy.attrs import ORTH
+
+        self.special_cases = frozenset(tokenizer.rules)
+        patterns: set[tuple[str, ...]] = set()
+        self.unsplit_cases: dict[str, list[str]] = {}  # mark -> special cases _affix_tokens cannot split
+        for case, pieces in tokenizer.rules.items():
+            if " " in case or not (tokenizer.find_prefix(case) or tokenizer.find_suffix(case)
+                                   or tokenizer.find_infix(case)):
+                continue  # not matched in the last pass (spaCy's faster_heuristics)
+            pattern = _affix_tokens(case, frozenset())
+            if pattern is None:
+                if _AFFIX_CHUNK.fullmatch(case):  # otherwise never inside a chunk settled here
+                    mark = next(m for m in _RAREST_MARKS_FIRST if m in case)  # any of its marks would do
+                    self.unsplit_cases.setdefault(mark, []).append(case)
+            elif pattern != tuple(piece[ORTH] for piece in pieces):
+                patterns.add(pattern)
+        self.patterns = frozenset(patterns)
+        self.pattern_starts = frozenset(pattern[0] for pattern in patterns)
+        self.longest = max(map(len, patterns), default=0)
+
+    def __call__(self, chunk: str) -> tuple[str, ...] | None:
+        tokens = _affix_tokens(chunk, self.special_cases)
+        if tokens is None:
+            return None
+        for i, token in enumerate(tokens):
+            if token in self.pattern_starts:
+                for j in range(i + 1, min(len(tokens), i + self.longest) + 1):
+                    if tokens[i:j] in self.patterns:
+                        return None
+        for mark, cases in self.unsplit_cases.items():
+            if mark in chunk and any(case in chunk for case in cases):
+                return None
+        return tokens
+
 
 class _ChunkTokens(dict):
     """chunk -> its spaCy tokens. `add` tokenizes a document's new chunks in one spaCy call;
     the commonest shapes, letters alone or followed by one punctuation mark, are settled without
-    spaCy unless the chunk is one of its special cases ("cannot", "gonna", "etc.")."""
+    spaCy unless the chunk is one of its special cases ("cannot", "gonna", "etc."), and so are
+    most other chunks of ASCII letters and common punctuation (`_AffixSplitter`)."""
 
     limit = 2_000_000  # distinct chunks kept per process (a few hundred MB at most); then start over
 
@@ -69,6 +186,7 @@ class _ChunkTokens(dict):
         super().__init__()
         self.tokenizer = tokenizer
         self.special_cases = frozenset(tokenizer.rules)
+        self.affix_split = _AffixSplitter(tokenizer)
 
     def add(self, chunks: list[str]) -> None:
         new = [c for c in dict.fromkeys(chunks) if c not in self]
@@ -82,6 +200,8 @@ class _ChunkTokens(dict):
             elif (len(chunk) > 2 and (chunk[-1] in _SPLIT_AFTER_WORD or chunk[-1] == "." and chunk[-2].islower())
                   and chunk[:-1].isalpha() and chunk not in special and chunk[:-1] not in special):
                 self[chunk] = (chunk[:-1], chunk[-1])
+            elif (tokens := self.affix_split(chunk)) is not None:
+                self[chunk] = tokens
             else:
                 hard.append(chunk)
         if not hard:

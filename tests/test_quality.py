@@ -203,3 +203,25 @@ def test_tokenizers_accept_lone_surrogates():
 
     assert english_words("abc \ud800x def,") == ["abc", "?", "x", "def", ","]
     assert chinese_words("中文\ud800测试") == ["中文", "?", "测试"]
+
+
+def test_affix_splitter_equals_spacy_on_random_chunks():
+    """The chunks filters/english.py settles without spaCy (ASCII letters, hyphens, full stops,
+    quotes and common marks, special cases among them) get spaCy's own tokens."""
+    import spacy
+
+    from filters.english import _AffixSplitter
+
+    tokenizer = spacy.blank("en").tokenizer
+    split = _AffixSplitter(tokenizer)
+    rng = random.Random(7)
+    pieces = list("abcxyzABCXYZ\"'!?,;:()_\u201c\u201d\u2018\u2019.-") + [
+        "the", "US", "Mr", "e", "g", "s", "S", "don", "t", "well", "known", "--", "'s", "..."]
+    settled = 0
+    for _ in range(20000):
+        chunk = "".join(rng.choice(pieces) for _ in range(rng.randint(1, 6)))
+        tokens = split(chunk)
+        if tokens is not None:
+            settled += 1
+            assert tokens == tuple(t.text for t in tokenizer(chunk)), chunk
+    assert settled > 10000
