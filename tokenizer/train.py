@@ -40,10 +40,10 @@ class TrainSettings:
     model_type: Literal["unigram", "bpe"] = "unigram"
     # Characters with a piece of their own: those covering 99.8% of the sample's characters. Rarer
     # ones (rare Han characters: fewer than ~2 per million characters) are written as their UTF-8
-    # byte pieces. SentencePiece's CJK recommendation, 0.9995, spends ~1,400 more pieces on them and
-    # leaves English at 0.894 of an English-only model's bytes/token at 24k pieces; 0.998 gives 0.907
-    # (Chinese 0.950) with the same held-out tokens in total, lower values cost Chinese more than
-    # English gains (bench/tokenizer_balance.py, table in docs/benchmarks.md).
+    # byte pieces. SentencePiece's CJK recommendation, 0.9995, reserves pieces for ~1,400 more of
+    # them and leaves English at 0.894 of an English-only model's bytes/token at 24k pieces; 0.998
+    # gives 0.907 (Chinese 0.950) with the same held-out tokens in total; lower values cost Chinese
+    # more than English gains (bench/tokenizer_balance.py, table in docs/benchmarks.md).
     character_coverage: float = 0.998
     max_line_bytes: int = 8192  # longer lines are cut (see module docstring)
     max_piece_length: int = 16  # SentencePiece's default
