@@ -130,8 +130,8 @@ def clear_caches() -> None:
     from filters import chinese, english
 
     english._chunk_tokens.cache_clear()
-    english._sentence_steps.cache_clear()
-    english._chunk_tokens(), english._sentence_steps()
+    english._sentence_codes.cache_clear()
+    english._chunk_tokens(), english._sentence_codes()
     chinese._segmenter()[1].clear()
 
 

@@ -257,12 +257,10 @@ def english_word_count(text: str) -> int:
     return sum(map(len, _chunk_token_lists(text)))
 
 
-_WORD_STEPS = (False, 0, False, 1)
-
-
-class _SentenceSteps(dict):
-    """chunk -> how spaCy's rule-based sentencizer steps through its tokens, from either state
-    (after a sentence-final punctuation token or not): (state, new sentences) for each."""
+class _SentenceCodes(dict):
+    """chunk -> one letter per token, as spaCy's rule-based sentencizer sees it: "P" for a
+    sentence-final punctuation token, "N" for other punctuation, "W" for the rest. A sentence
+    starts at every "W" whose last token before it, "N"s aside, is a "P"."""
 
     limit = _ChunkTokens.limit
 
@@ -270,56 +268,36 @@ class _SentenceSteps(dict):
         super().__init__()
         self.punct_chars = punct_chars
 
-    def __missing__(self, chunk: str) -> tuple[bool, int, bool, int]:
+    def __missing__(self, chunk: str) -> str:
         if len(self) >= self.limit:
             self.clear()
-        if chunk.isalnum():  # no punctuation (every sentence-final mark is), and a word that starts a sentence
-            self[chunk] = _WORD_STEPS
-            return _WORD_STEPS
-        steps = []
-        for after_period in (False, True):
-            sentences = 0
-            for token in _chunk_tokens()[chunk]:
-                in_punct_chars = token in self.punct_chars
-                if after_period and not in_punct_chars and not _all_punctuation(token):
-                    sentences += 1
-                    after_period = False
-                elif in_punct_chars:
-                    after_period = True
-            steps += [after_period, sentences]
-        self[chunk] = result = tuple(steps)
-        return result
+        code = "".join("W" if token.isalnum() else "P" if token in self.punct_chars
+                       else "N" if _all_punctuation(token) else "W" for token in _chunk_tokens()[chunk])
+        self[chunk] = code
+        return code
 
 
 @functools.lru_cache(maxsize=1)
-def _sentence_steps() -> _SentenceSteps:
+def _sentence_codes() -> _SentenceCodes:
     from spacy.pipeline.sentencizer import Sentencizer
 
-    return _SentenceSteps(frozenset(Sentencizer.default_punct_chars))
+    return _SentenceCodes(frozenset(Sentencizer.default_punct_chars))
 
 
 def count_sentences(line: str) -> int:
     """Sentences spaCy's rule-based sentencizer finds in `line` (datatrove's
     `split_into_sentences`): a sentence starts at the first token that is not punctuation after a
     sentence-final punctuation token."""
-    return _count_chunk_sentences(line.split())
+    return _count_sentences(_line_code(line.split()))
 
 
-def _count_chunk_sentences(chunks: list[str]) -> int:
-    """count_sentences of the line whose whitespace-separated chunks are `chunks`."""
-    if not chunks:
-        return 0
-    steps = _sentence_steps()
-    sentences, after_period = 1, False
-    for chunk in chunks:
-        step = steps[chunk]
-        if after_period:
-            after_period = step[2]
-            sentences += step[3]
-        else:
-            after_period = step[0]
-            sentences += step[1]
-    return sentences
+def _line_code(chunks: list[str]) -> str:
+    """A line's tokens as the sentencizer sees them (`_SentenceCodes`), from its chunks: one letter per word."""
+    return "".join(map(_sentence_codes().__getitem__, chunks))
+
+
+def _count_sentences(line_code: str) -> int:
+    return line_code.replace("N", "").count("PW") + 1 if line_code else 0
 
 
 def _all_punctuation(token: str) -> bool:
@@ -489,8 +467,6 @@ class C4Quality(RuleSet):
         javascript = self.filter_javascript and "javascript" in searchable
         curly = self.filter_curly_bracket and "{" in text
         policy = [p for p in _POLICY_PHRASES if p in searchable] if self.filter_policy else []
-        # The kept text's English word count, for the rules after this one (FineWeb's newline ratio)
-        chunk_tokens = _chunk_tokens() if doc.tokenize is english_words else None
         kept: list[str] = []
         sentences = n_words = 0
         for stripped in lines:
@@ -515,17 +491,17 @@ class C4Quality(RuleSet):
                 return self.reject("curly_bracket", "{")
             if policy and any(p in lower for p in policy):
                 continue
-            chunks = words if line is stripped else line.split()
+            code = _line_code(words if line is stripped else line.split())
             if self.min_num_sentences != -1:
-                sentences += _count_chunk_sentences(chunks)
-            if chunk_tokens is not None:
-                n_words += sum(map(len, map(chunk_tokens.__getitem__, chunks)))
+                sentences += _count_sentences(code)
+            n_words += len(code)
             kept.append(line)
         signals["c4_sentences"] = sentences
         signals["c4_line_keep_frac"] = len(kept) / len(lines) if lines else 0.0
         if sentences < self.min_num_sentences:
             return self.reject("min_sentences", sentences)
-        doc.rewrite("\n".join(kept).strip(), n_words if chunk_tokens is not None else None)
+        # The kept text's English word count, for the rules after this one (FineWeb's newline ratio)
+        doc.rewrite("\n".join(kept).strip(), n_words if doc.tokenize is english_words else None)
         return None
 
 
