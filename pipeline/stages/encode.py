@@ -4,8 +4,8 @@ Adds `tokens` (list<int32>, no <eos>: the shards stage joins documents with it) 
 (int32) to each document; the text itself is dropped unless `keep_text` (it stays in mix/data).
 The model is read through pipeline.storage (local, gs://, s3://) once per worker process and kept
 in memory for every task that process runs. The stage reports the
-measured bytes per token per language and mix source: the figures to put in mix.bytes_per_token
-so that a re-run of the mix plans with the real tokenizer's counts.
+measured bytes per token per language and mix source: better estimates for mix.bytes_per_token;
+exact plans come from mix.count_tokens_with (README: "The mix with exact token counts").
 """
 from __future__ import annotations
 
@@ -99,7 +99,8 @@ class EncodeStage(MapStage):
 
             Console(stderr=True).print(
                 "encode: measured bytes per token " + ", ".join(f"{k} {v:.2f}" for k, v in sorted(measured.items()))
-                + "; with these in mix.bytes_per_token a re-run of the mix plans with this tokenizer's counts")
+                + "; for a mix planned on this tokenizer's exact counts, set mix.count_tokens_with to a copy of "
+                "its model (README: "The mix with exact token counts")")
         return stats
 
     def report_data(self, stage_run: StageRun) -> dict:
