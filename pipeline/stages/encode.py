@@ -100,7 +100,7 @@ class EncodeStage(MapStage):
             Console(stderr=True).print(
                 "encode: measured bytes per token " + ", ".join(f"{k} {v:.2f}" for k, v in sorted(measured.items()))
                 + "; for a mix planned on this tokenizer's exact counts, set mix.count_tokens_with to a copy of "
-                "its model (README: "The mix with exact token counts")")
+                "its model (README: 'The mix with exact token counts')")
         return stats
 
     def report_data(self, stage_run: StageRun) -> dict:
