@@ -264,15 +264,20 @@ class _SentenceCodes(dict):
 
     limit = _ChunkTokens.limit
 
-    def __init__(self, punct_chars: frozenset[str]):
+    def __init__(self, punct_chars: frozenset[str], chunk_tokens: _ChunkTokens):
         super().__init__()
         self.punct_chars = punct_chars
+        self.chunk_tokens = chunk_tokens
 
     def __missing__(self, chunk: str) -> str:
         if len(self) >= self.limit:
             self.clear()
-        code = "".join("W" if token.isalnum() else "P" if token in self.punct_chars
-                       else "N" if _all_punctuation(token) else "W" for token in _chunk_tokens()[chunk])
+        tokens = self.chunk_tokens[chunk]
+        if chunk.isalnum():  # no punctuation in any token
+            code = "W" * len(tokens)
+        else:
+            code = "".join("P" if token in self.punct_chars else "N" if _all_punctuation(token) else "W"
+                           for token in tokens)
         self[chunk] = code
         return code
 
@@ -281,7 +286,7 @@ class _SentenceCodes(dict):
 def _sentence_codes() -> _SentenceCodes:
     from spacy.pipeline.sentencizer import Sentencizer
 
-    return _SentenceCodes(frozenset(Sentencizer.default_punct_chars))
+    return _SentenceCodes(frozenset(Sentencizer.default_punct_chars), _chunk_tokens())
 
 
 def count_sentences(line: str) -> int:

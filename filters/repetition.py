@@ -19,7 +19,6 @@ principle (64-bit hashes; about 1e-10 for a 100k-word document) and ignored.
 from __future__ import annotations
 
 import itertools
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -27,7 +26,6 @@ from typing import Callable, ClassVar, Iterable
 
 import numpy as np
 
-_PARAGRAPH_BREAK = re.compile(r"\n{2,}")
 _MIX = np.uint64(0x9E3779B97F4A7C15)  # odd 64-bit constant (golden ratio), for the hash mixing step
 
 
@@ -49,8 +47,12 @@ def find_duplicates(items: Iterable[str]) -> tuple[int, int]:
 
 
 def split_paragraphs(text: str) -> list[str]:
-    """Gopher's paragraphs: the stripped text split at blank lines."""
-    return _PARAGRAPH_BREAK.split(text.strip())
+    """Gopher's paragraphs: the stripped text split at blank lines, re.split("\\n{2,}", text.strip())."""
+    text = text.strip()
+    if "\n\n" not in text:
+        return [text]
+    # A run of k newlines leaves k // 2 - 1 empty parts and, for odd k, a newline before the next paragraph.
+    return [part[1:] if part[0] == "\n" else part for part in text.split("\n\n") if part]
 
 
 def split_lines(text: str) -> list[str]:
