@@ -225,3 +225,16 @@ def test_affix_splitter_equals_spacy_on_random_chunks():
             settled += 1
             assert tokens == tuple(t.text for t in tokenizer(chunk)), chunk
     assert settled > 10000
+
+
+def test_line_and_paragraph_splits_equal_datatroves_regexes():
+    import re
+
+    from filters.repetition import split_lines, split_paragraphs
+
+    rng = random.Random(3)
+    texts = ["", "\n", "\n\n", "a", "a\n\n\nb\n", "\n\na\n\n\n\n\nb"]
+    texts += ["".join(rng.choice("ab \n\r") for _ in range(rng.randint(0, 14))) for _ in range(5000)]
+    for text in texts:
+        assert split_lines(text) == re.split("\n+", text), text
+        assert split_paragraphs(text) == re.split(r"\n{2,}", text.strip()), text
