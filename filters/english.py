@@ -5,9 +5,10 @@ One small class per rule set, thresholds as named fields whose defaults are data
 FineWebQualityFilter), each rule with the same definition, so the decisions agree with
 datatrove's (tests/test_datatrove_oracle.py). What differs is the cost: datatrove runs spaCy on the
 whole text in every filter and on every line again for C4's sentence count; here the text is
-split at whitespace once and each distinct whitespace-separated chunk goes through spaCy's
-tokenizer once per worker process (`english_words`). spaCy's tokenizer treats chunks
-independently (its own cache is keyed by chunk), so the words are exactly spaCy's.
+split at whitespace once and each distinct whitespace-separated chunk is tokenized once per worker
+process (`english_words`), by spaCy's tokenizer or, for the commonest shapes, by shortcuts that
+give spaCy's tokens (checked against it). spaCy's tokenizer treats chunks independently (its own
+cache is keyed by chunk), so the words are exactly spaCy's.
 """
 from __future__ import annotations
 
