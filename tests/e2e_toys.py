@@ -1,16 +1,9 @@
 """Two small stages for the tests of the machinery around stages (`glmdata run`'s order and
---from/--until, the standalone cluster, S3): a JSON-lines reader and a filter that loads a word list
-once per worker and can be slowed down so a test catches it in the middle.
-
-Run as a script it is `glmdata` with these two stages as the whole pipeline, which is how the
-cluster test submits it through spark-submit.
-"""
+--from/--until, S3's output digest): a JSON-lines reader and a length filter."""
 from __future__ import annotations
 
 import json
 import posixpath
-import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,8 +28,6 @@ class E2ESourceSection:
 @dataclass
 class E2EFilterSection:
     min_chars: int = 200
-    blocklist: str = ""  # a word list file (local or s3://), loaded once per worker
-    unit_seconds: float = 0.0  # pause per file, so a test can kill a run in the middle of the stage
 
 
 @register_stage
@@ -62,35 +53,14 @@ class E2ESource(Stage):
         out.keep(pa.Table.from_pylist(rows, DOC_SCHEMA), nbytes)
 
 
-_BLOCKLISTS: dict[str, frozenset] = {}
-
-
-def blocklist(path: str) -> frozenset:
-    if path not in _BLOCKLISTS:
-        _BLOCKLISTS[path] = frozenset(storage.read_text(path).split()) if path else frozenset()
-    return _BLOCKLISTS[path]
-
-
 @register_stage
 class E2EFilter(MapStage):
     name = "e2e_filter"
     upstream = "e2e_source"
     batch_size = 64
 
-    def process_unit(self, unit_index, unit, out):
-        time.sleep(self.section.unit_seconds)
-        super().process_unit(unit_index, unit, out)
-
     def process_batch(self, batch):
-        blocked = blocklist(self.section.blocklist)
-        reasons = []
-        for text in batch.column("text").to_pylist():
-            if len(text) < self.section.min_chars:
-                reasons.append("too_short")
-            elif blocked and any(w in text for w in blocked):
-                reasons.append("blocked_word")
-            else:
-                reasons.append(None)
+        reasons = ["too_short" if len(text) < self.section.min_chars else None for text in batch.column("text").to_pylist()]
         return BatchResult(batch, reasons)
 
 
@@ -127,19 +97,3 @@ def output_digest(workdir: str | Path, stages: list[str] = ORDER) -> dict[str, s
             stats.pop(timing, None)
         out[f"{stage}/stats.json"] = json.dumps(stats, sort_keys=True)
     return out
-
-
-def main(argv: list[str]) -> int:
-    import os
-
-    from pipeline import cluster_entry, stages
-    from pipeline.cli import main as glmdata
-
-    # The cluster test runs real stages before these two: E2E_STAGE_ORDER=ingest,langid,e2e_source,e2e_filter
-    stages.STAGE_ORDER[:] = os.environ.get("E2E_STAGE_ORDER", ",".join(ORDER)).split(",")
-    # Under spark-submit (the cluster tests) it is the cluster entry; run directly, plain glmdata.
-    return cluster_entry.main(argv) if "PYSPARK_GATEWAY_PORT" in os.environ else glmdata(argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

@@ -1,9 +1,11 @@
 """A real Spark standalone cluster on 127.0.0.1: a master and two workers started with the
-spark-class that ships with pyspark. One submission with `glmdata submit --platform spark-standalone`
-and the `make dist` environment (--archives, as on Dataproc) runs the real ingest and langid stages on
-the demo corpus, then two e2e stages whose filter is slow enough for one worker's executor to be
-killed (SIGKILL) in the middle of it. The job completes and every stage's output equals local mode's:
-no document lost or doubled. Also: the --dry-run command of every other platform."""
+spark-class that ships with pyspark. The real pipeline (configs/demo.yaml on a fresh demo corpus:
+ingest, langid, quality, dedup, mix, tokenizer, encode, shards, then the report) is submitted with
+`glmdata submit --platform spark-standalone` and the `make dist` environment (--archives, as on
+Dataproc). Once dedup has written its signatures and runs its many small clustering jobs, worker 0's
+executor is killed (SIGKILL): the job completes, and every stage's committed output equals a
+local-mode run of the same config (run meanwhile in this process), with no document lost or doubled.
+Also: the --dry-run command of every other platform."""
 from __future__ import annotations
 
 import json
@@ -15,19 +17,26 @@ import subprocess
 import sys
 import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 import yaml
+from rich.console import Console
 
-from e2e_toys import ORDER as TOY_ORDER
-from e2e_toys import output_digest, write_inputs
+from pipeline import registry
 from pipeline.config import load_config
-from pipeline.run_all import run_pipeline
+from pipeline.demo_corpus import generate
+from pipeline.run_all import pipeline_stages, run_pipeline
+from pipeline.stage import StageStats
 
 from conftest import REPO
+from demo_runs import QUICK_JVM, committed_output
 
-REAL_ORDER = ["ingest", "langid"]
+DEMO = REPO / "configs" / "demo.yaml"
+KILLED = "dedup"  # signatures, then many small Spark jobs of clustering, then the write: seconds to catch it
+DOC_STAGES = ["ingest", "langid", "quality", "dedup"]  # one row per document, keyed by id
 
 
 def _free_port() -> int:
@@ -123,68 +132,85 @@ def cluster(tmp_path_factory):
 
 
 EXECUTOR_CONF = {"spark.executor.cores": "1", "spark.executor.memory": "1g", "spark.cores.max": "2",
-                 "spark.task.maxFailures": "4", "spark.sql.shuffle.partitions": "4"}
+                 "spark.task.maxFailures": "4", **QUICK_JVM,
+                 "spark.executor.extraJavaOptions": QUICK_JVM["spark.driver.extraJavaOptions"]}
 
 
-def _pipeline_config(root: Path, shared_data: Path) -> Path:
-    """configs/demo.yaml's ingest and langid on a fresh demo corpus, then the two e2e stages (whose
-    filter is slow enough to be caught in the middle), written to `root`."""
+def _absolute(value, base: Path):
+    """The config's relative paths (block lists, the corpus) made absolute, for a copy elsewhere."""
+    if isinstance(value, dict):
+        return {k: _absolute(v, base) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_absolute(v, base) for v in value]
+    return os.path.normpath(base / value) if isinstance(value, str) and value.startswith("../") else value
+
+
+def _demo_config(root: Path) -> Path:
+    """configs/demo.yaml on a fresh demo corpus, sized for the two 1-core executors, written to `root`
+    (submit sends the config file itself, so the changes cannot travel as --set)."""
     corpus = root / "corpus"
-    subprocess.run([sys.executable, "-m", "pipeline.demo_corpus", "--out", str(corpus)], cwd=REPO, check=True,
-                   stdout=subprocess.DEVNULL)
-    write_inputs(root / "jsonl", shared_data, files=8, lines_per_file=20)
-    raw = yaml.safe_load((REPO / "configs" / "demo.yaml").read_text())
-    for src in raw["ingest"]["sources"]:
-        src["paths"] = [p.replace("../work/demo-corpus", str(corpus)) for p in src["paths"]]
-    cfg = {"run": {"workdir": str(root / "cluster"), "engine": "spark",
-                   "spark": {"master": "local[2]", "conf": EXECUTOR_CONF}},
-           **{k: raw[k] for k in REAL_ORDER},
-           "e2e_source": {"inputs": str(root / "jsonl" / "*.jsonl")},
-           "e2e_filter": {"min_chars": 300, "unit_seconds": 1.5}}
+    generate(corpus)
+    raw = yaml.safe_load(DEMO.read_text().replace("../work/demo-corpus", str(corpus)))
+    cfg = _absolute(raw, DEMO.parent)
+    cfg["run"]["workdir"] = str(root / "cluster")
+    cfg["run"]["spark"]["conf"] = EXECUTOR_CONF
     path = root / "config.yaml"
     path.write_text(yaml.safe_dump(cfg, allow_unicode=True))
     return path
 
 
-def test_standalone_cluster_with_executor_killed_matches_local_mode(tmp_path, shared_data, dist, cluster,
-                                                                    spark_session_engine):
-    cfg_path = _pipeline_config(tmp_path, shared_data)
-    toys = str(REPO / "tests" / "e2e_toys.py")
-    order = REAL_ORDER + TOY_ORDER
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "submit", "--platform", "spark-standalone",
-                             "--config", str(cfg_path), "--master", cluster.url, "--entry", toys, "--py-files", toys],
-                            cwd=REPO, env={**os.environ, "E2E_STAGE_ORDER": ",".join(order)},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        # Meanwhile, the same config in local mode, for reference.
-        local = load_config(cfg_path, {"run.workdir": str(tmp_path / "local")})
-        run_pipeline(local, spark_session_engine, order=order, report=False)
-        expected = output_digest(tmp_path / "local", order)
+def _kill_worker_executor_in_the_middle_of_killed_stage(proc, cluster, workdir: Path, timeout: float = 240.0) -> None:
+    """SIGKILL worker 0's executors once the killed stage has written its signatures into its
+    private folder (upstream committed, the stage not)."""
+    deadline = time.time() + timeout
+    while not list((workdir / ".tmp").glob(f"{KILLED}-*/_work/signatures/*.parquet")):
+        assert proc.poll() is None, proc.stdout.read().decode(errors="replace")[-5000:]
+        assert time.time() < deadline, f"timed out waiting for {KILLED} to start"
+        time.sleep(0.05)
+    victims = cluster.executor_pids(0)
+    assert victims, "no executor on worker 0"
+    for pid in victims:
+        os.kill(pid, signal.SIGKILL)
+    assert not (workdir / KILLED / "_SUCCESS").exists(), f"{KILLED} committed before the kill"
 
-        wd = tmp_path / "cluster"
-        deadline = time.time() + 300
-        while not any((wd / ".tmp").glob("e2e_filter-*/data/part-*.parquet")):
-            assert proc.poll() is None, proc.stdout.read().decode(errors="replace")[-5000:]
-            assert time.time() < deadline, "the e2e_filter stage never started"
-            time.sleep(0.1)
-        assert not (wd / "e2e_filter" / "_SUCCESS").exists(), "the stage finished before the kill"
-        victims = cluster.executor_pids(0)
-        assert victims, "no executor on worker 0"
-        for pid in victims:
-            os.kill(pid, signal.SIGKILL)
-        log = proc.communicate(timeout=300)[0].decode(errors="replace")
+
+def _assert_no_document_lost_or_doubled(workdir: Path) -> None:
+    for name in pipeline_stages():
+        stats = json.loads((workdir / name / "stats.json").read_text())
+        StageStats.from_dict(stats).check_conservation(name)
+        upstream = registry.STAGES[name].upstream
+        if name in DOC_STAGES and upstream:
+            assert stats["in"]["docs"] == json.loads((workdir / upstream / "stats.json").read_text())["kept"]["docs"], name
+        if name in DOC_STAGES:
+            ids = [i for f in (workdir / name / "data").glob("*.parquet") for i in pq.read_table(f, columns=["id"])["id"].to_pylist()]
+            assert len(ids) == len(set(ids)) == stats["kept"]["docs"], name
+
+
+def test_standalone_cluster_with_executor_killed_matches_local_mode(tmp_path, dist, cluster, spark_session_engine):
+    cfg_path = _demo_config(tmp_path)
+    wd = tmp_path / "cluster"
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "submit", "--platform", "spark-standalone",
+                             "--config", str(cfg_path), "--master", cluster.url],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            # Meanwhile the same config in local mode, for reference, in this process's Spark session.
+            local = load_config(cfg_path, {"run.workdir": str(tmp_path / "local")})
+            reference = pool.submit(run_pipeline, local, spark_session_engine, report=False, console=Console(quiet=True))
+            _kill_worker_executor_in_the_middle_of_killed_stage(proc, cluster, wd)
+            log = proc.communicate(timeout=300)[0].decode(errors="replace")
+            assert [s["stage"] for s in reference.result(timeout=300)] == pipeline_stages()
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 0, log[-5000:]
     assert "--archives" in log and "glmdata-env.tar.gz#environment" in log, "submitted with the dist environment"
     assert "lost executor" in log.lower(), "the kill reached the job"
-    assert output_digest(wd, order) == expected
-    import pyarrow.parquet as pq
-
-    stats = json.loads((wd / "e2e_filter" / "stats.json").read_text())
-    ids = [i for f in sorted((wd / "e2e_filter" / "data").glob("*.parquet")) for i in pq.read_table(f)["id"].to_pylist()]
-    assert stats["in"]["docs"] == 160 and len(ids) == len(set(ids)) == stats["kept"]["docs"], "lost or doubled"
+    expected = committed_output(tmp_path / "local", pipeline_stages())
+    assert committed_output(wd, pipeline_stages()) == expected
+    assert {"ingest/data", "dedup/data", "dedup/rejected/dup_near", "mix/data", "encode/data"} <= set(expected)
+    assert any(k.startswith("shards/shard-") and k.endswith(".arrow") for k in expected)
+    _assert_no_document_lost_or_doubled(wd)
 
 
 @pytest.mark.parametrize("platform,config,expect", [

@@ -9,11 +9,9 @@ import signal
 import subprocess
 import sys
 import time
-from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import yaml
 from rich.console import Console
 
@@ -22,12 +20,11 @@ from pipeline.demo_corpus import generate
 from pipeline.run_all import pipeline_stages, run_pipeline
 
 from conftest import REPO
+from demo_runs import QUICK_JVM, committed_output
 
 DEMO = REPO / "configs" / "demo.yaml"
 FINISHED_BEFORE_KILL = ["ingest", "langid", "quality"]
 KILLED = "dedup"  # signatures, then many small Spark jobs of clustering, then the write: seconds to catch it
-# The two runs are short: a JVM that starts quickly (no UI, C1 JIT only) costs a third less CPU.
-QUICK_JVM = {"spark.ui.enabled": "false", "spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"}
 
 
 def _overrides(corpus: Path, workdir: Path) -> dict:
@@ -61,33 +58,6 @@ def _kill_in_the_middle_of_killed_stage(cmd: list[str], workdir: Path, timeout: 
 
 def _success_markers(workdir: Path, stages: list[str]) -> dict[str, tuple[bytes, int]]:
     return {s: ((workdir / s / "_SUCCESS").read_bytes(), (workdir / s / "_SUCCESS").stat().st_mtime_ns) for s in stages}
-
-
-def _without_timings(value):
-    if isinstance(value, dict):
-        return {k: _without_timings(v) for k, v in value.items() if "seconds" not in k}
-    return [_without_timings(v) for v in value] if isinstance(value, list) else value
-
-
-def committed_output(workdir: Path) -> dict[str, object]:
-    """Every committed file: each Parquet folder's rows as a multiset (the contract fixes the rows,
-    not their order or part files), other files' bytes (shards, manifest, tokenizer model),
-    stats.json less timings, and each `_SUCCESS`'s config hash and input fingerprint; the
-    workdir's own path blanked out."""
-    out: dict[str, object] = {}
-    for path in sorted(p for p in workdir.rglob("*") if p.is_file() and ".tmp" not in p.relative_to(workdir).parts):
-        rel = path.relative_to(workdir).as_posix()
-        if path.suffix == ".parquet":
-            rows = (json.dumps(r, sort_keys=True, ensure_ascii=False, default=repr) for r in pq.read_table(path).to_pylist())
-            out.setdefault(path.parent.relative_to(workdir).as_posix(), Counter()).update(rows)
-        elif path.name == "_SUCCESS":
-            marker = json.loads(path.read_text())
-            out[rel] = (marker["config_hash"], marker["input_fingerprint"])
-        elif path.name == "stats.json":
-            out[rel] = _without_timings(json.loads(path.read_text().replace(str(workdir), "<workdir>")))
-        else:
-            out[rel] = path.read_bytes().replace(str(workdir).encode(), b"<workdir>")
-    return out
 
 
 def test_real_pipeline_killed_in_dedup_resumes_to_identical_output(tmp_path, spark_session_engine):
