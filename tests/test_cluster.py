@@ -132,7 +132,7 @@ def cluster(tmp_path_factory):
 
 
 EXECUTOR_CONF = {"spark.executor.cores": "1", "spark.executor.memory": "1g", "spark.cores.max": "2",
-                 "spark.task.maxFailures": "4", **QUICK_JVM,
+                 "spark.task.maxFailures": "4", "spark.sql.shuffle.partitions": "4", **QUICK_JVM,
                  "spark.executor.extraJavaOptions": QUICK_JVM["spark.driver.extraJavaOptions"]}
 
 
@@ -159,12 +159,13 @@ def _demo_config(root: Path) -> Path:
     return path
 
 
-def _kill_worker_executor_in_the_middle_of_killed_stage(proc, cluster, workdir: Path, timeout: float = 240.0) -> None:
+def _kill_worker_executor_in_the_middle_of_killed_stage(proc, cluster, workdir: Path, log: Path,
+                                                        timeout: float = 240.0) -> None:
     """SIGKILL worker 0's executors once the killed stage has written its signatures into its
     private folder (upstream committed, the stage not)."""
     deadline = time.time() + timeout
     while not list((workdir / ".tmp").glob(f"{KILLED}-*/_work/signatures/*.parquet")):
-        assert proc.poll() is None, proc.stdout.read().decode(errors="replace")[-5000:]
+        assert proc.poll() is None, log.read_text(errors="replace")[-5000:]
         assert time.time() < deadline, f"timed out waiting for {KILLED} to start"
         time.sleep(0.05)
     victims = cluster.executor_pids(0)
@@ -189,20 +190,23 @@ def _assert_no_document_lost_or_doubled(workdir: Path) -> None:
 def test_standalone_cluster_with_executor_killed_matches_local_mode(tmp_path, dist, cluster, spark_session_engine):
     cfg_path = _demo_config(tmp_path)
     wd = tmp_path / "cluster"
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "submit", "--platform", "spark-standalone",
-                             "--config", str(cfg_path), "--master", cluster.url],
-                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    log_path = tmp_path / "submit.log"  # a file, not a pipe: a full pipe would stall the driver while we wait
+    with open(log_path, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "submit", "--platform", "spark-standalone",
+                                 "--config", str(cfg_path), "--master", cluster.url],
+                                cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         with ThreadPoolExecutor(1) as pool:
             # Meanwhile the same config in local mode, for reference, in this process's Spark session.
             local = load_config(cfg_path, {"run.workdir": str(tmp_path / "local")})
             reference = pool.submit(run_pipeline, local, spark_session_engine, report=False, console=Console(quiet=True))
-            _kill_worker_executor_in_the_middle_of_killed_stage(proc, cluster, wd)
-            log = proc.communicate(timeout=300)[0].decode(errors="replace")
+            _kill_worker_executor_in_the_middle_of_killed_stage(proc, cluster, wd, log_path)
+            proc.wait(timeout=300)
             assert [s["stage"] for s in reference.result(timeout=300)] == pipeline_stages()
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
+    log = log_path.read_text(errors="replace")
     assert proc.returncode == 0, log[-5000:]
     assert "--archives" in log and "glmdata-env.tar.gz#environment" in log, "submitted with the dist environment"
     assert "lost executor" in log.lower(), "the kill reached the job"
