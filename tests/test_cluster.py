@@ -2,9 +2,10 @@
 spark-class that ships with pyspark. The real pipeline (configs/demo.yaml on a fresh demo corpus:
 ingest, langid, quality, dedup, mix, tokenizer, encode, shards, then the report) is submitted with
 `glmdata submit --platform spark-standalone` and the `make dist` environment (--archives, as on
-Dataproc). Once dedup has written its signatures and runs its many small clustering jobs, worker 0's
-executor is killed (SIGKILL): the job completes, and every stage's committed output equals a
-local-mode run of the same config (run meanwhile in this process), with no document lost or doubled.
+Dataproc). As soon as dedup's first signature file appears in its private folder (the stage not
+committed, its tasks running), worker 0's executor is killed (SIGKILL): the job completes, and every
+stage's committed output equals a local-mode run of the same config (run meanwhile in this process),
+with no document lost or doubled.
 Also: the --dry-run command of every other platform."""
 from __future__ import annotations
 
