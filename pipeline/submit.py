@@ -94,6 +94,8 @@ def _entry_args(cfg_name: str, args) -> list[str]:
         out += ["--from", args.first]
     if args.last:
         out += ["--until", args.last]
+    if args.no_report:
+        out += ["--no-report"]
     return out
 
 
@@ -216,6 +218,7 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--master", help="spark-standalone: master URL (default submit.spark_master)")
     p.add_argument("--from", dest="first", metavar="STAGE", help="passed to `glmdata run` on the cluster")
     p.add_argument("--until", dest="last", metavar="STAGE", help="passed to `glmdata run` on the cluster")
+    p.add_argument("--no-report", action="store_true", help="passed to `glmdata run` on the cluster")
     p.add_argument("--py-files", action="append", default=[], metavar="FILE",
                    help="extra Python modules for the driver and executors (e.g. your own stages)")
     p.add_argument("--entry", help="driver script (default: pipeline/cluster_entry.py)")

@@ -1,6 +1,6 @@
 """A real Spark standalone cluster on 127.0.0.1: a master and two workers started with the
 spark-class that ships with pyspark. The real pipeline (configs/demo.yaml on a fresh demo corpus:
-ingest, langid, quality, dedup, mix, tokenizer, encode, shards, then the report) is submitted with
+ingest, langid, quality, dedup, mix, tokenizer, encode, shards; --no-report) is submitted with
 `glmdata submit --platform spark-standalone` and the `make dist` environment (--archives, as on
 Dataproc). As soon as dedup's first signature file appears in its private folder (the stage not
 committed, its tasks running), worker 0's executor is killed (SIGKILL): the job completes, and every
@@ -194,7 +194,7 @@ def test_standalone_cluster_with_executor_killed_matches_local_mode(tmp_path, di
     log_path = tmp_path / "submit.log"  # a file, not a pipe: a full pipe would stall the driver while we wait
     with open(log_path, "wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "submit", "--platform", "spark-standalone",
-                                 "--config", str(cfg_path), "--master", cluster.url],
+                                 "--config", str(cfg_path), "--master", cluster.url, "--no-report"],
                                 cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         with ThreadPoolExecutor(1) as pool:
@@ -213,6 +213,7 @@ def test_standalone_cluster_with_executor_killed_matches_local_mode(tmp_path, di
     assert "lost executor" in log.lower(), "the kill reached the job"
     expected = committed_output(tmp_path / "local", pipeline_stages())
     assert committed_output(wd, pipeline_stages()) == expected
+    assert not (wd / "report").exists(), "--no-report reached `glmdata run` on the cluster"
     assert {"ingest/data", "dedup/data", "dedup/rejected/dup_near", "mix/data", "encode/data"} <= set(expected)
     assert any(k.startswith("shards/shard-") and k.endswith(".arrow") for k in expected)
     _assert_no_document_lost_or_doubled(wd)
