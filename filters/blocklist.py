@@ -45,6 +45,40 @@ def word_pattern(words: Iterable[str]) -> re.Pattern:
     return re.compile("|".join(parts) or r"(?!x)x", re.IGNORECASE)
 
 
+# Python's re lets these four non-ASCII letters match ASCII ones under IGNORECASE (its documentation
+# lists them); folding them before lower-casing keeps the pre-check below a superset of the pattern.
+_IGNORECASE_EXTRAS = "\u0130\u0131\u017f\u212a"
+_FOLD_EXTRAS = str.maketrans(dict(zip(_IGNORECASE_EXTRAS, "iisk")))
+
+
+class WordMatcher:
+    """Counts the matches of `word_pattern(words)` in a text.
+
+    The case-insensitive pattern with its word-boundary look-behind is the slow part, and almost no
+    document contains an entry at all: a plain search of the lower-cased entries in the lower-cased
+    text rules those out first. It can only be wrong the safe way (a hit it finds may fail the
+    boundary), so counts are the pattern's own. Without `re:` entries and with every entry letter
+    ASCII or caseless (Han, kana) the pre-check is exact; otherwise every text goes to the pattern."""
+
+    def __init__(self, words: Iterable[str]):
+        words = list(words)
+        self.pattern = word_pattern(words)
+        literals = sorted({w.lower() for w in words}, key=lambda w: (-len(w), w))
+        checkable = bool(words) and not any(w.startswith("re:") for w in words) and all(
+            c.isascii() or c.lower() == c == c.upper() for w in literals for c in w)
+        self._precheck = re.compile("|".join(map(re.escape, literals))) if checkable else None
+
+    def count(self, text: str) -> int:
+        if self._precheck is not None:
+            if not text.isascii() and any(c in text for c in _IGNORECASE_EXTRAS):
+                text_for_check = text.translate(_FOLD_EXTRAS)
+            else:
+                text_for_check = text
+            if self._precheck.search(text_for_check.lower()) is None:
+                return 0
+        return sum(1 for _ in self.pattern.finditer(text))
+
+
 @dataclass
 class WordBlocklist(RuleSet):
     """Rejects a document with at least `min_hits` occurrences of blocklisted words (C4 dropped a
@@ -55,14 +89,13 @@ class WordBlocklist(RuleSet):
     min_hits: int = 2
 
     def __post_init__(self):
-        self._pattern = word_pattern(self.words)
+        self._matcher = WordMatcher(self.words)
 
     def signal_types(self) -> dict[str, type]:
         return {"blocklist_word_hits": int}
 
     def judge(self, doc: Doc, signals: Signals) -> Rejection | None:
-        hits = signals["blocklist_word_hits"] = (
-            sum(1 for _ in self._pattern.finditer(doc.text)) if self.words else 0)
+        hits = signals["blocklist_word_hits"] = self._matcher.count(doc.text)
         if self.min_hits and hits >= self.min_hits:
             return self.reject("word", hits)
         return None

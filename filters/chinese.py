@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from itertools import chain
 from typing import ClassVar
 
-from filters.blocklist import word_pattern
+from filters.blocklist import WordMatcher
 from filters.english import FineWebQuality, GopherQuality, GopherRepetition
 from filters.repetition import Doc, Rejection, RuleSet, Signals, char_ngram_duplicate_fraction, encodable
 from filters.scripts import han_ratio
@@ -182,13 +182,13 @@ class SpamDensity(RuleSet):
     min_hits: int = 2  # a single mention (a news item about a lottery draw) never rejects
 
     def __post_init__(self):
-        self._pattern = word_pattern(self.terms)
+        self._matcher = WordMatcher(self.terms)
 
     def signal_types(self) -> dict[str, type]:
         return {"spam_hits": int, "spam_hits_per_1k_chars": float}
 
     def judge(self, doc: Doc, signals: Signals) -> Rejection | None:
-        hits = signals["spam_hits"] = sum(1 for _ in self._pattern.finditer(doc.text)) if self.terms else 0
+        hits = signals["spam_hits"] = self._matcher.count(doc.text)
         density = signals["spam_hits_per_1k_chars"] = 1000 * hits / max(len(doc.text), 1)
         if self.min_hits_per_1k_chars is not None and hits >= self.min_hits and density >= self.min_hits_per_1k_chars:
             return self.reject("spam_density", density)

@@ -238,3 +238,29 @@ def test_line_and_paragraph_splits_equal_datatroves_regexes():
     for text in texts:
         assert split_lines(text) == re.split("\n+", text), text
         assert split_paragraphs(text) == re.split(r"\n{2,}", text.strip()), text
+
+
+def test_word_matcher_counts_what_the_pattern_counts():
+    """The literal pre-check only skips texts the case-insensitive pattern cannot match, including
+    the four non-ASCII letters re's IGNORECASE takes for ASCII ones (İ ı ſ K) and boundaries."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from filters.blocklist import WordMatcher, word_pattern
+
+    words = ["sex cams", "casino bonus", "xnxx", "kink", "free spins", "网上赌场", "裸聊"]
+    matcher, pattern = WordMatcher(words), word_pattern(words)
+    assert matcher._precheck is not None  # ASCII and Han entries: the pre-check is on
+    pieces = st.sampled_from(words + [w.upper() for w in words] + ["SEX CAMſ", "Kink", "casİno bonus",
+                                                                    "FREE ſPINS", "x", "a", "0", " ", "赌场", "Σ"])
+    alphabet = st.sampled_from(list("aksixnSIKXN 0-_\n\u0130\u0131\u017f\u212a\u03a3\u00e9网裸聊"))
+
+    @settings(max_examples=400, deadline=None, derandomize=True)
+    @given(st.lists(st.one_of(pieces, st.text(alphabet, max_size=4)), max_size=12).map("".join))
+    def same_count(text):
+        assert matcher.count(text) == sum(1 for _ in pattern.finditer(text)), text
+
+    same_count()
+    assert matcher.count("Visit casİno BONUS now") == 1  # İ matches i only under re's IGNORECASE
+    assert WordMatcher(["re:casin[o0]"])._precheck is None  # regex entries: every text goes to the pattern
+    assert WordMatcher(["café"])._precheck is None  # a cased non-ASCII letter: no pre-check
