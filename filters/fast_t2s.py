@@ -16,6 +16,7 @@ per process; a character that is no key is copied). So `t2s_code_points` returns
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import subprocess
@@ -126,28 +127,27 @@ def _t2s_kernel(cps, flags, alone, phrase_first, phrase_bounds, phrase_cps, out)
     return 1 if changed else 0
 
 
-_TABLES: _T2sTables | None = None
-_UNREADABLE = False
-_LOCK = threading.Lock()
+_LOCK = threading.Lock()  # Beam runs tasks in threads: one build per process
 
 
 def _tables() -> _T2sTables | None:
     """Built once per process, on first use; None when OpenCC's dictionaries cannot be read."""
-    global _TABLES, _UNREADABLE
-    if _TABLES is None and not _UNREADABLE:
-        with _LOCK:
-            if _TABLES is None and not _UNREADABLE:
-                keys = _dictionary_keys()
-                try:
-                    _TABLES = _T2sTables(*keys) if keys else None
-                except ValueError:  # OpenCC rewrote a newline: a per-character lookup would be unsound
-                    _TABLES = None
-                if _TABLES is None:
-                    _UNREADABLE = True
-                    logging.getLogger(__name__).warning(
-                        "cannot read OpenCC's %s dictionaries from the opencc wheel: every Chinese text goes "
-                        "through OpenCC (same output, slower)", _CONFIG)
-    return _TABLES
+    with _LOCK:
+        return _build_tables()
+
+
+@functools.cache
+def _build_tables() -> _T2sTables | None:
+    keys = _dictionary_keys()
+    try:
+        tables = _T2sTables(*keys) if keys else None
+    except ValueError:  # OpenCC rewrote a newline: a per-character lookup would be unsound
+        tables = None
+    if tables is None:
+        logging.getLogger(__name__).warning(
+            "cannot read OpenCC's %s dictionaries from the opencc wheel: every Chinese text goes "
+            "through OpenCC (same output, slower)", _CONFIG)
+    return tables
 
 
 def t2s_code_points(cps: np.ndarray) -> np.ndarray | None:

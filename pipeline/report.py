@@ -32,6 +32,7 @@ DOC_COLUMNS = ("text", "lang")
 CLUSTER_SIZE_COLUMN = "dup_cluster_size"
 SIGNAL_PREFIX = "q_"  # the quality stage's signal columns
 FRACTION_BINS = 20  # shares and ratios: 0.05-wide bins over [0, 1], the last bin holding >= 1
+NONPOSITIVE_BIN = -1000  # counts and lengths <= 0 (below every quarter-octave bin)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -49,12 +50,12 @@ def is_fraction_signal(column: str) -> bool:
 
 def signal_bins(column: str, values: np.ndarray) -> np.ndarray:
     """Fixed bins, so that per-file histograms add up: linear over [0, 1] for shares and ratios,
-    quarter-octaves (bin b holds [2^(b/4), 2^((b+1)/4))) for counts and lengths, -1000 for <= 0."""
+    quarter-octaves (bin b holds [2^(b/4), 2^((b+1)/4))) for counts and lengths, NONPOSITIVE_BIN for <= 0."""
     if is_fraction_signal(column):
         return np.clip(np.floor(values * FRACTION_BINS), 0, FRACTION_BINS).astype(np.int64)
     with np.errstate(divide="ignore", invalid="ignore"):
         quarter_octaves = np.floor(4 * np.log2(values))
-    return np.where(values > 0, quarter_octaves, -1000).astype(np.int64)
+    return np.where(values > 0, quarter_octaves, NONPOSITIVE_BIN).astype(np.int64)
 
 
 def _signal_histograms(batch, langs: np.ndarray, into: dict) -> None:
@@ -63,9 +64,13 @@ def _signal_histograms(batch, langs: np.ndarray, into: dict) -> None:
             continue
         values = batch.column(column).to_numpy(zero_copy_only=False).astype(np.float64)
         present = ~np.isnan(values) & (langs != "")
-        bins = signal_bins(column, values[present])
-        for (lang, b), n in Counter(zip(langs[present].tolist(), bins.tolist())).items():
-            into[column][lang][b] += n
+        if not present.any():
+            continue
+        names, lang_codes = np.unique(langs[present], return_inverse=True)
+        pairs, counts = np.unique(np.stack([lang_codes, signal_bins(column, values[present])]), axis=1,
+                                  return_counts=True)
+        for (code, b), n in zip(pairs.T.tolist(), counts.tolist()):
+            into[column][names[code]][b] += n
 
 
 @dataclass

@@ -59,7 +59,8 @@ def engines(spark_session_engine, tmp_path):
 
 
 def write_finished_stage(workdir, stage: str, docs: list[dict], files: int = 2, schema=None) -> None:
-    """Fake a finished upstream stage, as the runner expects it: data/ parts (round-robin) + _SUCCESS."""
+    """Fake a finished upstream stage, as the runner expects it: data/ parts (round-robin) + _SUCCESS.
+    Columns beyond the schema (default DOC_SCHEMA) are typed from the first document: float32 or int64."""
     import json
 
     import pyarrow as pa
@@ -67,8 +68,12 @@ def write_finished_stage(workdir, stage: str, docs: list[dict], files: int = 2, 
 
     from pipeline.schema import DOC_SCHEMA
 
+    schema = schema or DOC_SCHEMA
+    extra = [pa.field(k, pa.float32() if isinstance(v, float) else pa.int64())
+             for k, v in (docs[0].items() if docs else []) if k not in schema.names]
+    schema = pa.schema(list(schema) + extra)
     up = Path(workdir) / stage
     (up / "data").mkdir(parents=True)
     for k in range(files):
-        pq.write_table(pa.Table.from_pylist(docs[k::files], schema or DOC_SCHEMA), up / "data" / f"part-{k:05d}.parquet")
-    (up / "_SUCCESS").write_text(json.dumps({"config_hash": "test", "input_fingerprint": "test"}))
+        pq.write_table(pa.Table.from_pylist(docs[k::files], schema), up / "data" / f"part-{k:05d}.parquet")
+    (up / "_SUCCESS").write_text(json.dumps({"config_hash": f"test-{len(docs)}-{files}", "input_fingerprint": "test"}))

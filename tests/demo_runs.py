@@ -3,13 +3,40 @@ uninterrupted) and the cluster test (standalone cluster with an executor killed 
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 from pathlib import Path
+from typing import Callable
 
 import pyarrow.parquet as pq
+import yaml
+
+from conftest import REPO
+
+DEMO = REPO / "configs" / "demo.yaml"
+KILLED = "dedup"  # signatures, then many small Spark jobs of clustering, then the write: seconds to catch it
 
 # The runs are short: a JVM that starts quickly (no UI, C1 JIT only) costs a third less CPU.
 QUICK_JVM = {"spark.ui.enabled": "false", "spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"}
+
+
+def demo_sources(corpus: Path | str) -> list[dict]:
+    """configs/demo.yaml's ingest sources, reading the demo corpus at `corpus` (a folder or a URI)."""
+    sources = yaml.safe_load(DEMO.read_text())["ingest"]["sources"]
+    for src in sources:
+        src["paths"] = [p.replace("../work/demo-corpus", str(corpus)) for p in src["paths"]]
+    return sources
+
+
+def wait_for_killed_stage(workdir: Path, still_running: Callable[[], bool], describe: Callable[[], str],
+                          timeout: float) -> None:
+    """Return once KILLED has written its signatures into its private folder: its upstream stages
+    committed, the stage itself not. `describe()` says why the run stopped early."""
+    deadline = time.time() + timeout
+    while not list((workdir / ".tmp").glob(f"{KILLED}-*/_work/signatures/*.parquet")):
+        assert still_running(), f"the run stopped before {KILLED} began:\n{describe()}"
+        assert time.time() < deadline, f"timed out waiting for {KILLED} to start"
+        time.sleep(0.05)
 
 
 def _without_timings(value):

@@ -33,10 +33,8 @@ from pipeline.run_all import pipeline_stages, run_pipeline
 from pipeline.stage import StageStats
 
 from conftest import REPO
-from demo_runs import QUICK_JVM, committed_output
+from demo_runs import DEMO, KILLED, QUICK_JVM, committed_output, demo_sources, wait_for_killed_stage
 
-DEMO = REPO / "configs" / "demo.yaml"
-KILLED = "dedup"  # signatures, then many small Spark jobs of clustering, then the write: seconds to catch it
 DOC_STAGES = ["ingest", "langid", "quality", "dedup"]  # one row per document, keyed by id
 
 
@@ -151,7 +149,8 @@ def _demo_config(root: Path) -> Path:
     (submit sends the config file itself, so the changes cannot travel as --set)."""
     corpus = root / "corpus"
     generate(corpus)
-    raw = yaml.safe_load(DEMO.read_text().replace("../work/demo-corpus", str(corpus)))
+    raw = yaml.safe_load(DEMO.read_text())
+    raw["ingest"]["sources"] = demo_sources(corpus)
     cfg = _absolute(raw, DEMO.parent)
     cfg["run"]["workdir"] = str(root / "cluster")
     cfg["run"]["spark"]["conf"] = EXECUTOR_CONF
@@ -164,11 +163,7 @@ def _kill_worker_executor_in_the_middle_of_killed_stage(proc, cluster, workdir: 
                                                         timeout: float = 240.0) -> None:
     """SIGKILL worker 0's executors once the killed stage has written its signatures into its
     private folder (upstream committed, the stage not)."""
-    deadline = time.time() + timeout
-    while not list((workdir / ".tmp").glob(f"{KILLED}-*/_work/signatures/*.parquet")):
-        assert proc.poll() is None, log.read_text(errors="replace")[-5000:]
-        assert time.time() < deadline, f"timed out waiting for {KILLED} to start"
-        time.sleep(0.05)
+    wait_for_killed_stage(workdir, lambda: proc.poll() is None, lambda: log.read_text(errors="replace")[-5000:], timeout)
     victims = cluster.executor_pids(0)
     assert victims, "no executor on worker 0"
     for pid in victims:

@@ -14,8 +14,8 @@ from pipeline.stages.mix import MixStage
 from tokenizer.special_tokens import EOS
 from tokenizer.spm import load
 
-from conftest import make_run_config
-from test_mix import out_rows, write_stage
+from conftest import make_run_config, write_finished_stage
+from test_mix import out_rows
 from test_tokenizer import TRICKY, shared_documents, tiny_model  # noqa: F401  (fixture)
 
 
@@ -35,7 +35,7 @@ def test_encode_on_both_engines(tmp_path, engines, shared_data, tiny_model):  # 
     cfg = make_run_config(tmp_path, {"mix": {"target_tokens": 10_000_000, "max_epochs": 1.5, "sources": [
         {"name": "web_en", "lang": "en", "match_source": ["web"]},
         {"name": "web_zh", "lang": "zh", "match_source": ["web"]}]}})
-    write_stage(cfg.run.workdir, "dedup", rows, parts=3)
+    write_finished_stage(cfg.run.workdir, "dedup", rows, files=3)
     run_stage(MixStage(cfg), engines["spark"])
     finished_tokenizer(cfg.run.workdir, tiny_model)
     encoded = {}
@@ -70,7 +70,7 @@ def test_encode_with_a_given_model(tmp_path, spark_session_engine, tiny_model): 
     cfg = make_run_config(tmp_path, {
         "mix": {"target_tokens": 1000, "sources": [{"name": "a", "lang": "en"}, {"name": "b", "lang": "zh"}]},
         "encode": {"model": tiny_model, "keep_text": True}})
-    write_stage(cfg.run.workdir, "dedup", make_docs("a", "en", 20, 100) + make_docs("b", "zh", 20, 90))
+    write_finished_stage(cfg.run.workdir, "dedup", make_docs("a", "en", 20, 100) + make_docs("b", "zh", 20, 90), files=1)
     run_stage(MixStage(cfg), spark_session_engine)
     stage = EncodeStage(cfg)
     assert stage.depends_on == ()  # no tokenizer stage needed

@@ -2,7 +2,6 @@
 sampling independent of partitioning, both engines, optional upstream columns."""
 from __future__ import annotations
 
-import json
 import logging
 
 import pyarrow as pa
@@ -16,7 +15,7 @@ from pipeline.schema import DOC_SCHEMA
 from pipeline.stages.mix import MixStage, solve_coefficient
 from tokenizer.spm import load
 
-from conftest import make_run_config
+from conftest import make_run_config, write_finished_stage
 from test_tokenizer import tiny_model  # noqa: F401 (fixture: a small model trained on the shared text)
 
 
@@ -31,18 +30,6 @@ def make_docs(source: str, lang: str, n: int, size: int, **columns) -> list[dict
         doc.update({k: v(i) for k, v in columns.items()})
         docs.append(doc)
     return docs
-
-
-def write_stage(workdir: str, stage: str, docs: list[dict], parts: int = 1, schema: pa.Schema = DOC_SCHEMA) -> None:
-    """A finished upstream stage: docs spread over `parts` Parquet files, and its _SUCCESS."""
-    extra = [pa.field(k, pa.float32() if isinstance(v, float) else pa.int64())
-             for k, v in (docs[0].items() if docs else []) if k not in schema.names]
-    full = pa.schema(list(schema) + extra)
-    storage.makedirs(storage.join(workdir, stage, "data"))
-    for p in range(parts):
-        pq.write_table(pa.Table.from_pylist(docs[p::parts], full), storage.join(workdir, stage, "data", f"part-{p:05d}.parquet"))
-    storage.write_text(storage.join(workdir, stage, "_SUCCESS"),
-                       json.dumps({"config_hash": f"test-{len(docs)}-{parts}", "input_fingerprint": "test"}))
 
 
 def out_rows(cfg, stage="mix") -> list[dict]:
@@ -66,7 +53,7 @@ CORPUS = make_docs("web_en", "en", 1000, 400) + make_docs("web_zh", "zh", 300, 3
 
 def test_targets_repeats_and_report(tmp_path, spark_session_engine):
     cfg = make_run_config(tmp_path, {"mix": mix_section()})
-    write_stage(cfg.run.workdir, "dedup", CORPUS, parts=3)
+    write_finished_stage(cfg.run.workdir, "dedup", CORPUS, files=3)
     summary = run_stage(MixStage(cfg), spark_session_engine)
     rep = summary["report"]
     # en has 1000 * ~100 tokens: 50k asks half an epoch. zh has 300 * ~100: 50k asks ~1.7 epochs.
@@ -97,7 +84,7 @@ def test_exact_counts_from_a_tokenizer_model(tmp_path, engines, tiny_model):  # 
     for engine, parts in (("spark", 1), ("beam", 3)):
         section = mix_section(target_tokens=20_000, bytes_per_token={"en": 1.0, "zh": 1.0}, count_tokens_with=tiny_model)
         cfg = make_run_config(tmp_path / engine, {"mix": section}, engine=engine)
-        write_stage(cfg.run.workdir, "dedup", docs, parts=parts)
+        write_finished_stage(cfg.run.workdir, "dedup", docs, files=parts)
         rep = run_stage(MixStage(cfg), engines[engine])["report"]
         assert rep["token_counts"] == "exact" and rep["count_tokens_with"] == tiny_model
         for name, tokens in exact.items():
@@ -128,14 +115,14 @@ def test_count_tokens_with_a_file_that_is_no_model(tmp_path, spark_session_engin
     model = tmp_path / "tokenizer.model"
     model.write_bytes(b"not a model")
     cfg = make_run_config(tmp_path, {"mix": mix_section(count_tokens_with=str(model))})
-    write_stage(cfg.run.workdir, "dedup", CORPUS[:10])
+    write_finished_stage(cfg.run.workdir, "dedup", CORPUS[:10], files=1)
     with pytest.raises(ConfigError, match="count_tokens_with: expected a SentencePiece model.*tokenizer.model"):
         run_stage(MixStage(cfg), spark_session_engine)
 
 
 def test_shortfall_is_a_warning_with_numbers(tmp_path, spark_session_engine, caplog):
     cfg = make_run_config(tmp_path, {"mix": mix_section(target_tokens=400_000, max_epochs=2)})
-    write_stage(cfg.run.workdir, "dedup", CORPUS)
+    write_finished_stage(cfg.run.workdir, "dedup", CORPUS, files=1)
     with caplog.at_level(logging.WARNING):
         rep = run_stage(MixStage(cfg), spark_session_engine)["report"]
     shortfall = [w for w in rep["warnings"] if w.startswith("shortfall in zh")]
@@ -148,7 +135,7 @@ def test_same_rows_on_any_partitioning_and_both_engines(tmp_path, engines):
     ids = {}
     for parts, engine in ((1, "spark"), (3, "beam")):
         cfg = make_run_config(tmp_path / f"{engine}{parts}", {"mix": mix_section()}, engine=engine)
-        write_stage(cfg.run.workdir, "dedup", CORPUS, parts=parts)
+        write_finished_stage(cfg.run.workdir, "dedup", CORPUS, files=parts)
         run_stage(MixStage(cfg), engines[engine])
         ids[(parts, engine)] = [(r["id"], r["mix_repeat"], r["text"]) for r in out_rows(cfg)]
     first = ids[(1, "spark")]
@@ -161,12 +148,12 @@ def test_sources_from_stages_and_paths_with_optional_columns(tmp_path, spark_ses
     work = tmp_path / "out"
     dedup = make_docs("cc", "zh", 100, 300, q_score=lambda i: 0.05 if i % 2 else 0.95, dup_cluster_size=lambda i: 1)
     dedup += make_docs("cc", "en", 100, 400, q_score=lambda i: 0.5, dup_cluster_size=lambda i: 2)
-    write_stage(str(work), "dedup", dedup, parts=2)
+    write_finished_stage(str(work), "dedup", dedup, files=2)
     wudao = make_docs("wudao", "zh", 20, 300)
     for d in wudao:
         d["lang"] = None  # a curated dump that never went through langid
     crawl_in_ingest = make_docs("cc", "zh", 5, 300)  # the crawl before dedup: the mix takes it from dedup
-    write_stage(str(work), "ingest", wudao + crawl_in_ingest)
+    write_finished_stage(str(work), "ingest", wudao + crawl_in_ingest, files=1)
     pile = tmp_path / "pile"
     pile.mkdir()
     pq.write_table(pa.Table.from_pylist(make_docs("pile", "en", 50, 400), DOC_SCHEMA), pile / "pile.parquet")
@@ -198,7 +185,7 @@ def test_sources_from_stages_and_paths_with_optional_columns(tmp_path, spark_ses
 def test_unmatched_documents_are_counted(tmp_path, spark_session_engine):
     docs = CORPUS + make_docs("forum", "en", 10, 100) + make_docs("web_en", "fr", 5, 100)
     cfg = make_run_config(tmp_path, {"mix": mix_section()})
-    write_stage(cfg.run.workdir, "dedup", docs)
+    write_finished_stage(cfg.run.workdir, "dedup", docs, files=1)
     summary = run_stage(MixStage(cfg), spark_session_engine)
     assert summary["dropped"]["mix_no_source"]["docs"] == 15
     assert summary["report"]["unmatched"]["forum|en"]["docs"] == 10

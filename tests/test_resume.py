@@ -8,11 +8,9 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import yaml
 from rich.console import Console
 
 from pipeline.config import load_config
@@ -20,19 +18,14 @@ from pipeline.demo_corpus import generate
 from pipeline.run_all import pipeline_stages, run_pipeline
 
 from conftest import REPO
-from demo_runs import QUICK_JVM, committed_output
+from demo_runs import DEMO, KILLED, QUICK_JVM, committed_output, demo_sources, wait_for_killed_stage
 
-DEMO = REPO / "configs" / "demo.yaml"
 FINISHED_BEFORE_KILL = ["ingest", "langid", "quality"]
-KILLED = "dedup"  # signatures, then many small Spark jobs of clustering, then the write: seconds to catch it
 
 
 def _overrides(corpus: Path, workdir: Path) -> dict:
     """configs/demo.yaml as `make demo` runs it, on a corpus and into a workdir under tmp_path."""
-    sources = yaml.safe_load(DEMO.read_text())["ingest"]["sources"]
-    for src in sources:
-        src["paths"] = [p.replace("../work/demo-corpus", str(corpus)) for p in src["paths"]]
-    return {"run.workdir": str(workdir), "ingest.sources": sources}
+    return {"run.workdir": str(workdir), "ingest.sources": demo_sources(corpus)}
 
 
 def _glmdata_run(overrides: dict) -> list[str]:
@@ -40,20 +33,15 @@ def _glmdata_run(overrides: dict) -> list[str]:
     return [sys.executable, "-m", "pipeline.cli", "run", "--config", str(DEMO), *sets, "--no-report"]
 
 
-def _kill_in_the_middle_of_killed_stage(cmd: list[str], workdir: Path, timeout: float = 150.0) -> None:
+def _kill_in_the_middle_of_killed_stage(cmd: list[str], workdir: Path, log: Path, timeout: float = 150.0) -> None:
     """Start the run; SIGKILL its process group (driver, JVM, Python workers) once the killed stage
     has written its signatures into its private folder: upstream committed, the stage not."""
-    proc = subprocess.Popen(cmd, cwd=REPO, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    deadline = time.time() + timeout
-    while not list((workdir / ".tmp").glob(f"{KILLED}-*/_work/signatures/*.parquet")):
-        if proc.poll() is not None:
-            raise AssertionError(f"glmdata run exited ({proc.returncode}) before {KILLED} began:\n"
-                                 + proc.stdout.read().decode()[-3000:])
-        assert time.time() < deadline, f"timed out waiting for {KILLED} to start"
-        time.sleep(0.05)
+    with open(log, "wb") as out:  # a file, not a pipe: a full pipe would stall the run while we wait
+        proc = subprocess.Popen(cmd, cwd=REPO, start_new_session=True, stdout=out, stderr=subprocess.STDOUT)
+    wait_for_killed_stage(workdir, lambda: proc.poll() is None,
+                          lambda: f"exit code {proc.returncode}\n" + log.read_text(errors="replace")[-3000:], timeout)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    proc.stdout.close()
 
 
 def _success_markers(workdir: Path, stages: list[str]) -> dict[str, tuple[bytes, int]]:
@@ -71,7 +59,7 @@ def test_real_pipeline_killed_in_dedup_resumes_to_identical_output(tmp_path, spa
         straight = load_config(DEMO, _overrides(corpus, tmp_path / "straight"))
         reference = pool.submit(run_pipeline, straight, spark_session_engine, report=False, console=Console(quiet=True))
 
-        _kill_in_the_middle_of_killed_stage(cmd, wd)
+        _kill_in_the_middle_of_killed_stage(cmd, wd, tmp_path / "killed.log")
         assert all((wd / s / "_SUCCESS").exists() for s in FINISHED_BEFORE_KILL)
         assert not (wd / KILLED).exists(), f"{KILLED} committed before the kill"
         assert list((wd / ".tmp").glob(f"{KILLED}-*")), "the kill left the stage's half-written folder"

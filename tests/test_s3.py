@@ -17,7 +17,8 @@ from pipeline import storage
 from pipeline.config import load_config
 from pipeline.run_all import run_pipeline
 
-from conftest import REPO
+from conftest import REPO, make_run_config
+from demo_runs import DEMO, demo_sources
 
 STAGES = ["ingest", "langid"]
 BUCKET = "glmdata-test"
@@ -53,9 +54,8 @@ def _upload_tree(local: Path, uri: str) -> None:
 
 
 def _config(path: Path, corpus: str, workdir: str, model: str | None) -> Path:
-    raw = yaml.safe_load((REPO / "configs" / "demo.yaml").read_text())
-    for src in raw["ingest"]["sources"]:
-        src["paths"] = [p.replace("../work/demo-corpus", corpus) for p in src["paths"]]
+    raw = yaml.safe_load(DEMO.read_text())
+    raw["ingest"]["sources"] = demo_sources(corpus)
     raw["langid"]["model"] = model
     cfg = {"run": {"workdir": workdir, "engine": "spark", "spark": {"master": "local[2]"}},
            **{k: raw[k] for k in STAGES}}
@@ -99,12 +99,10 @@ def _rows(workdir: str) -> list[tuple]:
     return sorted(out)
 
 
-def test_quality_classifier_from_s3(tmp_path, s3_endpoint):
+def test_quality_classifier_from_s3(tmp_path, s3_endpoint, monkeypatch):
     """A classifier model on S3 is fetched once per worker and scores exactly as the local file does."""
     from filters.classifier import quality_score, train
     from pipeline.stages.quality import QualityStage
-
-    from conftest import make_run_config
 
     good = [f"The committee published its annual report on public libraries in region {i}, with figures "
             "on lending, opening hours and staff." for i in range(60)]
@@ -112,7 +110,7 @@ def test_quality_classifier_from_s3(tmp_path, s3_endpoint):
     model = tmp_path / "quality.bin"
     train(good, bad, str(model), bucket=20_000)
     storage.write_bytes(f"s3://{BUCKET}/models/quality.bin", model.read_bytes())
-    os.environ["GLMDATA_CACHE"] = str(tmp_path / "cache")
+    monkeypatch.setenv("GLMDATA_CACHE", str(tmp_path / "cache"))
     try:
         cfg = make_run_config(tmp_path / "run", {"quality": {"classifier": f"s3://{BUCKET}/models/quality.bin"}})
         stage = QualityStage(cfg)
@@ -121,5 +119,4 @@ def test_quality_classifier_from_s3(tmp_path, s3_endpoint):
         text = "\n".join(good[:8])
         assert stage.score(text, {}) == quality_score(str(model), text) > 0.5
     finally:
-        os.environ.pop("GLMDATA_CACHE")
         storage._cached_copy.cache_clear()

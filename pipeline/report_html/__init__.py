@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from html import escape
 
-from pipeline.report import FRACTION_BINS, is_fraction_signal
+from pipeline.report import FRACTION_BINS, NONPOSITIVE_BIN, is_fraction_signal
 from pipeline.report_html.svg import column_chart, fmt_number, hbar_chart, line_chart
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
@@ -120,7 +120,7 @@ def dedup_section(clusters: dict) -> str:
 def signal_bin_label(column: str, b: int) -> str:
     if is_fraction_signal(column):
         return "≥1" if b >= FRACTION_BINS else f"{b / FRACTION_BINS:.2f}"
-    return "≤0" if b == -1000 else fmt_number(round(2 ** (b / 4), 2))
+    return "≤0" if b == NONPOSITIVE_BIN else fmt_number(round(2 ** (b / 4), 2))
 
 
 def signals_section(signals: dict[str, dict[str, dict]]) -> str:
@@ -131,8 +131,9 @@ def signals_section(signals: dict[str, dict[str, dict]]) -> str:
     figs = []
     for column, per_lang in signals.items():
         present = sorted({int(b) for counts in per_lang.values() for b in counts})
-        regular = [b for b in present if b != -1000]
-        bins = ([-1000] if -1000 in present else []) + (list(range(regular[0], regular[-1] + 1)) if regular else [])
+        regular = [b for b in present if b != NONPOSITIVE_BIN]
+        bins = ([NONPOSITIVE_BIN] if NONPOSITIVE_BIN in present else []) + (
+            list(range(regular[0], regular[-1] + 1)) if regular else [])
         figs.append(_figure(column, column_chart(
             f"signal-{column}", column, [signal_bin_label(column, b) for b in bins],
             {lang: [counts.get(str(b), counts.get(b, 0)) for b in bins] for lang, counts in per_lang.items()},

@@ -68,9 +68,6 @@ class EncodeStage(MapStage):
     def model_uri(self) -> str:
         return self.section.model or storage.join(stage_dir(self.cfg, "tokenizer"), MODEL_FILE)
 
-    def input_paths(self) -> list[str]:
-        return [self.section.model] if self.section.model else []
-
     def setup_driver(self, stage_run: StageRun) -> None:
         uri = self.model_uri()
         if not storage.exists(uri):

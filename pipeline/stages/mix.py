@@ -413,10 +413,6 @@ class MixStage(Stage):
             raise ConfigError(f"{self.cfg.path}: mix.count_tokens_with: expected a SentencePiece model from "
                               f"`glmdata tokenizer train`, but {model}: {e}") from None
 
-    def input_paths(self) -> list[str]:
-        model = [self.section.count_tokens_with] if self.section.count_tokens_with else []
-        return [f for key in _inputs(self.section) if key.startswith("path:") for f in self._files(key)] + model
-
     def _files(self, key: str) -> list[str]:
         kind, _, where = key.partition(":")
         if kind == "stage":

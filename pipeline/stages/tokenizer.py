@@ -133,9 +133,6 @@ class TokenizerStage(Stage):
         self._report: dict = {}
         self.fixed_model: str | None = getattr(cfg.sections.get("mix"), "count_tokens_with", None)
 
-    def input_paths(self) -> list[str]:
-        return super().input_paths() + ([self.fixed_model] if self.fixed_model else [])
-
     def setup_driver(self, stage_run: StageRun) -> None:
         parts = self.units(stage_run)
         available: dict[str, int] = defaultdict(int)
@@ -155,7 +152,6 @@ class TokenizerStage(Stage):
                         {lang: f"{available.get(lang, 0) / 1e6:,.1f} MB available" for lang in self.section.language_shares})
 
     def process_unit(self, unit_index: int, unit: str, out: UnitWriter) -> None:
-        rates = self.rates
         part = f"part-{unit_index:05d}"
         heldout = storage.ParquetSink(storage.join(out.stage_dir, "heldout", part + ".parquet"))
         with storage.atomic_output(storage.join(out.stage_dir, "sample", part + ".txt")) as raw:
