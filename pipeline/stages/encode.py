@@ -21,15 +21,8 @@ from pipeline.registry import register_stage
 from pipeline.runner import stage_dir
 from pipeline.stage import BatchResult, MapStage, StageRun, StageStats
 from pipeline.stages.tokenizer import MODEL_FILE
-from tokenizer.spm import Tokenizer, load_proto
-
-_MODELS: dict[str, Tokenizer] = {}  # model URI -> loaded model, one per worker process
-
-
-def worker_tokenizer(uri: str) -> Tokenizer:
-    if uri not in _MODELS:
-        _MODELS[uri] = load_proto(storage.read_bytes(uri))
-    return _MODELS[uri]
+from pipeline.worker_models import worker_tokenizer
+from tokenizer.spm import Tokenizer
 
 
 def encode_column(tok: Tokenizer, texts: list[str]) -> tuple[pa.Array, pa.Array]:

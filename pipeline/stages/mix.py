@@ -26,7 +26,6 @@ Documents not drawn are counted under `mix_not_sampled` (and documents that matc
 from __future__ import annotations
 
 import base64
-import hashlib
 import logging
 import math
 import os
@@ -42,7 +41,9 @@ from pipeline import storage
 from pipeline.config import ConfigError, InputPath, register_section
 from pipeline.registry import register_stage
 from pipeline.runner import stage_dir
+from pipeline.sampling import seeded_uniform
 from pipeline.stage import Stage, StageRun, StageStats, UnitWriter, upstream_parts
+from pipeline.worker_models import worker_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -142,12 +143,6 @@ def _bin_weight(b: int) -> float:
     return 2.0 ** (b / WEIGHT_BINS_PER_OCTAVE)
 
 
-def seeded_uniform(seed: int, doc_id: str, salt: int | str) -> float:
-    """A uniform number in [0, 1) from the seed, the document id and a salt (the repeat index)."""
-    digest = hashlib.blake2b(f"{seed}\0{doc_id}\0{salt}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") / 2.0 ** 64
-
-
 @dataclass
 class Assignment:
     """Per document of a batch: its source index (-1: none), bytes, tokens and weight."""
@@ -207,8 +202,6 @@ def count_exactly(section: MixSection, batch: pa.RecordBatch, a: Assignment, row
     todo = np.unique(rows[~a.exact[rows]]) if section.count_tokens_with else rows[:0]
     if not len(todo):
         return
-    from pipeline.stages.encode import worker_tokenizer
-
     texts = [t or "" for t in batch.column("text").take(pa.array(todo)).to_pylist()]
     _, offsets = worker_tokenizer(section.count_tokens_with).encode_flat(texts)  # the ids encode writes
     a.tokens[todo] = np.diff(offsets)
@@ -404,7 +397,6 @@ class MixStage(Stage):
 
     def _check_model(self, model: str) -> None:
         """Fail on the driver, with the key, rather than in every engine task."""
-        from pipeline.stages.encode import worker_tokenizer
         from tokenizer.spm import SpecialTokenError
 
         try:

@@ -36,8 +36,8 @@ import pyarrow.parquet as pq
 from pipeline import storage
 from pipeline.config import ConfigError, register_section
 from pipeline.registry import register_command, register_stage
+from pipeline.sampling import seeded_uniform
 from pipeline.stage import Stage, StageRun, StageStats, UnitWriter, iter_parquet_rows
-from pipeline.stages.mix import seeded_uniform
 from tokenizer.train import TrainSettings, train, write_training_lines
 
 log = logging.getLogger(__name__)
