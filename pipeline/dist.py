@@ -26,7 +26,20 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 REPO = Path(__file__).resolve().parents[1]
-ENV_ARCHIVE = "glmdata-env.tar.gz"
+# Artifact names under dist/ (glmdata submit refers to these).
+ENV_ARCHIVE = "glmdata-env.tar.gz"  # relocatable executor environment: spark-submit --archives ENV_ARCHIVE#ENV_DIR
+ENV_DIR = "environment"  # where --archives unpacks it on each node
+EXECUTOR_PYTHON = f"./{ENV_DIR}/bin/python"  # its launcher: the node's python3.X with the archive's packages
+WHEELHOUSE = "wheelhouse"  # folder: the glmdata wheel + a wheel of every runtime dependency, for the target Python
+NODE_SETUP = "glmdata-node-setup.sh"  # Dataproc initialization action / EMR bootstrap action: wheelhouse -> NODE_ENV
+NODE_ENV = "/opt/glmdata-env"  # where NODE_SETUP installs the environment on each node
+NODE_PYTHON = f"{NODE_ENV}/bin/python"
+DOCKERFILES = {  # custom images: Dataproc Serverless, EMR Serverless, Dataflow workers (FROM is an ARG)
+    "dataproc-serverless": "Dockerfile.dataproc-serverless",
+    "emr-serverless": "Dockerfile.emr-serverless",
+    "dataflow": "Dockerfile.dataflow",
+}
+MANIFEST = "dist.json"  # what was built: target Python and platform, file sizes, distributions
 
 
 def runtime_closure(root: str = "glmdata") -> list[metadata.Distribution]:
