@@ -1,0 +1,104 @@
+"""PII detection and replacement (filters/pii.py): each kind's validator, the look-alikes that must stay,
+and precision/recall on identifiers planted in real prose from ../shared/data."""
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from filters.pii import PIIAnonymizer, cn_id_valid, find_pii, hk_id_valid, luhn_valid, tw_id_valid
+from filters.pii_labelled import (CHECKSUM_KINDS, GENERATORS, host_sentences, look_alike, planted_documents,
+                                  score)
+
+
+def kinds(text: str) -> list[str]:
+    return [m.kind for m in find_pii(text)]
+
+
+@pytest.mark.parametrize("kind", CHECKSUM_KINDS)
+def test_generated_ids_pass_their_check_and_broken_ones_fail(kind):
+    rng = random.Random(7)
+    check = {"cn_id": cn_id_valid, "hk_id": hk_id_valid, "tw_id": tw_id_valid,
+             "bank_card": lambda s: luhn_valid(s.replace(" ", ""))}[kind]
+    for _ in range(200):
+        assert check(GENERATORS[kind](rng))
+        assert not check(GENERATORS[kind](rng, valid=False))
+
+
+def test_published_check_digit_examples():
+    # Examples printed in the standards' own descriptions.
+    assert cn_id_valid("11010519491231002X")  # GB 11643-1999 annex
+    assert hk_id_valid("A123456(3)")
+    assert tw_id_valid("A123456789")
+    assert luhn_valid("4111111111111111") and not luhn_valid("4111111111111112")
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("联系电话：13812345678，邮箱 zhang.san@163.com", ["phone", "email"]),
+    ("身份证号11010519491231002X号", ["cn_id"]),
+    ("身份证号110105194912310021号", []),                      # wrong check digit
+    ("身份证号110105194902300020号", []),                      # 30 February
+    ("客服QQ：964559581 微信号：abc_12345", ["qq", "wechat"]),
+    ("Call (415) 555-0100 or +44 20 7946 0958", ["phone", "phone"]),
+    ("固话 010-62751234 或 (0755)86001234", ["phone", "phone"]),
+    ("visit 8.8.8.8, not 192.168.1.1 or 127.0.0.1; v6 2606:4700:4700::1111 not ::1", ["ip", "ip"]),
+    ("https://x.com/a?token=abcdef123456&page=2", ["url_token"]),
+    ("HK A123456(3) TW A123456789", ["hk_id", "tw_id"]),
+    ("card 4111 1111 1111 1111 ok", ["bank_card"]),
+])
+def test_finds_each_kind_in_context(text, expected):
+    assert kinds(text) == expected
+
+
+@pytest.mark.parametrize("text", [
+    "价格¥1,299.00，日期2023-01-01，时间12:30:45",
+    "ISBN 978-7-111-12345-6 and ISBN 9787111123456",
+    "version 1.2.3.4, build 10.0.19041.1, v2.13.0",
+    "订单号 202301011234567890，流水号 4111111111111112",
+    "牙齿式是：上颚1-3.1.4.2；下颚3.1.4.2-3。",
+    "第12345期，共 1234 567 人，总计 13800138000000 元",   # a 14-digit amount is no phone
+])
+def test_leaves_look_alikes_alone(text):
+    assert find_pii(text) == []
+
+
+def test_replacement_modes():
+    text = "mail me at a.b@example.org or call 13812345678"
+    assert PIIAnonymizer().anonymize(text)[0] == "mail me at <EMAIL> or call <PHONE>"
+    assert PIIAnonymizer(mode="dummy").anonymize(text)[0] == "mail me at email@example.com or call 000-0000-0000"
+    assert PIIAnonymizer(kinds=("email",)).anonymize(text)[0] == "mail me at <EMAIL> or call 13812345678"
+    assert PIIAnonymizer(replacements={"phone": "[电话]"}).anonymize(text)[0].endswith("call [电话]")
+    with pytest.raises(ValueError, match="unknown PII kind 'ssn'"):
+        PIIAnonymizer(kinds=("ssn",))
+
+
+def test_no_look_alike_is_altered_in_generated_set():
+    rng = random.Random(3)
+    for _ in range(2000):
+        s = look_alike(rng)
+        assert PIIAnonymizer().anonymize(f"见 {s} 。")[0] == f"见 {s} 。", s
+
+
+def test_precision_and_recall_on_planted_identifiers(shared_data):
+    docs = planted_documents(host_sentences(shared_data), 1500, seed=11)
+    scores, touched = score(docs, find_pii)
+    assert touched == 0
+    for kind, s in scores.items():
+        precision, recall = (0.99, 0.95) if kind in CHECKSUM_KINDS else (0.95, 0.90)
+        assert s.precision >= precision and s.recall >= recall, (kind, s)
+    assert set(scores) == set(GENERATORS) | {"qq", "wechat"}
+
+
+def test_clean_prose_keeps_its_numbers(shared_data):
+    """Wikipedia paragraphs hold dates, measurements and formulas but no personal identifiers."""
+    with open(shared_data / "text/zh-wiki-cmrc2018.jsonl", encoding="utf-8") as f:
+        texts = [json.loads(line)["text"] for line in f]
+    hits = [(m.kind, t[max(0, m.start - 10):m.end + 10]) for t in texts for m in find_pii(t)]
+    assert hits == []
+
+
+def test_international_number_followed_by_a_year_keeps_the_year():
+    text = "电话 +86 139 4425 1793 1970年代"
+    (m,) = find_pii(text)
+    assert (m.kind, text[m.start:m.end]) == ("phone", "+86 139 4425 1793")
