@@ -17,7 +17,12 @@ DOC_SCHEMA = pa.schema([
     ("crawl_date", pa.string()),
     ("lang", pa.string()),
     ("lang_score", pa.float32()),
+    ("record_id", pa.string()),  # the record's own id (WARC-Record-ID, a dump's id field); crawls repeat them
 ])
+
+# Quality's copy of a document's text as it came in, only where its line rules (C4) changed the
+# text (null elsewhere): dedup hashes it, so copies of a page match however the rules cut them.
+TEXT_BEFORE_REWRITE = "q_text_before_rewrite"
 
 REJECT_REASON = "reject_reason"  # column added to rows under rejected/<reason>/
 REJECT_DETAIL = "reject_detail"  # optional free text: the value that failed, the survivor id, ...
@@ -34,7 +39,7 @@ ERROR_SCHEMA = pa.schema([
 
 
 def doc_id(source_file: str, offset: int) -> str:
-    """Stable id for inputs without their own record id: derived from file name and offset."""
+    """The document id: unique per record, stable, derived from file name and offset."""
     digest = hashlib.sha1(f"{source_file}\0{offset}".encode()).hexdigest()[:20]
     return f"doc:{digest}"
 

@@ -114,7 +114,7 @@ def test_unreadable_rows_go_to_errors_and_the_rest_goes_on(tmp_path, monkeypatch
     write_finished_upstream(str(tmp_path), [docs])
     cfg = make_run_config(tmp_path / "cfg", {"dedup": {}})
     params = DedupStage(cfg).params
-    part = str(tmp_path / "quality" / "data" / "part-00000.parquet")
+    part = str(tmp_path / DedupStage.upstream / "data" / "part-00000.parquet")
     passes.SignatureTask(params, str(tmp_path / "sig"))((0, part))
     stats = passes.AssignmentTask("dedup", str(tmp_path / "out"), str(tmp_path / "sig"), str(tmp_path / "assign"))((0, part))
     StageStats.from_dict(stats).check_conservation("dedup")
@@ -143,3 +143,65 @@ def test_empty_input(tmp_path):
     summary, out = run_dedup(tmp_path, BeamEngine(cfg), [[]])
     StageStats.from_dict(summary).check_conservation("dedup")
     assert summary["in"]["docs"] == 0 and out == {"kept": {}, "rejected": {}}
+
+
+def test_the_cleaner_copy_survives_padded_and_mangled_copies_lose(tmp_path, shared_data):
+    """issue 14: padded and mangled copies lose to the original even with a higher raw q_score in
+    the same step, an earlier crawl and a smaller id; only a higher q_score step beats the rule."""
+    from pipeline.engines.beam import BeamEngine
+
+    en = _texts(shared_data, "en-speeches-sotu.jsonl", 1, min_len=3000)[0]
+    zh = _texts(shared_data, "zh-news-thucnews.jsonl", 1, min_len=600)[0]
+    padding = ("Home | News | Sports | Weather\nShare this article\n", "\nRelated stories\nSign up for our newsletter\n"
+               "Home | News | Sports | Weather")
+    words = en.split(" ")
+    en_wrapped = "\n".join(" ".join(words[i:i + 12]) for i in range(0, len(words), 12))  # hard-wrapped
+    late, early = "2024-05-01T00:00:00Z", "2019-01-01T00:00:00Z"
+    docs = [
+        {"id": "z-en-original", "text": en, "q_score": 0.62, "crawl_date": late},
+        {"id": "a-en-padded", "text": padding[0] + en + padding[1], "q_score": 0.64, "crawl_date": early},
+        {"id": "b-en-mangled", "text": en_wrapped.replace(" ", "  ", 40), "q_score": 0.64, "crawl_date": early},
+        {"id": "z-zh-original", "text": zh, "lang": "zh", "q_score": 0.61, "crawl_date": late},
+        {"id": "a-zh-ascii-commas", "text": zh.replace("，", ", "), "lang": "zh", "q_score": 0.64, "crawl_date": early},
+        {"id": "b-zh-spaced", "text": zh.replace("。", "。 \n "), "lang": "zh", "q_score": 0.64, "crawl_date": early},
+        {"id": "c-zh-padded", "text": "首页 | 新闻 | 体育\n" + zh + "\n相关阅读\n首页 | 新闻 | 体育", "lang": "zh",
+         "q_score": 0.63, "crawl_date": early},
+    ]
+    cfg = make_run_config(tmp_path, {"dedup": {}}, engine="beam")
+    _, out = run_dedup(tmp_path, BeamEngine(cfg), [docs[:4], docs[4:]])
+    assert set(out["kept"]) == {"z-en-original", "z-zh-original"}
+    assert {k: s for k, (_, s) in out["rejected"].items()} == {
+        "a-en-padded": "z-en-original", "b-en-mangled": "z-en-original",
+        "a-zh-ascii-commas": "z-zh-original", "b-zh-spaced": "z-zh-original", "c-zh-padded": "z-zh-original"}
+    # a clearly better score (the next step up) still comes first
+    docs[1]["q_score"] = 0.70
+    _, out = run_dedup(tmp_path / "step", BeamEngine(cfg), [docs[:4], docs[4:]])
+    assert "a-en-padded" in out["kept"] and out["rejected"]["z-en-original"] == ("dup_near", "a-en-padded")
+
+
+def test_copies_cut_differently_by_quality_still_match(tmp_path, shared_data):
+    """issue 14: C4's line rule cuts two wrappings of one speech into different texts; dedup hashes
+    the text quality received (q_text_before_rewrite) and finds them."""
+    from pipeline.engines.beam import BeamEngine
+    from pipeline.stages.quality import QualityStage
+
+    import pyarrow as pa
+
+    en = _texts(shared_data, "en-speeches-sotu.jsonl", 1, min_len=3000)[0]
+    words = " ".join(en.split()).split(" ")
+    wrapped = ["\n".join(" ".join(words[i:i + width]) for i in range(0, len(words), width)) for width in (9, 13)]
+    rows = [{"id": f"w{k}", "text": t, "url": None, "lang": "en"} for k, t in enumerate(wrapped)]
+    qcfg = make_run_config(tmp_path / "q", {"quality": {"en": {"c4": {"filter_no_terminal_punct": True}}}})
+    result = QualityStage(qcfg).process_batch(pa.RecordBatch.from_pylist(rows))
+    cleaned = result.rows.to_pylist()
+    assert result.reasons == [None, None]
+    assert cleaned[0]["text"] != cleaned[1]["text"] and cleaned[0]["q_text_before_rewrite"] == wrapped[0]
+    cfg = make_run_config(tmp_path, {"dedup": {}}, engine="beam")
+    docs = [{k: r[k] for k in ("id", "text", "q_text_before_rewrite")} | {"q_score": 0.5} for r in cleaned]
+    write_finished_upstream(cfg.run.workdir, [docs], schema_extra=[("q_text_before_rewrite", "string")])
+    run_stage(DedupStage(cfg), BeamEngine(cfg))
+    out = read_dedup_output(storage.join(cfg.run.workdir, "dedup"))
+    # same words, only the line breaks differ; the copy with fewer hard wraps (less noise) survives
+    assert out["rejected"] == {"w0": ("dup_exact", "w1")}
+    kept = pq.read_table(storage.join(cfg.run.workdir, "dedup", "data")).to_pylist()
+    assert kept[0]["text"] == cleaned[1]["text"] and "q_text_before_rewrite" not in kept[0]

@@ -15,14 +15,19 @@ from pipeline.schema import DOC_SCHEMA
 UPSTREAM_SCHEMA = DOC_SCHEMA.append(pa.field("q_score", pa.float32()))
 
 
-def write_finished_upstream(workdir: str, parts: list[list[dict]], stage: str = "quality") -> None:
-    """`<workdir>/<stage>/data/part-N.parquet` from rows (missing columns get defaults) + `_SUCCESS`."""
+def write_finished_upstream(workdir: str, parts: list[list[dict]], stage: str = "pii",
+                            schema_extra: list[tuple[str, str]] = ()) -> None:
+    """`<workdir>/<stage>/data/part-N.parquet` from rows (missing columns get defaults) + `_SUCCESS`;
+    `schema_extra`: more (column, Arrow type name) pairs."""
     base = storage.join(workdir, stage)
     storage.makedirs(storage.join(base, "data"))
+    schema = UPSTREAM_SCHEMA
+    for name, kind in schema_extra:
+        schema = schema.append(pa.field(name, pa.type_for_alias(kind)))
     for i, rows in enumerate(parts):
         full = [{"source": "fixture", "source_file": f"f{i}", "source_offset": j, "lang": "en", **r}
                 for j, r in enumerate(rows)]
-        pq.write_table(pa.Table.from_pylist(full, UPSTREAM_SCHEMA), storage.join(base, "data", f"part-{i:05d}.parquet"))
+        pq.write_table(pa.Table.from_pylist(full, schema), storage.join(base, "data", f"part-{i:05d}.parquet"))
     storage.write_text(storage.join(base, "_SUCCESS"), json.dumps({"config_hash": "fixture", "input_fingerprint": "fixture"}))
 
 

@@ -2,12 +2,17 @@
 
 1. `SignatureTask`: one task per upstream part. For every document: its node number
    (part << 32 | row, stable and ordered like the input), exact-duplicate keys (normalized text,
-   URL), length and quality score for the survivor rule, MinHash LSH band keys and, when
-   candidates are verified, the set of shingle hashes. Written to `<work>/signatures/part-N.parquet`.
+   URL), the survivor rule's keys (quality step, copy noise, crawl date, length), MinHash LSH band
+   keys and, when candidates are verified, the set of shingle hashes. Written to
+   `<work>/signatures/part-N.parquet`. Keys and shingles come from the text as quality received it
+   (`q_text_before_rewrite` where quality's line rules changed it), so copies of a page that the
+   rules cut differently still match.
 2. `AssignmentTask`: one task per upstream part. Joins the part with its slice of the cluster
    assignment table (`<work>/assign/part=N/`, written by the engine) and writes the stage output:
    survivors and singletons to data/ with `dup_cluster_id`/`dup_cluster_size`, duplicates to
-   rejected/<reason>/ with the survivor's id, unreadable rows to errors/.
+   rejected/<reason>/ with the survivor's id (and its run, when it is an indexed document),
+   unreadable rows to errors/; and, when the run appends to a dedup index, its survivors'
+   signature rows to the index's runs/<run>/part-N.parquet.
 
 Between them the engine (Spark: `spark_dedup`, Beam: `beam_dedup`) turns signatures into
 assignments: only documents in a cluster of two or more appear in the assignment table.
@@ -15,6 +20,7 @@ assignments: only documents in a cluster of two or more appear in the assignment
 from __future__ import annotations
 
 import hashlib
+import math
 import traceback
 import unicodedata
 from dataclasses import dataclass
@@ -24,8 +30,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from filters.copy_noise import copy_noise
 from filters.minhash import MinHasher, Shingling, band_hashes
 from pipeline import storage
+from pipeline.dedup.index import INDEX_SCHEMA, index_node
+from pipeline.schema import TEXT_BEFORE_REWRITE
 from pipeline.stage import UnitWriter
 
 ROW_BITS = 32  # node = part << 32 | row: up to 4 billion rows per part, 2 billion parts
@@ -39,6 +48,9 @@ SIGNATURE_SCHEMA = pa.schema([
     ("url_key", pa.int64()),  # hash of the URL; null without one
     ("length", pa.int64()),  # characters
     ("q_score", pa.float64()),  # quality score (0 when the upstream has none)
+    ("q_rank", pa.int64()),  # floor(q_score / q_score_step): scores within one step tie
+    ("noise", pa.int64()),  # filters.copy_noise: padded, repeated, wrapped or mangled lines
+    ("date_key", pa.string()),  # crawl_date; "~" (after every date) when unknown
     ("n_shingles", pa.int32()),
     ("bands", pa.list_(pa.int64())),  # one bucket key per band; null when not shingled
     ("shingles", pa.list_(pa.int32())),  # sorted distinct 32-bit shingle hashes, only when verifying
@@ -49,10 +61,13 @@ ASSIGNMENT_SCHEMA = pa.schema([
     ("row", pa.int64()),
     ("cluster_id", pa.string()),  # the survivor's id
     ("cluster_size", pa.int64()),
-    ("reason", pa.string()),  # null for the survivor; dup_exact, dup_url or dup_near
+    ("reason", pa.string()),  # null for the survivor; dup_exact, dup_url or dup_near (+ _existing)
+    ("survivor_run", pa.string()),  # the indexed run the survivor belongs to; null for this run's
 ])
 
 REASON_EXACT, REASON_URL, REASON_NEAR = "dup_exact", "dup_url", "dup_near"
+EXISTING = "_existing"  # suffix of the reason when the survivor is an indexed document of an earlier run
+UNKNOWN_DATE = "~"
 
 
 @dataclass(frozen=True)
@@ -68,6 +83,13 @@ class DedupParams:
     bands: int
     rows: int
     shingling: Shingling
+    q_score_step: float
+
+    def index_settings(self) -> dict:
+        """What an index's signatures depend on: a later run must use the same to compare with them."""
+        return {"num_perm": self.num_perm, "seed": self.seed, "bands": self.bands, "rows": self.rows,
+                "verify": self.verify, "en_ngram": self.shingling.en_ngram, "zh_tokens": self.shingling.zh_tokens,
+                "zh_ngram": self.shingling.zh_ngram}
 
 
 def _key64(data: str) -> int:
@@ -101,6 +123,9 @@ def signature_rows(batch: pa.RecordBatch, part: int, first_row: int, p: DedupPar
     n = batch.num_rows
     names = batch.schema.names
     texts = batch.column("text").to_pylist()
+    if TEXT_BEFORE_REWRITE in names:
+        texts = [b if b is not None else t for b, t in zip(batch.column(TEXT_BEFORE_REWRITE).to_pylist(), texts)]
+    dates = batch.column("crawl_date").to_pylist() if "crawl_date" in names else [None] * n
     langs = batch.column("lang").to_pylist() if "lang" in names else [None] * n
     urls = batch.column("url").to_pylist() if "url" in names else [None] * n
     q = (pc.fill_null(batch.column("q_score").cast(pa.float64()), 0.0).to_pylist()
@@ -115,6 +140,9 @@ def signature_rows(batch: pa.RecordBatch, part: int, first_row: int, p: DedupPar
         "url_key": [url_key(u) for u in urls],
         "length": [len(t or "") for t in texts],
         "q_score": q,
+        "q_rank": [math.floor(v / p.q_score_step + 1e-9) for v in q],
+        "noise": [copy_noise(t) for t in texts],
+        "date_key": [d or UNKNOWN_DATE for d in dates],
         "n_shingles": [0] * n,
         "bands": [None] * n,
         "shingles": [None] * n,
@@ -191,14 +219,25 @@ def read_parquet_dir(path: str, columns: list[str] | None = None) -> pa.Table | 
     return pa.concat_tables(tables) if tables else None
 
 
+@dataclass(frozen=True)
+class IndexAppend:
+    """Where a run's survivors go in the index it appends to, and under which run name and number."""
+
+    run_dir: str
+    run: str
+    seq: int
+
+
 @dataclass
 class AssignmentTask:
-    """Engine task: one upstream part + its assignments -> data/, rejected/, errors/ of the stage."""
+    """Engine task: one upstream part + its assignments -> data/, rejected/, errors/ of the stage
+    (+ the part's survivors to the index when `append` is set)."""
 
     stage_name: str
     out_dir: str
     sig_dir: str
     assign_root: str
+    append: IndexAppend | None = None
     batch_size: int = 1024
 
     def __call__(self, indexed_unit: tuple[int, str]) -> dict:
@@ -212,20 +251,38 @@ class AssignmentTask:
         return out.close()
 
     def _write(self, part: int, path: str, out: UnitWriter) -> None:
-        assigned: dict[int, tuple[str, int, str | None]] = {}
+        assigned: dict[int, tuple[str, int, str | None, str | None]] = {}
         table = read_parquet_dir(assignment_dir(self.assign_root, part))
         if table is not None:
             for r in table.select(ASSIGNMENT_SCHEMA.names).to_pylist():
-                assigned[r["row"]] = (r["cluster_id"], r["cluster_size"], r["reason"])
+                assigned[r["row"]] = (r["cluster_id"], r["cluster_size"], r["reason"], r["survivor_run"])
         sig_path = storage.join(self.sig_dir, f"part-{part:05d}.parquet")
         failed = {}
         if storage.exists(sig_path):  # an empty part has none
             sig = pq.read_table(storage.open_input(sig_path), columns=["row", "error"])
             failed = {r["row"]: r["error"] for r in sig.filter(pc.is_valid(sig.column("error"))).to_pylist()}
+            if self.append is not None:
+                self._append_survivors(part, sig_path, assigned)
         row = 0
         for batch in pq.ParquetFile(storage.open_input(path)).iter_batches(batch_size=self.batch_size):
             self._route(batch, row, assigned, failed, out)
             row += batch.num_rows
+
+    def _append_survivors(self, part: int, sig_path: str, assigned: dict) -> None:
+        """This part's survivors and singletons as index rows (a rerun overwrites the same file)."""
+        sig = pq.read_table(storage.open_input(sig_path), columns=["node", "row", "id", "text_key", "url_key",
+                                                                   "n_shingles", "bands", "shingles", "error"])
+        keep = [i for i, (row, error) in enumerate(zip(sig.column("row").to_pylist(), sig.column("error").to_pylist()))
+                if error is None and assigned.get(row, (None, 1, None, None))[2] is None]
+        sig = sig.take(pa.array(keep, pa.int64()))
+        seq = self.append.seq
+        rows = sig.drop_columns(["row", "error"])
+        rows = rows.set_column(0, "node", pa.array([index_node(seq, n) for n in sig.column("node").to_pylist()],
+                                                   pa.int64()))
+        rows = rows.append_column("run", pa.array([self.append.run] * rows.num_rows, pa.string()))
+        sink = storage.ParquetSink(storage.join(self.append.run_dir, f"part-{part:05d}.parquet"), INDEX_SCHEMA)
+        sink.write(rows.select(INDEX_SCHEMA.names).cast(INDEX_SCHEMA))
+        sink.close()
 
     def _route(self, batch: pa.RecordBatch, first_row: int, assigned: dict, failed: dict, out: UnitWriter) -> None:
         sizes = pc.binary_length(batch.column("text")).fill_null(0).to_pylist()
@@ -243,16 +300,19 @@ class AssignmentTask:
                 out.error(rec.get("source_file") or "", rec.get("source_offset"), "dedup_exception",
                           failed[row], sizes[i], doc_id=ids[i])
                 continue
-            cluster_id, size, reason = assigned.get(row, (ids[i], 1, None))
+            cluster_id, size, reason, survivor_run = assigned.get(row, (ids[i], 1, None, None))
             if reason is None:
                 keep.append(i)
                 cluster_ids.append(cluster_id)
                 cluster_sizes.append(size)
             else:
                 rejected.setdefault(reason, []).append(i)
-                details.setdefault(reason, []).append(cluster_id)
+                details.setdefault(reason, []).append(
+                    cluster_id if survivor_run is None else f"{cluster_id} in run {survivor_run}")
         table = pa.Table.from_batches([batch])
         kept = table.take(pa.array(keep, pa.int64()))
+        if TEXT_BEFORE_REWRITE in kept.column_names:  # used up: the signatures were taken from it
+            kept = kept.drop_columns([TEXT_BEFORE_REWRITE])
         kept = kept.append_column("dup_cluster_id", pa.array(cluster_ids, pa.string()))
         kept = kept.append_column("dup_cluster_size", pa.array(cluster_sizes, pa.int64()))
         out.keep(kept, sum(sizes[i] for i in keep))

@@ -9,6 +9,11 @@ Candidate edges:
 Connected components by alternating large-star and small-star (Kiveris et al., "Connected
 Components in MapReduce and Beyond", SoCC 2014) until the edges form stars around each
 component's smallest node, checkpointed every round so the lineage stays one round long.
+Against a dedup index (`old_files`, earlier runs' survivors): the indexed documents that share
+a band key, text key or URL key with a new document are found by semi-joins of the index's key
+columns with the new keys (a distributed join; nothing of the index reaches the driver), and
+join the graph as nodes that always win their cluster ("old wins"): new documents clustered with
+one are dropped as dup_*_existing, naming it and its run; indexed documents are never rewritten.
 Nothing is collected to the driver except counts.
 """
 from __future__ import annotations
@@ -16,7 +21,7 @@ from __future__ import annotations
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from pipeline.dedup.passes import REASON_EXACT, REASON_NEAR, REASON_URL
+from pipeline.dedup.passes import EXISTING, REASON_EXACT, REASON_NEAR, REASON_URL
 
 
 def star_edges(df: DataFrame, keys: list[str]) -> DataFrame:
@@ -96,29 +101,67 @@ def connected_components(edges: DataFrame, max_rounds: int) -> tuple[DataFrame, 
 
 
 def survivor_key(order: list[str]) -> list:
-    """Sort key (smallest first) of the survivor rule: higher q_score, longer, smaller id."""
-    by = {"q_score": F.negative("q_score"), "length": F.negative("length"), "id": F.col("id")}
-    return [by[k].alias(k) for k in order] + [F.col("node").alias("_node")]
+    """Sort key (smallest first) of the survivor rule: indexed documents first ("old wins"), then
+    `order` (higher quality step, less copy noise, earlier crawl date, longer, smaller id)."""
+    by = {"q_score": F.negative("q_rank"), "noise": F.col("noise"), "crawl_date": F.col("date_key"),
+          "length": F.negative("length"), "id": F.col("id")}
+    return [F.col("origin").alias("_origin")] + [by[k].alias(k) for k in order] + [F.col("node").alias("_node")]
+
+
+_GRAPH_COLUMNS = ["node", "text_key", "url_key", "n_shingles", "bands", "shingles"]
+_RULE_COLUMNS = {"part": "int", "row": "long", "id": "string", "length": "long", "q_rank": "long", "noise": "long",
+                 "date_key": "string"}
+
+
+def with_indexed_neighbours(spark: SparkSession, sig: DataFrame, old_files: list[str], p) -> DataFrame:
+    """`sig` (origin 1) plus the indexed documents (origin 0, their run named) that share a key with it."""
+    new = sig.select(*_GRAPH_COLUMNS, *_RULE_COLUMNS, F.lit(1).alias("origin"), F.lit(None).cast("string").alias("run"))
+    if not old_files:
+        return new
+    old = spark.read.parquet(*old_files)
+    hits = [old.join(sig.select("text_key").distinct(), "text_key", "left_semi").select("node")] if p.exact else []
+    if p.url:
+        hits.append(old.join(sig.select("url_key").where(F.col("url_key").isNotNull()).distinct(), "url_key",
+                             "left_semi").select("node"))
+    if p.near:
+        new_buckets = sig.select(F.posexplode("bands").alias("band", "key")).distinct()
+        hits.append(old.select("node", F.posexplode("bands").alias("band", "key"))
+                    .join(new_buckets, ["band", "key"], "left_semi").select("node"))
+    if not hits:
+        return new
+    matched = hits[0]
+    for h in hits[1:]:
+        matched = matched.unionByName(h)
+    neighbours = old.join(matched.distinct(), "node", "left_semi")
+    rule_defaults = [F.lit(None).cast(kind).alias(name) for name, kind in _RULE_COLUMNS.items() if name != "id"]
+    return new.unionByName(neighbours.select(*_GRAPH_COLUMNS, "id", *rule_defaults, F.lit(0).alias("origin"), "run"))
 
 
 def assignments(spark: SparkSession, sig_dir: str, assign_root: str, checkpoint_dir: str, p,
-                threshold: float, survivor_order: list[str], max_rounds: int) -> dict:
+                threshold: float, survivor_order: list[str], max_rounds: int, old_files: list[str]) -> dict:
     """Write the per-part assignment table under `assign_root/part=N/`; return small counts."""
     spark.sparkContext.setCheckpointDir(checkpoint_dir)
     sig = spark.read.parquet(sig_dir).where(F.col("error").isNull())
-    edges = candidate_edges(sig, p, threshold).checkpoint()
+    graph = with_indexed_neighbours(spark, sig, old_files, p)
+    if old_files:  # the semi-joins with the index run once, not once per use of the graph
+        graph = graph.checkpoint()
+    edges = candidate_edges(graph, p, threshold).checkpoint()
     n_edges = edges.count()
     comps, rounds = connected_components(edges, max_rounds)
-    members = comps.join(sig.select("node", "part", "row", "id", "text_key", "url_key", "length", "q_score"), "node")
+    members = comps.join(graph.select("node", "origin", "run", *_RULE_COLUMNS, "text_key", "url_key"), "node")
     best = members.groupBy("root").agg(
         F.min(F.struct(*survivor_key(survivor_order), F.col("text_key").alias("_text_key"),
-                       F.col("url_key").alias("_url_key"), F.col("id").alias("_id"))).alias("best"),
+                       F.col("url_key").alias("_url_key"), F.col("id").alias("_id"),
+                       F.col("run").alias("_run"))).alias("best"),
         F.count("*").alias("cluster_size"))
-    out = members.join(best, "root").select(
+    existing = F.when(F.col("best._origin") == 0, F.lit(EXISTING)).otherwise(F.lit(""))
+    out = members.where(F.col("origin") == 1).join(best, "root").select(
         "part", "row", F.col("best._id").alias("cluster_id"), "cluster_size",
         F.when(F.col("node") == F.col("best._node"), F.lit(None))
-         .when(F.col("text_key") == F.col("best._text_key"), F.lit(REASON_EXACT))
-         .when(F.col("url_key") == F.col("best._url_key"), F.lit(REASON_URL))
-         .otherwise(F.lit(REASON_NEAR)).alias("reason"))
+         .when(F.col("text_key") == F.col("best._text_key"), F.concat(F.lit(REASON_EXACT), existing))
+         .when(F.col("url_key") == F.col("best._url_key"), F.concat(F.lit(REASON_URL), existing))
+         .otherwise(F.concat(F.lit(REASON_NEAR), existing)).alias("reason"),
+        F.col("best._run").alias("survivor_run"))
     out.repartition("part").sortWithinPartitions("part", "row").write.mode("overwrite").partitionBy("part").parquet(assign_root)
-    return {"candidate_edges": n_edges, "cc_rounds": rounds}
+    return {"candidate_edges": n_edges, "cc_rounds": rounds,
+            "existing_matches": int(members.where(F.col("origin") == 0).count()) if old_files else 0}

@@ -4,17 +4,45 @@
     assignments per part --AssignmentTask (map over upstream parts)--> data/, rejected/, errors/
 
 Exact-text groups, same-URL groups and near-duplicate candidates are all edges of one graph; each
-connected component is a cluster with one survivor (highest q_score, then longest, then smallest
-id, by default). Survivors and singletons keep `dup_cluster_id` (the survivor's id) and
-`dup_cluster_size` (users upsample by it, as FineWeb-2 does); duplicates go to rejected/ with the
-survivor's id as the detail, under the reason that relates them to the survivor: dup_exact (same
-normalized text), else dup_url (same URL), else dup_near.
+connected component is a cluster with one survivor. Survivors and singletons keep `dup_cluster_id`
+(the survivor's id) and `dup_cluster_size` (users upsample by it, as FineWeb-2 does); duplicates go
+to rejected/ with the survivor's id as the detail, under the reason that relates them to the
+survivor: dup_exact (same normalized text), else dup_url (same URL), else dup_near.
+
+What is hashed: the text as langid normalized it and quality received it. Quality's line rules
+(C4) rewrite kept English text, and two copies of a speech wrapped differently lose different
+lines, so hashing the cleaned text misses them; quality keeps the text it received in
+`q_text_before_rewrite` where it changed it, dedup hashes that (and drops the column), and the
+kept document is still the cleaned text.
+
+The survivor rule (`survivor_order`, most important first; the default):
+  1. q_score: the higher quality step (floor(q_score / q_score_step): a classifier's probability
+     moves by a few hundredths between copies of one text, so scores within a step tie);
+  2. noise: fewer padded, repeated, hard-wrapped or mangled lines (filters.copy_noise: duplicated
+     lines, lines that end no sentence, ASCII punctuation or spaces between Han characters,
+     whitespace runs), so the original beats a boilerplate-padded or re-typeset copy;
+  3. crawl_date: the earliest crawl (the first publication), unknown dates last;
+  4. id (always last), so the choice never depends on partitioning. `length` (longer first) may
+     be named too.
+
+Incremental dedup against a persistent index (pipeline/dedup/index.py): after a run its
+survivors' signatures go to `index` (default <workdir>/dedup_index; gs:// and s3:// work), and a
+later run with `against: [index, ...]` also clusters its documents with the indexed ones sharing a
+key. Indexed documents always win ("old wins": they are never rewritten), so a new document in
+their cluster goes to rejected/dup_exact_existing, dup_url_existing or dup_near_existing with
+"<survivor id> in run <run>" as the detail. Deduplicating snapshot A, then B against A's index,
+keeps what deduplicating A+B together keeps when the rule ranks A's documents first, except where a
+B document bridges two A clusters (both A survivors stay: old documents are never rewritten).
+A run that finds itself already in the index (same input fingerprint and config) neither reads nor
+appends itself again, so a run killed after its append and then resumed gives the same output.
 
 Scratch (signatures, assignments, Spark checkpoints) lives under the stage's temporary folder in
 the workdir and is removed before the commit.
 """
 from __future__ import annotations
 
+import contextlib
+import json
 import time
 from dataclasses import dataclass, field
 from typing import Literal
@@ -22,11 +50,13 @@ from typing import Literal
 from filters.minhash import Shingling, optimal_bands
 from pipeline import storage
 from pipeline.config import ConfigError, register_section
-from pipeline.dedup.passes import AssignmentTask, DedupParams, SignatureTask
+from pipeline.dedup.index import DedupIndex
+from pipeline.dedup.passes import AssignmentTask, DedupParams, IndexAppend, SignatureTask
 from pipeline.registry import register_stage
 from pipeline.stage import Stage, StageRun, StageStats, upstream_parts
 
-SURVIVOR_KEYS = ("q_score", "length", "id")
+SURVIVOR_KEYS = ("q_score", "noise", "crawl_date", "length", "id")
+DEFAULT_SURVIVOR_ORDER = ["q_score", "noise", "crawl_date", "id"]
 
 
 @register_section("dedup")
@@ -49,15 +79,21 @@ class DedupSection:
     en_ngram: int = 5  # English (and other non-Chinese): word n-grams (FineWeb: 5)
     zh_tokens: Literal["char", "word"] = "char"  # Chinese: characters or jieba words (bench/dedup_quality.py)
     zh_ngram: int = 5
-    # survivor rule, most important first: higher q_score, longer text, smaller id (always last)
-    survivor_order: list[str] = field(default_factory=lambda: list(SURVIVOR_KEYS))
+    # survivor rule, most important first (see the module docstring): higher q_score step, less copy
+    # noise, earliest crawl date, smaller id (always last); `length` (longer first) may be added
+    survivor_order: list[str] = field(default_factory=lambda: list(DEFAULT_SURVIVOR_ORDER))
+    q_score_step: float = 0.05  # q_scores within one step tie, and the next key decides
     max_rounds: int = 100  # connected-components rounds before giving up (log^2 n in practice)
+    # persistent index: where this run's survivors go (a relative path: under the workdir; null: none)
+    index: str | None = "dedup_index"
+    against: list[str] = field(default_factory=list)  # indexes of earlier runs to deduplicate against
+    index_lease_s: float = 6 * 3600  # how long a run may hold the index before others may take it
 
 
 @register_stage
 class DedupStage(Stage):
     name = "dedup"
-    upstream = "quality"
+    upstream = "pii"
 
     def __init__(self, cfg):
         super().__init__(cfg)
@@ -70,16 +106,60 @@ class DedupStage(Stage):
             raise ConfigError(f"{where}.survivor_order: expected keys among {list(SURVIVOR_KEYS)}, got {bad[0]!r}")
         if s.num_perm < 1 or s.en_ngram < 1 or s.zh_ngram < 1:
             raise ConfigError(f"{where}: num_perm, en_ngram and zh_ngram must be >= 1")
+        if not 0.0 < s.q_score_step <= 1.0:
+            raise ConfigError(f"{where}.q_score_step: expected a number in (0, 1], got {s.q_score_step!r}")
         bands, rows = (s.bands, s.rows) if s.bands and s.rows else optimal_bands(
             s.threshold, s.num_perm, s.false_positive_weight, s.false_negative_weight)
         if bands * rows > s.num_perm:
             raise ConfigError(f"{where}: bands x rows = {bands} x {rows} needs more than num_perm = {s.num_perm}")
         self.params = DedupParams(exact=s.exact, url=s.url, near=s.near, verify=s.verify, num_perm=s.num_perm,
                                   seed=s.seed, bands=bands, rows=rows,
-                                  shingling=Shingling(s.en_ngram, s.zh_tokens, s.zh_ngram))
+                                  shingling=Shingling(s.en_ngram, s.zh_tokens, s.zh_ngram),
+                                  q_score_step=s.q_score_step)
         self.survivor_order = [k for k in s.survivor_order if k != "id"] + ["id"]
+        self.index = None
+        if s.index:
+            self.index = DedupIndex(s.index if "://" in s.index or s.index.startswith("/")
+                                    else storage.join(cfg.run.workdir, s.index))
+        self.against = [DedupIndex(p) for p in s.against]
+
+    def _run_identity(self, stage_run: StageRun) -> dict:
+        """What names this run in an index: its upstream's _SUCCESS and its own config."""
+        marker = json.loads(storage.read_text(storage.join(stage_run.upstream_dir, "_SUCCESS")))
+        return {"input_fingerprint": f"{marker['config_hash']}:{marker['input_fingerprint']}",
+                "config_hash": self.config_hash()}
+
+    def _same_index(self, a: DedupIndex, b: DedupIndex) -> bool:
+        return storage.filesystem(a.path)[1].rstrip("/") == storage.filesystem(b.path)[1].rstrip("/")
 
     def execute(self, stage_run: StageRun) -> StageStats:
+        holder = f"dedup of {stage_run.cfg.run.workdir}"
+        lease = self.index.lease(self.section.index_lease_s, holder) if self.index else contextlib.nullcontext()
+        with lease:  # the index's generation read here is the one this run appends to
+            return self._execute(stage_run)
+
+    def _execute(self, stage_run: StageRun) -> StageStats:
+        where = f"{self.cfg.path}: dedup"
+        settings = self.params.index_settings()
+        identity = self._run_identity(stage_run)
+        append = manifest = self_run = None
+        if self.index is not None:
+            manifest = self.index.generation()
+            self.index.check_settings(manifest, settings, where)
+            earlier = [r for r in manifest["runs"] if {k: r[k] for k in identity} == identity]
+            if earlier:  # appended before a kill: same survivors, so neither read nor append again
+                self_run = earlier[0]["run"]
+            else:
+                seq = len(manifest["runs"])
+                self_run = f"{seq:05d}-{identity['input_fingerprint'][-12:]}"
+                append = IndexAppend(self.index.run_dir(self_run), self_run, seq)
+        old_files, against_runs = [], 0
+        for idx in self.against:
+            same = self.index is not None and self._same_index(idx, self.index)
+            m = manifest if same else idx.generation()
+            idx.check_settings(m, settings, where)
+            old_files += idx.run_files(m, skip_run=self_run if same else None)
+            against_runs += len([r for r in m["runs"] if not (same and r["run"] == self_run)])
         parts = upstream_parts(stage_run.upstream_dir)
         work = storage.join(stage_run.tmp_dir, "_work")
         sig_dir, assign_root = storage.join(work, "signatures"), storage.join(work, "assign")
@@ -96,19 +176,25 @@ class DedupStage(Stage):
                 from pipeline.dedup import spark_dedup
 
                 counts = spark_dedup.assignments(engine.spark, sig_dir, assign_root, storage.join(work, "checkpoints"),
-                                                 self.params, s.threshold, self.survivor_order, s.max_rounds)
+                                                 self.params, s.threshold, self.survivor_order, s.max_rounds,
+                                                 old_files)
             else:
                 from pipeline.dedup import beam_dedup
 
                 counts = beam_dedup.assignments(engine, sig_dir, assign_root, storage.join(work, "components"),
-                                                self.params, s.threshold, self.survivor_order, s.max_rounds)
+                                                self.params, s.threshold, self.survivor_order, s.max_rounds,
+                                                old_files)
             seconds["seconds_clustering"] = time.perf_counter() - started - seconds["seconds_signatures"]
-        task = AssignmentTask(self.name, stage_run.tmp_dir, sig_dir, assign_root)
+        task = AssignmentTask(self.name, stage_run.tmp_dir, sig_dir, assign_root, append)
         total = StageStats()
         for r in engine.map_units(f"{self.name} write", task, units):
             total.merge(StageStats.from_dict(r))
         seconds["seconds_write"] = time.perf_counter() - started - sum(seconds.values())
         storage.rmtree(work)
+        if append is not None:  # the run's files are in place: generation N+1 makes them part of the index
+            self.index.commit(manifest, settings, {"run": append.run, **identity, "documents": total.kept.docs,
+                                                   "against": [i.path for i in self.against]})
+        total.extra["index_runs_against"] = against_runs
         total.extra["units"] = len(parts)
         total.extra["bands"] = self.params.bands
         total.extra["rows"] = self.params.rows

@@ -39,6 +39,7 @@ from filters.repetition import Doc, Rejection, RuleSet, Signals
 from pipeline import storage
 from pipeline.config import ConfigError, InputPath, register_section
 from pipeline.registry import register_command, register_stage
+from pipeline.schema import TEXT_BEFORE_REWRITE
 from pipeline.stage import BatchResult, MapStage
 
 DEFAULT_DATA = Path(filters.__file__).resolve().parent / "data"
@@ -174,6 +175,7 @@ class QualityStage(MapStage):
         langs = batch.column("lang").to_pylist()
         urls = batch.column("url").to_pylist()
         out_texts, reasons, details = [], [], []
+        before_rewrite: list[str | None] = []  # dedup hashes this text, not the line-cleaned one
         values: dict[str, list] = {name: [] for name in self.signal_columns}
         for text, lang, url in zip(texts, langs, urls):
             signals: Signals = {}
@@ -185,12 +187,18 @@ class QualityStage(MapStage):
                 if minimum is not None and signals["score"] < minimum:
                     rejection = Rejection("classifier:min_score", signals["score"])
             out_texts.append(cleaned if rejection is None else text)
+            before_rewrite.append(text if rejection is None and cleaned != text else None)
             reasons.append(rejection and rejection.reason)
             details.append(rejection and rejection.detail)
             for name, column in values.items():
                 column.append(signals.get(name[2:]))
         table = pa.Table.from_batches([batch])
         table = table.set_column(table.schema.get_field_index("text"), "text", pa.array(out_texts, pa.string()))
+        if TEXT_BEFORE_REWRITE in table.column_names:  # re-filtering a quality output: the first text stays
+            earlier = table.column(TEXT_BEFORE_REWRITE).to_pylist()
+            before_rewrite = [e if e is not None else b for e, b in zip(earlier, before_rewrite)]
+            table = table.drop_columns([TEXT_BEFORE_REWRITE])
+        table = table.append_column(TEXT_BEFORE_REWRITE, pa.array(before_rewrite, pa.string()))
         for name, kind in self.signal_columns.items():
             if name in table.column_names:  # re-filtering a quality output: the new values win
                 table = table.drop_columns([name])
