@@ -1,9 +1,11 @@
-"""Remote storage: inputs, stage outputs and a model file on an S3-compatible endpoint (moto's
-server on 127.0.0.1), reached by the driver and by Spark's Python workers through pyarrow.fs with the
-standard AWS_ENDPOINT_URL variable (no Hadoop s3a). The output equals a local run's."""
+"""Remote storage: inputs, every stage's output, the report and a model file on an S3-compatible
+endpoint (moto's server on 127.0.0.1), reached by the driver and by Spark's Python workers through
+pyarrow.fs with the standard AWS_ENDPOINT_URL variable (no Hadoop s3a). The output equals a local run's."""
 from __future__ import annotations
 
+import json
 import os
+import posixpath
 import subprocess
 import sys
 from pathlib import Path
@@ -11,17 +13,22 @@ from pathlib import Path
 import pytest
 import yaml
 
-from e2e_toys import output_digest
+from rich.console import Console
+
 from filters.langid import default_model_path
 from pipeline import storage
 from pipeline.config import load_config
-from pipeline.run_all import run_pipeline
+from pipeline.demo_corpus import generate
+from pipeline.run_all import pipeline_stages, run_pipeline
 
 from conftest import REPO, make_run_config
-from demo_runs import DEMO, demo_sources
+from demo_runs import DEMO, QUICK_JVM, demo_sources
 
-STAGES = ["ingest", "langid"]
 BUCKET = "glmdata-test"
+DEDUP_CHECKPOINT_XFAIL = pytest.mark.xfail(
+    strict=True, raises=AssertionError,
+    reason="dedup's clustering checkpoints through Spark's Hadoop filesystem (setCheckpointDir), which has no "
+           "s3:// outside EMR; the dedup checkpoint through the project's storage layer (issue 12) lifts this")
 
 
 @pytest.fixture(scope="module")
@@ -47,56 +54,67 @@ def s3_endpoint():
     server.stop()
 
 
-def _upload_tree(local: Path, uri: str) -> None:
+def upload_tree(local: Path, uri: str) -> None:
     for path in sorted(local.rglob("*")):
         if path.is_file():
             storage.write_bytes(f"{uri}/{path.relative_to(local).as_posix()}", path.read_bytes())
 
 
-def _config(path: Path, corpus: str, workdir: str, model: str | None) -> Path:
-    raw = yaml.safe_load(DEMO.read_text())
-    raw["ingest"]["sources"] = demo_sources(corpus)
-    raw["langid"]["model"] = model
-    cfg = {"run": {"workdir": workdir, "engine": "spark", "spark": {"master": "local[2]"}},
-           **{k: raw[k] for k in STAGES}}
-    path.write_text(yaml.safe_dump(cfg, allow_unicode=True))
-    return path
+def _overrides(corpus: str, workdir: str, model: str | None) -> dict:
+    """configs/demo.yaml with its inputs, workdir and language-ID model moved (QUICK_JVM: short runs)."""
+    spark = yaml.safe_load(DEMO.read_text())["run"]["spark"]
+    return {"run.workdir": workdir, "ingest.sources": demo_sources(corpus), "langid.model": model,
+            "run.spark.conf": {**spark.get("conf", {}), **QUICK_JVM}}
 
 
+@DEDUP_CHECKPOINT_XFAIL
 def test_pipeline_on_s3_matches_local(tmp_path, s3_endpoint, spark_session_engine):
+    """Every stage and the report with inputs, workdir and model on S3, equal to a local run."""
+    stages = pipeline_stages()
     corpus = tmp_path / "corpus"
-    subprocess.run([sys.executable, "-m", "pipeline.demo_corpus", "--out", str(corpus)], cwd=REPO, check=True,
-                   stdout=subprocess.DEVNULL)
-    _upload_tree(corpus, f"s3://{BUCKET}/corpus")
+    generate(corpus)
+    upload_tree(corpus, f"s3://{BUCKET}/corpus")
     storage.write_bytes(f"s3://{BUCKET}/models/lid.176.ftz", Path(default_model_path()).read_bytes())
-    s3_cfg = _config(tmp_path / "s3.yaml", f"s3://{BUCKET}/corpus", f"s3://{BUCKET}/work",
-                     f"s3://{BUCKET}/models/lid.176.ftz")
+    workdir = f"s3://{BUCKET}/work"
+    settings = _overrides(f"s3://{BUCKET}/corpus", workdir, f"s3://{BUCKET}/models/lid.176.ftz")
     # A fresh process, so Spark's Python workers inherit the endpoint and credentials.
-    run = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", "--config", str(s3_cfg), "--until", "langid"],
+    run = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", "--config", str(DEMO),
+                          *[a for k, v in settings.items() for a in ("--set", f"{k}={json.dumps(v)}")]],
                          cwd=REPO, env={**os.environ, **s3_endpoint, "GLMDATA_CACHE": str(tmp_path / "cache")},
-                         capture_output=True, text=True, timeout=300)
+                         capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    assert storage.exists(f"s3://{BUCKET}/work/langid/_SUCCESS")
-    assert storage.exists(f"s3://{BUCKET}/work/report/report.html")
     assert list((tmp_path / "cache").rglob("*.ftz")), "workers fetched the language-ID model from S3"
+    assert all(storage.exists(storage.join(workdir, s, "_SUCCESS")) for s in stages)
+    assert storage.exists(storage.join(workdir, "report", "report.html"))
 
-    local_cfg = load_config(_config(tmp_path / "local.yaml", str(corpus), str(tmp_path / "local"), None))
-    run_pipeline(local_cfg, spark_session_engine, order=STAGES, report=False)
-    on_s3 = output_digest(f"s3://{BUCKET}/work", STAGES)
-    local = output_digest(tmp_path / "local", STAGES)
-    # The rows are the same; only where a document came from (the input URI) differs.
-    assert sorted(k for k in on_s3) == sorted(k for k in local)
-    assert _rows(f"s3://{BUCKET}/work") == _rows(str(tmp_path / "local"))
+    local = tmp_path / "local"
+    run_pipeline(load_config(DEMO, _overrides(str(corpus), str(local), None)), spark_session_engine, report=False,
+                 console=Console(quiet=True))
+    for stage in ("ingest", "langid", "quality", "dedup", "mix", "encode"):
+        assert _rows(workdir, stage) == _rows(str(local), stage), stage
+    assert storage.read_bytes(storage.join(workdir, "tokenizer", "tokenizer.model")) == \
+        (local / "tokenizer" / "tokenizer.model").read_bytes()
+    assert _shards(workdir) == _shards(str(local))
 
 
-def _rows(workdir: str) -> list[tuple]:
+def _rows(workdir: str, stage: str) -> list[str]:
+    """A stage's kept rows, sorted, with where each document came from reduced to the file's name
+    (the input URI is the only thing that differs between the runs)."""
     import pyarrow.parquet as pq
 
     out = []
-    for path in storage.expand(storage.join(workdir, "langid", "data")):
-        table = pq.read_table(storage.open_input(path), columns=["id", "text", "lang", "source", "source_offset"])
-        out += [tuple(r.values()) for r in table.to_pylist()]
+    for path in storage.expand(storage.join(workdir, stage, "data")):
+        for row in pq.read_table(storage.open_input(path)).to_pylist():
+            if row.get("source_file"):
+                row["source_file"] = posixpath.basename(row["source_file"])
+            out.append(json.dumps(row, sort_keys=True, ensure_ascii=False, default=repr))
+    assert out, f"{workdir}/{stage}: no rows"
     return sorted(out)
+
+
+def _shards(workdir: str) -> list[tuple[str, str]]:
+    manifest = json.loads(storage.read_text(storage.join(workdir, "shards", "manifest.json")))
+    return [(s["file"], s["sha256"]) for s in manifest["shards"]]
 
 
 def test_quality_classifier_from_s3(tmp_path, s3_endpoint, monkeypatch):

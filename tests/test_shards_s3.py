@@ -2,31 +2,23 @@
 the same bytes as a local run."""
 from __future__ import annotations
 
-from pathlib import Path
-
 from conftest import make_run_config
 from pipeline import storage
 from pipeline.engines.beam import BeamEngine
 from pipeline.export_megatron import export_megatron
 from pipeline.runner import run_stage
 from pipeline.stages.shards import ShardsStage
-from test_s3 import BUCKET, s3_endpoint  # noqa: F401  (the moto server fixture)
+from test_s3 import BUCKET, s3_endpoint, upload_tree  # noqa: F401  (the moto server fixture)
 from test_shards import SECTION
 from test_shards_data import make_encoded_workdir, random_documents, real_documents, tokenizer_model
 from trainer.shard_format import read_manifest
-
-
-def upload(local: Path, uri: str) -> None:
-    for path in sorted(local.rglob("*")):
-        if path.is_file():
-            storage.write_bytes(f"{uri}/{path.relative_to(local).as_posix()}", path.read_bytes())
 
 
 def test_shards_and_export_on_s3_equal_a_local_run(tmp_path, s3_endpoint, shared_data):  # noqa: F811
     docs = real_documents(shared_data)[:40] + random_documents(40, seed=8)
     local = make_encoded_workdir(tmp_path / "local" / "out", tokenizer_model(shared_data), docs)
     remote = f"s3://{BUCKET}/shards-test/work"
-    upload(local, remote)
+    upload_tree(local, remote)
     results = {}
     for name, workdir in (("local", str(local)), ("s3", remote)):
         cfg = make_run_config(tmp_path / name, {"shards": SECTION}, engine="beam")
