@@ -5,6 +5,11 @@ file with a `run:` section and one section per stage. Validation errors name the
 key and what was expected, e.g.
 
     configs/demo.yaml: quality.en.gopher_min_words: expected int, got 'fifty'
+    configs/demo.yaml: shards.seq_len: expected an integer >= 64, got 0
+
+Numeric settings are finite and at least 0 unless their field declares another range with
+`bounded(default, low=..., high=...)` (`bounded(default)` alone: any finite number). A key given
+twice in one mapping is an error (YAML would silently keep the last one).
 """
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ import dataclasses
 import glob
 import hashlib
 import json
+import math
 import os
 import types
 import typing
@@ -29,10 +35,72 @@ InputPath = NewType("InputPath", str)
 InputGlob = NewType("InputGlob", str)
 
 REMOTE_SCHEMES = ("gs://", "s3://", "s3a://", "hdfs://", "abfs://", "http://", "https://")
+READ_ONLY_SCHEMES = ("http://", "https://")  # no listing, no globs, no writes: rejected where inputs and workdirs are read
 
 
 class ConfigError(ValueError):
     """A configuration problem; the message names file, key and expectation."""
+
+
+@dataclass(frozen=True)
+class Range:
+    """Allowed values of a numeric setting: `low <= v <= high`, and `v > above` when given."""
+
+    low: float | None = None
+    high: float | None = None
+    above: float | None = None
+
+    def contains(self, value: float) -> bool:
+        return ((self.low is None or value >= self.low) and (self.high is None or value <= self.high)
+                and (self.above is None or value > self.above))
+
+    def describe(self, tp: Any) -> str:
+        kind = "an integer" if tp is int else "a finite number"
+        lower = f">= {self.low}" if self.low is not None else (f"> {self.above}" if self.above is not None else "")
+        upper = f"<= {self.high}" if self.high is not None else ""
+        return " ".join(p for p in (kind, lower, "and" if lower and upper else "", upper) if p)
+
+
+NON_NEGATIVE = Range(low=0)  # the range of a numeric field that declares none
+
+
+def bounded(default: float | None, low: float | None = None, high: float | None = None, above: float | None = None):
+    """A numeric dataclass field whose range is checked when the config loads."""
+    return field(default=default, metadata={"range": Range(low, high, above)})
+
+
+def _numeric(tp: Any) -> bool:
+    options = typing.get_args(tp) if typing.get_origin(tp) in (Union, types.UnionType) else (tp,)
+    return any(o in (int, float) for o in options)
+
+
+def _check_range(value: Any, tp: Any, allowed: Range | None, key: str, where: str) -> None:
+    if not _numeric(tp) or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    allowed = allowed or NON_NEGATIVE
+    if not math.isfinite(value) or not allowed.contains(value):
+        raise ConfigError(f"{where}: {key}: expected {allowed.describe(int if isinstance(value, int) else float)}, "
+                          f"got {value!r}")
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """safe_load, except that a key given twice in one mapping is an error, not a silent override."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (first at line {seen[key] + 1})", key_node.start_mark)
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _UniqueKeyLoader.construct_mapping)
+
+# A workdir is deleted and rewritten stage by stage: never inside the system's own folders.
+SYSTEM_DIRS = ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib64", "/proc", "/sbin", "/sys", "/usr", "/var/lib")
 
 
 def is_remote(path: str) -> bool:
@@ -68,6 +136,10 @@ def _coerce(value: Any, tp: Any, key: str, where: str, base_dir: Path) -> Any:
 
     if tp is Any:
         return value
+    if tp in (InputPath, InputGlob) and isinstance(value, str) and value.startswith(READ_ONLY_SCHEMES):
+        raise ConfigError(f"{where}: {key}: {value!r}: http(s) URLs cannot be listed, globbed or written; expected a "
+                          f"local path or {', '.join(s for s in REMOTE_SCHEMES if s not in READ_ONLY_SCHEMES)} "
+                          "(CommonCrawl: s3://commoncrawl/crawl-data/... rather than https://data.commoncrawl.org/...)")
     if tp is InputGlob:
         if not isinstance(value, str):
             raise fail()
@@ -149,6 +221,7 @@ def build_dataclass(cls: type, data: dict, where: str, base_dir: Path | str = ".
     for name, f in fields.items():
         if name in data:
             kwargs[name] = _coerce(data[name], hints[name], dotted + name, where, base_dir)
+            _check_range(kwargs[name], hints[name], f.metadata.get("range"), dotted + name, where)
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise ConfigError(f"{where}: {dotted}{name}: missing required key ({_type_name(hints[name])})")
     try:
@@ -278,7 +351,7 @@ def load_config(path: str | os.PathLike, overrides: dict[str, Any] | None = None
     path = str(path)
     try:
         with open(path, encoding="utf-8") as f:
-            raw = yaml.safe_load(f) or {}
+            raw = yaml.load(f, Loader=_UniqueKeyLoader) or {}
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such config file") from None
     except yaml.YAMLError as e:
@@ -299,8 +372,14 @@ def load_config(path: str | os.PathLike, overrides: dict[str, Any] | None = None
     if "run" not in raw:
         raise ConfigError(f"{path}: run: missing required section (needs at least run.workdir)")
     run = build_dataclass(RunSection, raw["run"] or {}, path, base_dir, prefix="run")
-    if not is_remote(run.workdir) and not os.path.isabs(run.workdir):
+    if run.workdir.startswith(READ_ONLY_SCHEMES):
+        raise ConfigError(f"{path}: run.workdir: {run.workdir!r}: stages write their output there; expected a local "
+                          "folder, gs://, s3://, s3a://, hdfs:// or abfs://")
+    if not is_remote(run.workdir):
         run.workdir = str((base_dir / run.workdir).resolve())
+        if run.workdir == "/" or any(run.workdir == d or run.workdir.startswith(d + "/") for d in SYSTEM_DIRS):
+            raise ConfigError(f"{path}: run.workdir: expected a folder of your own, got {raw['run'].get('workdir')!r}, "
+                              f"which resolves to {run.workdir} (a system folder)")
     sections = {}
     for name, cls in _SECTIONS.items():
         data = raw.get(name)

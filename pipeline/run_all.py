@@ -39,8 +39,7 @@ def run_pipeline(cfg: RunConfig, engine, first: str | None = None, last: str | N
     Returns each stage's stats.json content; a stage whose input is missing ends the run early
     (the report still covers what finished)."""
     from pipeline.report import write_report
-    from pipeline.report_terminal import print_stage_summary
-    from pipeline.runner import StageNotReady, run_stage
+    from pipeline.runner import hold_workdir
     from pipeline.stages import STAGE_ORDER
 
     console = console or Console()
@@ -48,6 +47,18 @@ def run_pipeline(cfg: RunConfig, engine, first: str | None = None, last: str | N
     if missing:
         console.print(f"[yellow]not available in this build, not run: {', '.join(missing)}[/yellow]")
     names = pipeline_stages(first, last, order)
+    with hold_workdir(cfg):  # one lease for the whole run, not one per stage
+        summaries = _run_stages(cfg, engine, names, first, console)
+        if report:
+            console.rule("report")
+            write_report(cfg.run.workdir, engine, console)
+    return summaries
+
+
+def _run_stages(cfg: RunConfig, engine, names: list[str], first: str | None, console: Console) -> list[dict]:
+    from pipeline.report_terminal import print_stage_summary
+    from pipeline.runner import StageNotReady, run_stage
+
     summaries = []
     for i, name in enumerate(names, 1):
         console.rule(f"[{i}/{len(names)}] {name}")
@@ -58,9 +69,6 @@ def run_pipeline(cfg: RunConfig, engine, first: str | None = None, last: str | N
             break
         print_stage_summary(summary, cfg.run.workdir, console)
         summaries.append(summary)
-    if report:
-        console.rule("report")
-        write_report(cfg.run.workdir, engine, console)
     return summaries
 
 

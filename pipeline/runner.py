@@ -3,12 +3,21 @@
 A stage is finished when `<workdir>/<stage>/_SUCCESS` holds the same config hash and input
 fingerprint as now. The input fingerprint of a stage with an upstream is derived from the
 upstream's `_SUCCESS`, so re-running a changed stage re-runs everything downstream of it.
+
+One writer per workdir: a run holds `<workdir>/_LOCK` (see WorkdirLease) while its stages run, and a
+second run on the same workdir is refused with who holds it. Temporary stage folders
+(`.tmp/<stage>-<run id>`) left by earlier runs are removed only by the run holding the lease, so
+never while their own run is alive.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
+import os
+import socket
+import threading
 import time
 import uuid
 
@@ -23,6 +32,152 @@ SUCCESS = "_SUCCESS"
 
 class StageNotReady(RuntimeError):
     """The upstream a stage reads has not finished."""
+
+
+class WorkdirBusy(RuntimeError):
+    """Another live run holds the workdir's lease."""
+
+
+LOCK = "_LOCK"
+HEARTBEAT_SECONDS = 30.0
+STALE_SECONDS = 300.0  # a lease not renewed for this long belongs to a dead run and may be taken over
+SETTLE_SECONDS = 1.0  # object stores have no create-if-absent: re-read the lease after this long
+
+
+class WorkdirLease:
+    """`<workdir>/_LOCK`: {run_id, host, pid, started, heartbeat}, renewed every HEARTBEAT_SECONDS by a
+    daemon thread. Local workdirs create it with O_EXCL; on object stores (no create-if-absent
+    through pyarrow) the run writes it and reads it back after SETTLE_SECONDS, so of two runs that
+    start together the one whose write landed last keeps it. A lease whose heartbeat is older than
+    STALE_SECONDS is taken over (the run that held it died), and so is one whose process on this
+    host is gone."""
+
+    def __init__(self, workdir: str, run_id: str | None = None):
+        self.workdir = workdir
+        self.path = storage.join(workdir, LOCK)
+        self.run_id = run_id or uuid.uuid4().hex[:12]
+        self.started = time.time()
+        self.lost: str | None = None  # set when another run took the lease over
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _content(self) -> str:
+        return json.dumps({"run_id": self.run_id, "host": socket.gethostname(), "pid": os.getpid(),
+                           "started": self.started, "heartbeat": time.time()})
+
+    def _read(self) -> dict | None:
+        try:
+            return json.loads(storage.read_text(self.path))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):
+            return {}  # unreadable or half written: treat as stale
+
+    def _refuse(self, holder: dict) -> None:
+        age = time.time() - float(holder.get("heartbeat", 0))
+        raise WorkdirBusy(
+            f"workdir {self.workdir} is in use by run {holder.get('run_id')} (host {holder.get('host')}, "
+            f"pid {holder.get('pid')}, started {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(holder.get('started', 0)))}, "
+            f"last heartbeat {age:.0f} s ago). Two runs on one workdir would delete each other's files: wait "
+            f"for it to finish, use another workdir, or, if that run is dead, wait until its lease is "
+            f"{STALE_SECONDS:.0f} s old (or delete {self.path}).")
+
+    def _is_stale(self, holder: dict) -> bool:
+        """No heartbeat for STALE_SECONDS, or held by a process of this host that is gone (a run
+        killed with -9 and started again at once need not wait)."""
+        if holder.get("host") == socket.gethostname() and isinstance(holder.get("pid"), int):
+            try:
+                os.kill(holder["pid"], 0)
+            except ProcessLookupError:
+                return True
+            except PermissionError:
+                pass
+        return time.time() - float(holder.get("heartbeat", 0)) > STALE_SECONDS
+
+    def acquire(self) -> None:
+        storage.makedirs(self.workdir)
+        if "://" not in self.workdir:
+            self._acquire_local()
+        else:
+            self._acquire_remote()
+        self._thread = threading.Thread(target=self._beat, name=f"glmdata-lease-{self.run_id}", daemon=True)
+        self._thread.start()
+
+    def _acquire_local(self) -> None:
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                holder = self._read()
+                if holder is None:
+                    continue  # released in between
+                if not self._is_stale(holder):
+                    self._refuse(holder)
+                log.warning("taking over the stale lease of run %s on %s", holder.get("run_id"), self.workdir)
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(self.path)
+                continue
+            with os.fdopen(fd, "w") as f:
+                f.write(self._content())
+            return
+        raise WorkdirBusy(f"workdir {self.workdir}: another run took the lease at the same moment")
+
+    def _acquire_remote(self) -> None:
+        holder = self._read()
+        if holder and holder.get("run_id") != self.run_id and not self._is_stale(holder):
+            self._refuse(holder)
+        storage.write_text(self.path, self._content())
+        time.sleep(SETTLE_SECONDS)
+        holder = self._read()
+        if not holder or holder.get("run_id") != self.run_id:
+            self._refuse(holder or {})
+
+    def _beat(self) -> None:
+        while not self._stop.wait(HEARTBEAT_SECONDS):
+            holder = self._read()
+            if holder and holder.get("run_id") != self.run_id:
+                self.lost = f"run {holder.get('run_id')} took over the lease of {self.workdir}"
+                log.error("%s; this run's next stage will stop", self.lost)
+                return
+            try:
+                storage.write_text(self.path, self._content())
+            except OSError as e:  # a transient store error: the next beat tries again
+                log.warning("lease heartbeat on %s failed: %s", self.path, e)
+
+    def check(self) -> None:
+        if self.lost:
+            raise WorkdirBusy(self.lost)
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        holder = self._read()
+        if holder is not None and holder.get("run_id") == self.run_id:
+            storage.rmtree(self.path)
+
+
+_held: dict[str, WorkdirLease] = {}  # workdir -> this process's lease on it
+
+
+@contextlib.contextmanager
+def hold_workdir(cfg: RunConfig):
+    """Hold the workdir's lease for the block (re-entrant: stages inside a `glmdata run` share it).
+    The first acquisition logs the resolved config file and workdir."""
+    workdir = cfg.run.workdir
+    if workdir in _held:
+        _held[workdir].check()
+        yield _held[workdir]
+        return
+    lease = WorkdirLease(workdir)
+    lease.acquire()
+    log.info("config %s, workdir %s (run %s)", os.path.abspath(cfg.path), workdir, lease.run_id)
+    _held[workdir] = lease
+    try:
+        yield lease
+    finally:
+        del _held[workdir]
+        lease.release()
 
 
 def read_success(stage_dir: str) -> dict | None:
@@ -73,6 +228,11 @@ def is_finished(stage: Stage) -> bool:
 
 def run_stage(stage: Stage, engine, force: bool = False) -> dict:
     """Run one stage unless it is finished; return its stats.json content."""
+    with hold_workdir(stage.cfg) as lease:
+        return _run_stage(stage, engine, force, lease)
+
+
+def _run_stage(stage: Stage, engine, force: bool, lease: WorkdirLease) -> dict:
     cfg = stage.cfg
     sdir = stage_dir(cfg, stage.name)
     upstream_dir = stage_dir(cfg, stage.upstream) if stage.upstream else None
@@ -89,11 +249,12 @@ def run_stage(stage: Stage, engine, force: bool = False) -> dict:
     local = "://" not in cfg.run.workdir
     if local:
         # Work in a private folder and rename it into place, so a killed run leaves no half stage.
+        # Other runs' folders are dead runs' leftovers: this run holds the workdir's lease.
         tmp_root = storage.join(cfg.run.workdir, ".tmp")
         for stale in storage.listdir(tmp_root):
             if stale.startswith(stage.name + "-"):
                 storage.rmtree(storage.join(tmp_root, stale))
-        tmp = storage.join(tmp_root, f"{stage.name}-{uuid.uuid4().hex[:8]}")
+        tmp = storage.join(tmp_root, f"{stage.name}-{lease.run_id}")
     else:
         # Object stores have no directory rename: write in place; _SUCCESS (written last) marks it done.
         storage.rmtree(sdir)

@@ -74,19 +74,67 @@ def file_info(uri: str) -> pafs.FileInfo:
     return fs.get_file_info(path)
 
 
-def expand(pattern: str) -> list[str]:
+class InputLoopError(ValueError):
+    """Expanding an input path met a directory symlink that leads back into its own folder."""
+
+
+def _local_files(root: str, hidden_ok: bool = False, loops: list[InputLoopError] | None = None) -> list[str]:
+    """Every file below local folder `root`, sorted. Directory symlinks are followed, each real
+    folder once; each real file is listed once (under its first name in sorted order). A symlink
+    back to a folder it sits in (following it would never end) is not followed: it is appended to
+    `loops`, or raised as InputLoopError when `loops` is None."""
+    files, seen_dirs, seen_files = [], set(), set()
+    stack: list[tuple[str, tuple]] = [(root, ())]
+    while stack:
+        folder, ancestors = stack.pop()
+        st = os.stat(folder)
+        key = (st.st_dev, st.st_ino)
+        if key in ancestors:
+            loop = InputLoopError(f"{folder} is a symlink to {os.path.realpath(folder)}, a folder it is inside of: "
+                                  f"not followed (it would list the same files forever)")
+            loop.link = folder
+            if loops is None:
+                raise loop
+            loops.append(loop)
+            continue
+        if key in seen_dirs:  # a second way to the same folder: its files are listed once
+            continue
+        seen_dirs.add(key)
+        with os.scandir(folder) as it:
+            entries = sorted(it, key=lambda e: e.name)
+        for entry in reversed(entries):  # the stack pops them in sorted order
+            if entry.is_dir():
+                stack.append((entry.path, ancestors + (key,)))
+        for entry in entries:
+            if entry.is_file() and (hidden_ok or not entry.name.startswith((".", "_"))):
+                fst = entry.stat()
+                if (fst.st_dev, fst.st_ino) not in seen_files:
+                    seen_files.add((fst.st_dev, fst.st_ino))
+                    files.append(entry.path)
+    return sorted(files)
+
+
+def _files_below(fs: pafs.FileSystem, path: str, loops: list[InputLoopError] | None) -> list[str]:
+    if isinstance(fs, pafs.LocalFileSystem):
+        return _local_files(path, hidden_ok=True, loops=loops)
+    infos = fs.get_file_info(pafs.FileSelector(path, recursive=True))
+    return [i.path for i in infos if i.type == pafs.FileType.File]
+
+
+def expand(pattern: str, loops: list[InputLoopError] | None = None) -> list[str]:
     """Files matching a path, a directory (all files below it) or a glob, sorted.
 
-    A pattern that matches nothing returns [] (the caller records that as an error, the run goes on)."""
+    A pattern that matches nothing returns [] (the caller records that as an error, the run goes on).
+    Local directory symlinks are followed once per real folder and each real file is listed once;
+    a symlink loop is skipped and appended to `loops`, or raised when `loops` is None."""
     fs, path = filesystem(pattern)
     if not any(c in path for c in "*?["):
         info = fs.get_file_info(path)
         if info.type == pafs.FileType.File:
             return [pattern]
         if info.type == pafs.FileType.Directory:
-            infos = fs.get_file_info(pafs.FileSelector(path, recursive=True))
-            return sorted(_rejoin(pattern, i.path) for i in infos if i.type == pafs.FileType.File
-                          and not posixpath.basename(i.path).startswith((".", "_")))
+            return sorted(_rejoin(pattern, p) for p in _files_below(fs, path, loops)
+                          if not posixpath.basename(p).startswith((".", "_")))
         return []
     # Walk from the longest prefix without wildcards.
     parts = path.split("/")
@@ -98,8 +146,7 @@ def expand(pattern: str) -> list[str]:
     root = "/".join(fixed) or "/"
     if fs.get_file_info(root).type != pafs.FileType.Directory:
         return []
-    infos = fs.get_file_info(pafs.FileSelector(root, recursive=True))
-    matched = [i.path for i in infos if i.type == pafs.FileType.File and fnmatch.fnmatchcase(i.path, path)]
+    matched = [p for p in _files_below(fs, root, loops) if fnmatch.fnmatchcase(p, path)]
     return sorted(_rejoin(pattern, p) for p in matched)
 
 

@@ -89,7 +89,7 @@ def test_bad_input_suite(tmp_path, bad_inputs, shared_data, engines):
     summary = run_stage(IngestStage(cfg), engines["beam"])  # the runner asserts conservation
     StageStats.from_dict(summary).check_conservation("bad input")
     out = f"{cfg.run.workdir}/ingest"
-    kept = {r["id"] for r in rows(out, "data")}
+    kept = {r["record_id"] for r in rows(out, "data")}
     assert {"a1", "a2", "b1", "b2", "urn:test:c1", "urn:test:c2", "urn:test:d1", "urn:test:d2",
             "urn:test:e1", "urn:test:e2"} <= kept
     errors = rows(out, "errors")

@@ -20,13 +20,18 @@ Accounting rules (what stats.json of the ingest stage counts):
   that matches no file (`missing_path`), an empty file (`empty_file`), a compressed stream that ends between records
   (`truncated_gzip`), a file that cannot be opened (`unreadable_file`, its size if known).
 - Blank JSON lines are dropped as `blank_line` with docs=0.
+- A reader that fails in a way no rule above foresaw (a bug, a library's unexpected exception) ends
+  its file with one `reader_failed` error naming the exception, counting the compressed bytes it
+  had not read yet (docs=0); what it had read is kept, and the other files go on.
 """
 from __future__ import annotations
 
+import traceback
 from typing import IO, Iterator
 
 from pipeline import storage
 from pipeline.ingest.events import Broken, Event
+from pipeline.ingest.html import ExtractionBudget
 from pipeline.ingest.json_array import JsonArrayReader
 from pipeline.ingest.jsonl import FieldMap, JsonlReader
 from pipeline.ingest.parquet_source import ParquetReader
@@ -59,7 +64,8 @@ def _size(path: str) -> int:
         return 0
 
 
-def read_file(path: str, fmt: str, fields: FieldMap, max_record_bytes: int) -> Iterator[Event]:
+def read_file(path: str, fmt: str, fields: FieldMap, max_record_bytes: int,
+              html_budget: ExtractionBudget = ExtractionBudget()) -> Iterator[Event]:
     """Events for every byte of one input file; never raises on bad input."""
     try:
         raw = storage.open_input(path)
@@ -73,13 +79,24 @@ def read_file(path: str, fmt: str, fields: FieldMap, max_record_bytes: int) -> I
             yield Broken("empty_file", 0, f"{path} is empty", 0, docs=0)
             return
         try:
-            yield from _read_open_file(path, raw, head, fmt, fields, max_record_bytes)
+            yield from _read_open_file(path, raw, head, fmt, fields, max_record_bytes, html_budget)
         except OSError as e:  # an I/O error in the middle of the file: report it, keep what was read
             yield Broken("unreadable_file", None, f"read error in {path}: {e}", 0, docs=0)
+        except Exception as e:
+            unread = max(_size(path) - _tell(raw), 0)
+            yield Broken("reader_failed", None, f"{type(e).__name__} while reading {path}; the rest of the file "
+                         f"({unread} compressed bytes) is not read:\n{traceback.format_exc()}", unread, docs=0)
+
+
+def _tell(raw: IO[bytes]) -> int:
+    try:
+        return raw.tell()
+    except (OSError, ValueError):
+        return 0
 
 
 def _read_open_file(path: str, raw: IO[bytes], head: bytes, fmt: str, fields: FieldMap,
-                    max_record_bytes: int) -> Iterator[Event]:
+                    max_record_bytes: int, html_budget: ExtractionBudget) -> Iterator[Event]:
     compression = sniff_compression(head)
     promised = expected_compression(path)
     if promised and promised != compression:
@@ -102,7 +119,7 @@ def _read_open_file(path: str, raw: IO[bytes], head: bytes, fmt: str, fields: Fi
                          f"{stream.peek(16)!r}; set `format` on the source", _size(path), docs=0)
             return
     if fmt in ("warc", "wet", "arc"):
-        yield from WarcReader(stream, max_record_bytes, arc=fmt == "arc")
+        yield from WarcReader(stream, max_record_bytes, arc=fmt == "arc", html_budget=html_budget)
     elif fmt == "json":
         yield from JsonArrayReader(stream, fields, max_record_bytes)
     else:

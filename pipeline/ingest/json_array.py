@@ -4,12 +4,15 @@ element, without reading the file whole.
 An element's bytes run from the end of the previous one (so the `[`, commas and whitespace before
 it count with it; the closing `]` counts with the last element) and its offset is where its `{`
 starts. A file that stops being a valid array is an error from that point to the end of the file
-(docs=0): unlike JSON lines, there is no line to resume at.
+(docs=0): unlike JSON lines, there is no line to resume at. An element nested deeper than Python's
+parser recurses is an error of its own (`json_too_deep`): a bracket count finds where it ends, and
+the elements after it are read.
 """
 from __future__ import annotations
 
 import codecs
 import json
+import re
 from typing import Iterator
 
 from pipeline.ingest.events import Broken, Event, NotDocument, end_of_data_errors
@@ -17,6 +20,9 @@ from pipeline.ingest.jsonl import FieldMap, object_event
 from pipeline.ingest.streams import CHUNK, Decompressed
 
 WHITESPACE = " \t\r\n"
+# What a bracket count looks at: whole strings (brackets inside them do not count), brackets, and a
+# quote whose string is not complete yet.
+_BRACKET_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]|"')
 
 
 class ElementTooLarge(ValueError):
@@ -71,7 +77,11 @@ class JsonArrayReader:
                     yield last
                     last = None
                 element, size = self._element()
-                last = object_event(element, self.fields, consumed + pending, pending + size)
+                if isinstance(element, RecursionError):
+                    last = Broken("json_too_deep", consumed + pending, "element nests arrays/objects deeper than the "
+                                  "JSON parser recurses (RecursionError)", pending + size)
+                else:
+                    last = object_event(element, self.fields, consumed + pending, pending + size)
                 consumed += pending + size
                 pending = 0
             if last is not None:
@@ -92,11 +102,14 @@ class JsonArrayReader:
             yield from end_of_data_errors(self.stream, False, "element")
 
     def _element(self) -> tuple[object, int]:
-        """The next element and its size in bytes; reads on while the element is incomplete."""
+        """The next element (a RecursionError when it nests too deep) and its size in bytes; reads
+        on while the element is incomplete."""
         decoder, size = json.JSONDecoder(), CHUNK
         while True:
             try:
                 value, end = decoder.raw_decode(self.text)
+            except RecursionError as e:
+                value, end = e, self._nested_end()
             except json.JSONDecodeError:
                 if len(self.text) > self.max_record_bytes:
                     raise ElementTooLarge(f"an element is over ingest.max_record_bytes ({self.max_record_bytes})") from None
@@ -108,6 +121,26 @@ class JsonArrayReader:
             nbytes = len(self.text[:end].encode("utf-8"))
             self.text = self.text[end:]
             return value, nbytes
+
+    def _nested_end(self) -> int:
+        """Where the array or object at the start of `self.text` ends, by counting brackets (no
+        recursion); reads on while it is incomplete, up to max_record_bytes."""
+        depth, pos = 0, 0
+        while True:
+            for m in _BRACKET_TOKEN.finditer(self.text, pos):
+                token = m.group()
+                if token == '"':  # a string that goes on past what is read
+                    break
+                if token[0] != '"':
+                    depth += 1 if token in "[{" else -1
+                    if depth == 0:
+                        return m.end()
+                pos = m.end()
+            if len(self.text) > self.max_record_bytes:
+                raise ElementTooLarge(f"an element is over ingest.max_record_bytes ({self.max_record_bytes})")
+            if self.eof:
+                raise ValueError("a deeply nested element is not closed")
+            self._more(CHUNK)
 
     def _drain(self) -> int:
         n = 0

@@ -9,7 +9,7 @@ presets for the common dump layouts:
 
 A line's bytes include its newline. Blank lines are not documents (counted under `blank_line`
 with docs=0); a line that is not UTF-8, not JSON, not an object, or has no text string is an error
-with docs=1.
+with docs=1, and so is a line nested deeper than Python's parser recurses (`json_too_deep`).
 """
 from __future__ import annotations
 
@@ -109,5 +109,9 @@ class JsonlReader:
                 continue
             except ValueError as e:
                 yield Broken("invalid_json", offset, f"line is not JSON: {e}", nbytes)
+                continue
+            except RecursionError:
+                yield Broken("json_too_deep", offset, "line nests arrays/objects deeper than the JSON parser "
+                             "recurses (RecursionError)", nbytes)
                 continue
             yield object_event(obj, fields, offset, nbytes)

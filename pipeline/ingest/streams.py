@@ -2,8 +2,9 @@
 
 Gzip comes in two layouts in real dumps, and both read the same way here: one member per record
 (CommonCrawl, so a record can be fetched by offset) and one stream for the whole file. Data comes
-through in chunks of `CHUNK` bytes and decompression is bounded by the same size, so neither a
-5 GB file nor a highly compressible 300 MB record is ever held in memory.
+through in chunks of `CHUNK` bytes and every decoder call's output is bounded (gzip by zlib's
+max_length, zstd by the size of the slice it is fed), so neither a 5 GB file, a highly
+compressible 300 MB record nor a zstd bomb (10 GiB of zeros in 327 KB) is ever held in memory.
 
 Offsets: `pos` counts uncompressed bytes. `source_offset(pos)` gives the offset a user can seek to:
 the gzip member's offset in the file when a member starts exactly there (one member per record),
@@ -18,7 +19,10 @@ from typing import IO
 
 CHUNK = 1 << 20
 GZIP_MAGIC = b"\x1f\x8b"
-ZSTD_STEP = 1 << 16
+ZSTD_STEP = 1 << 16  # compressed bytes read from the file at a time
+# zstd's decoder has no output limit, and one block (128 KiB out) can take 4 bytes in: a 64 KiB read
+# can expand to 2 GiB. Fed 256 bytes at a time it yields at most 8 MiB per call.
+ZSTD_FEED = 256
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 LOOKAHEAD = 4096  # bytes a record-header pattern may look at
 
@@ -96,11 +100,19 @@ class Decompressed:
         return zstandard.ZstdDecompressor().decompressobj()
 
     def _decode(self, data: bytes) -> tuple[bytes, bytes]:
-        """(output, input left for the next call); zlib's output is bounded to CHUNK."""
+        """(output of at most about CHUNK bytes, input the current member did not consume)."""
+        member = self._member
         if self.compression == "gzip":
-            out = self._member.decompress(data, CHUNK)
-            return out, self._member.unconsumed_tail
-        return self._member.decompress(data), b""
+            out = member.decompress(data, CHUNK)
+            return out, (member.unused_data if member.eof else member.unconsumed_tail)
+        view, pos, parts, produced = memoryview(data), 0, [], 0
+        while pos < len(data) and produced < CHUNK and not member.eof:
+            part = member.decompress(view[pos:pos + ZSTD_FEED])
+            pos += ZSTD_FEED
+            parts.append(part)
+            produced += len(part)
+        rest = data[pos:]
+        return b"".join(parts), (member.unused_data + rest if member.eof else rest)
 
     def _produce_members(self) -> None:
         """Gzip members / zstd frames one after another, each decoded with bounded output."""
@@ -128,8 +140,7 @@ class Decompressed:
                 member_start = self._member_starts[-1][1]
                 self.corrupt = f"invalid {self.compression} data in the member at file offset {member_start}: {e}"
                 return self._skip_to_next_member(member_start, member_start + 1)
-            if self._member.eof:  # what follows the member (zlib also leaves it in unconsumed_tail)
-                self._pending = self._member.unused_data
+            if self._member.eof:
                 self._member = None
             if out:
                 return self._emit(out)

@@ -4,11 +4,14 @@ Documents: `response` records (HTTP payload, HTML to main text), `resource` reco
 and WET `conversion` records (already plain text). Everything else is counted, never written:
 `warcinfo`, `warc_request`, `metadata`, `revisit`, `continuation`; responses with a non-2xx status
 (`http_3xx`, ...); payloads that are not HTML (`non_html_image`, `non_html_css`, `non_html_js`,
-`non_html_pdf`, ...).
+`non_html_pdf`, ...). A page over the extraction budget (pipeline/ingest/html.py) is an
+`extraction_budget` error.
 
 A record's bytes run from its `WARC/` line to the next record (trailing CRLFs included), counted
 uncompressed. After a header that does not parse, reading resumes at the next line starting with
-`WARC/`, so the records after a corrupt one are still read.
+`WARC/`, so the records after a corrupt one are still read. A record whose Content-Length ends
+before bytes that are not the next record (a WET file whose lengths count characters, not bytes) is
+a `length_mismatch` error holding the bytes up to the next record, never a silently cut document.
 """
 from __future__ import annotations
 
@@ -22,8 +25,8 @@ from warcio.statusandheaders import StatusAndHeadersParserException
 
 from pipeline.ingest import charset
 from pipeline.ingest.events import Broken, Document, Empty, Event, NotDocument, end_of_data_errors, end_of_data_reason
-from pipeline.ingest.html import html_to_text
-from pipeline.ingest.streams import CHUNK, Decompressed
+from pipeline.ingest.html import ExtractionBudget, ExtractionOverBudget, html_to_text
+from pipeline.ingest.streams import CHUNK, LOOKAHEAD, Decompressed
 
 WARC_HEADER = re.compile(rb"WARC/")
 ARC_HEADER = re.compile(rb"\S+ \S+ \d{14} \S+ \d+\r?\n")  # url ip date mime length
@@ -76,9 +79,11 @@ class WarcReader:
     warcio's ARC-to-WARC conversion; they have no record ids, so their documents get
     `doc_id(file, offset)` (warcio's made-up random ids are not used)."""
 
-    def __init__(self, stream: Decompressed, max_record_bytes: int, arc: bool = False):
+    def __init__(self, stream: Decompressed, max_record_bytes: int, arc: bool = False,
+                 html_budget: ExtractionBudget = ExtractionBudget()):
         self.stream = stream
         self.max_record_bytes = max_record_bytes
+        self.html_budget = html_budget
         self.arc = arc
         self.record_start = ARC_HEADER if arc else WARC_HEADER
         self.loader = ArcWarcRecordLoader(verify_http=False)
@@ -105,6 +110,11 @@ class WarcReader:
                 yield Broken("corrupt_header", offset, f"not a record header: {str(e).strip()[:500]}",
                              stream.pos - start, docs=0)
                 continue
+            except Exception as e:  # anything else warcio may raise on garbage is a header it cannot read
+                self._resync(start)
+                yield Broken("corrupt_header", offset, f"not a record header ({type(e).__name__}): {e}",
+                             stream.pos - start, docs=0)
+                continue
             rid = None if self.arc else record_id(record)
             if not (record.rec_headers.get_header("Content-Length") or "").strip().isdigit():
                 self._resync(start)
@@ -113,7 +123,14 @@ class WarcReader:
                 continue
             event = self._record(record, rid, offset)
             cut = record.raw_stream.limit > 0  # the data ended before Content-Length bytes
-            stream.skip_newlines()
+            separator = stream.skip_newlines()
+            # Content-Length too short: the record's bytes go on where its blank line should be
+            # (other bytes after a proper blank line are garbage between records: corrupt_header)
+            if (not cut and separator < (1 if self.arc else 2) and not stream.at_end()
+                    and not self.record_start.match(stream.peek(LOOKAHEAD))):
+                overrun = stream.skip_to_line_matching(self.record_start)
+                event = Broken("length_mismatch", offset, f"Content-Length {record.length} ends {overrun} bytes "
+                               f"before the next record (does it count characters, not bytes?)", 0, doc_id=rid)
             event.nbytes = stream.pos - start
             if cut:
                 self.cut_record_reported = True
@@ -144,6 +161,8 @@ class WarcReader:
                 event = self._document(record, rid, offset)
         except RecordTooLarge as e:
             event = Broken("record_too_large", offset, str(e), 0, doc_id=rid)
+        except ExtractionOverBudget as e:
+            event = Broken("extraction_budget", offset, str(e), 0, doc_id=rid)
         except Exception:  # a payload no library could read: keep going with the next record
             event = Broken("unreadable_record", offset, traceback.format_exc(), 0, doc_id=rid)
         while record.raw_stream.read(CHUNK):  # the rest of the record, never held
@@ -179,7 +198,7 @@ class WarcReader:
                 return NotDocument(f"non_html_{kind}", 0)
             payload = head + read_bounded(body, self.max_record_bytes - len(head))
             html, _ = charset.decode(payload, content_type)
-            text = html_to_text(html)
+            text = html_to_text(html, self.html_budget)
             detail = "no main text in the HTML"
         if not text:
             return Empty(rid, url, offset, date, 0, detail)

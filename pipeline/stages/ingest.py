@@ -2,27 +2,43 @@
 
 One work unit per input file, streamed by pipeline.ingest; the accounting rules (what counts as a
 document and as a byte in) are in pipeline/ingest/__init__.py. A configured path that matches no
-file at run time is an error record (`missing_path`) and the other inputs still run; when no path
+file at run time is an error record (`missing_path`), and so is a directory symlink that loops back
+into its own folder (`symlink_loop`, not followed); the other inputs still run; when no path
 of any source matches anything, the stage stops with a config error before starting the engine.
+
+Identity: `id` is derived from the source file and the record's offset (`doc_id`), so it is unique
+per document; the record's own id (WARC-Record-ID, the configured id field) is kept in `record_id`,
+since crawls repeat them. A record id seen twice in one file is counted (`duplicate_record_ids`
+in stats.json's extra) and logged.
+
+No record stops the stage: the readers turn what they cannot parse into error events, and a row
+that still cannot be written (a value Arrow rejects) becomes an error row with its file and offset.
 """
 from __future__ import annotations
 
+import logging
+import os
 from dataclasses import dataclass, field
 from typing import Literal
 
 import pyarrow as pa
 
 from pipeline import storage
-from pipeline.config import ConfigError, InputGlob, register_section
+from pipeline.config import ConfigError, InputGlob, bounded, register_section
 from pipeline.ingest import read_file
 from pipeline.ingest.events import Broken, Document, Empty, NotDocument
+from pipeline.ingest.html import ExtractionBudget
 from pipeline.ingest.jsonl import PRESETS, FieldMap
+from pipeline.ingest.sanitize import NotUtf8, clean
 from pipeline.registry import register_stage
 from pipeline.schema import DOC_SCHEMA, doc_id
 from pipeline.stage import Stage, UnitWriter
 
+log = logging.getLogger(__name__)
+
 KEEP_BATCH_ROWS = 1000
 KEEP_BATCH_TEXT_BYTES = 32 << 20
+LOGGED_DUPLICATES = 5  # per file; the rest are only counted
 
 
 @dataclass
@@ -56,14 +72,22 @@ class IngestSection:
     sources: list[SourceSection] = field(default_factory=list)
     # CommonCrawl cuts payloads at 1 MiB; 64 MiB leaves room for whole-book JSON lines while a
     # pathological record is skipped unread (streamed past, reported as record_too_large).
-    max_record_bytes: int = 64 << 20
+    max_record_bytes: int = bounded(64 << 20, low=1)
+    # HTML extraction budget per page (over it: `extraction_budget` error). resiliparse's main-content
+    # extraction is quadratic in nesting depth (bench/hostile.py: 2,000 nested elements 0.13 s,
+    # 8,000 2.3 s, 100k 573 s); real pages in ../shared/data nest at most 100 deep (see the README's
+    # reliability section). A depth pre-scan, not a timer, enforces it: linear, the same result on
+    # every machine, and it works in any worker thread (Spark's Python worker, Beam's DirectRunner).
+    max_html_depth: int = bounded(2000, low=16)
+    max_html_bytes: int = bounded(16 << 20, low=1 << 10)  # CommonCrawl truncates at 1 MiB
 
     def __post_init__(self):
         names = [s.name for s in self.sources]
         if len(set(names)) != len(names):
             raise ValueError(f"sources: expected unique names, got {names}")
-        if self.max_record_bytes <= 0:
-            raise ValueError("max_record_bytes: expected a positive number of bytes")
+
+    def html_budget(self) -> ExtractionBudget:
+        return ExtractionBudget(max_depth=self.max_html_depth, max_bytes=self.max_html_bytes)
 
 
 @dataclass(frozen=True)
@@ -71,6 +95,7 @@ class IngestUnit:
     source: int  # index into ingest.sources
     path: str | None  # None: `pattern` matched no file
     pattern: str
+    loop: str | None = None  # a symlink loop found expanding `pattern` (path: the link), not a file to read
 
 
 @register_stage
@@ -83,18 +108,23 @@ class IngestStage(Stage):
         for i, src in enumerate(self.section.sources):
             seen: set[str] = set()
             for pattern in src.paths:
-                files = storage.expand(pattern)
+                loops: list[storage.InputLoopError] = []
+                files = storage.expand(pattern, loops)
+                units += [IngestUnit(i, loop.link, pattern, loop=str(loop)) for loop in loops]
                 if not files:
                     units.append(IngestUnit(i, None, pattern))
-                units += [IngestUnit(i, f, pattern) for f in files if f not in seen]
-                seen.update(files)
-        if not any(u.path for u in units):
+                for f in files:  # each real file once, whichever patterns or links reach it
+                    real = f if "://" in f else os.path.realpath(f)
+                    if real not in seen:
+                        seen.add(real)
+                        units.append(IngestUnit(i, f, pattern))
+        if not any(u.path and not u.loop for u in units):
             raise ConfigError(f"{self.cfg.path}: ingest.sources: expected at least one existing input file, "
                               f"but no path matches a file: {[p for s in self.section.sources for p in s.paths]}")
         return units
 
     def input_paths(self) -> list[str]:
-        return [u.path for u in self._units() if u.path]
+        return [u.path for u in self._units() if u.path and not u.loop]
 
     def units(self, stage_run) -> list[IngestUnit]:
         return self._units()
@@ -105,10 +135,16 @@ class IngestStage(Stage):
             out.error(unit.pattern, None, "missing_path",
                       f"ingest.sources[{unit.source}] ({src.name}): {unit.pattern!r} matches no file", 0, docs=0)
             return
+        if unit.loop:
+            out.error(unit.path, None, "symlink_loop", f"ingest.sources[{unit.source}] ({src.name}): {unit.loop}", 0, docs=0)
+            return
         router = EventRouter(out, src, unit.path)
-        for event in read_file(unit.path, src.format, src.field_map(), self.section.max_record_bytes):
+        for event in read_file(unit.path, src.format, src.field_map(), self.section.max_record_bytes,
+                               self.section.html_budget()):
             router.route(event)
         router.flush()
+        if router.duplicates:
+            out.stats.extra["duplicate_record_ids"] += router.duplicates
 
 
 class EventRouter:
@@ -117,31 +153,53 @@ class EventRouter:
     def __init__(self, out: UnitWriter, src: SourceSection, path: str):
         self.out, self.src, self.path = out, src, path
         self.kept: list[dict] = []
-        self.kept_bytes = 0
+        self.kept_bytes: list[int] = []
         self.kept_text = 0
         self.empty: list[dict] = []
         self.empty_details: list[str] = []
-        self.empty_bytes = 0
+        self.empty_bytes: list[int] = []
+        self.record_ids: set[str] = set()
+        self.duplicates = 0
 
     def _row(self, event: Document | Empty, text: str) -> dict:
-        return {"id": event.id or doc_id(self.path, event.source_offset), "text": text, "url": event.url,
-                "source": self.src.name, "source_file": self.path, "source_offset": event.source_offset,
-                "crawl_date": event.crawl_date, "lang": self.src.lang,
+        return {"id": doc_id(self.path, event.source_offset), "record_id": clean(event.id, "the record id"),
+                "text": clean(text, "the text"), "url": clean(event.url, "the URL"), "source": self.src.name,
+                "source_file": self.path, "source_offset": event.source_offset,
+                "crawl_date": clean(event.crawl_date, "the date"), "lang": self.src.lang,
                 "lang_score": 1.0 if self.src.lang else None}
+
+    def _count_record_id(self, record_id: str | None, offset: int) -> None:
+        if record_id is None:
+            return
+        if record_id in self.record_ids:
+            self.duplicates += 1
+            if self.duplicates <= LOGGED_DUPLICATES:
+                log.warning("%s: record id %r at offset %d was seen before in this file; the documents keep "
+                            "distinct ids (file + offset)", self.path, record_id, offset)
+        else:
+            self.record_ids.add(record_id)
 
     def route(self, event) -> None:
         out = self.out
         out.consumed(getattr(event, "docs", 1), event.nbytes)
-        if isinstance(event, Document):
-            self.kept.append(self._row(event, event.text))
-            self.kept_bytes += event.nbytes
-            self.kept_text += len(event.text)
-            if len(self.kept) >= KEEP_BATCH_ROWS or self.kept_text >= KEEP_BATCH_TEXT_BYTES:
-                self.flush()
-        elif isinstance(event, Empty):
-            self.empty.append(self._row(event, ""))
-            self.empty_details.append(event.detail)
-            self.empty_bytes += event.nbytes
+        if isinstance(event, (Document, Empty)):
+            self._count_record_id(event.id, event.source_offset)
+            try:
+                row = self._row(event, event.text if isinstance(event, Document) else "")
+            except NotUtf8 as e:
+                out.error(self.path, event.source_offset, "invalid_utf8", str(e), event.nbytes,
+                          doc_id=event.id if event.id and event.id.isascii() else None)
+                return
+            if isinstance(event, Document) and row["text"].strip():
+                self.kept.append(row)
+                self.kept_bytes.append(event.nbytes)
+                self.kept_text += len(row["text"])
+                if len(self.kept) >= KEEP_BATCH_ROWS or self.kept_text >= KEEP_BATCH_TEXT_BYTES:
+                    self.flush()
+            else:
+                self.empty.append(row)
+                self.empty_details.append(event.detail if isinstance(event, Empty) else "only control characters")
+                self.empty_bytes.append(event.nbytes)
         elif isinstance(event, NotDocument):
             out.drop_uncounted_rows(event.reason, event.docs, event.nbytes)
         elif isinstance(event, Broken):
@@ -150,11 +208,30 @@ class EventRouter:
         else:
             raise TypeError(f"unknown ingest event {event!r}")
 
+    def _batch(self, rows: list[dict], sizes: list[int]) -> tuple[pa.Table, int, list[int]]:
+        """(table, its input bytes, indices of the rows in it). A row Arrow rejects becomes an error
+        row instead of failing the batch (the readers' checks should leave none: the last guard)."""
+        try:
+            return pa.Table.from_pylist(rows, DOC_SCHEMA), sum(sizes), list(range(len(rows)))
+        except (pa.ArrowException, ValueError, TypeError, OverflowError):
+            tables, nbytes, kept = [], 0, []
+            for i, (row, size) in enumerate(zip(rows, sizes)):
+                try:
+                    tables.append(pa.Table.from_pylist([row], DOC_SCHEMA))
+                except (pa.ArrowException, ValueError, TypeError, OverflowError) as e:
+                    self.out.error(self.path, row["source_offset"], "unwritable_row", f"{type(e).__name__}: {e}",
+                                   size, doc_id=row["id"])
+                    continue
+                nbytes += size
+                kept.append(i)
+            return (pa.concat_tables(tables) if tables else DOC_SCHEMA.empty_table()), nbytes, kept
+
     def flush(self) -> None:
         if self.kept:
-            self.out.keep(pa.RecordBatch.from_pylist(self.kept, DOC_SCHEMA), self.kept_bytes)
-            self.kept, self.kept_bytes, self.kept_text = [], 0, 0
+            table, nbytes, _ = self._batch(self.kept, self.kept_bytes)
+            self.out.keep(table, nbytes)
+            self.kept, self.kept_bytes, self.kept_text = [], [], 0
         if self.empty:
-            self.out.reject(pa.Table.from_pylist(self.empty, DOC_SCHEMA), "empty_text", self.empty_bytes,
-                            self.empty_details)
-            self.empty, self.empty_details, self.empty_bytes = [], [], 0
+            table, nbytes, rows = self._batch(self.empty, self.empty_bytes)
+            self.out.reject(table, "empty_text", nbytes, [self.empty_details[i] for i in rows])
+            self.empty, self.empty_details, self.empty_bytes = [], [], []
