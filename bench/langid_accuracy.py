@@ -5,7 +5,7 @@ Bare fastText: the top label when its probability is >= 0.65 (datatrove's Langua
 Stage: filters.langid with the DEFAULT `langid` config (script rules, two views, per-language
 minimum score); for languages other than en and zh, the same logic as if that language were kept.
 
-Target (issue 3): precision >= 0.99 and recall >= 0.97 for en and for zh.
+Target (issue 3): precision >= 0.99 and recall >= 0.97 for en and for zh. Speed: bench/langid_speed.py.
 
     .venv/bin/python bench/langid_accuracy.py [--data ../shared/data/langid]
 """
@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,8 +26,6 @@ from pipeline.stages.langid import LangidSection, build_filter, build_identifier
 DATA = REPO.parent / "shared" / "data" / "langid"
 BARE_THRESHOLD = 0.65
 TARGETS = {"en": (0.99, 0.97), "zh": (0.99, 0.97)}  # (precision, recall)
-THROUGHPUT_SETS = {"English news": ["en-news-scrapinghub.jsonl"], "Chinese news": ["zh-news-thucnews.jsonl"],
-                   "Traditional Chinese wiki": ["zh-hant-wiki-drcd.jsonl"]}
 
 
 @dataclass
@@ -98,29 +95,9 @@ def evaluate(data_dir: Path = DATA) -> dict:
             "stage": score(gold, stage_predictions(texts, section))}
 
 
-def throughput(paths: list[Path]) -> tuple[float, float, float]:
-    """(MB, bare MB/s, stage MB/s) on whole documents, in CPU seconds of this process (the
-    machines here are shared: wall time would measure the neighbours)."""
-    docs = [json.loads(line)["text"] for path in paths for line in path.open(encoding="utf-8")]
-    mbytes = sum(len(d.encode()) for d in docs) / 1e6
-    identifier = build_identifier(LangidSection())
-    identifier.identify("warm up: 模型 tables")  # model and script tables load once per process
-    model = load_fasttext(identifier.model_path)
-    started = time.process_time()
-    for doc in docs:
-        predict_line(model, doc.replace("\n", " "), 1)
-    bare = time.process_time() - started
-    started = time.process_time()
-    for doc in docs:
-        identifier.identify(doc)
-    stage = time.process_time() - started
-    return mbytes, mbytes / bare, mbytes / stage
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=DATA, help="folder of lingua-<lang>.jsonl files")
-    parser.add_argument("--text", type=Path, default=DATA.parent / "text", help="documents for the throughput figures")
     args = parser.parse_args()
     result = evaluate(args.data)
     print(f"{result['sentences']} sentences; bare = lid.176.ftz top label at >= {BARE_THRESHOLD}, "
@@ -132,15 +109,6 @@ def main() -> int:
         mark = "**" if lang in TARGETS else ""
         print(f"| {mark}{lang}{mark} | {bare.tp + bare.fn} | {bare.precision:.3f} | {bare.recall:.3f} "
               f"| {stage.precision:.3f} | {stage.recall:.3f} |")
-    print("\nthroughput on whole documents, one core (bare: one prediction of the whole text; stage: "
-          "script rules, per-block predictions over the whole label distribution):")
-    print("| documents | MB | bare MB/s | stage MB/s | stage / bare |")
-    print("|---|---:|---:|---:|---:|")
-    for name, files in THROUGHPUT_SETS.items():
-        paths = [args.text / f for f in files]
-        if all(p.exists() for p in paths):
-            mbytes, bare, stage = throughput(paths)
-            print(f"| {name} | {mbytes:.2f} | {bare:.2f} | {stage:.2f} | {stage / bare:.2f} |")
     failed = [lang for lang, (p, r) in TARGETS.items()
               if result["stage"][lang].precision < p or result["stage"][lang].recall < r]
     print("targets (P >= 0.99, R >= 0.97 for en and zh):", "met" if not failed else f"MISSED for {failed}")

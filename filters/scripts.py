@@ -80,14 +80,33 @@ def line_script_histograms(text: str) -> tuple[np.ndarray, np.ndarray]:
     short Latin syllable, which is fairer than characters when comparing how much of a line each
     script holds."""
     points = _code_points(text)
-    slots = _script_table()[points].astype(np.intp)
-    utf8_length = 1 + (points >= 0x80).astype(np.uint8) + (points >= 0x800) + (points >= 0x10000)
+    codes = _slot_length_table()[points]
     newline = points == 0x0A
-    cells = (np.cumsum(newline) * N_SLOTS + slots)[~newline]  # the newlines themselves belong to no line
+    cells = (np.cumsum(newline) * _SLOT_LENGTH_CODES + codes)[~newline]  # the newlines belong to no line
     n_lines = text.count("\n") + 1
-    shape = (n_lines, N_SLOTS)
-    return (np.bincount(cells, minlength=n_lines * N_SLOTS).reshape(shape),
-            np.bincount(cells, weights=utf8_length[~newline], minlength=n_lines * N_SLOTS).reshape(shape))
+    cells = np.bincount(cells, minlength=n_lines * _SLOT_LENGTH_CODES).reshape(n_lines, 4, N_SLOTS)
+    return cells.sum(axis=1), _BYTES_PER_CODE_ROW @ cells
+
+
+# One table lookup gives slot and UTF-8 length: code = slot + N_SLOTS * (length - 1).
+_SLOT_LENGTH_CODES = 4 * N_SLOTS
+_BYTES_PER_CODE_ROW = np.arange(1.0, 5.0)
+
+
+@functools.lru_cache(maxsize=1)
+def _slot_length_table() -> np.ndarray:
+    lengths = _utf8_length(np.arange(0x110000, dtype=np.uint32))
+    return (_script_table() + N_SLOTS * (lengths - 1)).astype(np.uint8)
+
+
+def _utf8_length(points: np.ndarray) -> np.ndarray:
+    return 1 + (points >= 0x80).astype(np.uint8) + (points >= 0x800) + (points >= 0x10000)
+
+
+def char_scripts(text: str) -> tuple[np.ndarray, np.ndarray]:
+    """(slot of SLOT_NAMES, UTF-8 bytes) of every character of `text`, indexed like the str."""
+    points = _code_points(text)
+    return _script_table()[points], _utf8_length(points)
 
 
 def script_counts(text: str) -> dict[str, int]:

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import importlib.util
+import json
+import random
 import sys
 
 import pytest
@@ -9,6 +11,7 @@ import pytest
 from conftest import REPO
 from filters.langid import (LanguageFilter, LanguageIdentifier, default_model_path, label_script, load_fasttext,
                             predict_line)
+from filters.scripts import script_counts
 
 
 @pytest.fixture(scope="module")
@@ -135,3 +138,144 @@ def test_accuracy_targets_on_real_sentences(shared_data):
         print(f"{lang}: bare P={bare.precision:.3f} R={bare.recall:.3f}  stage P={stage.precision:.3f} R={stage.recall:.3f}")
         assert stage.precision >= precision and stage.recall >= recall, lang
         assert stage.precision > bare.precision and stage.recall > bare.recall, lang
+
+
+# -- issue 14 item 6: stable shares on one-line mixed text, katakana by share, varieties recorded
+
+
+def _sentences(path, split: str, end: str, min_len: int, n: int) -> list[str]:
+    out = []
+    for line in path.open(encoding="utf-8"):
+        for s in json.loads(line)["text"].replace("\n", " ").split(split):
+            if len(s) >= min_len:
+                out.append(s.strip() + end)
+                if len(out) == n:
+                    return out
+    return out
+
+
+def _one_line_bilingual(shared_data) -> list[str]:
+    """Real English and Chinese news sentences interleaved on one line, Han and Latin bytes kept
+    level (the point where the old majority-script rule flips)."""
+    text = shared_data / "text"
+    en = _sentences(text / "en-news-scrapinghub.jsonl", ". ", ".", 40, 200)
+    zh = _sentences(text / "zh-news-thucnews.jsonl", "。", "。", 12, 200)
+    parts, han_bytes, latin_bytes = [], 0, 0
+    while han_bytes + latin_bytes < 6000:
+        if han_bytes < latin_bytes:
+            parts.append(zh.pop(0))
+            han_bytes += len(parts[-1].encode())
+        else:
+            parts.append(en.pop(0))
+            latin_bytes += len(parts[-1].encode())
+    return parts
+
+
+def test_one_line_bilingual_text_keeps_its_shares_when_sentences_are_removed(shared_data, identifier):
+    parts = _one_line_bilingual(shared_data)
+    full = identifier.identify(" ".join(parts))
+    assert full.lang == "en" and 0.2 < full.shares["zh"] < 0.35  # English takes ~3 letters per Han character
+    rng = random.Random(14)
+    trials = [sorted(rng.sample(range(len(parts)), len(parts) - len(parts) // 20)) for _ in range(20)]
+    texts = [" ".join(parts[k] for k in keep) for keep in trials]
+    for text in texts:
+        ident = identifier.identify(text)
+        assert ident.lang == full.lang and abs(ident.shares["zh"] - full.shares["zh"]) < 0.05
+    # Without cutting the line (the rule before), the same removals flip the whole text.
+    uncut = LanguageIdentifier(mixed_run_bytes=10**9)
+    flips = {(i.lang, i.main_share) for i in map(uncut.identify, texts)}
+    assert {("zh", 1.0), ("en", 1.0)} <= flips
+
+
+def test_short_names_inside_a_chinese_line_are_not_cut(identifier):
+    line = "据Reuters报道，Apple公司周二在Cupertino发布了新款iPhone手机，售价与上一代持平。"
+    ident = identifier.identify(line)
+    assert ident.lang == "zh" and ident.shares == {"zh": 1.0}
+
+
+def _fashion_article_with_katakana_brands(shared_data) -> str:
+    """A real THUCNews fashion article with a katakana brand name after every clause."""
+    brands = ["シャネル", "ルイ・ヴィトン", "ディオール", "エルメス", "プラダ", "グッチ"]
+    with (shared_data / "text" / "zh-news-thucnews.jsonl").open(encoding="utf-8") as f:
+        article = next(doc["text"] for doc in map(json.loads, f) if doc.get("category") == "时尚")
+    clauses = article.split("，")
+    return "，".join(f"{c}（{brands[i % len(brands)]}）" for i, c in enumerate(clauses))
+
+
+def test_katakana_brand_names_inside_chinese_stay_chinese(shared_data, identifier):
+    text = _fashion_article_with_katakana_brands(shared_data)
+    counts = script_counts(text)
+    cjk = counts["Han"] + counts["Katakana"]
+    assert "Hiragana" not in counts and counts["Katakana"] >= 0.1 * cjk  # the old kana rule called this Japanese
+    ident = identifier.identify(text)
+    assert ident.lang == "zh" and ident.main_share == 1.0
+    # One line per sentence, each with its brand: still Chinese, line by line.
+    per_line = identifier.identify(text.replace("。", "。\n"))
+    assert per_line.lang == "zh" and per_line.main_share == 1.0
+    # Real Japanese (hiragana) and a line of katakana words stay Japanese.
+    with (shared_data / "langid" / "lingua-ja.jsonl").open(encoding="utf-8") as f:
+        japanese = [json.loads(line)["text"] for line in f]
+    assert sum(identifier.identify(t).lang == "ja" for t in japanese) >= 0.97 * len(japanese)
+    assert identifier.identify("シャネル ルイ・ヴィトン ディオール エルメス").lang == "ja"
+
+
+def test_chinese_wikipedia_with_japanese_titles_is_chinese(shared_data, identifier):
+    with (shared_data / "text" / "zh-wiki-cmrc2018.jsonl").open(encoding="utf-8") as f:
+        with_kana = [t for t in (json.loads(line)["text"] for line in f)
+                     if {"Katakana", "Hiragana"} & script_counts(t).keys()]
+    assert len(with_kana) >= 15
+    assert all(identifier.identify(t).lang == "zh" for t in with_kana)
+
+
+WU = "侬好，阿拉是上海人，今朝天气老好个。伊拉昨日夜里向一道去看电影个，侬晓得伐？"
+CANTONESE = "我哋今日去咗睇戲，好開心呀。佢話佢唔係好鍾意食嘢。"
+
+
+def test_chinese_varieties_are_recorded_and_can_be_dropped(identifier):
+    wu, yue = identifier.identify(WU), identifier.identify(CANTONESE)
+    assert (wu.lang, wu.variant, wu.score) == ("zh", "wuu", 1.0)
+    assert (yue.lang, yue.variant) == ("zh", "yue")
+    assert LanguageFilter().reason(wu) is None  # default: kept, recorded
+    assert LanguageFilter(drop_variants=["wuu"]).reason(wu) == "lang_variant:wuu"
+    assert LanguageFilter(drop_variants=["wuu"]).reason(yue) is None
+
+
+def test_no_variety_on_real_mandarin(shared_data, identifier):
+    """lid.176 puts Wu first on a few short Mandarin sentences; no document of the shared Chinese
+    sets (nor a Mandarin article with one Wu sentence in it) is recorded as a variety."""
+    texts = [json.loads(line)["text"] for name in ("zh-news-thucnews.jsonl", "zh-wiki-cmrc2018.jsonl",
+                                                   "zh-hant-wiki-drcd.jsonl")
+             for line in (shared_data / "text" / name).open(encoding="utf-8")]
+    texts += [json.loads(line)["text"] for line in (shared_data / "langid" / "lingua-zh.jsonl").open(encoding="utf-8")]
+    assert len(texts) > 2800
+    assert [t[:30] for t in texts if identifier.identify(t).variant] == []
+    sentences = texts[0].split("。")
+    mixed = "。".join(sentences[:3] + [WU] + sentences[3:])
+    assert identifier.identify(mixed).variant is None
+
+
+def test_han_text_costs_one_prediction(shared_data, identifier, monkeypatch):
+    """Script shares first: Han text is Chinese by its script; the one fastText call is the
+    variety sample, however long the article."""
+    import filters.langid as langid
+
+    calls = []
+    real = langid._predict_raw
+    monkeypatch.setattr(langid, "_predict_raw", lambda *a, **k: calls.append(len(a[1])) or real(*a, **k))
+    with (shared_data / "text" / "zh-news-thucnews.jsonl").open(encoding="utf-8") as f:
+        article = max((json.loads(line)["text"] for line in f), key=len)
+    assert len(article) > 5000 and identifier.identify(article).lang == "zh"
+    assert calls == [identifier.variant_sample_chars]
+
+
+def test_block_prefix_gives_the_whole_blocks_decisions(shared_data):
+    """Reading a block's language from its first `predict_chars` characters changes no language,
+    share or keep/reject decision on the shared document sets (every 4th document here; all 2,737
+    in bench/langid_speed.py's measurement)."""
+    texts = [json.loads(line)["text"] for path in sorted((shared_data / "text").glob("*.jsonl"))
+             for line in path.open(encoding="utf-8")][::4]
+    whole, prefix = LanguageIdentifier(predict_chars=10**9), LanguageIdentifier()
+    keep = LanguageFilter()
+    for text in texts:
+        a, b = whole.identify(text), prefix.identify(text)
+        assert (a.lang, a.shares, keep.reason(a)) == (b.lang, b.shares, keep.reason(b)), text[:60]

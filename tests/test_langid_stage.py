@@ -109,12 +109,32 @@ def test_mixed_keep_and_drop(tmp_path, mixed, reasons):
     assert row["lang"] == "en" and row["text"] == MIXED_PAGE  # not Chinese: no normalization
 
 
+@pytest.mark.parametrize("drop_variants, reasons, kept_variant", [([], {}, "wuu"), (["wuu"], {"lang_variant:wuu": 1}, None)])
+def test_variety_column_keep_and_drop(tmp_path, drop_variants, reasons, kept_variant):
+    from pipeline.engines.beam import BeamEngine
+
+    from test_langid import WU
+
+    docs = [{"id": "wu", "text": WU, "source": "t", "source_file": "f", "source_offset": 0},
+            {"id": "zh", "text": "今天天气很好，我们去公园散步吧。", "source": "t", "source_file": "f", "source_offset": 1}]
+    cfg = make_run_config(tmp_path, {"langid": {"drop_variants": drop_variants}}, engine="beam")
+    _fake_ingest(cfg.run.workdir, docs, files=1)
+    summary = run_stage(LangidStage(cfg), BeamEngine(cfg))
+    assert {k: v["docs"] for k, v in summary["dropped"].items()} == reasons
+    rows = _rows(f"{cfg.run.workdir}/langid")
+    assert rows["wu"]["lang"] == "zh" and rows["wu"]["lang_variant"] == "wuu"
+    assert rows["zh"]["lang_variant"] is None
+    assert (rows["wu"].get("reject_reason") is None) == (kept_variant == "wuu")
+
+
 @pytest.mark.parametrize("section, message", [
     ({"min_share": 1.5}, "langid: min_share: expected a number between 0 and 1"),
     ({"mixed": "merge"}, "langid.mixed: expected one of 'keep', 'split', 'drop'"),
     ({"min_score": {"en": "high"}}, "langid.min_score.en: expected float"),
     ({"model": "no/such/model.ftz"}, "langid.model: expected an existing input path"),
     ({"chinese": {"t2s": "yes"}}, "langid.chinese.t2s: expected bool"),
+    ({"cjk_katakana_share": 2}, "langid: cjk_katakana_share: expected a number between 0 and 1"),
+    ({"predict_chars": 0}, "langid: predict_chars: expected a positive integer"),
 ])
 def test_config_errors_name_the_key(tmp_path, section, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")):

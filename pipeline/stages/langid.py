@@ -1,11 +1,12 @@
 """`glmdata langid`: language and script of every document; keep the configured languages.
 
 Adds `lang`, `lang_score`, `lang_shares` (language -> share of the document's letters, from
-predictions of its blocks of lines; Arrow map<string, float32>) and `script` (ISO 15924: Hans/Hant for Chinese,
-Latn for English, ...). The decision logic is filters.langid; this module wires it to the
+predictions of its blocks of lines; Arrow map<string, float32>), `lang_variant` (the variety of
+`lang` the model names, e.g. "wuu" for Wu or "lzh" for Classical Chinese; null for the language
+itself) and `script` (ISO 15924: Hans/Hant for Chinese, Latn for English, ...). The decision logic is filters.langid; this module wires it to the
 configuration and the stage contract, and applies the Chinese normalization to kept Chinese
 documents (filters.normalize). Rejected reasons: `lang_other:<lang>`, `lang_low_score`,
-`lang_mixed`. With `mixed: split`, a mixed page becomes one document per language (`<id>#<lang>`),
+`lang_mixed`, `lang_variant:<variant>` (only for varieties listed in `drop_variants`). With `mixed: split`, a mixed page becomes one document per language (`<id>#<lang>`),
 counted as created documents.
 """
 from __future__ import annotations
@@ -56,7 +57,10 @@ class LangidSection:
     min_share: float = 0.8
     mixed: Literal["keep", "split", "drop"] = "keep"  # keep: whole, under its largest language; split: one doc per language; drop: reject lang_mixed
     min_script_share: float = 0.5  # a language is possible for a block only if most of its letters are in its script
-    cjk_kana_share: float = 0.1  # Han text with >= 10% kana is Japanese (running Japanese: >= 22% kana, Chinese: none)
+    # Han text is Japanese with >= 5% hiragana (every Japanese sentence of ../shared/data/langid has
+    # >= 11%, Chinese none) or >= 50% katakana; fewer katakana are brand names and loanwords in Chinese.
+    cjk_hiragana_share: float = 0.05
+    cjk_katakana_share: float = 0.5
     cjk_hangul_share: float = 0.1  # Han text with >= 10% Hangul is Korean (Korean: >= 87% Hangul)
     folded_view: bool = True  # when a block is unsure, also predict a lower-cased, punctuation-free copy and average
     # Consecutive lines of one script are predicted together up to this many letters (about a
@@ -65,20 +69,37 @@ class LangidSection:
     # Blocks with fewer letters (product codes, a lone "iOS" between Chinese lines) are too short
     # for fastText: they count in no language's share, unless the whole text is that short.
     min_block_letters: int = 10
+    # A block's language is read from its first this many characters (all its letters count in the
+    # shares): on the 2,737 documents of ../shared/data/text, 500 gives the same language, shares and
+    # keep/reject as whole blocks (bench/langid_speed.py, docs/benchmarks.md).
+    predict_chars: int = 500
+    # A run of a second script this long (UTF-8 bytes: 13 Han characters, 40 Latin letters) inside a
+    # line is cut out and predicted on its own: a bilingual page flattened to one line gets shares
+    # by script instead of flipping between zh 1.00 and en 1.00 with the majority.
+    mixed_run_bytes: int = 40
     # lid.176's Wu and Cantonese classes take up to 40% of the mass of Mandarin sentences; Han-script
-    # Chinese is one language here.
-    label_aliases: dict[str, str] = field(default_factory=lambda: {"wuu": "zh", "yue": "zh"})
+    # Chinese is one language here, the variety is recorded in `lang_variant`.
+    label_aliases: dict[str, str] = field(default_factory=lambda: {"wuu": "zh", "yue": "zh", "gan": "zh", "lzh": "zh"})
+    # The variety is read from this many characters of the document's text in its language (the one
+    # fastText call of a Chinese document: Han text is Chinese by its script alone).
+    variant_sample_chars: int = 120
+    # Varieties to reject as lang_variant:<v> (e.g. [wuu, yue, lzh]); default: keep all, recorded.
+    drop_variants: list[str] = field(default_factory=list)
     chinese: ChineseNormalization = field(default_factory=ChineseNormalization)
 
     def __post_init__(self):
         if not self.languages:
             raise ValueError("languages: expected at least one language code to keep")
-        for key in ("default_min_score", "min_share", "min_script_share", "cjk_kana_share", "cjk_hangul_share"):
+        for key in ("default_min_score", "min_share", "min_script_share", "cjk_hiragana_share",
+                    "cjk_katakana_share", "cjk_hangul_share"):
             if not 0.0 <= getattr(self, key) <= 1.0:
                 raise ValueError(f"{key}: expected a number between 0 and 1, got {getattr(self, key)}")
         if not 1 <= self.min_block_letters <= self.max_block_letters:
             raise ValueError(f"min_block_letters, max_block_letters: expected 1 <= min <= max, got "
                              f"{self.min_block_letters} and {self.max_block_letters}")
+        for key in ("predict_chars", "mixed_run_bytes", "variant_sample_chars"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"{key}: expected a positive integer, got {getattr(self, key)}")
         for lang, score in self.min_score.items():
             if not 0.0 <= score <= 1.0:
                 raise ValueError(f"min_score.{lang}: expected a number between 0 and 1, got {score}")
@@ -91,15 +112,17 @@ def local_model(uri: str | None) -> str:
 
 def build_identifier(s: LangidSection) -> LanguageIdentifier:
     return LanguageIdentifier(local_model(s.model), min_script_share=s.min_script_share,
-                              cjk_kana_share=s.cjk_kana_share, cjk_hangul_share=s.cjk_hangul_share,
-                              folded_view=s.folded_view, max_block_letters=s.max_block_letters,
-                              min_block_letters=s.min_block_letters,
+                              cjk_hiragana_share=s.cjk_hiragana_share, cjk_katakana_share=s.cjk_katakana_share,
+                              cjk_hangul_share=s.cjk_hangul_share, folded_view=s.folded_view,
+                              max_block_letters=s.max_block_letters, min_block_letters=s.min_block_letters,
+                              predict_chars=s.predict_chars, mixed_run_bytes=s.mixed_run_bytes,
+                              variant_sample_chars=s.variant_sample_chars,
                               label_aliases=s.label_aliases)
 
 
 def build_filter(s: LangidSection) -> LanguageFilter:
     return LanguageFilter(s.languages, min_score=s.min_score, default_min_score=s.default_min_score,
-                          min_share=s.min_share, mixed=s.mixed)
+                          min_share=s.min_share, mixed=s.mixed, drop_variants=s.drop_variants)
 
 
 @register_stage
@@ -156,6 +179,7 @@ class LangidStage(MapStage):
             "lang": pa.array([i.lang for i in idents], pa.string()),
             "lang_score": pa.array([i.score for i in idents], pa.float32()),
             "lang_shares": pa.array([list(i.shares.items()) for i in idents], SHARES_TYPE),
+            "lang_variant": pa.array([i.variant for i in idents], pa.string()),
             "script": pa.array([i.script for i in idents], pa.string()),
         })
         created = len(source_rows) - batch.num_rows
@@ -177,4 +201,5 @@ def _set_columns(table: pa.Table, columns: dict[str, pa.Array]) -> pa.Table:
 def _detail(ident: Identification) -> str:
     """What `glmdata inspect` shows beside a rejected document: score and shares."""
     shares = " ".join(f"{lang}={share:.2f}" for lang, share in sorted(ident.shares.items(), key=lambda kv: -kv[1]))
-    return f"{ident.lang} score={ident.score:.3f} shares: {shares or 'none'}"
+    variant = f" variant={ident.variant}" if ident.variant else ""
+    return f"{ident.lang}{variant} score={ident.score:.3f} shares: {shares or 'none'}"
