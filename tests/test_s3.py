@@ -17,7 +17,7 @@ from rich.console import Console
 
 from filters.langid import default_model_path
 from pipeline import storage
-from pipeline.config import load_config
+from pipeline.config import ConfigError, load_config
 from pipeline.demo_corpus import generate
 from pipeline.run_all import pipeline_stages, run_pipeline
 
@@ -139,3 +139,16 @@ def test_quality_classifier_from_s3(tmp_path, s3_endpoint, monkeypatch):
         assert stage.score(text, {}) == quality_score(str(model), text) > 0.5
     finally:
         storage._cached_copy.cache_clear()
+
+
+@pytest.mark.parametrize("key,value", [("ingest.sources", [{"name": "cc", "format": "wet", "paths": [
+    "https://data.commoncrawl.org/crawl-data/CC-MAIN-2024-22/segments/x/wet/y.warc.wet.gz"]}]),
+    ("langid.model", "http://models.example/lid.176.ftz"), ("run.workdir", "https://example.org/work")])
+def test_http_urls_are_rejected_by_config_validation(tmp_path, key, value):
+    """http(s) cannot be listed, globbed or written: the config says so at load time, naming file and key."""
+    cfg = make_run_config(tmp_path / "ok")
+    with pytest.raises(ConfigError) as err:
+        load_config(cfg.path, {key: value})
+    message = str(err.value)
+    assert message.startswith(f"{cfg.path}: {key.replace('ingest.sources', 'ingest.sources[0].paths[0]')}"), message
+    assert "s3://" in message and "gs://" in message, message
