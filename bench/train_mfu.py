@@ -51,7 +51,7 @@ def measure(args, attention: str, data: Path, device: torch.device) -> dict:
     overrides = {"parallel.attention": attention, "train.micro_batch_size": args.micro_batch,
                  "train.global_batch_size": args.micro_batch * args.accumulation,
                  "train.rampup_start_batch_size": None, "train.max_steps": args.warmup + args.steps,
-                 "train.warmup_steps": 1, "checkpoint.interval": 0, "logging.tensorboard": False}
+                 "train.warmup_samples": 1, "checkpoint.interval": 0, "logging.tensorboard": False}
     cfg = load_config(args.config, overrides)
     cuda = device.type == "cuda"
     with tempfile.TemporaryDirectory() as out:

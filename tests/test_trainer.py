@@ -108,36 +108,38 @@ def test_deepnorm_constants_and_init():
     cfg = tiny_model_config(num_layers=6, hidden_size=256, num_heads=4)
     model = GLM(cfg)
     alpha, beta = deepnorm_constants(6)
-    assert all(block.alpha == alpha for block in model.layers)
+    assert all(block.alpha == alpha for block in model.layers.values())
     assert cfg.ffn_size == 768  # 8/3 * 256 = 682.7, rounded up to a multiple of 128
-
-    def std(linear):  # xavier-normal: gain * sqrt(2 / (fan_in + fan_out)), pooled over layers
-        return torch.cat([linear(b).weight.flatten() for b in model.layers]).std().item()
 
     def xavier(gain, fan_in, fan_out):
         return gain * math.sqrt(2 / (fan_in + fan_out))
 
-    h, f = cfg.hidden_size, cfg.ffn_size
-    expected = {"q": xavier(1, h, h), "k": xavier(1, h, h), "v": xavier(beta, h, h), "out": xavier(beta, h, h)}
-    for name, want in expected.items():
-        assert std(lambda b: getattr(b.attention, name)) == pytest.approx(want, rel=0.03), name
-    for name, (fan_in, fan_out) in {"gate": (h, f), "up": (h, f), "down": (f, h)}.items():
-        assert std(lambda b: getattr(b.ffn, name)) == pytest.approx(xavier(beta, fan_in, fan_out), rel=0.03), name
-    assert model.output.weight is model.embedding.weight  # tied
+    h, f, heads = cfg.hidden_size, cfg.ffn_size, cfg.num_heads
+    blocks = list(model.layers.values())
+    qkv = torch.stack([b.attention.query_key_value.weight.view(heads, 3, h // heads, h) for b in blocks])
+    for i, (name, gain) in enumerate([("q", 1.0), ("k", 1.0), ("v", beta)]):
+        assert qkv[:, :, i].std().item() == pytest.approx(xavier(gain, h, h), rel=0.03), name
+    pairs = torch.stack([b.mlp.dense_h_to_4h.weight.view(f, 2, h) for b in blocks])
+    for i, name in enumerate(["value", "gate"]):
+        assert pairs[:, :, i].std().item() == pytest.approx(xavier(beta, h, f), rel=0.03), name
+    for name, (fan_in, fan_out) in {"attention.dense": (h, h), "mlp.dense_4h_to_h": (f, h)}.items():
+        std = torch.cat([b.get_submodule(name).weight.flatten() for b in blocks]).std().item()
+        assert std == pytest.approx(xavier(beta, fan_in, fan_out), rel=0.03), name
+    assert model.output.weight is model.word_embeddings.weight  # tied
 
 
 def test_embedding_gradient_shrink():
     """emb*a + emb.detach()*(1-a): same forward values, the embedding path's gradient times a."""
     tokens = torch.randint(0, 300, (2, 16))
     positions = torch.arange(16).expand(2, 16)
-    mask = build_mask(torch.ones(2, 16, dtype=torch.int32), torch.zeros(2, 16, dtype=torch.bool), "naive")
+    segments, prefix = torch.ones(2, 16, dtype=torch.int32), torch.zeros(2, 16, dtype=torch.bool)
     grads, logits = {}, {}
     for a in (0.0, 0.1, 1.0):
         torch.manual_seed(0)
         model = GLM(tiny_model_config(embedding_grad_shrink=a))
-        logits[a] = model(tokens, positions, mask)
+        logits[a] = model(tokens, positions, segments, prefix)
         logits[a].logsumexp(-1).sum().backward()
-        grads[a] = model.embedding.weight.grad  # output-projection part + a * input part
+        grads[a] = model.word_embeddings.weight.grad  # output-projection part + a * input part
     torch.testing.assert_close(logits[0.1], logits[1.0])  # values unchanged (up to rounding)
     torch.testing.assert_close(logits[0.0], logits[1.0])
     input_part = grads[1.0] - grads[0.0]
@@ -151,7 +153,7 @@ def test_meta_device_build_keeps_the_tie_and_initializes_like_the_direct_build()
 
     cfg = load_config(TINY, {"model.vocab_size": 256})
     meta, direct = (build_model(cfg, None, torch.device("cpu"), on_meta=m) for m in (True, False))
-    assert meta.output.weight is meta.embedding.weight
+    assert meta.output.weight is meta.word_embeddings.weight
     assert torch.equal(meta.rope_cos, direct.rope_cos) and torch.equal(meta.rope_sin, direct.rope_sin)
     for (name, a), b in zip(meta.named_parameters(), direct.parameters()):
         assert a.device.type == "cpu" and a.shape == b.shape
@@ -166,7 +168,7 @@ def test_activation_checkpointing_recomputes_the_same_gradients_with_dropout():
     for checkpointing in (False, True):
         torch.manual_seed(0)
         model = GLM(tiny_model_config(dropout=0.2))
-        parallelize(model, ParallelConfig(activation_checkpointing=checkpointing), None)
+        parallelize(model, ParallelConfig(activation_checkpointing="full" if checkpointing else "none"), None)
         torch.manual_seed(1)  # the dropout masks; the recomputation must replay them
         named = fixed_batch_gradients(model, contextlib.nullcontext())[1]
         grads.append({name.replace("._checkpoint_wrapped_module", ""): g for name, g in named.items()})
@@ -287,17 +289,23 @@ def test_data_parallel_ranks_read_disjoint_deterministic_slices(text_shards):
     assert ranks[0].consumed_samples == resumed.consumed_samples + 16
 
 
-def test_warmup_cosine_and_batch_rampup():
+def test_warmup_and_cosine_count_samples_under_the_batch_rampup():
     from trainer.config import TrainConfig
-    from trainer.schedule import global_batch_size, learning_rate
+    from trainer.schedule import global_batch_size, learning_rate, run_samples
 
-    t = TrainConfig(lr=1.0, min_lr=0.1, warmup_steps=10, max_steps=110, micro_batch_size=2,
+    t = TrainConfig(lr=1.0, min_lr=0.1, warmup_samples=100, max_steps=110, micro_batch_size=2,
                     global_batch_size=64, rampup_start_batch_size=8, rampup_samples=1000)
-    assert [learning_rate(s, t) for s in (0, 4, 9)] == pytest.approx([0.1, 0.5, 1.0])
-    assert learning_rate(60, t) == pytest.approx(0.55)  # half way down the cosine
-    assert learning_rate(110, t) == pytest.approx(0.1) and learning_rate(500, t) == pytest.approx(0.1)
+    assert [learning_rate(s, t, 1100) for s in (0, 49, 99)] == pytest.approx([0.01, 0.5, 1.0])
+    assert learning_rate(600, t, 1100) == pytest.approx(0.55)  # half way down the cosine
+    assert learning_rate(1100, t, 1100) == pytest.approx(0.1) and learning_rate(5000, t, 1100) == pytest.approx(0.1)
     sizes = [global_batch_size(c, t, dp_size=4) for c in (0, 250, 500, 999, 1000, 10**6)]
     assert sizes == [8, 16, 32, 56, 64, 64] and all(s % 8 == 0 for s in sizes)
+    # The decay ends where max_steps ends: the ramp-up's small batches first, then full ones.
+    consumed, steps = 0, 0
+    while steps < t.max_steps:
+        consumed += global_batch_size(consumed, t, dp_size=4)
+        steps += 1
+    assert run_samples(t, dp_size=4) == consumed < t.max_steps * t.global_batch_size
 
 
 def test_spike_guard_skips_non_finite_and_spiking_steps_and_gives_up_eventually():
@@ -327,7 +335,7 @@ def test_a_non_finite_step_is_skipped_and_leaves_the_weights_alone(text_shards, 
     trainer = Trainer(cfg, str(text_shards), tmp_path, torch.device("cpu"))
     assert trainer.train_step()["skipped"] is None
     before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
-    poison = trainer.model.layers[0].register_forward_hook(lambda module, args, out: out * float("nan"))
+    poison = trainer.model.layers["0"].register_forward_hook(lambda module, args, out: out * float("nan"))
     record = trainer.train_step()
     poison.remove()
     assert record["skipped"].startswith("non-finite loss nan")
@@ -356,7 +364,7 @@ def test_command_line_errors_are_readable(text_shards, tmp_path, capsys):
 # Parallelism
 
 
-def fixed_batch_gradients(model: GLM, context) -> tuple[float, dict[str, torch.Tensor]]:
+def fixed_batch_gradients(model: GLM, context, tp_mesh=None) -> tuple[float, dict[str, torch.Tensor]]:
     """Loss and full gradients of `model` on one fixed batch (two segments, Part A without loss)."""
     from trainer.train import token_losses
 
@@ -367,8 +375,7 @@ def fixed_batch_gradients(model: GLM, context) -> tuple[float, dict[str, torch.T
     prefix = torch.zeros(2, 24, dtype=torch.bool)
     prefix[:, :8] = True
     with context:
-        losses = token_losses(model(tokens, torch.arange(24).expand(2, 24), build_mask(segment_ids, prefix, "naive")),
-                              targets)
+        losses = token_losses(model(tokens, torch.arange(24).expand(2, 24), segment_ids, prefix), targets, tp_mesh)
         loss = losses.sum() / (targets != -100).sum()
         loss.backward()
     grads = {n: p.grad.full_tensor() if hasattr(p.grad, "full_tensor") else p.grad for n, p in model.named_parameters()}
@@ -386,8 +393,9 @@ def save_tensor_parallel_gradients(path: str) -> None:
     dist.init_process_group("gloo")  # the trainer then joins this group
     torch.manual_seed(0)
     model = GLM(tiny_model_config())
-    parallelize(model, ParallelConfig(tensor=2), build_mesh(ParallelConfig(tensor=2), torch.device("cpu")))
-    loss, grads = fixed_batch_gradients(model, loss_parallel())
+    mesh = build_mesh(ParallelConfig(tensor=2), torch.device("cpu"))
+    parallelize(model, ParallelConfig(tensor=2), mesh)
+    loss, grads = fixed_batch_gradients(model, loss_parallel(), mesh["tp"])
     if dist.get_rank() == 0:
         torch.save({"loss": loss, "grads": grads}, path)
 

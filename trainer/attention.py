@@ -54,7 +54,9 @@ def build_mask(segment_ids: torch.Tensor, prefix: torch.Tensor, backend: str) ->
         return (segment_ids[b, q_idx] == segment_ids[b, kv_idx]) & (part_a[b, kv_idx] | (kv_idx <= q_idx))
 
     B, T = segment_ids.shape
-    return AttentionMask(backend, block=create_block_mask(glm_mask, B, None, T, T, device=segment_ids.device))
+    # Compiled on CUDA: the block mask is computed by one fused kernel, not materialised eagerly.
+    return AttentionMask(backend, block=create_block_mask(glm_mask, B, None, T, T, device=segment_ids.device,
+                                                          _compile=segment_ids.device.type == "cuda"))
 
 
 _compiled_flex = None

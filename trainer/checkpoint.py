@@ -9,8 +9,16 @@
 A checkpoint is written into `step-N.inprogress`, and only when every rank has finished does rank
 0 rename it to `step-N`: a save killed half way leaves an `.inprogress` folder that is never taken
 for a checkpoint (and is cleared by the next save of that step). Multi-node runs need the run
-folder on a shared filesystem. The learning rate is a function of the step, so the step is the
-whole scheduler state.
+folder on a shared filesystem. The learning rate and batch size are functions of the consumed
+samples (in trainer_state.json), so no scheduler state is saved.
+
+Resuming takes the newest checkpoint that is whole: a truncated `.distcp`, `.metadata` or
+trainer_state.json (a disk that filled up, a copy cut short) is reported with a warning naming it
+and the previous checkpoint is used. Every rank checks the same files, so all ranks agree.
+
+Checkpoints must be trusted: DCP's `.metadata` is a pickle, and unpickling runs code. Load only
+checkpoints your own runs wrote (trainer_state.json is JSON and the RNG files are read with
+weights_only=True).
 """
 from __future__ import annotations
 
@@ -26,10 +34,13 @@ import torch
 import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
 from torch import nn
-from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict, set_state_dict
 
 STEP_DIR = re.compile(r"^step-(\d{8})$")
 TRAINER_STATE = "trainer_state.json"
+# One key per parameter for the optimizer too ("optim.state.<fqn>.exp_avg", "optim.param_groups.<fqn>.lr"):
+# pipeline stages hold different parameters, and a single param_groups list would be saved by one of them.
+FLAT = StateDictOptions(flatten_optimizer_state_dict=True)
 
 
 def _rank() -> int:
@@ -45,12 +56,49 @@ def _rng_file(folder: Path, rank: int) -> Path:
     return folder / f"rng-rank{rank:05d}.pt"
 
 
-def latest_checkpoint(root: Path) -> Path | None:
-    """The newest complete checkpoint under `root` (in-progress folders are not checkpoints)."""
+def checkpoints(root: Path) -> list[Path]:
+    """Complete checkpoints under `root`, newest first (in-progress folders are not checkpoints)."""
     if not root.is_dir():
-        return None
-    steps = sorted(int(m.group(1)) for p in root.iterdir() if (m := STEP_DIR.match(p.name)) and p.is_dir())
-    return root / f"step-{steps[-1]:08d}" if steps else None
+        return []
+    steps = sorted((int(m.group(1)) for p in root.iterdir() if (m := STEP_DIR.match(p.name)) and p.is_dir()),
+                   reverse=True)
+    return [root / f"step-{step:08d}" for step in steps]
+
+
+def checkpoint_problem(folder: Path) -> str | None:
+    """Why `folder` cannot be resumed from (a missing or truncated file), or None when it is whole:
+    trainer_state.json parses, .metadata loads, and every .distcp is as long as the metadata says."""
+    try:
+        state = json.loads((folder / TRAINER_STATE).read_text())
+        if not isinstance(state, dict) or "step" not in state:
+            return f"{folder / TRAINER_STATE}: no step"
+    except (OSError, ValueError) as err:
+        return f"{folder / TRAINER_STATE}: {err}"
+    try:
+        metadata = dcp.FileSystemReader(str(folder)).read_metadata()
+    except Exception as err:  # noqa: BLE001 - a truncated pickle raises many kinds of errors
+        return f"{folder / '.metadata'}: unreadable ({type(err).__name__}: {err})"
+    needed: dict[str, int] = {}
+    for info in (metadata.storage_data or {}).values():
+        needed[info.relative_path] = max(needed.get(info.relative_path, 0), info.offset + info.length)
+    for name, size in sorted(needed.items()):
+        path = folder / name
+        actual = path.stat().st_size if path.exists() else -1
+        if actual < size:
+            return f"{path}: {'missing' if actual < 0 else f'{actual} bytes, the metadata needs {size}'}"
+    return None
+
+
+def load_latest_good_checkpoint(root: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
+                                warn=warnings.warn) -> tuple[Path, dict] | None:
+    """Load the newest whole checkpoint under `root`; (folder, trainer state), or None when there
+    is none. Each broken one is skipped with a warning that names the bad file."""
+    for folder in checkpoints(root):
+        problem = checkpoint_problem(folder)
+        if problem is None:
+            return folder, load_checkpoint(folder, model, optimizer)
+        warn(f"warning: checkpoint {folder} is broken, falling back to the previous one: {problem}")
+    return None
 
 
 def save_checkpoint(root: Path, step: int, model: nn.Module, optimizer: torch.optim.Optimizer,
@@ -61,7 +109,7 @@ def save_checkpoint(root: Path, step: int, model: nn.Module, optimizer: torch.op
         shutil.rmtree(staging, ignore_errors=True)  # left by a killed save
         staging.mkdir(parents=True)
     _barrier()
-    model_state, optim_state = get_state_dict(model, optimizer)
+    model_state, optim_state = get_state_dict(model, optimizer, options=FLAT)
     with _single_process_is_fine():
         dcp.save({"model": model_state, "optim": optim_state}, checkpoint_id=str(staging))
     rng = {"cpu": torch.get_rng_state()}
@@ -83,11 +131,11 @@ def save_checkpoint(root: Path, step: int, model: nn.Module, optimizer: torch.op
 
 def load_checkpoint(folder: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict:
     """Restore model, optimizer and this rank's RNG in place; returns the trainer state."""
-    model_state, optim_state = get_state_dict(model, optimizer)
+    model_state, optim_state = get_state_dict(model, optimizer, options=FLAT)
     state = {"model": model_state, "optim": optim_state}
     with _single_process_is_fine():
         dcp.load(state, checkpoint_id=str(folder))
-    set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
+    set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"], options=FLAT)
     trainer_state = json.loads((folder / TRAINER_STATE).read_text())
     rng_path = _rng_file(folder, _rank())
     if rng_path.exists():

@@ -44,8 +44,13 @@ class ModelConfig:
 
 @dataclass
 class ParallelConfig:
-    tensor: int = 1  # tensor-parallel degree; data parallel (FSDP2) = world size / tensor
-    activation_checkpointing: bool = False
+    tensor: int = 1  # tensor-parallel degree; data parallel (FSDP2) = world size / (tensor x pipeline)
+    pipeline: int = 1  # pipeline stages (1F1B); each rank's micro-batches per step must be >= this
+    # none | selective (every other block recomputed) | full (every block)
+    activation_checkpointing: Literal["none", "selective", "full"] = "none"
+    # Reduce-scatter gradients after every micro-batch instead of the last one only: no unsharded
+    # gradient is held between micro-batches (large presets without pipeline parallelism).
+    reduce_every_micro_batch: bool = False
     attention: Literal["auto", "flex", "sdpa", "naive"] = "auto"  # auto: flex on CUDA, naive on CPU
     compile: bool = False  # torch.compile each block (GPU)
 
@@ -60,7 +65,11 @@ class TrainConfig:
     max_steps: int = 100
     lr: float = 3e-4
     min_lr: float = 3e-5  # cosine floor (GLM-130B decayed 8e-5 -> 8e-6)
-    warmup_steps: int = 10
+    # The schedule counts samples (Megatron's lr-warmup-samples / lr-decay-samples), so it keeps
+    # its shape under the batch ramp-up: linear warmup over warmup_samples, then cosine to min_lr
+    # at lr_decay_samples (null = the samples max_steps steps consume, ramp-up included).
+    warmup_samples: int = 80
+    lr_decay_samples: Optional[int] = None
     weight_decay: float = 0.1
     beta1: float = 0.9
     beta2: float = 0.95
@@ -164,7 +173,11 @@ def _check(cfg: Config, where: str) -> None:
          f"a multiple of micro_batch_size {t.micro_batch_size}"),
         (t.rampup_start_batch_size is None or 0 < t.rampup_start_batch_size <= t.global_batch_size,
          "train.rampup_start_batch_size", "between 1 and global_batch_size"),
-        (0 <= t.warmup_steps <= t.max_steps, "train.warmup_steps", "between 0 and max_steps"),
+        (t.warmup_samples >= 0, "train.warmup_samples", "at least 0"),
+        (t.lr_decay_samples is None or t.lr_decay_samples > t.warmup_samples, "train.lr_decay_samples",
+         "above warmup_samples"),
+        (p.tensor >= 1 and p.pipeline >= 1, "parallel", "tensor and pipeline of at least 1"),
+        (p.pipeline <= m.num_layers, "parallel.pipeline", f"at most num_layers {m.num_layers}"),
         (t.min_lr <= t.lr, "train.min_lr", "at most lr"),
         (t.spike_factor > 1.0, "train.spike_factor", "above 1"),
     ]

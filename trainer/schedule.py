@@ -1,5 +1,7 @@
-"""Learning rate and batch size as pure functions of the training position (so the step and the
-consumed samples are the whole scheduler state a checkpoint needs)."""
+"""Learning rate and batch size as pure functions of the samples consumed (so the consumed samples
+are the whole scheduler state a checkpoint needs). Both count samples, not steps, as Megatron's
+--lr-warmup-samples and --rampup-batch-size: under GLM-130B's ramp-up (192 -> 4224 sequences) a
+warmup counted in steps would cover a tiny share of the samples it is meant to."""
 from __future__ import annotations
 
 import math
@@ -7,12 +9,12 @@ import math
 from trainer.config import TrainConfig
 
 
-def learning_rate(step: int, cfg: TrainConfig) -> float:
-    """Linear warmup over `warmup_steps`, then cosine decay from `lr` to `min_lr` at `max_steps`
-    (step counts optimizer steps already taken, so the first step uses learning_rate(0))."""
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps))
+def learning_rate(consumed_samples: int, cfg: TrainConfig, decay_samples: int) -> float:
+    """Linear warmup over `warmup_samples`, then cosine from `lr` to `min_lr` at `decay_samples`
+    (the rate of the step that starts after `consumed_samples`)."""
+    if consumed_samples < cfg.warmup_samples:
+        return cfg.lr * (consumed_samples + 1) / cfg.warmup_samples
+    progress = min(1.0, (consumed_samples - cfg.warmup_samples) / max(1, decay_samples - cfg.warmup_samples))
     return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * progress))
 
 
@@ -28,3 +30,15 @@ def global_batch_size(consumed_samples: int, cfg: TrainConfig, dp_size: int) -> 
     fraction = consumed_samples / cfg.rampup_samples
     size = cfg.rampup_start_batch_size + fraction * (cfg.global_batch_size - cfg.rampup_start_batch_size)
     return max(unit, int(size) // unit * unit)
+
+
+def run_samples(cfg: TrainConfig, dp_size: int) -> int:
+    """The end of the decay: `lr_decay_samples`, else the samples `max_steps` steps consume under
+    the ramp-up."""
+    if cfg.lr_decay_samples is not None:
+        return cfg.lr_decay_samples
+    consumed, steps = 0, 0
+    while steps < cfg.max_steps and cfg.rampup_start_batch_size is not None and consumed < cfg.rampup_samples:
+        consumed += global_batch_size(consumed, cfg, dp_size)
+        steps += 1
+    return consumed + (cfg.max_steps - steps) * cfg.global_batch_size

@@ -204,8 +204,9 @@ class ShardDataset:
 
     Shards are mapped on first use and at most `max_open` stay open (least recently used first
     out), so a corpus of tens of thousands of shards does not exhaust file descriptors; a view
-    handed out keeps its mapping alive. `verify=True` checks every file's sha256 against the
-    manifest first (reads every byte once)."""
+    handed out keeps its mapping alive. `verify=True` checks a file's sha256 against the manifest
+    when the file is first opened (one streaming pass over its bytes, not repeated when the file is
+    mapped again): a changed or truncated shard stops the reader before any of its rows is used."""
 
     def __init__(self, shards_dir: str, verify: bool = False, max_open: int = 64):
         self.shards_dir = shards_dir
@@ -218,8 +219,7 @@ class ShardDataset:
         for path, entry in zip(self._paths, self._entries):
             if not os.path.isfile(path):
                 raise ShardFormatError(f"{path}: missing (listed in the manifest)")
-            if verify and file_sha256(path) != entry["sha256"]:
-                raise ShardFormatError(f"{path}: sha256 differs from the manifest (file changed or truncated)")
+        self._unverified = set(range(len(self._paths))) if verify else set()
         self._starts = np.concatenate([[0], np.cumsum([e["samples"] for e in self._entries])]).astype(np.int64)
         self._max_open = max_open
         self._open: OrderedDict[int, _MappedShard] = OrderedDict()
@@ -239,6 +239,11 @@ class ShardDataset:
     def _shard(self, k: int) -> "_MappedShard":
         shard = self._open.pop(k, None)
         if shard is None:
+            if k in self._unverified:
+                if file_sha256(self._paths[k]) != self._entries[k]["sha256"]:
+                    raise ShardFormatError(f"{self._paths[k]}: sha256 differs from the manifest (file changed or "
+                                           f"truncated)")
+                self._unverified.discard(k)
             shard = _MappedShard(self._paths[k], self.seq_len, self._entries[k]["samples"])
             if len(self._open) >= self._max_open:
                 self._open.popitem(last=False)

@@ -4,9 +4,11 @@
     glmtrain --config configs/trainer/tiny.yaml --data <shards>          (one process)
 
 One optimizer step: take this rank's slice of the next global batch (its size follows the ramp-up),
-run its micro-batches forward and backward under bf16 autocast (fp32 master weights and AdamW
-state), normalize by the loss tokens of the whole global batch (so any split over ranks and
-micro-batches gives the same gradient), clip, ask the loss-spike guard, then step or skip. The run
+run its micro-batches forward and backward (one after the other, or through the 1F1B pipeline
+schedule when parallel.pipeline > 1) under bf16 autocast (fp32 master weights and AdamW state),
+normalize by the loss tokens of the whole global batch (so any split over ranks and micro-batches
+gives the same gradient), clip, ask the loss-spike guard, then step or skip. The step reads the
+device once (loss, gradient norm and statistics together), never per micro-batch. The run
 folder (--out) holds checkpoints/, log.jsonl and tensorboard/; a run restarted with the same --out
 resumes from its newest complete checkpoint.
 """
@@ -25,14 +27,15 @@ import torch.distributed as dist
 import torch.nn.functional as F
 import yaml
 
-from trainer.attention import build_mask, resolve_backend
-from trainer.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from trainer.attention import resolve_backend
+from trainer.checkpoint import load_latest_good_checkpoint, save_checkpoint
 from trainer.config import Config, ConfigError, load_config
 from trainer.data import RankBatches
 from trainer.metrics import RunLogger, mfu, peak_tflops
 from trainer.model import GLM, flops_per_token
-from trainer.parallelize import build_mesh, clip_grad_norm_, init_distributed, parallelize, world
-from trainer.schedule import global_batch_size, learning_rate
+from trainer.parallelize import (build_mesh, clip_grad_norm_, embedding_group, init_distributed, parallelize,
+                                 reduce_tied_embedding_grads, sync_tied_embedding, world)
+from trainer.schedule import global_batch_size, learning_rate, run_samples
 from trainer.shard_format import IGNORE, ShardDataset, ShardFormatError
 from trainer.spike_guard import SpikeGuard
 
@@ -49,19 +52,26 @@ def resolve_vocab_size(cfg: Config, shards_vocab: int) -> int:
     return cfg.model.vocab_size
 
 
-def build_model(cfg: Config, mesh, device: torch.device, on_meta: bool) -> GLM:
+def build_model(cfg: Config, mesh, device: torch.device, on_meta: bool, attention: str = "naive") -> GLM:
     """Without `on_meta` (CPU) the full model is initialized on every rank from the same seed, so
     runs of any layout are exactly comparable; with it (CUDA) the model is built on the meta device,
-    parallelized, and each rank then initializes only its own shards (models larger than one GPU)."""
+    parallelized (a pipeline stage keeps only its layers), and each rank then initializes only its
+    own shards (models larger than one GPU). Either way the last pipeline stage's copy of the tied
+    embedding is then set equal to the first stage's."""
     torch.manual_seed(cfg.train.seed)
+    mixed_precision = device.type == "cuda" and cfg.train.precision == "bf16"
     if not on_meta:
-        return parallelize(GLM(cfg.model).to(device), cfg.parallel, mesh)
-    with torch.device("meta"):
-        model = GLM(cfg.model)
-    parallelize(model, cfg.parallel, mesh)
-    model.to_empty(device=device)
-    model.output.weight = model.embedding.weight  # to_empty re-creates plain parameters (FSDP2 keeps the tie)
-    model.init_weights()
+        model = parallelize(GLM(cfg.model).to(device), cfg.parallel, mesh, mixed_precision)
+    else:
+        with torch.device("meta"):
+            model = GLM(cfg.model)
+        parallelize(model, cfg.parallel, mesh, mixed_precision)
+        model.to_empty(device=device)
+        if model.word_embeddings is not None and model.output is not None:
+            model.output.weight = model.word_embeddings.weight  # to_empty re-creates plain parameters
+        model.init_weights()
+    model.attention_backend = attention
+    sync_tied_embedding(model, embedding_group(mesh))
     return model
 
 
@@ -75,9 +85,14 @@ def build_optimizer(model: GLM, cfg: Config, device: torch.device) -> torch.opti
                              lr=t.lr, betas=(t.beta1, t.beta2), eps=t.adam_eps, fused=device.type == "cuda")
 
 
-def token_losses(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+def token_losses(logits: torch.Tensor, targets: torch.Tensor, tp_mesh=None) -> torch.Tensor:
     """fp32 cross-entropy per position, [B, T], 0 where targets == -100. Under tensor parallelism
-    the logits are a vocabulary-sharded DTensor and the caller runs inside `loss_parallel()`."""
+    (`tp_mesh`) the logits are this rank's vocabulary slice and the caller runs inside
+    `loss_parallel()`: the softmax is computed across the slices without gathering them."""
+    if tp_mesh is not None:
+        from torch.distributed.tensor import DTensor, Shard
+
+        logits = DTensor.from_local(logits, tp_mesh, [Shard(-1)])
     losses = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE, reduction="none")
     if hasattr(losses, "full_tensor"):
         losses = losses.full_tensor()
@@ -85,7 +100,7 @@ def token_losses(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 
 class Trainer:
-    def __init__(self, cfg: Config, data: str, out: Path, device: torch.device, verify_shards: bool = False):
+    def __init__(self, cfg: Config, data: str, out: Path, device: torch.device, verify_shards: bool = True):
         self.cfg, self.out, self.device = cfg, out, device
         self.rank, self.world_size = world()
         self.dataset = ShardDataset(data, verify=verify_shards)
@@ -98,11 +113,24 @@ class Trainer:
             raise ConfigError("parallel.attention: expected auto, naive or sdpa on CPU (FlexAttention has no CPU "
                               "backward), got 'flex'")
         self.mesh = build_mesh(cfg.parallel, device)
-        self.tp = self.mesh is not None and self.mesh["tp"].size() > 1
-        self.dp_rank = self.mesh["dp"].get_local_rank() if self.mesh is not None else 0
-        self.dp_size = self.mesh["dp"].size() if self.mesh is not None else 1
-        self.model = build_model(cfg, self.mesh, device, on_meta=device.type == "cuda")
+        mesh = self.mesh
+        self.tp_mesh = mesh["tp"] if mesh is not None and mesh["tp"].size() > 1 else None
+        self.dp_rank = mesh["dp"].get_local_rank() if mesh is not None else 0
+        self.dp_size = mesh["dp"].size() if mesh is not None else 1
+        self.pp_size = mesh["pp"].size() if mesh is not None else 1
+        self.pp_rank = mesh["pp"].get_local_rank() if mesh is not None else 0
+        self.pp_group = mesh["pp"].get_group() if self.pp_size > 1 else None
+        self.is_last_stage = self.pp_rank == self.pp_size - 1
+        min_micro_batches = (cfg.train.rampup_start_batch_size or cfg.train.global_batch_size) // (
+            cfg.train.micro_batch_size * self.dp_size)
+        if min_micro_batches < self.pp_size:
+            raise ConfigError(f"train.micro_batch_size: expected each data-parallel rank to run at least "
+                              f"{self.pp_size} micro-batches per step (the pipeline stages), got {min_micro_batches}")
+        self.model = build_model(cfg, mesh, device, on_meta=device.type == "cuda", attention=self.attention)
+        self.embedding_group = embedding_group(mesh)
         self.optimizer = build_optimizer(self.model, cfg, device)
+        self.decay_samples = run_samples(cfg.train, self.dp_size)
+        self.schedules: dict = {}  # pipeline schedule per micro-batch count (the ramp-up changes it)
         self.batches = RankBatches(self.dataset, cfg.train.seed, self.dp_rank, self.dp_size, device)
         self.guard = SpikeGuard(cfg.train.spike_factor, cfg.train.spike_warmup_steps, cfg.train.spike_ema)
         self.languages = self.dataset.languages
@@ -118,10 +146,11 @@ class Trainer:
         self._resume()
 
     def _resume(self) -> None:
-        folder = latest_checkpoint(self.out / "checkpoints")
-        if folder is None:
+        loaded = load_latest_good_checkpoint(self.out / "checkpoints", self.model, self.optimizer,
+                                             warn=self.logger.message)
+        if loaded is None:
             return
-        state = load_checkpoint(folder, self.model, self.optimizer)
+        folder, state = loaded
         self.step = state["step"]
         self.batches.load_state_dict(state["data"])
         self.guard.load_state_dict(state["spike_guard"])
@@ -130,7 +159,7 @@ class Trainer:
 
     def _loss_context(self):
         """Vocabulary-parallel cross-entropy under tensor parallelism (forward and backward)."""
-        if not self.tp:
+        if self.tp_mesh is None:
             return contextlib.nullcontext()
         from torch.distributed.tensor.parallel import loss_parallel
         return loss_parallel()
@@ -140,38 +169,80 @@ class Trainer:
             dist.all_reduce(t, group=self.mesh["dp"].get_group())
         return t
 
+    def _add_loss_stats(self, stats: torch.Tensor, losses: torch.Tensor, targets: torch.Tensor,
+                        langs: torch.Tensor) -> None:
+        """Loss sum and tokens, overall and per language, without reading the device."""
+        with torch.no_grad():
+            n_langs = len(self.languages)
+            has_loss = targets != IGNORE
+            stats[0] += losses.sum()
+            stats[1] += has_loss.sum()
+            known = (has_loss & (langs >= 0)).flatten()
+            index = langs.clamp(min=0).flatten()
+            stats[3:3 + n_langs].index_add_(0, index, (losses.flatten() * known).double())
+            stats[3 + n_langs:].index_add_(0, index, known.double())
+
+    def _sequential_micro_batches(self, micro_batches: list[dict], scale: torch.Tensor, stats: torch.Tensor) -> None:
+        reduce_each = self.cfg.parallel.reduce_every_micro_batch
+        for i, mb in enumerate(micro_batches):
+            if hasattr(self.model, "set_requires_gradient_sync"):  # FSDP2: reduce-scatter now or on the last
+                self.model.set_requires_gradient_sync(reduce_each or i == len(micro_batches) - 1)
+            with self._loss_context():
+                with self.autocast:
+                    logits = self.model(mb["tokens"], mb["position_ids"], mb["segment_ids"], mb["prefix"])
+                losses = token_losses(logits, mb["targets"], self.tp_mesh)
+                (losses.sum() * scale).backward()
+            self._add_loss_stats(stats, losses, mb["targets"], mb["langs"])
+
+    def _pipelined_micro_batches(self, micro_batches: list[dict], scale: torch.Tensor, stats: torch.Tensor) -> None:
+        """The 1F1B schedule over this rank's micro-batches; the last stage computes the loss."""
+        from torch.distributed.pipelining import PipelineStage, Schedule1F1B
+
+        n = len(micro_batches)
+        if n not in self.schedules:
+            stage = PipelineStage(self.model, self.pp_rank, self.pp_size, self.device, group=self.pp_group)
+            self.schedules[n] = Schedule1F1B(stage, n, loss_fn=self._pipeline_loss, scale_grads=False)
+        batch = {k: torch.cat([mb[k] for mb in micro_batches]) for k in micro_batches[0]}
+        self._loss_scale, self._loss_calls = scale, []
+        inputs = (batch["tokens"],) if self.pp_rank == 0 else ()
+        with self._loss_context(), self.autocast:
+            self.schedules[n].step(*inputs, target=torch.stack([batch["targets"], batch["langs"]], dim=-1),
+                                   position_ids=batch["position_ids"], segment_ids=batch["segment_ids"],
+                                   prefix=batch["prefix"])
+        # A new schedule first calls the loss once to infer shapes: only the last n calls are the batch.
+        for losses, targets, langs in self._loss_calls[len(self._loss_calls) - n:]:
+            self._add_loss_stats(stats, losses, targets, langs)
+        reduce_tied_embedding_grads(self.model, self.embedding_group)
+
+    def _pipeline_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        targets, langs = target.unbind(dim=-1)
+        losses = token_losses(logits.float(), targets, self.tp_mesh)
+        self._loss_calls.append((losses.detach(), targets, langs))
+        return losses.sum() * self._loss_scale
+
     def train_step(self) -> dict:
         """One optimizer step (or a skipped one); returns the step's record for the logs."""
         batch_size = global_batch_size(self.batches.consumed_samples, self.cfg.train, self.dp_size)
+        lr = learning_rate(self.batches.consumed_samples, self.cfg.train, self.decay_samples)
         micro_batches = self.batches.next_global_batch(batch_size, self.cfg.train.micro_batch_size)
         n_langs = len(self.languages)
         # [loss sum, loss tokens, real tokens, per-language loss sums..., per-language loss tokens...]
         stats = torch.zeros(3 + 2 * n_langs, dtype=torch.float64, device=self.device)
         loss_tokens = self._dp_sum(sum((mb["targets"] != IGNORE).sum() for mb in micro_batches).double())
         # FSDP2 averages gradients over "dp"; the loss is already a mean over the whole global batch.
-        scale = self.dp_size / loss_tokens.clamp(min=1).item()
-        for i, mb in enumerate(micro_batches):
-            if hasattr(self.model, "set_requires_gradient_sync"):  # FSDP2: reduce on the last micro-batch
-                self.model.set_requires_gradient_sync(i == len(micro_batches) - 1)
-            mask = build_mask(mb["segment_ids"], mb["prefix"], self.attention)
-            with self._loss_context():
-                with self.autocast:
-                    logits = self.model(mb["tokens"], mb["position_ids"], mask)
-                losses = token_losses(logits, mb["targets"])
-                (losses.sum() * scale).backward()
-            with torch.no_grad():
-                has_loss = mb["targets"] != IGNORE
-                stats[0] += losses.sum()
-                stats[1] += has_loss.sum()
-                stats[2] += (mb["segment_ids"] != 0).sum()
-                langs = mb["langs"][has_loss]
-                known = langs >= 0
-                stats[3:3 + n_langs].index_add_(0, langs[known], losses[has_loss][known].double())
-                stats[3 + n_langs:].index_add_(0, langs[known], torch.ones_like(langs[known], dtype=torch.float64))
-        grad_norm = clip_grad_norm_(self.model, self.cfg.train.grad_clip)
-        stats = self._dp_sum(stats).tolist()
+        scale = (self.dp_size / loss_tokens.clamp(min=1)).float()
+        if self.pp_size > 1:
+            self._pipelined_micro_batches(micro_batches, scale, stats)
+        else:
+            self._sequential_micro_batches(micro_batches, scale, stats)
+        if self.is_last_stage:
+            stats[2] += sum((mb["segment_ids"] != 0).sum() for mb in micro_batches)
+        grad_norm = clip_grad_norm_(self.model, self.cfg.train.grad_clip, self.pp_group)
+        stats = self._dp_sum(stats)
+        if self.pp_group is not None:  # the loss lives on the last stage
+            dist.all_reduce(stats, group=self.pp_group)
+        stats = stats.tolist()
         loss = stats[0] / max(stats[1], 1)
-        lr = learning_rate(self.step, self.cfg.train)
         skipped = self.guard.check(loss, grad_norm)
         if not skipped:
             for group in self.optimizer.param_groups:
@@ -195,7 +266,8 @@ class Trainer:
         every = self.cfg.checkpoint.interval
         self.logger.message(
             f"GLM {self.model.num_params() / 1e6:.1f}M parameters on {self.world_size} process(es) "
-            f"(tensor {self.cfg.parallel.tensor} x data {self.dp_size}), attention {self.attention}, "
+            f"(pipeline {self.pp_size} x tensor {self.cfg.parallel.tensor} x data {self.dp_size}), "
+            f"attention {self.attention}, "
             f"{len(self.dataset)} sequences of {self.dataset.seq_len}, steps {self.step}->{t.max_steps}")
         window_start, window_positions = time.perf_counter(), 0
         while self.step < t.max_steps:
@@ -227,7 +299,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="override a config value, e.g. --set train.max_steps=20 (repeatable)")
     parser.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto",
                         help="auto: CUDA when available")
-    parser.add_argument("--verify-shards", action="store_true", help="check every shard's sha256 before training")
+    parser.add_argument("--no-verify-shards", dest="verify_shards", action="store_false",
+                        help="skip the sha256 check of each shard (by default every shard is checked against "
+                             "the manifest when first opened)")
     return parser.parse_args(argv)
 
 
@@ -252,6 +326,11 @@ def pick_device(choice: str) -> torch.device:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["plan"]:
+        from trainer.plan import main as plan_main
+
+        return plan_main(argv[1:])
     args = parse_args(argv)
     try:
         cfg = load_config(args.config, parse_overrides(args.set))

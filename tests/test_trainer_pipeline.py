@@ -1,0 +1,121 @@
+"""Pipeline parallelism (1F1B) alone and composed with tensor and data parallelism, over gloo on CPU:
+the same losses and gradient norms as one process, exact resume after a kill, fallback from a broken
+checkpoint, and shard checksums checked when a shard is first opened."""
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from test_trainer import assert_same_steps, logged_steps, run_trainer
+
+REPO = Path(__file__).resolve().parents[1]
+# One process: micro-batches of 2. Pipeline 2 (data 1): the same. PP 2 x TP 2 x DP 2: micro-batches of
+# 1 on each of the two data-parallel ranks. The ramp-up (4 -> 8 sequences) rounds alike in all three.
+SETTINGS = ("model.dropout=0.0", "logging.tensorboard=false", "train.global_batch_size=8",
+            "train.rampup_start_batch_size=4", "train.rampup_samples=16", "train.warmup_samples=8")
+KILL_DURING_SAVE_OF_STEP_4 = """
+import os, signal
+import trainer.checkpoint as ckpt
+real_replace = ckpt.os.replace
+def replace(src, dst):
+    if str(dst).endswith("step-00000004"):  # every rank's shards written, not yet committed
+        os.kill(os.getpid(), signal.SIGKILL)
+    real_replace(src, dst)
+ckpt.os.replace = replace
+"""
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory) -> Path:
+    sys.path.insert(0, str(REPO / "bench"))
+    from train_mfu import random_shards  # the GLM objective's packing over random token ids
+
+    folder = tmp_path_factory.mktemp("pipeline_shards")
+    random_shards(folder, 96, 64, 500)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def one_process_run(shards, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("one") / "run"
+    run_trainer(shards, out, *SETTINGS, "train.max_steps=6", "checkpoint.interval=2", "train.micro_batch_size=2")
+    return out
+
+
+@pytest.fixture(scope="module")
+def one_process(one_process_run) -> dict[int, dict]:
+    return logged_steps(one_process_run)
+
+
+def test_pipeline_2_matches_one_process(shards, one_process, tmp_path):
+    run_trainer(shards, tmp_path / "pp", *SETTINGS, "train.max_steps=4", "checkpoint.interval=0",
+                "train.micro_batch_size=2", "parallel.pipeline=2", nproc=2)
+    pp = logged_steps(tmp_path / "pp")
+    assert sorted(pp) == [1, 2, 3, 4] and len({r["batch_size"] for r in pp.values()}) > 1  # ramp under way
+    assert_same_steps(pp, one_process)
+
+
+def test_pipeline_tensor_data_2x2x2_matches_one_process_and_resumes_after_a_kill(shards, one_process, tmp_path):
+    """8 processes: killed while committing the step-4 checkpoint (step 2's is complete), then
+    restarted: steps 1-4 of the killed run and 3-6 of the resumed one equal one process's."""
+    out = tmp_path / "3d"
+    settings = (*SETTINGS, "train.max_steps=6", "checkpoint.interval=2", "train.micro_batch_size=1",
+                "parallel.pipeline=2", "parallel.tensor=2")
+    killed = run_trainer(shards, out, *settings, nproc=8, prelude=KILL_DURING_SAVE_OF_STEP_4, check=False)
+    assert killed.returncode != 0
+    first = logged_steps(out)
+    assert sorted(first) == [1, 2, 3, 4]
+    assert_same_steps(first, one_process)
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-00000002", "step-00000004.inprogress"]
+    resumed = run_trainer(shards, out, *settings, nproc=8)
+    assert "resumed from" in resumed.stderr and "step-00000002" in resumed.stderr
+    after = logged_steps(out)
+    assert sorted(after) == [1, 2, 3, 4, 5, 6]
+    assert_same_steps({s: after[s] for s in (3, 4, 5, 6)}, one_process)
+
+
+@pytest.mark.parametrize("broken", [".distcp", ".metadata", "trainer_state.json"])
+def test_a_truncated_checkpoint_file_is_named(one_process_run, tmp_path, broken):
+    from trainer.checkpoint import checkpoint_problem
+
+    folder = tmp_path / "step-00000006"
+    shutil.copytree(one_process_run / "checkpoints" / folder.name, folder)
+    assert checkpoint_problem(folder) is None
+    target = next(folder.glob("*.distcp")) if broken == ".distcp" else folder / broken
+    target.write_bytes(target.read_bytes()[: target.stat().st_size // 2])
+    assert str(target) in checkpoint_problem(folder)
+
+
+def test_resume_falls_back_to_the_previous_checkpoint(shards, one_process_run, one_process, tmp_path):
+    shutil.copytree(one_process_run / "checkpoints", tmp_path / "run" / "checkpoints")
+    distcp = next((tmp_path / "run" / "checkpoints" / "step-00000006").glob("*.distcp"))
+    distcp.write_bytes(distcp.read_bytes()[:100])
+    resumed = run_trainer(shards, tmp_path / "run", *SETTINGS, "train.max_steps=6", "checkpoint.interval=0",
+                          "train.micro_batch_size=2")
+    assert f"checkpoint {distcp.parent} is broken" in resumed.stderr and str(distcp) in resumed.stderr
+    assert "resumed from" in resumed.stderr and "step-00000004" in resumed.stderr
+    after = logged_steps(tmp_path / "run")
+    assert sorted(after) == [5, 6]
+    assert_same_steps(after, one_process)
+
+
+def test_shard_checksum_is_checked_when_the_shard_is_first_opened(shards, tmp_path):
+    from trainer.shard_format import ShardDataset, ShardFormatError
+    from trainer.train import parse_args
+
+    copy = tmp_path / "shards"
+    shutil.copytree(shards, copy)
+    shard = next(copy.glob("shard-*.arrow"))
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte inside the token columns
+    shard.write_bytes(bytes(data))
+    dataset = ShardDataset(str(copy), verify=True)  # opening the folder reads no shard
+    with pytest.raises(ShardFormatError, match=f"{shard}: sha256 differs"):
+        dataset[0]
+    assert ShardDataset(str(copy))[0]["tokens"].shape == (64,)  # unverified, the flipped byte passes
+    assert parse_args(["--config", "c", "--data", "d"]).verify_shards  # the trainer checks by default
+    assert not parse_args(["--config", "c", "--data", "d", "--no-verify-shards"]).verify_shards
