@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import json
+import socket
+import subprocess
+import time
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -12,7 +15,7 @@ from pipeline import storage
 from pipeline.config import InputPath, register_section
 from pipeline.schema import DOC_SCHEMA
 from pipeline.stage import BatchResult, MapStage, Stage, StageStats
-from pipeline.runner import run_stage, is_finished
+from pipeline.runner import LOCK, STALE_SECONDS, WorkdirBusy, WorkdirLease, is_finished, run_stage
 
 from conftest import make_run_config
 
@@ -141,3 +144,62 @@ def test_cli_says_which_stage_to_run_first(tmp_path, capsys):
     assert main(["quality", "--config", cfg.path]) == 3
     err = capsys.readouterr().err
     assert "error: stage 'quality' reads" in err and "glmdata langid" in err and "Traceback" not in err
+
+
+# -- one writer per workdir
+
+
+def _beam(tmp_path):
+    from pipeline.engines.beam import BeamEngine
+
+    return BeamEngine(make_run_config(tmp_path / "beamcfg", engine="beam"))
+
+
+def test_a_second_run_on_a_live_workdir_is_refused(tmp_path):
+    cfg = make_run_config(tmp_path, {"toy_source": {}})
+    other = WorkdirLease(cfg.run.workdir, run_id="otherrun")  # a live run (this process: alive)
+    other.acquire()
+    live_tmp = tmp_path / "out" / ".tmp" / "toy_source-otherrun"
+    live_tmp.mkdir(parents=True)
+    try:
+        with pytest.raises(WorkdirBusy, match=r"workdir .* is in use by run otherrun \(host .*, pid \d+, .*last heartbeat"):
+            run_stage(ToySource(cfg), _beam(tmp_path))
+        assert live_tmp.is_dir(), "the live run's temporary folder must survive"
+    finally:
+        other.release()
+    assert not (tmp_path / "out" / LOCK).exists()
+    assert run_stage(ToySource(cfg), _beam(tmp_path))["kept"]["docs"] == 150
+    assert not live_tmp.exists(), "once the lease is ours, other runs' folders are dead runs' leftovers"
+    assert not (tmp_path / "out" / LOCK).exists(), "the lease is released after the run"
+
+
+def test_a_dead_runs_lease_is_taken_over(tmp_path):
+    cfg = make_run_config(tmp_path, {"toy_source": {}})
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / LOCK).write_text(json.dumps({"run_id": "killed", "host": socket.gethostname(), "pid": gone.pid,
+                                                     "started": time.time(), "heartbeat": time.time()}))
+    assert run_stage(ToySource(cfg), _beam(tmp_path))["kept"]["docs"] == 150
+    # another host's lease counts as dead only after STALE_SECONDS without a heartbeat
+    (tmp_path / "out" / LOCK).write_text(json.dumps({"run_id": "elsewhere", "host": "other-host", "pid": 1,
+                                                     "started": 0, "heartbeat": time.time() - STALE_SECONDS + 60}))
+    with pytest.raises(WorkdirBusy, match="elsewhere"):
+        run_stage(ToySource(cfg), _beam(tmp_path), force=True)
+    (tmp_path / "out" / LOCK).write_text(json.dumps({"run_id": "elsewhere", "host": "other-host", "pid": 1,
+                                                     "started": 0, "heartbeat": time.time() - STALE_SECONDS - 60}))
+    assert run_stage(ToySource(cfg), _beam(tmp_path), force=True)["kept"]["docs"] == 150
+
+
+def test_the_cli_refuses_readably(tmp_path, capsys):
+    from pipeline.cli import main
+
+    cfg = make_run_config(tmp_path, {"toy_source": {}})
+    other = WorkdirLease(cfg.run.workdir, run_id="otherrun")
+    other.acquire()
+    try:
+        assert main(["ingest", "--config", cfg.path]) == 3
+    finally:
+        other.release()
+    err = capsys.readouterr().err
+    assert "is in use by run otherrun" in err and "Traceback" not in err

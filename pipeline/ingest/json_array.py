@@ -93,9 +93,9 @@ class JsonArrayReader:
             if last is not None:
                 yield last
             reason = "record_too_large" if isinstance(e, ElementTooLarge) else "invalid_json"
-            rest = len(self.text.encode("utf-8", "surrogatepass")) + len(self.decoder.getstate()[0]) + self._drain()
-            yield Broken(reason, consumed, f"not a JSON array of objects from byte {consumed} on: {e}",
-                         pending + rest, docs=0)
+            # every byte read but not yet in an event (decoded or not: a failed decode keeps none), and the rest
+            rest = self.stream.pos - consumed + self._drain()
+            yield Broken(reason, consumed, f"not a JSON array of objects from byte {consumed} on: {e}", rest, docs=0)
         yield from end_of_data_errors(self.stream, False, "element")
         while self.stream.resume():  # after damaged compressed data there is no element boundary to resume at
             yield Broken("invalid_json", self.stream.pos, "array data after damaged compressed data", self._drain(), docs=0)
