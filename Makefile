@@ -34,13 +34,14 @@ test: setup
 bench: setup
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
-# Cluster artifacts for `glmdata submit` (pipeline/dist.py): the project wheel and a venv-pack'ed
-# environment that every executor unpacks (--archives ...#environment). Build it on the OS and Python
-# of the cluster nodes.
-DIST_SOURCES := pyproject.toml $(shell find pipeline filters tokenizer trainer -type f -name '*.py' -o -type f -name '*.txt' 2>/dev/null)
-dist: setup dist/glmdata-env.tar.gz
-dist/glmdata-env.tar.gz: $(DIST_SOURCES)
-	$(BIN)/python -m pipeline.dist
+# Cluster artifacts for `glmdata submit` (pipeline/dist.py): a wheelhouse and a relocatable executor
+# environment for the nodes' CPython (DIST_PYTHON: 3.11 on Dataproc 2.2/2.3 and EMR 7 with python3.11;
+# 3.12 on the serverless runtimes), plus the node setup script and Dockerfiles. Built with PYTHONPATH
+# scrubbed; pipeline.dist itself skips the build when dist/dist.json's fingerprint of the sources,
+# pins and target matches, so this target always runs it.
+DIST_PYTHON ?= 3.11
+dist: setup
+	env -u PYTHONPATH -u PYTHONHOME -u VIRTUAL_ENV $(BIN)/python -m pipeline.dist --python-version $(DIST_PYTHON)
 	@echo "next: glmdata submit --platform dataproc|emr|emr-serverless|spark-standalone --config ... --dry-run"
 
 clean:

@@ -9,6 +9,8 @@ Candidate edges:
 Connected components by alternating large-star and small-star (Kiveris et al., "Connected
 Components in MapReduce and Beyond", SoCC 2014) until the edges form stars around each
 component's smallest node, checkpointed every round so the lineage stays one round long.
+Signatures, checkpoints and assignments go through pipeline.storage, like the documents
+(pipeline/engines/spark_storage.py says why), so dedup works on every scheme the stages do.
 Against a dedup index (`old_files`, earlier runs' survivors): the indexed documents that share
 a band key, text key or URL key with a new document are found by semi-joins of the index's key
 columns with the new keys (a distributed join; nothing of the index reaches the driver), and
@@ -21,7 +23,9 @@ from __future__ import annotations
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from pipeline.dedup.passes import EXISTING, REASON_EXACT, REASON_NEAR, REASON_URL
+from pipeline import storage
+from pipeline.dedup.passes import EXISTING, REASON_EXACT, REASON_NEAR, REASON_URL, assignment_dir
+from pipeline.engines.spark_storage import checkpoint, read_parquet, write_groups
 
 
 def star_edges(df: DataFrame, keys: list[str]) -> DataFrame:
@@ -86,15 +90,15 @@ def _is_star_forest(e: DataFrame) -> bool:
     return degrees.where((F.col("out") > 1) | ((F.col("out") > 0) & (F.col("in") > 0))).limit(1).count() == 0
 
 
-def connected_components(edges: DataFrame, max_rounds: int) -> tuple[DataFrame, int]:
+def connected_components(edges: DataFrame, max_rounds: int, checkpoint_dir: str) -> tuple[DataFrame, int]:
     """(node, root) for every node with an edge; root = the component's smallest node.
-    `edges`: distinct (u, v) with v < u, checkpointed."""
+    `edges`: distinct (u, v) with v < u, checkpointed; each round is checkpointed under `checkpoint_dir`."""
     e = edges
     rounds = 0
     while not _is_star_forest(e):
         if rounds == max_rounds:
             raise RuntimeError(f"dedup: connected components did not converge in {max_rounds} rounds")
-        e = _small_star(_large_star(e)).checkpoint()  # eager: cuts the lineage every round
+        e = checkpoint(_small_star(_large_star(e)), storage.join(checkpoint_dir, f"round-{rounds + 1}"))
         rounds += 1
     roots = e.select(F.col("v").alias("node")).distinct().withColumn("root", F.col("node"))
     return e.select(F.col("u").alias("node"), F.col("v").alias("root")).unionByName(roots), rounds
@@ -118,7 +122,7 @@ def with_indexed_neighbours(spark: SparkSession, sig: DataFrame, old_files: list
     new = sig.select(*_GRAPH_COLUMNS, *_RULE_COLUMNS, F.lit(1).alias("origin"), F.lit(None).cast("string").alias("run"))
     if not old_files:
         return new
-    old = spark.read.parquet(*old_files)
+    old = read_parquet(spark, old_files)
     hits = [old.join(sig.select("text_key").distinct(), "text_key", "left_semi").select("node")] if p.exact else []
     if p.url:
         hits.append(old.join(sig.select("url_key").where(F.col("url_key").isNotNull()).distinct(), "url_key",
@@ -140,14 +144,13 @@ def with_indexed_neighbours(spark: SparkSession, sig: DataFrame, old_files: list
 def assignments(spark: SparkSession, sig_dir: str, assign_root: str, checkpoint_dir: str, p,
                 threshold: float, survivor_order: list[str], max_rounds: int, old_files: list[str]) -> dict:
     """Write the per-part assignment table under `assign_root/part=N/`; return small counts."""
-    spark.sparkContext.setCheckpointDir(checkpoint_dir)
-    sig = spark.read.parquet(sig_dir).where(F.col("error").isNull())
+    sig = read_parquet(spark, sig_dir).where(F.col("error").isNull())
     graph = with_indexed_neighbours(spark, sig, old_files, p)
     if old_files:  # the semi-joins with the index run once, not once per use of the graph
-        graph = graph.checkpoint()
-    edges = candidate_edges(graph, p, threshold).checkpoint()
+        graph = checkpoint(graph, storage.join(checkpoint_dir, "graph"))
+    edges = checkpoint(candidate_edges(graph, p, threshold), storage.join(checkpoint_dir, "edges"))
     n_edges = edges.count()
-    comps, rounds = connected_components(edges, max_rounds)
+    comps, rounds = connected_components(edges, max_rounds, checkpoint_dir)
     members = comps.join(graph.select("node", "origin", "run", *_RULE_COLUMNS, "text_key", "url_key"), "node")
     best = members.groupBy("root").agg(
         F.min(F.struct(*survivor_key(survivor_order), F.col("text_key").alias("_text_key"),
@@ -162,6 +165,8 @@ def assignments(spark: SparkSession, sig_dir: str, assign_root: str, checkpoint_
          .when(F.col("url_key") == F.col("best._url_key"), F.concat(F.lit(REASON_URL), existing))
          .otherwise(F.concat(F.lit(REASON_NEAR), existing)).alias("reason"),
         F.col("best._run").alias("survivor_run"))
-    out.repartition("part").sortWithinPartitions("part", "row").write.mode("overwrite").partitionBy("part").parquet(assign_root)
+    storage.rmtree(assign_root)  # an interrupted attempt's files
+    write_groups(out.repartition("part").sortWithinPartitions("part", "row"), "part",
+                 lambda part: assignment_dir(assign_root, part))
     return {"candidate_edges": n_edges, "cc_rounds": rounds,
             "existing_matches": int(members.where(F.col("origin") == 0).count()) if old_files else 0}

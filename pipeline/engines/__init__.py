@@ -22,11 +22,19 @@ class Engine(Protocol):
     def close(self) -> None: ...
 
 
-def require_java(min_major: int = 17) -> None:
-    """Spark 4 needs Java 17+; say so plainly instead of a py4j stack trace."""
+def oldest_java(spark_version: str) -> int:
+    """The oldest Java the Spark release supports among those this project runs on: Spark 4 needs 17
+    (17, 21); Spark 3.5 runs on 11, 17 and 21 (Dataproc 2.2/2.3 ship 11)."""
+    return 17 if int(spark_version.split(".")[0]) >= 4 else 11
+
+
+def require_java(min_major: int, spark_version: str = "") -> None:
+    """Say plainly that Java is missing or too old, instead of a py4j stack trace. Only for a JVM this
+    process starts itself: under spark-submit the platform's JVM is already running."""
+    spark = f"Spark {spark_version}" if spark_version else "Spark"
     java = shutil.which("java")
     if java is None:
-        raise EngineError(f"Spark needs Java {min_major} or newer, and no `java` is on PATH. "
+        raise EngineError(f"{spark} needs Java {min_major} or newer, and no `java` is on PATH. "
                           "Install it (Debian: apt-get install openjdk-17-jre-headless) or use --engine beam.")
     out = subprocess.run([java, "-version"], capture_output=True, text=True).stderr
     try:
@@ -35,7 +43,7 @@ def require_java(min_major: int = 17) -> None:
     except (IndexError, ValueError):
         return
     if major < min_major:
-        raise EngineError(f"Spark needs Java {min_major} or newer; `java -version` says {version}.")
+        raise EngineError(f"{spark} needs Java {min_major} or newer; `java -version` says {version}.")
 
 
 def make_engine(cfg: RunConfig, name: str | None = None) -> Engine:

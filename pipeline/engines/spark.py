@@ -6,7 +6,7 @@ import sys
 from typing import Any, Callable
 
 from pipeline.config import RunConfig
-from pipeline.engines import require_java
+from pipeline.engines import oldest_java, require_java
 
 
 class SparkEngine:
@@ -20,8 +20,11 @@ class SparkEngine:
     def spark(self):
         """The SparkSession, started on first use (an existing one under spark-submit is reused)."""
         if self._spark is None:
-            require_java()
+            import pyspark
             from pyspark.sql import SparkSession
+
+            if "PYSPARK_GATEWAY_PORT" not in os.environ:  # set by spark-submit, whose JVM (the platform's Java) runs
+                require_java(oldest_java(pyspark.__version__), pyspark.__version__)
 
             # Executors must run the same Python as the driver in local mode.
             os.environ.setdefault("PYSPARK_PYTHON", sys.executable)

@@ -1,0 +1,124 @@
+"""Spark DataFrames to and from Parquet through pipeline.storage (pyarrow's filesystems).
+
+Spark's own readers, writers and checkpoints (spark.read.parquet, df.write, setCheckpointDir) go
+through Hadoop's FileSystem, which needs a connector per scheme: s3:// has one on EMR only (EMRFS),
+not on Dataproc, standalone, local mode or an S3-compatible store reached with AWS_ENDPOINT_URL.
+Documents already go through pyarrow's filesystems (local, gs://, s3://, hdfs://); these helpers
+give the shuffled intermediates (dedup's signatures, graph rounds, assignments) the same reach.
+
+Files are written per task with storage's atomic rename under a name fixed by the partition, so a
+retried or speculative task replaces the file with the same rows, and a killed one leaves none.
+"""
+from __future__ import annotations
+
+from itertools import islice
+from typing import Callable, Iterable, Iterator
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
+from pyspark.sql.types import StructType
+
+from pipeline import storage
+
+# Rows go through Python (the RDD API): mapInArrow would keep them columnar but needs pandas on
+# the driver, which no executor environment carries.
+BATCH_ROWS = 65536
+
+
+def _batches(rows: Iterable[tuple], schema: pa.Schema) -> Iterator[pa.Table]:
+    rows = iter(rows)
+    while chunk := list(islice(rows, BATCH_ROWS)):
+        columns = list(zip(*chunk))
+        yield pa.Table.from_arrays([pa.array(c, f.type) for c, f in zip(columns, schema)], schema=schema)
+
+
+def _part(folder: str, index: int) -> str:
+    return storage.join(folder, f"part-{index:05d}.parquet")
+
+
+def write_partitions(df: DataFrame, folder: str) -> int:
+    """Each non-empty partition of `df` as `folder`/part-NNNNN.parquet; returns the row count."""
+    storage.rmtree(folder)  # rows of an earlier, interrupted attempt at this step
+    schema = to_arrow_schema(df.schema)
+
+    def write(index: int, rows: Iterator[tuple]) -> Iterator[int]:
+        sink = storage.ParquetSink(_part(folder, index), schema)
+        try:
+            for table in _batches(rows, schema):
+                sink.write(table)
+        except BaseException:
+            sink.abort()
+            raise
+        sink.close()
+        yield sink.rows
+
+    return sum(df.rdd.mapPartitionsWithIndex(write).collect())
+
+
+def write_groups(df: DataFrame, key: str, folder_of: Callable[[int], str]) -> int:
+    """The rows of each `key` value k as one file in `folder_of(k)`, without the key column (the
+    layout of Spark's partitionBy). `df` must hold each key in one partition, sorted by key
+    (repartition(key).sortWithinPartitions(key, ...)). Returns the row count."""
+    at = df.columns.index(key)
+    schema = to_arrow_schema(df.drop(key).schema)
+
+    def write(index: int, rows: Iterator[tuple]) -> Iterator[int]:
+        sink, current, written = None, None, 0
+        try:
+            for row in rows:
+                if row[at] != current:
+                    if sink is not None:
+                        written += _flush(sink, pending)
+                    current, pending = row[at], []
+                    sink = storage.ParquetSink(_part(folder_of(current), index), schema)
+                pending.append(row[:at] + row[at + 1:])
+                if len(pending) == BATCH_ROWS:
+                    sink.write(next(_batches(pending, schema)))
+                    pending = []
+            if sink is not None:
+                written += _flush(sink, pending)
+        except BaseException:
+            if sink is not None:
+                sink.abort()
+            raise
+        yield written
+
+    return sum(df.rdd.mapPartitionsWithIndex(write).collect())
+
+
+def _flush(sink: storage.ParquetSink, pending: list[tuple]) -> int:
+    for table in _batches(pending, sink.schema):
+        sink.write(table)
+    sink.close()
+    return sink.rows
+
+
+def read_parquet(spark: SparkSession, source: str | list[str], schema: StructType | None = None) -> DataFrame:
+    """Parquet files (a folder, a glob or a list of files) as a DataFrame, one task per file. The
+    schema is the first file's unless given; with no file, an empty DataFrame of `schema`."""
+    paths = storage.expand(source) if isinstance(source, str) else list(source)
+    paths = [p for p in paths if p.endswith(".parquet")]
+    if schema is None:
+        if not paths:
+            raise FileNotFoundError(f"{source}: no Parquet file to read")
+        schema = from_arrow_schema(pq.read_schema(storage.open_input(paths[0])))
+    if not paths:
+        return spark.createDataFrame([], schema)
+    columns = schema.names
+
+    def read(path: str) -> Iterator[tuple]:
+        for batch in pq.ParquetFile(storage.open_input(path)).iter_batches(columns=columns):
+            yield from zip(*(c.to_pylist() for c in batch.columns))
+
+    return spark.createDataFrame(spark.sparkContext.parallelize(paths, len(paths)).flatMap(read), schema,
+                                 verifySchema=False)
+
+
+def checkpoint(df: DataFrame, folder: str) -> DataFrame:
+    """`df` computed once and cut from its lineage, like df.checkpoint(), but kept in the workdir's
+    storage. Not localCheckpoint(): its blocks live on the executors, and losing one (a preempted
+    node, the executor test_cluster kills) would lose rows that can no longer be recomputed."""
+    write_partitions(df, folder)
+    return read_parquet(df.sparkSession, folder, df.schema)
