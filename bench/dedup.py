@@ -44,7 +44,7 @@ from rich.table import Table  # noqa: E402
 from dedup_quality import edit, load_documents  # noqa: E402
 from filters.fast_normalize import (normalize_chinese, normalize_words, reference_chinese,  # noqa: E402
                                     reference_words)
-from filters.minhash import MinHasher, Shingling, _shingle_batch  # noqa: E402
+from filters.minhash import MinHasher, Shingling, shingle_batch  # noqa: E402
 from pipeline.schema import text_bytes  # noqa: E402
 
 console = Console(width=170)
@@ -84,7 +84,7 @@ def bench_signatures() -> None:
 
         def ours_from_tokens():
             for i in range(0, len(tokens), 256):
-                batch = _shingle_batch([t for t, _ in tokens[i:i + 256]], word_mode, n)
+                batch = shingle_batch([t for t, _ in tokens[i:i + 256]], word_mode, n)
                 hasher.signatures_of(batch)
 
         def datasketch_from_tokens():

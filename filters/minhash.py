@@ -244,7 +244,7 @@ def _shingle_kernel(buf, doc_starts, doc_ends, word_mode, n, powers, inverse_pow
     return written
 
 
-def _shingle_batch(token_strings: Sequence[str], word_mode: bool, n: int) -> ShingleBatch:
+def shingle_batch(token_strings: Sequence[str], word_mode: bool, n: int) -> ShingleBatch:
     encoded = [s.encode("utf-8") for s in token_strings]
     lengths = np.array([len(e) for e in encoded], np.int64)
     doc_ends = np.cumsum(lengths)
@@ -311,7 +311,7 @@ class MinHasher:
             groups.setdefault((word_mode, self.shingling.ngram(lang)), []).append(i)
         parts_h, parts_d = [], []
         for (word_mode, n), idx in sorted(groups.items()):
-            sb = _shingle_batch([token_strings[i] for i in idx], word_mode, n)
+            sb = shingle_batch([token_strings[i] for i in idx], word_mode, n)
             parts_h.append(sb.hashes64)
             parts_d.append(np.asarray(idx, np.int64)[sb.doc])
         if not parts_h:

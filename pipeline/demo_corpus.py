@@ -276,6 +276,26 @@ def write_wet(out: Path, pages: list[Page]) -> Path:
     return path
 
 
+def contaminated_pages(rng: random.Random, lang: str, pool: list[str]) -> list[str]:
+    """Town pages that quote items of the demo benchmark (demo_text/benchmark_items.jsonl), for the
+    decontaminate stage to find: three verbatim, two edited as pages edit (ASCII punctuation and
+    case; Traditional script), one item short of a full n-gram."""
+    items = [json.loads(line)["question"] for line in _text("benchmark_items.jsonl").splitlines()
+             if json.loads(line)["lang"] == lang]
+    if lang == "en":
+        quoted = [items[0], items[1], items[4], items[6].upper(), items[3].replace(",", " ,"), items[7]]
+    else:
+        from opencc import OpenCC
+
+        quoted = [items[0], items[1], items[4], items[3].replace("，", ", ").replace("？", "?"),
+                  OpenCC("s2t").convert(items[5]), items[7]]
+    pages = []
+    for i, item in enumerate(quoted):
+        title, paras = town_page(rng, lang, pool, 2000 + i)
+        pages.append("\n".join([title, *paras[:2], item, *paras[2:]]))
+    return pages
+
+
 def write_jsonl(out: Path, rng: random.Random) -> list[Path]:
     pool = templates()
     lines = []
@@ -288,6 +308,9 @@ def write_jsonl(out: Path, rng: random.Random) -> list[Path]:
                                  "created": CRAWL_DATE, "metadata": {"url": f"http://towns-en.demo.invalid/j{i}"}}).encode())
     lines.insert(5, b'{"id": "demo-dolma-broken", "text": "a line cut in the middle')  # malformed JSON
     lines.insert(12, b'{"id": "demo-dolma-latin1", "text": "caf\xe9 cr\xe8me"}')  # not UTF-8
+    for i, text in enumerate(contaminated_pages(rng, "en", pool["en"])):
+        lines.append(json.dumps({"id": f"demo-dolma-quiz-{i}", "text": text, "created": CRAWL_DATE,
+                                 "metadata": {"url": f"http://quiz-en.demo.invalid/{i}"}}).encode())
     dolma = out / "jsonl" / "demo.dolma.jsonl.gz"
     dolma.parent.mkdir(parents=True, exist_ok=True)
     dolma.write_bytes(gzip.compress(b"\n".join(lines) + b"\n", mtime=0))
@@ -302,6 +325,9 @@ def write_jsonl(out: Path, rng: random.Random) -> list[Path]:
         title, paras = town_page(rng, "zh", pool["zh"], 1000 + i)
         text = "\n".join([title, *paras])
         rows.append({"url": f"http://towns-zh.demo.invalid/j{i}", "date_download": CRAWL_DATE,
+                     "digest": "sha1:" + hashlib.sha1(text.encode()).hexdigest(), "raw_content": text, "language": "zh"})
+    for i, text in enumerate(contaminated_pages(rng, "zh", pool["zh"])):
+        rows.append({"url": f"http://quiz-zh.demo.invalid/{i}", "date_download": CRAWL_DATE,
                      "digest": "sha1:" + hashlib.sha1(text.encode()).hexdigest(), "raw_content": text, "language": "zh"})
     rows.append({"url": "http://wudao-like.demo.invalid/empty", "date_download": CRAWL_DATE,
                  "digest": "sha1:empty", "raw_content": "   ", "language": "zh"})

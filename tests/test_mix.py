@@ -12,7 +12,7 @@ from pipeline import storage
 from pipeline.config import ConfigError
 from pipeline.runner import run_stage
 from pipeline.schema import DOC_SCHEMA
-from pipeline.stages.mix import MixStage, solve_coefficient
+from pipeline.stages.mix import DEFAULT_STAGE, MixStage, solve_coefficient
 from tokenizer.spm import load
 
 from conftest import make_run_config, write_finished_stage
@@ -53,7 +53,7 @@ CORPUS = make_docs("web_en", "en", 1000, 400) + make_docs("web_zh", "zh", 300, 3
 
 def test_targets_repeats_and_report(tmp_path, spark_session_engine):
     cfg = make_run_config(tmp_path, {"mix": mix_section()})
-    write_finished_stage(cfg.run.workdir, "dedup", CORPUS, files=3)
+    write_finished_stage(cfg.run.workdir, DEFAULT_STAGE, CORPUS, files=3)
     summary = run_stage(MixStage(cfg), spark_session_engine)
     rep = summary["report"]
     # en has 1000 * ~100 tokens: 50k asks half an epoch. zh has 300 * ~100: 50k asks ~1.7 epochs.
@@ -84,7 +84,7 @@ def test_exact_counts_from_a_tokenizer_model(tmp_path, engines, tiny_model):  # 
     for engine, parts in (("spark", 1), ("beam", 3)):
         section = mix_section(target_tokens=20_000, bytes_per_token={"en": 1.0, "zh": 1.0}, count_tokens_with=tiny_model)
         cfg = make_run_config(tmp_path / engine, {"mix": section}, engine=engine)
-        write_finished_stage(cfg.run.workdir, "dedup", docs, files=parts)
+        write_finished_stage(cfg.run.workdir, DEFAULT_STAGE, docs, files=parts)
         rep = run_stage(MixStage(cfg), engines[engine])["report"]
         assert rep["token_counts"] == "exact" and rep["count_tokens_with"] == tiny_model
         for name, tokens in exact.items():
@@ -115,14 +115,14 @@ def test_count_tokens_with_a_file_that_is_no_model(tmp_path, spark_session_engin
     model = tmp_path / "tokenizer.model"
     model.write_bytes(b"not a model")
     cfg = make_run_config(tmp_path, {"mix": mix_section(count_tokens_with=str(model))})
-    write_finished_stage(cfg.run.workdir, "dedup", CORPUS[:10], files=1)
+    write_finished_stage(cfg.run.workdir, DEFAULT_STAGE, CORPUS[:10], files=1)
     with pytest.raises(ConfigError, match="count_tokens_with: expected a SentencePiece model.*tokenizer.model"):
         run_stage(MixStage(cfg), spark_session_engine)
 
 
 def test_shortfall_is_a_warning_with_numbers(tmp_path, spark_session_engine, caplog):
     cfg = make_run_config(tmp_path, {"mix": mix_section(target_tokens=400_000, max_epochs=2)})
-    write_finished_stage(cfg.run.workdir, "dedup", CORPUS, files=1)
+    write_finished_stage(cfg.run.workdir, DEFAULT_STAGE, CORPUS, files=1)
     with caplog.at_level(logging.WARNING):
         rep = run_stage(MixStage(cfg), spark_session_engine)["report"]
     shortfall = [w for w in rep["warnings"] if w.startswith("shortfall in zh")]
@@ -135,7 +135,7 @@ def test_same_rows_on_any_partitioning_and_both_engines(tmp_path, engines):
     ids = {}
     for parts, engine in ((1, "spark"), (3, "beam")):
         cfg = make_run_config(tmp_path / f"{engine}{parts}", {"mix": mix_section()}, engine=engine)
-        write_finished_stage(cfg.run.workdir, "dedup", CORPUS, files=parts)
+        write_finished_stage(cfg.run.workdir, DEFAULT_STAGE, CORPUS, files=parts)
         run_stage(MixStage(cfg), engines[engine])
         ids[(parts, engine)] = [(r["id"], r["mix_repeat"], r["text"]) for r in out_rows(cfg)]
     first = ids[(1, "spark")]
@@ -185,7 +185,7 @@ def test_sources_from_stages_and_paths_with_optional_columns(tmp_path, spark_ses
 def test_unmatched_documents_are_counted(tmp_path, spark_session_engine):
     docs = CORPUS + make_docs("forum", "en", 10, 100) + make_docs("web_en", "fr", 5, 100)
     cfg = make_run_config(tmp_path, {"mix": mix_section()})
-    write_finished_stage(cfg.run.workdir, "dedup", docs, files=1)
+    write_finished_stage(cfg.run.workdir, DEFAULT_STAGE, docs, files=1)
     summary = run_stage(MixStage(cfg), spark_session_engine)
     assert summary["dropped"]["mix_no_source"]["docs"] == 15
     assert summary["report"]["unmatched"]["forum|en"]["docs"] == 10
@@ -219,9 +219,9 @@ def test_recipes_validate():
     mix = glm.section("mix")
     assert mix.target_tokens == 400_000_000_000 and mix.language_shares == {"en": 0.5, "zh": 0.5}
     assert [(s.name, s.lang, s.stage) for s in mix.sources] == [
-        ("pile", "en", "ingest"), ("wudao", "zh", "ingest"), ("web_zh", "zh", "dedup")]
+        ("pile", "en", "ingest"), ("wudao", "zh", "ingest"), ("web_zh", "zh", "decontaminate")]
     stage = MixStage(glm)
-    assert stage.upstream == "ingest" and stage.depends_on == ("dedup",)
+    assert stage.upstream == "ingest" and stage.depends_on == ("decontaminate",)
     assert glm.section("tokenizer").vocab_size == 130_000
     demo = load_config(REPO / "configs" / "demo.yaml")
     assert demo.section("mix").sources[0].match_source == ["*"]

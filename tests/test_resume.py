@@ -20,7 +20,7 @@ from pipeline.run_all import pipeline_stages, run_pipeline
 from conftest import REPO
 from demo_runs import DEMO, KILLED, QUICK_JVM, committed_output, demo_sources, wait_for_killed_stage
 
-FINISHED_BEFORE_KILL = ["ingest", "langid", "quality"]
+FINISHED_BEFORE_KILL = ["ingest", "langid", "quality", "pii"]
 
 
 def _overrides(corpus: Path, workdir: Path) -> dict:
@@ -78,3 +78,5 @@ def test_real_pipeline_killed_in_dedup_resumes_to_identical_output(tmp_path, spa
     assert committed_output(wd) == expected
     assert {"ingest/data", "dedup/data", "dedup/rejected/dup_near", "mix/data", "encode/data"} <= set(expected)
     assert any(k.startswith("shards/shard-") and k.endswith(".arrow") for k in expected)
+    planted = expected["decontaminate/stats.json"]["report"]["benchmarks"]["demo-bench"]
+    assert (planted["documents"], planted["items_found"]) == (12, 12)  # every page quoting the demo benchmark

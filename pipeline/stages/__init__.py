@@ -2,7 +2,7 @@
 import importlib
 
 # Order is the data flow; `glmdata run` walks it.
-STAGE_ORDER = ["ingest", "langid", "quality", "dedup", "mix", "tokenizer", "encode", "shards", "report"]
+STAGE_ORDER = ["ingest", "langid", "quality", "pii", "dedup", "decontaminate", "mix", "tokenizer", "encode", "shards", "report"]
 
 
 def import_all() -> None:

@@ -1,6 +1,6 @@
 """mix: a weighted sample of the corpus to a token budget per language (aggregate, then a map).
 
-Each source names its input (a finished stage, "dedup" by default, or Parquet files in the document
+Each source names its input (a finished stage, "decontaminate" by default, or Parquet files in the document
 schema, e.g. an ingested curated dump like the Pile or WuDao) and the language it counts toward.
 
 1. Census, on the engine: one task per input file sums documents, bytes and tokens per source (and
@@ -38,7 +38,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline import storage
-from pipeline.config import ConfigError, InputPath, register_section
+from pipeline.config import ConfigError, InputPath, bounded, register_section
 from pipeline.registry import register_stage
 from pipeline.runner import stage_dir
 from pipeline.sampling import seeded_uniform
@@ -47,7 +47,7 @@ from pipeline.worker_models import worker_tokenizer
 
 log = logging.getLogger(__name__)
 
-DEFAULT_STAGE = "dedup"
+DEFAULT_STAGE = "decontaminate"
 MIX_COLUMNS = [("mix_source", pa.string()), ("mix_repeat", pa.int32())]
 NOT_SAMPLED = "mix_not_sampled"
 NO_SOURCE = "mix_no_source"
@@ -61,7 +61,7 @@ WEIGHT_BINS_PER_OCTAVE = 32  # weight histogram resolution for the plan (2% step
 class MixSource:
     name: str  # reported, and written to each row's `mix_source`
     lang: str  # the language its documents count toward (a key of mix.language_shares)
-    stage: str | None = None  # read <workdir>/<stage>/data; "dedup" when neither stage nor path is set
+    stage: str | None = None  # read <workdir>/<stage>/data; "decontaminate" when neither stage nor path is set
     path: InputPath | None = None  # or Parquet files in the document schema (local, gs://, s3://; globs)
     # `source` column values that belong to this mix source (default: [name]; ["*"]: every document
     # of the input). Documents whose `lang` is set and differs from `lang` are not taken.
@@ -109,7 +109,7 @@ class MixSection:
     # so the plan counts what encode writes. Not <workdir>/tokenizer/*: a copy of the first pass's.
     count_tokens_with: InputPath | None = None
     weight_column: str | None = None  # e.g. q_score or dup_cluster_size: weight = value ** weight_exponent
-    weight_exponent: float = 1.0
+    weight_exponent: float = bounded(1.0)  # any sign: -1 favours small clusters with dup_cluster_size
     weight_floor: float = 0.001  # values below it (and zero) count as this; missing values count as 1
     rebalance_within_language: bool = True  # a capped source's shortfall goes to its language's others
 

@@ -1,0 +1,174 @@
+"""Benchmark contamination: which documents share an n-gram with a benchmark's test items.
+
+English: word 13-grams (GPT-3's rule); Chinese: character n-grams (n chosen by
+bench/decontam.py: the smallest n whose false positives on clean news stay under 0.1%, see
+docs/benchmarks.md). Text is normalized exactly as dedup normalizes it (filters/fast_normalize.py:
+lowercase, numbers -> 0, punctuation and whitespace folded, Traditional -> Simplified), and
+n-grams are hashed by the same compiled kernel as dedup's shingles (64-bit), so an item is found
+whatever its punctuation, width, case or script in the page.
+
+An item shorter than one n-gram cannot share one: items of at least `min_tokens` tokens are
+indexed whole as `min_tokens`-grams (a second, shorter pass over documents, run only if such items
+exist); shorter ones are counted as too short to detect and reported.
+
+The index (a sorted array of n-gram hashes per pass plus, for each hash, the items that hold it)
+is built once from the benchmark files and shipped to every worker: benchmarks are small (MMLU's
+14k questions make ~0.5M 13-grams, 4 MB), so the cost of a document is its own n-grams, whatever
+the number of benchmarks.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from filters.minhash import Shingling, is_chinese, shingle_batch
+from filters.scripts import script_counts
+
+
+@dataclass(frozen=True)
+class BenchmarkItem:
+    benchmark: str  # the name the config gives the file
+    index: int      # the item's position in its file
+    text: str
+    lang: str       # "en" or "zh": decides word or character n-grams
+
+
+@dataclass
+class _Pass:
+    """One n-gram size per language: the sorted hashes of every item n-gram, and their items."""
+
+    en_n: int
+    zh_n: int
+    hashes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64))  # sorted, unique
+    owners: list[tuple[int, ...]] = field(default_factory=list)  # per hash: item numbers
+    # A direct-mapped presence table on the low bits of the hashes (~3% full): almost every document
+    # n-gram is ruled out by one lookup in a few MB, and only the rest is searched in `hashes`
+    # (a binary search per n-gram cost 5x the n-gram hashing itself).
+    present: np.ndarray = field(default_factory=lambda: np.zeros(1, bool))
+
+    def set_hashes(self, hashes: np.ndarray, owners: list[tuple[int, ...]]) -> None:
+        self.hashes, self.owners = hashes, owners
+        size = 1 << int(np.clip(np.ceil(np.log2(max(len(hashes), 1) * 32)), 16, 28))
+        self.present = np.zeros(size, bool)
+        self.present[(hashes & np.uint64(size - 1)).astype(np.int64)] = True
+
+    def lookup(self, hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(positions into `hashes` of the query that are indexed, their index in `self.hashes`)."""
+        mask = np.uint64(len(self.present) - 1)
+        maybe = np.flatnonzero(self.present[(hashes & mask).astype(np.int64)])
+        pos = np.searchsorted(self.hashes, hashes[maybe])
+        pos[pos == len(self.hashes)] = 0
+        hit = self.hashes[pos] == hashes[maybe]
+        return maybe[hit], pos[hit]
+
+    def shingles(self, tokens: list[tuple[str, bool]]) -> tuple[np.ndarray, np.ndarray]:
+        """(hashes, document index) of every n-gram of normalized token strings, documents in order
+        and each document's n-grams in text order."""
+        parts = []
+        for word_mode, n in ((True, self.en_n), (False, self.zh_n)):
+            idx = [i for i, (_, w) in enumerate(tokens) if w == word_mode]
+            if idx:
+                batch = shingle_batch([tokens[i][0] for i in idx], word_mode, n)
+                parts.append((batch.hashes64, np.asarray(idx, np.int64)[batch.doc]))
+        if not parts:
+            return np.zeros(0, np.uint64), np.zeros(0, np.int64)
+        hashes, docs = np.concatenate([h for h, _ in parts]), np.concatenate([d for _, d in parts])
+        order = np.argsort(docs, kind="stable")
+        return hashes[order], docs[order]
+
+
+# Dedup's normalization folds every number to "0", which in Chinese turns dates and figures into
+# "0年0月0日至0年0月0日", found on any news page. Here digits become the Chinese numerals first, so
+# numbers keep their value and "1月" meets "一月"; letters still fold as dedup folds them.
+_DIGITS_AS_NUMERALS = str.maketrans("0123456789０１２３４５６７８９", "〇一二三四五六七八九" * 2)
+_DIGIT_RUN = re.compile("[0-9０-９]+")
+
+
+def _numerals(text: str) -> str:
+    # translate() on a whole Chinese page costs more than normalizing it; digit runs are few.
+    return _DIGIT_RUN.sub(lambda m: m.group().translate(_DIGITS_AS_NUMERALS), text)
+
+
+_SHINGLING = Shingling(zh_tokens="char")  # normalization and tokens only; n comes from each pass
+
+
+def _token_strings(texts: list[str | None], langs: list[str]) -> list[tuple[str, bool]]:
+    """Each text normalized as dedup normalizes it: (token string, word mode)."""
+    return [_SHINGLING.token_string(_numerals(t) if t and lang == "zh" else t, lang)
+            for t, lang in zip(texts, langs)]
+
+
+def _is_han(c: str) -> bool:
+    return "\u4e00" <= c <= "\u9fff" or "\u3400" <= c <= "\u4dbf" or c == "〇"
+
+
+def item_lang(text: str) -> str:
+    """zh when at least 30% of the letters are Han (ChineseWebText's bar), else en."""
+    counts = script_counts(text)
+    letters = sum(counts.values())
+    return "zh" if letters and counts.get("Han", 0) / letters >= 0.3 else "en"
+
+
+class ContaminationIndex:
+    """N-grams of benchmark items; `find(texts, langs)` names the items each document shares one with."""
+
+    def __init__(self, items: list[BenchmarkItem], en_ngram: int = 13, zh_ngram: int = 13,
+                 en_min_tokens: int = 8, zh_min_tokens: int = 10, zh_min_han_frac: float = 0.8):
+        if not 1 <= en_min_tokens <= en_ngram or not 1 <= zh_min_tokens <= zh_ngram:
+            raise ValueError("min_tokens: expected 1 <= min_tokens <= ngram for each language")
+        self.items = items
+        self.zh_min_han_frac = zh_min_han_frac
+        self.full = _Pass(en_ngram, zh_ngram)
+        self.short = _Pass(en_min_tokens, zh_min_tokens)
+        self.too_short: list[int] = []  # item numbers that no pass can find
+        tokens = _token_strings([i.text for i in items], [i.lang for i in items])
+        full_items, short_items = [], []
+        for k, (s, word_mode) in enumerate(tokens):
+            count = len(s.split()) if word_mode else len(s)
+            n, minimum = (en_ngram, en_min_tokens) if word_mode else (zh_ngram, zh_min_tokens)
+            (full_items if count >= n else short_items if count >= minimum else self.too_short).append(k)
+        self._fill(self.full, full_items, tokens)
+        self._fill(self.short, short_items, tokens)
+
+    def _fill(self, p: _Pass, numbers: list[int], tokens: list[tuple[str, bool]]) -> None:
+        if not numbers:
+            return
+        hashes, docs = p.shingles([tokens[k] for k in numbers])
+        keep = np.concatenate([self._indexable(*tokens[k], p) for k in numbers])
+        hashes, owner_of = hashes[keep], np.asarray(numbers, np.int64)[docs[keep]]
+        order = np.lexsort((owner_of, hashes))
+        hashes, owner_of = hashes[order], owner_of[order]
+        unique, starts = np.unique(hashes, return_index=True)
+        p.set_hashes(unique, [tuple(sorted(set(group.tolist()))) for group in np.split(owner_of, starts[1:])])
+
+    def _indexable(self, s: str, word_mode: bool, p: _Pass) -> np.ndarray:
+        """Per n-gram of an item (in text order): whether to index it. Mostly-Latin stretches of a
+        Chinese item ("国际联盟international") are common to many pages, so a Chinese n-gram needs
+        `zh_min_han_frac` Han characters (Chinese numerals count: see `_DIGITS_AS_NUMERALS`), unless
+        none of the item's has (then all are kept: a verbatim copy is always found)."""
+        if word_mode:
+            return np.ones(max(len(s.split()) - p.en_n + 1, 1), bool)
+        n = p.zh_n
+        han = np.array([_is_han(c) for c in s], np.int64)
+        window = np.convolve(han, np.ones(n, np.int64), "valid") if len(han) >= n else han.sum(keepdims=True)
+        keep = window >= self.zh_min_han_frac * min(n, len(han))
+        return keep if keep.any() else np.ones_like(keep)
+
+    @property
+    def passes(self) -> list[_Pass]:
+        return [p for p in (self.full, self.short) if len(p.hashes)]
+
+    def find(self, texts: list[str | None], langs: list[str | None]) -> list[list[int]]:
+        """Per document, the numbers of the items it shares an n-gram with (sorted, no repeats)."""
+        found: list[set[int]] = [set() for _ in texts]
+        tokens = _token_strings(texts, ["zh" if is_chinese(lang) else "en" for lang in langs])
+        for p in self.passes:
+            hashes, docs = p.shingles(tokens)
+            if not len(hashes):
+                continue
+            at, where = p.lookup(hashes)
+            for doc, w in zip(docs[at].tolist(), where.tolist()):
+                found[doc].update(p.owners[w])
+        return [sorted(f) for f in found]

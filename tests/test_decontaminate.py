@@ -1,0 +1,125 @@
+"""Decontamination (filters/decontam.py, pipeline/stages/decontaminate.py): items found verbatim and
+as pages edit them, short items, numbers kept apart, benchmark files read, both engines equal."""
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import REPO, make_run_config, write_finished_stage
+from filters.decontam import BenchmarkItem, ContaminationIndex
+from filters.normalize import to_traditional
+from pipeline import storage
+from pipeline.config import ConfigError
+from pipeline.runner import run_stage
+from pipeline.stage import StageStats
+from pipeline.stages.decontaminate import Benchmark, DecontaminateStage, read_items
+
+FIXTURE = REPO / "pipeline" / "demo_text" / "benchmark_items.jsonl"
+EN = ("Which gas do green plants take in from the air and use, together with water and sunlight, "
+      "to make their own food?")
+ZH = "绿色植物在阳光下利用二氧化碳和水制造有机物并释放氧气，这一过程叫作什么？"
+HOST_EN = "The town council met on Tuesday evening to discuss the new library and the bus timetable. "
+HOST_ZH = "镇上的小学有三百多名学生，学校的图书室每逢周三下午对居民开放。"
+
+
+def index(**kw) -> ContaminationIndex:
+    return ContaminationIndex([BenchmarkItem("b", 0, EN, "en"), BenchmarkItem("b", 1, ZH, "zh"),
+                               BenchmarkItem("b", 2, "What is the capital city of the imaginary island of Verland?", "en"),
+                               BenchmarkItem("b", 3, "Name it.", "en")], **kw)
+
+
+@pytest.mark.parametrize("text, lang, expected", [
+    (HOST_EN + EN + " " + HOST_EN, "en", [0]),
+    (HOST_EN + EN.upper().replace(",", " ,"), "en", [0]),          # case and spacing
+    (HOST_ZH + ZH + HOST_ZH, "zh", [1]),
+    (HOST_ZH + to_traditional(ZH).replace("，", ", "), "zh", [1]),  # Traditional, ASCII punctuation
+    (HOST_EN + "Quiz: what is the capital city of the imaginary island of Verland? Answer below.", "en", [2]),  # short item
+    (HOST_EN * 3, "en", []),
+    (HOST_ZH * 3, "zh", []),
+    (None, "en", []),
+])
+def test_finds_items_as_pages_carry_them(text, lang, expected):
+    assert index().find([text], [lang]) == [expected]
+
+
+def test_too_short_items_are_counted_not_indexed():
+    assert index().too_short == [3]
+
+
+def test_numbers_keep_their_value_in_chinese():
+    """Dedup's normalization folds every number to 0: a date-and-figure sentence would then match
+    any page with the same shape of dates. Here only the same numbers match."""
+    item = "二零二三年度报告显示，2015年7月17日至2015年8月14日期间共有363名学生参加了比赛。"
+    ix = ContaminationIndex([BenchmarkItem("b", 0, item, "zh")])
+    other_dates = "报告显示，2019年3月11日至2019年4月22日期间共有811名学生参加了比赛。"
+    assert ix.find([HOST_ZH + item, HOST_ZH + other_dates], ["zh", "zh"]) == [[0], []]
+
+
+def test_read_items_jsonl_parquet_text(tmp_path):
+    items = read_items(Benchmark("demo", str(FIXTURE), ["question"]))
+    assert len(items) == 16 and {i.lang for i in items} == {"en", "zh"}
+    pq.write_table(pa.table({"q": ["one", None], "a": ["x", "y"]}), tmp_path / "b.parquet")
+    assert [i.text for i in read_items(Benchmark("p", str(tmp_path / "b.parquet"), ["q", "a"]))] == ["one\nx", "y"]
+    (tmp_path / "b.txt").write_text("first item\n\nsecond item\n")
+    assert [i.text for i in read_items(Benchmark("t", str(tmp_path / "b.txt")))] == ["first item", "second item"]
+    (tmp_path / "bad.jsonl").write_text('{"question": "x"}\n{"other": 1}\n')
+    with pytest.raises(ConfigError, match=r"bad.jsonl:2: .*fields \['question'\]"):
+        read_items(Benchmark("bad", str(tmp_path / "bad.jsonl"), ["question"]))
+
+
+def _docs() -> list[dict]:
+    texts = [HOST_EN + EN, HOST_ZH + ZH, HOST_EN * 2, HOST_ZH * 2, HOST_EN + EN.lower()]
+    langs = ["en", "zh", "en", "zh", "en"]
+    return [{"id": f"d{i}", "text": t, "lang": lang, "source_file": "f", "source_offset": i}
+            for i, (t, lang) in enumerate(zip(texts, langs))]
+
+
+def test_stage_on_both_engines(tmp_path, engines):
+    results = {}
+    for name, engine in engines.items():
+        cfg = make_run_config(tmp_path / name, {"decontaminate": {
+            "benchmarks": [{"name": "demo", "path": str(FIXTURE), "fields": ["question"]}]}}, engine=name)
+        write_finished_stage(cfg.run.workdir, "dedup", _docs(), files=2)
+        stats = run_stage(DecontaminateStage(cfg), engine)
+        StageStats.from_dict(stats).check_conservation(name)
+        rows = {r["id"]: r for p in storage.expand(f"{cfg.run.workdir}/decontaminate")
+                if p.endswith(".parquet") and "/errors/" not in p for r in pq.read_table(p).to_pylist()}
+        results[name] = (stats, rows)
+    (stats, rows), (beam_stats, beam_rows) = results["spark"], results["beam"]
+    assert rows == beam_rows and stats["report"] == beam_stats["report"]
+    contaminated = {"d0", "d1", "d4"}
+    assert {i for i, r in rows.items() if r["q_contam_items"]} == contaminated
+    assert rows["d1"]["q_contam_benchmarks"] == "demo" and rows["d2"]["q_contam_benchmarks"] is None
+    assert {i for i, r in rows.items() if r.get("reject_reason")} == contaminated
+    assert rows["d0"]["reject_reason"] == "contaminated:demo" and rows["d0"]["reject_detail"] == "demo#1"
+    report = stats["report"]["benchmarks"]["demo"]
+    assert (report["items"], report["items_found"], report["documents"]) == (16, 2, 3)
+    assert report["top_items"][0] == {"item": 1, "documents": 2, "text": EN}
+    assert not [k for k in stats["extra"] if k.startswith("item|")]
+
+
+def test_flag_keeps_and_marks(tmp_path):
+    cfg = make_run_config(tmp_path, {"decontaminate": {
+        "action": "flag", "benchmarks": [{"name": "demo", "path": str(FIXTURE), "fields": ["question"]}]}}, engine="beam")
+    result = DecontaminateStage(cfg).process_batch(pa.RecordBatch.from_pylist(
+        [{k: d[k] for k in ("id", "text", "lang")} for d in _docs()]))
+    assert result.reasons == [None] * 5
+    assert result.rows.column("q_contam_benchmarks").to_pylist() == ["demo", "demo", None, None, "demo"]
+
+
+def test_no_benchmark_keeps_everything(tmp_path):
+    cfg = make_run_config(tmp_path, {"decontaminate": {}}, engine="beam")
+    result = DecontaminateStage(cfg).process_batch(pa.RecordBatch.from_pylist(
+        [{k: d[k] for k in ("id", "text", "lang")} for d in _docs()]))
+    assert result.reasons == [None] * 5
+
+
+def test_demo_config_points_at_the_fixture():
+    from pipeline.config import load_config
+
+    section = load_config(REPO / "configs" / "demo.yaml").section("decontaminate")
+    assert [b.name for b in section.benchmarks] == ["demo-bench"]
+    assert json.loads(FIXTURE.read_text().splitlines()[0])["id"] == "en-01"
