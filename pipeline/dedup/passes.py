@@ -310,9 +310,9 @@ class AssignmentTask:
                 details.setdefault(reason, []).append(
                     cluster_id if survivor_run is None else f"{cluster_id} in run {survivor_run}")
         table = pa.Table.from_batches([batch])
+        if TEXT_BEFORE_REWRITE in table.column_names:  # used up by the signatures; stages between may
+            table = table.drop_columns([TEXT_BEFORE_REWRITE])  # have redacted `text` but not this copy
         kept = table.take(pa.array(keep, pa.int64()))
-        if TEXT_BEFORE_REWRITE in kept.column_names:  # used up: the signatures were taken from it
-            kept = kept.drop_columns([TEXT_BEFORE_REWRITE])
         kept = kept.append_column("dup_cluster_id", pa.array(cluster_ids, pa.string()))
         kept = kept.append_column("dup_cluster_size", pa.array(cluster_sizes, pa.int64()))
         out.keep(kept, sum(sizes[i] for i in keep))

@@ -42,6 +42,7 @@ the workdir and is removed before the commit.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -108,6 +109,9 @@ class DedupStage(Stage):
             raise ConfigError(f"{where}: num_perm, en_ngram and zh_ngram must be >= 1")
         if not 0.0 < s.q_score_step <= 1.0:
             raise ConfigError(f"{where}.q_score_step: expected a number in (0, 1], got {s.q_score_step!r}")
+        if bool(s.bands) != bool(s.rows):
+            raise ConfigError(f"{where}: bands and rows: expected both 0 (derived from the threshold) or both "
+                              f">= 1, got bands={s.bands}, rows={s.rows}")
         bands, rows = (s.bands, s.rows) if s.bands and s.rows else optimal_bands(
             s.threshold, s.num_perm, s.false_positive_weight, s.false_negative_weight)
         if bands * rows > s.num_perm:
@@ -151,7 +155,8 @@ class DedupStage(Stage):
                 self_run = earlier[0]["run"]
             else:
                 seq = len(manifest["runs"])
-                self_run = f"{seq:05d}-{identity['input_fingerprint'][-12:]}"
+                digest = hashlib.sha1(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
+                self_run = f"{seq:05d}-{digest}"
                 append = IndexAppend(self.index.run_dir(self_run), self_run, seq)
         old_files, against_runs = [], 0
         for idx in self.against:

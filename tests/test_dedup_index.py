@@ -1,0 +1,190 @@
+"""Incremental dedup against a persistent index: equivalence with deduplicating everything at once
+(demo corpus split in two, Spark and Beam), atomic append, the lease, and a resumed run."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from rich.console import Console
+
+from pipeline import storage
+from pipeline.dedup.fixtures import read_dedup_output, write_finished_upstream
+from pipeline.dedup.index import DedupIndex, IndexBusy
+from pipeline.runner import run_stage
+from pipeline.stage import StageStats
+from pipeline.stages.dedup import DedupStage
+
+from conftest import make_run_config
+from demo_runs import DEMO, demo_sources
+
+# Both runs rank snapshot A's documents first (earlier crawl), as the index does ("old wins").
+OLD_FIRST = ["crawl_date", "q_score", "noise", "id"]
+SNAPSHOT_DATES = {"A": "2024-01-01T00:00:00Z", "B": "2024-02-01T00:00:00Z"}
+
+
+@pytest.fixture(scope="module")
+def demo_snapshots(tmp_path_factory):
+    """The demo corpus through langid (Beam; dedup hashes the text as langid left it), split in two
+    snapshots by a hash of each id."""
+    from pipeline.config import load_config
+    from pipeline.demo_corpus import generate
+    from pipeline.engines.beam import BeamEngine
+    from pipeline.run_all import run_pipeline
+
+    tmp = tmp_path_factory.mktemp("demo")
+    generate(tmp / "corpus")
+    cfg = load_config(DEMO, {"run.workdir": str(tmp / "work"), "ingest.sources": demo_sources(tmp / "corpus"),
+                             "run.engine": "beam"})
+    run_pipeline(cfg, BeamEngine(cfg), last="langid", report=False, console=Console(quiet=True))
+    table = pa.concat_tables(pq.read_table(p) for p in storage.expand(str(tmp / "work" / "langid" / "data")))
+    half = pa.array([hashlib.sha1(i.encode()).digest()[0] % 2 for i in table.column("id").to_pylist()])
+    snapshots = {}
+    for name, bit in (("A", 0), ("B", 1)):
+        t = table.filter(pa.compute.equal(half, bit))
+        t = t.set_column(t.schema.get_field_index("crawl_date"), "crawl_date",
+                         pa.array([SNAPSHOT_DATES[name]] * t.num_rows, pa.string()))
+        snapshots[name] = t
+    return snapshots
+
+
+def _write_upstream(workdir: str, tables: list[pa.Table], fingerprint: str) -> None:
+    """A finished stage before dedup holding `tables` (one part file each)."""
+    data = storage.join(workdir, DedupStage.upstream, "data")
+    storage.makedirs(data)
+    for i, t in enumerate(tables):
+        pq.write_table(t, storage.join(data, f"part-{i:05d}.parquet"))
+    storage.write_text(storage.join(workdir, DedupStage.upstream, "_SUCCESS"),
+                       json.dumps({"config_hash": "snapshot", "input_fingerprint": fingerprint}))
+
+
+def _dedup(tmp_path, engine, name: str, tables: list[pa.Table], section: dict) -> tuple[dict, dict]:
+    cfg = make_run_config(tmp_path / name, {"dedup": section}, engine=engine.name)
+    _write_upstream(cfg.run.workdir, tables, name)
+    summary = run_stage(DedupStage(cfg), engine)
+    StageStats.from_dict(summary).check_conservation(name)
+    return summary, read_dedup_output(storage.join(cfg.run.workdir, "dedup"))
+
+
+def _survivors_of_rejected(out: dict) -> dict[str, tuple[str, str]]:
+    """id -> (reason without `_existing`, survivor id without ` in run ...`)."""
+    return {doc: (reason.removesuffix("_existing"), detail.split(" in run ")[0])
+            for doc, (reason, detail) in out["rejected"].items()}
+
+
+@pytest.mark.slow  # six dedup runs on the demo corpus, three per engine
+def test_snapshot_b_against_a_index_equals_a_plus_b_together(tmp_path, engines, demo_snapshots):
+    a, b = demo_snapshots["A"], demo_snapshots["B"]
+    for name, engine in engines.items():
+        base = tmp_path / name
+        _, together = _dedup(base, engine, "AB", [a, b], {"survivor_order": OLD_FIRST})
+        _, first = _dedup(base, engine, "A", [a], {"survivor_order": OLD_FIRST})
+        index_a = str(base / "A" / "out" / "dedup_index")
+        summary, second = _dedup(base, engine, "B", [b], {"survivor_order": OLD_FIRST, "against": [index_a]})
+        existing = {k: v for k, v in second["rejected"].items() if v[0].endswith("_existing")}
+        assert existing, f"{name}: the split put no copies across the snapshots; the test checks nothing"
+        assert all(" in run 00000-" in detail for _, detail in existing.values())
+        assert summary["extra"]["index_runs_against"] == 1 and summary["extra"]["existing_matches"] > 0
+        assert set(first["kept"]) | set(second["kept"]) == set(together["kept"]), name
+        assert {**_survivors_of_rejected(first), **_survivors_of_rejected(second)} == _survivors_of_rejected(together)
+        # B's own index holds B's survivors only; A's index is untouched by B's run
+        assert [r["run"] for r in DedupIndex(index_a).generation()["runs"]] == [
+            r["run"] for r in json.loads((base / "A" / "out" / "dedup_index" / "_manifest" / "gen-000001.json")
+                                         .read_text())["runs"]]
+        b_index = DedupIndex(str(base / "B" / "out" / "dedup_index"))
+        b_rows = pq.read_table(b_index.run_files(b_index.generation())).column("id").to_pylist()
+        assert sorted(b_rows) == sorted(second["kept"])
+
+
+# -- the index itself, on small fixtures (Beam: no session to start)
+
+def _docs(prefix: str, n: int, shared: int = 0) -> list[dict]:
+    """n unrelated documents; the first `shared` have the same text as snapshot "a"'s."""
+    def text(seed: str) -> str:
+        words = [hashlib.sha1(f"{seed}-{j}".encode()).hexdigest()[:6] for j in range(60)]
+        return " ".join(words) + "."
+    return [{"id": f"{prefix}{i}", "text": text(f"a{i}" if i < shared else f"{prefix}{i}"), "q_score": 0.5}
+            for i in range(n)]
+
+
+def _run(tmp_path, name: str, docs: list[dict], section: dict, fingerprint: str | None = None):
+    from pipeline.engines.beam import BeamEngine
+
+    cfg = make_run_config(tmp_path / name, {"dedup": section}, engine="beam")
+    write_finished_upstream(cfg.run.workdir, [docs[0::2], docs[1::2]])
+    if fingerprint:
+        storage.write_text(storage.join(cfg.run.workdir, DedupStage.upstream, "_SUCCESS"),
+                           json.dumps({"config_hash": "fixture", "input_fingerprint": fingerprint}))
+    return cfg, run_stage(DedupStage(cfg), BeamEngine(cfg), force=True)
+
+
+def test_append_is_atomic_and_a_resumed_run_does_not_append_twice(tmp_path, monkeypatch):
+    shared = str(tmp_path / "index")
+    section = {"index": shared, "against": [shared]}
+    _run(tmp_path, "a", _docs("a", 6), section, "snapshot-a")
+    index = DedupIndex(shared)
+    assert index.generation()["generation"] == 1
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt("killed before the manifest")
+
+    monkeypatch.setattr(DedupIndex, "commit", killed)
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path, "b", _docs("b", 6, shared=2), section, "snapshot-b")
+    monkeypatch.undo()
+    # the killed run's files are there but unreferenced: the index is still generation 1, lease free
+    run_a = index.generation()["runs"][0]["run"]
+    assert len(storage.listdir(storage.join(shared, "runs"))) == 2
+    assert index.generation()["generation"] == 1 and not storage.exists(index.lease_path)
+    assert len(pq.read_table(index.run_files(index.generation())).column("id")) == 6
+
+    cfg, summary = _run(tmp_path, "b", _docs("b", 6, shared=2), section, "snapshot-b")
+    out = read_dedup_output(storage.join(cfg.run.workdir, "dedup"))
+    assert out["rejected"] == {"b0": ("dup_exact_existing", f"a0 in run {run_a}"),
+                               "b1": ("dup_exact_existing", f"a1 in run {run_a}")}
+    assert summary["dropped"]["dup_exact_existing"]["docs"] == 2
+    assert index.generation()["generation"] == 2
+    assert sorted(pq.read_table(index.run_files(index.generation())).column("id").to_pylist()) == \
+        sorted([f"a{i}" for i in range(6)] + [f"b{i}" for i in range(2, 6)])
+    # the same run again (a resume after a kill that followed the append): it finds itself in the
+    # index, neither reads nor appends itself, and gives the same output
+    cfg, again = _run(tmp_path, "b", _docs("b", 6, shared=2), section, "snapshot-b")
+    assert read_dedup_output(storage.join(cfg.run.workdir, "dedup")) == out
+    assert index.generation()["generation"] == 2
+
+
+def test_settings_mismatch_names_the_key(tmp_path):
+    from pipeline.config import ConfigError
+
+    shared = str(tmp_path / "index")
+    _run(tmp_path, "a", _docs("a", 2), {"index": shared}, "snapshot-a")
+    with pytest.raises(ConfigError, match=r"dedup.en_ngram is 3 but the index .* was built with 5"):
+        _run(tmp_path, "b", _docs("b", 2), {"index": None, "against": [shared], "en_ngram": 3}, "snapshot-b")
+
+
+def test_lease_refuses_a_second_appender_and_takes_over_a_dead_ones(tmp_path):
+    index = DedupIndex(str(tmp_path / "index"))
+    with index.lease(60, "first run"):
+        with pytest.raises(IndexBusy, match="being appended to by first run"):
+            with index.lease(60, "second run"):
+                pass
+        # another process cannot take it either
+        code = ("import sys; from pipeline.dedup.index import DedupIndex, IndexBusy\n"
+                f"try:\n    DedupIndex({index.path!r})._acquire({{'owner': 'x', 'expires': 1e12}})\n"
+                "except IndexBusy:\n    sys.exit(3)\n")
+        assert subprocess.run([sys.executable, "-c", code], env={**os.environ}).returncode == 3
+    assert not storage.exists(index.lease_path)
+    # a holder that died (its pid is gone) or whose time ran out leaves a stale lease: taken over
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    for stale in ({"pid": int(dead.stdout), "expires": time.time() + 3600},
+                  {"pid": os.getpid(), "expires": time.time() - 1}):
+        with open(index.lease_path, "w") as f:
+            json.dump({"owner": "old", "holder": "killed run", "host": os.uname().nodename, **stale}, f)
+        with index.lease(60, "new run"):
+            assert json.loads(storage.read_text(index.lease_path))["holder"] == "new run"
