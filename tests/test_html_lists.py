@@ -27,6 +27,9 @@ def _page(shared_data, file: str, url: str) -> str:
     # A blog post that is mostly lists of links under topic headings; not the site menu.
     ("wget-2024-academic-en.warc.gz", "https://maria-antoniak.github.io/2018/11/19/data-science-crash-course.html",
      ["Understanding LSTM Networks by Christopher Olah", "The Illustrated Transformer by Jay Alammar"], ["Contact"]),
+    # A numbered publication list: the titles (ordered-list items) between authors and venues.
+    ("wget-2024-academic-en.warc.gz", "https://www.jonathanbragg.com/",
+     ["Mitigating Barriers to Public Social Interaction", "FLEX: Unifying Evaluation for Few-Shot NLP"], ["Headshot"]),
 ])
 def test_list_items_inside_the_article_come_back(shared_data, file, url, restored, left_out):
     html = _page(shared_data, file, url)

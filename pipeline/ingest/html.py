@@ -24,7 +24,7 @@ from resiliparse.extract.html2text import extract_plain_text
 from resiliparse.parse.html import HTMLTree
 
 # Start and end tags; void elements never close, so they do not nest.
-_TAG = re.compile(r"<(/?)(?!(?:area|base|br|col|embed|hr|img|input|link|meta|param|source|track|wbr)\b)[a-zA-Z]")
+_TAG = re.compile(r"<(/?)(?!(?:area|base|br|col|embed|hr|img|input|link|meta|param|source|track|wbr)\b)[a-z]", re.I)
 
 
 class ExtractionOverBudget(ValueError):
@@ -90,7 +90,7 @@ def _extract_lines(tree: HTMLTree, main_content: bool, list_bullets: bool = Fals
 START_ANCHOR_BYTES = 80
 END_ANCHOR_BYTES = 40
 ITEM_BYTES = 20
-_BULLET = "\u2022 "  # resiliparse's list_bullets marker
+_LIST_ITEM = re.compile(r"(?:\u2022|\d+\.) ")  # resiliparse's list_bullets markers: unordered, ordered
 
 
 def with_inner_lines(main: list[str], full: list[str]) -> list[str]:
@@ -99,7 +99,7 @@ def with_inner_lines(main: list[str], full: list[str]) -> list[str]:
     `main` stays.
 
     resiliparse's main-content mode drops short list items and table rows even inside the article
-    (a Wikipedia article's list of monuments, a research page's dataset list, a blog post of links); in
+    (a Wikipedia article's list of monuments, a numbered publication list, a blog post of links); in
     the full text they sit between the article's first and last paragraphs, while menus and
     footers sit outside. Other full-text lines there (captions, bylines) and items shorter than
     ITEM_BYTES stay out. Unchanged when no substantial line of `main` is found in `full`."""
@@ -108,17 +108,18 @@ def with_inner_lines(main: list[str], full: list[str]) -> list[str]:
     if first is None:
         return main
     last = max(i for i, n in enumerate(size) if n >= END_ANCHOR_BYTES)
-    inner = [line.removeprefix(_BULLET) for line in full]
-    start = next((i for i, line in enumerate(inner) if line == main[first]), None)
-    end = next((i for i in range(len(inner) - 1, -1, -1) if inner[i] == main[last]), None)
+    items = [_LIST_ITEM.match(line) for line in full]
+    inner = [line[m.end():] if m else line for line, m in zip(full, items)]
+    start = next((i for i, line in enumerate(inner) if main[first] in (line, full[i])), None)
+    end = next((i for i in range(len(inner) - 1, -1, -1) if main[last] in (inner[i], full[i])), None)
     if start is None or end is None or end < start:
         return main
     article = main[first:last + 1]
     kept, merged, j = set(article), [], 0
-    for line, raw in zip(inner[start:end + 1], full[start:end + 1]):
-        if j < len(article) and line == article[j]:
-            merged.append(line)
+    for line, raw, item in zip(inner[start:end + 1], full[start:end + 1], items[start:end + 1]):
+        if j < len(article) and article[j] in (line, raw):
+            merged.append(article[j])
             j += 1
-        elif line not in kept and (raw.startswith(_BULLET) or "\t" in line) and len(line.encode()) >= ITEM_BYTES:
+        elif line not in kept and (item or "\t" in line) and len(line.encode()) >= ITEM_BYTES:
             merged.append(line)
     return main[:first] + merged + article[j:] + main[last + 1:]
