@@ -25,7 +25,7 @@ from conftest import make_run_config
 from hostile_inputs import CI, sources, write_hostile_inputs
 from test_ingest_stage import read_rows
 
-MEMORY_BOUND = 48 << 20  # traced Python memory while reading one input at CI scale (zstd: <= 8 MiB per call)
+MEMORY_BOUND = 48 << 20  # traced Python memory while reading one input at CI scale (zstd: <= 16 MiB per call)
 SECONDS_BOUND = 20  # reading one input at CI scale; the slowest take ~1 s
 
 
@@ -131,3 +131,23 @@ def test_workdir_and_lsh_relations(tmp_path):
     assert cfg.run.workdir == str(tmp_path / "out")
     with pytest.raises(ConfigError, match=r"bands and rows: expected both 0 .* got bands=3, rows=0"):
         DedupStage(cfg)
+
+
+def test_tag_depth_is_a_floored_stack_count():
+    import random
+
+    from pipeline.ingest.html import _TAG, tag_depth
+
+    def stack_depth(html: str) -> int:
+        depth = deepest = 0
+        for m in _TAG.finditer(html):
+            depth = max(depth - 1, 0) if m.group(1) else depth + 1
+            deepest = max(deepest, depth)
+        return deepest
+
+    rng = random.Random(7)
+    for _ in range(500):
+        html = "".join(rng.choice(["<div>", "</div>", "<BR>", "<p>", "</P>", "x<", "</b>", "<img src=x>", "<col>",
+                                   "<colgroup>"]) for _ in range(rng.randint(0, 40)))
+        assert tag_depth(html) == stack_depth(html), html
+    assert tag_depth("</div>" * 500 + "<div>" * 30) == 30  # stray end tags close nothing

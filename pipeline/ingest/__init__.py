@@ -8,8 +8,12 @@ Accounting rules (what stats.json of the ingest stage counts):
 - A *document in* is one record the reader could delimit: a WARC/WET/ARC record whose header parsed,
   a non-blank JSON line, an element of a JSON array, a Parquet row. It ends in exactly one place: kept, dropped (non-document
   record types, non-HTML payloads, non-2xx responses, `empty_text`) or errors (`invalid_json`,
-  `invalid_utf8`, `record_too_large`, `empty_record` (Content-Length 0), a record cut short by
-  `truncated_gzip`, ...).
+  `invalid_utf8` (bytes that are not UTF-8, or a lone surrogate escape), `json_too_deep`,
+  `record_too_large`, `extraction_budget` (a page nested deeper or larger than the HTML budget),
+  `length_mismatch` (a Content-Length the following bytes contradict), `empty_record`
+  (Content-Length 0), a record cut short by `truncated_gzip`, ...).
+- Control characters (NUL included, raw or escaped as `\u0000`) are removed from every reader's
+  strings (pipeline/ingest/sanitize.py).
 - *Bytes in* are the uncompressed bytes of those records (a WARC record from its `WARC/` line to
   the next record, a JSON line with its newline; a Parquet row counts its text's UTF-8 bytes).
 - Bytes no record could be delimited from are errors with docs=0 and their bytes: a header that
@@ -17,7 +21,8 @@ Accounting rules (what stats.json of the ingest stage counts):
   name says (`not_gzip`, the whole file), compressed bytes that do not decode (`corrupt_gzip`,
   counted compressed, from the damaged member up to the next member header, where reading goes on).
 - File-level problems with nothing to count are errors with docs=0 and bytes=0: a configured path
-  that matches no file (`missing_path`), an empty file (`empty_file`), a compressed stream that ends between records
+  that matches no file (`missing_path`), a directory symlink that loops back into its own folder
+  (`symlink_loop`, not followed), an empty file (`empty_file`), a compressed stream that ends between records
   (`truncated_gzip`), a file that cannot be opened (`unreadable_file`, its size if known).
 - Blank JSON lines are dropped as `blank_line` with docs=0.
 - A reader that fails in a way no rule above foresaw (a bug, a library's unexpected exception) ends
