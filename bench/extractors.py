@@ -21,6 +21,7 @@ favor_recall.
 """
 from __future__ import annotations
 
+import argparse
 import gzip
 import json
 import re
@@ -133,6 +134,7 @@ def speed(extract, pages: list[str]) -> float:
 
 
 def main() -> int:
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     news, crawl, labelled = news_pages(), [h for _, _, h in warc_pages()], labelled_pages()
     kinds = sorted({label["kind"] for label, _, _ in labelled})
     print(f"pages: {len(news)} news pages with reference text, {len(crawl)} HTML responses from crawl/warc, "
