@@ -1,20 +1,48 @@
-"""Word and URL-domain blocklists, read from plain word-list files (one entry a line, `#` comments).
+"""Blocklists: URL domains and URLs, words in URLs, and words in the text.
 
-The lists are data the user configures (`quality.word_blocklists`, `quality.url_blocklists`); the
-shipped defaults in filters/data/ are short lists of unambiguous adult and gambling site names
-and terms. Matching is case-insensitive; a word entry matches as a whole word when it is Latin
-(so "essex" never matches "sex", while "yabo" matches in "yabo手机版") and anywhere when it contains CJK characters (no spaces there).
+The lists are data the user configures (`quality.url_blocklists`, `quality.word_blocklists`, ...);
+the shipped defaults in filters/data/ are (filters/data/NOTICE.md gives sources and licences):
+- the UT1 blacklist as datatrove 0.10.1 ships it for FineWeb's URL filter (4.56 million domains and
+  19.6 thousand URLs), zstd-compressed;
+- datatrove's banned, soft-banned and banned-sub words for URLs (FineWeb's URLFilter);
+- English words for the text (datatrove's banned words and phrases), and the project's lists.
+
+URL matching is FineWeb's: a URL is blocked when its host is a listed domain or a subdomain of one,
+when the URL itself is listed, when a word of the URL (split at non-alphanumerics) is a banned word,
+when at least two are soft-banned words, or when the URL with non-alphanumerics removed contains a
+banned sub-word. Millions of domains are held as sorted 64-bit hashes (`HashedNames`: about 35 MB
+per worker for UT1, where a Python set of the strings takes several hundred).
+
+Word matching in the text is case-insensitive; a Latin entry matches as a whole word (so "essex"
+never matches "sex"), where a word ends at anything that is not a Latin letter or digit, CJK
+characters included ("yabo" matches in "yabo手机版"); an entry with CJK characters matches anywhere.
 """
 from __future__ import annotations
 
+import gzip
+import io
 import re
 from dataclasses import dataclass, field
 from typing import ClassVar, Iterable
 from urllib.parse import urlsplit
 
+import numpy as np
+
 from filters.repetition import Doc, Rejection, RuleSet, Signals
 
 _CJK = re.compile("[\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef]")
+
+
+def decompressed(name: str, raw: bytes) -> bytes:
+    """The bytes of a list file, decompressed when its name ends in .zst or .gz."""
+    if name.endswith(".zst"):
+        import zstandard
+
+        # the shipped UT1 list is compressed with a 128 MiB window (zstd --long=27)
+        return zstandard.ZstdDecompressor(max_window_size=1 << 27).stream_reader(io.BytesIO(raw)).read()
+    if name.endswith(".gz"):
+        return gzip.decompress(raw)
+    return raw
 
 
 def read_word_list(lines: Iterable[str]) -> list[str]:
@@ -25,6 +53,27 @@ def read_word_list(lines: Iterable[str]) -> list[str]:
         if entry:
             entries.append(entry)
     return entries
+
+
+def trie_regex(words: Iterable[str]) -> str:
+    """An alternation of the literal `words` shaped as a trie ("ab(?:c|d)" for abc, abd), longest
+    match first: the regex engine tries one branch per character instead of every word at every
+    position, which is what makes lists of hundreds of entries affordable."""
+    trie: dict = {}
+    for word in words:
+        node = trie
+        for ch in word:
+            node = node.setdefault(ch, {})
+        node[""] = {}
+
+    def build(node: dict) -> str:
+        branches = [re.escape(ch) + build(child) for ch, child in sorted(node.items()) if ch]
+        if not branches:
+            return ""
+        body = branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
+        return f"(?:{body})?" if "" in node else body
+
+    return build(trie)
 
 
 def word_pattern(words: Iterable[str]) -> re.Pattern:
@@ -38,10 +87,9 @@ def word_pattern(words: Iterable[str]) -> re.Pattern:
             (cjk if _CJK.search(w) else latin).add(w.lower())
     if latin:
         # Latin words end where Latin letters and digits do (a CJK character next to one is a boundary).
-        parts.append(r"(?<![a-z0-9])(?:" + "|".join(re.escape(w) for w in sorted(latin, key=lambda w: (-len(w), w)))
-                     + r")(?![a-z0-9])")
+        parts.append(r"(?<![a-z0-9])(?:" + trie_regex(latin) + r")(?![a-z0-9])")
     if cjk:
-        parts.append("|".join(re.escape(w) for w in sorted(cjk, key=lambda w: (-len(w), w))))
+        parts.append(trie_regex(cjk))
     return re.compile("|".join(parts) or r"(?!x)x", re.IGNORECASE)
 
 
@@ -63,10 +111,10 @@ class WordMatcher:
     def __init__(self, words: Iterable[str]):
         words = list(words)
         self.pattern = word_pattern(words)
-        literals = sorted({w.lower() for w in words}, key=lambda w: (-len(w), w))
+        literals = {w.lower() for w in words}
         checkable = bool(words) and not any(w.startswith("re:") for w in words) and all(
             c.isascii() or c.lower() == c == c.upper() for w in literals for c in w)
-        self._precheck = re.compile("|".join(map(re.escape, literals))) if checkable else None
+        self._precheck = re.compile(trie_regex(literals)) if checkable else None
 
     def count(self, text: str) -> int:
         if self._precheck is not None:
@@ -79,65 +127,146 @@ class WordMatcher:
         return sum(1 for _ in self.pattern.finditer(text))
 
 
+
+
 @dataclass
 class WordBlocklist(RuleSet):
     """Rejects a document with at least `min_hits` occurrences of blocklisted words (C4 dropped a
-    page on one; one stray mention in a news report is common enough to ask for two)."""
+    page on one; one stray mention in a news report or a quoted insult is common enough to ask for
+    more). `soft_words` (words with innocent uses: "nude", "escort") are counted, never fatal:
+    the count is a signal for the user and for q_score."""
 
     name: ClassVar[str] = "blocklist"
     words: list[str] = field(default_factory=list)
+    soft_words: list[str] = field(default_factory=list)
     min_hits: int = 2
 
     def __post_init__(self):
         self._matcher = WordMatcher(self.words)
+        self._soft_matcher = WordMatcher(self.soft_words)
 
     def signal_types(self) -> dict[str, type]:
-        return {"blocklist_word_hits": int}
+        return {"blocklist_word_hits": int, "soft_word_hits": int}
 
     def judge(self, doc: Doc, signals: Signals) -> Rejection | None:
         hits = signals["blocklist_word_hits"] = self._matcher.count(doc.text)
+        signals["soft_word_hits"] = self._soft_matcher.count(doc.text)
         if self.min_hits and hits >= self.min_hits:
             return self.reject("word", hits)
         return None
 
 
+# ---------------------------------------------------------------------------------------------
+# URLs
+
+def _hashes(lines: Iterable[bytes]) -> np.ndarray:
+    # Python's own hash of bytes (SipHash, in C): salted per process, which is all a set built
+    # and queried in the same worker needs.
+    return np.fromiter(map(hash, lines), np.int64)
+
+
+class HashedNames:
+    """A set of names (domains, URLs) as sorted unique 64-bit hashes (8 bytes a name, against
+    some 80 for a str in a Python set). A name not in the set is taken for one with probability
+    about len(set) / 2**64 (2.5e-13 for UT1's 4.6 million domains)."""
+
+    def __init__(self, hashes: np.ndarray):
+        hashes = np.sort(hashes)  # np.unique is some 20x slower on millions of int64 (NumPy 2)
+        self._hashes = hashes[np.concatenate(([True], hashes[1:] != hashes[:-1]))] if len(hashes) else hashes
+
+    @classmethod
+    def from_lines(cls, blob: bytes) -> "HashedNames":
+        """From a list file's bytes: one lower-case name a line; files with `#` comments, blank or
+        indented lines or upper case go through `read_word_list` first."""
+        if any(marker in blob for marker in (b"#", b"\r", b" ", b"\t")) or blob != blob.lower():
+            blob = "\n".join(e.lower() for e in read_word_list(blob.decode("utf-8").splitlines())).encode("utf-8")
+        return cls(_hashes(filter(None, blob.split(b"\n"))))
+
+    def __len__(self) -> int:
+        return len(self._hashes)
+
+    def first_match(self, names: list[str]) -> int | None:
+        """The index of the first of `names` in the set, or None."""
+        if not names or not len(self._hashes):
+            return None
+        hashes = _hashes(name.encode("utf-8", "surrogatepass") for name in names)
+        at = np.minimum(np.searchsorted(self._hashes, hashes), len(self._hashes) - 1)
+        found = np.flatnonzero(self._hashes[at] == hashes)
+        return int(found[0]) if len(found) else None
+
+
 def url_host(url: str | None) -> str:
-    """The lower-case host name of a URL ('' when there is none); www. is dropped."""
+    """The lower-case host name of a URL ('' when there is none), without a final dot."""
     if not url:
         return ""
     try:
         host = urlsplit(url if "//" in url else "//" + url).hostname or ""
     except ValueError:
         return ""
-    return host.lower().removeprefix("www.").rstrip(".")
+    return host.lower().rstrip(".")
+
+
+def url_key(url: str) -> str:
+    """A URL as the URL lists hold them: lower case, without scheme and `www.` (UT1 lists URLs
+    without a scheme; the shipped copy is lower-cased and without `www.` too)."""
+    return url.split("://", 1)[-1].lower().removeprefix("www.")
+
+
+_NOT_ALNUM = re.compile("[^a-zA-Z0-9]+")
 
 
 @dataclass
 class UrlBlocklist(RuleSet):
-    """Rejects a document whose URL's host is a blocklisted domain or one of its subdomains, or
-    whose host name contains a blocklisted term (as datatrove's URLFilter does with its banned
-    words)."""
+    """FineWeb's URL filter (datatrove's URLFilter): listed domains (with their subdomains) and
+    URLs; banned words among the URL's words; `soft_word_threshold` soft-banned words; banned
+    sub-words in the URL with everything but letters and digits removed (datatrove's
+    normalisation). Words are compared lower-cased (datatrove compares the URL's words as they
+    are, so an upper-case banned word passes it)."""
 
     name: ClassVar[str] = "blocklist"
-    domains: list[str] = field(default_factory=list)
-    host_terms: list[str] = field(default_factory=list)
+    domains: HashedNames = field(default_factory=lambda: HashedNames(np.zeros(0, np.int64)))
+    urls: HashedNames = field(default_factory=lambda: HashedNames(np.zeros(0, np.int64)))
+    banned_words: list[str] = field(default_factory=list)
+    soft_words: list[str] = field(default_factory=list)
+    soft_word_threshold: int = 2
+    banned_subwords: list[str] = field(default_factory=list)
+    host_terms: list[str] = field(default_factory=list)  # the host name containing one is blocked
 
     def __post_init__(self):
-        self._domains = frozenset(d.lower().removeprefix("www.").strip(".") for d in self.domains)
+        normalize = lambda words: {_NOT_ALNUM.sub("", w).lower() for w in words} - {""}  # noqa: E731
+        self._banned = normalize(self.banned_words)
+        self._soft = normalize(self.soft_words)
+        subwords = normalize(self.banned_subwords)
+        self._subwords = re.compile(trie_regex(subwords)) if subwords else None
         self._host_terms = tuple(t.lower() for t in self.host_terms)
 
     def signal_types(self) -> dict[str, type]:
         return {}
 
     def judge(self, doc: Doc, signals: Signals) -> Rejection | None:
-        host = url_host(doc.url)
+        url = doc.url
+        host = url_host(url)
         if not host:
             return None
         labels = host.split(".")
-        for i in range(len(labels) - 1):
-            if ".".join(labels[i:]) in self._domains:
-                return self.reject("url_domain", host)
+        suffixes = [".".join(labels[i:]) for i in range(len(labels) - 1)] or [host]
+        found = self.domains.first_match(suffixes)
+        if found is not None:
+            return self.reject("url_domain", suffixes[found])
+        if self.urls.first_match([url_key(url)]) is not None:
+            return self.reject("url", host)
         for term in self._host_terms:
             if term in host:
                 return self.reject("url_term", host)
+        words = set(_NOT_ALNUM.split(url.lower()))
+        banned = words & self._banned
+        if banned:
+            return self.reject("url_word", min(banned))
+        soft = words & self._soft
+        if self.soft_word_threshold and len(soft) >= self.soft_word_threshold:
+            return self.reject("url_soft_words", len(soft))
+        if self._subwords is not None:
+            match = self._subwords.search(_NOT_ALNUM.sub("", url).lower())
+            if match:
+                return self.reject("url_subword", match.group())
         return None

@@ -204,6 +204,33 @@ def char_ngram_duplicate_fraction(text: str, n: int) -> float:
     return float(np.count_nonzero(np.cumsum(cover[:-1]))) / len(points)
 
 
+def without_longest_repeat(text: str, n: int, min_fraction: float = 0.0) -> str:
+    """`text` without its longest duplicated block, when that block is at least `min_fraction` of
+    the text: the longest run of character n-grams that each occurred earlier in the text (an
+    article pasted twice loses its second copy). Spam that repeats many different phrases keeps
+    all but one of them."""
+    if len(text) < 2 * n:
+        return text
+    points = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), np.uint32).astype(np.uint64)
+    count = len(points) - n + 1
+    hashes = points[:count] * _MIX
+    for k in range(1, n):
+        hashes = (hashes ^ (hashes >> np.uint64(29))) * _MIX + points[k:k + count]
+    order = np.argsort(hashes, kind="stable")
+    ordered = hashes[order]
+    later = np.zeros(count, bool)  # the n-gram at this position occurred at an earlier one
+    later[order[1:][ordered[1:] == ordered[:-1]]] = True
+    if not later.any():
+        return text
+    edges = np.diff(np.concatenate(([0], later.view(np.int8), [0])))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)  # runs [start, end)
+    longest = int(np.argmax(ends - starts))
+    start, end = int(starts[longest]), int(ends[longest]) + n - 1
+    if end - start < min_fraction * len(text):
+        return text
+    return text[:start] + text[end:]
+
+
 class Doc:
     """The text being judged and what rules derived from it (each computed once)."""
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import gzip
 import io
 import json
@@ -30,7 +31,7 @@ from typing import Callable, Iterator
 import pyarrow as pa
 
 import filters
-from filters.blocklist import UrlBlocklist, WordBlocklist, read_word_list
+from filters.blocklist import HashedNames, UrlBlocklist, WordBlocklist, decompressed, read_word_list
 from filters.chinese import (ChineseFineWebQuality, ChineseGopherQuality, ChineseGopherRepetition, ChineseWebText,
                              LongDigitRuns, SpamDensity, chinese_words)
 from filters.english import (C4Quality, FineWebQuality, GopherQuality, GopherRepetition, english_word_count,
@@ -50,8 +51,13 @@ class EnglishRules:
     """Rule sets for `lang: en`, in order (FineWeb's order); null disables one."""
 
     gopher_repetition: GopherRepetition | None = field(default_factory=GopherRepetition)
-    gopher_quality: GopherQuality | None = field(default_factory=GopherQuality)
-    c4: C4Quality | None = field(default_factory=C4Quality)
+    # Two defaults differ from datatrove's, measured by bench/quality_labelled.py (docs/benchmarks.md):
+    # spaCy makes every punctuation mark a word, so at Gopher's 0.8 share of words with a letter
+    # 8% of edited English news fails (0.70-0.79); FineWeb's own C4 setting keeps lines without
+    # terminal punctuation (C4's rewrite drops headings and hard-wrapped lines, then
+    # `min_sentences` whole articles, and near-copies stop matching in dedup).
+    gopher_quality: GopherQuality | None = field(default_factory=lambda: GopherQuality(max_non_alpha_words_ratio=0.7))
+    c4: C4Quality | None = field(default_factory=lambda: C4Quality(filter_no_terminal_punct=False))
     fineweb: FineWebQuality | None = field(default_factory=FineWebQuality)
 
 
@@ -62,7 +68,8 @@ class ChineseRules:
     chinesewebtext: ChineseWebText | None = field(default_factory=ChineseWebText)
     digit_runs: LongDigitRuns | None = field(default_factory=LongDigitRuns)
     spam: SpamDensity | None = field(default_factory=SpamDensity)  # its `terms` add to spam_terms_files
-    spam_terms_files: list[InputPath] = field(default_factory=lambda: [str(DEFAULT_DATA / "zh_spam_terms.txt")])
+    spam_terms_files: list[InputPath] = field(default_factory=lambda: [
+        str(DEFAULT_DATA / "zh_spam_terms.txt"), str(DEFAULT_DATA / "zh_adult_terms.txt")])
     gopher_repetition: ChineseGopherRepetition | None = field(default_factory=ChineseGopherRepetition)
     fineweb: ChineseFineWebQuality | None = field(default_factory=ChineseFineWebQuality)
     gopher_quality: ChineseGopherQuality | None = field(default_factory=ChineseGopherQuality)
@@ -73,11 +80,20 @@ class ChineseRules:
 class QualitySection:
     en: EnglishRules = field(default_factory=EnglishRules)
     zh: ChineseRules = field(default_factory=ChineseRules)
-    # Language-independent rules (every document, whatever its lang), checked first.
-    url_blocklists: list[InputPath] = field(default_factory=lambda: [str(DEFAULT_DATA / "url_blocklist.txt")])
+    # Language-independent rules (every document, whatever its lang), checked first; the shipped
+    # lists and their licences: filters/data/NOTICE.md. Files may be .zst or .gz compressed.
+    url_blocklists: list[InputPath] = field(default_factory=lambda: [
+        str(DEFAULT_DATA / "ut1_domains.txt.zst"), str(DEFAULT_DATA / "url_blocklist.txt")])
+    url_lists: list[InputPath] = field(default_factory=lambda: [str(DEFAULT_DATA / "ut1_urls.txt.zst")])
+    url_banned_words: list[InputPath] = field(default_factory=lambda: [str(DEFAULT_DATA / "url_banned_words.txt")])
+    url_soft_words: list[InputPath] = field(default_factory=lambda: [str(DEFAULT_DATA / "url_soft_banned_words.txt")])
+    url_soft_word_threshold: int = 2
+    url_banned_subwords: list[InputPath] = field(
+        default_factory=lambda: [str(DEFAULT_DATA / "url_banned_subwords.txt")])
     url_host_terms: list[str] = field(default_factory=lambda: ["porn", "casino", "hentai"])
     word_blocklists: list[InputPath] = field(default_factory=lambda: [str(DEFAULT_DATA / "word_blocklist.txt")])
     word_blocklist_min_hits: int = 2
+    soft_word_lists: list[InputPath] = field(default_factory=lambda: [str(DEFAULT_DATA / "url_soft_banned_words.txt")])
     classifier: InputPath | None = None  # fastText model from `glmdata quality train-classifier`
     classifier_min_score: dict[str, float] = field(default_factory=dict)  # lang -> minimum q_score
 
@@ -108,11 +124,21 @@ class Chain:
         return doc.text, None
 
 
+def _read_bytes(path: str) -> bytes:
+    return decompressed(path, storage.read_bytes(path))
+
+
 def _read_lists(paths: list[str]) -> list[str]:
     entries = []
     for path in paths:
-        entries += read_word_list(storage.read_text(path).splitlines())
+        entries += read_word_list(_read_bytes(path).decode("utf-8").splitlines())
     return entries
+
+
+@functools.lru_cache(maxsize=4)
+def _name_set(paths: tuple[str, ...]) -> HashedNames:
+    """The names of the files (UT1's millions of domains) as one hashed set, read once per process."""
+    return HashedNames.from_lines(b"\n".join(_read_bytes(p) for p in paths))
 
 
 def heuristic_score(signals: Signals) -> float:
@@ -138,8 +164,13 @@ class QualityStage(MapStage):
     def chains(self) -> dict[str | None, Chain]:
         """Rule sets per language (None: every other language), built once per worker."""
         s: QualitySection = self.section
-        common: list[RuleSet] = [UrlBlocklist(domains=_read_lists(s.url_blocklists), host_terms=s.url_host_terms),
-                                 WordBlocklist(words=_read_lists(s.word_blocklists), min_hits=s.word_blocklist_min_hits)]
+        url = UrlBlocklist(domains=_name_set(tuple(s.url_blocklists)), urls=_name_set(tuple(s.url_lists)),
+                           banned_words=_read_lists(s.url_banned_words), soft_words=_read_lists(s.url_soft_words),
+                           soft_word_threshold=s.url_soft_word_threshold,
+                           banned_subwords=_read_lists(s.url_banned_subwords), host_terms=s.url_host_terms)
+        words = WordBlocklist(words=_read_lists(s.word_blocklists), soft_words=_read_lists(s.soft_word_lists),
+                              min_hits=s.word_blocklist_min_hits)
+        common: list[RuleSet] = [url, words]
         en = [s.en.gopher_repetition, s.en.gopher_quality, s.en.c4, s.en.fineweb]
         spam = s.zh.spam and dataclasses.replace(s.zh.spam, terms=_read_lists(s.zh.spam_terms_files) + s.zh.spam.terms)
         zh = [s.zh.chinesewebtext, s.zh.digit_runs, spam, s.zh.gopher_repetition, s.zh.fineweb, s.zh.gopher_quality]

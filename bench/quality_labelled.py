@@ -1,0 +1,199 @@
+"""The quality stage's defaults on labelled documents of ../shared/data: kept rate of clean prose,
+removal rate of adult, gambling and spam pages, blocklist recall and false-positive rate, and the
+separation (ROC AUC) of q_score per language.
+
+    .venv/bin/python bench/quality_labelled.py [--data ../shared/data] [--split report|tune|all]
+                                               [--config configs/demo.yaml] [--show-kept-dirty]
+
+Labels: bench/quality_labels.tsv (file, record, label; never the text). Every labelled document is
+assigned to the `tune` or the `report` half by a hash of its file and key, so thresholds chosen on
+one half are judged on the other. Documents go through what the pipeline does before quality:
+language ID (filters.langid) and, for Chinese, normalization (filters.normalize), then the quality
+stage's own batch function with the config's `quality` section (defaults when none is given).
+Pages are named by URL only.
+"""
+from __future__ import annotations
+
+import argparse
+import gzip
+import hashlib
+import json
+import sys
+import tempfile
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+LABELS = ROOT / "bench" / "quality_labels.tsv"
+
+
+@dataclass
+class Labelled:
+    set: str
+    file: str
+    key: str  # line number or URL
+    label: str  # clean, dirty or other
+    text: str
+    url: str | None
+
+    @property
+    def half(self) -> str:
+        digest = hashlib.sha1(f"{self.file}\t{self.key}".encode()).digest()
+        return "tune" if digest[0] % 2 == 0 else "report"
+
+
+def read_labels(path: Path = LABELS) -> list[tuple[str, str, str, str]]:
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.startswith("#"):
+            rows.append(tuple(line.split("\t")))
+    return rows
+
+
+def _records(data: Path, file: str) -> list[tuple[str, str, str | None]]:
+    """(key, text, url) of every record of a file: JSON lines by line number, WARC/WET by URL,
+    plain text as one record."""
+    path = data / file
+    if ".jsonl" in file:
+        opener = gzip.open if file.endswith(".gz") else open
+        out = []
+        with opener(path, "rt", encoding="utf-8") as f:
+            for number, line in enumerate(f):
+                d = json.loads(line)
+                text = d.get("text") or d.get("raw_content") or ""
+                url = d.get("url") or (d.get("metadata") or {}).get("url")
+                out.append((str(number), text, url))
+        return out
+    if ".warc" in file or ".wet" in file:
+        from pipeline.ingest import read_file
+        from pipeline.ingest.events import Document
+        from pipeline.ingest.jsonl import FieldMap
+
+        fmt = "wet" if ".wet" in file else "warc"
+        return [(e.url, e.text, e.url) for e in read_file(str(path), fmt, FieldMap(), 64 << 20)
+                if isinstance(e, Document)]
+    return [("0", path.read_text(encoding="utf-8"), None)]
+
+
+def load_labelled(data: Path) -> list[Labelled]:
+    docs, cache = [], {}
+    for set_name, file, key, label in read_labels():
+        if file not in cache:
+            cache[file] = _records(data, file)
+        for record_key, text, url in cache[file]:
+            if key in ("*", record_key):
+                docs.append(Labelled(set_name, file, record_key, label, text, url))
+    return docs
+
+
+def as_rows(docs: list[Labelled]) -> list[dict]:
+    """Pipeline rows as quality sees them: language from filters.langid, Chinese normalized."""
+    from filters.langid import LanguageIdentifier
+    from filters.normalize import normalize_chinese
+
+    identifier = LanguageIdentifier()
+    rows = []
+    for i, d in enumerate(docs):
+        lang = identifier.identify(d.text).lang
+        text = normalize_chinese(d.text) if lang == "zh" else d.text
+        rows.append({"id": f"doc{i}", "text": text, "url": d.url, "source": d.set, "lang": lang})
+    return rows
+
+
+def judge(rows: list[dict], config: Path | None = None) -> tuple[list[str | None], list[float | None]]:
+    """(rejection reason or None, q_score) per row, by the quality stage's batch function."""
+    import pyarrow as pa
+    import yaml
+
+    from pipeline.config import load_config
+    from pipeline.schema import DOC_SCHEMA
+    from pipeline.stages.quality import QualityStage
+
+    with tempfile.TemporaryDirectory() as tmp:
+        if config is None:
+            config = Path(tmp) / "config.yaml"
+            config.write_text(yaml.safe_dump({"run": {"workdir": str(Path(tmp) / "out")}}))
+        stage = QualityStage(load_config(config))
+        reasons, scores = [], []
+        for start in range(0, len(rows), 256):
+            result = stage.process_batch(pa.RecordBatch.from_pylist(rows[start:start + 256], DOC_SCHEMA))
+            reasons += result.reasons
+            scores += result.rows.column("q_score").to_pylist()
+    return reasons, scores
+
+
+def by_lists(reason: str | None) -> bool:
+    """Rejected by a blocklist or the Chinese spam/adult lexicon (rather than a quality rule)."""
+    return reason is not None and (reason.startswith("blocklist:") or reason == "zh:spam_density")
+
+
+def roc_auc(scores_pos: list[float], scores_neg: list[float]) -> float | None:
+    """P(a random positive scores above a random negative), ties counting half."""
+    if not scores_pos or not scores_neg:
+        return None
+    wins = sum((p > n) + 0.5 * (p == n) for p in scores_pos for n in scores_neg)
+    return wins / (len(scores_pos) * len(scores_neg))
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    p.add_argument("--split", choices=["report", "tune", "all"], default="report")
+    p.add_argument("--config", type=Path, help="a config whose `quality` section to use (default: the defaults)")
+    p.add_argument("--show-kept-dirty", action="store_true", help="list the URLs of dirty pages kept and the "
+                   "reasons clean documents were rejected")
+    args = p.parse_args()
+
+    docs = [d for d in load_labelled(args.data) if args.split == "all" or d.half == args.split]
+    rows = as_rows(docs)
+    reasons, scores = judge(rows, args.config)
+
+    print(f"split: {args.split}; {len(docs)} labelled documents; config: {args.config or 'defaults'}")
+    print(f"{'set':<14}{'label':<7}{'docs':>6}{'kept':>8}{'removed':>9}{'by lists':>14}  top reasons")
+    by_set: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for i, d in enumerate(docs):
+        by_set[(d.set, d.label)].append(i)
+    for (set_name, label), idx in sorted(by_set.items()):
+        removed = [reasons[i] for i in idx if reasons[i] is not None]
+        blocked = sum(map(by_lists, removed))
+        top = ", ".join(f"{r} {n}" for r, n in Counter(removed).most_common(4))
+        print(f"{set_name:<14}{label:<7}{len(idx):>6}{1 - len(removed) / len(idx):>8.1%}"
+              f"{len(removed) / len(idx):>9.1%}{blocked:>8}/{len(idx):<5} {top}")
+
+    clean = [i for i, d in enumerate(docs) if d.label == "clean"]
+    dirty = [i for i, d in enumerate(docs) if d.label == "dirty"]
+    not_dirty = [i for i, d in enumerate(docs) if d.label != "dirty"]
+    kept_clean = sum(reasons[i] is None for i in clean) / len(clean)
+    removed_dirty = sum(reasons[i] is not None for i in dirty) / len(dirty)
+    recall = sum(by_lists(reasons[i]) for i in dirty) / len(dirty)
+    false_pos = sum(by_lists(reasons[i]) for i in not_dirty) / len(not_dirty)
+    print(f"\nclean prose kept: {kept_clean:.1%} of {len(clean)} (target >= 95%)")
+    print(f"dirty pages removed: {removed_dirty:.1%} of {len(dirty)} (target >= 80%)")
+    print(f"blocklists (URL, words, lexicon): recall {recall:.1%} of {len(dirty)} dirty, "
+          f"false positives {false_pos:.2%} of {len(not_dirty)} clean or other")
+
+    print("\nq_score separation of kept documents (ROC AUC, clean vs dirty and other web pages):")
+    for lang in ("en", "zh"):
+        pos = [scores[i] for i in clean if rows[i]["lang"] == lang and scores[i] is not None]
+        neg = [scores[i] for i, d in enumerate(docs)
+               if d.label != "clean" and rows[i]["lang"] == lang and scores[i] is not None]
+        auc = roc_auc(pos, neg)
+        print(f"  {lang}: {len(pos)} clean, {len(neg)} dirty/other kept; AUC "
+              f"{'n/a' if auc is None else f'{auc:.3f}'}")
+
+    if args.show_kept_dirty:
+        print("\ndirty pages kept:")
+        for i in dirty:
+            if reasons[i] is None:
+                print(f"  {docs[i].set} {docs[i].url or docs[i].file + ':' + docs[i].key}")
+        print("clean documents rejected:")
+        for i in clean:
+            if reasons[i] is not None:
+                print(f"  {docs[i].set} {docs[i].file}:{docs[i].key} {reasons[i]} ({rows[i]['lang']})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
