@@ -67,14 +67,14 @@ def text_shards(shared_data, tmp_path_factory) -> Path:
     return out
 
 
-def run_trainer(data: Path, out: Path, *settings: str, nproc: int = 1, prelude: str = "", check: bool = True
-                ) -> subprocess.CompletedProcess:
-    """The trainer in fresh processes (torchrun for nproc > 1); `prelude` runs first in each one."""
-    args = ["--config", str(TINY), "--data", str(data), "--out", str(out), "--device", "cpu"]
+def run_trainer(data: Path, out: Path, *settings: str, nproc: int = 1, prelude: str = "", check: bool = True,
+                torchrun: bool = False, device: str = "cpu") -> subprocess.CompletedProcess:
+    """The trainer in fresh processes (torchrun for nproc > 1 or when asked); `prelude` runs first in each."""
+    args = ["--config", str(TINY), "--data", str(data), "--out", str(out), "--device", device]
     for s in settings:
         args += ["--set", s]
     code = f"{prelude}\nimport sys\nfrom trainer.train import main\nsys.exit(main({args!r}))"
-    if nproc == 1:
+    if nproc == 1 and not torchrun:
         cmd = [sys.executable, "-c", code]
     else:
         script = out.parent / f"{out.name}_launch.py"

@@ -214,3 +214,27 @@ def test_deepnorm_alpha_scales_both_residuals():
     out = block(x, cos, sin, build_mask(*batch()[2:], "naive"))
     ln = torch.nn.functional.layer_norm
     torch.testing.assert_close(out, alpha * ln(alpha * ln(x, (48,)), (48,)))
+
+
+def test_chunked_cross_entropy_equals_the_whole_logits():
+    """Chunks of 7 tokens (not dividing the 40) give the same per-token losses and gradients as the
+    micro-batch's whole logits."""
+    from trainer.train import chunked_token_losses, token_losses
+
+    tokens, positions, segments, prefix = batch()
+    targets = torch.randint(0, CFG.vocab_size, tokens.shape, generator=torch.Generator().manual_seed(5))
+    targets[:, :6] = -100
+    results = []
+    for chunk in (0, 7):
+        torch.manual_seed(0)
+        model = GLM(CFG)
+        model.defer_output = chunk > 0
+        out = model(tokens, positions, segments, prefix)
+        losses = chunked_token_losses(out, model.output, targets, chunk) if chunk else token_losses(out, targets)
+        losses.sum().backward()
+        results.append((losses.detach(), {n: p.grad for n, p in model.named_parameters()}))
+    (whole, whole_grads), (chunked, chunked_grads) = results
+    assert whole[:, :6].abs().max() == 0
+    torch.testing.assert_close(chunked, whole)
+    for name, grad in whole_grads.items():
+        torch.testing.assert_close(chunked_grads[name], grad, msg=name)

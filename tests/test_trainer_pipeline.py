@@ -60,11 +60,13 @@ def test_pipeline_2_matches_one_process(shards, one_process, tmp_path):
 
 
 def test_pipeline_tensor_data_2x2x2_matches_one_process_and_resumes_after_a_kill(shards, one_process, tmp_path):
-    """8 processes: killed while committing the step-4 checkpoint (step 2's is complete), then
-    restarted: steps 1-4 of the killed run and 3-6 of the resumed one equal one process's."""
+    """8 processes, sequence parallel, the loss in chunks of 48 tokens: killed while committing the step-4 checkpoint
+    (step 2's is complete), then restarted: steps 1-4 of the killed run and 3-6 of the resumed one
+    equal one process's (whole logits)."""
     out = tmp_path / "3d"
     settings = (*SETTINGS, "train.max_steps=6", "checkpoint.interval=2", "train.micro_batch_size=1",
-                "parallel.pipeline=2", "parallel.tensor=2")
+                "parallel.pipeline=2", "parallel.tensor=2", "parallel.sequence_parallel=true",
+                "train.cross_entropy_chunk=48")  # rows of 64 tokens
     killed = run_trainer(shards, out, *settings, nproc=8, prelude=KILL_DURING_SAVE_OF_STEP_4, check=False)
     assert killed.returncode != 0
     first = logged_steps(out)

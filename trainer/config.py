@@ -51,6 +51,9 @@ class ParallelConfig:
     # Reduce-scatter gradients after every micro-batch instead of the last one only: no unsharded
     # gradient is held between micro-batches (large presets without pipeline parallelism).
     reduce_every_micro_batch: bool = False
+    # With tensor > 1: LayerNorms, dropout and the residual stream on 1/tensor of the sequence
+    # (Megatron's sequence parallelism): activations outside attention and MLP shrink by tensor.
+    sequence_parallel: bool = False
     attention: Literal["auto", "flex", "sdpa", "naive"] = "auto"  # auto: flex on CUDA, naive on CPU
     compile: bool = False  # torch.compile each block (GPU)
 
@@ -76,6 +79,9 @@ class TrainConfig:
     adam_eps: float = 1e-8
     grad_clip: float = 1.0
     precision: Literal["bf16", "fp32"] = "bf16"  # bf16 autocast on CUDA; CPU always runs fp32
+    # Tokens per chunk of the output projection + cross-entropy (each chunk's fp32 logits recomputed
+    # in backward); 0 = the whole micro-batch's logits at once.
+    cross_entropy_chunk: int = 0
     # Loss-spike guard: skip the step when loss or grad norm is non-finite, or above
     # spike_factor x its running mean (after spike_warmup_steps steps of history).
     spike_factor: float = 3.0
@@ -174,6 +180,7 @@ def _check(cfg: Config, where: str) -> None:
         (t.rampup_start_batch_size is None or 0 < t.rampup_start_batch_size <= t.global_batch_size,
          "train.rampup_start_batch_size", "between 1 and global_batch_size"),
         (t.warmup_samples >= 0, "train.warmup_samples", "at least 0"),
+        (t.cross_entropy_chunk >= 0, "train.cross_entropy_chunk", "0 (off) or a positive number of tokens"),
         (t.lr_decay_samples is None or t.lr_decay_samples > t.warmup_samples, "train.lr_decay_samples",
          "above warmup_samples"),
         (p.tensor >= 1 and p.pipeline >= 1, "parallel", "tensor and pipeline of at least 1"),

@@ -112,6 +112,9 @@ class GLM(nn.Module):
             raise ValueError("ModelConfig.vocab_size must be resolved (from the shards) before building the model")
         self.cfg = cfg
         self.attention_backend = "naive"  # trainer.attention.BACKENDS; the trainer picks per device
+        # True: the last stage returns the final LayerNorm's output and the trainer applies `output`
+        # chunk by chunk inside its cross-entropy (trainer/train.py), never holding all the logits.
+        self.defer_output = False
         self.word_embeddings = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
         self.layers = nn.ModuleDict({str(i): Block(cfg) for i in range(cfg.num_layers)})
         self.final_layernorm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layernorm_eps)
@@ -170,7 +173,8 @@ class GLM(nn.Module):
             x = block(x, cos, sin, mask)
         if self.output is None:
             return x
-        return self.output(self.final_layernorm(x)).float()  # softmax and cross-entropy in fp32, as GLM-130B
+        x = self.final_layernorm(x)
+        return x if self.defer_output else self.output(x).float()  # softmax and cross-entropy in fp32, as GLM-130B
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())  # global sizes, also for sharded DTensors

@@ -18,7 +18,7 @@ Device mesh ("pp", "dp", "tp"), GLM-130B's layout being TP 4 x PP 8 x DP 24:
   (ZeRO-1's communication: the pipeline stage drives FSDP's no-sync); without it they are
   resharded after each forward, and `reduce_every_micro_batch` reduce-scatters every micro-batch
   so that no unsharded gradient outlives a backward (large presets). FSDP2 is applied whenever there
-  is more than one process, even over a "dp" of one rank, so every parameter is a DTensor.
+  is a process group (torchrun), even over a "dp" of one rank, so every parameter is a DTensor.
 - activation checkpointing of every block (full), or of every other block (selective: half the
   recomputation for twice the activation memory of the checkpointed half).
 """
@@ -49,8 +49,10 @@ def init_distributed(device: torch.device) -> None:
 
 
 def build_mesh(cfg: ParallelConfig, device: torch.device) -> DeviceMesh | None:
+    """The ("pp", "dp", "tp") mesh under torchrun (even of one process: then FSDP2 and its mixed
+    precision run as they do at scale); None for a plain single process."""
     _, size = world()
-    if size == 1:
+    if not dist.is_initialized():
         if cfg.tensor * cfg.pipeline > 1:
             raise ConfigError(f"parallel: tensor {cfg.tensor} x pipeline {cfg.pipeline} needs that many processes "
                               f"(torchrun --nproc-per-node), got 1")
@@ -88,24 +90,42 @@ def split_pipeline_stage(model: GLM, stage: int, num_stages: int) -> GLM:
     return model
 
 
-def apply_tensor_parallel(model: GLM, tp_mesh: DeviceMesh) -> None:
+def apply_tensor_parallel(model: GLM, tp_mesh: DeviceMesh, sequence_parallel: bool) -> None:
+    """Megatron's layout; with `sequence_parallel` the residual stream between attention and MLP
+    (LayerNorms, dropout, the DeepNorm sums) holds 1/tp of the sequence: all-gathered before each
+    column-parallel projection, reduce-scattered after each row-parallel one."""
     from torch.distributed.tensor import Replicate, Shard
-    from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel, parallelize_module
+    from torch.distributed.tensor.parallel import (ColwiseParallel, PrepareModuleInput, PrepareModuleOutput,
+                                                   RowwiseParallel, SequenceParallel, parallelize_module)
 
+    residual = Shard(1) if sequence_parallel else Replicate()
     plan = {}
     if model.word_embeddings is not None:
-        plan["word_embeddings"] = RowwiseParallel(input_layouts=Replicate(), output_layouts=Replicate())
+        plan["word_embeddings"] = RowwiseParallel(input_layouts=Replicate(), output_layouts=residual)
     if model.output is not None:  # logits stay vocabulary-sharded (this rank's slice, a plain tensor)
         plan["output"] = ColwiseParallel(output_layouts=Shard(-1))
+        if sequence_parallel:
+            plan["final_layernorm"] = SequenceParallel(use_local_output=True)
     tied = model.output is not None and model.word_embeddings is not None
     parallelize_module(model, tp_mesh, plan)
+    if model.output is not None and sequence_parallel:  # the whole sequence enters the (chunked) projection
+        parallelize_module(model.final_layernorm, tp_mesh,
+                           PrepareModuleOutput(output_layouts=Shard(1), desired_output_layouts=Replicate()))
     if tied:  # each style distributed its own copy of the tied weight: keep the embedding's (both Shard(0))
         model.output.weight = model.word_embeddings.weight
     for block in model.layers.values():
-        parallelize_module(block, tp_mesh, {
-            "attention.query_key_value": ColwiseParallel(), "attention.dense": RowwiseParallel(),
-            "mlp.dense_h_to_4h": ColwiseParallel(), "mlp.dense_4h_to_h": RowwiseParallel(),
-        })
+        layout = {"attention.query_key_value": ColwiseParallel(),
+                  "attention.dense": RowwiseParallel(output_layouts=residual),
+                  "mlp.dense_h_to_4h": ColwiseParallel(), "mlp.dense_4h_to_h": RowwiseParallel(output_layouts=residual)}
+        if sequence_parallel:
+            def gather(n_inputs):  # the first input (hidden states) from 1/tp of the sequence to all of it
+                return PrepareModuleInput(input_layouts=(Shard(1),) + (None,) * (n_inputs - 1),
+                                          desired_input_layouts=(Replicate(),) + (None,) * (n_inputs - 1),
+                                          use_local_output=True)
+            layout.update({"input_layernorm": SequenceParallel(use_local_output=True),
+                           "post_attention_layernorm": SequenceParallel(use_local_output=True),
+                           "attention": gather(4), "mlp": gather(1)})
+        parallelize_module(block, tp_mesh, layout)
 
 
 def apply_activation_checkpointing(model: GLM, mode: str) -> None:
@@ -123,7 +143,7 @@ def parallelize(model: GLM, cfg: ParallelConfig, mesh: DeviceMesh | None, mixed_
     if mesh is not None:
         split_pipeline_stage(model, mesh["pp"].get_local_rank(), mesh["pp"].size())
         if mesh["tp"].size() > 1:
-            apply_tensor_parallel(model, mesh["tp"])
+            apply_tensor_parallel(model, mesh["tp"], cfg.sequence_parallel)
     if cfg.activation_checkpointing != "none":
         apply_activation_checkpointing(model, cfg.activation_checkpointing)
     if cfg.compile:

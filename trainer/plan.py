@@ -12,12 +12,14 @@ Per GPU, for the fullest pipeline stage:
   gradients     fp32 shard, plus the unsharded fp32 accumulation of the stage (pipeline: reduced
                 once per step; without it, unless reduce_every_micro_batch) or of one block
   optimizer     AdamW moments, fp32 shard (1/dp)
-  activations   per micro-batch: with checkpointing, each block's input (fp32 residual stream)
+  activations   per micro-batch: with checkpointing, each block's input (bf16 residual stream)
                 plus one block's recomputation; without, every block's saved tensors, estimated
-                per token as 13h + (12h + 8 ffn) / tp bytes (LayerNorm inputs in fp32 under
+                per token as 13h / sp + (12h + 8 ffn) / tp bytes (sp = tp with sequence
+                parallelism, else 1; LayerNorm inputs in fp32 under
                 autocast, bf16 matmul inputs, fp32 rotary inputs, GeGLU halves; no T^2 term with
                 FlexAttention). 1F1B keeps (pipeline - stage) micro-batches in flight on a stage.
-  logits        last stage: fp32 logits, their gradient and the softmax, vocab / tp wide
+  logits        last stage: fp32 logits, their gradient and the softmax, vocab / tp wide, for the
+                micro-batch or one train.cross_entropy_chunk of tokens
 
 Parameter, gradient and optimizer bytes are exact (tests/test_trainer_plan.py compares them with
 a meta-device build of every stage under a fake process group); activations are an estimate.
@@ -96,13 +98,14 @@ def plan_stage(cfg: Config, gpus: int, seq_len: int, stage: int) -> StagePlan:
     whole_step = pp > 1  # parameters stay gathered and gradients unsharded for the step
     micro_batches = t.global_batch_size // (b * dp)
     in_flight = min(pp - stage, micro_batches)
-    per_token_layer = 13 * h + (12 * h + 8 * f) // tp  # bytes saved per token by one block (estimate)
+    residual = tp if p.sequence_parallel else 1  # the residual stream's share of the sequence
+    per_token_layer = 13 * h // residual + (12 * h + 8 * f) // tp  # bytes saved per token by a block (estimate)
+    block_input = compute_bytes * h // residual  # bf16 under FSDP2's mixed precision
     if p.activation_checkpointing == "full":
-        stored_per_layer = 4 * h  # the block's fp32 input
-        stored = layers * stored_per_layer * b * s * in_flight + per_token_layer * b * s
+        stored = layers * block_input * b * s * in_flight + per_token_layer * b * s
     elif p.activation_checkpointing == "selective":
         kept = layers - (layers + 1) // 2
-        stored = ((layers - kept) * 4 * h + kept * per_token_layer) * b * s * in_flight + per_token_layer * b * s
+        stored = ((layers - kept) * block_input + kept * per_token_layer) * b * s * in_flight + per_token_layer * b * s
     else:
         stored = layers * per_token_layer * b * s * in_flight
     memory = {
@@ -112,7 +115,7 @@ def plan_stage(cfg: Config, gpus: int, seq_len: int, stage: int) -> StagePlan:
         "gradients (unsharded)": 4 * (params if whole_step or not p.reduce_every_micro_batch else block_params),
         "optimizer (AdamW, fp32 shard)": 8 * sharded,
         "activations": stored,
-        "logits": 3 * 4 * b * s * v // tp if stage == pp - 1 else 0,
+        "logits": 3 * 4 * (t.cross_entropy_chunk or b * s) * v // tp if stage == pp - 1 else 0,
     }
     ring = (lambda k: 2 * (k - 1) / k), (lambda k: (k - 1) / k)  # all-reduce, reduce-scatter / all-gather
     hidden = compute_bytes * b * s * h
@@ -120,8 +123,8 @@ def plan_stage(cfg: Config, gpus: int, seq_len: int, stage: int) -> StagePlan:
     dp_gathers = 1 if whole_step else 2 * micro_batches  # forward and backward re-gather without PP
     dp_reduces = micro_batches if (not whole_step and p.reduce_every_micro_batch) else 1
     communication = {
-        "tensor parallel (all-reduce)": int(micro_batches * layers * tp_per_layer),
-        "pipeline (activations and their gradients)": int(micro_batches * 2 * hidden) if pp > 1 else 0,
+        "tensor parallel (all-reduces, or gather + scatter)": int(micro_batches * layers * tp_per_layer),
+        "pipeline (activations and their gradients)": int(micro_batches * 2 * hidden / residual) if pp > 1 else 0,
         "data parallel (all-gather bf16 params)": int(dp_gathers * ring[1](dp) * compute_bytes * params) if dp > 1 else 0,
         "data parallel (reduce-scatter fp32 grads)": int(dp_reduces * ring[1](dp) * 4 * params) if dp > 1 else 0,
         "tied embedding (all-reduce, first/last stage)":

@@ -5,7 +5,7 @@
 
 One optimizer step: take this rank's slice of the next global batch (its size follows the ramp-up),
 run its micro-batches forward and backward (one after the other, or through the 1F1B pipeline
-schedule when parallel.pipeline > 1) under bf16 autocast (fp32 master weights and AdamW state),
+schedule when parallel.pipeline > 1) in bf16 (fp32 master weights and AdamW state),
 normalize by the loss tokens of the whole global batch (so any split over ranks and micro-batches
 gives the same gradient), clip, ask the loss-spike guard, then step or skip. The step reads the
 device once (loss, gradient norm and statistics together), never per micro-batch. The run
@@ -71,6 +71,7 @@ def build_model(cfg: Config, mesh, device: torch.device, on_meta: bool, attentio
             model.output.weight = model.word_embeddings.weight  # to_empty re-creates plain parameters
         model.init_weights()
     model.attention_backend = attention
+    model.defer_output = cfg.train.cross_entropy_chunk > 0
     sync_tied_embedding(model, embedding_group(mesh))
     return model
 
@@ -93,10 +94,26 @@ def token_losses(logits: torch.Tensor, targets: torch.Tensor, tp_mesh=None) -> t
         from torch.distributed.tensor import DTensor, Shard
 
         logits = DTensor.from_local(logits, tp_mesh, [Shard(-1)])
-    losses = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE, reduction="none")
+    losses = F.cross_entropy(logits.flatten(0, -2), targets.flatten(), ignore_index=IGNORE, reduction="none")
     if hasattr(losses, "full_tensor"):
         losses = losses.full_tensor()
     return losses.view(targets.shape)
+
+
+def chunked_token_losses(hidden: torch.Tensor, output: torch.nn.Module, targets: torch.Tensor, chunk: int,
+                         tp_mesh=None) -> torch.Tensor:
+    """token_losses of output(hidden), `chunk` tokens at a time: each chunk's fp32 logits (vocabulary-
+    sliced under tensor parallelism) are freed after its loss and recomputed in backward, so the
+    memory for logits is one chunk's, not the micro-batch's (150k-word vocabularies)."""
+    from torch.utils.checkpoint import checkpoint
+
+    def chunk_losses(h: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return token_losses(output(h).float(), t, tp_mesh)
+
+    flat_hidden, flat_targets = hidden.flatten(0, 1), targets.flatten()
+    parts = [checkpoint(chunk_losses, flat_hidden[i:i + chunk], flat_targets[i:i + chunk], use_reentrant=False)
+             for i in range(0, flat_targets.numel(), chunk)]
+    return torch.cat(parts).view(targets.shape)
 
 
 class Trainer:
@@ -136,8 +153,10 @@ class Trainer:
         self.languages = self.dataset.languages
         self.flops_per_token = flops_per_token(cfg.model, self.dataset.seq_len)
         self.peak_tflops = peak_tflops(device, cfg.logging.peak_tflops)
-        self.autocast = torch.autocast(device.type, dtype=torch.bfloat16,
-                                       enabled=device.type == "cuda" and cfg.train.precision == "bf16")
+        # bf16 compute: FSDP2's mixed precision under torchrun (bf16 parameters, so activations and
+        # the residual stream are bf16 too), autocast over fp32 parameters in a single process.
+        self.autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"
+                                       and cfg.train.precision == "bf16" and mesh is None)
         self.step = 0
         # Dropout differs across data-parallel ranks and agrees across tensor-parallel ones (whose
         # activations outside the sharded matmuls are replicas).
@@ -163,6 +182,15 @@ class Trainer:
             return contextlib.nullcontext()
         from torch.distributed.tensor.parallel import loss_parallel
         return loss_parallel()
+
+    def _token_losses(self, model_output: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Per-token losses from the model's logits, or from its final hidden states when the output
+        projection is deferred to the chunked cross-entropy."""
+        chunk = self.cfg.train.cross_entropy_chunk
+        if not chunk:
+            return token_losses(model_output.float(), targets, self.tp_mesh)
+        with self.autocast:  # the projection in bf16 on CUDA; the softmax and loss in fp32 regardless
+            return chunked_token_losses(model_output, self.model.output, targets, chunk, self.tp_mesh)
 
     def _dp_sum(self, t: torch.Tensor) -> torch.Tensor:
         if self.mesh is not None and self.dp_size > 1:
@@ -190,7 +218,7 @@ class Trainer:
             with self._loss_context():
                 with self.autocast:
                     logits = self.model(mb["tokens"], mb["position_ids"], mb["segment_ids"], mb["prefix"])
-                losses = token_losses(logits, mb["targets"], self.tp_mesh)
+                losses = self._token_losses(logits, mb["targets"])
                 (losses.sum() * scale).backward()
             self._add_loss_stats(stats, losses, mb["targets"], mb["langs"])
 
@@ -216,7 +244,7 @@ class Trainer:
 
     def _pipeline_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         targets, langs = target.unbind(dim=-1)
-        losses = token_losses(logits.float(), targets, self.tp_mesh)
+        losses = self._token_losses(logits, targets)
         self._loss_calls.append((losses.detach(), targets, langs))
         return losses.sum() * self._loss_scale
 
