@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 # CPU build of PyTorch from this machine's wheel cache; GPU users keep their own (pyproject says >=2.5).
 TORCH_PIN ?= torch==2.13.0
 
-.PHONY: setup demo test bench dist check-java clean
+.PHONY: setup demo test bench dist check-java chromium clean
 
 check-java:
 	@command -v java >/dev/null 2>&1 || { echo "error: Java 17 or newer is required by Spark 4 and no 'java' is on PATH (Debian: apt-get install openjdk-17-jre-headless)" >&2; exit 1; }
@@ -28,7 +28,16 @@ setup: check-java $(STAMP)
 demo: setup
 	$(BIN)/python -m pipeline.demo
 
-test: setup
+# The report's browser test (tests/test_report_browser.py) needs Debian's Chromium: installed here
+# when missing and running as root; otherwise that test skips (and fails with CI=true).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	 if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	   export DEBIAN_FRONTEND=noninteractive; apt-get install -y -qq --no-install-recommends chromium \
+	   || { apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium; }; \
+	 else echo "note: no chromium (apt-get install chromium): the report's browser test will skip" >&2; fi
+
+test: setup chromium
 	CI=$${CI:-} $(BIN)/python -m pytest -q
 
 bench: setup

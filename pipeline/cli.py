@@ -12,18 +12,26 @@ import sys
 
 from pipeline import registry
 from pipeline.config import ConfigError, load_config
-from pipeline.runner import StageNotReady
+from pipeline.runner import StageNotReady, WorkdirBusy
 
 STAGE_HELP = {
     "ingest": "read WARC/WET/JSONL/Parquet dumps into documents",
     "langid": "identify language and script; keep the configured languages",
     "quality": "English and Chinese quality rules, signals as q_* columns",
+    "pii": "replace personal identifiers (emails, phones, ID and card numbers) with placeholders",
     "dedup": "exact and MinHash-LSH near-duplicate removal",
+    "decontaminate": "drop or flag documents that share n-grams with benchmark test items",
     "mix": "weighted EN/ZH sample to a token budget",
     "tokenizer": "train and evaluate the shared SentencePiece tokenizer",
     "encode": "tokenize the mix (token ids per document)",
     "shards": "pack GLM blank-infilling shards",
 }
+GROUP_HELP = {  # command groups that are not stages
+    "export": "write the finished corpus in another tool's format: `glmdata export megatron --workdir W --out PREFIX` "
+              "writes a Megatron-LM / NeMo indexed dataset (PREFIX.bin + PREFIX.idx)",
+}
+# Warnings that are harmless for glmdata and shown only with -v: Beam's optional GCP clients.
+HARMLESS_LOG_MESSAGES = ("apitools not found", "No module named google.cloud.bigquery_storage_v1")
 
 
 def _load_modules() -> None:
@@ -76,7 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     _load_modules()
     parser = argparse.ArgumentParser(prog="glmdata", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="everything: debug logging, the engines' own INFO logs, full per-stage tables")
     groups = parser.add_subparsers(dest="group", metavar="COMMAND", required=True)
     group_parsers: dict[str, argparse.ArgumentParser] = {}
     action_subparsers: dict[str, argparse._SubParsersAction] = {}
@@ -98,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
             p.set_defaults(func=cmd.run)
     for cmd in registry.COMMANDS:
         if cmd.action is not None:
-            gp = group_parser(cmd.group, STAGE_HELP.get(cmd.group, cmd.group))
+            gp = group_parser(cmd.group, STAGE_HELP.get(cmd.group) or GROUP_HELP.get(cmd.group, cmd.group))
             if cmd.group not in action_subparsers:
                 action_subparsers[cmd.group] = gp.add_subparsers(
                     dest="action", metavar="ACTION", required=cmd.group not in registry.STAGES,
@@ -109,19 +118,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _DropHarmless(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not any(m in record.getMessage() for m in HARMLESS_LOG_MESSAGES)
+
+
+def configure_logging(verbose: bool) -> None:
+    """Quiet by default: glmdata's own INFO lines, other libraries' warnings less the known harmless
+    ones; with -v everything at DEBUG."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if verbose:
+        return
+    for ours in ("pipeline", "filters", "tokenizer", "trainer"):
+        logging.getLogger(ours).setLevel(logging.INFO)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_DropHarmless())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("py4j", "jieba", "apache_beam"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    configure_logging(args.verbose)
     try:
         return int(args.func(args) or 0)
     except ConfigError as e:
         print(f"config error: {e}", file=sys.stderr)
         return 2
-    except (StageNotReady, FileNotFoundError) as e:
+    except (StageNotReady, WorkdirBusy, FileNotFoundError) as e:
         # Something to run or to point at first: the message says what; a traceback would bury it.
         if args.verbose:
             raise

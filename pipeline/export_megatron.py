@@ -152,13 +152,22 @@ def export_megatron(cfg: RunConfig, engine, prefix: str, append_eos: bool = True
             "bin_bytes": done["bytes"], "dropped": dropped, "append_eos": append_eos}
 
 
+def run_engine(cfg: RunConfig) -> str:
+    """The engine that ran the encode stage (its stats.json), else the config's run.engine."""
+    stats = storage.join(cfg.run.workdir, "encode", "stats.json")
+    if storage.exists(stats):
+        return json.loads(storage.read_text(stats)).get("engine") or cfg.run.engine
+    return cfg.run.engine
+
+
 def _arguments(p: argparse.ArgumentParser) -> None:
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--config", "-c", help="run config YAML; reads <run.workdir>/encode and tokenizer")
     source.add_argument("--workdir", help="a pipeline workdir with finished encode and tokenizer stages")
     p.add_argument("--out", required=True, metavar="PREFIX",
                    help="writes PREFIX.bin and PREFIX.idx (local, gs://, s3://)")
-    p.add_argument("--engine", choices=["spark", "beam"], help="engine (default: run.engine, or spark with --workdir)")
+    p.add_argument("--engine", choices=["spark", "beam"],
+                   help="engine (default: the one that ran the encode stage, from its stats.json)")
     p.add_argument("--no-eos", action="store_true", help="do not append <eos> to each document")
 
 
@@ -173,7 +182,7 @@ def export_megatron_command(args: argparse.Namespace) -> int:
     else:
         cfg = RunConfig(path=args.workdir, run=RunSection(workdir=args.workdir), sections={}, raw={})
         append_eos = not args.no_eos
-    engine = make_engine(cfg, args.engine)
+    engine = make_engine(cfg, args.engine or run_engine(cfg))
     try:
         summary = export_megatron(cfg, engine, args.out, append_eos)
     finally:

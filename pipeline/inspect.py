@@ -1,9 +1,16 @@
-"""`glmdata inspect <stage dir>`: look at what a stage rejected, to judge a rule's false positives.
+"""`glmdata inspect`: look at what a stage rejected (to judge a rule's false positives), or at its errors.
 
-Without --reason it lists every reason with its document count (from stats.json when the stage
-finished, else by counting rows under rejected/). With --reason it prints a sample of rejected
-documents: id, url, the rule's detail (the value that failed) and a preview of the text. The sample
-is drawn with a seed over all of the reason's files, reading only the rows it shows.
+    glmdata inspect <workdir>                     every stage, its reasons, and whether their documents were kept
+    glmdata inspect <workdir>/<stage>             the stage's reasons with counts
+    glmdata inspect <workdir>/<stage> -r REASON   a sample of rejected documents of REASON
+    glmdata inspect <workdir>/<stage> --errors    error rows: file, offset, reason, message
+
+Counts come from stats.json when the stage finished, else from the rows under rejected/. Some
+drops are counted but not kept as documents, because there is no document or keeping it would
+copy the corpus (ingest's non-document records; mix's documents not sampled; the tokenizer's
+sample choice): their reasons are listed as "counted only" and asking for them says so.
+A sample is drawn with a seed as a sequence of distinct row positions over all of the reason's
+files, so `-n k` is the first k documents of `-n k+1`; only the rows shown are read in full.
 """
 from __future__ import annotations
 
@@ -22,25 +29,30 @@ from pipeline.registry import register_command
 from pipeline.schema import REJECT_DETAIL, REJECT_REASON, reject_reason_slug
 
 PREVIEW_COLUMNS = ["id", "url", "source", "lang", "text", REJECT_REASON, REJECT_DETAIL]
+ERROR_COLUMNS = ["source_file", "source_offset", "reason", "doc_id", "bytes", "message"]
+
+
+def _stats(stage_dir: str) -> dict | None:
+    path = storage.join(stage_dir, "stats.json")
+    return json.loads(storage.read_text(path)) if storage.exists(path) else None
 
 
 def reason_counts(stage_dir: str) -> dict[str, int]:
     """Rejected documents per reason."""
-    stats_path = storage.join(stage_dir, "stats.json")
-    if storage.exists(stats_path):
-        dropped = json.loads(storage.read_text(stats_path)).get("dropped", {})
-        return {reason: counts["docs"] for reason, counts in dropped.items()}
+    stats = _stats(stage_dir)
+    if stats is not None:
+        return {reason: counts["docs"] for reason, counts in stats.get("dropped", {}).items()}
     counts: dict[str, int] = {}
     for slug in storage.listdir(storage.join(stage_dir, "rejected")):
-        for path in _parts(stage_dir, slug):
+        for path in _parts(stage_dir, "rejected", slug):
             reasons = pq.ParquetFile(storage.open_input(path)).read(columns=[REJECT_REASON]).column(0)
             for reason in reasons.to_pylist():
                 counts[reason] = counts.get(reason, 0) + 1
     return counts
 
 
-def _parts(stage_dir: str, slug: str) -> list[str]:
-    return [p for p in storage.expand(storage.join(stage_dir, "rejected", slug)) if p.endswith(".parquet")]
+def _parts(stage_dir: str, *folder: str) -> list[str]:
+    return [p for p in storage.expand(storage.join(stage_dir, *folder)) if p.endswith(".parquet")]
 
 
 def matching_slugs(stage_dir: str, reason: str) -> list[str]:
@@ -53,22 +65,53 @@ def matching_slugs(stage_dir: str, reason: str) -> list[str]:
     return [s for s in slugs if s.startswith(slug)]
 
 
-def sample_rejected(stage_dir: str, reason: str, n: int, seed: int = 0) -> list[dict]:
-    """Up to `n` rejected rows of `reason`, drawn uniformly with `seed`, in file order."""
-    files = [p for slug in matching_slugs(stage_dir, reason) for p in _parts(stage_dir, slug)]
+def is_kept(stage_dir: str, reason: str) -> bool:
+    """Whether the documents of `reason` were written under rejected/ (else only counted)."""
+    return bool(storage.listdir(storage.join(stage_dir, "rejected", reject_reason_slug(reason))))
+
+
+def draw_positions(total: int, n: int, seed: int) -> list[int]:
+    """Up to `n` distinct positions in range(total), in the order a seeded generator draws them:
+    the draws do not depend on `n`, so a smaller sample is a prefix of a larger one."""
+    rng, seen, out = random.Random(seed), set(), []
+    n = min(n, total)
+    while len(out) < n:
+        if len(seen) * 2 > total:  # dense: finish with a seeded shuffle of what is left
+            rest = [i for i in range(total) if i not in seen]
+            rng.shuffle(rest)
+            out += rest[:n - len(out)]
+            break
+        i = rng.randrange(total)
+        if i not in seen:
+            seen.add(i)
+            out.append(i)
+    return out
+
+
+def _sample_rows(files: list[str], columns: list[str], n: int, seed: int) -> list[dict]:
     sizes = [pq.ParquetFile(storage.open_input(p)).metadata.num_rows for p in files]
-    total = sum(sizes)
-    chosen = sorted(random.Random(seed).sample(range(total), min(n, total)))
-    rows, start = [], 0
-    for path, size in zip(files, sizes):
-        wanted = [i - start for i in chosen if start <= i < start + size]
-        start += size
+    starts = [sum(sizes[:i]) for i in range(len(sizes))]
+    chosen = draw_positions(sum(sizes), n, seed)
+    found: dict[int, dict] = {}
+    for path, start, size in zip(files, starts, sizes):
+        wanted = [i for i in chosen if start <= i < start + size]
         if not wanted:
             continue
         pf = pq.ParquetFile(storage.open_input(path))
-        columns = [c for c in PREVIEW_COLUMNS if c in pf.schema_arrow.names]
-        rows += pf.read(columns=columns).take(wanted).to_pylist()
-    return rows
+        cols = [c for c in columns if c in pf.schema_arrow.names]
+        for i, row in zip(wanted, pf.read(columns=cols).take([i - start for i in wanted]).to_pylist()):
+            found[i] = row
+    return [found[i] for i in chosen]
+
+
+def sample_rejected(stage_dir: str, reason: str, n: int, seed: int = 0) -> list[dict]:
+    """Up to `n` rejected rows of `reason`, drawn with `seed` (a smaller n gives a prefix)."""
+    files = [p for slug in matching_slugs(stage_dir, reason) for p in _parts(stage_dir, "rejected", slug)]
+    return _sample_rows(files, PREVIEW_COLUMNS, n, seed)
+
+
+def sample_errors(stage_dir: str, n: int, seed: int = 0) -> list[dict]:
+    return _sample_rows(_parts(stage_dir, "errors"), ERROR_COLUMNS, n, seed)
 
 
 def preview(text: str | None, width: int) -> str:
@@ -79,32 +122,75 @@ def preview(text: str | None, width: int) -> str:
     return flat if width <= 0 or len(flat) <= width else flat[:width] + f" … (+{len(flat) - width} chars)"
 
 
+def is_workdir(path: str) -> bool:
+    """A run's workdir holds stage folders, not data/ or stats.json itself."""
+    return not storage.exists(storage.join(path, "stats.json")) and any(
+        storage.exists(storage.join(path, name, "stats.json")) for name in storage.listdir(path))
+
+
+def list_workdir(workdir: str, console: Console) -> None:
+    from pipeline.report import read_stage_stats
+
+    table = Table(title=f"stages in {workdir}")
+    for col in ("stage", "reason", "documents", "inspect with"):
+        table.add_column(col, justify="right" if col == "documents" else "left")
+    for stats in read_stage_stats(workdir):
+        stage_dir = storage.join(workdir, stats["stage"])
+        dropped = sorted(stats.get("dropped", {}).items(), key=lambda kv: (-kv[1]["docs"], kv[0]))
+        errors = sum(c["docs"] for c in stats.get("errors", {}).values()) or len(_parts(stage_dir, "errors"))
+        if not dropped and not errors:
+            table.add_row(stats["stage"], "(nothing dropped)", "", "")
+        for reason, c in dropped:
+            how = f"-r {reason}" if is_kept(stage_dir, reason) else "counted only, not kept"
+            table.add_row(stats["stage"], reason, f"{c['docs']:,}", how)
+        if errors:
+            table.add_row(stats["stage"], "[red]errors[/red]", f"{errors:,}", "--errors")
+    console.print(table)
+    console.print(f"next: glmdata inspect {workdir}/<stage> -r <reason>   (or --errors)")
+
+
 def _add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("stage_dir", help="a stage's output folder, e.g. work/demo/quality (local, gs://, s3://)")
+    p.add_argument("path", metavar="WORKDIR_OR_STAGE_DIR",
+                   help="a run's workdir (lists its stages and reasons) or a stage's output folder, e.g. "
+                        "work/demo/quality (local, gs://, s3://)")
     p.add_argument("--reason", "-r", help="the rejection reason to sample (a prefix such as lang_other "
                                           "matches all of lang_other:*); omit to list reasons with counts")
-    p.add_argument("-n", type=int, default=5, help="how many documents to show (default 5)")
+    p.add_argument("--errors", action="store_true", help="show error rows (source file, offset, reason, message)")
+    p.add_argument("-n", type=int, default=5, help="how many documents to show (default 5; -n k is a prefix of -n k+1)")
     p.add_argument("--seed", type=int, default=0, help="seed of the sample (default 0)")
     p.add_argument("--width", type=int, default=400, help="characters of text to preview; 0 = whole text")
 
 
-@register_command("inspect", None, "print sample rejected documents of a stage, or its reasons with counts",
-                  _add_arguments)
+@register_command("inspect", None, "list a run's stages and drop reasons, or show sample rejected documents "
+                  "or error rows of a stage", _add_arguments)
 def inspect_command(args: argparse.Namespace) -> int:
     console = Console()
-    if not storage.is_dir(args.stage_dir):
-        raise ConfigError(f"{args.stage_dir}: not a stage output folder (expected <workdir>/<stage>)")
-    counts = reason_counts(args.stage_dir)
-    if not args.reason:
-        table = Table(title=f"rejected in {args.stage_dir}")
-        table.add_column("reason")
-        table.add_column("documents", justify="right")
-        for reason, docs in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
-            table.add_row(reason, str(docs))
-        console.print(table if counts else f"{args.stage_dir}: nothing rejected")
+    path = args.path.rstrip("/")
+    if not storage.is_dir(path):
+        raise ConfigError(f"{path}: not a folder (expected a run's workdir or <workdir>/<stage>)")
+    if is_workdir(path):
+        if args.reason or args.errors:
+            raise ConfigError(f"{path} is a workdir: name a stage folder for --reason/--errors, e.g. {path}/quality")
+        list_workdir(path, console)
         return 0
-    rows = sample_rejected(args.stage_dir, args.reason, args.n, args.seed)
+    if args.errors:
+        return _show_errors(path, args, console)
+    counts = reason_counts(path)
+    if not args.reason:
+        table = Table(title=f"rejected in {path}")
+        for col in ("reason", "documents", "kept for inspection"):
+            table.add_column(col, justify="right" if col == "documents" else "left")
+        for reason, docs in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
+            table.add_row(reason, f"{docs:,}", "yes" if is_kept(path, reason) else "no: counted only")
+        console.print(table if counts else f"{path}: nothing rejected")
+        return 0
+    rows = sample_rejected(path, args.reason, args.n, args.seed)
     if not rows:
+        if args.reason in counts:
+            console.print(f"{path}: the {counts[args.reason]:,} documents dropped as {args.reason!r} are counted "
+                          "but not kept (this stage does not write them under rejected/; see README, 'Inspecting "
+                          "a run')")
+            return 1
         known = ", ".join(sorted(counts)) or "none"
         console.print(f"no rejected documents with reason {args.reason!r}; reasons here: {known}")
         return 1
@@ -114,4 +200,18 @@ def inspect_command(args: argparse.Namespace) -> int:
             if row.get(key) is not None:
                 console.print(f"[bold]{key}[/bold]: {escape(str(row[key]))}", highlight=False)
         console.print(preview(row.get("text"), args.width), markup=False, highlight=False)
+    return 0
+
+
+def _show_errors(path: str, args: argparse.Namespace, console: Console) -> int:
+    rows = sample_errors(path, args.n, args.seed)
+    if not rows:
+        console.print(f"{path}: no errors")
+        return 0
+    for row in rows:
+        console.rule(f"{row.get('reason')}  {row.get('source_file')} @ offset {row.get('source_offset')}", style="dim")
+        for key in ("doc_id", "bytes"):
+            if row.get(key) is not None:
+                console.print(f"[bold]{key}[/bold]: {escape(str(row[key]))}", highlight=False)
+        console.print(preview(row.get("message"), args.width), markup=False, highlight=False)
     return 0

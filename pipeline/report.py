@@ -1,16 +1,24 @@
 """`glmdata report <workdir>`: a terminal summary and one self-contained HTML page of a run.
 
-Reads every stage's stats.json (counts and the stage's own "report" aggregates), the shards
-manifest, and computes the distributions that need the documents themselves (length per language
-after each stage, dedup cluster sizes) on the engine: one task per Parquet file returns a small
-histogram, and only those histograms reach the driver. Samples of rejected documents are the first
-few rows of each reason's first file, read on the driver.
+The figures come from what each stage recorded as it ran (stats.json: counts, the stage's own
+"report" aggregates and the document "profile" of pipeline/doc_profile.py: per source x language x
+reason counts, text bytes and tokens, histograms, seeded samples, duplicate clusters), plus the
+shards manifest and the first rows of each errors/ folder. So a report reads a few small files and
+starts no engine, whatever the size of the run.
+
+A workdir written before stages recorded profiles is still reported: its histograms are recomputed
+on the engine the run used (one task per Parquet file, only histograms reach the driver), and its
+samples are the first rows of each rejected/ folder. Per-source figures need the profiles.
+
+`--compare B` sets another run beside this one: what changed per stage, source, language, reason
+and token count, from the two runs' profiles, and which documents moved between kept and rejected,
+found by a join of the two runs' document ids on the engine (pipeline/report_compare.py).
 """
 from __future__ import annotations
 
 import argparse
 import json
-import math
+import re
 import sys
 import time
 from collections import Counter, defaultdict
@@ -22,45 +30,27 @@ import pyarrow.parquet as pq
 from rich.console import Console
 from rich.table import Table
 
-from pipeline import storage
+from pipeline import doc_profile, storage
+from pipeline.doc_profile import CLUSTER_SIZE_COLUMN, KEPT, SIGNAL_STAGES, log2_bin, signal_bins
 from pipeline.registry import register_command
+from pipeline.report_html import render_page
+from pipeline.report_terminal import SAMPLE_STAGES
 from pipeline.stages import STAGE_ORDER
 
 SAMPLES_PER_REASON = 3
 SAMPLE_CHARS = 600
 DOC_COLUMNS = ("text", "lang")
-CLUSTER_SIZE_COLUMN = "dup_cluster_size"
-SIGNAL_PREFIX = "q_"  # the quality stage's signal columns
-FRACTION_BINS = 20  # shares and ratios: 0.05-wide bins over [0, 1], the last bin holding >= 1
-NONPOSITIVE_BIN = -1000  # counts and lengths <= 0 (below every quarter-octave bin)
+SHINGLE = 5  # characters per shingle of the similarity shown beside duplicate examples
+SIDE_STAGES = tuple(SAMPLE_STAGES)  # not filters of the flow: their "dropped" rows are a sample choice
 
 
 # ---------------------------------------------------------------------------------------------
-# Engine aggregates
+# Recomputed on the engine, for workdirs written before stages recorded profiles
 
 
-def log2_bin(n: int) -> int:
-    """Power-of-two bin: 0 -> -1, 1 -> 0, 2..3 -> 1, 4..7 -> 2, ..."""
-    return int(math.floor(math.log2(n))) if n > 0 else -1
-
-
-def is_fraction_signal(column: str) -> bool:
-    return column.endswith(("_frac", "_ratio", "_nonl")) or column == "q_score"
-
-
-def signal_bins(column: str, values: np.ndarray) -> np.ndarray:
-    """Fixed bins, so that per-file histograms add up: linear over [0, 1] for shares and ratios,
-    quarter-octaves (bin b holds [2^(b/4), 2^((b+1)/4))) for counts and lengths, NONPOSITIVE_BIN for <= 0."""
-    if is_fraction_signal(column):
-        return np.clip(np.floor(values * FRACTION_BINS), 0, FRACTION_BINS).astype(np.int64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        quarter_octaves = np.floor(4 * np.log2(values))
-    return np.where(values > 0, quarter_octaves, NONPOSITIVE_BIN).astype(np.int64)
-
-
-def _signal_histograms(batch, langs: np.ndarray, into: dict) -> None:
+def _signal_histograms(batch, langs: np.ndarray, prefix: str, into: dict) -> None:
     for column in batch.schema.names:
-        if not column.startswith(SIGNAL_PREFIX):
+        if not column.startswith(prefix):
             continue
         values = batch.column(column).to_numpy(zero_copy_only=False).astype(np.float64)
         present = ~np.isnan(values) & (langs != "")
@@ -76,7 +66,7 @@ def _signal_histograms(batch, langs: np.ndarray, into: dict) -> None:
 @dataclass
 class HistogramTask:
     """Runs on a worker: one Parquet file in, {"lengths": {lang: {bin: n}}, "clusters": {bin: n},
-    "signals": {q_column: {lang: {bin: n}}}} out (signals only for the quality stage's kept documents)."""
+    "signals": {q_column: {lang: {bin: n}}}} out (signals only for a stage of SIGNAL_STAGES)."""
 
     batch_size: int = 8192
 
@@ -84,7 +74,8 @@ class HistogramTask:
         stage, path = unit
         pf = pq.ParquetFile(storage.open_input(path))
         names = set(pf.schema_arrow.names)
-        signal_columns = [c for c in pf.schema_arrow.names if c.startswith(SIGNAL_PREFIX)] if stage == "quality" else []
+        prefix = SIGNAL_STAGES.get(stage)
+        signal_columns = [c for c in pf.schema_arrow.names if prefix and c.startswith(prefix)]
         columns = [c for c in (*DOC_COLUMNS, CLUSTER_SIZE_COLUMN) if c in names] + signal_columns
         lengths: dict[str, Counter] = defaultdict(Counter)
         clusters: Counter = Counter()
@@ -97,7 +88,7 @@ class HistogramTask:
                     if lang:
                         lengths[lang][log2_bin(n)] += 1
                 if signal_columns:
-                    _signal_histograms(batch, np.array([lang or "" for lang in langs], dtype=object), signals)
+                    _signal_histograms(batch, np.array([lang or "" for lang in langs], dtype=object), prefix, signals)
                 if CLUSTER_SIZE_COLUMN in columns:
                     for size in batch.column(CLUSTER_SIZE_COLUMN).to_pylist():
                         if size:
@@ -109,8 +100,8 @@ class HistogramTask:
                             for col, per_lang in signals.items()}}
 
 
-def _by_bin(counts: Counter) -> dict:
-    return dict(sorted(counts.items(), key=lambda kv: int(kv[0])))
+def _by_bin(counts: Counter | dict) -> dict:
+    return dict(sorted(((str(k), v) for k, v in counts.items()), key=lambda kv: int(kv[0])))
 
 
 def document_histograms(workdir: str, stages: list[str], engine) -> tuple[dict, dict, dict]:
@@ -143,13 +134,28 @@ def document_histograms(workdir: str, stages: list[str], engine) -> tuple[dict, 
 def read_stage_stats(workdir: str) -> list[dict]:
     """stats.json of every stage in the workdir: data-flow order first, then any other stage by name."""
     names = [n for n in STAGE_ORDER if n != "report"]
-    names += [n for n in storage.listdir(workdir) if n not in names and not n.startswith((".", "_"))]
+    names += sorted(n for n in storage.listdir(workdir) if n not in names and not n.startswith((".", "_")))
     out = []
     for name in names:
         path = storage.join(workdir, name, "stats.json")
         if storage.exists(path):
             out.append(json.loads(storage.read_text(path)))
     return out
+
+
+def has_profile(stats: dict) -> bool:
+    return "profile" in stats
+
+
+def document_stages(stages: list[dict]) -> list[dict]:
+    """Stages whose kept output is documents with text (the ones with length histograms)."""
+    return [s for s in stages if s["stage"] not in ("ingest", "tokenizer", "encode", "shards")]
+
+
+def run_engine(stages: list[dict]) -> str:
+    """The engine most of the run's stages ran on (the one to recompute with)."""
+    names = Counter(s.get("engine") for s in stages if s.get("engine"))
+    return names.most_common(1)[0][0] if names else "spark"
 
 
 def _first_rows(path: str, columns: list[str], n: int) -> list[dict]:
@@ -160,27 +166,37 @@ def _first_rows(path: str, columns: list[str], n: int) -> list[dict]:
     return []
 
 
-def rejected_samples(workdir: str, stages: list[dict]) -> tuple[dict, dict]:
-    samples: dict[str, dict[str, list]] = {}
+def error_samples(workdir: str, stages: list[dict]) -> dict[str, list]:
+    """The first rows of each stage's errors/ (error rows are few and small)."""
     errors: dict[str, list] = {}
     for s in stages:
-        name = s["stage"]
-        rejected = storage.join(workdir, name, "rejected")
-        for slug in storage.listdir(rejected):
-            files = [p for p in storage.expand(storage.join(rejected, slug)) if p.endswith(".parquet")]
-            if not files:
-                continue
-            rows = _first_rows(files[0], ["id", "url", "text", "reject_reason", "reject_detail"], SAMPLES_PER_REASON)
-            samples.setdefault(name, {})[rows[0].get("reject_reason") or slug if rows else slug] = [
-                {"id": r.get("id"), "url": r.get("url"), "detail": r.get("reject_detail"),
-                 "text": (r.get("text") or "")[:SAMPLE_CHARS]} for r in rows]
-        if s.get("errors"):
-            files = [p for p in storage.expand(storage.join(workdir, name, "errors")) if p.endswith(".parquet")]
-            if files:
-                errors[name] = [{**r, "message": (r.get("message") or "")[:SAMPLE_CHARS]} for r in
-                                _first_rows(files[0], ["source_file", "source_offset", "reason", "message"],
-                                            SAMPLES_PER_REASON)]
-    return samples, errors
+        if not s.get("errors"):
+            continue
+        files = [p for p in storage.expand(storage.join(workdir, s["stage"], "errors")) if p.endswith(".parquet")]
+        rows = [r for f in files for r in _first_rows(f, ["source_file", "source_offset", "reason", "message", "doc_id"],
+                                                       SAMPLES_PER_REASON)][:SAMPLES_PER_REASON]
+        if rows:
+            errors[s["stage"]] = [{**r, "message": (r.get("message") or "")[:SAMPLE_CHARS]} for r in rows]
+    return errors
+
+
+def legacy_rejected_samples(workdir: str, stage: str) -> dict[str, dict[str, list]]:
+    """For workdirs without profiles: the first rows of each rejected/ folder, as {reason: {lang: rows}}."""
+    out: dict[str, dict[str, list]] = {}
+    rejected = storage.join(workdir, stage, "rejected")
+    for slug in storage.listdir(rejected):
+        files = [p for p in storage.expand(storage.join(rejected, slug)) if p.endswith(".parquet")]
+        if not files:
+            continue
+        rows = _first_rows(files[0], ["id", "url", "source", "lang", "text", "reject_reason", "reject_detail"],
+                           SAMPLES_PER_REASON)
+        reason = (rows[0].get("reject_reason") if rows else None) or slug
+        for r in rows:
+            text = r.get("text") or ""
+            out.setdefault(reason, {}).setdefault(r.get("lang") or doc_profile.UNKNOWN, []).append(
+                {"id": r.get("id"), "url": r.get("url"), "source": r.get("source"), "detail": r.get("reject_detail"),
+                 "chars": len(text), "text": text[:SAMPLE_CHARS]})
+    return out
 
 
 def shards_manifest(workdir: str) -> dict | None:
@@ -191,14 +207,117 @@ def shards_manifest(workdir: str) -> dict | None:
     return None
 
 
-def collect(workdir: str, engine) -> dict:
+# ---------------------------------------------------------------------------------------------
+# Figures from the profiles
+
+
+def shingle_similarity(a: str, b: str) -> float:
+    """Jaccard similarity of the character 5-gram sets of two whitespace-normalized texts."""
+    def grams(text: str) -> set[str]:
+        t = re.sub(r"\s+", " ", text).strip()
+        return {t[i:i + SHINGLE] for i in range(max(len(t) - SHINGLE + 1, 1))}
+
+    ga, gb = grams(a), grams(b)
+    return len(ga & gb) / len(ga | gb) if ga or gb else 1.0
+
+
+def duplicate_examples(profile: dict) -> list[dict]:
+    """Survivors beside their duplicates (same cluster), with the similarity of the shown texts."""
+    dup = profile.get("duplicates") or {}
+    survivors = {row["cluster"]: row for _, row in dup.get("survivors", [])}
+    clusters: dict[str, list] = defaultdict(list)
+    for _, row in dup.get("duplicates", []):
+        clusters[row["cluster"]].append(row)
+    out = []
+    for cluster, members in clusters.items():
+        survivor = survivors.get(cluster)
+        for m in members:
+            m["similarity"] = (round(shingle_similarity(survivor.get("text") or "", m.get("text") or ""), 3)
+                               if survivor else None)
+        out.append({"cluster": cluster, "survivor": survivor, "duplicates": members})
+    return out
+
+
+def breakdown(stages: list[dict]) -> dict[str, dict]:
+    """{stage: {"source"|"lang": {"kept"|reason: {name: [documents, text bytes, tokens]}}}}."""
+    return {s["stage"]: {by: doc_profile.group_totals(s["profile"], by) for by in ("source", "lang")}
+            for s in stages if has_profile(s) and s["profile"].get("groups")}
+
+
+def per_name(stages: list[dict], by: str, shard_tokens: dict) -> dict[str, dict]:
+    """Per source (or language): kept [documents, text bytes, tokens] at every stage, drops by
+    stage and reason, tokens in the shards, and (sources) the mix's epochs: mix text bytes over
+    the text bytes its upstream kept."""
+    out: dict[str, dict] = {}
+    flow = [s for s in stages if has_profile(s) and s["profile"].get("groups") and s["stage"] not in SIDE_STAGES]
+    for s in flow:
+        for outcome, names in doc_profile.group_totals(s["profile"], by).items():
+            for name, values in names.items():
+                entry = out.setdefault(name, {"stages": {}, "dropped": {}, "shard_tokens": None, "mix_epochs": None})
+                if outcome == KEPT:
+                    entry["stages"][s["stage"]] = values
+                else:
+                    entry["dropped"][f"{s['stage']}: {outcome}"] = values
+    names_in_flow = [s["stage"] for s in flow]
+    for name, entry in out.items():
+        entry["shard_tokens"] = shard_tokens.get(name)
+        # The token stream the shards pack: the last stage's tokens plus one <eos> per document
+        # (the shards count by mix source and language; this is the figure per input source).
+        with_tokens = [v for v in entry["stages"].values() if v[2]]
+        entry["stream_tokens"] = with_tokens[-1][2] + with_tokens[-1][0] if with_tokens else None
+        if "mix" in entry["stages"] and "mix" in names_in_flow and names_in_flow.index("mix") > 0:
+            upstream = entry["stages"].get(names_in_flow[names_in_flow.index("mix") - 1])
+            if upstream and upstream[1]:
+                entry["mix_epochs"] = round(entry["stages"]["mix"][1] / upstream[1], 4)
+        entry["top_drops"] = sorted(entry["dropped"].items(), key=lambda kv: -kv[1][0])[:3]
+    return dict(sorted(out.items()))
+
+
+def collect(workdir: str, engine_factory=None) -> dict:
+    """Everything the page shows. `engine_factory()` gives an engine, called only for a workdir
+    whose stages recorded no profile."""
     stages = read_stage_stats(workdir)
-    doc_stages = [s["stage"] for s in stages if s["stage"] not in ("ingest", "tokenizer", "shards")]
-    lengths, clusters, signals = document_histograms(workdir, doc_stages, engine)
-    samples, error_samples = rejected_samples(workdir, stages)
-    return {"workdir": workdir, "generated_at": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
-            "stages": stages, "lengths": lengths, "dedup_clusters": clusters, "quality_signals": signals,
-            "shards_manifest": shards_manifest(workdir), "samples": samples, "error_samples": error_samples}
+    legacy = [s["stage"] for s in document_stages(stages) if not has_profile(s)]
+    lengths = {s["stage"]: s["profile"]["lengths"] for s in document_stages(stages)
+               if has_profile(s) and s["profile"].get("lengths")}
+    by_stage = {s["stage"]: s for s in stages}
+    dedup_profile = by_stage.get("dedup", {}).get("profile") or {}
+    clusters = _by_bin(dedup_profile.get("clusters") or {})
+    signals = {}
+    for stage in SIGNAL_STAGES:
+        signals.update((by_stage.get(stage, {}).get("profile") or {}).get("signals") or {})
+    recomputed_on = None
+    if legacy and engine_factory is not None:
+        engine = engine_factory()
+        recomputed_on = engine.name
+        old_lengths, old_clusters, old_signals = document_histograms(workdir, legacy, engine)
+        lengths.update(old_lengths)
+        clusters = clusters or old_clusters
+        signals = signals or old_signals
+    lengths = {s["stage"]: lengths[s["stage"]] for s in stages if s["stage"] in lengths}
+    samples = {}
+    for s in stages:
+        if has_profile(s):
+            found = {outcome: {lang: [row for _, row in entries] for lang, entries in sorted(per_lang.items())}
+                     for outcome, per_lang in (s["profile"].get("samples") or {}).items()}
+        else:
+            found = legacy_rejected_samples(workdir, s["stage"])
+        if found:
+            samples[s["stage"]] = dict(sorted(found.items(), key=lambda kv: (kv[0] != KEPT, kv[0])))
+    shard_report = by_stage.get("shards", {}).get("report") or {}
+    return {
+        "workdir": workdir, "generated_at": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+        "engine": run_engine(stages), "recomputed_on": recomputed_on, "legacy_stages": legacy,
+        "stages": [{k: v for k, v in s.items() if k != "profile"} for s in stages],
+        "side_stages": [s["stage"] for s in stages if s["stage"] in SIDE_STAGES],
+        "breakdown": breakdown(stages),
+        "sources": per_name(stages, "source", shard_report.get("tokens_per_source") or {}),
+        "languages": per_name(stages, "lang", shard_report.get("tokens_per_language") or {}),
+        "lengths": lengths, "dedup_clusters": clusters, "quality_signals": signals,
+        "duplicate_examples": duplicate_examples(dedup_profile),
+        "shards_manifest": shards_manifest(workdir), "samples": samples,
+        "error_samples": error_samples(workdir, stages),
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -208,30 +327,31 @@ def collect(workdir: str, engine) -> dict:
 def print_summary(data: dict, html_path: str, console: Console | None = None) -> None:
     console = console or Console()
     table = Table(title=f"glmdata run: {data['workdir']}", show_edge=False)
-    for col, justify in (("stage", "left"), ("time", "right"), ("docs in", "right"), ("MB in", "right"),
-                         ("kept", "right"), ("MB kept", "right"), ("dropped", "right"), ("errors", "right")):
-        table.add_column(col, justify=justify)
+    for col in ("stage", "time", "docs in", "kept", "text MB kept", "dropped", "errors"):
+        table.add_column(col, justify="left" if col == "stage" else "right")
     for s in data["stages"]:
         dropped = sum(c["docs"] for c in s["dropped"].values())
         errors = sum(c["docs"] for c in s["errors"].values())
         table.add_row(s["stage"], "skipped" if s.get("skipped") else f"{s.get('seconds', 0):.1f} s",
-                      f"{s['in']['docs'] + s.get('created', {}).get('docs', 0):,}",
-                      f"{(s['in']['bytes'] + s.get('created', {}).get('bytes', 0)) / 1e6:,.2f}",
-                      f"{s['kept']['docs']:,}", f"{s['kept']['bytes'] / 1e6:,.2f}", f"{dropped:,}",
+                      f"{s['in']['docs'] + s.get('created', {}).get('docs', 0):,}", f"{s['kept']['docs']:,}",
+                      f"{s.get('kept_text_bytes', 0) / 1e6:,.2f}",
+                      f"{dropped:,}" + (" (sample choice)" if s["stage"] in SIDE_STAGES else ""),
                       f"[red]{errors:,}[/red]" if errors else "0")
     console.print(table)
     manifest = data.get("shards_manifest")
     if manifest and manifest.get("shards"):
         tokens = sum(s.get("tokens", 0) for s in manifest["shards"])
         console.print(f"shards: {len(manifest['shards'])} files, {tokens:,} tokens")
+    if data.get("recomputed_on"):
+        console.print(f"[yellow]stages without recorded profiles ({', '.join(data['legacy_stages'])}): histograms "
+                      f"recomputed on {data['recomputed_on']}; re-run them for per-source figures[/yellow]")
     console.print(f"HTML report: [bold]{html_path}[/bold]")
 
 
-def write_report(workdir: str, engine, console: Console | None = None) -> str:
-    """Collect, write <workdir>/report/{report.html,report.json}, print the summary; return the HTML path."""
-    from pipeline.report_html import render_page
-
-    data = collect(workdir, engine)
+def write_report(workdir: str, engine=None, console: Console | None = None, engine_factory=None) -> str:
+    """Collect, write <workdir>/report/{report.html,report.json}, print the summary; return the HTML path.
+    An engine (`engine`, else one from `engine_factory`) is used only for stages without profiles."""
+    data = collect(workdir, (lambda: engine) if engine is not None else engine_factory)
     out = storage.join(workdir, "report")
     storage.write_text(storage.join(out, "report.json"), json.dumps(data, indent=1, sort_keys=True, default=str))
     html_path = storage.join(out, "report.html")
@@ -242,25 +362,57 @@ def write_report(workdir: str, engine, console: Console | None = None) -> str:
 
 def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("workdir", help="the run's workdir (run.workdir of its config): local, gs:// or s3://")
-    p.add_argument("--engine", choices=["spark", "beam"], default="spark",
-                   help="engine that computes the length and cluster histograms (default spark, local mode)")
-    p.add_argument("--master", default="local[*]", help="Spark master for the histograms (default local[*])")
+    p.add_argument("--compare", metavar="WORKDIR_B",
+                   help="set another run beside this one (e.g. after changing a threshold): changes per stage, "
+                        "source, language and reason, and the documents that moved between kept and rejected; "
+                        "writes <workdir>/report/compare.{html,json}")
+    p.add_argument("--engine", choices=["spark", "beam"],
+                   help="engine for --compare's id join and for workdirs written before stages recorded "
+                        "profiles (default: the engine the run used); a plain report of a new run starts none")
+    p.add_argument("--master", default="local[*]", help="Spark master when Spark is used (default local[*])")
 
 
-@register_command("report", None, "summarise a run: terminal table and one self-contained HTML page", _arguments)
+def _local(path: str) -> str:
+    return path if "://" in path else storage.filesystem(path)[1]
+
+
+class LazyEngine:
+    """Starts the engine on first request only; closes it if it was started."""
+
+    def __init__(self, workdir: str, name: str, master: str):
+        self.workdir, self.name, self.master, self.engine = workdir, name, master, None
+
+    def __call__(self):
+        if self.engine is None:
+            from pipeline.config import RunConfig, RunSection, SparkOptions
+            from pipeline.engines import make_engine
+
+            cfg = RunConfig(path="<report>", run=RunSection(workdir=self.workdir, engine=self.name,
+                                                             spark=SparkOptions(master=self.master)),
+                            sections={}, raw={})
+            self.engine = make_engine(cfg)
+        return self.engine
+
+    def close(self) -> None:
+        if self.engine is not None:
+            self.engine.close()
+
+
+@register_command("report", None, "summarise a run from what its stages recorded: terminal table and one "
+                  "self-contained HTML page; --compare B sets another run beside it", _arguments)
 def report_command(args: argparse.Namespace) -> int:
-    from pipeline.config import RunConfig, RunSection, SparkOptions
-    from pipeline.engines import make_engine
-
-    workdir = args.workdir if "://" in args.workdir else storage.filesystem(args.workdir)[1]
-    if not storage.is_dir(workdir):
-        print(f"report: {args.workdir} is not a folder (expected a run's workdir)", file=sys.stderr)
-        return 2
-    cfg = RunConfig(path="<report>", run=RunSection(workdir=workdir, engine=args.engine,
-                                                     spark=SparkOptions(master=args.master)), sections={}, raw={})
-    engine = make_engine(cfg)
+    workdir = _local(args.workdir)
+    for folder in [workdir] + ([_local(args.compare)] if args.compare else []):
+        if not storage.is_dir(folder):
+            print(f"report: {folder} is not a folder (expected a run's workdir)", file=sys.stderr)
+            return 2
+    engine = LazyEngine(workdir, args.engine or run_engine(read_stage_stats(workdir)), args.master)
     try:
-        write_report(workdir, engine)
+        write_report(workdir, engine_factory=engine)
+        if args.compare:
+            from pipeline.report_compare import write_comparison
+
+            write_comparison(workdir, _local(args.compare), engine)
     finally:
         engine.close()
     return 0

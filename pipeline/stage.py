@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipeline import storage
+from pipeline import doc_profile, storage
 from pipeline.config import RunConfig, input_path_values
 from pipeline.schema import ERROR_SCHEMA, REJECT_DETAIL, REJECT_REASON, reject_reason_slug, text_bytes
 
@@ -61,6 +61,7 @@ class StageStats:
     errors: dict[str, Counts] = field(default_factory=lambda: defaultdict(Counts))
     kept_text_bytes: int = 0  # UTF-8 bytes of the kept documents' text as written
     extra: dict[str, float] = field(default_factory=lambda: defaultdict(float))  # stage-specific sums
+    profile: dict = field(default_factory=doc_profile.empty_profile)  # for the report (pipeline/doc_profile.py)
 
     def to_dict(self) -> dict:
         return {
@@ -71,6 +72,7 @@ class StageStats:
             "errors": {k: vars(v).copy() for k, v in sorted(self.errors.items())},
             "kept_text_bytes": self.kept_text_bytes,
             "extra": dict(sorted(self.extra.items())),
+            "profile": self.profile,
         }
 
     @classmethod
@@ -86,6 +88,7 @@ class StageStats:
         s.kept_text_bytes = d.get("kept_text_bytes", 0)
         for k, v in d.get("extra", {}).items():
             s.extra[k] = v
+        s.profile = d.get("profile") or doc_profile.empty_profile()
         return s
 
     def merge(self, other: "StageStats") -> None:
@@ -99,6 +102,7 @@ class StageStats:
         self.kept_text_bytes += other.kept_text_bytes
         for k, v in other.extra.items():
             self.extra[k] += v
+        doc_profile.merge(self.profile, other.profile)
 
     def check_conservation(self, where: str) -> None:
         for unit in ("docs", "bytes"):
@@ -141,6 +145,8 @@ class UnitWriter:
             if "text" in rows.schema.names:  # encode may keep token ids only
                 self.stats.kept_text_bytes += text_bytes(rows.column("text"))
             self._kept.write(rows)
+            table = pa.Table.from_batches([rows]) if isinstance(rows, pa.RecordBatch) else rows
+            doc_profile.record(self.stats.profile, table, doc_profile.KEPT, self.stage_name)
 
     def reject(self, rows: pa.RecordBatch | pa.Table, reason: str, nbytes: int, details: list | None = None) -> None:
         """Dropped documents, kept for inspection under rejected/<reason>/."""
@@ -155,6 +161,7 @@ class UnitWriter:
         if sink is None:
             sink = self._rejected[slug] = storage.ParquetSink(storage.join(self.stage_dir, "rejected", slug, self.part))
         sink.write(table)
+        doc_profile.record(self.stats.profile, table, reason, self.stage_name, details)
 
     def drop_uncounted_rows(self, reason: str, docs: int, nbytes: int) -> None:
         """Input that is not a document (a request record, an image): counted, nothing to write."""

@@ -69,3 +69,32 @@ def test_preview():
     assert preview("a\nb", 0) == "a ⏎ b"
     assert preview("abcdef", 3) == "abc … (+3 chars)"
     assert preview("", 10) == "(empty text)"
+
+
+def test_n_is_a_prefix_of_a_larger_n(stage_dir):
+    ids = [[r["id"] for r in sample_rejected(stage_dir, "too_short", n, seed=3)] for n in range(1, 7)]
+    assert all(ids[k] == ids[k + 1][:k + 1] for k in range(5))
+    assert sorted(ids[-1]) == sorted(f"d{o + i}" for o in (0, 100) for i in range(3))
+
+
+def test_errors_show_file_and_offset(tmp_path, capsys):
+    out = str(tmp_path / "ingest")
+    writer = UnitWriter(out, "ingest", 0)
+    writer.error("crawl/a.warc.gz", 4096, "truncated_gzip", "EOFError: compressed file ended", 300)
+    writer.close()
+    assert main(["inspect", out, "--errors"]) == 0
+    printed = capsys.readouterr().out
+    assert "truncated_gzip" in printed and "crawl/a.warc.gz @ offset 4096" in printed and "EOFError" in printed
+
+
+def test_workdir_lists_stages_and_counted_only_reasons(stage_dir, tmp_path, capsys):
+    """A workdir argument lists each stage's reasons; a reason counted but not kept says so plainly."""
+    stats = {"stage": "quality", "dropped": {"too_short": {"docs": 6, "bytes": 60},
+                                             "mix_not_sampled": {"docs": 9, "bytes": 90}}, "errors": {}}
+    (tmp_path / "quality" / "stats.json").write_text(json.dumps(stats))
+    assert main(["inspect", str(tmp_path)]) == 0
+    listed = capsys.readouterr().out
+    assert "quality" in listed and "-r too_short" in listed and "counted only" in listed
+    assert main(["inspect", stage_dir, "--reason", "mix_not_sampled"]) == 1
+    said = capsys.readouterr().out
+    assert "counted but not kept" in said and "reasons here" not in said

@@ -82,10 +82,21 @@ def test_large_vocabulary_is_int32_and_eos_optional(tmp_path):
     check_megatron_reads(str(tmp_path / "big"), valid(docs, 70_000), np.int32)
 
 
-def test_cli_on_a_workdir(tmp_path, shared_data, documents):
+def test_cli_on_a_workdir(tmp_path, shared_data, documents, monkeypatch):
+    """Without --engine, the export runs on the engine that encoded the workdir (here Beam): a tiny
+    Beam run is not exported by starting Spark."""
+    import json
+
+    import pipeline.engines
+
     workdir = make_encoded_workdir(tmp_path / "w", tokenizer_model(shared_data), documents, parts=2)
+    (workdir / "encode" / "stats.json").write_text(json.dumps({"stage": "encode", "engine": "beam"}))
+    started = []
+    real = pipeline.engines.make_engine
+    monkeypatch.setattr(pipeline.engines, "make_engine", lambda cfg, name=None: started.append(name) or real(cfg, name))
     prefix = str(tmp_path / "out" / "corpus")
-    assert glmdata(["export", "megatron", "--workdir", str(workdir), "--out", prefix, "--engine", "beam"]) == 0
+    assert glmdata(["export", "megatron", "--workdir", str(workdir), "--out", prefix]) == 0
+    assert started == ["beam"]
     check_megatron_reads(prefix, [t + [EOS] for t in valid(documents)], np.uint16)
     assert glmdata(["export", "megatron", "--workdir", str(tmp_path / "nothing"), "--out", prefix,
                     "--engine", "beam"]) == 2

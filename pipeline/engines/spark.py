@@ -7,6 +7,7 @@ from typing import Any, Callable
 
 from pipeline.config import RunConfig
 from pipeline.engines import oldest_java, require_java
+from pipeline.engines.spark_logging import quiet_conf
 
 
 class SparkEngine:
@@ -36,12 +37,13 @@ class SparkEngine:
             conf = {
                 "spark.sql.execution.arrow.pyspark.enabled": "true",
                 "spark.python.worker.reuse": "true",  # models load once per worker process
-                "spark.ui.showConsoleProgress": "true",
                 "spark.sql.shuffle.partitions": "8",
                 "spark.driver.memory": "2g",
                 "spark.local.dir": os.environ.get("SPARK_LOCAL_DIRS", "/tmp"),
             }
             conf.update(opts.conf)
+            conf = quiet_conf(conf, local=(opts.master or "").startswith("local")
+                              and not os.environ.get("GLMDATA_SPARK_SUBMITTED"))
             for k, v in conf.items():
                 builder = builder.config(k, v)
             self._spark = builder.getOrCreate()

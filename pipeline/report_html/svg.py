@@ -43,14 +43,15 @@ def _svg(chart_id: str, title: str, width: float, height: float, body: str) -> s
 
 
 def hbar_chart(chart_id: str, title: str, labels: list[str], series: dict[str, list[float]],
-               width: int = 640, value_format=fmt_number) -> str:
-    """Horizontal bars, one group per label, one bar per series (e.g. target vs achieved)."""
+               width: int = 640, value_format=fmt_number, value_label: str = "") -> str:
+    """Horizontal bars, one group per label, one bar per series (e.g. target vs achieved);
+    value_label names the bars' unit."""
     names = list(series)
     label_w = min(220, 12 + 7 * max((len(s) for s in labels), default=4))
     bar_h, gap = 14, 8
     group_h = bar_h * len(names) + gap
     top = 22 if len(names) > 1 else 6
-    height = top + group_h * len(labels) + 4
+    height = top + group_h * len(labels) + 4 + 16 * bool(value_label)
     vmax = max((v for vals in series.values() for v in vals if v is not None), default=0) or 1
     plot_w = width - label_w - 70
     parts = [_legend(names, label_w, 12)]
@@ -66,14 +67,32 @@ def hbar_chart(chart_id: str, title: str, labels: list[str], series: dict[str, l
                          f'fill="{PALETTE[j % len(PALETTE)]}"><title>{escape(f"{label} / {name}: {value_format(v)}")}'
                          f'</title></rect><text x="{label_w + w + 4:.1f}" y="{y + bar_h - 4:.1f}" {FONT}>'
                          f'{escape(value_format(v))}</text>')
+    if value_label:
+        parts.append(f'<text class="axis-label" x="{label_w}" y="{height - 4}" {FONT} fill="#444">'
+                     f'{escape(value_label)} →</text>')
     return _svg(chart_id, title, width, height, "".join(parts))
 
 
+def _axis_labels(x_label: str, y_label: str, left: float, top: float, plot_w: float, plot_h: float,
+                 height: float) -> str:
+    """The unit of each axis: x under the tick labels, y turned along the left edge."""
+    out = ""
+    if x_label:
+        out += (f'<text class="axis-label" x="{left + plot_w / 2:.1f}" y="{height - 4:.1f}" text-anchor="middle" '
+                f'{FONT} fill="#444">{escape(x_label)}</text>')
+    if y_label:
+        out += (f'<text class="axis-label" x="12" y="{top + plot_h / 2:.1f}" text-anchor="middle" {FONT} fill="#444" '
+                f'transform="rotate(-90 12 {top + plot_h / 2:.1f})">{escape(y_label)}</text>')
+    return out
+
+
 def column_chart(chart_id: str, title: str, labels: list[str], series: dict[str, list[float]],
-                 width: int = 640, height: int = 220, log_y: bool = False) -> str:
-    """Vertical bars (histograms): x = bins, one bar per series in each bin."""
+                 width: int = 640, height: int = 220, log_y: bool = False, x_label: str = "",
+                 y_label: str = "") -> str:
+    """Vertical bars (histograms): x = bins, one bar per series in each bin; x_label and y_label
+    name each axis's unit."""
     names = list(series)
-    left, right, top, bottom = 48, 10, 22, 36
+    left, right, top, bottom = 56, 10, 22, 36 + 14 * bool(x_label)
     plot_w, plot_h = width - left - right, height - top - bottom
     n = max(len(labels), 1)
     slot = plot_w / n
@@ -102,15 +121,16 @@ def column_chart(chart_id: str, title: str, labels: list[str], series: dict[str,
             parts.append(f'<text x="{x0 + slot / 2:.1f}" y="{top + plot_h + 14}" text-anchor="middle" {FONT}>'
                          f'{escape(label)}</text>')
     if log_y:
-        parts.append(f'<text x="{left}" y="{height - 4}" {FONT} fill="#666">log scale</text>')
+        parts.append(f'<text x="{left + plot_w}" y="{top - 8}" text-anchor="end" {FONT} fill="#666">log scale</text>')
+    parts.append(_axis_labels(x_label, y_label, left, top, plot_w, plot_h, height))
     return _svg(chart_id, title, width, height, "".join(parts))
 
 
 def line_chart(chart_id: str, title: str, labels: list[str], series: dict[str, list[float]],
-               width: int = 640, height: int = 220) -> str:
+               width: int = 640, height: int = 220, x_label: str = "", y_label: str = "") -> str:
     """Lines over shared x labels (a distribution per stage), a point per value."""
     names = list(series)
-    left, right, top, bottom = 48, 24, 22, 36
+    left, right, top, bottom = 56, 24, 22, 36 + 14 * bool(x_label)
     plot_w, plot_h = width - left - right, height - top - bottom
     n = max(len(labels), 1)
     vmax = max((v or 0 for vals in series.values() for v in vals), default=0) or 1
@@ -131,4 +151,33 @@ def line_chart(chart_id: str, title: str, labels: list[str], series: dict[str, l
         for (x, y), label, v in zip(pts, labels, series[name]):
             parts.append(f'<circle class="mark" cx="{x:.1f}" cy="{y:.1f}" r="2.5" fill="{color}"><title>'
                          f'{escape(f"{name}, {label}: {fmt_number(v or 0)}")}</title></circle>')
+    parts.append(_axis_labels(x_label, y_label, left, top, plot_w, plot_h, height))
+    return _svg(chart_id, title, width, height, "".join(parts))
+
+
+def waterfall_chart(chart_id: str, title: str, start: tuple[str, float], steps: list[tuple[str, float]],
+                    end: tuple[str, float], width: int = 640, value_label: str = "documents") -> str:
+    """Where a stage's input went: the input as a full bar, then each drop as a floating bar that
+    takes its share off the running total, then what is kept."""
+    label_w = min(260, 12 + 7 * max((len(s) for s, _ in [start, *steps, end]), default=4))
+    bar_h = 16
+    rows = [start, *steps, end]
+    height = 8 + (bar_h + 4) * len(rows) + 18
+    vmax = max(start[1], end[1], 1)
+    plot_w = width - label_w - 70
+    parts, running = [], start[1]
+    for i, (label, value) in enumerate(rows):
+        y = 6 + i * (bar_h + 4)
+        if i == 0 or i == len(rows) - 1:
+            x0, w, color = 0.0, value, PALETTE[0] if i == 0 else PALETTE[4]
+        else:
+            running -= value
+            x0, w, color = running, value, PALETTE[2]
+        px, pw = label_w + plot_w * x0 / vmax, max(1.0, plot_w * w / vmax) if w > 0 else 0.0
+        parts.append(f'<text x="{label_w - 6}" y="{y + bar_h - 4}" text-anchor="end" {FONT}>{escape(label)}</text>'
+                     f'<rect class="mark" x="{px:.1f}" y="{y}" width="{pw:.1f}" height="{bar_h}" fill="{color}">'
+                     f'<title>{escape(f"{label}: {fmt_number(value)}")}</title></rect>'
+                     f'<text x="{px + pw + 4:.1f}" y="{y + bar_h - 4}" {FONT}>'
+                     f'{escape(("−" if 0 < i < len(rows) - 1 else "") + fmt_number(value))}</text>')
+    parts.append(f'<text class="axis-label" x="{label_w}" y="{height - 4}" {FONT} fill="#444">{escape(value_label)} →</text>')
     return _svg(chart_id, title, width, height, "".join(parts))

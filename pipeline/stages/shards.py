@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import posixpath
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,7 +27,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline import storage
-from pipeline.config import ConfigError, register_section
+from pipeline.config import ConfigError, bounded, register_section
 from pipeline.glm_objective import BuildStats, GLMObjective, build_sequences
 from pipeline.registry import register_command, register_stage
 from pipeline.stage import Stage, StageRun, StageStats, upstream_parts
@@ -42,7 +43,7 @@ TOKEN_BYTES = 4  # documents are accounted in int32 token bytes: encode/data hol
 @register_section("shards")
 @dataclass
 class ShardsSection:
-    seq_len: int = 2048  # tokens per packed sequence (GLM-130B: 2048)
+    seq_len: int = bounded(2048, low=8)  # tokens per packed sequence (GLM-130B: 2048)
     mask_sample_len: int = 512  # [MASK] samples packed seq_len // mask_sample_len per sequence (GLM-130B: 4 x 512)
     mask_share: float = 0.3  # share of sequences corrupted with [MASK], the rest [gMASK] (GLM-130B: 30% / 70%)
     mask_ratio: float = 0.15  # share of a [MASK] sample's tokens in spans (GLM-130B: 15%)
@@ -86,6 +87,15 @@ def load_tokenizer(cfg):
     tokenizer = load_proto(storage.read_bytes(uri))
     tokenizer.check_special_tokens()
     return uri, tokenizer
+
+
+def relative_path(target: str, folder: str) -> str:
+    """`target` relative to `folder` when both are on one filesystem (and bucket), so that a manifest
+    moves with its workdir and names the same file whichever engine wrote it; else `target` as is."""
+    (scheme_t, _, rest_t), (scheme_f, _, rest_f) = (p.rpartition("://") for p in (target, folder))
+    if scheme_t != scheme_f or (scheme_t and rest_t.split("/", 1)[0] != rest_f.split("/", 1)[0]):
+        return target
+    return posixpath.relpath(rest_t, rest_f)
 
 
 def external_model(cfg) -> str | None:
@@ -347,7 +357,7 @@ class ShardsStage(Stage):
 
         manifest = {
             "seq_len": objective.seq_len, "vocab_size": tokenizer.vocab_size, "languages": languages,
-            "sources": sources, "tokenizer": {"file": model_path, "sha256": tokenizer.sha256},
+            "sources": sources, "tokenizer": {"file": relative_path(model_path, stage_run.stage_dir), "sha256": tokenizer.sha256},
             "special_tokens": {str(i): s for i, s in SPECIAL_TOKENS.items()},
             "objective": dataclasses.asdict(objective), "seed": self.seed,
             "sequences_per_shard": section.sequences_per_shard, "stream_tokens": stream_tokens,

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import tempfile
 import time
 from collections import defaultdict
@@ -233,11 +234,28 @@ class TokenizerStage(Stage):
                     model = train(settings, sample)
                 except RuntimeError as e:  # e.g. vocab_size too small for the characters to cover
                     raise ConfigError(f"{self.cfg.path}: tokenizer: SentencePiece cannot train with these "
-                                      f"settings on this {sample_bytes / 1e6:,.1f} MB sample: {e}") from None
+                                      f"settings on this {sample_bytes / 1e6:,.1f} MB sample: "
+                                      f"{training_error_hint(str(e), settings)}") from None
         return model, sample_bytes, time.time() - started
 
     def report_data(self, stage_run: StageRun) -> dict:
         return self._report
+
+
+VOCAB_TOO_SMALL = re.compile(r"Vocabulary size is smaller than required_chars\. (\d+) vs (\d+)")
+
+
+def training_error_hint(message: str, settings: TrainSettings) -> str:
+    """SentencePiece's message in the config's terms: the key to change and a value that would work."""
+    found = VOCAB_TOO_SMALL.search(message)
+    if not found:
+        return message
+    required = int(found.group(2))
+    enough = -(-(required + 256 + 64) // 1000) * 1000  # + byte and special pieces, rounded up to a thousand
+    return (f"tokenizer.vocab_size is {found.group(1)}, but the sample has {required:,} characters that "
+            f"tokenizer.character_coverage {settings.character_coverage} asks to cover. Set tokenizer.vocab_size "
+            f"to at least {enough:,} (real bilingual crawls: 32,000 or more), or lower "
+            f"tokenizer.character_coverage (down to 0.98) so that fewer characters need a piece of their own.")
 
 
 class _TextSink:
