@@ -25,6 +25,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from rich.console import Console
@@ -48,10 +49,8 @@ SIDE_STAGES = tuple(SAMPLE_STAGES)  # not filters of the flow: their "dropped" r
 # Recomputed on the engine, for workdirs written before stages recorded profiles
 
 
-def _signal_histograms(batch, langs: np.ndarray, prefix: str, into: dict) -> None:
-    for column in batch.schema.names:
-        if not column.startswith(prefix):
-            continue
+def _signal_histograms(batch, langs: np.ndarray, columns: list[str], into: dict) -> None:
+    for column in columns:
         values = batch.column(column).to_numpy(zero_copy_only=False).astype(np.float64)
         present = ~np.isnan(values) & (langs != "")
         if not present.any():
@@ -75,7 +74,8 @@ class HistogramTask:
         pf = pq.ParquetFile(storage.open_input(path))
         names = set(pf.schema_arrow.names)
         prefix = SIGNAL_STAGES.get(stage)
-        signal_columns = [c for c in pf.schema_arrow.names if prefix and c.startswith(prefix)]
+        signal_columns = [f.name for f in pf.schema_arrow if prefix and f.name.startswith(prefix)
+                          and (pa.types.is_integer(f.type) or pa.types.is_floating(f.type))]
         columns = [c for c in (*DOC_COLUMNS, CLUSTER_SIZE_COLUMN) if c in names] + signal_columns
         lengths: dict[str, Counter] = defaultdict(Counter)
         clusters: Counter = Counter()
@@ -88,7 +88,8 @@ class HistogramTask:
                     if lang:
                         lengths[lang][log2_bin(n)] += 1
                 if signal_columns:
-                    _signal_histograms(batch, np.array([lang or "" for lang in langs], dtype=object), prefix, signals)
+                    _signal_histograms(batch, np.array([lang or "" for lang in langs], dtype=object), signal_columns,
+                                       signals)
                 if CLUSTER_SIZE_COLUMN in columns:
                     for size in batch.column(CLUSTER_SIZE_COLUMN).to_pylist():
                         if size:
