@@ -160,18 +160,20 @@ def test_meta_device_build_keeps_the_tie_and_initializes_like_the_direct_build()
         assert a.std().item() == pytest.approx(b.std().item(), rel=0.15, abs=1e-6), name
 
 
-def test_activation_checkpointing_recomputes_the_same_gradients_with_dropout():
+@pytest.mark.parametrize("mode, wrapped", [("full", 3), ("selective", 2)])  # selective: blocks 0 and 2 of 3
+def test_activation_checkpointing_recomputes_the_same_gradients_with_dropout(mode, wrapped):
     from trainer.config import ParallelConfig
     from trainer.parallelize import parallelize
 
     grads = []
-    for checkpointing in (False, True):
+    for checkpointing in ("none", mode):
         torch.manual_seed(0)
         model = GLM(tiny_model_config(dropout=0.2))
-        parallelize(model, ParallelConfig(activation_checkpointing="full" if checkpointing else "none"), None)
+        parallelize(model, ParallelConfig(activation_checkpointing=checkpointing), None)
         torch.manual_seed(1)  # the dropout masks; the recomputation must replay them
         named = fixed_batch_gradients(model, contextlib.nullcontext())[1]
         grads.append({name.replace("._checkpoint_wrapped_module", ""): g for name, g in named.items()})
+    assert sum(n.endswith("_checkpoint_wrapped_module") for n, _ in model.named_modules()) == wrapped
     assert grads[0].keys() == grads[1].keys()
     for name in grads[0]:
         torch.testing.assert_close(grads[1][name], grads[0][name], rtol=1e-5, atol=1e-7, msg=name)
@@ -419,7 +421,8 @@ def tensor_parallel_run(text_shards, tmp_path_factory) -> Path:
     grads = str(out.parent / "grads.pt")
     prelude = f"from test_trainer import save_tensor_parallel_gradients\nsave_tensor_parallel_gradients({grads!r})"
     run_trainer(text_shards, out, *PARITY_SETTINGS, "train.max_steps=4", "checkpoint.interval=4",
-                "train.micro_batch_size=4", "parallel.tensor=2", nproc=2, prelude=prelude)
+                "train.micro_batch_size=4", "parallel.tensor=2", "parallel.reduce_every_micro_batch=true",
+                nproc=2, prelude=prelude)
     return out
 
 

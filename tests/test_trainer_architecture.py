@@ -12,8 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from trainer.config import ModelConfig
-from trainer.convert import (glm130b_to_model, main as convert_main, merge_partitions, model_to_glm130b,
-                             read_glm130b, write_glm130b)
+from trainer.convert import glm130b_to_model, main as convert_main, merge_partitions, model_to_glm130b, read_glm130b
 from trainer.model import GLM, deepnorm_constants, embedding_init_std
 
 CFG = ModelConfig(num_layers=3, hidden_size=48, num_heads=4, ffn_hidden_size=64, vocab_size=96, max_position=32)

@@ -8,9 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
-from test_trainer import assert_same_steps, logged_steps, run_trainer
+from test_trainer import TINY, assert_same_steps, logged_steps, run_trainer
 
 REPO = Path(__file__).resolve().parents[1]
 # One process: micro-batches of 2. Pipeline 2 (data 1): the same. PP 2 x TP 2 x DP 2: micro-batches of
@@ -29,6 +28,14 @@ ckpt.os.replace = replace
 """
 
 
+def train_here(shards: Path, out: Path, *settings: str) -> None:
+    """One trainer process: this one (no interpreter and torch start-up to pay)."""
+    from trainer.train import main
+
+    args = ["--config", str(TINY), "--data", str(shards), "--out", str(out), "--device", "cpu"]
+    assert main(args + [a for setting in settings for a in ("--set", setting)]) == 0
+
+
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory) -> Path:
     sys.path.insert(0, str(REPO / "bench"))
@@ -42,7 +49,7 @@ def shards(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def one_process_run(shards, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("one") / "run"
-    run_trainer(shards, out, *SETTINGS, "train.max_steps=6", "checkpoint.interval=2", "train.micro_batch_size=2")
+    train_here(shards, out, *SETTINGS, "train.max_steps=6", "checkpoint.interval=2", "train.micro_batch_size=2")
     return out
 
 
@@ -92,14 +99,16 @@ def test_a_truncated_checkpoint_file_is_named(one_process_run, tmp_path, broken)
     assert str(target) in checkpoint_problem(folder)
 
 
-def test_resume_falls_back_to_the_previous_checkpoint(shards, one_process_run, one_process, tmp_path):
+def test_resume_falls_back_to_the_previous_checkpoint(shards, one_process_run, one_process, tmp_path, capsys):
     shutil.copytree(one_process_run / "checkpoints", tmp_path / "run" / "checkpoints")
     distcp = next((tmp_path / "run" / "checkpoints" / "step-00000006").glob("*.distcp"))
     distcp.write_bytes(distcp.read_bytes()[:100])
-    resumed = run_trainer(shards, tmp_path / "run", *SETTINGS, "train.max_steps=6", "checkpoint.interval=0",
-                          "train.micro_batch_size=2")
-    assert f"checkpoint {distcp.parent} is broken" in resumed.stderr and str(distcp) in resumed.stderr
-    assert "resumed from" in resumed.stderr and "step-00000004" in resumed.stderr
+    capsys.readouterr()
+    train_here(shards, tmp_path / "run", *SETTINGS, "train.max_steps=6", "checkpoint.interval=0",
+               "train.micro_batch_size=2")
+    stderr = capsys.readouterr().err
+    assert f"checkpoint {distcp.parent} is broken" in stderr and str(distcp) in stderr
+    assert "resumed from" in stderr and "step-00000004" in stderr
     after = logged_steps(tmp_path / "run")
     assert sorted(after) == [5, 6]
     assert_same_steps(after, one_process)
