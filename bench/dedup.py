@@ -4,6 +4,7 @@
     .venv/bin/python bench/dedup.py e2e --mb 200          # Spark local[2] stage vs datatrove, 2 workers each
     .venv/bin/python bench/dedup.py memory --mb 12.5      # the stage at 1x, 4x, 16x: peak driver RSS
     .venv/bin/python bench/dedup.py star --copies 100000  # one page copied 100,000 times: one star cluster
+    .venv/bin/python bench/dedup.py incremental --mb 50   # new 0.25x against a 1x index vs a full 1.25x rerun
 
 `signatures` times, on one core, (a) the signature step from normalized tokens: ours (vectorised
 shingle hashing + permutations) against building the shingle strings and datasketch's
@@ -17,6 +18,11 @@ documents), cached under /tmp, and runs the whole dedup stage (exact + URL + Min
 verification, components, survivor choice, the final write) and datatrove's four-step MinHash
 pipeline (signatures, buckets, clustering, filtering; FineWeb's 14 x 8 on word 5-grams) on the
 same Parquet input.
+
+`incremental` builds 1.25x of that text, deduplicates the first 1x (its survivors go to a dedup
+index), then times the remaining 0.25x deduplicated against the index and a full rerun of all
+1.25x, in the same invocation, and prints the ratio; the kept sets are compared too (the same when
+the survivor rule ranks the old data first, as the index does).
 """
 from __future__ import annotations
 
@@ -195,18 +201,23 @@ def _java_children() -> list[int]:
     return pids
 
 
-def run_stage_once(upstream: Path, workdir: Path, cores: int) -> dict:
+def run_stage_once(upstream: Path, workdir: Path, cores: int, parts: list[str] | None = None,
+                   dedup: dict | None = None) -> dict:
+    """The dedup stage on `upstream` (or only its `parts`, by file name) with the `dedup` section."""
     from pipeline.config import load_config
     from pipeline.engines.spark import SparkEngine
     from pipeline.runner import run_stage
     from pipeline.stages.dedup import DedupStage
 
-    (workdir / "quality").mkdir(parents=True, exist_ok=True)
-    os.symlink(upstream / "data", workdir / "quality" / "data")
-    shutil.copy(upstream / "_SUCCESS", workdir / "quality" / "_SUCCESS")
+    stage_input = workdir / DedupStage.upstream
+    (stage_input / "data").mkdir(parents=True, exist_ok=True)
+    for f in sorted((upstream / "data").glob("*.parquet")):
+        if parts is None or f.name in parts:
+            os.symlink(f, stage_input / "data" / f.name)
+    (stage_input / "_SUCCESS").write_text(json.dumps({"config_hash": "bench", "input_fingerprint": json.dumps(parts)}))
     cfg_path = workdir / "config.yaml"
     cfg_path.write_text(yaml.safe_dump({"run": {"workdir": str(workdir), "spark": {"master": f"local[{cores}]"}},
-                                        "dedup": {}}))
+                                        "dedup": dedup or {}}))
     cfg = load_config(cfg_path)
     engine = SparkEngine(cfg)
     engine.spark  # started before the clock, as on a cluster
@@ -220,10 +231,11 @@ def run_stage_once(upstream: Path, workdir: Path, cores: int) -> dict:
             "in": stats["in"]["docs"], "extra": stats["extra"]}
 
 
-def stage_in_child(upstream: Path, cores: int) -> dict:
+def stage_in_child(upstream: Path, cores: int, workdir: Path | None = None, **options) -> dict:
+    """run_stage_once in a child process (in a temporary workdir unless one is given)."""
     with tempfile.TemporaryDirectory(prefix="dedup-bench-", dir=CACHE) as tmp:
-        out = subprocess.run([sys.executable, __file__, "_stage", str(upstream), tmp, str(cores)],
-                             capture_output=True, text=True)
+        out = subprocess.run([sys.executable, __file__, "_stage", str(upstream), str(workdir or tmp), str(cores),
+                              json.dumps(options)], capture_output=True, text=True)
         if out.returncode:
             raise RuntimeError(out.stderr[-4000:])
         return json.loads(out.stdout.strip().splitlines()[-1])
@@ -324,9 +336,46 @@ def bench_memory(mb: float, cores: int) -> None:
     console.print(table)
 
 
+def kept_ids(workdir: Path) -> set[str]:
+    return {i for f in (workdir / "dedup" / "data").glob("*.parquet") for i in pq.read_table(f, columns=["id"]).column("id").to_pylist()}
+
+
+def bench_incremental(mb: float, cores: int) -> None:
+    """1x indexed, then 0.25x against the index vs all 1.25x again (four input parts : one)."""
+    upstream = derived_input(mb * 1.25)
+    files = sorted(f.name for f in (upstream / "data").glob("*.parquet"))
+    if len(files) < 5 or len(files) % 5:
+        raise SystemExit(f"--mb {mb}: 1.25x must make a multiple of 5 parts of {PART_MB} MB (e.g. --mb 50)")
+    old, new = files[:len(files) * 4 // 5], files[len(files) * 4 // 5:]
+    size = {name: input_mb(upstream) * len(part) / len(files) for name, part in (("old", old), ("new", new))}
+    # the old data first, as "old wins" does: q_score ties and the crawl is the same, so ids decide
+    order = {"survivor_order": ["id"]}
+    with tempfile.TemporaryDirectory(prefix="dedup-incremental-", dir=CACHE) as tmp:
+        root = Path(tmp)
+        first = stage_in_child(upstream, cores, root / "old", parts=old, dedup=order)
+        inc = stage_in_child(upstream, cores, root / "new", parts=new,
+                             dedup={**order, "against": [str(root / "old" / "dedup_index")]})
+        full = stage_in_child(upstream, cores, root / "full", parts=files, dedup=order)
+        same = kept_ids(root / "old") | kept_ids(root / "new") == kept_ids(root / "full")
+    for name, r in (("1x, indexed", first), ("0.25x against the index", inc), ("1.25x full rerun", full)):
+        console.print(f"{name}: {json.dumps(r)}")
+    table = Table(title=f"incremental dedup: {size['new']:.0f} MB new against an index of {size['old']:.0f} MB, "
+                        f"Spark local[{cores}]")
+    for col in ("run", "input MB", "seconds", "kept docs", "vs full rerun"):
+        table.add_column(col)
+    table.add_row("first run (1x), survivors indexed", f"{size['old']:.0f}", f"{first['seconds']:.1f}", str(first["kept"]), "")
+    table.add_row("new data (0.25x) against the index", f"{size['new']:.0f}", f"{inc['seconds']:.1f}", str(inc["kept"]),
+                  f"{full['seconds'] / inc['seconds']:.1f}x faster")
+    table.add_row("full rerun (1.25x)", f"{size['old'] + size['new']:.0f}", f"{full['seconds']:.1f}", str(full["kept"]), "1.0x")
+    console.print(table)
+    console.print(f"indexed documents matched by the new data: {inc['extra'].get('existing_matches')}; kept sets "
+                  f"{'identical' if same else 'DIFFERENT'} (first + incremental vs full rerun)")
+
+
 def main() -> None:
-    if len(sys.argv) > 1 and sys.argv[1] == "_stage":  # child process of e2e/memory
-        print(json.dumps(run_stage_once(Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4]))))
+    if len(sys.argv) > 1 and sys.argv[1] == "_stage":  # child process of e2e/memory/incremental
+        options = json.loads(sys.argv[5]) if len(sys.argv) > 5 else {}
+        print(json.dumps(run_stage_once(Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4]), **options)))
         return
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="what", required=True)
@@ -335,6 +384,9 @@ def main() -> None:
         p = sub.add_parser(name, help=help_)
         p.add_argument("--mb", type=float, default=default, help=f"input size in MB (default {default})")
         p.add_argument("--cores", type=int, default=2, help="Spark local[N] and datatrove workers (default 2)")
+    p = sub.add_parser("incremental", help="0.25x new data against a 1x index vs a 1.25x full rerun")
+    p.add_argument("--mb", type=float, default=50.0, help="size of the indexed data, 1x (default 50)")
+    p.add_argument("--cores", type=int, default=2, help="Spark local[N] (default 2)")
     p = sub.add_parser("star", help="one page copied N times")
     p.add_argument("--copies", type=int, default=100_000, help="copies (default 100,000)")
     p.add_argument("--cores", type=int, default=2, help="Spark local[N] (default 2)")
@@ -344,6 +396,8 @@ def main() -> None:
         bench_signatures()
     elif args.what == "e2e":
         bench_e2e(args.mb, args.cores)
+    elif args.what == "incremental":
+        bench_incremental(args.mb, args.cores)
     elif args.what == "star":
         bench_star(args.copies, args.cores)
     else:

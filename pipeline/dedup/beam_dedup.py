@@ -5,6 +5,7 @@ each reads the previous round's edges, applies large-star then small-star, write
 and a one-number check (how many nodes break the star shape), which is all the driver reads.
 Against a dedup index, the indexed documents sharing a key with a new one join the graph and win
 their clusters, as in `spark_dedup` (a CoGroupByKey of keys; nothing of the index on the driver).
+Paragraph dedup counts line keys over the survivors with a GroupByKey on the key.
 """
 from __future__ import annotations
 
@@ -14,10 +15,11 @@ import json
 
 import apache_beam as beam
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from pipeline import storage
 from pipeline.dedup.passes import (ASSIGNMENT_SCHEMA, EXISTING, REASON_EXACT, REASON_NEAR, REASON_URL,
-                                   assignment_dir)
+                                   REMOVAL_SCHEMA, assignment_dir)
 
 _MEMBER_COLUMNS = ["node", "part", "row", "id", "text_key", "url_key", "length", "q_rank", "noise", "date_key"]
 _INDEXED_DEFAULTS = {"part": None, "row": None, "length": 0, "q_rank": 0, "noise": 0, "date_key": ""}
@@ -301,3 +303,53 @@ def assignments(engine, sig_dir: str, assign_root: str, work_dir: str, p, thresh
              | "by part" >> beam.GroupByKey() | "write parts" >> beam.Map(_write_part(assign_root)))
     n_indexed = _read_count(storage.join(neighbours_dir, "n")) if old_files else 0
     return {"candidate_edges": n_edges, "cc_rounds": rounds, "existing_matches": n_indexed}
+
+
+def _duplicate_rows(item: tuple[int, str]) -> Iterable[tuple[tuple[int, int], bool]]:
+    """(part, row) of every document the clustering dropped, from one part's assignment file."""
+    part, path = item
+    table = pq.read_table(storage.open_input(path), columns=["row", "reason"])
+    for row, reason in zip(table.column("row").to_pylist(), table.column("reason").to_pylist()):
+        if reason is not None:
+            yield (part, row), True
+
+
+def _over_limit(max_docs: dict):
+    def emit(item: tuple) -> Iterable[tuple[int, dict]]:
+        key, occurrences = item
+        occurrences = list(occurrences)
+        for part, row, lang in occurrences:
+            scope = "zh" if lang and (lang.startswith("zh") or lang.startswith("cmn")) else lang
+            if len(occurrences) > max_docs.get(scope or "*", max_docs["*"]):
+                yield part, {"row": row, "key": key, "docs": len(occurrences)}
+    return emit
+
+
+def _write_removals(removal_root: str):
+    def write(item: tuple) -> int:
+        part, rows = item
+        rows = sorted(rows, key=lambda r: (r["row"], r["key"]))
+        sink = storage.ParquetSink(storage.join(assignment_dir(removal_root, part), "remove.parquet"), REMOVAL_SCHEMA)
+        sink.write(pa.Table.from_pylist(rows, REMOVAL_SCHEMA))
+        sink.close()
+        return len({r["key"] for r in rows})
+    return write
+
+
+def paragraph_removals(engine, para_dir: str, assign_root: str, removal_root: str, max_docs: dict,
+                       parts: list[int], work_dir: str) -> dict:
+    """Count each line key over the surviving documents (GroupByKey on the key); write, per part,
+    the (row, key, docs) of lines found in more documents than their language allows."""
+    assigned = [(part, f) for part in parts for f in storage.expand(assignment_dir(assign_root, part))
+                if f.endswith(".parquet")] if storage.exists(assign_root) else []
+    with engine.pipeline() as pl:
+        paras = (pl | "read paragraphs" >> beam.io.ReadFromParquet(storage.join(para_dir, "*.parquet"))
+                 | "by document" >> beam.Map(lambda r: ((r["part"], r["row"]), (r["key"], r["lang"]))))
+        dups = (pl | "assignment files" >> beam.Create(assigned) | "dropped rows" >> beam.FlatMap(_duplicate_rows))
+        removed_keys = ({"para": paras, "dup": dups} | "survivors only" >> beam.CoGroupByKey()
+                        | "by key" >> beam.FlatMap(lambda kv: [] if kv[1]["dup"] else
+                                                   [(key, (kv[0][0], kv[0][1], lang)) for key, lang in kv[1]["para"]])
+                        | "count" >> beam.GroupByKey() | "over the limit" >> beam.FlatMap(_over_limit(max_docs))
+                        | "by part" >> beam.GroupByKey() | "write parts" >> beam.Map(_write_removals(removal_root)))
+        _write_count(removed_keys | "keys" >> beam.CombineGlobally(sum), storage.join(work_dir, "removed"), "removed")
+    return {"paragraph_keys_removed": _read_count(storage.join(work_dir, "removed"))}

@@ -31,7 +31,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from filters.copy_noise import copy_noise
-from filters.minhash import MinHasher, Shingling, band_hashes
+from filters.minhash import MinHasher, Shingling, band_hashes, is_chinese
+from filters.paragraphs import paragraph_keys, remove_paragraphs
 from pipeline import storage
 from pipeline.dedup.index import INDEX_SCHEMA, index_node
 from pipeline.schema import TEXT_BEFORE_REWRITE
@@ -65,9 +66,39 @@ ASSIGNMENT_SCHEMA = pa.schema([
     ("survivor_run", pa.string()),  # the indexed run the survivor belongs to; null for this run's
 ])
 
+PARAGRAPH_SCHEMA = pa.schema([
+    ("part", pa.int32()),
+    ("row", pa.int64()),
+    ("key", pa.int64()),  # filters.paragraphs.line_key of one of the document's lines (distinct per document)
+    ("lang", pa.string()),
+])
+
+REMOVAL_SCHEMA = pa.schema([
+    ("row", pa.int64()),
+    ("key", pa.int64()),  # a line of this document found in more surviving documents than its language allows
+    ("docs", pa.int64()),  # how many
+])
+
+SAMPLE_SCHEMA = pa.schema([("key", pa.int64()), ("docs", pa.int64()), ("lang", pa.string()), ("line", pa.string())])
+
 REASON_EXACT, REASON_URL, REASON_NEAR = "dup_exact", "dup_url", "dup_near"
+REASON_PARAGRAPHS_LEFT_SHORT = "paragraph_dedup:too_short"
 EXISTING = "_existing"  # suffix of the reason when the survivor is an indexed document of an earlier run
 UNKNOWN_DATE = "~"
+
+
+@dataclass(frozen=True)
+class ParagraphParams:
+    """Cross-document paragraph dedup, per language ("*": every language not named)."""
+
+    max_docs: dict[str, int]  # a line found in more surviving documents than this is removed
+    min_chars: dict[str, int]  # shorter lines (normalized characters) are never counted nor removed
+    min_doc_chars: dict[str, int]  # a document left shorter than this (characters) is dropped
+    samples: int  # most frequent removed lines kept for the report
+
+    def of(self, table: dict[str, int], lang: str | None) -> int:
+        lang = "zh" if is_chinese(lang) else lang
+        return table.get(lang or "*", table["*"])
 
 
 @dataclass(frozen=True)
@@ -84,6 +115,7 @@ class DedupParams:
     rows: int
     shingling: Shingling
     q_score_step: float
+    paragraphs: ParagraphParams | None = None
 
     def index_settings(self) -> dict:
         """What an index's signatures depend on: a later run must use the same to compare with them."""
@@ -175,23 +207,47 @@ class SignatureTask:
 
     params: DedupParams
     sig_dir: str
+    para_dir: str | None = None  # where the documents' paragraph keys go, when paragraphs are deduplicated
     batch_size: int = 1024
 
     def __call__(self, indexed_unit: tuple[int, str]) -> dict:
         part, path = indexed_unit
         sink = storage.ParquetSink(storage.join(self.sig_dir, f"part-{part:05d}.parquet"), SIGNATURE_SCHEMA)
+        paragraphs = (storage.ParquetSink(storage.join(self.para_dir, f"part-{part:05d}.parquet"), PARAGRAPH_SCHEMA)
+                      if self.para_dir else None)
         row = errors = 0
         try:
             for batch in pq.ParquetFile(storage.open_input(path)).iter_batches(batch_size=self.batch_size):
                 table = self._guarded(batch, part, row)
                 sink.write(table)
                 errors += table.num_rows - table.column("error").null_count
+                if paragraphs is not None:
+                    paragraphs.write(self._paragraph_rows(batch, part, row, table.column("error").to_pylist()))
                 row += batch.num_rows
         except BaseException:
             sink.abort()
+            if paragraphs is not None:
+                paragraphs.abort()
             raise
         sink.close()
+        if paragraphs is not None:
+            paragraphs.close()
         return {"part": part, "docs": row, "errors": errors}
+
+    def _paragraph_rows(self, batch: pa.RecordBatch, part: int, first_row: int, errors: list) -> pa.Table:
+        """Each document's distinct line keys, from the text it will keep (rows in errors/ have none)."""
+        p = self.params.paragraphs
+        langs = batch.column("lang").to_pylist() if "lang" in batch.schema.names else [None] * batch.num_rows
+        cols: dict[str, list] = {"part": [], "row": [], "key": [], "lang": []}
+        for i, (text, lang) in enumerate(zip(batch.column("text").to_pylist(), langs)):
+            if errors[i] is not None:
+                continue
+            keys = paragraph_keys(text, lang, p.of(p.min_chars, lang))
+            cols["part"] += [part] * len(keys)
+            cols["row"] += [first_row + i] * len(keys)
+            cols["key"] += keys
+            cols["lang"] += [lang] * len(keys)
+        return pa.Table.from_pydict(cols, PARAGRAPH_SCHEMA)
 
     def _guarded(self, batch: pa.RecordBatch, part: int, first_row: int) -> pa.Table:
         """A batch that raises is redone row by row; rows that still raise carry their error."""
@@ -238,6 +294,9 @@ class AssignmentTask:
     sig_dir: str
     assign_root: str
     append: IndexAppend | None = None
+    paragraphs: ParagraphParams | None = None
+    removal_root: str | None = None  # <work>/para_remove/part=N/: the lines to remove from each kept document
+    samples_dir: str | None = None  # <work>/para_samples/part-N.parquet: this part's most frequent removed lines
     batch_size: int = 1024
 
     def __call__(self, indexed_unit: tuple[int, str]) -> dict:
@@ -263,10 +322,25 @@ class AssignmentTask:
             failed = {r["row"]: r["error"] for r in sig.filter(pc.is_valid(sig.column("error"))).to_pylist()}
             if self.append is not None:
                 self._append_survivors(part, sig_path, assigned)
+        removals: dict[int, set[int]] = {}
+        self._frequency: dict[int, int] = {}
+        self._samples: dict[int, tuple[int, str, str]] = {}
+        if self.paragraphs is not None:
+            table = read_parquet_dir(assignment_dir(self.removal_root, part))
+            if table is not None:
+                for r in table.select(REMOVAL_SCHEMA.names).to_pylist():
+                    removals.setdefault(r["row"], set()).add(r["key"])
+                    self._frequency[r["key"]] = r["docs"]
         row = 0
         for batch in pq.ParquetFile(storage.open_input(path)).iter_batches(batch_size=self.batch_size):
-            self._route(batch, row, assigned, failed, out)
+            self._route(batch, row, assigned, failed, out, removals)
             row += batch.num_rows
+        if self.paragraphs is not None and self._samples:
+            top = sorted(self._samples.items(), key=lambda kv: (-kv[1][0], kv[0]))[:self.paragraphs.samples]
+            sink = storage.ParquetSink(storage.join(self.samples_dir, f"part-{part:05d}.parquet"), SAMPLE_SCHEMA)
+            sink.write(pa.Table.from_pylist([{"key": k, "docs": d, "lang": lang, "line": line[:500]}
+                                             for k, (d, lang, line) in top], SAMPLE_SCHEMA))
+            sink.close()
 
     def _append_survivors(self, part: int, sig_path: str, assigned: dict) -> None:
         """This part's survivors and singletons as index rows (a rerun overwrites the same file)."""
@@ -284,7 +358,40 @@ class AssignmentTask:
         sink.write(rows.select(INDEX_SCHEMA.names).cast(INDEX_SCHEMA))
         sink.close()
 
-    def _route(self, batch: pa.RecordBatch, first_row: int, assigned: dict, failed: dict, out: UnitWriter) -> None:
+    def _without_frequent_paragraphs(self, table: pa.Table, keep: list[int], first_row: int, removals: dict,
+                                     out: UnitWriter) -> tuple[pa.Table, list[int], list[int], list[str]]:
+        """Kept rows with their frequent lines removed: (table with the new texts, rows still kept,
+        rows left too short, how many characters each of those has left)."""
+        p = self.paragraphs
+        texts = table.column("text").to_pylist()
+        langs = table.column("lang").to_pylist() if "lang" in table.column_names else [None] * table.num_rows
+        sources = table.column("source").to_pylist() if "source" in table.column_names else [None] * table.num_rows
+        still, short, left = [], [], []
+        for i in keep:
+            remove = removals.get(first_row + i)
+            if not remove:
+                still.append(i)
+                continue
+            lang = langs[i]
+            text, removed = remove_paragraphs(texts[i] or "", lang, remove, p.of(p.min_chars, lang))
+            out.stats.extra["paragraphs_removed"] += len(removed)
+            out.stats.extra[f"paragraph_bytes_removed:{sources[i] or '-'}:{lang or '-'}"] += \
+                len((texts[i] or "").encode("utf-8", "surrogatepass")) - len(text.encode("utf-8", "surrogatepass"))
+            out.stats.extra["paragraph_docs_rewritten"] += 1
+            for key, line in removed:
+                if key not in self._samples:
+                    self._samples[key] = (self._frequency[key], lang or "", line.strip())
+            texts[i] = text
+            if len(text.strip()) < p.of(p.min_doc_chars, lang):
+                short.append(i)
+                left.append(str(len(text.strip())))
+            else:
+                still.append(i)
+        table = table.set_column(table.schema.get_field_index("text"), "text", pa.array(texts, pa.string()))
+        return table, still, short, left
+
+    def _route(self, batch: pa.RecordBatch, first_row: int, assigned: dict, failed: dict, out: UnitWriter,
+               removals: dict) -> None:
         sizes = pc.binary_length(batch.column("text")).fill_null(0).to_pylist()
         out.consumed(batch.num_rows, sum(sizes))
         ids = batch.column("id").to_pylist()
@@ -312,6 +419,13 @@ class AssignmentTask:
         table = pa.Table.from_batches([batch])
         if TEXT_BEFORE_REWRITE in table.column_names:  # used up by the signatures; stages between may
             table = table.drop_columns([TEXT_BEFORE_REWRITE])  # have redacted `text` but not this copy
+        if removals:
+            cluster = dict(zip(keep, zip(cluster_ids, cluster_sizes)))
+            rewritten, keep, short, left = self._without_frequent_paragraphs(table, keep, first_row, removals, out)
+            out.reject(table.take(pa.array(short, pa.int64())), REASON_PARAGRAPHS_LEFT_SHORT,
+                       sum(sizes[i] for i in short), left)
+            table = rewritten
+            cluster_ids, cluster_sizes = [cluster[i][0] for i in keep], [cluster[i][1] for i in keep]
         kept = table.take(pa.array(keep, pa.int64()))
         kept = kept.append_column("dup_cluster_id", pa.array(cluster_ids, pa.string()))
         kept = kept.append_column("dup_cluster_size", pa.array(cluster_sizes, pa.int64()))

@@ -16,6 +16,8 @@ a band key, text key or URL key with a new document are found by semi-joins of t
 columns with the new keys (a distributed join; nothing of the index reaches the driver), and
 join the graph as nodes that always win their cluster ("old wins"): new documents clustered with
 one are dropped as dup_*_existing, naming it and its run; indexed documents are never rewritten.
+Cross-document paragraph dedup (`paragraph_removals`) counts line keys over the survivors with
+one groupBy, as CCNet counts paragraph hashes, and joins the counts back to the documents.
 Nothing is collected to the driver except counts.
 """
 from __future__ import annotations
@@ -170,3 +172,28 @@ def assignments(spark: SparkSession, sig_dir: str, assign_root: str, checkpoint_
                  lambda part: assignment_dir(assign_root, part))
     return {"candidate_edges": n_edges, "cc_rounds": rounds,
             "existing_matches": int(members.where(F.col("origin") == 0).count()) if old_files else 0}
+
+
+def _limit_by_lang(table: dict[str, int]):
+    """A column expression: `table`'s value for the row's lang (Chinese variants as zh), else `*`'s."""
+    lang = F.when(F.col("lang").startswith("zh") | F.col("lang").startswith("cmn"), F.lit("zh")).otherwise(F.col("lang"))
+    expr = F.lit(table["*"])
+    for name, value in table.items():
+        if name != "*":
+            expr = F.when(lang == F.lit(name), F.lit(value)).otherwise(expr)
+    return expr
+
+
+def paragraph_removals(spark: SparkSession, para_dir: str, assign_root: str, removal_root: str, max_docs: dict) -> dict:
+    """Count each line key over the surviving documents (a shuffle by key); write, per part, the
+    (row, key, docs) of lines found in more documents than their language allows."""
+    paras = spark.read.parquet(para_dir)
+    survivors = paras
+    if storage.exists(assign_root) and storage.expand(assign_root):
+        dups = spark.read.parquet(assign_root).where(F.col("reason").isNotNull()).select("part", "row")
+        survivors = paras.join(dups, ["part", "row"], "left_anti")
+    counts = survivors.groupBy("key").agg(F.count("*").alias("docs"))
+    remove = survivors.join(counts, "key").where(F.col("docs") > _limit_by_lang(max_docs))
+    remove.select("part", "row", "key", "docs").repartition("part").sortWithinPartitions("part", "row", "key") \
+        .write.mode("overwrite").partitionBy("part").parquet(removal_root)
+    return {"paragraph_keys_removed": remove.select("key").distinct().count()}

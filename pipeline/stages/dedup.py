@@ -52,12 +52,33 @@ from filters.minhash import Shingling, optimal_bands
 from pipeline import storage
 from pipeline.config import ConfigError, register_section
 from pipeline.dedup.index import DedupIndex
-from pipeline.dedup.passes import AssignmentTask, DedupParams, IndexAppend, SignatureTask
+from pipeline.dedup.passes import (REASON_PARAGRAPHS_LEFT_SHORT, AssignmentTask, DedupParams, IndexAppend,
+                                   ParagraphParams, SignatureTask, read_parquet_dir)
 from pipeline.registry import register_stage
 from pipeline.stage import Stage, StageRun, StageStats, upstream_parts
 
 SURVIVOR_KEYS = ("q_score", "noise", "crawl_date", "length", "id")
 DEFAULT_SURVIVOR_ORDER = ["q_score", "noise", "crawl_date", "id"]
+
+
+@dataclass
+class ParagraphDedupSection:
+    """Cross-document paragraph (line) dedup, CCNet-style, over the survivors; per language, "*" for
+    every language not named (Chinese variants count as zh)."""
+
+    enabled: bool = True
+    max_docs: dict[str, int] = field(default_factory=lambda: {"*": 3})  # lines in more documents are removed
+    min_chars: dict[str, int] = field(default_factory=lambda: {"*": 10, "zh": 6})  # shorter lines are left alone
+    min_doc_chars: dict[str, int] = field(default_factory=lambda: {"*": 200, "zh": 100})  # shorter after: dropped
+    samples: int = 20  # most frequent removed lines in stats.json (report)
+
+    def __post_init__(self):
+        for name in ("max_docs", "min_chars", "min_doc_chars"):
+            table = getattr(self, name)
+            if "*" not in table:
+                raise ValueError(f"{name}: needs a \"*\" entry for the languages not named, got {table!r}")
+            if any(v < 0 for v in table.values()):
+                raise ValueError(f"{name}: expected numbers >= 0, got {table!r}")
 
 
 @register_section("dedup")
@@ -89,6 +110,7 @@ class DedupSection:
     index: str | None = "dedup_index"
     against: list[str] = field(default_factory=list)  # indexes of earlier runs to deduplicate against
     index_lease_s: float = 6 * 3600  # how long a run may hold the index before others may take it
+    paragraphs: ParagraphDedupSection = field(default_factory=ParagraphDedupSection)
 
 
 @register_stage
@@ -119,7 +141,10 @@ class DedupStage(Stage):
         self.params = DedupParams(exact=s.exact, url=s.url, near=s.near, verify=s.verify, num_perm=s.num_perm,
                                   seed=s.seed, bands=bands, rows=rows,
                                   shingling=Shingling(s.en_ngram, s.zh_tokens, s.zh_ngram),
-                                  q_score_step=s.q_score_step)
+                                  q_score_step=s.q_score_step,
+                                  paragraphs=ParagraphParams(dict(s.paragraphs.max_docs), dict(s.paragraphs.min_chars),
+                                                             dict(s.paragraphs.min_doc_chars), s.paragraphs.samples)
+                                  if s.paragraphs.enabled else None)
         self.survivor_order = [k for k in s.survivor_order if k != "id"] + ["id"]
         self.index = None
         if s.index:
@@ -173,7 +198,11 @@ class DedupStage(Stage):
         counts = {"candidate_edges": 0, "cc_rounds": 0}
         seconds = {}
         started = time.perf_counter()
-        signed = engine.map_units(f"{self.name} signatures", SignatureTask(self.params, sig_dir), units)
+        para_dir, removal_root = storage.join(work, "paragraphs"), storage.join(work, "para_remove")
+        samples_dir = storage.join(work, "para_samples")
+        paragraphs = self.params.paragraphs
+        signed = engine.map_units(f"{self.name} signatures",
+                                  SignatureTask(self.params, sig_dir, para_dir if paragraphs else None), units)
         seconds["seconds_signatures"] = time.perf_counter() - started
         if sum(r["docs"] - r["errors"] for r in signed):  # an empty input has nothing to cluster
             s = self.section
@@ -190,11 +219,22 @@ class DedupStage(Stage):
                                                 self.params, s.threshold, self.survivor_order, s.max_rounds,
                                                 old_files)
             seconds["seconds_clustering"] = time.perf_counter() - started - seconds["seconds_signatures"]
-        task = AssignmentTask(self.name, stage_run.tmp_dir, sig_dir, assign_root, append)
+            if paragraphs is not None and storage.expand(para_dir):
+                if engine.name == "spark":
+                    counts.update(spark_dedup.paragraph_removals(engine.spark, para_dir, assign_root, removal_root,
+                                                                 paragraphs.max_docs))
+                else:
+                    counts.update(beam_dedup.paragraph_removals(engine, para_dir, assign_root, removal_root,
+                                                                paragraphs.max_docs, [u for u, _ in units],
+                                                                storage.join(work, "paragraph_counts")))
+                seconds["seconds_paragraphs"] = time.perf_counter() - started - sum(seconds.values())
+        task = AssignmentTask(self.name, stage_run.tmp_dir, sig_dir, assign_root, append, paragraphs, removal_root,
+                              samples_dir)
         total = StageStats()
         for r in engine.map_units(f"{self.name} write", task, units):
             total.merge(StageStats.from_dict(r))
         seconds["seconds_write"] = time.perf_counter() - started - sum(seconds.values())
+        self._paragraph_report = self._paragraph_summary(total, samples_dir) if paragraphs else None
         storage.rmtree(work)
         if append is not None:  # the run's files are in place: generation N+1 makes them part of the index
             self.index.commit(manifest, settings, {"run": append.run, **identity, "documents": total.kept.docs,
@@ -206,3 +246,25 @@ class DedupStage(Stage):
         for k, v in {**counts, **seconds}.items():
             total.extra[k] = round(v, 3) if isinstance(v, float) else v
         return total
+
+    def _paragraph_summary(self, total: StageStats, samples_dir: str) -> dict:
+        """Paragraph dedup for the report: lines and bytes removed (per source and language; the
+        per-source counters leave `extra`), and the most frequent removed lines."""
+        by_source: dict[str, dict[str, int]] = {}
+        for key in [k for k in total.extra if k.startswith("paragraph_bytes_removed:")]:
+            _, source, lang = key.split(":", 2)
+            by_source.setdefault(source, {})[lang] = int(total.extra.pop(key))
+        samples = read_parquet_dir(samples_dir)
+        top = [] if samples is None else sorted(
+            {r["key"]: r for r in samples.to_pylist()}.values(), key=lambda r: (-r["docs"], r["key"]))
+        return {"lines_removed": int(total.extra.get("paragraphs_removed", 0)),
+                "documents_rewritten": int(total.extra.get("paragraph_docs_rewritten", 0)),
+                "documents_left_too_short": total.dropped[REASON_PARAGRAPHS_LEFT_SHORT].docs
+                if REASON_PARAGRAPHS_LEFT_SHORT in total.dropped else 0,
+                "bytes_removed": sum(sum(v.values()) for v in by_source.values()),
+                "bytes_removed_by_source_lang": by_source,
+                "top_removed": [{"documents": r["docs"], "lang": r["lang"], "line": r["line"]}
+                                for r in top[:self.params.paragraphs.samples]]}
+
+    def report_data(self, stage_run: StageRun) -> dict:
+        return {"paragraph_dedup": self._paragraph_report} if getattr(self, "_paragraph_report", None) else {}
