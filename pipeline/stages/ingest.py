@@ -74,10 +74,10 @@ class IngestSection:
     # pathological record is skipped unread (streamed past, reported as record_too_large).
     max_record_bytes: int = bounded(64 << 20, low=1)
     # HTML extraction budget per page (over it: `extraction_budget` error). resiliparse's main-content
-    # extraction is quadratic in nesting depth (bench/hostile.py: 2,000 nested elements 0.13 s,
-    # 8,000 2.3 s, 100k 573 s); real pages in ../shared/data nest at most 100 deep (see the README's
-    # reliability section). A depth pre-scan, not a timer, enforces it: linear, the same result on
-    # every machine, and it works in any worker thread (Spark's Python worker, Beam's DirectRunner).
+    # extraction is quadratic in nesting depth (bench/hostile.py; 100k nested <div> took 573 s);
+    # real pages in ../shared/data nest at most 94 deep (figures in the README's reliability section).
+    # A depth pre-scan, not a timer, enforces it: linear, the same result on every machine, and it
+    # works in any worker thread (Spark's Python worker, Beam's DirectRunner).
     max_html_depth: int = bounded(2000, low=16)
     max_html_bytes: int = bounded(16 << 20, low=1 << 10)  # CommonCrawl truncates at 1 MiB
 
