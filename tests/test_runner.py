@@ -18,6 +18,7 @@ from pipeline.stage import BatchResult, MapStage, Stage, StageStats
 from pipeline.runner import LOCK, STALE_SECONDS, WorkdirBusy, WorkdirLease, is_finished, run_stage
 
 from conftest import make_run_config
+from test_s3 import BUCKET, s3_endpoint  # noqa: F401  (the moto server fixture)
 
 
 @register_section("toy_source")
@@ -203,3 +204,20 @@ def test_the_cli_refuses_readably(tmp_path, capsys):
         other.release()
     err = capsys.readouterr().err
     assert "is in use by run otherrun" in err and "Traceback" not in err
+
+
+def test_the_lease_on_an_object_store(s3_endpoint):
+    """No create-if-absent on S3: the lease is written, read back after SETTLE_SECONDS, and refused
+    to a second run while its holder is alive."""
+    workdir = f"s3://{BUCKET}/lease-test"
+    first = WorkdirLease(workdir, run_id="first")
+    first.acquire()
+    try:
+        with pytest.raises(WorkdirBusy, match="in use by run first"):
+            WorkdirLease(workdir, run_id="second").acquire()
+    finally:
+        first.release()
+    assert not storage.exists(f"{workdir}/{LOCK}")
+    second = WorkdirLease(workdir, run_id="second")
+    second.acquire()
+    second.release()
