@@ -151,3 +151,30 @@ def test_tag_depth_is_a_floored_stack_count():
                                    "<colgroup>"]) for _ in range(rng.randint(0, 40)))
         assert tag_depth(html) == stack_depth(html), html
     assert tag_depth("</div>" * 500 + "<div>" * 30) == 30  # stray end tags close nothing
+
+
+def test_a_record_that_fails_in_the_router_is_an_error_row(tmp_path, monkeypatch):
+    """The last guard at the unit boundary: whatever raises on one record's values (here a
+    sanitizer bug on one text), the record becomes an error row and the others are kept."""
+    from pipeline.stage import UnitWriter
+    from pipeline.stages import ingest
+
+    real_clean = ingest.clean
+
+    def clean_or_fail(value, field):
+        if value == "boom":
+            raise RuntimeError("a bug on this one value")
+        return real_clean(value, field)
+
+    monkeypatch.setattr(ingest, "clean", clean_or_fail)
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(b'{"id": "1", "text": "fine"}\n{"id": "2", "text": "boom"}\n{"id": "3", "text": "fine too"}\n')
+    cfg = make_run_config(tmp_path, {"ingest": {"sources": [{"name": "x", "paths": [str(path)]}]}})
+    stage = IngestStage(cfg)
+    out = UnitWriter(str(tmp_path / "unit"), "ingest", 0)
+    stage.process_unit(0, stage.units(None)[0], out)
+    stats = StageStats.from_dict(out.close())
+    stats.check_conservation("router guard")
+    assert stats.kept.docs == 2 and dict(stats.errors)["unroutable_record"].docs == 1
+    (error,) = read_rows(str(tmp_path / "unit"), "errors")
+    assert error["source_offset"] == len(b'{"id": "1", "text": "fine"}\n') and "RuntimeError" in error["message"]

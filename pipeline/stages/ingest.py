@@ -11,13 +11,15 @@ per document; the record's own id (WARC-Record-ID, the configured id field) is k
 since crawls repeat them. A record id seen twice in one file is counted (`duplicate_record_ids`
 in stats.json's extra) and logged.
 
-No record stops the stage: the readers turn what they cannot parse into error events, and a row
-that still cannot be written (a value Arrow rejects) becomes an error row with its file and offset.
+No record stops the stage: the readers turn what they cannot parse into error events, and a record
+whose values still fail here (`unroutable_record`) or that Arrow rejects (`unwritable_row`) becomes
+an error row with its file and offset; only a failed write to the workdir fails the unit.
 """
 from __future__ import annotations
 
 import logging
 import os
+import traceback
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -183,12 +185,16 @@ class EventRouter:
         out = self.out
         out.consumed(getattr(event, "docs", 1), event.nbytes)
         if isinstance(event, (Document, Empty)):
-            self._count_record_id(event.id, event.source_offset)
             try:
+                self._count_record_id(event.id, event.source_offset)
                 row = self._row(event, event.text if isinstance(event, Document) else "")
             except NotUtf8 as e:
                 out.error(self.path, event.source_offset, "invalid_utf8", str(e), event.nbytes,
                           doc_id=event.id if event.id and event.id.isascii() else None)
+                return
+            except Exception as e:  # any other failure on this record's values: its own error row
+                out.error(self.path, event.source_offset, "unroutable_record",
+                          f"{type(e).__name__}: {e}\n{traceback.format_exc()}", event.nbytes)
                 return
             if isinstance(event, Document) and row["text"].strip():
                 self.kept.append(row)
