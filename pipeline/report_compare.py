@@ -4,7 +4,7 @@ Changes per stage, reason, source, language and token count come from the two ru
 profiles (no pass over the data). Which documents moved between kept and rejected needs the two
 runs' document ids: per stage, the (id, status) rows of A and of B (status: "kept" or the drop
 reason; "absent" when the stage did not write the document, e.g. an earlier stage dropped it) are
-joined on id on the engine (a Spark DataFrame join, or a Beam CoGroupByKey); only the number of
+joined on (stage, id) on the engine (a Spark DataFrame join, or a Beam GroupByKey); only the number of
 documents per (status in A, status in B) and the few with the smallest seeded keys reach the
 driver. A last engine pass over the stage's files fetches those few documents' text.
 """
@@ -210,7 +210,8 @@ def compare_runs(a: dict, b: dict) -> dict:
             ea, eb = a[by].get(name, {}), b[by].get(name, {})
             rows[name] = {"stages": _delta_table(ea.get("stages", {}), eb.get("stages", {})),
                           "dropped": _delta_table(ea.get("dropped", {}), eb.get("dropped", {})),
-                          "shard_tokens": [ea.get("shard_tokens"), eb.get("shard_tokens")]}
+                          "shard_tokens": [ea.get("shard_tokens"), eb.get("shard_tokens")],
+                          "stream_tokens": [ea.get("stream_tokens"), eb.get("stream_tokens")]}
         by_name[by] = rows
     tokens = [((x.get("shards_manifest") or {}).get("totals") or {}).get("tokens") for x in (a, b)]
     return {"a": a["workdir"], "b": b["workdir"], "stages": per_stage, **by_name, "shard_tokens": tokens}

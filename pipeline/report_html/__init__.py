@@ -576,9 +576,11 @@ def render_compare_page(data: dict) -> str:
                 if r["a"][0] != r["b"][0]:
                     rows.append([escape(name), f"dropped by {escape(r['name'])}", _int(r["a"][0]), _int(r["b"][0]),
                                  _delta(r["a"][0], r["b"][0])])
-            if e["shard_tokens"][0] != e["shard_tokens"][1]:
-                rows.append([escape(name), "tokens in the shards", _int(e["shard_tokens"][0]),
-                             _int(e["shard_tokens"][1]), _delta(*e["shard_tokens"])])
+            for key, label in (("shard_tokens", "tokens in the shards"),
+                               ("stream_tokens", "token stream into the shards (tokens + &lt;eos&gt;)")):
+                a_b = e.get(key) or [None, None]
+                if a_b[0] != a_b[1]:
+                    rows.append([escape(name), label, _int(a_b[0]), _int(a_b[1]), _delta(*a_b)])
         body.append(f"<h2>Per {by[:-1]}</h2>" + (_table([by[:-1], "figure", "A", "B", "B − A"], rows) if rows
                                                 else "<p>No change.</p>"))
     body.append("<h2 id=moved>Documents that moved</h2><p class=note>Per stage, documents whose status differs "
