@@ -97,9 +97,9 @@ def our_chain(lang: str):
     if lang == "en":
         rule_sets, tokenize = [GopherRepetition(), GopherQuality(), C4Quality(), FineWebQuality()], english_words
         count_words = english_word_count
-    else:  # FineWeb-2's exact values (our shipped defaults deviate on two, see filters/chinese.py)
-        rule_sets = [ChineseGopherRepetition(), ChineseFineWebQuality(line_punct_min_lines=1),
-                     ChineseGopherQuality(max_non_alpha_words_ratio=0.735, line_rules_min_lines=1)]
+    else:  # FineWeb-2's exact values (where our shipped defaults deviate, filters/chinese.py says why)
+        rule_sets = [ChineseGopherRepetition(repeat_char_ngram=0), ChineseFineWebQuality(line_punct_min_lines=1),
+                     ChineseGopherQuality(min_doc_words=50, max_non_alpha_words_ratio=0.735, line_rules_min_lines=1)]
         tokenize, count_words = chinese_words, None
 
     def verdict(text: str) -> bool:

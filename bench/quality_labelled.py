@@ -137,11 +137,35 @@ def roc_auc(scores_pos: list[float], scores_neg: list[float]) -> float | None:
     return wins / (len(scores_pos) * len(scores_neg))
 
 
+def compare_lm(data: Path, split: str, docs: list[Labelled], rows: list[dict], reasons: list, scores: list) -> None:
+    """AUC of CCNet-style perplexity (filters/perplexity.py, trained on the clean documents of the
+    other half) next to q_score's, on the same kept documents."""
+    from filters.perplexity import train
+
+    other_half = {"report": "tune", "tune": "report"}.get(split)
+    training = [d for d in load_labelled(data) if d.label == "clean" and (other_half is None or d.half == other_half)]
+    training_rows = as_rows(training)
+    print(f"\ncharacter 5-gram LM trained on the clean documents of the {other_half or 'same'} half "
+          f"(ROC AUC on the kept documents, as above):")
+    for lang in ("en", "zh"):
+        model = train([r["text"] for r in training_rows if r["lang"] == lang])
+        kept = [i for i, r in enumerate(rows) if r["lang"] == lang and reasons[i] is None]
+        pos = [i for i in kept if docs[i].label == "clean"]
+        neg = [i for i in kept if docs[i].label != "clean"]
+        lm = {i: model.score(rows[i]["text"]) for i in kept}
+        auc_lm = roc_auc([lm[i] for i in pos], [lm[i] for i in neg])
+        auc_q = roc_auc([scores[i] for i in pos], [scores[i] for i in neg])
+        fmt = lambda a: "n/a" if a is None else f"{a:.3f}"  # noqa: E731
+        print(f"  {lang}: q_score {fmt(auc_q)}, perplexity {fmt(auc_lm)} ({len(pos)} clean, {len(neg)} dirty/other)")
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     p.add_argument("--split", choices=["report", "tune", "all"], default="report")
     p.add_argument("--config", type=Path, help="a config whose `quality` section to use (default: the defaults)")
+    p.add_argument("--lm", action="store_true", help="also train a character n-gram LM per language "
+                   "(filters/perplexity.py) on the clean documents of the other half and compare its AUC")
     p.add_argument("--show-kept-dirty", action="store_true", help="list the URLs of dirty pages kept and the "
                    "reasons clean documents were rejected")
     args = p.parse_args()
@@ -182,6 +206,9 @@ def main() -> int:
         auc = roc_auc(pos, neg)
         print(f"  {lang}: {len(pos)} clean, {len(neg)} dirty/other kept; AUC "
               f"{'n/a' if auc is None else f'{auc:.3f}'}")
+
+    if args.lm:
+        compare_lm(args.data, args.split, docs, rows, reasons, scores)
 
     if args.show_kept_dirty:
         print("\ndirty pages kept:")

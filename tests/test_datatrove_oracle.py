@@ -122,8 +122,8 @@ def test_chinese_rules_agree_with_datatrove_under_fineweb2_settings(shared_data)
                                               stop_words=CMN_HANI_STOP_WORDS, max_non_alpha_words_ratio=0.735,
                                               min_stop_words=2)]
     # Ours with FineWeb-2's values where our shipped defaults deviate (filters/chinese.py says why).
-    ours = [ChineseGopherRepetition(), ChineseFineWebQuality(line_punct_min_lines=1),
-            ChineseGopherQuality(max_non_alpha_words_ratio=0.735, line_rules_min_lines=1)]
+    ours = [ChineseGopherRepetition(repeat_char_ngram=0), ChineseFineWebQuality(line_punct_min_lines=1),
+            ChineseGopherQuality(min_doc_words=50, max_non_alpha_words_ratio=0.735, line_rules_min_lines=1)]
     assert _agreement(docs, lambda t: _datatrove_verdict(chain, t),
                       lambda t: _our_verdict(ours, chinese_words, t)) >= 0.99
 

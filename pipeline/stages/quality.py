@@ -20,6 +20,7 @@ import functools
 import gzip
 import io
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -94,6 +95,10 @@ class QualitySection:
     word_blocklists: list[InputPath] = field(default_factory=lambda: [str(DEFAULT_DATA / "word_blocklist.txt")])
     word_blocklist_min_hits: int = 2
     soft_word_lists: list[InputPath] = field(default_factory=lambda: [str(DEFAULT_DATA / "url_soft_banned_words.txt")])
+    # lang -> character n-gram LM from `glmdata quality train-lm` (CCNet's perplexity): adds
+    # q_perplexity. Not in q_score: on the labelled sets it does not separate clean from dirty pages
+    # (docs/benchmarks.md), so none is configured by default.
+    perplexity_models: dict[str, InputPath] = field(default_factory=dict)
     classifier: InputPath | None = None  # fastText model from `glmdata quality train-classifier`
     classifier_min_score: dict[str, float] = field(default_factory=dict)  # lang -> minimum q_score
 
@@ -186,6 +191,8 @@ class QualityStage(MapStage):
             for rule_set in chain.rule_sets:
                 for name, kind in rule_set.signal_types().items():
                     columns[f"q_{name}"] = pa.int64() if kind is int else pa.float64()
+        if self.section.perplexity_models:
+            columns["q_perplexity"] = pa.float64()
         columns["q_score"] = pa.float64()
         return columns
 
@@ -193,6 +200,11 @@ class QualityStage(MapStage):
     def classifier_path(self) -> str:
         """The classifier model as a local file (fastText loads only those), fetched once per worker."""
         return storage.local_copy(self.section.classifier)
+
+    def perplexity_model(self, lang: str):
+        from filters.perplexity import load_model
+
+        return load_model(storage.local_copy(self.section.perplexity_models[lang]))
 
     def score(self, text: str, signals: Signals) -> float:
         if self.section.classifier is None:
@@ -213,6 +225,8 @@ class QualityStage(MapStage):
             chain = self.chains.get(lang) or self.chains[None]
             cleaned, rejection = chain.judge(text or "", url, signals)
             if rejection is None:
+                if lang in self.section.perplexity_models:
+                    signals["perplexity"] = self.perplexity_model(lang).perplexity(cleaned)
                 signals["score"] = self.score(cleaned, signals)
                 minimum = self.section.classifier_min_score.get(lang)
                 if minimum is not None and signals["score"] < minimum:
@@ -308,4 +322,47 @@ def train_classifier_command(args: argparse.Namespace) -> int:
     console.print(f"wrote {args.out}; on {ev.examples} {where} examples at 0.5: precision {ev.precision:.3f}, "
                   f"recall {ev.recall:.3f}, accuracy {ev.accuracy:.3f}")
     console.print(f"use it: quality.classifier: {args.out}  and  quality.classifier_min_score: {{en: 0.5, zh: 0.5}}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# glmdata quality train-lm
+
+
+def _train_lm_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--input", required=True, nargs="+", metavar="FILE",
+                   help="clean prose of one language (Wikipedia, news): .jsonl(.gz) with a text field, or text "
+                        "with one document a line")
+    p.add_argument("--out", required=True, help="where to write the model (.npz; local, gs:// or s3://)")
+    p.add_argument("--text-field", default="text", help="JSON field holding the text (default: text)")
+    p.add_argument("--order", type=int, default=5, help="longest character n-gram (default 5)")
+    p.add_argument("--buckets", type=int, default=1 << 18,
+                   help="hash buckets per order; the model holds order x buckets 16-bit counts (default 262144)")
+
+
+@register_command("quality", "train-lm", "train a character n-gram language model for q_perplexity "
+                  "(quality.perplexity_models) from clean prose", _train_lm_arguments)
+def train_lm_command(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from filters.perplexity import train
+
+    console = Console(stderr=True)
+    for path in args.input:
+        if not storage.exists(path):
+            raise ConfigError(f"{path}: no such input file")
+    texts = [t for p in args.input for t in read_examples(p, args.text_field)]
+    try:
+        model = train(texts, order=args.order, buckets=args.buckets)
+    except ValueError as e:
+        console.print(f"[red]error:[/red] {e}")
+        return 1
+    with tempfile.TemporaryDirectory() as tmp:
+        local = os.path.join(tmp, "model.npz")
+        model.save(local)
+        with open(local, "rb") as f, storage.atomic_output(args.out) as out:
+            shutil.copyfileobj(f, out, 1 << 24)
+    console.print(f"wrote {args.out} from {len(texts)} documents; median perplexity of the training "
+                  f"documents {math.exp(model.quantiles[50]):.1f}")
+    console.print(f"use it: quality.perplexity_models: {{<lang>: {args.out}}}")
     return 0
