@@ -283,3 +283,15 @@ def test_arc_files(tmp_path):
     assert sum(e.nbytes for e in evs) == len(b"".join(records))
     page = evs[1]
     assert page.id is None and page.text == "An old page kept in an ARC file." and page.crawl_date == "2008-04-30T20:48:26Z"
+
+
+def test_the_list_fallback_setting_reaches_extraction(shared_data):
+    from pipeline.stages.ingest import IngestSection
+
+    path = shared_data / "crawl/warc/cc-main-2024-22-whirlwind.warc.gz"
+    texts = {}
+    for fallback in (False, True):
+        extractor = IngestSection(html_list_fallback=fallback).html_extractor()
+        (page,) = [e for e in read_file(str(path), "auto", FieldMap(), MAX, extractor) if isinstance(e, Document)]
+        texts[fallback] = page.text
+    assert "Ilesia parroquial de l'Asunción" in texts[True] and "Ilesia parroquial" not in texts[False]

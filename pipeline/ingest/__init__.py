@@ -32,11 +32,11 @@ Accounting rules (what stats.json of the ingest stage counts):
 from __future__ import annotations
 
 import traceback
-from typing import IO, Iterator
+from typing import IO, Callable, Iterator
 
 from pipeline import storage
 from pipeline.ingest.events import Broken, Event
-from pipeline.ingest.html import ExtractionBudget
+from pipeline.ingest.html import html_to_text
 from pipeline.ingest.json_array import JsonArrayReader
 from pipeline.ingest.jsonl import FieldMap, JsonlReader
 from pipeline.ingest.parquet_source import ParquetReader
@@ -70,7 +70,7 @@ def _size(path: str) -> int:
 
 
 def read_file(path: str, fmt: str, fields: FieldMap, max_record_bytes: int,
-              html_budget: ExtractionBudget = ExtractionBudget()) -> Iterator[Event]:
+              extract_html: Callable[[str], str] = html_to_text) -> Iterator[Event]:
     """Events for every byte of one input file; never raises on bad input."""
     try:
         raw = storage.open_input(path)
@@ -84,7 +84,7 @@ def read_file(path: str, fmt: str, fields: FieldMap, max_record_bytes: int,
             yield Broken("empty_file", 0, f"{path} is empty", 0, docs=0)
             return
         try:
-            yield from _read_open_file(path, raw, head, fmt, fields, max_record_bytes, html_budget)
+            yield from _read_open_file(path, raw, head, fmt, fields, max_record_bytes, extract_html)
         except OSError as e:  # an I/O error in the middle of the file: report it, keep what was read
             yield Broken("unreadable_file", None, f"read error in {path}: {e}", 0, docs=0)
         except Exception as e:
@@ -101,7 +101,7 @@ def _tell(raw: IO[bytes]) -> int:
 
 
 def _read_open_file(path: str, raw: IO[bytes], head: bytes, fmt: str, fields: FieldMap,
-                    max_record_bytes: int, html_budget: ExtractionBudget) -> Iterator[Event]:
+                    max_record_bytes: int, extract_html: Callable[[str], str]) -> Iterator[Event]:
     compression = sniff_compression(head)
     promised = expected_compression(path)
     if promised and promised != compression:
@@ -124,7 +124,7 @@ def _read_open_file(path: str, raw: IO[bytes], head: bytes, fmt: str, fields: Fi
                          f"{stream.peek(16)!r}; set `format` on the source", _size(path), docs=0)
             return
     if fmt in ("warc", "wet", "arc"):
-        yield from WarcReader(stream, max_record_bytes, arc=fmt == "arc", html_budget=html_budget)
+        yield from WarcReader(stream, max_record_bytes, arc=fmt == "arc", extract_html=extract_html)
     elif fmt == "json":
         yield from JsonArrayReader(stream, fields, max_record_bytes)
     else:

@@ -54,7 +54,7 @@ def tag_depth(html: str) -> int:
 def check_budget(html: str, budget: ExtractionBudget) -> None:
     if len(html) > budget.max_bytes:
         raise ExtractionOverBudget(f"page of {len(html)} characters is over ingest.max_html_bytes ({budget.max_bytes})")
-    if html.count("<") <= budget.max_depth:  # cannot nest deeper than it has tags (most pages: no scan)
+    if html.count("<") - html.count("</") <= budget.max_depth:  # cannot nest deeper than it has start tags
         return
     depth = tag_depth(html)
     if depth > budget.max_depth:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 import traceback
-from typing import Iterator
+from typing import Callable, Iterator
 
 from warcio.exceptions import ArchiveLoadFailed
 from warcio.recordloader import ArcWarcRecordLoader
@@ -25,7 +25,7 @@ from warcio.statusandheaders import StatusAndHeadersParserException
 
 from pipeline.ingest import charset
 from pipeline.ingest.events import Broken, Document, Empty, Event, NotDocument, end_of_data_errors, end_of_data_reason
-from pipeline.ingest.html import ExtractionBudget, ExtractionOverBudget, html_to_text
+from pipeline.ingest.html import ExtractionOverBudget, html_to_text
 from pipeline.ingest.streams import CHUNK, LOOKAHEAD, Decompressed
 
 WARC_HEADER = re.compile(rb"WARC/")
@@ -80,10 +80,10 @@ class WarcReader:
     `doc_id(file, offset)` (warcio's made-up random ids are not used)."""
 
     def __init__(self, stream: Decompressed, max_record_bytes: int, arc: bool = False,
-                 html_budget: ExtractionBudget = ExtractionBudget()):
+                 extract_html: Callable[[str], str] = html_to_text):
         self.stream = stream
         self.max_record_bytes = max_record_bytes
-        self.html_budget = html_budget
+        self.extract_html = extract_html  # raises ExtractionOverBudget for a page over its budget
         self.arc = arc
         self.record_start = ARC_HEADER if arc else WARC_HEADER
         self.loader = ArcWarcRecordLoader(verify_http=False)
@@ -198,7 +198,7 @@ class WarcReader:
                 return NotDocument(f"non_html_{kind}", 0)
             payload = head + read_bounded(body, self.max_record_bytes - len(head))
             html, _ = charset.decode(payload, content_type)
-            text = html_to_text(html, self.html_budget)
+            text = self.extract_html(html)
             detail = "no main text in the HTML"
         if not text:
             return Empty(rid, url, offset, date, 0, detail)
