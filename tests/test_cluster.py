@@ -50,13 +50,18 @@ def _spark_home() -> str:
 
 
 class StandaloneCluster:
-    def __init__(self, root: Path, workers: int = 2):
+    """A master and `workers` workers of `cores` cores each, started from `spark_home` (default: the
+    installed pyspark's) in the environment `env` (default: this process's)."""
+
+    def __init__(self, root: Path, workers: int = 2, cores: int = 1, spark_home: str | None = None,
+                 env: dict[str, str] | None = None):
         self.root = root
-        self.env = {**os.environ, "SPARK_HOME": _spark_home(), "SPARK_LOCAL_IP": "127.0.0.1",
+        spark_home = spark_home or _spark_home()
+        self.env = {**(os.environ if env is None else env), "SPARK_HOME": spark_home, "SPARK_LOCAL_IP": "127.0.0.1",
                     "SPARK_LOG_DIR": str(root / "logs"), "SPARK_NO_DAEMONIZE": "1"}
         self.port, self.ui_port = _free_port(), _free_port()
         self.url = f"spark://127.0.0.1:{self.port}"
-        spark_class = os.path.join(_spark_home(), "bin", "spark-class")
+        spark_class = os.path.join(spark_home, "bin", "spark-class")
         self.procs = [self._start(root / "master.log", [spark_class, "org.apache.spark.deploy.master.Master",
                                                         "--host", "127.0.0.1", "--port", str(self.port),
                                                         "--webui-port", str(self.ui_port)])]
@@ -64,7 +69,7 @@ class StandaloneCluster:
         for i, port in enumerate(self.worker_ports):
             self.procs.append(self._start(root / f"worker{i}.log", [
                 spark_class, "org.apache.spark.deploy.worker.Worker", "--host", "127.0.0.1", "--port", str(port),
-                "--webui-port", str(_free_port()), "--cores", "1", "--memory", "2g",
+                "--webui-port", str(_free_port()), "--cores", str(cores), "--memory", f"{2 * cores}g",
                 "--work-dir", str(root / f"worker{i}"), self.url]))
         self._wait_alive(workers)
 
