@@ -132,7 +132,7 @@ def list_workdir(workdir: str, console: Console) -> None:
     from pipeline.report import read_stage_stats
 
     table = Table(title=f"stages in {workdir}")
-    for col in ("stage", "reason", "documents", "inspect with"):
+    for col in ("stage", "reason", "documents", "kept for inspection"):
         table.add_column(col, justify="right" if col == "documents" else "left")
     for stats in read_stage_stats(workdir):
         stage_dir = storage.join(workdir, stats["stage"])
@@ -141,10 +141,10 @@ def list_workdir(workdir: str, console: Console) -> None:
         if not dropped and not errors:
             table.add_row(stats["stage"], "(nothing dropped)", "", "")
         for reason, c in dropped:
-            how = f"-r {reason}" if is_kept(stage_dir, reason) else "counted only, not kept"
+            how = "yes (-r)" if is_kept(stage_dir, reason) else "no: counted only"
             table.add_row(stats["stage"], reason, f"{c['docs']:,}", how)
         if errors:
-            table.add_row(stats["stage"], "[red]errors[/red]", f"{errors:,}", "--errors")
+            table.add_row(stats["stage"], "[red]errors[/red]", f"{errors:,}", "yes (--errors)")
     console.print(table)
     console.print(f"next: glmdata inspect {workdir}/<stage> -r <reason>   (or --errors)")
 
@@ -183,6 +183,9 @@ def inspect_command(args: argparse.Namespace) -> int:
         for reason, docs in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
             table.add_row(reason, f"{docs:,}", "yes" if is_kept(path, reason) else "no: counted only")
         console.print(table if counts else f"{path}: nothing rejected")
+        errors = sum(c["docs"] for c in (_stats(path) or {}).get("errors", {}).values()) or len(_parts(path, "errors"))
+        if errors:
+            console.print(f"[red]errors: {errors:,}[/red] (show them with --errors)")
         return 0
     rows = sample_rejected(path, args.reason, args.n, args.seed)
     if not rows:

@@ -339,6 +339,8 @@ def print_summary(data: dict, html_path: str, console: Console | None = None) ->
                       f"{dropped:,}" + (" (sample choice)" if s["stage"] in SIDE_STAGES else ""),
                       f"[red]{errors:,}[/red]" if errors else "0")
     console.print(table)
+    if data.get("sources"):
+        console.print(source_table(data["sources"]))
     manifest = data.get("shards_manifest")
     if manifest and manifest.get("shards"):
         tokens = sum(s.get("tokens", 0) for s in manifest["shards"])
@@ -347,6 +349,22 @@ def print_summary(data: dict, html_path: str, console: Console | None = None) ->
         console.print(f"[yellow]stages without recorded profiles ({', '.join(data['legacy_stages'])}): histograms "
                       f"recomputed on {data['recomputed_on']}; re-run them for per-source figures[/yellow]")
     console.print(f"HTML report: [bold]{html_path}[/bold]")
+
+
+def source_table(sources: dict) -> Table:
+    """Per input source: documents at the first and last stage, text, tokens, the main drop reason."""
+    table = Table(title="per source", show_edge=False)
+    for col in ("source", "docs first", "docs last", "text MB last", "tokens", "most dropped by"):
+        table.add_column(col, justify="left" if col in ("source", "most dropped by") else "right")
+    for name, e in sources.items():
+        counts = list(e["stages"].values())
+        with_text = [v for v in counts if v[1]]
+        top = e.get("top_drops") or []
+        table.add_row(name, f"{counts[0][0]:,}" if counts else "–", f"{counts[-1][0]:,}" if counts else "–",
+                      f"{with_text[-1][1] / 1e6:,.2f}" if with_text else "–",
+                      f"{(e.get('shard_tokens') or e.get('stream_tokens') or 0):,}",
+                      f"{top[0][0]} ({top[0][1][0]:,})" if top else "–")
+    return table
 
 
 def write_report(workdir: str, engine=None, console: Console | None = None, engine_factory=None) -> str:

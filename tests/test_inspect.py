@@ -94,7 +94,7 @@ def test_workdir_lists_stages_and_counted_only_reasons(stage_dir, tmp_path, caps
     (tmp_path / "quality" / "stats.json").write_text(json.dumps(stats))
     assert main(["inspect", str(tmp_path)]) == 0
     listed = capsys.readouterr().out
-    assert "quality" in listed and "-r too_short" in listed and "counted only" in listed
+    assert "quality" in listed and "yes (-r)" in listed and "counted only" in listed
     assert main(["inspect", stage_dir, "--reason", "mix_not_sampled"]) == 1
     said = capsys.readouterr().out
     assert "counted but not kept" in said and "reasons here" not in said
