@@ -69,7 +69,8 @@ def test_report_starts_no_engine(run_a, monkeypatch, capsys):
 
     monkeypatch.setattr(pipeline.engines, "make_engine", refuse)
     assert glmdata(["report", str(run_a)]) == 0
-    assert "HTML report" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "HTML report" in out and "per source" in out and "news-en" in out
 
 
 def test_page_sections_escaping_and_units(run_a):
