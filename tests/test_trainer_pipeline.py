@@ -15,7 +15,8 @@ REPO = Path(__file__).resolve().parents[1]
 # One process: micro-batches of 2. Pipeline 2 (data 1): the same. PP 2 x TP 2 x DP 2: micro-batches of
 # 1 on each of the two data-parallel ranks. The ramp-up (4 -> 8 sequences) rounds alike in all three.
 SETTINGS = ("model.dropout=0.0", "logging.tensorboard=false", "train.global_batch_size=8",
-            "train.rampup_start_batch_size=4", "train.rampup_samples=16", "train.warmup_samples=8")
+            "train.rampup_start_batch_size=4", "train.rampup_samples=16", "train.warmup_samples=8",
+            "train.lr_decay_samples=64")  # the schedule does not depend on max_steps
 KILL_DURING_SAVE_OF_STEP_4 = """
 import os, signal
 import trainer.checkpoint as ckpt
@@ -49,7 +50,8 @@ def shards(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def one_process_run(shards, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("one") / "run"
-    train_here(shards, out, *SETTINGS, "train.max_steps=6", "checkpoint.interval=2", "train.micro_batch_size=2")
+    train_here(shards, out, *SETTINGS, "train.max_steps=6", "checkpoint.interval=2", "checkpoint.keep=3",
+               "train.micro_batch_size=2")
     return out
 
 
@@ -58,12 +60,21 @@ def one_process(one_process_run) -> dict[int, dict]:
     return logged_steps(one_process_run)
 
 
-def test_pipeline_2_matches_one_process(shards, one_process, tmp_path):
-    run_trainer(shards, tmp_path / "pp", *SETTINGS, "train.max_steps=4", "checkpoint.interval=0",
-                "train.micro_batch_size=2", "parallel.pipeline=2", nproc=2)
-    pp = logged_steps(tmp_path / "pp")
-    assert sorted(pp) == [1, 2, 3, 4] and len({r["batch_size"] for r in pp.values()}) > 1  # ramp under way
+def test_checkpoints_move_between_one_process_and_pipeline_2_exactly(shards, one_process_run, one_process, tmp_path):
+    """One process's step-2 checkpoint continues in pipeline 2 (the last stage's copy of the tied
+    embedding and its AdamW state from the one tied parameter) to step 4, whose checkpoint continues
+    in one process (the two stages' halves into one model): every step equals one process's."""
+    out = tmp_path / "run"
+    shutil.copytree(one_process_run / "checkpoints" / "step-00000002", out / "checkpoints" / "step-00000002")
+    run_trainer(shards, out, *SETTINGS, "train.max_steps=4", "checkpoint.interval=4", "train.micro_batch_size=2",
+                "parallel.pipeline=2", nproc=2)
+    pp = logged_steps(out)
+    assert sorted(pp) == [3, 4] and all(r["batch_size"] < 8 for r in pp.values())  # ramp under way
     assert_same_steps(pp, one_process)
+    train_here(shards, out, *SETTINGS, "train.max_steps=6", "checkpoint.interval=0", "train.micro_batch_size=2")
+    resumed = logged_steps(out)
+    assert sorted(resumed) == [3, 4, 5, 6]
+    assert_same_steps({s: resumed[s] for s in (5, 6)}, one_process)
 
 
 def test_pipeline_tensor_data_2x2x2_matches_one_process_and_resumes_after_a_kill(shards, one_process, tmp_path):

@@ -132,10 +132,13 @@ def save_checkpoint(root: Path, step: int, model: nn.Module, optimizer: torch.op
 def load_checkpoint(folder: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict:
     """Restore model, optimizer and this rank's RNG in place; returns the trainer state."""
     model_state, optim_state = get_state_dict(model, optimizer, options=FLAT)
-    state = {"model": model_state, "optim": optim_state}
+    tied = _tied_copy_reads_embedding_state(optim_state, folder)
+    state = {"model": model_state, "optim": {tied.get(k, k): v for k, v in optim_state.items()}}
     with _single_process_is_fine():
         dcp.load(state, checkpoint_id=str(folder))
-    set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"], options=FLAT)
+    untied = {v: k for k, v in tied.items()}
+    optim_state = {untied.get(k, k): v for k, v in state["optim"].items()}
+    set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=optim_state, options=FLAT)
     trainer_state = json.loads((folder / TRAINER_STATE).read_text())
     rng_path = _rng_file(folder, _rank())
     if rng_path.exists():
@@ -148,6 +151,17 @@ def load_checkpoint(folder: Path, model: nn.Module, optimizer: torch.optim.Optim
                       f"reseeds its dropout from the step; the resumed run is not bit-identical")
         torch.manual_seed(trainer_state["step"] * 100_003 + _rank())
     return trainer_state
+
+
+def _tied_copy_reads_embedding_state(optim_state: dict, folder: Path) -> dict[str, str]:
+    """Optimizer keys of the last pipeline stage's copy of the tied embedding (output.weight) to
+    read from word_embeddings.weight's, for checkpoints written without pipeline stages (one tied
+    parameter, saved under its first name only)."""
+    keys = [k for k in optim_state if "output.weight" in k]
+    if not keys:
+        return {}
+    saved = dcp.FileSystemReader(str(folder)).read_metadata().state_dict_metadata
+    return {k: k.replace("output.weight", "word_embeddings.weight") for k in keys if f"optim.{k}" not in saved}
 
 
 @contextlib.contextmanager
