@@ -5,7 +5,7 @@ whose small dict travels back with the unit's counts and is merged like them (st
     groups    {"kept"|reason: {"source\\tlang": [documents, text bytes, tokens]}}
     lengths   {lang: {log2 bin of characters: documents}}              kept documents
     signals   {q_column: {lang: {bin: documents}}}                      kept, stages in SIGNAL_STAGES
-    clusters  {log2 bin of dup_cluster_size: documents}                 kept rows carrying the column
+    clusters  {log2 bin of dup_cluster_size: documents}                 kept, stages in CLUSTER_STAGES
     samples   {"kept"|reason: {lang: [[key, row], ...]}}                the SAMPLES_PER_GROUP smallest keys
     duplicates {"survivors"|"duplicates": [[key, row], ...]}            one cluster's members side by side
 
@@ -38,6 +38,7 @@ CLUSTER_SIZE_COLUMN = "dup_cluster_size"
 CLUSTER_ID_COLUMN = "dup_cluster_id"
 DUPLICATE_REASON_PREFIX = "dup_"  # dedup's reasons; their detail is the survivor's id
 SIGNAL_STAGES = {"quality": "q_"}  # stage -> prefix of the signal columns it adds
+CLUSTER_STAGES = ("dedup",)  # stages that write dup_cluster_* (later stages only carry them along)
 FRACTION_BINS = 20  # shares and ratios: 0.05-wide bins over [0, 1], the last bin holding >= 1
 NONPOSITIVE_BIN = -1000  # counts and lengths <= 0 (below every quarter-octave bin)
 
@@ -180,7 +181,7 @@ def _record_kept(profile: dict, table: pa.Table, stage: str, langs: np.ndarray) 
                 chosen = present & (langs == lang)
                 _add_histogram(profile["signals"].setdefault(column, {}).setdefault(lang, {}),
                                signal_bins(column, values[chosen]))
-    if CLUSTER_SIZE_COLUMN in table.schema.names:
+    if stage in CLUSTER_STAGES and CLUSTER_SIZE_COLUMN in table.schema.names:
         sizes = _numbers(table, CLUSTER_SIZE_COLUMN).astype(np.int64)
         _add_histogram(profile["clusters"], log2_bins(sizes[sizes > 0]))
         if CLUSTER_ID_COLUMN in table.schema.names:
