@@ -3,7 +3,8 @@ removal rate of adult, gambling and spam pages, blocklist recall and false-posit
 separation (ROC AUC) of q_score per language.
 
     .venv/bin/python bench/quality_labelled.py [--data ../shared/data] [--split report|tune|all]
-                                               [--config configs/demo.yaml] [--show-kept-dirty]
+                                               [--config configs/demo.yaml] [--ablation] [--lm]
+                                               [--show-kept-dirty]
 
 Labels: bench/quality_labels.tsv (file, record, label; never the text). Every labelled document is
 assigned to the `tune` or the `report` half by a hash of its file and key, so thresholds chosen on
@@ -102,8 +103,10 @@ def as_rows(docs: list[Labelled]) -> list[dict]:
     return rows
 
 
-def judge(rows: list[dict], config: Path | None = None) -> tuple[list[str | None], list[float | None]]:
-    """(rejection reason or None, q_score) per row, by the quality stage's batch function."""
+def judge(rows: list[dict], config: Path | None = None,
+          overrides: dict | None = None) -> tuple[list[str | None], list[float | None]]:
+    """(rejection reason or None, q_score) per row, by the quality stage's batch function, with
+    the `quality` section of `config`, or the defaults changed by `overrides`."""
     import pyarrow as pa
     import yaml
 
@@ -114,7 +117,7 @@ def judge(rows: list[dict], config: Path | None = None) -> tuple[list[str | None
     with tempfile.TemporaryDirectory() as tmp:
         if config is None:
             config = Path(tmp) / "config.yaml"
-            config.write_text(yaml.safe_dump({"run": {"workdir": str(Path(tmp) / "out")}}))
+            config.write_text(yaml.safe_dump({"run": {"workdir": str(Path(tmp) / "out")}, "quality": overrides or {}}))
         stage = QualityStage(load_config(config))
         reasons, scores = [], []
         for start in range(0, len(rows), 256):
@@ -135,6 +138,39 @@ def roc_auc(scores_pos: list[float], scores_neg: list[float]) -> float | None:
         return None
     wins = sum((p > n) + 0.5 * (p == n) for p in scores_pos for n in scores_neg)
     return wins / (len(scores_pos) * len(scores_neg))
+
+
+# Each default this project changed, and the value it had (datatrove's, ChineseWebText's,
+# FineWeb-2's, or no list): `--ablation` prints the kept rates with each one put back.
+ABLATIONS = {
+    "C4 terminal punct on": {"en": {"c4": {"filter_no_terminal_punct": True}}},
+    "Gopher alpha 0.8": {"en": {"gopher_quality": {"max_non_alpha_words_ratio": 0.8}}},
+    "zh min 200 chars flat": {"zh": {"chinesewebtext": {"min_chars_prose": 200}}},
+    "zh 13-gram rep. as is": {"zh": {"chinesewebtext": {"repeat_block_min_frac": 1.0}}},
+    "zh Gopher rep. as is": {"zh": {"gopher_repetition": {"repeat_char_ngram": 0}}},
+    "zh Gopher 50 words": {"zh": {"gopher_quality": {"min_doc_words": 50}}},
+    "no UT1/URL words": {"url_blocklists": [str(ROOT / "filters/data/url_blocklist.txt")], "url_lists": [],
+                         "url_banned_words": [], "url_soft_words": [], "url_banned_subwords": []},
+    "no zh adult lexicon": {"zh": {"spam_terms_files": [str(ROOT / "filters/data/zh_spam_terms.txt")]}},
+}
+
+
+def ablation_table(docs: list[Labelled], rows: list[dict], reasons: list[str | None]) -> None:
+    """Kept share of clean sets and removed share of dirty sets, defaults against each change undone."""
+    groups = sorted({(d.set, d.label) for d in docs if d.label != "other"})
+    columns = {"defaults": reasons}
+    for name, overrides in ABLATIONS.items():
+        columns[name] = judge(rows, overrides=overrides)[0]
+    print("\n| set | label | docs | " + " | ".join(columns) + " |")
+    print("|---|---|---|" + "---|" * len(columns))
+    for set_name, label in groups:
+        idx = [i for i, d in enumerate(docs) if d.set == set_name and d.label == label]
+        cells = []
+        for values in columns.values():
+            share = sum((values[i] is None) == (label == "clean") for i in idx) / len(idx)
+            cells.append(f"{share:.1%}")
+        print(f"| {set_name} | {'kept' if label == 'clean' else 'removed'} ({label}) | {len(idx)} | "
+              + " | ".join(cells) + " |")
 
 
 def compare_lm(data: Path, split: str, docs: list[Labelled], rows: list[dict], reasons: list, scores: list) -> None:
@@ -164,6 +200,8 @@ def main() -> int:
     p.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     p.add_argument("--split", choices=["report", "tune", "all"], default="report")
     p.add_argument("--config", type=Path, help="a config whose `quality` section to use (default: the defaults)")
+    p.add_argument("--ablation", action="store_true", help="also print the table of kept/removed rates with "
+                   "each changed default put back (ABLATIONS)")
     p.add_argument("--lm", action="store_true", help="also train a character n-gram LM per language "
                    "(filters/perplexity.py) on the clean documents of the other half and compare its AUC")
     p.add_argument("--show-kept-dirty", action="store_true", help="list the URLs of dirty pages kept and the "
@@ -207,6 +245,8 @@ def main() -> int:
         print(f"  {lang}: {len(pos)} clean, {len(neg)} dirty/other kept; AUC "
               f"{'n/a' if auc is None else f'{auc:.3f}'}")
 
+    if args.ablation:
+        ablation_table(docs, rows, reasons)
     if args.lm:
         compare_lm(args.data, args.split, docs, rows, reasons, scores)
 

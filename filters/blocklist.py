@@ -23,7 +23,7 @@ import gzip
 import io
 import re
 from dataclasses import dataclass, field
-from typing import ClassVar, Iterable
+from typing import ClassVar, Iterable, Iterator
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -33,16 +33,25 @@ from filters.repetition import Doc, Rejection, RuleSet, Signals
 _CJK = re.compile("[\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef]")
 
 
-def decompressed(name: str, raw: bytes) -> bytes:
-    """The bytes of a list file, decompressed when its name ends in .zst or .gz."""
+def decompressed_chunks(name: str, raw: bytes, size: int = 1 << 24) -> Iterator[bytes]:
+    """The bytes of a list file in pieces of about `size`, decompressed when its name ends in .zst
+    or .gz (the 124 MB of UT1's domains never need to be in memory at once)."""
     if name.endswith(".zst"):
         import zstandard
 
         # the shipped UT1 list is compressed with a 128 MiB window (zstd --long=27)
-        return zstandard.ZstdDecompressor(max_window_size=1 << 27).stream_reader(io.BytesIO(raw)).read()
-    if name.endswith(".gz"):
-        return gzip.decompress(raw)
-    return raw
+        stream = zstandard.ZstdDecompressor(max_window_size=1 << 27).stream_reader(io.BytesIO(raw))
+    elif name.endswith(".gz"):
+        stream = gzip.GzipFile(fileobj=io.BytesIO(raw))
+    else:
+        yield raw
+        return
+    while chunk := stream.read(size):
+        yield chunk
+
+
+def decompressed(name: str, raw: bytes) -> bytes:
+    return b"".join(decompressed_chunks(name, raw))
 
 
 def read_word_list(lines: Iterable[str]) -> list[str]:
@@ -97,6 +106,7 @@ def word_pattern(words: Iterable[str]) -> re.Pattern:
 # lists them); folding them before lower-casing keeps the pre-check below a superset of the pattern.
 _IGNORECASE_EXTRAS = "\u0130\u0131\u017f\u212a"
 _FOLD_EXTRAS = str.maketrans(dict(zip(_IGNORECASE_EXTRAS, "iisk")))
+_TOKEN = re.compile("[a-z0-9]+")
 
 
 class WordMatcher:
@@ -106,7 +116,10 @@ class WordMatcher:
     document contains an entry at all: a plain search of the lower-cased entries in the lower-cased
     text rules those out first. It can only be wrong the safe way (a hit it finds may fail the
     boundary), so counts are the pattern's own. Without `re:` entries and with every entry letter
-    ASCII or caseless (Han, kana) the pre-check is exact; otherwise every text goes to the pattern."""
+    ASCII or caseless (Han, kana) the pre-check is exact; otherwise every text goes to the pattern.
+    Lists of single Latin words only (FineWeb's soft words: "ass", "sex", found inside most
+    English texts, so the pre-check rarely rules one out) are counted by looking up the text's
+    runs of letters and digits in a set, which is what the whole-word pattern matches."""
 
     def __init__(self, words: Iterable[str]):
         words = list(words)
@@ -115,14 +128,17 @@ class WordMatcher:
         checkable = bool(words) and not any(w.startswith("re:") for w in words) and all(
             c.isascii() or c.lower() == c == c.upper() for w in literals for c in w)
         self._precheck = re.compile(trie_regex(literals)) if checkable else None
+        self._tokens = literals if checkable and all(map(_TOKEN.fullmatch, literals)) else None
 
     def count(self, text: str) -> int:
         if self._precheck is not None:
             if not text.isascii() and any(c in text for c in _IGNORECASE_EXTRAS):
-                text_for_check = text.translate(_FOLD_EXTRAS)
-            else:
-                text_for_check = text
-            if self._precheck.search(text_for_check.lower()) is None:
+                text = text.translate(_FOLD_EXTRAS)
+            lowered = text.lower()
+            if self._tokens is not None:
+                tokens = self._tokens
+                return sum(1 for token in _TOKEN.findall(lowered) if token in tokens)
+            if self._precheck.search(lowered) is None:
                 return 0
         return sum(1 for _ in self.pattern.finditer(text))
 
@@ -165,6 +181,12 @@ def _hashes(lines: Iterable[bytes]) -> np.ndarray:
     return np.fromiter(map(hash, lines), np.int64)
 
 
+def _line_hashes(blob: bytes) -> np.ndarray:
+    if any(marker in blob for marker in (b"#", b"\r", b" ", b"\t")) or blob != blob.lower():
+        blob = "\n".join(e.lower() for e in read_word_list(blob.decode("utf-8").splitlines())).encode("utf-8")
+    return _hashes(filter(None, blob.split(b"\n")))
+
+
 class HashedNames:
     """A set of names (domains, URLs) as sorted unique 64-bit hashes (8 bytes a name, against
     some 80 for a str in a Python set). A name not in the set is taken for one with probability
@@ -178,9 +200,19 @@ class HashedNames:
     def from_lines(cls, blob: bytes) -> "HashedNames":
         """From a list file's bytes: one lower-case name a line; files with `#` comments, blank or
         indented lines or upper case go through `read_word_list` first."""
-        if any(marker in blob for marker in (b"#", b"\r", b" ", b"\t")) or blob != blob.lower():
-            blob = "\n".join(e.lower() for e in read_word_list(blob.decode("utf-8").splitlines())).encode("utf-8")
-        return cls(_hashes(filter(None, blob.split(b"\n"))))
+        return cls.from_chunks([blob])
+
+    @classmethod
+    def from_chunks(cls, chunks: Iterable[bytes]) -> "HashedNames":
+        """From a list file's bytes in pieces (split anywhere), hashed piece by piece."""
+        parts, rest = [], b""
+        for chunk in chunks:
+            chunk = rest + chunk
+            cut = chunk.rfind(b"\n") + 1
+            rest = chunk[cut:]
+            parts.append(_line_hashes(chunk[:cut]))
+        parts.append(_line_hashes(rest))
+        return cls(np.concatenate(parts))
 
     def __len__(self) -> int:
         return len(self._hashes)

@@ -82,6 +82,17 @@ def test_word_matching_has_cjk_aware_boundaries():
     assert matcher.count("sexy") == 0
 
 
+def test_single_word_lists_count_as_the_pattern():
+    rng = random.Random(3)
+    words = ["ass", "sex", "nude", "cum", "x1"]
+    matcher = WordMatcher(words)
+    assert matcher._tokens is not None
+    alphabet = list("asexnudcm1 X.-\u212a\u0130\u017f\u00e9\u6210\u4eba") + ["Ass", "SEX", "sexy", "cum!"]
+    for _ in range(300):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 60)))
+        assert matcher.count(text) == sum(1 for _ in matcher.pattern.finditer(text)), text
+
+
 def test_soft_words_are_counted_never_fatal():
     rule = WordBlocklist(words=["xvideos"], soft_words=["nude", "escort"], min_hits=2)
     signals: dict = {}

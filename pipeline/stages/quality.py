@@ -32,7 +32,8 @@ from typing import Callable, Iterator
 import pyarrow as pa
 
 import filters
-from filters.blocklist import HashedNames, UrlBlocklist, WordBlocklist, decompressed, read_word_list
+from filters.blocklist import (HashedNames, UrlBlocklist, WordBlocklist, decompressed, decompressed_chunks,
+                               read_word_list)
 from filters.chinese import (ChineseFineWebQuality, ChineseGopherQuality, ChineseGopherRepetition, ChineseWebText,
                              LongDigitRuns, SpamDensity, chinese_words)
 from filters.english import (C4Quality, FineWebQuality, GopherQuality, GopherRepetition, english_word_count,
@@ -143,7 +144,7 @@ def _read_lists(paths: list[str]) -> list[str]:
 @functools.lru_cache(maxsize=4)
 def _name_set(paths: tuple[str, ...]) -> HashedNames:
     """The names of the files (UT1's millions of domains) as one hashed set, read once per process."""
-    return HashedNames.from_lines(b"\n".join(_read_bytes(p) for p in paths))
+    return HashedNames.from_chunks(chunk for p in paths for chunk in (*decompressed_chunks(p, storage.read_bytes(p)), b"\n"))
 
 
 def heuristic_score(signals: Signals) -> float:
