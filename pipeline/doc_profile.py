@@ -18,7 +18,6 @@ Everything here is bounded by groups x SAMPLES_PER_GROUP, never by the number of
 from __future__ import annotations
 
 import hashlib
-import math
 from collections import defaultdict
 
 import numpy as np
@@ -47,12 +46,8 @@ NONPOSITIVE_BIN = -1000  # counts and lengths <= 0 (below every quarter-octave b
 # Fixed bins, so that per-unit histograms add up
 
 
-def log2_bin(n: int) -> int:
-    """Power-of-two bin: 0 -> -1, 1 -> 0, 2..3 -> 1, 4..7 -> 2, ..."""
-    return int(math.floor(math.log2(n))) if n > 0 else -1
-
-
 def log2_bins(values: np.ndarray) -> np.ndarray:
+    """Power-of-two bins: 0 -> -1, 1 -> 0, 2..3 -> 1, 4..7 -> 2, ..."""
     with np.errstate(divide="ignore"):
         return np.where(values > 0, np.floor(np.log2(np.maximum(values, 1))), -1).astype(np.int64)
 
@@ -159,12 +154,21 @@ def record(profile: dict, table: pa.Table, outcome: str, stage: str, details: li
         per_lang[lang] = _bottom(current, SAMPLES_PER_GROUP)
 
     if outcome == KEPT:
-        _record_kept(profile, table, stage, langs)
+        record_histograms(profile, table, stage, langs)
+        if stage in CLUSTER_STAGES and CLUSTER_ID_COLUMN in table.schema.names:
+            survivors = np.flatnonzero(_numbers(table, CLUSTER_SIZE_COLUMN) > 1)
+            if len(survivors):
+                members = table.take(pa.array(survivors))
+                _record_duplicates(profile, members, None, "survivors",
+                                   [str(c) for c in members.column(CLUSTER_ID_COLUMN).to_pylist()])
     elif outcome.startswith(DUPLICATE_REASON_PREFIX) and details:
         _record_duplicates(profile, table, details, "duplicates", [str(d) for d in details])
 
 
-def _record_kept(profile: dict, table: pa.Table, stage: str, langs: np.ndarray) -> None:
+def record_histograms(profile: dict, table: pa.Table, stage: str, langs: np.ndarray | None = None) -> None:
+    """Kept documents' distributions: lengths per language, the stage's signals, cluster sizes
+    (also what the report recomputes for a workdir written before profiles)."""
+    langs = _strings(table, "lang") if langs is None else langs
     if "text" in table.schema.names:
         chars = pc.fill_null(pc.utf8_length(table.column("text")), 0).to_numpy().astype(np.int64)
         for lang in np.unique(langs).tolist():
@@ -184,19 +188,14 @@ def _record_kept(profile: dict, table: pa.Table, stage: str, langs: np.ndarray) 
     if stage in CLUSTER_STAGES and CLUSTER_SIZE_COLUMN in table.schema.names:
         sizes = _numbers(table, CLUSTER_SIZE_COLUMN).astype(np.int64)
         _add_histogram(profile["clusters"], log2_bins(sizes[sizes > 0]))
-        if CLUSTER_ID_COLUMN in table.schema.names:
-            survivors = np.flatnonzero(sizes > 1)
-            if len(survivors):
-                cluster_ids = table.column(CLUSTER_ID_COLUMN).take(pa.array(survivors)).to_pylist()
-                _record_duplicates(profile, table.take(pa.array(survivors)), None, "survivors",
-                                   [str(c) for c in cluster_ids])
 
 
 def _record_duplicates(profile: dict, table: pa.Table, details, side: str, cluster_ids: list[str]) -> None:
     """Cluster members keyed by their cluster's id: the survivors and the duplicates with the smallest
     keys belong to the same clusters, so the page can set them side by side."""
     keys = [sample_key(c) for c in cluster_ids]
-    best = sorted(range(table.num_rows), key=lambda i: (keys[i], sample_key(str(table.column("id")[i]))))
+    ids = [str(i) for i in table.column("id").to_pylist()]
+    best = sorted(range(table.num_rows), key=lambda i: (keys[i], sample_key(ids[i])))
     current = profile["duplicates"].get(side, [])
     for i in best[:DUPLICATE_EXAMPLES]:
         row = _sample_row(table, i, details, DUPLICATE_CHARS)

@@ -24,15 +24,13 @@ import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 
-import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from rich.console import Console
 from rich.table import Table
 
 from pipeline import doc_profile, storage
-from pipeline.doc_profile import CLUSTER_SIZE_COLUMN, KEPT, SIGNAL_STAGES, log2_bin, signal_bins
+from pipeline.doc_profile import CLUSTER_SIZE_COLUMN, KEPT, SIGNAL_STAGES
 from pipeline.registry import register_command
 from pipeline.report_html import render_page
 from pipeline.report_terminal import SAMPLE_STAGES
@@ -40,7 +38,6 @@ from pipeline.stages import STAGE_ORDER
 
 SAMPLES_PER_REASON = 3
 SAMPLE_CHARS = 600
-DOC_COLUMNS = ("text", "lang")
 SHINGLE = 5  # characters per shingle of the similarity shown beside duplicate examples
 SIDE_STAGES = tuple(SAMPLE_STAGES)  # not filters of the flow: their "dropped" rows are a sample choice
 
@@ -49,56 +46,24 @@ SIDE_STAGES = tuple(SAMPLE_STAGES)  # not filters of the flow: their "dropped" r
 # Recomputed on the engine, for workdirs written before stages recorded profiles
 
 
-def _signal_histograms(batch, langs: np.ndarray, columns: list[str], into: dict) -> None:
-    for column in columns:
-        values = batch.column(column).to_numpy(zero_copy_only=False).astype(np.float64)
-        present = ~np.isnan(values) & (langs != "")
-        if not present.any():
-            continue
-        names, lang_codes = np.unique(langs[present], return_inverse=True)
-        pairs, counts = np.unique(np.stack([lang_codes, signal_bins(column, values[present])]), axis=1,
-                                  return_counts=True)
-        for (code, b), n in zip(pairs.T.tolist(), counts.tolist()):
-            into[column][names[code]][b] += n
-
-
 @dataclass
 class HistogramTask:
-    """Runs on a worker: one Parquet file in, {"lengths": {lang: {bin: n}}, "clusters": {bin: n},
-    "signals": {q_column: {lang: {bin: n}}}} out (signals only for a stage of SIGNAL_STAGES)."""
+    """Runs on a worker: one Parquet file of kept documents in, the profile's distributions out
+    ({"lengths", "clusters", "signals"}, by doc_profile.record_histograms, as a stage records them)."""
 
     batch_size: int = 8192
 
     def __call__(self, unit: tuple[str, str]) -> dict:
         stage, path = unit
         pf = pq.ParquetFile(storage.open_input(path))
-        names = set(pf.schema_arrow.names)
         prefix = SIGNAL_STAGES.get(stage)
-        signal_columns = [f.name for f in pf.schema_arrow if prefix and f.name.startswith(prefix)
-                          and (pa.types.is_integer(f.type) or pa.types.is_floating(f.type))]
-        columns = [c for c in (*DOC_COLUMNS, CLUSTER_SIZE_COLUMN) if c in names] + signal_columns
-        lengths: dict[str, Counter] = defaultdict(Counter)
-        clusters: Counter = Counter()
-        signals: dict[str, dict[str, Counter]] = defaultdict(lambda: defaultdict(Counter))
-        if "text" in names and "lang" in names:
+        columns = [f.name for f in pf.schema_arrow if f.name in ("text", "lang", CLUSTER_SIZE_COLUMN)
+                   or (prefix and f.name.startswith(prefix))]
+        profile = doc_profile.empty_profile()
+        if "text" in columns:
             for batch in pf.iter_batches(batch_size=self.batch_size, columns=columns):
-                chars = pc.utf8_length(batch.column("text")).fill_null(0).to_pylist()
-                langs = batch.column("lang").to_pylist()
-                for lang, n in zip(langs, chars):
-                    if lang:
-                        lengths[lang][log2_bin(n)] += 1
-                if signal_columns:
-                    _signal_histograms(batch, np.array([lang or "" for lang in langs], dtype=object), signal_columns,
-                                       signals)
-                if CLUSTER_SIZE_COLUMN in columns:
-                    for size in batch.column(CLUSTER_SIZE_COLUMN).to_pylist():
-                        if size:
-                            clusters[log2_bin(int(size))] += 1
-        return {"stage": stage,
-                "lengths": {lang: {str(b): n for b, n in c.items()} for lang, c in lengths.items()},
-                "clusters": {str(b): n for b, n in clusters.items()},
-                "signals": {col: {lang: {str(b): n for b, n in c.items()} for lang, c in per_lang.items()}
-                            for col, per_lang in signals.items()}}
+                doc_profile.record_histograms(profile, pa.Table.from_batches([batch]), stage)
+        return {"stage": stage, **{k: profile[k] for k in ("lengths", "clusters", "signals")}}
 
 
 def _by_bin(counts: Counter | dict) -> dict:
@@ -118,8 +83,7 @@ def document_histograms(workdir: str, stages: list[str], engine) -> tuple[dict, 
     for result in engine.map_units("report histograms", HistogramTask(), units):
         for lang, counts in result["lengths"].items():
             lengths[result["stage"]][lang].update(counts)
-        if result["stage"] == "dedup":
-            clusters.update(result["clusters"])
+        clusters.update(result["clusters"])
         for column, per_lang in result["signals"].items():
             for lang, counts in per_lang.items():
                 signals[column][lang].update(counts)
