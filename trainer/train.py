@@ -318,7 +318,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="glmtrain", description="Train the GLM on blank-infilling shards (one process, or under torchrun).",
         epilog="Example: torchrun --nproc-per-node 8 -m trainer.train --config configs/trainer/1b.yaml "
-               "--data work/demo/shards --out runs/1b")
+               "--data work/demo/shards --out runs/1b. Before a launch, `glmtrain plan --config X --gpus N "
+               "--gpu h100-80` prints the per-GPU memory and traffic (glmtrain plan --help).")
     parser.add_argument("--config", required=True, help="trainer preset, e.g. configs/trainer/tiny.yaml")
     parser.add_argument("--data", required=True, help="shards folder (manifest.json + shard-*.arrow)")
     parser.add_argument("--out", help="run folder for checkpoints, log.jsonl, tensorboard/ (default runs/<preset>); "
