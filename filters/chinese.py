@@ -187,6 +187,42 @@ class ChineseWebText(RuleSet):
         return None
 
 
+_PINYIN_NOTE = re.compile("[\u4e00-\u9fff][(\uff08][a-z\u00e0-\u00fc\u0101-\u01dc]{1,6}[1-5]?[)\uff09]")
+_CODE_LINE = re.compile(r"^\s*(?:[{}]|//|/\*|\*/|#include|#define|import |from \S+ import|def |class |public |private |"
+                        r"function |return\b|var |let |const |if ?\(|for ?\(|while ?\()|[;{}]\s*(?://.*)?$")
+
+
+@dataclass
+class ChineseNoise(RuleSet):
+    """Kinds of Chinese pages ChineseWebText's authors label dirty that no length, script or
+    repetition rule sees: characters annotated with their pinyin one by one (烟(yan)台(tai), a
+    children's-text and SEO-spinner pattern) and source code with Chinese comments. A news report
+    may gloss one name with pinyin, and an article may quote a line of code, so both rules ask for
+    a density."""
+
+    name: ClassVar[str] = "zh"
+    max_pinyin_notes_per_1k_chars: float | None = 20.0  # clean Wikipedia/news here: at most 5.8 (and < 3 notes)
+    min_pinyin_notes: int = 3
+    max_code_line_frac: float | None = 0.3
+    min_code_lines: int = 3
+
+    def signal_types(self) -> dict[str, type]:
+        return {"pinyin_notes_per_1k_chars": float, "code_line_frac": float}
+
+    def judge(self, doc: Doc, signals: Signals) -> Rejection | None:
+        notes = len(_PINYIN_NOTE.findall(doc.text))
+        density = signals["pinyin_notes_per_1k_chars"] = 1000 * notes / max(len(doc.text), 1)
+        if self.max_pinyin_notes_per_1k_chars is not None and notes >= self.min_pinyin_notes \
+                and density > self.max_pinyin_notes_per_1k_chars:
+            return self.reject("pinyin_notes", density)
+        lines = [line for line in doc.text.split("\n") if line.strip()]
+        code = sum(1 for line in lines if _CODE_LINE.search(line))
+        frac = signals["code_line_frac"] = code / len(lines) if lines else 0.0
+        if self.max_code_line_frac is not None and code >= self.min_code_lines and frac > self.max_code_line_frac:
+            return self.reject("code_lines", frac)
+        return None
+
+
 _DIGITS = re.compile(r"[0-9\uff10-\uff19]+")
 
 

@@ -151,3 +151,21 @@ def test_spam_repeating_many_phrases_stays_repetitive():
 @pytest.mark.parametrize("terms_file", ["zh_spam_terms.txt", "zh_adult_terms.txt"])
 def test_chinese_lexicons_are_in_the_default_spam_rule(terms_file):
     assert any(p.endswith(terms_file) for p in QualitySection().zh.spam_terms_files)
+
+
+PINYIN = "烟(yan)台(tai)市(shi)是(shi)一(yi)个(ge)美(mei)丽(li)的(de)海(hai)滨(bin)城(cheng)市(shi)。" * 6
+CODE = "\n".join(["// 初始化数据库连接，读取配置文件中的参数", "int main() {", "    int count = 0; // 计数器",
+                  "    for (int i = 0; i < 10; i++) {", "        count += i; // 累加", "    }",
+                  "    printf(\"结果是 %d\", count);", "    return 0;", "}"] * 3)
+
+
+def test_pinyin_annotated_text_and_source_code_are_dirty():
+    from filters.chinese import ChineseNoise
+
+    rule = ChineseNoise()
+    assert rule.judge(Doc(PINYIN, chinese_words), {}).reason == "zh:pinyin_notes"
+    assert rule.judge(Doc(CODE, chinese_words), {}).reason == "zh:code_lines"
+    one_gloss = ARTICLE + "记者采访了当地居民张(zhang)先生。" + ARTICLE
+    quoted_code = "\n".join([ARTICLE, "printf(\"hello\");", ARTICLE, ARTICLE])
+    assert rule.judge(Doc(one_gloss, chinese_words), {}) is None
+    assert rule.judge(Doc(quoted_code, chinese_words), {}) is None

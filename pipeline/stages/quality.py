@@ -34,7 +34,8 @@ import pyarrow as pa
 import filters
 from filters.blocklist import (HashedNames, UrlBlocklist, WordBlocklist, decompressed, decompressed_chunks,
                                read_word_list)
-from filters.chinese import (ChineseFineWebQuality, ChineseGopherQuality, ChineseGopherRepetition, ChineseWebText,
+from filters.chinese import (ChineseFineWebQuality, ChineseGopherQuality, ChineseGopherRepetition, ChineseNoise,
+                             ChineseWebText,
                              LongDigitRuns, SpamDensity, chinese_words)
 from filters.english import (C4Quality, FineWebQuality, GopherQuality, GopherRepetition, english_word_count,
                              english_words)
@@ -69,6 +70,7 @@ class ChineseRules:
 
     chinesewebtext: ChineseWebText | None = field(default_factory=ChineseWebText)
     digit_runs: LongDigitRuns | None = field(default_factory=LongDigitRuns)
+    noise: ChineseNoise | None = field(default_factory=ChineseNoise)  # pinyin-annotated text, source code
     spam: SpamDensity | None = field(default_factory=SpamDensity)  # its `terms` add to spam_terms_files
     spam_terms_files: list[InputPath] = field(default_factory=lambda: [
         str(DEFAULT_DATA / "zh_spam_terms.txt"), str(DEFAULT_DATA / "zh_adult_terms.txt")])
@@ -179,7 +181,7 @@ class QualityStage(MapStage):
         common: list[RuleSet] = [url, words]
         en = [s.en.gopher_repetition, s.en.gopher_quality, s.en.c4, s.en.fineweb]
         spam = s.zh.spam and dataclasses.replace(s.zh.spam, terms=_read_lists(s.zh.spam_terms_files) + s.zh.spam.terms)
-        zh = [s.zh.chinesewebtext, s.zh.digit_runs, spam, s.zh.gopher_repetition, s.zh.fineweb, s.zh.gopher_quality]
+        zh = [s.zh.chinesewebtext, s.zh.digit_runs, s.zh.noise, spam, s.zh.gopher_repetition, s.zh.fineweb, s.zh.gopher_quality]
         return {"en": Chain(english_words, common + [r for r in en if r is not None], english_word_count),
                 "zh": Chain(chinese_words, common + [r for r in zh if r is not None]),
                 None: Chain(None, common)}
