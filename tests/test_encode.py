@@ -1,16 +1,18 @@
 """encode: token ids per document on both engines, exact round trip, the report's measured bytes per token."""
 from __future__ import annotations
 
+import gc
 import json
 import shutil
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from pipeline import storage
 from pipeline.runner import run_stage
-from pipeline.stages.encode import EncodeStage, encode_column, worker_tokenizer
-from pipeline.stages.mix import MixStage
+from pipeline.stages.encode import EncodeStage, collector_paused, encode_column, worker_tokenizer
+from pipeline.stages.mix import DEFAULT_STAGE, MixStage
 from tokenizer.special_tokens import EOS
 from tokenizer.spm import load
 
@@ -35,7 +37,7 @@ def test_encode_on_both_engines(tmp_path, engines, shared_data, tiny_model):  # 
     cfg = make_run_config(tmp_path, {"mix": {"target_tokens": 10_000_000, "max_epochs": 1.5, "sources": [
         {"name": "web_en", "lang": "en", "match_source": ["web"]},
         {"name": "web_zh", "lang": "zh", "match_source": ["web"]}]}})
-    write_finished_stage(cfg.run.workdir, "dedup", rows, files=3)
+    write_finished_stage(cfg.run.workdir, DEFAULT_STAGE, rows, files=3)
     run_stage(MixStage(cfg), engines["spark"])
     finished_tokenizer(cfg.run.workdir, tiny_model)
     encoded = {}
@@ -70,7 +72,8 @@ def test_encode_with_a_given_model(tmp_path, spark_session_engine, tiny_model): 
     cfg = make_run_config(tmp_path, {
         "mix": {"target_tokens": 1000, "sources": [{"name": "a", "lang": "en"}, {"name": "b", "lang": "zh"}]},
         "encode": {"model": tiny_model, "keep_text": True}})
-    write_finished_stage(cfg.run.workdir, "dedup", make_docs("a", "en", 20, 100) + make_docs("b", "zh", 20, 90), files=1)
+    write_finished_stage(cfg.run.workdir, DEFAULT_STAGE,
+                         make_docs("a", "en", 20, 100) + make_docs("b", "zh", 20, 90), files=1)
     run_stage(MixStage(cfg), spark_session_engine)
     stage = EncodeStage(cfg)
     assert stage.depends_on == ()  # no tokenizer stage needed
@@ -97,3 +100,18 @@ def test_token_column_holds_each_documents_ids(shared_data, tiny_model):  # noqa
     assert [tok.decode(ids) for ids in tokens.to_pylist()] == texts
     none, no_lengths = encode_column(tok, [])
     assert none.type == pa.list_(pa.int32()) and len(none) == len(no_lengths) == 0
+
+
+def test_collector_paused_gives_the_collector_back():
+    assert gc.isenabled()
+    with pytest.raises(ValueError), collector_paused():
+        assert not gc.isenabled()
+        raise ValueError("a batch that fails")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with collector_paused():
+            pass
+        assert not gc.isenabled()  # left as the caller had it
+    finally:
+        gc.enable()
