@@ -241,7 +241,7 @@ def _run_stage(stage: Stage, engine, force: bool, lease: WorkdirLease) -> dict:
     marker = read_success(sdir)
     if (not force and marker and marker.get("config_hash") == config_hash
             and marker.get("input_fingerprint") == fingerprint):
-        log.info("%s: finished earlier with the same config and input; skipped", stage.name)
+        log.debug("%s: finished earlier with the same config and input; skipped", stage.name)
         stats = json.loads(storage.read_text(storage.join(sdir, "stats.json")))
         stats["skipped"] = True
         return stats

@@ -499,7 +499,7 @@ def verify_command(args) -> int:
         total = sum(e["samples"] for e in read_manifest(args.shards_dir)["shards"])
     except Exception:  # reported below by verify_shards, with its reason
         total = None
-    with Progress(console=console, transient=True) as bar:
+    with Progress(console=console, transient=True, disable=not console.is_terminal) as bar:
         task = bar.add_task("verifying sequences", total=total)
         problems = verify_shards(args.shards_dir, checksums=not args.no_checksums,
                                  progress=lambda: bar.advance(task))

@@ -287,8 +287,9 @@ def concatenate(parts: list[str], target: str) -> int:
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
     total = sum(storage.size(p) for p in parts)
+    console = _console()
     with Progress(TextColumn("tokenizer: joining the sample"), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
-                  console=_console()) as progress, open(target, "wb") as out:
+                  console=console, disable=not console.is_terminal) as progress, open(target, "wb") as out:
         task = progress.add_task("join", total=total)
         for p in parts:
             with storage.open_input(p) as f:
