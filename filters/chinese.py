@@ -19,8 +19,7 @@ from typing import ClassVar
 from filters.blocklist import WordMatcher
 from filters.english import FineWebQuality, GopherQuality, GopherRepetition
 from filters.english import TERMINAL_PUNCTUATION
-from filters.repetition import (Doc, Rejection, RuleSet, Signals, char_ngram_duplicate_fraction, encodable,
-                                without_longest_repeat)
+from filters.repetition import Doc, Rejection, RuleSet, Signals, char_ngram_duplicate_fraction, encodable
 from filters.scripts import han_ratio
 
 _HAN = re.compile("[\u4e00-\u9fd5]")  # the Han range jieba's HMM segmenter works on
@@ -96,7 +95,7 @@ class ChineseGopherRepetition(GopherRepetition):
 
     def judge(self, doc: Doc, signals: Signals) -> Rejection | None:
         if self.repeat_char_ngram:
-            text = without_longest_repeat(doc.text, self.repeat_char_ngram, self.repeat_block_min_frac)
+            text = doc.without_longest_repeat(self.repeat_char_ngram, self.repeat_block_min_frac)
             if text != doc.text:
                 doc = Doc(text, doc.tokenize, doc.url, doc.count_words)
         return super().judge(doc, signals)
@@ -181,7 +180,7 @@ class ChineseWebText(RuleSet):
         if self.min_mean_line_length and mean < self.min_mean_line_length:
             return self.reject("mean_line_length", mean)
         dup = signals["char_ngram_dup_frac"] = char_ngram_duplicate_fraction(
-            without_longest_repeat(text, self.char_ngram, self.repeat_block_min_frac), self.char_ngram)
+            doc.without_longest_repeat(self.char_ngram, self.repeat_block_min_frac), self.char_ngram)
         if self.max_char_ngram_dup_frac and dup > self.max_char_ngram_dup_frac:
             return self.reject("char_ngram_repetition", dup)
         return None

@@ -262,13 +262,21 @@ class Doc:
     def paragraphs(self) -> list[str]:
         return split_paragraphs(self.text)
 
+    def without_longest_repeat(self, n: int, min_fraction: float) -> str:
+        """`without_longest_repeat(self.text, n, min_fraction)`, computed once per document (two
+        Chinese rule sets measure repetition on it)."""
+        cache = self.__dict__.setdefault("_without_repeat", {})
+        if (n, min_fraction) not in cache:
+            cache[(n, min_fraction)] = without_longest_repeat(self.text, n, min_fraction)
+        return cache[(n, min_fraction)]
+
     def rewrite(self, text: str, word_count: int | None = None) -> None:
         """Replace the text (line cleaning); what was derived from the old text is dropped.
         `word_count`: len(tokenize(text)), when the caller counted the words of the new text."""
         if text != self.text:
             self.text = text
             self._word_count = word_count
-            for derived in ("words", "lines", "paragraphs"):
+            for derived in ("words", "lines", "paragraphs", "_without_repeat"):
                 self.__dict__.pop(derived, None)
 
 
