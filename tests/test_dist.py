@@ -82,6 +82,9 @@ def check_environment_archive(path: Path) -> dict[str, tuple[str, list[Requireme
     for model in MODELS:
         assert f"{site}/{model}" in names, f"{model}: missing"
 
+    fasttext = files.get(f"{site}/fasttext/FastText.py", b"")
+    assert b"def train_supervised" in fasttext, "fasttext: the official bindings, as `make setup` installs, not fasttext-predict"
+
     distributions = installed_distributions(files)
     assert "glmdata" in distributions
     todo = list(distributions["glmdata"][1])
