@@ -1,7 +1,7 @@
 """The whole pipeline at 1x, 4x and 16x input, in the forms the cluster configs read: time, CPU seconds
 and peak memory per stage, and the per-core rates docs/scaling.md builds the cluster estimate on.
 
-    .venv/bin/python bench/scale.py --forms jsonl wet warc --mb 6 --scales 1 4   # what docs/scaling.md shows
+    .venv/bin/python bench/scale.py --warmup --forms jsonl wet warc --mb 6 --scales 1 4   # docs/scaling.md
     .venv/bin/python bench/scale.py --scales 1 4 16                    # JSON lines at 50, 200, 800 MB
     .venv/bin/python bench/scale.py --estimate-only work/bench-scale/results.json   # tables + estimate again
 
@@ -551,7 +551,8 @@ def estimate(rows: list[dict]) -> None:
     for name, per_vcpu_hour in VCPU_HOUR_PRICES.items():
         console.print(f"{name}: ${per_vcpu_hour:.4f}/vCPU-hour x {total:,.0f} core-hours = ${total * per_vcpu_hour:,.0f}")
     for path, flag in zip(CONFIGS, (f"--num-workers {workers}", f"--instance-count {workers + 1}")):
-        state = "agrees" if flag in (REPO / path).read_text() else "DISAGREES: update its cluster comment"
+        named = re.search(re.escape(flag) + r"(?!\d)", (REPO / path).read_text())
+        state = "agrees" if named else "DISAGREES: update its cluster comment"
         console.print(f"{path}: `{flag}` {state}")
     for form in forms:
         dedup = largest(rows, form)["dedup"]  # per GB of what dedup reads, as BigCode's figure
@@ -564,20 +565,40 @@ def estimate(rows: list[dict]) -> None:
                       f"for {tok['in_mb']:.0f} MB of mix documents")
 
 
+def merge_results(paths: list[str]) -> list[dict]:
+    """Rows of several results.json files; a later file's forms replace an earlier one's."""
+    rows: list[dict] = []
+    for path in paths:
+        new = json.loads(Path(path).read_text())
+        forms = {r["form"] for r in new}
+        rows = [r for r in rows if r["form"] not in forms] + new
+    return rows
+
+
 def main() -> int:
+    global WORK
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--forms", nargs="+", choices=FORMS, default=["jsonl"],
                         help="input forms to run (the estimate needs jsonl and wet; warc adds the WARC alternative)")
     parser.add_argument("--scales", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--mb", type=float, default=50, help="input size at 1x in MB on disk (default 50)")
-    parser.add_argument("--estimate-only", metavar="RESULTS_JSON",
-                        help="print the tables and the GLM-130B estimate from an earlier run's results.json")
+    parser.add_argument("--warmup", action="store_true",
+                        help="first run the whole pipeline once on 2 MB of JSON lines, unmeasured: the JVM compiles "
+                             "dedup's code paths on its first run, which would otherwise weigh on the smallest scale")
+    parser.add_argument("--work", default=str(WORK), help=f"inputs, runs and results.json (default {WORK})")
+    parser.add_argument("--estimate-only", metavar="RESULTS_JSON", nargs="+",
+                        help="print the tables and the GLM-130B estimate from earlier runs' results.json "
+                             "(several: a later file's forms replace an earlier one's)")
     args = parser.parse_args()
     if args.estimate_only:
-        rows = json.loads(Path(args.estimate_only).read_text())
+        rows = merge_results(args.estimate_only)
         print_table(rows)
         estimate(rows)
         return 0
+    WORK = Path(args.work).resolve()
+    WORK.mkdir(parents=True, exist_ok=True)
+    if args.warmup:
+        run_scale("jsonl", 1, 2.0)
     rows = []
     for form in args.forms:
         for scale in args.scales:
