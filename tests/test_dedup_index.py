@@ -93,13 +93,15 @@ def test_snapshot_b_against_a_index_equals_a_plus_b_together(tmp_path, engines, 
         assert summary["extra"]["index_runs_against"] == 1 and summary["extra"]["existing_matches"] > 0
         assert set(first["kept"]) | set(second["kept"]) == set(together["kept"]), name
         assert {**_survivors_of_rejected(first), **_survivors_of_rejected(second)} == _survivors_of_rejected(together)
-        # B's own index holds B's survivors only; A's index is untouched by B's run
+        # B's own index holds B's documents, each with its survivor; A's index is untouched by B's run
         assert [r["run"] for r in DedupIndex(index_a).generation()["runs"]] == [
             r["run"] for r in json.loads((base / "A" / "out" / "dedup_index" / "_manifest" / "gen-000001.json")
                                          .read_text())["runs"]]
         b_index = DedupIndex(str(base / "B" / "out" / "dedup_index"))
-        b_rows = pq.read_table(b_index.run_files(b_index.generation())).column("id").to_pylist()
-        assert sorted(b_rows) == sorted(second["kept"])
+        b_rows = pq.read_table(b_index.run_files(b_index.generation()), columns=["id", "survivor"]).to_pylist()
+        assert sorted(r["id"] for r in b_rows) == sorted([*second["kept"], *second["rejected"]])
+        assert {r["id"]: r["survivor"] for r in b_rows if r["id"] != r["survivor"]} == {
+            doc: detail.split(" in run ")[0] for doc, (_, detail) in second["rejected"].items()}
 
 
 # -- the index itself, on small fixtures (Beam: no session to start)
@@ -150,8 +152,9 @@ def test_append_is_atomic_and_a_resumed_run_does_not_append_twice(tmp_path, monk
                                "b1": ("dup_exact_existing", f"a1 in run {run_a}")}
     assert summary["dropped"]["dup_exact_existing"]["docs"] == 2
     assert index.generation()["generation"] == 2
-    assert sorted(pq.read_table(index.run_files(index.generation())).column("id").to_pylist()) == \
-        sorted([f"a{i}" for i in range(6)] + [f"b{i}" for i in range(2, 6)])
+    rows = pq.read_table(index.run_files(index.generation()), columns=["id", "survivor", "survivor_run"]).to_pylist()
+    assert sorted(r["id"] for r in rows) == sorted([f"a{i}" for i in range(6)] + [f"b{i}" for i in range(6)])
+    assert [(r["survivor"], r["survivor_run"]) for r in rows if r["id"] == "b0"] == [("a0", run_a)]
     # the same run again (a resume after a kill that followed the append): it finds itself in the
     # index, neither reads nor appends itself, and gives the same output
     cfg, again = _run(tmp_path, "b", _docs("b", 6, shared=2), section, "snapshot-b")

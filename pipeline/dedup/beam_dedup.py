@@ -187,7 +187,7 @@ class IndexedNeighbours(beam.PTransform):
     def expand(self, sig):
         wanted = _index_key_filter(self.p)
         old = (sig.pipeline | "index: files" >> beam.Create(self.old_files)
-               | "index: read" >> beam.io.ReadAllFromParquet(columns=self.columns + ["id", "run"]))
+               | "index: read" >> beam.io.ReadAllFromParquet(columns=self.columns + ["id", "survivor", "survivor_run"]))
         new_keys = sig | "index: new keys" >> beam.FlatMap(lambda r: [(k, True) for k in wanted(_index_keys(r))])
         old_keys = old | "index: old keys" >> beam.FlatMap(lambda r: [(k, r["node"]) for k in wanted(_index_keys(r))])
         matched = ({"new": new_keys, "old": old_keys} | "index: join keys" >> beam.CoGroupByKey()
@@ -215,6 +215,7 @@ def _assign_cluster(order: list[str]):
         members = list(members)
         best = min(members, key=key)
         existing = EXISTING if best["origin"] == 0 else ""
+        survivor = best["survivor"] if best["origin"] == 0 else best["id"]  # an indexed one reports its survivor
         for m in members:
             if m["origin"] == 0:  # indexed documents are never rewritten
                 continue
@@ -226,8 +227,8 @@ def _assign_cluster(order: list[str]):
                 reason = REASON_URL + existing
             else:
                 reason = REASON_NEAR + existing
-            yield m["part"], {"row": m["row"], "cluster_id": best["id"], "cluster_size": len(members), "reason": reason,
-                              "survivor_run": best["run"] if best["origin"] == 0 else None}
+            yield m["part"], {"row": m["row"], "cluster_id": survivor, "cluster_size": len(members), "reason": reason,
+                              "survivor_run": best["survivor_run"] if best["origin"] == 0 else None}
     return assign
 
 
@@ -263,7 +264,7 @@ def assignments(engine, sig_dir: str, assign_root: str, work_dir: str, p, thresh
         if old_files:
             neighbours = sig | "indexed neighbours" >> IndexedNeighbours(old_files, p, cols)
             _ = (neighbours | "indexed: members" >> beam.Map(
-                     lambda r: json.dumps({k: r[k] for k in ("node", "id", "run", "text_key", "url_key")}))
+                     lambda r: json.dumps({k: r[k] for k in ("node", "id", "survivor", "survivor_run", "text_key", "url_key")}))
                  | "indexed: write" >> beam.io.WriteToText(storage.join(neighbours_dir, "members"), file_name_suffix=".jsonl"))
             _write_count(neighbours | "indexed: count" >> beam.combiners.Count.Globally(),
                          storage.join(neighbours_dir, "n"), "indexed: n")
@@ -291,7 +292,7 @@ def assignments(engine, sig_dir: str, assign_root: str, work_dir: str, p, thresh
         roots = (edges | "roots" >> beam.Map(lambda e: (e[1], e[1])) | "distinct roots" >> beam.Distinct())
         node_root = (edges, roots) | "node roots" >> beam.Flatten()
         members = (_read_signatures(pl, sig_dir, _MEMBER_COLUMNS)
-                   | "member fields" >> beam.Map(lambda r: {**{k: r[k] for k in _MEMBER_COLUMNS}, "origin": 1, "run": None}))
+                   | "member fields" >> beam.Map(lambda r: {**{k: r[k] for k in _MEMBER_COLUMNS}, "origin": 1}))
         if old_files:
             indexed = (pl | "read indexed" >> beam.io.ReadFromText(storage.join(neighbours_dir, "members*.jsonl"))
                        | "indexed fields" >> beam.Map(lambda line: {**_INDEXED_DEFAULTS, **json.loads(line), "origin": 0}))

@@ -1,9 +1,11 @@
 """The persistent dedup index: every earlier run's survivors, so a new snapshot is deduplicated
 against them without re-reading or re-hashing the old data.
 
-    <index>/runs/<run>/part-NNNNN.parquet   one file per upstream part of that run: its survivors'
-                                            `INDEX_SCHEMA` rows (node, id, exact keys, LSH band keys,
-                                            shingle set for verification)
+    <index>/runs/<run>/part-NNNNN.parquet   one file per upstream part of that run: `INDEX_SCHEMA` rows
+                                            of its documents, dropped ones too (node, id, the survivor
+                                            and its run, exact keys, LSH band keys, shingle set), so a
+                                            new copy of a dropped document finds its survivor, as it
+                                            would in one run over everything
     <index>/_manifest/gen-NNNNNN.json       generation N: the settings the signatures depend on and
                                             the runs it covers (run, input fingerprint, config hash,
                                             documents); the highest generation is the index
@@ -39,6 +41,8 @@ INDEX_SCHEMA = pa.schema([
     ("node", pa.int64()),
     ("id", pa.string()),
     ("run", pa.string()),
+    ("survivor", pa.string()),  # the id of the document's cluster survivor (its own id when it survived)
+    ("survivor_run", pa.string()),  # the run that survivor belongs to
     ("text_key", pa.int64()),
     ("url_key", pa.int64()),
     ("n_shingles", pa.int32()),

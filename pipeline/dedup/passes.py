@@ -11,8 +11,8 @@
    assignment table (`<work>/assign/part=N/`, written by the engine) and writes the stage output:
    survivors and singletons to data/ with `dup_cluster_id`/`dup_cluster_size`, duplicates to
    rejected/<reason>/ with the survivor's id (and its run, when it is an indexed document),
-   unreadable rows to errors/; and, when the run appends to a dedup index, its survivors'
-   signature rows to the index's runs/<run>/part-N.parquet.
+   unreadable rows to errors/; and, when the run appends to a dedup index, its documents'
+   signature rows with their survivors to the index's runs/<run>/part-N.parquet.
 
 Between them the engine (Spark: `spark_dedup`, Beam: `beam_dedup`) turns signatures into
 assignments: only documents in a cluster of two or more appear in the assignment table.
@@ -23,7 +23,7 @@ import hashlib
 import math
 import traceback
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
@@ -275,6 +275,15 @@ def read_parquet_dir(path: str, columns: list[str] | None = None) -> pa.Table | 
     return pa.concat_tables(tables) if tables else None
 
 
+@dataclass
+class _PartRemovals:
+    """One part's frequent lines: keys per row, documents per key, and the removed lines seen."""
+
+    by_row: dict[int, set[int]] = field(default_factory=dict)
+    frequency: dict[int, int] = field(default_factory=dict)
+    samples: dict[int, tuple[int, str, str]] = field(default_factory=dict)  # key -> (documents, lang, line)
+
+
 @dataclass(frozen=True)
 class IndexAppend:
     """Where a run's survivors go in the index it appends to, and under which run name and number."""
@@ -287,7 +296,7 @@ class IndexAppend:
 @dataclass
 class AssignmentTask:
     """Engine task: one upstream part + its assignments -> data/, rejected/, errors/ of the stage
-    (+ the part's survivors to the index when `append` is set)."""
+    (+ the part's signatures and survivors to the index when `append` is set)."""
 
     stage_name: str
     out_dir: str
@@ -321,45 +330,48 @@ class AssignmentTask:
             sig = pq.read_table(storage.open_input(sig_path), columns=["row", "error"])
             failed = {r["row"]: r["error"] for r in sig.filter(pc.is_valid(sig.column("error"))).to_pylist()}
             if self.append is not None:
-                self._append_survivors(part, sig_path, assigned)
-        removals: dict[int, set[int]] = {}
-        self._frequency: dict[int, int] = {}
-        self._samples: dict[int, tuple[int, str, str]] = {}
+                self._append_signatures(part, sig_path, assigned)
+        removals = _PartRemovals()  # per call: engines run several units on one task object at once
         if self.paragraphs is not None:
             table = read_parquet_dir(assignment_dir(self.removal_root, part))
             if table is not None:
                 for r in table.select(REMOVAL_SCHEMA.names).to_pylist():
-                    removals.setdefault(r["row"], set()).add(r["key"])
-                    self._frequency[r["key"]] = r["docs"]
+                    removals.by_row.setdefault(r["row"], set()).add(r["key"])
+                    removals.frequency[r["key"]] = r["docs"]
         row = 0
         for batch in pq.ParquetFile(storage.open_input(path)).iter_batches(batch_size=self.batch_size):
             self._route(batch, row, assigned, failed, out, removals)
             row += batch.num_rows
-        if self.paragraphs is not None and self._samples:
-            top = sorted(self._samples.items(), key=lambda kv: (-kv[1][0], kv[0]))[:self.paragraphs.samples]
+        if removals.samples:
+            top = sorted(removals.samples.items(), key=lambda kv: (-kv[1][0], kv[0]))[:self.paragraphs.samples]
             sink = storage.ParquetSink(storage.join(self.samples_dir, f"part-{part:05d}.parquet"), SAMPLE_SCHEMA)
             sink.write(pa.Table.from_pylist([{"key": k, "docs": d, "lang": lang, "line": line[:500]}
                                              for k, (d, lang, line) in top], SAMPLE_SCHEMA))
             sink.close()
 
-    def _append_survivors(self, part: int, sig_path: str, assigned: dict) -> None:
-        """This part's survivors and singletons as index rows (a rerun overwrites the same file)."""
+    def _append_signatures(self, part: int, sig_path: str, assigned: dict) -> None:
+        """This part's documents as index rows, each with its survivor (a rerun overwrites the same file)."""
         sig = pq.read_table(storage.open_input(sig_path), columns=["node", "row", "id", "text_key", "url_key",
                                                                    "n_shingles", "bands", "shingles", "error"])
-        keep = [i for i, (row, error) in enumerate(zip(sig.column("row").to_pylist(), sig.column("error").to_pylist()))
-                if error is None and assigned.get(row, (None, 1, None, None))[2] is None]
-        sig = sig.take(pa.array(keep, pa.int64()))
+        sig = sig.filter(pc.is_null(sig.column("error")))
+        run, survivors, survivor_runs = self.append.run, [], []
+        for row, doc in zip(sig.column("row").to_pylist(), sig.column("id").to_pylist()):
+            cluster_id, _, _, survivor_run = assigned.get(row, (doc, 1, None, None))
+            survivors.append(cluster_id)
+            survivor_runs.append(survivor_run or run)
         seq = self.append.seq
         rows = sig.drop_columns(["row", "error"])
         rows = rows.set_column(0, "node", pa.array([index_node(seq, n) for n in sig.column("node").to_pylist()],
                                                    pa.int64()))
-        rows = rows.append_column("run", pa.array([self.append.run] * rows.num_rows, pa.string()))
+        rows = rows.append_column("run", pa.array([run] * rows.num_rows, pa.string()))
+        rows = rows.append_column("survivor", pa.array(survivors, pa.string()))
+        rows = rows.append_column("survivor_run", pa.array(survivor_runs, pa.string()))
         sink = storage.ParquetSink(storage.join(self.append.run_dir, f"part-{part:05d}.parquet"), INDEX_SCHEMA)
         sink.write(rows.select(INDEX_SCHEMA.names).cast(INDEX_SCHEMA))
         sink.close()
 
-    def _without_frequent_paragraphs(self, table: pa.Table, keep: list[int], first_row: int, removals: dict,
-                                     out: UnitWriter) -> tuple[pa.Table, list[int], list[int], list[str]]:
+    def _without_frequent_paragraphs(self, table: pa.Table, keep: list[int], first_row: int,
+                                     removals: "_PartRemovals", out: UnitWriter) -> tuple[pa.Table, list[int], list[int], list[str]]:
         """Kept rows with their frequent lines removed: (table with the new texts, rows still kept,
         rows left too short, how many characters each of those has left)."""
         p = self.paragraphs
@@ -368,7 +380,7 @@ class AssignmentTask:
         sources = table.column("source").to_pylist() if "source" in table.column_names else [None] * table.num_rows
         still, short, left = [], [], []
         for i in keep:
-            remove = removals.get(first_row + i)
+            remove = removals.by_row.get(first_row + i)
             if not remove:
                 still.append(i)
                 continue
@@ -379,8 +391,8 @@ class AssignmentTask:
                 len((texts[i] or "").encode("utf-8", "surrogatepass")) - len(text.encode("utf-8", "surrogatepass"))
             out.stats.extra["paragraph_docs_rewritten"] += 1
             for key, line in removed:
-                if key not in self._samples:
-                    self._samples[key] = (self._frequency[key], lang or "", line.strip())
+                if key not in removals.samples:
+                    removals.samples[key] = (removals.frequency[key], lang or "", line.strip())
             texts[i] = text
             if len(text.strip()) < p.of(p.min_doc_chars, lang):
                 short.append(i)
@@ -391,7 +403,7 @@ class AssignmentTask:
         return table, still, short, left
 
     def _route(self, batch: pa.RecordBatch, first_row: int, assigned: dict, failed: dict, out: UnitWriter,
-               removals: dict) -> None:
+               removals: "_PartRemovals") -> None:
         sizes = pc.binary_length(batch.column("text")).fill_null(0).to_pylist()
         out.consumed(batch.num_rows, sum(sizes))
         ids = batch.column("id").to_pylist()
@@ -419,7 +431,7 @@ class AssignmentTask:
         table = pa.Table.from_batches([batch])
         if TEXT_BEFORE_REWRITE in table.column_names:  # used up by the signatures; stages between may
             table = table.drop_columns([TEXT_BEFORE_REWRITE])  # have redacted `text` but not this copy
-        if removals:
+        if removals.by_row:
             cluster = dict(zip(keep, zip(cluster_ids, cluster_sizes)))
             rewritten, keep, short, left = self._without_frequent_paragraphs(table, keep, first_row, removals, out)
             out.reject(table.take(pa.array(short, pa.int64())), REASON_PARAGRAPHS_LEFT_SHORT,

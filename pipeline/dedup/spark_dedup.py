@@ -120,8 +120,10 @@ _RULE_COLUMNS = {"part": "int", "row": "long", "id": "string", "length": "long",
 
 
 def with_indexed_neighbours(spark: SparkSession, sig: DataFrame, old_files: list[str], p) -> DataFrame:
-    """`sig` (origin 1) plus the indexed documents (origin 0, their run named) that share a key with it."""
-    new = sig.select(*_GRAPH_COLUMNS, *_RULE_COLUMNS, F.lit(1).alias("origin"), F.lit(None).cast("string").alias("run"))
+    """`sig` (origin 1) plus the indexed documents (origin 0) that share a key with it, each with the
+    survivor a member of its cluster reports (an indexed document's own survivor) and that one's run."""
+    new = sig.select(*_GRAPH_COLUMNS, *_RULE_COLUMNS, F.lit(1).alias("origin"), F.col("id").alias("survivor"),
+                     F.lit(None).cast("string").alias("run"))
     if not old_files:
         return new
     old = read_parquet(spark, old_files)
@@ -140,7 +142,8 @@ def with_indexed_neighbours(spark: SparkSession, sig: DataFrame, old_files: list
         matched = matched.unionByName(h)
     neighbours = old.join(matched.distinct(), "node", "left_semi")
     rule_defaults = [F.lit(None).cast(kind).alias(name) for name, kind in _RULE_COLUMNS.items() if name != "id"]
-    return new.unionByName(neighbours.select(*_GRAPH_COLUMNS, "id", *rule_defaults, F.lit(0).alias("origin"), "run"))
+    return new.unionByName(neighbours.select(*_GRAPH_COLUMNS, "id", *rule_defaults, F.lit(0).alias("origin"),
+                                             "survivor", F.col("survivor_run").alias("run")))
 
 
 def assignments(spark: SparkSession, sig_dir: str, assign_root: str, checkpoint_dir: str, p,
@@ -153,10 +156,11 @@ def assignments(spark: SparkSession, sig_dir: str, assign_root: str, checkpoint_
     edges = checkpoint(candidate_edges(graph, p, threshold), storage.join(checkpoint_dir, "edges"))
     n_edges = edges.count()
     comps, rounds = connected_components(edges, max_rounds, checkpoint_dir)
-    members = comps.join(graph.select("node", "origin", "run", *_RULE_COLUMNS, "text_key", "url_key"), "node")
+    members = comps.join(graph.select("node", "origin", "survivor", "run", *_RULE_COLUMNS, "text_key", "url_key"),
+                         "node")
     best = members.groupBy("root").agg(
         F.min(F.struct(*survivor_key(survivor_order), F.col("text_key").alias("_text_key"),
-                       F.col("url_key").alias("_url_key"), F.col("id").alias("_id"),
+                       F.col("url_key").alias("_url_key"), F.col("survivor").alias("_id"),
                        F.col("run").alias("_run"))).alias("best"),
         F.count("*").alias("cluster_size"))
     existing = F.when(F.col("best._origin") == 0, F.lit(EXISTING)).otherwise(F.lit(""))

@@ -26,7 +26,7 @@ The survivor rule (`survivor_order`, most important first; the default):
      be named too.
 
 Incremental dedup against a persistent index (pipeline/dedup/index.py): after a run its
-survivors' signatures go to `index` (default <workdir>/dedup_index; gs:// and s3:// work), and a
+documents' signatures, each with its survivor, go to `index` (default <workdir>/dedup_index; gs:// and s3:// work), and a
 later run with `against: [index, ...]` also clusters its documents with the indexed ones sharing a
 key. Indexed documents always win ("old wins": they are never rewritten), so a new document in
 their cluster goes to rejected/dup_exact_existing, dup_url_existing or dup_near_existing with
@@ -237,8 +237,9 @@ class DedupStage(Stage):
         self._paragraph_report = self._paragraph_summary(total, samples_dir) if paragraphs else None
         storage.rmtree(work)
         if append is not None:  # the run's files are in place: generation N+1 makes them part of the index
-            self.index.commit(manifest, settings, {"run": append.run, **identity, "documents": total.kept.docs,
-                                                   "against": [i.path for i in self.against]})
+            self.index.commit(manifest, settings, {
+                "run": append.run, **identity, "survivors": total.kept.docs, "against": [i.path for i in self.against],
+                "documents": total.input.docs - sum(c.docs for c in total.errors.values())})
         total.extra["index_runs_against"] = against_runs
         total.extra["units"] = len(parts)
         total.extra["bands"] = self.params.bands
