@@ -47,8 +47,9 @@ def read_dedup_output(stage_dir: str) -> dict:
 def clustered_pairs(output: dict) -> set[tuple[str, str]]:
     """Every pair of documents that share a cluster, as (smaller id, larger id)."""
     clusters = defaultdict(list)
-    for doc, (_, survivor) in output["rejected"].items():
-        clusters[survivor].append(doc)
+    for doc, (reason, survivor) in output["rejected"].items():
+        if reason.startswith("dup_"):  # not paragraph_dedup:too_short, whose detail is a length
+            clusters[survivor.split(" in run ")[0]].append(doc)
     pairs = set()
     for survivor, docs in clusters.items():
         pairs.update(tuple(sorted(p)) for p in combinations([survivor, *docs], 2))
