@@ -6,11 +6,10 @@ The bare loop is what a user writes: `sp.encode(text)` per document, ids as Pyth
 baseline is SentencePiece's batch call on one thread with numpy output, the call the stage itself
 makes: the stage against it is the cost of the pipeline around SentencePiece (Parquet, Arrow, Spark).
 
---profile also runs the stage's units in this process with a CPU timer around each step (Parquet read,
-text to Python, SentencePiece's call, ids and offsets, the Arrow column, sums, document profile,
-Parquet write, Python's garbage collector, the rest of the task); the best Spark run's CPU is split by
-process (driver, JVM, Python daemon and workers), so what the Spark run costs beyond the timed steps is
-PySpark's (JVM, Python worker, task and job set-up).
+--profile also runs the stage --rounds more times with a CPU timer around each step inside the Spark
+Python worker (Parquet read, text to Python, SentencePiece's call, ids and offsets, the Arrow column,
+sums, document profile, Parquet write, Python's garbage collector, the rest of the task), and splits the
+rest of the run's CPU by process: the Python worker outside the tasks, the JVM, the driver.
 
 The documents are every text of ../shared/data/text, repeated --copies times (ids made unique) and
 written as a finished mix stage in --parts Parquet files. The model is trained here with the
@@ -205,21 +204,14 @@ class StepTimer:
                 setattr(owner, attr, original)
 
 
-class InProcessEngine:
-    """Runs a stage's units one after another in this process (the profile's reference, not an engine)."""
-
-    name = "in-process"
-
-    def map_units(self, label, fn, units):
-        return [fn(u) for u in units]
+PROFILE_KEY = "profile|"  # the timed steps travel back in each unit's counts as extra["profile|<step>"]
+TASK = "whole task"
 
 
-def profile_steps(cfg) -> tuple[dict[str, float], float]:
-    """({step: CPU seconds}, CPU seconds of the whole in-process run) of one run of the stage in this process."""
+def time_the_steps(timer: StepTimer) -> None:
+    """Wrap every step of an encode task (pipeline.stage.MapStage.process_unit and what it calls)."""
     import sentencepiece as spm
 
-    timer = StepTimer()
-    timer.wrap(UnitTask, "__call__", "the rest of the task (routing, counting, open/close)")
     timer.wrap_iterator(pq.ParquetFile, "iter_batches", "Parquet read")
     timer.wrap(encode_module, "document_texts", "text to Python str")
     timer.wrap(spm.SentencePieceProcessor, "encode", "SentencePiece batch call")
@@ -230,29 +222,56 @@ def profile_steps(cfg) -> tuple[dict[str, float], float]:
     timer.wrap(storage.ParquetSink, "write", "Parquet write")
     timer.wrap(storage.ParquetSink, "close", "Parquet write")
     timer.count_garbage_collection()
-    started = time.process_time()
+
+
+class ProfiledUnitTask(UnitTask):
+    """A UnitTask that times the stage's steps where the engine runs it (a Spark Python worker) and
+    returns the seconds with its counts, which the stage sums over units like any extra figure."""
+
+    def __call__(self, indexed_unit):
+        timer = StepTimer()
+        time_the_steps(timer)
+        started = time.process_time()
+        try:
+            counts = super().__call__(indexed_unit)
+        finally:
+            timer.restore()
+        for step, seconds in [*timer.seconds.items(), (TASK, time.process_time() - started)]:
+            counts["extra"][PROFILE_KEY + step] = seconds
+        return counts
+
+
+def profile_run(cfg, engine) -> tuple[dict[str, float], dict[str, float]]:
+    """({step: CPU seconds in the workers}, {process kind: CPU seconds}) of one Spark run with ProfiledUnitTask."""
+    import pipeline.stage as stage_module
+
+    stage_module.UnitTask = ProfiledUnitTask
     try:
-        run_stage(EncodeStage(cfg), InProcessEngine(), force=True)
+        cpu = tree_cpu_seconds()
+        summary = run_stage(EncodeStage(cfg), engine, force=True)
+        by_kind = {kind: seconds - cpu[kind] for kind, seconds in tree_cpu_seconds().items()}
     finally:
-        timer.restore()
-    return dict(timer.seconds), time.process_time() - started
+        stage_module.UnitTask = UnitTask
+    steps = {k[len(PROFILE_KEY):]: v for k, v in summary["extra"].items() if k.startswith(PROFILE_KEY)}
+    return steps, by_kind
 
 
-def print_profile(console, runs: list[tuple[dict[str, float], float]], spark_by_kind: dict[str, float]) -> None:
-    """The steps of the cheapest in-process run, and what the best Spark run spent beyond them, by process."""
+def print_profile(console, runs: list[tuple[dict[str, float], dict[str, float]]]) -> None:
+    """The steps of the cheapest profiled Spark run, timed in its Python worker, and the rest of its CPU by process."""
     from rich.table import Table
 
-    steps, _ = min(runs, key=lambda run: run[1])
-    spark_cpu = sum(spark_by_kind.values())
+    steps, by_kind = min(runs, key=lambda run: sum(run[1].values()))
+    spark_cpu = sum(by_kind.values())
+    task = steps.pop(TASK)
     rows = sorted(steps.items(), key=lambda kv: -kv[1]) + [
-        ("Spark run: Python workers beyond these steps",
-         spark_by_kind["Python daemon and workers"] - sum(steps.values())),
-        ("Spark run: the driver (run_stage, py4j, job set-up)", spark_by_kind["driver"]),
-        ("Spark run: the JVM", spark_by_kind["JVM"]),
-        ("Spark run (best)", spark_cpu)]
-    table = Table(title="where the stage's CPU goes: steps timed in this process (the cheapest of the runs), "
-                        "the rest of the best Spark run by process", show_edge=False)
-    for col in ("step", "CPU s", "share of the Spark run"):
+        ("rest of the task (routing, counting, open/close)", task - sum(steps.values())),
+        ("Python worker outside the tasks (PySpark)", by_kind["Python daemon and workers"] - task),
+        ("JVM (Spark)", by_kind["JVM"]),
+        ("driver (run_stage, py4j, job set-up)", by_kind["driver"]),
+        ("the profiled Spark run", spark_cpu)]
+    table = Table(title="where the stage's CPU goes on Spark local[1] (the cheapest of the profiled runs; "
+                        "steps timed in the Python worker)", show_edge=False)
+    for col in ("step", "CPU s", "share"):
         table.add_column(col, justify="right")
     for name, seconds in rows:
         table.add_row(name, f"{seconds:.3f}", f"{seconds / spark_cpu:.1%}")
@@ -267,7 +286,7 @@ def main() -> int:
     p.add_argument("--model", help="an existing SentencePiece model instead of training one")
     p.add_argument("--rounds", type=int, default=2, help="runs of each, alternating; the best of each counts")
     p.add_argument("--profile", action="store_true",
-                   help="also run the stage in this process with a CPU timer per step (--rounds times)")
+                   help="also run the stage --rounds times with a CPU timer per step in the Spark worker")
     args = p.parse_args()
     from rich.console import Console
     from rich.table import Table
@@ -321,8 +340,8 @@ def main() -> int:
                 stage_by_kind = by_kind
             keep_best("stage", time.perf_counter() - started, stage_cpu)
             stage_tokens = sum(v["tokens"] for v in summary["report"]["languages"].values())
+        profiles = [profile_run(cfg, engine) for _ in range(args.rounds)] if args.profile else []
         engine.close()
-        profiles = [profile_steps(cfg) for _ in range(args.rounds)] if args.profile else []
         assert stage_tokens == bare_tokens == batch_tokens, (stage_tokens, bare_tokens, batch_tokens)
 
     table = Table(title=f"encode: {len(texts):,} documents, {nbytes / 1e6:,.1f} MB, {bare_tokens:,} tokens, "
@@ -342,7 +361,7 @@ def main() -> int:
     console.print("the best stage run's CPU seconds by process: "
                   + ", ".join(f"{kind} {seconds:.2f}" for kind, seconds in stage_by_kind.items()))
     if profiles:
-        print_profile(console, profiles, stage_by_kind)
+        print_profile(console, profiles)
     return 0 if bare_cpu / stage_cpu >= TARGET else 1
 
 
