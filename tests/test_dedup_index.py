@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -173,21 +174,20 @@ def test_settings_mismatch_names_the_key(tmp_path):
 
 def test_lease_refuses_a_second_appender_and_takes_over_a_dead_ones(tmp_path):
     index = DedupIndex(str(tmp_path / "index"))
-    with index.lease(60, "first run"):
-        with pytest.raises(IndexBusy, match="being appended to by first run"):
-            with index.lease(60, "second run"):
+    lock = tmp_path / "index" / "_LOCK"
+    with index.lease():
+        with pytest.raises(IndexBusy, match="dedup index .* is held by another run"):
+            with index.lease():
                 pass
         # another process cannot take it either
         code = ("import sys; from pipeline.dedup.index import DedupIndex, IndexBusy\n"
-                f"try:\n    DedupIndex({index.path!r})._acquire({{'owner': 'x', 'expires': 1e12}})\n"
+                f"try:\n    DedupIndex({index.path!r}).lease().__enter__()\n"
                 "except IndexBusy:\n    sys.exit(3)\n")
         assert subprocess.run([sys.executable, "-c", code], env={**os.environ}).returncode == 3
-    assert not storage.exists(index.lease_path)
-    # a holder that died (its pid is gone) or whose time ran out leaves a stale lease: taken over
+    assert not lock.exists()
+    # a holder that died (its pid is gone) or stopped beating leaves a stale lease: taken over
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    for stale in ({"pid": int(dead.stdout), "expires": time.time() + 3600},
-                  {"pid": os.getpid(), "expires": time.time() - 1}):
-        with open(index.lease_path, "w") as f:
-            json.dump({"owner": "old", "holder": "killed run", "host": os.uname().nodename, **stale}, f)
-        with index.lease(60, "new run"):
-            assert json.loads(storage.read_text(index.lease_path))["holder"] == "new run"
+    for stale in ({"pid": int(dead.stdout), "heartbeat": time.time()}, {"pid": os.getpid(), "heartbeat": 0}):
+        lock.write_text(json.dumps({"run_id": "killed", "host": socket.gethostname(), "started": 0, **stale}))
+        with index.lease() as held:
+            assert json.loads(lock.read_text())["run_id"] == held.run_id

@@ -9,29 +9,26 @@ against them without re-reading or re-hashing the old data.
     <index>/_manifest/gen-NNNNNN.json       generation N: the settings the signatures depend on and
                                             the runs it covers (run, input fingerprint, config hash,
                                             documents); the highest generation is the index
-    <index>/_lease.json                     held by the one run appending, while it runs
+    <index>/_LOCK                           held by the one run appending, while it runs
 
 Appending is atomic: a run writes its files under runs/<run>/ (unreferenced, so invisible), then
 writes generation N+1 under a temporary name and renames it into place; a run killed before that
 leaves the index at generation N. Old runs' files are never rewritten. Two appenders are refused by
-the lease (created exclusively on local disks; written then read back on object stores, which
-have no exclusive create); a lease whose holder died on this host, or whose time ran out, is taken
-over. All I/O goes through `pipeline.storage`, so an index may live on gs:// or s3://.
+the lease (`pipeline.runner.WorkdirLease` on the index: created exclusively on local disks, read
+back on object stores, renewed by a heartbeat; a dead holder's lease is taken over). All I/O goes
+through `pipeline.storage`, so an index may live on gs:// or s3://.
 """
 from __future__ import annotations
 
 import contextlib
 import json
-import os
-import socket
-import time
-import uuid
 from dataclasses import dataclass
 
 import pyarrow as pa
 
 from pipeline import storage
 from pipeline.config import ConfigError
+from pipeline.runner import WorkdirBusy, WorkdirLease
 
 FORMAT = "glmdata-dedup-index"
 VERSION = 1
@@ -69,10 +66,6 @@ class DedupIndex:
     @property
     def manifest_dir(self) -> str:
         return storage.join(self.path, "_manifest")
-
-    @property
-    def lease_path(self) -> str:
-        return storage.join(self.path, "_lease.json")
 
     def run_dir(self, run: str) -> str:
         return storage.join(self.path, "runs", run)
@@ -115,60 +108,15 @@ class DedupIndex:
 
     # -- the lease
     @contextlib.contextmanager
-    def lease(self, ttl_s: float, holder: str):
-        """Hold the index's lease for the block; refuse (IndexBusy) while another live run holds it."""
-        mine = {"owner": uuid.uuid4().hex, "holder": holder, "host": socket.gethostname(), "pid": os.getpid(),
-                "expires": time.time() + ttl_s}
-        self._acquire(mine)
+    def lease(self):
+        """Hold the index's lease for the block; refuse (IndexBusy) while another live run holds it.
+        The runner's workdir lease does the work (exclusive create, heartbeat, stale takeover)."""
+        held = WorkdirLease(self.path)
         try:
-            yield
+            held.acquire()
+        except WorkdirBusy as e:
+            raise IndexBusy(f"the dedup index {self.path} is held by another run appending to it ({e})") from None
+        try:
+            yield held
         finally:
-            with contextlib.suppress(Exception):
-                if json.loads(storage.read_text(self.lease_path)).get("owner") == mine["owner"]:
-                    storage.rmtree(self.lease_path)
-
-    def _acquire(self, mine: dict) -> None:
-        for _ in range(2):
-            if storage.exists(self.lease_path):
-                held = self._read_lease()
-                if held is not None and not _stale(held):
-                    raise IndexBusy(
-                        f"the dedup index {self.path} is being appended to by {held.get('holder')} "
-                        f"(host {held.get('host')}, pid {held.get('pid')}, lease until "
-                        f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(held.get('expires', 0)))}); "
-                        f"wait for it, or delete {self.lease_path} if that run is gone")
-                storage.rmtree(self.lease_path)  # stale: its holder died or its time ran out
-            if self._create_exclusive(json.dumps(mine).encode()) and self._read_lease() == mine:
-                return
-        raise IndexBusy(f"another run took the lease on {self.path} at the same moment; try again")
-
-    def _read_lease(self) -> dict | None:
-        with contextlib.suppress(FileNotFoundError, OSError, ValueError):
-            return json.loads(storage.read_text(self.lease_path))
-        return None
-
-    def _create_exclusive(self, data: bytes) -> bool:
-        if "://" in self.path:  # object stores: last writer wins; the read-back decides
-            storage.write_bytes(self.lease_path, data)
-            return True
-        storage.makedirs(self.path)
-        try:
-            fd = os.open(self.lease_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            return False
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        return True
-
-
-def _stale(lease: dict) -> bool:
-    if time.time() > lease.get("expires", 0):
-        return True
-    if lease.get("host") == socket.gethostname():
-        try:
-            os.kill(int(lease["pid"]), 0)
-        except ProcessLookupError:
-            return True
-        except (PermissionError, KeyError, ValueError, TypeError):
-            return False
-    return False
+            held.release()

@@ -109,7 +109,6 @@ class DedupSection:
     # persistent index: where this run's survivors go (a relative path: under the workdir; null: none)
     index: str | None = "dedup_index"
     against: list[str] = field(default_factory=list)  # indexes of earlier runs to deduplicate against
-    index_lease_s: float = 6 * 3600  # how long a run may hold the index before others may take it
     paragraphs: ParagraphDedupSection = field(default_factory=ParagraphDedupSection)
 
 
@@ -162,12 +161,11 @@ class DedupStage(Stage):
         return storage.filesystem(a.path)[1].rstrip("/") == storage.filesystem(b.path)[1].rstrip("/")
 
     def execute(self, stage_run: StageRun) -> StageStats:
-        holder = f"dedup of {stage_run.cfg.run.workdir}"
-        lease = self.index.lease(self.section.index_lease_s, holder) if self.index else contextlib.nullcontext()
-        with lease:  # the index's generation read here is the one this run appends to
-            return self._execute(stage_run)
+        with self.index.lease() if self.index else contextlib.nullcontext() as lease:
+            # the index's generation read under the lease is the one this run appends to
+            return self._execute(stage_run, lease)
 
-    def _execute(self, stage_run: StageRun) -> StageStats:
+    def _execute(self, stage_run: StageRun, lease) -> StageStats:
         where = f"{self.cfg.path}: dedup"
         settings = self.params.index_settings()
         identity = self._run_identity(stage_run)
@@ -237,6 +235,7 @@ class DedupStage(Stage):
         self._paragraph_report = self._paragraph_summary(total, samples_dir) if paragraphs else None
         storage.rmtree(work)
         if append is not None:  # the run's files are in place: generation N+1 makes them part of the index
+            lease.check()  # still ours (a run that lost it must not append)
             self.index.commit(manifest, settings, {
                 "run": append.run, **identity, "survivors": total.kept.docs, "against": [i.path for i in self.against],
                 "documents": total.input.docs - sum(c.docs for c in total.errors.values())})
