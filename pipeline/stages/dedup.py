@@ -36,6 +36,14 @@ B document bridges two A clusters (both A survivors stay: old documents are neve
 A run that finds itself already in the index (same input fingerprint and config) neither reads nor
 appends itself again, so a run killed after its append and then resumed gives the same output.
 
+Paragraph dedup (`paragraphs`, CCNet-style): after clustering, each line key (filters.paragraphs:
+the line normalized as MinHash normalizes text) is counted over the surviving documents on the
+engine (a shuffle by key; duplicates do not count), lines found in more than `max_docs` documents
+of their language are removed from the kept text, and a document left shorter than
+`min_doc_chars` goes to rejected/paragraph_dedup:too_short. Counts are per run: the index plays
+no part in them. stats.json's report.paragraph_dedup holds lines and bytes removed (per source and
+language) and the most frequent removed lines. Default limit: bench/dedup_paragraphs.py.
+
 Scratch (signatures, assignments, Spark checkpoints) lives under the stage's temporary folder in
 the workdir and is removed before the commit.
 """
