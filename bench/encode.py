@@ -15,7 +15,7 @@ The documents are every text of ../shared/data/text, repeated --copies times (id
 written as a finished mix stage in --parts Parquet files. The model is trained here with the
 project's settings (--vocab-size) unless --model names one.
 
-    .venv/bin/python bench/encode.py [--copies 8] [--parts 2] [--vocab-size 32000] [--model M] [--rounds 2] [--profile]
+    .venv/bin/python bench/encode.py [--copies 8] [--parts 2] [--vocab-size 32000] [--model M] [--rounds 2] [--warmup 3] [--profile]
 """
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ import yaml  # noqa: E402
 
 import pipeline.stages.encode as encode_module  # noqa: E402
 from pipeline import doc_profile, storage  # noqa: E402
-from pipeline.config import load_config  # noqa: E402
+from pipeline.stages import load_config  # noqa: E402
 from pipeline.engines.spark import SparkEngine  # noqa: E402
 from pipeline.runner import run_stage  # noqa: E402
 from pipeline.schema import DOC_SCHEMA  # noqa: E402
@@ -285,6 +285,7 @@ def main() -> int:
     p.add_argument("--vocab-size", type=int, default=32000)
     p.add_argument("--model", help="an existing SentencePiece model instead of training one")
     p.add_argument("--rounds", type=int, default=2, help="runs of each, alternating; the best of each counts")
+    p.add_argument("--warmup", type=int, default=3, help="untimed runs of the stage first (default 3)")
     p.add_argument("--profile", action="store_true",
                    help="also run the stage --rounds times with a CPU timer per step in the Spark worker")
     args = p.parse_args()
@@ -313,8 +314,13 @@ def main() -> int:
         cfg = load_config(cfg_path)
         engine = SparkEngine(cfg)
         # Warm up untimed: the Python worker imports the stage and loads the model, the JVM compiles its
-        # hot paths, as in any encode run longer than this one.
-        run_stage(EncodeStage(cfg), engine, force=True)
+        # hot paths, as in any encode run longer than this one. The JVM's CPU per run falls over the first
+        # few runs (JIT compilation); it is printed so the reader sees where it settles.
+        warmup_jvm = []
+        for _ in range(args.warmup):
+            cpu = tree_cpu_seconds()["JVM"]
+            run_stage(EncodeStage(cfg), engine, force=True)
+            warmup_jvm.append(tree_cpu_seconds()["JVM"] - cpu)
         nbytes = sum(len(t.encode()) for t in texts)
 
         # Alternate the three, best of --rounds each (wall and CPU apart): the machine is shared and
@@ -358,6 +364,7 @@ def main() -> int:
                   f"(target >= {TARGET})")
     console.print(f"stage / batch call: {batch_cpu / stage_cpu:.2f} in tokens per CPU second, "
                   f"{batch_wall / stage_wall:.2f} in wall time")
+    console.print("JVM CPU seconds of the untimed warm-up runs: " + ", ".join(f"{x:.2f}" for x in warmup_jvm))
     console.print("the best stage run's CPU seconds by process: "
                   + ", ".join(f"{kind} {seconds:.2f}" for kind, seconds in stage_by_kind.items()))
     if profiles:
