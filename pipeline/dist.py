@@ -314,8 +314,13 @@ def build(out: Path, python_version: str, glibc: tuple[int, int] = DEFAULT_GLIBC
             pip("wheel", "-q", "--no-deps", "-w", str(wheels), *pure, cwd=tmp)
         target_flags = ["--only-binary=:all:", "--python-version", python_version, "--implementation", "cp",
                         "--abi", abi, "--abi", "abi3", "--abi", "none", *[f"--platform={p}" for p in platforms]]
-        pip("download", "-q", *target_flags, "--find-links", str(wheels), "-c", str(constraints), "-d", str(wheels),
-            str(project), cwd=tmp)
+        try:
+            pip("download", "-q", *target_flags, "--find-links", str(wheels), "-c", str(constraints), "-d",
+                str(wheels), str(project), cwd=tmp)
+        except DistError as e:
+            raise DistError(f"{e}\nThe pins are this venv's versions; one may publish no wheel for CPython "
+                            f"{python_version} (numpy 2.3+ has none for 3.10): build from a venv of that Python "
+                            f"(make setup PYTHON=python{python_version}), whose versions exist for it.") from None
         override = f"{OVERRIDE}=={metadata.version(OVERRIDE)}"
         pip("download", "-q", *target_flags, "--no-deps", "-d", str(wheels), override, cwd=tmp)
         site = tmp / "env" / SITE_DIR

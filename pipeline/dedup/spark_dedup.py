@@ -191,13 +191,14 @@ def _limit_by_lang(table: dict[str, int]):
 def paragraph_removals(spark: SparkSession, para_dir: str, assign_root: str, removal_root: str, max_docs: dict) -> dict:
     """Count each line key over the surviving documents (a shuffle by key); write, per part, the
     (row, key, docs) of lines found in more documents than their language allows."""
-    paras = spark.read.parquet(para_dir)
+    paras = read_parquet(spark, para_dir)
     survivors = paras
     if storage.exists(assign_root) and storage.expand(assign_root):
-        dups = spark.read.parquet(assign_root).where(F.col("reason").isNotNull()).select("part", "row")
+        dups = read_parquet(spark, assign_root).where(F.col("reason").isNotNull()).select("part", "row")
         survivors = paras.join(dups, ["part", "row"], "left_anti")
     counts = survivors.groupBy("key").agg(F.count("*").alias("docs"))
     remove = survivors.join(counts, "key").where(F.col("docs") > _limit_by_lang(max_docs))
-    remove.select("part", "row", "key", "docs").repartition("part").sortWithinPartitions("part", "row", "key") \
-        .write.mode("overwrite").partitionBy("part").parquet(removal_root)
+    storage.rmtree(removal_root)  # an interrupted attempt's files
+    write_groups(remove.select("part", "row", "key", "docs").repartition("part").sortWithinPartitions("part", "row", "key"),
+                 "part", lambda part: assignment_dir(removal_root, part))
     return {"paragraph_keys_removed": remove.select("key").distinct().count()}

@@ -58,11 +58,12 @@ def write_partitions(df: DataFrame, folder: str) -> int:
 
 
 def write_groups(df: DataFrame, key: str, folder_of: Callable[[int], str]) -> int:
-    """The rows of each `key` value k as one file in `folder_of(k)`, without the key column (the
-    layout of Spark's partitionBy). `df` must hold each key in one partition, sorted by key
-    (repartition(key).sortWithinPartitions(key, ...)). Returns the row count."""
+    """The rows of each `key` value k as one file in `folder_of(k)` (the layout of Spark's
+    partitionBy; the key column stays in the rows, so read_parquet of the root has it). `df` must
+    hold each key in one partition, sorted by key (repartition(key).sortWithinPartitions(key, ...)).
+    Returns the row count."""
     at = df.columns.index(key)
-    schema = to_arrow_schema(df.drop(key).schema)
+    schema = to_arrow_schema(df.schema)
 
     def write(index: int, rows: Iterator[tuple]) -> Iterator[int]:
         sink, current, written = None, None, 0
@@ -73,7 +74,7 @@ def write_groups(df: DataFrame, key: str, folder_of: Callable[[int], str]) -> in
                         written += _flush(sink, pending)
                     current, pending = row[at], []
                     sink = storage.ParquetSink(_part(folder_of(current), index), schema)
-                pending.append(row[:at] + row[at + 1:])
+                pending.append(row)
                 if len(pending) == BATCH_ROWS:
                     sink.write(next(_batches(pending, schema)))
                     pending = []
