@@ -144,7 +144,7 @@ def test_append_is_atomic_and_a_resumed_run_does_not_append_twice(tmp_path, monk
     # the killed run's files are there but unreferenced: the index is still generation 1, lease free
     run_a = index.generation()["runs"][0]["run"]
     assert len(storage.listdir(storage.join(shared, "runs"))) == 2
-    assert index.generation()["generation"] == 1 and not storage.exists(index.lease_path)
+    assert index.generation()["generation"] == 1 and not storage.exists(storage.join(shared, "_LOCK"))
     assert len(pq.read_table(index.run_files(index.generation())).column("id")) == 6
 
     cfg, summary = _run(tmp_path, "b", _docs("b", 6, shared=2), section, "snapshot-b")
