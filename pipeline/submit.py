@@ -258,8 +258,8 @@ def _beam_submission(cfg, sub, args, cfg_path: Path, dist: Path) -> Submission:
         if config:
             options.append(f"--environment_config={config}")
         elif sub.flink_environment_type == "DOCKER":  # Beam's own SDK image: it installs the wheel at start
-            wheel = dist_wheel(dist)
-            options += [f"--extra_package={wheel}"] if wheel else []
+            wheel = dist_wheel(dist) or dist / WHEELHOUSE / "glmdata-*.whl"  # missing: reported before submitting
+            options.append(f"--extra_package={wheel}")
     cmd = [sys.executable, "-m", "pipeline.cli", "run", "--config", str(cfg_path), "--engine", "beam",
            "--set", f"run.beam.runner={runner}", "--set", f"run.beam.options={json.dumps(options + args.extra)}"]
     return Submission(args.platform, cmd)
@@ -273,10 +273,14 @@ def upload(src: str, dst: str) -> None:
     pafs.copy_files(os.path.abspath(src), path, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=fs)
 
 
-def missing_artifact(platform: str, dist: Path) -> Path | None:
-    """The dist/ file this platform's submission reads from this machine, when it is absent."""
-    if platform in ARCHIVE_PLATFORMS:
-        return None if (dist / ENV_ARCHIVE).exists() else dist / ENV_ARCHIVE
+def missing_artifact(sub: Submission, dist: Path) -> Path | None:
+    """The dist/ file this submission reads from this machine, when it is absent."""
+    if sub.platform in ARCHIVE_PLATFORMS and not (dist / ENV_ARCHIVE).exists():
+        return dist / ENV_ARCHIVE
+    wheel = next((a.split("=", 1)[1] for a in sub.command if a.startswith("run.beam.options=")
+                  and "--extra_package=" in a), None)
+    if wheel is not None and dist_wheel(dist) is None:
+        return dist / WHEELHOUSE / "glmdata-*.whl"
     return None
 
 
@@ -346,7 +350,7 @@ def submit_command(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     dist = Path(args.dist).resolve()
     sub = build_submission(cfg, args, dist)
-    missing = missing_artifact(args.platform, dist)
+    missing = missing_artifact(sub, dist)
     if args.dry_run:
         if missing:
             print(f"# note: {missing} does not exist yet: run `make dist` before submitting", file=sys.stderr)

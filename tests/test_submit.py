@@ -286,3 +286,17 @@ def test_submit_without_wait_reports_the_job_and_returns(tmp_path, capsys, monke
     err = capsys.readouterr().err
     assert "job 00run456 submitted" in err and "/jobs/00run456/" in err
     assert not any("get-job-run" in line for line in fake_cli.read_text().splitlines())
+
+
+def test_flink_on_beams_image_ships_the_wheel_or_stops(tmp_path, capsys):
+    """Without an image of its own, Flink's workers install the glmdata wheel at start: submitting
+    without it would run workers that cannot import the project."""
+    cfg = write_config(tmp_path, dataflow_image="")
+    dist = tmp_path / "dist"
+    assert glmdata(["submit", "--platform", "flink", "--config", str(cfg), "--dist", str(dist)]) == 2
+    assert "glmdata-*.whl is missing: run `make dist` first" in capsys.readouterr().err
+    (dist / "wheelhouse").mkdir(parents=True)
+    (dist / "wheelhouse" / "glmdata-1.0-py3-none-any.whl").write_bytes(b"wheel")
+    argv, _ = dry_run(capsys, cfg, "flink", "--dist", str(dist))
+    assert f"--extra_package={dist / 'wheelhouse' / 'glmdata-1.0-py3-none-any.whl'}" in json.loads(
+        option(argv, "run.beam.options"))
