@@ -47,7 +47,7 @@ def run(workdir: Path, engine_name: str) -> dict[str, dict]:
     """The pipeline up to dedup, where dedup reports every line found on two or more surviving
     pages; then dedup again on langid's output (every page before the quality rules), for how much
     boilerplate the crawl holds at all. {"after quality": stats, "after langid": stats}."""
-    from pipeline.config import load_config
+    from pipeline.stages import load_config
     from pipeline.engines import make_engine
     from pipeline.run_all import run_pipeline
     from pipeline.runner import run_stage

@@ -46,7 +46,7 @@ from rich.table import Table  # noqa: E402
 from filters.minhash import MinHasher, Shingling, band_hashes  # noqa: E402
 from filters.normalize import to_simplified, to_traditional  # noqa: E402
 from pipeline import storage  # noqa: E402
-from pipeline.config import load_config  # noqa: E402
+from pipeline.stages import load_config  # noqa: E402
 from pipeline.dedup.fixtures import clustered_pairs, read_dedup_output, write_finished_upstream  # noqa: E402
 from pipeline.engines.spark import SparkEngine  # noqa: E402
 from pipeline.runner import run_stage  # noqa: E402

@@ -110,7 +110,7 @@ def judge(rows: list[dict], config: Path | None = None,
     import pyarrow as pa
     import yaml
 
-    from pipeline.config import load_config
+    from pipeline.stages import load_config
     from pipeline.schema import DOC_SCHEMA
     from pipeline.stages.quality import QualityStage
 

@@ -96,7 +96,7 @@ def demo_workdir(root: Path) -> Path:
     from rich.console import Console
 
     from demo_runs import DEMO, demo_sources
-    from pipeline.config import load_config
+    from pipeline.stages import load_config
     from pipeline.demo_corpus import generate
     from pipeline.engines.beam import BeamEngine
     from pipeline.run_all import run_pipeline

@@ -355,7 +355,7 @@ def kept_megabytes(workdir: str, stage: str, lang: str) -> float:
 
 def run_scale(form: str, scale: int, megabytes: float) -> list[dict]:
     from pipeline import registry
-    from pipeline.config import load_config
+    from pipeline.stages import load_config
     from pipeline.engines.spark import SparkEngine
     from pipeline.report import write_report
     from pipeline.run_all import pipeline_stages

@@ -11,7 +11,8 @@ import logging
 import sys
 
 from pipeline import registry
-from pipeline.config import ConfigError, load_config
+from pipeline.config import ConfigError
+from pipeline.stages import load_config
 from pipeline.runner import StageNotReady, WorkdirBusy
 
 STAGE_HELP = {

@@ -2,7 +2,7 @@
 registers them all with the CLI."""
 import importlib
 
-COMMAND_MODULES = ["pipeline.run_all", "pipeline.inspect", "pipeline.report", "pipeline.export_megatron",
+COMMAND_MODULES = ["pipeline.run_all", "pipeline.inspect", "pipeline.report_command", "pipeline.export_megatron",
                    "pipeline.submit"]
 
 for _name in COMMAND_MODULES:

@@ -248,7 +248,6 @@ def register_section(name: str):
 
 
 def section_names() -> list[str]:
-    _load_stage_modules()
     return sorted(_SECTIONS)
 
 
@@ -338,16 +337,10 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _load_stage_modules() -> None:
-    # Stage modules register their sections on import.
-    from pipeline import stages  # noqa: F401
-
-    stages.import_all()
-
-
-def load_config(path: str | os.PathLike, overrides: dict[str, Any] | None = None) -> RunConfig:
-    """Load and validate a run config. Relative paths (inputs, workdir) resolve against the YAML's folder."""
-    _load_stage_modules()
+def parse_config(path: str | os.PathLike, overrides: dict[str, Any] | None = None) -> RunConfig:
+    """Load and validate a run config against the sections registered so far (stage modules register
+    theirs on import: `pipeline.stages.load_config` imports them all first). Relative paths (inputs,
+    workdir) resolve against the YAML's folder."""
     path = str(path)
     try:
         with open(path, encoding="utf-8") as f:

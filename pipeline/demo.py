@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
 
     console.rule("2/3 glmdata run --config configs/demo.yaml")
     from pipeline.cli import main as glmdata
-    from pipeline.config import load_config
+    from pipeline.stages import load_config
 
     if glmdata(["run", "--config", str(CONFIG), "--engine", args.engine]) != 0:
         return 1

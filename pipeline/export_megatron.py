@@ -173,7 +173,7 @@ def _arguments(p: argparse.ArgumentParser) -> None:
 
 @register_command("export", "megatron", "encoded documents -> Megatron-LM indexed dataset (.bin/.idx)", _arguments)
 def export_megatron_command(args: argparse.Namespace) -> int:
-    from pipeline.config import load_config
+    from pipeline.stages import load_config
     from pipeline.engines import make_engine
 
     if args.config:

@@ -1,4 +1,4 @@
-"""`glmdata report <workdir>`: a terminal summary and one self-contained HTML page of a run.
+"""A run's report: a terminal summary and one self-contained HTML page (`glmdata report`, pipeline/report_command.py).
 
 The figures come from what each stage recorded as it ran (stats.json: counts, the stage's own
 "report" aggregates and the document "profile" of pipeline/doc_profile.py: per source x language x
@@ -16,10 +16,8 @@ found by a join of the two runs' document ids on the engine (pipeline/report_com
 """
 from __future__ import annotations
 
-import argparse
 import json
 import re
-import sys
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
@@ -31,7 +29,6 @@ from rich.table import Table
 
 from pipeline import doc_profile, storage
 from pipeline.doc_profile import CLUSTER_SIZE_COLUMN, KEPT, SIGNAL_STAGES
-from pipeline.registry import register_command
 from pipeline.report_html import render_page
 from pipeline.report_terminal import SAMPLE_STAGES
 from pipeline.stages import STAGE_ORDER
@@ -341,61 +338,3 @@ def write_report(workdir: str, engine=None, console: Console | None = None, engi
     storage.write_text(html_path, render_page(data))
     print_summary(data, html_path, console)
     return html_path
-
-
-def _arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("workdir", help="the run's workdir (run.workdir of its config): local, gs:// or s3://")
-    p.add_argument("--compare", metavar="WORKDIR_B",
-                   help="set another run beside this one (e.g. after changing a threshold): changes per stage, "
-                        "source, language and reason, and the documents that moved between kept and rejected; "
-                        "writes <workdir>/report/compare.{html,json}")
-    p.add_argument("--engine", choices=["spark", "beam"],
-                   help="engine for --compare's id join and for workdirs written before stages recorded "
-                        "profiles (default: the engine the run used); a plain report of a new run starts none")
-    p.add_argument("--master", default="local[*]", help="Spark master when Spark is used (default local[*])")
-
-
-def _local(path: str) -> str:
-    return path if "://" in path else storage.filesystem(path)[1]
-
-
-class LazyEngine:
-    """Starts the engine on first request only; closes it if it was started."""
-
-    def __init__(self, workdir: str, name: str, master: str):
-        self.workdir, self.name, self.master, self.engine = workdir, name, master, None
-
-    def __call__(self):
-        if self.engine is None:
-            from pipeline.config import RunConfig, RunSection, SparkOptions
-            from pipeline.engines import make_engine
-
-            cfg = RunConfig(path="<report>", run=RunSection(workdir=self.workdir, engine=self.name,
-                                                             spark=SparkOptions(master=self.master)),
-                            sections={}, raw={})
-            self.engine = make_engine(cfg)
-        return self.engine
-
-    def close(self) -> None:
-        if self.engine is not None:
-            self.engine.close()
-
-
-@register_command("report", None, "summarise a run from what its stages recorded: terminal table and one "
-                  "self-contained HTML page; --compare B sets another run beside it", _arguments)
-def report_command(args: argparse.Namespace) -> int:
-    workdir = _local(args.workdir)
-    for folder in [workdir] + ([_local(args.compare)] if args.compare else []):
-        if not storage.is_dir(folder):
-            print(f"report: {folder} is not a folder (expected a run's workdir)", file=sys.stderr)
-            return 2
-    engine = LazyEngine(workdir, args.engine or run_engine(read_stage_stats(workdir)), args.master)
-    try:
-        write_report(workdir, engine_factory=engine)
-        if args.compare:
-            from pipeline.report_compare import write_comparison
-
-            write_comparison(workdir, _local(args.compare), engine)
-    finally:
-        engine.close()
-    return 0

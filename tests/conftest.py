@@ -28,7 +28,7 @@ def make_run_config(workdir: Path, sections: dict | None = None, engine: str = "
     """A RunConfig for tests, written as a real YAML file so validation runs."""
     import yaml
 
-    from pipeline.config import load_config
+    from pipeline.stages import load_config
 
     cfg_path = workdir / "config.yaml"
     workdir.mkdir(parents=True, exist_ok=True)

@@ -26,7 +26,7 @@ import yaml
 from rich.console import Console
 
 from pipeline import registry
-from pipeline.config import load_config
+from pipeline.stages import load_config
 from pipeline.demo_corpus import generate
 from pipeline.run_all import pipeline_stages, run_pipeline
 from pipeline.stage import StageStats

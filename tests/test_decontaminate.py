@@ -118,7 +118,7 @@ def test_no_benchmark_keeps_everything(tmp_path):
 
 
 def test_demo_config_points_at_the_fixture():
-    from pipeline.config import load_config
+    from pipeline.stages import load_config
 
     section = load_config(REPO / "configs" / "demo.yaml").section("decontaminate")
     assert [b.name for b in section.benchmarks] == ["demo-bench"]

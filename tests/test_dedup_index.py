@@ -34,7 +34,7 @@ SNAPSHOT_DATES = {"A": "2024-01-01T00:00:00Z", "B": "2024-02-01T00:00:00Z"}
 def demo_snapshots(tmp_path_factory):
     """The demo corpus through langid (Beam; dedup hashes the text as langid left it), split in two
     snapshots by a hash of each id."""
-    from pipeline.config import load_config
+    from pipeline.stages import load_config
     from pipeline.demo_corpus import generate
     from pipeline.engines.beam import BeamEngine
     from pipeline.run_all import run_pipeline

@@ -113,14 +113,14 @@ def test_duplicate_record_ids_are_counted_and_ids_stay_unique(tmp_path, engines)
 def test_hostile_configs_fail_at_load_time(tmp_path, yaml_text, message):
     path = tmp_path / "config.yaml"
     path.write_text(f"run: {{workdir: {tmp_path / 'w'}}}\n{yaml_text}\n")
-    from pipeline.config import load_config
+    from pipeline.stages import load_config
 
     with pytest.raises(ConfigError, match=message):
         load_config(path)
 
 
 def test_workdir_and_lsh_relations(tmp_path):
-    from pipeline.config import load_config
+    from pipeline.stages import load_config
 
     path = tmp_path / "config.yaml"
     path.write_text("run: {workdir: ../../../../../../../../etc/x}\n")

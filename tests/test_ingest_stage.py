@@ -9,7 +9,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline import storage
-from pipeline.config import ConfigError, load_config
+from pipeline.config import ConfigError
+from pipeline.stages import load_config
 from pipeline.demo_corpus import generate
 from pipeline.runner import run_stage
 from pipeline.schema import doc_id

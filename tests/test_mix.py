@@ -213,7 +213,7 @@ def test_config_errors_name_the_key(tmp_path, bad, message):
 
 def test_recipes_validate():
     from conftest import REPO
-    from pipeline.config import load_config
+    from pipeline.stages import load_config
 
     glm = load_config(REPO / "configs" / "glm130b.yaml")
     mix = glm.section("mix")

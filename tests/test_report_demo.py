@@ -13,7 +13,7 @@ import pytest
 from rich.console import Console
 
 from pipeline.cli import main as glmdata
-from pipeline.config import load_config
+from pipeline.stages import load_config
 from pipeline.demo_corpus import generate
 from pipeline.run_all import run_pipeline
 

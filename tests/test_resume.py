@@ -13,7 +13,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from pipeline.config import load_config
+from pipeline.stages import load_config
 from pipeline.demo_corpus import generate
 from pipeline.run_all import pipeline_stages, run_pipeline
 

@@ -5,6 +5,14 @@ import importlib
 STAGE_ORDER = ["ingest", "langid", "quality", "pii", "dedup", "decontaminate", "mix", "tokenizer", "encode", "shards", "report"]
 
 
+def load_config(path, overrides=None):
+    """A run config (pipeline.config.parse_config) with every stage's section known."""
+    from pipeline.config import parse_config
+
+    import_all()
+    return parse_config(path, overrides)
+
+
 def import_all() -> None:
     for name in STAGE_ORDER:
         try:

@@ -1,0 +1,68 @@
+"""`glmdata report <workdir> [--compare B]`: the command around pipeline/report.py and
+pipeline/report_compare.py. An engine starts only when one is needed (a --compare join, or a workdir
+written before stages recorded profiles)."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from pipeline import storage
+from pipeline.registry import register_command
+from pipeline.report import read_stage_stats, run_engine, write_report
+from pipeline.report_compare import write_comparison
+
+
+def _arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("workdir", help="the run's workdir (run.workdir of its config): local, gs:// or s3://")
+    p.add_argument("--compare", metavar="WORKDIR_B",
+                   help="set another run beside this one (e.g. after changing a threshold): changes per stage, "
+                        "source, language and reason, and the documents that moved between kept and rejected; "
+                        "writes <workdir>/report/compare.{html,json}")
+    p.add_argument("--engine", choices=["spark", "beam"],
+                   help="engine for --compare's id join and for workdirs written before stages recorded "
+                        "profiles (default: the engine the run used); a plain report of a new run starts none")
+    p.add_argument("--master", default="local[*]", help="Spark master when Spark is used (default local[*])")
+
+
+def _local(path: str) -> str:
+    return path if "://" in path else storage.filesystem(path)[1]
+
+
+class LazyEngine:
+    """Starts the engine on first request only; closes it if it was started."""
+
+    def __init__(self, workdir: str, name: str, master: str):
+        self.workdir, self.name, self.master, self.engine = workdir, name, master, None
+
+    def __call__(self):
+        if self.engine is None:
+            from pipeline.config import RunConfig, RunSection, SparkOptions
+            from pipeline.engines import make_engine
+
+            cfg = RunConfig(path="<report>", run=RunSection(workdir=self.workdir, engine=self.name,
+                                                             spark=SparkOptions(master=self.master)),
+                            sections={}, raw={})
+            self.engine = make_engine(cfg)
+        return self.engine
+
+    def close(self) -> None:
+        if self.engine is not None:
+            self.engine.close()
+
+
+@register_command("report", None, "summarise a run from what its stages recorded: terminal table and one "
+                  "self-contained HTML page; --compare B sets another run beside it", _arguments)
+def report_command(args: argparse.Namespace) -> int:
+    workdir = _local(args.workdir)
+    for folder in [workdir] + ([_local(args.compare)] if args.compare else []):
+        if not storage.is_dir(folder):
+            print(f"report: {folder} is not a folder (expected a run's workdir)", file=sys.stderr)
+            return 2
+    engine = LazyEngine(workdir, args.engine or run_engine(read_stage_stats(workdir)), args.master)
+    try:
+        write_report(workdir, engine_factory=engine)
+        if args.compare:
+            write_comparison(workdir, _local(args.compare), engine)
+    finally:
+        engine.close()
+    return 0
