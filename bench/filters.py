@@ -1,6 +1,6 @@
 """Filter throughput per core: language ID and the quality rule chains, against datatrove's filters.
 
-    .venv/bin/python bench/filters.py [--data ../shared/data] [--repeat 1]
+    .venv/bin/python bench/filters.py [--data ../shared/data] [--breakdown]
 
 One process, one thread, the same documents for both sides: the English documents of
 ../shared/data/text and ../shared/data/jsonl (as language ID sees them) and the Chinese ones
@@ -88,19 +88,24 @@ def datatrove_chain(lang: str):
     return verdict
 
 
-def our_chain(lang: str):
+def our_rules(lang: str):
+    """(rule sets, tokenize, count_words) of our chain with datatrove's settings."""
     from filters.chinese import ChineseFineWebQuality, ChineseGopherQuality, ChineseGopherRepetition, chinese_words
     from filters.english import (C4Quality, FineWebQuality, GopherQuality, GopherRepetition, english_word_count,
                                  english_words)
-    from filters.repetition import Doc
 
     if lang == "en":
-        rule_sets, tokenize = [GopherRepetition(), GopherQuality(), C4Quality(), FineWebQuality()], english_words
-        count_words = english_word_count
-    else:  # FineWeb-2's exact values (where our shipped defaults deviate, filters/chinese.py says why)
-        rule_sets = [ChineseGopherRepetition(repeat_char_ngram=0), ChineseFineWebQuality(line_punct_min_lines=1),
-                     ChineseGopherQuality(min_doc_words=50, max_non_alpha_words_ratio=0.735, line_rules_min_lines=1)]
-        tokenize, count_words = chinese_words, None
+        return [GopherRepetition(), GopherQuality(), C4Quality(), FineWebQuality()], english_words, english_word_count
+    # FineWeb-2's exact values (where our shipped defaults deviate, filters/chinese.py says why)
+    return ([ChineseGopherRepetition(repeat_char_ngram=0), ChineseFineWebQuality(line_punct_min_lines=1),
+             ChineseGopherQuality(min_doc_words=50, max_non_alpha_words_ratio=0.735, line_rules_min_lines=1)],
+            chinese_words, None)
+
+
+def our_chain(lang: str):
+    from filters.repetition import Doc
+
+    rule_sets, tokenize, count_words = our_rules(lang)
 
     def verdict(text: str) -> bool:
         doc, signals = Doc(text, tokenize, None, count_words), {}
@@ -115,13 +120,44 @@ def shipped_chain(lang: str):
 
     import yaml
 
-    from pipeline.config import load_config
+    from pipeline.stages import load_config
     from pipeline.stages.quality import QualityStage
 
     folder = Path(tempfile.mkdtemp())
     (folder / "c.yaml").write_text(yaml.safe_dump({"run": {"workdir": str(folder)}, "quality": {}}))
-    chain = QualityStage(load_config(folder / "c.yaml")).chains[lang]
-    return lambda text: chain.judge(text, None, {})[1] is None
+    return QualityStage(load_config(folder / "c.yaml")).chains[lang]
+
+
+def breakdown(rule_sets, tokenize, count_words, texts: list[str]) -> dict[str, float]:
+    """CPU seconds per part of a cold pass: tokenization (words and word counts, wherever a rule
+    asks for them first) and each rule set without the tokenization it triggered."""
+    from filters.repetition import Doc
+
+    seconds: dict[str, float] = {"tokenization": 0.0}
+
+    def timed_call(fn):
+        def call(text):
+            start = time.process_time()
+            try:
+                return fn(text)
+            finally:
+                seconds["tokenization"] += time.process_time() - start
+        return call
+
+    tokenize_timed = timed_call(tokenize)
+    count_timed = count_words and timed_call(count_words)
+    clear_caches()
+    for text in texts:
+        doc, signals = Doc(text, tokenize_timed, None, count_timed), {}
+        for rule_set in rule_sets:
+            before, start = seconds["tokenization"], time.process_time()
+            rejection = rule_set.judge(doc, signals)
+            own = time.process_time() - start - (seconds["tokenization"] - before)
+            key = f"{type(rule_set).__name__}"
+            seconds[key] = seconds.get(key, 0.0) + own
+            if rejection is not None:
+                break
+    return seconds
 
 
 def clear_caches() -> None:
@@ -138,7 +174,10 @@ def clear_caches() -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="also print where a cold pass of ours spends its CPU time (tokenization, each rule set)")
     args = parser.parse_args()
+    parts: dict[str, dict[str, dict[str, float]]] = {}
     docs = load_documents(args.data)
     from filters.langid import LanguageIdentifier
 
@@ -152,20 +191,30 @@ def main() -> int:
         their_verdicts, their_s = timed(theirs, texts)
         our_verdicts, our_s = timed(ours, texts)
         _, warm_s = timed(ours, texts)
-        shipped = shipped_chain(lang)
+        shipped_rules = shipped_chain(lang)
+        shipped = lambda text: shipped_rules.judge(text, None, {})[1] is None  # noqa: E731
         shipped(texts[0])
         clear_caches()
         _, shipped_s = timed(shipped, texts)
         _, langid_s = timed(identifier.identify, texts)
         agree = sum(a == b for a, b in zip(their_verdicts, our_verdicts))
         rows.append((lang, len(texts), mb, mb / their_s, mb / our_s, mb / warm_s, their_s / our_s, agree,
-                     mb / shipped_s, mb / langid_s))
+                     mb / shipped_s, mb / langid_s, our_s / shipped_s))
+        if args.breakdown:
+            parts[lang] = {"rules alone": breakdown(*our_rules(lang), texts),
+                           "shipped chain": breakdown(shipped_rules.rule_sets, shipped_rules.tokenize,
+                                                      shipped_rules.count_words, texts)}
     print("| lang | docs | MB | datatrove MB/s | ours MB/s (cold) | ours warm | ratio | same decisions "
-          "| shipped chain MB/s | langid MB/s |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    for lang, n, mb, dt_rate, our_rate, warm_rate, ratio, agree, shipped_rate, langid_rate in rows:
+          "| shipped chain MB/s | shipped / rules alone | langid MB/s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for lang, n, mb, dt_rate, our_rate, warm_rate, ratio, agree, shipped_rate, langid_rate, shipped_ratio in rows:
         print(f"| {lang} | {n} | {mb:.2f} | {dt_rate:.2f} | {our_rate:.2f} | {warm_rate:.2f} | {ratio:.1f}x "
-              f"| {agree}/{n} | {shipped_rate:.2f} | {langid_rate:.2f} |")
+              f"| {agree}/{n} | {shipped_rate:.2f} | {shipped_ratio:.2f} | {langid_rate:.2f} |")
+    for lang, chains in parts.items():
+        for chain_name, seconds in chains.items():
+            total = sum(seconds.values())
+            shares = ", ".join(f"{k} {v / total:.0%}" for k, v in sorted(seconds.items(), key=lambda kv: -kv[1]))
+            print(f"{lang} {chain_name}, cold, {total:.2f} CPU s: {shares}")
     return 0
 
 

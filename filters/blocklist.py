@@ -19,6 +19,7 @@ characters included ("yabo" matches in "yabo手机版"); an entry with CJK chara
 """
 from __future__ import annotations
 
+import functools
 import gzip
 import io
 import re
@@ -114,9 +115,10 @@ class WordMatcher:
 
     The case-insensitive pattern with its word-boundary look-behind is the slow part, and almost no
     document contains an entry at all: a plain search of the lower-cased entries in the lower-cased
-    text rules those out first. It can only be wrong the safe way (a hit it finds may fail the
-    boundary), so counts are the pattern's own. Without `re:` entries and with every entry letter
-    ASCII or caseless (Han, kana) the pre-check is exact; otherwise every text goes to the pattern.
+    text, and of each `re:` entry on its own (a match of the pattern is a match of one of its
+    alternatives), rules those out first. It can only be wrong the safe way (a hit it finds may
+    fail the boundary), so counts are the pattern's own. With every entry letter ASCII or caseless
+    (Han, kana) the pre-check is exact; otherwise every text goes to the pattern.
     Lists of single Latin words only (FineWeb's soft words: "ass", "sex", found inside most
     English texts, so the pre-check rarely rules one out) are counted by looking up the text's
     runs of letters and digits in a set, which is what the whole-word pattern matches."""
@@ -124,25 +126,31 @@ class WordMatcher:
     def __init__(self, words: Iterable[str]):
         words = list(words)
         self.pattern = word_pattern(words)
-        literals = {w.lower() for w in words}
-        checkable = bool(words) and not any(w.startswith("re:") for w in words) and all(
-            c.isascii() or c.lower() == c == c.upper() for w in literals for c in w)
-        self._precheck = re.compile(trie_regex(literals)) if checkable else None
-        self._tokens = literals if checkable and all(map(_TOKEN.fullmatch, literals)) else None
+        expressions = [w[3:] for w in words if w.startswith("re:")]
+        literals = {w.lower() for w in words if not w.startswith("re:")}
+        self._checkable = bool(words) and all(c.isascii() or c.lower() == c == c.upper() for w in literals for c in w)
+        self._precheck = re.compile(trie_regex(literals)) if self._checkable and literals else None
+        self._expressions = [re.compile(e, re.IGNORECASE) for e in expressions] if self._checkable else []
+        self._tokens = literals if self._precheck is not None and not expressions and all(map(_TOKEN.fullmatch, literals)) else None
 
     def count(self, text: str) -> int:
-        if self._precheck is not None:
-            if not text.isascii() and any(c in text for c in _IGNORECASE_EXTRAS):
-                text = text.translate(_FOLD_EXTRAS)
-            lowered = text.lower()
+        if self._checkable:
+            lowered = _folded_lower(text)
             if self._tokens is not None:
-                tokens = self._tokens
-                return sum(1 for token in _TOKEN.findall(lowered) if token in tokens)
-            if self._precheck.search(lowered) is None:
+                return sum(map(self._tokens.__contains__, _TOKEN.findall(lowered)))
+            if ((self._precheck is None or self._precheck.search(lowered) is None)
+                    and not any(e.search(text) for e in self._expressions)):
                 return 0
         return sum(1 for _ in self.pattern.finditer(text))
 
 
+@functools.lru_cache(maxsize=2)
+def _folded_lower(text: str) -> str:
+    """The text lower-cased for the pre-checks, the four letters above folded first; the last
+    texts' are kept, as every word list of the chain checks the same text."""
+    if not text.isascii() and any(c in text for c in _IGNORECASE_EXTRAS):
+        text = text.translate(_FOLD_EXTRAS)
+    return text.lower()
 
 
 @dataclass

@@ -6,10 +6,11 @@ chain however many rule sets count its words.
 
 datatrove's filters each split the text into words again (spaCy, or spaCy + jieba for Chinese) and
 build every n-gram as a Python string, once per n. Here a document is tokenized once into `Words`
-(integer ids and character lengths, numpy arrays), and every n-gram measure works on 64-bit rolling
-hashes of those ids: n-grams of length n+1 are hashed from those of length n, and only where the
-n-gram of length n repeats, so the nine Gopher n-gram sizes cost nine vectorised passes over ever
-fewer positions instead of nine passes of string joins.
+(integer ids and character offsets, numpy arrays), and one compiled pass (`_ngram_kernel`, numba)
+computes every n-gram measure on 64-bit rolling hashes of those ids: n-grams of length n+1 are
+hashed from those of length n, and only where the n-gram of length n repeats, so the nine Gopher
+n-gram sizes cost passes over ever fewer positions instead of nine passes of string joins (and,
+compiled, none of the per-call overhead that dominated numpy on documents of a few hundred words).
 
 The measures reproduce datatrove 0.10.1's definitions exactly (`find_duplicates`,
 `find_top_duplicate`, `find_all_duplicate` in its gopher_repetition_filter.py), including its
@@ -19,12 +20,14 @@ principle (64-bit hashes; about 1e-10 for a 100k-word document) and ignored.
 """
 from __future__ import annotations
 
+import functools
 import itertools
 from collections import Counter
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Callable, ClassVar, Iterable
 
+import numba
 import numpy as np
 
 _MIX = np.uint64(0x9E3779B97F4A7C15)  # odd 64-bit constant (golden ratio), for the hash mixing step
@@ -67,12 +70,28 @@ def split_lines(text: str) -> list[str]:
     return lines
 
 
+def _groups(hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(group, count) of every position: equal hashes share a group, numbered in ascending hash
+    order (np.unique's inverse), and `count` is its group's size. np.unique without its wrapper's
+    overhead, which dominates on the short arrays of most documents."""
+    order = hashes.argsort()
+    ordered = hashes[order]
+    first = np.empty(len(hashes), bool)
+    first[:1] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
+    sorted_group = np.cumsum(first) - 1
+    sizes = np.diff(np.append(np.flatnonzero(first), len(hashes)))
+    group = np.empty_like(sorted_group)
+    group[order] = sorted_group
+    return group, sizes[group]
+
+
 @dataclass
 class Words:
     """A document's words, tokenized once and shared by every rule that counts words or n-grams."""
 
     words: list[str]
-    _repeated: dict = field(default_factory=dict, repr=False)  # n -> repeated(n) and the n-grams' hashes
+    _measures: tuple = field(default=(), repr=False)  # n -> (top n-gram chars, duplicate n-gram chars)
 
     def __len__(self) -> int:
         return len(self.words)
@@ -111,77 +130,99 @@ class Words:
         np.cumsum(np.fromiter(map(len, self.words), np.int64, len(self.words)), out=offsets[1:])
         return offsets
 
-    def ngram_chars(self, start: np.ndarray | int, n: int) -> np.ndarray | int:
-        """Characters in the n-gram(s) starting at `start`, without separators."""
-        return self.char_offsets[start + n] - self.char_offsets[start]
+    def ngram_measures(self, n: int) -> tuple[int, int]:
+        """(`top_ngram_chars`, `duplicate_ngram_chars`) for word n-grams, from one compiled pass
+        over every n up to the largest asked for so far (at least 10, Gopher's largest)."""
+        if n >= len(self._measures):
+            top = np.zeros(max(n, 10) + 1, np.int64)
+            dup = np.zeros_like(top)
+            _ngram_kernel(self.ids, self.char_offsets, len(top) - 1, top, dup)
+            self._measures = (*zip(top.tolist(), dup.tolist()),)
+        return self._measures[n]
 
-    def repeated(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(positions, group, count) of the word n-grams that occur more than once, positions
-        ascending; equal n-grams share a group number, `count` is how often each occurs.
 
-        An n-gram can only repeat where the (n-1)-grams at its position and the next one both
-        repeat, so each n hashes and sorts only those candidates: in prose, few beyond n = 3.
-        An n-gram's 64-bit hash is built from its (n-1)-gram's and its last word's id."""
-        return self._repeated_with_hashes(n)[:3]
+@numba.njit(cache=True, nogil=True)
+def _ngram_kernel(ids, offsets, max_n, top_chars, dup_chars):
+    """For n = 1 .. max_n: top_chars[n] = characters of the most frequent word n-gram (joined with
+    spaces) times its count, the first one to occur among equally frequent ones (Counter's order);
+    dup_chars[n] = characters in n-grams that repeat an earlier one, scanning left to right and
+    jumping past each repeat (datatrove's find_all_duplicate).
 
-    def _repeated_with_hashes(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        if n in self._repeated:
-            return self._repeated[n]
-        if len(self.words) - n + 1 < 2 or (n > 1 and len(self.repeated(n - 1)[0]) < 2):
-            empty = np.zeros(0, np.int64)
-            result = (empty, empty, empty, empty.astype(np.uint64))
-        elif n == 1:
-            counts = self._id_counts[self.ids]
-            positions = np.flatnonzero(counts > 1)
-            ids = self.ids[positions]
-            result = (positions, ids, counts[positions], ids.astype(np.uint64) * _MIX)
-        else:
-            shorter, _, _, shorter_hashes = self._repeated_with_hashes(n - 1)
-            follows = shorter[1:] == shorter[:-1] + 1  # the (n-1)-gram after it repeats too
-            candidates = shorter[:-1][follows]
-            hashes = shorter_hashes[:-1][follows]
-            hashes = (hashes ^ (hashes >> np.uint64(29))) * _MIX + self.ids[candidates + n - 1].astype(np.uint64)
-            _, group, counts = np.unique(hashes, return_inverse=True, return_counts=True)
-            counts = counts[group]
-            keep = counts > 1
-            result = (candidates[keep], group[keep], counts[keep], hashes[keep])
-        self._repeated[n] = result
-        return result
+    Only positions whose n-gram occurs more than once are kept from one n to the next (with the
+    n-gram's group and count): an (n+1)-gram can repeat only where the n-grams at its position and
+    the next both repeat. Every other position adds an n-gram that nothing matches, so the
+    duplicate scan need not visit it."""
+    size = ids.shape[0]
+    positions = np.empty(size, np.int64)
+    groups = np.empty(size, np.int64)
+    counts = np.empty(size, np.int64)
+    hashes = np.empty(size, np.uint64)
+    word_counts = np.zeros(size, np.int64)
+    for i in range(size):
+        word_counts[ids[i]] += 1
+    m = 0
+    for i in range(size):
+        if word_counts[ids[i]] > 1:
+            positions[m] = i
+            groups[m] = ids[i]
+            counts[m] = word_counts[ids[i]]
+            hashes[m] = np.uint64(ids[i]) * _MIX
+            m += 1
+    seen = np.zeros(size, np.bool_)
+    for n in range(1, max_n + 1):
+        if size >= n:
+            top, start = 1, 0  # every n-gram occurs once: the first one wins
+            for k in range(m):
+                if counts[k] > top:
+                    top, start = counts[k], positions[k]
+            top_chars[n] = (offsets[start + n] - offsets[start] + n - 1) * top
+        chars, resume = 0, 0
+        seen[:] = False
+        for k in range(m):
+            p = positions[k]
+            if p < resume:
+                continue
+            if seen[groups[k]]:
+                chars += offsets[p + n] - offsets[p]
+                resume = p + n
+            else:
+                seen[groups[k]] = True
+        dup_chars[n] = chars
+        # the (n+1)-grams that may repeat, hashed from their n-gram's hash and their last word
+        candidates = 0
+        for k in range(m - 1):
+            if positions[k + 1] == positions[k] + 1:
+                h = hashes[k]
+                positions[candidates] = positions[k]
+                hashes[candidates] = (h ^ (h >> np.uint64(29))) * _MIX + np.uint64(ids[positions[k] + n])
+                candidates += 1
+        order = np.argsort(hashes[:candidates])
+        group, first = -1, 0
+        for j in range(candidates):
+            if j == 0 or hashes[order[j]] != hashes[order[j - 1]]:
+                group += 1
+                first = j
+            groups[order[j]] = group
+            if j == candidates - 1 or hashes[order[j + 1]] != hashes[order[j]]:
+                for i in range(first, j + 1):
+                    counts[order[i]] = j + 1 - first
+        m = 0
+        for k in range(candidates):
+            if counts[k] > 1:
+                positions[m], groups[m], counts[m], hashes[m] = positions[k], groups[k], counts[k], hashes[k]
+                m += 1
 
 
 def top_ngram_chars(words: Words, n: int) -> int:
     """Characters of the most frequent word n-gram (joined with spaces) times its count; among
     equally frequent n-grams, the one that occurs first (Counter.most_common's order)."""
-    if len(words) < n:
-        return 0
-    positions, _, counts = words.repeated(n)
-    if len(positions) == 0:  # every n-gram occurs once: the first one wins
-        top, start = 1, 0
-    else:
-        top = int(counts.max())
-        start = int(positions[np.argmax(counts == top)])
-    return (int(words.ngram_chars(start, n)) + n - 1) * top
+    return words.ngram_measures(n)[0]
 
 
 def duplicate_ngram_chars(words: Words, n: int) -> int:
     """Characters in word n-grams that repeat an earlier n-gram, scanning left to right and
     jumping past each repeat (so overlapping repeats count once), as Gopher defines it."""
-    positions, groups, _ = words.repeated(n)
-    # Only positions whose n-gram occurs more than once can change the outcome: every other
-    # position is visited and adds a new n-gram that nothing later matches.
-    seen: set[int] = set()
-    chars = 0
-    resume = 0
-    lengths = words.ngram_chars(positions, n).tolist()
-    for pos, group, length in zip(positions.tolist(), groups.tolist(), lengths):
-        if pos < resume:
-            continue
-        if group in seen:
-            chars += length
-            resume = pos + n
-        else:
-            seen.add(group)
-    return chars
+    return words.ngram_measures(n)[1]
 
 
 def char_ngram_duplicate_fraction(text: str, n: int) -> float:
@@ -189,19 +230,26 @@ def char_ngram_duplicate_fraction(text: str, n: int) -> float:
     (ChineseWebText's internal-duplication measure, with n = 13)."""
     if len(text) < n:
         return 0.0
+    starts = np.flatnonzero(_groups(char_ngram_hashes(text, n))[1] > 1)
+    if len(starts) == 0:
+        return 0.0
+    length = len(text)
+    cover = np.bincount(starts, minlength=length + 1) - np.bincount(starts + n, minlength=length + 1)
+    return float(np.count_nonzero(np.cumsum(cover[:-1]))) / length
+
+
+@functools.lru_cache(maxsize=2)
+def char_ngram_hashes(text: str, n: int) -> np.ndarray:
+    """64-bit hashes of the character n-grams of `text` (len(text) >= n), one per start position.
+    Cached for the last texts: two Chinese rules hash the same text (`without_longest_repeat`,
+    then `char_ngram_duplicate_fraction` on its result, which is mostly the text itself)."""
     points = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), np.uint32).astype(np.uint64)
     count = len(points) - n + 1
     hashes = points[:count] * _MIX
     for k in range(1, n):
         hashes = (hashes ^ (hashes >> np.uint64(29))) * _MIX + points[k:k + count]
-    _, inverse, counts = np.unique(hashes, return_inverse=True, return_counts=True)
-    starts = np.flatnonzero(counts[inverse] > 1)
-    if len(starts) == 0:
-        return 0.0
-    cover = np.zeros(len(points) + 1, np.int32)
-    np.add.at(cover, starts, 1)
-    np.add.at(cover, starts + n, -1)
-    return float(np.count_nonzero(np.cumsum(cover[:-1]))) / len(points)
+    hashes.flags.writeable = False  # shared by the callers of the cache
+    return hashes
 
 
 def without_longest_repeat(text: str, n: int, min_fraction: float = 0.0) -> str:
@@ -211,11 +259,8 @@ def without_longest_repeat(text: str, n: int, min_fraction: float = 0.0) -> str:
     all but one of them."""
     if len(text) < 2 * n:
         return text
-    points = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), np.uint32).astype(np.uint64)
-    count = len(points) - n + 1
-    hashes = points[:count] * _MIX
-    for k in range(1, n):
-        hashes = (hashes ^ (hashes >> np.uint64(29))) * _MIX + points[k:k + count]
+    hashes = char_ngram_hashes(text, n)
+    count = len(hashes)
     order = np.argsort(hashes, kind="stable")
     ordered = hashes[order]
     later = np.zeros(count, bool)  # the n-gram at this position occurred at an earlier one
