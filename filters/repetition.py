@@ -70,22 +70,6 @@ def split_lines(text: str) -> list[str]:
     return lines
 
 
-def _groups(hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(group, count) of every position: equal hashes share a group, numbered in ascending hash
-    order (np.unique's inverse), and `count` is its group's size. np.unique without its wrapper's
-    overhead, which dominates on the short arrays of most documents."""
-    order = hashes.argsort()
-    ordered = hashes[order]
-    first = np.empty(len(hashes), bool)
-    first[:1] = True
-    np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
-    sorted_group = np.cumsum(first) - 1
-    sizes = np.diff(np.append(np.flatnonzero(first), len(hashes)))
-    group = np.empty_like(sorted_group)
-    group[order] = sorted_group
-    return group, sizes[group]
-
-
 @dataclass
 class Words:
     """A document's words, tokenized once and shared by every rule that counts words or n-grams."""
@@ -230,7 +214,7 @@ def char_ngram_duplicate_fraction(text: str, n: int) -> float:
     (ChineseWebText's internal-duplication measure, with n = 13)."""
     if len(text) < n:
         return 0.0
-    starts = np.flatnonzero(_groups(char_ngram_hashes(text, n))[1] > 1)
+    starts = np.flatnonzero(char_ngram_repeats(text, n)[1])
     if len(starts) == 0:
         return 0.0
     length = len(text)
@@ -239,17 +223,35 @@ def char_ngram_duplicate_fraction(text: str, n: int) -> float:
 
 
 @functools.lru_cache(maxsize=2)
-def char_ngram_hashes(text: str, n: int) -> np.ndarray:
-    """64-bit hashes of the character n-grams of `text` (len(text) >= n), one per start position.
-    Cached for the last texts: two Chinese rules hash the same text (`without_longest_repeat`,
-    then `char_ngram_duplicate_fraction` on its result, which is mostly the text itself)."""
+def char_ngram_repeats(text: str, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(later, repeated) for every character n-gram of `text` (len(text) >= n), by start position:
+    it occurred at an earlier position / it occurs more than once. Cached for the last texts: two
+    Chinese rules look at the same text (`without_longest_repeat`, then
+    `char_ngram_duplicate_fraction` on its result, which is mostly the text itself)."""
     points = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), np.uint32).astype(np.uint64)
-    count = len(points) - n + 1
-    hashes = points[:count] * _MIX
-    for k in range(1, n):
-        hashes = (hashes ^ (hashes >> np.uint64(29))) * _MIX + points[k:k + count]
-    hashes.flags.writeable = False  # shared by the callers of the cache
-    return hashes
+    later = np.zeros(len(points) - n + 1, np.bool_)
+    repeated = np.zeros_like(later)
+    _char_ngram_kernel(points, n, later, repeated)
+    later.flags.writeable = repeated.flags.writeable = False  # shared by the callers of the cache
+    return later, repeated
+
+
+@numba.njit(cache=True, nogil=True)
+def _char_ngram_kernel(points, n, later, repeated):
+    """Hashes every character n-gram (64-bit, from its characters' code points) and marks the
+    n-grams equal to one at an earlier position (`later`) and to one anywhere else (`repeated`)."""
+    count = later.shape[0]
+    hashes = np.empty(count, np.uint64)
+    for i in range(count):
+        h = points[i] * _MIX
+        for k in range(1, n):
+            h = (h ^ (h >> np.uint64(29))) * _MIX + points[i + k]
+        hashes[i] = h
+    order = np.argsort(hashes, kind="mergesort")  # stable: equal n-grams in position order
+    for j in range(1, count):
+        if hashes[order[j]] == hashes[order[j - 1]]:
+            later[order[j]] = True
+            repeated[order[j]] = repeated[order[j - 1]] = True
 
 
 def without_longest_repeat(text: str, n: int, min_fraction: float = 0.0) -> str:
@@ -259,12 +261,7 @@ def without_longest_repeat(text: str, n: int, min_fraction: float = 0.0) -> str:
     all but one of them."""
     if len(text) < 2 * n:
         return text
-    hashes = char_ngram_hashes(text, n)
-    count = len(hashes)
-    order = np.argsort(hashes, kind="stable")
-    ordered = hashes[order]
-    later = np.zeros(count, bool)  # the n-gram at this position occurred at an earlier one
-    later[order[1:][ordered[1:] == ordered[:-1]]] = True
+    later = char_ngram_repeats(text, n)[0]
     if not later.any():
         return text
     edges = np.diff(np.concatenate(([0], later.view(np.int8), [0])))
