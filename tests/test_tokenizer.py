@@ -11,7 +11,7 @@ import pytest
 
 from pipeline import storage
 from pipeline.runner import run_stage
-from pipeline.stages.mix import MixStage
+from pipeline.stages.mix import DEFAULT_STAGE, MixStage
 from pipeline.stages.tokenizer import TokenizerStage
 from tokenizer.special_tokens import SPECIAL_TOKENS
 from tokenizer.spm import load, load_proto
@@ -113,7 +113,7 @@ def test_stage_balanced_sample_and_heldout_figures(tmp_path, engines, shared_dat
                       "heldout_bytes": 60_000},
     }
     cfg = make_run_config(tmp_path, sections)
-    write_finished_stage(cfg.run.workdir, "dedup", rows)
+    write_finished_stage(cfg.run.workdir, DEFAULT_STAGE, rows)
     mix = run_stage(MixStage(cfg), engines["spark"])
     summary = run_stage(TokenizerStage(cfg), engines["spark"])
     beam_cfg = make_run_config(tmp_path / "beam", sections, engine="beam")
@@ -175,7 +175,7 @@ def test_stage_says_which_language_is_missing(tmp_path, spark_session_engine):
     cfg = make_run_config(tmp_path, {"mix": {"target_tokens": 1000, "language_shares": {"en": 1.0, "zh": 0.0},
                                              "sources": [{"name": "web", "lang": "en"}]},
                                      "tokenizer": {"vocab_size": 500}})
-    write_finished_stage(cfg.run.workdir, "dedup", make_docs("web", "en", 20, 200), files=1)
+    write_finished_stage(cfg.run.workdir, DEFAULT_STAGE, make_docs("web", "en", 20, 200), files=1)
     run_stage(MixStage(cfg), spark_session_engine)
     with pytest.raises(ConfigError, match="tokenizer.language_shares.*no zh documents"):
         run_stage(TokenizerStage(cfg), spark_session_engine)
@@ -194,7 +194,7 @@ def test_second_pass_keeps_the_model_the_mix_counted_with(tmp_path, spark_sessio
             {"name": "web_zh", "lang": "zh", "match_source": ["web"]}]},
         "tokenizer": {"vocab_size": 2500, "heldout_bytes": 20_000},
     })
-    write_finished_stage(cfg.run.workdir, "dedup", rows)
+    write_finished_stage(cfg.run.workdir, DEFAULT_STAGE, rows)
     mix = run_stage(MixStage(cfg), spark_session_engine)["report"]
     tokenizer = run_stage(TokenizerStage(cfg), spark_session_engine)["report"]
     encode = run_stage(EncodeStage(cfg), spark_session_engine)["report"]
