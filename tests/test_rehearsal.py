@@ -39,11 +39,11 @@ from conftest import REPO
 from demo_runs import DEMO, committed_output, demo_sources
 from dist_artifacts import FOREIGN_PYTHON, foreign_dist, foreign_interpreter
 from test_cluster import EXECUTOR_CONF, StandaloneCluster
+from test_s3 import BUCKET, s3_endpoint, upload_tree  # noqa: F401  (s3_endpoint: the moto fixture)
 
 pytestmark = [pytest.mark.slow, pytest.mark.spark]
 
 PYSPARK_35 = "3.5.9"
-BUCKET = "glmdata-rehearsal"
 
 
 @pytest.fixture(scope="module")
@@ -67,35 +67,6 @@ def bare_env(home: Path, python: str) -> dict[str, str]:
             "PIP_CONFIG_FILE": os.devnull, "PYTHONNOUSERSITE": "1"}
 
 
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory):
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    env = {"AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "testing",
-           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)  # this process reads and checks the bucket through pipeline.storage too
-    import boto3
-
-    boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"]).create_bucket(Bucket=BUCKET)
-    yield env
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
-    server.stop()
-
-
-def _upload_tree(local: Path, uri: str) -> None:
-    for path in sorted(local.rglob("*")):
-        if path.is_file():
-            storage.write_bytes(f"{uri}/{path.relative_to(local).as_posix()}", path.read_bytes())
-
-
 def _inputs_on_s3(value):
     """configs/demo.yaml's relative file paths (block lists, ...) uploaded and replaced by s3:// URIs."""
     if isinstance(value, dict):
@@ -116,7 +87,7 @@ def _configs(root: Path) -> tuple[Path, Path]:
     writing to a local workdir for the local-mode reference."""
     corpus = root / "corpus"
     generate(corpus)
-    _upload_tree(corpus, f"s3://{BUCKET}/corpus")
+    upload_tree(corpus, f"s3://{BUCKET}/corpus")
     raw = yaml.safe_load(DEMO.read_text())
     raw["ingest"]["sources"] = demo_sources(f"s3://{BUCKET}/corpus")
     raw = _inputs_on_s3(raw)
@@ -166,7 +137,8 @@ def _first_errors(workdir: str) -> str:
     return "".join(lines)
 
 
-def test_foreign_python_spark35_s3_cluster_run_equals_local_mode(tmp_path, s3, spark35_home):
+def test_foreign_python_spark35_s3_cluster_run_equals_local_mode(tmp_path, s3_endpoint, spark35_home):
+    s3 = s3_endpoint
     started = time.time()
     python = foreign_interpreter()
     dist = foreign_dist()
