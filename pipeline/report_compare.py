@@ -71,12 +71,15 @@ def spark_moved(spark, groups: list[StatusFiles]) -> tuple[dict, dict]:
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
+    from pipeline.engines.spark_storage import read_parquet  # not spark.read: s3:// outside EMR
+
     frames = {"a": [], "b": []}
     for g in groups:
         if g.files:
             status = F.col(g.status_column) if g.status_column else F.lit(KEPT)
-            frames[g.run].append(spark.read.parquet(*g.files).select(F.lit(g.stage).alias("stage"), "id",
-                                                                      status.alias(g.run)))
+            columns = ["id"] + ([g.status_column] if g.status_column else [])
+            frames[g.run].append(read_parquet(spark, list(g.files), columns=columns)
+                                 .select(F.lit(g.stage).alias("stage"), "id", status.alias(g.run)))
     statuses = {}
     for run, parts in frames.items():
         frame = parts[0]

@@ -96,15 +96,20 @@ def _flush(sink: storage.ParquetSink, pending: list[tuple]) -> int:
     return sink.rows
 
 
-def read_parquet(spark: SparkSession, source: str | list[str], schema: StructType | None = None) -> DataFrame:
+def read_parquet(spark: SparkSession, source: str | list[str], schema: StructType | None = None,
+                 columns: list[str] | None = None) -> DataFrame:
     """Parquet files (a folder, a glob or a list of files) as a DataFrame, one task per file. The
-    schema is the first file's unless given; with no file, an empty DataFrame of `schema`."""
+    schema is the first file's (only `columns` of it, when given) unless given; with no file, an
+    empty DataFrame of `schema`."""
     paths = storage.expand(source) if isinstance(source, str) else list(source)
     paths = [p for p in paths if p.endswith(".parquet")]
     if schema is None:
         if not paths:
             raise FileNotFoundError(f"{source}: no Parquet file to read")
-        schema = from_arrow_schema(pq.read_schema(storage.open_input(paths[0])))
+        arrow_schema = pq.read_schema(storage.open_input(paths[0]))
+        if columns is not None:
+            arrow_schema = pa.schema([arrow_schema.field(c) for c in columns])
+        schema = from_arrow_schema(arrow_schema)
     if not paths:
         return spark.createDataFrame([], schema)
     columns = schema.names
