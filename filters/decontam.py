@@ -12,9 +12,9 @@ indexed whole as `min_tokens`-grams (a second, shorter pass over documents, run 
 exist); shorter ones are counted as too short to detect and reported.
 
 The index (a sorted array of n-gram hashes per pass plus, for each hash, the items that hold it)
-is built once from the benchmark files and shipped to every worker: benchmarks are small (MMLU's
-14k questions make ~0.5M 13-grams, 4 MB), so the cost of a document is its own n-grams, whatever
-the number of benchmarks.
+is built from the benchmark files once per worker process: benchmarks are small next to a corpus,
+and the cost of a document is its own n-grams (one presence-table lookup each), whatever the
+number of benchmarks.
 """
 from __future__ import annotations
 

@@ -32,18 +32,19 @@ KINDS = ("email", "ip", "cn_id", "hk_id", "tw_id", "bank_card", "phone", "qq", "
 
 # Placeholders in the default mode: one visible tag per kind, so a model learns the slot, not a value.
 TAGS = {kind: f"<{kind.upper()}>" for kind in KINDS}
-# FineWeb-style dummies: realistic values that are valid-looking but belong to nobody (reserved
-# example domains, documentation address blocks, an all-fixed ID that fails no format).
+# FineWeb-style dummies: values shaped like the real thing that belong to nobody (reserved example
+# domains, a documentation address block, ID numbers whose check character is wrong), so that a
+# second pass over anonymized text finds no identifier in them.
 DUMMIES = {
     "email": "email@example.com",
     "ip": "192.0.2.1",            # TEST-NET-1 (RFC 5737)
-    "cn_id": "110101190001011009",
+    "cn_id": "110101190001011000",
     "hk_id": "A000000(0)",
-    "tw_id": "A100000001",
+    "tw_id": "A100000000",
     "bank_card": "0000 0000 0000 0000",
     "phone": "000-0000-0000",
-    "qq": "10000",
-    "wechat": "wxid_example",
+    "qq": "00000",                # QQ numbers never start with 0
+    "wechat": "wxid0",            # WeChat ids have 6-20 characters
     "url_token": "REDACTED",
 }
 
@@ -76,6 +77,9 @@ _WECHAT_WORDS = ("微信", "薇信", "威信", "V信", "WeChat", "wechat", "Wech
 _WECHAT = re.compile(r"(?:微信|薇信|威信|V信|WeChat|wechat|Wechat|weixin|WeiXin|VX|vx|WX|wx)(?:号|号码|ID|id)?\s*[:：]?\s*"
                      r"(?P<wechat>1[3-9][0-9]{9}|[A-Za-z][-_A-Za-z0-9]{5,19})" + _END)
 _ANY_DIGIT = re.compile(r"[0-9]")
+# Domains reserved for examples and documentation (RFC 2606, RFC 6761): their addresses belong to nobody.
+_RESERVED_DOMAIN = re.compile(r"@(?:.+\.)?(?:example\.(?:com|net|org|edu)|[^@]+\.(?:example|invalid|test|localhost))$",
+                              re.IGNORECASE)
 # A version word shortly before a dotted quad makes it a version number, not an address.
 _VERSION_BEFORE = re.compile(r"(?:version|ver\.?|v|版本|版本号|build|release)\s*[:：]?\s*$", re.IGNORECASE)
 # Characters that may not touch an identifier's start (a longer token would contain it).
@@ -184,6 +188,8 @@ def _confirm(kind: str, s: str, text: str, start: int) -> bool:
         return _ip_public(s)
     if kind == "phone":
         return 7 <= sum(c.isdigit() for c in s) <= 15
+    if kind == "email":
+        return not _RESERVED_DOMAIN.search(s)
     return True
 
 

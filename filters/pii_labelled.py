@@ -73,7 +73,7 @@ def email(rng: random.Random) -> str:
     user = "".join(rng.choice(string.ascii_lowercase) for _ in range(rng.randint(3, 9)))
     if rng.random() < 0.4:
         user += "." + "".join(rng.choice(string.ascii_lowercase) for _ in range(4))
-    return f"{user}{rng.randint(0, 99)}@{rng.choice(['163.com', 'qq.com', 'gmail.com', 'example.org', 'mail.sina.com.cn'])}"
+    return f"{user}{rng.randint(0, 99)}@{rng.choice(['163.com', 'qq.com', 'gmail.com', 'outlook.com', 'mail.sina.com.cn'])}"
 
 
 def ip(rng: random.Random) -> str:

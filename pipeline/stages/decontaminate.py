@@ -173,7 +173,8 @@ class DecontaminateStage(MapStage):
         summary = {}
         for b in self.section.benchmarks:
             top = per_item[b.name].most_common(self.section.top_items)
-            texts = {i.index: i.text for i in index.items if i.benchmark == b.name and i.index in dict(top)}
+            listed = {k for k, _ in top}
+            texts = {i.index: i.text for i in index.items if i.benchmark == b.name and i.index in listed}
             summary[b.name] = {
                 "items": items_of[b.name], "items_found": len(per_item[b.name]),
                 "items_too_short": too_short[b.name],
