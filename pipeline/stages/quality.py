@@ -204,10 +204,13 @@ class QualityStage(MapStage):
         """The classifier model as a local file (fastText loads only those), fetched once per worker."""
         return storage.local_copy(self.section.classifier)
 
-    def perplexity_model(self, lang: str):
+    @cached_property
+    def perplexity_models(self) -> dict:
+        """lang -> n-gram LM, fetched and loaded once per task (not per document: a remote model's
+        size check is a request)."""
         from filters.perplexity import load_model
 
-        return load_model(storage.local_copy(self.section.perplexity_models[lang]))
+        return {lang: load_model(storage.local_copy(path)) for lang, path in self.section.perplexity_models.items()}
 
     def score(self, text: str, signals: Signals) -> float:
         if self.section.classifier is None:
@@ -228,8 +231,8 @@ class QualityStage(MapStage):
             chain = self.chains.get(lang) or self.chains[None]
             cleaned, rejection = chain.judge(text or "", url, signals)
             if rejection is None:
-                if lang in self.section.perplexity_models:
-                    signals["perplexity"] = self.perplexity_model(lang).perplexity(cleaned)
+                if lang in self.perplexity_models:
+                    signals["perplexity"] = self.perplexity_models[lang].perplexity(cleaned)
                 signals["score"] = self.score(cleaned, signals)
                 minimum = self.section.classifier_min_score.get(lang)
                 if minimum is not None and signals["score"] < minimum:
