@@ -17,9 +17,11 @@ short English as Kannada or Russian. Four general rules fix that (LanguageIdenti
    punctuation-folded copy is predicted too and the two distributions are averaged (fastText's
    n-grams are case sensitive, and web text is full of title case, capitals, digits and markup
    that move short-text predictions).
-4. Varieties: model labels folded into a language by `label_aliases` (lid.176's Wu, Cantonese,
-   Gan and Classical Chinese into zh) are recorded as the document's `variant` when fastText gives
-   one of them more probability than the language itself on a sample of the document's text.
+4. Varieties: model labels folded into a language by `label_aliases` (lid.176's Wu and Cantonese,
+   other models' Gan and Classical Chinese, into zh) are recorded as the document's `variant` when
+   fastText gives one of them more probability than the language itself on a sample of the
+   document's text. lid.176 has no Classical Chinese class, so with such a model Classical Chinese
+   is found by its function words instead (`is_classical_chinese`).
 
 A document is predicted in blocks: runs of consecutive lines of one script group (CJK scripts
 are one group), up to `max_block_letters`. A line that carries runs of two script groups of at
@@ -90,6 +92,42 @@ SURE = 0.95
 # lid.176's top label is sometimes Wu with 0.13 (2 of the 365 zh sentences of ../shared/data/langid),
 # while on Wu and Cantonese sentences it gives its label 0.97-0.99.
 VARIANT_MIN_PROBABILITY = 0.5
+# Classical Chinese (lzh): lid.176 has no class for it (its labels: zh, wuu, yue), so it is told
+# from Modern written Chinese by function words, over the first CLASSICAL_SAMPLE_HAN Han characters
+# of the document's Chinese text. Modern prose cannot go 40 characters without one of the particles
+# and measure words Classical Chinese does not have (的 了 们 这 那 个 吗 呢 很 着 没 给), which
+# Classical prose lacks entirely, while its own particles and pronouns (之 其 者 也 矣 乎 焉 曰 ...)
+# are >= 8% of its characters. Thresholds: bench/langid_accuracy.py --variants (tune half of
+# bench/langid_variants.jsonl and of the Chinese text of ../shared/data; docs/benchmarks.md).
+CLASSICAL_MARKS = frozenset("曰也矣乎焉兮哉耶吾汝尔爾乃之其者而於于则則亦故夫何孰盖蓋遂弗莫皆此所以")
+MODERN_MARKS = frozenset("的了们們这這那个個吗嗎呢很着著没沒给給")
+CLASSICAL_SAMPLE_HAN = 400
+CLASSICAL_MIN_HAN = 40
+CLASSICAL_MIN_SHARE = 0.08
+CLASSICAL_MAX_MODERN_SHARE = 0.005
+
+
+def classical_chinese_shares(texts: Sequence[str]) -> tuple[int, float, float]:
+    """(Han characters read, share of Classical marks, share of Modern marks) over the first
+    CLASSICAL_SAMPLE_HAN Han characters of `texts`."""
+    han: list[str] = []
+    for text in texts:
+        for c in text:
+            if "\u4e00" <= c <= "\u9fff":
+                han.append(c)
+                if len(han) == CLASSICAL_SAMPLE_HAN:
+                    break
+        if len(han) == CLASSICAL_SAMPLE_HAN:
+            break
+    if not han:
+        return 0, 0.0, 0.0
+    return (len(han), sum(c in CLASSICAL_MARKS for c in han) / len(han),
+            sum(c in MODERN_MARKS for c in han) / len(han))
+
+
+def is_classical_chinese(texts: Sequence[str]) -> bool:
+    n, classical, modern = classical_chinese_shares(texts)
+    return n >= CLASSICAL_MIN_HAN and classical >= CLASSICAL_MIN_SHARE and modern <= CLASSICAL_MAX_MODERN_SHARE
 
 
 def default_model_path() -> str:
@@ -317,22 +355,32 @@ class LanguageIdentifier:
     def _variant(self, lang: str, texts: list[str], piece_langs: list[str]) -> str | None:
         """The model label folded into `lang` with the most probability on the first
         `variant_sample_chars` characters of the pieces decided `lang`, if it holds
-        VARIANT_MIN_PROBABILITY; None when that is `lang` itself."""
+        VARIANT_MIN_PROBABILITY; else "lzh" when Classical Chinese folds into `lang`, the model
+        has no class for it and the function-word rule finds it (`is_classical_chinese`); else
+        None (the language itself)."""
         raws = self._registry.variants.get(lang)
-        if not raws:
+        classical = self.label_aliases.get("lzh") == lang
+        if not raws and not classical:
             return None
-        sample, size = [], 0
-        for text, piece_lang in zip(texts, piece_langs):
-            if piece_lang == lang and size < self.variant_sample_chars:
+        mine = [text for text, piece_lang in zip(texts, piece_langs) if piece_lang == lang]
+        if raws:
+            sample, size = [], 0
+            for text in mine:
+                if size >= self.variant_sample_chars:
+                    break
                 sample.append(text)
                 size += len(text)
-        view = " ".join(" ".join(sample).split())[:self.variant_sample_chars]
-        best = next(((prob, raw) for prob, raw in _predict_raw(self.model, view, -1, PROBABILITY_FLOOR)
-                     if raw in raws), None)
-        if best is None or best[0] < VARIANT_MIN_PROBABILITY:
-            return None
-        label = best[1].removeprefix(_LABEL_PREFIX)
-        return None if label == lang else label
+            view = " ".join(" ".join(sample).split())[:self.variant_sample_chars]
+            best = next(((prob, raw) for prob, raw in _predict_raw(self.model, view, -1, PROBABILITY_FLOOR)
+                         if raw in raws), None)
+            if best is not None and best[0] >= VARIANT_MIN_PROBABILITY:
+                label = best[1].removeprefix(_LABEL_PREFIX)
+                if label != lang:
+                    return label
+        # A model without a Classical class (lid.176) calls it zh: the function-word rule decides.
+        if classical and f"{_LABEL_PREFIX}lzh" not in (raws or ()) and is_classical_chinese(mine):
+            return "lzh"
+        return None
 
     # -- a document
 

@@ -279,3 +279,35 @@ def test_block_prefix_gives_the_whole_blocks_decisions(shared_data):
     for text in texts:
         a, b = whole.identify(text), prefix.identify(text)
         assert (a.lang, a.shares, keep.reason(a)) == (b.lang, b.shares, keep.reason(b)), text[:60]
+
+
+def _labelled_variants() -> list[dict]:
+    path = REPO / "bench" / "langid_variants.jsonl"
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def test_classical_chinese_is_recorded_by_its_function_words(identifier):
+    """lid.176 has no Classical class and calls every Classical passage plain zh; the function-word
+    rule records lzh on the labelled passages long enough for it (>= 40 Han characters), in either
+    script, and `drop_variants` can reject them. Modern Chinese is never lzh: test_no_variety_on_real_mandarin."""
+    from filters.langid import CLASSICAL_MIN_HAN, classical_chinese_shares
+    from filters.normalize import to_traditional
+
+    passages = [d["text"] for d in _labelled_variants() if d["variant"] == "lzh"]
+    long_enough = [t for t in passages if classical_chinese_shares([t])[0] >= CLASSICAL_MIN_HAN]
+    assert len(long_enough) >= 20
+    found = [identifier.identify(v).variant == "lzh" for t in long_enough for v in (t, to_traditional(t))]
+    assert sum(found) / len(found) >= 0.9
+    ident = identifier.identify(long_enough[0])
+    assert (ident.lang, ident.variant) == ("zh", "lzh")
+    assert LanguageFilter(drop_variants=["lzh"]).reason(ident) == "lang_variant:lzh"
+    without_rule = LanguageIdentifier(label_aliases={"wuu": "zh", "yue": "zh", "gan": "zh"})
+    assert without_rule.identify(long_enough[0]).variant is None
+
+
+def test_wu_sentences_are_recorded(identifier):
+    """Wu is lid.176's own class: most of the labelled Wu sentences (two short sentences each) are
+    recorded as wuu, none as anything else."""
+    variants = [identifier.identify(d["text"]).variant for d in _labelled_variants() if d["variant"] == "wuu"]
+    assert set(variants) <= {"wuu", None}
+    assert variants.count("wuu") / len(variants) >= 0.6

@@ -2,8 +2,8 @@
 
 Adds `lang`, `lang_score`, `lang_shares` (language -> share of the document's letters, from
 predictions of its blocks of lines; Arrow map<string, float32>), `lang_variant` (the variety of
-`lang` the model names, e.g. "wuu" for Wu or "lzh" for Classical Chinese; null for the language
-itself) and `script` (ISO 15924: Hans/Hant for Chinese, Latn for English, ...). The decision logic is filters.langid; this module wires it to the
+`lang` the model names, e.g. "wuu" for Wu, or "lzh" for Classical Chinese, which filters.langid
+finds by its function words when the model has no class for it; null for the language itself) and `script` (ISO 15924: Hans/Hant for Chinese, Latn for English, ...). The decision logic is filters.langid; this module wires it to the
 configuration and the stage contract, and applies the Chinese normalization to kept Chinese
 documents (filters.normalize). Rejected reasons: `lang_other:<lang>`, `lang_low_score`,
 `lang_mixed`, `lang_variant:<variant>` (only for varieties listed in `drop_variants`). With `mixed: split`, a mixed page becomes one document per language (`<id>#<lang>`),
@@ -78,7 +78,8 @@ class LangidSection:
     # by script instead of flipping between zh 1.00 and en 1.00 with the majority.
     mixed_run_bytes: int = 40
     # lid.176's Wu and Cantonese classes take up to 40% of the mass of Mandarin sentences; Han-script
-    # Chinese is one language here, the variety is recorded in `lang_variant`.
+    # Chinese is one language here, the variety is recorded in `lang_variant`. lid.176 has no
+    # Classical class: while lzh folds into zh, Classical Chinese is found by its function words.
     label_aliases: dict[str, str] = field(default_factory=lambda: {"wuu": "zh", "yue": "zh", "gan": "zh", "lzh": "zh"})
     # The variety is read from this many characters of the document's text in its language (the one
     # fastText call of a Chinese document: Han text is Chinese by its script alone).
