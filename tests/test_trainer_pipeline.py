@@ -141,3 +141,35 @@ def test_shard_checksum_is_checked_when_the_shard_is_first_opened(shards, tmp_pa
     assert ShardDataset(str(copy))[0]["tokens"].shape == (64,)  # unverified, the flipped byte passes
     assert parse_args(["--config", "c", "--data", "d"]).verify_shards  # the trainer checks by default
     assert not parse_args(["--config", "c", "--data", "d", "--no-verify-shards"]).verify_shards
+
+
+class _MeshDim:
+    def __init__(self, size: int, rank: int):
+        self._size, self._rank = size, rank
+
+    def size(self) -> int:
+        return self._size
+
+    def get_local_rank(self) -> int:
+        return self._rank
+
+
+@pytest.mark.parametrize("sequence_parallel", [False, True])
+def test_dropout_streams_agree_only_where_activations_are_replicas(sequence_parallel):
+    """Over every rank of a PP 2 x DP 3 x TP 2 mesh: two ranks share a dropout stream exactly when they
+    drop the same activations, i.e. same pipeline stage and data-parallel rank and, without sequence
+    parallelism, any tensor-parallel rank (replicas); under sequence parallelism each TP rank holds its
+    own part of the sequence, so all streams differ."""
+    from trainer.config import ParallelConfig
+    from trainer.parallelize import dropout_stream
+
+    cfg = ParallelConfig(tensor=2, pipeline=2, sequence_parallel=sequence_parallel)
+    sizes = {"pp": 2, "dp": 3, "tp": 2}
+    coords = [(pp, dp, tp) for pp in range(2) for dp in range(3) for tp in range(2)]
+    streams = {c: dropout_stream({d: _MeshDim(sizes[d], r) for d, r in zip(("pp", "dp", "tp"), c)}, cfg)
+               for c in coords}
+    for a in coords:
+        for b in coords:
+            replicas = a[:2] == b[:2] and (a[2] == b[2] or not sequence_parallel)
+            assert (streams[a] == streams[b]) == replicas, (a, b)
+    assert dropout_stream(None, cfg) == 0

@@ -90,13 +90,13 @@ def checkpoint_problem(folder: Path) -> str | None:
 
 
 def load_latest_good_checkpoint(root: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
-                                warn=warnings.warn) -> tuple[Path, dict] | None:
+                                dropout_seed: int, warn=warnings.warn) -> tuple[Path, dict] | None:
     """Load the newest whole checkpoint under `root`; (folder, trainer state), or None when there
     is none. Each broken one is skipped with a warning that names the bad file."""
     for folder in checkpoints(root):
         problem = checkpoint_problem(folder)
         if problem is None:
-            return folder, load_checkpoint(folder, model, optimizer)
+            return folder, load_checkpoint(folder, model, optimizer, dropout_seed)
         warn(f"warning: checkpoint {folder} is broken, falling back to the previous one: {problem}")
     return None
 
@@ -129,8 +129,10 @@ def save_checkpoint(root: Path, step: int, model: nn.Module, optimizer: torch.op
     return final
 
 
-def load_checkpoint(folder: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict:
-    """Restore model, optimizer and this rank's RNG in place; returns the trainer state."""
+def load_checkpoint(folder: Path, model: nn.Module, optimizer: torch.optim.Optimizer, dropout_seed: int) -> dict:
+    """Restore model, optimizer and this rank's RNG in place; returns the trainer state. Without
+    this rank's RNG file the dropout stream restarts from `dropout_seed` (the rank's stream, so
+    ranks that must agree still do) offset by the step."""
     model_state, optim_state = get_state_dict(model, optimizer, options=FLAT)
     tied = _tied_copy_reads_embedding_state(optim_state, folder)
     state = {"model": model_state, "optim": {tied.get(k, k): v for k, v in optim_state.items()}}
@@ -149,7 +151,7 @@ def load_checkpoint(folder: Path, model: nn.Module, optimizer: torch.optim.Optim
     else:  # more processes than the checkpoint had: weights and data position are still exact
         warnings.warn(f"{rng_path} missing (the checkpoint was written by fewer processes): rank {_rank()} "
                       f"reseeds its dropout from the step; the resumed run is not bit-identical")
-        torch.manual_seed(trainer_state["step"] * 100_003 + _rank())
+        torch.manual_seed(dropout_seed + trainer_state["step"] * 100_003)
     return trainer_state
 
 

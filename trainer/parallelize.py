@@ -64,6 +64,18 @@ def build_mesh(cfg: ParallelConfig, device: torch.device) -> DeviceMesh | None:
     return init_device_mesh(device.type, (cfg.pipeline, dp, cfg.tensor), mesh_dim_names=MESH_DIMS)
 
 
+def dropout_stream(mesh: DeviceMesh | None, cfg: ParallelConfig) -> int:
+    """The dropout random stream of this rank. Ranks that drop replicas of the same activations must
+    draw the same masks: tensor-parallel ranks without sequence parallelism (otherwise their replicas
+    diverge). Every other pair must differ: data-parallel ranks (other samples), pipeline stages (other
+    layers called in the same order) and, under sequence parallelism, tensor-parallel ranks (each drops
+    its own 1/tp of the sequence: one stream would repeat the same mask along the sequence)."""
+    if mesh is None:
+        return 0
+    tp_rank = mesh["tp"].get_local_rank() if cfg.sequence_parallel else 0
+    return (mesh["dp"].get_local_rank() * mesh["pp"].size() + mesh["pp"].get_local_rank()) * mesh["tp"].size() + tp_rank
+
+
 def stage_layers(num_layers: int, num_stages: int) -> list[range]:
     """Contiguous layer ranges per pipeline stage, as equal as possible (earlier stages one more)."""
     base, extra = divmod(num_layers, num_stages)

@@ -33,8 +33,8 @@ from trainer.config import Config, ConfigError, load_config
 from trainer.data import RankBatches
 from trainer.metrics import RunLogger, mfu, peak_tflops
 from trainer.model import GLM, flops_per_token
-from trainer.parallelize import (build_mesh, clip_grad_norm_, embedding_group, init_distributed, parallelize,
-                                 reduce_tied_embedding_grads, sync_tied_embedding, world)
+from trainer.parallelize import (build_mesh, clip_grad_norm_, dropout_stream, embedding_group, init_distributed,
+                                 parallelize, reduce_tied_embedding_grads, sync_tied_embedding, world)
 from trainer.schedule import global_batch_size, learning_rate, run_samples
 from trainer.shard_format import IGNORE, ShardDataset, ShardFormatError
 from trainer.spike_guard import SpikeGuard
@@ -158,15 +158,14 @@ class Trainer:
         self.autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"
                                        and cfg.train.precision == "bf16" and mesh is None)
         self.step = 0
-        # Dropout differs across data-parallel ranks and agrees across tensor-parallel ones (whose
-        # activations outside the sharded matmuls are replicas).
-        torch.manual_seed(cfg.train.seed + 1 + self.dp_rank)
+        self.dropout_seed = cfg.train.seed + 1 + dropout_stream(mesh, cfg.parallel)
+        torch.manual_seed(self.dropout_seed)
         self.logger = RunLogger(out, cfg.train.max_steps, enabled=self.rank == 0, tensorboard=cfg.logging.tensorboard)
         self._resume()
 
     def _resume(self) -> None:
         loaded = load_latest_good_checkpoint(self.out / "checkpoints", self.model, self.optimizer,
-                                             warn=self.logger.message)
+                                             self.dropout_seed, warn=self.logger.message)
         if loaded is None:
             return
         folder, state = loaded
