@@ -18,11 +18,22 @@ Methods, per language and Chinese shingling (characters, jieba words):
   same shingles; pairs = query results.
 
     .venv/bin/python bench/dedup_quality.py [--pairs 300] [--threshold 0.8]
+
+`--pipeline` (issue 14): the same documents through the default pipeline before dedup (one JSON
+lines dump, `run_pipeline` up to dedup, every config section at its default). Per language and
+per half (`tune`/`report`, by a hash of the original's text): true pairs, how many lost a member
+before dedup (and to which stage and rule, original or copy), recall among the pairs reaching dedup
+and among all, the share of true pairs of which at most one copy is left, precision of dedup's
+removals (document and survivor in one component of true pairs); misses by edit kind, with their
+Jaccard on the text dedup hashed.
+
+    .venv/bin/python bench/dedup_quality.py --pipeline [--engine spark|beam]
 """
 from __future__ import annotations
 
 import argparse
 import gzip
+import hashlib
 import json
 import random
 import re
@@ -50,6 +61,7 @@ from pipeline.stages import load_config  # noqa: E402
 from pipeline.dedup.fixtures import clustered_pairs, read_dedup_output, write_finished_upstream  # noqa: E402
 from pipeline.engines.spark import SparkEngine  # noqa: E402
 from pipeline.runner import run_stage  # noqa: E402
+from pipeline.schema import TEXT_BEFORE_REWRITE  # noqa: E402
 from pipeline.stages.dedup import DedupStage  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "data"
@@ -97,25 +109,32 @@ BOILERPLATE = {
 _SENTENCE = {"en": re.compile(r"(?<=[.!?])\s+"), "zh": re.compile(r"(?<=[。！？])")}
 
 
-def edit(text: str, lang: str, others: list[str], rng: random.Random) -> str:
+def edit(text: str, lang: str, others: list[str], rng: random.Random, kinds: list[str] | None = None) -> str:
+    """An edited copy of `text`; the edits applied are appended to `kinds` when given."""
+    kinds = [] if kinds is None else kinds
     strength = rng.uniform(0.0, 0.3)
     paragraphs = [p for p in text.split("\n") if p.strip()]
     # delete sentences
     delete = rng.uniform(0, strength)
-    kept = []
+    kept, deleted = [], 0
     for p in paragraphs:
         sentences = [s for s in _SENTENCE[lang].split(p) if s]
-        sentences = [s for s in sentences if rng.random() >= delete] or sentences[:1]
-        kept.append((" " if lang == "en" else "").join(sentences))
+        kept_sentences = [s for s in sentences if rng.random() >= delete] or sentences[:1]
+        deleted += len(sentences) - len(kept_sentences)
+        kept.append((" " if lang == "en" else "").join(kept_sentences))
+    if deleted:
+        kinds.append("sentences deleted")
     paragraphs = kept
     if len(paragraphs) >= 3 and rng.random() < 0.5:  # reorder two paragraphs
         i, j = rng.sample(range(len(paragraphs)), 2)
         paragraphs[i], paragraphs[j] = paragraphs[j], paragraphs[i]
+        kinds.append("paragraphs swapped")
     if lang == "en" and rng.random() < 0.5:  # typos
         words = "\n".join(paragraphs).split(" ")
         for k in rng.sample(range(len(words)), int(len(words) * rng.uniform(0, strength / 10))):
             words[k] = words[k][::-1]
         paragraphs = " ".join(words).split("\n")
+        kinds.append("typos")
     # add boilerplate and teasers of other articles, up to `strength` of the length
     added, budget = [], (strength - delete) * len(text)
     while sum(map(len, added)) < budget:
@@ -127,19 +146,28 @@ def edit(text: str, lang: str, others: list[str], rng: random.Random) -> str:
             added.append(other[start:start + rng.randint(60, 200)])
     cut = rng.randint(0, len(added))
     out = "\n".join(added[:cut] + paragraphs + added[cut:])
+    if added:
+        kinds.append("boilerplate/teasers added")
     if lang == "zh" and rng.random() < 0.5:  # script conversion
         out = to_simplified(out) if to_simplified(out) != out else to_traditional(out)
+        kinds.append("script converted")
     if rng.random() < 0.5:  # punctuation style
         table = {"en": {"’": "'", "“": '"', "”": '"', "—": " - ", ",": " ,"},
                  "zh": {"，": ",", "。": ".", "：": ":", "“": '"', "”": '"', "（": "(", "）": ")"}}[lang]
         out = out.translate(str.maketrans({k: v for k, v in table.items()}))
+        kinds.append("punctuation changed")
     if rng.random() < 0.5:  # whitespace
         out = re.sub(r" ", lambda m: "  " if rng.random() < 0.1 else " ", out).replace("\n", "\n\n")
+        kinds.append("whitespace changed")
     return out
 
 
-def build(docs: dict[str, list[str]], n_pairs: int, seed: int) -> tuple[list[dict], list[tuple[str, str]]]:
+def build(docs: dict[str, list[str]], n_pairs: int, seed: int,
+          kinds: dict[str, list[str]] | None = None) -> tuple[list[dict], list[tuple[str, str]]]:
+    """Every document, and an edited copy `<id>-copy` of the first `n_pairs` per language (after a
+    seeded shuffle); the edits of each copy go to `kinds` when given."""
     rng = random.Random(seed)
+    kinds = {} if kinds is None else kinds
     rows, planted = [], []
     for lang, texts in docs.items():
         texts = texts[:]
@@ -147,9 +175,17 @@ def build(docs: dict[str, list[str]], n_pairs: int, seed: int) -> tuple[list[dic
         for i, text in enumerate(texts):
             rows.append({"id": f"{lang}{i:05d}", "text": text, "lang": lang})
             if i < n_pairs:
-                rows.append({"id": f"{lang}{i:05d}-copy", "text": edit(text, lang, texts, rng), "lang": lang})
-                planted.append((f"{lang}{i:05d}", f"{lang}{i:05d}-copy"))
+                copy = f"{lang}{i:05d}-copy"
+                rows.append({"id": copy, "text": edit(text, lang, texts, rng, kinds.setdefault(copy, [])), "lang": lang})
+                planted.append((f"{lang}{i:05d}", copy))
     return rows, planted
+
+
+def split_of(doc: str, rows_by_id: dict[str, dict]) -> str:
+    """`tune` or `report`, by a hash of the base document's text (a copy goes with its original),
+    so that a default chosen on one half is judged on the other."""
+    base = rows_by_id[doc.removesuffix("-copy")]["text"]
+    return "tune" if hashlib.sha1(base.encode()).digest()[0] % 2 == 0 else "report"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -216,13 +252,168 @@ def score(pred: set, truth_pairs: set, truth: Truth, threshold: float, lang: str
     return len(pred), len(true_pred) / max(1, len(pred)), len(true_pred & positives) / max(1, len(positives))
 
 
+# ---------------------------------------------------------------------------------------------
+# The default pipeline in front of dedup (--pipeline)
+
+BEFORE_DEDUP = ("ingest", "langid", "quality", "pii")
+
+
+def pipeline_fates(rows: list[dict], workdir: Path, engine_name: str) -> tuple[dict[str, tuple[str, str, str | None]], dict[str, str]]:
+    """Every row through `glmdata run` up to dedup with every section at its default (ingest of a
+    JSON lines dump, langid, quality, pii, dedup). Returns {row id: (stage or "kept", reason,
+    survivor row id for dup_* rejections)} and {row id: the text dedup hashed} for the rows that
+    reached it. Rows are matched through `record_id` (ingest's own ids differ)."""
+    import pyarrow.parquet as pq
+    from pipeline.engines import make_engine
+    from pipeline.run_all import run_pipeline
+
+    workdir.mkdir(parents=True)
+    dump = workdir / "input.jsonl"
+    with dump.open("w", encoding="utf-8") as f:
+        for r in rows:
+            f.write(json.dumps({"id": r["id"], "text": r["text"]}, ensure_ascii=False) + "\n")
+    cfg_path = workdir / "config.yaml"
+    cfg_path.write_text(yaml.safe_dump({
+        "run": {"workdir": str(workdir / "out"), "engine": engine_name, "spark": {"master": "local[2]"}},
+        "ingest": {"sources": [{"name": "bench", "format": "jsonl", "paths": [str(dump)]}]}}))
+    cfg = load_config(cfg_path)
+    engine = make_engine(cfg)
+    try:
+        run_pipeline(cfg, engine, last="dedup", report=False, console=Console(quiet=True))
+    finally:
+        engine.close()
+    out = workdir / "out"
+
+    def table(stage: str, kind: str, columns: list[str]) -> list[dict]:
+        return [r for f in sorted((out / stage / kind).rglob("*.parquet")) for r in pq.read_table(f, columns=columns).to_pylist()]
+
+    by_doc_id = {r["id"]: r["record_id"] for r in table("ingest", "data", ["id", "record_id"])}
+    fates = {r["record_id"]: ("kept", "", None) for r in table("dedup", "data", ["record_id"])}
+    for stage in (*BEFORE_DEDUP, "dedup"):
+        for r in table(stage, "rejected", ["record_id", "reject_reason", "reject_detail"]):
+            survivor = None
+            if r["reject_reason"].startswith("dup_"):
+                survivor = by_doc_id[r["reject_detail"].split(" in run ")[0]]
+            fates[r["record_id"]] = (stage, r["reject_reason"], survivor)
+    missing = [r["id"] for r in rows if r["id"] not in fates]
+    if missing:  # every stage accounts for every document: an unaccounted row is a bench or stage bug
+        raise RuntimeError(f"{len(missing)} documents neither kept nor rejected, e.g. {missing[:5]}")
+    hashed = {}  # quality keeps the text it rewrote in TEXT_BEFORE_REWRITE, and dedup hashes that
+    for f in sorted((out / "pii" / "data").rglob("*.parquet")):
+        part = pq.read_table(f)
+        before = part.column(TEXT_BEFORE_REWRITE).to_pylist() if TEXT_BEFORE_REWRITE in part.column_names else []
+        for i, (doc, text) in enumerate(zip(part.column("record_id").to_pylist(), part.column("text").to_pylist())):
+            hashed[doc] = (before[i] if before else None) or text
+    return fates, hashed
+
+
+def true_groups(positives: set[tuple[str, str]]) -> dict[str, str]:
+    """Document -> representative of its connected component of true near-duplicate pairs."""
+    parent: dict[str, str] = {}
+
+    def find(x: str) -> str:
+        parent.setdefault(x, x)
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for a, b in positives:
+        parent[find(a)] = find(b)
+    return {x: find(x) for x in parent}
+
+
+def score_pipeline(fates: dict, rows: list[dict], positives: set, truth: Truth, threshold: float,
+                   kinds: dict[str, list[str]], hashed: Truth) -> tuple[Table, Table, Counter]:
+    """Per language and split: recall of true pairs among those reaching dedup and among all,
+    precision of dedup's removals; misses by edit kind; what removed pairs before dedup."""
+    by_id = {r["id"]: r for r in rows}
+    group = true_groups(positives)
+    clustered = clustered_pairs({"rejected": {d: (reason, s) for d, (stage, reason, s) in fates.items() if stage == "dedup"}})
+    main = Table(title=f"dedup after the default pipeline (ingest, langid, quality, pii), true pairs at Jaccard >= {threshold}")
+    for col in ("language", "split", "true pairs", "removed before dedup", "reach dedup", "found",
+                "recall (reaching)", "recall (all)", "one copy left (any stage)", "dedup removals", "precision",
+                "paragraph_dedup rejects"):
+        main.add_column(col)
+    kind_table = Table(title="true planted pairs that reach dedup, by edit (a copy has several): found / total")
+    for col in ("language", "split", "edit", "found", "total", "recall"):
+        kind_table.add_column(col)
+    early = Counter()
+    for lang in ("en", "zh"):
+        for split in ("tune", "report"):
+            mine = {p for p in positives if p[0].startswith(lang) and split_of(p[0], by_id) == split}
+            reaching = set()
+            for p in mine:
+                gone = [fates[d] for d in p if fates[d][0] in BEFORE_DEDUP]
+                if gone:
+                    early.update(f"{lang} {'copy' if d.endswith('-copy') else 'original'} {fates[d][0]}: {fates[d][1]}"
+                                 for d in p if fates[d][0] in BEFORE_DEDUP)
+                else:
+                    reaching.add(p)
+            found = reaching & clustered
+            for a, b in sorted(reaching - found):
+                console.print(f"missed: {a} {b} Jaccard {truth.jaccard(a, b):.3f}, on the text dedup hashed "
+                              f"{hashed.jaccard(a, b):.3f}; edits {kinds.get(b, ['(not planted)'])}")
+            one_left = sum(1 for p in mine if p in found or any(fates[d][0] != "kept" for d in p))
+            removals = [(d, s) for d, (stage, reason, s) in fates.items()
+                        if stage == "dedup" and s is not None and d.startswith(lang) and split_of(d, by_id) == split]
+            correct = sum(d in group and group.get(d) == group.get(s) for d, s in removals)
+            paragraph = sum(1 for d, (stage, reason, _) in fates.items() if stage == "dedup" and not reason.startswith("dup_")
+                            and d.startswith(lang) and split_of(d, by_id) == split)
+            main.add_row(lang, split, str(len(mine)), str(len(mine) - len(reaching)), str(len(reaching)), str(len(found)),
+                         f"{len(found) / max(1, len(reaching)):.4f}", f"{len(found) / max(1, len(mine)):.4f}",
+                         f"{one_left / max(1, len(mine)):.4f}", str(len(removals)), f"{correct / max(1, len(removals)):.4f}", str(paragraph))
+            per_kind: dict[str, list[int]] = {}
+            for p in reaching:
+                for kind in kinds.get(p[1], ["(not planted)"]):
+                    per_kind.setdefault(kind, [0, 0])
+                    per_kind[kind][0] += p in found
+                    per_kind[kind][1] += 1
+            for kind, (hit, total) in sorted(per_kind.items()):
+                kind_table.add_row(lang, split, kind, str(hit), str(total), f"{hit / total:.3f}")
+    return main, kind_table, early
+
+
+def run_pipeline_mode(args) -> None:
+    kinds: dict[str, list[str]] = {}
+    rows, planted = build(load_documents(), args.pairs, args.seed, kinds)
+    console.print(f"{len(rows)} documents ({sum(len(r['text'].encode()) for r in rows) / 1e6:.1f} MB), "
+                  f"{len(planted)} planted copies; every section of the config at its default")
+    shingling = Shingling()
+    truth = Truth(rows, shingling)
+    started = time.process_time()
+    with tempfile.TemporaryDirectory(prefix="dedup-quality-pipeline-") as tmp:
+        fates, hashed_text = pipeline_fates(rows, Path(tmp) / "run", args.engine)
+    console.print(f"pipeline run: {time.process_time() - started:.1f} CPU s in the driver")
+    predicted = {tuple(sorted((d, s))) for d, (stage, _, s) in fates.items() if s is not None}
+    candidates = wide_candidates(rows, shingling) | set(planted) | predicted
+    positives = {p for p in candidates if truth.jaccard(*p) >= args.threshold}
+    hashed = Truth([{**r, "text": hashed_text.get(r["id"], "")} for r in rows], shingling)
+    main_table, kind_table, early = score_pipeline(fates, rows, positives, truth, args.threshold, kinds, hashed)
+    console.print(main_table)
+    console.print(kind_table)
+    console.print("documents of true pairs removed before dedup, by role, stage and reason: "
+                  + ", ".join(f"{k} x{v}" for k, v in early.most_common()))
+    group = true_groups(positives)
+    wrong = [(d, s) for d, (stage, _, s) in fates.items() if s is not None and (d not in group or group[d] != group.get(s))]
+    for d, s in wrong[:20]:
+        console.print(f"false removal: {d} (survivor {s}) Jaccard {truth.jaccard(d, s):.3f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pairs", type=int, default=300, help="planted copies per language (default 300)")
     ap.add_argument("--threshold", type=float, default=0.8)
     ap.add_argument("--num-perm", type=int, default=128)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--pipeline", action="store_true",
+                    help="run every document through the default pipeline (ingest, langid, quality, pii) before dedup, "
+                         "all defaults; recall and precision per language and tune/report split")
+    ap.add_argument("--engine", choices=["spark", "beam"], default="spark", help="engine of --pipeline")
     args = ap.parse_args()
+    if args.pipeline:
+        run_pipeline_mode(args)
+        return
 
     rows, planted = build(load_documents(), args.pairs, args.seed)
     console.print(f"{len(rows)} documents ({sum(len(r['text'].encode()) for r in rows) / 1e6:.1f} MB), "

@@ -22,7 +22,6 @@ of its Simplified form; the Classical rule's thresholds were chosen on `tune`.
 from __future__ import annotations
 
 import argparse
-import gzip
 import hashlib
 import json
 import sys
