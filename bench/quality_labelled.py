@@ -16,6 +16,7 @@ Pages are named by URL only.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gzip
 import hashlib
 import json
@@ -140,26 +141,41 @@ def roc_auc(scores_pos: list[float], scores_neg: list[float]) -> float | None:
     return wins / (len(scores_pos) * len(scores_neg))
 
 
-# Each default this project changed, and the value it had (datatrove's, ChineseWebText's,
-# FineWeb-2's, or no list): `--ablation` prints the kept rates with each one put back.
-ABLATIONS = {
-    "C4 terminal punct on": {"en": {"c4": {"filter_no_terminal_punct": True}}},
-    "Gopher alpha 0.8": {"en": {"gopher_quality": {"max_non_alpha_words_ratio": 0.8}}},
-    "zh min 200 chars flat": {"zh": {"chinesewebtext": {"min_chars_prose": 200}}},
-    "zh 13-gram rep. as is": {"zh": {"chinesewebtext": {"repeat_block_min_frac": 1.0}}},
-    "zh Gopher rep. as is": {"zh": {"gopher_repetition": {"repeat_char_ngram": 0}}},
-    "zh Gopher 50 words": {"zh": {"gopher_quality": {"min_doc_words": 50}}},
-    "no UT1/URL words": {"url_blocklists": [str(ROOT / "filters/data/url_blocklist.txt")], "url_lists": [],
-                         "url_banned_words": [], "url_soft_words": [], "url_banned_subwords": []},
-    "no zh adult lexicon": {"zh": {"spam_terms_files": [str(ROOT / "filters/data/zh_spam_terms.txt")]}},
-}
+def _shipped(lang: str, rule_set: str, **changes) -> dict:
+    """The `quality` override of one rule set: its shipped default with `changes`, whole (a
+    rule set given in a config is built from the keys given and the class's own defaults, so
+    naming one key alone would also undo the rule set's other shipped values)."""
+    from pipeline.stages.quality import QualitySection
+
+    default = getattr(getattr(QualitySection(), lang), rule_set)
+    return {lang: {rule_set: {**dataclasses.asdict(default), **changes}}}
+
+
+def ablations() -> dict[str, dict]:
+    """Each default this project changed, and the value it had (datatrove's, ChineseWebText's,
+    FineWeb-2's, or no list): `--ablation` prints the kept rates with each one put back."""
+    short_dup_lines = {**_shipped("en", "gopher_repetition", dup_short_line_chars=0)["en"],
+                       **_shipped("en", "fineweb", dup_short_line_chars=0)["en"]}
+    return {
+        "C4 terminal punct on": _shipped("en", "c4", filter_no_terminal_punct=True),
+        "Gopher alpha 0.8": _shipped("en", "gopher_quality", max_non_alpha_words_ratio=0.8),
+        "en short dup lines count": {"en": short_dup_lines},
+        "C4 5 sentences flat": _shipped("en", "c4", min_num_sentences_prose=None),
+        "zh min 200 chars flat": _shipped("zh", "chinesewebtext", min_chars_prose=200),
+        "zh 13-gram rep. as is": _shipped("zh", "chinesewebtext", repeat_block_min_frac=1.0),
+        "zh Gopher rep. as is": _shipped("zh", "gopher_repetition", repeat_char_ngram=0),
+        "zh Gopher 50 words": _shipped("zh", "gopher_quality", min_doc_words=50),
+        "no UT1/URL words": {"url_blocklists": [str(ROOT / "filters/data/url_blocklist.txt")], "url_lists": [],
+                             "url_banned_words": [], "url_soft_words": [], "url_banned_subwords": []},
+        "no zh adult lexicon": {"zh": {"spam_terms_files": [str(ROOT / "filters/data/zh_spam_terms.txt")]}},
+    }
 
 
 def ablation_table(docs: list[Labelled], rows: list[dict], reasons: list[str | None]) -> None:
     """Kept share of clean sets and removed share of dirty sets, defaults against each change undone."""
     groups = sorted({(d.set, d.label) for d in docs if d.label != "other"})
     columns = {"defaults": reasons}
-    for name, overrides in ABLATIONS.items():
+    for name, overrides in ablations().items():
         columns[name] = judge(rows, overrides=overrides)[0]
     print("\n| set | label | docs | " + " | ".join(columns) + " |")
     print("|---|---|---|" + "---|" * len(columns))
@@ -201,7 +217,7 @@ def main() -> int:
     p.add_argument("--split", choices=["report", "tune", "all"], default="report")
     p.add_argument("--config", type=Path, help="a config whose `quality` section to use (default: the defaults)")
     p.add_argument("--ablation", action="store_true", help="also print the table of kept/removed rates with "
-                   "each changed default put back (ABLATIONS)")
+                   "each changed default put back (`ablations`)")
     p.add_argument("--lm", action="store_true", help="also train a character n-gram LM per language "
                    "(filters/perplexity.py) on the clean documents of the other half and compare its AUC")
     p.add_argument("--show-kept-dirty", action="store_true", help="list the URLs of dirty pages kept and the "

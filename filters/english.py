@@ -331,6 +331,10 @@ class GopherRepetition(RuleSet):
     top_ngram_char_frac: dict[int, float] = field(default_factory=lambda: {2: 0.2, 3: 0.18, 4: 0.16})
     dup_ngram_char_frac: dict[int, float] = field(
         default_factory=lambda: {5: 0.15, 6: 0.14, 7: 0.13, 8: 0.12, 9: 0.11, 10: 0.10})
+    # Not in datatrove (0 = every line and paragraph counts): a repeated line or paragraph of at
+    # most this many characters is not a duplicate (captions, "Advertisement", "Buy Now", table
+    # headers, invisible "\u200b" paragraphs; see FineWebQuality.dup_short_line_chars).
+    dup_short_line_chars: int = 0
 
     def __post_init__(self):
         self.top_ngram_char_frac = _ngram_limits(self.top_ngram_char_frac)
@@ -349,7 +353,7 @@ class GopherRepetition(RuleSet):
         n_chars = len(text)
         for unit in ("para", "line"):  # datatrove's order: paragraphs first, then lines
             items = doc.paragraphs if unit == "para" else doc.lines
-            dups, dup_chars = find_duplicates(items)
+            dups, dup_chars = find_duplicates(items, self.dup_short_line_chars)
             for rule, value in ((f"dup_{unit}_frac", dups / len(items)), (f"dup_{unit}_char_frac", dup_chars / n_chars)):
                 signals[rule] = value
                 limit = getattr(self, rule)
@@ -452,6 +456,12 @@ class C4Quality(RuleSet):
     remove_citations: bool = True
     filter_no_terminal_punct: bool = True
     min_num_sentences: int = 5  # -1 disables
+    # Not in datatrove (None = min_num_sentences on every page): the minimum scales with the
+    # page's structure, as ChineseWebText's minimum length does here (filters/chinese.py), from
+    # min_num_sentences for a page whose lines do not end in terminal punctuation (menus, lists,
+    # headlines) down to this for one whose lines all do: short news items and notices of three
+    # or four sentences are prose, and Gopher's 50 words still bound their length.
+    min_num_sentences_prose: int | None = None
     min_words_per_line: int = 3  # -1 disables
     max_word_length: int = 1000  # -1 disables
     filter_lorem_ipsum: bool = True
@@ -460,7 +470,7 @@ class C4Quality(RuleSet):
     filter_policy: bool = True
 
     def signal_types(self) -> dict[str, type]:
-        return {"c4_sentences": int, "c4_line_keep_frac": float}
+        return {"c4_sentences": int, "c4_line_keep_frac": float, "c4_terminal_line_frac": float}
 
     def judge(self, doc: Doc, signals: Signals) -> Rejection | None:
         text = doc.text
@@ -474,12 +484,15 @@ class C4Quality(RuleSet):
         curly = self.filter_curly_bracket and "{" in text
         policy = [p for p in _POLICY_PHRASES if p in searchable] if self.filter_policy else []
         kept: list[str] = []
-        sentences = n_words = 0
+        sentences = n_words = terminal = non_empty = 0
         for stripped in lines:
             stripped = stripped.strip()
             line = _CITATION.sub("", stripped) if cite and "[" in stripped else stripped
+            ends_sentence = line.endswith(_END_PUNCTUATION) and not line.endswith("...")
+            terminal += ends_sentence
+            non_empty += bool(line)
             # The line-dropping checks in the cheapest order (any order drops the same lines)
-            if self.filter_no_terminal_punct and (not line.endswith(_END_PUNCTUATION) or line.endswith("...")):
+            if self.filter_no_terminal_punct and not ends_sentence:
                 continue
             words = stripped.split()
             if len(words) < self.min_words_per_line:
@@ -504,7 +517,11 @@ class C4Quality(RuleSet):
             kept.append(line)
         signals["c4_sentences"] = sentences
         signals["c4_line_keep_frac"] = len(kept) / len(lines) if lines else 0.0
-        if sentences < self.min_num_sentences:
+        prose = signals["c4_terminal_line_frac"] = terminal / non_empty if non_empty else 0.0
+        minimum = self.min_num_sentences
+        if self.min_num_sentences_prose is not None and self.min_num_sentences_prose < minimum:
+            minimum -= (minimum - self.min_num_sentences_prose) * prose
+        if sentences < minimum:
             return self.reject("min_sentences", sentences)
         # The kept text's English word count, for the rules after this one (FineWeb's newline ratio)
         doc.rewrite("\n".join(kept).strip(), n_words if doc.tokenize is english_words else None)
@@ -524,6 +541,11 @@ class FineWebQuality(RuleSet):
     short_line_length: int = 30
     char_duplicates_ratio: float = 0.01
     new_line_ratio: float = 0.3
+    # Not in datatrove (0 = every line counts): a repeated line of at most this many characters
+    # is not counted in `char_duplicates_ratio`. Short lines are what `short_line_thr` judges; a
+    # news page that repeats a caption, "Advertisement" or a table header fails the 1% of
+    # characters in duplicated lines while its prose is unique.
+    dup_short_line_chars: int = 0
 
     def signal_types(self) -> dict[str, type]:
         return {"line_punct_frac": float, "short_line_frac": float, "dup_line_char_frac_nonl": float,
@@ -540,7 +562,7 @@ class FineWebQuality(RuleSet):
         short = signals["short_line_frac"] = sum(len(line) <= self.short_line_length for line in lines) / len(lines)
         if short > self.short_line_thr:
             return self.reject("short_line_ratio", short)
-        dup = find_duplicates(lines)[1] / max(len(doc.text) - doc.text.count("\n"), 1)
+        dup = find_duplicates(lines, self.dup_short_line_chars)[1] / max(len(doc.text) - doc.text.count("\n"), 1)
         signals["dup_line_char_frac_nonl"] = dup
         if dup > self.char_duplicates_ratio:
             return self.reject("char_dup_ratio", dup)

@@ -43,8 +43,11 @@ def encodable(text: str) -> str:
         return text.encode("utf-8", "replace").decode("utf-8")
 
 
-def find_duplicates(items: Iterable[str]) -> tuple[int, int]:
-    """(number of items that repeat an earlier item, characters in those repeats)."""
+def find_duplicates(items: Iterable[str], short_chars: int = 0) -> tuple[int, int]:
+    """(number of items that repeat an earlier item, characters in those repeats). Items of at
+    most `short_chars` characters, surrounding whitespace aside, never count as repeats."""
+    if short_chars:
+        items = [s for s in items if len(s) > short_chars and len(s.strip()) > short_chars]
     counts = Counter(items)
     repeats = sum(c - 1 for c in counts.values())
     return repeats, sum(len(s) * (c - 1) for s, c in counts.items() if c > 1)

