@@ -201,9 +201,72 @@ def _java_children() -> list[int]:
     return pids
 
 
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _process_cpu() -> dict[str, float]:
+    """CPU seconds so far of this process (the driver), its JVM, and the JVM's descendants (Spark's
+    Python workers, with the workers they have reaped)."""
+    procs = {}
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            try:
+                fields = (p / "stat").read_text().rsplit(")", 1)[1].split()
+                procs[int(p.name)] = (int(fields[1]), [int(x) / _TICK for x in fields[11:15]])
+            except (OSError, ValueError, IndexError):
+                continue
+    me = os.getpid()
+    out = {"driver": sum(procs[me][1][:2]), "jvm": 0.0, "workers": 0.0}
+    jvms = set(_java_children())
+    for pid, (ppid, (utime, stime, cutime, cstime)) in procs.items():
+        if pid in jvms:
+            out["jvm"] += utime + stime
+            continue
+        while ppid in procs and ppid not in jvms and ppid != me:
+            ppid = procs[ppid][0]
+        if ppid in jvms:
+            out["workers"] += utime + stime + cutime + cstime
+    return out
+
+
+class PhaseProfile:
+    """Wall and CPU seconds (driver, JVM, Python workers) and Spark jobs of each phase of a stage run:
+    wraps the engine's map passes and the clustering call."""
+
+    MAP_PHASES = {"dedup signatures": "signatures", "dedup index keys": "index probe", "dedup index probe": "index probe",
+                  "dedup index fetch": "index probe", "dedup write": "write"}
+
+    def __init__(self, spark):
+        self.tracker = spark.sparkContext.statusTracker()
+        self.phases: dict[str, dict[str, float]] = {}
+
+    def snapshot(self) -> dict[str, float]:
+        return {"wall": time.perf_counter(), "jobs": len(self.tracker.getJobIdsForGroup()), **_process_cpu()}
+
+    def wrap(self, fn, phase_of):
+        def timed(*args, **kwargs):
+            before = self.snapshot()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                after = self.snapshot()
+                phase = self.phases.setdefault(phase_of(*args), dict.fromkeys(before, 0.0))
+                for k in before:
+                    phase[k] += after[k] - before[k]
+        return timed
+
+    def install(self, engine) -> None:
+        from pipeline.dedup import spark_dedup
+
+        engine.map_units = self.wrap(engine.map_units, lambda label, *_: self.MAP_PHASES.get(label, label))
+        spark_dedup.assignments = self.wrap(spark_dedup.assignments, lambda *_: "clustering")
+        spark_dedup.paragraph_removals = self.wrap(spark_dedup.paragraph_removals, lambda *_: "paragraphs")
+
+
 def run_stage_once(upstream: Path, workdir: Path, cores: int, parts: list[str] | None = None,
-                   dedup: dict | None = None) -> dict:
-    """The dedup stage on `upstream` (or only its `parts`, by file name) with the `dedup` section."""
+                   dedup: dict | None = None, phases: bool = False) -> dict:
+    """The dedup stage on `upstream` (or only its `parts`, by file name) with the `dedup` section;
+    with `phases`, per-phase wall, CPU and Spark jobs too (PhaseProfile)."""
     from pipeline.stages import load_config
     from pipeline.engines.spark import SparkEngine
     from pipeline.runner import run_stage
@@ -221,14 +284,23 @@ def run_stage_once(upstream: Path, workdir: Path, cores: int, parts: list[str] |
     cfg = load_config(cfg_path)
     engine = SparkEngine(cfg)
     engine.spark  # started before the clock, as on a cluster
+    profile = PhaseProfile(engine.spark) if phases else None
+    if profile:
+        profile.install(engine)
+        start = profile.snapshot()
     started = time.perf_counter()
     stats = run_stage(DedupStage(cfg), engine, force=True)
     seconds = time.perf_counter() - started
+    if profile:
+        end = profile.snapshot()
+        total = {k: end[k] - start[k] for k in start}
+        profile.phases["other"] = {k: total[k] - sum(p[k] for p in profile.phases.values()) for k in total}
+        profile.phases["total"] = total
     jvm = max((_peak_rss_mb(pid) for pid in _java_children()), default=float("nan"))
     engine.close()
     return {"seconds": seconds, "driver_peak_rss_mb": _peak_rss_mb(), "jvm_peak_rss_mb": jvm,
             "kept": stats["kept"]["docs"], "dropped": {k: v["docs"] for k, v in stats["dropped"].items()},
-            "in": stats["in"]["docs"], "extra": stats["extra"]}
+            "in": stats["in"]["docs"], "extra": stats["extra"], **({"phases": profile.phases} if profile else {})}
 
 
 def stage_in_child(upstream: Path, cores: int, workdir: Path | None = None, **options) -> dict:
@@ -340,6 +412,10 @@ def kept_ids(workdir: Path) -> set[str]:
     return {i for f in (workdir / "dedup" / "data").glob("*.parquet") for i in pq.read_table(f, columns=["id"]).column("id").to_pylist()}
 
 
+def _dir_bytes(folder: Path, pattern: str = "*") -> int:
+    return sum(f.stat().st_size for f in folder.rglob(pattern) if f.is_file())
+
+
 def bench_incremental(mb: float, cores: int) -> None:
     """1x indexed, then 0.25x against the index vs all 1.25x again (four input parts : one)."""
     upstream = derived_input(mb * 1.25)
@@ -350,26 +426,45 @@ def bench_incremental(mb: float, cores: int) -> None:
     size = {name: input_mb(upstream) * len(part) / len(files) for name, part in (("old", old), ("new", new))}
     # the old data first, as "old wins" does: q_score ties and the crawl is the same, so ids decide
     order = {"survivor_order": ["id"], "paragraphs": {"enabled": False}}  # paragraph counts are per run
+    load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="dedup-incremental-", dir=CACHE) as tmp:
         root = Path(tmp)
-        first = stage_in_child(upstream, cores, root / "old", parts=old, dedup=order)
-        inc = stage_in_child(upstream, cores, root / "new", parts=new,
-                             dedup={**order, "against": [str(root / "old" / "dedup_index")]})
-        full = stage_in_child(upstream, cores, root / "full", parts=files, dedup=order)
-        same = kept_ids(root / "old") | kept_ids(root / "new") == kept_ids(root / "full")
-    for name, r in (("1x, indexed", first), ("0.25x against the index", inc), ("1.25x full rerun", full)):
+        first = stage_in_child(upstream, cores, root / "old", parts=old, dedup=order, phases=True)
+        index = root / "old" / "dedup_index"
+        index_bytes, key_bytes = _dir_bytes(index / "runs"), _dir_bytes(index / "runs", "keys/*.parquet")
+        inc = stage_in_child(upstream, cores, root / "new", parts=new, dedup={**order, "against": [str(index)]},
+                             phases=True)
+        full = stage_in_child(upstream, cores, root / "full", parts=files, dedup=order, phases=True)
+        split, together = kept_ids(root / "old") | kept_ids(root / "new"), kept_ids(root / "full")
+    load = max(load, os.getloadavg()[0])
+    runs = (("first run (1x), survivors indexed", size["old"], first), ("new data (0.25x) against the index",
+            size["new"], inc), ("full rerun (1.25x)", size["old"] + size["new"], full))
+    for name, _, r in runs:
         console.print(f"{name}: {json.dumps(r)}")
+    cpu = {id(r): sum(r["phases"]["total"][k] for k in ("driver", "jvm", "workers")) for _, _, r in runs}
     table = Table(title=f"incremental dedup: {size['new']:.0f} MB new against an index of {size['old']:.0f} MB, "
-                        f"Spark local[{cores}]")
-    for col in ("run", "input MB", "seconds", "kept docs", "vs full rerun"):
+                        f"Spark local[{cores}], load average up to {load:.1f}")
+    for col in ("run", "input MB", "wall s", "CPU s (all processes)", "Spark jobs", "kept docs"):
         table.add_column(col)
-    table.add_row("first run (1x), survivors indexed", f"{size['old']:.0f}", f"{first['seconds']:.1f}", str(first["kept"]), "")
-    table.add_row("new data (0.25x) against the index", f"{size['new']:.0f}", f"{inc['seconds']:.1f}", str(inc["kept"]),
-                  f"{full['seconds'] / inc['seconds']:.1f}x faster")
-    table.add_row("full rerun (1.25x)", f"{size['old'] + size['new']:.0f}", f"{full['seconds']:.1f}", str(full["kept"]), "1.0x")
+    for name, mb_in, r in runs:
+        table.add_row(name, f"{mb_in:.0f}", f"{r['seconds']:.1f}", f"{cpu[id(r)]:.1f}",
+                      f"{r['phases']['total']['jobs']:.0f}", str(r["kept"]))
     console.print(table)
-    console.print(f"indexed documents matched by the new data: {inc['extra'].get('existing_matches')}; kept sets "
-                  f"{'identical' if same else 'DIFFERENT'} (first + incremental vs full rerun)")
+    phases = Table(title="per phase: wall and CPU seconds (driver, JVM, Python workers), Spark jobs")
+    for col in ("run", "phase", "wall s", "driver CPU s", "JVM CPU s", "workers CPU s", "jobs"):
+        phases.add_column(col)
+    for name, _, r in runs[1:]:
+        for phase, v in r["phases"].items():
+            phases.add_row(name, phase, f"{v['wall']:.1f}", f"{v['driver']:.1f}", f"{v['jvm']:.1f}",
+                           f"{v['workers']:.1f}", f"{v['jobs']:.0f}")
+    console.print(phases)
+    console.print(f"index: {index_bytes / 1e6:.1f} MB on disk ({key_bytes / 1e6:.1f} MB of it key files); the "
+                  f"incremental run read {inc['extra']['index_bytes_read'] / 1e6:.1f} MB of it and found "
+                  f"{inc['extra']['existing_matches']} indexed documents sharing a key with the new data")
+    console.print(f"incremental / full rerun: wall {inc['seconds'] / full['seconds']:.2f}, "
+                  f"CPU {cpu[id(inc)] / cpu[id(full)]:.2f}")
+    console.print(f"kept: first + incremental {len(split):,}, full rerun {len(together):,}, in one only "
+                  f"{len(split ^ together):,} (a new document that links two indexed clusters keeps both survivors)")
 
 
 def main() -> None:

@@ -99,7 +99,7 @@ def test_snapshot_b_against_a_index_equals_a_plus_b_together(tmp_path, engines, 
             r["run"] for r in json.loads((base / "A" / "out" / "dedup_index" / "_manifest" / "gen-000001.json")
                                          .read_text())["runs"]]
         b_index = DedupIndex(str(base / "B" / "out" / "dedup_index"))
-        b_rows = pq.read_table(b_index.run_files(b_index.generation()), columns=["id", "survivor"]).to_pylist()
+        b_rows = pq.read_table([p.docs for p in b_index.parts(b_index.generation())], columns=["id", "survivor"]).to_pylist()
         assert sorted(r["id"] for r in b_rows) == sorted([*second["kept"], *second["rejected"]])
         assert {r["id"]: r["survivor"] for r in b_rows if r["id"] != r["survivor"]} == {
             doc: detail.split(" in run ")[0] for doc, (_, detail) in second["rejected"].items()}
@@ -145,7 +145,7 @@ def test_append_is_atomic_and_a_resumed_run_does_not_append_twice(tmp_path, monk
     run_a = index.generation()["runs"][0]["run"]
     assert len(storage.listdir(storage.join(shared, "runs"))) == 2
     assert index.generation()["generation"] == 1 and not storage.exists(storage.join(shared, "_LOCK"))
-    assert len(pq.read_table(index.run_files(index.generation())).column("id")) == 6
+    assert len(pq.read_table([p.docs for p in index.parts(index.generation())]).column("id")) == 6
 
     cfg, summary = _run(tmp_path, "b", _docs("b", 6, shared=2), section, "snapshot-b")
     out = read_dedup_output(storage.join(cfg.run.workdir, "dedup"))
@@ -153,7 +153,7 @@ def test_append_is_atomic_and_a_resumed_run_does_not_append_twice(tmp_path, monk
                                "b1": ("dup_exact_existing", f"a1 in run {run_a}")}
     assert summary["dropped"]["dup_exact_existing"]["docs"] == 2
     assert index.generation()["generation"] == 2
-    rows = pq.read_table(index.run_files(index.generation()), columns=["id", "survivor", "survivor_run"]).to_pylist()
+    rows = pq.read_table([p.docs for p in index.parts(index.generation())], columns=["id", "survivor", "survivor_run"]).to_pylist()
     assert sorted(r["id"] for r in rows) == sorted([f"a{i}" for i in range(6)] + [f"b{i}" for i in range(6)])
     assert [(r["survivor"], r["survivor_run"]) for r in rows if r["id"] == "b0"] == [("a0", run_a)]
     # the same run again (a resume after a kill that followed the append): it finds itself in the
@@ -191,3 +191,34 @@ def test_lease_refuses_a_second_appender_and_takes_over_a_dead_ones(tmp_path):
         lock.write_text(json.dumps({"run_id": "killed", "host": socket.gethostname(), "started": 0, **stale}))
         with index.lease() as held:
             assert json.loads(lock.read_text())["run_id"] == held.run_id
+
+
+def _chunk_bytes(path: str) -> int:
+    meta = pq.read_metadata(path)
+    return sum(meta.row_group(g).column(c).total_compressed_size
+               for g in range(meta.num_row_groups) for c in range(meta.num_columns))
+
+
+def test_a_run_reads_only_the_index_row_groups_its_keys_can_match(tmp_path):
+    shared = str(tmp_path / "index")
+    _run(tmp_path, "a", _docs("a", 600), {"index": shared}, "snapshot-a")
+    index = DedupIndex(shared)
+    parts = index.parts(index.generation())
+    assert len(parts) == 2
+    for part in parts:  # a key row group holds one bucket, its keys sorted; documents in several groups by node
+        keys = pq.ParquetFile(part.keys)
+        for g in range(keys.metadata.num_row_groups):
+            group = keys.read_row_group(g, columns=["bucket", "band", "key"])
+            assert len(set(group.column("bucket").to_pylist())) == 1
+            assert group.to_pylist() == sorted(group.to_pylist(), key=lambda r: (r["band"], r["key"]))
+        nodes = pq.read_table(part.docs, columns=["node"]).column("node").to_pylist()
+        assert nodes == sorted(nodes) and pq.read_metadata(part.docs).num_row_groups > 1
+    key_bytes = sum(_chunk_bytes(p.keys) for p in parts)
+    doc_bytes = sum(_chunk_bytes(p.docs) for p in parts)
+
+    cfg, summary = _run(tmp_path, "b", _docs("b", 2, shared=1), {"index": None, "against": [shared]}, "snapshot-b")
+    out = read_dedup_output(storage.join(cfg.run.workdir, "dedup"))
+    assert out["rejected"] == {"b0": ("dup_exact_existing", f"a0 in run {index.generation()['runs'][0]['run']}")}
+    assert summary["extra"]["existing_matches"] == 1
+    # two new documents: some buckets' key row groups, and one row group of one docs file
+    assert 0 < summary["extra"]["index_bytes_read"] < key_bytes + doc_bytes / 2

@@ -3,15 +3,13 @@
 Beam pipelines are acyclic, so the connected-components loop runs one pipeline per round:
 each reads the previous round's edges, applies large-star then small-star, writes the new edges
 and a one-number check (how many nodes break the star shape), which is all the driver reads.
-Against a dedup index, the indexed documents sharing a key with a new one join the graph and win
-their clusters, as in `spark_dedup` (a CoGroupByKey of keys; nothing of the index on the driver).
+Against a dedup index, the indexed documents sharing a key with a new one (found by
+`pipeline.dedup.index.find_neighbours`) join the graph and win their clusters, as in `spark_dedup`.
 Paragraph dedup counts line keys over the survivors with a GroupByKey on the key.
 """
 from __future__ import annotations
 
 from typing import Iterable, Tuple
-
-import json
 
 import apache_beam as beam
 import pyarrow as pa
@@ -22,6 +20,7 @@ from pipeline.dedup.passes import (ASSIGNMENT_SCHEMA, EXISTING, REASON_EXACT, RE
                                    REMOVAL_SCHEMA, assignment_dir)
 
 _MEMBER_COLUMNS = ["node", "part", "row", "id", "text_key", "url_key", "length", "q_rank", "noise", "date_key"]
+_INDEXED_COLUMNS = ["node", "id", "survivor", "survivor_run", "text_key", "url_key"]
 _INDEXED_DEFAULTS = {"part": None, "row": None, "length": 0, "q_rank": 0, "noise": 0, "date_key": ""}
 
 
@@ -162,40 +161,11 @@ def _read_signatures(p, sig_dir: str, columns: list[str]):
             | "without errors" >> beam.Filter(lambda r: r["error"] is None))
 
 
-def _index_keys(r: dict) -> list[tuple]:
-    """The keys a document can match an indexed one by: text, URL, each LSH bucket."""
-    keys = [("t", r["text_key"])]
-    if r["url_key"] is not None:
-        keys.append(("u", r["url_key"]))
-    if r["n_shingles"] > 0:
-        keys += [("b", band, key) for band, key in enumerate(r["bands"])]
-    return keys
-
-
-def _index_key_filter(p):
-    kinds = {kind for kind, on in (("t", p.exact), ("u", p.url), ("b", p.near)) if on}
-    return lambda keys: [k for k in keys if k[0] in kinds]
-
-
-class IndexedNeighbours(beam.PTransform):
-    """Indexed rows (from `old_files`) that share a key with a new signature row, as graph rows."""
-
-    def __init__(self, old_files: list[str], p, columns: list[str]):
-        super().__init__()
-        self.old_files, self.p, self.columns = old_files, p, columns
-
-    def expand(self, sig):
-        wanted = _index_key_filter(self.p)
-        old = (sig.pipeline | "index: files" >> beam.Create(self.old_files)
-               | "index: read" >> beam.io.ReadAllFromParquet(columns=self.columns + ["id", "survivor", "survivor_run"]))
-        new_keys = sig | "index: new keys" >> beam.FlatMap(lambda r: [(k, True) for k in wanted(_index_keys(r))])
-        old_keys = old | "index: old keys" >> beam.FlatMap(lambda r: [(k, r["node"]) for k in wanted(_index_keys(r))])
-        matched = ({"new": new_keys, "old": old_keys} | "index: join keys" >> beam.CoGroupByKey()
-                   | "index: matched" >> beam.FlatMap(lambda kv: kv[1]["old"] if kv[1]["new"] else [])
-                   | "index: distinct" >> beam.Distinct() | "index: flag" >> beam.Map(lambda n: (n, True)))
-        return ({"matched": matched, "row": old | "index: by node" >> beam.Map(lambda r: (r["node"], r))}
-                | "index: join rows" >> beam.CoGroupByKey()
-                | "index: neighbours" >> beam.FlatMap(lambda kv: kv[1]["row"] if kv[1]["matched"] else []))
+def _read_neighbours(p, neighbour_files: list[str], columns: list[str], label: str):
+    """The indexed documents that share a key with a new one (found by
+    `pipeline.dedup.index.find_neighbours`), `columns` of them."""
+    return (p | f"{label}: files" >> beam.Create(neighbour_files)
+            | f"{label}: read" >> beam.io.ReadAllFromParquet(columns=columns))
 
 
 def survivor_sort_key(order: list[str]):
@@ -254,21 +224,14 @@ def _write_part(assign_root: str):
 
 
 def assignments(engine, sig_dir: str, assign_root: str, work_dir: str, p, threshold: float,
-                survivor_order: list[str], max_rounds: int, old_files: list[str]) -> dict:
+                survivor_order: list[str], max_rounds: int, neighbour_files: list[str]) -> dict:
     """Write the per-part assignment table under `assign_root/part=N/`; return small counts."""
     cols = ["node", "text_key", "url_key", "n_shingles", "bands"] + (["shingles"] if p.verify else [])
     edges_dir = storage.join(work_dir, "edges-0")
-    neighbours_dir = storage.join(work_dir, "indexed")
     with engine.pipeline() as pl:
         sig = _read_signatures(pl, sig_dir, cols)
-        if old_files:
-            neighbours = sig | "indexed neighbours" >> IndexedNeighbours(old_files, p, cols)
-            _ = (neighbours | "indexed: members" >> beam.Map(
-                     lambda r: json.dumps({k: r[k] for k in ("node", "id", "survivor", "survivor_run", "text_key", "url_key")}))
-                 | "indexed: write" >> beam.io.WriteToText(storage.join(neighbours_dir, "members"), file_name_suffix=".jsonl"))
-            _write_count(neighbours | "indexed: count" >> beam.combiners.Count.Globally(),
-                         storage.join(neighbours_dir, "n"), "indexed: n")
-            sig = (sig, neighbours | "indexed: graph rows" >> beam.Map(lambda r: {k: r[k] for k in cols})) | "graph" >> beam.Flatten()
+        if neighbour_files:
+            sig = (sig, _read_neighbours(pl, neighbour_files, cols, "indexed")) | "graph" >> beam.Flatten()
         edges = sig | "candidates" >> CandidateEdges(p, threshold)
         oriented = edges | "orient" >> beam.Map(lambda e: (max(e), min(e)))
         _write_edges(oriented, edges_dir, "edges")
@@ -293,17 +256,16 @@ def assignments(engine, sig_dir: str, assign_root: str, work_dir: str, p, thresh
         node_root = (edges, roots) | "node roots" >> beam.Flatten()
         members = (_read_signatures(pl, sig_dir, _MEMBER_COLUMNS)
                    | "member fields" >> beam.Map(lambda r: {**{k: r[k] for k in _MEMBER_COLUMNS}, "origin": 1}))
-        if old_files:
-            indexed = (pl | "read indexed" >> beam.io.ReadFromText(storage.join(neighbours_dir, "members*.jsonl"))
-                       | "indexed fields" >> beam.Map(lambda line: {**_INDEXED_DEFAULTS, **json.loads(line), "origin": 0}))
+        if neighbour_files:
+            indexed = (_read_neighbours(pl, neighbour_files, _INDEXED_COLUMNS, "indexed members")
+                       | "indexed fields" >> beam.Map(lambda r: {**_INDEXED_DEFAULTS, **r, "origin": 0}))
             members = (members, indexed) | "all members" >> beam.Flatten()
         members = members | "member by node" >> beam.Map(lambda m: (m["node"], m))
         _ = ({"root": node_root, "member": members} | "join roots" >> beam.CoGroupByKey()
              | "by root" >> beam.FlatMap(_member_with_root) | "cluster" >> beam.GroupByKey()
              | "assign" >> beam.FlatMap(_assign_cluster(survivor_order))
              | "by part" >> beam.GroupByKey() | "write parts" >> beam.Map(_write_part(assign_root)))
-    n_indexed = _read_count(storage.join(neighbours_dir, "n")) if old_files else 0
-    return {"candidate_edges": n_edges, "cc_rounds": rounds, "existing_matches": n_indexed}
+    return {"candidate_edges": n_edges, "cc_rounds": rounds}
 
 
 def _duplicate_rows(item: tuple[int, str]) -> Iterable[tuple[tuple[int, int], bool]]:

@@ -1,15 +1,30 @@
-"""The persistent dedup index: every earlier run's survivors, so a new snapshot is deduplicated
-against them without re-reading or re-hashing the old data.
+"""The persistent dedup index: every earlier run's documents with their survivors, so a new
+snapshot is deduplicated against them without re-reading or re-hashing the old data, and reading
+only the part of the index its keys can match.
 
-    <index>/runs/<run>/part-NNNNN.parquet   one file per upstream part of that run: `INDEX_SCHEMA` rows
-                                            of its documents, dropped ones too (node, id, the survivor
-                                            and its run, exact keys, LSH band keys, shingle set), so a
-                                            new copy of a dropped document finds its survivor, as it
-                                            would in one run over everything
-    <index>/_manifest/gen-NNNNNN.json       generation N: the settings the signatures depend on and
-                                            the runs it covers (run, input fingerprint, config hash,
-                                            documents); the highest generation is the index
-    <index>/_LOCK                           held by the one run appending, while it runs
+    <index>/runs/<run>/docs/part-NNNNN.parquet  one file per upstream part of that run: `INDEX_SCHEMA`
+                                                rows of its documents, dropped ones too (node, id, the
+                                                survivor and its run, exact keys, LSH band keys,
+                                                shingle set), so a new copy of a dropped document finds
+                                                its survivor, as it would in one run over everything;
+                                                sorted by node, in row groups of DOC_GROUP_ROWS
+    <index>/runs/<run>/keys/part-NNNNN.parquet  the same documents' keys as `KEY_SCHEMA` rows (bucket,
+                                                band, key, node): the exact-text key, the URL key and
+                                                every LSH band key, sorted by bucket, band and key, a
+                                                bucket in row groups of its own
+    <index>/_manifest/gen-NNNNNN.json           generation N: the settings the signatures depend on and
+                                                the runs it covers (run, input fingerprint, config hash,
+                                                documents); the highest generation is the index
+    <index>/_LOCK                               held by the one run appending, while it runs
+
+A run finds its indexed neighbours (`find_neighbours`) in three map passes on its engine: its own
+keys, bucketed the same way; one task per bucket, which reads only that bucket's row groups of the
+index's key files (Parquet row-group statistics: bucket, then key range), and semi-joins them with
+the new keys of the bucket; one task per indexed part with a match, which reads only the row groups
+of its documents that hold a matched node. So a run reads the index's key columns (a few percent of
+its bytes) once at most, less when its keys cover few row groups, and the full rows (shingle sets)
+of the matched documents only; nothing of the index goes through the driver. Buckets live in row
+groups, not directories, so an index holds two files per part, whatever the bucket count.
 
 Appending is atomic: a run writes its files under runs/<run>/ (unreferenced, so invisible), then
 writes generation N+1 under a temporary name and renames it into place; a run killed before that
@@ -23,16 +38,24 @@ from __future__ import annotations
 import contextlib
 import json
 from dataclasses import dataclass
+from typing import Callable
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from pipeline import storage
 from pipeline.config import ConfigError
 from pipeline.runner import WorkdirBusy, WorkdirLease
 
 FORMAT = "glmdata-dedup-index"
-VERSION = 1
+VERSION = 2  # 1: one file per part, read whole by every later run
 RUN_BITS = 47  # an indexed node: -((seq + 1) << 47 | part << 32 | row): negative, so never a new run's node
+BUCKET_BITS = 6  # 64 key buckets: one probe task each
+DOC_GROUP_ROWS = 256  # documents per row group of a docs file: a matched node reads its group only
+KEY_GROUP_ROWS = 16384  # keys per row group at most (a bucket of a part spans one or more)
+TEXT_BAND, URL_BAND = -1, -2  # the `band` of exact-text and URL keys; LSH bands are 0, 1, ...
 
 INDEX_SCHEMA = pa.schema([
     ("node", pa.int64()),
@@ -47,6 +70,15 @@ INDEX_SCHEMA = pa.schema([
     ("shingles", pa.list_(pa.int32())),
 ])
 
+KEY_SCHEMA = pa.schema([
+    ("bucket", pa.int32()),  # top BUCKET_BITS bits of the key times a 64-bit odd constant
+    ("band", pa.int32()),  # TEXT_BAND, URL_BAND or the LSH band
+    ("key", pa.int64()),
+    ("node", pa.int64()),
+])
+
+MATCH_SCHEMA = pa.schema([("file", pa.int32()), ("node", pa.int64())])  # an indexed part (by number), a node of it
+
 
 class IndexBusy(RuntimeError):
     """Another run holds the index's lease."""
@@ -57,6 +89,237 @@ def index_node(seq: int, node: int) -> int:
     if node >> RUN_BITS:
         raise ValueError(f"dedup index: part {node >> 32} is beyond the {1 << (RUN_BITS - 32)} parts an indexed run may have")
     return -(((seq + 1) << RUN_BITS) | node)
+
+
+@dataclass(frozen=True)
+class IndexPart:
+    """One indexed part: its key file and its docs file."""
+
+    keys: str
+    docs: str
+
+
+@dataclass(frozen=True)
+class KeyKinds:
+    """Which keys a run matches by: exact text, URL, LSH bands."""
+
+    text: bool
+    url: bool
+    bands: bool
+
+
+ALL_KEYS = KeyKinds(True, True, True)  # what an index stores: a later run may match by any of them
+
+
+# -- layout
+
+
+def key_table(docs: pa.Table, kinds: KeyKinds) -> pa.Table:
+    """`KEY_SCHEMA` rows of `docs` (columns node, text_key, url_key, bands), sorted by bucket, band, key."""
+    node = docs.column("node").to_numpy()
+    bands, keys, nodes = [], [], []
+    if kinds.text:
+        bands.append(np.full(len(node), TEXT_BAND, np.int32))
+        keys.append(docs.column("text_key").to_numpy())
+        nodes.append(node)
+    if kinds.url:
+        url = docs.column("url_key")
+        has = pc.is_valid(url).to_numpy(zero_copy_only=False)
+        bands.append(np.full(int(has.sum()), URL_BAND, np.int32))
+        keys.append(url.drop_null().to_numpy())
+        nodes.append(node[has])
+    if kinds.bands:
+        lists = docs.column("bands").combine_chunks()
+        parent = pc.list_parent_indices(lists).to_numpy()
+        flat = pc.list_flatten(lists).to_numpy()
+        if len(flat):
+            starts = np.flatnonzero(np.r_[True, parent[1:] != parent[:-1]])
+            position = np.arange(len(flat)) - np.repeat(starts, np.diff(np.r_[starts, len(flat)]))
+            bands.append(position.astype(np.int32))
+            keys.append(flat)
+            nodes.append(node[parent])
+    band = np.concatenate(bands) if bands else np.zeros(0, np.int32)
+    key = np.concatenate(keys).astype(np.int64) if keys else np.zeros(0, np.int64)
+    node = np.concatenate(nodes).astype(np.int64) if nodes else np.zeros(0, np.int64)
+    bucket = bucket_of(key)
+    order = np.lexsort((key, band, bucket))
+    return pa.table([bucket[order], band[order], key[order], node[order]], schema=KEY_SCHEMA)
+
+
+def bucket_of(keys: np.ndarray) -> np.ndarray:
+    """Keys are hashes already; the multiply spreads any bias of their low bits over the top ones."""
+    with np.errstate(over="ignore"):
+        mixed = keys.astype(np.int64).view(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+    return (mixed >> np.uint64(64 - BUCKET_BITS)).astype(np.int32)
+
+
+def write_grouped(uri: str, table: pa.Table, group: str | None, max_rows: int) -> None:
+    """`table` (sorted by `group`) as one Parquet file whose row groups never mix two values of
+    `group` and hold `max_rows` rows at most, so readers prune them by their statistics. No rows,
+    no file."""
+    sink = storage.ParquetSink(uri, table.schema)
+    try:
+        if group is None:
+            starts = [0]
+        else:
+            values = table.column(group).to_numpy()
+            starts = np.flatnonzero(np.r_[True, values[1:] != values[:-1]]).tolist() if len(values) else []
+        for start, end in zip(starts, starts[1:] + [table.num_rows]):
+            for at in range(start, end, max_rows):
+                sink.write(table.slice(at, min(max_rows, end - at)))
+    except BaseException:
+        sink.abort()
+        raise
+    sink.close()
+
+
+def write_run_part(run_dir: str, part: int, docs: pa.Table) -> None:
+    """One part of a run into the index: its `INDEX_SCHEMA` rows by node and its keys by bucket."""
+    docs = docs.select(INDEX_SCHEMA.names).cast(INDEX_SCHEMA)
+    docs = docs.take(pc.sort_indices(docs.column("node")))
+    name = f"part-{part:05d}.parquet"
+    write_grouped(storage.join(run_dir, "keys", name), key_table(docs, ALL_KEYS), "bucket", KEY_GROUP_ROWS)
+    write_grouped(storage.join(run_dir, "docs", name), docs, None, DOC_GROUP_ROWS)
+
+
+def read_row_groups(uri: str, columns: list[str], keep: Callable[[dict], bool]) -> tuple[pa.Table, int]:
+    """The row groups of `uri` whose column statistics ({column: (min, max)}) `keep` accepts, only
+    `columns` of them, and the compressed bytes of those column chunks (what was read)."""
+    f = pq.ParquetFile(storage.open_input(uri))
+    meta = f.metadata
+    names = [meta.schema.column(i).path for i in range(meta.num_columns)]  # leaves: a list is "bands.list.element"
+    wanted = [i for i, name in enumerate(names) if name.split(".")[0] in columns]
+    groups, read = [], 0
+    for g in range(meta.num_row_groups):
+        rg = meta.row_group(g)
+        stats = {}
+        for i, name in enumerate(names):
+            s = rg.column(i).statistics
+            if s is not None and s.has_min_max:
+                stats[name] = (s.min, s.max)
+        if rg.num_rows and keep(stats):
+            groups.append(g)
+            read += sum(rg.column(i).total_compressed_size for i in wanted)
+    table = f.read_row_groups(groups, columns=columns) if groups else f.schema_arrow.empty_table().select(columns)
+    return table, read
+
+
+# -- finding a run's indexed neighbours (engine tasks and their driver)
+
+
+@dataclass(frozen=True)
+class NewKeysTask:
+    """Engine task: a signature file -> its documents' keys (the kinds the run matches by), bucketed."""
+
+    out_dir: str
+    kinds: KeyKinds
+
+    def __call__(self, sig_path: str) -> dict:
+        sig = pq.read_table(storage.open_input(sig_path), columns=["node", "text_key", "url_key", "bands", "error"])
+        keys = key_table(sig.filter(pc.is_null(sig.column("error"))), self.kinds)
+        out = storage.join(self.out_dir, sig_path.rsplit("/", 1)[-1])
+        write_grouped(out, keys, "bucket", KEY_GROUP_ROWS)
+        return {"path": out, "keys": keys.num_rows}
+
+
+def _in_bucket(bucket: int, sorted_keys: np.ndarray | None) -> Callable[[dict], bool]:
+    """Row groups of `bucket` whose key range holds one of `sorted_keys` (any key when None)."""
+    def keep(stats: dict) -> bool:
+        lo, hi = stats.get("bucket", (bucket, bucket))
+        if not lo <= bucket <= hi:
+            return False
+        if sorted_keys is None or "key" not in stats:
+            return True
+        kmin, kmax = stats["key"]
+        at = int(np.searchsorted(sorted_keys, kmin))
+        return at < len(sorted_keys) and sorted_keys[at] <= kmax
+    return keep
+
+
+@dataclass(frozen=True)
+class ProbeTask:
+    """Engine task: one bucket -> the indexed nodes sharing a (band, key) of that bucket with a new
+    document, as `MATCH_SCHEMA` rows in <out_dir>/bucket-BB.parquet (row groups by indexed part)."""
+
+    new_key_files: list[str]
+    indexed: list[IndexPart]
+    out_dir: str
+
+    def __call__(self, bucket: int) -> dict:
+        new = pa.concat_tables([read_row_groups(f, ["band", "key"], _in_bucket(bucket, None))[0]
+                                for f in self.new_key_files])
+        result = {"bucket": bucket, "index_bytes_read": 0, "files": []}
+        if new.num_rows == 0:
+            return result
+        new = new.group_by(["band", "key"]).aggregate([])
+        sorted_keys = np.sort(new.column("key").to_numpy())
+        matches = []
+        for i, part in enumerate(self.indexed):
+            old, read = read_row_groups(part.keys, ["band", "key", "node"], _in_bucket(bucket, sorted_keys))
+            result["index_bytes_read"] += read
+            hit = old.join(new, ["band", "key"], join_type="left semi").column("node")
+            if len(hit):
+                nodes = np.unique(hit.to_numpy())
+                matches.append(pa.table([np.full(len(nodes), i, np.int32), nodes], schema=MATCH_SCHEMA))
+                result["files"].append(i)
+        if matches:
+            write_grouped(storage.join(self.out_dir, f"bucket-{bucket:02d}.parquet"), pa.concat_tables(matches),
+                          "file", KEY_GROUP_ROWS)
+        return result
+
+
+@dataclass(frozen=True)
+class FetchTask:
+    """Engine task: one indexed part with a match -> the `INDEX_SCHEMA` rows of its matched nodes,
+    reading only the row groups that hold them, to <out_dir>/part-NNNNN.parquet."""
+
+    match_dir: str
+    indexed: list[IndexPart]
+    out_dir: str
+
+    def __call__(self, file: int) -> dict:
+        def this_file(stats: dict) -> bool:
+            lo, hi = stats.get("file", (file, file))
+            return lo <= file <= hi
+
+        matched = [read_row_groups(f, ["file", "node"], this_file)[0]
+                   for f in storage.expand(self.match_dir) if f.endswith(".parquet")]
+        table = pa.concat_tables(matched)
+        nodes = np.unique(table.filter(pc.equal(table.column("file"), file)).column("node").to_numpy())
+
+        def holds_a_node(stats: dict) -> bool:
+            if "node" not in stats:
+                return True
+            lo, hi = stats["node"]
+            at = int(np.searchsorted(nodes, lo))
+            return at < len(nodes) and nodes[at] <= hi
+
+        rows, read = read_row_groups(self.indexed[file].docs, INDEX_SCHEMA.names, holds_a_node)
+        rows = rows.filter(pc.is_in(rows.column("node"), value_set=pa.array(nodes, pa.int64())))
+        sink = storage.ParquetSink(storage.join(self.out_dir, f"part-{file:05d}.parquet"), INDEX_SCHEMA)
+        sink.write(rows.cast(INDEX_SCHEMA))
+        sink.close()
+        return {"file": file, "rows": rows.num_rows, "index_bytes_read": read}
+
+
+def find_neighbours(engine, indexed: list[IndexPart], sig_dir: str, work: str, kinds: KeyKinds) -> tuple[list[str], dict]:
+    """The indexed documents that share a key with a new document (signature files in `sig_dir`),
+    as Parquet files of `INDEX_SCHEMA` rows; and counts: indexed documents found, index bytes read."""
+    new_dir, match_dir, out_dir = (storage.join(work, name) for name in ("keys", "matches", "neighbours"))
+    for folder in (new_dir, match_dir, out_dir):
+        storage.rmtree(folder)  # an interrupted attempt's files
+    sig_files = sorted(f for f in storage.expand(sig_dir) if f.endswith(".parquet"))
+    new_files = sorted(r["path"] for r in engine.map_units("dedup index keys", NewKeysTask(new_dir, kinds), sig_files)
+                       if r["keys"])
+    if not new_files:
+        return [], {"existing_matches": 0, "index_bytes_read": 0}
+    probed = engine.map_units("dedup index probe", ProbeTask(new_files, indexed, match_dir), list(range(1 << BUCKET_BITS)))
+    files = sorted({i for r in probed for i in r["files"]})
+    fetched = engine.map_units("dedup index fetch", FetchTask(match_dir, indexed, out_dir), files)
+    return ([storage.join(out_dir, f"part-{r['file']:05d}.parquet") for r in sorted(fetched, key=lambda r: r["file"])
+             if r["rows"]],
+            {"existing_matches": sum(r["rows"] for r in fetched),
+             "index_bytes_read": sum(r["index_bytes_read"] for r in probed + fetched)})
 
 
 @dataclass
@@ -78,13 +341,19 @@ class DedupIndex:
         path = storage.join(self.manifest_dir, gens[-1])
         manifest = json.loads(storage.read_text(path))
         if manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
-            raise ConfigError(f"{path}: not a {FORMAT} manifest of version {VERSION}")
+            raise ConfigError(f"{path}: not a {FORMAT} manifest of version {VERSION} (an index of version "
+                              f"{manifest.get('version')} is read by an older glmdata; build a new index)")
         return manifest
 
-    def run_files(self, manifest: dict, skip_run: str | None = None) -> list[str]:
-        """The Parquet files of every run the manifest covers (but `skip_run`)."""
-        return [f for r in manifest["runs"] if r["run"] != skip_run
-                for f in storage.expand(self.run_dir(r["run"])) if f.endswith(".parquet")]
+    def parts(self, manifest: dict, skip_run: str | None = None) -> list[IndexPart]:
+        """The parts of every run the manifest covers (but `skip_run`)."""
+        out = []
+        for r in manifest["runs"]:
+            if r["run"] != skip_run:
+                docs = storage.join(self.run_dir(r["run"]), "docs")
+                out += [IndexPart(storage.join(self.run_dir(r["run"]), "keys", f.rsplit("/", 1)[-1]), f)
+                        for f in sorted(storage.expand(docs)) if f.endswith(".parquet")]
+        return out
 
     def check_settings(self, manifest: dict, settings: dict, where: str) -> None:
         """Signatures are comparable only under the same MinHash settings: name the first that differs."""

@@ -12,7 +12,7 @@
    survivors and singletons to data/ with `dup_cluster_id`/`dup_cluster_size`, duplicates to
    rejected/<reason>/ with the survivor's id (and its run, when it is an indexed document),
    unreadable rows to errors/; and, when the run appends to a dedup index, its documents'
-   signature rows with their survivors to the index's runs/<run>/part-N.parquet.
+   signature rows with their survivors to the index's runs/<run>/ (docs and keys, part-N.parquet).
 
 Between them the engine (Spark: `spark_dedup`, Beam: `beam_dedup`) turns signatures into
 assignments: only documents in a cluster of two or more appear in the assignment table.
@@ -34,7 +34,7 @@ from filters.copy_noise import copy_noise
 from filters.minhash import MinHasher, Shingling, band_hashes, is_chinese
 from filters.paragraphs import paragraph_keys, remove_paragraphs
 from pipeline import storage
-from pipeline.dedup.index import INDEX_SCHEMA, index_node
+from pipeline.dedup.index import index_node, write_run_part
 from pipeline.schema import TEXT_BEFORE_REWRITE
 from pipeline.stage import UnitWriter
 
@@ -366,9 +366,7 @@ class AssignmentTask:
         rows = rows.append_column("run", pa.array([run] * rows.num_rows, pa.string()))
         rows = rows.append_column("survivor", pa.array(survivors, pa.string()))
         rows = rows.append_column("survivor_run", pa.array(survivor_runs, pa.string()))
-        sink = storage.ParquetSink(storage.join(self.append.run_dir, f"part-{part:05d}.parquet"), INDEX_SCHEMA)
-        sink.write(rows.select(INDEX_SCHEMA.names).cast(INDEX_SCHEMA))
-        sink.close()
+        write_run_part(self.append.run_dir, part, rows)
 
     def _without_frequent_paragraphs(self, table: pa.Table, keep: list[int], first_row: int,
                                      removals: "_PartRemovals", out: UnitWriter) -> tuple[pa.Table, list[int], list[int], list[str]]:

@@ -11,11 +11,10 @@ Components in MapReduce and Beyond", SoCC 2014) until the edges form stars aroun
 component's smallest node, checkpointed every round so the lineage stays one round long.
 Signatures, checkpoints and assignments go through pipeline.storage, like the documents
 (pipeline/engines/spark_storage.py says why), so dedup works on every scheme the stages do.
-Against a dedup index (`old_files`, earlier runs' survivors): the indexed documents that share
-a band key, text key or URL key with a new document are found by semi-joins of the index's key
-columns with the new keys (a distributed join; nothing of the index reaches the driver), and
-join the graph as nodes that always win their cluster ("old wins"): new documents clustered with
-one are dropped as dup_*_existing, naming it and its run; indexed documents are never rewritten.
+Against a dedup index: the indexed documents that share a key with a new document
+(`neighbour_files`, found by `pipeline.dedup.index.find_neighbours`) join the graph as nodes that
+always win their cluster ("old wins"): new documents clustered with one are dropped as
+dup_*_existing, naming it and its run; indexed documents are never rewritten.
 Cross-document paragraph dedup (`paragraph_removals`) counts line keys over the survivors with
 one groupBy, as CCNet counts paragraph hashes, and joins the counts back to the documents.
 Nothing is collected to the driver except counts.
@@ -119,40 +118,24 @@ _RULE_COLUMNS = {"part": "int", "row": "long", "id": "string", "length": "long",
                  "date_key": "string"}
 
 
-def with_indexed_neighbours(spark: SparkSession, sig: DataFrame, old_files: list[str], p) -> DataFrame:
+def with_indexed_neighbours(spark: SparkSession, sig: DataFrame, neighbour_files: list[str]) -> DataFrame:
     """`sig` (origin 1) plus the indexed documents (origin 0) that share a key with it, each with the
     survivor a member of its cluster reports (an indexed document's own survivor) and that one's run."""
     new = sig.select(*_GRAPH_COLUMNS, *_RULE_COLUMNS, F.lit(1).alias("origin"), F.col("id").alias("survivor"),
                      F.lit(None).cast("string").alias("run"))
-    if not old_files:
+    if not neighbour_files:
         return new
-    old = read_parquet(spark, old_files)
-    hits = [old.join(sig.select("text_key").distinct(), "text_key", "left_semi").select("node")] if p.exact else []
-    if p.url:
-        hits.append(old.join(sig.select("url_key").where(F.col("url_key").isNotNull()).distinct(), "url_key",
-                             "left_semi").select("node"))
-    if p.near:
-        new_buckets = sig.select(F.posexplode("bands").alias("band", "key")).distinct()
-        hits.append(old.select("node", F.posexplode("bands").alias("band", "key"))
-                    .join(new_buckets, ["band", "key"], "left_semi").select("node"))
-    if not hits:
-        return new
-    matched = hits[0]
-    for h in hits[1:]:
-        matched = matched.unionByName(h)
-    neighbours = old.join(matched.distinct(), "node", "left_semi")
+    neighbours = read_parquet(spark, neighbour_files)
     rule_defaults = [F.lit(None).cast(kind).alias(name) for name, kind in _RULE_COLUMNS.items() if name != "id"]
     return new.unionByName(neighbours.select(*_GRAPH_COLUMNS, "id", *rule_defaults, F.lit(0).alias("origin"),
                                              "survivor", F.col("survivor_run").alias("run")))
 
 
 def assignments(spark: SparkSession, sig_dir: str, assign_root: str, checkpoint_dir: str, p,
-                threshold: float, survivor_order: list[str], max_rounds: int, old_files: list[str]) -> dict:
+                threshold: float, survivor_order: list[str], max_rounds: int, neighbour_files: list[str]) -> dict:
     """Write the per-part assignment table under `assign_root/part=N/`; return small counts."""
     sig = read_parquet(spark, sig_dir).where(F.col("error").isNull())
-    graph = with_indexed_neighbours(spark, sig, old_files, p)
-    if old_files:  # the semi-joins with the index run once, not once per use of the graph
-        graph = checkpoint(graph, storage.join(checkpoint_dir, "graph"))
+    graph = with_indexed_neighbours(spark, sig, neighbour_files)
     edges = checkpoint(candidate_edges(graph, p, threshold), storage.join(checkpoint_dir, "edges"))
     n_edges = edges.count()
     comps, rounds = connected_components(edges, max_rounds, checkpoint_dir)
@@ -174,8 +157,7 @@ def assignments(spark: SparkSession, sig_dir: str, assign_root: str, checkpoint_
     storage.rmtree(assign_root)  # an interrupted attempt's files
     write_groups(out.repartition("part").sortWithinPartitions("part", "row"), "part",
                  lambda part: assignment_dir(assign_root, part))
-    return {"candidate_edges": n_edges, "cc_rounds": rounds,
-            "existing_matches": int(members.where(F.col("origin") == 0).count()) if old_files else 0}
+    return {"candidate_edges": n_edges, "cc_rounds": rounds}
 
 
 def _limit_by_lang(table: dict[str, int]):

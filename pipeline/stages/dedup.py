@@ -28,7 +28,8 @@ The survivor rule (`survivor_order`, most important first; the default):
 Incremental dedup against a persistent index (pipeline/dedup/index.py): after a run its
 documents' signatures, each with its survivor, go to `index` (default <workdir>/dedup_index; gs:// and s3:// work), and a
 later run with `against: [index, ...]` also clusters its documents with the indexed ones sharing a
-key. Indexed documents always win ("old wins": they are never rewritten), so a new document in
+key (found by `pipeline.dedup.index.find_neighbours`, which reads only the index's row groups that
+the new keys can match). Indexed documents always win ("old wins": they are never rewritten), so a new document in
 their cluster goes to rejected/dup_exact_existing, dup_url_existing or dup_near_existing with
 "<survivor id> in run <run>" as the detail. Deduplicating snapshot A, then B against A's index,
 keeps what deduplicating A+B together keeps when the rule ranks A's documents first, except where a
@@ -59,7 +60,7 @@ from typing import Literal
 from filters.minhash import Shingling, optimal_bands
 from pipeline import storage
 from pipeline.config import ConfigError, register_section
-from pipeline.dedup.index import DedupIndex
+from pipeline.dedup.index import DedupIndex, KeyKinds, find_neighbours
 from pipeline.dedup.passes import (REASON_PARAGRAPHS_LEFT_SHORT, AssignmentTask, DedupParams, IndexAppend,
                                    ParagraphParams, SignatureTask, read_parquet_dir)
 from pipeline.registry import register_stage
@@ -189,19 +190,19 @@ class DedupStage(Stage):
                 digest = hashlib.sha1(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
                 self_run = f"{seq:05d}-{digest}"
                 append = IndexAppend(self.index.run_dir(self_run), self_run, seq)
-        old_files, against_runs = [], 0
+        indexed, against_runs = [], 0
         for idx in self.against:
             same = self.index is not None and self._same_index(idx, self.index)
             m = manifest if same else idx.generation()
             idx.check_settings(m, settings, where)
-            old_files += idx.run_files(m, skip_run=self_run if same else None)
+            indexed += idx.parts(m, skip_run=self_run if same else None)
             against_runs += len([r for r in m["runs"] if not (same and r["run"] == self_run)])
         parts = upstream_parts(stage_run.upstream_dir)
         work = storage.join(stage_run.tmp_dir, "_work")
         sig_dir, assign_root = storage.join(work, "signatures"), storage.join(work, "assign")
         engine = stage_run.engine
         units = list(enumerate(parts))
-        counts = {"candidate_edges": 0, "cc_rounds": 0}
+        counts = {"candidate_edges": 0, "cc_rounds": 0, "existing_matches": 0, "index_bytes_read": 0}
         seconds = {}
         started = time.perf_counter()
         para_dir, removal_root = storage.join(work, "paragraphs"), storage.join(work, "para_remove")
@@ -212,19 +213,26 @@ class DedupStage(Stage):
         seconds["seconds_signatures"] = time.perf_counter() - started
         if sum(r["docs"] - r["errors"] for r in signed):  # an empty input has nothing to cluster
             s = self.section
+            neighbours = []
+            if indexed:
+                p = self.params
+                neighbours, found = find_neighbours(engine, indexed, sig_dir, storage.join(work, "index_probe"),
+                                                    KeyKinds(text=p.exact, url=p.url, bands=p.near))
+                counts.update(found)
+                seconds["seconds_index_probe"] = time.perf_counter() - started - sum(seconds.values())
             if engine.name == "spark":
                 from pipeline.dedup import spark_dedup
 
-                counts = spark_dedup.assignments(engine.spark, sig_dir, assign_root, storage.join(work, "checkpoints"),
-                                                 self.params, s.threshold, self.survivor_order, s.max_rounds,
-                                                 old_files)
+                counts.update(spark_dedup.assignments(engine.spark, sig_dir, assign_root,
+                                                      storage.join(work, "checkpoints"), self.params, s.threshold,
+                                                      self.survivor_order, s.max_rounds, neighbours))
             else:
                 from pipeline.dedup import beam_dedup
 
-                counts = beam_dedup.assignments(engine, sig_dir, assign_root, storage.join(work, "components"),
-                                                self.params, s.threshold, self.survivor_order, s.max_rounds,
-                                                old_files)
-            seconds["seconds_clustering"] = time.perf_counter() - started - seconds["seconds_signatures"]
+                counts.update(beam_dedup.assignments(engine, sig_dir, assign_root, storage.join(work, "components"),
+                                                     self.params, s.threshold, self.survivor_order, s.max_rounds,
+                                                     neighbours))
+            seconds["seconds_clustering"] = time.perf_counter() - started - sum(seconds.values())
             if paragraphs is not None and storage.expand(para_dir):
                 if engine.name == "spark":
                     counts.update(spark_dedup.paragraph_removals(engine.spark, para_dir, assign_root, removal_root,
