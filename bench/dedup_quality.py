@@ -41,13 +41,13 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 from datasketch import MinHash, MinHashLSH  # noqa: E402
 from rich.console import Console  # noqa: E402
@@ -323,13 +323,71 @@ def true_groups(positives: set[tuple[str, str]]) -> dict[str, str]:
     return {x: find(x) for x in parent}
 
 
-def score_pipeline(fates: dict, rows: list[dict], positives: set, truth: Truth, threshold: float,
-                   kinds: dict[str, list[str]], hashed: Truth) -> tuple[Table, Table, Counter]:
-    """Per language and split: recall of true pairs among those reaching dedup and among all,
-    precision of dedup's removals; misses by edit kind; what removed pairs before dedup."""
+@dataclass
+class PipelineScore:
+    """One language and half of --pipeline: pairs are (original, copy) or (smaller id, larger id)."""
+
+    true_pairs: int = 0
+    reaching: int = 0  # true pairs whose members both reached dedup
+    found: int = 0  # of those, clustered by dedup
+    one_left: int = 0  # true pairs of which at most one member is in the output (any stage removed it)
+    removals: int = 0  # documents dedup rejected as dup_* of a survivor
+    correct_removals: int = 0  # of those, in one component of true pairs with their survivor
+    paragraph_rejects: int = 0
+    missed: list[tuple[str, str]] = field(default_factory=list)
+    per_kind: dict[str, list[int]] = field(default_factory=dict)  # edit -> [found, reaching]
+    early: Counter = field(default_factory=Counter)  # "<original|copy> <stage>: <reason>" -> documents
+
+    @property
+    def recall_reaching(self) -> float:
+        return self.found / max(1, self.reaching)
+
+    @property
+    def recall_all(self) -> float:
+        return self.found / max(1, self.true_pairs)
+
+    @property
+    def precision(self) -> float:
+        return self.correct_removals / max(1, self.removals)
+
+
+def score_pipeline(fates: dict, rows: list[dict], positives: set[tuple[str, str]],
+                   kinds: dict[str, list[str]]) -> dict[tuple[str, str], PipelineScore]:
+    """{(language, half): PipelineScore} from the documents' fates and the true pairs."""
     by_id = {r["id"]: r for r in rows}
     group = true_groups(positives)
     clustered = clustered_pairs({"rejected": {d: (reason, s) for d, (stage, reason, s) in fates.items() if stage == "dedup"}})
+    scores = {(lang, half): PipelineScore() for lang in ("en", "zh") for half in ("tune", "report")}
+    for p in positives:
+        score = scores[(p[0][:2], split_of(p[0], by_id))]
+        score.true_pairs += 1
+        gone = [d for d in p if fates[d][0] in BEFORE_DEDUP]
+        score.early.update(f"{'copy' if d.endswith('-copy') else 'original'} {fates[d][0]}: {fates[d][1]}" for d in gone)
+        score.one_left += p in clustered or any(fates[d][0] != "kept" for d in p)
+        if gone:
+            continue
+        score.reaching += 1
+        score.found += p in clustered
+        if p not in clustered:
+            score.missed.append(p)
+        for kind in kinds.get(p[1], ["(not planted)"]):
+            score.per_kind.setdefault(kind, [0, 0])
+            score.per_kind[kind][0] += p in clustered
+            score.per_kind[kind][1] += 1
+    for d, (stage, reason, survivor) in fates.items():
+        if stage != "dedup":
+            continue
+        score = scores[(d[:2], split_of(d, by_id))]
+        if survivor is None:
+            score.paragraph_rejects += 1
+        else:
+            score.removals += 1
+            score.correct_removals += d in group and group[d] == group.get(survivor)
+    return scores
+
+
+def print_pipeline_scores(scores: dict[tuple[str, str], PipelineScore], truth: Truth, hashed: Truth,
+                          threshold: float, kinds: dict[str, list[str]]) -> None:
     main = Table(title=f"dedup after the default pipeline (ingest, langid, quality, pii), true pairs at Jaccard >= {threshold}")
     for col in ("language", "split", "true pairs", "removed before dedup", "reach dedup", "found",
                 "recall (reaching)", "recall (all)", "one copy left (any stage)", "dedup removals", "precision",
@@ -338,40 +396,20 @@ def score_pipeline(fates: dict, rows: list[dict], positives: set, truth: Truth, 
     kind_table = Table(title="true planted pairs that reach dedup, by edit (a copy has several): found / total")
     for col in ("language", "split", "edit", "found", "total", "recall"):
         kind_table.add_column(col)
-    early = Counter()
-    for lang in ("en", "zh"):
-        for split in ("tune", "report"):
-            mine = {p for p in positives if p[0].startswith(lang) and split_of(p[0], by_id) == split}
-            reaching = set()
-            for p in mine:
-                gone = [fates[d] for d in p if fates[d][0] in BEFORE_DEDUP]
-                if gone:
-                    early.update(f"{lang} {'copy' if d.endswith('-copy') else 'original'} {fates[d][0]}: {fates[d][1]}"
-                                 for d in p if fates[d][0] in BEFORE_DEDUP)
-                else:
-                    reaching.add(p)
-            found = reaching & clustered
-            for a, b in sorted(reaching - found):
-                console.print(f"missed: {a} {b} Jaccard {truth.jaccard(a, b):.3f}, on the text dedup hashed "
-                              f"{hashed.jaccard(a, b):.3f}; edits {kinds.get(b, ['(not planted)'])}")
-            one_left = sum(1 for p in mine if p in found or any(fates[d][0] != "kept" for d in p))
-            removals = [(d, s) for d, (stage, reason, s) in fates.items()
-                        if stage == "dedup" and s is not None and d.startswith(lang) and split_of(d, by_id) == split]
-            correct = sum(d in group and group.get(d) == group.get(s) for d, s in removals)
-            paragraph = sum(1 for d, (stage, reason, _) in fates.items() if stage == "dedup" and not reason.startswith("dup_")
-                            and d.startswith(lang) and split_of(d, by_id) == split)
-            main.add_row(lang, split, str(len(mine)), str(len(mine) - len(reaching)), str(len(reaching)), str(len(found)),
-                         f"{len(found) / max(1, len(reaching)):.4f}", f"{len(found) / max(1, len(mine)):.4f}",
-                         f"{one_left / max(1, len(mine)):.4f}", str(len(removals)), f"{correct / max(1, len(removals)):.4f}", str(paragraph))
-            per_kind: dict[str, list[int]] = {}
-            for p in reaching:
-                for kind in kinds.get(p[1], ["(not planted)"]):
-                    per_kind.setdefault(kind, [0, 0])
-                    per_kind[kind][0] += p in found
-                    per_kind[kind][1] += 1
-            for kind, (hit, total) in sorted(per_kind.items()):
-                kind_table.add_row(lang, split, kind, str(hit), str(total), f"{hit / total:.3f}")
-    return main, kind_table, early
+    for (lang, half), s in scores.items():
+        main.add_row(lang, half, str(s.true_pairs), str(s.true_pairs - s.reaching), str(s.reaching), str(s.found),
+                     f"{s.recall_reaching:.4f}", f"{s.recall_all:.4f}", f"{s.one_left / max(1, s.true_pairs):.4f}",
+                     str(s.removals), f"{s.precision:.4f}", str(s.paragraph_rejects))
+        for kind, (hit, total) in sorted(s.per_kind.items()):
+            kind_table.add_row(lang, half, kind, str(hit), str(total), f"{hit / total:.3f}")
+        for a, b in sorted(s.missed):
+            console.print(f"missed: {a} {b} Jaccard {truth.jaccard(a, b):.3f}, on the text dedup hashed "
+                          f"{hashed.jaccard(a, b):.3f}; edits {kinds.get(b, ['(not planted)'])}")
+        if s.early:
+            console.print(f"{lang} {half}: documents of true pairs removed before dedup: "
+                          + ", ".join(f"{k} x{v}" for k, v in s.early.most_common()))
+    console.print(main)
+    console.print(kind_table)
 
 
 def run_pipeline_mode(args) -> None:
@@ -389,11 +427,7 @@ def run_pipeline_mode(args) -> None:
     candidates = wide_candidates(rows, shingling) | set(planted) | predicted
     positives = {p for p in candidates if truth.jaccard(*p) >= args.threshold}
     hashed = Truth([{**r, "text": hashed_text.get(r["id"], "")} for r in rows], shingling)
-    main_table, kind_table, early = score_pipeline(fates, rows, positives, truth, args.threshold, kinds, hashed)
-    console.print(main_table)
-    console.print(kind_table)
-    console.print("documents of true pairs removed before dedup, by role, stage and reason: "
-                  + ", ".join(f"{k} x{v}" for k, v in early.most_common()))
+    print_pipeline_scores(score_pipeline(fates, rows, positives, kinds), truth, hashed, args.threshold, kinds)
     group = true_groups(positives)
     wrong = [(d, s) for d, (stage, _, s) in fates.items() if s is not None and (d not in group or group[d] != group.get(s))]
     for d, s in wrong[:20]:

@@ -109,22 +109,33 @@ def test_mixed_keep_and_drop(tmp_path, mixed, reasons):
     assert row["lang"] == "en" and row["text"] == MIXED_PAGE  # not Chinese: no normalization
 
 
-@pytest.mark.parametrize("drop_variants, reasons, kept_variant", [([], {}, "wuu"), (["wuu"], {"lang_variant:wuu": 1}, None)])
-def test_variety_column_keep_and_drop(tmp_path, drop_variants, reasons, kept_variant):
+CLASSICAL = "道可道，非常道。名可名，非常名。無名天地之始；有名萬物之母。故常無欲，以觀其妙；常有欲，以觀其徼。此兩者，同出而異名，同謂之玄。"
+
+
+@pytest.mark.parametrize("drop_variants, reasons", [([], {}), (["wuu"], {"lang_variant:wuu": 1}),
+                                                    (["wuu", "lzh"], {"lang_variant:wuu": 1, "lang_variant:lzh": 1})])
+def test_variety_column_keep_and_drop(tmp_path, drop_variants, reasons):
+    """Wu (lid.176's own class) and Classical Chinese (the function-word rule) are kept as zh with
+    `lang_variant` by default, rejected when listed in drop_variants."""
     from pipeline.engines.beam import BeamEngine
 
     from test_langid import WU
 
     docs = [{"id": "wu", "text": WU, "source": "t", "source_file": "f", "source_offset": 0},
-            {"id": "zh", "text": "今天天气很好，我们去公园散步吧。", "source": "t", "source_file": "f", "source_offset": 1}]
+            {"id": "zh", "text": "今天天气很好，我们去公园散步吧。", "source": "t", "source_file": "f", "source_offset": 1},
+            {"id": "lzh", "text": CLASSICAL, "source": "t", "source_file": "f", "source_offset": 2}]
     cfg = make_run_config(tmp_path, {"langid": {"drop_variants": drop_variants}}, engine="beam")
     _fake_ingest(cfg.run.workdir, docs, files=1)
     summary = run_stage(LangidStage(cfg), BeamEngine(cfg))
     assert {k: v["docs"] for k, v in summary["dropped"].items()} == reasons
     rows = _rows(f"{cfg.run.workdir}/langid")
     assert rows["wu"]["lang"] == "zh" and rows["wu"]["lang_variant"] == "wuu"
+    assert rows["lzh"]["lang"] == "zh" and rows["lzh"]["lang_variant"] == "lzh"
     assert rows["zh"]["lang_variant"] is None
-    assert (rows["wu"].get("reject_reason") is None) == (kept_variant == "wuu")
+    for doc in ("wu", "lzh"):
+        assert (rows[doc].get("reject_reason") is None) == (rows[doc]["lang_variant"] not in drop_variants)
+    if "lzh" not in drop_variants:
+        assert rows["lzh"]["text"].startswith("道可道，非常道。名可名，非常名。无名天地之始")  # kept Chinese: t2s
 
 
 @pytest.mark.parametrize("section, message", [
