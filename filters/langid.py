@@ -39,6 +39,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Literal, Mapping, Sequence
 
@@ -93,41 +94,50 @@ SURE = 0.95
 # while on Wu and Cantonese sentences it gives its label 0.97-0.99.
 VARIANT_MIN_PROBABILITY = 0.5
 # Classical Chinese (lzh): lid.176 has no class for it (its labels: zh, wuu, yue), so it is told
-# from Modern written Chinese by function words, over the first CLASSICAL_SAMPLE_HAN Han characters
-# of the document's Chinese text. Modern prose cannot go 40 characters without one of the particles
-# and measure words Classical Chinese does not have (的 了 们 这 那 个 吗 呢 很 着 没 给), which
-# Classical prose lacks entirely, while its own particles and pronouns (之 其 者 也 矣 乎 焉 曰 ...)
-# are >= 8% of its characters. Thresholds: bench/langid_accuracy.py --variants (tune half of
+# from Modern written Chinese by function words, over the first CLASSICAL_SAMPLE_CHARS characters
+# of the document's Chinese text. Modern prose cannot go 40 Han characters without one of the
+# particles and measure words Classical Chinese does not have (的 了 们 这 那 个 吗 呢 很 着 没 给),
+# which Classical prose lacks entirely, while its own particles and pronouns (之 其 者 也 矣 乎 焉
+# 曰 ...) are >= 8% of its characters. Thresholds: bench/langid_accuracy.py --variants (tune half of
 # bench/langid_variants.jsonl and of the Chinese text of ../shared/data; docs/benchmarks.md).
-CLASSICAL_MARKS = frozenset("曰也矣乎焉兮哉耶吾汝尔爾乃之其者而於于则則亦故夫何孰盖蓋遂弗莫皆此所以")
-MODERN_MARKS = frozenset("的了们們这這那个個吗嗎呢很着著没沒给給")
-CLASSICAL_SAMPLE_HAN = 400
+CLASSICAL_MARKS = "曰也矣乎焉兮哉耶吾汝尔爾乃之其者而於于则則亦故夫何孰盖蓋遂弗莫皆此所以"
+MODERN_MARKS = "的了这這个個们們那着著没沒很给給吗嗎呢"  # most frequent first: Modern text fails fast
+CLASSICAL_SAMPLE_CHARS = 800
 CLASSICAL_MIN_HAN = 40
 CLASSICAL_MIN_SHARE = 0.08
 CLASSICAL_MAX_MODERN_SHARE = 0.005
+_HAN = re.compile("[\u4e00-\u9fff]+")
+
+
+def _classical_sample(texts: Sequence[str]) -> str:
+    sample, size = [], 0
+    for text in texts:
+        sample.append(text[:CLASSICAL_SAMPLE_CHARS - size])
+        size += len(sample[-1])
+        if size >= CLASSICAL_SAMPLE_CHARS:
+            break
+    return "".join(sample)
 
 
 def classical_chinese_shares(texts: Sequence[str]) -> tuple[int, float, float]:
-    """(Han characters read, share of Classical marks, share of Modern marks) over the first
-    CLASSICAL_SAMPLE_HAN Han characters of `texts`."""
-    han: list[str] = []
-    for text in texts:
-        for c in text:
-            if "\u4e00" <= c <= "\u9fff":
-                han.append(c)
-                if len(han) == CLASSICAL_SAMPLE_HAN:
-                    break
-        if len(han) == CLASSICAL_SAMPLE_HAN:
-            break
+    """(Han characters, share of Classical marks, share of Modern marks) in the first
+    CLASSICAL_SAMPLE_CHARS characters of `texts`."""
+    han = "".join(_HAN.findall(_classical_sample(texts)))
     if not han:
         return 0, 0.0, 0.0
-    return (len(han), sum(c in CLASSICAL_MARKS for c in han) / len(han),
-            sum(c in MODERN_MARKS for c in han) / len(han))
+    return (len(han), sum(map(han.count, CLASSICAL_MARKS)) / len(han),
+            sum(map(han.count, MODERN_MARKS)) / len(han))
 
 
 def is_classical_chinese(texts: Sequence[str]) -> bool:
-    n, classical, modern = classical_chinese_shares(texts)
-    return n >= CLASSICAL_MIN_HAN and classical >= CLASSICAL_MIN_SHARE and modern <= CLASSICAL_MAX_MODERN_SHARE
+    sample = _classical_sample(texts)
+    modern, allowed = 0, CLASSICAL_MAX_MODERN_SHARE * len(sample)  # at most that many Han characters
+    for mark in MODERN_MARKS:
+        modern += sample.count(mark)
+        if modern > allowed:
+            return False
+    n, classical, modern_share = classical_chinese_shares([sample])
+    return n >= CLASSICAL_MIN_HAN and classical >= CLASSICAL_MIN_SHARE and modern_share <= CLASSICAL_MAX_MODERN_SHARE
 
 
 def default_model_path() -> str:
