@@ -27,7 +27,7 @@ and among all, the share of true pairs of which at most one copy is left, precis
 removals (document and survivor in one component of true pairs); misses by edit kind, with their
 Jaccard on the text dedup hashed.
 
-    .venv/bin/python bench/dedup_quality.py --pipeline [--engine spark|beam]
+    .venv/bin/python bench/dedup_quality.py --pipeline [--engine spark|beam] [--set dedup.bands=21 ...]
 """
 from __future__ import annotations
 
@@ -258,11 +258,13 @@ def score(pred: set, truth_pairs: set, truth: Truth, threshold: float, lang: str
 BEFORE_DEDUP = ("ingest", "langid", "quality", "pii")
 
 
-def pipeline_fates(rows: list[dict], workdir: Path, engine_name: str) -> tuple[dict[str, tuple[str, str, str | None]], dict[str, str]]:
+def pipeline_fates(rows: list[dict], workdir: Path, engine_name: str,
+                   overrides: dict | None = None) -> tuple[dict[str, tuple[str, str, str | None]], dict[str, str]]:
     """Every row through `glmdata run` up to dedup with every section at its default (ingest of a
     JSON lines dump, langid, quality, pii, dedup). Returns {row id: (stage or "kept", reason,
     survivor row id for dup_* rejections)} and {row id: the text dedup hashed} for the rows that
-    reached it. Rows are matched through `record_id` (ingest's own ids differ)."""
+    reached it. Rows are matched through `record_id` (ingest's own ids differ). `overrides`:
+    config sections to set instead of their defaults ({"dedup": {"bands": 21, "rows": 6}})."""
     import pyarrow.parquet as pq
     from pipeline.engines import make_engine
     from pipeline.run_all import run_pipeline
@@ -275,7 +277,7 @@ def pipeline_fates(rows: list[dict], workdir: Path, engine_name: str) -> tuple[d
     cfg_path = workdir / "config.yaml"
     cfg_path.write_text(yaml.safe_dump({
         "run": {"workdir": str(workdir / "out"), "engine": engine_name, "spark": {"master": "local[2]"}},
-        "ingest": {"sources": [{"name": "bench", "format": "jsonl", "paths": [str(dump)]}]}}))
+        "ingest": {"sources": [{"name": "bench", "format": "jsonl", "paths": [str(dump)]}]}, **(overrides or {})}))
     cfg = load_config(cfg_path)
     engine = make_engine(cfg)
     try:
@@ -283,6 +285,8 @@ def pipeline_fates(rows: list[dict], workdir: Path, engine_name: str) -> tuple[d
     finally:
         engine.close()
     out = workdir / "out"
+    stats = json.loads((out / "dedup" / "stats.json").read_text())
+    console.print("dedup stats: " + ", ".join(f"{k}={v}" for k, v in _flat(stats).items() if "candidate" in k or "rounds" in k))
 
     def table(stage: str, kind: str, columns: list[str]) -> list[dict]:
         return [r for f in sorted((out / stage / kind).rglob("*.parquet")) for r in pq.read_table(f, columns=columns).to_pylist()]
@@ -305,6 +309,16 @@ def pipeline_fates(rows: list[dict], workdir: Path, engine_name: str) -> tuple[d
         for i, (doc, text) in enumerate(zip(part.column("record_id").to_pylist(), part.column("text").to_pylist())):
             hashed[doc] = (before[i] if before else None) or text
     return fates, hashed
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
 
 
 def true_groups(positives: set[tuple[str, str]]) -> dict[str, str]:
@@ -412,6 +426,19 @@ def print_pipeline_scores(scores: dict[tuple[str, str], PipelineScore], truth: T
     console.print(kind_table)
 
 
+def parse_overrides(settings: list[str]) -> dict:
+    """["dedup.bands=21", "dedup.rows=6"] -> {"dedup": {"bands": 21, "rows": 6}} (values as YAML)."""
+    out: dict = {}
+    for setting in settings:
+        key, _, value = setting.partition("=")
+        *parents, leaf = key.split(".")
+        node = out
+        for name in parents:
+            node = node.setdefault(name, {})
+        node[leaf] = yaml.safe_load(value)
+    return out
+
+
 def run_pipeline_mode(args) -> None:
     kinds: dict[str, list[str]] = {}
     rows, planted = build(load_documents(), args.pairs, args.seed, kinds)
@@ -421,7 +448,7 @@ def run_pipeline_mode(args) -> None:
     truth = Truth(rows, shingling)
     started = time.process_time()
     with tempfile.TemporaryDirectory(prefix="dedup-quality-pipeline-") as tmp:
-        fates, hashed_text = pipeline_fates(rows, Path(tmp) / "run", args.engine)
+        fates, hashed_text = pipeline_fates(rows, Path(tmp) / "run", args.engine, parse_overrides(args.set))
     console.print(f"pipeline run: {time.process_time() - started:.1f} CPU s in the driver")
     predicted = {tuple(sorted((d, s))) for d, (stage, _, s) in fates.items() if s is not None}
     candidates = wide_candidates(rows, shingling) | set(planted) | predicted
@@ -444,6 +471,8 @@ def main() -> None:
                     help="run every document through the default pipeline (ingest, langid, quality, pii) before dedup, "
                          "all defaults; recall and precision per language and tune/report split")
     ap.add_argument("--engine", choices=["spark", "beam"], default="spark", help="engine of --pipeline")
+    ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                    help="--pipeline: a config value instead of its default (repeatable), e.g. dedup.bands=21")
     args = ap.parse_args()
     if args.pipeline:
         run_pipeline_mode(args)
