@@ -227,8 +227,8 @@ class LanguageIdentifier:
     `cjk_hiragana_share` 0.05; katakana alone mark Japanese only when they are half the CJK
     letters (`cjk_katakana_share` 0.5: a line of Japanese words), because Chinese writes brand
     names and Japanese titles in katakana (18 of the 848 Simplified Wikipedia paragraphs carry
-    some). Korean is >= 87% Hangul there, so `cjk_hangul_share` 0.1. `label_aliases` folds lid.176's
-    Wu, Cantonese, Gan and Classical Chinese classes into Chinese: on Mandarin sentences Wu and
+    some). Korean is >= 87% Hangul there, so `cjk_hangul_share` 0.1. `label_aliases` folds Wu, Cantonese,
+    Gan and Classical Chinese classes into Chinese (lid.176 has the first two): on Mandarin sentences Wu and
     Cantonese take up to 40% of the mass (zh sentences of ../shared/data/langid), the corpus
     keeps Han-script Chinese as one language, and the variety is recorded instead (`variant`).
     `mixed_run_bytes` 40 (13 Han characters, 40 Latin letters: a clause, longer than a name or
