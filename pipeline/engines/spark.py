@@ -12,6 +12,12 @@ from pipeline.engines import oldest_java, require_java
 from pipeline.engines.spark_logging import quiet_conf
 
 
+# Local mode's one JVM compiles with C1 only: C2's compilation costs more CPU than its faster code saves in
+# a local run (JVM start, encode and dedup measured in docs/benchmarks.md, encode section). A cluster's
+# executors keep the JVM's default; run.spark.conf's own spark.driver.extraJavaOptions replaces this.
+LOCAL_JAVA_OPTIONS = "-XX:TieredStopAtLevel=1"
+
+
 class SparkEngine:
     name = "spark"
 
@@ -36,6 +42,7 @@ class SparkEngine:
             builder = SparkSession.builder.appName("glmdata")
             if opts.master and not os.environ.get("GLMDATA_SPARK_SUBMITTED"):
                 builder = builder.master(opts.master)
+            local = (opts.master or "").startswith("local") and not os.environ.get("GLMDATA_SPARK_SUBMITTED")
             conf = {
                 "spark.sql.execution.arrow.pyspark.enabled": "true",
                 "spark.python.worker.reuse": "true",  # models load once per worker process
@@ -43,9 +50,10 @@ class SparkEngine:
                 "spark.driver.memory": "2g",
                 "spark.local.dir": os.environ.get("SPARK_LOCAL_DIRS", "/tmp"),
             }
+            if local:
+                conf["spark.driver.extraJavaOptions"] = LOCAL_JAVA_OPTIONS
             conf.update(opts.conf)
-            conf = quiet_conf(conf, local=(opts.master or "").startswith("local")
-                              and not os.environ.get("GLMDATA_SPARK_SUBMITTED"))
+            conf = quiet_conf(conf, local=local)
             for k, v in conf.items():
                 builder = builder.config(k, v)
             self._spark = builder.getOrCreate()
