@@ -15,7 +15,8 @@ The documents are every text of ../shared/data/text, repeated --copies times (id
 written as a finished mix stage in --parts Parquet files. The model is trained here with the
 project's settings (--vocab-size) unless --model names one.
 
-    .venv/bin/python bench/encode.py [--copies 8] [--parts 2] [--vocab-size 32000] [--model M] [--rounds 2] [--warmup 3] [--profile]
+    .venv/bin/python bench/encode.py [--copies 8] [--parts 2] [--vocab-size 32000] [--model M] [--rounds 2] [--warmup 3]
+                                     [--conf KEY=VALUE] [--profile]
 """
 from __future__ import annotations
 
@@ -305,6 +306,9 @@ def main() -> int:
     p.add_argument("--model", help="an existing SentencePiece model instead of training one")
     p.add_argument("--rounds", type=int, default=2, help="runs of each, alternating; the best of each counts")
     p.add_argument("--warmup", type=int, default=3, help="untimed runs of the stage first (default 3)")
+    p.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE",
+                   help="a Spark setting for the stage's session (run.spark.conf), e.g. "
+                        "spark.driver.extraJavaOptions= for the JVM's default JIT instead of local mode's C1")
     p.add_argument("--profile", action="store_true",
                    help="also run the stage --rounds times with a CPU timer per step in the Spark worker")
     args = p.parse_args()
@@ -329,7 +333,9 @@ def main() -> int:
         shutil.copy(model, work / "tokenizer" / "tokenizer.model")
         (work / "tokenizer" / "_SUCCESS").write_text(json.dumps({"config_hash": "bench", "input_fingerprint": "bench"}))
         cfg_path = Path(tmp) / "bench.yaml"
-        cfg_path.write_text(yaml.safe_dump({"run": {"workdir": str(work), "spark": {"master": "local[1]"}}}))
+        spark_conf = dict(setting.split("=", 1) for setting in args.conf)
+        cfg_path.write_text(yaml.safe_dump({"run": {"workdir": str(work),
+                                                    "spark": {"master": "local[1]", "conf": spark_conf}}}))
         cfg = load_config(cfg_path)
         engine = SparkEngine(cfg)
         # Warm up untimed: the Python worker imports the stage and loads the model, the JVM compiles its
