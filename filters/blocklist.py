@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar, Iterable, Iterator
 from urllib.parse import urlsplit
 
+import numba
 import numpy as np
 
 from filters.repetition import Doc, Rejection, RuleSet, Signals
@@ -131,17 +132,77 @@ class WordMatcher:
         self._checkable = bool(words) and all(c.isascii() or c.lower() == c == c.upper() for w in literals for c in w)
         self._precheck = re.compile(trie_regex(literals)) if self._checkable and literals else None
         self._expressions = [re.compile(e, re.IGNORECASE) for e in expressions] if self._checkable else []
-        self._tokens = literals if self._precheck is not None and not expressions and all(map(_TOKEN.fullmatch, literals)) else None
+        tokens = self._precheck is not None and not expressions and all(map(_TOKEN.fullmatch, literals))
+        self._tokens = _TokenSet(literals) if tokens else None
 
     def count(self, text: str) -> int:
         if self._checkable:
             lowered = _folded_lower(text)
             if self._tokens is not None:
-                return sum(map(self._tokens.__contains__, _TOKEN.findall(lowered)))
+                return self._tokens.count(lowered)
             if ((self._precheck is None or self._precheck.search(lowered) is None)
                     and not any(e.search(text) for e in self._expressions)):
                 return 0
         return sum(1 for _ in self.pattern.finditer(text))
+
+
+_FNV_OFFSET, _FNV_PRIME = np.uint64(0xCBF29CE484222325), np.uint64(0x100000001B3)
+
+
+class _TokenSet:
+    """Counts the runs of [a-z0-9] in a lower-cased text that are among `words` (each such a run):
+    `sum(map(words.__contains__, re.findall("[a-z0-9]+", text)))` in one compiled pass over the
+    text's bytes (characters outside ASCII, never in a run, become "?"), without a string per run.
+    A run is looked up by its 64-bit FNV-1a hash and then compared byte by byte."""
+
+    def __init__(self, words: Iterable[str]):
+        encoded = sorted({w.encode("ascii") for w in words}, key=_fnv1a)
+        self.hashes = np.array([_fnv1a(w) for w in encoded], np.uint64)
+        if len(np.unique(self.hashes)) != len(self.hashes):
+            raise ValueError("two listed words share a 64-bit hash")  # never seen; the compare needs one per hash
+        self.lengths = np.array([len(w) for w in encoded], np.int64)
+        self.words = np.zeros((len(encoded), max(self.lengths, default=0)), np.uint8)
+        for i, w in enumerate(encoded):
+            self.words[i, :len(w)] = np.frombuffer(w, np.uint8)
+
+    def count(self, lowered: str) -> int:
+        if not len(self.hashes):
+            return 0
+        data = np.frombuffer(lowered.encode("ascii", "replace"), np.uint8)
+        return int(_count_listed_runs(data, self.hashes, self.lengths, self.words))
+
+
+def _fnv1a(word: bytes) -> int:
+    h = int(_FNV_OFFSET)
+    for byte in word:
+        h = ((h ^ byte) * int(_FNV_PRIME)) & 0xFFFFFFFFFFFFFFFF
+    return h
+
+
+@numba.njit(cache=True, nogil=True)
+def _count_listed_runs(data, hashes, lengths, words):
+    longest = words.shape[1]
+    count, i, n = 0, 0, data.shape[0]
+    while i < n:
+        c = data[i]
+        if not (97 <= c <= 122 or 48 <= c <= 57):
+            i += 1
+            continue
+        start, h = i, _FNV_OFFSET
+        while i < n and (97 <= data[i] <= 122 or 48 <= data[i] <= 57):
+            h = (h ^ np.uint64(data[i])) * _FNV_PRIME
+            i += 1
+        if i - start > longest:
+            continue
+        j = np.searchsorted(hashes, h)
+        if j < hashes.shape[0] and hashes[j] == h and lengths[j] == i - start:
+            same = True
+            for k in range(i - start):
+                if words[j, k] != data[start + k]:
+                    same = False
+                    break
+            count += same
+    return count
 
 
 @functools.lru_cache(maxsize=2)

@@ -17,8 +17,8 @@ import re
 import string
 import unicodedata
 from dataclasses import dataclass, field
-from itertools import chain, compress, repeat
-from operator import is_
+from itertools import chain, compress, filterfalse, repeat
+from operator import is_, methodcaller
 from typing import ClassVar
 
 from filters.repetition import (Doc, Rejection, RuleSet, Signals, duplicate_ngram_chars, encodable,
@@ -267,8 +267,8 @@ class _SentenceCodes(dict):
 
     def __init__(self, punct_chars: frozenset[str], chunk_tokens: _ChunkTokens):
         super().__init__()
-        self.punct_chars = punct_chars
         self.chunk_tokens = chunk_tokens
+        self.token_codes = _TokenCodes(punct_chars)
 
     def __missing__(self, chunk: str) -> str:
         if len(self) >= self.limit:
@@ -276,10 +276,27 @@ class _SentenceCodes(dict):
         tokens = self.chunk_tokens[chunk]
         if chunk.isalnum():  # no punctuation in any token
             code = "W" * len(tokens)
+        elif len(tokens) == 2 and tokens[0].isalnum():  # a word and a mark, the commonest other shape
+            code = "W" + self.token_codes[tokens[1]]
         else:
-            code = "".join("P" if token in self.punct_chars else "N" if _all_punctuation(token) else "W"
-                           for token in tokens)
+            code = "".join(map(self.token_codes.__getitem__, tokens))
         self[chunk] = code
+        return code
+
+
+class _TokenCodes(dict):
+    """token -> its letter in `_SentenceCodes` (tokens repeat across chunks: "word," "word.")."""
+
+    limit = _ChunkTokens.limit
+
+    def __init__(self, punct_chars: frozenset[str]):
+        super().__init__()
+        self.punct_chars = punct_chars
+
+    def __missing__(self, token: str) -> str:
+        if len(self) >= self.limit:
+            self.clear()
+        code = self[token] = "P" if token in self.punct_chars else "N" if _all_punctuation(token) else "W"
         return code
 
 
@@ -370,6 +387,10 @@ class GopherRepetition(RuleSet):
         return None
 
 
+_starts_with_bullet = methodcaller("startswith", ("\u2022", "-"))
+_ends_with_ellipsis = methodcaller("endswith", ("...", "\u2026"))
+
+
 @dataclass
 class GopherQuality(RuleSet):
     """Gopher's quality rules (Rae et al. 2021, section A.1.1): word count, mean word length,
@@ -400,7 +421,7 @@ class GopherQuality(RuleSet):
         text, words = doc.text, doc.words
         counts = words.counts  # each distinct word is classified once
         # Words of letters only (most of them) are neither symbols nor letter-free: no symbol is a letter.
-        others = [(w, c) for w, c in counts.items() if not w.isalpha()]
+        others = [(w, counts[w]) for w in filterfalse(str.isalpha, counts)]
         symbols = [(w, c) for w, c in others if SYMBOLS.issuperset(w)]
         n_words = signals["n_words"] = len(words) - sum(c for _, c in symbols)
         if self.min_doc_words and n_words < self.min_doc_words:
@@ -421,11 +442,11 @@ class GopherQuality(RuleSet):
                 return self.reject(rule, value)
         lines = text.splitlines() or [""]
         judge_lines = len(lines) >= self.line_rules_min_lines
-        bullets = sum(s.lstrip().startswith(("\u2022", "-")) for s in lines) / len(lines)
+        bullets = sum(map(_starts_with_bullet, map(str.lstrip, lines))) / len(lines)
         signals["bullet_line_frac"] = bullets
         if self.max_bullet_lines_ratio and judge_lines and bullets > self.max_bullet_lines_ratio:
             return self.reject("bullet_lines", bullets)
-        ellipsis = sum(s.rstrip().endswith(("...", "\u2026")) for s in lines) / len(lines)
+        ellipsis = sum(map(_ends_with_ellipsis, map(str.rstrip, lines))) / len(lines)
         signals["ellipsis_line_frac"] = ellipsis
         if self.max_ellipsis_lines_ratio and judge_lines and ellipsis > self.max_ellipsis_lines_ratio:
             return self.reject("ellipsis_lines", ellipsis)
@@ -441,6 +462,8 @@ class GopherQuality(RuleSet):
 
 _CITATION = re.compile(r"\[\d*]|\[edit]|\[citation needed]")
 _END_PUNCTUATION = (".", "?", "!", '"', "'")
+_ends_in_terminal = methodcaller("endswith", _END_PUNCTUATION)
+_ends_in_dots = methodcaller("endswith", "...")
 _POLICY_PHRASES = ("terms of use", "privacy policy", "cookie policy", "uses cookies", "use of cookies",
                    "use cookies")
 
@@ -483,6 +506,48 @@ class C4Quality(RuleSet):
         javascript = self.filter_javascript and "javascript" in searchable
         curly = self.filter_curly_bracket and "{" in text
         policy = [p for p in _POLICY_PHRASES if p in searchable] if self.filter_policy else []
+        if cite or lorem or javascript or curly or policy or (
+                self.max_word_length != -1 and max(map(len, lines), default=0) > self.max_word_length):
+            judged = self._line_by_line(lines, cite, lorem, javascript, curly, policy)
+            if isinstance(judged, Rejection):
+                return judged
+            kept, sentences, n_words, terminal, non_empty = judged
+        else:
+            kept, sentences, n_words, terminal, non_empty = self._plain_lines(lines)
+        signals["c4_sentences"] = sentences
+        signals["c4_line_keep_frac"] = len(kept) / len(lines) if lines else 0.0
+        prose = signals["c4_terminal_line_frac"] = terminal / non_empty if non_empty else 0.0
+        minimum = self.min_num_sentences
+        if self.min_num_sentences_prose is not None and self.min_num_sentences_prose < minimum:
+            minimum -= (minimum - self.min_num_sentences_prose) * prose
+        if sentences < minimum:
+            return self.reject("min_sentences", sentences)
+        # The kept text's English word count, for the rules after this one (FineWeb's newline ratio)
+        doc.rewrite("\n".join(kept).strip(), n_words if doc.tokenize is english_words else None)
+        return None
+
+    def _plain_lines(self, lines: list[str]) -> tuple[list[str], int, int, int, int]:
+        """`_line_by_line` for the common text (no citation, phrase, curly bracket or over-long
+        line): the same lines kept and counts, with the per-line steps run as whole-list calls."""
+        stripped = list(map(str.strip, lines))
+        terminal = sum(map(_ends_in_terminal, stripped)) - sum(map(_ends_in_dots, stripped))
+        non_empty = len(stripped) - stripped.count("")
+        if self.filter_no_terminal_punct:
+            stripped = [line for line in stripped if line.endswith(_END_PUNCTUATION) and not line.endswith("...")]
+        chunks = list(map(str.split, stripped))
+        long_enough = [len(c) >= self.min_words_per_line for c in chunks]
+        code = _sentence_codes().__getitem__
+        codes = ["".join(map(code, c)) for c in compress(chunks, long_enough)]
+        # One line code per kept line, joined by a mark no code holds: no sentence start spans two lines.
+        joined = "|".join(codes)
+        sentences = len(codes) - codes.count("") + joined.replace("N", "").count("PW")
+        n_words = len(joined) - max(len(codes) - 1, 0)
+        return (list(compress(stripped, long_enough)), sentences if self.min_num_sentences != -1 else 0, n_words,
+                terminal, non_empty)
+
+    def _line_by_line(self, lines, cite, lorem, javascript, curly, policy):
+        """(kept lines, sentences, words, lines ending a sentence, non-empty lines), or the
+        rejection for a lorem-ipsum or curly-bracket line."""
         kept: list[str] = []
         sentences = n_words = terminal = non_empty = 0
         for stripped in lines:
@@ -515,17 +580,7 @@ class C4Quality(RuleSet):
                 sentences += _count_sentences(code)
             n_words += len(code)
             kept.append(line)
-        signals["c4_sentences"] = sentences
-        signals["c4_line_keep_frac"] = len(kept) / len(lines) if lines else 0.0
-        prose = signals["c4_terminal_line_frac"] = terminal / non_empty if non_empty else 0.0
-        minimum = self.min_num_sentences
-        if self.min_num_sentences_prose is not None and self.min_num_sentences_prose < minimum:
-            minimum -= (minimum - self.min_num_sentences_prose) * prose
-        if sentences < minimum:
-            return self.reject("min_sentences", sentences)
-        # The kept text's English word count, for the rules after this one (FineWeb's newline ratio)
-        doc.rewrite("\n".join(kept).strip(), n_words if doc.tokenize is english_words else None)
-        return None
+        return kept, sentences, n_words, terminal, non_empty
 
 
 @dataclass

@@ -46,11 +46,18 @@ def encodable(text: str) -> str:
 def find_duplicates(items: Iterable[str], short_chars: int = 0) -> tuple[int, int]:
     """(number of items that repeat an earlier item, characters in those repeats). Items of at
     most `short_chars` characters, surrounding whitespace aside, never count as repeats."""
-    if short_chars:
-        items = [s for s in items if len(s) > short_chars and len(s.strip()) > short_chars]
+    items = items if isinstance(items, list) else list(items)
     counts = Counter(items)
-    repeats = sum(c - 1 for c in counts.values())
-    return repeats, sum(len(s) * (c - 1) for s, c in counts.items() if c > 1)
+    repeats = len(items) - len(counts)
+    if not repeats:
+        return 0, 0
+    chars = sum(map(len, items)) - sum(map(len, counts))
+    if short_chars:
+        for s, c in counts.items():
+            if c > 1 and (len(s) <= short_chars or len(s.strip()) <= short_chars):
+                repeats -= c - 1
+                chars -= len(s) * (c - 1)
+    return repeats, chars
 
 
 def split_paragraphs(text: str) -> list[str]:

@@ -306,10 +306,22 @@ def test_line_and_paragraph_splits_equal_datatroves_regexes():
         assert split_paragraphs(text) == re.split(r"\n{2,}", text.strip()), text
 
 
+def _assert_counts_as_pattern(matcher, pattern, pieces, alphabet) -> None:
+    """Hypothesis: texts of `pieces` and `alphabet` characters get the pattern's match count."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=400, deadline=None, derandomize=True)
+    @given(st.lists(st.one_of(pieces, st.text(alphabet, max_size=4)), max_size=12).map("".join))
+    def same_count(text):
+        assert matcher.count(text) == sum(1 for _ in pattern.finditer(text)), text
+
+    same_count()
+
+
 def test_word_matcher_counts_what_the_pattern_counts():
     """The literal pre-check only skips texts the case-insensitive pattern cannot match, including
     the four non-ASCII letters re's IGNORECASE takes for ASCII ones (İ ı ſ K) and boundaries."""
-    from hypothesis import given, settings
     from hypothesis import strategies as st
 
     from filters.blocklist import WordMatcher, word_pattern
@@ -321,13 +333,40 @@ def test_word_matcher_counts_what_the_pattern_counts():
     pieces = st.sampled_from(words[:7] + [w.upper() for w in words[:7]] + [
         "SEX CAMſ", "Kink", "casİno bonus", "FREE ſPINS", "x", "a", "0", " ", "赌场", "Σ", "彩票APP", "赌场官网", "ſpinnS NOW"])
     alphabet = st.sampled_from(list("aksixnSIKXN 0-_\n\u0130\u0131\u017f\u212a\u03a3\u00e9网裸聊"))
-
-    @settings(max_examples=400, deadline=None, derandomize=True)
-    @given(st.lists(st.one_of(pieces, st.text(alphabet, max_size=4)), max_size=12).map("".join))
-    def same_count(text):
-        assert matcher.count(text) == sum(1 for _ in pattern.finditer(text)), text
-
-    same_count()
+    _assert_counts_as_pattern(matcher, pattern, pieces, alphabet)
     assert matcher.count("Visit casİno BONUS now") == 1  # İ matches i only under re's IGNORECASE
     assert WordMatcher(["re:casin[o0]"]).count("CASIN0 casino casin") == 2  # a regex entry alone: its own pre-check
     assert WordMatcher(["café"])._precheck is None  # a cased non-ASCII letter: no pre-check
+
+
+def test_single_word_lists_count_what_the_pattern_counts():
+    """Lists of single Latin words are counted by the compiled run look-up (`_TokenSet`): the same
+    counts as the whole-word pattern, with the letters re's IGNORECASE folds and CJK boundaries."""
+    from hypothesis import strategies as st
+
+    from filters.blocklist import WordMatcher, word_pattern
+
+    words = ["ass", "sex", "nude", "escort", "xxx", "18"]
+    matcher, pattern = WordMatcher(words), word_pattern(words)
+    assert matcher._tokens is not None
+    pieces = st.sampled_from(words + [w.upper() for w in words] + ["class", "essex", "Sex_", "ſex", "nudes", "x", "1"])
+    alphabet = st.sampled_from(list("asexn18 -_\n.\u0130\u0131\u017f\u212a\u00e9中"))
+    _assert_counts_as_pattern(matcher, pattern, pieces, alphabet)
+    assert matcher.count("SEX中sex, Essex ass-class") == 3
+
+
+def test_c4_whole_list_path_equals_the_line_loop():
+    """C4's common case (`_plain_lines`) keeps the same lines and counts as its line-by-line loop,
+    whatever the settings."""
+    from filters.english import C4Quality
+
+    rng = random.Random(7)
+    pieces = ["word", "Hello.", "end!", "a", "...", "x?", '"q"', "'", " ", "\t", "", "Mr.", "U.S.", "\u2014", "cannot",
+              "3.5", "e.g.", "Yes!\u201d", "(it)"]
+    texts = ["\n".join(" ".join(rng.choice(pieces) for _ in range(rng.randint(0, 8))) for _ in range(rng.randint(0, 6)))
+             for _ in range(1000)]
+    for settings in ({}, {"filter_no_terminal_punct": False}, {"min_words_per_line": -1}, {"min_num_sentences": -1}):
+        c4 = C4Quality(**settings)
+        for text in texts:
+            lines = text.splitlines()
+            assert c4._plain_lines(lines) == c4._line_by_line(lines, False, False, False, False, []), (settings, text)
