@@ -206,8 +206,21 @@ def _coerce(value: Any, tp: Any, key: str, where: str, base_dir: Path) -> Any:
     return value
 
 
-def build_dataclass(cls: type, data: dict, where: str, base_dir: Path | str = ".", prefix: str = "") -> Any:
-    """Build dataclass `cls` from a mapping, rejecting unknown keys and wrong types."""
+def _configured_default(f: dataclasses.Field) -> Any:
+    """The default of a field whose factory makes a configured dataclass instance (a rule set with the
+    project's own thresholds), else None."""
+    if f.default_factory is dataclasses.MISSING:
+        return None
+    value = f.default_factory()
+    return value if dataclasses.is_dataclass(value) and not isinstance(value, type) else None
+
+
+def build_dataclass(cls: type, data: dict, where: str, base_dir: Path | str = ".", prefix: str = "",
+                    base: Any = None) -> Any:
+    """Build dataclass `cls` from a mapping, rejecting unknown keys and wrong types. Keys the mapping
+    leaves out keep `base`'s values (else the class defaults); a mapping given for a field whose default
+    is a configured instance overrides only the keys it names: `c4: {min_num_sentences: 4}` keeps the
+    shipped C4 settings, not the class's (datatrove's) defaults for the rest."""
     base_dir = Path(base_dir)
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
@@ -220,8 +233,14 @@ def build_dataclass(cls: type, data: dict, where: str, base_dir: Path | str = ".
     kwargs = {}
     for name, f in fields.items():
         if name in data:
-            kwargs[name] = _coerce(data[name], hints[name], dotted + name, where, base_dir)
+            default = _configured_default(f) if isinstance(data[name], dict) else None
+            if default is not None:
+                kwargs[name] = build_dataclass(type(default), data[name], where, base_dir, dotted + name, default)
+            else:
+                kwargs[name] = _coerce(data[name], hints[name], dotted + name, where, base_dir)
             _check_range(kwargs[name], hints[name], f.metadata.get("range"), dotted + name, where)
+        elif base is not None:
+            kwargs[name] = getattr(base, name)
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise ConfigError(f"{where}: {dotted}{name}: missing required key ({_type_name(hints[name])})")
     try:

@@ -370,3 +370,20 @@ def test_c4_whole_list_path_equals_the_line_loop():
         for text in texts:
             lines = text.splitlines()
             assert c4._plain_lines(lines) == c4._line_by_line(lines, False, False, False, False, []), (settings, text)
+
+
+def test_a_partial_rule_set_in_the_config_keeps_the_other_shipped_values(tmp_path):
+    """Naming one key of a rule set changes that key only: the rest keeps the project's shipped
+    settings (here C4 without its terminal-punctuation line rule), not datatrove's class defaults;
+    `null` still disables a rule set and a key it does not know is still an error."""
+    from filters.english import C4Quality
+
+    shipped = make_run_config(tmp_path / "a").sections["quality"].en.c4
+    c4 = make_run_config(tmp_path / "b", {"quality": {"en": {"c4": {"min_num_sentences": 4}}}}).sections["quality"].en.c4
+    assert c4.min_num_sentences == 4
+    assert (c4.filter_no_terminal_punct, c4.min_num_sentences_prose) == (shipped.filter_no_terminal_punct,
+                                                                         shipped.min_num_sentences_prose)
+    assert (shipped.filter_no_terminal_punct, C4Quality().filter_no_terminal_punct) == (False, True)
+    assert make_run_config(tmp_path / "c", {"quality": {"en": {"c4": None}}}).sections["quality"].en.c4 is None
+    with pytest.raises(ConfigError, match=r"quality.*en\.c4\.min_sentences: unknown key"):
+        make_run_config(tmp_path / "d", {"quality": {"en": {"c4": {"min_sentences": 4}}}})
