@@ -565,6 +565,21 @@ def estimate(rows: list[dict]) -> None:
                       f"for {tok['in_mb']:.0f} MB of mix documents")
 
 
+def compare(before: list[dict], after: list[dict]) -> None:
+    """Core-hours per stage of the same job priced from two sets of runs (e.g. the code before a change,
+    run on the same inputs from a worktree of its commit, and the code after it)."""
+    old, new = core_hours(before, SOURCES), core_hours(after, SOURCES)
+    table = Table(title="GLM-130B-sized job: core-hours before / after")
+    for col in ("stage", "before", "after", "after / before"):
+        table.add_column(col, justify="left" if col == "stage" else "right")
+    for stage in [*old, *(s for s in new if s not in old)]:
+        a, b = old.get(stage, 0.0), new.get(stage, 0.0)
+        table.add_row(stage, f"{a:,.0f}", f"{b:,.0f}", f"{b / a:.2f}" if a else "new stage")
+    table.add_row("total", f"{sum(old.values()):,.0f}", f"{sum(new.values()):,.0f}",
+                  f"{sum(new.values()) / sum(old.values()):.2f}")
+    console.print(table)
+
+
 def merge_results(paths: list[str]) -> list[dict]:
     """Rows of several results.json files; a later file's forms replace an earlier one's."""
     rows: list[dict] = []
@@ -589,11 +604,16 @@ def main() -> int:
     parser.add_argument("--estimate-only", metavar="RESULTS_JSON", nargs="+",
                         help="print the tables and the GLM-130B estimate from earlier runs' results.json "
                              "(several: a later file's forms replace an earlier one's)")
+    parser.add_argument("--baseline", metavar="RESULTS_JSON", nargs="+",
+                        help="with --estimate-only: also price the job from these results (e.g. the code before a "
+                             "change, run on the same inputs: docs/scaling.md says how) and print both per stage")
     args = parser.parse_args()
     if args.estimate_only:
         rows = merge_results(args.estimate_only)
         print_table(rows)
         estimate(rows)
+        if args.baseline:
+            compare(merge_results(args.baseline), rows)
         return 0
     WORK = Path(args.work).resolve()
     WORK.mkdir(parents=True, exist_ok=True)
