@@ -20,6 +20,7 @@ import dataclasses
 import gzip
 import hashlib
 import json
+import re
 import sys
 import tempfile
 from collections import Counter, defaultdict
@@ -79,14 +80,40 @@ def _records(data: Path, file: str) -> list[tuple[str, str, str | None]]:
     return [("0", path.read_text(encoding="utf-8"), None)]
 
 
+PART_CHARS = 4000
+_PART_SPAN = re.compile(r"(\d+)/(\d+)-(\d+)")
+
+
+def _parts(text: str) -> list[str]:
+    """A whole book cut at blank lines into parts of just over PART_CHARS characters (chapter-sized
+    documents, as bench/dedup_quality.py makes them); the last part may be shorter."""
+    parts, chunk = [], []
+    for paragraph in text.split("\n\n"):
+        chunk.append(paragraph)
+        if sum(map(len, chunk)) > PART_CHARS:
+            parts.append("\n\n".join(chunk))
+            chunk = []
+    return parts + ["\n\n".join(chunk)] if chunk else parts
+
+
+def _matching(records: list[tuple[str, str, str | None]], key: str):
+    """(key, text, url) of the records a label's key names: `*`, one record's key, or
+    `record/first-last`, parts first..last of that record (`_parts`), keyed `record/part`."""
+    span = _PART_SPAN.fullmatch(key)
+    if span is None:
+        return [r for r in records if key in ("*", r[0])]
+    record, first, last = span[1], int(span[2]), int(span[3])
+    [(_, text, url)] = [r for r in records if r[0] == record]
+    return [(f"{record}/{i}", part, url) for i, part in enumerate(_parts(text)) if first <= i <= last]
+
+
 def load_labelled(data: Path) -> list[Labelled]:
     docs, cache = [], {}
     for set_name, file, key, label in read_labels():
         if file not in cache:
             cache[file] = _records(data, file)
-        for record_key, text, url in cache[file]:
-            if key in ("*", record_key):
-                docs.append(Labelled(set_name, file, record_key, label, text, url))
+        for record_key, text, url in _matching(cache[file], key):
+            docs.append(Labelled(set_name, file, record_key, label, text, url))
     return docs
 
 
@@ -161,6 +188,7 @@ def ablations() -> dict[str, dict]:
         "Gopher alpha 0.8": _shipped("en", "gopher_quality", max_non_alpha_words_ratio=0.8),
         "en short dup lines count": {"en": short_dup_lines},
         "C4 5 sentences flat": _shipped("en", "c4", min_num_sentences_prose=None),
+        "en wrapped lines count": _shipped("en", "fineweb", join_hard_wrapped_lines=False),
         "zh min 200 chars flat": _shipped("zh", "chinesewebtext", min_chars_prose=200),
         "zh 13-gram rep. as is": _shipped("zh", "chinesewebtext", repeat_block_min_frac=1.0),
         "zh Gopher rep. as is": _shipped("zh", "gopher_repetition", repeat_char_ngram=0),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import textwrap
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -191,6 +192,57 @@ def test_c4_sentence_minimum_scales_with_the_share_of_sentence_lines(tmp_path):
     stage = QualityStage(make_run_config(tmp_path, {"quality": {}}))
     row = {"id": "d", "text": SHORT_NEWS_ITEM, "url": None, "source": "t", "lang": "en"}
     assert stage.process_batch(pa.RecordBatch.from_pylist([row], DOC_SCHEMA)).reasons == [None]
+
+
+# Book prose as plain-text archives hold it: hard-wrapped at about 70 columns, so most lines end
+# mid-sentence; and two pages FineWeb's line shares should still reject: a navigation menu of short
+# lines, and a list of headlines as wide as wrapped lines (each starts with a capital).
+WRAPPED_BOOK = textwrap.fill(
+    "The house stood at the end of a long lane, half hidden by the elms that her grandfather had "
+    "planted when he was a young man and had not yet quarrelled with his brother about the mill, "
+    "and in the summer evenings the family would sit on the lawn beneath them and watch the light "
+    "fade slowly over the meadows that ran down towards the river and the village beyond it, "
+    "talking of the harvest and of the neighbours and of the letters that came every week from "
+    "the eldest son, who had gone to sea against the wishes of his mother and who wrote, whenever "
+    "his ship put into a port, long accounts of the places he had seen and the people he had met, "
+    "which his sisters read aloud by the fire until the candles burned low.", 68) + "\n\n" + textwrap.fill(
+    "Nobody in the house could remember a winter as cold as the one that followed his departure, "
+    "when the river froze from one bank to the other and the miller's boys skated down to the "
+    "bridge and back again before breakfast, while their father stood at the door of the mill and "
+    "shouted at them to come home before the ice gave way beneath their feet and drowned them all.",
+    68)
+MENU = "\n".join(["Home", "News", "Sport", "Weather", "Business", "Travel", "Culture", "Contact us"] * 3)
+HEADLINES = "\n".join([
+    "Council Votes To Rebuild The Old Stone Bridge Over The River",
+    "Shop Owners On Both Banks Count The Cost Of The Spring Floods",
+    "Engineers Say Repairs Will Take About Eighteen Months To Finish",
+    "Mayor Promises A Decision On The Temporary Footbridge In September",
+    "Residents Invited To Comment On The Plans At The Town Library",
+    "Local Football Club Signs Three Players Ahead Of The New Season",
+    "Farmers Warn Of A Poor Harvest After The Wettest Spring In Years",
+    "New Bus Timetable Comes Into Force On The First Of The Month"] * 2)
+
+
+def test_hard_wrapped_paragraphs_count_as_one_line_in_the_shipped_defaults(tmp_path):
+    """datatrove's FineWeb rule counts every line of a hard-wrapped book passage, most of which end
+    mid-sentence, and rejects it for too few lines ending in terminal punctuation; with
+    `join_hard_wrapped_lines` (shipped: on) a wrapped paragraph is one line and the passage is kept.
+    A menu of short lines and a list of headlines as wide as wrapped lines are still rejected; the
+    document's text is not changed."""
+    from filters.english import FineWebQuality, english_words, join_hard_wrapped
+    from filters.repetition import Doc
+
+    assert _verdict(FineWebQuality(), WRAPPED_BOOK) == "fineweb:line_punct_ratio"
+    doc = Doc(WRAPPED_BOOK, english_words)
+    assert FineWebQuality(join_hard_wrapped_lines=True).judge(doc, {}) is None and doc.text == WRAPPED_BOOK
+    assert len(join_hard_wrapped([line for line in WRAPPED_BOOK.split("\n") if line])) == 2  # two paragraphs
+    for page in (MENU, HEADLINES):
+        assert _verdict(FineWebQuality(join_hard_wrapped_lines=True), page) == "fineweb:line_punct_ratio"
+    stage = QualityStage(make_run_config(tmp_path, {"quality": {}}))
+    rows = [{"id": name, "text": text, "url": None, "source": "t", "lang": "en"}
+            for name, text in (("book", WRAPPED_BOOK), ("menu", MENU), ("headlines", HEADLINES))]
+    reasons = stage.process_batch(pa.RecordBatch.from_pylist(rows, DOC_SCHEMA)).reasons
+    assert reasons[0] is None and all(reasons[1:]), reasons
 
 
 def test_classifier_trains_and_language_id_works_in_the_same_environment(tmp_path, shared_data, docs):
