@@ -20,9 +20,10 @@ pipeline (signatures, buckets, clustering, filtering; FineWeb's 14 x 8 on word 5
 same Parquet input.
 
 `incremental` builds 1.25x of that text, deduplicates the first 1x (its survivors go to a dedup
-index), then times the remaining 0.25x deduplicated against the index and a full rerun of all
-1.25x, in the same invocation, and prints the ratio; the kept sets are compared too (the same when
-the survivor rule ranks the old data first, as the index does).
+index), then runs the remaining 0.25x against the index and a full rerun of all 1.25x, in the same
+invocation, and prints the ratios of wall and CPU seconds (driver, JVM and Python workers), each
+phase's figures and Spark jobs, the index bytes the incremental run read, and how the kept sets
+differ (a new document that links two indexed clusters keeps both survivors).
 """
 from __future__ import annotations
 
