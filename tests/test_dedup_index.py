@@ -222,3 +222,19 @@ def test_a_run_reads_only_the_index_row_groups_its_keys_can_match(tmp_path):
     assert summary["extra"]["existing_matches"] == 1
     # two new documents: some buckets' key row groups, and one row group of one docs file
     assert 0 < summary["extra"]["index_bytes_read"] < key_bytes + doc_bytes / 2
+
+
+def test_two_indexes_keep_their_documents_apart(tmp_path):
+    """Runs of different indexes are numbered from 0 in each, so their documents' node numbers would
+    collide: against both, a copy of X's first document and a copy of Y's first document (same part and
+    row in each index) must each be rejected for their own original."""
+    index_x, index_y = str(tmp_path / "index-x"), str(tmp_path / "index-y")
+    x_docs, y_docs = _docs("x", 4), _docs("y", 4)
+    _run(tmp_path, "x", x_docs, {"index": index_x}, "snapshot-x")
+    _run(tmp_path, "y", y_docs, {"index": index_y}, "snapshot-y")
+    new = [{**x_docs[0], "id": "z0"}, {**y_docs[0], "id": "z1"}] + _docs("z", 4)[2:]
+    cfg, summary = _run(tmp_path, "z", new, {"index": None, "against": [index_x, index_y]}, "snapshot-z")
+    out = read_dedup_output(storage.join(cfg.run.workdir, "dedup"))
+    run_x, run_y = (DedupIndex(p).generation()["runs"][0]["run"] for p in (index_x, index_y))
+    assert out["rejected"] == {"z0": ("dup_exact_existing", f"x0 in run {run_x}"),
+                               "z1": ("dup_exact_existing", f"y0 in run {run_y}")}

@@ -52,6 +52,11 @@ from pipeline.runner import WorkdirBusy, WorkdirLease
 FORMAT = "glmdata-dedup-index"
 VERSION = 2  # 1: one file per part, read whole by every later run
 RUN_BITS = 47  # an indexed node: -((seq + 1) << 47 | part << 32 | row): negative, so never a new run's node
+# Runs are numbered per index, so a run reading several indexes moves the i-th one's nodes down by
+# i << INDEX_SHIFT: at most MAX_RUNS runs per index and MAX_INDEXES indexes keep every node distinct.
+INDEX_SHIFT = 58
+MAX_RUNS = (1 << (INDEX_SHIFT - RUN_BITS)) - 1
+MAX_INDEXES = 1 << (63 - INDEX_SHIFT)
 BUCKET_BITS = 6  # 64 key buckets: one probe task each
 DOC_GROUP_ROWS = 256  # documents per row group of a docs file: a matched node reads its group only
 KEY_GROUP_ROWS = 16384  # keys per row group at most (a bucket of a part spans one or more)
@@ -88,15 +93,18 @@ def index_node(seq: int, node: int) -> int:
     """The node number of a run's document once indexed (unique across runs, below every new node)."""
     if node >> RUN_BITS:
         raise ValueError(f"dedup index: part {node >> 32} is beyond the {1 << (RUN_BITS - 32)} parts an indexed run may have")
+    if seq >= MAX_RUNS:
+        raise ValueError(f"dedup index: run {seq} is beyond the {MAX_RUNS} runs an index may hold (start a new index)")
     return -(((seq + 1) << RUN_BITS) | node)
 
 
 @dataclass(frozen=True)
 class IndexPart:
-    """One indexed part: its key file and its docs file."""
+    """One indexed part: its key file, its docs file, and which of the run's indexes it belongs to."""
 
     keys: str
     docs: str
+    index: int = 0
 
 
 @dataclass(frozen=True)
@@ -296,6 +304,9 @@ class FetchTask:
 
         rows, read = read_row_groups(self.indexed[file].docs, INDEX_SCHEMA.names, holds_a_node)
         rows = rows.filter(pc.is_in(rows.column("node"), value_set=pa.array(nodes, pa.int64())))
+        if self.indexed[file].index:
+            shifted = pc.subtract(rows.column("node"), pa.scalar(self.indexed[file].index << INDEX_SHIFT, pa.int64()))
+            rows = rows.set_column(rows.schema.get_field_index("node"), "node", shifted)
         sink = storage.ParquetSink(storage.join(self.out_dir, f"part-{file:05d}.parquet"), INDEX_SCHEMA)
         sink.write(rows.cast(INDEX_SCHEMA))
         sink.close()
@@ -345,13 +356,13 @@ class DedupIndex:
                               f"{manifest.get('version')} is read by an older glmdata; build a new index)")
         return manifest
 
-    def parts(self, manifest: dict, skip_run: str | None = None) -> list[IndexPart]:
-        """The parts of every run the manifest covers (but `skip_run`)."""
+    def parts(self, manifest: dict, skip_run: str | None = None, index: int = 0) -> list[IndexPart]:
+        """The parts of every run the manifest covers (but `skip_run`), as the run's `index`-th index."""
         out = []
         for r in manifest["runs"]:
             if r["run"] != skip_run:
                 docs = storage.join(self.run_dir(r["run"]), "docs")
-                out += [IndexPart(storage.join(self.run_dir(r["run"]), "keys", f.rsplit("/", 1)[-1]), f)
+                out += [IndexPart(storage.join(self.run_dir(r["run"]), "keys", f.rsplit("/", 1)[-1]), f, index)
                         for f in sorted(storage.expand(docs)) if f.endswith(".parquet")]
         return out
 

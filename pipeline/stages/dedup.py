@@ -60,7 +60,7 @@ from typing import Literal
 from filters.minhash import Shingling, optimal_bands
 from pipeline import storage
 from pipeline.config import ConfigError, register_section
-from pipeline.dedup.index import DedupIndex, KeyKinds, find_neighbours
+from pipeline.dedup.index import MAX_INDEXES, DedupIndex, KeyKinds, find_neighbours
 from pipeline.dedup.passes import (REASON_PARAGRAPHS_LEFT_SHORT, AssignmentTask, DedupParams, IndexAppend,
                                    ParagraphParams, SignatureTask, read_parquet_dir)
 from pipeline.registry import register_stage
@@ -158,6 +158,8 @@ class DedupStage(Stage):
         if s.index:
             self.index = DedupIndex(s.index if "://" in s.index or s.index.startswith("/")
                                     else storage.join(cfg.run.workdir, s.index))
+        if len(s.against) > MAX_INDEXES:
+            raise ConfigError(f"{where}.against: expected at most {MAX_INDEXES} indexes, got {len(s.against)}")
         self.against = [DedupIndex(p) for p in s.against]
 
     def _run_identity(self, stage_run: StageRun) -> dict:
@@ -191,11 +193,11 @@ class DedupStage(Stage):
                 self_run = f"{seq:05d}-{digest}"
                 append = IndexAppend(self.index.run_dir(self_run), self_run, seq)
         indexed, against_runs = [], 0
-        for idx in self.against:
+        for ordinal, idx in enumerate(self.against):
             same = self.index is not None and self._same_index(idx, self.index)
             m = manifest if same else idx.generation()
             idx.check_settings(m, settings, where)
-            indexed += idx.parts(m, skip_run=self_run if same else None)
+            indexed += idx.parts(m, skip_run=self_run if same else None, index=ordinal)
             against_runs += len([r for r in m["runs"] if not (same and r["run"] == self_run)])
         parts = upstream_parts(stage_run.upstream_dir)
         work = storage.join(stage_run.tmp_dir, "_work")
