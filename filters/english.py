@@ -491,6 +491,10 @@ class C4Quality(RuleSet):
     filter_javascript: bool = True
     filter_curly_bracket: bool = True
     filter_policy: bool = True
+    # Not in datatrove (False = each line by its own words): `min_words_per_line` judges a line of a
+    # hard-wrapped paragraph by the whole paragraph's words (`hard_wrapped_runs`); as datatrove
+    # counts them, a paragraph's last line of one or two words ("to Emma.") is cut out of book text.
+    join_hard_wrapped_lines: bool = False
 
     def signal_types(self) -> dict[str, type]:
         return {"c4_sentences": int, "c4_line_keep_frac": float, "c4_terminal_line_frac": float}
@@ -506,14 +510,15 @@ class C4Quality(RuleSet):
         javascript = self.filter_javascript and "javascript" in searchable
         curly = self.filter_curly_bracket and "{" in text
         policy = [p for p in _POLICY_PHRASES if p in searchable] if self.filter_policy else []
+        wrapped = self._long_wrapped_lines(lines) if self.join_hard_wrapped_lines else frozenset()
         if cite or lorem or javascript or curly or policy or (
                 self.max_word_length != -1 and max(map(len, lines), default=0) > self.max_word_length):
-            judged = self._line_by_line(lines, cite, lorem, javascript, curly, policy)
+            judged = self._line_by_line(lines, cite, lorem, javascript, curly, policy, wrapped)
             if isinstance(judged, Rejection):
                 return judged
             kept, sentences, n_words, terminal, non_empty = judged
         else:
-            kept, sentences, n_words, terminal, non_empty = self._plain_lines(lines)
+            kept, sentences, n_words, terminal, non_empty = self._plain_lines(lines, wrapped)
         signals["c4_sentences"] = sentences
         signals["c4_line_keep_frac"] = len(kept) / len(lines) if lines else 0.0
         prose = signals["c4_terminal_line_frac"] = terminal / non_empty if non_empty else 0.0
@@ -526,16 +531,32 @@ class C4Quality(RuleSet):
         doc.rewrite("\n".join(kept).strip(), n_words if doc.tokenize is english_words else None)
         return None
 
-    def _plain_lines(self, lines: list[str]) -> tuple[list[str], int, int, int, int]:
+    def _long_wrapped_lines(self, lines: list[str]) -> frozenset[int]:
+        """Numbers of the lines of hard-wrapped paragraphs of at least `min_words_per_line` words."""
+        non_empty = [i for i, line in enumerate(lines) if line.strip()]
+        runs = hard_wrapped_runs([lines[i] for i in non_empty])
+        if runs is None:
+            return frozenset()
+        words = [0] * (runs[-1] + 1)
+        for i, run in zip(non_empty, runs):
+            words[run] += len(lines[i].split())
+        return frozenset(i for i, run in zip(non_empty, runs) if words[run] >= self.min_words_per_line)
+
+    def _plain_lines(self, lines: list[str], wrapped: frozenset[int] = frozenset()
+                     ) -> tuple[list[str], int, int, int, int]:
         """`_line_by_line` for the common text (no citation, phrase, curly bracket or over-long
         line): the same lines kept and counts, with the per-line steps run as whole-list calls."""
         stripped = list(map(str.strip, lines))
         terminal = sum(map(_ends_in_terminal, stripped)) - sum(map(_ends_in_dots, stripped))
         non_empty = len(stripped) - stripped.count("")
+        numbers = range(len(stripped))
         if self.filter_no_terminal_punct:
-            stripped = [line for line in stripped if line.endswith(_END_PUNCTUATION) and not line.endswith("...")]
+            numbers = [i for i, line in enumerate(stripped) if line.endswith(_END_PUNCTUATION) and not line.endswith("...")]
+            stripped = [stripped[i] for i in numbers]
         chunks = list(map(str.split, stripped))
         long_enough = [len(c) >= self.min_words_per_line for c in chunks]
+        if wrapped:
+            long_enough = [enough or i in wrapped for enough, i in zip(long_enough, numbers)]
         code = _sentence_codes().__getitem__
         codes = ["".join(map(code, c)) for c in compress(chunks, long_enough)]
         # One line code per kept line, joined by a mark no code holds: no sentence start spans two lines.
@@ -545,12 +566,13 @@ class C4Quality(RuleSet):
         return (list(compress(stripped, long_enough)), sentences if self.min_num_sentences != -1 else 0, n_words,
                 terminal, non_empty)
 
-    def _line_by_line(self, lines, cite, lorem, javascript, curly, policy):
+    def _line_by_line(self, lines, cite, lorem, javascript, curly, policy, wrapped=frozenset()):
         """(kept lines, sentences, words, lines ending a sentence, non-empty lines), or the
-        rejection for a lorem-ipsum or curly-bracket line."""
+        rejection for a lorem-ipsum or curly-bracket line. `wrapped`: numbers of the lines that
+        `min_words_per_line` keeps whatever their own words (`_long_wrapped_lines`)."""
         kept: list[str] = []
         sentences = n_words = terminal = non_empty = 0
-        for stripped in lines:
+        for number, stripped in enumerate(lines):
             stripped = stripped.strip()
             line = _CITATION.sub("", stripped) if cite and "[" in stripped else stripped
             ends_sentence = line.endswith(_END_PUNCTUATION) and not line.endswith("...")
@@ -560,7 +582,7 @@ class C4Quality(RuleSet):
             if self.filter_no_terminal_punct and not ends_sentence:
                 continue
             words = stripped.split()
-            if len(words) < self.min_words_per_line:
+            if len(words) < self.min_words_per_line and number not in wrapped:
                 continue
             if (self.max_word_length != -1 and len(stripped) > self.max_word_length
                     and max(map(len, words), default=0) > self.max_word_length):
@@ -597,30 +619,40 @@ WRAPPED_LINE_SHARE = 0.4
 LOWER_CONTINUATION_SHARE = 0.4
 
 
-def join_hard_wrapped(lines: list[str]) -> list[str]:
-    """The non-empty `lines` with each run of hard-wrapped lines joined to the line that ends it,
-    so that a wrapped paragraph counts as one line; `lines` as they are when the text is not
-    hard-wrapped (see WRAP_COLUMNS). Only the rules' view: the document's text is not changed."""
+def hard_wrapped_runs(lines: list[str]) -> list[int] | None:
+    """For each of the non-empty `lines`, the number of the paragraph it belongs to (a run of
+    wrapped lines and the line that ends it), or None when the text is not hard-wrapped (see
+    WRAP_COLUMNS)."""
     stripped = [line.strip() for line in lines]
     if len(stripped) < 3:
-        return lines
+        return None
     widths = sorted(map(len, stripped))
     column = widths[int(0.9 * (len(widths) - 1))]
     if not WRAP_COLUMNS[0] <= column <= WRAP_COLUMNS[1]:
-        return lines
+        return None
     wrapped = [WRAPPED_WIDTH * column <= len(line) <= 1.2 * column and line[-1] not in TERMINAL_PUNCTUATION
                for line in stripped[:-1]] + [False]
     n_wrapped = sum(wrapped)
     lower = sum(nxt[0].islower() for line_wraps, nxt in zip(wrapped, stripped[1:]) if line_wraps)
     if n_wrapped < WRAPPED_LINE_SHARE * len(stripped) or lower < LOWER_CONTINUATION_SHARE * n_wrapped:
+        return None
+    runs, run = [], 0
+    for line_wraps in wrapped:
+        runs.append(run)
+        run += not line_wraps
+    return runs
+
+
+def join_hard_wrapped(lines: list[str]) -> list[str]:
+    """The non-empty `lines` with each hard-wrapped paragraph joined into one line; `lines` as they
+    are when the text is not hard-wrapped. Only the rules' view: the document's text is not changed."""
+    runs = hard_wrapped_runs(lines)
+    if runs is None:
         return lines
-    joined, run = [], []
-    for line, line_wraps in zip(stripped, wrapped):
-        run.append(line)
-        if not line_wraps:
-            joined.append(" ".join(run))
-            run = []
-    return joined
+    paragraphs: list[list[str]] = [[] for _ in range(runs[-1] + 1)]
+    for line, run in zip(lines, runs):
+        paragraphs[run].append(line.strip())
+    return [" ".join(p) for p in paragraphs]
 
 
 @dataclass

@@ -195,7 +195,7 @@ def test_c4_sentence_minimum_scales_with_the_share_of_sentence_lines(tmp_path):
 
 
 # Book prose as plain-text archives hold it: hard-wrapped at about 70 columns, so most lines end
-# mid-sentence; and two pages FineWeb's line shares should still reject: a navigation menu of short
+# mid-sentence (the second paragraph's last line is one word, "weir."); and two pages FineWeb's line shares should still reject: a navigation menu of short
 # lines, and a list of headlines as wide as wrapped lines (each starts with a capital).
 WRAPPED_BOOK = textwrap.fill(
     "The house stood at the end of a long lane, half hidden by the elms that her grandfather had "
@@ -209,7 +209,8 @@ WRAPPED_BOOK = textwrap.fill(
     "Nobody in the house could remember a winter as cold as the one that followed his departure, "
     "when the river froze from one bank to the other and the miller's boys skated down to the "
     "bridge and back again before breakfast, while their father stood at the door of the mill and "
-    "shouted at them to come home before the ice gave way beneath their feet and drowned them all.",
+    "shouted at them to come home before the ice gave way beneath their feet and drowned them in the deep "
+    "water below the old stone weir.",
     68)
 MENU = "\n".join(["Home", "News", "Sport", "Weather", "Business", "Travel", "Culture", "Contact us"] * 3)
 HEADLINES = "\n".join([
@@ -225,11 +226,11 @@ HEADLINES = "\n".join([
 
 def test_hard_wrapped_paragraphs_count_as_one_line_in_the_shipped_defaults(tmp_path):
     """datatrove's FineWeb rule counts every line of a hard-wrapped book passage, most of which end
-    mid-sentence, and rejects it for too few lines ending in terminal punctuation; with
-    `join_hard_wrapped_lines` (shipped: on) a wrapped paragraph is one line and the passage is kept.
-    A menu of short lines and a list of headlines as wide as wrapped lines are still rejected; the
-    document's text is not changed."""
-    from filters.english import FineWebQuality, english_words, join_hard_wrapped
+    mid-sentence, and rejects it for too few lines ending in terminal punctuation, and C4 cuts a
+    paragraph's last line of fewer than 3 words out of the text; with `join_hard_wrapped_lines`
+    (shipped: on in both) a wrapped paragraph is one line: the passage is kept, whole. A menu of
+    short lines and a list of headlines as wide as wrapped lines are still rejected."""
+    from filters.english import C4Quality, FineWebQuality, english_words, join_hard_wrapped
     from filters.repetition import Doc
 
     assert _verdict(FineWebQuality(), WRAPPED_BOOK) == "fineweb:line_punct_ratio"
@@ -238,11 +239,17 @@ def test_hard_wrapped_paragraphs_count_as_one_line_in_the_shipped_defaults(tmp_p
     assert len(join_hard_wrapped([line for line in WRAPPED_BOOK.split("\n") if line])) == 2  # two paragraphs
     for page in (MENU, HEADLINES):
         assert _verdict(FineWebQuality(join_hard_wrapped_lines=True), page) == "fineweb:line_punct_ratio"
+    one_line_paragraphs = WRAPPED_BOOK.replace("\n\n", "\n")  # as C4 leaves the text
+    for join, kept in ((False, one_line_paragraphs.removesuffix("\nweir.")), (True, one_line_paragraphs)):
+        doc = Doc(WRAPPED_BOOK, english_words)
+        assert C4Quality(filter_no_terminal_punct=False, join_hard_wrapped_lines=join).judge(doc, {}) is None
+        assert doc.text == kept
     stage = QualityStage(make_run_config(tmp_path, {"quality": {}}))
     rows = [{"id": name, "text": text, "url": None, "source": "t", "lang": "en"}
             for name, text in (("book", WRAPPED_BOOK), ("menu", MENU), ("headlines", HEADLINES))]
-    reasons = stage.process_batch(pa.RecordBatch.from_pylist(rows, DOC_SCHEMA)).reasons
-    assert reasons[0] is None and all(reasons[1:]), reasons
+    result = stage.process_batch(pa.RecordBatch.from_pylist(rows, DOC_SCHEMA))
+    assert result.reasons[0] is None and all(result.reasons[1:]), result.reasons
+    assert result.rows.column("text")[0].as_py() == one_line_paragraphs
 
 
 def test_classifier_trains_and_language_id_works_in_the_same_environment(tmp_path, shared_data, docs):
@@ -422,6 +429,9 @@ def test_c4_whole_list_path_equals_the_line_loop():
         for text in texts:
             lines = text.splitlines()
             assert c4._plain_lines(lines) == c4._line_by_line(lines, False, False, False, False, []), (settings, text)
+            wrapped = frozenset(range(0, len(lines), 2))
+            assert (c4._plain_lines(lines, wrapped) ==
+                    c4._line_by_line(lines, False, False, False, False, [], wrapped)), (settings, text)
 
 
 def test_a_partial_rule_set_in_the_config_keeps_the_other_shipped_values(tmp_path):

@@ -60,13 +60,14 @@ class EnglishRules:
     # `min_sentences` whole articles, and near-copies stop matching in dedup); a repeated line of
     # at most 30 characters (FineWeb's short line) is not a duplicate: captions, "Advertisement"
     # and table headers repeated in news fail FineWeb's 1% of duplicated characters; a page of
-    # prose needs 3 sentences, not C4's 5 (short news items); FineWeb's line shares count a
-    # hard-wrapped paragraph as one line (book text ends most lines mid-sentence).
+    # prose needs 3 sentences, not C4's 5 (short news items); FineWeb's line shares and C4's words
+    # per line count a hard-wrapped paragraph as one line (book text ends most lines mid-sentence).
     gopher_repetition: GopherRepetition | None = field(
         default_factory=lambda: GopherRepetition(dup_short_line_chars=30))
     gopher_quality: GopherQuality | None = field(default_factory=lambda: GopherQuality(max_non_alpha_words_ratio=0.7))
     c4: C4Quality | None = field(
-        default_factory=lambda: C4Quality(filter_no_terminal_punct=False, min_num_sentences_prose=3))
+        default_factory=lambda: C4Quality(filter_no_terminal_punct=False, min_num_sentences_prose=3,
+                                          join_hard_wrapped_lines=True))
     fineweb: FineWebQuality | None = field(
         default_factory=lambda: FineWebQuality(dup_short_line_chars=30, join_hard_wrapped_lines=True))
 
