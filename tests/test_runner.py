@@ -138,6 +138,23 @@ def test_spark_and_beam_write_the_same_rows(tmp_path, engines):
     assert outputs["spark"] == outputs["beam"]
 
 
+def worker_gc_state(unit: int) -> dict:
+    import gc
+    import os
+
+    return {"unit": unit, "pid": os.getpid(), "at": time.monotonic(), "frozen": gc.get_freeze_count()}
+
+
+def test_spark_workers_freeze_what_outlives_their_first_unit(spark_session_engine):
+    """PySpark runs gc.collect() after every task of a reused worker: what a worker keeps after its
+    first unit (imports, models) is frozen out of it (pipeline.engines.spark.run_unit)."""
+    results = spark_session_engine.map_units("gc", worker_gc_state, list(range(8)))
+    assert [r["unit"] for r in results] == list(range(8))
+    later = [r for pid in {r["pid"] for r in results}
+             for r in sorted((r for r in results if r["pid"] == pid), key=lambda r: r["at"])[1:]]
+    assert later and all(r["frozen"] > 0 for r in later)
+
+
 def test_cli_says_which_stage_to_run_first(tmp_path, capsys):
     from pipeline.cli import main
 
