@@ -258,6 +258,44 @@ def normalize_words(text: str) -> str:
     return reference_words(text) if result is None else result
 
 
+@numba.njit(cache=True, nogil=True)
+def _simplify_lines_kernel(cps, ends, kind, value, expansions, out, out_ends):
+    """`_simplify_kernel` on each line (code points up to ends[i], the next line starts after its
+    "\n"), outputs back to back; out_ends[i] = where line i's output ends, -1 for a complex line."""
+    start = 0
+    n = 0
+    for i in range(ends.shape[0]):
+        m = _simplify_kernel(cps[start:ends[i]], kind, value, expansions, out[n:])
+        if m >= 0:
+            n += m
+        out_ends[i] = n if m >= 0 else -1
+        start = ends[i] + 1
+    return n
+
+
+def normalize_word_lines(text: str) -> list[str]:
+    """`normalize_words` of each of the text's "\n"-separated lines, in one compiled pass."""
+    cps = code_points(text)
+    if cps is None:  # lone surrogates: line by line
+        return [normalize_words(line) for line in text.split("\n")]
+    t = _tables()
+    ascii_only = cps.dtype == np.uint8
+    ends = np.append(np.flatnonzero(cps == 10), len(cps))
+    out = np.empty(len(cps) * (1 if ascii_only else t.max_expansion), cps.dtype)
+    out_ends = np.empty(len(ends), np.int64)
+    n = _simplify_lines_kernel(cps, ends, t.kind, t.value, t.expansions, out, out_ends)
+    joined = out[:n].tobytes().decode("ascii" if ascii_only else "utf-32-le")
+    result, start, lines = [], 0, None
+    for i, end in enumerate(out_ends.tolist()):
+        if end < 0:  # a complex character: this line takes the reference path
+            lines = lines or text.split("\n")
+            result.append(reference_words(lines[i]))
+        else:
+            result.append(joined[start:end])
+            start = end
+    return result
+
+
 def normalize_chinese(text: str) -> str:
     """`reference_chinese(text)`: t2s (OpenCC only for phrases), then one compiled pass."""
     cps = code_points(text)

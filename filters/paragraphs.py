@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 
-from filters.fast_normalize import normalize_chinese, normalize_words
+from filters.fast_normalize import normalize_chinese, normalize_word_lines, normalize_words
 from filters.minhash import is_chinese
 
 
@@ -20,6 +20,13 @@ def normalized_line(line: str, lang: str | None) -> str:
     if is_chinese(lang):
         return normalize_chinese(line).replace(" ", "")
     return normalize_words(line)
+
+
+def normalized_lines(text: str, lang: str | None) -> list[str]:
+    """`normalized_line` of each of the text's "\n"-separated lines (one compiled pass unless Chinese)."""
+    if is_chinese(lang):
+        return [normalized_line(line, lang) for line in text.split("\n")]
+    return normalize_word_lines(text)
 
 
 def line_key(normalized: str, lang: str | None) -> int:
@@ -32,8 +39,7 @@ def line_key(normalized: str, lang: str | None) -> int:
 def paragraph_keys(text: str | None, lang: str | None, min_chars: int) -> list[int]:
     """The distinct keys of a document's lines that are long enough to judge, in first-seen order."""
     keys: dict[int, None] = {}
-    for line in (text or "").split("\n"):
-        normalized = normalized_line(line, lang)
+    for normalized in normalized_lines(text or "", lang):
         if len(normalized) >= min_chars:
             keys.setdefault(line_key(normalized, lang), None)
     return list(keys)
@@ -42,8 +48,7 @@ def paragraph_keys(text: str | None, lang: str | None, min_chars: int) -> list[i
 def remove_paragraphs(text: str, lang: str | None, remove: set[int], min_chars: int) -> tuple[str, list[tuple[int, str]]]:
     """(text without the lines whose key is in `remove`, [(key, removed line), ...])."""
     kept, removed = [], []
-    for line in text.split("\n"):
-        normalized = normalized_line(line, lang)
+    for line, normalized in zip(text.split("\n"), normalized_lines(text, lang)):
         key = line_key(normalized, lang) if len(normalized) >= min_chars else None
         if key is not None and key in remove:
             removed.append((key, line))

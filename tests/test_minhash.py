@@ -11,7 +11,8 @@ from datasketch.lsh import _optimal_param
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from filters.fast_normalize import code_points, normalize_chinese, reference_chinese, reference_words
+from filters.fast_normalize import (code_points, normalize_chinese, normalize_word_lines, reference_chinese,
+                                    reference_words)
 from filters.fast_t2s import t2s_code_points
 from filters.minhash import (EMPTY_HASH, MinHasher, Shingling, band_hashes, normalize_words, optimal_bands,
                              shingle_hash32)
@@ -140,6 +141,7 @@ def _shared_texts(shared_data) -> list[str]:
 def assert_fast_equals_reference(texts):
     for text in texts:
         assert normalize_words(text) == reference_words(text), text[:200]
+        assert normalize_word_lines(text) == [reference_words(line) for line in text.split("\n")], text[:200]
         assert normalize_chinese(text) == reference_chinese(text), text[:200]
 
 

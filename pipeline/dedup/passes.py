@@ -321,9 +321,9 @@ class AssignmentTask:
     def _write(self, part: int, path: str, out: UnitWriter) -> None:
         assigned: dict[int, tuple[str, int, str | None, str | None]] = {}
         table = read_parquet_dir(assignment_dir(self.assign_root, part))
-        if table is not None:
-            for r in table.select(ASSIGNMENT_SCHEMA.names).to_pylist():
-                assigned[r["row"]] = (r["cluster_id"], r["cluster_size"], r["reason"], r["survivor_run"])
+        if table is not None:  # column by column: a dict per row costs more than the rest of the part
+            columns = [table.column(name).to_pylist() for name in ASSIGNMENT_SCHEMA.names]
+            assigned = {row: (cluster, size, reason, run) for row, cluster, size, reason, run in zip(*columns)}
         sig_path = storage.join(self.sig_dir, f"part-{part:05d}.parquet")
         failed = {}
         if storage.exists(sig_path):  # an empty part has none
@@ -335,9 +335,9 @@ class AssignmentTask:
         if self.paragraphs is not None:
             table = read_parquet_dir(assignment_dir(self.removal_root, part))
             if table is not None:
-                for r in table.select(REMOVAL_SCHEMA.names).to_pylist():
-                    removals.by_row.setdefault(r["row"], set()).add(r["key"])
-                    removals.frequency[r["key"]] = r["docs"]
+                for row, key, docs in zip(*(table.column(name).to_pylist() for name in REMOVAL_SCHEMA.names)):
+                    removals.by_row.setdefault(row, set()).add(key)
+                    removals.frequency[key] = docs
         row = 0
         for batch in pq.ParquetFile(storage.open_input(path)).iter_batches(batch_size=self.batch_size):
             self._route(batch, row, assigned, failed, out, removals)
