@@ -21,6 +21,7 @@ Nothing is collected to the driver except counts.
 """
 from __future__ import annotations
 
+from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -135,7 +136,17 @@ def assignments(spark: SparkSession, sig_dir: str, assign_root: str, checkpoint_
                 threshold: float, survivor_order: list[str], max_rounds: int, neighbour_files: list[str]) -> dict:
     """Write the per-part assignment table under `assign_root/part=N/`; return small counts."""
     sig = read_parquet(spark, sig_dir).where(F.col("error").isNull())
-    graph = with_indexed_neighbours(spark, sig, neighbour_files)
+    # the rows come through Python (read_parquet): read them once, not once per use in the plan
+    graph = with_indexed_neighbours(spark, sig, neighbour_files).persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        return _assign(graph, assign_root, checkpoint_dir, p, threshold, survivor_order, max_rounds)
+    finally:
+        graph.unpersist()
+
+
+def _assign(graph: DataFrame, assign_root: str, checkpoint_dir: str, p, threshold: float, survivor_order: list[str],
+            max_rounds: int) -> dict:
+    """`assignments` on the graph rows (persisted by the caller)."""
     edges = checkpoint(candidate_edges(graph, p, threshold), storage.join(checkpoint_dir, "edges"))
     n_edges = edges.count()
     comps, rounds = connected_components(edges, max_rounds, checkpoint_dir)
