@@ -17,7 +17,8 @@ documents as in dedup_quality.py, exact copies, and collages of real paragraphs 
 documents), cached under /tmp, and runs the whole dedup stage (exact + URL + MinHash-LSH with
 verification, components, survivor choice, the final write) and datatrove's four-step MinHash
 pipeline (signatures, buckets, clustering, filtering; FineWeb's 14 x 8 on word 5-grams) on the
-same Parquet input.
+same Parquet input; it prints wall and CPU seconds (all processes of each side) with both ratios,
+the load average, and the stage's phases (wall, driver/JVM/Python-worker CPU, Spark jobs).
 
 `incremental` builds 1.25x of that text, deduplicates the first 1x (its survivors go to a dedup
 index), then runs the remaining 0.25x against the index and a full rerun of all 1.25x, in the same
@@ -36,6 +37,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -222,6 +224,7 @@ def _process_cpu() -> dict[str, float]:
     for pid, (ppid, (utime, stime, cutime, cstime)) in procs.items():
         if pid in jvms:
             out["jvm"] += utime + stime
+            out["workers"] += cutime + cstime  # Python workers (or daemons) that exited and the JVM reaped
             continue
         while ppid in procs and ppid not in jvms and ppid != me:
             ppid = procs[ppid][0]
@@ -338,30 +341,88 @@ def run_datatrove(upstream: Path, workers: int) -> dict:
             ([reader(), MinhashDedupFilter(f"{tmp}/remove_ids", exclusion_writer=ParquetWriter(f"{tmp}/removed")),
               ParquetWriter(f"{tmp}/output")], tasks),
         ]
-        started = time.perf_counter()
-        for i, (pipeline, n_tasks) in enumerate(steps):
-            LocalPipelineExecutor(pipeline=pipeline, tasks=n_tasks, workers=min(workers, n_tasks),
-                                  logging_dir=f"{tmp}/logs/{i}", skip_completed=False).run()
+        started, own_before = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
+        with DescendantCpu() as workers_cpu:
+            for i, (pipeline, n_tasks) in enumerate(steps):
+                LocalPipelineExecutor(pipeline=pipeline, tasks=n_tasks, workers=min(workers, n_tasks),
+                                      logging_dir=f"{tmp}/logs/{i}", skip_completed=False).run()
+        own = resource.getrusage(resource.RUSAGE_SELF)
         seconds = time.perf_counter() - started
+        cpu = own.ru_utime + own.ru_stime - own_before.ru_utime - own_before.ru_stime + workers_cpu.seconds
         kept = sum(pq.read_metadata(f).num_rows for f in Path(f"{tmp}/output").glob("*.parquet"))
-    return {"seconds": seconds, "kept": kept}
+    return {"seconds": seconds, "cpu": cpu, "kept": kept}
+
+
+class DescendantCpu:
+    """CPU seconds of this process's descendants (datatrove's worker processes), read from /proc
+    every 0.1 s while the block runs, each process's last reading summed: pool workers are not
+    always reaped by this process, so RUSAGE_CHILDREN misses them (it read under 1 s for minutes
+    of work). Undercounts each process by at most its last 0.1 s."""
+
+    def __init__(self):
+        self.last: dict[int, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def _poll(self) -> None:
+        me = os.getpid()
+        while not self._stop.wait(0.1):
+            parents, cpu = {}, {}
+            for p in Path("/proc").iterdir():
+                if p.name.isdigit():
+                    try:
+                        fields = (p / "stat").read_text().rsplit(")", 1)[1].split()
+                        parents[int(p.name)] = int(fields[1])
+                        cpu[int(p.name)] = (int(fields[11]) + int(fields[12])) / _TICK
+                    except (OSError, ValueError, IndexError):
+                        continue
+            for pid, ppid in parents.items():
+                while ppid in parents and ppid != me:
+                    ppid = parents[ppid]
+                if ppid == me:
+                    self.last[pid] = cpu[pid]
+
+    def __enter__(self) -> "DescendantCpu":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def seconds(self) -> float:
+        return sum(self.last.values())
 
 
 def bench_e2e(mb: float, cores: int) -> None:
     upstream = derived_input(mb)
     size = input_mb(upstream)
-    ours = stage_in_child(upstream, cores)
+    loads = [os.getloadavg()[0]]
+    ours = stage_in_child(upstream, cores, phases=True)
+    ours["cpu"] = sum(ours["phases"]["total"][k] for k in ("driver", "jvm", "workers"))
     console.print(f"glmdata dedup: {json.dumps(ours)}")
+    loads.append(os.getloadavg()[0])
     theirs = run_datatrove(upstream, cores)
     console.print(f"datatrove minhash: {json.dumps(theirs)}")
-    table = Table(title=f"dedup end to end, {size:.0f} MB of real-derived English text, {cores} cores")
-    for col in ("pipeline", "seconds", "MB/s", "kept docs", "ratio"):
+    loads.append(os.getloadavg()[0])
+    table = Table(title=f"dedup end to end, {size:.0f} MB of real-derived English text, {cores} cores, "
+                        f"load average (1 min) {' / '.join(f'{x:.1f}' for x in loads)} at start / between / end")
+    for col in ("pipeline", "wall s", "MB/s", "CPU s (all processes)", "kept docs", "wall ratio", "CPU ratio"):
         table.add_column(col)
     table.add_row("glmdata dedup stage (Spark local)", f"{ours['seconds']:.1f}", f"{size / ours['seconds']:.2f}",
-                  str(ours["kept"]), f"{theirs['seconds'] / ours['seconds']:.1f}x")
+                  f"{ours['cpu']:.1f}", str(ours["kept"]), f"{theirs['seconds'] / ours['seconds']:.1f}x",
+                  f"{theirs['cpu'] / ours['cpu']:.1f}x")
     table.add_row("datatrove MinHash (4 steps)", f"{theirs['seconds']:.1f}", f"{size / theirs['seconds']:.2f}",
-                  str(theirs["kept"]), "1.0x")
+                  f"{theirs['cpu']:.1f}", str(theirs["kept"]), "1.0x", "1.0x")
     console.print(table)
+    phases = Table(title="glmdata dedup stage per phase: wall and CPU seconds (driver, JVM, Python workers), Spark jobs")
+    for col in ("phase", "wall s", "driver CPU s", "JVM CPU s", "workers CPU s", "jobs"):
+        phases.add_column(col)
+    for phase, v in ours["phases"].items():
+        phases.add_row(phase, f"{v['wall']:.1f}", f"{v['driver']:.1f}", f"{v['jvm']:.1f}", f"{v['workers']:.1f}",
+                       f"{v['jobs']:.0f}")
+    console.print(phases)
 
 
 def star_input(copies: int, seed: int = 0) -> Path:
