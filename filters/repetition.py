@@ -54,7 +54,7 @@ def find_duplicates(items: Iterable[str], short_chars: int = 0) -> tuple[int, in
     chars = sum(map(len, items)) - sum(map(len, counts))
     if short_chars:
         for s, c in counts.items():
-            if c > 1 and (len(s) <= short_chars or len(s.strip()) <= short_chars):
+            if c > 1 and len(s.strip()) <= short_chars:
                 repeats -= c - 1
                 chars -= len(s) * (c - 1)
     return repeats, chars
