@@ -40,9 +40,10 @@ class SparkEngine:
             os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
             opts = self.cfg.run.spark
             builder = SparkSession.builder.appName("glmdata")
-            if opts.master and not os.environ.get("GLMDATA_SPARK_SUBMITTED"):
-                builder = builder.master(opts.master)
-            local = (opts.master or "").startswith("local") and not os.environ.get("GLMDATA_SPARK_SUBMITTED")
+            master = "" if os.environ.get("GLMDATA_SPARK_SUBMITTED") else opts.master  # spark-submit's own
+            if master:
+                builder = builder.master(master)
+            local = master.startswith("local")
             conf = {
                 "spark.sql.execution.arrow.pyspark.enabled": "true",
                 "spark.python.worker.reuse": "true",  # models load once per worker process
