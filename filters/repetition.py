@@ -163,6 +163,8 @@ def _ngram_kernel(ids, offsets, max_n, top_chars, dup_chars):
             hashes[m] = np.uint64(ids[i]) * _MIX
             m += 1
     seen = np.zeros(size, np.bool_)
+    table = _hash_table(size)
+    group_counts = np.empty(size, np.int64)
     for n in range(1, max_n + 1):
         if size >= n:
             top, start = 1, 0  # every n-gram occurs once: the first one wins
@@ -190,21 +192,53 @@ def _ngram_kernel(ids, offsets, max_n, top_chars, dup_chars):
                 positions[candidates] = positions[k]
                 hashes[candidates] = (h ^ (h >> np.uint64(29))) * _MIX + np.uint64(ids[positions[k] + n])
                 candidates += 1
-        order = np.argsort(hashes[:candidates])
-        group, first = -1, 0
+        n_groups = _group_equal(hashes, candidates, n, table, groups)
+        group_counts[:n_groups] = 0
         for j in range(candidates):
-            if j == 0 or hashes[order[j]] != hashes[order[j - 1]]:
-                group += 1
-                first = j
-            groups[order[j]] = group
-            if j == candidates - 1 or hashes[order[j + 1]] != hashes[order[j]]:
-                for i in range(first, j + 1):
-                    counts[order[i]] = j + 1 - first
+            group_counts[groups[j]] += 1
         m = 0
         for k in range(candidates):
-            if counts[k] > 1:
-                positions[m], groups[m], counts[m], hashes[m] = positions[k], groups[k], counts[k], hashes[k]
+            if group_counts[groups[k]] > 1:
+                positions[m], groups[m], counts[m], hashes[m] = positions[k], groups[k], group_counts[groups[k]], hashes[k]
                 m += 1
+
+
+@numba.njit(cache=True, nogil=True)
+def _hash_table(size):
+    """An open-addressing table for up to `size` 64-bit keys (`_group_equal`): (keys, values,
+    round that filled each slot, shift that maps a key to its home slot)."""
+    bits = 1
+    while (1 << bits) < 2 * size:
+        bits += 1
+    return (np.empty(1 << bits, np.uint64), np.empty(1 << bits, np.int64), np.zeros(1 << bits, np.int64),
+            np.uint64(64 - bits))
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _slot(table, key, stamp):
+    """The slot holding `key` in this round (`stamp`), else the free slot where it goes (linear probing)."""
+    keys, _, rounds, shift = table
+    mask = keys.shape[0] - 1
+    s = np.int64((key * _MIX) >> shift)
+    while rounds[s] == stamp and keys[s] != key:
+        s = (s + 1) & mask
+    return s
+
+
+@numba.njit(cache=True, nogil=True)
+def _group_equal(hashes, count, stamp, table, groups):
+    """groups[j] = number of the distinct value of hashes[:count] that hashes[j] holds, numbered in
+    order of first occurrence; returns how many there are. `stamp` (> 0, new for every call on the
+    same table) marks the slots filled by this call, so the table is never cleared."""
+    keys, values, rounds, _ = table
+    n_groups = 0
+    for j in range(count):
+        s = _slot(table, hashes[j], stamp)
+        if rounds[s] != stamp:
+            rounds[s], keys[s], values[s] = stamp, hashes[j], n_groups
+            n_groups += 1
+        groups[j] = values[s]
+    return n_groups
 
 
 def top_ngram_chars(words: Words, n: int) -> int:
@@ -224,12 +258,18 @@ def char_ngram_duplicate_fraction(text: str, n: int) -> float:
     (ChineseWebText's internal-duplication measure, with n = 13)."""
     if len(text) < n:
         return 0.0
-    starts = np.flatnonzero(char_ngram_repeats(text, n)[1])
-    if len(starts) == 0:
-        return 0.0
-    length = len(text)
-    cover = np.bincount(starts, minlength=length + 1) - np.bincount(starts + n, minlength=length + 1)
-    return float(np.count_nonzero(np.cumsum(cover[:-1]))) / length
+    return _covered_chars(char_ngram_repeats(text, n)[1], n) / len(text)
+
+
+@numba.njit(cache=True, nogil=True)
+def _covered_chars(starts, n):
+    """Characters inside at least one of the n-grams whose start is marked in `starts`."""
+    covered, end = 0, 0
+    for i in range(starts.shape[0]):
+        if starts[i]:
+            covered += i + n - max(end, i)
+            end = i + n
+    return covered
 
 
 @functools.lru_cache(maxsize=2)
@@ -238,7 +278,7 @@ def char_ngram_repeats(text: str, n: int) -> tuple[np.ndarray, np.ndarray]:
     it occurred at an earlier position / it occurs more than once. Cached for the last texts: two
     Chinese rules look at the same text (`without_longest_repeat`, then
     `char_ngram_duplicate_fraction` on its result, which is mostly the text itself)."""
-    points = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), np.uint32).astype(np.uint64)
+    points = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), np.uint32)
     later = np.zeros(len(points) - n + 1, np.bool_)
     repeated = np.zeros_like(later)
     _char_ngram_kernel(points, n, later, repeated)
@@ -249,19 +289,20 @@ def char_ngram_repeats(text: str, n: int) -> tuple[np.ndarray, np.ndarray]:
 @numba.njit(cache=True, nogil=True)
 def _char_ngram_kernel(points, n, later, repeated):
     """Hashes every character n-gram (64-bit, from its characters' code points) and marks the
-    n-grams equal to one at an earlier position (`later`) and to one anywhere else (`repeated`)."""
+    n-grams equal to one at an earlier position (`later`) and to one anywhere else (`repeated`),
+    finding equal hashes in a hash table (a stable sort of the hashes cost twice as much)."""
     count = later.shape[0]
-    hashes = np.empty(count, np.uint64)
+    table = _hash_table(count)
+    keys, first, rounds, _ = table  # the first position of each distinct n-gram
     for i in range(count):
-        h = points[i] * _MIX
+        h = np.uint64(points[i]) * _MIX
         for k in range(1, n):
-            h = (h ^ (h >> np.uint64(29))) * _MIX + points[i + k]
-        hashes[i] = h
-    order = np.argsort(hashes, kind="mergesort")  # stable: equal n-grams in position order
-    for j in range(1, count):
-        if hashes[order[j]] == hashes[order[j - 1]]:
-            later[order[j]] = True
-            repeated[order[j]] = repeated[order[j - 1]] = True
+            h = (h ^ (h >> np.uint64(29))) * _MIX + np.uint64(points[i + k])
+        s = _slot(table, h, 1)
+        if rounds[s] == 1:
+            later[i] = repeated[i] = repeated[first[s]] = True
+        else:
+            rounds[s], keys[s], first[s] = 1, h, i
 
 
 def without_longest_repeat(text: str, n: int, min_fraction: float = 0.0) -> str:
@@ -271,16 +312,28 @@ def without_longest_repeat(text: str, n: int, min_fraction: float = 0.0) -> str:
     all but one of them."""
     if len(text) < 2 * n:
         return text
-    later = char_ngram_repeats(text, n)[0]
-    if not later.any():
+    start, end = _longest_run(char_ngram_repeats(text, n)[0])
+    if start == end:
         return text
-    edges = np.diff(np.concatenate(([0], later.view(np.int8), [0])))
-    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)  # runs [start, end)
-    longest = int(np.argmax(ends - starts))
-    start, end = int(starts[longest]), int(ends[longest]) + n - 1
+    end += n - 1  # where the run's last n-gram ends
     if end - start < min_fraction * len(text):
         return text
     return text[:start] + text[end:]
+
+
+@numba.njit(cache=True, nogil=True)
+def _longest_run(marks):
+    """(start, end) of the first longest run of True in `marks`; (0, 0) when there is none."""
+    best_start, best_end, start = 0, 0, -1
+    for i in range(marks.shape[0] + 1):
+        if i < marks.shape[0] and marks[i]:
+            if start < 0:
+                start = i
+        elif start >= 0:
+            if i - start > best_end - best_start:
+                best_start, best_end = start, i
+            start = -1
+    return best_start, best_end
 
 
 class Doc:

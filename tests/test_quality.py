@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import textwrap
 
 import pyarrow as pa
@@ -321,6 +322,36 @@ def test_char_ngram_duplicate_fraction():
     assert char_ngram_duplicate_fraction("一二三四五六七八九十甲乙丙" * 2, 13) == 1.0
     half = "子丑寅卯辰巳午未申酉戌亥天" * 2 + "".join(chr(0x4E00 + 500 + i) for i in range(26))
     assert char_ngram_duplicate_fraction(half, 13) == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_char_ngram_measures_equal_their_definitions_on_strings(seed):
+    """The compiled character n-gram passes (hash table, runs, coverage) against the same measures
+    written with Python strings, on random texts with repeated blocks."""
+    from collections import Counter
+
+    from filters.repetition import char_ngram_repeats, without_longest_repeat
+
+    rng = random.Random(seed)
+    for _ in range(200):
+        block = "".join(rng.choice("甲乙丙丁a") for _ in range(rng.randint(0, 30)))
+        text = block * rng.randint(1, 3) + "".join(rng.choice("甲乙b") for _ in range(rng.randint(0, 30))) + block[:9]
+        n = rng.choice((2, 5, 13))
+        grams = [text[i:i + n] for i in range(len(text) - n + 1)]
+        if not grams:
+            continue
+        counts, seen, later = Counter(grams), set(), []
+        for gram in grams:
+            later.append(gram in seen)
+            seen.add(gram)
+        assert char_ngram_repeats(text, n)[0].tolist() == later
+        assert char_ngram_repeats(text, n)[1].tolist() == [counts[g] > 1 for g in grams]
+        covered = {i + k for i, g in enumerate(grams) if counts[g] > 1 for k in range(n)}
+        assert char_ngram_duplicate_fraction(text, n) == len(covered) / len(text)
+        runs = [(m.start(), m.end()) for m in re.finditer("1+", "".join("01"[x] for x in later))]
+        start, end = max(runs, key=lambda r: r[1] - r[0], default=(0, 0))
+        expected = text[:start] + text[end + n - 1:] if runs and len(text) >= 2 * n else text
+        assert without_longest_repeat(text, n) == expected
 
 
 def test_tokenizers_accept_lone_surrogates():
