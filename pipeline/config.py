@@ -287,6 +287,10 @@ class RunSection:
     workdir: str  # where every stage writes <workdir>/<stage>/...; local, gs://, s3:// or hdfs://
     engine: Literal["spark", "beam"] = "spark"
     seed: int = 1234
+    # Document stages (langid .. decontaminate) process only documents some mix source reads from
+    # them or a later stage; the rest are counted as dropped `not_in_mix` and stay in the upstream's
+    # output. False: every stage processes every document (e.g. to inspect them all).
+    skip_not_in_mix: bool = True
     spark: SparkOptions = field(default_factory=SparkOptions)
     beam: BeamOptions = field(default_factory=BeamOptions)
 

@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 from pipeline import doc_profile, storage
 from pipeline.config import RunConfig, input_path_values
 from pipeline.schema import ERROR_SCHEMA, REJECT_DETAIL, REJECT_REASON, reject_reason_slug, text_bytes
+from pipeline.selection import NOT_READ, Selection, split_selected
 
 log = logging.getLogger(__name__)
 
@@ -163,6 +164,14 @@ class UnitWriter:
         sink.write(table)
         doc_profile.record(self.stats.profile, table, reason, self.stage_name, details)
 
+    def only_selected(self, selection: Selection | None, batch: pa.RecordBatch) -> pa.RecordBatch:
+        """The rows of `batch` a later stage reads; the others are received and counted under NOT_READ."""
+        batch, others, other_bytes = split_selected(selection, batch)
+        if others:
+            self.consumed(others, other_bytes)
+            self.drop_uncounted_rows(NOT_READ, others, other_bytes)
+        return batch
+
     def drop_uncounted_rows(self, reason: str, docs: int, nbytes: int) -> None:
         """Input that is not a document (a request record, an image): counted, nothing to write."""
         self.stats.dropped[reason].add(docs, nbytes)
@@ -206,10 +215,13 @@ class Stage:
         self.cfg = cfg
         self.section = cfg.section(self.name)
         self.seed = cfg.run.seed
+        # The documents a later stage reads (None: all); the others are counted under NOT_READ.
+        self.selection: Selection | None = None
 
     # -- identity of a run, for skipping finished stages
     def config_hash(self) -> str:
-        return self.cfg.section_hash(self.name) + f"-seed{self.seed}"
+        reads = f"-reads{self.selection.fingerprint()}" if self.selection is not None else ""
+        return self.cfg.section_hash(self.name) + f"-seed{self.seed}" + reads
 
     def input_paths(self) -> list[str]:
         """Files this stage reads besides its upstream (whose _SUCCESS stands for it): by default every
@@ -303,7 +315,9 @@ class MapStage(Stage):
     def process_unit(self, unit_index: int, unit: str, out: UnitWriter) -> None:
         pf = pq.ParquetFile(storage.open_input(unit))
         for batch in pf.iter_batches(batch_size=self.batch_size):
-            self._process_guarded(batch, out)
+            batch = out.only_selected(self.selection, batch)
+            if batch.num_rows:
+                self._process_guarded(batch, out)
 
     def _process_guarded(self, batch: pa.RecordBatch, out: UnitWriter) -> None:
         in_bytes = pc.binary_length(batch.column("text")).fill_null(0).to_pylist()

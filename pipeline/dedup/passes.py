@@ -36,6 +36,7 @@ from filters.paragraphs import paragraph_keys, remove_paragraphs
 from pipeline import storage
 from pipeline.dedup.index import index_node, write_run_part
 from pipeline.schema import TEXT_BEFORE_REWRITE
+from pipeline.selection import Selection, split_selected
 from pipeline.stage import UnitWriter
 
 ROW_BITS = 32  # node = part << 32 | row: up to 4 billion rows per part, 2 billion parts
@@ -208,6 +209,7 @@ class SignatureTask:
     params: DedupParams
     sig_dir: str
     para_dir: str | None = None  # where the documents' paragraph keys go, when paragraphs are deduplicated
+    selection: Selection | None = None  # the documents a later stage reads; rows count among those only
     batch_size: int = 1024
 
     def __call__(self, indexed_unit: tuple[int, str]) -> dict:
@@ -218,6 +220,7 @@ class SignatureTask:
         row = errors = 0
         try:
             for batch in pq.ParquetFile(storage.open_input(path)).iter_batches(batch_size=self.batch_size):
+                batch = split_selected(self.selection, batch)[0]
                 table = self._guarded(batch, part, row)
                 sink.write(table)
                 errors += table.num_rows - table.column("error").null_count
@@ -306,6 +309,7 @@ class AssignmentTask:
     paragraphs: ParagraphParams | None = None
     removal_root: str | None = None  # <work>/para_remove/part=N/: the lines to remove from each kept document
     samples_dir: str | None = None  # <work>/para_samples/part-N.parquet: this part's most frequent removed lines
+    selection: Selection | None = None  # as SignatureTask's: the others are counted, not written
     batch_size: int = 1024
 
     def __call__(self, indexed_unit: tuple[int, str]) -> dict:
@@ -340,6 +344,7 @@ class AssignmentTask:
                     removals.frequency[key] = docs
         row = 0
         for batch in pq.ParquetFile(storage.open_input(path)).iter_batches(batch_size=self.batch_size):
+            batch = out.only_selected(self.selection, batch)
             self._route(batch, row, assigned, failed, out, removals)
             row += batch.num_rows
         if removals.samples:

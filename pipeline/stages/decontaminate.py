@@ -37,6 +37,7 @@ from pipeline import storage
 from pipeline.config import ConfigError, InputPath, register_section
 from pipeline.registry import register_stage
 from pipeline.stage import BatchResult, MapStage, StageRun, StageStats
+from pipeline.stages.readers import ReadsWhatMixUses
 
 CONTAMINATED = "contaminated"
 
@@ -110,7 +111,7 @@ _INDEX_LOCK = threading.Lock()
 
 
 @register_stage
-class DecontaminateStage(MapStage):
+class DecontaminateStage(ReadsWhatMixUses, MapStage):
     name = "decontaminate"
     upstream = "dedup"
     batch_size = 1024

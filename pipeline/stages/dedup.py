@@ -64,7 +64,9 @@ from pipeline.dedup.index import MAX_INDEXES, DedupIndex, KeyKinds, find_neighbo
 from pipeline.dedup.passes import (REASON_PARAGRAPHS_LEFT_SHORT, AssignmentTask, DedupParams, IndexAppend,
                                    ParagraphParams, SignatureTask, read_parquet_dir)
 from pipeline.registry import register_stage
+from pipeline.selection import NOT_READ
 from pipeline.stage import Stage, StageRun, StageStats, upstream_parts
+from pipeline.stages.readers import ReadsWhatMixUses
 
 SURVIVOR_KEYS = ("q_score", "noise", "crawl_date", "length", "id")
 DEFAULT_SURVIVOR_ORDER = ["q_score", "noise", "crawl_date", "id"]
@@ -122,7 +124,7 @@ class DedupSection:
 
 
 @register_stage
-class DedupStage(Stage):
+class DedupStage(ReadsWhatMixUses, Stage):
     name = "dedup"
     upstream = "pii"
 
@@ -211,7 +213,8 @@ class DedupStage(Stage):
         samples_dir = storage.join(work, "para_samples")
         paragraphs = self.params.paragraphs
         signed = engine.map_units(f"{self.name} signatures",
-                                  SignatureTask(self.params, sig_dir, para_dir if paragraphs else None), units)
+                                  SignatureTask(self.params, sig_dir, para_dir if paragraphs else None,
+                                                self.selection), units)
         seconds["seconds_signatures"] = time.perf_counter() - started
         if sum(r["docs"] - r["errors"] for r in signed):  # an empty input has nothing to cluster
             s = self.section
@@ -245,7 +248,7 @@ class DedupStage(Stage):
                                                                 storage.join(work, "paragraph_counts")))
                 seconds["seconds_paragraphs"] = time.perf_counter() - started - sum(seconds.values())
         task = AssignmentTask(self.name, stage_run.tmp_dir, sig_dir, assign_root, append, paragraphs, removal_root,
-                              samples_dir)
+                              samples_dir, self.selection)
         total = StageStats()
         for r in engine.map_units(f"{self.name} write", task, units):
             total.merge(StageStats.from_dict(r))
@@ -256,7 +259,8 @@ class DedupStage(Stage):
             lease.check()  # still ours (a run that lost it must not append)
             self.index.commit(manifest, settings, {
                 "run": append.run, **identity, "survivors": total.kept.docs, "against": [i.path for i in self.against],
-                "documents": total.input.docs - sum(c.docs for c in total.errors.values())})
+                "documents": total.input.docs - sum(c.docs for c in total.errors.values())
+                - (total.dropped[NOT_READ].docs if NOT_READ in total.dropped else 0)})
         total.extra["index_runs_against"] = against_runs
         total.extra["units"] = len(parts)
         total.extra["bands"] = self.params.bands

@@ -24,6 +24,7 @@ from pipeline import storage
 from pipeline.config import InputPath, register_section
 from pipeline.registry import register_stage
 from pipeline.stage import BatchResult, MapStage
+from pipeline.stages.readers import ReadsWhatMixUses
 
 SHARES_TYPE = pa.map_(pa.string(), pa.float32())
 CHINESE_SCRIPTS = ("Hans", "Hant", "Hani")  # `script` of documents in a Chinese language: normalised
@@ -127,7 +128,7 @@ def build_filter(s: LangidSection) -> LanguageFilter:
 
 
 @register_stage
-class LangidStage(MapStage):
+class LangidStage(ReadsWhatMixUses, MapStage):
     name = "langid"
     upstream = "ingest"
 

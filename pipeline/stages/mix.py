@@ -42,6 +42,7 @@ from pipeline.config import ConfigError, InputPath, bounded, register_section
 from pipeline.registry import register_stage
 from pipeline.runner import stage_dir
 from pipeline.sampling import seeded_uniform
+from pipeline.selection import matching
 from pipeline.stage import Stage, StageRun, StageStats, UnitWriter, upstream_parts
 from pipeline.worker_models import worker_tokenizer
 
@@ -166,15 +167,10 @@ def assign(section: MixSection, key: str, batch: pa.RecordBatch) -> Assignment:
     sources = _inputs(section)[key]
     n = batch.num_rows
     source_col = _string_column(batch, "source")
-    lang_col = _string_column(batch, "lang")
-    lang_unset = pc.is_null(lang_col).to_numpy(zero_copy_only=False)
     chosen = np.full(n, -1, dtype=np.int64)
     for index, s in sources:
-        names = pa.array(s.match_source if s.match_source is not None else [s.name], pa.string())
-        in_source = np.ones(n, bool) if s.matches_every_source() else \
-            pc.fill_null(pc.is_in(source_col, value_set=names), False).to_numpy(zero_copy_only=False)
-        same_lang = lang_unset | pc.fill_null(pc.equal(lang_col, s.lang), False).to_numpy(zero_copy_only=False)
-        chosen[(chosen < 0) & in_source & same_lang] = index
+        names = None if s.matches_every_source() else (s.match_source or [s.name])
+        chosen[(chosen < 0) & matching(batch, names, s.lang)] = index
     nbytes = pc.fill_null(pc.binary_length(batch.column("text")), 0).to_numpy(zero_copy_only=False).astype(np.int64)
     bpt = np.array([s.bytes_per_token or section.bytes_per_token[s.lang] for s in section.sources])
     tokens = nbytes / np.where(chosen >= 0, bpt[chosen], 1.0)

@@ -25,6 +25,7 @@ from pipeline.config import register_section
 from pipeline.registry import register_stage
 from pipeline.schema import TEXT_BEFORE_REWRITE
 from pipeline.stage import BatchResult, MapStage
+from pipeline.stages.readers import ReadsWhatMixUses
 
 MOSTLY_PII = "pii:mostly_pii"
 
@@ -59,7 +60,7 @@ def count_columns() -> list[str]:
 
 
 @register_stage
-class PiiStage(MapStage):
+class PiiStage(ReadsWhatMixUses, MapStage):
     name = "pii"
     upstream = "quality"
     batch_size = 1024

@@ -45,6 +45,7 @@ from pipeline.config import ConfigError, InputPath, register_section
 from pipeline.registry import register_command, register_stage
 from pipeline.schema import TEXT_BEFORE_REWRITE
 from pipeline.stage import BatchResult, MapStage
+from pipeline.stages.readers import ReadsWhatMixUses
 
 DEFAULT_DATA = Path(filters.__file__).resolve().parent / "data"
 
@@ -171,7 +172,7 @@ def heuristic_score(signals: Signals) -> float:
 
 
 @register_stage
-class QualityStage(MapStage):
+class QualityStage(ReadsWhatMixUses, MapStage):
     name = "quality"
     upstream = "langid"
     batch_size = 256

@@ -1,0 +1,71 @@
+"""Which documents a later stage reads, so that a stage can leave the others alone.
+
+A `Selection` is a list of (source values, language) pairs: a document is selected when its
+`source` is one of the values (None: any source) and its `lang` is the language, or unset (None:
+any language). The mix builds one per document stage from its sources (pipeline/stages/readers.py);
+the stage processes the selected documents and counts the rest under NOT_READ, without copying
+them: they stay in the upstream stage's output.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+# The drop reason of documents no later stage reads (counted, never written to rejected/).
+NOT_READ = "not_in_mix"
+
+
+def _column(batch: pa.RecordBatch | pa.Table, name: str) -> pa.Array | pa.ChunkedArray:
+    if name in batch.schema.names:
+        return batch.column(name)
+    return pa.nulls(batch.num_rows, pa.string())
+
+
+def matching(batch: pa.RecordBatch | pa.Table, sources: list[str] | None, lang: str | None) -> np.ndarray:
+    """Rows whose `source` is in `sources` (None: any) and whose `lang` is `lang` or unset (None: any)."""
+    n = batch.num_rows
+    in_source = np.ones(n, bool) if sources is None else pc.fill_null(
+        pc.is_in(_column(batch, "source"), value_set=pa.array(sources, pa.string())), False).to_numpy(zero_copy_only=False)
+    if lang is None:
+        return in_source
+    langs = _column(batch, "lang")
+    same_lang = pc.or_(pc.is_null(langs), pc.fill_null(pc.equal(langs, lang), False))
+    return in_source & same_lang.to_numpy(zero_copy_only=False)
+
+
+@dataclass(frozen=True)
+class Selection:
+    wanted: tuple[tuple[tuple[str, ...] | None, str | None], ...]  # (source values or None, lang or None)
+
+    def mask(self, batch: pa.RecordBatch | pa.Table) -> np.ndarray:
+        selected = np.zeros(batch.num_rows, bool)
+        for sources, lang in self.wanted:
+            selected |= matching(batch, None if sources is None else list(sources), lang)
+        return selected
+
+    def fingerprint(self) -> str:
+        """Part of a stage's config hash: reading other documents makes a different output."""
+        return hashlib.sha256(json.dumps(self.wanted).encode()).hexdigest()[:12]
+
+    def describe(self) -> str:
+        if not self.wanted:
+            return "nothing"
+        return "; ".join(f"{'any source' if s is None else ', '.join(s)} in {lang or 'any language'}"
+                         for s, lang in self.wanted)
+
+
+def split_selected(selection: Selection | None, batch: pa.RecordBatch) -> tuple[pa.RecordBatch, int, int]:
+    """(the selected rows, how many others, their text bytes)."""
+    if selection is None:
+        return batch, 0, 0
+    selected = selection.mask(batch)
+    if selected.all():
+        return batch, 0, 0
+    others = ~selected
+    sizes = pc.binary_length(batch.column("text")).fill_null(0).to_numpy(zero_copy_only=False)
+    return batch.filter(pa.array(selected)), int(others.sum()), int(sizes[others].sum())
