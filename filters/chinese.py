@@ -23,25 +23,64 @@ from filters.repetition import Doc, Rejection, RuleSet, Signals, char_ngram_dupl
 from filters.scripts import han_ratio
 
 _HAN = re.compile("[\u4e00-\u9fd5]")  # the Han range jieba's HMM segmenter works on
+# jieba's own patterns (jieba/__init__.py re_han_default, jieba/finalseg re_skip): the blocks it cuts
+# with its dictionary, and how its HMM step splits a block without Han characters.
+_JIEBA_BLOCK = re.compile("([\u4E00-\u9FD5a-zA-Z0-9+#&\\._%\\-]+)")
+_JIEBA_HMM_SKIP = re.compile(r"([a-zA-Z0-9]+(?:\.\d+)?%?)")
 
 
 class _JiebaTokens(dict):
-    """jieba-rs token -> the tokens jieba gives for it (stripped; whitespace tokens drop out)."""
+    """jieba-rs token -> the tokens jieba gives for it (stripped; whitespace tokens drop out).
+
+    A token without Han characters is cut as jieba cuts it (`jieba_non_han`): jieba itself costs
+    some 20 us a call, and nearly every such token takes a path that two regular expressions
+    reproduce."""
 
     limit = 1_000_000
+
+    def __init__(self, dictionary_pairs: re.Pattern):
+        super().__init__()
+        self.dictionary_pairs = dictionary_pairs
 
     def __missing__(self, token: str) -> tuple[str, ...]:
         if len(self) >= self.limit:
             self.clear()
         stripped = token.strip()
         if len(stripped) > 1 and not _HAN.search(stripped):
-            import jieba
-
-            tokens = tuple(t for t in (w.strip() for w in jieba.lcut(stripped)) if t)
+            tokens = self.jieba_non_han(stripped)
         else:
             tokens = (stripped,) if stripped else ()
         self[token] = tokens
         return tokens
+
+    def jieba_non_han(self, text: str) -> tuple[str, ...]:
+        """`jieba.lcut(text)` stripped, without its empty words, for a text without Han characters.
+
+        jieba splits the text into blocks of `_JIEBA_BLOCK`'s characters and single other
+        characters. A block is cut along its dictionary's DAG; when no two adjacent characters of
+        the block start a dictionary word (`dictionary_pairs`), every step of the DAG is one
+        character, so the whole block goes to the HMM step, which splits text without Han
+        characters at `_JIEBA_HMM_SKIP`. Other blocks ("QQ", "C++") go to jieba."""
+        words: list[str] = []
+        for i, part in enumerate(_JIEBA_BLOCK.split(text)):
+            if not part:
+                continue
+            if not i % 2:  # between blocks: one word a character
+                words += [c for c in part if not c.isspace()]
+            elif self.dictionary_pairs.search(part) is None:
+                words += filter(None, _JIEBA_HMM_SKIP.split(part))
+            else:
+                import jieba
+
+                words += jieba.lcut(part)  # a block alone is cut as inside the text; it holds no whitespace
+        return tuple(words)
+
+
+def _dictionary_pairs(frequencies: dict[str, int]) -> re.Pattern:
+    """The two-character entries (words and word prefixes) of jieba's dictionary that a block
+    without Han characters can hold."""
+    pairs = sorted(w for w in frequencies if len(w) == 2 and _JIEBA_BLOCK.fullmatch(w) and not _HAN.search(w))
+    return re.compile("|".join(map(re.escape, pairs)) or r"(?!x)x")
 
 
 @functools.lru_cache(maxsize=1)
@@ -51,7 +90,7 @@ def _segmenter():
 
     jieba.setLogLevel(60)  # its "Building prefix dict" chatter on every worker
     jieba.initialize()
-    return rjieba.cut, _JiebaTokens()
+    return rjieba.cut, _JiebaTokens(_dictionary_pairs(jieba.dt.FREQ))
 
 
 def chinese_words(text: str) -> list[str]:

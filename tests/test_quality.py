@@ -362,6 +362,32 @@ def test_tokenizers_accept_lone_surrogates():
     assert chinese_words("中文\ud800测试") == ["中文", "?", "测试"]
 
 
+def test_chinese_tokens_without_han_are_cut_as_jieba_cuts_them():
+    """Tokens without Han characters are cut by two of jieba's regular expressions unless a
+    dictionary word may start in them: equal to jieba itself on texts of the characters its
+    paths tell apart (its block characters, dictionary pairs as "QQ" "C++" "AT&T", decimals,
+    whitespace, Han characters outside its range, full-width and other marks)."""
+    import jieba
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from filters.chinese import _segmenter
+
+    tokens = _segmenter()[1]
+    pieces = st.sampled_from(["QQ", "C++", "c#", "AT&T", "4S", "PC", "2.4", "km", "1958-1965", "90%", "3.5%",
+                              "text-align", "v1.2.3", "a_b", "\r\n"])
+
+    @settings(max_examples=500, deadline=None, derandomize=True)
+    @given(st.lists(st.one_of(pieces, st.text("aAzQSC4019.%-+#&_ \t\u3000\u3400\uff10\uff0c,;/()²é",
+                                              max_size=4)), max_size=8).map("".join))
+    def same_words(text):
+        text = text.strip()
+        if len(text) > 1:
+            assert tokens.jieba_non_han(text) == tuple(w.strip() for w in jieba.lcut(text) if w.strip()), text
+
+    same_words()
+
+
 def test_affix_splitter_equals_spacy_on_random_chunks():
     """The chunks filters/english.py settles without spaCy (ASCII letters, hyphens, full stops,
     quotes and common marks, special cases among them) get spaCy's own tokens."""
