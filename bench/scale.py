@@ -9,7 +9,8 @@ Input forms (`--forms`), each built from the real text of ../shared/data and `--
 - jsonl: JSON lines (the Pile's and WuDao's form in configs/dataproc.yaml and configs/emr.yaml):
   collages of real English and Chinese paragraphs (bench/dedup_quality.py's documents), half and
   half, with edited near-duplicate copies (sentences deleted, paragraphs swapped, typos,
-  boilerplate) and exact copies, so dedup has real work at every scale.
+  boilerplate) and exact copies, so dedup has real work at every scale; English in pile-*.jsonl,
+  Chinese in wudao-*.jsonl, two ingest sources that declare their language.
 - wet, warc: CommonCrawl's layout (one gzip member per record), with CC-MAIN-2024-22's share of
   pages per language (CC_LANGUAGE_SHARES: 46% English, 4.1% Chinese, the rest in 30 other
   languages, from the lingua sentences of ../shared/data/langid); English and Chinese pages are
@@ -18,7 +19,9 @@ Input forms (`--forms`), each built from the real text of ../shared/data and `--
   by the page's text: a WARC response record; the WET record is that HTML's full text
   (resiliparse, main_content=False: menus included, as CommonCrawl's WET). The warc form runs
   HTML extraction in ingest.
-Each scale runs the stages of `glmdata run` (crawl forms: ingest to mix, whose later work follows
+The mix reads what the configs' mix reads (`--route job`: the dumps from ingest, the crawl's
+Chinese after decontamination), or every English and Chinese document after decontamination
+(`--route all`). Each scale runs the stages of `glmdata run` (crawl forms: ingest to mix, whose later work follows
 the tokens, measured on jsonl) in one Spark local[2] session (the same code path as a cluster),
 while a sampler reads the CPU seconds and resident memory of the driver's Python process, its
 JVM and the Python workers from /proc. The baseline of a scale is the smallest scale of its form in
@@ -97,25 +100,33 @@ class DocumentSource:
         return text
 
 
+# The JSON-lines dumps of the configs, each one language (ingest declares it): name -> lang.
+DUMPS = {"pile": "en", "wudao": "zh"}
+
+
 def build_jsonl(folder: Path, megabytes: float, rng: random.Random) -> None:
-    """JSON lines of ~`megabytes`, half English and half Chinese by bytes."""
+    """JSON lines of ~`megabytes`, half English and half Chinese by bytes, each language in its own
+    files (<dump>-NNNN.jsonl, as the Pile and WuDao come)."""
     texts = DocumentSource(rng)
     target = megabytes * 1e6
-    written, index, files, out = 0, 0, 0, None
+    written, index = 0, 0
+    files = {dump: 0 for dump in DUMPS}
+    out: dict[str, object] = {}
     while written < target:
-        if out is None or out.tell() > FILE_MB * 1e6:
-            if out:
-                out.close()
-            out = open(folder / f"part-{files:04d}.jsonl", "w", encoding="utf-8")
-            files += 1
-        lang = "en" if rng.random() < 0.5 else "zh"
-        text = texts.next(lang)
-        line = json.dumps({"id": f"scale-{index}", "text": text, "url": f"https://bench.example/{lang}/{index}"},
+        dump = "pile" if rng.random() < 0.5 else "wudao"
+        if dump not in out or out[dump].tell() > FILE_MB * 1e6:
+            if dump in out:
+                out[dump].close()
+            out[dump] = open(folder / f"{dump}-{files[dump]:04d}.jsonl", "w", encoding="utf-8")
+            files[dump] += 1
+        lang = DUMPS[dump]
+        line = json.dumps({"id": f"scale-{index}", "text": texts.next(lang), "url": f"https://bench.example/{lang}/{index}"},
                           ensure_ascii=False) + "\n"
-        out.write(line)
+        out[dump].write(line)
         written += len(line.encode())
         index += 1
-    out.close()
+    for f in out.values():
+        f.close()
 
 
 # CommonCrawl CC-MAIN-2024-22: % of pages per primary language (CLD2), for the languages with lingua
@@ -197,7 +208,7 @@ def build_crawl(folder: Path, megabytes: float, rng: random.Random, form: str) -
 
 def build_input(form: str, megabytes: float, seed: int = 1234) -> Path:
     """The input of `form` at ~`megabytes` on disk; cached by form and size."""
-    folder = WORK / f"input-{form}-{megabytes:g}mb"
+    folder = WORK / f"input-{form}-{megabytes:g}mb" if form != "jsonl" else WORK / f"input-dumps-{megabytes:g}mb"
     marker = folder / "_DONE"
     if marker.exists():
         return folder
@@ -227,16 +238,33 @@ def _absolute_paths(node, base: Path):
     return node
 
 
-def write_config(root: Path, form: str, inputs: Path, megabytes: float) -> Path:
-    """configs/demo.yaml's stage settings on the bench input; the mix takes everything to a budget."""
+def mix_sources(form: str, route: str) -> tuple[list[dict], dict[str, float]]:
+    """The mix's sources and language shares. `job`: as configs/glm130b.yaml routes them (the dumps
+    straight from ingest, only the crawl's Chinese after the document stages); `all`: every English
+    and Chinese document after decontamination, so each stage processes the whole input."""
+    if route == "all":
+        return [{"name": f"bench-{lang}", "lang": lang, "match_source": ["*"]} for lang in ("en", "zh")], \
+            {"en": 0.5, "zh": 0.5}
+    if form == "jsonl":
+        return [{"name": dump, "lang": lang, "stage": "ingest", "match_source": [dump]}
+                for dump, lang in DUMPS.items()], {"en": 0.5, "zh": 0.5}
+    return [{"name": "cc-zh", "lang": "zh", "match_source": ["cc-zh"]}], {"zh": 1.0}
+
+
+def write_config(root: Path, form: str, inputs: Path, megabytes: float, route: str) -> Path:
+    """configs/demo.yaml's stage settings on the bench input; the mix takes its sources (`route`) to a budget."""
     raw = _absolute_paths(yaml.safe_load((REPO / "configs" / "demo.yaml").read_text()), REPO / "configs")
     raw["run"] = {"workdir": str(root / "work"), "engine": "spark", "seed": 1234,
                   "spark": {"master": f"local[{CORES}]", "conf": {"spark.driver.memory": "4g"}}}
-    pattern = {"jsonl": "*.jsonl", "wet": "*.warc.wet.gz", "warc": "*.warc.gz"}[form]
-    raw["ingest"] = {"sources": [{"name": "bench", "format": form, "paths": [str(inputs / pattern)]}]}
+    if form == "jsonl":
+        raw["ingest"] = {"sources": [{"name": dump, "format": "jsonl", "lang": lang,
+                                      "paths": [str(inputs / f"{dump}-*.jsonl")]} for dump, lang in DUMPS.items()]}
+    else:
+        pattern = {"wet": "*.warc.wet.gz", "warc": "*.warc.gz"}[form]
+        raw["ingest"] = {"sources": [{"name": "cc-zh", "format": form, "paths": [str(inputs / pattern)]}]}
+    sources, shares = mix_sources(form, route)
     raw["mix"] = ({
-        "sources": [{"name": "bench-en", "lang": "en", "match_source": ["*"]},
-                    {"name": "bench-zh", "lang": "zh", "match_source": ["*"]}],
+        "sources": sources, "language_shares": shares,
         # About what survives of JSON lines, in tokens at the default bytes per token (en 4, zh 3);
         # the crawl forms keep less text per input MB (a shortfall is reported, not an error).
         "target_tokens": int(megabytes * 1e6 * 0.5 / 3.5)})
@@ -353,7 +381,7 @@ def kept_megabytes(workdir: str, stage: str, lang: str) -> float:
     return pc.sum(pc.binary_length(table["text"].cast("binary"))).as_py() / 1e6 if table.num_rows else 0.0
 
 
-def run_scale(form: str, scale: int, megabytes: float) -> list[dict]:
+def run_scale(form: str, scale: int, megabytes: float, route: str) -> list[dict]:
     from pipeline import registry
     from pipeline.stages import load_config
     from pipeline.engines.spark import SparkEngine
@@ -366,7 +394,7 @@ def run_scale(form: str, scale: int, megabytes: float) -> list[dict]:
     root = WORK / f"run-{form}-{megabytes * scale:g}mb"
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
-    cfg = load_config(write_config(root, form, inputs, megabytes * scale))
+    cfg = load_config(write_config(root, form, inputs, megabytes * scale, route))
     engine = SparkEngine(cfg)
     rows = []
     try:
@@ -376,7 +404,7 @@ def run_scale(form: str, scale: int, megabytes: float) -> list[dict]:
                 started = time.time()
                 stats = run_stage(registry.STAGES[name](cfg), engine)
                 wall = time.time() - started
-            rows.append({"form": form, "scale": scale, "stage": name, "seconds": wall, "input_mb": input_mb,
+            rows.append({"form": form, "scale": scale, "route": route, "stage": name, "seconds": wall, "input_mb": input_mb,
                          "in_mb": (stats["in"]["bytes"] + stats["created"]["bytes"]) / 1e6,
                          "in_docs": stats["in"]["docs"] + stats["created"]["docs"],
                          "kept_docs": stats["kept"]["docs"], "cpu_seconds": mem.cpu_seconds,
@@ -390,7 +418,7 @@ def run_scale(form: str, scale: int, megabytes: float) -> list[dict]:
         with ResourceSampler() as mem:
             started = time.time()
             write_report(cfg.run.workdir, engine, Console(file=open(os.devnull, "w")))
-            rows.append({"form": form, "scale": scale, "stage": "report", "seconds": time.time() - started,
+            rows.append({"form": form, "scale": scale, "route": route, "stage": "report", "seconds": time.time() - started,
                          "input_mb": input_mb,
                          "in_mb": rows[0]["in_mb"], "in_docs": rows[0]["in_docs"], "kept_docs": 0,
                          "cpu_seconds": mem.cpu_seconds, **{f"peak_{k}_mb": v for k, v in mem.peaks.items()}})
@@ -597,6 +625,10 @@ def main() -> int:
                         help="input forms to run (the estimate needs jsonl and wet; warc adds the WARC alternative)")
     parser.add_argument("--scales", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--mb", type=float, default=50, help="input size at 1x in MB on disk (default 50)")
+    parser.add_argument("--route", choices=["job", "all"], default="job",
+                        help="job (default): the mix takes the dumps from ingest and only the crawl's Chinese after "
+                             "the document stages, as configs/glm130b.yaml does, so stages skip what it never reads "
+                             "(run.skip_not_in_mix); all: every stage processes every document")
     parser.add_argument("--warmup", action="store_true",
                         help="first run the whole pipeline once on 2 MB of JSON lines, unmeasured: the JVM compiles "
                              "dedup's code paths on its first run, which would otherwise weigh on the smallest scale")
@@ -618,11 +650,11 @@ def main() -> int:
     WORK = Path(args.work).resolve()
     WORK.mkdir(parents=True, exist_ok=True)
     if args.warmup:
-        run_scale("jsonl", 1, 2.0)
+        run_scale("jsonl", 1, 2.0, args.route)
     rows = []
     for form in args.forms:
         for scale in args.scales:
-            rows += run_scale(form, scale, args.mb)
+            rows += run_scale(form, scale, args.mb, args.route)
             (WORK / "results.json").write_text(json.dumps(rows, indent=1))
     print_table(rows)
     if {"jsonl", "wet"} <= set(args.forms):
