@@ -4,13 +4,16 @@ separation (ROC AUC) of q_score per language.
 
     .venv/bin/python bench/quality_labelled.py [--data ../shared/data] [--split report|tune|all]
                                                [--config configs/demo.yaml] [--ablation] [--lm]
-                                               [--show-kept-dirty]
+                                               [--titles] [--show-kept-dirty]
 
 Labels: bench/quality_labels.tsv (file, record, label; never the text). Every labelled document is
 assigned to the `tune` or the `report` half by a hash of its file and key, so thresholds chosen on
 one half are judged on the other. Documents go through what the pipeline does before quality:
 language ID (filters.langid) and, for Chinese, normalization (filters.normalize), then the quality
 stage's own batch function with the config's `quality` section (defaults when none is given).
+Files are read by ingest's own readers (pipeline.ingest.read_file; JSON lines with the field names
+of their layout: the ccnet preset for CCNet/ChineseWebText, dolma for Dolma), so each document
+carries the `title` a user's run would give it (CCNet's title field, a WARC page's <title>).
 Pages are named by URL only.
 """
 from __future__ import annotations
@@ -40,6 +43,7 @@ class Labelled:
     label: str  # clean, dirty or other
     text: str
     url: str | None
+    title: str | None
 
     @property
     def half(self) -> str:
@@ -55,29 +59,37 @@ def read_labels(path: Path = LABELS) -> list[tuple[str, str, str, str]]:
     return rows
 
 
-def _records(data: Path, file: str) -> list[tuple[str, str, str | None]]:
-    """(key, text, url) of every record of a file: JSON lines by line number, WARC/WET by URL,
-    plain text as one record."""
+def _field_map(path: Path):
+    """The field names a user's config gives a JSON lines dump: the ccnet preset for CCNet's
+    layout (ChineseWebText), dolma for Dolma's, the defaults (text, id, url, title) otherwise."""
+    from pipeline.ingest.jsonl import PRESETS, FieldMap
+
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8") as f:
+        first = json.loads(f.readline())
+    if "raw_content" in first:
+        return PRESETS["ccnet"]
+    return PRESETS["dolma"] if isinstance(first.get("metadata"), dict) else FieldMap()
+
+
+def _records(data: Path, file: str) -> list[tuple[str, str, str | None, str | None]]:
+    """(key, text, url, title) of every record of a file, as ingest reads it: JSON lines by line
+    number, WARC/WET by URL, plain text as one record."""
+    from pipeline.ingest import read_file
+    from pipeline.ingest.events import Document
+    from pipeline.ingest.jsonl import FieldMap
+
     path = data / file
     if ".jsonl" in file:
-        opener = gzip.open if file.endswith(".gz") else open
-        out = []
-        with opener(path, "rt", encoding="utf-8") as f:
-            for number, line in enumerate(f):
-                d = json.loads(line)
-                text = d.get("text") or d.get("raw_content") or ""
-                url = d.get("url") or (d.get("metadata") or {}).get("url")
-                out.append((str(number), text, url))
-        return out
+        events = list(read_file(str(path), "jsonl", _field_map(path), 64 << 20))
+        if not all(isinstance(e, Document) for e in events):  # line numbers are the keys
+            raise ValueError(f"{path}: a line that is not a document ({events})")
+        return [(str(number), e.text, e.url, e.title) for number, e in enumerate(events)]
     if ".warc" in file or ".wet" in file:
-        from pipeline.ingest import read_file
-        from pipeline.ingest.events import Document
-        from pipeline.ingest.jsonl import FieldMap
-
         fmt = "wet" if ".wet" in file else "warc"
-        return [(e.url, e.text, e.url) for e in read_file(str(path), fmt, FieldMap(), 64 << 20)
+        return [(e.url, e.text, e.url, e.title) for e in read_file(str(path), fmt, FieldMap(), 64 << 20)
                 if isinstance(e, Document)]
-    return [("0", path.read_text(encoding="utf-8"), None)]
+    return [("0", path.read_text(encoding="utf-8"), None, None)]
 
 
 PART_CHARS = 4000
@@ -96,15 +108,15 @@ def _parts(text: str) -> list[str]:
     return parts + ["\n\n".join(chunk)] if chunk else parts
 
 
-def _matching(records: list[tuple[str, str, str | None]], key: str):
-    """(key, text, url) of the records a label's key names: `*`, one record's key, or
+def _matching(records: list[tuple[str, str, str | None, str | None]], key: str):
+    """(key, text, url, title) of the records a label's key names: `*`, one record's key, or
     `record/first-last`, parts first..last of that record (`_parts`), keyed `record/part`."""
     span = _PART_SPAN.fullmatch(key)
     if span is None:
         return [r for r in records if key in ("*", r[0])]
     record, first, last = span[1], int(span[2]), int(span[3])
-    [(_, text, url)] = [r for r in records if r[0] == record]
-    return [(f"{record}/{i}", part, url) for i, part in enumerate(_parts(text)) if first <= i <= last]
+    [(_, text, url, title)] = [r for r in records if r[0] == record]
+    return [(f"{record}/{i}", part, url, title) for i, part in enumerate(_parts(text)) if first <= i <= last]
 
 
 def load_labelled(data: Path) -> list[Labelled]:
@@ -112,13 +124,14 @@ def load_labelled(data: Path) -> list[Labelled]:
     for set_name, file, key, label in read_labels():
         if file not in cache:
             cache[file] = _records(data, file)
-        for record_key, text, url in _matching(cache[file], key):
-            docs.append(Labelled(set_name, file, record_key, label, text, url))
+        for record_key, text, url, title in _matching(cache[file], key):
+            docs.append(Labelled(set_name, file, record_key, label, text, url, title))
     return docs
 
 
 def as_rows(docs: list[Labelled]) -> list[dict]:
-    """Pipeline rows as quality sees them: language from filters.langid, Chinese normalized."""
+    """Pipeline rows as quality sees them: language from filters.langid, Chinese normalized (the
+    text; langid leaves the title as ingest wrote it)."""
     from filters.langid import LanguageIdentifier
     from filters.normalize import normalize_chinese
 
@@ -127,7 +140,7 @@ def as_rows(docs: list[Labelled]) -> list[dict]:
     for i, d in enumerate(docs):
         lang = identifier.identify(d.text).lang
         text = normalize_chinese(d.text) if lang == "zh" else d.text
-        rows.append({"id": f"doc{i}", "text": text, "url": d.url, "source": d.set, "lang": lang})
+        rows.append({"id": f"doc{i}", "text": text, "url": d.url, "title": d.title, "source": d.set, "lang": lang})
     return rows
 
 
@@ -156,8 +169,9 @@ def judge(rows: list[dict], config: Path | None = None,
 
 
 def by_lists(reason: str | None) -> bool:
-    """Rejected by a blocklist or the Chinese spam/adult lexicon (rather than a quality rule)."""
-    return reason is not None and (reason.startswith("blocklist:") or reason == "zh:spam_density")
+    """Rejected by a blocklist or the Chinese spam/adult lexicon, in the text, URL or title (rather
+    than a quality rule)."""
+    return reason is not None and (reason.startswith("blocklist:") or reason in ("zh:spam_density", "zh:spam_title"))
 
 
 def roc_auc(scores_pos: list[float], scores_neg: list[float]) -> float | None:
@@ -197,7 +211,86 @@ def ablations() -> dict[str, dict]:
         "no UT1/URL words": {"url_blocklists": [str(ROOT / "filters/data/url_blocklist.txt")], "url_lists": [],
                              "url_banned_words": [], "url_soft_words": [], "url_banned_subwords": []},
         "no zh adult lexicon": {"zh": {"spam_terms_files": [str(ROOT / "filters/data/zh_spam_terms.txt")]}},
+        "no title rule": {"title": None},
     }
+
+
+# quality.title's thresholds compared by `--titles` (min_title_hits, min_page_hits)
+TITLE_VARIANTS = {"1 in title": (1, 1), "1 in title + 1 on page (default)": (1, 2), "2 in title": (2, 2)}
+HEADLINE_CHARS = 40  # THUCNews texts begin with their headline, unseparated: its stand-in
+
+
+def _title_rules() -> dict:
+    """quality.title as the stage builds it (the lists its config names), at each TITLE_VARIANTS."""
+    import yaml
+
+    from filters.title import TitleBlocklist
+    from pipeline.stages import load_config
+    from pipeline.stages.quality import QualityStage
+
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Path(tmp) / "config.yaml"
+        config.write_text(yaml.safe_dump({"run": {"workdir": str(Path(tmp) / "out")}}))
+        [rule] = [r for r in QualityStage(load_config(config)).chains[None].rule_sets if isinstance(r, TitleBlocklist)]
+    return {name: dataclasses.replace(rule, min_title_hits=t, min_page_hits=p) for name, (t, p) in TITLE_VARIANTS.items()}
+
+
+def _titled_pages(data: Path):
+    """(source, title, text) of every page of ../shared/data with a title, labelled or not, as ingest
+    reads it; and the news articles of html/en-news (their <title>)."""
+    from pipeline.ingest import read_file
+    from pipeline.ingest.events import Document
+    from pipeline.ingest.html import html_page
+    from pipeline.ingest.jsonl import FieldMap
+
+    for path in sorted((data / "crawl" / "warc").iterdir()):
+        for e in read_file(str(path), "auto", FieldMap(), 64 << 20):
+            if isinstance(e, Document) and e.title:
+                yield f"crawl/warc/{path.name}", e.title, e.text
+    for path in sorted((data / "jsonl").iterdir()):
+        for e in read_file(str(path), "jsonl", _field_map(path), 64 << 20):
+            if isinstance(e, Document) and e.title:
+                yield f"jsonl/{path.name}", e.title, e.text
+    for path in sorted((data / "html" / "en-news").glob("*.html.gz")):
+        page = html_page(gzip.decompress(path.read_bytes()).decode("utf-8", "replace"))
+        if page.title:
+            yield "html/en-news (clean news)", page.title, page.text
+
+
+def title_table(data: Path, docs: list[Labelled], rows: list[dict]) -> None:
+    """The title rule alone, at each TITLE_VARIANTS: documents it rejects per labelled set (thresholds
+    are chosen on the tune half), then on every titled page of ../shared/data, then on THUCNews
+    headlines (their first HEADLINE_CHARS characters as the title, the rest as the text)."""
+    from filters.normalize import normalize_chinese
+    from filters.title import TitledDoc
+
+    rules = _title_rules()
+
+    def rejected(rule, title: str | None, text: str) -> bool:
+        return rule.judge(TitledDoc(text, str.split, None, None, title), {}) is not None
+
+    print("\ntitle rule alone (quality.title: min_title_hits, min_page_hits), documents rejected:")
+    print("| set | label | docs | titled | " + " | ".join(rules) + " |")
+    print("|---|---|---|---|" + "---|" * len(rules))
+    for set_name, label in sorted({(d.set, d.label) for d in docs}):
+        idx = [i for i, d in enumerate(docs) if d.set == set_name and d.label == label]
+        cells = [str(sum(rejected(rule, docs[i].title, rows[i]["text"]) for i in idx)) for rule in rules.values()]
+        titled = sum(bool(docs[i].title) for i in idx)
+        print(f"| {set_name} | {label} | {len(idx)} | {titled} | " + " | ".join(cells) + " |")
+    by_source: dict[str, list] = defaultdict(list)
+    for source, title, text in _titled_pages(data):
+        by_source[source].append((title, text))
+    headlines = []
+    with open(data / "text" / "zh-news-thucnews.jsonl", encoding="utf-8") as f:
+        for line in f:
+            text = normalize_chinese(json.loads(line)["text"])
+            headlines.append((text[:HEADLINE_CHARS], text[HEADLINE_CHARS:]))
+    by_source[f"text/zh-news-thucnews.jsonl (first {HEADLINE_CHARS} characters as the title; clean)"] = headlines
+    print("\n| titled pages of ../shared/data | pages | " + " | ".join(rules) + " |")
+    print("|---|---|" + "---|" * len(rules))
+    for source, pages in by_source.items():
+        cells = [str(sum(rejected(rule, title, text) for title, text in pages)) for rule in rules.values()]
+        print(f"| {source} | {len(pages)} | " + " | ".join(cells) + " |")
 
 
 def ablation_table(docs: list[Labelled], rows: list[dict], reasons: list[str | None]) -> None:
@@ -249,6 +342,8 @@ def main() -> int:
                    "each changed default put back (`ablations`)")
     p.add_argument("--lm", action="store_true", help="also train a character n-gram LM per language "
                    "(filters/perplexity.py) on the clean documents of the other half and compare its AUC")
+    p.add_argument("--titles", action="store_true", help="also print the title rule alone at each of "
+                   "TITLE_VARIANTS, per labelled set and on every titled page of the data")
     p.add_argument("--show-kept-dirty", action="store_true", help="list the URLs of dirty pages kept and the "
                    "reasons clean documents were rejected")
     args = p.parse_args()
@@ -292,6 +387,8 @@ def main() -> int:
 
     if args.ablation:
         ablation_table(docs, rows, reasons)
+    if args.titles:
+        title_table(args.data, docs, rows)
     if args.lm:
         compare_lm(args.data, args.split, docs, rows, reasons, scores)
 

@@ -18,6 +18,7 @@ DOC_SCHEMA = pa.schema([
     ("lang", pa.string()),
     ("lang_score", pa.float32()),
     ("record_id", pa.string()),  # the record's own id (WARC-Record-ID, a dump's id field); crawls repeat them
+    ("title", pa.string()),  # the page's title (HTML <title>, a dump's title field); null where none (WET)
 ])
 
 # Quality's copy of a document's text as it came in, only where its line rules (C4) changed the

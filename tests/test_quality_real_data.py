@@ -5,7 +5,7 @@ Documents go through what the pipeline does before quality: language ID (filters
 non-English articles of the "English" news sample are judged as what they are) and, for Chinese,
 normalization (Traditional to Simplified, width and whitespace). Rates are printed (pytest -s).
 
-"Spam-injected", the transparent criterion: the page's CCNet `title` (which the rules never see)
+"Spam-injected", the transparent criterion: the page's CCNet `title` (which the title rule sees)
 or its text names a betting, casino or lottery site by one of the `SPAM_SITE_MARKERS` below,
 chosen by reading the pages, separately from the rules' lexicon (filters/data/zh_spam_terms.txt).
 """
@@ -24,7 +24,7 @@ from filters.langid import LanguageIdentifier
 from filters.normalize import normalize_chinese
 from pipeline.ingest import read_file
 from pipeline.ingest.events import Document
-from pipeline.ingest.jsonl import FieldMap
+from pipeline.ingest.jsonl import PRESETS, FieldMap
 from pipeline.schema import DOC_SCHEMA
 
 from conftest import REPO, make_run_config
@@ -41,11 +41,11 @@ def _identifier() -> LanguageIdentifier:
     return LanguageIdentifier()
 
 
-def _as_pipeline_row(doc_id: str, text: str, url: str | None, source: str) -> dict:
+def _as_pipeline_row(doc_id: str, text: str, url: str | None, source: str, title: str | None = None) -> dict:
     lang = _identifier().identify(text).lang
     if lang == "zh":
         text = normalize_chinese(text)
-    return {"id": doc_id, "text": text, "url": url, "source": source, "lang": lang}
+    return {"id": doc_id, "text": text, "url": url, "title": title, "source": source, "lang": lang}
 
 
 def _judge(tmp_path, rows: list[dict]) -> list[str | None]:
@@ -60,7 +60,7 @@ def _warc_chinese_pages(shared_data) -> list[dict]:
     rows = []
     for event in read_file(path, "warc", FieldMap(), 64 << 20):
         if isinstance(event, Document):
-            row = _as_pipeline_row(event.id, event.text, event.url, "cc-warc")
+            row = _as_pipeline_row(event.id, event.text, event.url, "cc-warc", event.title)
             if row["lang"] == "zh":
                 rows.append(row)
     return rows
@@ -71,7 +71,7 @@ def test_spam_injected_chinese_pages_are_removed(shared_data, tmp_path):
     with open(shared_data / "jsonl/chinesewebtext-cc-2021-43-zh.jsonl", encoding="utf-8") as f:
         for line in f:
             d = json.loads(line)
-            rows.append(_as_pipeline_row(d["digest"], d["raw_content"], d["url"], "chinesewebtext"))
+            rows.append(_as_pipeline_row(d["digest"], d["raw_content"], d["url"], "chinesewebtext", d["title"]))
             injected.append(bool(SPAM_SITE_MARKERS.search(d["title"] + "\n" + d["raw_content"])))
     warc = _warc_chinese_pages(shared_data)
     rows += warc
@@ -87,6 +87,18 @@ def test_spam_injected_chinese_pages_are_removed(shared_data, tmp_path):
             print(f"  kept spam-injected page: {row['url']}")
     assert len(spam_reasons) >= 15, "the criterion should find the injected pages of the sample"
     assert removed / len(spam_reasons) >= 0.8
+
+
+def test_a_betting_or_adult_site_in_the_title_removes_the_page(shared_data, tmp_path):
+    """Issue 14: a copied article naming a betting site once in its text and once in its CCNet
+    title (the report half's kept dirty page before), and a company page under an adult-video
+    site's <title>, are removed by the title rule; without their titles both are kept."""
+    [article] = [e for e in read_file(str(shared_data / "jsonl/chinesewebtext-cc-2021-43-zh.jsonl"), "jsonl",
+                                      PRESETS["ccnet"], 64 << 20) if e.url.endswith("jinanleshi.com/a/jishuwenzhang/1511.html")]
+    [page] = [e for e in read_file(str(shared_data / "crawl/warc/cc-main-2020-34-sample.warc.gz"), "warc",
+                                   FieldMap(), 64 << 20) if isinstance(e, Document) and e.url == "http://037426.cn/"]
+    rows = [_as_pipeline_row(e.id, e.text, e.url, "s", title) for e in (article, page) for title in (None, e.title)]
+    assert _judge(tmp_path, rows) == [None, "zh:spam_title", None, "zh:spam_title"]
 
 
 def test_wikipedia_and_news_are_kept(shared_data, tmp_path):
@@ -119,7 +131,7 @@ def test_labelled_sets_meet_the_targets_on_the_held_out_half(shared_data):
     >= 95%, the adult, gambling and spam pages removed at
     >= 80%, every dirty page of the CommonCrawl WARC sample removed, the 0513mt.com page (adult
     video site header over an erotic story) among them, by the adult lexicon; no blocklist hit
-    on a clean or unlabelled page."""
+    (text, URL or title) on a clean or unlabelled page."""
     spec = importlib.util.spec_from_file_location("quality_labelled", REPO / "bench" / "quality_labelled.py")
     bench = importlib.util.module_from_spec(spec)  # bench/ is scripts, not a package on the test path
     sys.modules[spec.name] = bench  # its dataclasses look their module up
@@ -127,7 +139,7 @@ def test_labelled_sets_meet_the_targets_on_the_held_out_half(shared_data):
     by_lists, judge, load_labelled = bench.by_lists, bench.judge, bench.load_labelled
 
     docs = [d for d in load_labelled(shared_data) if d.half == "report" or "0513mt.com" in (d.url or "")]
-    rows = [_as_pipeline_row(f"doc{i}", d.text, d.url, d.set) for i, d in enumerate(docs)]
+    rows = [_as_pipeline_row(f"doc{i}", d.text, d.url, d.set, d.title) for i, d in enumerate(docs)]
     reasons, _ = judge(rows)
 
     def kept(set_name: str) -> float:

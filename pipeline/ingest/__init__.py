@@ -36,7 +36,7 @@ from typing import IO, Callable, Iterator
 
 from pipeline import storage
 from pipeline.ingest.events import Broken, Event
-from pipeline.ingest.html import html_to_text
+from pipeline.ingest.html import Page, html_page
 from pipeline.ingest.json_array import JsonArrayReader
 from pipeline.ingest.jsonl import FieldMap, JsonlReader
 from pipeline.ingest.parquet_source import ParquetReader
@@ -70,7 +70,7 @@ def _size(path: str) -> int:
 
 
 def read_file(path: str, fmt: str, fields: FieldMap, max_record_bytes: int,
-              extract_html: Callable[[str], str] = html_to_text) -> Iterator[Event]:
+              extract_html: Callable[[str], Page] = html_page) -> Iterator[Event]:
     """Events for every byte of one input file; never raises on bad input."""
     try:
         raw = storage.open_input(path)
@@ -101,7 +101,7 @@ def _tell(raw: IO[bytes]) -> int:
 
 
 def _read_open_file(path: str, raw: IO[bytes], head: bytes, fmt: str, fields: FieldMap,
-                    max_record_bytes: int, extract_html: Callable[[str], str]) -> Iterator[Event]:
+                    max_record_bytes: int, extract_html: Callable[[str], Page]) -> Iterator[Event]:
     compression = sniff_compression(head)
     promised = expected_compression(path)
     if promised and promised != compression:

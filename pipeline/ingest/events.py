@@ -23,6 +23,7 @@ class Document:
     source_offset: int
     crawl_date: str | None
     nbytes: int
+    title: str | None = None
 
 
 @dataclass
@@ -35,6 +36,7 @@ class Empty:
     crawl_date: str | None
     nbytes: int
     detail: str
+    title: str | None = None
 
 
 @dataclass

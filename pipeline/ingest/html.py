@@ -61,16 +61,32 @@ def check_budget(html: str, budget: ExtractionBudget) -> None:
         raise ExtractionOverBudget(f"tags nest {depth} deep, over ingest.max_html_depth ({budget.max_depth})")
 
 
-def html_to_text(html: str, budget: ExtractionBudget = ExtractionBudget(), *, main_content: bool = True,
-                 list_fallback: bool = False) -> str:
-    """Main text (`main_content`; else every text block), one block per line. `list_fallback`
-    adds back what main-content mode dropped inside the article (see `with_inner_lines`)."""
+@dataclass(frozen=True)
+class Page:
+    """What ingest keeps of an HTML page."""
+
+    text: str
+    title: str | None  # the <title> element's text (the parsed tree has it for free); None without one
+
+
+def html_page(html: str, budget: ExtractionBudget = ExtractionBudget(), *, main_content: bool = True,
+              list_fallback: bool = False) -> Page:
+    """Main text (`main_content`; else every text block), one block per line, and the title.
+    `list_fallback` adds back what main-content mode dropped inside the article (see
+    `with_inner_lines`)."""
     check_budget(html, budget)
     tree = HTMLTree.parse(html)
     lines = _extract_lines(tree, main_content)
     if main_content and list_fallback:
         lines = with_inner_lines(lines, _extract_lines(tree, False, list_bullets=True))
-    return "\n".join(lines)
+    title = (tree.title or "").replace("\ufeff", "").strip()
+    return Page("\n".join(lines), title or None)
+
+
+def html_to_text(html: str, budget: ExtractionBudget = ExtractionBudget(), *, main_content: bool = True,
+                 list_fallback: bool = False) -> str:
+    """`html_page`'s text."""
+    return html_page(html, budget, main_content=main_content, list_fallback=list_fallback).text
 
 
 def _extract_lines(tree: HTMLTree, main_content: bool, list_bullets: bool = False) -> list[str]:

@@ -3,9 +3,13 @@
 Field names are configurable (dotted paths reach into nested objects, e.g. `metadata.url`), with
 presets for the common dump layouts:
 
-  dolma   {"id", "text", "created", "metadata": {"url"}}       (allenai/dolma)
-  ccnet   {"digest", "raw_content", "url", "date_download"}     (facebookresearch/cc_net, ChineseWebText)
-  wudao   {"uniqueKey", "title", "content"}                     (WuDaoCorpora 2.0: JSON arrays, see json_array.py)
+  dolma   {"id", "text", "created", "metadata": {"url", "title"}}         (allenai/dolma)
+  ccnet   {"digest", "raw_content", "url", "date_download", "title"}     (facebookresearch/cc_net, ChineseWebText)
+  wudao   {"uniqueKey", "title", "content"}                              (WuDaoCorpora 2.0: JSON arrays, see json_array.py)
+
+The title field (`title` unless a preset or `title_field` says otherwise) is kept when it holds a
+string and is null otherwise: quality's title rule reads it (crawl dumps put a page's site name
+and injected advertising there).
 
 A line's bytes include its newline. Blank lines are not documents (counted under `blank_line`
 with docs=0); a line that is not UTF-8, not JSON, not an object, or has no text string is an error
@@ -28,12 +32,13 @@ class FieldMap:
     id: str | None = "id"
     url: str | None = "url"
     date: str | None = None
+    title: str | None = "title"
 
 
 PRESETS = {
-    "dolma": FieldMap(text="text", id="id", url="metadata.url", date="created"),
-    "ccnet": FieldMap(text="raw_content", id="digest", url="url", date="date_download"),
-    "wudao": FieldMap(text="content", id="uniqueKey", url=None, date=None),
+    "dolma": FieldMap(text="text", id="id", url="metadata.url", date="created", title="metadata.title"),
+    "ccnet": FieldMap(text="raw_content", id="digest", url="url", date="date_download", title="title"),
+    "wudao": FieldMap(text="content", id="uniqueKey", url=None, date=None, title="title"),
 }
 
 
@@ -64,9 +69,11 @@ def object_event(obj: Any, fields: FieldMap, offset: int, nbytes: int | None) ->
         nbytes = len(text.encode("utf-8"))
     doc_id = _as_str(lookup(obj, fields.id))
     url, date = _as_str(lookup(obj, fields.url)), _as_str(lookup(obj, fields.date))
+    title = lookup(obj, fields.title)
+    title = title if isinstance(title, str) else None  # a number or an object is no title
     if not text.strip():
-        return Empty(doc_id, url, offset, date, nbytes, f"field {fields.text!r} is empty")
-    return Document(doc_id, text, url, offset, date, nbytes)
+        return Empty(doc_id, url, offset, date, nbytes, f"field {fields.text!r} is empty", title)
+    return Document(doc_id, text, url, offset, date, nbytes, title)
 
 
 class JsonlReader:

@@ -1,7 +1,7 @@
 """WARC and WET records to documents, streamed through warcio's record loader.
 
-Documents: `response` records (HTTP payload, HTML to main text), `resource` records holding HTML,
-and WET `conversion` records (already plain text). Everything else is counted, never written:
+Documents: `response` records (HTTP payload, HTML to main text and its <title>), `resource` records
+holding HTML, and WET `conversion` records (already plain text; no title). Everything else is counted, never written:
 `warcinfo`, `warc_request`, `metadata`, `revisit`, `continuation`; responses with a non-2xx status
 (`http_3xx`, ...); payloads that are not HTML (`non_html_image`, `non_html_css`, `non_html_js`,
 `non_html_pdf`, ...). A page over the extraction budget (pipeline/ingest/html.py) is an
@@ -25,7 +25,7 @@ from warcio.statusandheaders import StatusAndHeadersParserException
 
 from pipeline.ingest import charset
 from pipeline.ingest.events import Broken, Document, Empty, Event, NotDocument, end_of_data_errors, end_of_data_reason
-from pipeline.ingest.html import ExtractionOverBudget, html_to_text
+from pipeline.ingest.html import ExtractionOverBudget, Page, html_page
 from pipeline.ingest.streams import CHUNK, LOOKAHEAD, Decompressed
 
 WARC_HEADER = re.compile(rb"WARC/")
@@ -80,7 +80,7 @@ class WarcReader:
     `doc_id(file, offset)` (warcio's made-up random ids are not used)."""
 
     def __init__(self, stream: Decompressed, max_record_bytes: int, arc: bool = False,
-                 extract_html: Callable[[str], str] = html_to_text):
+                 extract_html: Callable[[str], Page] = html_page):
         self.stream = stream
         self.max_record_bytes = max_record_bytes
         self.extract_html = extract_html  # raises ExtractionOverBudget for a page over its budget
@@ -177,6 +177,7 @@ class WarcReader:
             payload = read_bounded(record.raw_stream, self.max_record_bytes)
             text, _ = charset.decode(payload, record.content_type, default="utf-8")
             text = "\n".join(line.strip() for line in text.splitlines() if line.strip())
+            title = None  # WET keeps only the text
             detail = "conversion record with no text"
         else:
             content_type = record.content_type
@@ -198,11 +199,12 @@ class WarcReader:
                 return NotDocument(f"non_html_{kind}", 0)
             payload = head + read_bounded(body, self.max_record_bytes - len(head))
             html, _ = charset.decode(payload, content_type)
-            text = self.extract_html(html)
+            page = self.extract_html(html)
+            text, title = page.text, page.title
             detail = "no main text in the HTML"
         if not text:
-            return Empty(rid, url, offset, date, 0, detail)
-        return Document(rid, text, url, offset, date, 0)
+            return Empty(rid, url, offset, date, 0, detail, title)
+        return Document(rid, text, url, offset, date, 0, title)
 
 
 def record_id(record) -> str | None:

@@ -30,7 +30,7 @@ from pipeline import storage
 from pipeline.config import ConfigError, InputGlob, bounded, register_section
 from pipeline.ingest import read_file
 from pipeline.ingest.events import Broken, Document, Empty, NotDocument
-from pipeline.ingest.html import ExtractionBudget, html_to_text
+from pipeline.ingest.html import ExtractionBudget, Page, html_page
 from pipeline.ingest.jsonl import PRESETS, FieldMap
 from pipeline.ingest.sanitize import NotUtf8, clean
 from pipeline.registry import register_stage
@@ -55,6 +55,7 @@ class SourceSection:
     id_field: str | None = None
     url_field: str | None = None
     date_field: str | None = None
+    title_field: str | None = None  # default `title` (quality's title rule reads it); absent or not a string: null
     lang: str | None = None  # a source known to be one language (e.g. "zh" for WuDao) sets `lang`
 
     def __post_init__(self):
@@ -66,7 +67,8 @@ class SourceSection:
     def field_map(self) -> FieldMap:
         base = PRESETS[self.preset] if self.preset else FieldMap()
         return FieldMap(text=self.text_field or base.text, id=self.id_field or base.id,
-                        url=self.url_field or base.url, date=self.date_field or base.date)
+                        url=self.url_field or base.url, date=self.date_field or base.date,
+                        title=self.title_field or base.title)
 
 
 @register_section("ingest")
@@ -92,8 +94,8 @@ class IngestSection:
         if len(set(names)) != len(names):
             raise ValueError(f"sources: expected unique names, got {names}")
 
-    def html_extractor(self) -> Callable[[str], str]:
-        return functools.partial(html_to_text, budget=ExtractionBudget(self.max_html_depth, self.max_html_bytes),
+    def html_extractor(self) -> Callable[[str], Page]:
+        return functools.partial(html_page, budget=ExtractionBudget(self.max_html_depth, self.max_html_bytes),
                                  list_fallback=self.html_list_fallback)
 
 
@@ -172,7 +174,8 @@ class EventRouter:
         return {"id": doc_id(self.path, event.source_offset), "record_id": clean(event.id, "the record id"),
                 "text": clean(text, "the text"), "url": clean(event.url, "the URL"), "source": self.src.name,
                 "source_file": self.path, "source_offset": event.source_offset,
-                "crawl_date": clean(event.crawl_date, "the date"), "lang": self.src.lang,
+                "crawl_date": clean(event.crawl_date, "the date"), "title": clean(event.title, "the title"),
+                "lang": self.src.lang,
                 "lang_score": 1.0 if self.src.lang else None}
 
     def _count_record_id(self, record_id: str | None, offset: int) -> None:

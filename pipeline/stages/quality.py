@@ -7,7 +7,7 @@ rule; the first rule that fails is the rejection reason ("gopher_quality:min_wor
 the chain computed, as RedPajama-V2 publishes quality signals, so users can re-filter without
 recomputing; C4's line cleaning rewrites English text, and the kept text is the cleaned text.
 Documents whose `lang` is neither en nor zh see only the language-independent rules (URL and
-word blocklists). `q_score` (in [0, 1], higher is better; dedup keeps the best of a cluster) is
+word blocklists, and the blocklists on the page's title: filters/title.py). `q_score` (in [0, 1], higher is better; dedup keeps the best of a cluster) is
 the classifier's probability when `quality.classifier` names a model, else `heuristic_score`.
 
 `glmdata quality train-classifier --positive F --negative F --out model.bin` trains that model.
@@ -39,7 +39,8 @@ from filters.chinese import (ChineseFineWebQuality, ChineseGopherQuality, Chines
                              LongDigitRuns, SpamDensity, chinese_words)
 from filters.english import (C4Quality, FineWebQuality, GopherQuality, GopherRepetition, english_word_count,
                              english_words)
-from filters.repetition import Doc, Rejection, RuleSet, Signals
+from filters.repetition import Rejection, RuleSet, Signals
+from filters.title import TitleBlocklist, TitledDoc
 from pipeline import storage
 from pipeline.config import ConfigError, InputPath, register_section
 from pipeline.registry import register_command, register_stage
@@ -107,6 +108,9 @@ class QualitySection:
     word_blocklists: list[InputPath] = field(default_factory=lambda: [str(DEFAULT_DATA / "word_blocklist.txt")])
     word_blocklist_min_hits: int = 2
     soft_word_lists: list[InputPath] = field(default_factory=lambda: [str(DEFAULT_DATA / "url_soft_banned_words.txt")])
+    # The page's title (ingest's `title` column) against word_blocklists and zh.spam_terms_files
+    # (filters/title.py); its `words` and `spam_terms` add to those lists. null disables it.
+    title: TitleBlocklist | None = field(default_factory=TitleBlocklist)
     # lang -> character n-gram LM from `glmdata quality train-lm` (CCNet's perplexity): adds
     # q_perplexity. Not in q_score: on the labelled sets it does not separate clean from dirty pages
     # (docs/benchmarks.md), so none is configured by default.
@@ -131,9 +135,10 @@ class Chain:
     rule_sets: list[RuleSet]
     count_words: Callable[[str], int] | None = None
 
-    def judge(self, text: str, url: str | None, signals: Signals) -> tuple[str, Rejection | None]:
+    def judge(self, text: str, url: str | None, signals: Signals,
+              title: str | None = None) -> tuple[str, Rejection | None]:
         """(text after the rules, first failed rule or None)."""
-        doc = Doc(text, self.tokenize or str.split, url, self.count_words)
+        doc = TitledDoc(text, self.tokenize or str.split, url, self.count_words, title)
         for rule_set in self.rule_sets:
             rejection = rule_set.judge(doc, signals)
             if rejection is not None:
@@ -187,13 +192,19 @@ class QualityStage(ReadsWhatMixUses, MapStage):
                            banned_subwords=_read_lists(s.url_banned_subwords), host_terms=s.url_host_terms)
         words = WordBlocklist(words=_read_lists(s.word_blocklists), soft_words=_read_lists(s.soft_word_lists),
                               min_hits=s.word_blocklist_min_hits)
+        spam_terms = _read_lists(s.zh.spam_terms_files)
+        title = s.title and dataclasses.replace(s.title, words=_read_lists(s.word_blocklists) + s.title.words,
+                                                spam_terms=spam_terms + s.title.spam_terms)
         common: list[RuleSet] = [url, words]
-        en = [s.en.gopher_repetition, s.en.gopher_quality, s.en.c4, s.en.fineweb]
-        spam = s.zh.spam and dataclasses.replace(s.zh.spam, terms=_read_lists(s.zh.spam_terms_files) + s.zh.spam.terms)
-        zh = [s.zh.chinesewebtext, s.zh.digit_runs, s.zh.noise, spam, s.zh.gopher_repetition, s.zh.fineweb, s.zh.gopher_quality]
+        en = [s.en.gopher_repetition, s.en.gopher_quality, s.en.c4, s.en.fineweb, title]
+        spam = s.zh.spam and dataclasses.replace(s.zh.spam, terms=spam_terms + s.zh.spam.terms)
+        zh = [s.zh.chinesewebtext, s.zh.digit_runs, s.zh.noise, spam, s.zh.gopher_repetition, s.zh.fineweb, s.zh.gopher_quality,
+              title]
+        # the title rule last: a page the text's rules reject keeps their reason; `zh:spam_title`
+        # and `blocklist:title` count what the title adds
         return {"en": Chain(english_words, common + [r for r in en if r is not None], english_word_count),
                 "zh": Chain(chinese_words, common + [r for r in zh if r is not None]),
-                None: Chain(None, common)}
+                None: Chain(None, common + [title] * (title is not None))}
 
     @cached_property
     def signal_columns(self) -> dict[str, pa.DataType]:
@@ -232,13 +243,15 @@ class QualityStage(ReadsWhatMixUses, MapStage):
         texts = batch.column("text").to_pylist()
         langs = batch.column("lang").to_pylist()
         urls = batch.column("url").to_pylist()
+        names = batch.schema.names  # parts written before ingest kept titles have no title column
+        titles = batch.column("title").to_pylist() if "title" in names else [None] * batch.num_rows
         out_texts, reasons, details = [], [], []
         before_rewrite: list[str | None] = []  # dedup hashes this text, not the line-cleaned one
         values: dict[str, list] = {name: [] for name in self.signal_columns}
-        for text, lang, url in zip(texts, langs, urls):
+        for text, lang, url, title in zip(texts, langs, urls, titles):
             signals: Signals = {}
             chain = self.chains.get(lang) or self.chains[None]
-            cleaned, rejection = chain.judge(text or "", url, signals)
+            cleaned, rejection = chain.judge(text or "", url, signals, title)
             if rejection is None:
                 if lang in self.perplexity_models:
                     signals["perplexity"] = self.perplexity_models[lang].perplexity(cleaned)
