@@ -66,10 +66,14 @@ def signal_bins(column: str, values: np.ndarray) -> np.ndarray:
     return np.where(values > 0, quarter_octaves, NONPOSITIVE_BIN).astype(np.int64)
 
 
+_SAMPLE_HASH = hashlib.blake2b(digest_size=8, key=SAMPLE_SALT)  # copied per value: cheaper than keying anew
+
+
 def sample_key(value: str) -> int:
     """A keyed 63-bit hash (fits a signed 64-bit column, for the engines' own sorts)."""
-    return int.from_bytes(hashlib.blake2b(value.encode("utf-8", "surrogatepass"), digest_size=8,
-                                          key=SAMPLE_SALT).digest(), "big") >> 1
+    keyed = _SAMPLE_HASH.copy()
+    keyed.update(value.encode("utf-8", "surrogatepass"))
+    return int.from_bytes(keyed.digest(), "big") >> 1
 
 
 # ---------------------------------------------------------------------------------------------
@@ -85,6 +89,19 @@ def _strings(table: pa.Table, column: str) -> np.ndarray:
         return np.full(table.num_rows, UNKNOWN, dtype=object)
     values = pc.fill_null(table.column(column).cast(pa.string()), UNKNOWN)
     return np.asarray(values.to_pylist(), dtype=object)
+
+
+def _coded(table: pa.Table, column: str) -> tuple[list[str], np.ndarray]:
+    """A column as strings (null or absent: UNKNOWN): its distinct values in sorted order and each row's
+    index into them (no Python str per row: the groups and samples of a batch are found on the indices)."""
+    if column not in table.schema.names:
+        return [UNKNOWN], np.zeros(table.num_rows, dtype=np.int64)
+    encoded = pc.fill_null(table.column(column).cast(pa.string()), UNKNOWN).combine_chunks().dictionary_encode()
+    values = encoded.dictionary.to_pylist()
+    order = sorted(range(len(values)), key=values.__getitem__)
+    rank = np.empty(len(values), dtype=np.int64)
+    rank[order] = np.arange(len(values))
+    return [values[i] for i in order], rank[encoded.indices.to_numpy()]
 
 
 def _numbers(table: pa.Table, column: str) -> np.ndarray:
@@ -127,17 +144,18 @@ def record(profile: dict, table: pa.Table, outcome: str, stage: str, details: li
     n = table.num_rows
     if n == 0:
         return
-    sources, langs = _strings(table, "source"), _strings(table, "lang")
+    source_names, source_codes = _coded(table, "source")
+    lang_names, lang_codes = _coded(table, "lang")
     nbytes = (pc.fill_null(pc.binary_length(table.column("text")), 0).to_numpy().astype(np.int64)
               if "text" in table.schema.names else np.zeros(n, dtype=np.int64))
     tokens = _numbers(table, TOKEN_COLUMN).astype(np.int64)
-    keys = np.char.add(np.char.add(sources.astype(str), GROUP_SEP), langs.astype(str))
-    names, inverse = np.unique(keys, return_inverse=True)
+    pairs, inverse = np.unique(source_codes * len(lang_names) + lang_codes, return_inverse=True)
+    names = [source_names[p // len(lang_names)] + GROUP_SEP + lang_names[p % len(lang_names)] for p in pairs.tolist()]
     docs = np.bincount(inverse, minlength=len(names))
     byte_sums = np.bincount(inverse, weights=nbytes, minlength=len(names))
     token_sums = np.bincount(inverse, weights=tokens, minlength=len(names))
     groups = profile["groups"].setdefault(outcome, {})
-    for name, d, b, t in zip(names.tolist(), docs.tolist(), byte_sums.tolist(), token_sums.tolist()):
+    for name, d, b, t in sorted(zip(names, docs.tolist(), byte_sums.tolist(), token_sums.tolist())):
         g = groups.setdefault(name, [0, 0, 0])
         g[0] += int(d)
         g[1] += int(b)
@@ -146,15 +164,15 @@ def record(profile: dict, table: pa.Table, outcome: str, stage: str, details: li
     ids = _strings(table, "id")
     keys_by_row = np.array([sample_key(i) for i in ids.tolist()], dtype=np.uint64)
     per_lang = profile["samples"].setdefault(outcome, {})
-    for lang in np.unique(langs).tolist():
-        rows = np.flatnonzero(langs == lang)
+    for code, lang in enumerate(lang_names):
+        rows = np.flatnonzero(lang_codes == code)
         best = rows[np.argsort(keys_by_row[rows], kind="stable")[:SAMPLES_PER_GROUP]]
         current = per_lang.get(lang, [])
         current += [[int(keys_by_row[i]), _sample_row(table, int(i), details, SAMPLE_CHARS)] for i in best]
         per_lang[lang] = _bottom(current, SAMPLES_PER_GROUP)
 
     if outcome == KEPT:
-        record_histograms(profile, table, stage, langs)
+        record_histograms(profile, table, stage, np.array(lang_names, dtype=object)[lang_codes])
         if stage in CLUSTER_STAGES and CLUSTER_ID_COLUMN in table.schema.names:
             survivors = np.flatnonzero(_numbers(table, CLUSTER_SIZE_COLUMN) > 1)
             if len(survivors):

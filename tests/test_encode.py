@@ -11,7 +11,7 @@ import pytest
 
 from pipeline import storage
 from pipeline.runner import run_stage
-from pipeline.stages.encode import EncodeStage, collector_paused, encode_column, worker_tokenizer
+from pipeline.stages.encode import EncodeStage, collector_paused, document_texts, encode_column, worker_tokenizer
 from pipeline.stages.mix import DEFAULT_STAGE, MixStage
 from tokenizer.special_tokens import EOS
 from tokenizer.spm import load
@@ -100,6 +100,25 @@ def test_token_column_holds_each_documents_ids(shared_data, tiny_model):  # noqa
     assert [tok.decode(ids) for ids in tokens.to_pylist()] == texts
     none, no_lengths = encode_column(tok, [])
     assert none.type == pa.list_(pa.int32()) and len(none) == len(no_lengths) == 0
+
+
+def test_the_stages_texts_give_the_same_ids(tiny_model):  # noqa: F811
+    """The stage hands SentencePiece UTF-8 bytes and finds the texts with a literal "▁" in one search over
+    the column: the same ids as `Tokenizer.encode` on each str, for a sliced batch (an Arrow offset), null
+    texts, "▁" at a text's start and end, in neighbouring texts and beside other characters of the same lead byte."""
+    tok = load(tiny_model)
+    texts = ["skip \u2581", "plain text", "\u2581start", "", "end\u2581", "\u2581", "two\u2581\u2581 marks",
+             "\u2580\u2582 ─", "中文\u2581中文", "", "😀\u2581", "last plain"]
+    batch = pa.RecordBatch.from_pydict({"text": pa.array(texts, pa.string())}).slice(1)
+    as_bytes, marked = document_texts(batch)
+    expected = texts[1:]
+    assert as_bytes == [t.encode() for t in expected]
+    assert marked == {i for i, t in enumerate(expected) if "\u2581" in t} == {1, 3, 4, 5, 7, 9}
+    tokens, _ = encode_column(tok, as_bytes, marked)
+    assert tokens.to_pylist() == [tok.encode(t) for t in expected]
+    assert encode_column(tok, as_bytes)[0] == tokens, "bytes without `marked`: searched text by text"
+    with_nulls = pa.RecordBatch.from_pydict({"text": pa.array([None, "", None, "a\u2581"], pa.string())})
+    assert document_texts(with_nulls) == ([b"", b"", b"", "a\u2581".encode()], {3})
 
 
 def test_collector_paused_gives_the_collector_back():

@@ -49,15 +49,21 @@ class Tokenizer:
         """Token ids of each text as Python lists (for columns, `encode_flat` is cheaper)."""
         return [self.encode(t) for t in texts]
 
-    def encode_flat(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    def encode_flat(self, texts: list[str] | list[bytes],
+                    marked: set[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(ids, offsets): the ids of every text in one int32 array, text i at ids[offsets[i]:offsets[i + 1]];
         the same ids as `encode`. One SentencePiece batch call on one thread (engines run one task per
-        core) with numpy output: no Python int per token, so cheaper than an `encode` loop (bench/encode.py)."""
-        marked = {i for i, t in enumerate(texts) if SPACE_MARK in t}  # encoded apart, as `encode` does
-        plain = [("" if i in marked else t) for i, t in enumerate(texts)] if marked else texts
+        core) with numpy output: no Python int per token, so cheaper than an `encode` loop (bench/encode.py).
+        Texts may be UTF-8 bytes, which SentencePiece reads as they are. `marked`: the indices of the texts
+        that hold a literal "▁" (encoded apart, as `encode` does), when the caller has found them."""
+        if marked is None:
+            mark = SPACE_MARK.encode() if texts and isinstance(texts[0], bytes) else SPACE_MARK
+            marked = {i for i, t in enumerate(texts) if mark in t}
+        plain = [(t[:0] if i in marked else t) for i, t in enumerate(texts)] if marked else texts  # t[:0]: "" or b""
         arrays = self.sp.encode(plain, num_threads=1, out_type="numpy")
         for i in marked:
-            arrays[i] = np.array(self.encode(texts[i]), np.int32)
+            text = texts[i]
+            arrays[i] = np.array(self.encode(text.decode() if isinstance(text, bytes) else text), np.int32)
         offsets = np.zeros(len(arrays) + 1, np.int64)
         np.cumsum([a.size for a in arrays], out=offsets[1:])
         return (np.concatenate(arrays) if arrays else np.zeros(0, np.int32)), offsets
