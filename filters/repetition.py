@@ -273,12 +273,21 @@ def _covered_chars(starts, n):
 
 
 @functools.lru_cache(maxsize=2)
+def code_points(text: str) -> np.ndarray:
+    """The text's code points (lone surrogates included), for the compiled passes of several rule
+    sets over the same text."""
+    points = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), np.uint32)
+    points.flags.writeable = False
+    return points
+
+
+@functools.lru_cache(maxsize=2)
 def char_ngram_repeats(text: str, n: int) -> tuple[np.ndarray, np.ndarray]:
     """(later, repeated) for every character n-gram of `text` (len(text) >= n), by start position:
     it occurred at an earlier position / it occurs more than once. Cached for the last texts: two
     Chinese rules look at the same text (`without_longest_repeat`, then
     `char_ngram_duplicate_fraction` on its result, which is mostly the text itself)."""
-    points = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), np.uint32)
+    points = code_points(text)
     later = np.zeros(len(points) - n + 1, np.bool_)
     repeated = np.zeros_like(later)
     _char_ngram_kernel(points, n, later, repeated)

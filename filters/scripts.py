@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import functools
 
+import numba
 import numpy as np
 import regex
 
 from filters.normalize import to_simplified, to_traditional
+from filters.repetition import code_points
 
 # Scripts worth telling apart for language ID; any other letter counts as "Other".
 SCRIPTS = (
@@ -126,9 +128,21 @@ def letters_only(text: str) -> str:
 def han_ratio(text: str) -> float:
     """Han characters / non-whitespace characters (punctuation and digits count in the denominator,
     as in ChineseWebText's "proportion of Chinese characters")."""
-    counts = np.bincount(_script_table()[_code_points(text)], minlength=N_SLOTS)
-    visible = len(text) - int(counts[_SPACE])
-    return int(counts[_HAN]) / visible if visible else 0.0
+    han, space = _han_and_space(code_points(text), _script_table())
+    visible = len(text) - space
+    return han / visible if visible else 0.0
+
+
+@numba.njit(cache=True, nogil=True)
+def _han_and_space(points, table):
+    """(Han characters, whitespace characters) among `points`: one pass, where a gather and a
+    histogram cost a few numpy calls per text."""
+    han, space = 0, 0
+    for p in points:
+        slot = table[p]
+        han += slot == _HAN
+        space += slot == _SPACE
+    return han, space
 
 
 @functools.lru_cache(maxsize=1)

@@ -7,6 +7,7 @@ import random
 import re
 import textwrap
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -386,6 +387,33 @@ def test_chinese_tokens_without_han_are_cut_as_jieba_cuts_them():
             assert tokens.jieba_non_han(text) == tuple(w.strip() for w in jieba.lcut(text) if w.strip()), text
 
     same_words()
+
+
+def test_chinese_character_rules_equal_their_regular_expressions():
+    """The compiled digit-run count, the pinyin pre-check and the compiled Han share against the
+    regular expressions and numpy histogram they replace, on random texts."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from filters.chinese import _PINYIN_NOTE, ChineseNoise, LongDigitRuns
+    from filters.repetition import Doc
+    from filters.scripts import N_SLOTS, SLOT_NAMES, _code_points, _script_table, han_ratio
+
+    @settings(max_examples=300, deadline=None, derandomize=True)
+    @given(st.text("0123456789\uff10\uff15\uff19烟台中(（)）yanétai5 \n\u3000a", max_size=60),
+           st.integers(0, 9))
+    def same_values(text, min_run):
+        signals = {}
+        LongDigitRuns(min_run_length=min_run).judge(Doc(text, str.split), signals)
+        runs = sum(len(m) for m in re.findall("[0-9\uff10-\uff19]+", text) if len(m) >= min_run)
+        assert signals["digit_run_frac"] == runs / max(len(text), 1)
+        ChineseNoise(min_pinyin_notes=0).judge(Doc(text, str.split), signals)
+        assert signals["pinyin_notes_per_1k_chars"] == 1000 * len(_PINYIN_NOTE.findall(text)) / max(len(text), 1)
+        counts = np.bincount(_script_table()[_code_points(text)], minlength=N_SLOTS)
+        visible = len(text) - counts[SLOT_NAMES.index("Other") + 1]
+        assert han_ratio(text) == (counts[SLOT_NAMES.index("Han")] / visible if visible else 0.0)
+
+    same_values()
 
 
 def test_affix_splitter_equals_spacy_on_random_chunks():
