@@ -376,6 +376,8 @@ def kept_megabytes(workdir: str, stage: str, lang: str) -> float:
     import pyarrow.compute as pc
     import pyarrow.dataset as ds
 
+    if not (Path(workdir) / stage / "data").is_dir():  # the stage read nothing (run.skip_not_in_mix)
+        return 0.0
     table = ds.dataset(str(Path(workdir) / stage / "data"), format="parquet").to_table(
         columns=["text"], filter=ds.field("lang") == lang)
     return pc.sum(pc.binary_length(table["text"].cast("binary"))).as_py() / 1e6 if table.num_rows else 0.0
@@ -584,6 +586,8 @@ def estimate(rows: list[dict]) -> None:
         console.print(f"{path}: `{flag}` {state}")
     for form in forms:
         dedup = largest(rows, form)["dedup"]  # per GB of what dedup reads, as BigCode's figure
+        if not dedup["in_mb"]:  # the mix reads none of this form after dedup: dedup skipped it
+            continue
         per_gb = cpu_rate(rows, form, "dedup") * dedup["input_mb"] / dedup["in_mb"] * 1000 / 3600
         console.print(f"dedup on {form}: {per_gb:.3f} CPU-hours per GB of dedup input; BigCode's Spark MinHash "
                       f"{BIGCODE_VCPU_HOURS_PER_GB:.3f} vCPU-hours per GB; ours / BigCode = {per_gb / BIGCODE_VCPU_HOURS_PER_GB:.2f}")
