@@ -232,7 +232,8 @@ def _title_rules() -> dict:
         config = Path(tmp) / "config.yaml"
         config.write_text(yaml.safe_dump({"run": {"workdir": str(Path(tmp) / "out")}}))
         [rule] = [r for r in QualityStage(load_config(config)).chains[None].rule_sets if isinstance(r, TitleBlocklist)]
-    return {name: dataclasses.replace(rule, min_title_hits=t, min_page_hits=p) for name, (t, p) in TITLE_VARIANTS.items()}
+    return {name: dataclasses.replace(rule, min_title_hits=hits, min_page_hits=page)
+            for name, (hits, page) in TITLE_VARIANTS.items()}
 
 
 def _titled_pages(data: Path):

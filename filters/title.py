@@ -34,10 +34,10 @@ class TitleBlocklist(RuleSet):
     finds at least `min_page_hits` in the title and the text together: a listed term in the title
     and a second one anywhere on the page. The body's own rules ask for two hits and a density
     (0.5 per 1,000 characters), which a long copied article naming the site once in its text and
-    once in its title never reaches; a title's one term alone is not enough either, since
-    ordinary words of the lexicon head clean news (a fashion headline's 熟女). The title is matched
-    after the Chinese normalization the text gets (traditional to simplified script, full-width
-    letters to ASCII). A `min_title_hits` of None or 0 disables the rule."""
+    once in its title never reaches; a title's one term alone is not enough either, since a few
+    entries of the lexicon are ordinary words too (a clean fashion headline holds one). The title
+    is matched after the Chinese normalization the text gets (traditional to simplified script,
+    full-width letters to ASCII). A `min_title_hits` of None or 0 disables the rule."""
 
     name: ClassVar[str] = "blocklist"
     words: list[str] = field(default_factory=list)

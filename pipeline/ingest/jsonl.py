@@ -3,9 +3,9 @@
 Field names are configurable (dotted paths reach into nested objects, e.g. `metadata.url`), with
 presets for the common dump layouts:
 
-  dolma   {"id", "text", "created", "metadata": {"url", "title"}}         (allenai/dolma)
-  ccnet   {"digest", "raw_content", "url", "date_download", "title"}     (facebookresearch/cc_net, ChineseWebText)
-  wudao   {"uniqueKey", "title", "content"}                              (WuDaoCorpora 2.0: JSON arrays, see json_array.py)
+  dolma   {"id", "text", "created", "metadata": {"url", "title"}}      (allenai/dolma)
+  ccnet   {"digest", "raw_content", "url", "date_download", "title"}  (facebookresearch/cc_net, ChineseWebText)
+  wudao   {"uniqueKey", "title", "content"}                           (WuDaoCorpora 2.0: JSON arrays, json_array.py)
 
 The title field (`title` unless a preset or `title_field` says otherwise) is kept when it holds a
 string and is null otherwise: quality's title rule reads it (crawl dumps put a page's site name

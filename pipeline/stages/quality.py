@@ -7,8 +7,9 @@ rule; the first rule that fails is the rejection reason ("gopher_quality:min_wor
 the chain computed, as RedPajama-V2 publishes quality signals, so users can re-filter without
 recomputing; C4's line cleaning rewrites English text, and the kept text is the cleaned text.
 Documents whose `lang` is neither en nor zh see only the language-independent rules (URL and
-word blocklists, and the blocklists on the page's title: filters/title.py). `q_score` (in [0, 1], higher is better; dedup keeps the best of a cluster) is
-the classifier's probability when `quality.classifier` names a model, else `heuristic_score`.
+word blocklists, and the blocklists on the page's title: filters/title.py). `q_score` (in [0, 1],
+higher is better; dedup keeps the best of a cluster) is the classifier's probability when
+`quality.classifier` names a model, else `heuristic_score`.
 
 `glmdata quality train-classifier --positive F --negative F --out model.bin` trains that model.
 """
@@ -198,8 +199,8 @@ class QualityStage(ReadsWhatMixUses, MapStage):
         common: list[RuleSet] = [url, words]
         en = [s.en.gopher_repetition, s.en.gopher_quality, s.en.c4, s.en.fineweb, title]
         spam = s.zh.spam and dataclasses.replace(s.zh.spam, terms=spam_terms + s.zh.spam.terms)
-        zh = [s.zh.chinesewebtext, s.zh.digit_runs, s.zh.noise, spam, s.zh.gopher_repetition, s.zh.fineweb, s.zh.gopher_quality,
-              title]
+        zh = [s.zh.chinesewebtext, s.zh.digit_runs, s.zh.noise, spam, s.zh.gopher_repetition, s.zh.fineweb,
+              s.zh.gopher_quality, title]
         # the title rule last: a page the text's rules reject keeps their reason; `zh:spam_title`
         # and `blocklist:title` count what the title adds
         return {"en": Chain(english_words, common + [r for r in en if r is not None], english_word_count),
