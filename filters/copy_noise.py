@@ -18,6 +18,19 @@ _HAN = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 # "中 国"), a run of two or more spaces or a tab between words, whitespace left at a line's end.
 _DEFECT = re.compile(rf"(?<=[{_HAN}])[,;:!?(]\s*(?=[{_HAN}])|(?<=[{_HAN}]) +(?=[{_HAN}])|(?<=\S)(?: {{2,}}|\t)(?=\S)"
                      r"|(?<=\S)[ \t]+(?=\n)")
+# `_DEFECT` without its Han alternatives, which cannot match in a text without Han characters, and
+# without the lookbehind `(?<=\S)` that made the regex engine try it at every position: a match here
+# counts where the character before it is not whitespace. Each `_DEFECT` match is the start of a run
+# of spaces and tabs, where this matches the same span; any other match of this lies inside a run.
+_SPACING = re.compile(r"  +(?=\S)|\t(?=\S)|[ \t]+(?=\n)")
+_HAN_CHAR = re.compile(f"[{_HAN}]")
+
+
+def defects(text: str) -> int:
+    """How many matches of `_DEFECT` the text holds (the same count, about half the time on English)."""
+    if not text.isascii() and _HAN_CHAR.search(text):
+        return len(_DEFECT.findall(text))
+    return sum(1 for m in _SPACING.finditer(text) if m.start() and not text[m.start() - 1].isspace())
 
 
 def copy_noise(text: str | None) -> int:
@@ -37,4 +50,4 @@ def copy_noise(text: str | None) -> int:
             seen.add(line)
             if not line.endswith(TERMINAL):
                 noise += 1
-    return noise + len(_DEFECT.findall(text or ""))
+    return noise + defects(text or "")
