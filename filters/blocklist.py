@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 import numba
 import numpy as np
 
-from filters.repetition import Doc, Rejection, RuleSet, Signals, code_points
+from filters.repetition import _MIX, Doc, Rejection, RuleSet, Signals, code_points
 
 _CJK = re.compile("[\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef]")
 
@@ -130,41 +130,50 @@ class WordMatcher:
         expressions = [w[3:] for w in words if w.startswith("re:")]
         literals = {w.lower() for w in words if not w.startswith("re:")}
         self._checkable = bool(words) and all(c.isascii() or c.lower() == c == c.upper() for w in literals for c in w)
-        self._precheck = re.compile(trie_regex(literals)) if self._checkable and literals else None
+        self._literals = _Literals(literals) if self._checkable and literals else None
         self._expressions = [re.compile(e, re.IGNORECASE) for e in expressions] if self._checkable else []
-        tokens = self._precheck is not None and not expressions and all(map(_TOKEN.fullmatch, literals))
+        tokens = self._literals is not None and not expressions and all(map(_TOKEN.fullmatch, literals))
         self._tokens = _TokenSet(literals) if tokens else None
-        self._starts = _LiteralStarts(literals) if self._precheck is not None and "" not in literals else None
 
     def count(self, text: str) -> int:
         if self._checkable:
             lowered = _folded_lower(text)
             if self._tokens is not None:
                 return self._tokens.count(lowered)
-            if ((self._precheck is None or (self._starts is not None and not self._starts.found_in(lowered))
-                 or self._precheck.search(lowered) is None)
+            if ((self._literals is None or not self._literals.found_in(lowered))
                     and not any(e.search(text) for e in self._expressions)):
                 return 0
         return sum(1 for _ in self.pattern.finditer(text))
 
 
-class _LiteralStarts:
-    """Whether a text holds the beginning of one of `literals` (its first three characters, or
-    the whole literal when shorter): one compiled pass over its code points, where the literals'
-    alternation, tried at every position of a Chinese text (most characters begin some entry),
-    cost 5 times as much. A text without any cannot hold a literal, so the alternation is searched
-    only where this finds one (one Chinese text in ten here)."""
+class _Literals:
+    """Whether a lower-cased text holds one of `literals` (lower-cased too) as a substring: one
+    compiled pass over its code points, where the literals' alternation, tried at every position
+    of a Chinese text (most characters begin some entry), cost 5 times as much. A position is
+    looked up by its first three characters (fewer for shorter literals); only the literals that
+    begin with them are compared in full."""
 
     def __init__(self, literals: Iterable[str]):
+        self.any_text = "" in literals  # the empty literal is in every text
+        literals = sorted((w for w in literals if w), key=_literal_key)
         self.firsts = np.zeros(0x110000, np.uint8)  # per first character: 1 alone, 2 pairs, 4 triples
-        starts: set[int] = set()
         for literal in literals:
             self.firsts[ord(literal[0])] |= 1 << (min(len(literal), 3) - 1)
-            starts.add(_start_key(np.array(list(map(ord, literal[:3])), np.uint32)))
-        self.starts = np.array(sorted(starts), np.uint64)
+        self.keys = np.array([_literal_key(w) for w in literals], np.uint64)
+        self.key_bits = np.zeros(1 << 16, np.bool_)  # a filter before the binary search: most starts are no key
+        self.key_bits[_key_bit(self.keys)] = True
+        self.lengths = np.array([len(w) for w in literals], np.int64)
+        self.chars = np.zeros((len(literals), max(self.lengths, default=0)), np.uint32)
+        for i, literal in enumerate(literals):
+            self.chars[i, :len(literal)] = list(map(ord, literal))
 
     def found_in(self, lowered: str) -> bool:
-        return bool(_holds_start(code_points(lowered), self.firsts, self.starts))
+        return self.any_text or bool(_holds_literal(code_points(lowered), self.firsts, self.key_bits, self.keys,
+                                                    self.lengths, self.chars))
+
+
+def _literal_key(literal: str) -> int:
+    return int(_start_key(np.array(list(map(ord, literal[:3])), np.uint32)))
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -178,16 +187,34 @@ def _start_key(points):
 
 
 @numba.njit(cache=True, nogil=True)
-def _holds_start(points, firsts, starts):
+def _key_bit(key):
+    return (key * _MIX) >> np.uint64(48)
+
+
+@numba.njit(cache=True, nogil=True)
+def _holds_literal(points, firsts, key_bits, keys, lengths, chars):
     size = points.shape[0]
     for i in range(size):
         kinds = firsts[points[i]]
-        for length in range(1, 4):
-            if kinds & (1 << (length - 1)) and i + length <= size:
-                key = _start_key(points[i:i + length])
-                j = np.searchsorted(starts, key)
-                if j < starts.shape[0] and starts[j] == key:
-                    return True
+        if not kinds:
+            continue
+        key = np.uint64(0)
+        for start in range(1, min(3, size - i) + 1):
+            key = key << np.uint64(21) | np.uint64(points[i + start - 1] + 1)  # as _start_key
+            if not kinds & (1 << (start - 1)) or not key_bits[_key_bit(key)]:
+                continue
+            j = np.searchsorted(keys, key)
+            while j < keys.shape[0] and keys[j] == key:
+                length = lengths[j]
+                if i + length <= size:
+                    same = True
+                    for k in range(start, length):
+                        if chars[j, k] != points[i + k]:
+                            same = False
+                            break
+                    if same:
+                        return True
+                j += 1
     return False
 
 

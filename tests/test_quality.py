@@ -472,16 +472,37 @@ def test_word_matcher_counts_what_the_pattern_counts():
     from filters.blocklist import WordMatcher, word_pattern
 
     words = ["sex cams", "casino bonus", "xnxx", "kink", "free spins", "网上赌场", "裸聊", "re:(?:赌场|彩票)(?:app|官网)",
-             "re:spin+s? now"]
+             "re:spin+s? now", "casinoz", "ki", "网"]  # the last three: shared starts, entries of 2 and 1 characters
     matcher, pattern = WordMatcher(words), word_pattern(words)
-    assert matcher._precheck is not None  # ASCII and Han entries: the pre-check is on
+    assert matcher._literals is not None  # ASCII and Han entries: the pre-check is on
     pieces = st.sampled_from(words[:7] + [w.upper() for w in words[:7]] + [
         "SEX CAMſ", "Kink", "casİno bonus", "FREE ſPINS", "x", "a", "0", " ", "赌场", "Σ", "彩票APP", "赌场官网", "ſpinnS NOW"])
     alphabet = st.sampled_from(list("aksixnSIKXN 0-_\n\u0130\u0131\u017f\u212a\u03a3\u00e9网裸聊"))
     _assert_counts_as_pattern(matcher, pattern, pieces, alphabet)
     assert matcher.count("Visit casİno BONUS now") == 1  # İ matches i only under re's IGNORECASE
     assert WordMatcher(["re:casin[o0]"]).count("CASIN0 casino casin") == 2  # a regex entry alone: its own pre-check
-    assert WordMatcher(["café"])._precheck is None  # a cased non-ASCII letter: no pre-check
+    assert WordMatcher(["café"])._literals is None  # a cased non-ASCII letter: no pre-check
+
+
+def test_literal_search_finds_what_substring_search_finds():
+    """The compiled pre-check of word lists (`_Literals`) against `in`, on texts built from
+    entries, their prefixes and their characters."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from filters.blocklist import _Literals
+
+    entries = ["casino bonus", "casinoz", "ki", "裸", "网上赌场", "网上赌钱", "xnxx"]  # none inside another
+    literals = _Literals(entries)
+
+    @settings(max_examples=400, deadline=None, derandomize=True)
+    @given(st.lists(st.sampled_from(entries + [e[:-1] for e in entries] + list("casinozbuk 网上赌场钱x")),
+                    max_size=10).map("".join))
+    def same(text):
+        assert literals.found_in(text) == any(e in text for e in entries), text
+
+    same()
+    assert _Literals(["", "a"]).found_in("b")
 
 
 def test_single_word_lists_count_what_the_pattern_counts():
