@@ -209,7 +209,7 @@ class ChineseWebText(RuleSet):
     def judge(self, doc: Doc, signals: Signals) -> Rejection | None:
         text = doc.text
         n_chars = signals["n_chars"] = len(text)
-        lines = [line for line in text.split("\n") if line.strip()]
+        lines = doc.nonempty_lines
         prose = signals["sentence_line_frac"] = sentence_line_fraction(lines)
         if self.min_chars:
             minimum = self.min_chars - (self.min_chars - min(self.min_chars_prose, self.min_chars)) * prose
@@ -230,8 +230,11 @@ class ChineseWebText(RuleSet):
 
 _PINYIN_NOTE = re.compile("[\u4e00-\u9fff][(\uff08][a-z\u00e0-\u00fc\u0101-\u01dc]{1,6}[1-5]?[)\uff09]")
 _PINYIN_NOTE_START = re.compile("[(\uff08][a-z\u00e0-\u00fc\u0101-\u01dc]")  # in every note; found in 2% of texts
-_CODE_LINE = re.compile(r"^\s*(?:[{}]|//|/\*|\*/|#include|#define|import |from \S+ import|def |class |public |private |"
-                        r"function |return\b|var |let |const |if ?\(|for ?\(|while ?\()|[;{}]\s*(?://.*)?$")
+# A line of code starts like one or ends in ; { } (a comment aside). Two patterns, matched at the
+# start and searched from the first ; { }: as one alternation, the start was tried at every character.
+_CODE_LINE_START = re.compile(r"\s*(?:[{}]|//|/\*|\*/|#include|#define|import |from \S+ import|def |class |public |"
+                              r"private |function |return\b|var |let |const |if ?\(|for ?\(|while ?\()")
+_CODE_LINE_END = re.compile(r"[;{}]\s*(?://.*)?$")
 
 
 @dataclass
@@ -257,8 +260,8 @@ class ChineseNoise(RuleSet):
         if self.max_pinyin_notes_per_1k_chars is not None and notes >= self.min_pinyin_notes \
                 and density > self.max_pinyin_notes_per_1k_chars:
             return self.reject("pinyin_notes", density)
-        lines = [line for line in doc.text.split("\n") if line.strip()]
-        code = sum(1 for line in lines if _CODE_LINE.search(line))
+        lines = doc.nonempty_lines
+        code = sum(1 for line in lines if _CODE_LINE_START.match(line) or _CODE_LINE_END.search(line))
         frac = signals["code_line_frac"] = code / len(lines) if lines else 0.0
         if self.max_code_line_frac is not None and code >= self.min_code_lines and frac > self.max_code_line_frac:
             return self.reject("code_lines", frac)

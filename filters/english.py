@@ -419,9 +419,10 @@ class GopherQuality(RuleSet):
 
     def judge(self, doc: Doc, signals: Signals) -> Rejection | None:
         text, words = doc.text, doc.words
-        counts = words.counts  # each distinct word is classified once
+        vocabulary = words.vocabulary  # each distinct word is classified once
         # Words of letters only (most of them) are neither symbols nor letter-free: no symbol is a letter.
-        others = [(w, counts[w]) for w in filterfalse(str.isalpha, counts)]
+        others = list(filterfalse(str.isalpha, vocabulary))
+        others = list(zip(others, words.counts_of(others)))
         symbols = [(w, c) for w, c in others if SYMBOLS.issuperset(w)]
         n_words = signals["n_words"] = len(words) - sum(c for _, c in symbols)
         if self.min_doc_words and n_words < self.min_doc_words:
@@ -450,11 +451,12 @@ class GopherQuality(RuleSet):
         signals["ellipsis_line_frac"] = ellipsis
         if self.max_ellipsis_lines_ratio and judge_lines and ellipsis > self.max_ellipsis_lines_ratio:
             return self.reject("ellipsis_lines", ellipsis)
+        # a word of one character among `others` is no letter (most of them: marks, digits)
         alpha = signals["alpha_word_frac"] = (len(words) - sum(
-            n for w, n in others if not any(c.isalpha() for c in w))) / n_tokens
+            n for w, n in others if len(w) == 1 or not any(map(str.isalpha, w)))) / n_tokens
         if self.max_non_alpha_words_ratio and alpha < self.max_non_alpha_words_ratio:
             return self.reject("alpha_words", alpha)
-        stop = signals["stop_words"] = len(self._stop_words.intersection(counts))
+        stop = signals["stop_words"] = len(self._stop_words.intersection(vocabulary))
         if self.min_stop_words and stop < self.min_stop_words:
             return self.reject("stop_words", stop)
         return None
@@ -685,7 +687,7 @@ class FineWebQuality(RuleSet):
                 "newline_word_ratio": float}
 
     def judge(self, doc: Doc, signals: Signals) -> Rejection | None:
-        lines = [line for line in doc.text.split("\n") if line.strip()]
+        lines = doc.nonempty_lines
         if not lines:
             return self.reject("empty", 0)
         units = join_hard_wrapped(lines) if self.join_hard_wrapped_lines else lines

@@ -110,12 +110,11 @@ class Words:
     def _id_counts(self) -> np.ndarray:
         return np.bincount(self.ids, minlength=len(self.words))
 
-    @cached_property
-    def counts(self) -> dict[str, int]:
-        """Distinct word -> how often it occurs (in first-occurrence order, as Counter(words))."""
-        vocabulary = self.vocabulary
-        first = np.fromiter(vocabulary.values(), np.int64, len(vocabulary))
-        return dict(zip(vocabulary, self._id_counts[first].tolist()))
+    def counts_of(self, distinct: list[str]) -> list[int]:
+        """How often each of the `distinct` words (of the vocabulary) occurs: a look-up for the
+        few a rule asks about, where a dict of every word's count cost a third of Gopher quality."""
+        ids = np.fromiter(map(self.vocabulary.__getitem__, distinct), np.int64, len(distinct))
+        return self._id_counts[ids].tolist()
 
     @cached_property
     def char_offsets(self) -> np.ndarray:
@@ -376,6 +375,11 @@ class Doc:
     def paragraphs(self) -> list[str]:
         return split_paragraphs(self.text)
 
+    @cached_property
+    def nonempty_lines(self) -> list[str]:
+        """The lines between newlines that hold more than whitespace (several rule sets count them)."""
+        return [line for line in self.text.split("\n") if line.strip()]
+
     def without_longest_repeat(self, n: int, min_fraction: float) -> str:
         """`without_longest_repeat(self.text, n, min_fraction)`, computed once per document (two
         Chinese rule sets measure repetition on it)."""
@@ -390,7 +394,7 @@ class Doc:
         if text != self.text:
             self.text = text
             self._word_count = word_count
-            for derived in ("words", "lines", "paragraphs", "_without_repeat"):
+            for derived in ("words", "lines", "paragraphs", "nonempty_lines", "_without_repeat"):
                 self.__dict__.pop(derived, None)
 
 

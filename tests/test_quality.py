@@ -390,17 +390,19 @@ def test_chinese_tokens_without_han_are_cut_as_jieba_cuts_them():
 
 
 def test_chinese_character_rules_equal_their_regular_expressions():
-    """The compiled digit-run count, the pinyin pre-check and the compiled Han share against the
-    regular expressions and numpy histogram they replace, on random texts."""
+    """The compiled digit-run count, the pinyin pre-check, the two code-line patterns and the
+    compiled Han share against the regular expressions and numpy histogram they replace."""
     from hypothesis import given, settings
     from hypothesis import strategies as st
 
-    from filters.chinese import _PINYIN_NOTE, ChineseNoise, LongDigitRuns
+    from filters.chinese import _CODE_LINE_END, _CODE_LINE_START, _PINYIN_NOTE, ChineseNoise, LongDigitRuns
     from filters.repetition import Doc
     from filters.scripts import N_SLOTS, SLOT_NAMES, _code_points, _script_table, han_ratio
 
     @settings(max_examples=300, deadline=None, derandomize=True)
-    @given(st.text("0123456789\uff10\uff15\uff19烟台中(（)）yanétai5 \n\u3000a", max_size=60),
+    @given(st.text("0123456789\uff10\uff15\uff19烟台中(（)）yanétai5 \n\u3000a;{}/*#", max_size=60)
+           | st.lists(st.sampled_from(["  def f", "import x", "from a import b", "x = 1; // c", "return;", "{", "a}",
+                                       "if (x)", "中文;", "\n", " ", "#include", "/* c */"]), max_size=6).map("".join),
            st.integers(0, 9))
     def same_values(text, min_run):
         signals = {}
@@ -409,6 +411,10 @@ def test_chinese_character_rules_equal_their_regular_expressions():
         assert signals["digit_run_frac"] == runs / max(len(text), 1)
         ChineseNoise(min_pinyin_notes=0).judge(Doc(text, str.split), signals)
         assert signals["pinyin_notes_per_1k_chars"] == 1000 * len(_PINYIN_NOTE.findall(text)) / max(len(text), 1)
+        one_pattern = re.compile(f"^{_CODE_LINE_START.pattern}|{_CODE_LINE_END.pattern}")  # the rule as first written
+        lines = [line for line in text.split("\n") if line.strip()]
+        code = sum(1 for line in lines if one_pattern.search(line))
+        assert signals["code_line_frac"] == (code / len(lines) if lines else 0.0)
         counts = np.bincount(_script_table()[_code_points(text)], minlength=N_SLOTS)
         visible = len(text) - counts[SLOT_NAMES.index("Other") + 1]
         assert han_ratio(text) == (counts[SLOT_NAMES.index("Han")] / visible if visible else 0.0)
