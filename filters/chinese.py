@@ -172,7 +172,7 @@ def sentence_line_fraction(lines: list[str], tail: int = 10) -> float:
     """Share of lines that end like a sentence: terminal punctuation among their last `tail`
     characters, so that closing quotes and a byline or credit after the final full stop count
     (。” 。(张 哲) 。本报记者某某摄)."""
-    ends = sum(any(c in TERMINAL_PUNCTUATION for c in line.rstrip()[-tail:]) for line in lines)
+    ends = sum(not TERMINAL_PUNCTUATION.isdisjoint(line.rstrip()[-tail:]) for line in lines)
     return ends / len(lines) if lines else 0.0
 
 

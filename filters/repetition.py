@@ -31,6 +31,7 @@ import numba
 import numpy as np
 
 _MIX = np.uint64(0x9E3779B97F4A7C15)  # odd 64-bit constant (golden ratio), for the hash mixing step
+_ROLL = np.uint64(0xD6E8FEB86659FD93)  # odd 64-bit base of the rolling hash of character n-grams
 
 
 def encodable(text: str) -> str:
@@ -296,21 +297,40 @@ def char_ngram_repeats(text: str, n: int) -> tuple[np.ndarray, np.ndarray]:
 
 @numba.njit(cache=True, nogil=True)
 def _char_ngram_kernel(points, n, later, repeated):
-    """Hashes every character n-gram (64-bit, from its characters' code points) and marks the
-    n-grams equal to one at an earlier position (`later`) and to one anywhere else (`repeated`),
-    finding equal hashes in a hash table (a stable sort of the hashes cost twice as much)."""
+    """Marks the character n-grams equal to one at an earlier position (`later`) and to one
+    anywhere else (`repeated`): each n-gram is found in a hash table by a rolling polynomial hash
+    of its code points (two multiplications a position, where hashing every n-gram afresh took n)
+    and compared character by character with the n-gram whose hash it shares, so equal means equal."""
     count = later.shape[0]
     table = _hash_table(count)
     keys, first, rounds, _ = table  # the first position of each distinct n-gram
+    mask = keys.shape[0] - 1
+    top = np.uint64(1)  # _ROLL ** (n - 1), the weight of the character that leaves the window
+    h = np.uint64(0)
+    for k in range(n):
+        h = h * _ROLL + np.uint64(points[k]) + np.uint64(1)
+        if k:
+            top *= _ROLL
     for i in range(count):
-        h = np.uint64(points[i]) * _MIX
-        for k in range(1, n):
-            h = (h ^ (h >> np.uint64(29))) * _MIX + np.uint64(points[i + k])
+        if i:
+            h = (h - (np.uint64(points[i - 1]) + np.uint64(1)) * top) * _ROLL + np.uint64(points[i + n - 1]) + np.uint64(1)
         s = _slot(table, h, 1)
+        while rounds[s] == 1 and not _same(points, first[s], i, n):
+            s = (s + 1) & mask  # another n-gram with the same hash
+            while rounds[s] == 1 and keys[s] != h:
+                s = (s + 1) & mask
         if rounds[s] == 1:
             later[i] = repeated[i] = repeated[first[s]] = True
         else:
             rounds[s], keys[s], first[s] = 1, h, i
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _same(points, a, b, n):
+    for k in range(n):
+        if points[a + k] != points[b + k]:
+            return False
+    return True
 
 
 def without_longest_repeat(text: str, n: int, min_fraction: float = 0.0) -> str:
