@@ -121,7 +121,14 @@ class Words:
     def char_offsets(self) -> np.ndarray:
         """offsets[i] = characters in words[:i], so an n-gram's length is a difference."""
         offsets = np.zeros(len(self.words) + 1, np.int64)
-        np.cumsum(np.fromiter(map(len, self.words), np.int64, len(self.words)), out=offsets[1:])
+        vocabulary = self.vocabulary
+        if 2 * len(vocabulary) < len(self.words):  # words repeat (English): measure each distinct one once
+            lengths = np.zeros(len(self.words), np.int64)
+            lengths[np.fromiter(vocabulary.values(), np.int64, len(vocabulary))] = np.fromiter(
+                map(len, vocabulary), np.int64, len(vocabulary))
+            np.cumsum(lengths[self.ids], out=offsets[1:])
+        else:
+            np.cumsum(np.fromiter(map(len, self.words), np.int64, len(self.words)), out=offsets[1:])
         return offsets
 
     def ngram_measures(self, n: int) -> tuple[int, int]:
