@@ -21,8 +21,11 @@ Nothing is collected to the driver except counts.
 """
 from __future__ import annotations
 
+import os
+
+from py4j.protocol import Py4JJavaError
 from pyspark import StorageLevel
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from pipeline import storage
@@ -30,33 +33,44 @@ from pipeline.dedup.passes import EXISTING, REASON_EXACT, REASON_NEAR, REASON_UR
 from pipeline.engines.spark_storage import checkpoint, read_parquet, write_groups
 
 
+def with_root(df: DataFrame, keys: list[str], root: str) -> DataFrame:
+    """`df` with the smallest node of each row's key group as `root` (one shuffle, no join back)."""
+    return df.withColumn(root, F.min("node").over(Window.partitionBy(*keys)))
+
+
 def star_edges(df: DataFrame, keys: list[str]) -> DataFrame:
     """(u, v): every node of a key group -> the group's smallest node (v < u)."""
-    roots = df.groupBy(*keys).agg(F.min("node").alias("v"))
-    return df.join(roots, keys).where(F.col("node") != F.col("v")).select(F.col("node").alias("u"), "v")
+    return with_root(df, keys, "v").where(F.col("node") != F.col("v")).select(F.col("node").alias("u"), "v")
+
+
+def verified(near: DataFrame, sets: DataFrame, threshold: float) -> DataFrame:
+    """The pairs (u, v) whose shingle sets (`sets`: node, shingles; sorted, distinct) have a Jaccard
+    similarity >= threshold. |A & B| is |A| - |A - B|: array_except costs half of array_intersect."""
+    pairs = (near.join(sets.withColumnRenamed("node", "u").withColumnRenamed("shingles", "su"), "u")
+             .join(sets.withColumnRenamed("node", "v").withColumnRenamed("shingles", "sv"), "v"))
+    inter = F.size("su") - F.size(F.array_except("su", "sv"))
+    return (pairs.withColumn("inter", inter)
+            .where(F.col("inter") >= F.lit(threshold) * (F.size("su") + F.size("sv") - F.col("inter")))
+            .select("u", "v"))
 
 
 def candidate_edges(sig: DataFrame, p, threshold: float) -> DataFrame:
     """Distinct (u, v), v < u: exact-text and same-URL stars, and verified LSH bucket stars."""
     edges = []
+    by_text = with_root(sig.select("node", "text_key", "n_shingles", "bands"), ["text_key"], "text_root")
     if p.exact:
-        edges.append(star_edges(sig, ["text_key"]))
+        edges.append(by_text.where(F.col("node") != F.col("text_root"))
+                     .select(F.col("node").alias("u"), F.col("text_root").alias("v")))
     if p.url:
-        edges.append(star_edges(sig.where(F.col("url_key").isNotNull()), ["url_key"]))
+        edges.append(star_edges(sig.select("node", "url_key").where(F.col("url_key").isNotNull()), ["url_key"]))
     if p.near:
-        reps = sig.where(F.col("n_shingles") > 0)
+        reps = by_text.where(F.col("n_shingles") > 0)
         if p.exact:  # exact copies already link to their representative
-            reps = reps.join(sig.groupBy("text_key").agg(F.min("node").alias("node")), ["text_key", "node"],
-                             "left_semi")
+            reps = reps.where(F.col("node") == F.col("text_root"))
         buckets = reps.select("node", F.posexplode("bands").alias("band", "key"))
         near = star_edges(buckets, ["band", "key"]).distinct()
         if p.verify:
-            sets = sig.select("node", "shingles")
-            near = (near.join(sets.withColumnRenamed("node", "u").withColumnRenamed("shingles", "su"), "u")
-                    .join(sets.withColumnRenamed("node", "v").withColumnRenamed("shingles", "sv"), "v")
-                    .withColumn("inter", F.size(F.array_intersect("su", "sv")))
-                    .where(F.col("inter") >= F.lit(threshold) * (F.size("su") + F.size("sv") - F.col("inter")))
-                    .select("u", "v"))
+            near = verified(near, sig.select("node", "shingles"), threshold)
         edges.append(near)
     if not edges:
         return sig.sparkSession.createDataFrame([], "u long, v long")
@@ -132,12 +146,36 @@ def with_indexed_neighbours(spark: SparkSession, sig: DataFrame, neighbour_files
                                              "survivor", F.col("survivor_run").alias("run")))
 
 
+def _hadoop_reads(spark: SparkSession, path: str) -> bool:
+    """Whether Spark's own readers reach `path`: Hadoop has a filesystem for its scheme (file, hdfs,
+    gs:// on Dataproc, s3:// on EMR) and no S3-compatible endpoint is configured for pyarrow only."""
+    scheme = path.split("://", 1)[0] if "://" in path else "file"
+    if scheme in ("s3", "s3a") and (os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL_S3")):
+        return False
+    try:
+        spark._jvm.org.apache.hadoop.fs.FileSystem.getFileSystemClass(scheme, spark._jsc.hadoopConfiguration())
+    except Py4JJavaError:  # "No FileSystem for scheme"
+        return False
+    return True
+
+
+def read_columnar(spark: SparkSession, folder: str) -> DataFrame:
+    """The Parquet files under `folder`, read by Spark's own reader where it reaches them: columnar,
+    in the JVM. `read_parquet` sends every value through a Python worker and converts it again in
+    the JVM, the largest cost of clustering when the rows carry shingle sets."""
+    files = [f for f in storage.expand(folder) if f.endswith(".parquet")]
+    if not files or not _hadoop_reads(spark, files[0]):
+        return read_parquet(spark, folder)
+    return spark.read.option("recursiveFileLookup", "true").parquet(*[f if "://" in f else "file://" + os.path.abspath(f) for f in files])
+
+
 def assignments(spark: SparkSession, sig_dir: str, assign_root: str, checkpoint_dir: str, p,
                 threshold: float, survivor_order: list[str], max_rounds: int, neighbour_files: list[str]) -> dict:
     """Write the per-part assignment table under `assign_root/part=N/`; return small counts."""
-    sig = read_parquet(spark, sig_dir).where(F.col("error").isNull())
-    # the rows come through Python (read_parquet): read them once, not once per use in the plan
-    graph = with_indexed_neighbours(spark, sig, neighbour_files).persist(StorageLevel.MEMORY_AND_DISK)
+    sig = read_columnar(spark, sig_dir).where(F.col("error").isNull())
+    graph = with_indexed_neighbours(spark, sig, neighbour_files)
+    if neighbour_files:  # the indexed rows come through Python (read_parquet): once, not once per use
+        graph = graph.persist(StorageLevel.MEMORY_AND_DISK)
     try:
         return _assign(graph, assign_root, checkpoint_dir, p, threshold, survivor_order, max_rounds)
     finally:
@@ -184,10 +222,10 @@ def _limit_by_lang(table: dict[str, int]):
 def paragraph_removals(spark: SparkSession, para_dir: str, assign_root: str, removal_root: str, max_docs: dict) -> dict:
     """Count each line key over the surviving documents (a shuffle by key); write, per part, the
     (row, key, docs) of lines found in more documents than their language allows."""
-    paras = read_parquet(spark, para_dir)
+    paras = read_columnar(spark, para_dir)
     survivors = paras
     if storage.exists(assign_root) and storage.expand(assign_root):
-        dups = read_parquet(spark, assign_root).where(F.col("reason").isNotNull()).select("part", "row")
+        dups = read_columnar(spark, assign_root).where(F.col("reason").isNotNull()).select("part", "row")
         survivors = paras.join(dups, ["part", "row"], "left_anti")
     counts = survivors.groupBy("key").agg(F.count("*").alias("docs"))
     remove = survivors.join(counts, "key").where(F.col("docs") > _limit_by_lang(max_docs))
