@@ -224,7 +224,7 @@ _FNV_OFFSET, _FNV_PRIME = np.uint64(0xCBF29CE484222325), np.uint64(0x100000001B3
 class _TokenSet:
     """Counts the runs of [a-z0-9] in a lower-cased text that are among `words` (each such a run):
     `sum(map(words.__contains__, re.findall("[a-z0-9]+", text)))` in one compiled pass over the
-    text's bytes (characters outside ASCII, never in a run, become "?"), without a string per run.
+    text's code points (shared with the other word lists), without a string per run.
     A run is looked up by its 64-bit FNV-1a hash and then compared byte by byte."""
 
     def __init__(self, words: Iterable[str]):
@@ -240,8 +240,7 @@ class _TokenSet:
     def count(self, lowered: str) -> int:
         if not len(self.hashes):
             return 0
-        data = np.frombuffer(lowered.encode("ascii", "replace"), np.uint8)
-        return int(_count_listed_runs(data, self.hashes, self.lengths, self.words))
+        return int(_count_listed_runs(code_points(lowered), self.hashes, self.lengths, self.words))
 
 
 def _fnv1a(word: bytes) -> int:
