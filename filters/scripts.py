@@ -166,6 +166,16 @@ def _variant_table() -> np.ndarray:
     return table
 
 
+def letter_class(names: tuple[str, ...]) -> str:
+    """An RE2 character class (Arrow's regular-expression kernels) of every letter the table gives
+    to the scripts `names`: exactly this module's letters, by code point ranges."""
+    slots = [SLOT_NAMES.index(name) for name in names]
+    points = np.flatnonzero(np.isin(_script_table(), slots))
+    starts = np.flatnonzero(np.r_[True, np.diff(points) > 1])
+    ends = np.r_[starts[1:] - 1, len(points) - 1]
+    return "[" + "".join(f"\\x{{{points[a]:X}}}-\\x{{{points[b]:X}}}" for a, b in zip(starts, ends)) + "]"
+
+
 def detect_han_script(text: str) -> str | None:
     """"Hans" or "Hant" by which variant's marker characters are more frequent; None when
     neither outnumbers the other (no Han text, or only characters both variants share).

@@ -1,10 +1,12 @@
 """Which documents a later stage reads, so that a stage can leave the others alone.
 
 A `Selection` is a list of (source values, language) pairs: a document is selected when its
-`source` is one of the values (None: any source) and its `lang` is the language, or unset (None:
-any language). The mix builds one per document stage from its sources (pipeline/stages/readers.py);
-the stage processes the selected documents and counts the rest under NOT_READ, without copying
-them: they stay in the upstream stage's output.
+`source` is one of the values (None: any source) and, once languages are decided (after language
+ID), its `lang` is the language or unset. Before that the languages say what a source's documents
+may turn out to be, which lets language ID skip a page that cannot be any of them. The mix builds
+one per document stage from its sources (pipeline/stages/readers.py); the stage processes the
+selected documents and counts the rest under NOT_READ, without copying them: they stay in the
+upstream stage's output.
 """
 from __future__ import annotations
 
@@ -40,31 +42,33 @@ def matching(batch: pa.RecordBatch | pa.Table, sources: list[str] | None, lang: 
 
 @dataclass(frozen=True)
 class Selection:
-    wanted: tuple[tuple[tuple[str, ...] | None, str | None], ...]  # (source values or None, lang or None)
+    wanted: tuple[tuple[tuple[str, ...] | None, str], ...]  # (source values or None: any, lang)
+    langs_decided: bool = True  # False before language ID: `lang` does not select yet
 
     def mask(self, batch: pa.RecordBatch | pa.Table) -> np.ndarray:
         selected = np.zeros(batch.num_rows, bool)
         for sources, lang in self.wanted:
-            selected |= matching(batch, None if sources is None else list(sources), lang)
+            selected |= matching(batch, None if sources is None else list(sources),
+                                 lang if self.langs_decided else None)
         return selected
+
+    def langs_for(self, source: str | None) -> set[str]:
+        """The languages some reader takes documents of `source` in."""
+        return {lang for sources, lang in self.wanted if sources is None or source in sources}
 
     def fingerprint(self) -> str:
         """Part of a stage's config hash: reading other documents makes a different output."""
-        return hashlib.sha256(json.dumps(self.wanted).encode()).hexdigest()[:12]
+        return hashlib.sha256(json.dumps([self.wanted, self.langs_decided]).encode()).hexdigest()[:12]
 
     def describe(self) -> str:
         if not self.wanted:
             return "nothing"
-        return "; ".join(f"{'any source' if s is None else ', '.join(s)} in {lang or 'any language'}"
-                         for s, lang in self.wanted)
+        return "; ".join(f"{'any source' if s is None else ', '.join(s)} in {lang}" for s, lang in self.wanted)
 
 
-def split_selected(selection: Selection | None, batch: pa.RecordBatch) -> tuple[pa.RecordBatch, int, int]:
-    """(the selected rows, how many others, their text bytes)."""
-    if selection is None:
-        return batch, 0, 0
-    selected = selection.mask(batch)
-    if selected.all():
+def split_selected(batch: pa.RecordBatch, selected: np.ndarray | None) -> tuple[pa.RecordBatch, int, int]:
+    """(the `selected` rows (None: all), how many others, their text bytes)."""
+    if selected is None or selected.all():
         return batch, 0, 0
     others = ~selected
     sizes = pc.binary_length(batch.column("text")).fill_null(0).to_numpy(zero_copy_only=False)

@@ -21,6 +21,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Iterable, Iterator
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -164,9 +165,10 @@ class UnitWriter:
         sink.write(table)
         doc_profile.record(self.stats.profile, table, reason, self.stage_name, details)
 
-    def only_selected(self, selection: Selection | None, batch: pa.RecordBatch) -> pa.RecordBatch:
-        """The rows of `batch` a later stage reads; the others are received and counted under NOT_READ."""
-        batch, others, other_bytes = split_selected(selection, batch)
+    def only_selected(self, batch: pa.RecordBatch, selected: np.ndarray | None) -> pa.RecordBatch:
+        """The `selected` rows of `batch` (None: all), those a later stage reads; the others are
+        received and counted under NOT_READ."""
+        batch, others, other_bytes = split_selected(batch, selected)
         if others:
             self.consumed(others, other_bytes)
             self.drop_uncounted_rows(NOT_READ, others, other_bytes)
@@ -227,6 +229,10 @@ class Stage:
         """Files this stage reads besides its upstream (whose _SUCCESS stands for it): by default every
         file the section names as an InputPath (blocklists, word lists, models)."""
         return [f for pattern in input_path_values(self.section) for f in storage.expand(pattern)]
+
+    def selected(self, batch: pa.RecordBatch) -> np.ndarray | None:
+        """The rows of `batch` a later stage reads (None: all of them)."""
+        return None if self.selection is None else self.selection.mask(batch)
 
     # -- map stages
     def units(self, stage_run: "StageRun") -> list[Any]:
@@ -315,7 +321,7 @@ class MapStage(Stage):
     def process_unit(self, unit_index: int, unit: str, out: UnitWriter) -> None:
         pf = pq.ParquetFile(storage.open_input(unit))
         for batch in pf.iter_batches(batch_size=self.batch_size):
-            batch = out.only_selected(self.selection, batch)
+            batch = out.only_selected(batch, self.selected(batch))
             if batch.num_rows:
                 self._process_guarded(batch, out)
 

@@ -8,6 +8,7 @@ from collections import Counter
 from pathlib import Path
 
 import pyarrow as pa
+import regex
 import pyarrow.parquet as pq
 import pytest
 from rich.console import Console
@@ -18,18 +19,43 @@ from pipeline.demo_corpus import generate
 from pipeline.run_all import run_pipeline
 from pipeline.selection import NOT_READ, Selection
 from pipeline.stages import load_config
+from pipeline.stages.langid import LangidStage
 from pipeline.stages.readers import read_after
 
 
 def test_glm130b_recipe_sends_only_the_crawl_on_and_only_its_chinese_after_langid():
     cfg = load_config(REPO / "configs" / "glm130b.yaml")
-    assert read_after(cfg, "langid") == Selection(((("cc-zh",), None),))
+    assert read_after(cfg, "langid") == Selection(((("cc-zh",), "zh"),), langs_decided=False)
     for stage in ("quality", "pii", "dedup", "decontaminate"):
         assert read_after(cfg, stage) == Selection(((("cc-zh",), "zh"),)), stage
     batch = pa.table({"source": ["pile", "cc-zh", "cc-zh", "cc-zh"], "lang": ["en", "en", "zh", None],
                       "text": ["a", "b", "c", "d"]})
     assert read_after(cfg, "langid").mask(batch).tolist() == [False, True, True, True]
     assert read_after(cfg, "quality").mask(batch).tolist() == [False, False, True, True]  # unset: langid decides later
+    pages = pa.table({"source": ["cc-zh", "cc-zh", "cc-zh", "cc-zh", "pile"],
+                      "text": ["An English page.", "中文网页", "カタカナのページ", "Bonjour 한국", "中文"]})
+    assert LangidStage(cfg).selected(pages).tolist() == [False, True, True, True, False]
+
+
+CJK_LETTER = regex.compile(r"[\p{Han}\p{Hiragana}\p{Katakana}\p{Hangul}]")
+
+
+def test_langid_never_names_a_cjk_language_for_text_without_cjk_letters(shared_data):
+    """Why langid may skip such a page when its source is read only in Chinese: on 60 sentences of
+    each of lingua's languages and on romanised Chinese, Japanese and Korean, the identification of
+    a text without a CJK letter is never zh, ja or ko."""
+    from filters.langid import LanguageIdentifier, only_cjk
+
+    assert only_cjk({"zh"}) and only_cjk({"zh", "ja"}) and not only_cjk({"zh", "en"}) and not only_cjk(set())
+    identifier = LanguageIdentifier()
+    texts = ["ni hao, wo shi zhongguo ren, wo zhu zai beijing", "Zhōngguó rénmín yínháng fābù gōnggào",
+             "watashi wa nihonjin desu, tokyo ni sunde imasu", "annyeonghaseyo, jeoneun hanguk saram ieyo"]
+    for path in sorted((shared_data / "langid").glob("lingua-*.jsonl")):
+        with open(path, encoding="utf-8") as f:
+            texts += [json.loads(line)["text"] for _, line in zip(range(60), f)]
+    without = [t for t in texts if not CJK_LETTER.search(t)]
+    assert len(without) > 1000
+    assert [t for t in without if identifier.identify(t).lang in ("zh", "ja", "ko")] == []
 
 
 def test_switched_off_or_without_a_mix_every_document_is_processed(tmp_path):
@@ -71,8 +97,11 @@ def test_demo_pipeline_skips_what_the_mix_never_reads_and_mixes_the_same(tmp_pat
     (skipping, with_skip), (_, without) = runs[True], runs[False]
     assert _rows(skipping / "mix" / "data") == _rows(runs[False][0] / "mix" / "data")
     assert all(NOT_READ not in s["dropped"] for s in without.values())
-    dump_docs = sum(1 for r in pq.read_table(skipping / "ingest" / "data").to_pylist() if r["source"] == "demo-dolma")
-    assert dump_docs and with_skip["langid"]["dropped"][NOT_READ]["docs"] == dump_docs
+    ingested = pq.read_table(skipping / "ingest" / "data").to_pylist()
+    dump_docs = sum(1 for r in ingested if r["source"] == "demo-dolma")
+    # read only in Chinese: pages without a CJK letter skip langid's prediction
+    no_cjk = sum(1 for r in ingested if r["source"] in ("demo-web", "demo-ccnet") and not CJK_LETTER.search(r["text"]))
+    assert dump_docs and no_cjk and with_skip["langid"]["dropped"][NOT_READ]["docs"] == dump_docs + no_cjk
     assert with_skip["langid"]["in"] == without["langid"]["in"]  # received, counted, not processed
     english_after_quality = [r for r in pq.read_table(skipping / "quality" / "data").to_pylist() if r["lang"] == "en"]
     assert english_after_quality and {r["source"] for r in english_after_quality} == {"demo-wet"}

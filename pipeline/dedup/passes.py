@@ -224,7 +224,7 @@ class SignatureTask:
         row = errors = 0
         try:
             for batch in pq.ParquetFile(storage.open_input(path)).iter_batches(batch_size=self.batch_size):
-                batch = split_selected(self.selection, batch)[0]
+                batch = split_selected(batch, None if self.selection is None else self.selection.mask(batch))[0]
                 table = self._guarded(batch, part, row)
                 sink.write(table)
                 errors += table.num_rows - table.column("error").null_count
@@ -348,7 +348,7 @@ class AssignmentTask:
                     removals.frequency[key] = docs
         row = 0
         for batch in pq.ParquetFile(storage.open_input(path)).iter_batches(batch_size=self.batch_size):
-            batch = out.only_selected(self.selection, batch)
+            batch = out.only_selected(batch, None if self.selection is None else self.selection.mask(batch))
             self._route(batch, row, assigned, failed, out, removals)
             row += batch.num_rows
         if removals.samples:

@@ -15,10 +15,12 @@ import functools
 from dataclasses import dataclass, field
 from typing import Literal
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from filters.langid import Identification, LanguageFilter, LanguageIdentifier, default_model_path
+from filters.langid import (Identification, LanguageFilter, LanguageIdentifier, cjk_letter_class, default_model_path,
+                            only_cjk)
 from filters.normalize import normalize_chinese
 from pipeline import storage
 from pipeline.config import InputPath, register_section
@@ -143,6 +145,20 @@ class LangidStage(ReadsWhatMixUses, MapStage):
     @functools.cached_property
     def language_filter(self) -> LanguageFilter:
         return build_filter(self.section)
+
+    def selected(self, batch: pa.RecordBatch) -> np.ndarray | None:
+        """Also not read: a page with no CJK letter, when its source is read only in Chinese (or
+        Japanese, Korean): it cannot be identified as any of them, so it skips the prediction."""
+        selected = super().selected(batch)
+        if selected is None or "source" not in batch.schema.names:
+            return selected
+        sources = batch.column("source")
+        cjk_only = [s for s in pc.unique(sources).to_pylist() if only_cjk(self.selection.langs_for(s))]
+        if cjk_only:
+            needs_cjk = pc.fill_null(pc.is_in(sources, value_set=pa.array(cjk_only, pa.string())), False)
+            has_cjk = pc.fill_null(pc.match_substring_regex(batch.column("text"), cjk_letter_class()), False)
+            selected &= pc.or_(pc.invert(needs_cjk), has_cjk).to_numpy(zero_copy_only=False)
+        return selected
 
     def __getstate__(self):
         # The model wrapper is rebuilt on each worker (cached there per process), never pickled.

@@ -4,7 +4,9 @@ A mix source reads one stage (`stage`, "decontaminate" by default) and takes the
 `source` values in one language. A document stage's output is read by the mix sources that read it
 or a later stage; a document none of them takes is never used, so the stage counts it under
 `not_in_mix` and leaves it in the upstream's output (run.skip_not_in_mix: false processes
-everything). Languages count only after langid, which sets them; before it, sources alone decide.
+everything). Languages select only after langid, which sets them; before it, sources select, and
+langid skips a page that cannot be in any language its source is read in (no Chinese, Japanese or
+Korean letter where only those are read: filters.langid.cannot_be).
 In GLM-130B's recipe (configs/glm130b.yaml) the Pile and WuDao go from ingest to the mix, and only
 the crawl's Chinese goes on: language ID, quality, PII, dedup and decontamination read the crawl,
 and after language ID only its Chinese.
@@ -28,11 +30,9 @@ def read_after(cfg: RunConfig, stage: str) -> Selection | None:
     if not cfg.run.skip_not_in_mix or mix is None:
         return None
     position = STAGE_ORDER.index(stage)
-    langs_known = position > STAGE_ORDER.index("langid")
-    wanted = {(None if s.matches_every_source() else tuple(sorted(s.match_source or [s.name])),
-               s.lang if langs_known else None)
+    wanted = {(None if s.matches_every_source() else tuple(sorted(s.match_source or [s.name])), s.lang)
               for s in mix.sources if not s.path and STAGE_ORDER.index(s.stage or DEFAULT_STAGE) >= position}
-    selection = Selection(tuple(sorted(wanted, key=repr)))
+    selection = Selection(tuple(sorted(wanted, key=repr)), langs_decided=position > STAGE_ORDER.index("langid"))
     if not wanted:
         log.warning("%s: no mix source reads %s or a later stage, so every document counts as not_in_mix "
                     "(run.skip_not_in_mix: false processes them anyway)", cfg.path, stage)
