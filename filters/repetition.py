@@ -217,7 +217,7 @@ def _hash_table(size):
     bits = 1
     while (1 << bits) < 2 * size:
         bits += 1
-    return (np.empty(1 << bits, np.uint64), np.empty(1 << bits, np.int64), np.zeros(1 << bits, np.int64),
+    return (np.empty(1 << bits, np.uint64), np.empty(1 << bits, np.int64), np.zeros(1 << bits, np.int32),
             np.uint64(64 - bits))
 
 
