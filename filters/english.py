@@ -513,14 +513,14 @@ class C4Quality(RuleSet):
         curly = self.filter_curly_bracket and "{" in text
         policy = [p for p in _POLICY_PHRASES if p in searchable] if self.filter_policy else []
         wrapped = self._long_wrapped_lines(lines) if self.join_hard_wrapped_lines else frozenset()
-        if lorem or javascript or curly or policy or (
+        if cite or lorem or javascript or curly or policy or (
                 self.max_word_length != -1 and max(map(len, lines), default=0) > self.max_word_length):
             judged = self._line_by_line(lines, cite, lorem, javascript, curly, policy, wrapped)
             if isinstance(judged, Rejection):
                 return judged
             kept, sentences, n_words, terminal, non_empty = judged
         else:
-            kept, sentences, n_words, terminal, non_empty = self._plain_lines(lines, wrapped, cite)
+            kept, sentences, n_words, terminal, non_empty = self._plain_lines(lines, wrapped)
         signals["c4_sentences"] = sentences
         signals["c4_line_keep_frac"] = len(kept) / len(lines) if lines else 0.0
         prose = signals["c4_terminal_line_frac"] = terminal / non_empty if non_empty else 0.0
@@ -544,32 +544,28 @@ class C4Quality(RuleSet):
             words[run] += len(lines[i].split())
         return frozenset(i for i, run in zip(non_empty, runs) if words[run] >= self.min_words_per_line)
 
-    def _plain_lines(self, lines: list[str], wrapped: frozenset[int] = frozenset(), cite: bool = False
+    def _plain_lines(self, lines: list[str], wrapped: frozenset[int] = frozenset()
                      ) -> tuple[list[str], int, int, int, int]:
-        """`_line_by_line` for the common text (no phrase, curly bracket or over-long line): the
-        same lines kept and counts, with the per-line steps run as whole-list calls. `cite`: lines
-        lose their citations ("[1]"), as there, and are still counted by their words before that."""
+        """`_line_by_line` for the common text (no citation, phrase, curly bracket or over-long
+        line): the same lines kept and counts, with the per-line steps run as whole-list calls."""
         stripped = list(map(str.strip, lines))
-        cleaned = [_CITATION.sub("", line) if "[" in line else line for line in stripped] if cite else stripped
-        terminal = sum(map(_ends_in_terminal, cleaned)) - sum(map(_ends_in_dots, cleaned))
-        non_empty = len(cleaned) - cleaned.count("")
-        numbers = range(len(cleaned))
+        terminal = sum(map(_ends_in_terminal, stripped)) - sum(map(_ends_in_dots, stripped))
+        non_empty = len(stripped) - stripped.count("")
+        numbers = range(len(stripped))
         if self.filter_no_terminal_punct:
-            numbers = [i for i, line in enumerate(cleaned) if line.endswith(_END_PUNCTUATION) and not line.endswith("...")]
-            stripped, cleaned = [stripped[i] for i in numbers], [cleaned[i] for i in numbers]
+            numbers = [i for i, line in enumerate(stripped) if line.endswith(_END_PUNCTUATION) and not line.endswith("...")]
+            stripped = [stripped[i] for i in numbers]
         chunks = list(map(str.split, stripped))
         long_enough = [len(c) >= self.min_words_per_line for c in chunks]
         if wrapped:
             long_enough = [enough or i in wrapped for enough, i in zip(long_enough, numbers)]
-        if cite:
-            chunks = list(map(str.split, cleaned))
         code = _sentence_codes().__getitem__
         codes = ["".join(map(code, c)) for c in compress(chunks, long_enough)]
         # One line code per kept line, joined by a mark no code holds: no sentence start spans two lines.
         joined = "|".join(codes)
         sentences = len(codes) - codes.count("") + joined.replace("N", "").count("PW")
         n_words = len(joined) - max(len(codes) - 1, 0)
-        return (list(compress(cleaned, long_enough)), sentences if self.min_num_sentences != -1 else 0, n_words,
+        return (list(compress(stripped, long_enough)), sentences if self.min_num_sentences != -1 else 0, n_words,
                 terminal, non_empty)
 
     def _line_by_line(self, lines, cite, lorem, javascript, curly, policy, wrapped=frozenset()):
