@@ -27,10 +27,13 @@ from py4j.protocol import Py4JJavaError
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
+from pyspark.sql.pandas.types import from_arrow_schema
+from pyspark.sql.types import StructType
 
 from pipeline import storage
-from pipeline.dedup.passes import EXISTING, REASON_EXACT, REASON_NEAR, REASON_URL, assignment_dir
-from pipeline.engines.spark_storage import checkpoint, read_parquet, write_groups
+from pipeline.dedup.passes import (EXISTING, PARAGRAPH_SCHEMA, REASON_EXACT, REASON_NEAR, REASON_URL, SIGNATURE_SCHEMA,
+                                   assignment_dir)
+from pipeline.engines.spark_storage import read_parquet, write_groups, write_partitions
 
 
 def with_root(df: DataFrame, keys: list[str], root: str) -> DataFrame:
@@ -114,7 +117,7 @@ def connected_components(edges: DataFrame, max_rounds: int, checkpoint_dir: str)
     while not _is_star_forest(e):
         if rounds == max_rounds:
             raise RuntimeError(f"dedup: connected components did not converge in {max_rounds} rounds")
-        e = checkpoint(_small_star(_large_star(e)), storage.join(checkpoint_dir, f"round-{rounds + 1}"))
+        e, _ = checkpoint(_small_star(_large_star(e)), storage.join(checkpoint_dir, f"round-{rounds + 1}"))
         rounds += 1
     roots = e.select(F.col("v").alias("node")).distinct().withColumn("root", F.col("node"))
     return e.select(F.col("u").alias("node"), F.col("v").alias("root")).unionByName(roots), rounds
@@ -159,20 +162,31 @@ def _hadoop_reads(spark: SparkSession, path: str) -> bool:
     return True
 
 
-def read_columnar(spark: SparkSession, folder: str) -> DataFrame:
-    """The Parquet files under `folder`, read by Spark's own reader where it reaches them: columnar,
-    in the JVM. `read_parquet` sends every value through a Python worker and converts it again in
-    the JVM, the largest cost of clustering when the rows carry shingle sets."""
+def read_columnar(spark: SparkSession, folder: str, schema: StructType | None = None) -> DataFrame:
+    """The Parquet files under `folder` (of `schema`, when given: no job infers it), read by Spark's
+    own reader where it reaches them: columnar, in the JVM. `read_parquet` sends every value through
+    a Python worker and converts it again in the JVM, the largest cost of clustering when the rows
+    carry shingle sets."""
     files = [f for f in storage.expand(folder) if f.endswith(".parquet")]
     if not files or not _hadoop_reads(spark, files[0]):
-        return read_parquet(spark, folder)
-    return spark.read.option("recursiveFileLookup", "true").parquet(*[f if "://" in f else "file://" + os.path.abspath(f) for f in files])
+        return read_parquet(spark, files, schema)
+    reader = spark.read.option("recursiveFileLookup", "true")  # no partition columns from part=N/
+    if schema is not None:
+        reader = reader.schema(schema)
+    return reader.parquet(*[f if "://" in f else "file://" + os.path.abspath(f) for f in files])
+
+
+def checkpoint(df: DataFrame, folder: str) -> tuple[DataFrame, int]:
+    """`df` computed once into `folder` and read back by `read_columnar`, cut from its lineage
+    (spark_storage.checkpoint reads it through Python rows); with its row count."""
+    rows = write_partitions(df, folder)
+    return read_columnar(df.sparkSession, folder, df.schema), rows
 
 
 def assignments(spark: SparkSession, sig_dir: str, assign_root: str, checkpoint_dir: str, p,
                 threshold: float, survivor_order: list[str], max_rounds: int, neighbour_files: list[str]) -> dict:
     """Write the per-part assignment table under `assign_root/part=N/`; return small counts."""
-    sig = read_columnar(spark, sig_dir).where(F.col("error").isNull())
+    sig = read_columnar(spark, sig_dir, from_arrow_schema(SIGNATURE_SCHEMA)).where(F.col("error").isNull())
     graph = with_indexed_neighbours(spark, sig, neighbour_files)
     if neighbour_files:  # the indexed rows come through Python (read_parquet): once, not once per use
         graph = graph.persist(StorageLevel.MEMORY_AND_DISK)
@@ -185,8 +199,7 @@ def assignments(spark: SparkSession, sig_dir: str, assign_root: str, checkpoint_
 def _assign(graph: DataFrame, assign_root: str, checkpoint_dir: str, p, threshold: float, survivor_order: list[str],
             max_rounds: int) -> dict:
     """`assignments` on the graph rows (persisted by the caller)."""
-    edges = checkpoint(candidate_edges(graph, p, threshold), storage.join(checkpoint_dir, "edges"))
-    n_edges = edges.count()
+    edges, n_edges = checkpoint(candidate_edges(graph, p, threshold), storage.join(checkpoint_dir, "edges"))
     comps, rounds = connected_components(edges, max_rounds, checkpoint_dir)
     members = comps.join(graph.select("node", "origin", "survivor", "run", *_RULE_COLUMNS, "text_key", "url_key"),
                          "node")
@@ -222,7 +235,7 @@ def _limit_by_lang(table: dict[str, int]):
 def paragraph_removals(spark: SparkSession, para_dir: str, assign_root: str, removal_root: str, max_docs: dict) -> dict:
     """Count each line key over the surviving documents (a shuffle by key); write, per part, the
     (row, key, docs) of lines found in more documents than their language allows."""
-    paras = read_columnar(spark, para_dir)
+    paras = read_columnar(spark, para_dir, from_arrow_schema(PARAGRAPH_SCHEMA))
     survivors = paras
     if storage.exists(assign_root) and storage.expand(assign_root):
         dups = read_columnar(spark, assign_root).where(F.col("reason").isNotNull()).select("part", "row")
