@@ -129,9 +129,15 @@ class WordMatcher:
         self.pattern = word_pattern(words)
         expressions = [w[3:] for w in words if w.startswith("re:")]
         literals = {w.lower() for w in words if not w.startswith("re:")}
-        self._checkable = bool(words) and all(c.isascii() or c.lower() == c == c.upper() for w in literals for c in w)
-        self._literals = _Literals(literals) if self._checkable and literals else None
-        self._expressions = [re.compile(e, re.IGNORECASE) for e in expressions] if self._checkable else []
+        self._checkable = bool(words) and all(map(_caseless_or_ascii, literals))
+        # an expression matching a few strings only (`(?:体育|彩票)(?:app|官网)`) is pre-checked as
+        # those strings, in the same pass as the literals: searched on its own, it scanned every text
+        expanded = {e: _matched_strings(e) for e in expressions}
+        expanded = {e: {m.lower() for m in s} for e, s in expanded.items() if s and all(map(_caseless_or_ascii, s))}
+        searched = set(literals).union(*expanded.values())
+        self._literals = _Literals(searched) if self._checkable and searched else None
+        self._expressions = [re.compile(e, re.IGNORECASE) for e in expressions if e not in expanded] \
+            if self._checkable else []
         tokens = self._literals is not None and not expressions and all(map(_TOKEN.fullmatch, literals))
         self._tokens = _TokenSet(literals) if tokens else None
 
@@ -144,6 +150,39 @@ class WordMatcher:
                     and not any(e.search(text) for e in self._expressions)):
                 return 0
         return sum(1 for _ in self.pattern.finditer(text))
+
+
+def _caseless_or_ascii(literal: str) -> bool:
+    """Whether lower-casing a text (the four letters above folded) finds every case-insensitive
+    match of `literal` as its lower case."""
+    return all(c.isascii() or c.lower() == c == c.upper() for c in literal)
+
+
+def _matched_strings(expression: str, limit: int = 4096) -> list[str] | None:
+    """Every string `expression` matches, when it is made of characters, alternatives, groups and
+    sets of characters only, with at most `limit` strings; else None."""
+    from re import _parser  # the parser re compiles with
+
+    def strings(items) -> list[str] | None:
+        out = [""]
+        for op, arg in items:
+            if op is _parser.LITERAL:
+                options = [chr(arg)]
+            elif op is _parser.BRANCH:
+                options = [strings(branch) for branch in arg[1]]
+                options = None if None in options else [s for branch in options for s in branch]
+            elif op is _parser.SUBPATTERN and not arg[1] and not arg[2]:  # no flags set inside
+                options = strings(arg[3])
+            elif op is _parser.IN and all(kind is _parser.LITERAL for kind, _ in arg):
+                options = [chr(point) for _, point in arg]
+            else:
+                return None
+            if options is None or len(out) * len(options) > limit:
+                return None
+            out = [a + b for a in out for b in options]
+        return out
+
+    return strings(_parser.parse(expression))
 
 
 class _Literals:

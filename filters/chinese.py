@@ -255,13 +255,19 @@ class ChineseNoise(RuleSet):
         return {"pinyin_notes_per_1k_chars": float, "code_line_frac": float}
 
     def judge(self, doc: Doc, signals: Signals) -> Rejection | None:
-        notes = len(_PINYIN_NOTE.findall(doc.text)) if _PINYIN_NOTE_START.search(doc.text) else 0
+        text = doc.text
+        # `in` first: a bracket is a plain character search, the pattern's class is tried at every position
+        noted = ("(" in text or "\uff08" in text) and _PINYIN_NOTE_START.search(text)
+        notes = len(_PINYIN_NOTE.findall(text)) if noted else 0
         density = signals["pinyin_notes_per_1k_chars"] = 1000 * notes / max(len(doc.text), 1)
         if self.max_pinyin_notes_per_1k_chars is not None and notes >= self.min_pinyin_notes \
                 and density > self.max_pinyin_notes_per_1k_chars:
             return self.reject("pinyin_notes", density)
         lines = doc.nonempty_lines
-        code = sum(1 for line in lines if _CODE_LINE_START.match(line) or _CODE_LINE_END.search(line))
+        if ";" in text or "{" in text or "}" in text:  # 3% of texts: only they can have a line ending like code
+            code = sum(1 for line in lines if _CODE_LINE_START.match(line) or _CODE_LINE_END.search(line))
+        else:
+            code = sum(1 for line in lines if _CODE_LINE_START.match(line))
         frac = signals["code_line_frac"] = code / len(lines) if lines else 0.0
         if self.max_code_line_frac is not None and code >= self.min_code_lines and frac > self.max_code_line_frac:
             return self.reject("code_lines", frac)

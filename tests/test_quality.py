@@ -490,6 +490,21 @@ def test_word_matcher_counts_what_the_pattern_counts():
     assert WordMatcher(["café"])._literals is None  # a cased non-ASCII letter: no pre-check
 
 
+def test_expressions_of_a_few_strings_are_pre_checked_as_those_strings():
+    """`re:` entries that match finitely many strings join the literal pre-check (no search of
+    their own); the others keep theirs. Counts: the test above, whose list holds both kinds."""
+    from filters.blocklist import WordMatcher, _matched_strings
+
+    assert sorted(_matched_strings("(?:赌场|彩票)(?:app|官网)")) == ["彩票app", "彩票官网", "赌场app", "赌场官网"]
+    assert sorted(_matched_strings("casin[o0]|x")) == ["casin0", "casino", "x"]
+    for unbounded in ("spin+s? now", "a(?i:b)", "[^a]b", r"\dx", "a{2}"):
+        assert _matched_strings(unbounded) is None, unbounded
+    matcher = WordMatcher(["re:(?:赌场|彩票)(?:APP|官网)", "re:spin+s? now"])
+    assert [e.pattern for e in matcher._expressions] == ["spin+s? now"]
+    assert matcher.count("赌场app 彩票官网 SPINNS NOW 赌场") == 3
+    assert WordMatcher(["re:(?:赌场|彩票)app"]).count("彩票APp") == 1
+
+
 def test_literal_search_finds_what_substring_search_finds():
     """The compiled pre-check of word lists (`_Literals`) against `in`, on texts built from
     entries, their prefixes and their characters."""
