@@ -456,7 +456,8 @@ class GopherQuality(RuleSet):
             n for w, n in others if len(w) == 1 or not any(map(str.isalpha, w)))) / n_tokens
         if self.max_non_alpha_words_ratio and alpha < self.max_non_alpha_words_ratio:
             return self.reject("alpha_words", alpha)
-        stop = signals["stop_words"] = len(self._stop_words.intersection(vocabulary))
+        # a look-up per stop word: the set's intersection with the vocabulary walked every distinct word
+        stop = signals["stop_words"] = sum(map(vocabulary.__contains__, self._stop_words))
         if self.min_stop_words and stop < self.min_stop_words:
             return self.reject("stop_words", stop)
         return None

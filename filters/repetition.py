@@ -294,21 +294,20 @@ def char_ngram_repeats(text: str, n: int) -> tuple[np.ndarray, np.ndarray]:
     it occurred at an earlier position / it occurs more than once. Cached for the last texts: two
     Chinese rules look at the same text (`without_longest_repeat`, then
     `char_ngram_duplicate_fraction` on its result, which is mostly the text itself)."""
-    points = code_points(text)
-    later = np.zeros(len(points) - n + 1, np.bool_)
-    repeated = np.zeros_like(later)
-    _char_ngram_kernel(points, n, later, repeated)
+    later, repeated = _char_ngram_kernel(code_points(text), n)
     later.flags.writeable = repeated.flags.writeable = False  # shared by the callers of the cache
     return later, repeated
 
 
 @numba.njit(cache=True, nogil=True)
-def _char_ngram_kernel(points, n, later, repeated):
-    """Marks the character n-grams equal to one at an earlier position (`later`) and to one
+def _char_ngram_kernel(points, n):
+    """(later, repeated): marks the character n-grams equal to one at an earlier position (`later`) and to one
     anywhere else (`repeated`): each n-gram is found in a hash table by a rolling polynomial hash
     of its code points (two multiplications a position, where hashing every n-gram afresh took n)
-    and compared character by character with the n-gram whose hash it shares, so equal means equal."""
-    count = later.shape[0]
+    and compared character by character with the n-gram whose hash it shares, so equal means equal.
+    The marks are allocated here: numpy's allocations from Python cost more than the pass on most texts."""
+    count = points.shape[0] - n + 1
+    later, repeated = np.zeros(count, np.bool_), np.zeros(count, np.bool_)
     table = _hash_table(count)
     keys, first, rounds, _ = table  # the first position of each distinct n-gram
     mask = keys.shape[0] - 1
@@ -330,6 +329,7 @@ def _char_ngram_kernel(points, n, later, repeated):
             later[i] = repeated[i] = repeated[first[s]] = True
         else:
             rounds[s], keys[s], first[s] = 1, h, i
+    return later, repeated
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
