@@ -15,9 +15,9 @@ normalization alone against the regex/OpenCC reference it reproduces byte for by
 `e2e` builds English text derived from the real prose in ../shared/data (edited copies of real
 documents as in dedup_quality.py, exact copies, and collages of real paragraphs as unrelated
 documents), cached under /tmp, and runs the whole dedup stage twice, (a) doing the same work as
-datatrove (exact + URL + MinHash-LSH with verification, components, survivor choice, the final
-write; paragraph dedup and the index append off) and (b) with its defaults (both on), and
-datatrove's four-step MinHash pipeline (signatures, buckets, clustering, filtering; FineWeb's
+datatrove (exact + MinHash-LSH with verification, components, survivor choice, the final write;
+URL dedup, paragraph dedup and the index append off: datatrove's steps do none of them) and (b)
+with its defaults (all three on), and datatrove's four-step MinHash pipeline (signatures, buckets, clustering, filtering; FineWeb's
 14 x 8 on word 5-grams) on the same Parquet input; it prints wall and CPU seconds (all processes of
 each side) with both ratios for (a) and (b), the load average, and each run's phases (wall,
 driver/JVM/Python-worker CPU, Spark jobs).
@@ -397,10 +397,10 @@ class DescendantCpu:
         return sum(self.last.values())
 
 
-# The same work as datatrove's four steps: MinHash near-duplicate clustering and filtering (exact and
-# URL keys and the verification stay: they are part of our clustering), without what datatrove does
-# not do at all: paragraph dedup and the dedup index append.
-LIKE_FOR_LIKE = {"paragraphs": {"enabled": False}, "index": None}
+# The same work as datatrove's four steps: MinHash near-duplicate clustering and filtering (exact keys
+# and the verification stay: they are part of our clustering), without what datatrove does not do at
+# all: URL dedup (its minhash steps never read the URL), paragraph dedup and the dedup index append.
+LIKE_FOR_LIKE = {"url": False, "paragraphs": {"enabled": False}, "index": None}
 
 
 def bench_e2e(mb: float, cores: int) -> None:
@@ -408,7 +408,7 @@ def bench_e2e(mb: float, cores: int) -> None:
     size = input_mb(upstream)
     loads = [os.getloadavg()[0]]
     runs = {}
-    for name, dedup in (("glmdata dedup stage, same work as datatrove (no paragraph dedup, no index append)",
+    for name, dedup in (("glmdata dedup stage, same work as datatrove (no URL dedup, no paragraph dedup, no index append)",
                          LIKE_FOR_LIKE), ("glmdata dedup stage, defaults (+ paragraph dedup, index append)", None)):
         r = stage_in_child(upstream, cores, dedup=dedup, phases=True)
         r["cpu"] = sum(r["phases"]["total"][k] for k in ("driver", "jvm", "workers"))
