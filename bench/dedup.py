@@ -17,8 +17,8 @@ documents as in dedup_quality.py, exact copies, and collages of real paragraphs 
 documents), cached under /tmp, and runs the whole dedup stage twice, (a) doing the same work as
 datatrove (exact + MinHash-LSH with verification, components, survivor choice, the final write;
 URL dedup, paragraph dedup and the index append off: datatrove's steps do none of them) and (b)
-with its defaults (all three on), and datatrove's four-step MinHash pipeline (signatures, buckets, clustering, filtering; FineWeb's
-14 x 8 on word 5-grams) on the same Parquet input; it prints wall and CPU seconds (all processes of
+with its defaults (all three on), and datatrove's four-step MinHash pipeline (signatures, buckets,
+clustering, filtering; FineWeb's 14 x 8 on word 5-grams) on the same Parquet input; it prints wall and CPU seconds (all processes of
 each side) with both ratios for (a) and (b), the load average, and each run's phases (wall,
 driver/JVM/Python-worker CPU, Spark jobs).
 
