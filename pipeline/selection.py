@@ -22,7 +22,8 @@ import pyarrow.compute as pc
 NOT_READ = "not_in_mix"
 
 
-def _column(batch: pa.RecordBatch | pa.Table, name: str) -> pa.Array | pa.ChunkedArray:
+def string_column(batch: pa.RecordBatch | pa.Table, name: str) -> pa.Array | pa.ChunkedArray:
+    """The column `name`, or nulls where the batch has none (a dump that never went through langid)."""
     if name in batch.schema.names:
         return batch.column(name)
     return pa.nulls(batch.num_rows, pa.string())
@@ -32,10 +33,10 @@ def matching(batch: pa.RecordBatch | pa.Table, sources: list[str] | None, lang: 
     """Rows whose `source` is in `sources` (None: any) and whose `lang` is `lang` or unset (None: any)."""
     n = batch.num_rows
     in_source = np.ones(n, bool) if sources is None else pc.fill_null(
-        pc.is_in(_column(batch, "source"), value_set=pa.array(sources, pa.string())), False).to_numpy(zero_copy_only=False)
+        pc.is_in(string_column(batch, "source"), value_set=pa.array(sources, pa.string())), False).to_numpy(zero_copy_only=False)
     if lang is None:
         return in_source
-    langs = _column(batch, "lang")
+    langs = string_column(batch, "lang")
     same_lang = pc.or_(pc.is_null(langs), pc.fill_null(pc.equal(langs, lang), False))
     return in_source & same_lang.to_numpy(zero_copy_only=False)
 
@@ -60,10 +61,9 @@ class Selection:
         """Part of a stage's config hash: reading other documents makes a different output."""
         return hashlib.sha256(json.dumps([self.wanted, self.langs_decided]).encode()).hexdigest()[:12]
 
-    def describe(self) -> str:
-        if not self.wanted:
-            return "nothing"
-        return "; ".join(f"{'any source' if s is None else ', '.join(s)} in {lang}" for s, lang in self.wanted)
+def rows_read(selection: Selection | None, batch: pa.RecordBatch) -> np.ndarray | None:
+    """`selection`'s mask of `batch` (None: no selection, every row is read)."""
+    return None if selection is None else selection.mask(batch)
 
 
 def split_selected(batch: pa.RecordBatch, selected: np.ndarray | None) -> tuple[pa.RecordBatch, int, int]:

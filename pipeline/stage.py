@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 from pipeline import doc_profile, storage
 from pipeline.config import RunConfig, input_path_values
 from pipeline.schema import ERROR_SCHEMA, REJECT_DETAIL, REJECT_REASON, reject_reason_slug, text_bytes
-from pipeline.selection import NOT_READ, Selection, split_selected
+from pipeline.selection import NOT_READ, Selection, rows_read, split_selected
 
 log = logging.getLogger(__name__)
 
@@ -232,7 +232,7 @@ class Stage:
 
     def selected(self, batch: pa.RecordBatch) -> np.ndarray | None:
         """The rows of `batch` a later stage reads (None: all of them)."""
-        return None if self.selection is None else self.selection.mask(batch)
+        return rows_read(self.selection, batch)
 
     # -- map stages
     def units(self, stage_run: "StageRun") -> list[Any]:

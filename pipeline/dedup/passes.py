@@ -36,7 +36,7 @@ from filters.paragraphs import paragraph_keys, remove_paragraphs
 from pipeline import storage
 from pipeline.dedup.index import index_node, write_run_part
 from pipeline.schema import TEXT_BEFORE_REWRITE
-from pipeline.selection import Selection, split_selected
+from pipeline.selection import Selection, rows_read, split_selected
 from pipeline.stage import UnitWriter
 
 ROW_BITS = 32  # node = part << 32 | row: up to 4 billion rows per part, 2 billion parts
@@ -224,7 +224,7 @@ class SignatureTask:
         row = errors = 0
         try:
             for batch in pq.ParquetFile(storage.open_input(path)).iter_batches(batch_size=self.batch_size):
-                batch = split_selected(batch, None if self.selection is None else self.selection.mask(batch))[0]
+                batch = split_selected(batch, rows_read(self.selection, batch))[0]
                 table = self._guarded(batch, part, row)
                 sink.write(table)
                 errors += table.num_rows - table.column("error").null_count
@@ -348,7 +348,7 @@ class AssignmentTask:
                     removals.frequency[key] = docs
         row = 0
         for batch in pq.ParquetFile(storage.open_input(path)).iter_batches(batch_size=self.batch_size):
-            batch = out.only_selected(batch, None if self.selection is None else self.selection.mask(batch))
+            batch = out.only_selected(batch, rows_read(self.selection, batch))
             self._route(batch, row, assigned, failed, out, removals)
             row += batch.num_rows
         if removals.samples:

@@ -42,7 +42,7 @@ from pipeline.config import ConfigError, InputPath, bounded, register_section
 from pipeline.registry import register_stage
 from pipeline.runner import stage_dir
 from pipeline.sampling import seeded_uniform
-from pipeline.selection import matching
+from pipeline.selection import matching, string_column
 from pipeline.stage import Stage, StageRun, StageStats, UnitWriter, upstream_parts
 from pipeline.worker_models import worker_tokenizer
 
@@ -156,17 +156,11 @@ class Assignment:
     weight: np.ndarray
 
 
-def _string_column(batch: pa.RecordBatch, name: str) -> pa.Array:
-    if name in batch.schema.names:
-        return batch.column(name)
-    return pa.nulls(batch.num_rows, pa.string())
-
-
 def assign(section: MixSection, key: str, batch: pa.RecordBatch) -> Assignment:
     """Which source reading input `key` each document of `batch` belongs to, and its size."""
     sources = _inputs(section)[key]
     n = batch.num_rows
-    source_col = _string_column(batch, "source")
+    source_col = string_column(batch, "source")
     chosen = np.full(n, -1, dtype=np.int64)
     for index, s in sources:
         names = None if s.matches_every_source() else (s.match_source or [s.name])
@@ -258,8 +252,8 @@ class Census:
             lost = (a.source < 0) & ~a.other_input
             if lost.any():
                 keys = [f"{src}|{lang}" for src, lang in zip(
-                    _string_column(batch, "source").filter(pa.array(lost)).to_pylist(),
-                    _string_column(batch, "lang").filter(pa.array(lost)).to_pylist())]
+                    string_column(batch, "source").filter(pa.array(lost)).to_pylist(),
+                    string_column(batch, "lang").filter(pa.array(lost)).to_pylist())]
                 for k, nb in zip(keys, a.nbytes[lost]):
                     unmatched[k][0] += 1
                     unmatched[k][1] += int(nb)

@@ -6,7 +6,7 @@ or a later stage; a document none of them takes is never used, so the stage coun
 `not_in_mix` and leaves it in the upstream's output (run.skip_not_in_mix: false processes
 everything). Languages select only after langid, which sets them; before it, sources select, and
 langid skips a page that cannot be in any language its source is read in (no Chinese, Japanese or
-Korean letter where only those are read: filters.langid.cannot_be).
+Korean letter where only those are read: filters.langid.only_cjk).
 In GLM-130B's recipe (configs/glm130b.yaml) the Pile and WuDao go from ingest to the mix, and only
 the crawl's Chinese goes on: language ID, quality, PII, dedup and decontamination read the crawl,
 and after language ID only its Chinese.
