@@ -171,8 +171,7 @@ def clear_caches() -> None:
     from filters import chinese, english
 
     english._chunk_tokens.cache_clear()
-    english._sentence_codes.cache_clear()
-    english._chunk_tokens(), english._sentence_codes()
+    english._chunk_tokens()
     chinese._segmenter()[1].clear()
 
 

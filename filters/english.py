@@ -8,7 +8,10 @@ whole text in every filter and on every line again for C4's sentence count; here
 split at whitespace once and each distinct whitespace-separated chunk is tokenized once per worker
 process (`english_words`), by spaCy's tokenizer or, for the commonest shapes, by shortcuts that
 give spaCy's tokens (checked against it). spaCy's tokenizer treats chunks independently (its own
-cache is keyed by chunk), so the words are exactly spaCy's.
+cache is keyed by chunk), so the words are spaCy's, but for one corner: its last pass, which merges
+special cases such as ":)" back, can see one spanning two chunks ("( :)a": "(", ":", ")", "a";
+":)a" alone: ":)", "a"). A document's words and C4's sentence counts are then computed on token
+numbers by compiled passes (`_ChunkTokens`), with no Python object per word.
 """
 from __future__ import annotations
 
@@ -16,12 +19,17 @@ import functools
 import re
 import string
 import unicodedata
+from array import array
 from dataclasses import dataclass, field
-from itertools import chain, compress, filterfalse, repeat
+from functools import cached_property
+from itertools import chain, compress, repeat
 from operator import is_, methodcaller
 from typing import ClassVar
 
-from filters.repetition import (Doc, Rejection, RuleSet, Signals, duplicate_ngram_chars, encodable,
+import numba
+import numpy as np
+
+from filters.repetition import (Doc, Rejection, RuleSet, Signals, Words, duplicate_ngram_chars, encodable,
                                 find_duplicates, top_ngram_chars)
 
 # datatrove.utils.text.PUNCTUATION and TERMINAL_PUNCTUATION (0.10.1), verbatim as code points:
@@ -175,152 +183,263 @@ class _AffixSplitter:
         return tokens
 
 
-class _ChunkTokens(dict):
-    """chunk -> its spaCy tokens. `add` tokenizes a document's new chunks in one spaCy call;
-    the commonest shapes, letters alone or followed by one punctuation mark, are settled without
-    spaCy unless the chunk is one of its special cases ("cannot", "gonna", "etc."), and so are
-    most other chunks of ASCII letters and common punctuation (`_AffixSplitter`)."""
+# A token as spaCy's rule-based sentencizer sees it: sentence-final punctuation, other
+# punctuation, anything else. A sentence starts at every word whose last token before it, other
+# punctuation aside, is sentence-final punctuation.
+_WORD, _PUNCT, _PUNCT_END = 0, 1, 2
+
+
+class _TokenTable(dict):
+    """token -> its number, and what the rules ask of each token by number: its text, length,
+    whether it is all letters and its sentence code (arrays that grow; numpy views of them for
+    compiled passes)."""
+
+    def __init__(self, punct_chars: frozenset[str]):
+        super().__init__()
+        self.punct_chars = punct_chars  # the sentencizer's sentence-final marks
+        self.text: list[str] = []
+        self.lengths = array("q")
+        self.all_letters = array("b")
+        self.sentence_codes = array("b")
+
+    def __missing__(self, token: str) -> int:
+        number = self[token] = len(self.text)
+        self.text.append(token)
+        return number
+
+    def measure_new(self) -> None:
+        """Lengths, letter flags and sentence codes of the tokens added since the last call."""
+        new = self.text[len(self.lengths):]
+        self.lengths.extend(map(len, new))
+        self.all_letters.extend(map(str.isalpha, new))
+        self.sentence_codes.extend(map(self._sentence_code, new))
+
+    def _sentence_code(self, token: str) -> int:
+        if token.isalnum():  # no punctuation (most tokens)
+            return _WORD
+        return _PUNCT_END if token in self.punct_chars else _PUNCT if _all_punctuation(token) else _WORD
+
+
+class _ChunkTokens:
+    """Each distinct chunk's spaCy tokens, as token numbers (`_TokenTable`): chunk -> its number,
+    chunk number c -> tokens[starts[c]:starts[c + 1]]. `add` tokenizes a document's new chunks,
+    the hard ones in one spaCy call; the commonest shapes, letters alone or followed by one
+    punctuation mark, are settled without spaCy unless the chunk is one of its special cases
+    ("cannot", "gonna", "etc."), and so are most other chunks of ASCII letters and common
+    punctuation (`_AffixSplitter`). A document's words are then its chunks' numbers expanded by
+    one compiled pass (`_expand_chunks`), no Python object per word."""
 
     limit = 2_000_000  # distinct chunks kept per process (a few hundred MB at most); then start over
 
-    def __init__(self, tokenizer):
-        super().__init__()
+    def __init__(self, tokenizer, punct_chars: frozenset[str]):
         self.tokenizer = tokenizer
+        self.punct_chars = punct_chars
         self.special_cases = frozenset(tokenizer.rules)
         self.affix_split = _AffixSplitter(tokenizer)
+        self.clear()
+
+    def clear(self) -> None:
+        # New objects, not emptied ones: a document's `EnglishWords` keeps the table it was built with.
+        self.numbers: dict[str, int] = {}
+        self.table = _TokenTable(self.punct_chars)
+        self.starts = array("q", [0])
+        self.tokens = array("q")
+        self.first = np.full(1024, -1, np.int64)  # scratch for `_expand_chunks`, all -1 between calls
+
+    def __len__(self) -> int:
+        return len(self.numbers)
+
+    def __getitem__(self, chunk: str) -> tuple[str, ...]:
+        """The chunk's tokens, as text."""
+        if chunk not in self.numbers:
+            self.add([chunk])
+        c = self.numbers[chunk]
+        return tuple(map(self.table.text.__getitem__, self.tokens[self.starts[c]:self.starts[c + 1]]))
+
+    def chunk_numbers(self, chunks: list[str]) -> np.ndarray:
+        numbers = list(map(self.numbers.get, chunks))
+        if None in numbers:  # new chunks: tokenize them together, then fill them in
+            new = list(compress(range(len(chunks)), map(is_, numbers, repeat(None))))
+            table = self.table
+            self.add([chunks[i] for i in new])
+            if self.table is not table:  # started over (`limit`): the numbers found are gone
+                return self.chunk_numbers(chunks)
+            for i in new:
+                numbers[i] = self.numbers[chunks[i]]
+        return np.array(numbers, np.int64)
 
     def add(self, chunks: list[str]) -> None:
-        new = [c for c in dict.fromkeys(chunks) if c not in self]
-        if len(self) + len(new) >= self.limit:
+        new = [c for c in dict.fromkeys(chunks) if c not in self.numbers]
+        if self.numbers and len(self.numbers) + len(new) >= self.limit:
             self.clear()
         hard = []
         special = self.special_cases
+        settle, table, tokens = self._settle, self.table, self.tokens
         for chunk in new:
             if chunk.isalpha() and chunk not in special:
-                self[chunk] = (chunk,)
+                self.numbers[chunk] = len(self.starts) - 1
+                tokens.append(table[chunk])
+                self.starts.append(len(tokens))
             elif (len(chunk) > 2 and (chunk[-1] in _SPLIT_AFTER_WORD or chunk[-1] == "." and chunk[-2].islower())
                   and chunk[:-1].isalpha() and chunk not in special and chunk[:-1] not in special):
-                self[chunk] = (chunk[:-1], chunk[-1])
-            elif (tokens := self.affix_split(chunk)) is not None:
-                self[chunk] = tokens
+                self.numbers[chunk] = len(self.starts) - 1
+                tokens.append(table[chunk[:-1]])
+                tokens.append(table[chunk[-1]])
+                self.starts.append(len(tokens))
+            elif (pieces := self.affix_split(chunk)) is not None:
+                settle(chunk, pieces)
             else:
                 hard.append(chunk)
         if not hard:
+            table.measure_new()
             return
         # Joined by single spaces, each chunk is tokenized on its own, as spaCy always does.
-        tokens = iter(self.tokenizer(encodable(" ".join(hard))))
-        token = next(tokens, None)
+        spacy_tokens = iter(self.tokenizer(encodable(" ".join(hard))))
+        token = next(spacy_tokens, None)
         start = 0
         for chunk in hard:
             end = start + len(chunk)
             pieces = []
             while token is not None and token.idx < end:
                 pieces.append(token.text)
-                token = next(tokens, None)
-            self[chunk] = tuple(pieces)
+                token = next(spacy_tokens, None)
+            settle(chunk, pieces)
             start = end + 1
+        table.measure_new()
 
-    def __missing__(self, chunk: str) -> tuple[str, ...]:
-        self.add([chunk])
-        return self[chunk]
+    def _settle(self, chunk: str, pieces) -> None:
+        self.numbers[chunk] = len(self.starts) - 1
+        self.tokens.extend(map(self.table.__getitem__, pieces))
+        self.starts.append(len(self.tokens))
+
+    def words(self, text: str) -> EnglishWords:
+        numbers = self.chunk_numbers(text.split())
+        if len(self.first) < len(self.table.text):
+            self.first = np.full(2 * len(self.table.text), -1, np.int64)
+        token_numbers, ids, offsets = _expand_chunks(
+            numbers, np.frombuffer(self.starts, np.int64), np.frombuffer(self.tokens, np.int64),
+            np.frombuffer(self.table.lengths, np.int64), self.first)
+        return EnglishWords(self.table, token_numbers, ids, offsets)
+
+    def count(self, text: str) -> int:
+        numbers = self.chunk_numbers(text.split())
+        starts = np.frombuffer(self.starts, np.int64)
+        return int(starts[numbers + 1].sum() - starts[numbers].sum())
+
+    def sentences_and_words(self, lines: list[list[str]]) -> tuple[int, int]:
+        """(sentences, words) of the lines, each given as its chunks: the sentences spaCy's
+        rule-based sentencizer finds in each line (datatrove's `split_into_sentences`), summed."""
+        numbers = self.chunk_numbers(list(chain.from_iterable(lines)))
+        ends = np.cumsum(np.fromiter(map(len, lines), np.int64, len(lines)))
+        sentences, words = _sentences_and_words(
+            numbers, ends, np.frombuffer(self.starts, np.int64), np.frombuffer(self.tokens, np.int64),
+            np.frombuffer(self.table.sentence_codes, np.int8))
+        return int(sentences), int(words)
+
+
+@numba.njit(cache=True, nogil=True)
+def _sentences_and_words(chunks, line_ends, starts, tokens, codes):
+    """`_ChunkTokens.sentences_and_words` on chunk numbers; line i is chunks[line_ends[i - 1]:line_ends[i]]."""
+    sentences, words, c = 0, 0, 0
+    for end in line_ends:
+        last = _WORD  # the last code before, other punctuation aside
+        if c < end:
+            sentences += 1  # a line of tokens has one sentence, and one more at each word after a final mark
+        while c < end:
+            for j in range(starts[chunks[c]], starts[chunks[c] + 1]):
+                code = codes[tokens[j]]
+                words += 1
+                if code == _WORD and last == _PUNCT_END:
+                    sentences += 1
+                if code != _PUNCT:
+                    last = code
+            c += 1
+    return sentences, words
+
+
+@numba.njit(cache=True, nogil=True)
+def _expand_chunks(chunks, starts, tokens, lengths, first):
+    """A document's words from its chunks' numbers: (token number of each word, its id = the
+    position of the word's first occurrence, character offsets as `Words.char_offsets`).
+    `first` (per token number, -1) is left as it was found."""
+    size = 0
+    for c in chunks:
+        size += starts[c + 1] - starts[c]
+    numbers = np.empty(size, np.int64)
+    ids = np.empty(size, np.int64)
+    offsets = np.empty(size + 1, np.int64)
+    offsets[0] = 0
+    k = 0
+    for c in chunks:
+        for j in range(starts[c], starts[c + 1]):
+            t = tokens[j]
+            numbers[k] = t
+            if first[t] < 0:
+                first[t] = k
+            ids[k] = first[t]
+            offsets[k + 1] = offsets[k] + lengths[t]
+            k += 1
+    for k in range(size):
+        first[numbers[k]] = -1
+    return numbers, ids, offsets
+
+
+class EnglishWords(Words):
+    """`Words` of an English text, built from token numbers (`_ChunkTokens.words`); the word
+    strings are made only when asked for."""
+
+    def __init__(self, table: _TokenTable, numbers: np.ndarray, ids: np.ndarray, offsets: np.ndarray):
+        self._measures = ()
+        self.table, self.numbers = table, numbers
+        self.__dict__["ids"], self.__dict__["char_offsets"] = ids, offsets
+
+    def __len__(self) -> int:
+        return len(self.numbers)
+
+    @cached_property
+    def words(self) -> list[str]:
+        return list(map(self.table.text.__getitem__, self.numbers.tolist()))
+
+    @cached_property
+    def _firsts(self) -> np.ndarray:
+        """Positions of each distinct word's first occurrence."""
+        return np.flatnonzero(self.ids == np.arange(len(self.ids)))
+
+    @cached_property
+    def vocabulary(self) -> dict[str, int]:
+        firsts = self._firsts
+        return dict(zip(map(self.table.text.__getitem__, self.numbers[firsts].tolist()), firsts.tolist()))
+
+    def not_all_letters(self) -> list[tuple[str, int]]:
+        firsts = self._firsts
+        firsts = firsts[np.frombuffer(self.table.all_letters, np.int8)[self.numbers[firsts]] == 0]
+        return list(zip(map(self.table.text.__getitem__, self.numbers[firsts].tolist()),
+                        self._id_counts[firsts].tolist()))
+
+    def __contains__(self, word: str) -> bool:
+        number = self.table.get(word)
+        return number is not None and bool((self.numbers == number).any())
 
 
 @functools.lru_cache(maxsize=1)
 def _chunk_tokens() -> _ChunkTokens:
     import spacy  # loaded once per worker process
+    from spacy.pipeline.sentencizer import Sentencizer
 
     nlp = spacy.blank("en")
     nlp.vocab.lex_attr_getters = {}  # lexeme features (shape, norm, ...) for new words: tokens never need them
-    return _ChunkTokens(nlp.tokenizer)
+    return _ChunkTokens(nlp.tokenizer, frozenset(Sentencizer.default_punct_chars))
 
 
-def _chunk_token_lists(text: str) -> list[tuple[str, ...]]:
-    """The tokens of each whitespace-separated chunk of `text`."""
-    chunks = text.split()
-    cache = _chunk_tokens()
-    tokens = list(map(cache.get, chunks))
-    if None in tokens:  # new chunks: tokenize them together, in one spaCy call, and fill them in
-        new = list(compress(range(len(chunks)), map(is_, tokens, repeat(None))))
-        cache.add([chunks[i] for i in new])
-        for i in new:
-            tokens[i] = cache[chunks[i]]
-    return tokens
-
-
-def english_words(text: str) -> list[str]:
+def english_words(text: str) -> EnglishWords:
     """The words datatrove's `split_into_words(text, "eng")` returns (spaCy's tokens, whitespace
-    tokens dropped)."""
-    return list(chain.from_iterable(_chunk_token_lists(text)))
+    tokens dropped), as `Words` (iterate for the strings)."""
+    return _chunk_tokens().words(text)
 
 
 def english_word_count(text: str) -> int:
-    """len(english_words(text)), without building the list."""
-    return sum(map(len, _chunk_token_lists(text)))
-
-
-class _SentenceCodes(dict):
-    """chunk -> one letter per token, as spaCy's rule-based sentencizer sees it: "P" for a
-    sentence-final punctuation token, "N" for other punctuation, "W" for the rest. A sentence
-    starts at every "W" whose last token before it, "N"s aside, is a "P"."""
-
-    limit = _ChunkTokens.limit
-
-    def __init__(self, punct_chars: frozenset[str], chunk_tokens: _ChunkTokens):
-        super().__init__()
-        self.chunk_tokens = chunk_tokens
-        self.token_codes = _TokenCodes(punct_chars)
-
-    def __missing__(self, chunk: str) -> str:
-        if len(self) >= self.limit:
-            self.clear()
-        tokens = self.chunk_tokens[chunk]
-        if chunk.isalnum():  # no punctuation in any token
-            code = "W" * len(tokens)
-        elif len(tokens) == 2 and tokens[0].isalnum():  # a word and a mark, the commonest other shape
-            code = "W" + self.token_codes[tokens[1]]
-        else:
-            code = "".join(map(self.token_codes.__getitem__, tokens))
-        self[chunk] = code
-        return code
-
-
-class _TokenCodes(dict):
-    """token -> its letter in `_SentenceCodes` (tokens repeat across chunks: "word," "word.")."""
-
-    limit = _ChunkTokens.limit
-
-    def __init__(self, punct_chars: frozenset[str]):
-        super().__init__()
-        self.punct_chars = punct_chars
-
-    def __missing__(self, token: str) -> str:
-        if len(self) >= self.limit:
-            self.clear()
-        code = self[token] = "P" if token in self.punct_chars else "N" if _all_punctuation(token) else "W"
-        return code
-
-
-@functools.lru_cache(maxsize=1)
-def _sentence_codes() -> _SentenceCodes:
-    from spacy.pipeline.sentencizer import Sentencizer
-
-    return _SentenceCodes(frozenset(Sentencizer.default_punct_chars), _chunk_tokens())
-
-
-def count_sentences(line: str) -> int:
-    """Sentences spaCy's rule-based sentencizer finds in `line` (datatrove's
-    `split_into_sentences`): a sentence starts at the first token that is not punctuation after a
-    sentence-final punctuation token."""
-    return _count_sentences(_line_code(line.split()))
-
-
-def _line_code(chunks: list[str]) -> str:
-    """A line's tokens as the sentencizer sees them (`_SentenceCodes`), from its chunks: one letter per word."""
-    return "".join(map(_sentence_codes().__getitem__, chunks))
-
-
-def _count_sentences(line_code: str) -> int:
-    return line_code.replace("N", "").count("PW") + 1 if line_code else 0
+    """len(english_words(text)), without expanding the words."""
+    return _chunk_tokens().count(text)
 
 
 def _all_punctuation(token: str) -> bool:
@@ -419,10 +538,8 @@ class GopherQuality(RuleSet):
 
     def judge(self, doc: Doc, signals: Signals) -> Rejection | None:
         text, words = doc.text, doc.words
-        vocabulary = words.vocabulary  # each distinct word is classified once
         # Words of letters only (most of them) are neither symbols nor letter-free: no symbol is a letter.
-        others = list(filterfalse(str.isalpha, vocabulary))
-        others = list(zip(others, words.counts_of(others)))
+        others = words.not_all_letters()
         symbols = [(w, c) for w, c in others if SYMBOLS.issuperset(w)]
         n_words = signals["n_words"] = len(words) - sum(c for _, c in symbols)
         if self.min_doc_words and n_words < self.min_doc_words:
@@ -457,7 +574,7 @@ class GopherQuality(RuleSet):
         if self.max_non_alpha_words_ratio and alpha < self.max_non_alpha_words_ratio:
             return self.reject("alpha_words", alpha)
         # a look-up per stop word: the set's intersection with the vocabulary walked every distinct word
-        stop = signals["stop_words"] = sum(map(vocabulary.__contains__, self._stop_words))
+        stop = signals["stop_words"] = sum(map(words.__contains__, self._stop_words))
         if self.min_stop_words and stop < self.min_stop_words:
             return self.reject("stop_words", stop)
         return None
@@ -560,12 +677,7 @@ class C4Quality(RuleSet):
         long_enough = [len(c) >= self.min_words_per_line for c in chunks]
         if wrapped:
             long_enough = [enough or i in wrapped for enough, i in zip(long_enough, numbers)]
-        code = _sentence_codes().__getitem__
-        codes = ["".join(map(code, c)) for c in compress(chunks, long_enough)]
-        # One line code per kept line, joined by a mark no code holds: no sentence start spans two lines.
-        joined = "|".join(codes)
-        sentences = len(codes) - codes.count("") + joined.replace("N", "").count("PW")
-        n_words = len(joined) - max(len(codes) - 1, 0)
+        sentences, n_words = _chunk_tokens().sentences_and_words(list(compress(chunks, long_enough)))
         return (list(compress(stripped, long_enough)), sentences if self.min_num_sentences != -1 else 0, n_words,
                 terminal, non_empty)
 
@@ -574,7 +686,8 @@ class C4Quality(RuleSet):
         rejection for a lorem-ipsum or curly-bracket line. `wrapped`: numbers of the lines that
         `min_words_per_line` keeps whatever their own words (`_long_wrapped_lines`)."""
         kept: list[str] = []
-        sentences = n_words = terminal = non_empty = 0
+        kept_chunks: list[list[str]] = []
+        terminal = non_empty = 0
         for number, stripped in enumerate(lines):
             stripped = stripped.strip()
             line = _CITATION.sub("", stripped) if cite and "[" in stripped else stripped
@@ -600,12 +713,10 @@ class C4Quality(RuleSet):
                 return self.reject("curly_bracket", "{")
             if policy and any(p in lower for p in policy):
                 continue
-            code = _line_code(words if line is stripped else line.split())
-            if self.min_num_sentences != -1:
-                sentences += _count_sentences(code)
-            n_words += len(code)
+            kept_chunks.append(words if line is stripped else line.split())
             kept.append(line)
-        return kept, sentences, n_words, terminal, non_empty
+        sentences, n_words = _chunk_tokens().sentences_and_words(kept_chunks)
+        return kept, sentences if self.min_num_sentences != -1 else 0, n_words, terminal, non_empty
 
 
 # Hard-wrapped text (books, e-mail, plain-text archives: every line broken near a fixed column,

@@ -91,6 +91,17 @@ class Words:
     def __len__(self) -> int:
         return len(self.words)
 
+    def __iter__(self):
+        return iter(self.words)
+
+    def __contains__(self, word: str) -> bool:
+        return word in self.vocabulary
+
+    def not_all_letters(self) -> list[tuple[str, int]]:
+        """The distinct words that are not all letters, each with how often it occurs."""
+        others = list(itertools.filterfalse(str.isalpha, self.vocabulary))
+        return list(zip(others, self.counts_of(others)))
+
     @cached_property
     def vocabulary(self) -> dict[str, int]:
         """Distinct word -> its id, the position where it first occurs."""
@@ -109,7 +120,7 @@ class Words:
 
     @cached_property
     def _id_counts(self) -> np.ndarray:
-        return np.bincount(self.ids, minlength=len(self.words))
+        return np.bincount(self.ids, minlength=len(self))
 
     def counts_of(self, distinct: list[str]) -> list[int]:
         """How often each of the `distinct` words (of the vocabulary) occurs: a look-up for the
@@ -374,7 +385,7 @@ def _longest_run(marks):
 class Doc:
     """The text being judged and what rules derived from it (each computed once)."""
 
-    def __init__(self, text: str, tokenize: Callable[[str], list[str]], url: str | None = None,
+    def __init__(self, text: str, tokenize: Callable[[str], list[str] | Words], url: str | None = None,
                  count_words: Callable[[str], int] | None = None):
         self.text = text
         self.tokenize = tokenize
@@ -392,7 +403,8 @@ class Doc:
 
     @cached_property
     def words(self) -> Words:
-        return Words(self.tokenize(self.text))
+        words = self.tokenize(self.text)
+        return words if isinstance(words, Words) else Words(words)
 
     @cached_property
     def lines(self) -> list[str]:
