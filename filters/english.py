@@ -293,15 +293,18 @@ class _ChunkTokens:
         if not hard:
             table.measure_new()
             return
-        # Joined by single spaces, each chunk is tokenized on its own, as spaCy always does.
-        spacy_tokens = iter(self.tokenizer(encodable(" ".join(hard))))
+        # Joined by newlines, each chunk is tokenized as on its own: a newline is a token of its
+        # own, which no special case holds, so spaCy's last pass cannot merge across two chunks
+        # (as it can across a single space, see above).
+        spacy_tokens = iter(self.tokenizer(encodable("\n".join(hard))))
         token = next(spacy_tokens, None)
         start = 0
         for chunk in hard:
             end = start + len(chunk)
             pieces = []
             while token is not None and token.idx < end:
-                pieces.append(token.text)
+                if not token.is_space:  # the newline before the chunk
+                    pieces.append(token.text)
                 token = next(spacy_tokens, None)
             settle(chunk, pieces)
             start = end + 1

@@ -93,11 +93,19 @@ def test_english_words_hand_the_rules_what_words_of_the_strings_give(chunks):
 @settings(max_examples=500, deadline=None)
 @given(st.lists(st.lists(chunk_strategy, max_size=8), max_size=5))
 def test_sentences_are_the_sentencizers(lines):
-    """C4's sentence and word counts of single-spaced lines (`_ChunkTokens.sentences_and_words`)."""
+    """C4's sentence and word counts of lines (`_ChunkTokens.sentences_and_words`): spaCy's
+    sentencizer on each line's tokens, chunk by chunk (see above)."""
+    from spacy.tokens import Doc
+
     nlp = _nlp()
-    expected = sum(len(list(nlp(" ".join(line)).sents)) for line in lines if line)
-    words = sum(len(_spacy_words(" ".join(line))) for line in lines)
-    assert english._chunk_tokens().sentences_and_words(lines) == (expected, words)
+    sentences = words = 0
+    for line in lines:
+        tokens = [[t.text for t in nlp.tokenizer(chunk)] for chunk in line]
+        doc = Doc(nlp.vocab, words=[t for chunk in tokens for t in chunk],
+                  spaces=[i == len(chunk) - 1 for chunk in tokens for i in range(len(chunk))])
+        sentences += len(list(nlp.get_pipe("sentencizer")(doc).sents)) if len(doc) else 0
+        words += len(doc)
+    assert english._chunk_tokens().sentences_and_words(lines) == (sentences, words)
 
 
 def test_starting_over_at_the_limit_keeps_the_words(monkeypatch):
