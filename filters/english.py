@@ -29,8 +29,8 @@ from typing import ClassVar
 import numba
 import numpy as np
 
-from filters.repetition import (Doc, Rejection, RuleSet, Signals, Words, duplicate_ngram_chars, encodable,
-                                find_duplicates, top_ngram_chars)
+from filters.repetition import (Doc, Rejection, RuleSet, Signals, Words, code_points, duplicate_ngram_chars,
+                                encodable, find_duplicates, top_ngram_chars)
 
 # datatrove.utils.text.PUNCTUATION and TERMINAL_PUNCTUATION (0.10.1), verbatim as code points:
 # Gopher's "symbol" words consist only of these; FineWeb's line-punctuation rule looks for the
@@ -322,7 +322,7 @@ class _ChunkTokens:
         token_numbers, ids, offsets = _expand_chunks(
             numbers, np.frombuffer(self.starts, np.int64), np.frombuffer(self.tokens, np.int64),
             np.frombuffer(self.table.lengths, np.int64), self.first)
-        return EnglishWords(self.table, token_numbers, ids, offsets)
+        return EnglishWords(self.table, numbers, token_numbers, ids, offsets)
 
     def count(self, text: str) -> int:
         numbers = self.chunk_numbers(text.split())
@@ -332,19 +332,27 @@ class _ChunkTokens:
     def sentences_and_words(self, lines: list[list[str]]) -> tuple[int, int]:
         """(sentences, words) of the lines, each given as its chunks: the sentences spaCy's
         rule-based sentencizer finds in each line (datatrove's `split_into_sentences`), summed."""
-        numbers = self.chunk_numbers(list(chain.from_iterable(lines)))
-        ends = np.cumsum(np.fromiter(map(len, lines), np.int64, len(lines)))
+        counts = np.fromiter(map(len, lines), np.int64, len(lines))
+        return self.sentences_and_words_of(self.chunk_numbers(list(chain.from_iterable(lines))), counts,
+                                           np.ones(len(lines), np.bool_))
+
+    def sentences_and_words_of(self, chunks: np.ndarray, counts: np.ndarray, keep: np.ndarray) -> tuple[int, int]:
+        """`sentences_and_words` of the lines marked in `keep`, from the chunk numbers of all lines
+        (line i: the `counts[i]` chunks after those of the lines before)."""
         sentences, words = _sentences_and_words(
-            numbers, ends, np.frombuffer(self.starts, np.int64), np.frombuffer(self.tokens, np.int64),
-            np.frombuffer(self.table.sentence_codes, np.int8))
+            chunks, np.cumsum(counts), keep, np.frombuffer(self.starts, np.int64),
+            np.frombuffer(self.tokens, np.int64), np.frombuffer(self.table.sentence_codes, np.int8))
         return int(sentences), int(words)
 
 
 @numba.njit(cache=True, nogil=True)
-def _sentences_and_words(chunks, line_ends, starts, tokens, codes):
-    """`_ChunkTokens.sentences_and_words` on chunk numbers; line i is chunks[line_ends[i - 1]:line_ends[i]]."""
-    sentences, words, c = 0, 0, 0
-    for end in line_ends:
+def _sentences_and_words(chunks, line_ends, keep, starts, tokens, codes):
+    """`_ChunkTokens.sentences_and_words_of`; line i is chunks[line_ends[i - 1]:line_ends[i]]."""
+    sentences, words = 0, 0
+    for i in range(line_ends.shape[0]):
+        if not keep[i]:
+            continue
+        c, end = line_ends[i - 1] if i else 0, line_ends[i]
         last = _WORD  # the last code before, other punctuation aside
         if c < end:
             sentences += 1  # a line of tokens has one sentence, and one more at each word after a final mark
@@ -391,9 +399,10 @@ class EnglishWords(Words):
     """`Words` of an English text, built from token numbers (`_ChunkTokens.words`); the word
     strings are made only when asked for."""
 
-    def __init__(self, table: _TokenTable, numbers: np.ndarray, ids: np.ndarray, offsets: np.ndarray):
+    def __init__(self, table: _TokenTable, chunks: np.ndarray, numbers: np.ndarray, ids: np.ndarray,
+                 offsets: np.ndarray):
         self._measures = ()
-        self.table, self.numbers = table, numbers
+        self.table, self.chunks, self.numbers = table, chunks, numbers  # chunk numbers, token numbers
         self.__dict__["ids"], self.__dict__["char_offsets"] = ids, offsets
 
     def __len__(self) -> int:
@@ -447,6 +456,50 @@ def english_word_count(text: str) -> int:
 
 def _all_punctuation(token: str) -> bool:
     return all(unicodedata.category(c).startswith("P") for c in token)  # spaCy's IS_PUNCT
+
+
+# The code points str.split() splits at and those str.splitlines() ends a line at (all below
+# U+3001, the last whitespace), taken from Python itself.
+_SPACE = np.array([chr(i).isspace() for i in range(0x3001)])
+_LINE_BREAK = np.array([len(f"a{chr(i)}b".splitlines()) == 2 for i in range(0x3001)])
+
+
+def line_chunk_counts(text: str) -> np.ndarray:
+    """len(line.split()) for each line of text.splitlines(), in one compiled pass (line breaks are
+    whitespace too, so the lines' chunks are text.split()'s, in order)."""
+    return _line_chunk_counts(code_points(text), _SPACE, _LINE_BREAK)
+
+
+@numba.njit(cache=True, nogil=True)
+def _line_chunk_counts(points, space, line_break):
+    counts = np.zeros(points.shape[0] + 1, np.int64)
+    line, in_chunk, broken = 0, False, False
+    i = 0
+    while i < points.shape[0]:
+        p = points[i]
+        broken = p < line_break.shape[0] and line_break[p]
+        if broken:
+            if p == 13 and i + 1 < points.shape[0] and points[i + 1] == 10:  # "\r\n" ends one line
+                i += 1
+            line += 1
+            in_chunk = False
+        elif p < space.shape[0] and space[p]:
+            in_chunk = False
+        elif not in_chunk:
+            counts[line] += 1
+            in_chunk = True
+        i += 1
+    return counts[:line if broken or not points.shape[0] else line + 1]
+
+
+def _doc_chunk_numbers(doc: Doc) -> np.ndarray:
+    """The chunk numbers of the document's text, from its words where they were made by this
+    process's chunk store as it is now."""
+    store = _chunk_tokens()
+    words = doc.__dict__.get("words")
+    if isinstance(words, EnglishWords) and words.table is store.table:
+        return words.chunks
+    return store.chunk_numbers(doc.text.split())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -633,15 +686,18 @@ class C4Quality(RuleSet):
         javascript = self.filter_javascript and "javascript" in searchable
         curly = self.filter_curly_bracket and "{" in text
         policy = [p for p in _POLICY_PHRASES if p in searchable] if self.filter_policy else []
-        wrapped = self._long_wrapped_lines(lines) if self.join_hard_wrapped_lines else frozenset()
-        if cite or lorem or javascript or curly or policy or (
-                self.max_word_length != -1 and max(map(len, lines), default=0) > self.max_word_length):
+        plain = not (cite or lorem or javascript or curly or policy or (
+            self.max_word_length != -1 and max(map(len, lines), default=0) > self.max_word_length))
+        counts = line_chunk_counts(text) if plain or self.join_hard_wrapped_lines else None
+        wrapped = self._long_wrapped_lines(lines, counts) if self.join_hard_wrapped_lines else frozenset()
+        if plain:
+            kept, sentences, n_words, terminal, non_empty = self._plain_lines(lines, counts, _doc_chunk_numbers(doc),
+                                                                              wrapped)
+        else:
             judged = self._line_by_line(lines, cite, lorem, javascript, curly, policy, wrapped)
             if isinstance(judged, Rejection):
                 return judged
             kept, sentences, n_words, terminal, non_empty = judged
-        else:
-            kept, sentences, n_words, terminal, non_empty = self._plain_lines(lines, wrapped)
         signals["c4_sentences"] = sentences
         signals["c4_line_keep_frac"] = len(kept) / len(lines) if lines else 0.0
         prose = signals["c4_terminal_line_frac"] = terminal / non_empty if non_empty else 0.0
@@ -654,34 +710,35 @@ class C4Quality(RuleSet):
         doc.rewrite("\n".join(kept).strip(), n_words if doc.tokenize is english_words else None)
         return None
 
-    def _long_wrapped_lines(self, lines: list[str]) -> frozenset[int]:
-        """Numbers of the lines of hard-wrapped paragraphs of at least `min_words_per_line` words."""
+    def _long_wrapped_lines(self, lines: list[str], counts: np.ndarray) -> frozenset[int]:
+        """Numbers of the lines of hard-wrapped paragraphs of at least `min_words_per_line` words
+        (`counts`: each line's chunks)."""
         non_empty = [i for i, line in enumerate(lines) if line.strip()]
         runs = hard_wrapped_runs([lines[i] for i in non_empty])
         if runs is None:
             return frozenset()
         words = [0] * (runs[-1] + 1)
         for i, run in zip(non_empty, runs):
-            words[run] += len(lines[i].split())
+            words[run] += int(counts[i])
         return frozenset(i for i, run in zip(non_empty, runs) if words[run] >= self.min_words_per_line)
 
-    def _plain_lines(self, lines: list[str], wrapped: frozenset[int] = frozenset()
-                     ) -> tuple[list[str], int, int, int, int]:
+    def _plain_lines(self, lines: list[str], counts: np.ndarray, chunks: np.ndarray,
+                     wrapped: frozenset[int] = frozenset()) -> tuple[list[str], int, int, int, int]:
         """`_line_by_line` for the common text (no citation, phrase, curly bracket or over-long
-        line): the same lines kept and counts, with the per-line steps run as whole-list calls."""
+        line): the same lines kept and counts, with the per-line steps run as whole-list calls
+        and compiled passes over the text's chunk numbers (`counts`: each line's chunks)."""
         stripped = list(map(str.strip, lines))
-        terminal = sum(map(_ends_in_terminal, stripped)) - sum(map(_ends_in_dots, stripped))
+        ends = np.fromiter(map(_ends_in_terminal, stripped), np.bool_, len(stripped))
+        ends &= ~np.fromiter(map(_ends_in_dots, stripped), np.bool_, len(stripped))
+        terminal = int(ends.sum())
         non_empty = len(stripped) - stripped.count("")
-        numbers = range(len(stripped))
-        if self.filter_no_terminal_punct:
-            numbers = [i for i, line in enumerate(stripped) if line.endswith(_END_PUNCTUATION) and not line.endswith("...")]
-            stripped = [stripped[i] for i in numbers]
-        chunks = list(map(str.split, stripped))
-        long_enough = [len(c) >= self.min_words_per_line for c in chunks]
+        keep = counts >= self.min_words_per_line
         if wrapped:
-            long_enough = [enough or i in wrapped for enough, i in zip(long_enough, numbers)]
-        sentences, n_words = _chunk_tokens().sentences_and_words(list(compress(chunks, long_enough)))
-        return (list(compress(stripped, long_enough)), sentences if self.min_num_sentences != -1 else 0, n_words,
+            keep[list(wrapped)] = True
+        if self.filter_no_terminal_punct:
+            keep &= ends
+        sentences, n_words = _chunk_tokens().sentences_and_words_of(chunks, counts, keep)
+        return (list(compress(stripped, keep.tolist())), sentences if self.min_num_sentences != -1 else 0, n_words,
                 terminal, non_empty)
 
     def _line_by_line(self, lines, cite, lorem, javascript, curly, policy, wrapped=frozenset()):

@@ -124,3 +124,16 @@ def test_starting_over_at_the_limit_keeps_the_words(monkeypatch):
 def test_edge_texts(text, words):
     assert list(english_words(text)) == words
     assert english_word_count(text) == len(words)
+
+
+def test_whitespace_tables_hold_every_whitespace_and_line_break():
+    assert not any(chr(i).isspace() for i in range(len(english._SPACE), 0x110000))
+    assert english._LINE_BREAK.sum() == 10 and (english._LINE_BREAK <= english._SPACE).all()
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.lists(st.sampled_from(["a", "bc", ".", "\ud800", "\u4e2d", " ", "\t", "\n", "\r", "\r\n", "\x0b", "\x0c",
+                                 "\x1c", "\x1d", "\x1e", "\x1f", "\x85", "\xa0", "\u2028", "\u2029", "\u3000", "\u200b"]),
+                max_size=30).map("".join))
+def test_line_chunk_counts_are_the_chunks_of_each_line(text):
+    assert english.line_chunk_counts(text).tolist() == [len(line.split()) for line in text.splitlines()]

@@ -545,6 +545,7 @@ def test_single_word_lists_count_what_the_pattern_counts():
 def test_c4_whole_list_path_equals_the_line_loop():
     """C4's common case (`_plain_lines`) keeps the same lines and counts as its line-by-line loop,
     whatever the settings."""
+    from filters import english
     from filters.english import C4Quality
 
     rng = random.Random(7)
@@ -556,9 +557,11 @@ def test_c4_whole_list_path_equals_the_line_loop():
         c4 = C4Quality(**settings)
         for text in texts:
             lines = text.splitlines()
-            assert c4._plain_lines(lines) == c4._line_by_line(lines, False, False, False, False, []), (settings, text)
+            counts, chunks = english.line_chunk_counts(text), english._chunk_tokens().chunk_numbers(text.split())
+            assert (c4._plain_lines(lines, counts, chunks)
+                    == c4._line_by_line(lines, False, False, False, False, [])), (settings, text)
             wrapped = frozenset(range(0, len(lines), 2))
-            assert (c4._plain_lines(lines, wrapped) ==
+            assert (c4._plain_lines(lines, counts, chunks, wrapped) ==
                     c4._line_by_line(lines, False, False, False, False, [], wrapped)), (settings, text)
 
 
