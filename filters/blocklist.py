@@ -19,7 +19,6 @@ characters included ("yabo" matches in "yabo手机版"); an entry with CJK chara
 """
 from __future__ import annotations
 
-import functools
 import gzip
 import io
 import re
@@ -104,11 +103,25 @@ def word_pattern(words: Iterable[str]) -> re.Pattern:
     return re.compile("|".join(parts) or r"(?!x)x", re.IGNORECASE)
 
 
-# Python's re lets these four non-ASCII letters match ASCII ones under IGNORECASE (its documentation
-# lists them); folding them before lower-casing keeps the pre-check below a superset of the pattern.
-_IGNORECASE_EXTRAS = "\u0130\u0131\u017f\u212a"
-_FOLD_EXTRAS = str.maketrans(dict(zip(_IGNORECASE_EXTRAS, "iisk")))
 _TOKEN = re.compile("[a-z0-9]+")
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _lowered(point):
+    """A code point as the compiled passes below compare it with the lower-cased entries: ASCII
+    lower-cased, and the four non-ASCII letters Python's re matches with ASCII ones under
+    IGNORECASE (İ ı ſ K, its documentation lists them) folded to those, so that the pre-check
+    stays a superset of the pattern; every other character is itself. Entries hold
+    ASCII and caseless characters only (`_caseless_or_ascii`), and the lower case of any other
+    cased character holds neither (İ aside, whose is "i" and a combining dot), so no entry can
+    match the character or its lower case: `str.lower` and this find the same entries."""
+    if point < 128:
+        return point + 32 if 65 <= point <= 90 else point
+    if point == 0x130 or point == 0x131:
+        return 105  # "i"
+    if point == 0x17F:
+        return 115  # "s"
+    return 107 if point == 0x212A else point  # "k"
 
 
 class WordMatcher:
@@ -143,10 +156,9 @@ class WordMatcher:
 
     def count(self, text: str) -> int:
         if self._checkable:
-            lowered = _folded_lower(text)
             if self._tokens is not None:
-                return self._tokens.count(lowered)
-            if ((self._literals is None or not self._literals.found_in(lowered))
+                return self._tokens.count(text)
+            if ((self._literals is None or not self._literals.found_in(text))
                     and not any(e.search(text) for e in self._expressions)):
                 return 0
         return sum(1 for _ in self.pattern.finditer(text))
@@ -206,9 +218,10 @@ class _Literals:
         for i, literal in enumerate(literals):
             self.chars[i, :len(literal)] = list(map(ord, literal))
 
-    def found_in(self, lowered: str) -> bool:
-        return self.any_text or bool(_holds_literal(code_points(lowered), self.firsts, self.key_bits, self.keys,
-                                                    self.lengths, self.chars))
+    def found_in(self, text: str) -> bool:
+        """Whether `text`, lower-cased (`_lowered`), holds one of the literals."""
+        return self.any_text or bool(_holds_literal(code_points(text), self.firsts, self.key_bits,
+                                                    self.keys, self.lengths, self.chars))
 
 
 def _literal_key(literal: str) -> int:
@@ -234,12 +247,12 @@ def _key_bit(key):
 def _holds_literal(points, firsts, key_bits, keys, lengths, chars):
     size = points.shape[0]
     for i in range(size):
-        kinds = firsts[points[i]]
+        kinds = firsts[_lowered(points[i])]
         if not kinds:
             continue
         key = np.uint64(0)
         for start in range(1, min(3, size - i) + 1):
-            key = key << np.uint64(21) | np.uint64(points[i + start - 1] + 1)  # as _start_key
+            key = key << np.uint64(21) | np.uint64(_lowered(points[i + start - 1]) + 1)  # as _start_key
             if not kinds & (1 << (start - 1)) or not key_bits[_key_bit(key)]:
                 continue
             j = np.searchsorted(keys, key)
@@ -248,7 +261,7 @@ def _holds_literal(points, firsts, key_bits, keys, lengths, chars):
                 if i + length <= size:
                     same = True
                     for k in range(start, length):
-                        if chars[j, k] != points[i + k]:
+                        if chars[j, k] != _lowered(points[i + k]):
                             same = False
                             break
                     if same:
@@ -261,9 +274,9 @@ _FNV_OFFSET, _FNV_PRIME = np.uint64(0xCBF29CE484222325), np.uint64(0x100000001B3
 
 
 class _TokenSet:
-    """Counts the runs of [a-z0-9] in a lower-cased text that are among `words` (each such a run):
-    `sum(map(words.__contains__, re.findall("[a-z0-9]+", text)))` in one compiled pass over the
-    text's code points (shared with the other word lists), without a string per run.
+    """Counts the runs of [a-z0-9] in a text lower-cased (`_lowered`) that are among `words`
+    (each such a run): `sum(map(words.__contains__, re.findall("[a-z0-9]+", text)))` in one compiled
+    pass over the text's code points (shared with the other word lists), without a string per run.
     A run is looked up by its 64-bit FNV-1a hash and then compared byte by byte."""
 
     def __init__(self, words: Iterable[str]):
@@ -276,10 +289,10 @@ class _TokenSet:
         for i, w in enumerate(encoded):
             self.words[i, :len(w)] = np.frombuffer(w, np.uint8)
 
-    def count(self, lowered: str) -> int:
+    def count(self, text: str) -> int:
         if not len(self.hashes):
             return 0
-        return int(_count_listed_runs(code_points(lowered), self.hashes, self.lengths, self.words))
+        return int(_count_listed_runs(code_points(text), self.hashes, self.lengths, self.words))
 
 
 def _fnv1a(word: bytes) -> int:
@@ -294,34 +307,27 @@ def _count_listed_runs(data, hashes, lengths, words):
     longest = words.shape[1]
     count, i, n = 0, 0, data.shape[0]
     while i < n:
-        c = data[i]
+        c = _lowered(data[i])
         if not (97 <= c <= 122 or 48 <= c <= 57):
             i += 1
             continue
         start, h = i, _FNV_OFFSET
-        while i < n and (97 <= data[i] <= 122 or 48 <= data[i] <= 57):
-            h = (h ^ np.uint64(data[i])) * _FNV_PRIME
+        while i < n and (97 <= c <= 122 or 48 <= c <= 57):
+            h = (h ^ np.uint64(c)) * _FNV_PRIME
             i += 1
+            if i < n:
+                c = _lowered(data[i])
         if i - start > longest:
             continue
         j = np.searchsorted(hashes, h)
         if j < hashes.shape[0] and hashes[j] == h and lengths[j] == i - start:
             same = True
             for k in range(i - start):
-                if words[j, k] != data[start + k]:
+                if words[j, k] != _lowered(data[start + k]):
                     same = False
                     break
             count += same
     return count
-
-
-@functools.lru_cache(maxsize=2)
-def _folded_lower(text: str) -> str:
-    """The text lower-cased for the pre-checks, the four letters above folded first; the last
-    texts' are kept, as every word list of the chain checks the same text."""
-    if not text.isascii() and any(c in text for c in _IGNORECASE_EXTRAS):
-        text = text.translate(_FOLD_EXTRAS)
-    return text.lower()
 
 
 @dataclass

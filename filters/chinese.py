@@ -17,13 +17,14 @@ from itertools import chain
 from typing import ClassVar
 
 import numba
+import numpy as np
 
 from filters.blocklist import WordMatcher
 from filters.english import FineWebQuality, GopherQuality, GopherRepetition
 from filters.english import TERMINAL_PUNCTUATION
 from filters.repetition import (Doc, Rejection, RuleSet, Signals, char_ngram_duplicate_fraction, code_points,
                                 encodable)
-from filters.scripts import han_ratio
+from filters.scripts import _HAN as _HAN_SLOT, _SPACE as _SPACE_SLOT, _script_table
 
 _HAN = re.compile("[\u4e00-\u9fd5]")  # the Han range jieba's HMM segmenter works on
 # jieba's own patterns (jieba/__init__.py re_han_default, jieba/finalseg re_skip): the blocks it cuts
@@ -168,12 +169,103 @@ class ChineseGopherQuality(GopherQuality):
 # ChineseWebText (Chen et al. 2023, arXiv 2311.01149, section 3.1 "preparation")
 
 
-def sentence_line_fraction(lines: list[str], tail: int = 10) -> float:
-    """Share of lines that end like a sentence: terminal punctuation among their last `tail`
-    characters, so that closing quotes and a byline or credit after the final full stop count
+# Per character of a text (`_character_flags`): what the counts of `_text_counts` ask of it.
+_WHITESPACE, _TERMINAL, _CODE_START, _CODE_END, _PINYIN_LETTER, _HAN_LETTER, _SCRIPT_SPACE = 1, 2, 4, 8, 16, 32, 64
+_SENTENCE_TAIL = 10  # a line ends like a sentence with terminal punctuation among its last 10 characters
+_LONGEST_DIGIT_RUN = 64  # `LongDigitRuns.min_run_length` at most this: runs are counted by length up to it
+
+
+@functools.lru_cache(maxsize=1)
+def _character_flags() -> np.ndarray:
+    script = _script_table()
+    flags = np.where(script == _HAN_SLOT, _HAN_LETTER, 0).astype(np.uint8)
+    flags[script == _SPACE_SLOT] |= _SCRIPT_SPACE  # whitespace as `filters.scripts.han_ratio` counts it
+    every = np.arange(0x110000, dtype=np.uint32).tobytes().decode("utf-32-le", "surrogatepass")
+    flags[[m.start() for m in re.finditer(r"\s", every)]] |= _WHITESPACE  # re's \s is str.isspace (strip, rstrip)
+    flags[list(map(ord, TERMINAL_PUNCTUATION))] |= _TERMINAL
+    flags[list(map(ord, "{}/*#ifdcprvlw"))] |= _CODE_START  # the first characters of _CODE_LINE_START's alternatives
+    flags[list(map(ord, ";{}"))] |= _CODE_END
+    flags[[m.start() for m in re.finditer("[a-z\u00e0-\u00fc\u0101-\u01dc]", every)]] |= _PINYIN_LETTER
+    return flags
+
+
+@dataclass(frozen=True)
+class TextCounts:
+    """What ChineseWebText, LongDigitRuns and ChineseNoise count in a text, from one compiled pass
+    over its code points (where each rule set's own passes and regular expressions cost more)."""
+
+    han: int  # Han letters (`filters.scripts.han_ratio`)
+    visible: int  # characters that are not whitespace (the same)
+    lines: int  # non-empty lines (`Doc.nonempty_lines`)
+    line_chars: int  # their characters
+    sentence_lines: int  # those with terminal punctuation among the last 10 characters before trailing whitespace
+    code_start_lines: int  # those whose first character after whitespace begins a `_CODE_LINE_START` alternative
+    code_end_chars: bool  # whether the text holds ; { or } (a `_CODE_LINE_END` needs one)
+    pinyin_notes: int  # `len(_PINYIN_NOTE.findall(text))`
+    digit_run_chars: np.ndarray  # [k]: characters in runs of at least k ASCII or full-width digits
+
+
+@functools.lru_cache(maxsize=2)
+def text_counts(text: str) -> TextCounts:
+    """The counts of `text`, cached for the last texts: the rule sets of a chain ask in turn."""
+    return TextCounts(*_text_counts(code_points(text), _character_flags(), _SENTENCE_TAIL, _LONGEST_DIGIT_RUN))
+
+
+@numba.njit(cache=True, nogil=True)
+def _text_counts(points, flags, tail, longest_run):
+    han = space = lines = line_chars = sentence_lines = code_start_lines = notes = run = 0
+    code_end = False
+    runs = np.zeros(longest_run + 1, np.int64)  # characters in runs of exactly k digits, the last: at least
+    n = points.shape[0]
+    line_start, first, last, free = 0, -1, -1, 0  # free: where the next pinyin note may begin (findall)
+    for i in range(n + 1):
+        p = points[i] if i < n else 10
+        if 0x30 <= p <= 0x39 or 0xFF10 <= p <= 0xFF19:
+            run += 1
+        elif run:
+            runs[min(run, longest_run)] += run
+            run = 0
+        if p == 10:  # a line ends: "\n" (str.split("\n")) or the text's end
+            space += i < n
+            if first >= 0:
+                lines += 1
+                line_chars += i - line_start
+                for j in range(max(line_start, last - tail + 1), last + 1):
+                    if flags[points[j]] & _TERMINAL:
+                        sentence_lines += 1
+                        break
+                code_start_lines += (flags[points[first]] & _CODE_START) != 0
+            line_start, first, last = i + 1, -1, -1
+            continue
+        f = flags[p]
+        han += (f & _HAN_LETTER) != 0
+        space += (f & _SCRIPT_SPACE) != 0
+        if not f & _WHITESPACE:
+            if first < 0:
+                first = i
+            last = i
+        code_end |= (f & _CODE_END) != 0
+        if i >= free and 0x4E00 <= p <= 0x9FFF and i + 1 < n and (points[i + 1] == 0x28 or points[i + 1] == 0xFF08):
+            # _PINYIN_NOTE at i: a Han character, "(", 1-6 letters, an optional tone 1-5, ")"
+            j = i + 2
+            while j < n and j < i + 8 and flags[points[j]] & _PINYIN_LETTER:
+                j += 1
+            if j > i + 2 and j < n and 0x31 <= points[j] <= 0x35:
+                j += 1
+            if j > i + 2 and j < n and (points[j] == 0x29 or points[j] == 0xFF09):
+                notes += 1
+                free = j + 1
+    for k in range(longest_run - 1, -1, -1):
+        runs[k] += runs[k + 1]
+    return han, n - space, lines, line_chars, sentence_lines, code_start_lines, code_end, notes, runs
+
+
+def sentence_line_fraction(text: str) -> float:
+    """Share of non-empty lines that end like a sentence: terminal punctuation among their last
+    10 characters, so that closing quotes and a byline or credit after the final full stop count
     (。” 。(张 哲) 。本报记者某某摄)."""
-    ends = sum(not TERMINAL_PUNCTUATION.isdisjoint(line.rstrip()[-tail:]) for line in lines)
-    return ends / len(lines) if lines else 0.0
+    counts = text_counts(text)
+    return counts.sentence_lines / counts.lines if counts.lines else 0.0
 
 
 @dataclass
@@ -209,16 +301,16 @@ class ChineseWebText(RuleSet):
     def judge(self, doc: Doc, signals: Signals) -> Rejection | None:
         text = doc.text
         n_chars = signals["n_chars"] = len(text)
-        lines = doc.nonempty_lines
-        prose = signals["sentence_line_frac"] = sentence_line_fraction(lines)
+        counts = text_counts(text)
+        prose = signals["sentence_line_frac"] = sentence_line_fraction(text)
         if self.min_chars:
             minimum = self.min_chars - (self.min_chars - min(self.min_chars_prose, self.min_chars)) * prose
             if n_chars < minimum:
                 return self.reject("min_chars", n_chars)
-        han = signals["han_ratio"] = han_ratio(text)
+        han = signals["han_ratio"] = counts.han / counts.visible if counts.visible else 0.0
         if self.min_han_ratio and han < self.min_han_ratio:
             return self.reject("han_ratio", han)
-        mean = signals["mean_line_length"] = sum(map(len, lines)) / len(lines) if lines else 0.0
+        mean = signals["mean_line_length"] = counts.line_chars / counts.lines if counts.lines else 0.0
         if self.min_mean_line_length and mean < self.min_mean_line_length:
             return self.reject("mean_line_length", mean)
         dup = signals["char_ngram_dup_frac"] = char_ngram_duplicate_fraction(
@@ -228,8 +320,8 @@ class ChineseWebText(RuleSet):
         return None
 
 
+# What `_text_counts` counts as pinyin notes (tests compare the two):
 _PINYIN_NOTE = re.compile("[\u4e00-\u9fff][(\uff08][a-z\u00e0-\u00fc\u0101-\u01dc]{1,6}[1-5]?[)\uff09]")
-_PINYIN_NOTE_START = re.compile("[(\uff08][a-z\u00e0-\u00fc\u0101-\u01dc]")  # in every note; found in 2% of texts
 # A line of code starts like one or ends in ; { } (a comment aside). Two patterns, matched at the
 # start and searched from the first ; { }: as one alternation, the start was tried at every character.
 _CODE_LINE_START = re.compile(r"\s*(?:[{}]|//|/\*|\*/|#include|#define|import |from \S+ import|def |class |public |"
@@ -256,37 +348,24 @@ class ChineseNoise(RuleSet):
 
     def judge(self, doc: Doc, signals: Signals) -> Rejection | None:
         text = doc.text
-        # `in` first: a bracket is a plain character search, the pattern's class is tried at every position
-        noted = ("(" in text or "\uff08" in text) and _PINYIN_NOTE_START.search(text)
-        notes = len(_PINYIN_NOTE.findall(text)) if noted else 0
-        density = signals["pinyin_notes_per_1k_chars"] = 1000 * notes / max(len(doc.text), 1)
-        if self.max_pinyin_notes_per_1k_chars is not None and notes >= self.min_pinyin_notes \
+        counts = text_counts(text)
+        density = signals["pinyin_notes_per_1k_chars"] = 1000 * counts.pinyin_notes / max(len(doc.text), 1)
+        if self.max_pinyin_notes_per_1k_chars is not None and counts.pinyin_notes >= self.min_pinyin_notes \
                 and density > self.max_pinyin_notes_per_1k_chars:
             return self.reject("pinyin_notes", density)
-        lines = doc.nonempty_lines
-        if ";" in text or "{" in text or "}" in text:  # 3% of texts: only they can have a line ending like code
-            code = sum(1 for line in lines if _CODE_LINE_START.match(line) or _CODE_LINE_END.search(line))
+        # the patterns run only on texts that may match them: ; { } (3% of texts), a line starting like code
+        if counts.code_end_chars:
+            code = sum(1 for line in doc.nonempty_lines if _CODE_LINE_START.match(line) or _CODE_LINE_END.search(line))
+        elif counts.code_start_lines:
+            code = sum(1 for line in doc.nonempty_lines if _CODE_LINE_START.match(line))
         else:
-            code = sum(1 for line in lines if _CODE_LINE_START.match(line))
-        frac = signals["code_line_frac"] = code / len(lines) if lines else 0.0
+            code = 0
+        frac = signals["code_line_frac"] = code / counts.lines if counts.lines else 0.0
         if self.max_code_line_frac is not None and code >= self.min_code_lines and frac > self.max_code_line_frac:
             return self.reject("code_lines", frac)
         return None
 
 
-
-
-@numba.njit(cache=True, nogil=True)
-def _long_digit_run_chars(points, min_run_length):
-    """Characters in runs of at least `min_run_length` ASCII or full-width digits."""
-    chars, run = 0, 0
-    for p in points:
-        if 0x30 <= p <= 0x39 or 0xFF10 <= p <= 0xFF19:
-            run += 1
-        else:
-            chars += run if run >= min_run_length else 0
-            run = 0
-    return chars + (run if run >= min_run_length else 0)
 
 
 @dataclass
@@ -299,11 +378,15 @@ class LongDigitRuns(RuleSet):
     min_run_length: int = 8
     max_digit_run_frac: float | None = 0.1
 
+    def __post_init__(self):
+        if not 0 <= self.min_run_length <= _LONGEST_DIGIT_RUN:
+            raise ValueError(f"min_run_length: expected 0 to {_LONGEST_DIGIT_RUN}, got {self.min_run_length}")
+
     def signal_types(self) -> dict[str, type]:
         return {"digit_run_frac": float}
 
     def judge(self, doc: Doc, signals: Signals) -> Rejection | None:
-        run_chars = int(_long_digit_run_chars(code_points(doc.text), self.min_run_length))
+        run_chars = int(text_counts(doc.text).digit_run_chars[self.min_run_length])
         frac = signals["digit_run_frac"] = run_chars / max(len(doc.text), 1)
         if self.max_digit_run_frac and frac > self.max_digit_run_frac:
             return self.reject("digit_run", frac)

@@ -123,7 +123,7 @@ def test_minimum_length_scales_with_the_page_structure():
 
 
 def test_sentence_lines_allow_a_byline_after_the_full_stop():
-    assert sentence_line_fraction(["他说：“明天见。”", "比赛结束。(张 哲)", "首页 > 新闻", "本报记者摄影报道。本报记者某某摄"]) == 0.75
+    assert sentence_line_fraction("\n".join(["他说：“明天见。”", "比赛结束。(张 哲)", "首页 > 新闻", "本报记者摄影报道。本报记者某某摄"])) == 0.75
 
 
 ARTICLE = ("今年以来，全市工业经济运行总体平稳，规模以上工业增加值同比增长百分之六点五，"
