@@ -29,7 +29,7 @@ from typing import ClassVar
 import numba
 import numpy as np
 
-from filters.repetition import (Doc, Rejection, RuleSet, Signals, Words, code_points, duplicate_ngram_chars,
+from filters.repetition import (_MIX, Doc, Rejection, RuleSet, Signals, Words, code_points, duplicate_ngram_chars,
                                 encodable, find_duplicates, top_ngram_chars)
 
 # datatrove.utils.text.PUNCTUATION and TERMINAL_PUNCTUATION (0.10.1), verbatim as code points:
@@ -220,6 +220,114 @@ class _TokenTable(dict):
         return _PUNCT_END if token in self.punct_chars else _PUNCT if _all_punctuation(token) else _WORD
 
 
+_FNV_OFFSET, _FNV_PRIME = np.uint64(0xCBF29CE484222325), np.uint64(0x100000001B3)
+
+
+class _ChunkIndex:
+    """Chunk text -> chunk number for compiled passes over a text's code points: each chunk's
+    code points are kept, hashed (FNV-1a) into an open-addressing table of chunk numbers, and
+    compared in full where hashes match."""
+
+    def __init__(self):
+        self.slots = np.full(1 << 12, -1, np.int64)  # chunk number per slot, -1: free
+        self.hashes = np.zeros(1024, np.uint64)  # per chunk number
+        self.begins = np.zeros(1024, np.int64)  # its code points: points[begins[c]:ends[c]]
+        self.ends = np.zeros(1024, np.int64)
+        self.points = np.zeros(1 << 14, np.uint32)
+        self.used = 0  # code points kept
+        self.size = 0  # chunks indexed: numbers 0 .. size - 1
+
+    def add(self, chunks: list[str], numbers: list[int]) -> None:
+        """Index the new chunks, numbered size, size + 1, ... in some order."""
+        points = np.frombuffer("".join(chunks).encode("utf-32-le", "surrogatepass"), np.uint32)
+        size = self.size + len(chunks)
+        if size > len(self.hashes):
+            grow = 2 * size
+            self.hashes, self.begins, self.ends = (np.concatenate([a, np.zeros(grow - len(a), a.dtype)])
+                                                   for a in (self.hashes, self.begins, self.ends))
+        if self.used + len(points) > len(self.points):
+            self.points = np.concatenate([self.points, np.zeros(self.used + 2 * len(points), np.uint32)])
+        if 2 * size > len(self.slots):
+            self.slots = np.full(1 << (4 * size).bit_length(), -1, np.int64)
+            _rehash(self.slots, self.hashes, self.size)
+        self.used = _index_chunks(np.array(numbers, np.int64), points, np.fromiter(map(len, chunks), np.int64, len(chunks)),
+                                  self.slots, self.hashes, self.begins, self.ends, self.points, self.used)
+        self.size = size
+
+    def look_up(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(number, -1 where not indexed; start; end) of each chunk of the text's code points."""
+        return _look_up_chunks(points, _SPACE, self.slots, self.hashes, self.begins, self.ends, self.points)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _home(h, slots):
+    return np.int64((h * _MIX) >> np.uint64(32)) & (slots.shape[0] - 1)
+
+
+@numba.njit(cache=True, nogil=True)
+def _rehash(slots, hashes, size):
+    mask = slots.shape[0] - 1
+    for c in range(size):
+        s = _home(hashes[c], slots)
+        while slots[s] >= 0:
+            s = (s + 1) & mask
+        slots[s] = c
+
+
+@numba.njit(cache=True, nogil=True)
+def _index_chunks(numbers, points, lengths, slots, hashes, begins, ends, kept, used):
+    mask = slots.shape[0] - 1
+    start = 0
+    for k in range(numbers.shape[0]):
+        c, h = numbers[k], _FNV_OFFSET
+        begins[c] = used
+        for j in range(start, start + lengths[k]):
+            h = (h ^ np.uint64(points[j])) * _FNV_PRIME
+            kept[used] = points[j]
+            used += 1
+        ends[c], hashes[c] = used, h
+        start += lengths[k]
+        s = _home(h, slots)
+        while slots[s] >= 0:
+            s = (s + 1) & mask
+        slots[s] = c
+    return used
+
+
+@numba.njit(cache=True, nogil=True)
+def _look_up_chunks(points, space, slots, hashes, begins, ends, kept):
+    size = points.shape[0]
+    numbers = np.empty((size + 1) // 2, np.int64)
+    starts = np.empty_like(numbers)
+    stops = np.empty_like(numbers)
+    mask = slots.shape[0] - 1
+    k = i = 0
+    while i < size:
+        if points[i] < space.shape[0] and space[points[i]]:
+            i += 1
+            continue
+        b, h = i, _FNV_OFFSET
+        while i < size and not (points[i] < space.shape[0] and space[points[i]]):
+            h = (h ^ np.uint64(points[i])) * _FNV_PRIME
+            i += 1
+        number = -1
+        s = _home(h, slots)
+        while slots[s] >= 0:
+            c = slots[s]
+            if hashes[c] == h and ends[c] - begins[c] == i - b:
+                j = 0
+                while j < i - b and kept[begins[c] + j] == points[b + j]:
+                    j += 1
+                if j == i - b:
+                    number = c
+                    break
+            s = (s + 1) & mask
+        numbers[k], starts[k], stops[k] = number, b, i
+        k += 1
+    return numbers[:k], starts[:k], stops[:k]
+
+
+
 class _ChunkTokens:
     """Each distinct chunk's spaCy tokens, as token numbers (`_TokenTable`): chunk -> its number,
     chunk number c -> tokens[starts[c]:starts[c + 1]]. `add` tokenizes a document's new chunks,
@@ -244,6 +352,7 @@ class _ChunkTokens:
         self.table = _TokenTable(self.punct_chars)
         self.starts = array("q", [0])
         self.tokens = array("q")
+        self.index = _ChunkIndex()
         self.first = np.full(1024, -1, np.int64)  # scratch for `_expand_chunks`, all -1 between calls
 
     def __len__(self) -> int:
@@ -268,10 +377,27 @@ class _ChunkTokens:
                 numbers[i] = self.numbers[chunks[i]]
         return np.array(numbers, np.int64)
 
+    def text_chunk_numbers(self, text: str) -> np.ndarray:
+        """chunk_numbers(text.split()), the known chunks found by one compiled pass (`_ChunkIndex`)."""
+        numbers, starts, stops = self.index.look_up(code_points(text))
+        unknown = np.flatnonzero(numbers < 0)
+        if len(unknown):
+            chunks = list(map(text.__getitem__, map(slice, starts[unknown].tolist(), stops[unknown].tolist())))
+            table = self.table
+            self.add(chunks)
+            if self.table is not table:  # started over (`limit`): the numbers found are gone
+                return self.text_chunk_numbers(text)
+            numbers[unknown] = list(map(self.numbers.__getitem__, chunks))
+        return numbers
+
     def add(self, chunks: list[str]) -> None:
         new = [c for c in dict.fromkeys(chunks) if c not in self.numbers]
         if self.numbers and len(self.numbers) + len(new) >= self.limit:
             self.clear()
+        self._tokenize(new)
+        self.index.add(new, list(map(self.numbers.__getitem__, new)))
+
+    def _tokenize(self, new: list[str]) -> None:
         hard = []
         special = self.special_cases
         settle, table, tokens = self._settle, self.table, self.tokens
@@ -316,7 +442,7 @@ class _ChunkTokens:
         self.starts.append(len(self.tokens))
 
     def words(self, text: str) -> EnglishWords:
-        numbers = self.chunk_numbers(text.split())
+        numbers = self.text_chunk_numbers(text)
         if len(self.first) < len(self.table.text):
             self.first = np.full(2 * len(self.table.text), -1, np.int64)
         token_numbers, ids, offsets = _expand_chunks(
@@ -325,7 +451,7 @@ class _ChunkTokens:
         return EnglishWords(self.table, numbers, token_numbers, ids, offsets)
 
     def count(self, text: str) -> int:
-        numbers = self.chunk_numbers(text.split())
+        numbers = self.text_chunk_numbers(text)
         starts = np.frombuffer(self.starts, np.int64)
         return int(starts[numbers + 1].sum() - starts[numbers].sum())
 
@@ -499,7 +625,7 @@ def _doc_chunk_numbers(doc: Doc) -> np.ndarray:
     words = doc.__dict__.get("words")
     if isinstance(words, EnglishWords) and words.table is store.table:
         return words.chunks
-    return store.chunk_numbers(doc.text.split())
+    return store.text_chunk_numbers(doc.text)
 
 
 # ---------------------------------------------------------------------------------------------
