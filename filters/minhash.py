@@ -379,3 +379,36 @@ def band_hashes(signatures: np.ndarray, bands: int, rows: int) -> np.ndarray:
         for k in range(rows):
             h = (h ^ cells[:, :, k]) * _U64(_BASE)
         return _fmix64(h).view(np.int64)
+
+
+# ---------------------------------------------------------------------------------------------
+# Verification: the exact Jaccard similarity of two shingle sets
+
+
+@numba.njit(cache=True, nogil=True)
+def _common_counts(a_offsets, a_values, b_offsets, b_values, out):
+    """out[i] = |A_i & B_i|, each set a sorted distinct run values[offsets[i]:offsets[i + 1]]: one merge."""
+    for i in range(out.shape[0]):
+        x, x_end = a_offsets[i], a_offsets[i + 1]
+        y, y_end = b_offsets[i], b_offsets[i + 1]
+        common = 0
+        while x < x_end and y < y_end:
+            if a_values[x] < b_values[y]:
+                x += 1
+            elif b_values[y] < a_values[x]:
+                y += 1
+            else:
+                common += 1
+                x += 1
+                y += 1
+        out[i] = common
+
+
+def jaccard_at_least(a_offsets: np.ndarray, a_values: np.ndarray, b_offsets: np.ndarray, b_values: np.ndarray,
+                     threshold: float) -> np.ndarray:
+    """Whether each pair of sets (A_i, B_i) reaches Jaccard `threshold`, tested as
+    |A & B| >= threshold * |A | B| (no division). Set i of a side is values[offsets[i]:offsets[i + 1]],
+    sorted ascending and distinct (the signature table's shingle sets)."""
+    common = np.empty(len(a_offsets) - 1, np.int64)
+    _common_counts(a_offsets, a_values, b_offsets, b_values, common)
+    return common >= threshold * (np.diff(a_offsets) + np.diff(b_offsets) - common)

@@ -12,9 +12,11 @@ from __future__ import annotations
 from typing import Iterable, Tuple
 
 import apache_beam as beam
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from filters.minhash import jaccard_at_least
 from pipeline import storage
 from pipeline.dedup.passes import (ASSIGNMENT_SCHEMA, EXISTING, REASON_EXACT, REASON_NEAR, REASON_URL,
                                    REMOVAL_SCHEMA, assignment_dir)
@@ -45,8 +47,8 @@ def _jaccard_at_least(threshold: float):
         for v, sv in grouped["edges"]:
             if su is None or sv is None:
                 continue
-            inter = len(set(su).intersection(sv))
-            if inter >= threshold * (len(su) + len(sv) - inter):
+            a, b = np.frombuffer(su, "<i4"), np.frombuffer(sv, "<i4")
+            if jaccard_at_least(np.array([0, len(a)]), a, np.array([0, len(b)]), b, threshold)[0]:
                 yield u, v
     return keep
 

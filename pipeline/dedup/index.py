@@ -75,6 +75,34 @@ INDEX_SCHEMA = pa.schema([
     ("shingles", pa.list_(pa.int32())),
 ])
 
+# The indexed documents a run found (`find_neighbours`): `INDEX_SCHEMA` rows with the shingle sets as
+# the signature table carries them (`shingle_bytes`), so they join the run's graph as they are.
+NEIGHBOUR_SCHEMA = INDEX_SCHEMA.set(INDEX_SCHEMA.get_field_index("shingles"), pa.field("shingles", pa.binary()))
+
+
+def shingle_bytes(sets: pa.Array) -> pa.Array:
+    """list<int32> shingle sets (the index's) as binary (the signature table's: each set's int32
+    values, little-endian, in one value), nulls kept; the values are not copied one by one."""
+    offsets = sets.offsets.to_numpy().astype(np.int32) * 4
+    data = sets.values.to_numpy().astype("<i4", copy=False)
+    out = pa.Array.from_buffers(pa.binary(), len(sets), [None, pa.py_buffer(offsets), pa.py_buffer(data)])
+    return pc.if_else(sets.is_valid(), out, pa.scalar(None, pa.binary())) if sets.null_count else out
+
+
+def shingle_sets(sets: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """Binary shingle sets (the signature table's) as (set offsets, int32 values): set i is
+    values[offsets[i]:offsets[i + 1]], nulls empty. No copy."""
+    offsets = np.frombuffer(sets.buffers()[1], np.int32, count=len(sets) + 1, offset=sets.offset * 4) // 4
+    return offsets, np.frombuffer(sets.buffers()[2] or b"", "<i4", count=int(offsets[-1]))
+
+
+def shingle_lists(sets: pa.Array) -> pa.Array:
+    """The inverse of `shingle_bytes`."""
+    offsets, values = shingle_sets(sets)
+    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values.astype(np.int32, copy=False)),
+                                    mask=sets.is_null() if sets.null_count else None)
+
+
 KEY_SCHEMA = pa.schema([
     ("bucket", pa.int32()),  # top BUCKET_BITS bits of the key times a 64-bit odd constant
     ("band", pa.int32()),  # TEXT_BAND, URL_BAND or the LSH band
@@ -278,7 +306,7 @@ class ProbeTask:
 
 @dataclass(frozen=True)
 class FetchTask:
-    """Engine task: one indexed part with a match -> the `INDEX_SCHEMA` rows of its matched nodes,
+    """Engine task: one indexed part with a match -> the `NEIGHBOUR_SCHEMA` rows of its matched nodes,
     reading only the row groups that hold them, to <out_dir>/part-NNNNN.parquet."""
 
     match_dir: str
@@ -307,15 +335,18 @@ class FetchTask:
         if self.indexed[file].index:
             shifted = pc.subtract(rows.column("node"), pa.scalar(self.indexed[file].index << INDEX_SHIFT, pa.int64()))
             rows = rows.set_column(rows.schema.get_field_index("node"), "node", shifted)
-        sink = storage.ParquetSink(storage.join(self.out_dir, f"part-{file:05d}.parquet"), INDEX_SCHEMA)
-        sink.write(rows.cast(INDEX_SCHEMA))
+        rows = rows.cast(INDEX_SCHEMA)
+        rows = rows.set_column(rows.schema.get_field_index("shingles"), "shingles",
+                               shingle_bytes(rows.column("shingles").combine_chunks()))
+        sink = storage.ParquetSink(storage.join(self.out_dir, f"part-{file:05d}.parquet"), NEIGHBOUR_SCHEMA)
+        sink.write(rows)
         sink.close()
         return {"file": file, "rows": rows.num_rows, "index_bytes_read": read}
 
 
 def find_neighbours(engine, indexed: list[IndexPart], sig_dir: str, work: str, kinds: KeyKinds) -> tuple[list[str], dict]:
     """The indexed documents that share a key with a new document (signature files in `sig_dir`),
-    as Parquet files of `INDEX_SCHEMA` rows; and counts: indexed documents found, index bytes read."""
+    as Parquet files of `NEIGHBOUR_SCHEMA` rows; and counts: indexed documents found, index bytes read."""
     new_dir, match_dir, out_dir = (storage.join(work, name) for name in ("keys", "matches", "neighbours"))
     for folder in (new_dir, match_dir, out_dir):
         storage.rmtree(folder)  # an interrupted attempt's files

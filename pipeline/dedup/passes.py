@@ -34,7 +34,7 @@ from filters.copy_noise import copy_noise
 from filters.minhash import MinHasher, Shingling, band_hashes, is_chinese
 from filters.paragraphs import paragraph_keys, remove_paragraphs
 from pipeline import storage
-from pipeline.dedup.index import index_node, write_run_part
+from pipeline.dedup.index import index_node, shingle_bytes, shingle_lists, write_run_part
 from pipeline.schema import TEXT_BEFORE_REWRITE
 from pipeline.selection import Selection, rows_read, split_selected
 from pipeline.stage import UnitWriter
@@ -55,7 +55,9 @@ SIGNATURE_SCHEMA = pa.schema([
     ("date_key", pa.string()),  # crawl_date; "~" (after every date) when unknown
     ("n_shingles", pa.int32()),
     ("bands", pa.list_(pa.int64())),  # one bucket key per band; null when not shingled
-    ("shingles", pa.list_(pa.int32())),  # sorted distinct 32-bit shingle hashes, only when verifying
+    # sorted distinct 32-bit shingle hashes, only when verifying: int32 little-endian, one binary value
+    # per document, so Spark moves each set as one value and the verification reads it without conversion
+    ("shingles", pa.binary()),
     ("error", pa.string()),  # why the row could not be processed; null when fine
 ])
 
@@ -202,7 +204,7 @@ def signature_rows(batch: pa.RecordBatch, part: int, first_row: int, p: DedupPar
             hashes = ((key & 0xFFFFFFFF) ^ 0x80000000).astype(np.uint32).view(np.int32)
             distinct_per_doc = np.bincount(key >> 32, minlength=n)
             offsets = np.concatenate([[0], np.cumsum(distinct_per_doc)]).astype(np.int32)
-            cols["shingles"] = pa.ListArray.from_arrays(offsets, hashes, mask=no_shingles)
+            cols["shingles"] = shingle_bytes(pa.ListArray.from_arrays(offsets, hashes, mask=no_shingles))
     return cols
 
 
@@ -372,6 +374,8 @@ class AssignmentTask:
         rows = sig.drop_columns(["row", "error"])
         rows = rows.set_column(0, "node", pa.array([index_node(seq, n) for n in sig.column("node").to_pylist()],
                                                    pa.int64()))
+        rows = rows.set_column(rows.schema.get_field_index("shingles"), "shingles",
+                               shingle_lists(rows.column("shingles").combine_chunks()))
         rows = rows.append_column("run", pa.array([run] * rows.num_rows, pa.string()))
         rows = rows.append_column("survivor", pa.array(survivors, pa.string()))
         rows = rows.append_column("survivor_run", pa.array(survivor_runs, pa.string()))
