@@ -23,6 +23,7 @@ import gzip
 import io
 import re
 from dataclasses import dataclass, field
+from operator import methodcaller
 from typing import ClassVar, Iterable, Iterator
 from urllib.parse import urlsplit
 
@@ -158,9 +159,13 @@ class WordMatcher:
         if self._checkable:
             if self._tokens is not None:
                 return self._tokens.count(text)
-            if ((self._literals is None or not self._literals.found_in(text))
-                    and not any(e.search(text) for e in self._expressions)):
+            # the pattern's first match starts where the first entry or expression is found, or later
+            starts = [m.start() for m in map(methodcaller("search", text), self._expressions) if m]
+            if self._literals is not None and (start := self._literals.first_at(text)) >= 0:
+                starts.append(start)
+            if not starts:
                 return 0
+            return sum(1 for _ in self.pattern.finditer(text, min(starts)))
         return sum(1 for _ in self.pattern.finditer(text))
 
 
@@ -218,10 +223,10 @@ class _Literals:
         for i, literal in enumerate(literals):
             self.chars[i, :len(literal)] = list(map(ord, literal))
 
-    def found_in(self, text: str) -> bool:
-        """Whether `text`, lower-cased (`_lowered`), holds one of the literals."""
-        return self.any_text or bool(_holds_literal(code_points(text), self.firsts, self.key_bits,
-                                                    self.keys, self.lengths, self.chars))
+    def first_at(self, text: str) -> int:
+        """Where the first of the literals begins in `text`, lower-cased (`_lowered`); -1 for none."""
+        return 0 if self.any_text else int(_first_literal(code_points(text), self.firsts, self.key_bits, self.keys,
+                                                          self.lengths, self.chars))
 
 
 def _literal_key(literal: str) -> int:
@@ -244,7 +249,7 @@ def _key_bit(key):
 
 
 @numba.njit(cache=True, nogil=True)
-def _holds_literal(points, firsts, key_bits, keys, lengths, chars):
+def _first_literal(points, firsts, key_bits, keys, lengths, chars):
     size = points.shape[0]
     for i in range(size):
         kinds = firsts[_lowered(points[i])]
@@ -265,9 +270,9 @@ def _holds_literal(points, firsts, key_bits, keys, lengths, chars):
                             same = False
                             break
                     if same:
-                        return True
+                        return i
                 j += 1
-    return False
+    return -1
 
 
 _FNV_OFFSET, _FNV_PRIME = np.uint64(0xCBF29CE484222325), np.uint64(0x100000001B3)

@@ -14,7 +14,7 @@ import functools
 import re
 from dataclasses import dataclass, field
 from itertools import chain
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 import numba
 import numpy as np
@@ -189,8 +189,7 @@ def _character_flags() -> np.ndarray:
     return flags
 
 
-@dataclass(frozen=True)
-class TextCounts:
+class TextCounts(NamedTuple):
     """What ChineseWebText, LongDigitRuns and ChineseNoise count in a text, from one compiled pass
     over its code points (where each rule set's own passes and regular expressions cost more)."""
 
@@ -208,7 +207,7 @@ class TextCounts:
 @functools.lru_cache(maxsize=2)
 def text_counts(text: str) -> TextCounts:
     """The counts of `text`, cached for the last texts: the rule sets of a chain ask in turn."""
-    return TextCounts(*_text_counts(code_points(text), _character_flags(), _SENTENCE_TAIL, _LONGEST_DIGIT_RUN))
+    return TextCounts._make(_text_counts(code_points(text), _character_flags(), _SENTENCE_TAIL, _LONGEST_DIGIT_RUN))
 
 
 @numba.njit(cache=True, nogil=True)
