@@ -254,8 +254,10 @@ class _ChunkIndex:
                                   self.slots, self.hashes, self.begins, self.ends, self.points, self.used)
         self.size = size
 
-    def look_up(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(number, -1 where not indexed; start; end) of each chunk of the text's code points."""
+    def look_up(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """For each chunk of the text's code points: its number (-1 where not indexed), start,
+        stop, and the number of its text among those not indexed (-1 where indexed); and where
+        each of those first occurs."""
         return _look_up_chunks(points, _SPACE, self.slots, self.hashes, self.begins, self.ends, self.points)
 
 
@@ -296,10 +298,17 @@ def _index_chunks(numbers, points, lengths, slots, hashes, begins, ends, kept, u
 
 @numba.njit(cache=True, nogil=True)
 def _look_up_chunks(points, space, slots, hashes, begins, ends, kept):
+    """`_ChunkIndex.look_up`, and the chunks not indexed numbered by their first occurrence:
+    (numbers, starts, stops, new: for each chunk not indexed its new chunk's number, else -1,
+    position of each new chunk's first occurrence)."""
     size = points.shape[0]
     numbers = np.empty((size + 1) // 2, np.int64)
     starts = np.empty_like(numbers)
     stops = np.empty_like(numbers)
+    new = np.full_like(numbers, -1)
+    firsts = np.empty_like(numbers)
+    n_new = 0
+    seen = np.empty(0, np.int64)  # the new chunks' first positions, by hash (open addressing), made on the first one
     mask = slots.shape[0] - 1
     k = i = 0
     while i < size:
@@ -310,22 +319,42 @@ def _look_up_chunks(points, space, slots, hashes, begins, ends, kept):
         while i < size and not (points[i] < space.shape[0] and space[points[i]]):
             h = (h ^ np.uint64(points[i])) * _FNV_PRIME
             i += 1
-        number = -1
+        starts[k], stops[k], numbers[k] = b, i, -1
         s = _home(h, slots)
         while slots[s] >= 0:
             c = slots[s]
-            if hashes[c] == h and ends[c] - begins[c] == i - b:
-                j = 0
-                while j < i - b and kept[begins[c] + j] == points[b + j]:
-                    j += 1
-                if j == i - b:
-                    number = c
-                    break
+            if hashes[c] == h and _same_points(kept, begins[c], ends[c], points, b, i):
+                numbers[k] = c
+                break
             s = (s + 1) & mask
-        numbers[k], starts[k], stops[k] = number, b, i
+        if numbers[k] < 0:
+            if seen.shape[0] == 0:
+                capacity = 2
+                while capacity < 2 * numbers.shape[0]:
+                    capacity *= 2
+                seen = np.full(capacity, -1, np.int64)
+            s = _home(h, seen)
+            while seen[s] >= 0 and not _same_points(points, starts[seen[s]], stops[seen[s]], points, b, i):
+                s = (s + 1) & (seen.shape[0] - 1)
+            if seen[s] < 0:
+                seen[s] = k
+                firsts[n_new] = k
+                new[k] = n_new
+                n_new += 1
+            else:
+                new[k] = new[seen[s]]
         k += 1
-    return numbers[:k], starts[:k], stops[:k]
+    return numbers[:k], starts[:k], stops[:k], new[:k], firsts[:n_new]
 
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _same_points(a, a_start, a_stop, b, b_start, b_stop):
+    if a_stop - a_start != b_stop - b_start:
+        return False
+    for j in range(a_stop - a_start):
+        if a[a_start + j] != b[b_start + j]:
+            return False
+    return True
 
 
 class _ChunkTokens:
@@ -379,15 +408,15 @@ class _ChunkTokens:
 
     def text_chunk_numbers(self, text: str) -> np.ndarray:
         """chunk_numbers(text.split()), the known chunks found by one compiled pass (`_ChunkIndex`)."""
-        numbers, starts, stops = self.index.look_up(code_points(text))
-        unknown = np.flatnonzero(numbers < 0)
-        if len(unknown):
-            chunks = list(map(text.__getitem__, map(slice, starts[unknown].tolist(), stops[unknown].tolist())))
+        numbers, starts, stops, new, firsts = self.index.look_up(code_points(text))
+        if len(firsts):  # new chunks: tokenize them together, then fill them in
+            chunks = list(map(text.__getitem__, map(slice, starts[firsts].tolist(), stops[firsts].tolist())))
             table = self.table
             self.add(chunks)
             if self.table is not table:  # started over (`limit`): the numbers found are gone
                 return self.text_chunk_numbers(text)
-            numbers[unknown] = list(map(self.numbers.__getitem__, chunks))
+            unknown = new >= 0
+            numbers[unknown] = np.fromiter(map(self.numbers.__getitem__, chunks), np.int64, len(chunks))[new[unknown]]
         return numbers
 
     def add(self, chunks: list[str]) -> None:
