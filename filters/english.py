@@ -22,8 +22,8 @@ import unicodedata
 from array import array
 from dataclasses import dataclass, field
 from functools import cached_property
-from itertools import chain, compress, repeat
-from operator import is_, methodcaller
+from itertools import compress
+from operator import methodcaller
 from typing import ClassVar
 
 import numba
@@ -394,20 +394,8 @@ class _ChunkTokens:
         c = self.numbers[chunk]
         return tuple(map(self.table.text.__getitem__, self.tokens[self.starts[c]:self.starts[c + 1]]))
 
-    def chunk_numbers(self, chunks: list[str]) -> np.ndarray:
-        numbers = list(map(self.numbers.get, chunks))
-        if None in numbers:  # new chunks: tokenize them together, then fill them in
-            new = list(compress(range(len(chunks)), map(is_, numbers, repeat(None))))
-            table = self.table
-            self.add([chunks[i] for i in new])
-            if self.table is not table:  # started over (`limit`): the numbers found are gone
-                return self.chunk_numbers(chunks)
-            for i in new:
-                numbers[i] = self.numbers[chunks[i]]
-        return np.array(numbers, np.int64)
-
     def text_chunk_numbers(self, text: str) -> np.ndarray:
-        """chunk_numbers(text.split()), the known chunks found by one compiled pass (`_ChunkIndex`)."""
+        """The number of each chunk of text.split(), the known ones found by one compiled pass (`_ChunkIndex`)."""
         numbers, starts, stops, new, firsts = self.index.look_up(code_points(text))
         if len(firsts):  # new chunks: tokenize them together, then fill them in
             chunks = list(map(text.__getitem__, map(slice, starts[firsts].tolist(), stops[firsts].tolist())))
@@ -484,12 +472,11 @@ class _ChunkTokens:
         starts = np.frombuffer(self.starts, np.int64)
         return int(starts[numbers + 1].sum() - starts[numbers].sum())
 
-    def sentences_and_words(self, lines: list[list[str]]) -> tuple[int, int]:
-        """(sentences, words) of the lines, each given as its chunks: the sentences spaCy's
+    def sentences_and_words(self, text: str) -> tuple[int, int]:
+        """(sentences, words) of the text's lines (str.splitlines()): the sentences spaCy's
         rule-based sentencizer finds in each line (datatrove's `split_into_sentences`), summed."""
-        counts = np.fromiter(map(len, lines), np.int64, len(lines))
-        return self.sentences_and_words_of(self.chunk_numbers(list(chain.from_iterable(lines))), counts,
-                                           np.ones(len(lines), np.bool_))
+        counts = line_chunk_counts(text)
+        return self.sentences_and_words_of(self.text_chunk_numbers(text), counts, np.ones(len(counts), np.bool_))
 
     def sentences_and_words_of(self, chunks: np.ndarray, counts: np.ndarray, keep: np.ndarray) -> tuple[int, int]:
         """`sentences_and_words` of the lines marked in `keep`, from the chunk numbers of all lines
@@ -901,7 +888,6 @@ class C4Quality(RuleSet):
         rejection for a lorem-ipsum or curly-bracket line. `wrapped`: numbers of the lines that
         `min_words_per_line` keeps whatever their own words (`_long_wrapped_lines`)."""
         kept: list[str] = []
-        kept_chunks: list[list[str]] = []
         terminal = non_empty = 0
         for number, stripped in enumerate(lines):
             stripped = stripped.strip()
@@ -928,9 +914,8 @@ class C4Quality(RuleSet):
                 return self.reject("curly_bracket", "{")
             if policy and any(p in lower for p in policy):
                 continue
-            kept_chunks.append(words if line is stripped else line.split())
             kept.append(line)
-        sentences, n_words = _chunk_tokens().sentences_and_words(kept_chunks)
+        sentences, n_words = _chunk_tokens().sentences_and_words("\n".join(kept))
         return kept, sentences if self.min_num_sentences != -1 else 0, n_words, terminal, non_empty
 
 

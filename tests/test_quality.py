@@ -557,7 +557,7 @@ def test_c4_whole_list_path_equals_the_line_loop():
         c4 = C4Quality(**settings)
         for text in texts:
             lines = text.splitlines()
-            counts, chunks = english.line_chunk_counts(text), english._chunk_tokens().chunk_numbers(text.split())
+            counts, chunks = english.line_chunk_counts(text), english._chunk_tokens().text_chunk_numbers(text)
             assert (c4._plain_lines(lines, counts, chunks)
                     == c4._line_by_line(lines, False, False, False, False, [])), (settings, text)
             wrapped = frozenset(range(0, len(lines), 2))
