@@ -193,18 +193,10 @@ def signature_rows(batch: pa.RecordBatch, part: int, first_row: int, p: DedupPar
         cols["bands"] = pa.ListArray.from_arrays(np.arange(0, n * p.bands + 1, p.bands, dtype=np.int32),
                                                  keys.ravel(), mask=no_shingles)
         if p.verify:  # distinct shingle hashes per document, sorted, as one Arrow list column
-            # the MinHash inputs (collisions change J by ~1e-4), as int32, sorted by (document, value):
-            # one int64 key per shingle, the document above the value's offset from -2**31 (a third
-            # of np.lexsort's time)
-            key = (shingles.doc.astype(np.int64) << 32) | (shingles.hashes32.astype(np.int64) ^ 0x80000000)
-            key.sort()
-            first = np.ones(len(key), bool)
-            first[1:] = key[1:] != key[:-1]
-            key = key[first]
-            hashes = ((key & 0xFFFFFFFF) ^ 0x80000000).astype(np.uint32).view(np.int32)
-            distinct_per_doc = np.bincount(key >> 32, minlength=n)
-            offsets = np.concatenate([[0], np.cumsum(distinct_per_doc)]).astype(np.int32)
-            cols["shingles"] = shingle_bytes(pa.ListArray.from_arrays(offsets, hashes, mask=no_shingles))
+            # the MinHash inputs (collisions change J by ~1e-4), as int32
+            offsets, hashes = shingles.distinct_sets()
+            cols["shingles"] = shingle_bytes(pa.ListArray.from_arrays(offsets.astype(np.int32), hashes,
+                                                                      mask=no_shingles))
     return cols
 
 
