@@ -104,10 +104,11 @@ def _suffix_length(s: str) -> int:
     return 0
 
 
-def _affix_tokens(chunk: str, special_cases: frozenset[str]) -> tuple[str, ...] | None:
+def _affix_tokens(chunk: str, special_cases: frozenset[str], split_core=None) -> tuple[str, ...] | None:
     """spaCy's prefix/suffix loop and infix split (spacy/tokenizer.pyx `_split_affixes`,
     `_attach_tokens`) for a chunk of the characters above; None for other chunks, and where a
-    special case would take over."""
+    special case would take over. What is left after the loop is split here where it is letters
+    and hyphens between them, else by `split_core` (None: not settled)."""
     if not _AFFIX_CHUNK.fullmatch(chunk):
         return None
     prefixes: list[str] = []
@@ -135,9 +136,12 @@ def _affix_tokens(chunk: str, special_cases: frozenset[str]) -> tuple[str, ...] 
         else:
             break
     if s:
-        if not _CORE.fullmatch(s):
+        if _CORE.fullmatch(s):
+            prefixes += _HYPHEN_RUN.split(s) if "-" in s else [s]
+        elif split_core is None:
             return None
-        prefixes += _HYPHEN_RUN.split(s) if "-" in s else [s]
+        else:
+            prefixes += split_core(s)
     suffixes.reverse()
     return (*prefixes, *suffixes)
 
@@ -167,9 +171,29 @@ class _AffixSplitter:
         self.patterns = frozenset(patterns)
         self.pattern_starts = frozenset(pattern[0] for pattern in patterns)
         self.longest = max(map(len, patterns), default=0)
+        self.token_match, self.url_match, self.find_infix = tokenizer.token_match, tokenizer.url_match, tokenizer.find_infix
+
+    def _split_core(self, s: str) -> list[str]:
+        """spaCy's `_attach_tokens` for what its prefix/suffix loop left ("word--", "end.--The"):
+        whole where its token or URL pattern matches it, else split at its infixes (spaCy's own
+        expressions; an infix at the start does not split)."""
+        if (self.token_match and self.token_match(s)) or (self.url_match and self.url_match(s)):
+            return [s]
+        pieces, start = [], 0
+        for match in self.find_infix(s) or ():
+            if match.start() == 0:
+                continue
+            if match.start() != start:
+                pieces.append(s[start:match.start()])
+            if match.end() != match.start():
+                pieces.append(match.group())
+            start = match.end()
+        if start < len(s):
+            pieces.append(s[start:])
+        return pieces
 
     def __call__(self, chunk: str) -> tuple[str, ...] | None:
-        tokens = _affix_tokens(chunk, self.special_cases)
+        tokens = _affix_tokens(chunk, self.special_cases, self._split_core)
         if tokens is None:
             return None
         for i, token in enumerate(tokens):
