@@ -171,7 +171,8 @@ class _AffixSplitter:
         self.patterns = frozenset(patterns)
         self.pattern_starts = frozenset(pattern[0] for pattern in patterns)
         self.longest = max(map(len, patterns), default=0)
-        self.token_match, self.url_match, self.find_infix = tokenizer.token_match, tokenizer.url_match, tokenizer.find_infix
+        self.token_match, self.url_match = tokenizer.token_match, tokenizer.url_match
+        self.find_infix = tokenizer.find_infix
 
     def _split_core(self, s: str) -> list[str]:
         """spaCy's `_attach_tokens` for what its prefix/suffix loop left ("word--", "end.--The"):
@@ -274,8 +275,9 @@ class _ChunkIndex:
         if 2 * size > len(self.slots):
             self.slots = np.full(1 << (4 * size).bit_length(), -1, np.int64)
             _rehash(self.slots, self.hashes, self.size)
-        self.used = _index_chunks(np.array(numbers, np.int64), points, np.fromiter(map(len, chunks), np.int64, len(chunks)),
-                                  self.slots, self.hashes, self.begins, self.ends, self.points, self.used)
+        lengths = np.fromiter(map(len, chunks), np.int64, len(chunks))
+        self.used = _index_chunks(np.array(numbers, np.int64), points, lengths, self.slots, self.hashes, self.begins,
+                                  self.ends, self.points, self.used)
         self.size = size
 
     def look_up(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
