@@ -247,8 +247,23 @@ def _cached_copy(uri: str, nbytes: int) -> str:
     return path
 
 
+# A column chunk whose dictionary outgrows this falls back to plain encoding (pyarrow's default: 1 MB). A
+# 32k-piece vocabulary's token ids (<= 128 KB of them per row group) stay dictionary-encoded; a 128k-piece
+# one's stop paying for it: plain + zstd writes them 13% cheaper and 7% smaller (docs/benchmarks.md,
+# encode section). Text columns fall back at either limit.
+DICTIONARY_PAGE_LIMIT = 256 << 10
+
+
+def flat_columns(schema: pa.Schema) -> list[str]:
+    """The columns that are not lists, structs or maps. Readers prune row groups by the min/max of such
+    columns (dedup's index: bucket, key, node); a list's element min/max (encode's tokens) serve no reader
+    and cost ~4% of that column's write (docs/benchmarks.md, encode section)."""
+    return [f.name for f in schema if not pa.types.is_nested(f.type)]
+
+
 class ParquetSink:
-    """Streams record batches into one zstd Parquet file, created on the first write, renamed on close."""
+    """Streams record batches into one zstd Parquet file, created on the first write, renamed on close;
+    min/max statistics for its flat columns only, dictionaries up to DICTIONARY_PAGE_LIMIT."""
 
     def __init__(self, uri: str, schema: pa.Schema | None = None):
         self.uri = uri
@@ -265,7 +280,9 @@ class ParquetSink:
             makedirs(self.uri.rsplit("/", 1)[0])
             self._tmp = _temporary_name(self.uri)
             fs, tmp_path = filesystem(self._tmp)
-            self._writer = pq.ParquetWriter(tmp_path, self.schema, filesystem=fs, compression="zstd")
+            self._writer = pq.ParquetWriter(tmp_path, self.schema, filesystem=fs, compression="zstd",
+                                            write_statistics=flat_columns(self.schema),
+                                            dictionary_pagesize_limit=DICTIONARY_PAGE_LIMIT)
         if data.schema != self.schema:
             data = data.select(self.schema.names).cast(self.schema) if isinstance(data, pa.Table) else \
                 pa.Table.from_batches([data]).select(self.schema.names).cast(self.schema)

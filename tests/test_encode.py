@@ -134,3 +134,12 @@ def test_collector_paused_gives_the_collector_back():
         assert not gc.isenabled()  # left as the caller had it
     finally:
         gc.enable()
+
+
+def test_local_spark_workers_reuse_freed_pages(spark_session_engine):
+    """Local mode's Python workers run with Arrow's allocator told to keep freed pages mapped (MADV_FREE):
+    the next batch reuses them without page faults (pipeline/engines/spark.py, bench/encode.py)."""
+    import os
+
+    seen = spark_session_engine.map_units("worker env", lambda unit: os.environ.get("MIMALLOC_PURGE_DECOMMITS"), [0])
+    assert seen == ["0"]

@@ -1,0 +1,60 @@
+"""pipeline.storage's Parquet writer: what it writes beside the data, and that the data reads back as written."""
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline import storage
+
+SCHEMA = pa.schema([("id", pa.string()), ("offset", pa.int64()), ("tokens", pa.list_(pa.int32())),
+                    ("shares", pa.map_(pa.string(), pa.float32()))])
+
+
+def test_parquet_sink_keeps_statistics_of_flat_columns_only(tmp_path):
+    """Min/max of flat columns (readers prune row groups by them: dedup's index) in every row group; none for a
+    list's or a map's leaves (encode's tokens: no reader uses them, and they cost part of the write)."""
+    batches = [pa.RecordBatch.from_pydict({"id": [f"d{k}{i}" for i in range(3)], "offset": [k * 3 + i for i in range(3)],
+                                           "tokens": [[8, 31999, k], [], None],
+                                           "shares": [[("en", 0.5)], [], None]}, SCHEMA) for k in range(2)]
+    uri = str(tmp_path / "data" / "part-00000.parquet")
+    sink = storage.ParquetSink(uri, SCHEMA)
+    for batch in batches:
+        sink.write(batch)
+    sink.close()
+
+    meta = pq.ParquetFile(uri).metadata
+    assert meta.num_row_groups == 2
+    for g in range(meta.num_row_groups):
+        with_stats = {meta.row_group(g).column(i).path_in_schema: meta.row_group(g).column(i).is_stats_set
+                      for i in range(meta.num_columns)}
+        assert with_stats == {"id": True, "offset": True, "tokens.list.element": False,
+                              "shares.key_value.key": False, "shares.key_value.value": False}
+        assert meta.row_group(g).column(1).statistics.min == g * 3
+    assert meta.row_group(0).column(2).compression == "ZSTD"
+    assert pq.read_table(uri).equals(pa.Table.from_batches(batches))
+
+
+def test_flat_columns():
+    assert storage.flat_columns(SCHEMA) == ["id", "offset"]
+    assert storage.flat_columns(pa.schema([("s", pa.struct([("a", pa.int32())])), ("dotted.name", pa.int8())])) == [
+        "dotted.name"]
+
+
+def test_parquet_sink_stops_a_dictionary_at_the_limit(tmp_path):
+    """A token column of more distinct ids per row group than DICTIONARY_PAGE_LIMIT holds (a 128k-piece
+    vocabulary's) falls back to plain encoding after a dictionary page of at most the limit (pyarrow's
+    default limit: a 357 KB page here); few distinct values stay dictionary-encoded. Both read back as written."""
+    many = np.random.default_rng(0).permutation(storage.DICTIONARY_PAGE_LIMIT // 4 * 2).astype(np.int32)
+    few = np.arange(len(many), dtype=np.int32) % 1000
+    for name, ids in (("many", many), ("few", few)):
+        offsets = np.arange(0, len(ids) + 1, 100, dtype=np.int32)
+        table = pa.table({"tokens": pa.ListArray.from_arrays(pa.array(offsets), pa.array(ids))})
+        uri = str(tmp_path / f"{name}.parquet")
+        sink = storage.ParquetSink(uri)
+        sink.write(table)
+        sink.close()
+        chunk = pq.ParquetFile(uri).metadata.row_group(0).column(0)
+        dictionary_page = chunk.data_page_offset - chunk.dictionary_page_offset
+        assert dictionary_page <= storage.DICTIONARY_PAGE_LIMIT + 100 if name == "many" else dictionary_page < 5000
+        assert pq.read_table(uri).equals(table)
