@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import re
 import string
+import threading
 import unicodedata
 from array import array
 from dataclasses import dataclass, field
@@ -219,9 +220,10 @@ class _TokenTable(dict):
     whether it is all letters and its sentence code (arrays that grow; numpy views of them for
     compiled passes)."""
 
-    def __init__(self, punct_chars: frozenset[str]):
+    def __init__(self, punct_chars: frozenset[str], lock: threading.RLock):
         super().__init__()
         self.punct_chars = punct_chars  # the sentencizer's sentence-final marks
+        self.lock = lock  # its store's: held while numpy views of the arrays exist
         self.text: list[str] = []
         self.lengths = array("q")
         self.all_letters = array("b")
@@ -383,6 +385,16 @@ def _same_points(a, a_start, a_stop, b, b_start, b_stop):
     return True
 
 
+def _locked(method):
+    """The store's method run holding its lock: threads of one worker (Beam runs several) share
+    the store, whose arrays grow and whose compiled passes run without the GIL."""
+    @functools.wraps(method)
+    def locked(self, *args):
+        with self.lock:
+            return method(self, *args)
+    return locked
+
+
 class _ChunkTokens:
     """Each distinct chunk's spaCy tokens, as token numbers (`_TokenTable`): chunk -> its number,
     chunk number c -> tokens[starts[c]:starts[c + 1]]. `add` tokenizes a document's new chunks,
@@ -395,6 +407,7 @@ class _ChunkTokens:
     limit = 2_000_000  # distinct chunks kept per process (a few hundred MB at most); then start over
 
     def __init__(self, tokenizer, punct_chars: frozenset[str]):
+        self.lock = threading.RLock()
         self.tokenizer = tokenizer
         self.punct_chars = punct_chars
         self.special_cases = frozenset(tokenizer.rules)
@@ -404,7 +417,7 @@ class _ChunkTokens:
     def clear(self) -> None:
         # New objects, not emptied ones: a document's `EnglishWords` keeps the table it was built with.
         self.numbers: dict[str, int] = {}
-        self.table = _TokenTable(self.punct_chars)
+        self.table = _TokenTable(self.punct_chars, self.lock)
         self.starts = array("q", [0])
         self.tokens = array("q")
         self.index = _ChunkIndex()
@@ -413,6 +426,7 @@ class _ChunkTokens:
     def __len__(self) -> int:
         return len(self.numbers)
 
+    @_locked
     def __getitem__(self, chunk: str) -> tuple[str, ...]:
         """The chunk's tokens, as text."""
         if chunk not in self.numbers:
@@ -420,6 +434,7 @@ class _ChunkTokens:
         c = self.numbers[chunk]
         return tuple(map(self.table.text.__getitem__, self.tokens[self.starts[c]:self.starts[c + 1]]))
 
+    @_locked
     def text_chunk_numbers(self, text: str) -> np.ndarray:
         """The number of each chunk of text.split(), the known ones found by one compiled pass (`_ChunkIndex`)."""
         numbers, starts, stops, new, firsts = self.index.look_up(code_points(text))
@@ -433,6 +448,7 @@ class _ChunkTokens:
             numbers[unknown] = np.fromiter(map(self.numbers.__getitem__, chunks), np.int64, len(chunks))[new[unknown]]
         return numbers
 
+    @_locked
     def add(self, chunks: list[str]) -> None:
         new = [c for c in dict.fromkeys(chunks) if c not in self.numbers]
         if self.numbers and len(self.numbers) + len(new) >= self.limit:
@@ -484,6 +500,7 @@ class _ChunkTokens:
         self.tokens.extend(map(self.table.__getitem__, pieces))
         self.starts.append(len(self.tokens))
 
+    @_locked
     def words(self, text: str) -> EnglishWords:
         numbers = self.text_chunk_numbers(text)
         if len(self.first) < len(self.table.text):
@@ -493,6 +510,7 @@ class _ChunkTokens:
             np.frombuffer(self.table.lengths, np.int64), self.first)
         return EnglishWords(self.table, numbers, token_numbers, ids, offsets)
 
+    @_locked
     def count(self, text: str) -> int:
         numbers = self.text_chunk_numbers(text)
         starts = np.frombuffer(self.starts, np.int64)
@@ -502,15 +520,22 @@ class _ChunkTokens:
         """(sentences, words) of the text's lines (str.splitlines()): the sentences spaCy's
         rule-based sentencizer finds in each line (datatrove's `split_into_sentences`), summed."""
         counts = line_chunk_counts(text)
-        return self.sentences_and_words_of(self.text_chunk_numbers(text), counts, np.ones(len(counts), np.bool_))
+        return self.sentences_and_words_of(text, None, counts, np.ones(len(counts), np.bool_))
 
-    def sentences_and_words_of(self, chunks: np.ndarray, counts: np.ndarray, keep: np.ndarray) -> tuple[int, int]:
-        """`sentences_and_words` of the lines marked in `keep`, from the chunk numbers of all lines
-        (line i: the `counts[i]` chunks after those of the lines before)."""
-        sentences, words = _sentences_and_words(
+    @_locked
+    def sentences_and_words_of(self, text: str, words: Words | None, counts: np.ndarray, keep: np.ndarray
+                               ) -> tuple[int, int]:
+        """`sentences_and_words` of the text's lines marked in `keep` (`counts`: each line's
+        chunks); `words`: the text's words, if made, whose chunk numbers are used when this
+        store made them as it is now."""
+        if isinstance(words, EnglishWords) and words.table is self.table:
+            chunks = words.chunks
+        else:
+            chunks = self.text_chunk_numbers(text)
+        sentences, n_words = _sentences_and_words(
             chunks, np.cumsum(counts), keep, np.frombuffer(self.starts, np.int64),
             np.frombuffer(self.tokens, np.int64), np.frombuffer(self.table.sentence_codes, np.int8))
-        return int(sentences), int(words)
+        return int(sentences), int(n_words)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -592,7 +617,8 @@ class EnglishWords(Words):
 
     def not_all_letters(self) -> list[tuple[str, int]]:
         firsts = self._firsts
-        firsts = firsts[np.frombuffer(self.table.all_letters, np.int8)[self.numbers[firsts]] == 0]
+        with self.table.lock:
+            firsts = firsts[np.frombuffer(self.table.all_letters, np.int8)[self.numbers[firsts]] == 0]
         return list(zip(map(self.table.text.__getitem__, self.numbers[firsts].tolist()),
                         self._id_counts[firsts].tolist()))
 
@@ -658,16 +684,6 @@ def _line_chunk_counts(points, space, line_break):
             in_chunk = True
         i += 1
     return counts[:line if broken or not points.shape[0] else line + 1]
-
-
-def _doc_chunk_numbers(doc: Doc) -> np.ndarray:
-    """The chunk numbers of the document's text, from its words where they were made by this
-    process's chunk store as it is now."""
-    store = _chunk_tokens()
-    words = doc.__dict__.get("words")
-    if isinstance(words, EnglishWords) and words.table is store.table:
-        return words.chunks
-    return store.text_chunk_numbers(doc.text)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -859,8 +875,8 @@ class C4Quality(RuleSet):
         counts = line_chunk_counts(text) if plain or self.join_hard_wrapped_lines else None
         wrapped = self._long_wrapped_lines(lines, counts) if self.join_hard_wrapped_lines else frozenset()
         if plain:
-            kept, sentences, n_words, terminal, non_empty = self._plain_lines(lines, counts, _doc_chunk_numbers(doc),
-                                                                              wrapped)
+            kept, sentences, n_words, terminal, non_empty = self._plain_lines(
+                lines, counts, text, doc.__dict__.get("words"), wrapped)
         else:
             judged = self._line_by_line(lines, cite, lorem, javascript, curly, policy, wrapped)
             if isinstance(judged, Rejection):
@@ -890,11 +906,12 @@ class C4Quality(RuleSet):
             words[run] += int(counts[i])
         return frozenset(i for i, run in zip(non_empty, runs) if words[run] >= self.min_words_per_line)
 
-    def _plain_lines(self, lines: list[str], counts: np.ndarray, chunks: np.ndarray,
+    def _plain_lines(self, lines: list[str], counts: np.ndarray, text: str, words: Words | None,
                      wrapped: frozenset[int] = frozenset()) -> tuple[list[str], int, int, int, int]:
         """`_line_by_line` for the common text (no citation, phrase, curly bracket or over-long
         line): the same lines kept and counts, with the per-line steps run as whole-list calls
-        and compiled passes over the text's chunk numbers (`counts`: each line's chunks)."""
+        and compiled passes over the text's chunk numbers (`counts`: each line's chunks; `words`:
+        the text's words, if made)."""
         stripped = list(map(str.strip, lines))
         ends = np.fromiter(map(_ends_in_terminal, stripped), np.bool_, len(stripped))
         ends &= ~np.fromiter(map(_ends_in_dots, stripped), np.bool_, len(stripped))
@@ -905,7 +922,7 @@ class C4Quality(RuleSet):
             keep[list(wrapped)] = True
         if self.filter_no_terminal_punct:
             keep &= ends
-        sentences, n_words = _chunk_tokens().sentences_and_words_of(chunks, counts, keep)
+        sentences, n_words = _chunk_tokens().sentences_and_words_of(text, words, counts, keep)
         return (list(compress(stripped, keep.tolist())), sentences if self.min_num_sentences != -1 else 0, n_words,
                 terminal, non_empty)
 

@@ -137,3 +137,23 @@ def test_whitespace_tables_hold_every_whitespace_and_line_break():
                 max_size=30).map("".join))
 def test_line_chunk_counts_are_the_chunks_of_each_line(text):
     assert english.line_chunk_counts(text).tolist() == [len(line.split()) for line in text.splitlines()]
+
+
+def test_threads_sharing_the_store_get_the_words_of_one_thread(shared_data):
+    """Beam runs several threads in a worker: they share the store (its lock keeps the growing
+    arrays and the compiled passes, which run without the GIL, to one thread at a time)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with open(shared_data / "text/en-news-scrapinghub.jsonl", encoding="utf-8") as f:
+        texts = [json.loads(line)["text"] for line in f][:120]
+
+    def measures(text):
+        words = english_words(text)
+        return list(words), words.ids.tolist(), words.char_offsets.tolist(), words.not_all_letters()
+
+    english._chunk_tokens.cache_clear()
+    expected = list(map(measures, texts))
+    for _ in range(2):
+        english._chunk_tokens.cache_clear()
+        with ThreadPoolExecutor(4) as pool:
+            assert list(pool.map(measures, texts)) == expected

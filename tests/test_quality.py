@@ -557,11 +557,11 @@ def test_c4_whole_list_path_equals_the_line_loop():
         c4 = C4Quality(**settings)
         for text in texts:
             lines = text.splitlines()
-            counts, chunks = english.line_chunk_counts(text), english._chunk_tokens().text_chunk_numbers(text)
-            assert (c4._plain_lines(lines, counts, chunks)
+            counts = english.line_chunk_counts(text)
+            assert (c4._plain_lines(lines, counts, text, None)
                     == c4._line_by_line(lines, False, False, False, False, [])), (settings, text)
             wrapped = frozenset(range(0, len(lines), 2))
-            assert (c4._plain_lines(lines, counts, chunks, wrapped) ==
+            assert (c4._plain_lines(lines, counts, text, english.english_words(text), wrapped) ==
                     c4._line_by_line(lines, False, False, False, False, [], wrapped)), (settings, text)
 
 
