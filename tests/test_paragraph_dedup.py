@@ -76,7 +76,7 @@ def test_lines_on_many_pages_are_removed_on_both_engines(tmp_path, engines):
         assert set(removed) == {"site", "portal"}
         top = [(r["documents"], r["line"]) for r in report["top_removed"]]
         assert set(top[:2]) == {(6, NAV_EN), (6, FOOTER_EN)} and top[2][0] == 4 and len(top) == 3
-        outputs[name] = (out, texts)
+        outputs[name] = (out, texts, summary["extra"]["paragraph_keys_removed"])
     assert outputs["spark"] == outputs["beam"]
 
 

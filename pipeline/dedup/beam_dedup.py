@@ -297,7 +297,7 @@ def _write_removals(removal_root: str):
         sink = storage.ParquetSink(storage.join(assignment_dir(removal_root, part), "remove.parquet"), REMOVAL_SCHEMA)
         sink.write(pa.Table.from_pylist(rows, REMOVAL_SCHEMA))
         sink.close()
-        return len({r["key"] for r in rows})
+        return sorted({r["key"] for r in rows})
     return write
 
 
@@ -316,5 +316,7 @@ def paragraph_removals(engine, para_dir: str, assign_root: str, removal_root: st
                                                    [(key, (kv[0][0], kv[0][1], lang)) for key, lang in kv[1]["para"]])
                         | "count" >> beam.GroupByKey() | "over the limit" >> beam.FlatMap(_over_limit(max_docs))
                         | "by part" >> beam.GroupByKey() | "write parts" >> beam.Map(_write_removals(removal_root)))
-        _write_count(removed_keys | "keys" >> beam.CombineGlobally(sum), storage.join(work_dir, "removed"), "removed")
+        distinct = removed_keys | "keys" >> beam.FlatMap(lambda keys: keys) | "distinct keys" >> beam.Distinct()
+        _write_count(distinct | "key count" >> beam.combiners.Count.Globally(), storage.join(work_dir, "removed"),
+                     "removed")
     return {"paragraph_keys_removed": _read_count(storage.join(work_dir, "removed"))}

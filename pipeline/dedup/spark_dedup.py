@@ -308,7 +308,9 @@ def paragraph_removals(spark: SparkSession, para_dir: str, assign_root: str, rem
         survivors = paras.join(dups, ["part", "row"], "left_anti")
     counts = survivors.groupBy("key").agg(F.count("*").alias("docs"))
     remove = survivors.join(counts, "key").where(F.col("docs") > _limit_by_lang(max_docs))
+    remove = remove.select("part", "row", "key", "docs")
     storage.rmtree(removal_root)  # an interrupted attempt's files
-    write_groups(remove.select("part", "row", "key", "docs").repartition("part").sortWithinPartitions("part", "row", "key"),
-                 "part", lambda part: assignment_dir(removal_root, part))
-    return {"paragraph_keys_removed": remove.select("key").distinct().count()}
+    write_groups(remove.repartition("part").sortWithinPartitions("part", "row", "key"), "part",
+                 lambda part: assignment_dir(removal_root, part))
+    written = read_columnar(spark, removal_root, remove.schema)  # the files, not the joins again
+    return {"paragraph_keys_removed": written.select("key").distinct().count()}
