@@ -249,7 +249,7 @@ def _cached_copy(uri: str, nbytes: int) -> str:
 
 # A column chunk whose dictionary outgrows this falls back to plain encoding (pyarrow's default: 1 MB). A
 # 32k-piece vocabulary's token ids (<= 128 KB of them per row group) stay dictionary-encoded; a 128k-piece
-# one's stop paying for it: plain + zstd writes them 13% cheaper and 7% smaller (docs/benchmarks.md,
+# one's stop paying for it: the fallback writes them 12% cheaper and 7% smaller (docs/benchmarks.md,
 # encode section). Text columns fall back at either limit.
 DICTIONARY_PAGE_LIMIT = 256 << 10
 

@@ -19,7 +19,7 @@ LOCAL_JAVA_OPTIONS = "-XX:TieredStopAtLevel=1"
 # Local mode's Python workers: Arrow's allocator (mimalloc) hands memory it frees back with MADV_FREE, not
 # MADV_DONTNEED, so the next batch reuses those pages without a page fault and zeroing; the kernel still
 # takes them back under memory pressure. Encode 32 MB: 3,400-6,300 page faults per run -> under 300, the
-# workers' system CPU 0.03-0.04 -> 0.01 s (docs/benchmarks.md, encode section). Not on a cluster: YARN's
+# workers' system CPU 0.03-0.07 -> 0.01 s (docs/benchmarks.md, encode section). Not on a cluster: YARN's
 # memory check counts such pages as resident.
 LOCAL_WORKER_ENV = {"spark.executorEnv.MIMALLOC_PURGE_DECOMMITS": "0"}
 
