@@ -274,8 +274,8 @@ class _ChunkIndex:
                                                    for a in (self.hashes, self.begins, self.ends))
         if self.used + len(points) > len(self.points):
             self.points = np.concatenate([self.points, np.zeros(self.used + 2 * len(points), np.uint32)])
-        if 2 * size > len(self.slots):
-            self.slots = np.full(1 << (4 * size).bit_length(), -1, np.int64)
+        if 2 * size > len(self.slots):  # at most half full
+            self.slots = np.full(1 << (2 * size).bit_length(), -1, np.int64)
             _rehash(self.slots, self.hashes, self.size)
         lengths = np.fromiter(map(len, chunks), np.int64, len(chunks))
         self.used = _index_chunks(np.array(numbers, np.int64), points, lengths, self.slots, self.hashes, self.begins,
