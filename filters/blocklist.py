@@ -149,7 +149,10 @@ class WordMatcher:
         expanded = {e: _matched_strings(e) for e in expressions}
         expanded = {e: {m.lower() for m in s} for e, s in expanded.items() if s and all(map(_caseless_or_ascii, s))}
         searched = set(literals).union(*expanded.values())
-        self._literals = _Literals(searched) if self._checkable and searched else None
+        # the whole-word pattern matches a Latin entry only where a word begins: inside a word (most
+        # positions of an English text) the pre-check looks for the other entries alone
+        inside = searched - {w for w in literals if not _CJK.search(w)}
+        self._literals = _Literals(searched, inside) if self._checkable and searched else None
         self._expressions = [re.compile(e, re.IGNORECASE) for e in expressions if e not in expanded] \
             if self._checkable else []
         tokens = self._literals is not None and not expressions and all(map(_TOKEN.fullmatch, literals))
@@ -207,14 +210,17 @@ class _Literals:
     compiled pass over its code points, where the literals' alternation, tried at every position
     of a Chinese text (most characters begin some entry), cost 5 times as much. A position is
     looked up by its first three characters (fewer for shorter literals); only the literals that
-    begin with them are compared in full."""
+    begin with them are compared in full. Inside a word (after a Latin letter or digit, lowered as
+    `_lowered` does) only positions where one of `inside` begins are looked at (None: all literals)."""
 
-    def __init__(self, literals: Iterable[str]):
+    def __init__(self, literals: Iterable[str], inside: Iterable[str] | None = None):
         self.any_text = "" in literals  # the empty literal is in every text
         literals = sorted((w for w in literals if w), key=_literal_key)
-        self.firsts = np.zeros(0x110000, np.uint8)  # per first character: 1 alone, 2 pairs, 4 triples
+        inside = set(literals if inside is None else inside)
+        # per first character: 1 alone, 2 pairs, 4 triples; times 8 for those looked for inside words
+        self.firsts = np.zeros(0x110000, np.uint8)
         for literal in literals:
-            self.firsts[ord(literal[0])] |= 1 << (min(len(literal), 3) - 1)
+            self.firsts[ord(literal[0])] |= 1 << (min(len(literal), 3) - 1 + 3 * (literal in inside))
         self.keys = np.array([_literal_key(w) for w in literals], np.uint64)
         self.key_bits = np.zeros(1 << 16, np.bool_)  # a filter before the binary search: most starts are no key
         self.key_bits[_key_bit(self.keys)] = True
@@ -251,8 +257,13 @@ def _key_bit(key):
 @numba.njit(cache=True, nogil=True)
 def _first_literal(points, firsts, key_bits, keys, lengths, chars):
     size = points.shape[0]
+    point = 0  # the previous code point, lowered
     for i in range(size):
-        kinds = firsts[_lowered(points[i])]
+        previous, point = point, _lowered(points[i])
+        kinds = np.int64(firsts[point])
+        if not kinds:
+            continue
+        kinds = kinds >> 3 if 97 <= previous <= 122 or 48 <= previous <= 57 else (kinds | kinds >> 3) & 7
         if not kinds:
             continue
         key = np.uint64(0)
@@ -282,13 +293,16 @@ class _TokenSet:
     """Counts the runs of [a-z0-9] in a text lower-cased (`_lowered`) that are among `words`
     (each such a run): `sum(map(words.__contains__, re.findall("[a-z0-9]+", text)))` in one compiled
     pass over the text's code points (shared with the other word lists), without a string per run.
-    A run is looked up by its 64-bit FNV-1a hash and then compared byte by byte."""
+    A run is looked up by its 64-bit FNV-1a hash (first in a bit table of the hashes, which rules
+    out most runs without the binary search) and then compared byte by byte."""
 
     def __init__(self, words: Iterable[str]):
         encoded = sorted({w.encode("ascii") for w in words}, key=_fnv1a)
         self.hashes = np.array([_fnv1a(w) for w in encoded], np.uint64)
         if len(np.unique(self.hashes)) != len(self.hashes):
             raise ValueError("two listed words share a 64-bit hash")  # never seen; the compare needs one per hash
+        self.hash_bits = np.zeros(1 << 16, np.bool_)
+        self.hash_bits[_key_bit(self.hashes)] = True
         self.lengths = np.array([len(w) for w in encoded], np.int64)
         self.words = np.zeros((len(encoded), max(self.lengths, default=0)), np.uint8)
         for i, w in enumerate(encoded):
@@ -297,7 +311,7 @@ class _TokenSet:
     def count(self, text: str) -> int:
         if not len(self.hashes):
             return 0
-        return int(_count_listed_runs(code_points(text), self.hashes, self.lengths, self.words))
+        return int(_count_listed_runs(code_points(text), self.hash_bits, self.hashes, self.lengths, self.words))
 
 
 def _fnv1a(word: bytes) -> int:
@@ -308,7 +322,7 @@ def _fnv1a(word: bytes) -> int:
 
 
 @numba.njit(cache=True, nogil=True)
-def _count_listed_runs(data, hashes, lengths, words):
+def _count_listed_runs(data, hash_bits, hashes, lengths, words):
     longest = words.shape[1]
     count, i, n = 0, 0, data.shape[0]
     while i < n:
@@ -322,7 +336,7 @@ def _count_listed_runs(data, hashes, lengths, words):
             i += 1
             if i < n:
                 c = _lowered(data[i])
-        if i - start > longest:
+        if i - start > longest or not hash_bits[_key_bit(h)]:
             continue
         j = np.searchsorted(hashes, h)
         if j < hashes.shape[0] and hashes[j] == h and lengths[j] == i - start:

@@ -872,13 +872,14 @@ class C4Quality(RuleSet):
         policy = [p for p in _POLICY_PHRASES if p in searchable] if self.filter_policy else []
         plain = not (cite or lorem or javascript or curly or policy or (
             self.max_word_length != -1 and max(map(len, lines), default=0) > self.max_word_length))
-        counts = line_chunk_counts(text) if plain or self.join_hard_wrapped_lines else None
+        counts = line_chunk_counts(text)
         wrapped = self._long_wrapped_lines(lines, counts) if self.join_hard_wrapped_lines else frozenset()
         if plain:
             kept, sentences, n_words, terminal, non_empty = self._plain_lines(
                 lines, counts, text, doc.__dict__.get("words"), wrapped)
         else:
-            judged = self._line_by_line(lines, cite, lorem, javascript, curly, policy, wrapped)
+            judged = self._line_by_line(lines, counts, text, doc.__dict__.get("words"), cite, lorem, javascript,
+                                        curly, policy, wrapped)
             if isinstance(judged, Rejection):
                 return judged
             kept, sentences, n_words, terminal, non_empty = judged
@@ -926,39 +927,50 @@ class C4Quality(RuleSet):
         return (list(compress(stripped, keep.tolist())), sentences if self.min_num_sentences != -1 else 0, n_words,
                 terminal, non_empty)
 
-    def _line_by_line(self, lines, cite, lorem, javascript, curly, policy, wrapped=frozenset()):
+    def _line_by_line(self, lines: list[str], counts: np.ndarray, text: str, words: Words | None, cite: bool,
+                      lorem: bool, javascript: bool, curly: bool, policy: list[str], wrapped: frozenset[int] = frozenset()):
         """(kept lines, sentences, words, lines ending a sentence, non-empty lines), or the
-        rejection for a lorem-ipsum or curly-bracket line. `wrapped`: numbers of the lines that
-        `min_words_per_line` keeps whatever their own words (`_long_wrapped_lines`)."""
-        kept: list[str] = []
-        terminal = non_empty = 0
-        for number, stripped in enumerate(lines):
-            stripped = stripped.strip()
-            line = _CITATION.sub("", stripped) if cite and "[" in stripped else stripped
-            ends_sentence = line.endswith(_END_PUNCTUATION) and not line.endswith("...")
-            terminal += ends_sentence
-            non_empty += bool(line)
-            # The line-dropping checks in the cheapest order (any order drops the same lines)
-            if self.filter_no_terminal_punct and not ends_sentence:
-                continue
-            words = stripped.split()
-            if len(words) < self.min_words_per_line and number not in wrapped:
-                continue
-            if (self.max_word_length != -1 and len(stripped) > self.max_word_length
-                    and max(map(len, words), default=0) > self.max_word_length):
-                continue
-            if lorem or javascript or policy:
-                lower = line.lower()
-                if lorem and "lorem ipsum" in lower:
-                    return self.reject("lorem_ipsum", "lorem ipsum")
-                if javascript and "javascript" in lower:
-                    continue
-            if curly and "{" in line:
-                return self.reject("curly_bracket", "{")
-            if policy and any(p in lower for p in policy):
-                continue
-            kept.append(line)
-        sentences, n_words = _chunk_tokens().sentences_and_words("\n".join(kept))
+        rejection for a lorem-ipsum or curly-bracket line. `counts`: each line's chunks, the
+        words `min_words_per_line` counts (before citations are removed); `wrapped`: numbers of the
+        lines that `min_words_per_line` keeps whatever their own words (`_long_wrapped_lines`);
+        `words`: the text's words, if made. The line-dropping checks run in the cheapest order
+        (any order drops the same lines): whole-list steps first, then the phrase and bracket
+        checks on the lines still kept, in order (the first such line decides a rejection)."""
+        stripped = list(map(str.strip, lines))
+        cleaned = [_CITATION.sub("", s) if "[" in s else s for s in stripped] if cite else stripped
+        ends = np.fromiter(map(_ends_in_terminal, cleaned), np.bool_, len(cleaned))
+        ends &= ~np.fromiter(map(_ends_in_dots, cleaned), np.bool_, len(cleaned))
+        terminal = int(ends.sum())
+        non_empty = len(cleaned) - cleaned.count("")
+        keep = counts >= self.min_words_per_line
+        if wrapped:
+            keep[list(wrapped)] = True
+        if self.filter_no_terminal_punct:
+            keep &= ends
+        if self.max_word_length != -1:
+            # only a line longer than the limit can hold a word longer than it
+            long = keep & (np.fromiter(map(len, stripped), np.int64, len(stripped)) > self.max_word_length)
+            for number in np.flatnonzero(long).tolist():
+                keep[number] = max(map(len, stripped[number].split()), default=0) <= self.max_word_length
+        if lorem or javascript or curly or policy:
+            for number in np.flatnonzero(keep).tolist():
+                line = cleaned[number]
+                if lorem or javascript or policy:
+                    lower = line.lower()
+                    if lorem and "lorem ipsum" in lower:
+                        return self.reject("lorem_ipsum", "lorem ipsum")
+                    if javascript and "javascript" in lower:
+                        keep[number] = False
+                        continue
+                if curly and "{" in line:
+                    return self.reject("curly_bracket", "{")
+                if policy and any(p in lower for p in policy):
+                    keep[number] = False
+        kept = list(compress(cleaned, kept_mask := keep.tolist()))
+        if cite and kept != list(compress(stripped, kept_mask)):
+            sentences, n_words = _chunk_tokens().sentences_and_words("\n".join(kept))
+        else:  # the kept lines are the text's own: counted on its chunks, as `_plain_lines` does
+            sentences, n_words = _chunk_tokens().sentences_and_words_of(text, words, counts, keep)
         return kept, sentences if self.min_num_sentences != -1 else 0, n_words, terminal, non_empty
 
 

@@ -559,10 +559,10 @@ def test_c4_whole_list_path_equals_the_line_loop():
             lines = text.splitlines()
             counts = english.line_chunk_counts(text)
             assert (c4._plain_lines(lines, counts, text, None)
-                    == c4._line_by_line(lines, False, False, False, False, [])), (settings, text)
+                    == c4._line_by_line(lines, counts, text, None, False, False, False, False, [])), (settings, text)
             wrapped = frozenset(range(0, len(lines), 2))
             assert (c4._plain_lines(lines, counts, text, english.english_words(text), wrapped) ==
-                    c4._line_by_line(lines, False, False, False, False, [], wrapped)), (settings, text)
+                    c4._line_by_line(lines, counts, text, None, False, False, False, False, [], wrapped)), (settings, text)
 
 
 def test_a_partial_rule_set_in_the_config_keeps_the_other_shipped_values(tmp_path):
