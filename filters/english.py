@@ -870,19 +870,14 @@ class C4Quality(RuleSet):
         javascript = self.filter_javascript and "javascript" in searchable
         curly = self.filter_curly_bracket and "{" in text
         policy = [p for p in _POLICY_PHRASES if p in searchable] if self.filter_policy else []
-        plain = not (cite or lorem or javascript or curly or policy or (
-            self.max_word_length != -1 and max(map(len, lines), default=0) > self.max_word_length))
+        long_lines = self.max_word_length != -1 and max(map(len, lines), default=0) > self.max_word_length
         counts = line_chunk_counts(text)
         wrapped = self._long_wrapped_lines(lines, counts) if self.join_hard_wrapped_lines else frozenset()
-        if plain:
-            kept, sentences, n_words, terminal, non_empty = self._plain_lines(
-                lines, counts, text, doc.__dict__.get("words"), wrapped)
-        else:
-            judged = self._line_by_line(lines, counts, text, doc.__dict__.get("words"), cite, lorem, javascript,
-                                        curly, policy, wrapped)
-            if isinstance(judged, Rejection):
-                return judged
-            kept, sentences, n_words, terminal, non_empty = judged
+        judged = self._kept_lines(lines, counts, text, doc.__dict__.get("words"), wrapped,
+                                  cite, lorem, javascript, curly, policy, long_lines)
+        if isinstance(judged, Rejection):
+            return judged
+        kept, sentences, n_words, terminal, non_empty = judged
         signals["c4_sentences"] = sentences
         signals["c4_line_keep_frac"] = len(kept) / len(lines) if lines else 0.0
         prose = signals["c4_terminal_line_frac"] = terminal / non_empty if non_empty else 0.0
@@ -907,35 +902,18 @@ class C4Quality(RuleSet):
             words[run] += int(counts[i])
         return frozenset(i for i, run in zip(non_empty, runs) if words[run] >= self.min_words_per_line)
 
-    def _plain_lines(self, lines: list[str], counts: np.ndarray, text: str, words: Words | None,
-                     wrapped: frozenset[int] = frozenset()) -> tuple[list[str], int, int, int, int]:
-        """`_line_by_line` for the common text (no citation, phrase, curly bracket or over-long
-        line): the same lines kept and counts, with the per-line steps run as whole-list calls
-        and compiled passes over the text's chunk numbers (`counts`: each line's chunks; `words`:
-        the text's words, if made)."""
-        stripped = list(map(str.strip, lines))
-        ends = np.fromiter(map(_ends_in_terminal, stripped), np.bool_, len(stripped))
-        ends &= ~np.fromiter(map(_ends_in_dots, stripped), np.bool_, len(stripped))
-        terminal = int(ends.sum())
-        non_empty = len(stripped) - stripped.count("")
-        keep = counts >= self.min_words_per_line
-        if wrapped:
-            keep[list(wrapped)] = True
-        if self.filter_no_terminal_punct:
-            keep &= ends
-        sentences, n_words = _chunk_tokens().sentences_and_words_of(text, words, counts, keep)
-        return (list(compress(stripped, keep.tolist())), sentences if self.min_num_sentences != -1 else 0, n_words,
-                terminal, non_empty)
-
-    def _line_by_line(self, lines: list[str], counts: np.ndarray, text: str, words: Words | None, cite: bool,
-                      lorem: bool, javascript: bool, curly: bool, policy: list[str], wrapped: frozenset[int] = frozenset()):
+    def _kept_lines(self, lines: list[str], counts: np.ndarray, text: str, words: Words | None,
+                    wrapped: frozenset[int] = frozenset(), cite: bool = False, lorem: bool = False,
+                    javascript: bool = False, curly: bool = False, policy: list[str] = (), long_lines: bool = False):
         """(kept lines, sentences, words, lines ending a sentence, non-empty lines), or the
         rejection for a lorem-ipsum or curly-bracket line. `counts`: each line's chunks, the
-        words `min_words_per_line` counts (before citations are removed); `wrapped`: numbers of the
-        lines that `min_words_per_line` keeps whatever their own words (`_long_wrapped_lines`);
-        `words`: the text's words, if made. The line-dropping checks run in the cheapest order
-        (any order drops the same lines): whole-list steps first, then the phrase and bracket
-        checks on the lines still kept, in order (the first such line decides a rejection)."""
+        words `min_words_per_line` counts (before citations are removed); `words`: the text's
+        words, if made; `wrapped`: numbers of the lines that `min_words_per_line` keeps whatever
+        their own words (`_long_wrapped_lines`); the flags: what the text holds (citations, the
+        phrases, a curly bracket, a line over `max_word_length`). The line-dropping checks run in
+        the cheapest order (any order drops the same lines): whole-list steps first, then the
+        phrase and bracket checks on the lines still kept, in order (the first such line decides
+        a rejection). The common text has none of these and takes the whole-list steps alone."""
         stripped = list(map(str.strip, lines))
         cleaned = [_CITATION.sub("", s) if "[" in s else s for s in stripped] if cite else stripped
         ends = np.fromiter(map(_ends_in_terminal, cleaned), np.bool_, len(cleaned))
@@ -947,7 +925,7 @@ class C4Quality(RuleSet):
             keep[list(wrapped)] = True
         if self.filter_no_terminal_punct:
             keep &= ends
-        if self.max_word_length != -1:
+        if long_lines:
             # only a line longer than the limit can hold a word longer than it
             long = keep & (np.fromiter(map(len, stripped), np.int64, len(stripped)) > self.max_word_length)
             for number in np.flatnonzero(long).tolist():
@@ -969,7 +947,7 @@ class C4Quality(RuleSet):
         kept = list(compress(cleaned, kept_mask := keep.tolist()))
         if cite and kept != list(compress(stripped, kept_mask)):
             sentences, n_words = _chunk_tokens().sentences_and_words("\n".join(kept))
-        else:  # the kept lines are the text's own: counted on its chunks, as `_plain_lines` does
+        else:  # the kept lines are the text's own: counted on its chunks, without tokenizing them again
             sentences, n_words = _chunk_tokens().sentences_and_words_of(text, words, counts, keep)
         return kept, sentences if self.min_num_sentences != -1 else 0, n_words, terminal, non_empty
 

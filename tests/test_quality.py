@@ -543,8 +543,10 @@ def test_single_word_lists_count_what_the_pattern_counts():
 
 
 def test_c4_whole_list_path_equals_the_line_loop():
-    """C4's common case (`_plain_lines`) keeps the same lines and counts as its line-by-line loop,
-    whatever the settings."""
+    """C4's common case (`_kept_lines` on a text without citations, phrases, curly brackets or
+    over-long lines) keeps the same lines and counts as the per-line loop, whatever the settings."""
+    from test_quality_en_shipped import per_line_loop
+
     from filters import english
     from filters.english import C4Quality
 
@@ -558,11 +560,11 @@ def test_c4_whole_list_path_equals_the_line_loop():
         for text in texts:
             lines = text.splitlines()
             counts = english.line_chunk_counts(text)
-            assert (c4._plain_lines(lines, counts, text, None)
-                    == c4._line_by_line(lines, counts, text, None, False, False, False, False, [])), (settings, text)
+            assert (c4._kept_lines(lines, counts, text, None)
+                    == per_line_loop(c4, lines, False, False, False, False, [])), (settings, text)
             wrapped = frozenset(range(0, len(lines), 2))
-            assert (c4._plain_lines(lines, counts, text, english.english_words(text), wrapped) ==
-                    c4._line_by_line(lines, counts, text, None, False, False, False, False, [], wrapped)), (settings, text)
+            assert (c4._kept_lines(lines, counts, text, english.english_words(text), wrapped) ==
+                    per_line_loop(c4, lines, False, False, False, False, [], wrapped)), (settings, text)
 
 
 def test_a_partial_rule_set_in_the_config_keeps_the_other_shipped_values(tmp_path):

@@ -1,5 +1,6 @@
-"""C4's line-by-line path (texts with citations, phrases, curly brackets or over-long lines) keeps
-the same lines, counts and rejections as the per-line loop it replaced, which split every line."""
+"""C4's kept lines (`_kept_lines`, texts with citations, phrases, curly brackets or over-long lines
+included) are the same lines, counts and rejections as the per-line loop it replaced, which split
+every line; the word lists' pre-checks count what their patterns count."""
 from __future__ import annotations
 
 import json
@@ -57,12 +58,13 @@ def assert_same(c4: C4Quality, text: str, words=None) -> None:
                  for cite in (False, True)]
     for flags in flag_sets:
         for wrapped in (frozenset(), frozenset(range(0, len(lines), 2))):
-            new = c4._line_by_line(lines, counts, text, words, *flags, wrapped)
+            long_lines = c4.max_word_length != -1 and max(map(len, lines), default=0) > c4.max_word_length
+            new = c4._kept_lines(lines, counts, text, words, wrapped, *flags, long_lines)
             old = per_line_loop(c4, lines, *flags, wrapped)
             assert new == old, (c4, flags, text)
 
 
-def test_line_by_line_equals_the_per_line_loop_on_generated_texts():
+def test_kept_lines_equal_the_per_line_loop_on_generated_texts():
     rng = random.Random(19)
     pieces = ["word", "Hello.", "end!", "a", "...", "x?", '"q"', " ", "\t", "", "Mr.", "U.S.", "[1]", "[edit]",
               "[citation needed]", "[2].", "see[3]", "[x]", "lorem ipsum", "Lorem Ipsum.", "JavaScript", "{", "a{b}.",
@@ -77,7 +79,7 @@ def test_line_by_line_equals_the_per_line_loop_on_generated_texts():
             assert_same(c4, text, english.english_words(text))
 
 
-def test_line_by_line_equals_the_per_line_loop_on_real_texts(shared_data):
+def test_kept_lines_equal_the_per_line_loop_on_real_texts(shared_data):
     data = shared_data
     texts = []
     for path in sorted((data / "text").glob("en-*.jsonl")):
@@ -101,7 +103,7 @@ def test_judge_rewrites_and_rejects_as_before(settings):
                  "Short line", "x = {a: 1}.", "They said lorem ipsum dolor sit amet.", "Another plain sentence here."]
     texts = ["\n".join(rng.choice(sentences) for _ in range(rng.randint(1, 12))) for _ in range(300)]
     new, old = C4Quality(**settings), C4Quality(**settings)
-    old._line_by_line = lambda lines, counts, text, words, *flags: per_line_loop(old, lines, *flags)
+    old._kept_lines = lambda lines, counts, text, words, wrapped, *flags: per_line_loop(old, lines, *flags[:5], wrapped)
     for text in texts:
         results = []
         for c4 in (new, old):
