@@ -872,7 +872,7 @@ class C4Quality(RuleSet):
         policy = [p for p in _POLICY_PHRASES if p in searchable] if self.filter_policy else []
         long_lines = self.max_word_length != -1 and max(map(len, lines), default=0) > self.max_word_length
         counts = line_chunk_counts(text)
-        wrapped = self._long_wrapped_lines(lines, counts) if self.join_hard_wrapped_lines else frozenset()
+        wrapped = self._long_wrapped_lines(lines, counts) if self.join_hard_wrapped_lines else None
         judged = self._kept_lines(lines, counts, text, doc.__dict__.get("words"), wrapped,
                                   cite, lorem, javascript, curly, policy, long_lines)
         if isinstance(judged, Rejection):
@@ -890,20 +890,19 @@ class C4Quality(RuleSet):
         doc.rewrite("\n".join(kept).strip(), n_words if doc.tokenize is english_words else None)
         return None
 
-    def _long_wrapped_lines(self, lines: list[str], counts: np.ndarray) -> frozenset[int]:
+    def _long_wrapped_lines(self, lines: list[str], counts: np.ndarray) -> np.ndarray | None:
         """Numbers of the lines of hard-wrapped paragraphs of at least `min_words_per_line` words
-        (`counts`: each line's chunks)."""
-        non_empty = [i for i, line in enumerate(lines) if line.strip()]
-        runs = hard_wrapped_runs([lines[i] for i in non_empty])
+        (`counts`: each line's chunks), or None when the text is not hard-wrapped."""
+        stripped = list(map(str.strip, lines))
+        non_empty = np.flatnonzero(np.fromiter(map(bool, stripped), np.bool_, len(stripped)))
+        runs = hard_wrapped_runs(list(filter(None, stripped)))
         if runs is None:
-            return frozenset()
-        words = [0] * (runs[-1] + 1)
-        for i, run in zip(non_empty, runs):
-            words[run] += int(counts[i])
-        return frozenset(i for i, run in zip(non_empty, runs) if words[run] >= self.min_words_per_line)
+            return None
+        words = np.bincount(runs, weights=counts[non_empty])
+        return non_empty[words[runs] >= self.min_words_per_line]
 
     def _kept_lines(self, lines: list[str], counts: np.ndarray, text: str, words: Words | None,
-                    wrapped: frozenset[int] = frozenset(), cite: bool = False, lorem: bool = False,
+                    wrapped: np.ndarray | None = None, cite: bool = False, lorem: bool = False,
                     javascript: bool = False, curly: bool = False, policy: list[str] = (), long_lines: bool = False):
         """(kept lines, sentences, words, lines ending a sentence, non-empty lines), or the
         rejection for a lorem-ipsum or curly-bracket line. `counts`: each line's chunks, the
@@ -921,8 +920,8 @@ class C4Quality(RuleSet):
         terminal = int(ends.sum())
         non_empty = len(cleaned) - cleaned.count("")
         keep = counts >= self.min_words_per_line
-        if wrapped:
-            keep[list(wrapped)] = True
+        if wrapped is not None:
+            keep[wrapped] = True
         if self.filter_no_terminal_punct:
             keep &= ends
         if long_lines:
@@ -967,40 +966,43 @@ WRAPPED_LINE_SHARE = 0.4
 LOWER_CONTINUATION_SHARE = 0.4
 
 
-def hard_wrapped_runs(lines: list[str]) -> list[int] | None:
-    """For each of the non-empty `lines`, the number of the paragraph it belongs to (a run of
-    wrapped lines and the line that ends it), or None when the text is not hard-wrapped (see
-    WRAP_COLUMNS)."""
-    stripped = [line.strip() for line in lines]
-    if len(stripped) < 3:
+def hard_wrapped_runs(stripped: list[str]) -> np.ndarray | None:
+    """For each of the non-empty lines, `stripped` of their surrounding whitespace, the number of the
+    paragraph it belongs to (a run of wrapped lines and the line that ends it), or None when the
+    text is not hard-wrapped (see WRAP_COLUMNS). Per-line Python work only where a line is wide
+    enough to be wrapped (most lines of a book: its per-line cost in the shipped chain)."""
+    n = len(stripped)
+    if n < 3:
         return None
-    widths = sorted(map(len, stripped))
-    column = widths[int(0.9 * (len(widths) - 1))]
+    widths = np.fromiter(map(len, stripped), np.int64, n)
+    rank = int(0.9 * (n - 1))
+    column = int(np.partition(widths, rank)[rank])
     if not WRAP_COLUMNS[0] <= column <= WRAP_COLUMNS[1]:
         return None
-    wrapped = [WRAPPED_WIDTH * column <= len(line) <= 1.2 * column and line[-1] not in TERMINAL_PUNCTUATION
-               for line in stripped[:-1]] + [False]
-    n_wrapped = sum(wrapped)
-    lower = sum(nxt[0].islower() for line_wraps, nxt in zip(wrapped, stripped[1:]) if line_wraps)
-    if n_wrapped < WRAPPED_LINE_SHARE * len(stripped) or lower < LOWER_CONTINUATION_SHARE * n_wrapped:
+    body = widths[:-1]  # the last line ends its paragraph
+    wide = np.flatnonzero((WRAPPED_WIDTH * column <= body) & (body <= 1.2 * column)).tolist()
+    wrapped = np.zeros(n, np.bool_)
+    wrapped[wide] = [stripped[i][-1] not in TERMINAL_PUNCTUATION for i in wide]
+    n_wrapped = int(wrapped.sum())
+    if n_wrapped < WRAPPED_LINE_SHARE * n:
         return None
-    runs, run = [], 0
-    for line_wraps in wrapped:
-        runs.append(run)
-        run += not line_wraps
+    lower = sum(stripped[i][0].islower() for i in (np.flatnonzero(wrapped) + 1).tolist())
+    if lower < LOWER_CONTINUATION_SHARE * n_wrapped:
+        return None
+    runs = np.zeros(n, np.int64)
+    np.cumsum(~wrapped[:-1], out=runs[1:])
     return runs
 
 
 def join_hard_wrapped(lines: list[str]) -> list[str]:
     """The non-empty `lines` with each hard-wrapped paragraph joined into one line; `lines` as they
     are when the text is not hard-wrapped. Only the rules' view: the document's text is not changed."""
-    runs = hard_wrapped_runs(lines)
+    stripped = list(map(str.strip, lines))
+    runs = hard_wrapped_runs(stripped)
     if runs is None:
         return lines
-    paragraphs: list[list[str]] = [[] for _ in range(runs[-1] + 1)]
-    for line, run in zip(lines, runs):
-        paragraphs[run].append(line.strip())
-    return [" ".join(p) for p in paragraphs]
+    bounds = [0, *(np.flatnonzero(np.diff(runs)) + 1).tolist(), len(stripped)]
+    return [" ".join(stripped[start:end]) for start, end in zip(bounds, bounds[1:])]
 
 
 @dataclass

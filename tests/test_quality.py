@@ -562,7 +562,7 @@ def test_c4_whole_list_path_equals_the_line_loop():
             counts = english.line_chunk_counts(text)
             assert (c4._kept_lines(lines, counts, text, None)
                     == per_line_loop(c4, lines, False, False, False, False, [])), (settings, text)
-            wrapped = frozenset(range(0, len(lines), 2))
+            wrapped = np.arange(0, len(lines), 2)
             assert (c4._kept_lines(lines, counts, text, english.english_words(text), wrapped) ==
                     per_line_loop(c4, lines, False, False, False, False, [], wrapped)), (settings, text)
 

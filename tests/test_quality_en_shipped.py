@@ -1,11 +1,13 @@
 """C4's kept lines (`_kept_lines`, texts with citations, phrases, curly brackets or over-long lines
 included) are the same lines, counts and rejections as the per-line loop it replaced, which split
-every line; the word lists' pre-checks count what their patterns count."""
+every line; the word lists' pre-checks count what their patterns count; hard-wrapped paragraphs are
+found as the per-line definition finds them."""
 from __future__ import annotations
 
 import json
 import random
 
+import numpy as np
 import pytest
 
 from filters import english
@@ -16,8 +18,9 @@ SETTINGS = ({}, {"filter_no_terminal_punct": False}, {"min_words_per_line": -1},
             {"max_word_length": 6}, {"max_word_length": -1, "filter_no_terminal_punct": False})
 
 
-def per_line_loop(c4: C4Quality, lines, cite, lorem, javascript, curly, policy, wrapped=frozenset()):
+def per_line_loop(c4: C4Quality, lines, cite, lorem, javascript, curly, policy, wrapped=None):
     """The loop before the whole-list steps, kept as the definition."""
+    wrapped = set(() if wrapped is None else wrapped.tolist())
     kept: list[str] = []
     terminal = non_empty = 0
     for number, stripped in enumerate(lines):
@@ -57,7 +60,7 @@ def assert_same(c4: C4Quality, text: str, words=None) -> None:
                   [p for p in english._POLICY_PHRASES if p in lower])
                  for cite in (False, True)]
     for flags in flag_sets:
-        for wrapped in (frozenset(), frozenset(range(0, len(lines), 2))):
+        for wrapped in (None, np.arange(0, len(lines), 2)):
             long_lines = c4.max_word_length != -1 and max(map(len, lines), default=0) > c4.max_word_length
             new = c4._kept_lines(lines, counts, text, words, wrapped, *flags, long_lines)
             old = per_line_loop(c4, lines, *flags, wrapped)
@@ -142,3 +145,67 @@ def test_soft_word_runs_pass_the_hash_bit_table():
     assert tokens.hash_bits[_key_bit(tokens.hashes)].all()
     text = " ".join(words) + " assx xsex nude9 NUDE Sex"
     assert tokens.count(text) == len(words) + 2
+
+
+def wrapped_runs_per_line(lines):
+    """hard_wrapped_runs as a loop over the lines, kept as the definition."""
+    stripped = [line.strip() for line in lines]
+    if len(stripped) < 3:
+        return None
+    column = sorted(map(len, stripped))[int(0.9 * (len(stripped) - 1))]
+    if not english.WRAP_COLUMNS[0] <= column <= english.WRAP_COLUMNS[1]:
+        return None
+    wrapped = [english.WRAPPED_WIDTH * column <= len(line) <= 1.2 * column
+               and line[-1] not in english.TERMINAL_PUNCTUATION for line in stripped[:-1]] + [False]
+    lower = sum(nxt[0].islower() for line_wraps, nxt in zip(wrapped, stripped[1:]) if line_wraps)
+    if sum(wrapped) < english.WRAPPED_LINE_SHARE * len(stripped) or lower < english.LOWER_CONTINUATION_SHARE * sum(wrapped):
+        return None
+    runs, run = [], 0
+    for line_wraps in wrapped:
+        runs.append(run)
+        run += not line_wraps
+    return runs
+
+
+def assert_same_wrapping(text: str) -> None:
+    lines = [line for line in text.split("\n") if line.strip()]
+    runs, expected = english.hard_wrapped_runs([line.strip() for line in lines]), wrapped_runs_per_line(lines)
+    assert (runs is None and expected is None) or runs.tolist() == expected, text
+    paragraphs = lines if expected is None else [
+        " ".join(line.strip() for line, run in zip(lines, expected) if run == number) for number in range(expected[-1] + 1)]
+    assert english.join_hard_wrapped(lines) == paragraphs, text
+    c4, all_lines = C4Quality(min_words_per_line=7), text.splitlines()
+    long_lines = c4._long_wrapped_lines(all_lines, english.line_chunk_counts(text))
+    numbers = [i for i, line in enumerate(all_lines) if line.strip()]
+    runs = wrapped_runs_per_line([all_lines[i] for i in numbers])
+    words = {}
+    for i, run in zip(numbers, runs or []):
+        words[run] = words.get(run, 0) + len(all_lines[i].split())
+    expected_long = None if runs is None else [i for i, run in zip(numbers, runs) if words[run] >= 7]
+    assert (long_lines is None and expected_long is None) or long_lines.tolist() == expected_long, text
+
+
+def test_hard_wrapped_runs_equal_the_per_line_definition_on_generated_texts():
+    import textwrap
+    rng = random.Random(7)
+    words = ["the", "river", "Ran", "on.", "quietly,", "and", "Emma", "said", "so!", "x", "\u00e9t\u00e9", "\u4e2d\u6587",
+             "(aside)", "well?", "a" * 30]
+    texts = []
+    for _ in range(400):
+        width = rng.choice([30, 45, 60, 70, 80, 110])
+        paragraphs = [textwrap.fill(" ".join(rng.choice(words) for _ in range(rng.randint(1, 60))), width)
+                      for _ in range(rng.randint(1, 6))]
+        texts.append(rng.choice(["\n", "\n\n", "\n \n"]).join(paragraphs))
+    assert sum(wrapped_runs_per_line([t for t in text.split("\n") if t.strip()]) is not None for text in texts) > 50
+    for text in texts:
+        assert_same_wrapping(text)
+
+
+def test_hard_wrapped_runs_equal_the_per_line_definition_on_real_texts(shared_data):
+    texts = []
+    for path in sorted((shared_data / "text").glob("en-*.jsonl")):
+        with open(path, encoding="utf-8") as f:
+            texts += [json.loads(line)["text"] for line in f]
+    assert sum(wrapped_runs_per_line([t for t in text.split("\n") if t.strip()]) is not None for text in texts) >= 3
+    for text in texts:
+        assert_same_wrapping(text)
