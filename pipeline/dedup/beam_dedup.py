@@ -53,7 +53,7 @@ def _jaccard_at_least(threshold: float):
     return keep
 
 
-def _attach_root_set(item: tuple) -> Iterable[tuple[int, tuple[int, list[int]]]]:
+def _attach_root_set(item: tuple) -> Iterable[tuple[int, tuple[int, bytes | None]]]:  # v's shingle set as bytes
     v, grouped = item
     (sv,) = grouped["sv"] or [None]
     for u in grouped["edges"]:
@@ -291,7 +291,8 @@ def _over_limit(max_docs: dict):
 
 
 def _write_removals(removal_root: str):
-    def write(item: tuple) -> int:
+    # Beam picks the output's coder from this annotation: the keys written, not a count
+    def write(item: tuple) -> list[int]:
         part, rows = item
         rows = sorted(rows, key=lambda r: (r["row"], r["key"]))
         sink = storage.ParquetSink(storage.join(assignment_dir(removal_root, part), "remove.parquet"), REMOVAL_SCHEMA)
