@@ -872,8 +872,9 @@ class C4Quality(RuleSet):
         policy = [p for p in _POLICY_PHRASES if p in searchable] if self.filter_policy else []
         long_lines = self.max_word_length != -1 and max(map(len, lines), default=0) > self.max_word_length
         counts = line_chunk_counts(text)
-        wrapped = self._long_wrapped_lines(lines, counts) if self.join_hard_wrapped_lines else None
-        judged = self._kept_lines(lines, counts, text, doc.__dict__.get("words"), wrapped,
+        stripped = list(map(str.strip, lines))
+        wrapped = self._long_wrapped_lines(stripped, counts) if self.join_hard_wrapped_lines else None
+        judged = self._kept_lines(stripped, counts, text, doc.__dict__.get("words"), wrapped,
                                   cite, lorem, javascript, curly, policy, long_lines)
         if isinstance(judged, Rejection):
             return judged
@@ -890,10 +891,10 @@ class C4Quality(RuleSet):
         doc.rewrite("\n".join(kept).strip(), n_words if doc.tokenize is english_words else None)
         return None
 
-    def _long_wrapped_lines(self, lines: list[str], counts: np.ndarray) -> np.ndarray | None:
-        """Numbers of the lines of hard-wrapped paragraphs of at least `min_words_per_line` words
-        (`counts`: each line's chunks), or None when the text is not hard-wrapped."""
-        stripped = list(map(str.strip, lines))
+    def _long_wrapped_lines(self, stripped: list[str], counts: np.ndarray) -> np.ndarray | None:
+        """Numbers of the lines (`stripped` of surrounding whitespace) of hard-wrapped paragraphs of
+        at least `min_words_per_line` words (`counts`: each line's chunks), or None when the text is
+        not hard-wrapped."""
         non_empty = np.flatnonzero(np.fromiter(map(bool, stripped), np.bool_, len(stripped)))
         runs = hard_wrapped_runs(list(filter(None, stripped)))
         if runs is None:
@@ -901,11 +902,12 @@ class C4Quality(RuleSet):
         words = np.bincount(runs, weights=counts[non_empty])
         return non_empty[words[runs] >= self.min_words_per_line]
 
-    def _kept_lines(self, lines: list[str], counts: np.ndarray, text: str, words: Words | None,
+    def _kept_lines(self, stripped: list[str], counts: np.ndarray, text: str, words: Words | None,
                     wrapped: np.ndarray | None = None, cite: bool = False, lorem: bool = False,
                     javascript: bool = False, curly: bool = False, policy: list[str] = (), long_lines: bool = False):
         """(kept lines, sentences, words, lines ending a sentence, non-empty lines), or the
-        rejection for a lorem-ipsum or curly-bracket line. `counts`: each line's chunks, the
+        rejection for a lorem-ipsum or curly-bracket line. `stripped`: the text's lines
+        (str.splitlines) without surrounding whitespace; `counts`: each line's chunks, the
         words `min_words_per_line` counts (before citations are removed); `words`: the text's
         words, if made; `wrapped`: numbers of the lines that `min_words_per_line` keeps whatever
         their own words (`_long_wrapped_lines`); the flags: what the text holds (citations, the
@@ -913,7 +915,6 @@ class C4Quality(RuleSet):
         the cheapest order (any order drops the same lines): whole-list steps first, then the
         phrase and bracket checks on the lines still kept, in order (the first such line decides
         a rejection). The common text has none of these and takes the whole-list steps alone."""
-        stripped = list(map(str.strip, lines))
         cleaned = [_CITATION.sub("", s) if "[" in s else s for s in stripped] if cite else stripped
         ends = np.fromiter(map(_ends_in_terminal, cleaned), np.bool_, len(cleaned))
         ends &= ~np.fromiter(map(_ends_in_dots, cleaned), np.bool_, len(cleaned))

@@ -62,7 +62,7 @@ def assert_same(c4: C4Quality, text: str, words=None) -> None:
     for flags in flag_sets:
         for wrapped in (None, np.arange(0, len(lines), 2)):
             long_lines = c4.max_word_length != -1 and max(map(len, lines), default=0) > c4.max_word_length
-            new = c4._kept_lines(lines, counts, text, words, wrapped, *flags, long_lines)
+            new = c4._kept_lines(list(map(str.strip, lines)), counts, text, words, wrapped, *flags, long_lines)
             old = per_line_loop(c4, lines, *flags, wrapped)
             assert new == old, (c4, flags, text)
 
@@ -175,7 +175,7 @@ def assert_same_wrapping(text: str) -> None:
         " ".join(line.strip() for line, run in zip(lines, expected) if run == number) for number in range(expected[-1] + 1)]
     assert english.join_hard_wrapped(lines) == paragraphs, text
     c4, all_lines = C4Quality(min_words_per_line=7), text.splitlines()
-    long_lines = c4._long_wrapped_lines(all_lines, english.line_chunk_counts(text))
+    long_lines = c4._long_wrapped_lines(list(map(str.strip, all_lines)), english.line_chunk_counts(text))
     numbers = [i for i, line in enumerate(all_lines) if line.strip()]
     runs = wrapped_runs_per_line([all_lines[i] for i in numbers])
     words = {}
