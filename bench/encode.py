@@ -13,11 +13,13 @@ sums, document profile, Parquet write, Python's garbage collector, the rest of t
 rest of the run's CPU by process: the Python worker outside the tasks, the JVM, the driver.
 
 The documents are every text of ../shared/data/text, repeated --copies times (ids made unique) and
-written as a finished mix stage in --parts Parquet files. The model is trained here with the
-project's settings (--vocab-size) unless --model names one.
+written as a finished mix stage in --parts Parquet files, the copies spread among the other documents
+(each row is encoded, as by the baselines); --as-repeats writes each document followed by its copies,
+as the mix stage writes an upsampled source, which the stage encodes once per batch. The model is
+trained here with the project's settings (--vocab-size) unless --model names one.
 
     .venv/bin/python bench/encode.py [--copies 8] [--parts 2] [--vocab-size 32000] [--model M] [--rounds 2] [--warmup 3]
-                                     [--conf KEY=VALUE] [--profile]
+                                     [--conf KEY=VALUE] [--as-repeats] [--profile]
 """
 from __future__ import annotations
 
@@ -68,15 +70,22 @@ def shared_docs() -> list[dict]:
     return docs
 
 
-def write_mix(workdir: Path, docs: list[dict], copies: int, parts: int) -> list[str]:
-    """A finished mix stage holding `copies` copies of `docs`; returns the texts in file order."""
-    rows = [dict(d, id=f"{d['id']}#{c}", mix_source=d["source"], mix_repeat=c) for c in range(copies) for d in docs]
+def write_mix(workdir: Path, docs: list[dict], copies: int, parts: int, as_repeats: bool = False) -> list[str]:
+    """A finished mix stage holding `copies` copies of `docs`; returns the texts in file order. The copies
+    are spread (a copy's neighbours are other documents, so the stage encodes every row, like the
+    baselines) unless `as_repeats`: then each document is followed by its copies, as the mix stage
+    writes an upsampled source's repeats, and the stage encodes each document once per batch."""
+    if as_repeats:
+        rows = [dict(d, id=f"{d['id']}#{c}", mix_source=d["source"], mix_repeat=c) for d in docs for c in range(copies)]
+        chunks = [rows[len(rows) * p // parts:len(rows) * (p + 1) // parts] for p in range(parts)]
+    else:
+        rows = [dict(d, id=f"{d['id']}#{c}", mix_source=d["source"], mix_repeat=c) for c in range(copies) for d in docs]
+        chunks = [rows[p::parts] for p in range(parts)]
     schema = pa.schema(list(DOC_SCHEMA) + [("mix_source", pa.string()), ("mix_repeat", pa.int32())])
     data = workdir / "mix" / "data"
     data.mkdir(parents=True)
     texts = []
-    for p in range(parts):
-        chunk = rows[p::parts]
+    for p, chunk in enumerate(chunks):
         pq.write_table(pa.Table.from_pylist(chunk, schema), data / f"part-{p:05d}.parquet", compression="zstd")
         texts += [r["text"] for r in chunk]
     (workdir / "mix" / "_SUCCESS").write_text(json.dumps({"config_hash": "bench", "input_fingerprint": "bench"}))
@@ -313,6 +322,9 @@ def main() -> int:
     p.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE",
                    help="a Spark setting for the stage's session (run.spark.conf), e.g. "
                         "spark.driver.extraJavaOptions= for the JVM's default JIT instead of local mode's C1")
+    p.add_argument("--as-repeats", action="store_true",
+                   help="write each document followed by its copies, as the mix stage writes an upsampled "
+                        "source (the stage then encodes each once per batch; the baselines encode every row)")
     p.add_argument("--profile", action="store_true",
                    help="also run the stage --rounds times with a CPU timer per step in the Spark worker")
     args = p.parse_args()
@@ -323,7 +335,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp) / "work"
         docs = shared_docs()
-        texts = write_mix(work, docs, args.copies, args.parts)
+        texts = write_mix(work, docs, args.copies, args.parts, args.as_repeats)
         model = args.model
         if model is None:
             sample = Path(tmp) / "sample.txt"

@@ -11,7 +11,9 @@ import pytest
 
 from pipeline import storage
 from pipeline.runner import run_stage
-from pipeline.stages.encode import EncodeStage, collector_paused, document_texts, encode_column, worker_tokenizer
+import pipeline.stages.encode as encode_module
+from pipeline.stages.encode import (EncodeStage, collector_paused, document_texts, encode_column, encode_rows,
+                                    repeat_sources, worker_tokenizer)
 from pipeline.stages.mix import DEFAULT_STAGE, MixStage
 from tokenizer.special_tokens import EOS
 from tokenizer.spm import load
@@ -48,9 +50,11 @@ def test_encode_on_both_engines(tmp_path, engines, shared_data, tiny_model):  # 
     assert [(r["id"], r["tokens"]) for r in encoded["spark"]] == [(r["id"], r["tokens"]) for r in encoded["beam"]]
 
     tok = load(tiny_model)
-    texts = {r["id"]: r["text"] for r in out_rows(cfg, "mix")}
-    assert len(texts) == len(encoded["spark"])
+    mixed = out_rows(cfg, "mix")
+    texts = {r["id"]: r["text"] for r in mixed}
+    assert len(texts) == len(encoded["spark"]) and any(r["mix_repeat"] for r in mixed)  # repeats encoded once
     for r in encoded["spark"]:
+        assert r["tokens"] == tok.encode(texts[r["id"]]), r["id"]
         assert tok.decode(r["tokens"]) == texts[r["id"]], r["id"]
         assert r["n_tokens"] == len(r["tokens"]) and EOS not in r["tokens"]
     part = storage.expand(f"{cfg.run.workdir}/encode/data")[0]
@@ -119,6 +123,31 @@ def test_the_stages_texts_give_the_same_ids(tiny_model):  # noqa: F811
     assert encode_column(tok, as_bytes)[0] == tokens, "bytes without `marked`: searched text by text"
     with_nulls = pa.RecordBatch.from_pydict({"text": pa.array([None, "", None, "a\u2581"], pa.string())})
     assert document_texts(with_nulls) == ([b"", b"", b"", "a\u2581".encode()], {3})
+
+
+def test_a_documents_repeats_are_encoded_once(tiny_model, monkeypatch):  # noqa: F811
+    tok = load(tiny_model)
+    texts = ["一段中文。", "a text", "a text", "a text", "a \u2581 mark", "a \u2581 mark", "", "", "x", "y", "y"]
+    # "y" after "x" carries repeat 1 but another text (encoded); the last "y" has no repeat number
+    repeats = pa.array([0, 0, 1, 2, 0, 1, 0, 1, 0, 1, None], pa.int32())
+    batch = pa.record_batch({"text": texts, "mix_repeat": repeats})
+    as_bytes, marked = document_texts(batch)
+    source = repeat_sources(batch, as_bytes)
+    assert source.tolist() == [0, 1, 1, 1, 4, 4, 6, 6, 8, 9, 10]
+    assert repeat_sources(pa.record_batch({"text": texts}), as_bytes).tolist() == list(range(len(texts)))
+
+    encoded_texts = []
+
+    def counting(tok, texts, marked=None):
+        encoded_texts.extend(texts)
+        return encode_column(tok, texts, marked)
+
+    monkeypatch.setattr(encode_module, "encode_column", counting)
+    tokens, n_tokens = encode_rows(tok, as_bytes, marked, source)
+    assert tokens.type == pa.list_(pa.int32()) and n_tokens.type == pa.int32()
+    assert tokens.to_pylist() == [tok.encode(t) for t in texts]
+    assert n_tokens.to_pylist() == [len(tok.encode(t)) for t in texts]
+    assert len(encoded_texts) == 7  # one per distinct run of copies
 
 
 def test_collector_paused_gives_the_collector_back():

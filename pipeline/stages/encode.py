@@ -2,6 +2,7 @@
 
 Adds `tokens` (list<int32>, no <eos>: the shards stage joins documents with it) and `n_tokens`
 (int32) to each document; the text itself is dropped unless `keep_text` (it stays in mix/data).
+A document the mix repeats is encoded once per batch, its copies taking the same ids (`repeat_sources`).
 The model is read through pipeline.storage (local, gs://, s3://) once per worker process and kept
 in memory for every task that process runs. The stage reports the
 measured bytes per token per language and mix source: better estimates for mix.bytes_per_token;
@@ -38,6 +39,34 @@ def encode_column(tok: Tokenizer, texts: list[str] | list[bytes],
     ids, offsets = tok.encode_flat(texts, marked)
     tokens = pa.ListArray.from_arrays(pa.array(offsets).cast(pa.int32()), pa.array(ids))  # cast: overflow raises
     return tokens, pa.array(np.diff(offsets).astype(np.int32))
+
+
+def repeat_sources(batch: pa.RecordBatch, texts: list[bytes]) -> np.ndarray:
+    """For each row, the row of this batch whose ids it takes (itself when it is encoded): the mix writes
+    a document's repeats right after it (`mix_repeat` 0, 1, 2, ...), so a row with repeat k > 0 that
+    follows one with repeat k - 1 and holds the same text is that document again. An upsampled source's
+    copies are encoded once per batch instead of once per copy; ids are the same either way."""
+    source = np.arange(batch.num_rows)
+    if "mix_repeat" not in batch.schema.names or batch.num_rows < 2:
+        return source
+    repeat = pc.fill_null(batch.column("mix_repeat"), 0).to_numpy(zero_copy_only=False)
+    for i in (np.flatnonzero((repeat[1:] > 0) & (repeat[1:] == repeat[:-1] + 1)) + 1).tolist():
+        if texts[i] == texts[i - 1]:
+            source[i] = source[i - 1]
+    return source
+
+
+def encode_rows(tok: Tokenizer, texts: list[bytes], marked: set[int], source: np.ndarray) -> tuple[pa.Array, pa.Array]:
+    """`encode_column` of `texts` where row i takes the ids of row `source[i]` (`repeat_sources`): each
+    row that is its own source is encoded, once."""
+    encoded = source == np.arange(len(texts))
+    if encoded.all():
+        return encode_column(tok, texts, marked)
+    position = np.cumsum(encoded) - 1  # of an encoded row, among the encoded rows
+    tokens, n_tokens = encode_column(tok, [texts[i] for i in np.flatnonzero(encoded).tolist()],
+                                     {int(position[i]) for i in marked if encoded[i]})
+    rows = pa.array(position[source])
+    return tokens.take(rows), n_tokens.take(rows)
 
 
 @contextlib.contextmanager
@@ -112,7 +141,9 @@ class EncodeStage(MapStage):
 
     def process_batch(self, batch: pa.RecordBatch) -> BatchResult:
         with collector_paused():
-            tokens, n_tokens = encode_column(worker_tokenizer(self.model_uri()), *document_texts(batch))
+            texts, marked = document_texts(batch)
+            tokens, n_tokens = encode_rows(worker_tokenizer(self.model_uri()), texts, marked,
+                                           repeat_sources(batch, texts))
         table = pa.Table.from_batches([batch])
         table = table.drop_columns([c for c in ("tokens", "n_tokens") + ("text",) * (not self.section.keep_text)
                                     if c in table.schema.names])
