@@ -17,8 +17,9 @@ passes of the rules alone below; every one is printed), against datatrove's one 
 times longer and so averages the machine's noise over its own length; a second, warm pass is shown
 too. Decisions of both sides are compared document by document. Also timed: language ID
 (filters.langid.LanguageIdentifier) and our full shipped chains (blocklists, ChineseWebText, spam,
-digits as configured by default in the quality stage), against the rules alone over --rounds alternated cold passes (the cheapest pass of each side counts;
-every round's ratio is printed beside it).
+digits as configured by default in the quality stage), against the rules alone over --rounds
+alternated cold passes (the cheapest pass of each side counts; every round's ratio is printed beside
+it).
 """
 from __future__ import annotations
 
