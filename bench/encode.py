@@ -75,12 +75,10 @@ def write_mix(workdir: Path, docs: list[dict], copies: int, parts: int, as_repea
     are spread (a copy's neighbours are other documents, so the stage encodes every row, like the
     baselines) unless `as_repeats`: then each document is followed by its copies, as the mix stage
     writes an upsampled source's repeats, and the stage encodes each document once per batch."""
-    if as_repeats:
-        rows = [dict(d, id=f"{d['id']}#{c}", mix_source=d["source"], mix_repeat=c) for d in docs for c in range(copies)]
-        chunks = [rows[len(rows) * p // parts:len(rows) * (p + 1) // parts] for p in range(parts)]
-    else:
-        rows = [dict(d, id=f"{d['id']}#{c}", mix_source=d["source"], mix_repeat=c) for c in range(copies) for d in docs]
-        chunks = [rows[p::parts] for p in range(parts)]
+    order = [(d, c) for d in docs for c in range(copies)] if as_repeats else [(d, c) for c in range(copies) for d in docs]
+    rows = [dict(d, id=f"{d['id']}#{c}", mix_source=d["source"], mix_repeat=c) for d, c in order]
+    chunks = ([rows[len(rows) * p // parts:len(rows) * (p + 1) // parts] for p in range(parts)] if as_repeats
+              else [rows[p::parts] for p in range(parts)])
     schema = pa.schema(list(DOC_SCHEMA) + [("mix_source", pa.string()), ("mix_repeat", pa.int32())])
     data = workdir / "mix" / "data"
     data.mkdir(parents=True)

@@ -222,7 +222,7 @@ def main() -> int:
         _, langid_s = timed(identifier.identify, texts)
         agree = sum(a == b for a, b in zip(their_verdicts, our_verdicts))
         # One cold pass of 0.5-1 CPU s can take 1.5 times the others (a pass of ours took 1.24 s where the
-        # other five of the same run took 0.79-0.87): the median of them all is ours' figure.
+        # cheapest of the same run's five took 0.83): the median of them all is ours' figure.
         cold_s = sorted([our_s] + rules_s)
         our_cold_s = statistics.median(cold_s)
         rows.append((lang, len(texts), mb, mb / their_s, mb / our_cold_s, mb / warm_s, their_s / our_cold_s, agree,
