@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-# CPU build of PyTorch from this machine's wheel cache; GPU users keep their own (pyproject says >=2.5).
+# CPU build of PyTorch from this machine's wheel cache; GPU users keep their own (pyproject says >=2.6).
 TORCH_PIN ?= torch==2.13.0
 
 .PHONY: setup demo test bench dist check-java chromium clean
