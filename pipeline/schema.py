@@ -39,9 +39,10 @@ ERROR_SCHEMA = pa.schema([
 ])
 
 
-def doc_id(source_file: str, offset: int) -> str:
-    """The document id: unique per record, stable, derived from file name and offset."""
-    digest = hashlib.sha1(f"{source_file}\0{offset}".encode()).hexdigest()[:20]
+def doc_id(file_key: str, offset: int) -> str:
+    """The document id: unique per record, stable, derived from the file's key (ingest: the source's
+    name and the file's path below the source's folder, `pipeline.stages.ingest.id_root`) and offset."""
+    digest = hashlib.sha1(f"{file_key}\0{offset}".encode()).hexdigest()[:20]
     return f"doc:{digest}"
 
 

@@ -15,7 +15,7 @@ from pipeline.demo_corpus import generate
 from pipeline.runner import run_stage
 from pipeline.schema import doc_id
 from pipeline.stage import StageStats
-from pipeline.stages.ingest import IngestStage
+from pipeline.stages.ingest import IngestStage, id_root
 
 from conftest import REPO, make_run_config
 from test_ingest import crawl_files, decodable_bytes
@@ -76,10 +76,51 @@ def test_ids_are_stable_across_runs(tmp_path, shared_data, engines):
     for i in range(2):
         cfg = make_run_config(tmp_path / str(i), {"ingest": {"sources": src}}, engine="beam")
         run_stage(IngestStage(cfg), engines["beam"])
-        runs.append(sorted((r["id"], r["record_id"], r["source_file"], r["source_offset"])
+        runs.append(sorted((r["id"], r["record_id"], r["source"], r["source_file"], r["source_offset"])
                            for r in read_rows(f"{cfg.run.workdir}/ingest", "data")))
     assert runs[0] == runs[1] and len(runs[0]) == 146
-    assert all(i == doc_id(f, o) and r.startswith(("urn:uuid:", "sha1:")) for i, r, f, o in runs[0])
+    roots = {s["name"]: id_root(s["paths"]) for s in src}
+    assert roots == {"wet": f"{shared_data}/crawl/", "cwt": f"{shared_data}/jsonl/"}
+    assert all(i == doc_id(f"{s}/{f.removeprefix(roots[s])}", o) and r.startswith(("urn:uuid:", "sha1:"))
+               for i, r, s, f, o in runs[0])
+
+
+@pytest.mark.parametrize("patterns, root", [
+    (["/data/cc/a.warc.gz"], "/data/cc/"),
+    (["/data/cc"], "/data/"),
+    (["/data/cc/"], "/data/cc/"),
+    (["/data/cc/*/part-*.gz"], "/data/cc/"),
+    (["/data/cc/2024-1?/*.gz", "/data/cc/2024-2[0-9]/*.gz"], "/data/cc/"),
+    (["/data/a/*.jsonl", "/data/ab/*.jsonl"], "/data/"),
+    (["gs://bucket/cc/*.warc.gz", "gs://bucket/cc/extra.warc.gz"], "gs://bucket/cc/"),
+    (["gs://bucket/cc/*.gz", "/local/cc/*.gz"], ""),
+])
+def test_id_root_is_the_folder_every_match_sits_below(patterns, root):
+    assert id_root(patterns) == root
+
+
+def test_ids_do_not_depend_on_where_the_input_sits(tmp_path, shared_data, engines):
+    """The same files in two places (a second clone, a copy to another disk) give the same ids; two
+    sources over one file give distinct ones; files of the same name in two folders of one source too."""
+    wet = sorted((shared_data / "crawl/wet").glob("*.gz"))[0]
+    for place in ("here", "there/deeper"):
+        for folder in ("a", "b"):
+            (tmp_path / place / "crawl" / folder).mkdir(parents=True)
+            (tmp_path / place / "crawl" / folder / wet.name).write_bytes(wet.read_bytes())
+    ids = {}
+    for place in ("here", "there/deeper"):
+        src = [{"name": "both", "paths": [str(tmp_path / place / "crawl/a/*.gz"), str(tmp_path / place / "crawl/b")]},
+               {"name": "again", "paths": [str(tmp_path / place / "crawl/a")]}]
+        cfg = make_run_config(tmp_path / "run" / place, {"ingest": {"sources": src}}, engine="beam")
+        run_stage(IngestStage(cfg), engines["beam"])
+        rows = read_rows(f"{cfg.run.workdir}/ingest", "data")
+        ids[place] = sorted((r["id"], r["source"], r["source_file"].rsplit("/", 2)[-2], r["source_offset"]) for r in rows)
+    assert ids["here"] == ids["there/deeper"]
+    per_copy = {}
+    for i, source, folder, offset in ids["here"]:
+        per_copy.setdefault((source, folder), set()).add(i)
+    assert sorted(per_copy) == [("again", "a"), ("both", "a"), ("both", "b")]
+    assert len({i for i, *_ in ids["here"]}) == len(ids["here"]) == 3 * len(per_copy[("again", "a")]) > 0
 
 
 def test_no_existing_input_at_all_is_a_config_error(tmp_path):

@@ -77,7 +77,7 @@ class WarcReader:
 
     ARC files (the Internet Archive's format before WARC, CommonCrawl's until 2013) go through
     warcio's ARC-to-WARC conversion; they have no record ids, so their documents get
-    `doc_id(file, offset)` (warcio's made-up random ids are not used)."""
+    the document id alone (`pipeline.schema.doc_id`; warcio's made-up random ids are not used)."""
 
     def __init__(self, stream: Decompressed, max_record_bytes: int, arc: bool = False,
                  extract_html: Callable[[str], Page] = html_page):

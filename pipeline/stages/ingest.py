@@ -105,6 +105,20 @@ class IngestUnit:
     path: str | None  # None: `pattern` matched no file
     pattern: str
     loop: str | None = None  # a symlink loop found expanding `pattern` (path: the link), not a file to read
+    name: str | None = None  # `path` below its source's `id_root`: what document ids are derived from
+
+
+def id_root(patterns: list[str]) -> str:
+    """The folder (ending in "/") that holds every file a source's patterns can match: the common
+    part of the folders their wildcards start in. Document ids hash a file's path below it with the
+    source's name, so the same files give the same ids wherever they sit (another clone, a copy
+    from local disk to gs://), and two sources reading one file still give distinct ids."""
+    def folder(pattern: str) -> str:
+        fixed = min([pattern.find(c) for c in "*?[" if c in pattern], default=len(pattern))
+        return pattern[:pattern.rfind("/", 0, fixed) + 1]
+
+    common = os.path.commonprefix([folder(p) for p in patterns])
+    return common[:common.rfind("/") + 1]
 
 
 @register_stage
@@ -116,6 +130,7 @@ class IngestStage(Stage):
         units = []
         for i, src in enumerate(self.section.sources):
             seen: set[str] = set()
+            root = id_root(src.paths)
             for pattern in src.paths:
                 loops: list[storage.InputLoopError] = []
                 files = storage.expand(pattern, loops)
@@ -126,7 +141,7 @@ class IngestStage(Stage):
                     real = f if "://" in f else os.path.realpath(f)
                     if real not in seen:
                         seen.add(real)
-                        units.append(IngestUnit(i, f, pattern))
+                        units.append(IngestUnit(i, f, pattern, name=f[len(root):] if f.startswith(root) else f))
         if not any(u.path and not u.loop for u in units):
             raise ConfigError(f"{self.cfg.path}: ingest.sources: expected at least one existing input file, "
                               f"but no path matches a file: {[p for s in self.section.sources for p in s.paths]}")
@@ -147,7 +162,7 @@ class IngestStage(Stage):
         if unit.loop:
             out.error(unit.path, None, "symlink_loop", f"ingest.sources[{unit.source}] ({src.name}): {unit.loop}", 0, docs=0)
             return
-        router = EventRouter(out, src, unit.path)
+        router = EventRouter(out, src, unit.path, unit.name)
         for event in read_file(unit.path, src.format, src.field_map(), self.section.max_record_bytes,
                                self.section.html_extractor()):
             router.route(event)
@@ -159,8 +174,10 @@ class IngestStage(Stage):
 class EventRouter:
     """Sends a reader's events to the unit's output, writing documents in batches."""
 
-    def __init__(self, out: UnitWriter, src: SourceSection, path: str):
+    def __init__(self, out: UnitWriter, src: SourceSection, path: str, name: str | None = None):
+        """`name`: the file's path below its source's `id_root` (None: `path`)."""
         self.out, self.src, self.path = out, src, path
+        self.id_key = f"{src.name}/{path if name is None else name}"
         self.kept: list[dict] = []
         self.kept_bytes: list[int] = []
         self.kept_text = 0
@@ -171,7 +188,7 @@ class EventRouter:
         self.duplicates = 0
 
     def _row(self, event: Document | Empty, text: str) -> dict:
-        return {"id": doc_id(self.path, event.source_offset), "record_id": clean(event.id, "the record id"),
+        return {"id": doc_id(self.id_key, event.source_offset), "record_id": clean(event.id, "the record id"),
                 "text": clean(text, "the text"), "url": clean(event.url, "the URL"), "source": self.src.name,
                 "source_file": self.path, "source_offset": event.source_offset,
                 "crawl_date": clean(event.crawl_date, "the date"), "title": clean(event.title, "the title"),
