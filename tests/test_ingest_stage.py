@@ -94,6 +94,7 @@ def test_ids_are_stable_across_runs(tmp_path, shared_data, engines):
     (["/data/a/*.jsonl", "/data/ab/*.jsonl"], "/data/"),
     (["gs://bucket/cc/*.warc.gz", "gs://bucket/cc/extra.warc.gz"], "gs://bucket/cc/"),
     (["gs://bucket/cc/*.gz", "/local/cc/*.gz"], ""),
+    (["/data/configs/../cc/*.gz", "/data/cc/x/../extra.gz"], "/data/cc/"),  # as storage.expand lists them
 ])
 def test_id_root_is_the_folder_every_match_sits_below(patterns, root):
     assert id_root(patterns) == root
@@ -109,8 +110,10 @@ def test_ids_do_not_depend_on_where_the_input_sits(tmp_path, shared_data, engine
             (tmp_path / place / "crawl" / folder / wet.name).write_bytes(wet.read_bytes())
     ids = {}
     for place in ("here", "there/deeper"):
-        src = [{"name": "both", "paths": [str(tmp_path / place / "crawl/a/*.gz"), str(tmp_path / place / "crawl/b")]},
-               {"name": "again", "paths": [str(tmp_path / place / "crawl/a")]}]
+        # the way a config's relative paths arrive (configs/../work/...), which storage.expand normalises
+        src = [{"name": "both", "paths": [f"{tmp_path / place}/x/../crawl/a/*.gz", str(tmp_path / place / "crawl/b")]},
+               {"name": "again", "paths": [f"{tmp_path / place}/x/../crawl/a/{wet.name}"]},
+               {"name": "alone", "paths": [f"{tmp_path / place}/x/../crawl/b/*.gz"]}]
         cfg = make_run_config(tmp_path / "run" / place, {"ingest": {"sources": src}}, engine="beam")
         run_stage(IngestStage(cfg), engines["beam"])
         rows = read_rows(f"{cfg.run.workdir}/ingest", "data")
@@ -119,8 +122,8 @@ def test_ids_do_not_depend_on_where_the_input_sits(tmp_path, shared_data, engine
     per_copy = {}
     for i, source, folder, offset in ids["here"]:
         per_copy.setdefault((source, folder), set()).add(i)
-    assert sorted(per_copy) == [("again", "a"), ("both", "a"), ("both", "b")]
-    assert len({i for i, *_ in ids["here"]}) == len(ids["here"]) == 3 * len(per_copy[("again", "a")]) > 0
+    assert sorted(per_copy) == [("again", "a"), ("alone", "b"), ("both", "a"), ("both", "b")]
+    assert len({i for i, *_ in ids["here"]}) == len(ids["here"]) == 4 * len(per_copy[("again", "a")]) > 0
 
 
 def test_no_existing_input_at_all_is_a_config_error(tmp_path):

@@ -115,10 +115,17 @@ def id_root(patterns: list[str]) -> str:
     from local disk to gs://), and two sources reading one file still give distinct ids."""
     def folder(pattern: str) -> str:
         fixed = min([pattern.find(c) for c in "*?[" if c in pattern], default=len(pattern))
-        return pattern[:pattern.rfind("/", 0, fixed) + 1]
+        folder = pattern[:pattern.rfind("/", 0, fixed) + 1]
+        return folder if "://" in pattern else os.path.join(os.path.abspath(folder or "."), "")  # as storage.expand
 
     common = os.path.commonprefix([folder(p) for p in patterns])
     return common[:common.rfind("/") + 1]
+
+
+def id_name(path: str, root: str) -> str:
+    """`path` below `root` (`id_root`): the part of a file's location that its document ids hash."""
+    path = path if "://" in path else os.path.abspath(path)
+    return path[len(root):] if path.startswith(root) else path
 
 
 @register_stage
@@ -141,7 +148,7 @@ class IngestStage(Stage):
                     real = f if "://" in f else os.path.realpath(f)
                     if real not in seen:
                         seen.add(real)
-                        units.append(IngestUnit(i, f, pattern, name=f[len(root):] if f.startswith(root) else f))
+                        units.append(IngestUnit(i, f, pattern, name=id_name(f, root)))
         if not any(u.path and not u.loop for u in units):
             raise ConfigError(f"{self.cfg.path}: ingest.sources: expected at least one existing input file, "
                               f"but no path matches a file: {[p for s in self.section.sources for p in s.paths]}")
