@@ -122,7 +122,8 @@ def _files_below(fs: pafs.FileSystem, path: str, loops: list[InputLoopError] | N
 
 
 def expand(pattern: str, loops: list[InputLoopError] | None = None) -> list[str]:
-    """Files matching a path, a directory (all files below it) or a glob, sorted.
+    """Files matching a path, a directory (all files below it) or a glob, sorted; local ones absolute and
+    normalised (`..` resolved, links kept) whichever way the pattern names them.
 
     A pattern that matches nothing returns [] (the caller records that as an error, the run goes on).
     Local directory symlinks are followed once per real folder and each real file is listed once;
@@ -131,7 +132,7 @@ def expand(pattern: str, loops: list[InputLoopError] | None = None) -> list[str]
     if not any(c in path for c in "*?["):
         info = fs.get_file_info(path)
         if info.type == pafs.FileType.File:
-            return [pattern]
+            return [pattern if "://" in pattern else path]  # path: os.path.abspath(pattern)
         if info.type == pafs.FileType.Directory:
             return sorted(_rejoin(pattern, p) for p in _files_below(fs, path, loops)
                           if not posixpath.basename(p).startswith((".", "_")))

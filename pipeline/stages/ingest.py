@@ -105,27 +105,21 @@ class IngestUnit:
     path: str | None  # None: `pattern` matched no file
     pattern: str
     loop: str | None = None  # a symlink loop found expanding `pattern` (path: the link), not a file to read
-    name: str | None = None  # `path` below its source's `id_root`: what document ids are derived from
 
 
 def id_root(patterns: list[str]) -> str:
-    """The folder (ending in "/") that holds every file a source's patterns can match: the common
-    part of the folders their wildcards start in. Document ids hash a file's path below it with the
-    source's name, so the same files give the same ids wherever they sit (another clone, a copy
-    from local disk to gs://), and two sources reading one file still give distinct ids."""
+    """The folder (ending in "/") that holds every file a source's patterns can match, in the form
+    `storage.expand` lists them: the common part of the folders their wildcards start in. Document ids
+    hash a file's path below it with the source's name, so the same files give the same ids wherever
+    they sit (another clone, a copy from local disk to gs://), and two sources reading one file still
+    give distinct ids."""
     def folder(pattern: str) -> str:
         fixed = min([pattern.find(c) for c in "*?[" if c in pattern], default=len(pattern))
         folder = pattern[:pattern.rfind("/", 0, fixed) + 1]
-        return folder if "://" in pattern else os.path.join(os.path.abspath(folder or "."), "")  # as storage.expand
+        return folder if "://" in pattern else os.path.join(os.path.abspath(folder or "."), "")
 
     common = os.path.commonprefix([folder(p) for p in patterns])
     return common[:common.rfind("/") + 1]
-
-
-def id_name(path: str, root: str) -> str:
-    """`path` below `root` (`id_root`): the part of a file's location that its document ids hash."""
-    path = path if "://" in path else os.path.abspath(path)
-    return path[len(root):] if path.startswith(root) else path
 
 
 @register_stage
@@ -137,7 +131,6 @@ class IngestStage(Stage):
         units = []
         for i, src in enumerate(self.section.sources):
             seen: set[str] = set()
-            root = id_root(src.paths)
             for pattern in src.paths:
                 loops: list[storage.InputLoopError] = []
                 files = storage.expand(pattern, loops)
@@ -148,7 +141,7 @@ class IngestStage(Stage):
                     real = f if "://" in f else os.path.realpath(f)
                     if real not in seen:
                         seen.add(real)
-                        units.append(IngestUnit(i, f, pattern, name=id_name(f, root)))
+                        units.append(IngestUnit(i, f, pattern))
         if not any(u.path and not u.loop for u in units):
             raise ConfigError(f"{self.cfg.path}: ingest.sources: expected at least one existing input file, "
                               f"but no path matches a file: {[p for s in self.section.sources for p in s.paths]}")
@@ -169,7 +162,7 @@ class IngestStage(Stage):
         if unit.loop:
             out.error(unit.path, None, "symlink_loop", f"ingest.sources[{unit.source}] ({src.name}): {unit.loop}", 0, docs=0)
             return
-        router = EventRouter(out, src, unit.path, unit.name)
+        router = EventRouter(out, src, unit.path, unit.path.removeprefix(id_root(src.paths)))
         for event in read_file(unit.path, src.format, src.field_map(), self.section.max_record_bytes,
                                self.section.html_extractor()):
             router.route(event)
