@@ -212,6 +212,9 @@ class Stage:
     name: ClassVar[str]
     upstream: ClassVar[str | None] = None  # the stage whose data/ this one reads; None: raw inputs
     depends_on: ClassVar[tuple[str, ...]] = ()  # other finished stages it reads (e.g. the tokenizer)
+    # Raised when the code comes to write other output for the same config and input (ingest's document
+    # ids): a stage finished by the older code then re-runs, and with it every stage after it.
+    output_version: ClassVar[int] = 1
 
     def __init__(self, cfg: RunConfig):
         self.cfg = cfg
@@ -223,7 +226,8 @@ class Stage:
     # -- identity of a run, for skipping finished stages
     def config_hash(self) -> str:
         reads = f"-reads{self.selection.fingerprint()}" if self.selection is not None else ""
-        return self.cfg.section_hash(self.name) + f"-seed{self.seed}" + reads
+        version = f"-v{self.output_version}" if self.output_version > 1 else ""  # 1: hashes as before versions
+        return self.cfg.section_hash(self.name) + f"-seed{self.seed}" + reads + version
 
     def input_paths(self) -> list[str]:
         """Files this stage reads besides its upstream (whose _SUCCESS stands for it): by default every

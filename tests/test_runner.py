@@ -106,6 +106,26 @@ def test_changed_config_reruns_downstream(tmp_path, spark_session_engine):
     assert run_stage(ToyFilter(cfg2), spark_session_engine)["in"]["docs"] == 120
 
 
+def test_a_new_output_version_reruns_the_stage_and_downstream(tmp_path, spark_session_engine, monkeypatch):
+    cfg = make_run_config(tmp_path, {"toy_source": {}, "toy_filter": {}})
+    run_stage(ToySource(cfg), spark_session_engine)
+    run_stage(ToyFilter(cfg), spark_session_engine)
+    assert is_finished(ToySource(cfg)) and is_finished(ToyFilter(cfg))
+    monkeypatch.setattr(ToySource, "output_version", 2)  # code that writes other output for the same config
+    assert not is_finished(ToySource(cfg)), "a stage finished by older code must re-run"
+    assert not run_stage(ToySource(cfg), spark_session_engine).get("skipped")
+    assert not is_finished(ToyFilter(cfg)), "and every stage after it"
+
+
+def test_workdirs_finished_before_the_id_change_rerun_ingest(tmp_path, monkeypatch):
+    from pipeline.stages.ingest import IngestStage
+
+    cfg = make_run_config(tmp_path, {"ingest": {"sources": [{"name": "web", "format": "wet", "paths": ["x.wet.gz"]}]}})
+    today = IngestStage(cfg).config_hash()
+    monkeypatch.setattr(IngestStage, "output_version", 1)  # the hash ingest's _SUCCESS held before 7792272
+    assert IngestStage(cfg).config_hash() != today
+
+
 def test_edited_input_file_reruns_the_stage(tmp_path, spark_session_engine):
     words = tmp_path / "words.txt"
     words.write_text("casino\n")

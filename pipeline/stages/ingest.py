@@ -126,6 +126,7 @@ def id_root(patterns: list[str]) -> str:
 class IngestStage(Stage):
     name = "ingest"
     upstream = None
+    output_version = 2  # 2: ids from the path below the source's folder (id_root), not the absolute path
 
     def _units(self) -> list[IngestUnit]:
         units = []
