@@ -69,6 +69,13 @@ def bounded(default: float | None, low: float | None = None, high: float | None 
     return field(default=default, metadata={"range": Range(low, high, above)})
 
 
+def per_key_overrides(*fixed: str):
+    """A dataclass field `dict[str, <that dataclass>]`: for each key (an ingest source), changes to the
+    section's own values, built on them when the config loads (keys it leaves out keep the section's
+    values). The `fixed` keys hold for every key and may not be changed."""
+    return field(default_factory=dict, metadata={"overrides": fixed})
+
+
 def _numeric(tp: Any) -> bool:
     options = typing.get_args(tp) if typing.get_origin(tp) in (Union, types.UnionType) else (tp,)
     return any(o in (int, float) for o in options)
@@ -232,8 +239,13 @@ def build_dataclass(cls: type, data: dict, where: str, base_dir: Path | str = ".
         )
     kwargs = {}
     for name, f in fields.items():
+        if "overrides" in f.metadata:
+            continue  # built on the finished object, below
         if name in data:
-            default = _configured_default(f) if isinstance(data[name], dict) else None
+            default = None
+            if isinstance(data[name], dict):
+                configured = getattr(base, name) if base is not None else None
+                default = configured if dataclasses.is_dataclass(configured) else _configured_default(f)
             if default is not None:
                 kwargs[name] = build_dataclass(type(default), data[name], where, base_dir, dotted + name, default)
             else:
@@ -247,7 +259,26 @@ def build_dataclass(cls: type, data: dict, where: str, base_dir: Path | str = ".
         obj = cls(**kwargs)
     except (ValueError, TypeError) as e:  # __post_init__ checks of ranges and relations
         raise ConfigError(f"{where}: {prefix or cls.__name__}: {e}") from None
+    for name, f in fields.items():
+        if "overrides" in f.metadata and name in data:
+            setattr(obj, name, _build_overrides(obj, data[name], f.metadata["overrides"], where, base_dir, dotted + name))
     return obj
+
+
+def _build_overrides(section: Any, data: Any, fixed: tuple[str, ...], where: str, base_dir: Path, key: str) -> dict:
+    """{name: `section` with `data[name]`'s changes} for a `per_key_overrides` field."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: {key}: expected a mapping of names to changes of the keys above, got {data!r}")
+    fixed = {*fixed, *(f.name for f in dataclasses.fields(section) if "overrides" in f.metadata)}
+    built = {}
+    for name, changes in data.items():
+        if not isinstance(changes, dict):
+            raise ConfigError(f"{where}: {key}.{name}: expected a mapping of the keys to change, got {changes!r}")
+        clash = sorted(fixed & set(changes))
+        if clash:
+            raise ConfigError(f"{where}: {key}.{name}.{clash[0]}: one setting for every source; set it above, not per source")
+        built[str(name)] = build_dataclass(type(section), changes, where, base_dir, f"{key}.{name}", section)
+    return built
 
 
 # ---------------------------------------------------------------------------------------------

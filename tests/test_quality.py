@@ -582,3 +582,39 @@ def test_a_partial_rule_set_in_the_config_keeps_the_other_shipped_values(tmp_pat
     assert make_run_config(tmp_path / "c", {"quality": {"en": {"c4": None}}}).sections["quality"].en.c4 is None
     with pytest.raises(ConfigError, match=r"quality.*en\.c4\.min_sentences: unknown key"):
         make_run_config(tmp_path / "d", {"quality": {"en": {"c4": {"min_sentences": 4}}}})
+
+
+def test_a_source_changes_the_rules_for_its_own_documents_only(tmp_path, shared_data):
+    """A book source past Gopher's word cap: the same novel is kept from `gutenberg`, whose
+    `quality.sources` entry lifts the cap, and dropped from any other source."""
+    with open(shared_data / "text/en-books-gutenberg.jsonl", encoding="utf-8") as f:
+        emma = next(json.loads(line) for line in f if json.loads(line)["id"] == "gutenberg-austen-emma")
+    rows = [{"id": f"{source}-emma", "text": emma["text"], "source": source, "source_file": "b.jsonl",
+             "source_offset": 0, "lang": "en"} for source in ("gutenberg", "web")]
+    cfg = make_run_config(tmp_path, {"quality": {"sources": {
+        "gutenberg": {"en": {"gopher_quality": {"max_doc_words": None}}}}}})
+    result = QualityStage(cfg).process_batch(pa.RecordBatch.from_pylist(rows, DOC_SCHEMA))
+    assert result.reasons == [None, "gopher_quality:max_words"]
+    assert result.rows.column("q_n_words").to_pylist()[0] > 100_000
+
+
+def test_per_source_changes_build_on_the_section_and_name_their_key(tmp_path):
+    quality = make_run_config(tmp_path / "a", {"quality": {
+        "word_blocklist_min_hits": 3, "en": {"gopher_quality": {"min_doc_words": 40}},
+        "sources": {"books": {"en": {"gopher_quality": {"max_doc_words": None}}},
+                    "forum": {"word_blocklist_min_hits": 1, "zh": {"spam": None}}}}}).sections["quality"]
+    books, forum = quality.sources["books"], quality.sources["forum"]
+    # what a source leaves out is the section's (its own changes included), not the class defaults
+    assert (books.en.gopher_quality.max_doc_words, books.en.gopher_quality.min_doc_words) == (None, 40)
+    assert books.en.gopher_quality.max_non_alpha_words_ratio == quality.en.gopher_quality.max_non_alpha_words_ratio
+    assert (books.word_blocklist_min_hits, forum.word_blocklist_min_hits) == (3, 1)
+    assert forum.zh.spam is None and quality.zh.spam is not None and forum.en.gopher_quality.min_doc_words == 40
+    assert quality.en.gopher_quality.max_doc_words == 100_000
+    for changes, error in [({"books": {"en": {"gopher_quality": {"max_doc_wordz": 1}}}},
+                            r"quality\.sources\.books\.en\.gopher_quality\.max_doc_wordz: unknown key"),
+                           ({"books": {"classifier": "m.bin"}}, r"quality\.sources\.books\.classifier: one setting"),
+                           ({"books": {"sources": {}}}, r"quality\.sources\.books\.sources: one setting"),
+                           ({"books": 3}, r"quality\.sources\.books: expected a mapping"),
+                           (["books"], r"quality\.sources: expected a mapping")]:
+        with pytest.raises(ConfigError, match=error):
+            make_run_config(tmp_path / "b", {"quality": {"sources": changes}})

@@ -9,7 +9,8 @@ recomputing; C4's line cleaning rewrites English text, and the kept text is the 
 Documents whose `lang` is neither en nor zh see only the language-independent rules (URL and
 word blocklists, and the blocklists on the page's title: filters/title.py). `q_score` (in [0, 1],
 higher is better; dedup keeps the best of a cluster) is the classifier's probability when
-`quality.classifier` names a model, else `heuristic_score`.
+`quality.classifier` names a model, else `heuristic_score`. `quality.sources` changes the rules for one
+ingest source's documents (a book source past Gopher's word cap).
 
 `glmdata quality train-classifier --positive F --negative F --out model.bin` trains that model.
 """
@@ -43,7 +44,7 @@ from filters.english import (C4Quality, FineWebQuality, GopherQuality, GopherRep
 from filters.repetition import Rejection, RuleSet, Signals
 from filters.title import TitleBlocklist, TitledDoc
 from pipeline import storage
-from pipeline.config import ConfigError, InputPath, register_section
+from pipeline.config import ConfigError, InputPath, per_key_overrides, register_section
 from pipeline.registry import register_command, register_stage
 from pipeline.schema import TEXT_BEFORE_REWRITE
 from pipeline.stage import BatchResult, MapStage
@@ -118,6 +119,10 @@ class QualitySection:
     perplexity_models: dict[str, InputPath] = field(default_factory=dict)
     classifier: InputPath | None = None  # fastText model from `glmdata quality train-classifier`
     classifier_min_score: dict[str, float] = field(default_factory=dict)  # lang -> minimum q_score
+    # Per ingest source (the `source` column): changes to the keys above for its documents only, e.g. a
+    # book source past Gopher's word cap: {gutenberg: {en: {gopher_quality: {max_doc_words: null}}}}.
+    # The models are one for every source.
+    sources: dict[str, QualitySection] = per_key_overrides("classifier", "perplexity_models")
 
     def __post_init__(self):
         if self.word_blocklist_min_hits < 1:
@@ -177,6 +182,29 @@ def heuristic_score(signals: Signals) -> float:
     return min(max(sum(parts) / len(parts), 0.0), 1.0) if parts else 0.5
 
 
+def build_chains(s: QualitySection) -> dict[str | None, Chain]:
+    """Rule sets per language (None: every other language) of a quality section."""
+    url = UrlBlocklist(domains=_name_set(tuple(s.url_blocklists)), urls=_name_set(tuple(s.url_lists)),
+                       banned_words=_read_lists(s.url_banned_words), soft_words=_read_lists(s.url_soft_words),
+                       soft_word_threshold=s.url_soft_word_threshold,
+                       banned_subwords=_read_lists(s.url_banned_subwords), host_terms=s.url_host_terms)
+    words = WordBlocklist(words=_read_lists(s.word_blocklists), soft_words=_read_lists(s.soft_word_lists),
+                          min_hits=s.word_blocklist_min_hits)
+    spam_terms = _read_lists(s.zh.spam_terms_files)
+    title = s.title and dataclasses.replace(s.title, words=_read_lists(s.word_blocklists) + s.title.words,
+                                            spam_terms=spam_terms + s.title.spam_terms)
+    common: list[RuleSet] = [url, words]
+    en = [s.en.gopher_repetition, s.en.gopher_quality, s.en.c4, s.en.fineweb, title]
+    spam = s.zh.spam and dataclasses.replace(s.zh.spam, terms=spam_terms + s.zh.spam.terms)
+    zh = [s.zh.chinesewebtext, s.zh.digit_runs, s.zh.noise, spam, s.zh.gopher_repetition, s.zh.fineweb,
+          s.zh.gopher_quality, title]
+    # the title rule last: a page the text's rules reject keeps their reason; `zh:spam_title`
+    # and `blocklist:title` count what the title adds
+    return {"en": Chain(english_words, common + [r for r in en if r is not None], english_word_count),
+            "zh": Chain(chinese_words, common + [r for r in zh if r is not None]),
+            None: Chain(None, common + [title] * (title is not None))}
+
+
 @register_stage
 class QualityStage(ReadsWhatMixUses, MapStage):
     name = "quality"
@@ -185,36 +213,24 @@ class QualityStage(ReadsWhatMixUses, MapStage):
 
     @cached_property
     def chains(self) -> dict[str | None, Chain]:
-        """Rule sets per language (None: every other language), built once per worker."""
-        s: QualitySection = self.section
-        url = UrlBlocklist(domains=_name_set(tuple(s.url_blocklists)), urls=_name_set(tuple(s.url_lists)),
-                           banned_words=_read_lists(s.url_banned_words), soft_words=_read_lists(s.url_soft_words),
-                           soft_word_threshold=s.url_soft_word_threshold,
-                           banned_subwords=_read_lists(s.url_banned_subwords), host_terms=s.url_host_terms)
-        words = WordBlocklist(words=_read_lists(s.word_blocklists), soft_words=_read_lists(s.soft_word_lists),
-                              min_hits=s.word_blocklist_min_hits)
-        spam_terms = _read_lists(s.zh.spam_terms_files)
-        title = s.title and dataclasses.replace(s.title, words=_read_lists(s.word_blocklists) + s.title.words,
-                                                spam_terms=spam_terms + s.title.spam_terms)
-        common: list[RuleSet] = [url, words]
-        en = [s.en.gopher_repetition, s.en.gopher_quality, s.en.c4, s.en.fineweb, title]
-        spam = s.zh.spam and dataclasses.replace(s.zh.spam, terms=spam_terms + s.zh.spam.terms)
-        zh = [s.zh.chinesewebtext, s.zh.digit_runs, s.zh.noise, spam, s.zh.gopher_repetition, s.zh.fineweb,
-              s.zh.gopher_quality, title]
-        # the title rule last: a page the text's rules reject keeps their reason; `zh:spam_title`
-        # and `blocklist:title` count what the title adds
-        return {"en": Chain(english_words, common + [r for r in en if r is not None], english_word_count),
-                "zh": Chain(chinese_words, common + [r for r in zh if r is not None]),
-                None: Chain(None, common + [title] * (title is not None))}
+        """Rule sets per language (None: every other language) of every source `quality.sources` leaves
+        alone, built once per worker."""
+        return build_chains(self.section)
+
+    @cached_property
+    def source_chains(self) -> dict[str, dict[str | None, Chain]]:
+        """`chains` of each source that `quality.sources` changes."""
+        return {name: build_chains(section) for name, section in self.section.sources.items()}
 
     @cached_property
     def signal_columns(self) -> dict[str, pa.DataType]:
         """Every q_* column, in a fixed order, so that every part file has the same schema."""
         columns: dict[str, pa.DataType] = {}
-        for chain in self.chains.values():
-            for rule_set in chain.rule_sets:
-                for name, kind in rule_set.signal_types().items():
-                    columns[f"q_{name}"] = pa.int64() if kind is int else pa.float64()
+        for chains in (self.chains, *self.source_chains.values()):
+            for chain in chains.values():
+                for rule_set in chain.rule_sets:
+                    for name, kind in rule_set.signal_types().items():
+                        columns[f"q_{name}"] = pa.int64() if kind is int else pa.float64()
         if self.section.perplexity_models:
             columns["q_perplexity"] = pa.float64()
         columns["q_score"] = pa.float64()
@@ -249,15 +265,17 @@ class QualityStage(ReadsWhatMixUses, MapStage):
         out_texts, reasons, details = [], [], []
         before_rewrite: list[str | None] = []  # dedup hashes this text, not the line-cleaned one
         values: dict[str, list] = {name: [] for name in self.signal_columns}
-        for text, lang, url, title in zip(texts, langs, urls, titles):
+        sources = batch.column("source").to_pylist() if self.source_chains else [None] * batch.num_rows
+        for text, lang, url, title, source in zip(texts, langs, urls, titles, sources):
             signals: Signals = {}
-            chain = self.chains.get(lang) or self.chains[None]
+            chains = self.source_chains.get(source, self.chains)
+            chain = chains.get(lang) or chains[None]
             cleaned, rejection = chain.judge(text or "", url, signals, title)
             if rejection is None:
                 if lang in self.perplexity_models:
                     signals["perplexity"] = self.perplexity_models[lang].perplexity(cleaned)
                 signals["score"] = self.score(cleaned, signals)
-                minimum = self.section.classifier_min_score.get(lang)
+                minimum = self.section.sources.get(source, self.section).classifier_min_score.get(lang)
                 if minimum is not None and signals["score"] < minimum:
                     rejection = Rejection("classifier:min_score", signals["score"])
             out_texts.append(cleaned if rejection is None else text)
