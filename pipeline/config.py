@@ -265,6 +265,23 @@ def build_dataclass(cls: type, data: dict, where: str, base_dir: Path | str = ".
     return obj
 
 
+def changed_settings(section: Any, changed: Any) -> dict[str, str]:
+    """{dotted key: value as JSON} of the settings where `changed` (a per_key_overrides entry of
+    `section`) differs from it, for reports."""
+    out: dict[str, str] = {}
+
+    def walk(a: Any, b: Any, key: str) -> None:
+        if isinstance(a, dict) and isinstance(b, dict) and a and b:
+            for k in sorted({*a, *b}, key=str):
+                walk(a.get(k), b.get(k), f"{key}.{k}" if key else str(k))
+        elif a != b:
+            out[key] = json.dumps(b, sort_keys=True, default=str)
+
+    overrides = {f.name for f in dataclasses.fields(section) if "overrides" in f.metadata}
+    walk(*({k: v for k, v in _plain(s).items() if k not in overrides} for s in (section, changed)), "")
+    return out
+
+
 def _build_overrides(section: Any, data: Any, fixed: tuple[str, ...], where: str, base_dir: Path, key: str) -> dict:
     """{name: `section` with `data[name]`'s changes} for a `per_key_overrides` field."""
     if not isinstance(data, dict):

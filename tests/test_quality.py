@@ -596,9 +596,14 @@ def test_a_source_changes_the_rules_for_its_own_documents_only(tmp_path, shared_
     result = QualityStage(cfg).process_batch(pa.RecordBatch.from_pylist(rows, DOC_SCHEMA))
     assert result.reasons == [None, "gopher_quality:max_words"]
     assert result.rows.column("q_n_words").to_pylist()[0] > 100_000
+    # the report says which rules its documents were judged by
+    assert QualityStage(cfg).report_data(None) == {
+        "rules_changed_for_sources": {"gutenberg": {"en.gopher_quality.max_doc_words": "null"}}}
 
 
 def test_per_source_changes_build_on_the_section_and_name_their_key(tmp_path):
+    from pipeline.config import changed_settings
+
     quality = make_run_config(tmp_path / "a", {"quality": {
         "word_blocklist_min_hits": 3, "en": {"gopher_quality": {"min_doc_words": 40}},
         "sources": {"books": {"en": {"gopher_quality": {"max_doc_words": None}}},
@@ -610,6 +615,7 @@ def test_per_source_changes_build_on_the_section_and_name_their_key(tmp_path):
     assert (books.word_blocklist_min_hits, forum.word_blocklist_min_hits) == (3, 1)
     assert forum.zh.spam is None and quality.zh.spam is not None and forum.en.gopher_quality.min_doc_words == 40
     assert quality.en.gopher_quality.max_doc_words == 100_000
+    assert changed_settings(quality, forum) == {"word_blocklist_min_hits": "1", "zh.spam": "null"}
     for changes, error in [({"books": {"en": {"gopher_quality": {"max_doc_wordz": 1}}}},
                             r"quality\.sources\.books\.en\.gopher_quality\.max_doc_wordz: unknown key"),
                            ({"books": {"classifier": "m.bin"}}, r"quality\.sources\.books\.classifier: one setting"),

@@ -44,7 +44,7 @@ from filters.english import (C4Quality, FineWebQuality, GopherQuality, GopherRep
 from filters.repetition import Rejection, RuleSet, Signals
 from filters.title import TitleBlocklist, TitledDoc
 from pipeline import storage
-from pipeline.config import ConfigError, InputPath, per_key_overrides, register_section
+from pipeline.config import ConfigError, InputPath, changed_settings, per_key_overrides, register_section
 from pipeline.registry import register_command, register_stage
 from pipeline.schema import TEXT_BEFORE_REWRITE
 from pipeline.stage import BatchResult, MapStage
@@ -235,6 +235,12 @@ class QualityStage(ReadsWhatMixUses, MapStage):
             columns["q_perplexity"] = pa.float64()
         columns["q_score"] = pa.float64()
         return columns
+
+    def report_data(self, stage_run) -> dict:
+        """The settings `quality.sources` changes for a source's documents: the report says they were
+        judged otherwise."""
+        changed = {name: changed_settings(self.section, section) for name, section in self.section.sources.items()}
+        return {"rules_changed_for_sources": changed} if changed else {}
 
     @cached_property
     def classifier_path(self) -> str:
