@@ -226,7 +226,7 @@ class Stage:
     # -- identity of a run, for skipping finished stages
     def config_hash(self) -> str:
         reads = f"-reads{self.selection.fingerprint()}" if self.selection is not None else ""
-        version = f"-v{self.output_version}" if self.output_version > 1 else ""  # 1: hashes as before versions
+        version = f"-v{self.output_version}" if self.output_version > 1 else ""  # 1 leaves the hash as it was
         return self.cfg.section_hash(self.name) + f"-seed{self.seed}" + reads + version
 
     def input_paths(self) -> list[str]:

@@ -47,7 +47,7 @@ from pipeline import storage
 from pipeline.config import ConfigError, InputPath, changed_settings, per_key_overrides, register_section
 from pipeline.registry import register_command, register_stage
 from pipeline.schema import TEXT_BEFORE_REWRITE
-from pipeline.stage import BatchResult, MapStage
+from pipeline.stage import BatchResult, MapStage, StageRun
 from pipeline.stages.readers import ReadsWhatMixUses
 
 DEFAULT_DATA = Path(filters.__file__).resolve().parent / "data"
@@ -236,7 +236,7 @@ class QualityStage(ReadsWhatMixUses, MapStage):
         columns["q_score"] = pa.float64()
         return columns
 
-    def report_data(self, stage_run) -> dict:
+    def report_data(self, stage_run: StageRun) -> dict:
         """The settings `quality.sources` changes for a source's documents: the report says they were
         judged otherwise."""
         changed = {name: changed_settings(self.section, section) for name, section in self.section.sources.items()}
