@@ -76,6 +76,14 @@ def per_key_overrides(*fixed: str):
     return field(default_factory=dict, metadata={"overrides": fixed})
 
 
+def _is_overrides(f: dataclasses.Field) -> bool:
+    return "overrides" in f.metadata
+
+
+def _override_fields(section: Any) -> set[str]:
+    return {f.name for f in dataclasses.fields(section) if _is_overrides(f)}
+
+
 def _numeric(tp: Any) -> bool:
     options = typing.get_args(tp) if typing.get_origin(tp) in (Union, types.UnionType) else (tp,)
     return any(o in (int, float) for o in options)
@@ -239,7 +247,7 @@ def build_dataclass(cls: type, data: dict, where: str, base_dir: Path | str = ".
         )
     kwargs = {}
     for name, f in fields.items():
-        if "overrides" in f.metadata:
+        if _is_overrides(f):
             continue  # built on the finished object, below
         if name in data:
             default = None
@@ -260,7 +268,7 @@ def build_dataclass(cls: type, data: dict, where: str, base_dir: Path | str = ".
     except (ValueError, TypeError) as e:  # __post_init__ checks of ranges and relations
         raise ConfigError(f"{where}: {prefix or cls.__name__}: {e}") from None
     for name, f in fields.items():
-        if "overrides" in f.metadata and name in data:
+        if _is_overrides(f) and name in data:
             setattr(obj, name, _build_overrides(obj, data[name], f.metadata["overrides"], where, base_dir, dotted + name))
     return obj
 
@@ -277,7 +285,7 @@ def changed_settings(section: Any, changed: Any) -> dict[str, str]:
         elif a != b:
             out[key] = json.dumps(b, sort_keys=True, default=str)
 
-    overrides = {f.name for f in dataclasses.fields(section) if "overrides" in f.metadata}
+    overrides = _override_fields(section)
     walk(*({k: v for k, v in _plain(s).items() if k not in overrides} for s in (section, changed)), "")
     return out
 
@@ -286,7 +294,7 @@ def _build_overrides(section: Any, data: Any, fixed: tuple[str, ...], where: str
     """{name: `section` with `data[name]`'s changes} for a `per_key_overrides` field."""
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: {key}: expected a mapping of names to changes of the keys above, got {data!r}")
-    fixed = {*fixed, *(f.name for f in dataclasses.fields(section) if "overrides" in f.metadata)}
+    fixed = {*fixed, *_override_fields(section)}
     built = {}
     for name, changes in data.items():
         if not isinstance(changes, dict):

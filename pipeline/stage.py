@@ -231,8 +231,10 @@ class Stage:
 
     def input_paths(self) -> list[str]:
         """Files this stage reads besides its upstream (whose _SUCCESS stands for it): by default every
-        file the section names as an InputPath (blocklists, word lists, models)."""
-        return [f for pattern in input_path_values(self.section) for f in storage.expand(pattern)]
+        file the section names as an InputPath (blocklists, word lists, models), each once (several keys,
+        and each `quality.sources` entry, name the same lists)."""
+        patterns = dict.fromkeys(input_path_values(self.section))
+        return list(dict.fromkeys(f for pattern in patterns for f in storage.expand(pattern)))
 
     def selected(self, batch: pa.RecordBatch) -> np.ndarray | None:
         """The rows of `batch` a later stage reads (None: all of them)."""

@@ -146,6 +146,10 @@ def test_quality_fingerprints_its_word_lists(tmp_path):
     paths = QualityStage(cfg).input_paths()
     assert str(blocklist) in paths
     assert any(p.endswith("word_blocklist.txt") for p in paths) and any(p.endswith("zh_spam_terms.txt") for p in paths)
+    # each file once, though the defaults name url_soft_banned_words.txt twice and a source's entry repeats every list
+    cfg = make_run_config(tmp_path / "b", {"quality": {"sources": {"books": {"word_blocklist_min_hits": 3}}}})
+    paths = QualityStage(cfg).input_paths()
+    assert len(paths) == len(set(paths)) and sum(p.endswith("url_soft_banned_words.txt") for p in paths) == 1
 
 
 def test_spark_and_beam_write_the_same_rows(tmp_path, engines):

@@ -163,7 +163,7 @@ class IngestStage(Stage):
         if unit.loop:
             out.error(unit.path, None, "symlink_loop", f"ingest.sources[{unit.source}] ({src.name}): {unit.loop}", 0, docs=0)
             return
-        router = EventRouter(out, src, unit.path, unit.path.removeprefix(id_root(src.paths)))
+        router = EventRouter(out, src, unit.path)
         for event in read_file(unit.path, src.format, src.field_map(), self.section.max_record_bytes,
                                self.section.html_extractor()):
             router.route(event)
@@ -175,10 +175,9 @@ class IngestStage(Stage):
 class EventRouter:
     """Sends a reader's events to the unit's output, writing documents in batches."""
 
-    def __init__(self, out: UnitWriter, src: SourceSection, path: str, name: str | None = None):
-        """`name`: the file's path below its source's `id_root` (None: `path`)."""
+    def __init__(self, out: UnitWriter, src: SourceSection, path: str):
         self.out, self.src, self.path = out, src, path
-        self.id_key = f"{src.name}/{path if name is None else name}"
+        self.id_key = f"{src.name}/{path.removeprefix(id_root(src.paths))}"  # what document ids hash
         self.kept: list[dict] = []
         self.kept_bytes: list[int] = []
         self.kept_text = 0
