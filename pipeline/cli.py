@@ -12,6 +12,8 @@ import sys
 
 from pipeline import registry
 from pipeline.config import ConfigError
+from pipeline.engines import EngineError
+from pipeline.engines.java import JavaError
 from pipeline.stages import load_config
 from pipeline.runner import StageNotReady, WorkdirBusy
 
@@ -146,8 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"config error: {e}", file=sys.stderr)
         return 2
-    except (StageNotReady, WorkdirBusy, FileNotFoundError) as e:
-        # Something to run or to point at first: the message says what; a traceback would bury it.
+    except (StageNotReady, WorkdirBusy, FileNotFoundError, EngineError, JavaError) as e:
+        # Something to run, install or point at first: the message says what; a traceback would bury it.
         if args.verbose:
             raise
         print(f"error: {e}", file=sys.stderr)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.engines import EngineError, oldest_java, require_java
+from pipeline.engines.java import JavaError, oldest_java, require_java
 
 
 @pytest.mark.parametrize("spark,java", [("3.5.1", 11), ("3.5.9", 11), ("4.0.0", 17), ("4.3.0", 17)])
@@ -27,13 +27,13 @@ def test_java_11_to_21_run_spark_35(tmp_path, monkeypatch, version):
 
 def test_java_11_is_too_old_for_spark_4_and_the_error_says_so(tmp_path, monkeypatch):
     _fake_java(tmp_path, monkeypatch, "11.0.22")
-    with pytest.raises(EngineError, match=r"Spark 4\.0\.0 needs Java 17 or newer; `java -version` says 11\.0\.22"):
+    with pytest.raises(JavaError, match=r"Spark 4\.0\.0 needs Java 17 or newer; `java -version` says 11\.0\.22"):
         require_java(oldest_java("4.0.0"), "4.0.0")
 
 
 def test_no_java_names_the_fix(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))
-    with pytest.raises(EngineError, match="no `java` is on PATH"):
+    with pytest.raises(JavaError, match="no `java` is on PATH"):
         require_java(11, "3.5.9")
 
 
@@ -72,3 +72,18 @@ class _NoSession:
 
     def appName(self, _):
         raise _Reached
+
+
+def test_the_cli_says_java_is_missing_without_a_traceback(tmp_path, monkeypatch, capsys):
+    from conftest import make_run_config
+    from pipeline.cli import main
+
+    docs = tmp_path / "docs.jsonl"
+    docs.write_text('{"text": "A document."}\n')
+    cfg = make_run_config(tmp_path, {"ingest": {"sources": [{"name": "notes", "format": "jsonl",
+                                                             "paths": [str(docs)]}]}})
+    monkeypatch.delenv("PYSPARK_GATEWAY_PORT", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert main(["ingest", "--config", cfg.path]) == 3
+    err = capsys.readouterr().err
+    assert "needs Java" in err and "no `java` is on PATH" in err and "Traceback" not in err

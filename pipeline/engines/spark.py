@@ -8,7 +8,7 @@ import sys
 from typing import Any, Callable
 
 from pipeline.config import RunConfig
-from pipeline.engines import oldest_java, require_java
+from pipeline.engines.java import oldest_java, require_java
 from pipeline.engines.spark_logging import quiet_conf
 
 
