@@ -32,6 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from filters.langid import LanguageFilter, load_fasttext, predict_line  # noqa: E402
+from filters.scoring import Score  # noqa: E402
 from pipeline.stages.langid import LangidSection, build_filter, build_identifier  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "data"
@@ -39,21 +40,6 @@ DATA = SHARED / "langid"
 VARIANTS = REPO / "bench" / "langid_variants.jsonl"
 BARE_THRESHOLD = 0.65
 TARGETS = {"en": (0.99, 0.97), "zh": (0.99, 0.97)}  # (precision, recall)
-
-
-@dataclass
-class Score:
-    tp: int = 0
-    fp: int = 0
-    fn: int = 0
-
-    @property
-    def precision(self) -> float:
-        return self.tp / (self.tp + self.fp) if self.tp + self.fp else 0.0
-
-    @property
-    def recall(self) -> float:
-        return self.tp / (self.tp + self.fn) if self.tp + self.fn else 0.0
 
 
 def load_sentences(data_dir: Path) -> list[tuple[str, str]]:

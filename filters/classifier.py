@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 from filters.langid import load_fasttext, predict_line
+from filters.scoring import Score
 
 HIGH, LOW = "__label__hq", "__label__lq"
 _CJK_CHAR = re.compile("([\u2e80-\u9fff\uf900-\ufaff])")
@@ -84,15 +85,14 @@ def train(positive: Iterable[str], negative: Iterable[str], out_path: str, *, ep
 
 
 def evaluate(model, examples: Sequence[tuple[str, str]], threshold: float = 0.5) -> Evaluation:
-    tp = fp = fn = correct = 0
+    high, correct = Score(), 0
     for label, line in examples:
         predicted_high = high_probability(model, line) >= threshold
-        tp += predicted_high and label == HIGH
-        fp += predicted_high and label == LOW
-        fn += (not predicted_high) and label == HIGH
+        high.tp += predicted_high and label == HIGH
+        high.fp += predicted_high and label == LOW
+        high.fn += (not predicted_high) and label == HIGH
         correct += predicted_high == (label == HIGH)
-    return Evaluation(len(examples), tp / (tp + fp) if tp + fp else 0.0, tp / (tp + fn) if tp + fn else 0.0,
-                      correct / len(examples) if examples else 0.0)
+    return Evaluation(len(examples), high.precision, high.recall, correct / len(examples) if examples else 0.0)
 
 
 def high_probability(model, line: str) -> float:

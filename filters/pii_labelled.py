@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from filters.pii import _CN_ID_CHECK, _CN_ID_WEIGHTS, _TW_LETTERS, luhn_valid
+from filters.scoring import Score
 
 
 @dataclass(frozen=True)
@@ -178,21 +179,6 @@ def expected_span(item: Planted) -> tuple[int, int]:
     """The span a correct detector replaces: the identifier after its keyword, if any."""
     end = item.start + len(item.value)
     return end - len(item.replaced), end
-
-
-@dataclass
-class Score:
-    tp: int = 0
-    fp: int = 0
-    fn: int = 0
-
-    @property
-    def precision(self) -> float:
-        return self.tp / (self.tp + self.fp) if self.tp + self.fp else 1.0
-
-    @property
-    def recall(self) -> float:
-        return self.tp / (self.tp + self.fn) if self.tp + self.fn else 1.0
 
 
 def score(docs: list[tuple[str, list[Planted]]], find) -> tuple[dict[str, Score], int]:
