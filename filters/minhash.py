@@ -400,11 +400,6 @@ def optimal_bands(threshold: float, num_perm: int, false_positive_weight: float 
     return int(bands[best]), int(rows[best])
 
 
-def candidate_probability(similarity: float, bands: int, rows: int) -> float:
-    """Probability that two documents of this Jaccard similarity share at least one band."""
-    return 1.0 - (1.0 - similarity ** rows) ** bands
-
-
 def band_hashes(signatures: np.ndarray, bands: int, rows: int) -> np.ndarray:
     """(n_docs, bands) int64 bucket keys: a 64-bit hash of each band's `rows` signature values."""
     n = signatures.shape[0]

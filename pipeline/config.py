@@ -322,10 +322,6 @@ def register_section(name: str):
     return wrap
 
 
-def section_names() -> list[str]:
-    return sorted(_SECTIONS)
-
-
 @dataclass
 class SparkOptions:
     master: str = "local[*]"  # "local[N]" on a laptop; left to spark-submit on a cluster ("" = do not set)

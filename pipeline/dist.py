@@ -43,7 +43,7 @@ from importlib import metadata
 from pathlib import Path
 
 from packaging.requirements import Requirement
-from packaging.utils import canonicalize_name, parse_wheel_filename
+from packaging.utils import canonicalize_name
 
 REPO = Path(__file__).resolve().parents[1]
 # Artifact names under dist/ (glmdata submit refers to these).

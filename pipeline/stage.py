@@ -385,9 +385,6 @@ class StageRun:
     upstream_dir: str | None
     started: float = field(default_factory=time.time)
 
-    def workdir_path(self, *parts: str) -> str:
-        return storage.join(self.cfg.run.workdir, *parts)
-
 
 def iter_parquet_rows(paths: Iterable[str], columns: list[str] | None = None,
                       batch_size: int = 1024) -> Iterator[pa.RecordBatch]:

@@ -238,13 +238,6 @@ class Decompressed:
     def at_end(self) -> bool:
         return not self._fill(1)
 
-    def skip(self, n: int) -> int:
-        """Discard up to n bytes without holding them; returns how many there were."""
-        skipped = 0
-        while skipped < n and self._fill(1):
-            skipped += len(self._take(min(n - skipped, CHUNK)))
-        return skipped
-
     def skip_line_rest(self) -> int:
         """Discard up to and including the next b"\\n" (a line of any length)."""
         skipped = 0
