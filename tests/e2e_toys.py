@@ -1,5 +1,5 @@
 """Two small stages for the tests of the machinery around stages (`glmdata run`'s order and
---from/--until, S3's output digest): a JSON-lines reader and a length filter."""
+--from/--until): a JSON-lines reader and a length filter."""
 from __future__ import annotations
 
 import json
@@ -79,21 +79,3 @@ def write_inputs(folder: Path, shared_data: Path, files: int = 6, lines_per_file
         p.write_text("\n".join(mixed[i * lines_per_file:(i + 1) * lines_per_file]) + "\n", encoding="utf-8")
         paths.append(p)
     return paths
-
-
-def output_digest(workdir: str | Path, stages: list[str] = ORDER) -> dict[str, str]:
-    """sha256 of every file a stage committed (data, rejected, errors) and its stats without timings."""
-    import hashlib
-
-    out = {}
-    for stage in stages:
-        root = storage.join(str(workdir), stage)
-        for path in storage.expand(root):
-            rel = path[len(root):].lstrip("/")
-            if rel.startswith(("data/", "rejected/", "errors/")):
-                out[f"{stage}/{rel}"] = hashlib.sha256(storage.read_bytes(path)).hexdigest()
-        stats = json.loads(storage.read_text(storage.join(root, "stats.json")))
-        for timing in ("seconds", "skipped", "engine"):
-            stats.pop(timing, None)
-        out[f"{stage}/stats.json"] = json.dumps(stats, sort_keys=True)
-    return out
