@@ -16,10 +16,12 @@ The documents are every text of ../shared/data/text, repeated --copies times (id
 written as a finished mix stage in --parts Parquet files, the copies spread among the other documents
 (each row is encoded, as by the baselines); --as-repeats writes each document followed by its copies,
 as the mix stage writes an upsampled source, which the stage encodes once per batch. The model is
-trained here with the project's settings (--vocab-size) unless --model names one.
+trained here with the project's settings (--vocab-size) unless --model names one. The documents have
+the document schema's columns and the mix's; --signals adds those the langid and quality stages add
+(language shares, script, the q_* signals: 47 columns), which a mix part of the whole pipeline carries.
 
     .venv/bin/python bench/encode.py [--copies 8] [--parts 2] [--vocab-size 32000] [--model M] [--rounds 2] [--warmup 3]
-                                     [--conf KEY=VALUE] [--as-repeats] [--profile]
+                                     [--conf KEY=VALUE] [--as-repeats] [--signals] [--profile]
 """
 from __future__ import annotations
 
@@ -70,16 +72,36 @@ def shared_docs() -> list[dict]:
     return docs
 
 
-def write_mix(workdir: Path, docs: list[dict], copies: int, parts: int, as_repeats: bool = False) -> list[str]:
+def with_signals(docs: list[dict], cfg_path: Path) -> tuple[list[dict], list[pa.Field]]:
+    """`docs` with the columns the langid and quality stages add (language shares, script, the q_*
+    signals), as every document of a mix part of the whole pipeline carries them: both stages'
+    `process_batch` with their default settings, in this process. The documents keep their `lang`."""
+    from pipeline.stages.langid import LangidStage
+    from pipeline.stages.quality import QualityStage
+
+    cfg_path.write_text(yaml.safe_dump({"run": {"workdir": str(cfg_path.parent / "signals")}}))
+    cfg = load_config(cfg_path)
+    batch = pa.Table.from_pylist(docs, DOC_SCHEMA).combine_chunks().to_batches()[0]
+    for stage in (LangidStage(cfg), QualityStage(cfg)):
+        rows = stage.process_batch(batch).rows
+        batch = (rows if isinstance(rows, pa.Table) else pa.Table.from_batches([rows])).combine_chunks().to_batches()[0]
+    added = [f for f in batch.schema if f.name not in DOC_SCHEMA.names]
+    values = batch.select([f.name for f in added]).to_pylist()
+    return [dict(d, **v) for d, v in zip(docs, values)], added
+
+
+def write_mix(workdir: Path, docs: list[dict], copies: int, parts: int, as_repeats: bool = False,
+              added: list[pa.Field] = ()) -> list[str]:
     """A finished mix stage holding `copies` copies of `docs`; returns the texts in file order. The copies
     are spread (a copy's neighbours are other documents, so the stage encodes every row, like the
     baselines) unless `as_repeats`: then each document is followed by its copies, as the mix stage
-    writes an upsampled source's repeats, and the stage encodes each document once per batch."""
+    writes an upsampled source's repeats, and the stage encodes each document once per batch. `added`:
+    the fields of the documents' columns beyond the document schema (`with_signals`)."""
     order = [(d, c) for d in docs for c in range(copies)] if as_repeats else [(d, c) for c in range(copies) for d in docs]
     rows = [dict(d, id=f"{d['id']}#{c}", mix_source=d["source"], mix_repeat=c) for d, c in order]
     chunks = ([rows[len(rows) * p // parts:len(rows) * (p + 1) // parts] for p in range(parts)] if as_repeats
               else [rows[p::parts] for p in range(parts)])
-    schema = pa.schema(list(DOC_SCHEMA) + [("mix_source", pa.string()), ("mix_repeat", pa.int32())])
+    schema = pa.schema([*DOC_SCHEMA, *added, ("mix_source", pa.string()), ("mix_repeat", pa.int32())])
     data = workdir / "mix" / "data"
     data.mkdir(parents=True)
     texts = []
@@ -323,6 +345,9 @@ def main() -> int:
     p.add_argument("--as-repeats", action="store_true",
                    help="write each document followed by its copies, as the mix stage writes an upsampled "
                         "source (the stage then encodes each once per batch; the baselines encode every row)")
+    p.add_argument("--signals", action="store_true",
+                   help="give the documents the 47 columns langid and quality add (real values, computed here), "
+                        "which every document of a mix part of the whole pipeline carries")
     p.add_argument("--profile", action="store_true",
                    help="also run the stage --rounds times with a CPU timer per step in the Spark worker")
     args = p.parse_args()
@@ -332,8 +357,11 @@ def main() -> int:
     console = Console(width=140)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp) / "work"
-        docs = shared_docs()
-        texts = write_mix(work, docs, args.copies, args.parts, args.as_repeats)
+        docs, added = shared_docs(), []
+        if args.signals:
+            with console.status("the langid and quality stages' columns of the documents"):
+                docs, added = with_signals(docs, Path(tmp) / "signals.yaml")
+        texts = write_mix(work, docs, args.copies, args.parts, args.as_repeats, added)
         model = args.model
         if model is None:
             sample = Path(tmp) / "sample.txt"

@@ -324,9 +324,13 @@ class MapStage(Stage):
     def process_batch(self, batch: pa.RecordBatch) -> BatchResult:
         raise NotImplementedError
 
+    def read_columns(self, schema: pa.Schema) -> list[str] | None:
+        """The upstream columns the stage reads and passes on (None: all of them)."""
+        return None
+
     def process_unit(self, unit_index: int, unit: str, out: UnitWriter) -> None:
         pf = pq.ParquetFile(storage.open_input(unit))
-        for batch in pf.iter_batches(batch_size=self.batch_size):
+        for batch in pf.iter_batches(batch_size=self.batch_size, columns=self.read_columns(pf.schema_arrow)):
             batch = out.only_selected(batch, self.selected(batch))
             if batch.num_rows:
                 self._process_guarded(batch, out)

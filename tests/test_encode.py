@@ -89,6 +89,39 @@ def test_encode_with_a_given_model(tmp_path, spark_session_engine, tiny_model): 
                for r in rows), "keep_text writes the text beside the tokens"
 
 
+def test_encode_writes_the_tokens_beside_the_identity_columns_only(tmp_path, spark_session_engine,
+                                                                     tiny_model):  # noqa: F811
+    """The signals of the stages before stay in mix/data under the same id; `keep_columns` carries some."""
+    from test_mix import make_docs
+
+    from pipeline.config import ConfigError
+    from pipeline.stages.encode import IDENTITY_COLUMNS
+
+    signals = {"q_score": lambda i: i / 100, "q_n_words": lambda i: 7 * i}
+    docs = make_docs("a", "en", 30, 100, **signals) + make_docs("b", "zh", 30, 90, **signals)
+    columns = {}
+    for keep in ([], ["q_score", "url"]):
+        cfg = make_run_config(tmp_path / f"keep{len(keep)}", {
+            "mix": {"target_tokens": 1000, "sources": [{"name": "a", "lang": "en"}, {"name": "b", "lang": "zh"}]},
+            "encode": {"model": tiny_model, "keep_columns": keep}})
+        write_finished_stage(cfg.run.workdir, DEFAULT_STAGE, docs, files=2)
+        run_stage(MixStage(cfg), spark_session_engine)
+        summary = run_stage(EncodeStage(cfg), spark_session_engine)
+        assert summary["kept"]["docs"] == summary["in"]["docs"] > 0 and not summary["errors"]
+        columns[len(keep)] = pq.read_schema(storage.expand(f"{cfg.run.workdir}/encode/data")[0]).names
+        mixed = {r["id"]: r for r in out_rows(cfg, "mix")}
+        for r in out_rows(cfg, "encode"):
+            assert all(r[c] == mixed[r["id"]][c] for c in set(columns[len(keep)]) - {"tokens", "n_tokens"}), r["id"]
+    assert columns[0] == [*IDENTITY_COLUMNS, "tokens", "n_tokens"]
+    assert columns[2] == [*IDENTITY_COLUMNS, "q_score", "url", "tokens", "n_tokens"]
+
+    (tmp_path / "bad.yaml").write_text("run: {workdir: /tmp/x}\nencode: {keep_columns: [q_score, text]}\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml: encode: keep_columns: \['text'\] are the stage's own"):
+        from pipeline.stages import load_config
+
+        load_config(tmp_path / "bad.yaml")
+
+
 def test_token_column_holds_each_documents_ids(shared_data, tiny_model):  # noqa: F811
     """The list<int32> column built from one flat id array and offsets holds, row by row, exactly
     `Tokenizer.encode`'s ids: empty and whitespace-only documents, emoji and rare Han (byte pieces),

@@ -1,7 +1,9 @@
 """encode: token ids of every document of the mix, with the shared tokenizer.
 
-Adds `tokens` (list<int32>, no <eos>: the shards stage joins documents with it) and `n_tokens`
-(int32) to each document; the text itself is dropped unless `keep_text` (it stays in mix/data).
+Writes `tokens` (list<int32>, no <eos>: the shards stage joins documents with it) and `n_tokens`
+(int32) beside the columns that identify a document and place it in the mix (`IDENTITY_COLUMNS`);
+its text and the signals of the stages before stay in mix/data under the same id (`keep_text`,
+`keep_columns`: carry some along).
 A document the mix repeats is encoded once per batch, its copies taking the same ids (`repeat_sources`).
 The model is read through pipeline.storage (local, gs://, s3://) once per worker process and kept
 in memory for every task that process runs. The stage reports the
@@ -13,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
@@ -29,6 +31,11 @@ from pipeline.worker_models import worker_tokenizer
 from tokenizer.spm import SPACE_MARK, Tokenizer
 
 SPACE_MARK_UTF8 = re.compile(re.escape(SPACE_MARK.encode()))
+# What encode writes beside the tokens, of the mix's columns: the document's id (its key in mix/data
+# and every stage before), its source, language and place in the mix. Reading and rewriting the ~60
+# signal columns the stages before add would cost about as much as the tokens' own write
+# (bench/encode.py --pipeline-columns).
+IDENTITY_COLUMNS = ("id", "source", "source_file", "source_offset", "lang", "mix_source", "mix_repeat")
 
 
 def encode_column(tok: Tokenizer, texts: list[str] | list[bytes],
@@ -114,6 +121,14 @@ class EncodeSection:
     # Also write each document's text beside its tokens. Off: the text stays in mix/data under the
     # same id, and a second copy would double the stage's storage (and cost ~10% of its time).
     keep_text: bool = False
+    # More columns of the mix to write beside the tokens and IDENTITY_COLUMNS (e.g. [url, q_score]);
+    # each is read and written again for every document.
+    keep_columns: list[str] = field(default_factory=list)
+
+    def __post_init__(self):
+        written = {"text", "tokens", "n_tokens"} & set(self.keep_columns)
+        if written:
+            raise ValueError(f"keep_columns: {sorted(written)} are the stage's own (keep_text writes the text)")
 
 
 @register_stage
@@ -121,6 +136,7 @@ class EncodeStage(MapStage):
     name = "encode"
     upstream = "mix"
     depends_on = ("tokenizer",)
+    output_version = 2  # 2: IDENTITY_COLUMNS and keep_columns beside the tokens, not every column of the mix
 
     def __init__(self, cfg):
         super().__init__(cfg)
@@ -139,14 +155,18 @@ class EncodeStage(MapStage):
                                     "or set encode.model")
         worker_tokenizer(uri).check_special_tokens()
 
+    def read_columns(self, schema: pa.Schema) -> list[str]:
+        wanted = (*IDENTITY_COLUMNS, *self.section.keep_columns, "text")
+        return [name for name in dict.fromkeys(wanted) if name in schema.names]
+
     def process_batch(self, batch: pa.RecordBatch) -> BatchResult:
         with collector_paused():
             texts, marked = document_texts(batch)
             tokens, n_tokens = encode_rows(worker_tokenizer(self.model_uri()), texts, marked,
                                            repeat_sources(batch, texts))
         table = pa.Table.from_batches([batch])
-        table = table.drop_columns([c for c in ("tokens", "n_tokens") + ("text",) * (not self.section.keep_text)
-                                    if c in table.schema.names])
+        if not self.section.keep_text:
+            table = table.drop_columns(["text"])
         table = table.append_column("tokens", tokens).append_column("n_tokens", n_tokens)
         return BatchResult(table, [None] * batch.num_rows, extra=token_sums(batch, n_tokens))
 
