@@ -112,6 +112,9 @@ def test_encode_writes_the_tokens_beside_the_identity_columns_only(tmp_path, spa
         mixed = {r["id"]: r for r in out_rows(cfg, "mix")}
         for r in out_rows(cfg, "encode"):
             assert all(r[c] == mixed[r["id"]][c] for c in set(columns[len(keep)]) - {"tokens", "n_tokens"}), r["id"]
+    with pytest.raises(ConfigError, match=r"encode.keep_columns: \['q_scor'\] not among the mix's columns \(id, text"):
+        cfg.sections["encode"].keep_columns = ["q_score", "q_scor"]
+        run_stage(EncodeStage(cfg), spark_session_engine, force=True)
     assert columns[0] == [*IDENTITY_COLUMNS, "tokens", "n_tokens"]
     assert columns[2] == [*IDENTITY_COLUMNS, "q_score", "url", "tokens", "n_tokens"]
 

@@ -20,21 +20,22 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from pipeline import storage
-from pipeline.config import InputPath, register_section
+from pipeline.config import ConfigError, InputPath, register_section
 from pipeline.registry import register_stage
 from pipeline.runner import stage_dir
-from pipeline.stage import BatchResult, MapStage, StageRun, StageStats
+from pipeline.stage import BatchResult, MapStage, StageRun, StageStats, upstream_parts
 from pipeline.stages.tokenizer import MODEL_FILE
 from pipeline.worker_models import worker_tokenizer
 from tokenizer.spm import SPACE_MARK, Tokenizer
 
 SPACE_MARK_UTF8 = re.compile(re.escape(SPACE_MARK.encode()))
 # What encode writes beside the tokens, of the mix's columns: the document's id (its key in mix/data
-# and every stage before), its source, language and place in the mix. Reading and rewriting the ~60
-# signal columns the stages before add would cost about as much as the tokens' own write
-# (bench/encode.py --pipeline-columns).
+# and every stage before), its source, language and place in the mix. Reading and writing again the
+# ~60 signal columns of the stages before took a third of the stage's CPU around SentencePiece's call
+# (bench/encode.py --signals).
 IDENTITY_COLUMNS = ("id", "source", "source_file", "source_offset", "lang", "mix_source", "mix_repeat")
 
 
@@ -154,6 +155,13 @@ class EncodeStage(MapStage):
             raise FileNotFoundError(f"encode: no tokenizer model at {uri}: run `glmdata tokenizer train` first "
                                     "or set encode.model")
         worker_tokenizer(uri).check_special_tokens()
+        parts = upstream_parts(stage_run.upstream_dir)
+        if parts:
+            columns = pq.read_schema(storage.open_input(parts[0])).names
+            missing = [c for c in self.section.keep_columns if c not in columns]
+            if missing:
+                raise ConfigError(f"{self.cfg.path}: encode.keep_columns: {missing} not among the mix's columns "
+                                  f"({', '.join(columns)})")
 
     def read_columns(self, schema: pa.Schema) -> list[str]:
         wanted = (*IDENTITY_COLUMNS, *self.section.keep_columns, "text")
