@@ -24,6 +24,7 @@ class Document:
     crawl_date: str | None
     nbytes: int
     title: str | None = None
+    subset: str | None = None  # the record's part of its source (`subset_field`), None for most
 
 
 @dataclass
@@ -37,6 +38,7 @@ class Empty:
     nbytes: int
     detail: str
     title: str | None = None
+    subset: str | None = None
 
 
 @dataclass

@@ -9,7 +9,8 @@ presets for the common dump layouts:
 
 The title field (`title` unless a preset or `title_field` says otherwise) is kept when it holds a
 string and is null otherwise: quality's title rule reads it (crawl dumps put a page's site name
-and injected advertising there).
+and injected advertising there). A subset field (none unless `subset_field` names one, e.g. the
+Pile's `meta.pile_set_name`) names the record's part of a dump that mixes several (`subset_name`).
 
 A line's bytes include its newline. Blank lines are not documents (counted under `blank_line`
 with docs=0); a line that is not UTF-8, not JSON, not an object, or has no text string is an error
@@ -18,7 +19,7 @@ with docs=1, and so is a line nested deeper than Python's parser recurses (`json
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from typing import Any, Iterator
 
 from pipeline.ingest.events import (Broken, Document, Empty, Event, NotDocument, end_of_data_errors,
@@ -33,6 +34,23 @@ class FieldMap:
     url: str | None = "url"
     date: str | None = None
     title: str | None = "title"
+    subset: str | None = None
+
+    def top_level_names(self) -> set[str]:
+        """The top-level fields (columns) the mapped paths start at."""
+        return {path.split(".")[0] for path in astuple(self) if path}
+
+
+MAX_SUBSET_CHARS = 100
+
+
+def subset_name(value: Any) -> str | None:
+    """A record's subset as a source name part: a string or an integer, its whitespace runs made one
+    space (a tab or newline would split the report's source keys), at most MAX_SUBSET_CHARS; None for
+    anything else (missing, empty, an object)."""
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        return None
+    return " ".join(str(value).split())[:MAX_SUBSET_CHARS] or None
 
 
 PRESETS = {
@@ -71,9 +89,10 @@ def object_event(obj: Any, fields: FieldMap, offset: int, nbytes: int | None) ->
     url, date = _as_str(lookup(obj, fields.url)), _as_str(lookup(obj, fields.date))
     title = lookup(obj, fields.title)
     title = title if isinstance(title, str) else None  # a number or an object is no title
+    subset = subset_name(lookup(obj, fields.subset))
     if not text.strip():
-        return Empty(doc_id, url, offset, date, nbytes, f"field {fields.text!r} is empty", title)
-    return Document(doc_id, text, url, offset, date, nbytes, title)
+        return Empty(doc_id, url, offset, date, nbytes, f"field {fields.text!r} is empty", title, subset)
+    return Document(doc_id, text, url, offset, date, nbytes, title, subset)
 
 
 class JsonlReader:

@@ -23,7 +23,7 @@ class ParquetReader:
     def __iter__(self) -> Iterator[Event]:
         fields = self.fields
         pf = pq.ParquetFile(self.raw)
-        top = {f.split(".")[0] for f in (fields.text, fields.id, fields.url, fields.date, fields.title) if f}
+        top = fields.top_level_names()
         columns = [c for c in pf.schema_arrow.names if c in top]
         if fields.text.split(".")[0] not in columns:
             yield Broken("missing_text", 0, f"no column {fields.text!r} (columns: {', '.join(pf.schema_arrow.names)})",

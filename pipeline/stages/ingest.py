@@ -56,6 +56,10 @@ class SourceSection:
     url_field: str | None = None
     date_field: str | None = None
     title_field: str | None = None  # default `title` (quality's title rule reads it); absent or not a string: null
+    # A field naming each record's part of a dump that mixes several (the Pile: meta.pile_set_name). Its
+    # documents' source becomes "<name>/<value>" (pile/Pile-CC, pile/PG-19), which mix.sources[].match_source
+    # and quality.sources can name one by one; a record without it keeps <name>. JSON and Parquet only.
+    subset_field: str | None = None
     lang: str | None = None  # a source known to be one language (e.g. "zh" for WuDao) sets `lang`
 
     def __post_init__(self):
@@ -63,12 +67,15 @@ class SourceSection:
             raise ValueError("name: expected a non-empty source name")
         if not self.paths:
             raise ValueError("paths: expected at least one path or glob")
+        if self.subset_field and self.format in ("warc", "wet", "arc"):
+            raise ValueError(f"subset_field: a {self.format} source has no fields; JSON lines, JSON arrays and "
+                             "Parquet have")
 
     def field_map(self) -> FieldMap:
         base = PRESETS[self.preset] if self.preset else FieldMap()
         return FieldMap(text=self.text_field or base.text, id=self.id_field or base.id,
                         url=self.url_field or base.url, date=self.date_field or base.date,
-                        title=self.title_field or base.title)
+                        title=self.title_field or base.title, subset=self.subset_field)
 
 
 @register_section("ingest")
@@ -189,11 +196,17 @@ class EventRouter:
 
     def _row(self, event: Document | Empty, text: str) -> dict:
         return {"id": doc_id(self.id_key, event.source_offset), "record_id": clean(event.id, "the record id"),
-                "text": clean(text, "the text"), "url": clean(event.url, "the URL"), "source": self.src.name,
+                "text": clean(text, "the text"), "url": clean(event.url, "the URL"),
+                "source": self._source(event),
                 "source_file": self.path, "source_offset": event.source_offset,
                 "crawl_date": clean(event.crawl_date, "the date"), "title": clean(event.title, "the title"),
                 "lang": self.src.lang,
                 "lang_score": 1.0 if self.src.lang else None}
+
+    def _source(self, event: Document | Empty) -> str:
+        """The source's name, or "<name>/<subset>" for a record that names its subset (`subset_field`)."""
+        subset = clean(event.subset, "the subset")
+        return f"{self.src.name}/{subset}" if subset else self.src.name
 
     def _count_record_id(self, record_id: str | None, offset: int) -> None:
         if record_id is None:
