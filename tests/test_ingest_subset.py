@@ -83,3 +83,19 @@ def test_quality_rules_for_one_part_of_a_dump(tmp_path, shared_data, spark_sessi
     assert [r["source"] for r in read_rows(quality, "data")] == ["pile/PG-19"]
     assert [(r["source"], r["reject_reason"]) for r in read_rows(quality, "rejected")] == [
         ("pile/Pile-CC", "gopher_quality:max_words")]
+
+
+def test_mix_sources_take_parts_by_name_and_by_pattern(tmp_path):
+    """The first mix source whose match_source names a part (or a pattern matching it) takes it; a
+    document another input's source takes by a pattern is counted as taken from that input."""
+    from pipeline.stages.mix import assign
+
+    cfg = make_run_config(tmp_path, {"mix": {"target_tokens": 1000, "language_shares": {"en": 1.0}, "sources": [
+        {"name": "books", "lang": "en", "stage": "ingest", "match_source": ["pile/PG-19", "pile/Books?"]},
+        {"name": "rest", "lang": "en", "stage": "ingest", "match_source": ["pile/*"]},
+        {"name": "web", "lang": "en", "match_source": ["web-*"]}]}})  # from decontaminate
+    sources = ["pile/PG-19", "pile/Books3", "pile/Pile-CC", "pile", "pile/Books30", "web-1", None]
+    batch = pa.RecordBatch.from_pydict({"source": sources, "lang": ["en"] * len(sources), "text": ["t"] * len(sources)})
+    taken = assign(cfg.sections["mix"], "stage:ingest", batch)
+    assert taken.source.tolist() == [0, 0, 1, -1, 1, -1, -1]
+    assert taken.other_input.tolist() == [False] * 5 + [True, False]

@@ -37,6 +37,17 @@ def test_glm130b_recipe_sends_only_the_crawl_on_and_only_its_chinese_after_langi
     assert LangidStage(cfg).selected(pages).tolist() == [False, True, True, True, False]
 
 
+def test_a_source_pattern_selects_every_part_of_a_dump():
+    """"pile/*" selects the parts ingest's subset_field made of the Pile, `?` one character; the other
+    characters are literal (the dot in "a.b*" too)."""
+    selection = Selection(((("pile/*",), "en"), (("cc-??", "a.b*"), "zh")), langs_decided=False)
+    sources = ["pile/PG-19", "pile/Pile-CC", "pile", "piles/x", "cc-zh", "cc-zhx", "a.bc", "axbc", None]
+    batch = pa.table({"source": sources, "text": ["t"] * len(sources)})
+    assert selection.mask(batch).tolist() == [True, True, False, False, True, False, True, False, False]
+    assert [sorted(selection.langs_for(s)) for s in sources] == [
+        ["en"], ["en"], [], [], ["zh"], [], ["zh"], [], []]
+
+
 CJK_LETTER = regex.compile(r"[\p{Han}\p{Hiragana}\p{Katakana}\p{Hangul}]")
 
 

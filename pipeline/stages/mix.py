@@ -42,7 +42,7 @@ from pipeline.config import ConfigError, InputPath, bounded, register_section
 from pipeline.registry import register_stage
 from pipeline.runner import stage_dir
 from pipeline.sampling import seeded_uniform
-from pipeline.selection import matching, string_column
+from pipeline.selection import in_sources, matching, string_column
 from pipeline.stage import Stage, StageRun, StageStats, UnitWriter, upstream_parts
 from pipeline.worker_models import worker_tokenizer
 
@@ -65,7 +65,8 @@ class MixSource:
     stage: str | None = None  # read <workdir>/<stage>/data; "decontaminate" when neither stage nor path is set
     path: InputPath | None = None  # or Parquet files in the document schema (local, gs://, s3://; globs)
     # `source` column values that belong to this mix source (default: [name]; ["*"]: every document
-    # of the input). Documents whose `lang` is set and differs from `lang` are not taken.
+    # of the input; "pile/*": every part ingest's subset_field made of the source pile, `?` one
+    # character). Documents whose `lang` is set and differs from `lang` are not taken.
     match_source: list[str] | None = None
     weight: float = 1.0  # share of its language's tokens, relative to the other sources of that language
     max_epochs: float | None = None  # cap on repeats of a document (default: mix.max_epochs)
@@ -178,11 +179,9 @@ def assign(section: MixSection, key: str, batch: pa.RecordBatch) -> Assignment:
         values = pc.cast(batch.column(section.weight_column), pa.float64())
         raw = pc.fill_null(values, 1.0).to_numpy(zero_copy_only=False)
         weight = np.maximum(np.nan_to_num(raw, nan=1.0), section.weight_floor) ** section.weight_exponent
-    taken_elsewhere = pa.array(sorted({name for other, group in _inputs(section).items() if other != key
-                                       for _, s in group for name in (s.match_source or [s.name]) if name != "*"}),
-                               pa.string())
-    other_input = (chosen < 0) & pc.fill_null(pc.is_in(source_col, value_set=taken_elsewhere), False).to_numpy(
-        zero_copy_only=False)
+    taken_elsewhere = sorted({name for other, group in _inputs(section).items() if other != key
+                              for _, s in group for name in (s.match_source or [s.name]) if name != "*"})
+    other_input = (chosen < 0) & in_sources(source_col, taken_elsewhere)
     return Assignment(chosen, other_input, nbytes, tokens, exact, weight)
 
 
