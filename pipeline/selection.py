@@ -1,9 +1,9 @@
 """Which documents a later stage reads, so that a stage can leave the others alone.
 
 A `Selection` is a list of (source values, language) pairs: a document is selected when its
-`source` is one of the values or matches one of its patterns (`source_pattern`: "pile/*" takes every
-part ingest's subset_field made of the Pile) (None: any source) and, once languages are decided (after language
-ID), its `lang` is the language or unset. Before that the languages say what a source's documents
+`source` is one of the values or matches one of them that is a pattern (`source_pattern`, e.g.
+"pile/*"; None: any source) and, once languages are decided (after language ID), its `lang` is the
+language or unset. Before that the languages say what a source's documents
 may turn out to be, which lets language ID skip a page that cannot be any of them. The mix builds
 one per document stage from its sources (pipeline/stages/readers.py); the stage processes the
 selected documents and counts the rest under NOT_READ, without copying them: they stay in the
