@@ -601,6 +601,23 @@ def test_a_source_changes_the_rules_for_its_own_documents_only(tmp_path, shared_
         "rules_changed_for_sources": {"gutenberg": {"en.gopher_quality.max_doc_words": "null"}}}
 
 
+def test_a_quality_sources_entry_may_be_a_pattern(tmp_path, shared_data):
+    """As in the mix's match_source: "pile/PG-*" changes the rules for the Pile's PG-19 (ingest's
+    subset_field), not its Pile-CC nor a source named like it elsewhere; the most specific entry judges."""
+    with open(shared_data / "text/en-books-gutenberg.jsonl", encoding="utf-8") as f:
+        emma = next(json.loads(line) for line in f if json.loads(line)["id"] == "gutenberg-austen-emma")
+    sources = ["pile/PG-19", "pile/Pile-CC", "other/PG-19"]
+    rows = [{"id": f"emma-{i}", "text": emma["text"], "source": source, "source_file": "b.jsonl",
+             "source_offset": 0, "lang": "en"} for i, source in enumerate(sources)]
+    cfg = make_run_config(tmp_path, {"quality": {"sources": {
+        "pile/PG-*": {"en": {"gopher_quality": {"max_doc_words": None}}},
+        "pile/*": {"en": {"gopher_quality": {"max_doc_words": 150_000}}}}}})
+    stage = QualityStage(cfg)
+    assert [stage.sources_entry(s) for s in sources + [None]] == ["pile/PG-*", "pile/*", None, None]
+    result = stage.process_batch(pa.RecordBatch.from_pylist(rows, DOC_SCHEMA))
+    assert result.reasons == [None, "gopher_quality:max_words", "gopher_quality:max_words"]
+
+
 def test_per_source_changes_build_on_the_section_and_name_their_key(tmp_path):
     from pipeline.config import changed_settings
 

@@ -47,6 +47,7 @@ from pipeline import storage
 from pipeline.config import ConfigError, InputPath, changed_settings, per_key_overrides, register_section
 from pipeline.registry import register_command, register_stage
 from pipeline.schema import TEXT_BEFORE_REWRITE
+from pipeline.selection import source_matches, source_pattern
 from pipeline.stage import BatchResult, MapStage, StageRun
 from pipeline.stages.readers import ReadsWhatMixUses
 
@@ -121,7 +122,8 @@ class QualitySection:
     classifier_min_score: dict[str, float] = field(default_factory=dict)  # lang -> minimum q_score
     # Per ingest source (the `source` column): changes to the keys above for its documents only, e.g. a
     # book source past Gopher's word cap: {gutenberg: {en: {gopher_quality: {max_doc_words: null}}}}.
-    # The models are one for every source.
+    # A name may be a pattern, as in the mix's match_source ("pile/*"); an exact name, else the most
+    # specific matching pattern, judges. The models are one for every source.
     sources: dict[str, QualitySection] = per_key_overrides("classifier", "perplexity_models")
 
     def __post_init__(self):
@@ -222,6 +224,14 @@ class QualityStage(ReadsWhatMixUses, MapStage):
         """`chains` of each source that `quality.sources` changes."""
         return {name: build_chains(section) for name, section in self.section.sources.items()}
 
+    def sources_entry(self, source: str | None) -> str | None:
+        """The `quality.sources` entry that judges `source`'s documents: the one naming it, else the most
+        specific pattern matching it (the most characters besides `*` and `?`: "pile/PG-*" before "pile/*",
+        patterns as in the mix's match_source); None: no entry matches."""
+        matching = [entry for entry in self.section.sources if source_matches(source, [entry])]
+        return max(matching, default=None,
+                   key=lambda e: (source_pattern(e) is None, len(e) - e.count("*") - e.count("?")))
+
     @cached_property
     def signal_columns(self) -> dict[str, pa.DataType]:
         """Every q_* column, in a fixed order, so that every part file has the same schema."""
@@ -272,16 +282,18 @@ class QualityStage(ReadsWhatMixUses, MapStage):
         before_rewrite: list[str | None] = []  # dedup hashes this text, not the line-cleaned one
         values: dict[str, list] = {name: [] for name in self.signal_columns}
         sources = batch.column("source").to_pylist() if self.source_chains else [None] * batch.num_rows
+        entry_of = {source: self.sources_entry(source) for source in set(sources)}
         for text, lang, url, title, source in zip(texts, langs, urls, titles, sources):
             signals: Signals = {}
-            chains = self.source_chains.get(source, self.chains)
+            entry = entry_of[source]
+            chains = self.chains if entry is None else self.source_chains[entry]
             chain = chains.get(lang) or chains[None]
             cleaned, rejection = chain.judge(text or "", url, signals, title)
             if rejection is None:
                 if lang in self.perplexity_models:
                     signals["perplexity"] = self.perplexity_models[lang].perplexity(cleaned)
                 signals["score"] = self.score(cleaned, signals)
-                minimum = self.section.sources.get(source, self.section).classifier_min_score.get(lang)
+                minimum = self.section.sources.get(entry, self.section).classifier_min_score.get(lang)
                 if minimum is not None and signals["score"] < minimum:
                     rejection = Rejection("classifier:min_score", signals["score"])
             out_texts.append(cleaned if rejection is None else text)
