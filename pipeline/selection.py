@@ -72,6 +72,8 @@ def matching(batch: pa.RecordBatch | pa.Table, sources: list[str] | None, lang: 
 
 @dataclass(frozen=True)
 class Selection:
+    COLUMNS = ("source", "lang")  # what `mask` reads
+
     wanted: tuple[tuple[tuple[str, ...] | None, str], ...]  # (source values or None: any, lang)
     langs_decided: bool = True  # False before language ID: `lang` does not select yet
 

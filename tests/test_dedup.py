@@ -124,6 +124,34 @@ def test_unreadable_rows_go_to_errors_and_the_rest_goes_on(tmp_path, monkeypatch
     assert "cannot normalize this" in error["message"]
 
 
+def test_the_signature_pass_reads_only_the_columns_it_uses(tmp_path, monkeypatch):
+    """The signals of the stages before (~60 columns in a whole-pipeline part) are not read for the
+    signatures, and the signatures are the same as from the part without them."""
+    from pipeline.dedup import passes
+
+    seen = []
+    real_signature_rows = passes.signature_rows
+
+    def recording(batch, *args):
+        seen.append(set(batch.schema.names))
+        return real_signature_rows(batch, *args)
+
+    monkeypatch.setattr(passes, "signature_rows", recording)
+    docs = [{"id": f"d{i}", "text": f"document number {i} " * 20, "url": f"https://example.org/{i}",
+             "q_score": 0.1 * i} for i in range(5)]
+    params = DedupStage(make_run_config(tmp_path / "cfg", {"dedup": {}})).params
+    signatures = []
+    for name, extra in (("plain", []), ("signals", [("q_n_words", "int64"), ("lang_shares", "string")])):
+        write_finished_upstream(str(tmp_path / name), [[dict(d, q_n_words=7, lang_shares="en:1") for d in docs]],
+                                schema_extra=extra)
+        part = str(tmp_path / name / "pii" / "data" / "part-00000.parquet")
+        passes.SignatureTask(params, str(tmp_path / name / "sig"))((0, part))
+        signatures.append(pq.read_table(tmp_path / name / "sig" / "part-00000.parquet"))
+    assert signatures[0].equals(signatures[1])
+    assert seen[1] == seen[0] == set(passes.SIGNATURE_INPUTS) & set(pq.read_schema(part).names)
+    assert {"source_file", "source_offset", "q_n_words", "lang_shares"}.isdisjoint(seen[1])
+
+
 @pytest.mark.parametrize("section,message", [
     ({"threshold": 1.5}, "dedup.threshold: expected a number between 0 and 1"),
     ({"survivor_order": ["q_score", "freshness"]}, "dedup.survivor_order: expected keys among"),

@@ -41,6 +41,10 @@ from pipeline.stage import UnitWriter
 
 ROW_BITS = 32  # node = part << 32 | row: up to 4 billion rows per part, 2 billion parts
 
+# The upstream columns the signature pass reads: what its keys come from, and what the selection
+# reads. A part of the whole pipeline carries ~70 (the signals of langid, quality and pii besides).
+SIGNATURE_INPUTS = ("id", "text", TEXT_BEFORE_REWRITE, "crawl_date", "lang", "url", "q_score", *Selection.COLUMNS)
+
 SIGNATURE_SCHEMA = pa.schema([
     ("node", pa.int64()),
     ("part", pa.int32()),
@@ -217,7 +221,9 @@ class SignatureTask:
                       if self.para_dir else None)
         row = errors = 0
         try:
-            for batch in pq.ParquetFile(storage.open_input(path)).iter_batches(batch_size=self.batch_size):
+            upstream = pq.ParquetFile(storage.open_input(path))
+            columns = [name for name in dict.fromkeys(SIGNATURE_INPUTS) if name in upstream.schema_arrow.names]
+            for batch in upstream.iter_batches(batch_size=self.batch_size, columns=columns):
                 batch = split_selected(batch, rows_read(self.selection, batch))[0]
                 table = self._guarded(batch, part, row)
                 sink.write(table)
