@@ -390,6 +390,12 @@ class StageRun:
     started: float = field(default_factory=time.time)
 
 
+def present_columns(schema: pa.Schema, wanted: Iterable[str | None]) -> list[str]:
+    """The `wanted` columns that `schema` has, each once, in `wanted`'s order: what a task reads of an
+    upstream part when it needs only some of its columns."""
+    return [name for name in dict.fromkeys(wanted) if name in schema.names]
+
+
 def iter_parquet_rows(paths: Iterable[str], columns: list[str] | None = None,
                       batch_size: int = 1024) -> Iterator[pa.RecordBatch]:
     """Batches from Parquet files in order (used by small driver-side reads and tests)."""

@@ -37,7 +37,7 @@ from pipeline import storage
 from pipeline.dedup.index import index_node, shingle_bytes, shingle_lists, write_run_part
 from pipeline.schema import TEXT_BEFORE_REWRITE
 from pipeline.selection import Selection, rows_read, split_selected
-from pipeline.stage import UnitWriter
+from pipeline.stage import UnitWriter, present_columns
 
 ROW_BITS = 32  # node = part << 32 | row: up to 4 billion rows per part, 2 billion parts
 
@@ -222,7 +222,7 @@ class SignatureTask:
         row = errors = 0
         try:
             upstream = pq.ParquetFile(storage.open_input(path))
-            columns = [name for name in dict.fromkeys(SIGNATURE_INPUTS) if name in upstream.schema_arrow.names]
+            columns = present_columns(upstream.schema_arrow, SIGNATURE_INPUTS)
             for batch in upstream.iter_batches(batch_size=self.batch_size, columns=columns):
                 batch = split_selected(batch, rows_read(self.selection, batch))[0]
                 table = self._guarded(batch, part, row)

@@ -26,7 +26,7 @@ from pipeline import storage
 from pipeline.config import ConfigError, InputPath, register_section
 from pipeline.registry import register_stage
 from pipeline.runner import stage_dir
-from pipeline.stage import BatchResult, MapStage, StageRun, StageStats, upstream_parts
+from pipeline.stage import BatchResult, MapStage, StageRun, StageStats, present_columns, upstream_parts
 from pipeline.stages.tokenizer import MODEL_FILE
 from pipeline.worker_models import worker_tokenizer
 from tokenizer.spm import SPACE_MARK, Tokenizer
@@ -164,8 +164,7 @@ class EncodeStage(MapStage):
                                   f"({', '.join(columns)})")
 
     def read_columns(self, schema: pa.Schema) -> list[str]:
-        wanted = (*IDENTITY_COLUMNS, *self.section.keep_columns, "text")
-        return [name for name in dict.fromkeys(wanted) if name in schema.names]
+        return present_columns(schema, (*IDENTITY_COLUMNS, *self.section.keep_columns, "text"))
 
     def process_batch(self, batch: pa.RecordBatch) -> BatchResult:
         with collector_paused():

@@ -43,7 +43,7 @@ from pipeline.registry import register_stage
 from pipeline.runner import stage_dir
 from pipeline.sampling import seeded_uniform
 from pipeline.selection import in_sources, matching, string_column
-from pipeline.stage import Stage, StageRun, StageStats, UnitWriter, upstream_parts
+from pipeline.stage import Stage, StageRun, StageStats, UnitWriter, present_columns, upstream_parts
 from pipeline.worker_models import worker_tokenizer
 
 log = logging.getLogger(__name__)
@@ -228,8 +228,7 @@ class Census:
         sums: dict[str, dict] = {}
         unmatched: dict[str, list[int]] = defaultdict(lambda: [0, 0])
         pf = pq.ParquetFile(storage.open_input(path))
-        wanted = {"text", "source", "lang", "n_tokens", self.section.weight_column}
-        columns = [c for c in pf.schema_arrow.names if c in wanted]
+        columns = present_columns(pf.schema_arrow, ("text", "source", "lang", "n_tokens", self.section.weight_column))
         for batch in pf.iter_batches(batch_size=4096, columns=columns):
             a = assign(self.section, key, batch)
             count_exactly(self.section, batch, a, np.flatnonzero(a.source >= 0))
