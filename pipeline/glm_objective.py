@@ -94,6 +94,10 @@ class GLMObjective:
                 break
         counts = covered.argmax(axis=1) + 1
         chosen = np.arange(lengths.shape[1]) < counts[:, None]
+        # Each sample's spans in random order, as GLM shuffles them before placing: in draw order the
+        # span that crosses the mask ratio (longer on average) would always be the last one.
+        keys = np.where(chosen, rng.random(lengths.shape), 2.0)
+        lengths = np.take_along_axis(lengths, np.argsort(keys, axis=1, kind="stable"), axis=1)
         return lengths[chosen].astype(np.int32), counts.astype(np.int32)
 
 
