@@ -25,12 +25,15 @@ Accounting rules (what stats.json of the ingest stage counts):
   (`symlink_loop`, not followed), an empty file (`empty_file`), a compressed stream that ends between records
   (`truncated_gzip`), a file that cannot be opened (`unreadable_file`, its size if known).
 - Blank JSON lines are dropped as `blank_line` with docs=0.
+- A Parquet row group that does not read is one `corrupt_parquet` error with its rows not read as docs
+  and its compressed bytes; a footer or schema that does not read is one for the file (docs=0, its size).
 - A reader that fails in a way no rule above foresaw (a bug, a library's unexpected exception) ends
   its file with one `reader_failed` error naming the exception, counting the compressed bytes it
   had not read yet (docs=0); what it had read is kept, and the other files go on.
 """
 from __future__ import annotations
 
+import codecs
 import traceback
 from typing import IO, Callable, Iterator
 
@@ -43,13 +46,17 @@ from pipeline.ingest.parquet_source import ParquetReader
 from pipeline.ingest.streams import Decompressed, expected_compression, sniff_compression
 from pipeline.ingest.warc import WarcReader
 
+NAME_FORMATS = {"wet": "wet", "warc": "warc", "arc": "arc", "jsonl": "jsonl", "ndjson": "jsonl", "parquet": "parquet"}
+
+
 def format_from_name(path: str) -> str | None:
     """The format a file name says; `.json` says nothing (JSON lines or one array: the bytes decide)."""
     name = path.lower().rsplit("/", 1)[-1]
-    for marker, fmt in ((".wet", "wet"), (".warc", "warc"), (".arc", "arc"), (".jsonl", "jsonl"),
-                        (".ndjson", "jsonl"), (".parquet", "parquet")):
-        if marker in name:
-            return fmt
+    # Whole dot-separated parts, the last known one deciding: `x.warc.wet.gz` is WET, `forum.archive.jsonl`
+    # and `game.warcraft.jsonl` are JSON lines.
+    for part in reversed(name.split(".")[1:]):
+        if part in NAME_FORMATS:
+            return NAME_FORMATS[part]
     return None
 
 
@@ -58,7 +65,7 @@ def format_from_bytes(raw_head: bytes, text_head: bytes) -> str | None:
         return "parquet"
     if text_head.startswith(b"WARC/"):
         return "warc"
-    start = text_head.lstrip()[:1]
+    start = text_head.removeprefix(codecs.BOM_UTF8).lstrip()[:1]  # the JSON readers count a BOM with the data
     return {b"{": "jsonl", b"[": "json"}.get(start)
 
 
@@ -112,9 +119,11 @@ def _read_open_file(path: str, raw: IO[bytes], head: bytes, fmt: str, fields: Fi
         fmt = format_from_name(path) or ("parquet" if head.startswith(b"PAR1") else None)
     if fmt == "parquet":
         try:
-            yield from ParquetReader(raw, fields)
-        except Exception as e:  # pyarrow raises ArrowInvalid/OSError subclasses on damaged files
+            reader = ParquetReader(raw, fields)
+        except Exception as e:  # a footer or schema pyarrow cannot read (ArrowInvalid, OSError): no rows to count
             yield Broken("corrupt_parquet", None, f"{path}: {e}", _size(path), docs=0)
+            return
+        yield from reader  # a damaged row group is an error of its own
         return
     stream = Decompressed(raw, compression)
     if fmt is None:

@@ -3,10 +3,11 @@ element, without reading the file whole.
 
 An element's bytes run from the end of the previous one (so the `[`, commas and whitespace before
 it count with it; the closing `]` counts with the last element) and its offset is where its `{`
-starts. A file that stops being a valid array is an error from that point to the end of the file
-(docs=0): unlike JSON lines, there is no line to resume at. An element nested deeper than Python's
-parser recurses is an error of its own (`json_too_deep`): a bracket count finds where it ends, and
-the elements after it are read.
+starts; a UTF-8 byte order mark (Windows tools write one) counts with the first element. A file that
+stops being a valid array is an error from that point to the end of the file (docs=0): unlike JSON
+lines, there is no line to resume at. An element over max_record_bytes (`record_too_large`) or nested
+deeper than Python's parser recurses (`json_too_deep`) is an error of its own: a bracket count finds
+where it ends, without keeping it, and the elements after it are read.
 """
 from __future__ import annotations
 
@@ -19,14 +20,13 @@ from pipeline.ingest.events import Broken, Event, NotDocument, end_of_data_error
 from pipeline.ingest.jsonl import FieldMap, object_event
 from pipeline.ingest.streams import CHUNK, Decompressed
 
-WHITESPACE = " \t\r\n"
-# What a bracket count looks at: whole strings (brackets inside them do not count), brackets, and a
-# quote whose string is not complete yet.
-_BRACKET_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]|"')
-
-
-class ElementTooLarge(ValueError):
-    pass
+WHITESPACE = re.compile(r"[ \t\r\n]*")
+SEPARATORS = re.compile(r"[ \t\r\n,]*")
+# What a streaming bracket count looks at outside strings (inside one: _STRING_REST), and the rest of a
+# string up to its closing quote or to the end of what is read (short of a last backslash, whose escape
+# is not read yet).
+_SYNTAX = re.compile(r'["\[\]{},]')
+_STRING_REST = re.compile(r'[^"\\]*(?:\\.[^"\\]*)*("?)', re.DOTALL)
 
 
 class JsonArrayReader:
@@ -35,40 +35,46 @@ class JsonArrayReader:
         self.fields = fields
         self.max_record_bytes = max_record_bytes
         self.decoder = codecs.getincrementaldecoder("utf-8")()
-        self.text = ""  # decoded, not yet consumed
+        # Decoded text and where its unconsumed part starts: moving `at` instead of slicing the text
+        # keeps each element's cost to its own size, not the size of what is read.
+        self.text, self.at = "", 0
         self.eof = False
 
     def _more(self, size: int) -> None:
         data = self.stream.read(size)
         self.eof = not data
-        self.text += self.decoder.decode(data, final=self.eof)
+        self.text = self.text[self.at:] + self.decoder.decode(data, final=self.eof)
+        self.at = 0
 
-    def _skip(self, chars: str) -> int:
-        """Consume leading `chars`; returns the bytes consumed."""
+    def _skip(self, chars: re.Pattern[str]) -> int:
+        """Consume the leading run of `chars` (one byte each); returns the bytes consumed."""
+        skipped = 0
         while True:
-            stripped = self.text.lstrip(chars)
-            n = len(self.text) - len(stripped)
-            self.text = stripped
-            if self.text or self.eof:
-                return n
+            end = chars.match(self.text, self.at).end()
+            skipped += end - self.at
+            self.at = end
+            if self.at < len(self.text) or self.eof:
+                return skipped
             self._more(CHUNK)
 
     def __iter__(self) -> Iterator[Event]:
         consumed = pending = 0  # bytes of the file turned into events; bytes read since
         last = None  # an element is held back until we know whether the closing ] follows it
         try:
-            pending = self._skip(WHITESPACE)
-            if not self.text.startswith("["):
-                raise ValueError(f"expected a JSON array, found {self.text[:20]!r}")
-            self.text = self.text[1:]
+            if self.stream.peek(len(codecs.BOM_UTF8)) == codecs.BOM_UTF8:  # counted with the first element
+                pending = len(self.stream.read(len(codecs.BOM_UTF8)))
+            pending += self._skip(WHITESPACE)
+            if not self.text.startswith("[", self.at):
+                raise ValueError(f"expected a JSON array, found {self.text[self.at:self.at + 20]!r}")
+            self.at += 1
             pending += 1
             last = None
             while True:
-                pending += self._skip(WHITESPACE + ",")
-                if self.text.startswith("]"):
-                    self.text = self.text[1:]
+                pending += self._skip(SEPARATORS)
+                if self.text.startswith("]", self.at):
+                    self.at += 1
                     pending += 1 + self._skip(WHITESPACE)
-                    if self.text:
+                    if self.at < len(self.text):
                         raise ValueError("data after the end of the array")
                     break
                 if self.eof:
@@ -77,11 +83,15 @@ class JsonArrayReader:
                     yield last
                     last = None
                 element, size = self._element()
-                if isinstance(element, RecursionError):
-                    last = Broken("json_too_deep", consumed + pending, "element nests arrays/objects deeper than the "
-                                  "JSON parser recurses (RecursionError)", pending + size)
+                offset = consumed + pending
+                if size > self.max_record_bytes:
+                    last = Broken("record_too_large", offset, f"element of {size} bytes is over "
+                                  f"ingest.max_record_bytes ({self.max_record_bytes}); skipped unread", pending + size)
+                elif isinstance(element, RecursionError):
+                    last = Broken("json_too_deep", offset, "element nests arrays/objects deeper than the JSON parser "
+                                  "recurses (RecursionError)", pending + size)
                 else:
-                    last = object_event(element, self.fields, consumed + pending, pending + size)
+                    last = object_event(element, self.fields, offset, pending + size)
                 consumed += pending + size
                 pending = 0
             if last is not None:
@@ -92,55 +102,80 @@ class JsonArrayReader:
         except (ValueError, UnicodeDecodeError) as e:
             if last is not None:
                 yield last
-            reason = "record_too_large" if isinstance(e, ElementTooLarge) else "invalid_json"
             # every byte read but not yet in an event (decoded or not: a failed decode keeps none), and the rest
             rest = self.stream.pos - consumed + self._drain()
-            yield Broken(reason, consumed, f"not a JSON array of objects from byte {consumed} on: {e}", rest, docs=0)
+            yield Broken("invalid_json", consumed, f"not a JSON array of objects from byte {consumed} on: {e}", rest, docs=0)
         yield from end_of_data_errors(self.stream, False, "element")
         while self.stream.resume():  # after damaged compressed data there is no element boundary to resume at
             yield Broken("invalid_json", self.stream.pos, "array data after damaged compressed data", self._drain(), docs=0)
             yield from end_of_data_errors(self.stream, False, "element")
 
     def _element(self) -> tuple[object, int]:
-        """The next element (a RecursionError when it nests too deep) and its size in bytes; reads
-        on while the element is incomplete."""
+        """The next element and its size in bytes; reads on while the element is incomplete. An element
+        nesting too deep (a RecursionError) or over max_record_bytes (None, when it is not decoded) is
+        skipped with a bracket count, so the elements after it are read."""
         decoder, size = json.JSONDecoder(), CHUNK
         while True:
             try:
-                value, end = decoder.raw_decode(self.text)
+                value, end = decoder.raw_decode(self.text, self.at)
             except RecursionError as e:
-                value, end = e, self._nested_end()
+                value, nbytes = e, self._skip_element()
             except json.JSONDecodeError:
-                if len(self.text) > self.max_record_bytes:
-                    raise ElementTooLarge(f"an element is over ingest.max_record_bytes ({self.max_record_bytes})") from None
-                if self.eof:
+                if len(self.text) - self.at <= self.max_record_bytes:
+                    if self.eof:
+                        raise
+                    self._more(size)
+                    size *= 2  # geometric reads: a long element is re-parsed a few times, not once per chunk
+                    continue
+                # Over the limit in characters, so in bytes, and not decoded: too large, unless its brackets
+                # close within the limit (then it is not JSON).
+                value, nbytes = None, self._skip_element()
+                if nbytes <= self.max_record_bytes:
                     raise
-                self._more(size)
-                size *= 2  # geometric reads: a long element is re-parsed a few times, not once per chunk
-                continue
-            nbytes = len(self.text[:end].encode("utf-8"))
-            self.text = self.text[end:]
+            else:
+                nbytes = self._consume(end)
             return value, nbytes
 
-    def _nested_end(self) -> int:
-        """Where the array or object at the start of `self.text` ends, by counting brackets (no
-        recursion); reads on while it is incomplete, up to max_record_bytes."""
-        depth, pos = 0, 0
+    def _skip_element(self) -> int:
+        """Consume the element at `at` by counting brackets (no recursion), chunk by chunk without
+        keeping what is read; returns its bytes."""
+        depth, in_string, skipped = 0, False, 0
         while True:
-            for m in _BRACKET_TOKEN.finditer(self.text, pos):
-                token = m.group()
-                if token == '"':  # a string that goes on past what is read
+            text, pos = self.text, self.at
+            while pos < len(text):
+                if in_string:
+                    m = _STRING_REST.match(text, pos)
+                    pos = m.end()
+                    if not m.group(1):
+                        break  # the string goes on past what is read
+                    in_string = False
+                    if depth == 0:  # a string element
+                        return skipped + self._consume(pos)
+                    continue
+                m = _SYNTAX.search(text, pos)
+                if m is None:
+                    pos = len(text)
                     break
-                if token[0] != '"':
+                token = m.group()
+                if depth == 0 and token in ",]":  # the end of a number or literal element
+                    return skipped + self._consume(m.start())
+                pos = m.end()
+                if token == '"':
+                    in_string = True
+                elif token != ",":
                     depth += 1 if token in "[{" else -1
                     if depth == 0:
-                        return m.end()
-                pos = m.end()
-            if len(self.text) > self.max_record_bytes:
-                raise ElementTooLarge(f"an element is over ingest.max_record_bytes ({self.max_record_bytes})")
+                        return skipped + self._consume(pos)
+            skipped += self._consume(pos)
             if self.eof:
-                raise ValueError("a deeply nested element is not closed")
+                raise ValueError("an element over ingest.max_record_bytes or nested too deep is not closed")
             self._more(CHUNK)
+
+    def _consume(self, end: int) -> int:
+        """Move `at` to `end`; returns the bytes passed."""
+        nbytes = len(self.text[self.at:end].encode("utf-8"))
+        self.at = end
+        return nbytes
 
     def _drain(self) -> int:
         n = 0

@@ -12,12 +12,14 @@ string and is null otherwise: quality's title rule reads it (crawl dumps put a p
 and injected advertising there). A subset field (none unless `subset_field` names one, e.g. the
 Pile's `meta.pile_set_name`) names the record's part of a dump that mixes several (`subset_name`).
 
-A line's bytes include its newline. Blank lines are not documents (counted under `blank_line`
-with docs=0); a line that is not UTF-8, not JSON, not an object, or has no text string is an error
-with docs=1, and so is a line nested deeper than Python's parser recurses (`json_too_deep`).
+A line's bytes include its newline, and the first line's a UTF-8 byte order mark before it (Windows
+tools write one). Blank lines are not documents (counted under `blank_line` with docs=0); a line that
+is not UTF-8, not JSON, not an object, or has no text string is an error with docs=1, and so is a line
+nested deeper than Python's parser recurses (`json_too_deep`).
 """
 from __future__ import annotations
 
+import codecs
 import json
 from dataclasses import astuple, dataclass
 from typing import Any, Iterator
@@ -115,11 +117,14 @@ class JsonlReader:
             offset = stream.pos
             line = stream.readline(self.max_record_bytes + 1)
             if len(line) > self.max_record_bytes:
-                nbytes = len(line) + stream.skip_line_rest()
+                # a line of exactly max + 1 bytes came whole: its newline is read, the next line is not its rest
+                nbytes = len(line) + (0 if line.endswith(b"\n") else stream.skip_line_rest())
                 yield Broken("record_too_large", offset, f"line of {nbytes} bytes is over "
                              f"ingest.max_record_bytes ({self.max_record_bytes}); skipped unread", nbytes)
                 continue
             nbytes = len(line)
+            if not offset and line.startswith(codecs.BOM_UTF8):  # counted with the line, not parsed
+                line = line[len(codecs.BOM_UTF8):]
             if not line.strip():
                 yield NotDocument("blank_line", nbytes, docs=0)
                 continue

@@ -1,12 +1,15 @@
 """Parquet dumps to documents, one row group batch at a time (field names as for JSON lines).
 
 A row's bytes are the UTF-8 bytes of its text (Parquet has no raw record to count); its offset is
-the row number in the file. Nested fields are reached with dotted paths on struct columns.
+the row number in the file. Nested fields are reached with dotted paths on struct columns. A row
+group that does not read (a damaged page) is one `corrupt_parquet` error for its rows not read yet,
+at the first of them, counting the row group's compressed bytes; the other row groups are read.
 """
 from __future__ import annotations
 
 from typing import IO, Iterator
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.ingest.events import Broken, Event
@@ -17,20 +20,29 @@ BATCH_ROWS = 1024
 
 class ParquetReader:
     def __init__(self, raw: IO[bytes], fields: FieldMap):
-        self.raw = raw
+        """Reads the footer and schema (raises when they do not read: the whole file is lost)."""
         self.fields = fields
+        self.file = pq.ParquetFile(raw)
+        top = fields.top_level_names()
+        self.columns = [c for c in self.file.schema_arrow.names if c in top]
 
     def __iter__(self) -> Iterator[Event]:
-        fields = self.fields
-        pf = pq.ParquetFile(self.raw)
-        top = fields.top_level_names()
-        columns = [c for c in pf.schema_arrow.names if c in top]
-        if fields.text.split(".")[0] not in columns:
+        fields, pf = self.fields, self.file
+        if fields.text.split(".")[0] not in self.columns:
             yield Broken("missing_text", 0, f"no column {fields.text!r} (columns: {', '.join(pf.schema_arrow.names)})",
                          0, docs=pf.metadata.num_rows)
             return
         row = 0
-        for batch in pf.iter_batches(batch_size=BATCH_ROWS, columns=columns):
-            for obj in batch.to_pylist():
-                yield object_event(obj, fields, row, None)
-                row += 1
+        for group in range(pf.num_row_groups):
+            meta = pf.metadata.row_group(group)
+            end = row + meta.num_rows
+            try:  # batches of one row group: those of a whole-file read span row groups
+                for batch in pf.iter_batches(batch_size=BATCH_ROWS, row_groups=[group], columns=self.columns):
+                    for obj in batch.to_pylist():
+                        yield object_event(obj, fields, row, None)
+                        row += 1
+            except (pa.ArrowException, OSError, UnicodeDecodeError) as e:  # the last: a damaged string
+                compressed = sum(meta.column(i).total_compressed_size for i in range(meta.num_columns))
+                yield Broken("corrupt_parquet", row, f"row group {group} (rows {row} to {end - 1}) does not read: {e}",
+                             compressed, docs=end - row)
+            row = end
