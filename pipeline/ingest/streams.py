@@ -8,7 +8,10 @@ compressible 300 MB record nor a zstd bomb (10 GiB of zeros in 327 KB) is ever h
 
 Offsets: `pos` counts uncompressed bytes. `source_offset(pos)` gives the offset a user can seek to:
 the gzip member's offset in the file when a member starts exactly there (one member per record),
-otherwise the uncompressed offset.
+otherwise the uncompressed offset. A file that mixes both layouts (a member holding several records
+next to one-record members) would put the two kinds in one number space, so from its first record
+that shows the mix on, offsets are uncompressed ones, raised where needed above every offset given
+before: unique, while one-layout files keep theirs.
 """
 from __future__ import annotations
 
@@ -25,13 +28,17 @@ ZSTD_STEP = 1 << 16  # compressed bytes read from the file at a time
 # the line-reading speed of unbounded calls on ordinary text; 256 B: 0.6x, 1 KiB: 0.8x but 32 MiB).
 ZSTD_FEED = 512
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+# zstd skippable frames (pzstd's frame sizes, seekable zstd's seek table): magic 0x184D2A50..5F
+# little-endian, a 4-byte little-endian size, then that many bytes to skip
+ZSTD_SKIPPABLE = re.compile(rb"[\x50-\x5f]\x2a\x4d\x18")
 LOOKAHEAD = 4096  # bytes a record-header pattern may look at
+NEWLINES = re.compile(rb"[\r\n]*")
 
 
 def sniff_compression(head: bytes) -> str:
     if head.startswith(GZIP_MAGIC):
         return "gzip"
-    if head.startswith(ZSTD_MAGIC):
+    if head.startswith(ZSTD_MAGIC) or ZSTD_SKIPPABLE.match(head):
         return "zstd"
     return "plain"
 
@@ -62,6 +69,7 @@ class Decompressed:
         self.pos = 0
         self.truncated = False
         self.corrupt: str | None = None
+        self.corrupt_offset = 0  # file offset of the undecodable bytes
         self.undecoded_bytes = 0
         self._buf = bytearray()
         self._off = 0  # read position inside _buf
@@ -71,6 +79,9 @@ class Decompressed:
         self._member = None  # zlib decoder of the current gzip member
         self._member_starts: deque[tuple[int, int]] = deque()  # (uncompressed, compressed) offsets
         self._produced = 0
+        self._layouts: set[bool] = set()  # source_offset: records seen at a member start (True), inside one (False)
+        self._mixed = False  # both seen
+        self._top = -1  # the largest source offset given
         self._resumable = False
         self._magic = ZSTD_MAGIC if compression == "zstd" else GZIP_MAGIC
 
@@ -125,6 +136,10 @@ class Decompressed:
                     self._pending += self._read_raw()
                 if not self._pending:
                     return self._finish()
+                if self.compression == "zstd" and ZSTD_SKIPPABLE.match(self._pending):
+                    if not self._skip_skippable_frame():
+                        return self._finish()
+                    continue
                 if not self._pending.startswith(magic):
                     bad_start = self._raw_pos - len(self._pending)
                     self.corrupt = f"bytes at file offset {bad_start} are not a {self.compression} member"
@@ -139,7 +154,9 @@ class Decompressed:
             try:
                 out, self._pending = self._decode(self._pending)
             except Exception as e:  # zlib.error, zstandard.ZstdError
-                member_start = self._member_starts[-1][1]
+                produced_at, member_start = self._member_starts[-1]
+                if produced_at == self._produced:  # nothing came out: the next member may start at the same place
+                    self._member_starts.pop()
                 self.corrupt = f"invalid {self.compression} data in the member at file offset {member_start}: {e}"
                 return self._skip_to_next_member(member_start, member_start + 1)
             if self._member.eof:
@@ -147,10 +164,29 @@ class Decompressed:
             if out:
                 return self._emit(out)
 
+    def _skip_skippable_frame(self) -> bool:
+        """Drop the skippable frame `_pending` starts with; False (truncated) when the data ends inside it."""
+        while len(self._pending) < 8:
+            more = self._read_raw()
+            if not more:
+                self.truncated = True
+                return False
+            self._pending += more
+        skip = 8 + int.from_bytes(self._pending[4:8], "little")
+        while len(self._pending) < skip:
+            skip -= len(self._pending)
+            self._pending = self._read_raw()
+            if not self._pending:
+                self.truncated = True
+                return False
+        self._pending = self._pending[skip:]
+        return True
+
     def _skip_to_next_member(self, bad_start: int, search_from: int) -> None:
         """Stop the data here; find the next member header at or after `search_from` (compressed
         offset) for `resume()`, counting the bytes from `bad_start` up to it as undecoded."""
         self._member = None
+        self.corrupt_offset = bad_start
         buf, base = self._pending, self._raw_pos - len(self._pending)
         header = self._magic + (b"\x08" if self.compression == "gzip" else b"")  # gzip: deflate method
         while True:
@@ -263,11 +299,38 @@ class Decompressed:
             skipped += self.skip_line_rest()
         return skipped
 
+    def overrun(self, length: int, first_line: re.Pattern[bytes], after_blank: re.Pattern[bytes]) -> int | None:
+        """For a record whose content is said to be the next `length` bytes: when these are not
+        followed by newlines and a line `first_line` matches (or the end of the data), but another
+        record starts inside them (where `after_blank` ends, or at a gzip member start that
+        `first_line` matches), how many bytes come before that record; else None. Buffers `length`
+        bytes ahead, so callers bound it."""
+        self._fill(length + LOOKAHEAD)
+        buf, start = self._buf, self._off
+        end = start + length
+        if end <= len(buf):
+            after = NEWLINES.match(buf, end).end()
+            if after == len(buf) or first_line.match(buf, after):
+                return None
+        found = after_blank.search(buf, start + 1, end + LOOKAHEAD)  # its first line may go on past `end`
+        inside = found.end() - start if found and found.end() < end else None
+        for produced_at, _ in self._member_starts:
+            at = produced_at - self.pos
+            if 0 < at < (inside or length) and first_line.match(buf, start + at):
+                return at
+        return inside
+
     def source_offset(self, pos: int) -> int:
         """The seekable offset of uncompressed position `pos` (see module docstring); forgets
         member starts before `pos`, so call it with increasing positions."""
         while self._member_starts and self._member_starts[0][0] < pos:
             self._member_starts.popleft()
-        if self._member_starts and self._member_starts[0][0] == pos:
-            return self._member_starts[0][1]
-        return pos
+        member = bool(self._member_starts) and self._member_starts[0][0] == pos
+        offset = self._member_starts[0][1] if member else pos
+        if not self._mixed and (offset != pos or (not member and self.compression != "plain")):
+            self._layouts.add(member)  # (offset 0 of the first member says nothing: it is both)
+            self._mixed = len(self._layouts) == 2
+        if self._mixed:
+            offset = max(pos, self._top + 1)
+        self._top = max(self._top, offset)
+        return offset

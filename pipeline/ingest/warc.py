@@ -8,10 +8,14 @@ holding HTML, and WET `conversion` records (already plain text; no title). Every
 `extraction_budget` error.
 
 A record's bytes run from its `WARC/` line to the next record (trailing CRLFs included), counted
-uncompressed. After a header that does not parse, reading resumes at the next line starting with
-`WARC/`, so the records after a corrupt one are still read. A record whose Content-Length ends
-before bytes that are not the next record (a WET file whose lengths count characters, not bytes) is
-a `length_mismatch` error holding the bytes up to the next record, never a silently cut document.
+uncompressed; newlines before the first record count with it (a file of newlines alone is one
+`blank_line` event with docs=0). After a header that does not parse, reading resumes at the next line
+starting with `WARC/`, so the records after a corrupt one are still read. A record whose Content-Length
+ends before bytes that are not the next record (a WET file whose lengths count characters, not bytes)
+is a `length_mismatch` error holding the bytes up to the next record, never a silently cut document.
+So is one whose Content-Length runs past the start of the next record (a version line after a blank
+line, or a gzip member start; a file converted to LF line endings has every length too large): it
+ends there, and the next record is read as usual.
 """
 from __future__ import annotations
 
@@ -29,6 +33,10 @@ from pipeline.ingest.html import ExtractionOverBudget, Page, html_page
 from pipeline.ingest.streams import CHUNK, LOOKAHEAD, Decompressed
 
 WARC_HEADER = re.compile(rb"WARC/")
+# where a record starts inside another's declared content (only looked for when that content is
+# not followed by a record)
+VERSION_LINE = re.compile(rb"WARC/1\.\d\r?\n")
+AFTER_BLANK_LINE = re.compile(rb"\n\r?\n(?=WARC/1\.\d\r?\n)")
 ARC_HEADER = re.compile(rb"\S+ \S+ \d{14} \S+ \d+\r?\n")  # url ip date mime length
 
 NON_DOCUMENT_TYPES = {"warcinfo": "warcinfo", "request": "warc_request", "metadata": "metadata",
@@ -41,7 +49,10 @@ MIME_KINDS = (("html", "html"), ("xhtml", "html"), ("image/", "image"), ("css", 
               ("xml", "xml"), ("rss", "xml"), ("atom", "xml"), ("video/", "media"), ("audio/", "media"),
               ("font", "font"), ("text/dns", "dns"), ("text/plain", "text"), ("zip", "archive"))
 SNIFF = ((b"<!doctype html", "html"), (b"<html", "html"), (b"<head", "html"), (b"<body", "html"),
+         (b"<meta", "html"), (b"<title", "html"), (b"<script", "html"),
          (b"%pdf", "pdf"), (b"\x89png", "image"), (b"gif8", "image"), (b"\xff\xd8\xff", "image"))
+# what may come before the first tag of an HTML page: a UTF-8 BOM, white space, comments, an XML declaration
+SNIFF_PREAMBLE = re.compile(rb"(?:\xef\xbb\xbf)?(?:\s+|<!--.*?-->|<\?xml[^>]*>)*", re.S | re.I)
 
 
 class RecordTooLarge(Exception):
@@ -54,7 +65,7 @@ def payload_kind(content_type: str | None, head: bytes) -> str:
     for needle, kind in MIME_KINDS:
         if needle in mime:
             return kind
-    start = head.lstrip()[:64].lower()
+    start = head[SNIFF_PREAMBLE.match(head).end():][:64].lower()
     for magic, kind in SNIFF:
         if start.startswith(magic):
             return kind
@@ -98,6 +109,7 @@ class WarcReader:
 
     def _records(self) -> Iterator[Event]:
         stream = self.stream
+        begin = stream.pos  # where the next event's bytes begin: newlines before a record count with it
         stream.skip_newlines()
         while not stream.at_end():
             start = stream.pos
@@ -108,20 +120,34 @@ class WarcReader:
             except (ArchiveLoadFailed, StatusAndHeadersParserException, EOFError, ValueError, TypeError) as e:
                 self._resync(start)
                 yield Broken("corrupt_header", offset, f"not a record header: {str(e).strip()[:500]}",
-                             stream.pos - start, docs=0)
+                             stream.pos - begin, docs=0)
+                begin = stream.pos
                 continue
             except Exception as e:  # anything else warcio may raise on garbage is a header it cannot read
                 self._resync(start)
                 yield Broken("corrupt_header", offset, f"not a record header ({type(e).__name__}): {e}",
-                             stream.pos - start, docs=0)
+                             stream.pos - begin, docs=0)
+                begin = stream.pos
                 continue
             rid = None if self.arc else record_id(record)
             if not (record.rec_headers.get_header("Content-Length") or "").strip().isdigit():
                 self._resync(start)
                 yield Broken("corrupt_header", offset, "record header without a valid Content-Length",
-                             stream.pos - start, doc_id=rid)
+                             stream.pos - begin, doc_id=rid)
+                begin = stream.pos
                 continue
-            event = self._record(record, rid, offset)
+            # overrun() buffers the content, so only records within the payload bound are checked
+            inside = (None if self.arc or record.length > self.max_record_bytes
+                      else stream.overrun(record.length, VERSION_LINE, AFTER_BLANK_LINE))
+            if inside is None:
+                event = self._record(record, rid, offset)
+            else:
+                record.raw_stream.limit = inside
+                while record.raw_stream.read(CHUNK):
+                    pass
+                event = Broken("length_mismatch", offset, f"Content-Length {record.length} runs "
+                               f"{record.length - inside} bytes into the next record (line endings converted?); "
+                               f"the record ends where that one starts", 0, doc_id=rid)
             cut = record.raw_stream.limit > 0  # the data ended before Content-Length bytes
             separator = stream.skip_newlines()
             # Content-Length too short: the record's bytes go on where its blank line should be
@@ -131,13 +157,16 @@ class WarcReader:
                 overrun = stream.skip_to_line_matching(self.record_start)
                 event = Broken("length_mismatch", offset, f"Content-Length {record.length} ends {overrun} bytes "
                                f"before the next record (does it count characters, not bytes?)", 0, doc_id=rid)
-            event.nbytes = stream.pos - start
+            event.nbytes = stream.pos - begin
+            begin = stream.pos
             if cut:
                 self.cut_record_reported = True
                 event = Broken(end_of_data_reason(stream), offset,
                                f"record cut short: {record.raw_stream.limit} of {record.length} content bytes missing",
                                event.nbytes, doc_id=rid)
             yield event
+        if stream.pos > begin:
+            yield NotDocument("blank_line", stream.pos - begin, docs=0)
 
     def _resync(self, start: int) -> None:
         """Skip to the next line that starts a record, always moving past `start`."""
@@ -181,9 +210,9 @@ class WarcReader:
             detail = "conversion record with no text"
         else:
             content_type = record.content_type
-            if record.rec_type == "response" and url and url.startswith(("http:", "https:")):
-                try:
-                    record.http_headers = self.loader.load_http_headers("response", url, record.raw_stream,
+            if record.rec_type == "response" and url and url[:6].lower().startswith(("http:", "https:")):
+                try:  # (warcio compares the scheme case-sensitively)
+                    record.http_headers = self.loader.load_http_headers("response", url.lower(), record.raw_stream,
                                                                         record.length)
                 except (StatusAndHeadersParserException, EOFError, ValueError) as e:
                     return Broken("corrupt_http_header", offset, f"HTTP headers do not parse: {e}", 0, doc_id=rid)

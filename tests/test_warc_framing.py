@@ -1,0 +1,128 @@
+"""Where WARC records and compressed members begin and end: a Content-Length that runs into the next
+record, mixed gzip layouts, damaged members, bytes between records, zstd skippable frames and
+payload sniffing (pipeline/ingest/warc.py, pipeline/ingest/streams.py). Small synthetic files only."""
+from __future__ import annotations
+
+import gzip
+
+import zstandard
+
+from hostile_inputs import html_response, jsonl_line, page, warc_record
+from pipeline.ingest import read_file
+from pipeline.ingest.events import Broken, Document, NotDocument
+from pipeline.ingest.jsonl import FieldMap
+
+
+def events(path, fmt="auto"):
+    return list(read_file(str(path), fmt, FieldMap(), 1 << 20))
+
+
+def summary(evs):
+    return [(e.reason, e.docs) if isinstance(e, (Broken, NotDocument)) else e.id for e in evs]
+
+
+def write(tmp_path, name, data):
+    (tmp_path / name).write_bytes(data)
+    return tmp_path / name
+
+
+def overrunning(rid, by=10):
+    block = html_response(b"<html><body><main><p>A page whose length is wrong.</p></main></body></html>")
+    return warc_record("response", f"http://example.test/{rid}", block, rid, length=len(block) + by)
+
+
+def test_a_content_length_too_large_ends_at_the_next_record(tmp_path):
+    # a good record that quotes a WARC record in its payload is not cut there: its length is right
+    quoting = page("quoting", b"<pre>\r\n\r\nWARC/1.0\r\nWARC-Type: response\r\n</pre>")
+    records = [page("keep-1"), overrunning("bad"), page("keep-2"), quoting]
+    for name, data in (("plain.warc", b"".join(records)),
+                       ("members.warc.gz", b"".join(gzip.compress(r) for r in records))):
+        evs = events(write(tmp_path, name, data))
+        assert summary(evs) == ["urn:test:keep-1", ("length_mismatch", 1), "urn:test:keep-2", "urn:test:quoting"]
+        # 10 bytes over, less the 4 of the CRLFs after the content
+        assert evs[1].nbytes == len(records[1]) and "runs 6 bytes into the next record" in evs[1].message
+        assert sum(e.nbytes for e in evs) == sum(map(len, records))
+
+
+def test_an_overrun_stops_at_a_gzip_member_start_without_a_blank_line(tmp_path):
+    bad = overrunning("bad", by=3).removesuffix(b"\r\n\r\n")
+    data = b"".join(gzip.compress(r) for r in (page("keep-1"), bad, page("keep-2")))
+    assert summary(events(write(tmp_path, "x.warc.gz", data))) == [
+        "urn:test:keep-1", ("length_mismatch", 1), "urn:test:keep-2"]
+
+
+def test_a_file_converted_to_lf_line_endings_loses_no_record_uncounted(tmp_path):
+    records = [page(f"r{i}").replace(b"\r\n", b"\n") for i in range(4)]
+    evs = events(write(tmp_path, "lf.warc", b"".join(records)))
+    assert [e.nbytes for e in evs] == [len(r) for r in records]
+    assert all(isinstance(e, Broken) and e.docs == 1 for e in evs)
+
+
+def test_mixed_gzip_layouts_give_unique_offsets_and_one_layout_files_keep_theirs(tmp_path):
+    records = [page(f"r{i}", b"<p>" + b"x" * (37 * i) + b"</p>") for i in range(30)]
+    members = [gzip.compress(r, mtime=0) for r in records]
+    member_starts = [sum(map(len, members[:i])) for i in range(len(members))]
+    record_starts = [sum(map(len, records[:i])) for i in range(len(records))]
+
+    def offsets(name, data):
+        return [e.source_offset for e in events(write(tmp_path, name, data)) if isinstance(e, Document)]
+
+    assert offsets("per-record.warc.gz", b"".join(members)) == member_starts
+    assert offsets("one-stream.warc.gz", gzip.compress(b"".join(records))) == record_starts
+    assert offsets("plain.warc", b"".join(records)) == record_starts
+    # a member of two records, then one-record members: search for a layout where the second record's
+    # uncompressed offset is some member's file offset (the two kinds of offset would collide)
+    for pad in range(3000):
+        first = page("first", b"<p>" + b"y" * pad + b"</p>")
+        head = gzip.compress(first + records[0], mtime=0)
+        if len(first) - len(head) in member_starts:
+            break
+    mixed = offsets("mixed.warc.gz", head + b"".join(members))
+    assert len(mixed) == 32 and len(set(mixed)) == 32 and mixed[:2] == [0, len(first)]
+
+
+def test_a_record_after_a_member_damaged_from_its_start_keeps_its_own_offset(tmp_path):
+    good1, good2 = gzip.compress(page("keep-1")), gzip.compress(page("keep-2"))
+    bad = bytearray(gzip.compress(page("bad")))
+    bad[10:40] = b"\xff" * 30
+    evs = events(write(tmp_path, "d.warc.gz", good1 + bytes(bad) + good2))
+    assert [(summary([e])[0], e.offset if isinstance(e, Broken) else e.source_offset) for e in evs] == [
+        ("urn:test:keep-1", 0), (("corrupt_gzip", 0), len(good1)), ("urn:test:keep-2", len(good1) + len(bad))]
+
+
+def test_newlines_between_records_are_in_some_event(tmp_path):
+    data = b"\r\n\r\n" + page("keep-1") + page("keep-2")
+    evs = events(write(tmp_path, "lead.warc", data))
+    assert summary(evs) == ["urn:test:keep-1", "urn:test:keep-2"] and sum(e.nbytes for e in evs) == len(data)
+    evs = events(write(tmp_path, "blank.warc", b"\n" * 100), fmt="warc")
+    assert [(e.reason, e.nbytes, e.docs) for e in evs] == [("blank_line", 100, 0)]
+    # after a damaged member, the next member starting with newlines
+    bad = bytearray(gzip.compress(page("bad")))
+    bad[10:40] = b"\xff" * 30
+    evs = events(write(tmp_path, "gap.warc.gz", gzip.compress(page("keep-1")) + bytes(bad)
+                       + gzip.compress(b"\r\n\r\n" + page("keep-2"))))
+    assert [e.nbytes for e in evs if not isinstance(e, Broken)] == [len(page("keep-1")), 4 + len(page("keep-2"))]
+
+
+def test_zstd_skippable_frames_are_skipped(tmp_path):
+    def skippable(payload, magic=0x184D2A50):
+        return magic.to_bytes(4, "little") + len(payload).to_bytes(4, "little") + payload
+    lines = [jsonl_line(str(i), f"line {i}") for i in range(6)]
+    frames = [zstandard.ZstdCompressor().compress(b"".join(lines[i:i + 2])) for i in range(0, 6, 2)]
+    for name, data in (("start.jsonl.zst", skippable(b"\0" * 4) + b"".join(frames)),
+                       ("between.jsonl.zst", frames[0] + skippable(b"seek", 0x184D2A5F) + frames[1]
+                        + skippable(b"") + frames[2])):
+        assert [e.id for e in events(write(tmp_path, name, data))] == [str(i) for i in range(6)], name
+
+
+def test_html_without_a_content_type_is_sniffed_past_its_preamble(tmp_path):
+    body = (b"<html><head><title>t</title></head><body><main><p>" + "正文的一段文字。".encode() * 20
+            + b"</p></main></body></html>")
+    starts = {"bom": b"\xef\xbb\xbf", "comment": b"<!-- generated -->\n", "xml": b'<?xml version="1.0"?>\n',
+              "meta": b'<meta charset="utf-8">', "title": b"<title>t</title>", "script": b"<script>x=1</script>"}
+    records = [warc_record("response", f"http://example.test/{k}", b"HTTP/1.1 200 OK\r\nServer: x\r\n\r\n"
+                           + v + body, k)
+               for k, v in starts.items()]
+    records.append(warc_record("response", "HTTP://EXAMPLE.TEST/UPPER", html_response(body), "upper"))
+    evs = events(write(tmp_path, "sniff.warc", b"".join(records)))
+    assert summary(evs) == [f"urn:test:{k}" for k in starts] + ["urn:test:upper"]
