@@ -14,7 +14,6 @@ from pipeline import registry
 from pipeline.config import ConfigError
 from pipeline.engines import EngineError
 from pipeline.engines.java import JavaError
-from pipeline.stages import load_config
 from pipeline.runner import StageNotReady, WorkdirBusy
 
 STAGE_HELP = {
@@ -48,21 +47,30 @@ def add_config_arguments(p: argparse.ArgumentParser, required: bool = True) -> N
     p.add_argument("--config", "-c", required=required, help="run config YAML (see configs/demo.yaml)")
     p.add_argument("--engine", choices=["spark", "beam"], help="override run.engine")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value, e.g. --set run.workdir=/tmp/w (VALUE parsed as YAML)")
+                   help="override a config value, e.g. --set run.workdir=/tmp/w (VALUE parsed as YAML; a relative "
+                        "path resolves against the current folder)")
 
 
 def config_from_args(args: argparse.Namespace):
     import yaml
+
+    from pipeline import stages
+    from pipeline.config import parse_config
 
     overrides = {}
     for item in args.set:
         key, sep, value = item.partition("=")
         if not sep:
             raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
-        overrides[key] = yaml.safe_load(value)
+        try:
+            overrides[key] = yaml.safe_load(value)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"--set {item!r}: {value!r} is not valid YAML ({getattr(e, 'problem', None) or e}); "
+                              "quote it to pass a string") from None
     if args.engine:
         overrides["run.engine"] = args.engine
-    return load_config(args.config, overrides)
+    stages.import_all()  # as load_config does, which cannot mark the overrides as --set items
+    return parse_config(args.config, overrides, command_line=True)
 
 
 def run_stage_command(args: argparse.Namespace) -> int:
@@ -87,15 +95,19 @@ def build_parser() -> argparse.ArgumentParser:
     _load_modules()
     parser = argparse.ArgumentParser(prog="glmdata", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("-v", "--verbose", action="store_true",
-                        help="everything: debug logging, the engines' own INFO logs, full per-stage tables")
+    verbose = dict(action="store_true",
+                   help="everything: debug logging, the engines' own INFO logs, full per-stage tables")
+    parser.add_argument("-v", "--verbose", **verbose)
+    # -v after the command too; SUPPRESS: a command's own default must not undo `glmdata -v COMMAND`.
+    after_command = argparse.ArgumentParser(add_help=False)
+    after_command.add_argument("-v", "--verbose", default=argparse.SUPPRESS, **verbose)
     groups = parser.add_subparsers(dest="group", metavar="COMMAND", required=True)
     group_parsers: dict[str, argparse.ArgumentParser] = {}
     action_subparsers: dict[str, argparse._SubParsersAction] = {}
 
     def group_parser(name: str, help: str) -> argparse.ArgumentParser:
         if name not in group_parsers:
-            group_parsers[name] = groups.add_parser(name, help=help, description=help)
+            group_parsers[name] = groups.add_parser(name, help=help, description=help, parents=[after_command])
         return group_parsers[name]
 
     for name in registry.STAGES:
@@ -115,7 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
                 action_subparsers[cmd.group] = gp.add_subparsers(
                     dest="action", metavar="ACTION", required=cmd.group not in registry.STAGES,
                     help="without an action, runs the stage" if cmd.group in registry.STAGES else None)
-            p = action_subparsers[cmd.group].add_parser(cmd.action, help=cmd.help, description=cmd.help)
+            p = action_subparsers[cmd.group].add_parser(cmd.action, help=cmd.help, description=cmd.help,
+                                                        parents=[after_command])
             cmd.add_arguments(p)
             p.set_defaults(func=cmd.run)
     return parser

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import glob
 import hashlib
+import io
 import json
 import math
 import os
@@ -89,13 +90,49 @@ def _numeric(tp: Any) -> bool:
     return any(o in (int, float) for o in options)
 
 
-def _check_range(value: Any, tp: Any, allowed: Range | None, key: str, where: str) -> None:
+def _check_range(value: Any, tp: Any, allowed: Range | None, key: str, where: Where) -> None:
     if not _numeric(tp) or isinstance(value, bool) or not isinstance(value, (int, float)):
         return
     allowed = allowed or NON_NEGATIVE
     if not math.isfinite(value) or not allowed.contains(value):
-        raise ConfigError(f"{where}: {key}: expected {allowed.describe(int if isinstance(value, int) else float)}, "
+        raise ConfigError(f"{where.at(key)}: expected {allowed.describe(int if isinstance(value, int) else float)}, "
                           f"got {value!r}")
+
+
+@dataclass
+class Where:
+    """Where a config's values come from, for messages and relative paths: the YAML file, except the
+    keys given on the command line with --set, whose relative paths resolve against the current folder
+    (as a shell user expects) and whose errors name the --set item."""
+
+    path: str
+    base_dir: Path
+    set_keys: dict[str, str] = field(default_factory=dict)  # dotted key --set gave or created -> that --set key
+
+    def _set_key(self, key: str) -> str | None:
+        given = [k for k in self.set_keys if key == k or key.startswith((k + ".", k + "["))]
+        return self.set_keys[max(given, key=len)] if given else None
+
+    def at(self, key: str) -> str:
+        """The start of a message about `key`: "file: key", "--set key", or "--set a.b.c: a.b" for a mapping
+        that --set created or "--set a: a.b" for a key inside the value --set gave."""
+        given = self._set_key(key)
+        if given is None:
+            return f"{self.path}: {key}"
+        return f"--set {given}" if given == key else f"--set {given}: {key}"
+
+    def whole(self, key: str) -> str:
+        """`at(key)` for a check of the whole mapping `key`, naming the --set items inside it (it may be about them)."""
+        inside = sorted(k for k in self.set_keys.values() if k.startswith(key + "."))
+        if not inside or self._set_key(key) is not None:
+            return self.at(key)
+        return f"{self.path}: {key} (with --set {', --set '.join(inside)})"
+
+    def base_dir_of(self, key: str) -> Path:
+        return self.base_dir if self._set_key(key) is None else Path.cwd()
+
+    def resolve(self, key: str, path: str) -> str:
+        return path if is_remote(path) or os.path.isabs(path) else str(self.base_dir_of(key) / path)
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -143,28 +180,30 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
-def _coerce(value: Any, tp: Any, key: str, where: str, base_dir: Path) -> Any:
-    """Return `value` converted to `tp`, or raise ConfigError naming `where: key`."""
+def _coerce(value: Any, tp: Any, key: str, where: Where) -> Any:
+    """Return `value` converted to `tp`, or raise ConfigError naming where `key` came from."""
 
     def fail() -> ConfigError:
-        return ConfigError(f"{where}: {key}: expected {_type_name(tp)}, got {value!r}")
+        return ConfigError(f"{where.at(key)}: expected {_type_name(tp)}, got {value!r}")
 
     if tp is Any:
         return value
     if tp in (InputPath, InputGlob) and isinstance(value, str) and value.startswith(READ_ONLY_SCHEMES):
-        raise ConfigError(f"{where}: {key}: {value!r}: http(s) URLs cannot be listed, globbed or written; expected a "
+        raise ConfigError(f"{where.at(key)}: {value!r}: http(s) URLs cannot be listed, globbed or written; expected a "
                           f"local path or {', '.join(s for s in REMOTE_SCHEMES if s not in READ_ONLY_SCHEMES)} "
                           "(CommonCrawl: s3://commoncrawl/crawl-data/... rather than https://data.commoncrawl.org/...)")
     if tp is InputGlob:
         if not isinstance(value, str):
             raise fail()
-        return value if is_remote(value) or os.path.isabs(value) else str(base_dir / value)
+        return where.resolve(key, value)
     if tp is InputPath:
         if not isinstance(value, str):
             raise fail()
-        path = value if is_remote(value) or os.path.isabs(value) else str(base_dir / value)
+        path = where.resolve(key, value)
         if not is_remote(path) and not glob.glob(path, recursive=True):
-            raise ConfigError(f"{where}: {key}: expected an existing input path, but {value!r} matches no file")
+            resolved = "" if path == value else f" (resolved to {path})"
+            raise ConfigError(f"{where.at(key)}: expected an existing input path, but {value!r}{resolved} "
+                              "matches no file")
         return path
     origin = typing.get_origin(tp)
     if origin is Literal:
@@ -179,7 +218,7 @@ def _coerce(value: Any, tp: Any, key: str, where: str, base_dir: Path) -> Any:
                     return None
                 continue
             try:
-                return _coerce(value, option, key, where, base_dir)
+                return _coerce(value, option, key, where)
             except ConfigError as e:
                 errors.append(e)
         # A single non-null option gives the more precise message (e.g. a missing input path).
@@ -190,16 +229,14 @@ def _coerce(value: Any, tp: Any, key: str, where: str, base_dir: Path) -> Any:
         if not isinstance(value, list):
             raise fail()
         (inner, *_) = typing.get_args(tp) or (Any,)
-        return [_coerce(v, inner, f"{key}[{i}]", where, base_dir) for i, v in enumerate(value)]
+        return [_coerce(v, inner, f"{key}[{i}]", where) for i, v in enumerate(value)]
     if origin is dict:
         if not isinstance(value, dict):
             raise fail()
         kt, vt = typing.get_args(tp) or (Any, Any)
-        return {_coerce(k, kt, key, where, base_dir): _coerce(v, vt, f"{key}.{k}", where, base_dir) for k, v in value.items()}
+        return {_coerce(k, kt, key, where): _coerce(v, vt, f"{key}.{k}", where) for k, v in value.items()}
     if dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            raise fail()
-        return build_dataclass(tp, value, where, base_dir, prefix=key)
+        return build_dataclass(tp, value, where, prefix=key)
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise fail()
@@ -230,21 +267,20 @@ def _configured_default(f: dataclasses.Field) -> Any:
     return value if dataclasses.is_dataclass(value) and not isinstance(value, type) else None
 
 
-def build_dataclass(cls: type, data: dict, where: str, base_dir: Path | str = ".", prefix: str = "",
-                    base: Any = None) -> Any:
+def build_dataclass(cls: type, data: Any, where: Where, prefix: str, base: Any = None) -> Any:
     """Build dataclass `cls` from a mapping, rejecting unknown keys and wrong types. Keys the mapping
     leaves out keep `base`'s values (else the class defaults); a mapping given for a field whose default
     is a configured instance overrides only the keys it names: `c4: {min_num_sentences: 4}` keeps the
     shipped C4 settings, not the class's (datatrove's) defaults for the rest."""
-    base_dir = Path(base_dir)
+    if not isinstance(data, dict):  # `dedup: off` is YAML's False
+        raise ConfigError(f"{where.at(prefix)}: expected {_type_name(cls)}, got {data!r}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
-    dotted = (prefix + ".") if prefix else ""
-    unknown = sorted(set(data) - set(fields))
+    dotted = prefix + "."
+    unknown = sorted(set(data) - set(fields), key=str)  # YAML keys may be numbers
     if unknown:
-        raise ConfigError(
-            f"{where}: {dotted}{unknown[0]}: unknown key; expected one of: {', '.join(sorted(fields))}"
-        )
+        raise ConfigError(f"{where.at(dotted + str(unknown[0]))}: unknown key; "
+                          f"expected one of: {', '.join(sorted(fields))}")
     kwargs = {}
     for name, f in fields.items():
         if _is_overrides(f):
@@ -255,21 +291,21 @@ def build_dataclass(cls: type, data: dict, where: str, base_dir: Path | str = ".
                 configured = getattr(base, name) if base is not None else None
                 default = configured if dataclasses.is_dataclass(configured) else _configured_default(f)
             if default is not None:
-                kwargs[name] = build_dataclass(type(default), data[name], where, base_dir, dotted + name, default)
+                kwargs[name] = build_dataclass(type(default), data[name], where, dotted + name, default)
             else:
-                kwargs[name] = _coerce(data[name], hints[name], dotted + name, where, base_dir)
+                kwargs[name] = _coerce(data[name], hints[name], dotted + name, where)
             _check_range(kwargs[name], hints[name], f.metadata.get("range"), dotted + name, where)
         elif base is not None:
             kwargs[name] = getattr(base, name)
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            raise ConfigError(f"{where}: {dotted}{name}: missing required key ({_type_name(hints[name])})")
+            raise ConfigError(f"{where.at(dotted + name)}: missing required key ({_type_name(hints[name])})")
     try:
         obj = cls(**kwargs)
     except (ValueError, TypeError) as e:  # __post_init__ checks of ranges and relations
-        raise ConfigError(f"{where}: {prefix or cls.__name__}: {e}") from None
+        raise ConfigError(f"{where.whole(prefix)}: {e}") from None
     for name, f in fields.items():
         if _is_overrides(f) and name in data:
-            setattr(obj, name, _build_overrides(obj, data[name], f.metadata["overrides"], where, base_dir, dotted + name))
+            setattr(obj, name, _build_overrides(obj, data[name], f.metadata["overrides"], where, dotted + name))
     return obj
 
 
@@ -290,19 +326,20 @@ def changed_settings(section: Any, changed: Any) -> dict[str, str]:
     return out
 
 
-def _build_overrides(section: Any, data: Any, fixed: tuple[str, ...], where: str, base_dir: Path, key: str) -> dict:
+def _build_overrides(section: Any, data: Any, fixed: tuple[str, ...], where: Where, key: str) -> dict:
     """{name: `section` with `data[name]`'s changes} for a `per_key_overrides` field."""
     if not isinstance(data, dict):
-        raise ConfigError(f"{where}: {key}: expected a mapping of names to changes of the keys above, got {data!r}")
+        raise ConfigError(f"{where.at(key)}: expected a mapping of names to changes of the keys above, got {data!r}")
     fixed = {*fixed, *_override_fields(section)}
     built = {}
     for name, changes in data.items():
         if not isinstance(changes, dict):
-            raise ConfigError(f"{where}: {key}.{name}: expected a mapping of the keys to change, got {changes!r}")
+            raise ConfigError(f"{where.at(f'{key}.{name}')}: expected a mapping of the keys to change, got {changes!r}")
         clash = sorted(fixed & set(changes))
         if clash:
-            raise ConfigError(f"{where}: {key}.{name}.{clash[0]}: one setting for every source; set it above, not per source")
-        built[str(name)] = build_dataclass(type(section), changes, where, base_dir, f"{key}.{name}", section)
+            raise ConfigError(f"{where.at(f'{key}.{name}.{clash[0]}')}: one setting for every source; "
+                              "set it above, not per source")
+        built[str(name)] = build_dataclass(type(section), changes, where, f"{key}.{name}", section)
     return built
 
 
@@ -325,7 +362,11 @@ def register_section(name: str):
 @dataclass
 class SparkOptions:
     master: str = "local[*]"  # "local[N]" on a laptop; left to spark-submit on a cluster ("" = do not set)
-    conf: dict[str, str] = field(default_factory=dict)  # extra spark.* settings, passed as they are
+    conf: dict[str, str | int | float | bool] = field(default_factory=dict)  # extra spark.* settings
+
+    def __post_init__(self):
+        # YAML reads `spark.executor.cores: 4` as a number; Spark takes every setting as a string ("true").
+        self.conf = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in self.conf.items()}
 
 
 @dataclass
@@ -412,42 +453,82 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def parse_config(path: str | os.PathLike, overrides: dict[str, Any] | None = None) -> RunConfig:
-    """Load and validate a run config against the sections registered so far (stage modules register
-    theirs on import: `pipeline.stages.load_config` imports them all first). Relative paths (inputs,
-    workdir) resolve against the YAML's folder."""
-    path = str(path)
+def _read_yaml(path: str) -> Any:
     try:
-        with open(path, encoding="utf-8") as f:
-            raw = yaml.load(f, Loader=_UniqueKeyLoader) or {}
+        text = Path(path).read_bytes().decode("utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such config file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, not a config file") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        line = e.object.count(b"\n", 0, e.start) + 1
+        raise ConfigError(f"{path}: not UTF-8 (byte 0x{e.object[e.start]:02x} at offset {e.start}, "
+                          f"line {line})") from None
+    stream = io.StringIO(text)
+    stream.name = path  # YAML's messages name the file
+    try:
+        return yaml.load(stream, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
-    for dotted, value in (overrides or {}).items():
+
+
+def _apply_overrides(raw: dict, overrides: dict[str, Any], where: Where, command_line: bool) -> None:
+    """Set each dotted key of `overrides` in `raw`, creating the mappings on the way; with
+    `command_line`, remember which keys came from --set (for messages and relative paths)."""
+    for dotted, value in overrides.items():
         node = raw
         *parents, leaf = dotted.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
+        for i, p in enumerate(parents):
+            key = ".".join(parents[:i + 1])
+            if node.get(p) is None:  # absent, or an empty section (`dedup:`)
+                node[p] = {}
+                if command_line:
+                    where.set_keys.setdefault(key, dotted)
+            node = node[p]
+            if isinstance(node, list):
+                raise ConfigError(f"--set {dotted}: {key} is a list, which --set cannot reach into; set the whole list "
+                                  f"(--set '{key}=[...]') or edit {where.path}")
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {dotted}: {key} is not a mapping but {node!r}")
         node[leaf] = value
-    base_dir = Path(path).resolve().parent
+        if command_line:
+            where.set_keys[dotted] = dotted
+
+
+def parse_config(path: str | os.PathLike, overrides: dict[str, Any] | None = None,
+                 command_line: bool = False) -> RunConfig:
+    """Load and validate a run config against the sections registered so far (stage modules register
+    theirs on import: `pipeline.stages.load_config` imports them all first). Relative paths (inputs,
+    workdir) resolve against the YAML's folder. `overrides` ({dotted key: value}) change the YAML;
+    `command_line`: they are --set items, whose relative paths resolve against the current folder."""
+    path = str(path)
+    raw = _read_yaml(path) or {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
+    where = Where(path, Path(path).resolve().parent)
+    _apply_overrides(raw, overrides or {}, where, command_line)
     known = {"run", *_SECTIONS}
-    unknown = sorted(set(raw) - known)
+    unknown = sorted(set(raw) - known, key=str)  # YAML keys may be numbers
     if unknown:
-        raise ConfigError(f"{path}: {unknown[0]}: unknown section; expected one of: {', '.join(sorted(known))}")
+        raise ConfigError(f"{where.at(f'{unknown[0]}')}: unknown section; expected one of: {', '.join(sorted(known))}")
     if "run" not in raw:
         raise ConfigError(f"{path}: run: missing required section (needs at least run.workdir)")
-    run = build_dataclass(RunSection, raw["run"] or {}, path, base_dir, prefix="run")
+    run = build_dataclass(RunSection, {} if raw["run"] is None else raw["run"], where, "run")
+    at_workdir = where.at("run.workdir")
+    if not run.workdir:  # "" would be the config's own folder
+        raise ConfigError(f"{at_workdir}: expected a folder, got ''")
     if run.workdir.startswith(READ_ONLY_SCHEMES):
-        raise ConfigError(f"{path}: run.workdir: {run.workdir!r}: stages write their output there; expected a local "
+        raise ConfigError(f"{at_workdir}: {run.workdir!r}: stages write their output there; expected a local "
                           "folder, gs://, s3://, s3a://, hdfs:// or abfs://")
     if not is_remote(run.workdir):
-        run.workdir = str((base_dir / run.workdir).resolve())
+        given, run.workdir = run.workdir, str((where.base_dir_of("run.workdir") / run.workdir).resolve())
         if run.workdir == "/" or any(run.workdir == d or run.workdir.startswith(d + "/") for d in SYSTEM_DIRS):
-            raise ConfigError(f"{path}: run.workdir: expected a folder of your own, got {raw['run'].get('workdir')!r}, "
+            raise ConfigError(f"{at_workdir}: expected a folder of your own, got {given!r}, "
                               f"which resolves to {run.workdir} (a system folder)")
+        if os.path.exists(run.workdir) and not os.path.isdir(run.workdir):
+            raise ConfigError(f"{at_workdir}: {run.workdir} exists and is not a folder")
     sections = {}
     for name, cls in _SECTIONS.items():
         data = raw.get(name)
@@ -458,5 +539,5 @@ def parse_config(path: str | os.PathLike, overrides: dict[str, Any] | None = Non
             except TypeError:
                 continue
         else:
-            sections[name] = build_dataclass(cls, data, path, base_dir, prefix=name)
+            sections[name] = build_dataclass(cls, data, where, name)
     return RunConfig(path=path, run=run, sections=sections, raw=raw)
