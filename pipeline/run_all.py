@@ -14,6 +14,7 @@ from pipeline import registry
 from pipeline.cli import add_config_arguments, config_from_args
 from pipeline.config import ConfigError, RunConfig
 from pipeline.registry import register_command
+from pipeline.stage import Stage
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,13 @@ def pipeline_stages(first: str | None = None, last: str | None = None, order: li
     return names[start:stop]
 
 
+def build_stages(cfg: RunConfig, first: str | None = None, last: str | None = None,
+                 order: list[str] | None = None) -> list[Stage]:
+    """The stage objects from `first` to `last`, every one built before the first runs: a stage checks
+    the settings that span sections when it is built, so a bad one stops the run at its start, not hours in."""
+    return [registry.STAGES[name](cfg) for name in pipeline_stages(first, last, order)]
+
+
 def run_pipeline(cfg: RunConfig, engine, first: str | None = None, last: str | None = None,
                  report: bool = True, order: list[str] | None = None, console: Console | None = None) -> list[dict]:
     """Run the stages (skipping finished ones; re-running from `first` on when given), then the report.
@@ -46,26 +54,26 @@ def run_pipeline(cfg: RunConfig, engine, first: str | None = None, last: str | N
     missing = [n for n in (order or STAGE_ORDER) if n not in registry.STAGES and n != "report"]
     if missing:
         console.print(f"[yellow]not available in this build, not run: {', '.join(missing)}[/yellow]")
-    names = pipeline_stages(first, last, order)
+    stages = build_stages(cfg, first, last, order)
     with hold_workdir(cfg):  # one lease for the whole run, not one per stage
-        summaries = _run_stages(cfg, engine, names, first, console)
+        summaries = _run_stages(cfg, engine, stages, first, console)
         if report:
             console.rule("report")
             write_report(cfg.run.workdir, engine, console)
     return summaries
 
 
-def _run_stages(cfg: RunConfig, engine, names: list[str], first: str | None, console: Console) -> list[dict]:
+def _run_stages(cfg: RunConfig, engine, stages: list[Stage], first: str | None, console: Console) -> list[dict]:
     from pipeline.report_terminal import print_stage_summary
     from pipeline.runner import StageNotReady, run_stage
 
     summaries = []
-    for i, name in enumerate(names, 1):
-        console.rule(f"[{i}/{len(names)}] {name}")
+    for i, stage in enumerate(stages, 1):
+        console.rule(f"[{i}/{len(stages)}] {stage.name}")
         try:
-            summary = run_stage(registry.STAGES[name](cfg), engine, force=first is not None)
+            summary = run_stage(stage, engine, force=first is not None)
         except (StageNotReady, ConfigError) as e:
-            console.print(f"[red]stopped before {name}: {e}[/red]")
+            console.print(f"[red]stopped before {stage.name}: {e}[/red]")
             break
         print_stage_summary(summary, cfg.run.workdir, console)
         summaries.append(summary)

@@ -14,9 +14,11 @@ and exits with its status. How the project and its dependencies reach the nodes,
     dataflow, flink                   Beam workers run a custom SDK container built from dist/Dockerfile.dataflow
                                       (--sdk_container_image / --environment_config), nothing installed at start
 
-The run config travels as a file; the driver is pipeline/cluster_entry.py. On YARN (Dataproc, EMR)
-the driver runs in the cluster (deploy mode cluster) with the same environment; on a standalone
-master the driver is this machine's Python (Spark supports client mode only for Python there).
+The run config travels as a file, and the job runs `glmdata run` on it with the --set items and
+--engine given to submit (checked here first, with every stage's own checks); the driver is
+pipeline/cluster_entry.py. On YARN (Dataproc, EMR) the driver runs in the cluster (deploy mode
+cluster) with the same environment; on a standalone master the driver is this machine's Python
+(Spark supports client mode only for Python there).
 Spark sizing comes from the config's run.spark.conf; Beam runners get run.beam.options plus any
 arguments after `--`. Nothing is joined into a shell string: each value is one argument, gcloud's
 dict flags switch delimiter when a value holds a comma, and EMR Serverless gets its Spark settings as
@@ -118,7 +120,9 @@ def gcloud_dict(pairs: list[tuple[str, str]]) -> str:
     return joined if delimiter == "," else f"^{delimiter}^{joined}"
 
 
-def _entry_args(cfg_name: str, args) -> list[str]:
+def _entry_args(cfg_name: str, args, engine: str | None = None) -> list[str]:
+    """`glmdata run` on the cluster with the config the user asked for: the uploaded file plus the
+    --set items as written (parsed there as here) and --engine."""
     out = ["run", "--config", cfg_name]
     if args.first:
         out += ["--from", args.first]
@@ -126,7 +130,20 @@ def _entry_args(cfg_name: str, args) -> list[str]:
         out += ["--until", args.last]
     if args.no_report:
         out += ["--no-report"]
-    return out
+    for item in args.set:
+        out += ["--set", item]
+    engine = engine or args.engine
+    return out + (["--engine", engine] if engine else [])
+
+
+def check_engine(cfg, args) -> None:
+    """Refuse an engine the platform does not run. Beam platforms run `--engine beam` whatever
+    run.engine says; Spark platforms run the effective run.engine (the YAML, --set or --engine)."""
+    needed = "beam" if args.platform in BEAM_PLATFORMS else "spark"
+    engine = cfg.run.engine if needed == "spark" else args.engine or needed
+    if engine != needed:
+        where = f"--engine {engine}" if args.engine else f"{cfg.path}: run.engine is {engine}"
+        raise ConfigError(f"{where}, but --platform {args.platform} runs the {needed} engine")
 
 
 def _required(cfg, sub, key: str, platform: str, what: str) -> str:
@@ -260,7 +277,8 @@ def _beam_submission(cfg, sub, args, cfg_path: Path, dist: Path) -> Submission:
         elif sub.flink_environment_type == "DOCKER":  # Beam's own SDK image: it installs the wheel at start
             wheel = dist_wheel(dist) or dist / WHEELHOUSE / "glmdata-*.whl"  # missing: reported before submitting
             options.append(f"--extra_package={wheel}")
-    cmd = [sys.executable, "-m", "pipeline.cli", "run", "--config", str(cfg_path), "--engine", "beam",
+    # options already hold the user's run.beam.options: these last --set items win over theirs
+    cmd = [sys.executable, "-m", "pipeline.cli", *_entry_args(str(cfg_path), args, "beam"),
            "--set", f"run.beam.runner={runner}", "--set", f"run.beam.options={json.dumps(options + args.extra)}"]
     return Submission(args.platform, cmd)
 
@@ -341,6 +359,7 @@ def _arguments(p: argparse.ArgumentParser) -> None:
                                   "the job)", _arguments)
 def submit_command(args: argparse.Namespace) -> int:
     from pipeline.cli import config_from_args
+    from pipeline.run_all import build_stages
 
     args.extra = [a for a in args.extra if a != "--"]
     for path in args.py_files:  # your own stages: their config sections must be known to validate the config
@@ -348,6 +367,8 @@ def submit_command(args: argparse.Namespace) -> int:
             sys.path.insert(0, str(Path(path).resolve().parent))
             importlib.import_module(Path(path).stem)
     cfg = config_from_args(args)
+    check_engine(cfg, args)
+    build_stages(cfg, args.first, args.last)  # --from, --until and each stage's checks fail here, not on the cluster
     dist = Path(args.dist).resolve()
     sub = build_submission(cfg, args, dist)
     missing = missing_artifact(sub, dist)

@@ -153,8 +153,8 @@ def test_the_signature_pass_reads_only_the_columns_it_uses(tmp_path, monkeypatch
 
 
 @pytest.mark.parametrize("section,message", [
-    ({"threshold": 1.5}, "dedup.threshold: expected a number between 0 and 1"),
-    ({"survivor_order": ["q_score", "freshness"]}, "dedup.survivor_order: expected keys among"),
+    ({"threshold": 1.5}, "dedup: threshold: expected a number between 0 and 1"),
+    ({"survivor_order": ["q_score", "freshness"]}, "dedup: survivor_order: expected keys among"),
     ({"bands": 20, "rows": 8}, "bands x rows = 20 x 8 needs more than num_perm = 128"),
 ])
 def test_bad_config_names_the_key(tmp_path, section, message):

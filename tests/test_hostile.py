@@ -18,7 +18,6 @@ from pipeline.ingest.jsonl import FieldMap
 from pipeline.ingest.sanitize import NotUtf8, clean
 from pipeline.runner import run_stage
 from pipeline.stage import StageStats
-from pipeline.stages.dedup import DedupStage
 from pipeline.stages.ingest import IngestStage
 
 from conftest import make_run_config
@@ -126,11 +125,11 @@ def test_workdir_and_lsh_relations(tmp_path):
     path.write_text("run: {workdir: ../../../../../../../../etc/x}\n")
     with pytest.raises(ConfigError, match=r"run.workdir: expected a folder of your own, got '\.\./.*', which resolves to /etc/x"):
         load_config(path)
+    path.write_text("run: {workdir: out}\n")
+    assert load_config(path).run.workdir == str(tmp_path / "out")
     path.write_text("run: {workdir: out}\ndedup: {bands: 3, rows: 0}\n")
-    cfg = load_config(path)
-    assert cfg.run.workdir == str(tmp_path / "out")
-    with pytest.raises(ConfigError, match=r"bands and rows: expected both 0 .* got bands=3, rows=0"):
-        DedupStage(cfg)
+    with pytest.raises(ConfigError, match=r"dedup: bands and rows: expected both 0 .* got bands=3, rows=0"):
+        load_config(path)  # when the config loads, not when a run reaches dedup
 
 
 def test_tag_depth_is_a_floored_stack_count():

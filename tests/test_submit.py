@@ -1,6 +1,7 @@
 """`glmdata submit`: every platform's dry-run command uses only the flags its CLI documents, values
-with spaces and commas arrive as written, and `--wait` follows a job through a fake CLI on PATH to the
-job's exit status, printing the console URL and the log location.
+with spaces and commas arrive as written, the job runs the config the user asked for (--set, --engine)
+or submit refuses it first, and `--wait` follows a job through a fake CLI on PATH to the job's exit
+status, printing the console URL and the log location.
 
 The documented flags, read in each command's reference page (synopsis), 2026-12-04:
   gcloud dataproc jobs submit pyspark     https://cloud.google.com/sdk/gcloud/reference/dataproc/jobs/submit/pyspark
@@ -72,7 +73,8 @@ def write_config(tmp_path: Path, scheme: str = "gs", **submit) -> Path:
                       "dataproc_serverless_image": "us-docker.pkg.dev/proj/repo/glmdata:1",
                       "emr_cluster_id": "j-1ABCDEFGHIJK", "emr_serverless_application_id": "00abc123",
                       "emr_serverless_role_arn": "arn:aws:iam::123456789012:role/glmdata",
-                      "dataflow_image": "us-docker.pkg.dev/proj/repo/glmdata-beam:1", "poll_seconds": 0, **submit}}
+                      "dataflow_image": "us-docker.pkg.dev/proj/repo/glmdata-beam:1", "poll_seconds": 0, **submit},
+           "mix": {"sources": [{"name": "web", "lang": "en"}, {"name": "zhweb", "lang": "zh"}], "target_tokens": 1000}}
     path = tmp_path / "cluster.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
@@ -188,6 +190,48 @@ def test_missing_setting_names_file_and_key(tmp_path, capsys, platform, key):
     cfg = write_config(tmp_path, "s3", **{key: ""})
     assert glmdata(["submit", "--platform", platform, "--config", str(cfg), "--dry-run"]) == 2
     assert f"{cfg}: submit.{key}:" in capsys.readouterr().err
+
+
+def job_arguments(argv: list[str], platform: str) -> list[str]:
+    """The `glmdata run ...` arguments of the job a dry run prints."""
+    if platform == "emr":
+        argv = json.loads(argv[argv.index("--steps") + 1])[0]["Args"]
+    if platform == "emr-serverless":
+        return json.loads(argv[argv.index("--job-driver") + 1])["sparkSubmit"]["entryPointArguments"]
+    return argv[next(i for i in range(len(argv)) if argv[i:i + 2] == ["run", "--config"]):]
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_job_runs_the_effective_config(tmp_path, capsys, monkeypatch, platform):
+    """--set items and --engine reach `glmdata run` in the job, which then loads the config the user asked for."""
+    from pipeline.cli import build_parser, config_from_args
+
+    engine = "beam" if platform in ("dataflow", "flink") else "spark"
+    argv, _ = dry_run(capsys, write_config(tmp_path), platform, "--engine", engine, "--until", "dedup",
+                      "--set", "dedup.threshold=0.7", "--set", "run.workdir=gs://other/work a,b")
+    monkeypatch.chdir(tmp_path)  # where the cluster finds the uploaded config (--files)
+    job = config_from_args(build_parser().parse_args(job_arguments(argv, platform)))
+    assert (job.section("dedup").threshold, job.run.workdir, job.run.engine) == (0.7, "gs://other/work a,b", engine)
+    assert job_arguments(argv, platform)[3:5] == ["--until", "dedup"]
+
+
+@pytest.mark.parametrize("platform,extra,message", [
+    ("dataproc", ["--engine", "beam"], "--engine beam, but --platform dataproc runs the spark engine"),
+    ("emr", ["--set", "run.engine=beam"], "run.engine is beam, but --platform emr runs the spark engine"),
+    ("dataflow", ["--engine", "spark"], "--engine spark, but --platform dataflow runs the beam engine"),
+    ("dataproc", ["--from", "dedupe"], "--from dedupe: not a stage; expected one of: ingest,"),
+    ("spark-standalone", ["--from", "mix", "--until", "dedup"], "--from mix comes after --until dedup"),
+    ("emr-serverless", ["--set", "dedup.threshold=1.5"], "dedup: threshold: expected a number between 0 and 1"),
+    ("dataproc", ["--set", "mix={sources: [{name: web, lang: en}], target_tokens: 1000, language_shares: {en: 1}}"],
+     "tokenizer.language_shares: asks for {'en': 0.5, 'zh': 0.5}, but the mix has no zh documents"),
+])
+def test_refused_before_submitting(tmp_path, capsys, platform, extra, message):
+    """An engine the platform does not run, a bad --from/--until or a setting a stage refuses fails
+    here, not on the cluster once it has started."""
+    cfg = write_config(tmp_path)
+    assert glmdata(["submit", "--platform", platform, "--config", str(cfg), "--dry-run", *extra]) == 2
+    captured = capsys.readouterr()
+    assert message in captured.err and not captured.out
 
 
 # --------------------------------------------------------------------------------------------

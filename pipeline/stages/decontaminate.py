@@ -34,7 +34,7 @@ import pyarrow.parquet as pq
 
 from filters.decontam import BenchmarkItem, ContaminationIndex, item_lang
 from pipeline import storage
-from pipeline.config import ConfigError, InputPath, register_section
+from pipeline.config import ConfigError, InputPath, is_remote, register_section
 from pipeline.registry import register_stage
 from pipeline.stage import BatchResult, MapStage, StageRun, StageStats
 from pipeline.stages.readers import ReadsWhatMixUses
@@ -115,6 +115,12 @@ class DecontaminateStage(ReadsWhatMixUses, MapStage):
     name = "decontaminate"
     upstream = "dedup"
     batch_size = 1024
+
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        for benchmark in self.section.benchmarks:  # a field a local file lacks fails when the run starts
+            if not is_remote(benchmark.path):  # (remote ones: when the stage runs, where credentials are)
+                read_items(benchmark)
 
     def index(self) -> ContaminationIndex:
         """Built once per worker process from the benchmark files (they are small)."""

@@ -59,7 +59,7 @@ from typing import Literal
 
 from filters.minhash import Shingling, optimal_bands
 from pipeline import storage
-from pipeline.config import ConfigError, register_section
+from pipeline.config import bounded, register_section
 from pipeline.dedup.index import MAX_INDEXES, DedupIndex, KeyKinds, find_neighbours
 from pipeline.dedup.passes import (REASON_PARAGRAPHS_LEFT_SHORT, AssignmentTask, DedupParams, IndexAppend,
                                    ParagraphParams, SignatureTask, read_parquet_dir)
@@ -99,7 +99,7 @@ class DedupSection:
     url: bool = True  # same URL (without #fragment)
     near: bool = True  # MinHash-LSH near duplicates
     threshold: float = 0.8  # Jaccard similarity of shingle sets that makes a near duplicate
-    num_perm: int = 128  # MinHash permutations (datasketch's default)
+    num_perm: int = bounded(128, low=1)  # MinHash permutations (datasketch's default)
     seed: int = 1  # permutation seed (datasketch's default)
     # bands x rows: 0 = derived from the threshold by datasketch's optimal-parameter rule, with
     # these weights on the false-positive and false-negative areas (verification removes false
@@ -109,18 +109,32 @@ class DedupSection:
     false_positive_weight: float = 0.05
     false_negative_weight: float = 0.95
     verify: bool = True  # keep a candidate pair only if its exact shingle Jaccard >= threshold
-    en_ngram: int = 5  # English (and other non-Chinese): word n-grams (FineWeb: 5)
+    en_ngram: int = bounded(5, low=1)  # English (and other non-Chinese): word n-grams (FineWeb: 5)
     zh_tokens: Literal["char", "word"] = "char"  # Chinese: characters or jieba words (bench/dedup_quality.py)
-    zh_ngram: int = 5
+    zh_ngram: int = bounded(5, low=1)
     # survivor rule, most important first (see the module docstring): higher q_score step, less copy
     # noise, earliest crawl date, smaller id (always last); `length` (longer first) may be added
     survivor_order: list[str] = field(default_factory=lambda: list(DEFAULT_SURVIVOR_ORDER))
-    q_score_step: float = 0.05  # q_scores within one step tie, and the next key decides
+    q_score_step: float = bounded(0.05, above=0, high=1)  # q_scores within one step tie, and the next key decides
     max_rounds: int = 100  # connected-components rounds before giving up (log^2 n in practice)
     # persistent index: where this run's survivors go (a relative path: under the workdir; null: none)
     index: str | None = "dedup_index"
     against: list[str] = field(default_factory=list)  # indexes of earlier runs to deduplicate against
     paragraphs: ParagraphDedupSection = field(default_factory=ParagraphDedupSection)
+
+    def __post_init__(self):  # checked when the config loads, not when a run reaches dedup
+        if not 0.0 < self.threshold < 1.0:
+            raise ValueError(f"threshold: expected a number between 0 and 1, got {self.threshold!r}")
+        bad = [k for k in self.survivor_order if k not in SURVIVOR_KEYS]
+        if bad:
+            raise ValueError(f"survivor_order: expected keys among {list(SURVIVOR_KEYS)}, got {bad[0]!r}")
+        if bool(self.bands) != bool(self.rows):
+            raise ValueError(f"bands and rows: expected both 0 (derived from the threshold) or both >= 1, "
+                             f"got bands={self.bands}, rows={self.rows}")
+        if self.bands * self.rows > self.num_perm:  # derived ones always fit
+            raise ValueError(f"bands x rows = {self.bands} x {self.rows} needs more than num_perm = {self.num_perm}")
+        if len(self.against) > MAX_INDEXES:
+            raise ValueError(f"against: expected at most {MAX_INDEXES} indexes, got {len(self.against)}")
 
 
 @register_stage
@@ -131,23 +145,8 @@ class DedupStage(ReadsWhatMixUses, Stage):
     def __init__(self, cfg):
         super().__init__(cfg)
         s = self.section
-        where = f"{cfg.path}: dedup"
-        if not 0.0 < s.threshold < 1.0:
-            raise ConfigError(f"{where}.threshold: expected a number between 0 and 1, got {s.threshold!r}")
-        bad = [k for k in s.survivor_order if k not in SURVIVOR_KEYS]
-        if bad:
-            raise ConfigError(f"{where}.survivor_order: expected keys among {list(SURVIVOR_KEYS)}, got {bad[0]!r}")
-        if s.num_perm < 1 or s.en_ngram < 1 or s.zh_ngram < 1:
-            raise ConfigError(f"{where}: num_perm, en_ngram and zh_ngram must be >= 1")
-        if not 0.0 < s.q_score_step <= 1.0:
-            raise ConfigError(f"{where}.q_score_step: expected a number in (0, 1], got {s.q_score_step!r}")
-        if bool(s.bands) != bool(s.rows):
-            raise ConfigError(f"{where}: bands and rows: expected both 0 (derived from the threshold) or both "
-                              f">= 1, got bands={s.bands}, rows={s.rows}")
         bands, rows = (s.bands, s.rows) if s.bands and s.rows else optimal_bands(
             s.threshold, s.num_perm, s.false_positive_weight, s.false_negative_weight)
-        if bands * rows > s.num_perm:
-            raise ConfigError(f"{where}: bands x rows = {bands} x {rows} needs more than num_perm = {s.num_perm}")
         self.params = DedupParams(exact=s.exact, url=s.url, near=s.near, verify=s.verify, num_perm=s.num_perm,
                                   seed=s.seed, bands=bands, rows=rows,
                                   shingling=Shingling(s.en_ngram, s.zh_tokens, s.zh_ngram),
@@ -160,8 +159,6 @@ class DedupStage(ReadsWhatMixUses, Stage):
         if s.index:
             self.index = DedupIndex(s.index if "://" in s.index or s.index.startswith("/")
                                     else storage.join(cfg.run.workdir, s.index))
-        if len(s.against) > MAX_INDEXES:
-            raise ConfigError(f"{where}.against: expected at most {MAX_INDEXES} indexes, got {len(s.against)}")
         self.against = [DedupIndex(p) for p in s.against]
 
     def _run_identity(self, stage_run: StageRun) -> dict:

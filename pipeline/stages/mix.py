@@ -122,6 +122,8 @@ class MixSection:
             raise ValueError("sources: at least one source is needed")
         if abs(sum(self.language_shares.values()) - 1) > 1e-6 or min(self.language_shares.values()) < 0:
             raise ValueError(f"language_shares must be >= 0 and sum to 1, got {self.language_shares}")
+        if any(v <= 0 for v in self.bytes_per_token.values()):
+            raise ValueError(f"bytes_per_token must be > 0, got {self.bytes_per_token}")
         names = [s.name for s in self.sources]
         if len(set(names)) != len(names):
             raise ValueError(f"sources: names must be unique, got {names}")

@@ -35,7 +35,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline import storage
-from pipeline.config import ConfigError, register_section
+from pipeline.config import ConfigError, bounded, register_section
 from pipeline.registry import register_command, register_stage
 from pipeline.sampling import seeded_uniform
 from pipeline.stage import Stage, StageRun, StageStats, UnitWriter, iter_parquet_rows
@@ -53,7 +53,8 @@ READ_COLUMNS = ["id", "text", "lang"]
 class TokenizerSection:
     vocab_size: int = 32000  # demo size; GLM-130B's icetk had about 130k text pieces (configs/glm130b.yaml)
     model_type: Literal["unigram", "bpe"] = "unigram"  # icetk was a unigram model
-    sample_bytes: int = 200_000_000  # training text, all languages (GLM-130B: 25 GB; SentencePiece holds it in memory)
+    # training text, all languages (GLM-130B: 25 GB; SentencePiece holds it in memory)
+    sample_bytes: int = bounded(200_000_000, low=1)
     language_shares: dict[str, float] = field(default_factory=lambda: {"en": 0.5, "zh": 0.5})  # of sample bytes
     heldout_bytes: int = 2_000_000  # per language, held out of training for the evaluation figures
     # Characters with a piece of their own; rarer ones fall back to bytes. 0.998, not SentencePiece's
@@ -132,7 +133,17 @@ class TokenizerStage(Stage):
         super().__init__(cfg)
         self.rates: SampleRates | None = None
         self._report: dict = {}
-        self.fixed_model: str | None = getattr(cfg.sections.get("mix"), "count_tokens_with", None)
+        mix = cfg.sections.get("mix")
+        self.fixed_model: str | None = getattr(mix, "count_tokens_with", None)
+        # The mix writes only the languages it gives tokens (a source takes no document of another
+        # language): one it lacks fails here, when the run starts, not once the mix is written.
+        absent = [lang for lang in self.section.language_shares if mix and not mix.language_shares.get(lang)]
+        if absent:
+            raise self._lacking(absent, " (mix.language_shares gives them no tokens)")
+
+    def _lacking(self, langs: list[str], why: str = "") -> ConfigError:
+        return ConfigError(f"{self.cfg.path}: tokenizer.language_shares: asks for {self.section.language_shares}, "
+                           f"but the mix has no {', '.join(langs)} documents{why}")
 
     def setup_driver(self, stage_run: StageRun) -> None:
         parts = self.units(stage_run)
@@ -143,8 +154,7 @@ class TokenizerStage(Stage):
         self.rates = SampleRates.plan(self.section, available)
         missing = [lang for lang in self.section.language_shares if not available.get(lang)]
         if missing:
-            raise ConfigError(f"{self.cfg.path}: tokenizer.language_shares: asks for {self.section.language_shares}, "
-                              f"but the mix has no {', '.join(missing)} documents")
+            raise self._lacking(missing)
         wanted = self.section.sample_bytes
         got = sum(self.rates.train_bytes.values())
         if got < wanted * 0.999 and got < sum(available.values()) * 0.9:
