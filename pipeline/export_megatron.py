@@ -28,6 +28,8 @@ import pyarrow.parquet as pq
 from pipeline import storage
 from pipeline.config import ConfigError, RunConfig, RunSection
 from pipeline.registry import register_command
+from pipeline.report import read_stats, stale_stages
+from pipeline.runner import SUCCESS
 from pipeline.stage import upstream_parts
 from pipeline.stages.shards import document_verdicts, load_tokenizer
 from tokenizer.special_tokens import EOS
@@ -154,10 +156,21 @@ def export_megatron(cfg: RunConfig, engine, prefix: str, append_eos: bool = True
 
 def run_engine(cfg: RunConfig) -> str:
     """The engine that ran the encode stage (its stats.json), else the config's run.engine."""
-    stats = storage.join(cfg.run.workdir, "encode", "stats.json")
-    if storage.exists(stats):
-        return json.loads(storage.read_text(stats)).get("engine") or cfg.run.engine
-    return cfg.run.engine
+    return (read_stats(storage.join(cfg.run.workdir, "encode")) or {}).get("engine") or cfg.run.engine
+
+
+def check_encoded(workdir: str) -> None:
+    """Refuse a workdir whose encode stage has not finished (its parts may be a crashed run's few);
+    warn when a stage upstream of it (the tokenizer, the mix, ...) re-ran after it."""
+    if not storage.is_dir(workdir):
+        raise ConfigError(f"{workdir}: no such workdir")
+    encode = storage.join(workdir, "encode")
+    if not storage.exists(storage.join(encode, SUCCESS)):
+        raise ConfigError(f"{encode} has not finished (no {SUCCESS}); run `glmdata encode` first")
+    upstream = stale_stages(workdir).get("encode")
+    if upstream:
+        log.warning("%s is stale: %s re-ran after it; run `glmdata encode` to export the current corpus",
+                    encode, upstream)
 
 
 def _arguments(p: argparse.ArgumentParser) -> None:
@@ -182,6 +195,7 @@ def export_megatron_command(args: argparse.Namespace) -> int:
     else:
         cfg = RunConfig(path=args.workdir, run=RunSection(workdir=args.workdir), sections={}, raw={})
         append_eos = not args.no_eos
+    check_encoded(cfg.run.workdir)  # before an engine starts
     engine = make_engine(cfg, args.engine or run_engine(cfg))
     try:
         summary = export_megatron(cfg, engine, args.out, append_eos)

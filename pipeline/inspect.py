@@ -11,6 +11,9 @@ copy the corpus (ingest's non-document records; mix's documents not sampled; the
 sample choice): their reasons are listed as "counted only" and asking for them says so.
 A sample is drawn with a seed as a sequence of distinct row positions over all of the reason's
 files, so `-n k` is the first k documents of `-n k+1`; only the rows shown are read in full.
+A stage folder without _SUCCESS (running, crashed, half copied) is shown as unfinished, a workdir
+listing marks stages older than an upstream that re-ran (pipeline/report.py, stale_stages), and a
+folder that holds no stage output is refused rather than reported as "nothing rejected".
 """
 from __future__ import annotations
 
@@ -26,20 +29,18 @@ from rich.table import Table
 from pipeline import storage
 from pipeline.config import ConfigError
 from pipeline.registry import register_command
+from pipeline.report import (FLOW, read_stage_stats, read_stats, stage_cell, stale_note, stale_stages,
+                             unfinished_stages)
+from pipeline.runner import LOCK, SUCCESS
 from pipeline.schema import REJECT_DETAIL, REJECT_REASON, reject_reason_slug
 
 PREVIEW_COLUMNS = ["id", "url", "source", "lang", "text", REJECT_REASON, REJECT_DETAIL]
 ERROR_COLUMNS = ["source_file", "source_offset", "reason", "doc_id", "bytes", "message"]
 
 
-def _stats(stage_dir: str) -> dict | None:
-    path = storage.join(stage_dir, "stats.json")
-    return json.loads(storage.read_text(path)) if storage.exists(path) else None
-
-
 def reason_counts(stage_dir: str) -> dict[str, int]:
     """Rejected documents per reason."""
-    stats = _stats(stage_dir)
+    stats = read_stats(stage_dir)
     if stats is not None:
         return {reason: counts["docs"] for reason, counts in stats.get("dropped", {}).items()}
     counts: dict[str, int] = {}
@@ -123,42 +124,94 @@ def preview(text: str | None, width: int) -> str:
 
 
 def is_workdir(path: str) -> bool:
-    """A run's workdir holds stage folders, not data/ or stats.json itself."""
-    return not storage.exists(storage.join(path, "stats.json")) and any(
-        storage.exists(storage.join(path, name, "stats.json")) for name in storage.listdir(path))
+    """A run's workdir holds stage folders (finished or not) or a run's lease, not data/ or stats.json itself."""
+    names = storage.listdir(path)
+    return "stats.json" not in names and (LOCK in names or any(
+        name in FLOW or storage.exists(storage.join(path, name, "stats.json")) for name in names))
 
 
-def list_workdir(workdir: str, console: Console) -> None:
-    from pipeline.report import read_stage_stats
+def is_stage_dir(path: str) -> bool:
+    """What a stage writes, finished or not."""
+    return any(name in storage.listdir(path) for name in ("stats.json", SUCCESS, "data", "rejected", "errors"))
 
-    table = Table(title=f"stages in {workdir}")
-    for col in ("stage", "reason", "documents", "kept for inspection"):
-        table.add_column(col, justify="right" if col == "documents" else "left")
-    for stats in read_stage_stats(workdir):
+
+def _error_count(stage_dir: str, stats: dict | None) -> int:
+    return sum(c["docs"] for c in (stats or {}).get("errors", {}).values()) or len(_parts(stage_dir, "errors"))
+
+
+def _reason_table(title: str, *first: str) -> Table:
+    """Reason names are what the user copies into -r: never cut, also when the output is not a terminal."""
+    table = Table(title=title)
+    for col in (*first, "reason", "documents", "kept for inspection"):
+        table.add_column(col, justify="right" if col == "documents" else "left", no_wrap=col in ("stage", "reason"))
+    return table
+
+
+def list_workdir(workdir: str, console: Console) -> int:
+    stages = read_stage_stats(workdir)
+    unfinished = ", ".join(unfinished_stages(workdir))
+    if not stages:
+        console.print(f"{workdir}: no stage has finished yet" + (f" ({unfinished} started)" if unfinished else "")
+                      + _lease_holder(workdir), highlight=False, soft_wrap=True)
+        return 1
+    stale = stale_stages(workdir)
+    table = _reason_table(f"stages in {workdir}", "stage")
+    for stats in stages:
         stage_dir = storage.join(workdir, stats["stage"])
+        name = stage_cell(stats["stage"], stale)
         dropped = sorted(stats.get("dropped", {}).items(), key=lambda kv: (-kv[1]["docs"], kv[0]))
-        errors = sum(c["docs"] for c in stats.get("errors", {}).values()) or len(_parts(stage_dir, "errors"))
+        errors = _error_count(stage_dir, stats)
         if not dropped and not errors:
-            table.add_row(stats["stage"], "(nothing dropped)", "", "")
+            table.add_row(name, "(nothing dropped)", "", "")
         for reason, c in dropped:
             how = "yes (-r)" if is_kept(stage_dir, reason) else "no: counted only"
-            table.add_row(stats["stage"], reason, f"{c['docs']:,}", how)
+            table.add_row(name, reason, f"{c['docs']:,}", how)
         if errors:
-            table.add_row(stats["stage"], "[red]errors[/red]", f"{errors:,}", "yes (--errors)")
+            table.add_row(name, "[red]errors[/red]", f"{errors:,}", "yes (--errors)")
     console.print(table)
+    if stale:
+        console.print(stale_note(stale), soft_wrap=True)
+    if unfinished:
+        console.print(f"[yellow]not finished (no _SUCCESS): {unfinished}[/yellow]", soft_wrap=True)
     console.print(f"next: glmdata inspect {workdir}/<stage> -r <reason>   (or --errors)")
+    return 0
+
+
+def _lease_holder(workdir: str) -> str:
+    """"; run <id> holds the workdir" while a run's lease (_LOCK) is there, else ""."""
+    lock = storage.join(workdir, LOCK)
+    if not storage.exists(lock):
+        return ""
+    try:
+        holder = json.loads(storage.read_text(lock))
+    except ValueError:  # half written
+        holder = {}
+    return f"; run {holder.get('run_id', '?')} holds the workdir ({lock})"
+
+
+def _at_least(minimum: int):
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {value}")
+        return value
+
+    parse.__name__ = "int"  # argparse names the type in "invalid int value: 'x'"
+    return parse
 
 
 def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("path", metavar="WORKDIR_OR_STAGE_DIR",
                    help="a run's workdir (lists its stages and reasons) or a stage's output folder, e.g. "
                         "work/demo/quality (local, gs://, s3://)")
-    p.add_argument("--reason", "-r", help="the rejection reason to sample (a prefix such as lang_other "
-                                          "matches all of lang_other:*); omit to list reasons with counts")
-    p.add_argument("--errors", action="store_true", help="show error rows (source file, offset, reason, message)")
-    p.add_argument("-n", type=int, default=5, help="how many documents to show (default 5; -n k is a prefix of -n k+1)")
+    view = p.add_mutually_exclusive_group()
+    view.add_argument("--reason", "-r", help="the rejection reason to sample (a prefix such as lang_other "
+                                             "matches all of lang_other:*); omit to list reasons with counts")
+    view.add_argument("--errors", action="store_true", help="show error rows (source file, offset, reason, message)")
+    p.add_argument("-n", type=_at_least(1), default=5,
+                   help="how many documents to show (default 5; -n k is a prefix of -n k+1)")
     p.add_argument("--seed", type=int, default=0, help="seed of the sample (default 0)")
-    p.add_argument("--width", type=int, default=400, help="characters of text to preview; 0 = whole text")
+    p.add_argument("--width", type=_at_least(0), default=400, help="characters of text to preview; 0 = whole text")
 
 
 @register_command("inspect", None, "list a run's stages and drop reasons, or show sample rejected documents "
@@ -171,22 +224,26 @@ def inspect_command(args: argparse.Namespace) -> int:
     if is_workdir(path):
         if args.reason or args.errors:
             raise ConfigError(f"{path} is a workdir: name a stage folder for --reason/--errors, e.g. {path}/quality")
-        list_workdir(path, console)
-        return 0
+        return list_workdir(path, console)
+    if not is_stage_dir(path):
+        raise ConfigError(f"{path}: no stage output here (no stats.json); expected a run's workdir or "
+                          "<workdir>/<stage>")
+    finished = storage.exists(storage.join(path, SUCCESS))
+    if not finished:
+        console.print(f"[yellow]{path}: {path.rsplit('/', 1)[-1]} has not finished (no _SUCCESS): "
+                      "showing what it wrote so far[/yellow]", highlight=False, soft_wrap=True)
     if args.errors:
         return _show_errors(path, args, console)
     counts = reason_counts(path)
     if not args.reason:
-        table = Table(title=f"rejected in {path}")
-        for col in ("reason", "documents", "kept for inspection"):
-            table.add_column(col, justify="right" if col == "documents" else "left")
+        table = _reason_table(f"rejected in {path}")
         for reason, docs in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
             table.add_row(reason, f"{docs:,}", "yes" if is_kept(path, reason) else "no: counted only")
         console.print(table if counts else f"{path}: nothing rejected")
-        errors = sum(c["docs"] for c in (_stats(path) or {}).get("errors", {}).values()) or len(_parts(path, "errors"))
+        errors = _error_count(path, read_stats(path))
         if errors:
             console.print(f"[red]errors: {errors:,}[/red] (show them with --errors)")
-        return 0
+        return 0 if finished or counts or errors else 1
     rows = sample_rejected(path, args.reason, args.n, args.seed)
     if not rows:
         if args.reason in counts:
@@ -199,11 +256,16 @@ def inspect_command(args: argparse.Namespace) -> int:
         return 1
     for row in rows:
         console.rule(f"{row.get(REJECT_REASON)}  {row.get('id')}", style="dim")
-        for key in ("url", "source", "lang", REJECT_DETAIL):
-            if row.get(key) is not None:
-                console.print(f"[bold]{key}[/bold]: {escape(str(row[key]))}", highlight=False)
+        _print_fields(console, row, "url", "source", "lang", REJECT_DETAIL)
         console.print(preview(row.get("text"), args.width), markup=False, highlight=False)
     return 0
+
+
+def _print_fields(console: Console, row: dict, *keys: str) -> None:
+    """One `key: value` line each, never wrapped: these are what the user copies."""
+    for key in keys:
+        if row.get(key) is not None:
+            console.print(f"[bold]{key}[/bold]: {escape(str(row[key]))}", highlight=False, soft_wrap=True)
 
 
 def _show_errors(path: str, args: argparse.Namespace, console: Console) -> int:
@@ -212,9 +274,8 @@ def _show_errors(path: str, args: argparse.Namespace, console: Console) -> int:
         console.print(f"{path}: no errors")
         return 0
     for row in rows:
-        console.rule(f"{row.get('reason')}  {row.get('source_file')} @ offset {row.get('source_offset')}", style="dim")
-        for key in ("doc_id", "bytes"):
-            if row.get(key) is not None:
-                console.print(f"[bold]{key}[/bold]: {escape(str(row[key]))}", highlight=False)
+        console.rule(str(row.get("reason")), style="dim")
+        _print_fields(console, {**row, "source_file": f"{row.get('source_file')} @ offset {row.get('source_offset')}"},
+                      "source_file", "doc_id", "bytes")
         console.print(preview(row.get("message"), args.width), markup=False, highlight=False)
     return 0

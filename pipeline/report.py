@@ -13,6 +13,9 @@ samples are the first rows of each rejected/ folder. Per-source figures need the
 `--compare B` sets another run beside this one: what changed per stage, source, language, reason
 and token count, from the two runs' profiles, and which documents moved between kept and rejected,
 found by a join of the two runs' document ids on the engine (pipeline/report_compare.py).
+
+A stage that finished before a stage upstream of it re-ran (by the times in their _SUCCESS) is
+marked stale: its figures describe an input that has been replaced.
 """
 from __future__ import annotations
 
@@ -31,12 +34,14 @@ from pipeline import doc_profile, storage
 from pipeline.doc_profile import CLUSTER_SIZE_COLUMN, KEPT, SIGNAL_STAGES
 from pipeline.report_html import render_page
 from pipeline.report_terminal import SAMPLE_STAGES
+from pipeline.runner import SUCCESS, StageNotReady, read_success
 from pipeline.stages import STAGE_ORDER
 
 SAMPLES_PER_REASON = 3
 SAMPLE_CHARS = 600
 SHINGLE = 5  # characters per shingle of the similarity shown beside duplicate examples
 SIDE_STAGES = tuple(SAMPLE_STAGES)  # not filters of the flow: their "dropped" rows are a sample choice
+FLOW = [n for n in STAGE_ORDER if n != "report"]  # the stages that write <workdir>/<stage>/
 
 
 # ---------------------------------------------------------------------------------------------
@@ -93,16 +98,59 @@ def document_histograms(workdir: str, stages: list[str], engine) -> tuple[dict, 
 # Driver-side reads of small things
 
 
+def read_stats(stage_dir: str) -> dict | None:
+    """A stage's stats.json, None when it has none. A damaged one (an interrupted copy, a hand edit)
+    is refused by name rather than failing somewhere in the figures."""
+    path = storage.join(stage_dir, "stats.json")
+    if not storage.exists(path):
+        return None
+    damaged = "the stage's output is damaged: re-run it with --force"
+    try:
+        stats = json.loads(storage.read_text(path))
+    except ValueError as e:  # bad JSON or bad UTF-8
+        raise StageNotReady(f"{path}: not valid JSON ({e}); {damaged}") from None
+    if not isinstance(stats, dict):
+        raise StageNotReady(f"{path}: expected a JSON object, got {type(stats).__name__}; {damaged}")
+    return stats
+
+
 def read_stage_stats(workdir: str) -> list[dict]:
     """stats.json of every stage in the workdir: data-flow order first, then any other stage by name."""
-    names = [n for n in STAGE_ORDER if n != "report"]
-    names += sorted(n for n in storage.listdir(workdir) if n not in names and not n.startswith((".", "_")))
-    out = []
-    for name in names:
-        path = storage.join(workdir, name, "stats.json")
-        if storage.exists(path):
-            out.append(json.loads(storage.read_text(path)))
-    return out
+    names = FLOW + sorted(n for n in storage.listdir(workdir) if n not in FLOW and not n.startswith((".", "_")))
+    return [stats for stats in map(read_stats, (storage.join(workdir, n) for n in names)) if stats is not None]
+
+
+def unfinished_stages(workdir: str) -> list[str]:
+    """Stages of the flow with a folder but no _SUCCESS: running, crashed or half copied."""
+    return [n for n in FLOW if storage.is_dir(storage.join(workdir, n))
+            and not storage.exists(storage.join(workdir, n, SUCCESS))]
+
+
+def stale_stages(workdir: str) -> dict[str, str]:
+    """{stage: the stage before it in the flow that finished after it}, from the times in _SUCCESS: its
+    output was built from an upstream that has been replaced since (e.g. `glmdata quality --force`
+    then `glmdata pii`: dedup and what follows it are stale)."""
+    stale, latest = {}, ("", "")  # (stage, finished_at) of the last-finished stage so far
+    for name in FLOW:
+        finished = (read_success(storage.join(workdir, name)) or {}).get("finished_at")
+        if not finished:
+            continue
+        if latest[1] > finished:
+            stale[name] = latest[0]
+        else:
+            latest = (name, finished)
+    return stale
+
+
+def stage_cell(name: str, stale: dict[str, str]) -> str:
+    """A stage's name in a table, marked when it is stale (stale_note says why)."""
+    return f"{name} [yellow](stale)[/yellow]" if name in stale else name
+
+
+def stale_note(stale: dict[str, str]) -> str:
+    first, upstream = next(iter(stale)), ", ".join(dict.fromkeys(stale.values()))
+    return (f"[yellow]stale: {', '.join(stale)} finished before {upstream} re-ran; re-run from {first}: "
+            f"glmdata run --config <config> --from {first}[/yellow]")
 
 
 def has_profile(stats: dict) -> bool:
@@ -270,7 +318,7 @@ def collect(workdir: str, engine_factory=None) -> dict:
     return {
         "workdir": workdir, "generated_at": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
         "engine": run_engine(stages), "recomputed_on": recomputed_on, "legacy_stages": legacy,
-        "stages": [{k: v for k, v in s.items() if k != "profile"} for s in stages],
+        "stages": [{k: v for k, v in s.items() if k != "profile"} for s in stages], "stale": stale_stages(workdir),
         "side_stages": [s["stage"] for s in stages if s["stage"] in SIDE_STAGES],
         "breakdown": breakdown(stages),
         "sources": per_name(stages, "source", shard_report.get("tokens_per_source") or {}),
@@ -290,16 +338,19 @@ def print_summary(data: dict, html_path: str, console: Console | None = None) ->
     console = console or Console()
     table = Table(title=f"glmdata run: {data['workdir']}", show_edge=False)
     for col in ("stage", "time", "docs in", "kept", "text MB kept", "dropped", "errors"):
-        table.add_column(col, justify="left" if col == "stage" else "right")
+        table.add_column(col, justify="left" if col == "stage" else "right", no_wrap=col == "stage")
+    stale = data.get("stale") or {}
     for s in data["stages"]:
         dropped = sum(c["docs"] for c in s["dropped"].values())
         errors = sum(c["docs"] for c in s["errors"].values())
-        table.add_row(s["stage"], "skipped" if s.get("skipped") else f"{s.get('seconds', 0):.1f} s",
+        table.add_row(stage_cell(s["stage"], stale), "skipped" if s.get("skipped") else f"{s.get('seconds', 0):.1f} s",
                       f"{s['in']['docs'] + s.get('created', {}).get('docs', 0):,}", f"{s['kept']['docs']:,}",
                       f"{s.get('kept_text_bytes', 0) / 1e6:,.2f}",
                       f"{dropped:,}" + (" (sample choice)" if s["stage"] in SIDE_STAGES else ""),
                       f"[red]{errors:,}[/red]" if errors else "0")
     console.print(table)
+    if stale:
+        console.print(stale_note(stale), soft_wrap=True)
     if data.get("sources"):
         console.print(source_table(data["sources"]))
     manifest = data.get("shards_manifest")

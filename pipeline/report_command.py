@@ -54,11 +54,17 @@ class LazyEngine:
                   "self-contained HTML page; --compare B sets another run beside it", _arguments)
 def report_command(args: argparse.Namespace) -> int:
     workdir = _local(args.workdir)
+    stages = {}
     for folder in [workdir] + ([_local(args.compare)] if args.compare else []):
         if not storage.is_dir(folder):
             print(f"report: {folder} is not a folder (expected a run's workdir)", file=sys.stderr)
             return 2
-    engine = LazyEngine(workdir, args.engine or run_engine(read_stage_stats(workdir)), args.master)
+        stages[folder] = read_stage_stats(folder)
+        if not stages[folder]:  # else an empty report, or a comparison claiming nothing changed
+            print(f"report: {folder} has no finished stage (no <stage>/stats.json): not a run's workdir?",
+                  file=sys.stderr)
+            return 2
+    engine = LazyEngine(workdir, args.engine or run_engine(stages[workdir]), args.master)
     try:
         write_report(workdir, engine_factory=engine)
         if args.compare:

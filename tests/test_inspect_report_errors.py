@@ -1,0 +1,139 @@
+"""`glmdata inspect`, `report` and `export megatron` on what is not a finished run: a damaged stats.json,
+a folder that is no stage, a stage or run still going, a stage older than the upstream it read, and
+bad counts on the command line. Each gets a message that names the problem, not a traceback or a
+silent empty answer. Tiny fake workdirs (stats.json and _SUCCESS files), no engine."""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+import pipeline.engines
+from pipeline.cli import main as glmdata
+from pipeline.export_megatron import check_encoded
+from pipeline.stage import UnitWriter
+
+
+def finish(workdir: Path, stage: str, finished_at: str = "2026-01-01T00:00:00Z", **stats) -> Path:
+    """A finished stage as the runner leaves it: stats.json, then _SUCCESS."""
+    sdir = workdir / stage
+    sdir.mkdir(parents=True, exist_ok=True)
+    (sdir / "stats.json").write_text(json.dumps({
+        "stage": stage, "engine": "spark", "seconds": 1.0, "in": {"docs": 3, "bytes": 30},
+        "kept": {"docs": 3, "bytes": 30}, "dropped": {}, "errors": {}, "report": {}, "profile": {}, **stats}))
+    (sdir / "_SUCCESS").write_text(json.dumps({"stage": stage, "config_hash": "c", "input_fingerprint": "f",
+                                               "finished_at": finished_at}))
+    return sdir
+
+
+@pytest.fixture(autouse=True)
+def no_engine(monkeypatch):
+    """None of these commands may start an engine: they refuse, or read only what stages recorded."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("an engine was started")
+    monkeypatch.setattr(pipeline.engines, "make_engine", refuse)
+    monkeypatch.setenv("COLUMNS", "80")  # what rich uses when the output is not a terminal
+
+
+@pytest.mark.parametrize("content, said", [('{"stage": "langid", "in": {"do', "not valid JSON"),
+                                           ("[]", "expected a JSON object, got list")])
+def test_damaged_stats_json_is_named_not_a_traceback(tmp_path, capsys, content, said):
+    finish(tmp_path, "ingest")
+    (finish(tmp_path, "langid") / "stats.json").write_text(content)
+    for argv in (["inspect", str(tmp_path)], ["inspect", str(tmp_path / "langid")], ["report", str(tmp_path)]):
+        assert glmdata(argv) == 3, argv
+        err = capsys.readouterr().err
+        assert f"{tmp_path}/langid/stats.json: {said}" in err and "re-run it with --force" in err, argv
+
+
+def test_inspect_a_folder_that_is_no_stage(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "parts" / "part-00000.parquet").parent.mkdir()
+    (tmp_path / "parts" / "part-00000.parquet").write_bytes(b"")
+    for folder in ("empty", "parts"):
+        assert glmdata(["inspect", str(tmp_path / folder)]) == 2
+        assert "no stage output here (no stats.json)" in capsys.readouterr().err
+
+
+def test_inspect_an_unfinished_stage(tmp_path, capsys):
+    (tmp_path / "quality" / "data").mkdir(parents=True)
+    assert glmdata(["inspect", str(tmp_path / "quality")]) == 1
+    assert "quality has not finished (no _SUCCESS)" in capsys.readouterr().out
+
+
+def test_inspect_a_workdir_before_and_while_its_stages_run(tmp_path, capsys):
+    (tmp_path / ".tmp" / "ingest-abc").mkdir(parents=True)
+    (tmp_path / "_LOCK").write_text(json.dumps({"run_id": "abc", "host": "h", "pid": 1}))
+    assert glmdata(["inspect", str(tmp_path)]) == 1
+    assert "no stage has finished yet; run abc holds the workdir" in capsys.readouterr().out
+    finish(tmp_path, "ingest")
+    (tmp_path / "langid" / "data").mkdir(parents=True)
+    assert glmdata(["inspect", str(tmp_path)]) == 0
+    assert "not finished (no _SUCCESS): langid" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("flags", [["-r", "too_short", "-n", "0"], ["-r", "too_short", "-n", "-2"],
+                                   ["-r", "too_short", "--width", "-1"], ["--errors", "-r", "too_short"]])
+def test_inspect_refuses_bad_counts_and_two_views(tmp_path, capsys, flags):
+    finish(tmp_path, "quality", dropped={"too_short": {"docs": 1, "bytes": 10}})
+    with pytest.raises(SystemExit) as exit_:
+        glmdata(["inspect", str(tmp_path / "quality"), *flags])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "expected an integer >=" in err or "not allowed with argument --errors" in err
+
+
+def test_report_refuses_a_folder_with_no_finished_stage(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    finish(tmp_path / "run", "ingest")
+    for argv in (["report", str(tmp_path / "empty")],
+                 ["report", str(tmp_path / "run"), "--compare", str(tmp_path / "empty")]):
+        assert glmdata(argv) == 2
+        assert f"{tmp_path}/empty has no finished stage" in capsys.readouterr().err
+    assert not (tmp_path / "empty" / "report").exists() and not (tmp_path / "run" / "report").exists()
+
+
+def test_stale_stages_are_marked_in_report_and_inspect(tmp_path, capsys):
+    """quality re-ran (finished last) after pii: pii's output came from the quality output it replaced."""
+    for stage, at in (("ingest", "10:00"), ("quality", "10:30"), ("pii", "10:20")):
+        finish(tmp_path, stage, f"2026-01-01T{at}:00Z")
+    for argv in (["report", str(tmp_path)], ["inspect", str(tmp_path)]):
+        assert glmdata(argv) == 0
+        out = capsys.readouterr().out
+        assert "pii (stale)" in out and "quality (stale)" not in out and "ingest (stale)" not in out, argv
+        assert "stale: pii finished before quality re-ran; re-run from pii" in out, argv
+
+
+def test_export_refuses_an_unfinished_encode_and_a_missing_workdir(tmp_path, capsys):
+    (tmp_path / "encode" / "data").mkdir(parents=True)
+    (tmp_path / "encode" / "data" / "part-00000.parquet").write_bytes(b"")
+    for workdir, said in ((tmp_path, f"{tmp_path}/encode has not finished (no _SUCCESS)"),
+                          (tmp_path / "missing", f"{tmp_path}/missing: no such workdir")):
+        assert glmdata(["export", "megatron", "--workdir", str(workdir), "--out", str(tmp_path / "x")]) == 2
+        assert said in capsys.readouterr().err
+
+
+def test_export_warns_of_an_encode_older_than_its_tokenizer(tmp_path, caplog):
+    finish(tmp_path, "encode", "2026-01-01T10:00:00Z")
+    finish(tmp_path, "tokenizer", "2026-01-01T11:00:00Z")
+    with caplog.at_level(logging.WARNING, logger="pipeline.export_megatron"):
+        check_encoded(str(tmp_path))
+    assert "encode is stale: tokenizer re-ran after it" in caplog.text
+
+
+def test_piped_inspect_keeps_reasons_and_error_offsets_whole(tmp_path, capsys):
+    """What the user copies into -r, and where an error is, survive output that is not a terminal."""
+    reasons = {"zh_gopher_repetition:top_4gram": {"docs": 1, "bytes": 10},
+               "tokenizer_not_sampled_longer": {"docs": 2, "bytes": 10}}
+    finish(tmp_path, "decontaminate", dropped=reasons)
+    assert glmdata(["inspect", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert all(reason in out for reason in reasons)
+    source = "gs://a-bucket/crawl/segments/" + "x" * 60 + ".warc.gz"
+    writer = UnitWriter(str(tmp_path / "ingest"), "ingest", 0)
+    writer.error(source, 123456, "truncated_gzip", "EOFError: compressed file ended", 300)
+    writer.close()
+    assert glmdata(["inspect", str(tmp_path / "ingest"), "--errors"]) == 0
+    assert f"{source} @ offset 123456" in capsys.readouterr().out
