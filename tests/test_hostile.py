@@ -132,26 +132,6 @@ def test_workdir_and_lsh_relations(tmp_path):
         load_config(path)  # when the config loads, not when a run reaches dedup
 
 
-def test_tag_depth_is_a_floored_stack_count():
-    import random
-
-    from pipeline.ingest.html import _TAG, tag_depth
-
-    def stack_depth(html: str) -> int:
-        depth = deepest = 0
-        for m in _TAG.finditer(html):
-            depth = max(depth - 1, 0) if m.group(1) else depth + 1
-            deepest = max(deepest, depth)
-        return deepest
-
-    rng = random.Random(7)
-    for _ in range(500):
-        html = "".join(rng.choice(["<div>", "</div>", "<BR>", "<p>", "</P>", "x<", "</b>", "<img src=x>", "<col>",
-                                   "<colgroup>"]) for _ in range(rng.randint(0, 40)))
-        assert tag_depth(html) == stack_depth(html), html
-    assert tag_depth("</div>" * 500 + "<div>" * 30) == 30  # stray end tags close nothing
-
-
 def test_a_record_that_fails_in_the_router_is_an_error_row(tmp_path, monkeypatch):
     """The last guard at the unit boundary: whatever raises on one record's values (here a
     sanitizer bug on one text), the record becomes an error row and the others are kept."""
