@@ -95,6 +95,8 @@ def train(texts: Iterable[str], order: int = 5, buckets: int = 1 << 18, holdout_
     """Count the n-grams of the (normalised) texts; every `holdout_every`-th text is held out of
     the counts and gives the perplexity quantiles instead (in-sample perplexities would be too low
     to rank unseen documents against). The same texts in the same order give the same model."""
+    if order < 1 or buckets < 1:
+        raise ValueError(f"order and buckets must be >= 1, got order {order}, buckets {buckets}")
     texts = [t for t in map(normalize, texts) if t]
     if not texts:
         raise ValueError("need at least one non-empty training text")

@@ -43,6 +43,18 @@ def _load_modules() -> None:
     import pipeline.commands  # noqa: F401  (run, report, inspect, submit, ...)
 
 
+def at_least(minimum: int):
+    """An argparse type: an integer >= `minimum`."""
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {value}")
+        return value
+
+    parse.__name__ = "int"  # argparse names the type in "invalid int value: 'x'"
+    return parse
+
+
 def add_config_arguments(p: argparse.ArgumentParser, required: bool = True) -> None:
     p.add_argument("--config", "-c", required=required, help="run config YAML (see configs/demo.yaml)")
     p.add_argument("--engine", choices=["spark", "beam"], help="override run.engine")

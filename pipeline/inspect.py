@@ -27,6 +27,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from pipeline import storage
+from pipeline.cli import at_least
 from pipeline.config import ConfigError
 from pipeline.registry import register_command
 from pipeline.report import (FLOW, read_stage_stats, read_stats, stage_cell, stale_note, stale_stages,
@@ -189,17 +190,6 @@ def _lease_holder(workdir: str) -> str:
     return f"; run {holder.get('run_id', '?')} holds the workdir ({lock})"
 
 
-def _at_least(minimum: int):
-    def parse(text: str) -> int:
-        value = int(text)
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {value}")
-        return value
-
-    parse.__name__ = "int"  # argparse names the type in "invalid int value: 'x'"
-    return parse
-
-
 def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("path", metavar="WORKDIR_OR_STAGE_DIR",
                    help="a run's workdir (lists its stages and reasons) or a stage's output folder, e.g. "
@@ -208,10 +198,10 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     view.add_argument("--reason", "-r", help="the rejection reason to sample (a prefix such as lang_other "
                                              "matches all of lang_other:*); omit to list reasons with counts")
     view.add_argument("--errors", action="store_true", help="show error rows (source file, offset, reason, message)")
-    p.add_argument("-n", type=_at_least(1), default=5,
+    p.add_argument("-n", type=at_least(1), default=5,
                    help="how many documents to show (default 5; -n k is a prefix of -n k+1)")
     p.add_argument("--seed", type=int, default=0, help="seed of the sample (default 0)")
-    p.add_argument("--width", type=_at_least(0), default=400, help="characters of text to preview; 0 = whole text")
+    p.add_argument("--width", type=at_least(0), default=400, help="characters of text to preview; 0 = whole text")
 
 
 @register_command("inspect", None, "list a run's stages and drop reasons, or show sample rejected documents "

@@ -201,7 +201,8 @@ def input_fingerprint(stage: Stage, upstream_dir: str | None) -> str:
     for name in stage.depends_on:
         marker = read_success(stage_dir(stage.cfg, name))
         if marker is None:
-            raise StageNotReady(f"stage {stage.name!r} needs the {name!r} stage's output: run `glmdata {name}` first")
+            raise StageNotReady(f"stage {stage.name!r} needs the {name!r} stage's output: "
+                                f"run `glmdata {name} --config {stage.cfg.path}` first")
         h.update(f"{name}:{marker['config_hash']}:{marker['input_fingerprint']}".encode())
     for path in stage.input_paths():
         info = storage.file_info(path)

@@ -417,6 +417,11 @@ class MixStage(Stage):
                 log.warning("mix: input %s has no Parquet files; its sources contribute nothing", key.partition(":")[2])
         census_results = stage_run.engine.map_units("mix census", Census(self.section), units)
         self.census, self.unmatched, schemas = merge_census(census_results)
+        column = self.section.weight_column
+        # a misspelt column would weigh every document 1, as if the setting were not there
+        if column and schemas and not any(column in schema.names for schema in schemas):
+            raise ConfigError(f"{self.cfg.path}: mix.weight_column: no input of the mix has a column {column!r} "
+                              f"(columns: {', '.join(sorted({n for schema in schemas for n in schema.names}))})")
         self.plans = plan_mix(self.section, self.census)
         self.output_schema = output_schema(schemas)
 

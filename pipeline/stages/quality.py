@@ -22,6 +22,7 @@ import functools
 import gzip
 import io
 import json
+import logging
 import math
 import os
 import shutil
@@ -52,6 +53,7 @@ from pipeline.stage import BatchResult, MapStage, StageRun
 from pipeline.stages.readers import ReadsWhatMixUses
 
 DEFAULT_DATA = Path(filters.__file__).resolve().parent / "data"
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -213,6 +215,17 @@ class QualityStage(ReadsWhatMixUses, MapStage):
     upstream = "langid"
     batch_size = 256
 
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        ingest = cfg.sections.get("ingest")
+        # A subset ("pile/PG-19") is known only once ingest has read the files: its source's name is checked.
+        unused = [entry for entry in self.section.sources if ingest and not any(
+            source_matches(s.name, [entry]) or (s.subset_field and source_matches(s.name, [entry.split("/", 1)[0]]))
+            for s in ingest.sources)]
+        if unused:
+            log.warning("%s: quality.sources: %s: no such ingest source (ingest.sources: %s); those settings "
+                        "judge no document", cfg.path, ", ".join(unused), ", ".join(s.name for s in ingest.sources))
+
     @cached_property
     def chains(self) -> dict[str | None, Chain]:
         """Rule sets per language (None: every other language) of every source `quality.sources` leaves
@@ -340,22 +353,34 @@ def read_examples(path: str, text_field: str = "text") -> Iterator[str]:
             raise ConfigError(f"{path}:{number}: expected a JSON object with a {text_field!r} field ({e})") from None
 
 
+def _check_files(paths: list[str], what: str) -> None:
+    for path in paths:
+        if not storage.exists(path):
+            raise ConfigError(f"{path}: no such {what} file")
+        if storage.is_dir(path):
+            raise ConfigError(f"{path}: a directory; expected an {what} file")
+
+
 def _train_arguments(p: argparse.ArgumentParser) -> None:
+    from pipeline.cli import at_least
+
     p.add_argument("--positive", required=True, nargs="+", metavar="FILE",
                    help="high-quality examples: .jsonl(.gz) with a text field, or text with one example a line")
     p.add_argument("--negative", required=True, nargs="+", metavar="FILE", help="low-quality examples, same formats")
     p.add_argument("--out", required=True, help="where to write the fastText model (.bin; local, gs:// or s3://)")
     p.add_argument("--text-field", default="text", help="JSON field holding the text (default: text)")
-    p.add_argument("--epoch", type=int, default=25, help="training epochs (default 25)")
+    p.add_argument("--epoch", type=at_least(1), default=25, help="training epochs (default 25)")
     p.add_argument("--lr", type=float, default=0.5, help="learning rate (default 0.5)")
-    p.add_argument("--word-ngrams", type=int, default=2, help="word n-gram features (default 2)")
-    p.add_argument("--dim", type=int, default=64, help="embedding size (default 64)")
-    p.add_argument("--bucket", type=int, default=2_000_000,
+    p.add_argument("--word-ngrams", type=at_least(1), default=2, help="word n-gram features (default 2)")
+    p.add_argument("--dim", type=at_least(1), default=64, help="embedding size (default 64)")
+    p.add_argument("--bucket", type=at_least(1), default=2_000_000,
                    help="hash buckets for word n-grams; the model is bucket x dim x 4 bytes (default 2000000, "
                         "fastText's: 512 MB at dim 64)")
-    p.add_argument("--holdout-every", type=int, default=10,
+    p.add_argument("--holdout-every", type=at_least(0), default=10,
                    help="hold out every N-th example for the printed evaluation (0: none; default 10)")
-    p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--seed", type=int, default=1234,
+                   help="seed of the example shuffle and of fastText: the same seed and examples give the same "
+                        "model (default 1234)")
 
 
 @register_command("quality", "train-classifier", "train a fastText quality classifier from positive and "
@@ -366,9 +391,7 @@ def train_classifier_command(args: argparse.Namespace) -> int:
     from filters.classifier import TrainingUnavailable, train
 
     console = Console(stderr=True)
-    for path in args.positive + args.negative:
-        if not storage.exists(path):
-            raise ConfigError(f"{path}: no such example file")
+    _check_files(args.positive + args.negative, "example")
     positive = [t for p in args.positive for t in read_examples(p, args.text_field)]
     negative = [t for p in args.negative for t in read_examples(p, args.text_field)]
     console.print(f"training on {len(positive)} positive and {len(negative)} negative examples")
@@ -395,13 +418,15 @@ def train_classifier_command(args: argparse.Namespace) -> int:
 
 
 def _train_lm_arguments(p: argparse.ArgumentParser) -> None:
+    from pipeline.cli import at_least
+
     p.add_argument("--input", required=True, nargs="+", metavar="FILE",
                    help="clean prose of one language (Wikipedia, news): .jsonl(.gz) with a text field, or text "
                         "with one document a line")
     p.add_argument("--out", required=True, help="where to write the model (.npz; local, gs:// or s3://)")
     p.add_argument("--text-field", default="text", help="JSON field holding the text (default: text)")
-    p.add_argument("--order", type=int, default=5, help="longest character n-gram (default 5)")
-    p.add_argument("--buckets", type=int, default=1 << 18,
+    p.add_argument("--order", type=at_least(1), default=5, help="longest character n-gram (default 5)")
+    p.add_argument("--buckets", type=at_least(1), default=1 << 18,
                    help="hash buckets per order; the model holds order x buckets 16-bit counts (default 262144)")
 
 
@@ -413,9 +438,7 @@ def train_lm_command(args: argparse.Namespace) -> int:
     from filters.perplexity import train
 
     console = Console(stderr=True)
-    for path in args.input:
-        if not storage.exists(path):
-            raise ConfigError(f"{path}: no such input file")
+    _check_files(args.input, "input")
     texts = [t for p in args.input for t in read_examples(p, args.text_field)]
     try:
         model = train(texts, order=args.order, buckets=args.buckets)

@@ -506,7 +506,7 @@ def verify_command(args) -> int:
     for p in problems:
         console.print(f"[red]{p}[/red]")
     if problems:
-        console.print(f"[red]{args.shards_dir}: {len(problems)} problems[/red]")
+        console.print(f"[red]{args.shards_dir}: {len(problems)} problem{'s' if len(problems) > 1 else ''}[/red]")
         return 1
     console.print(f"{args.shards_dir}: {total} sequences verified, no problems")
     return 0

@@ -350,21 +350,25 @@ def train_command(args) -> int:
 
 
 def _eval_arguments(p) -> None:
+    from pipeline.cli import at_least
+
     p.add_argument("--model", "-m", required=True, help="a SentencePiece .model (local, gs://, s3://), e.g. "
                    "<workdir>/tokenizer/tokenizer.model")
     p.add_argument("--data", "-d", required=True, nargs="+",
-                   help="Parquet files/folders/globs (columns text, lang) or JSONL files ({text, lang} per line)")
+                   help="Parquet files/folders/globs (columns text, lang) or JSONL files ({text, lang} per line; "
+                        ".jsonl, .jsonl.gz, .jsonl.zst, .json)")
     p.add_argument("--text-column", default="text", help="text field (default: text)")
     p.add_argument("--lang-column", default="lang", help="language field (default: lang)")
     p.add_argument("--lang", help="treat every document as this language (when the data has no language field)")
-    p.add_argument("--limit", type=int, help="evaluate at most this many documents")
+    p.add_argument("--limit", type=at_least(1), help="evaluate at most this many documents")
     p.add_argument("--json", help="also write the figures to this JSON file")
 
 
 def iter_eval_docs(paths: list[str], text_column: str, lang_column: str, lang: str | None):
     """(lang, text) from Parquet or JSONL inputs, file by file."""
-    import gzip
     import io
+
+    from filters.blocklist import decompressed
 
     for pattern in paths:
         files = storage.expand(pattern)
@@ -376,16 +380,34 @@ def iter_eval_docs(paths: list[str], text_column: str, lang_column: str, lang: s
                 for batch in iter_parquet_rows([path], columns=columns):
                     langs = [lang] * batch.num_rows if lang else batch.column(lang_column).to_pylist()
                     yield from zip(langs, (t or "" for t in batch.column(text_column).to_pylist()))
-            elif path.endswith((".jsonl", ".jsonl.gz", ".json")):
-                raw = storage.read_bytes(path)
-                text = (gzip.decompress(raw) if path.endswith(".gz") else raw).decode("utf-8")
+            elif path.endswith((".jsonl", ".jsonl.gz", ".jsonl.zst", ".json")):
+                text = decompressed(path, storage.read_bytes(path)).decode("utf-8")
                 for n, line in enumerate(io.StringIO(text), 1):
                     if line.strip():
                         try:
                             doc = json.loads(line)
                         except ValueError as e:
                             raise ValueError(f"{path}:{n}: not JSON ({e})") from None
-                        yield lang or doc.get(lang_column), doc.get(text_column) or ""
+                        if not isinstance(doc, dict) or text_column not in doc:
+                            raise ValueError(f"{path}:{n}: no field {text_column!r} (see --text-column)")
+                        yield lang or doc.get(lang_column), doc[text_column] or ""
+            else:
+                raise ValueError(f"{path}: not Parquet or JSON lines (expected .parquet, .jsonl, .jsonl.gz, "
+                                 ".jsonl.zst or .json)")
+
+
+def _load_model(path: str):
+    """The SentencePiece model at `path`. sentencepiece's parse error names its own source line, not the file,
+    and it loads an empty file as a model with no pieces."""
+    from tokenizer.spm import load_proto
+
+    try:
+        tok = load_proto(storage.read_bytes(path))
+    except RuntimeError:
+        tok = None
+    if tok is None or not tok.vocab_size:
+        raise ValueError(f"{path}: not a SentencePiece model")
+    return tok
 
 
 @register_command("tokenizer", "eval", "bytes/token, tokens/word, tokens/char, byte fallback and round-trip "
@@ -394,12 +416,13 @@ def eval_command(args) -> int:
     import itertools
 
     from tokenizer.evaluate import eval_table, evaluate
-    from tokenizer.spm import load_proto
 
     try:
-        tok = load_proto(storage.read_bytes(args.model))
+        tok = _load_model(args.model)
         docs = iter_eval_docs(args.data, args.text_column, args.lang_column, args.lang)
         result = evaluate(tok, itertools.islice(docs, args.limit) if args.limit else docs)
+        if not result["languages"]:
+            raise ValueError(f"no document in --data {' '.join(args.data)}")
     except (OSError, ValueError, KeyError, RuntimeError) as e:
         _console().print(f"[red]error:[/red] glmdata tokenizer eval: {e}")
         return 2
