@@ -1,5 +1,5 @@
-"""Record boundaries in the JSON-lines, JSON-array and Parquet readers (review 15, ingest items 1, 3,
-4, 6 and 7): a record over max_record_bytes, a damaged Parquet row group or a byte order mark costs
+"""Record boundaries in the JSON-lines, JSON-array and Parquet readers and the format a file name
+says: a record over max_record_bytes, a damaged Parquet row group or a byte order mark costs
 that record at most, the records around it are read, and every byte and document is accounted."""
 from __future__ import annotations
 
