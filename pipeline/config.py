@@ -155,6 +155,11 @@ _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
 SYSTEM_DIRS = ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib64", "/proc", "/sbin", "/sys", "/usr", "/var/lib")
 
 
+def is_system_folder(path: str) -> bool:
+    """Whether a resolved local path is in the system's own folders, which no stage may write."""
+    return path == "/" or any(path == d or path.startswith(d + "/") for d in SYSTEM_DIRS)
+
+
 def is_remote(path: str) -> bool:
     return str(path).startswith(REMOTE_SCHEMES)
 
@@ -524,7 +529,7 @@ def parse_config(path: str | os.PathLike, overrides: dict[str, Any] | None = Non
                           "folder, gs://, s3://, s3a://, hdfs:// or abfs://")
     if not is_remote(run.workdir):
         given, run.workdir = run.workdir, str((where.base_dir_of("run.workdir") / run.workdir).resolve())
-        if run.workdir == "/" or any(run.workdir == d or run.workdir.startswith(d + "/") for d in SYSTEM_DIRS):
+        if is_system_folder(run.workdir):
             raise ConfigError(f"{at_workdir}: expected a folder of your own, got {given!r}, "
                               f"which resolves to {run.workdir} (a system folder)")
         if os.path.exists(run.workdir) and not os.path.isdir(run.workdir):

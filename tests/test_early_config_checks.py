@@ -22,6 +22,7 @@ MIX_EN_ONLY = {"sources": [{"name": "web", "lang": "en"}], "target_tokens": 1000
     ({"dedup": {"bands": 4}}, "dedup: bands and rows: expected both 0 (derived from the threshold) or both >= 1"),
     ({"dedup": {"bands": 20, "rows": 8}}, "dedup: bands x rows = 20 x 8 needs more than num_perm = 128"),
     ({"dedup": {"q_score_step": 0}}, "dedup.q_score_step: expected a finite number > 0 and <= 1, got 0.0"),
+    ({"dedup": {"index": "/etc/glm_idx"}}, "dedup: index: expected a folder of your own, got '/etc/glm_idx'"),
     ({"mix": {**MIX_EN_ONLY, "bytes_per_token": {"en": 0, "zh": 3.6}}},
      "mix: bytes_per_token must be > 0, got {'en': 0.0, 'zh': 3.6}"),
     ({"tokenizer": {"sample_bytes": 0}}, "tokenizer.sample_bytes: expected an integer >= 1, got 0"),

@@ -53,13 +53,14 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Literal
 
 from filters.minhash import Shingling, optimal_bands
 from pipeline import storage
-from pipeline.config import bounded, register_section
+from pipeline.config import bounded, is_system_folder, register_section
 from pipeline.dedup.index import MAX_INDEXES, DedupIndex, KeyKinds, find_neighbours
 from pipeline.dedup.passes import (REASON_PARAGRAPHS_LEFT_SHORT, AssignmentTask, DedupParams, IndexAppend,
                                    ParagraphParams, SignatureTask, read_parquet_dir)
@@ -135,6 +136,9 @@ class DedupSection:
             raise ValueError(f"bands x rows = {self.bands} x {self.rows} needs more than num_perm = {self.num_perm}")
         if len(self.against) > MAX_INDEXES:
             raise ValueError(f"against: expected at most {MAX_INDEXES} indexes, got {len(self.against)}")
+        # the index is written and locked by every run; a relative one is under the (checked) workdir
+        if self.index and self.index.startswith("/") and is_system_folder(os.path.normpath(self.index)):
+            raise ValueError(f"index: expected a folder of your own, got {self.index!r} (a system folder)")
 
 
 @register_stage
