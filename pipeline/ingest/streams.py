@@ -80,7 +80,6 @@ class Decompressed:
         self._member_starts: deque[tuple[int, int]] = deque()  # (uncompressed, compressed) offsets
         self._produced = 0
         self._layouts: set[bool] = set()  # source_offset: records seen at a member start (True), inside one (False)
-        self._mixed = False  # both seen
         self._top = -1  # the largest source offset given
         self._resumable = False
         self._magic = ZSTD_MAGIC if compression == "zstd" else GZIP_MAGIC
@@ -327,10 +326,9 @@ class Decompressed:
             self._member_starts.popleft()
         member = bool(self._member_starts) and self._member_starts[0][0] == pos
         offset = self._member_starts[0][1] if member else pos
-        if not self._mixed and (offset != pos or (not member and self.compression != "plain")):
+        if offset != pos or (not member and self.compression != "plain"):
             self._layouts.add(member)  # (offset 0 of the first member says nothing: it is both)
-            self._mixed = len(self._layouts) == 2
-        if self._mixed:
+        if len(self._layouts) == 2:  # both layouts seen
             offset = max(pos, self._top + 1)
         self._top = max(self._top, offset)
         return offset
