@@ -37,7 +37,8 @@ def reasons(evs):
 
 
 def decodable_bytes(path: Path) -> int:
-    """Uncompressed bytes of every gzip member that decodes (computed without the reader)."""
+    """Uncompressed bytes of every gzip member that decodes, and the compressed bytes of a member cut
+    before it gave any output (computed without the reader)."""
     data = path.read_bytes()
     if not data.startswith(b"\x1f\x8b"):
         return len(data)
@@ -45,10 +46,12 @@ def decodable_bytes(path: Path) -> int:
     while data:
         d = zlib.decompressobj(31)
         try:
-            total += len(d.decompress(data))
+            out = len(d.decompress(data))
         except zlib.error:
             break
+        total += out
         if not d.eof:
+            total += 0 if out else len(data)
             break
         data = d.unused_data
     return total

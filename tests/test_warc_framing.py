@@ -126,3 +126,33 @@ def test_html_without_a_content_type_is_sniffed_past_its_preamble(tmp_path):
     records.append(warc_record("response", "HTTP://EXAMPLE.TEST/UPPER", html_response(body), "upper"))
     evs = events(write(tmp_path, "sniff.warc", b"".join(records)))
     assert summary(evs) == [f"urn:test:{k}" for k in starts] + ["urn:test:upper"]
+
+
+def test_a_file_gzipped_whole_as_one_member_damaged_late_keeps_the_records_before(tmp_path):
+    # `gzip x.warc` makes one member; the reader has moved past its start long before the damage
+    records = [page(f"r{i}", b"<p>" + f"paragraph {i} ".encode() * 2000 + b"</p>") for i in range(60)]
+    gz = gzip.compress(b"".join(records))
+    at = len(gz) * 9 // 10
+    for name, data, reason in (("flip.warc.gz", gz[:at] + bytes([gz[at] ^ 0xFF]) + gz[at + 1:], "corrupt_gzip"),
+                               ("cut.warc.gz", gz[:at], "truncated_gzip")):
+        evs = events(write(tmp_path, name, data))
+        kept = [e for e in evs if isinstance(e, Document)]
+        assert len(kept) > 20 and [e.id for e in kept] == [f"urn:test:r{i}" for i in range(len(kept))], name
+        assert {e.reason for e in evs if isinstance(e, Broken)} == {reason}, name
+
+
+def test_compressed_bytes_that_decode_to_nothing_are_counted(tmp_path):
+    def skippable_cut():
+        return (0x184D2A50).to_bytes(4, "little") + (100).to_bytes(4, "little") + b"\0" * 10
+    whole = gzip.compress(page("keep"))
+    cases = [("named.warc", b"\x1f\x8b\x57", "truncated_gzip"),  # sniffed as gzip, cut in its header
+             ("header.jsonl.gz", b"\x1f\x8b\x08\x00", "truncated_gzip"),
+             ("frame.jsonl.zst", b"\x28\xb5\x2f\xfd\x00", "truncated_zstd"),
+             ("skippable.jsonl.zst", skippable_cut(), "truncated_zstd"),
+             ("after.warc.gz", whole + b"\x1f\x8b\x08", "truncated_gzip")]
+    for name, data, reason in cases:
+        evs = events(write(tmp_path, name, data))
+        broken = [e for e in evs if isinstance(e, Broken)]
+        assert [(e.reason, e.docs) for e in broken] == [(reason, 0)], name
+        undecoded = len(data) - (len(whole) if name.startswith("after") else 0)
+        assert broken[0].nbytes == undecoded, name

@@ -19,11 +19,14 @@ Accounting rules (what stats.json of the ingest stage counts):
 - Bytes no record could be delimited from are errors with docs=0 and their bytes: a header that
   does not parse (`corrupt_header`, up to the next `WARC/` line), a file that is not what its
   name says (`not_gzip`, the whole file), compressed bytes that do not decode (`corrupt_gzip`,
-  counted compressed, from the damaged member up to the next member header, where reading goes on).
+  counted compressed, from the damaged member up to the next member header, where reading goes on),
+  a compressed stream that ends inside a member or zstd frame that gave no output (`truncated_gzip`,
+  `truncated_zstd`, counted compressed: that member's bytes).
 - File-level problems with nothing to count are errors with docs=0 and bytes=0: a configured path
   that matches no file (`missing_path`), a directory symlink that loops back into its own folder
   (`symlink_loop`, not followed), an empty file (`empty_file`), a compressed stream that ends between records
-  (`truncated_gzip`), a file that cannot be opened (`unreadable_file`, its size if known).
+  inside a member whose output is all in whole records (`truncated_gzip`), a file that cannot be opened
+  (`unreadable_file`, its size if known).
 - Blank JSON lines are dropped as `blank_line` with docs=0.
 - A Parquet row group that does not read is one `corrupt_parquet` error with its rows not read as docs
   and its compressed bytes; a footer or schema that does not read is one for the file (docs=0, its size).

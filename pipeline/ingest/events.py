@@ -80,4 +80,5 @@ def end_of_data_errors(stream: "Decompressed", cut_reported: bool, unit: str) ->
         yield Broken(end_of_data_reason(stream), stream.corrupt_offset, stream.corrupt, stream.undecoded_bytes, docs=0)
     elif stream.truncated and not cut_reported:
         yield Broken(end_of_data_reason(stream), stream.pos,
-                     f"compressed data ends in the middle of a member, after the last whole {unit}", 0, docs=0)
+                     f"compressed data ends in the middle of a member, after the last whole {unit}",
+                     stream.undecoded_bytes, docs=0)

@@ -56,7 +56,9 @@ def expected_compression(path: str) -> str | None:
 class Decompressed:
     """Read/readline over the uncompressed bytes of `raw`, counting the uncompressed position.
 
-    When the data runs out, `truncated` says the input ended inside a gzip member or zstd frame.
+    When the data runs out, `truncated` says the input ended inside a gzip member or zstd frame;
+    if that member or frame gave no output, `undecoded_bytes` counts its compressed bytes (they are
+    in no record, so the reader's error carries them).
     Compressed bytes that do not decode (a damaged member, bytes between members that are not a
     member) stop the data like an end of file, with `corrupt` saying why and `undecoded_bytes`
     counting the compressed bytes up to the next member header found; the reader reports them,
@@ -78,6 +80,7 @@ class Decompressed:
         self._pending = b""  # compressed bytes not yet given to the decoder
         self._member = None  # zlib decoder of the current gzip member
         self._member_starts: deque[tuple[int, int]] = deque()  # (uncompressed, compressed) offsets
+        self._member_at = (0, 0)  # the current member's start; source_offset() may have dropped it from the deque
         self._produced = 0
         self._layouts: set[bool] = set()  # source_offset: records seen at a member start (True), inside one (False)
         self._top = -1  # the largest source offset given
@@ -144,16 +147,17 @@ class Decompressed:
                     self.corrupt = f"bytes at file offset {bad_start} are not a {self.compression} member"
                     return self._skip_to_next_member(bad_start, bad_start + 1)
                 self._member = self._new_member()
-                self._member_starts.append((self._produced, self._raw_pos - len(self._pending)))
+                self._member_at = (self._produced, self._raw_pos - len(self._pending))
+                self._member_starts.append(self._member_at)
             if not self._pending:
                 self._pending = self._read_raw()
                 if not self._pending:
-                    self.truncated = True
-                    return self._finish()
+                    produced_at, member_start = self._member_at
+                    return self._truncate(self._raw_pos - member_start if produced_at == self._produced else 0)
             try:
                 out, self._pending = self._decode(self._pending)
             except Exception as e:  # zlib.error, zstandard.ZstdError
-                produced_at, member_start = self._member_starts[-1]
+                produced_at, member_start = self._member_at
                 if produced_at == self._produced:  # nothing came out: the next member may start at the same place
                     self._member_starts.pop()
                 self.corrupt = f"invalid {self.compression} data in the member at file offset {member_start}: {e}"
@@ -165,10 +169,11 @@ class Decompressed:
 
     def _skip_skippable_frame(self) -> bool:
         """Drop the skippable frame `_pending` starts with; False (truncated) when the data ends inside it."""
+        frame_start = self._raw_pos - len(self._pending)
         while len(self._pending) < 8:
             more = self._read_raw()
             if not more:
-                self.truncated = True
+                self._truncate(self._raw_pos - frame_start)
                 return False
             self._pending += more
         skip = 8 + int.from_bytes(self._pending[4:8], "little")
@@ -176,10 +181,14 @@ class Decompressed:
             skip -= len(self._pending)
             self._pending = self._read_raw()
             if not self._pending:
-                self.truncated = True
+                self._truncate(self._raw_pos - frame_start)
                 return False
         self._pending = self._pending[skip:]
         return True
+
+    def _truncate(self, undecoded: int) -> None:
+        self.truncated, self.undecoded_bytes = True, undecoded
+        self._finish()
 
     def _skip_to_next_member(self, bad_start: int, search_from: int) -> None:
         """Stop the data here; find the next member header at or after `search_from` (compressed
