@@ -133,12 +133,15 @@ def test_a_file_gzipped_whole_as_one_member_damaged_late_keeps_the_records_befor
     records = [page(f"r{i}", b"<p>" + f"paragraph {i} ".encode() * 2000 + b"</p>") for i in range(60)]
     gz = gzip.compress(b"".join(records))
     at = len(gz) * 9 // 10
-    for name, data, reason in (("flip.warc.gz", gz[:at] + bytes([gz[at] ^ 0xFF]) + gz[at + 1:], "corrupt_gzip"),
-                               ("cut.warc.gz", gz[:at], "truncated_gzip")):
+    for name, data, reason in (("cut.warc.gz", gz[:at], "truncated_gzip"),
+                               ("flip.warc.gz", gz[:at] + bytes([gz[at] ^ 0xFF]) + gz[at + 1:], "corrupt_gzip")):
         evs = events(write(tmp_path, name, data))
         kept = [e for e in evs if isinstance(e, Document)]
         assert len(kept) > 20 and [e.id for e in kept] == [f"urn:test:r{i}" for i in range(len(kept))], name
         assert {e.reason for e in evs if isinstance(e, Broken)} == {reason}, name
+    # the damaged member's compressed bytes are counted from where its decoded output stops, not from 0
+    undecoded = evs[-1]
+    assert undecoded.docs == 0 and 0 < undecoded.offset and undecoded.nbytes == len(gz) - undecoded.offset
 
 
 def test_compressed_bytes_that_decode_to_nothing_are_counted(tmp_path):

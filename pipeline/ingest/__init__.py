@@ -19,7 +19,8 @@ Accounting rules (what stats.json of the ingest stage counts):
 - Bytes no record could be delimited from are errors with docs=0 and their bytes: a header that
   does not parse (`corrupt_header`, up to the next `WARC/` line), a file that is not what its
   name says (`not_gzip`, the whole file), compressed bytes that do not decode (`corrupt_gzip`,
-  counted compressed, from the damaged member up to the next member header, where reading goes on),
+  counted compressed, from the damaged member (or, in a member that gave output before the damage,
+  from the first byte not decoded) up to the next member header, where reading goes on),
   a compressed stream that ends inside a member or zstd frame that gave no output (`truncated_gzip`,
   `truncated_zstd`, counted compressed: that member's bytes).
 - File-level problems with nothing to count are errors with docs=0 and bytes=0: a configured path

@@ -76,7 +76,7 @@ def end_of_data_reason(stream: "Decompressed") -> str:
 def end_of_data_errors(stream: "Decompressed", cut_reported: bool, unit: str) -> Iterator[Event]:
     """The error for why the data stopped, unless a cut record already said so."""
     if stream.corrupt:
-        # offset: where the undecodable compressed bytes begin (the damaged member), a file offset
+        # offset: where the undecodable compressed bytes begin (a file offset; the message names the member)
         yield Broken(end_of_data_reason(stream), stream.corrupt_offset, stream.corrupt, stream.undecoded_bytes, docs=0)
     elif stream.truncated and not cut_reported:
         yield Broken(end_of_data_reason(stream), stream.pos,

@@ -158,10 +158,14 @@ class Decompressed:
                 out, self._pending = self._decode(self._pending)
             except Exception as e:  # zlib.error, zstandard.ZstdError
                 produced_at, member_start = self._member_at
-                if produced_at == self._produced:  # nothing came out: the next member may start at the same place
+                # undecoded: from the bytes this call was given, or the whole member if nothing came out
+                # of it (then the next member may start at the same place)
+                failed_at = self._raw_pos - len(self._pending)
+                if produced_at == self._produced:
                     self._member_starts.pop()
+                    failed_at = member_start
                 self.corrupt = f"invalid {self.compression} data in the member at file offset {member_start}: {e}"
-                return self._skip_to_next_member(member_start, member_start + 1)
+                return self._skip_to_next_member(failed_at, failed_at + 1)
             if self._member.eof:
                 self._member = None
             if out:
