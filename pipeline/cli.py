@@ -2,6 +2,9 @@
 
 Every stage is a command (`glmdata ingest --config configs/demo.yaml`); stages add their own
 actions (`glmdata quality train-classifier`, `glmdata shards verify`) through pipeline.registry.
+
+Exit status: 0 done; 2 a config error (the message names the file, key or --set item) or a command-line
+error (the argument or folder); 3 something to run, install or point at first (the message says what).
 """
 from __future__ import annotations
 
@@ -43,6 +46,10 @@ def _load_modules() -> None:
     import pipeline.commands  # noqa: F401  (run, report, inspect, submit, ...)
 
 
+class UsageError(Exception):
+    """The command line, or a folder it names, is wrong (no config is at fault): exit 2 with the message."""
+
+
 def at_least(minimum: int):
     """An argparse type: an integer >= `minimum`."""
     def parse(text: str) -> int:
@@ -56,6 +63,7 @@ def at_least(minimum: int):
 
 
 def add_config_arguments(p: argparse.ArgumentParser, required: bool = True) -> None:
+    p.set_defaults(takes_config=True)
     p.add_argument("--config", "-c", required=required, help="run config YAML (see configs/demo.yaml)")
     p.add_argument("--engine", choices=["spark", "beam"], help="override run.engine")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -91,7 +99,7 @@ def run_stage_command(args: argparse.Namespace) -> int:
     from pipeline.runner import run_stage
 
     if args.config is None:  # optional in argparse only so that the stage's actions need no config
-        raise ConfigError(f"glmdata {args.group}: --config is required to run the stage")
+        raise UsageError("--config is required to run the stage")
     cfg = config_from_args(args)
     stage = registry.STAGES[args.group](cfg)
     engine = make_engine(cfg)
@@ -141,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="without an action, runs the stage" if cmd.group in registry.STAGES else None)
             p = action_subparsers[cmd.group].add_parser(cmd.action, help=cmd.help, description=cmd.help,
                                                         parents=[after_command])
+            p.set_defaults(takes_config=False)  # add_config_arguments sets it for actions that run the stage
             cmd.add_arguments(p)
             p.set_defaults(func=cmd.run)
     return parser
@@ -164,12 +173,29 @@ def configure_logging(verbose: bool) -> None:
         handler.addFilter(_DropHarmless())
 
 
+def check_stage_options(args: argparse.Namespace) -> None:
+    """`glmdata quality --config C train-classifier ...`: the options that run a stage, given before an
+    action that takes none of them, are refused rather than ignored."""
+    if args.group not in registry.STAGES or not getattr(args, "action", None) or args.takes_config:
+        return
+    given = [flag for flag, value in (("--config", args.config), ("--engine", args.engine), ("--set", args.set),
+                                      ("--force", args.force)) if value]
+    if given:
+        raise UsageError(f"{', '.join(given)}: options of the {args.group} stage itself, which `glmdata {args.group} "
+                         f"{args.action}` does not take (see glmdata {args.group} {args.action} --help)")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     configure_logging(args.verbose)
     try:
+        check_stage_options(args)
         return int(args.func(args) or 0)
+    except UsageError as e:
+        command = " ".join(filter(None, (args.group, getattr(args, "action", None))))
+        print(f"glmdata {command}: error: {e}", file=sys.stderr)
+        return 2
     except ConfigError as e:
         print(f"config error: {e}", file=sys.stderr)
         return 2

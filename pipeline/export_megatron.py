@@ -26,10 +26,11 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from pipeline import storage
-from pipeline.config import ConfigError, RunConfig, RunSection
+from pipeline.cli import UsageError
+from pipeline.config import RunConfig, RunSection
 from pipeline.registry import register_command
 from pipeline.report import read_stats, stale_stages
-from pipeline.runner import SUCCESS
+from pipeline.runner import SUCCESS, StageNotReady
 from pipeline.stage import upstream_parts
 from pipeline.stages.shards import document_verdicts, load_tokenizer
 from tokenizer.special_tokens import EOS
@@ -134,7 +135,7 @@ def export_megatron(cfg: RunConfig, engine, prefix: str, append_eos: bool = True
     workdir = cfg.run.workdir
     parts = upstream_parts(storage.join(workdir, "encode"))
     if not parts:
-        raise ConfigError(f"{workdir}/encode/data: no encoded parts; run `glmdata encode` first")
+        raise StageNotReady(f"{workdir}/encode/data: no encoded parts; run `glmdata encode` first")
     vocab_size = load_tokenizer(cfg)[1].vocab_size
     parts_dir = prefix + ".parts-tmp"
     storage.rmtree(parts_dir)
@@ -163,10 +164,10 @@ def check_encoded(workdir: str) -> None:
     """Refuse a workdir whose encode stage has not finished (its parts may be a crashed run's few);
     warn when a stage upstream of it (the tokenizer, the mix, ...) re-ran after it."""
     if not storage.is_dir(workdir):
-        raise ConfigError(f"{workdir}: no such workdir")
+        raise UsageError(f"{workdir}: no such workdir")
     encode = storage.join(workdir, "encode")
     if not storage.exists(storage.join(encode, SUCCESS)):
-        raise ConfigError(f"{encode} has not finished (no {SUCCESS}); run `glmdata encode` first")
+        raise StageNotReady(f"{encode} has not finished (no {SUCCESS}); run `glmdata encode` first")
     upstream = stale_stages(workdir).get("encode")
     if upstream:
         log.warning("%s is stale: %s re-ran after it; run `glmdata encode` to export the current corpus",

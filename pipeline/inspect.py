@@ -27,8 +27,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from pipeline import storage
-from pipeline.cli import at_least
-from pipeline.config import ConfigError
+from pipeline.cli import UsageError, at_least
 from pipeline.registry import register_command
 from pipeline.report import (FLOW, read_stage_stats, read_stats, stage_cell, stale_note, stale_stages,
                              unfinished_stages)
@@ -210,13 +209,13 @@ def inspect_command(args: argparse.Namespace) -> int:
     console = Console()
     path = args.path.rstrip("/")
     if not storage.is_dir(path):
-        raise ConfigError(f"{path}: not a folder (expected a run's workdir or <workdir>/<stage>)")
+        raise UsageError(f"{path}: not a folder (expected a run's workdir or <workdir>/<stage>)")
     if is_workdir(path):
         if args.reason or args.errors:
-            raise ConfigError(f"{path} is a workdir: name a stage folder for --reason/--errors, e.g. {path}/quality")
+            raise UsageError(f"{path} is a workdir: name a stage folder for --reason/--errors, e.g. {path}/quality")
         return list_workdir(path, console)
     if not is_stage_dir(path):
-        raise ConfigError(f"{path}: no stage output here (no stats.json); expected a run's workdir or "
+        raise UsageError(f"{path}: no stage output here (no stats.json); expected a run's workdir or "
                           "<workdir>/<stage>")
     finished = storage.exists(storage.join(path, SUCCESS))
     if not finished:

@@ -379,11 +379,13 @@ def source_table(sources: dict) -> Table:
     return table
 
 
-def write_report(workdir: str, engine=None, console: Console | None = None, engine_factory=None) -> str:
-    """Collect, write <workdir>/report/{report.html,report.json}, print the summary; return the HTML path.
-    An engine (`engine`, else one from `engine_factory`) is used only for stages without profiles."""
+def write_report(workdir: str, engine=None, console: Console | None = None, engine_factory=None,
+                 out: str | None = None) -> str:
+    """Collect, write `out` (default <workdir>/report)/{report.html,report.json}, print the summary; return
+    the HTML path. An engine (`engine`, else one from `engine_factory`) is used only for stages without
+    profiles."""
     data = collect(workdir, (lambda: engine) if engine is not None else engine_factory)
-    out = storage.join(workdir, "report")
+    out = out or storage.join(workdir, "report")
     storage.write_text(storage.join(out, "report.json"), json.dumps(data, indent=1, sort_keys=True, default=str))
     html_path = storage.join(out, "report.html")
     storage.write_text(html_path, render_page(data))

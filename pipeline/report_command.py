@@ -1,15 +1,17 @@
-"""`glmdata report <workdir> [--compare B]`: the command around pipeline/report.py and
+"""`glmdata report <workdir> [--compare B] [--out DIR]`: the command around pipeline/report.py and
 pipeline/report_compare.py. An engine starts only when one is needed (a --compare join, or a workdir
-written before stages recorded profiles)."""
+written before stages recorded profiles). Writing into <workdir>/report takes the workdir's lease, as a
+run does, so a report never races the run that holds it; --out writes elsewhere and needs no lease."""
 from __future__ import annotations
 
 import argparse
-import sys
 
 from pipeline import storage
+from pipeline.cli import UsageError
 from pipeline.registry import register_command
 from pipeline.report import read_stage_stats, run_engine, write_report
 from pipeline.report_compare import write_comparison
+from pipeline.runner import WorkdirBusy, WorkdirLease
 
 
 def _arguments(p: argparse.ArgumentParser) -> None:
@@ -22,6 +24,9 @@ def _arguments(p: argparse.ArgumentParser) -> None:
                    help="engine for --compare's id join and for workdirs written before stages recorded "
                         "profiles (default: the engine the run used); a plain report of a new run starts none")
     p.add_argument("--master", default="local[*]", help="Spark master when Spark is used (default local[*])")
+    p.add_argument("--out", metavar="DIR",
+                   help="write the pages here instead of <workdir>/report (works while a run holds the workdir: "
+                        "a report of the stages finished so far)")
 
 
 def _local(path: str) -> str:
@@ -57,18 +62,26 @@ def report_command(args: argparse.Namespace) -> int:
     stages = {}
     for folder in [workdir] + ([_local(args.compare)] if args.compare else []):
         if not storage.is_dir(folder):
-            print(f"report: {folder} is not a folder (expected a run's workdir)", file=sys.stderr)
-            return 2
+            raise UsageError(f"{folder} is not a folder (expected a run's workdir)")
         stages[folder] = read_stage_stats(folder)
         if not stages[folder]:  # else an empty report, or a comparison claiming nothing changed
-            print(f"report: {folder} has no finished stage (no <stage>/stats.json): not a run's workdir?",
-                  file=sys.stderr)
-            return 2
+            raise UsageError(f"{folder} has no finished stage (no <stage>/stats.json): not a run's workdir?")
+    out = _local(args.out) if args.out else storage.join(workdir, "report")
+    lease = None if args.out else WorkdirLease(workdir)
+    if lease is not None:
+        try:
+            lease.acquire()
+        except WorkdirBusy as e:
+            raise WorkdirBusy(f"{workdir} is in use by {e.holder}, which writes its report when it finishes. For the "
+                              f"stages finished so far: glmdata report {args.workdir} --out DIR, or glmdata inspect "
+                              f"{args.workdir}", e.holder) from None
     engine = LazyEngine(workdir, args.engine or run_engine(stages[workdir]), args.master)
     try:
-        write_report(workdir, engine_factory=engine)
+        write_report(workdir, engine_factory=engine, out=out)
         if args.compare:
-            write_comparison(workdir, _local(args.compare), engine)
+            write_comparison(workdir, _local(args.compare), engine, out=out)
     finally:
         engine.close()
+        if lease is not None:
+            lease.release()
     return 0

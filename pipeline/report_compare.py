@@ -220,14 +220,14 @@ def compare_runs(a: dict, b: dict) -> dict:
     return {"a": a["workdir"], "b": b["workdir"], "stages": per_stage, **by_name, "shard_tokens": tokens}
 
 
-def write_comparison(workdir_a: str, workdir_b: str, engine_factory) -> str:
-    """Write <A>/report/compare.{json,html}; return the HTML path."""
+def write_comparison(workdir_a: str, workdir_b: str, engine_factory, out: str | None = None) -> str:
+    """Write `out` (default <A>/report)/compare.{json,html}; return the HTML path."""
     a, b = collect(workdir_a), collect(workdir_b)
     data = compare_runs(a, b)
     flow = [s["stage"] for s in a["stages"] if s["stage"] not in SIDE_STAGES
             and s["stage"] in {t["stage"] for t in b["stages"]}]
     data["moved"] = moved_documents(workdir_a, workdir_b, flow, engine_factory())
-    out = storage.join(workdir_a, "report")
+    out = out or storage.join(workdir_a, "report")
     storage.write_text(storage.join(out, "compare.json"), json.dumps(data, indent=1, sort_keys=True, default=str))
     html_path = storage.join(out, "compare.html")
     storage.write_text(html_path, render_compare_page(data))

@@ -11,7 +11,7 @@ import logging
 from rich.console import Console
 
 from pipeline import registry
-from pipeline.cli import add_config_arguments, config_from_args
+from pipeline.cli import UsageError, add_config_arguments, config_from_args
 from pipeline.config import ConfigError, RunConfig
 from pipeline.registry import register_command
 from pipeline.stage import Stage
@@ -26,11 +26,11 @@ def pipeline_stages(first: str | None = None, last: str | None = None, order: li
     names = [n for n in (order or STAGE_ORDER) if n in registry.STAGES]
     for bound, flag in ((first, "--from"), (last, "--until")):
         if bound is not None and bound not in names:
-            raise ConfigError(f"{flag} {bound}: not a stage; expected one of: {', '.join(names)}")
+            raise UsageError(f"{flag} {bound}: not a stage; expected one of: {', '.join(names)}")
     start = names.index(first) if first else 0
     stop = names.index(last) + 1 if last else len(names)
     if start >= stop:
-        raise ConfigError(f"--from {first} comes after --until {last}")
+        raise UsageError(f"--from {first} comes after --until {last}")
     return names[start:stop]
 
 

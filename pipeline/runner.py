@@ -35,7 +35,11 @@ class StageNotReady(RuntimeError):
 
 
 class WorkdirBusy(RuntimeError):
-    """Another live run holds the workdir's lease."""
+    """Another live run holds the workdir's lease; `holder` says which run."""
+
+    def __init__(self, message: str, holder: str = "another run"):
+        super().__init__(message)
+        self.holder = holder
 
 
 LOCK = "_LOCK"
@@ -75,12 +79,13 @@ class WorkdirLease:
 
     def _refuse(self, holder: dict) -> None:
         age = time.time() - float(holder.get("heartbeat", 0))
+        started = time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(holder.get('started', 0)))
+        who = (f"run {holder.get('run_id')} (host {holder.get('host')}, pid {holder.get('pid')}, started {started}, "
+               f"last heartbeat {age:.0f} s ago)")
         raise WorkdirBusy(
-            f"workdir {self.workdir} is in use by run {holder.get('run_id')} (host {holder.get('host')}, "
-            f"pid {holder.get('pid')}, started {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(holder.get('started', 0)))}, "
-            f"last heartbeat {age:.0f} s ago). Two runs on one workdir would delete each other's files: wait "
-            f"for it to finish, use another workdir, or, if that run is dead, wait until its lease is "
-            f"{STALE_SECONDS:.0f} s old (or delete {self.path}).")
+            f"workdir {self.workdir} is in use by {who}. Two runs on one workdir would delete each other's files: "
+            f"wait for it to finish, use another workdir, or, if that run is dead, wait until its lease is "
+            f"{STALE_SECONDS:.0f} s old (or delete {self.path}).", holder=who)
 
     def _is_stale(self, holder: dict) -> bool:
         """No heartbeat for STALE_SECONDS, or held by a process of this host that is gone (a run

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Literal
 
 from pipeline import storage
+from pipeline.cli import UsageError
 from pipeline.config import ConfigError, register_section
 from pipeline.dist import DOCKERFILES, ENV_ARCHIVE, ENV_DIR, EXECUTOR_PYTHON, NODE_PYTHON, WHEELHOUSE
 from pipeline.job_watch import (DataprocBatchWatcher, DataprocJobWatcher, EmrServerlessWatcher, EmrStepWatcher,
@@ -252,7 +253,7 @@ def build_submission(cfg, args, dist: Path) -> Submission:
                "--name", "glmdata", "--job-driver", json.dumps(job), "--configuration-overrides", json.dumps(overrides),
                *aws_scope, "--output", "json"]
         return Submission(platform, cmd, uploads, EmrServerlessWatcher(application, sub.region, log_uri))
-    raise ConfigError(f"--platform {platform}: expected one of {', '.join(SPARK_PLATFORMS + BEAM_PLATFORMS)}")
+    raise UsageError(f"--platform {platform}: expected one of {', '.join(SPARK_PLATFORMS + BEAM_PLATFORMS)}")
 
 
 def _beam_submission(cfg, sub, args, cfg_path: Path, dist: Path) -> Submission:

@@ -153,3 +153,31 @@ def test_mix_weight_column_that_no_input_has(tmp_path):
     run = StageRun(cfg, LocalEngine(), str(tmp_path / "mix"), str(tmp_path / "tmp"), None)
     with pytest.raises(ConfigError, match=r"mix.weight_column: no input of the mix has a column 'q_scor' \(columns: "):
         MixStage(cfg).setup_driver(run)
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["inspect", "{tmp}/missing"], "glmdata inspect: error: {tmp}/missing: not a folder"),
+    (["run", "--config", "{cfg}", "--from", "dedupe"], "glmdata run: error: --from dedupe: not a stage"),
+    (["quality", "train-lm", "--input", "{tmp}/none.jsonl", "--out", "{tmp}/m.npz"],
+     "glmdata quality train-lm: error: {tmp}/none.jsonl: no such input file"),
+    (["quality"], "glmdata quality: error: --config is required to run the stage"),
+])
+def test_argument_errors_are_not_called_config_errors(argv, says, tmp_path, capsys):
+    cfg = make_run_config(tmp_path)
+    argv = [a.format(tmp=tmp_path, cfg=cfg.path) for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(says.format(tmp=tmp_path)) and "config error" not in err
+
+
+@pytest.mark.parametrize("options", [["--config", "{cfg}"], ["--set", "run.engine=beam"], ["--force"],
+                                     ["--engine", "beam"]])
+def test_stage_options_before_an_action_that_takes_none_are_refused(options, examples, tmp_path, capsys):
+    cfg = make_run_config(tmp_path)
+    options = [o.format(cfg=cfg.path) for o in options]
+    out = tmp_path / "model.npz"
+    assert main(["quality", *options, "train-lm", "--input", examples, "--out", str(out)]) == 2
+    assert capsys.readouterr().err.startswith(
+        f"glmdata quality train-lm: error: {options[0]}: options of the quality stage itself, which `glmdata quality "
+        "train-lm` does not take")
+    assert not out.exists()

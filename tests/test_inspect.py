@@ -62,7 +62,7 @@ def test_reason_prefix_and_exact_reason(stage_dir):
 def test_unknown_reason_and_missing_dir(stage_dir, tmp_path, capsys):
     assert main(["inspect", stage_dir, "--reason", "nope"]) == 1
     assert "reasons here:" in capsys.readouterr().out
-    assert main(["inspect", str(tmp_path / "missing")]) == 2  # config error: names the folder
+    assert main(["inspect", str(tmp_path / "missing")]) == 2  # a usage error: names the folder
 
 
 def test_preview():

@@ -109,9 +109,11 @@ def test_stale_stages_are_marked_in_report_and_inspect(tmp_path, capsys):
 def test_export_refuses_an_unfinished_encode_and_a_missing_workdir(tmp_path, capsys):
     (tmp_path / "encode" / "data").mkdir(parents=True)
     (tmp_path / "encode" / "data" / "part-00000.parquet").write_bytes(b"")
-    for workdir, said in ((tmp_path, f"{tmp_path}/encode has not finished (no _SUCCESS)"),
-                          (tmp_path / "missing", f"{tmp_path}/missing: no such workdir")):
-        assert glmdata(["export", "megatron", "--workdir", str(workdir), "--out", str(tmp_path / "x")]) == 2
+    # exit 3 for a stage to run first (as every command says it), 2 for a folder that is not there
+    for workdir, code, said in ((tmp_path, 3, f"error: {tmp_path}/encode has not finished (no _SUCCESS)"),
+                                (tmp_path / "missing", 2, f"glmdata export megatron: error: {tmp_path}/missing: "
+                                                          "no such workdir")):
+        assert glmdata(["export", "megatron", "--workdir", str(workdir), "--out", str(tmp_path / "x")]) == code
         assert said in capsys.readouterr().err
 
 
@@ -137,3 +139,26 @@ def test_piped_inspect_keeps_reasons_and_error_offsets_whole(tmp_path, capsys):
     writer.close()
     assert glmdata(["inspect", str(tmp_path / "ingest"), "--errors"]) == 0
     assert f"{source} @ offset 123456" in capsys.readouterr().out
+
+
+def test_report_waits_for_the_run_that_holds_the_workdir_or_writes_elsewhere(tmp_path, capsys):
+    """A live run's lease: the report does not write into its workdir (the run writes its own at the end);
+    --out writes the stages finished so far elsewhere; once the lease is gone the report takes it and
+    gives it back."""
+    import os
+    import socket
+    import time
+
+    finish(tmp_path, "ingest")
+    lease = json.dumps({"run_id": "live", "host": socket.gethostname(), "pid": os.getpid(), "started": time.time(),
+                        "heartbeat": time.time()})
+    (tmp_path / "_LOCK").write_text(lease)
+    assert glmdata(["report", str(tmp_path)]) == 3
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"{tmp_path} is in use by run live" in err and f"glmdata report {tmp_path} --out DIR" in err
+    assert not (tmp_path / "report").exists() and (tmp_path / "_LOCK").read_text() == lease
+    assert glmdata(["report", str(tmp_path), "--out", str(tmp_path / "elsewhere")]) == 0
+    assert (tmp_path / "elsewhere" / "report.html").exists() and not (tmp_path / "report").exists()
+    (tmp_path / "_LOCK").unlink()
+    assert glmdata(["report", str(tmp_path)]) == 0
+    assert (tmp_path / "report" / "report.html").exists() and not (tmp_path / "_LOCK").exists()

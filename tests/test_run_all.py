@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from e2e_toys import ORDER, write_inputs
-from pipeline.config import ConfigError
+from pipeline.cli import UsageError
 from pipeline.run_all import pipeline_stages, run_pipeline
 
 from conftest import REPO, make_run_config
@@ -36,9 +36,9 @@ def test_runs_in_order_then_skips_then_reruns_from(toy_config, spark_session_eng
 
 def test_until_and_bad_bounds():
     assert pipeline_stages(last="e2e_source", order=ORDER) == ["e2e_source"]
-    with pytest.raises(ConfigError, match="--from nope: not a stage"):
+    with pytest.raises(UsageError, match="--from nope: not a stage"):
         pipeline_stages(first="nope", order=ORDER)
-    with pytest.raises(ConfigError, match="comes after"):
+    with pytest.raises(UsageError, match="comes after"):
         pipeline_stages(first="e2e_filter", last="e2e_source", order=ORDER)
 
 

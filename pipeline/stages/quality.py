@@ -45,7 +45,7 @@ from filters.english import (C4Quality, FineWebQuality, GopherQuality, GopherRep
 from filters.repetition import Rejection, RuleSet, Signals
 from filters.title import TitleBlocklist, TitledDoc
 from pipeline import storage
-from pipeline.config import ConfigError, InputPath, changed_settings, per_key_overrides, register_section
+from pipeline.config import InputPath, changed_settings, per_key_overrides, register_section
 from pipeline.registry import register_command, register_stage
 from pipeline.schema import TEXT_BEFORE_REWRITE
 from pipeline.selection import source_matches, source_pattern
@@ -339,6 +339,8 @@ def read_examples(path: str, text_field: str = "text") -> Iterator[str]:
     raw = storage.read_bytes(path)
     if path.endswith(".gz"):
         raw = gzip.decompress(raw)
+    from pipeline.cli import UsageError
+
     lines = io.StringIO(raw.decode("utf-8", errors="replace"))
     is_jsonl = ".jsonl" in path or ".json" in path
     for number, line in enumerate(lines, 1):
@@ -350,15 +352,17 @@ def read_examples(path: str, text_field: str = "text") -> Iterator[str]:
         try:
             yield json.loads(line)[text_field] or ""
         except (json.JSONDecodeError, KeyError, TypeError) as e:
-            raise ConfigError(f"{path}:{number}: expected a JSON object with a {text_field!r} field ({e})") from None
+            raise UsageError(f"{path}:{number}: expected a JSON object with a {text_field!r} field ({e})") from None
 
 
 def _check_files(paths: list[str], what: str) -> None:
+    from pipeline.cli import UsageError
+
     for path in paths:
         if not storage.exists(path):
-            raise ConfigError(f"{path}: no such {what} file")
+            raise UsageError(f"{path}: no such {what} file")
         if storage.is_dir(path):
-            raise ConfigError(f"{path}: a directory; expected an {what} file")
+            raise UsageError(f"{path}: a directory; expected an {what} file")
 
 
 def _train_arguments(p: argparse.ArgumentParser) -> None:
