@@ -170,7 +170,8 @@ def check_encoded(workdir: str) -> None:
         raise StageNotReady(f"{encode} has not finished (no {SUCCESS}); run `glmdata encode` first")
     upstream = stale_stages(workdir).get("encode")
     if upstream:
-        log.warning("%s is stale: %s re-ran after it; run `glmdata encode` to export the current corpus",
+        log.warning("%s is stale: it was built from an output of %s that has been replaced since; run "
+                    "`glmdata encode` to export the current corpus",
                     encode, upstream)
 
 

@@ -12,7 +12,7 @@ sample choice): their reasons are listed as "counted only" and asking for them s
 A sample is drawn with a seed as a sequence of distinct row positions over all of the reason's
 files, so `-n k` is the first k documents of `-n k+1`; only the rows shown are read in full.
 A stage folder without _SUCCESS (running, crashed, half copied) is shown as unfinished, a workdir
-listing marks stages older than an upstream that re-ran (pipeline/report.py, stale_stages), and a
+listing marks stages built from an upstream output replaced since (pipeline/report.py, stale_stages), and a
 folder that holds no stage output is refused rather than reported as "nothing rejected".
 """
 from __future__ import annotations

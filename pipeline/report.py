@@ -34,7 +34,7 @@ from pipeline import doc_profile, storage
 from pipeline.doc_profile import CLUSTER_SIZE_COLUMN, KEPT, SIGNAL_STAGES
 from pipeline.report_html import render_page
 from pipeline.report_terminal import SAMPLE_STAGES
-from pipeline.runner import SUCCESS, StageNotReady, read_success
+from pipeline.runner import SUCCESS, StageNotReady, marker_key, read_success
 from pipeline.stages import STAGE_ORDER
 
 SAMPLES_PER_REASON = 3
@@ -127,18 +127,21 @@ def unfinished_stages(workdir: str) -> list[str]:
 
 
 def stale_stages(workdir: str) -> dict[str, str]:
-    """{stage: the stage before it in the flow that finished after it}, from the times in _SUCCESS: its
-    output was built from an upstream that has been replaced since (e.g. `glmdata quality --force`
-    then `glmdata pii`: dedup and what follows it are stale)."""
-    stale, latest = {}, ("", "")  # (stage, finished_at) of the last-finished stage so far
-    for name in FLOW:
-        finished = (read_success(storage.join(workdir, name)) or {}).get("finished_at")
-        if not finished:
-            continue
-        if latest[1] > finished:
-            stale[name] = latest[0]
-        else:
-            latest = (name, finished)
+    """{stage: the stage whose replaced output it was built from}, in flow order. Each _SUCCESS records
+    the markers of the outputs its stage read (`inputs`); a stage is stale when one of them no longer
+    matches (e.g. `glmdata quality --force --set ...` after pii had run: pii, and through it every stage
+    after it) or when it read a stale stage's output. A re-run that rebuilt the same output (same config,
+    same input) makes nothing stale. Stages finished before `inputs` was recorded are not judged."""
+    markers = {name: read_success(storage.join(workdir, name)) for name in FLOW}
+    stale: dict[str, str] = {}
+    for name, marker in markers.items():
+        for read, key in ((marker or {}).get("inputs") or {}).items():
+            if read in stale:
+                stale[name] = stale[read]
+            elif markers.get(read) is None or marker_key(markers[read]) != key:
+                stale[name] = read
+            if name in stale:
+                break
     return stale
 
 
@@ -149,8 +152,8 @@ def stage_cell(name: str, stale: dict[str, str]) -> str:
 
 def stale_note(stale: dict[str, str]) -> str:
     first, upstream = next(iter(stale)), ", ".join(dict.fromkeys(stale.values()))
-    return (f"[yellow]stale: {', '.join(stale)} finished before {upstream} re-ran; re-run from {first}: "
-            f"glmdata run --config <config> --from {first}[/yellow]")
+    return (f"[yellow]stale: {', '.join(stale)} built from an output of {upstream} that has been replaced since; "
+            f"re-run from {first}: glmdata run --config <config> --from {first}[/yellow]")
 
 
 def has_profile(stats: dict) -> bool:

@@ -195,20 +195,36 @@ def read_success(stage_dir: str) -> dict | None:
         return None
 
 
-def input_fingerprint(stage: Stage, upstream_dir: str | None) -> str:
-    h = hashlib.sha256()
+def marker_key(marker: dict) -> str:
+    """What identifies a stage's output: the config and input it was built from (a --force re-run of the
+    same keeps it, as the output is the same)."""
+    return f"{marker.get('config_hash')}:{marker.get('input_fingerprint')}"
+
+
+def stage_inputs(stage: Stage, upstream_dir: str | None) -> dict[str, str]:
+    """{stage whose output `stage` reads: its marker_key}; recorded in _SUCCESS as `inputs`, so report and
+    inspect can tell exactly which stages were built from an output that has been replaced since."""
+    inputs = {}
     if upstream_dir is not None:
         marker = read_success(upstream_dir)
         if marker is None:
             raise StageNotReady(f"stage {stage.name!r} reads {upstream_dir}, which has not finished: "
                                 f"run `glmdata {stage.upstream}` first (or `glmdata run`)")
-        h.update(f"{marker['config_hash']}:{marker['input_fingerprint']}".encode())
+        inputs[stage.upstream] = marker_key(marker)
     for name in stage.depends_on:
         marker = read_success(stage_dir(stage.cfg, name))
         if marker is None:
             raise StageNotReady(f"stage {stage.name!r} needs the {name!r} stage's output: "
                                 f"run `glmdata {name} --config {stage.cfg.path}` first")
-        h.update(f"{name}:{marker['config_hash']}:{marker['input_fingerprint']}".encode())
+        inputs[name] = marker_key(marker)
+    return inputs
+
+
+def input_fingerprint(stage: Stage, upstream_dir: str | None, inputs: dict[str, str] | None = None) -> str:
+    inputs = stage_inputs(stage, upstream_dir) if inputs is None else inputs
+    h = hashlib.sha256()
+    for name, key in inputs.items():  # the upstream first, unnamed: fingerprints of earlier runs stay valid
+        h.update((key if name == stage.upstream else f"{name}:{key}").encode())
     for path in stage.input_paths():
         info = storage.file_info(path)
         h.update(f"{path}:{info.size}:{info.mtime_ns}\n".encode())
@@ -242,7 +258,8 @@ def _run_stage(stage: Stage, engine, force: bool, lease: WorkdirLease) -> dict:
     cfg = stage.cfg
     sdir = stage_dir(cfg, stage.name)
     upstream_dir = stage_dir(cfg, stage.upstream) if stage.upstream else None
-    fingerprint = input_fingerprint(stage, upstream_dir)
+    inputs = stage_inputs(stage, upstream_dir)
+    fingerprint = input_fingerprint(stage, upstream_dir, inputs)
     config_hash = stage.config_hash()
     marker = read_success(sdir)
     if (not force and marker and marker.get("config_hash") == config_hash
@@ -277,6 +294,6 @@ def _run_stage(stage: Stage, engine, force: bool, lease: WorkdirLease) -> dict:
         storage.rmtree(sdir)
         storage.rename(tmp, sdir)
     storage.write_text(storage.join(sdir, SUCCESS), json.dumps({
-        "stage": stage.name, "config_hash": config_hash, "input_fingerprint": fingerprint,
+        "stage": stage.name, "config_hash": config_hash, "input_fingerprint": fingerprint, "inputs": inputs,
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}, indent=2))
     return summary

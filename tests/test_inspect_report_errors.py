@@ -16,15 +16,16 @@ from pipeline.export_megatron import check_encoded
 from pipeline.stage import UnitWriter
 
 
-def finish(workdir: Path, stage: str, finished_at: str = "2026-01-01T00:00:00Z", **stats) -> Path:
+def finish(workdir: Path, stage: str, finished_at: str = "2026-01-01T00:00:00Z", config_hash: str = "c",
+           inputs: dict | None = None, **stats) -> Path:
     """A finished stage as the runner leaves it: stats.json, then _SUCCESS."""
     sdir = workdir / stage
     sdir.mkdir(parents=True, exist_ok=True)
     (sdir / "stats.json").write_text(json.dumps({
         "stage": stage, "engine": "spark", "seconds": 1.0, "in": {"docs": 3, "bytes": 30},
         "kept": {"docs": 3, "bytes": 30}, "dropped": {}, "errors": {}, "report": {}, "profile": {}, **stats}))
-    (sdir / "_SUCCESS").write_text(json.dumps({"stage": stage, "config_hash": "c", "input_fingerprint": "f",
-                                               "finished_at": finished_at}))
+    (sdir / "_SUCCESS").write_text(json.dumps({"stage": stage, "config_hash": config_hash, "input_fingerprint": "f",
+                                               "inputs": inputs or {}, "finished_at": finished_at}))
     return sdir
 
 
@@ -95,15 +96,30 @@ def test_report_refuses_a_folder_with_no_finished_stage(tmp_path, capsys):
     assert not (tmp_path / "empty" / "report").exists() and not (tmp_path / "run" / "report").exists()
 
 
+def finish_flow(workdir: Path, quality_config: str, quality_at: str) -> None:
+    """ingest, quality, pii, dedup, each recording what it read; pii and dedup built from quality config q1."""
+    finish(workdir, "ingest", "2026-01-01T10:00:00Z")
+    finish(workdir, "quality", quality_at, quality_config, inputs={"ingest": "c:f"})
+    finish(workdir, "pii", "2026-01-01T10:20:00Z", inputs={"quality": "q1:f"})
+    finish(workdir, "dedup", "2026-01-01T10:30:00Z", inputs={"pii": "c:f"})
+
+
 def test_stale_stages_are_marked_in_report_and_inspect(tmp_path, capsys):
-    """quality re-ran (finished last) after pii: pii's output came from the quality output it replaced."""
-    for stage, at in (("ingest", "10:00"), ("quality", "10:30"), ("pii", "10:20")):
-        finish(tmp_path, stage, f"2026-01-01T{at}:00Z")
+    """quality re-ran with another config after pii: pii was built from the output it replaced, and
+    dedup from pii's; a re-run of quality with the same config and input (--force) changed nothing."""
+    finish_flow(tmp_path, "q2", "2026-01-01T11:00:00Z")
+    for argv in (["report", str(tmp_path)], ["inspect", str(tmp_path)]):
+        assert glmdata(argv) == 0
+        out = " ".join(capsys.readouterr().out.split())
+        assert "pii (stale)" in out and "dedup (stale)" in out, argv
+        assert "quality (stale)" not in out and "ingest (stale)" not in out, argv
+        assert ("stale: pii, dedup built from an output of quality that has been replaced since; re-run from pii"
+                in out), argv
+    finish_flow(tmp_path, "q1", "2026-01-01T11:00:00Z")
     for argv in (["report", str(tmp_path)], ["inspect", str(tmp_path)]):
         assert glmdata(argv) == 0
         out = capsys.readouterr().out
-        assert "pii (stale)" in out and "quality (stale)" not in out and "ingest (stale)" not in out, argv
-        assert "stale: pii finished before quality re-ran; re-run from pii" in out, argv
+        assert "(stale)" not in out and "stale:" not in out, argv
 
 
 def test_export_refuses_an_unfinished_encode_and_a_missing_workdir(tmp_path, capsys):
@@ -117,12 +133,13 @@ def test_export_refuses_an_unfinished_encode_and_a_missing_workdir(tmp_path, cap
         assert said in capsys.readouterr().err
 
 
-def test_export_warns_of_an_encode_older_than_its_tokenizer(tmp_path, caplog):
-    finish(tmp_path, "encode", "2026-01-01T10:00:00Z")
-    finish(tmp_path, "tokenizer", "2026-01-01T11:00:00Z")
+def test_export_warns_of_an_encode_built_with_a_replaced_tokenizer(tmp_path, caplog):
+    finish(tmp_path, "mix")
+    finish(tmp_path, "tokenizer", config_hash="t2", inputs={"mix": "c:f"})
+    finish(tmp_path, "encode", inputs={"mix": "c:f", "tokenizer": "t1:f"})
     with caplog.at_level(logging.WARNING, logger="pipeline.export_megatron"):
         check_encoded(str(tmp_path))
-    assert "encode is stale: tokenizer re-ran after it" in caplog.text
+    assert "encode is stale: it was built from an output of tokenizer that has been replaced since" in caplog.text
 
 
 def test_piped_inspect_keeps_reasons_and_error_offsets_whole(tmp_path, capsys):

@@ -15,7 +15,8 @@ from pipeline import storage
 from pipeline.config import InputPath, register_section
 from pipeline.schema import DOC_SCHEMA
 from pipeline.stage import BatchResult, MapStage, Stage, StageStats
-from pipeline.runner import LOCK, STALE_SECONDS, WorkdirBusy, WorkdirLease, is_finished, run_stage
+from pipeline.runner import (LOCK, STALE_SECONDS, WorkdirBusy, WorkdirLease, is_finished, marker_key, read_success,
+                             run_stage)
 
 from conftest import make_run_config
 from test_s3 import BUCKET, s3_endpoint  # noqa: F401  (the moto server fixture)
@@ -96,12 +97,19 @@ def test_contract_conservation_and_skip(tmp_path, engines, engine_name):
 
 
 def test_changed_config_reruns_downstream(tmp_path, spark_session_engine):
+    """...and the downstream's _SUCCESS names the upstream output it read, which a re-run of the same
+    config and input keeps (report and inspect mark stale stages by it)."""
     cfg = make_run_config(tmp_path, {"toy_source": {}, "toy_filter": {}})
     run_stage(ToySource(cfg), spark_session_engine)
     run_stage(ToyFilter(cfg), spark_session_engine)
+    source, filtered = (storage.join(cfg.run.workdir, n) for n in ("toy_source", "toy_filter"))
+    assert read_success(filtered)["inputs"] == {"toy_source": marker_key(read_success(source))}
+    run_stage(ToySource(cfg), spark_session_engine, force=True)
+    assert read_success(filtered)["inputs"] == {"toy_source": marker_key(read_success(source))}
     cfg2 = make_run_config(tmp_path, {"toy_source": {"docs_per_file": 40}, "toy_filter": {}})
     assert not is_finished(ToySource(cfg2))
     run_stage(ToySource(cfg2), spark_session_engine)
+    assert read_success(filtered)["inputs"] != {"toy_source": marker_key(read_success(source))}
     assert not is_finished(ToyFilter(cfg2)), "downstream must re-run when its upstream changed"
     assert run_stage(ToyFilter(cfg2), spark_session_engine)["in"]["docs"] == 120
 
