@@ -209,3 +209,27 @@ def test_local_spark_workers_reuse_freed_pages(spark_session_engine):
 
     seen = spark_session_engine.map_units("worker env", lambda unit: os.environ.get("MIMALLOC_PURGE_DECOMMITS"), [0])
     assert seen == ["0"]
+
+
+def test_a_model_that_matches_the_markers_in_text_is_refused(tmp_path, shared_data):
+    """A foreign model (encode.model, mix.count_tokens_with) whose [MASK] ... <eop> are user-defined pieces
+    has the right strings at ids 0..7, but a document typing "[MASK]" would get the special id."""
+    import io
+
+    import sentencepiece as spm
+
+    from tokenizer.spm import SpecialTokenError, load_proto
+    from tokenizer.train import CONTROL_SYMBOLS, TrainSettings, sentencepiece_arguments, write_training_lines
+
+    sample = tmp_path / "sample.txt"
+    with sample.open("w", encoding="utf-8") as f:
+        for d in shared_documents(shared_data)[::40]:
+            write_training_lines(d["text"], f, 8192)
+    args = sentencepiece_arguments(TrainSettings(vocab_size=1000, character_coverage=0.98, num_threads=1))
+    args.update(user_defined_symbols=CONTROL_SYMBOLS + args["user_defined_symbols"], control_symbols=[])
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(input=str(sample), model_writer=model, **args)
+    tok = load_proto(model.getvalue())
+    assert 3 in tok.encode("type [MASK] here")  # what the check keeps out of the shards
+    with pytest.raises(SpecialTokenError, match=r"\[MASK\], \[gMASK\], \[sMASK\], <sop>, <eop> must be control"):
+        tok.check_special_tokens()

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from conftest import make_run_config
@@ -14,7 +16,7 @@ from pipeline.runner import run_stage
 from pipeline.stages.shards import ShardsStage, verify_shards
 from test_shards_data import (bad_documents, expected_stream, make_encoded_workdir, random_documents,
                               real_documents, reconstruct_samples, tokenizer_model)
-from trainer.shard_format import SEQ_COLUMNS, ShardDataset, read_manifest, write_shard
+from trainer.shard_format import SEQ_COLUMNS, ShardDataset, file_sha256, read_manifest, write_shard
 
 SECTION = {"seq_len": 256, "mask_sample_len": 64, "sequences_per_shard": 64}
 
@@ -218,3 +220,85 @@ def test_cli_runs_the_stage_and_needs_a_config(tmp_path, shared_data, capsys):
     assert glmdata(["shards", "verify", shards_dir(cfg)]) == 0
     assert glmdata(["shards"]) == 2
     assert "--config is required" in capsys.readouterr().err
+
+
+def _tampered_copy(src: str, dst: Path, row_edit=None, manifest_edit=None) -> str:
+    """A copy of a shards folder with row 0 of its second shard and/or its manifest changed the way a buggy
+    writer would, the manifest's sha256 kept in step (so only the other checks can catch it)."""
+    shutil.copytree(src, dst)
+    manifest = json.loads((dst / "manifest.json").read_text())
+    if row_edit:
+        entry, first = manifest["shards"][1], manifest["shards"][0]["samples"]
+        dataset = ShardDataset(str(dst))
+        columns = {c: np.stack([dataset[first + i][c] for i in range(entry["samples"])]) for c in SEQ_COLUMNS}
+        kinds = [dataset[first + i]["kind"] for i in range(entry["samples"])]
+        del dataset
+        if row_edit is _set_kind:  # write_shard refuses it: a foreign writer's file
+            write_shard(str(dst / entry["file"]), columns, kinds)
+            table = pa.ipc.open_file(str(dst / entry["file"])).read_all()
+            table = table.set_column(table.schema.get_field_index("kind"), table.schema.field("kind"),
+                                     pa.array(["garbage"] + kinds[1:]))
+            with pa.ipc.new_file(str(dst / entry["file"]), table.schema) as out:
+                out.write_table(table)
+        else:
+            row_edit(columns, kinds)
+            write_shard(str(dst / entry["file"]), columns, kinds)
+        entry["sha256"] = file_sha256(str(dst / entry["file"]))
+    if manifest_edit:
+        manifest_edit(manifest)
+    (dst / "manifest.json").write_text(json.dumps(manifest))
+    return str(dst)
+
+
+def _set_part_a_token(value):
+    def edit(columns, kinds):
+        columns["tokens"][0, 0] = value
+    return edit
+
+
+def _set_kind(columns, kinds):
+    """Row 0's kind set to "garbage" (done on the written file by _tampered_copy)."""
+
+
+def _edit_manifest(**changes):
+    def edit(manifest):
+        for path, value in changes.items():
+            *parents, key = path.split("__")
+            node = manifest
+            for p in parents:
+                node = node[p]
+            node[key] = value(node[key]) if callable(value) else value
+    return edit
+
+
+@pytest.mark.parametrize("row_edit, manifest_edit, said", [
+    (_set_part_a_token(-7), None, "a negative token id"),
+    (_set_part_a_token(1), None, "<unk> or [sMASK] in the sequence"),
+    (_set_part_a_token(5), None, "<unk> or [sMASK] in the sequence"),
+    (_set_kind, None, "a kind other than MASK or gMASK"),
+    (None, lambda m: m["shards"].append(dict(m["shards"][0])), "a shard listed more than once"),
+    (None, _edit_manifest(totals__tokens=lambda n: n + 1), "manifest: totals"),
+    (None, _edit_manifest(stream_tokens=lambda n: n + 1), "the shards' languages count"),
+    (None, _edit_manifest(special_tokens__3="[gMASK]"), "are not the table of DESIGN.md"),
+    (None, _edit_manifest(objective__seq_len=512), "objective.seq_len 512 but seq_len 256"),
+    (None, _edit_manifest(languages=["en"]), "shards count languages ['zh'] that the languages list lacks"),
+])
+def test_verify_catches_bad_values_and_a_manifest_at_odds_with_itself(spark_and_beam_runs, tmp_path, row_edit,
+                                                                      manifest_edit, said):
+    cfg, _ = spark_and_beam_runs["beam"]
+    broken = _tampered_copy(shards_dir(cfg), tmp_path / "broken", row_edit, manifest_edit)
+    problems = verify_shards(broken)
+    assert any(said in p for p in problems), problems
+
+
+def test_verify_checks_the_tokenizer_the_manifest_names(spark_and_beam_runs, tmp_path):
+    cfg, _ = spark_and_beam_runs["beam"]
+    model = read_manifest(shards_dir(cfg))["tokenizer"]["file"]
+    model = str((Path(shards_dir(cfg)) / model).resolve())
+    assert verify_shards(_tampered_copy(shards_dir(cfg), tmp_path / "same", None,
+                                        _edit_manifest(tokenizer__file=model))) == []
+    other = tmp_path / "other.model"
+    other.write_bytes(Path(model).read_bytes() + b"\0")
+    problems = verify_shards(_tampered_copy(shards_dir(cfg), tmp_path / "other", None,
+                                            _edit_manifest(tokenizer__file=str(other))))
+    assert any("tokenizer sha256" in p and "built with another model" in p for p in problems), problems

@@ -15,7 +15,7 @@ import hashlib
 import numpy as np
 import sentencepiece as spm
 
-from tokenizer.special_tokens import NUM_SPECIAL, SPECIAL_TOKENS
+from tokenizer.special_tokens import NUM_SPECIAL, SPECIAL_TOKENS, UNK
 
 SPACE_MARK = "\u2581"  # what SentencePiece writes for a space
 
@@ -81,10 +81,18 @@ class Tokenizer:
         return 0 <= token_id < NUM_SPECIAL
 
     def check_special_tokens(self) -> None:
-        """Raise unless ids 0..7 are exactly the special tokens of DESIGN.md."""
+        """Raise unless ids 0..7 are exactly the special tokens of DESIGN.md, as control symbols (<unk> as
+        the unknown piece): a user-defined "[MASK]" would be matched in raw text, so a document that
+        types it would get the special id."""
         found = {i: self.sp.id_to_piece(i) for i in range(min(NUM_SPECIAL, self.vocab_size))}
         if found != SPECIAL_TOKENS:
             raise SpecialTokenError(f"special tokens at ids 0..{NUM_SPECIAL - 1} are {found}, expected {SPECIAL_TOKENS}")
+        typed = [SPECIAL_TOKENS[i] for i in SPECIAL_TOKENS
+                 if not (self.sp.is_unknown(i) if i == UNK else self.sp.is_control(i))]
+        if typed:
+            raise SpecialTokenError(f"{', '.join(typed)} must be control symbols (<unk> the unknown piece), not "
+                                    "pieces matched in text: train the model with `glmdata tokenizer` or give "
+                                    "SentencePiece control_symbols for them")
         if not self._space_mark_ids or self.sp.unk_id() in self._space_mark_ids:
             raise SpecialTokenError("the model has no byte pieces: it must be trained with byte_fallback=true")
 

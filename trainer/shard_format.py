@@ -36,7 +36,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
 
-from tokenizer.special_tokens import EOP, EOS, GMASK, MASK, PAD, SOP
+from tokenizer.special_tokens import EOP, EOS, GMASK, MASK, PAD, SMASK, SOP, UNK
 
 FORMAT_NAME = "glm-blank-infilling"
 FORMAT_VERSION = 1
@@ -44,6 +44,7 @@ SEQ_COLUMNS = ("tokens", "targets", "position_ids", "segment_ids", "prefix", "la
 COLUMN_DTYPES = {"tokens": np.int32, "targets": np.int32, "position_ids": np.int32,
                  "segment_ids": np.int32, "prefix": np.int8, "langs": np.int8}
 KINDS = ("MASK", "gMASK")
+NEVER_WRITTEN = (UNK, SMASK)  # ids no sequence holds: documents with them are dropped before packing
 IGNORE = -100  # targets value for positions without loss (PyTorch's cross-entropy ignore_index)
 MANIFEST = "manifest.json"
 ROWS_PER_BATCH = 1024  # record batch size inside a shard file; the reader handles any
@@ -259,6 +260,10 @@ class _MappedShard:
         if not reader.schema.equals(shard_schema(seq_len)):
             raise ShardFormatError(f"{path}: schema {reader.schema} is not the shard schema for seq_len {seq_len}")
         batches = [reader.get_batch(b) for b in range(reader.num_record_batches)]
+        for batch in batches:  # the rows below keep only "is it gMASK", so a value outside KINDS is refused here
+            kinds = batch.column("kind")
+            if pc.sum(pc.is_in(kinds, value_set=pa.array(KINDS))).as_py() != len(kinds):
+                raise ShardFormatError(f"{path}: a kind other than {' or '.join(KINDS)}")
         self.views = [{c: _fixed_size_view(batch.column(c), seq_len) for c in SEQ_COLUMNS} for batch in batches]
         self.is_gmask = [pc.equal(batch.column("kind"), "gMASK").to_numpy(zero_copy_only=False) for batch in batches]
         self.starts = np.concatenate([[0], np.cumsum([batch.num_rows for batch in batches])]).astype(np.int64)
@@ -303,6 +308,10 @@ def verify_sequence(sample: dict) -> list[str]:
     if kind not in KINDS:
         return [f"kind {kind!r} is not one of {KINDS}"]
     tokens, targets, pos, seg, prefix, langs = (a[c].astype(np.int64) for c in SEQ_COLUMNS)
+    if np.any(tokens < 0):
+        errors.append("a negative token id")
+    if np.any(np.isin(tokens, NEVER_WRITTEN)) or np.any(np.isin(targets, NEVER_WRITTEN)):
+        errors.append("<unk> or [sMASK] in the sequence (the shards stage drops documents holding them)")
     if np.any((prefix != 0) & (prefix != 1)):
         errors.append("prefix holds values other than 0 and 1")
     if np.any(langs < -1):

@@ -438,7 +438,7 @@ def verify_shards(shards_dir: str, checksums: bool = True, max_per_shard: int = 
         manifest = read_manifest(shards_dir)
     except ShardFormatError as e:
         return [str(e)]
-    problems = []
+    problems = _verify_manifest(manifest, shards_dir)
     for entry in manifest["shards"]:
         path = storage.join(shards_dir, entry["file"])
         if not storage.exists(path):
@@ -463,6 +463,40 @@ def verify_shards(shards_dir: str, checksums: bool = True, max_per_shard: int = 
     return problems
 
 
+def _verify_manifest(manifest: dict, shards_dir: str) -> list[str]:
+    """What the manifest says about itself, against itself, the special-token table and the tokenizer
+    file it names (when that file is there)."""
+    problems, entries = [], manifest["shards"]
+    files = [e["file"] for e in entries]
+    if len(set(files)) != len(files):
+        problems.append(f"manifest: a shard listed more than once ({sorted({f for f in files if files.count(f) > 1})})")
+    totals = {key: sum(e[key] for e in entries) for key in ("samples", "tokens", "loss_tokens")}
+    if manifest.get("totals") != totals:
+        problems.append(f"manifest: totals {manifest.get('totals')}, the shards add up to {totals}")
+    for key in ("languages", "sources"):
+        names = manifest.get(key, [])
+        if len(set(names)) != len(names):
+            problems.append(f"manifest: {key} {names} names one twice")
+        if unknown := sorted({n for e in entries for n in e.get(key, {})} - set(names)):
+            problems.append(f"manifest: shards count {key} {unknown} that the {key} list lacks")
+        counted = sum(sum(e.get(key, {}).values()) for e in entries)
+        if counted != manifest.get("stream_tokens"):
+            problems.append(f"manifest: the shards' {key} count {counted} tokens, stream_tokens says "
+                            f"{manifest.get('stream_tokens')}")
+    if manifest.get("special_tokens") != {str(i): piece for i, piece in SPECIAL_TOKENS.items()}:
+        problems.append(f"manifest: special_tokens {manifest.get('special_tokens')} are not the table of DESIGN.md")
+    if (manifest.get("objective") or {}).get("seq_len", manifest["seq_len"]) != manifest["seq_len"]:
+        problems.append(f"manifest: objective.seq_len {manifest['objective']['seq_len']} but seq_len "
+                        f"{manifest['seq_len']}")
+    tokenizer = manifest.get("tokenizer") or {}
+    model = storage.join(shards_dir, tokenizer.get("file", ""))
+    if "://" not in tokenizer.get("file", "") and tokenizer.get("file") and storage.exists(model) \
+            and file_sha256(model) != tokenizer.get("sha256"):
+        problems.append(f"manifest: tokenizer sha256 {tokenizer.get('sha256')} is not that of {model} (the shards "
+                        "were built with another model, or it was replaced since)")
+    return problems
+
+
 def _verify_shard(dataset: ShardDataset, first: int, entry: dict, progress) -> list[str]:
     vocab, n_langs = dataset.vocab_size, len(dataset.languages)
     found, tokens, loss = [], 0, 0
@@ -471,7 +505,7 @@ def _verify_shard(dataset: ShardDataset, first: int, entry: dict, progress) -> l
         tokens += int(np.count_nonzero(sample["segment_ids"]))
         loss += int(np.count_nonzero(sample["targets"] != -100))
         errors = verify_sequence(sample)
-        if sample["tokens"].max() >= vocab or sample["targets"].max() >= vocab:
+        if sample["tokens"].max() >= vocab or sample["targets"].max() >= vocab:  # negative ids: verify_sequence
             errors.append(f"an id >= vocab_size {vocab}")
         if sample["langs"].max() >= n_langs:
             errors.append(f"a langs index >= {n_langs} languages")
