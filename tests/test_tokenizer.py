@@ -12,7 +12,7 @@ import pytest
 from pipeline import storage
 from pipeline.runner import run_stage
 from pipeline.stages.mix import DEFAULT_STAGE, MixStage
-from pipeline.stages.tokenizer import TokenizerStage
+from pipeline.stages.tokenizer import TokenizerStage, training_error_hint
 from tokenizer.special_tokens import SPECIAL_TOKENS
 from tokenizer.spm import load, load_proto
 from tokenizer.train import TrainSettings, split_long_line, train, write_training_lines
@@ -178,6 +178,40 @@ def test_stage_says_which_language_is_missing(tmp_path, spark_session_engine):
     write_finished_stage(cfg.run.workdir, DEFAULT_STAGE, make_docs("web", "en", 20, 200), files=1)
     run_stage(MixStage(cfg), spark_session_engine)
     with pytest.raises(ConfigError, match="tokenizer.language_shares.*no zh documents"):
+        run_stage(TokenizerStage(cfg), spark_session_engine)
+
+
+def test_training_errors_say_what_to_change(tmp_path):
+    """A sample too small for the vocabulary: not SentencePiece's advice to go below the config's minimum.
+    An empty sample: not SentencePiece's INTERNAL check."""
+    settings = TrainSettings(vocab_size=300, num_threads=1)
+    tiny, empty = tmp_path / "tiny.txt", tmp_path / "empty.txt"
+    with tiny.open("w", encoding="utf-8") as f:
+        write_training_lines("hello world 你好世界", f, 8192)
+    with pytest.raises(RuntimeError) as err:
+        train(settings, str(tiny))
+    hint = training_error_hint(str(err.value), settings)
+    assert hint.startswith("the sample is too small for tokenizer.vocab_size 300: SentencePiece finds only 278 pieces")
+    assert "tokenizer.heldout_bytes" in hint and "cannot go below 300" in hint and "Please set" not in hint
+    with empty.open("w", encoding="utf-8") as f:
+        write_training_lines(" \n\t\n", f, 8192)
+    with pytest.raises(RuntimeError, match="the training sample is empty"):
+        train(settings, str(empty))
+
+
+def test_stage_says_why_the_training_sample_is_empty(tmp_path, spark_session_engine):
+    from pipeline.config import ConfigError
+    from test_mix import make_docs
+
+    docs = [{**d, "text": " \n\u3000 "} for d in make_docs("web", "en", 10, 100) + make_docs("web", "zh", 10, 100)]
+    cfg = make_run_config(tmp_path, {"mix": {"target_tokens": 1000, "sources": [
+                                         {"name": "web_en", "lang": "en", "match_source": ["web"]},
+                                         {"name": "web_zh", "lang": "zh", "match_source": ["web"]}]},
+                                     "tokenizer": {"vocab_size": 500}})
+    write_finished_stage(cfg.run.workdir, DEFAULT_STAGE, docs, files=1)
+    run_stage(MixStage(cfg), spark_session_engine)
+    with pytest.raises(ConfigError, match=r"the training sample is empty: of the mix's \d+ documents, \d+ drawn but "
+                       r"empty or whitespace only; \d+ held out"):
         run_stage(TokenizerStage(cfg), spark_session_engine)
 
 

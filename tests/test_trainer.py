@@ -255,6 +255,7 @@ def test_presets_validate(preset):
     ({"parallel.attention": "fast"}, "parallel.attention: expected one of 'auto', 'flex', 'sdpa', 'naive'"),
     ({"parallel.tensor": 3}, "parallel.tensor: expected a divisor of num_heads 4"),
     ({"train.global_batch_size": 7}, "train.global_batch_size: expected a multiple of micro_batch_size 2"),
+    ({"train.seed": 2**63}, "train.seed: expected a 64-bit signed integer"),
 ])
 def test_config_errors_name_file_key_and_expectation(override, message):
     with pytest.raises(ConfigError) as err:
@@ -289,6 +290,22 @@ def test_data_parallel_ranks_read_disjoint_deterministic_slices(text_shards):
     batch = ranks[0].next_global_batch(16, 2)  # this rank's 4 sequences as 2 micro-batches of 2
     assert len(batch) == 2 and batch[0]["tokens"].shape == (2, SEQ_LEN) and batch[0]["tokens"].dtype == torch.long
     assert ranks[0].consumed_samples == resumed.consumed_samples + 16
+
+
+def test_negative_seeds_order_the_data_too(text_shards, tmp_path):
+    from trainer.data import SampleOrder
+    from trainer.train import Trainer
+
+    def order(seed: int, n: int = 50) -> list[int]:
+        return [SampleOrder(n, seed)[k] for k in range(2 * n)]  # two epochs
+
+    # Non-negative seeds keep the order they always had: runs resume on it.
+    rng = np.random.default_rng
+    assert order(5) == rng([5, 0]).permutation(50).tolist() + rng([5, 1]).permutation(50).tolist()
+    assert sorted(order(-1)[:50]) == list(range(50)) and order(-1) == order(-1)
+    assert len({tuple(order(seed)) for seed in (-2, -1, 0, 1, 2**63 - 1)}) == 5
+    cfg = load_config(TINY, {"train.seed": -1, "checkpoint.interval": 0, "logging.tensorboard": False})
+    assert Trainer(cfg, str(text_shards), tmp_path, torch.device("cpu")).train_step()["skipped"] is None
 
 
 def test_warmup_and_cosine_count_samples_under_the_batch_rampup():
@@ -348,6 +365,7 @@ def test_a_non_finite_step_is_skipped_and_leaves_the_weights_alone(text_shards, 
 
 
 def test_command_line_errors_are_readable(text_shards, tmp_path, capsys):
+    from trainer.shard_format import MANIFEST, write_manifest
     from trainer.train import main
 
     base = ["--config", str(TINY), "--data", str(text_shards), "--out", str(tmp_path), "--device", "cpu"]
@@ -357,6 +375,11 @@ def test_command_line_errors_are_readable(text_shards, tmp_path, capsys):
     assert "model.vocab_size: expected at least the shards' vocabulary 2000, got 1024" in capsys.readouterr().err
     assert main(["--config", str(TINY), "--data", str(tmp_path / "nothing"), "--device", "cpu"]) == 2
     assert "no manifest" in capsys.readouterr().err
+    empty = tmp_path / "empty"  # what the shards stage writes when no document is valid
+    empty.mkdir()
+    write_manifest(str(empty), {**json.loads((text_shards / MANIFEST).read_text()), "shards": []})
+    assert main(base[:2] + ["--data", str(empty)] + base[4:]) == 2
+    assert "the shards hold no sequences, nothing to train on" in capsys.readouterr().err
     with pytest.raises(SystemExit) as help_exit:
         main(["--help"])
     assert help_exit.value.code == 0 and "torchrun" in capsys.readouterr().out

@@ -75,6 +75,8 @@ def train(settings: TrainSettings, input_file: str) -> bytes:
     no temporary path: the same sample and settings give the same bytes."""
     import io
 
+    if not os.path.getsize(input_file):  # SentencePiece would only say INTERNAL [!sentences_.empty()]
+        raise RuntimeError(f"{input_file}: the training sample is empty (no line of text)")
     model = io.BytesIO()
     spm.set_random_generator_seed(settings.seed)
     with open(input_file, encoding="utf-8", newline="\n") as lines:  # "\r" inside a line stays text

@@ -179,6 +179,7 @@ def _check(cfg: Config, where: str) -> None:
          f"a multiple of micro_batch_size {t.micro_batch_size}"),
         (t.rampup_start_batch_size is None or 0 < t.rampup_start_batch_size <= t.global_batch_size,
          "train.rampup_start_batch_size", "between 1 and global_batch_size"),
+        (-2**63 <= t.seed < 2**63, "train.seed", "a 64-bit signed integer"),
         (t.warmup_samples >= 0, "train.warmup_samples", "at least 0"),
         (t.cross_entropy_chunk >= 0, "train.cross_entropy_chunk", "0 (off) or a positive number of tokens"),
         (t.lr_decay_samples is None or t.lr_decay_samples > t.warmup_samples, "train.lr_decay_samples",

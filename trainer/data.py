@@ -24,7 +24,10 @@ class SampleOrder:
     def __init__(self, num_samples: int, seed: int):
         if num_samples == 0:
             raise ValueError("the shards hold no sequences")
-        self.num_samples, self.seed = num_samples, seed
+        # numpy takes non-negative seeds only: a negative one as its 64-bit two's complement, like the
+        # pipeline's shard_rngs. Non-negative seeds keep their order; the config caps seeds below 2**63,
+        # so a mapped negative seed never meets another accepted seed.
+        self.num_samples, self.seed = num_samples, seed % 2**64
         self._epoch, self._perm = -1, np.empty(0, dtype=np.int64)
 
     def __getitem__(self, k: int) -> int:

@@ -121,6 +121,9 @@ class Trainer:
         self.cfg, self.out, self.device = cfg, out, device
         self.rank, self.world_size = world()
         self.dataset = ShardDataset(data, verify=verify_shards)
+        if len(self.dataset) == 0:  # a valid manifest: what the shards stage writes when no document is valid
+            raise ShardFormatError(f"{data}: the shards hold no sequences, nothing to train on (did the shards "
+                                   f"stage keep no document?)")
         if self.dataset.seq_len > cfg.model.max_position:
             raise ConfigError(f"model.max_position: expected at least the shards' seq_len {self.dataset.seq_len}, "
                               f"got {cfg.model.max_position}")

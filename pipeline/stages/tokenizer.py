@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 MODEL_FILE = "tokenizer.model"
 VOCAB_FILE = "tokenizer.vocab"
 READ_COLUMNS = ["id", "text", "lang"]
+MIN_VOCAB_SIZE = 300  # 256 byte pieces + the special tokens, with room to spare
 
 
 @register_section("tokenizer")
@@ -66,8 +67,9 @@ class TokenizerSection:
     def __post_init__(self):
         if abs(sum(self.language_shares.values()) - 1) > 1e-6 or min(self.language_shares.values()) <= 0:
             raise ValueError(f"language_shares must be > 0 and sum to 1, got {self.language_shares}")
-        if self.vocab_size < 300:
-            raise ValueError(f"vocab_size must be at least 300 (256 byte pieces + specials), got {self.vocab_size}")
+        if self.vocab_size < MIN_VOCAB_SIZE:
+            raise ValueError(f"vocab_size must be at least {MIN_VOCAB_SIZE} (256 byte pieces + specials), "
+                             f"got {self.vocab_size}")
         if not 0.98 <= self.character_coverage <= 1:  # SentencePiece's own bounds
             raise ValueError(f"character_coverage must be in [0.98, 1], got {self.character_coverage}")
 
@@ -208,7 +210,7 @@ class TokenizerStage(Stage):
                              "evaluated on the held-out documents)")
             model, sample_bytes, train_seconds = storage.read_bytes(self.fixed_model), 0, 0.0
         else:
-            model, sample_bytes, train_seconds = self._train(stage_run, settings)
+            model, sample_bytes, train_seconds = self._train(stage_run, settings, stats)
         storage.rmtree(storage.join(stage_run.tmp_dir, "sample"))
         from tokenizer.spm import load_proto
 
@@ -229,13 +231,16 @@ class TokenizerStage(Stage):
         _console().print(eval_table(evaluation, "tokenizer on held-out mix documents"))
         return stats
 
-    def _train(self, stage_run: StageRun, settings: TrainSettings) -> tuple[bytes, int, float]:
+    def _train(self, stage_run: StageRun, settings: TrainSettings, stats: StageStats) -> tuple[bytes, int, float]:
         """SentencePiece on the joined sample parts: (model bytes, sample bytes, seconds)."""
         sample_parts = storage.expand(storage.join(stage_run.tmp_dir, "sample"))
         local = "://" not in stage_run.tmp_dir
         with tempfile.TemporaryDirectory(dir=stage_run.tmp_dir if local else None) as tmp:
             sample = os.path.join(tmp, "sample.txt")
             sample_bytes = concatenate(sample_parts, sample)
+            if not sample_bytes:  # SentencePiece would only say INTERNAL [!sentences_.empty()]
+                raise ConfigError(f"{self.cfg.path}: tokenizer: the training sample is empty: "
+                                  f"{empty_sample_reason(stats)}")
             started = time.time()
             with _console().status(f"tokenizer: training SentencePiece {settings.model_type}, vocabulary "
                                    f"{settings.vocab_size:,}, on {sample_bytes / 1e6:,.1f} MB with "
@@ -243,8 +248,9 @@ class TokenizerStage(Stage):
                 try:
                     model = train(settings, sample)
                 except RuntimeError as e:  # e.g. vocab_size too small for the characters to cover
+                    size = f"{sample_bytes / 1e6:,.1f} MB" if sample_bytes >= 1e6 else f"{sample_bytes:,} bytes"
                     raise ConfigError(f"{self.cfg.path}: tokenizer: SentencePiece cannot train with these "
-                                      f"settings on this {sample_bytes / 1e6:,.1f} MB sample: "
+                                      f"settings on this sample ({stats.kept.docs:,} documents, {size} of text): "
                                       f"{training_error_hint(str(e), settings)}") from None
         return model, sample_bytes, time.time() - started
 
@@ -253,10 +259,36 @@ class TokenizerStage(Stage):
 
 
 VOCAB_TOO_SMALL = re.compile(r"Vocabulary size is smaller than required_chars\. (\d+) vs (\d+)")
+VOCAB_TOO_LARGE = re.compile(r"Vocabulary size too high \((\d+)\)\. Please set it to a value <= (\d+)")
+# Why documents of the mix are not in the training sample (the stage's drop reasons).
+LEFT_OUT = {
+    "tokenizer_heldout": "held out for the evaluation figures (tokenizer.heldout_bytes: up to half of each language)",
+    "tokenizer_not_sampled": "not drawn (tokenizer.sample_bytes)",
+    "tokenizer_mix_repeat": "repeats of the mix",
+    "tokenizer_other_language": "in languages without a tokenizer.language_shares entry",
+}
+
+
+def empty_sample_reason(stats: StageStats) -> str:
+    """Where the mix's documents went, when none of them gave the training sample a line of text."""
+    where = [f"{stats.kept.docs:,} drawn but empty or whitespace only"] if stats.kept.docs else []
+    where += [f"{c.docs:,} {LEFT_OUT.get(reason, reason)}" for reason, c in sorted(stats.dropped.items()) if c.docs]
+    return (f"of the mix's {stats.input.docs:,} documents, {'; '.join(where)}. SentencePiece needs lines of text: "
+            f"give the mix more documents with text, or lower tokenizer.heldout_bytes.")
 
 
 def training_error_hint(message: str, settings: TrainSettings) -> str:
     """SentencePiece's message in the config's terms: the key to change and a value that would work."""
+    found = VOCAB_TOO_LARGE.search(message)
+    if found:
+        most = int(found.group(2))
+        # SentencePiece's own advice is a smaller vocabulary, which the config may not allow.
+        smaller = (f", or set tokenizer.vocab_size to at most {most:,}" if most >= MIN_VOCAB_SIZE else
+                   f"; tokenizer.vocab_size cannot go below {MIN_VOCAB_SIZE} (256 byte pieces + specials)")
+        return (f"the sample is too small for tokenizer.vocab_size {found.group(1)}: SentencePiece finds only "
+                f"{most:,} pieces in it. Train on more text (a larger mix, a larger tokenizer.sample_bytes if it "
+                f"caps the sample, or a smaller tokenizer.heldout_bytes: up to half of each language is held "
+                f"out){smaller}.")
     found = VOCAB_TOO_SMALL.search(message)
     if not found:
         return message
