@@ -7,7 +7,7 @@ untouched (an ID card number is tried before the phone number inside it):
 | kind       | format                                                    | confirmed by                    |
 |------------|-----------------------------------------------------------|---------------------------------|
 | email      | local@domain.tld                                          | -                               |
-| ip         | IPv4 dotted quad, IPv6                                    | `ipaddress`: public (global) only; not after a version word |
+| ip         | IPv4 dotted quad, IPv6 (also ::ffff:1.2.3.4)              | `ipaddress`: public (global) only; not after a version word |
 | cn_id      | mainland resident ID, 18 characters                       | area code, birth date, ISO 7064 MOD 11-2 check |
 | hk_id      | Hong Kong identity card, A123456(7)                       | its MOD 11 check digit          |
 | tw_id      | Taiwan national ID, A123456789                            | its weighted MOD 10 check       |
@@ -57,7 +57,10 @@ _END = r"(?![0-9A-Za-z])"
 _DIGIT_FAMILY = re.compile(
     r"[0-9](?:"
     r"(?P<cn_id>(?<=[1-8])[0-9]{5}(?:18|19|20)[0-9]{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12][0-9]|3[01])[0-9]{3}[0-9Xx]" + _END + ")"
-    r"|(?P<bank_card>[0-9]{3}(?:[ -][0-9]{4}){2}[ -][0-9]{1,7}(?![0-9A-Za-z]|[ -][0-9])|[0-9]{12,18}" + _END + ")"
+    # grouped: 4-4-4-4-3 (19-digit UnionPay) or 4-4-4-x; a space and a number may follow (an expiry
+    # date, a CVV, the next card), a hyphen and a digit may not (a longer serial number)
+    r"|(?P<bank_card>[0-9]{3}(?:[ -][0-9]{4}){2}[ -](?:[0-9]{4}[ -][0-9]{3}|[0-9]{1,7})(?![0-9A-Za-z]|-[0-9])"
+    r"|[0-9]{12,18}" + _END + ")"
     # mainland mobile, bare or 3-4-4; landline 0xx(x)-xxxxxxx(x); North American xxx-xxx-xxxx
     r"|(?P<phone>(?<=1)[3-9][0-9](?:[0-9]{8}|[ -][0-9]{4}[ -][0-9]{4})" + _END +
     r"|(?<=0)[1-9][0-9]{1,2}-[2-9][0-9]{6,7}" + _END +
@@ -68,20 +71,27 @@ _LETTER_ID_FAMILY = re.compile(
     r"[A-Z](?:(?P<tw_id>[12][0-9]{8}" + _END + r")|(?P<hk_id>[A-Z]?[0-9]{6}\s?(?:\([0-9A]\)|[0-9A])" + _END + "))")
 _PLUS_PHONE = re.compile(r"\+(?P<phone>[1-9][0-9]{0,2}[ -]?(?:\(?[0-9]{1,4}\)?[ -]?){1,4}[0-9]{2,4})" + _END)
 _PAREN_PHONE = re.compile(r"\((?P<phone>0[1-9][0-9]{1,2}\)\s?[2-9][0-9]{6,7}|[2-9][0-9]{2}\)\s?[2-9][0-9]{2}[-.][0-9]{4})" + _END)
-_IPV6 = re.compile(r"[0-9A-Fa-f:][0-9A-Fa-f:]{4,38}")
-_EMAIL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,24}(?![A-Za-z0-9-])")
+# IPv6, also ending in a dotted quad (::ffff:1.2.3.4) whose first number the hex run takes
+_IPV6 = re.compile(r"[0-9A-Fa-f:][0-9A-Fa-f:]{4,38}(?:(?:\.[0-9]{1,3}){3})?")
+# Local part (RFC 6531 allows any letter): also U+00C0-U+1FFF, the letters of Latin with diacritics
+# (müller@, josé@), Greek, Cyrillic, Arabic, Indic ...; not Han, kana or Hangul, which in Chinese text
+# run straight into an address written after them. One character class each: as fast as ASCII only.
+_EMAIL = re.compile(r"[A-Za-z0-9\u00c0-\u1fff][A-Za-z0-9._%+\-\u00c0-\u1fff]{0,63}@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,24}(?![A-Za-z0-9-])")
 _URL_TOKEN = re.compile(r"[?&](?:access_token|api_key|apikey|auth|key|password|passwd|pwd|secret|session|sessionid|sid|token)=(?P<url_token>[^&#\s\"'<>]{6,})")
 _QQ_WORDS = ("QQ", "qq", "Qq", "扣扣", "企鹅号")
 _QQ = re.compile(r"(?:QQ|qq|Qq|扣扣|企鹅号)(?:号码|号|群)?\s*[:：]?\s*(?P<qq>[1-9][0-9]{4,10})" + _END)
 _WECHAT_WORDS = ("微信", "薇信", "威信", "V信", "WeChat", "wechat", "Wechat", "weixin", "WeiXin", "VX", "vx", "WX", "wx")
-_WECHAT = re.compile(r"(?:微信|薇信|威信|V信|WeChat|wechat|Wechat|weixin|WeiXin|VX|vx|WX|wx)(?:号|号码|ID|id)?\s*[:：]?\s*"
+_WECHAT = re.compile(r"(?:微信|薇信|威信|V信|WeChat|wechat|Wechat|weixin|WeiXin|VX|vx|WX|wx)(?:\s?(?:号|号码|ID|id))?\s*[:：]?\s*"
                      r"(?P<wechat>1[3-9][0-9]{9}|[A-Za-z][-_A-Za-z0-9]{5,19})" + _END)
 _ANY_DIGIT = re.compile(r"[0-9]")
+# What may not follow an IPv6 address: more of a longer run, or a fifth number after its dotted quad.
+_CUT_OFF = re.compile(r"[0-9A-Za-z]|\.[0-9]")
 # Domains reserved for examples and documentation (RFC 2606, RFC 6761): their addresses belong to nobody.
 _RESERVED_DOMAIN = re.compile(r"@(?:.+\.)?(?:example\.(?:com|net|org|edu)|[^@]+\.(?:example|invalid|test|localhost))$",
                               re.IGNORECASE)
-# A version word shortly before a dotted quad makes it a version number, not an address.
-_VERSION_BEFORE = re.compile(r"(?:version|ver\.?|v|版本|版本号|build|release)\s*[:：]?\s*$", re.IGNORECASE)
+# A version word shortly before a dotted quad makes it a version number, not an address ("dev" or
+# "Kyiv" is no "v").
+_VERSION_BEFORE = re.compile(r"(?<![A-Za-z])(?:version|ver\.?|v|版本|版本号|build|release)\s*[:：]?\s*$", re.IGNORECASE)
 # Characters that may not touch an identifier's start (a longer token would contain it).
 _GLUED = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 _GLUED_BEFORE = {"ip": _GLUED | {".", "-"}, "email": _GLUED | set("._%+-"), "phone+": _GLUED | {"+"}}
@@ -181,8 +191,10 @@ def _confirm(kind: str, s: str, text: str, start: int) -> bool:
         return 13 <= len(d) <= 19 and _card_issuer_known(d) and luhn_valid(d)
     if kind == "ip":
         if ":" in s:
-            if s.count(":") < 2 or (start + len(s) < len(text) and text[start + len(s)] in _GLUED):
-                return False  # a time (12:30:45) or a cut-off run
+            if s.count(":") < 2 or _CUT_OFF.match(text, start + len(s)):
+                return False  # a time (12:30:45) or a cut-off run (as for IPv4, a fifth ".n" too)
+            if not _ANY_DIGIT.search(s) and sum(1 for group in s.split(":") if group) < 3:
+                return False  # a C++/Ruby scope of hex letters (Feed::Add, DB::Add)
         elif _VERSION_BEFORE.search(text, max(0, start - 12), start):
             return False
         return _ip_public(s)
@@ -244,7 +256,11 @@ def _candidates(text: str, kinds: frozenset[str]):
             else:
                 span = m.span(kind)  # keyword kinds: the identifier after its keyword
             if kind in kinds:
-                yield kind, span[0], span[1], _GLUED_BEFORE.get(glued_key or kind, _GLUED)
+                glued = _GLUED_BEFORE.get(glued_key or kind, _GLUED)
+                yield kind, span[0], span[1], glued
+                if kind == "bank_card" and span[1] - span[0] == 23:
+                    # 4-4-4-4-3 may also be a 16-digit card and a CVV: the longer one wins when both check
+                    yield kind, span[0], span[0] + 19, glued
 
 
 def find_pii(text: str, kinds: frozenset[str] = frozenset(KINDS)) -> list[PIIMatch]:
@@ -285,6 +301,9 @@ class PIIAnonymizer:
         unknown = sorted(set(self.kinds) - set(KINDS))
         if unknown:
             raise ValueError(f"unknown PII kind {unknown[0]!r}; expected one of: {', '.join(KINDS)}")
+        unknown = sorted(set(self.replacements) - set(KINDS))
+        if unknown:
+            raise ValueError(f"replacements: unknown PII kind {unknown[0]!r}; expected one of: {', '.join(KINDS)}")
         if self.mode not in ("tag", "dummy"):
             raise ValueError(f"mode: expected 'tag' or 'dummy', got {self.mode!r}")
         base = TAGS if self.mode == "tag" else DUMMIES

@@ -112,3 +112,62 @@ def test_international_number_followed_by_a_year_keeps_the_year():
     text = "电话 +86 139 4425 1793 1970年代"
     (m,) = find_pii(text)
     assert (m.kind, text[m.start:m.end]) == ("phone", "+86 139 4425 1793")
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("client ::ffff:93.184.216.34 connected", "client <IP> connected"),
+    ("log: 2606:4700:4700::1111:8.8.8.8", "log: <IP>"),
+    ("lan ::ffff:192.168.1.1 only", "lan ::ffff:192.168.1.1 only"),  # a private IPv4 stays, mapped or not
+    ("::ffff:93.184.216.34.5", "::ffff:93.184.216.34.5"),  # five numbers are no address, as in IPv4
+])
+def test_ipv6_with_a_dotted_quad_tail_is_one_address(text, expected):
+    assert PIIAnonymizer().anonymize(text)[0] == expected
+
+
+@pytest.mark.parametrize("text", ["ssh to dev 93.184.216.34", "hosted in Kyiv 93.184.216.34",
+                                  "PATH env 93.184.216.34", "prebuild 93.184.216.34", "prerelease: 93.184.216.34"])
+def test_only_a_whole_version_word_makes_a_version_number(text):
+    assert kinds(text) == ["ip"]
+
+
+@pytest.mark.parametrize("text", ["Call Feed::Add(x); Bad::Face f;", "DB::Add(row)", "ACE::BEAD", "FB::Feed"])
+def test_scope_names_of_hex_letters_are_no_ipv6(text):
+    assert find_pii(text) == []
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("v6 2606:4700:4700::1111 and 2a03:2880::1", ["ip", "ip"]),
+    ("full 2a03:2880:f12f:83:face:b00c:0:25de; letters only dead:beef::cafe", ["ip", "ip"]),
+    ("link-local fe80::1ff:fe23:4567:890a, documentation 2001:db8::1, loopback ::1", []),
+])
+def test_ipv6_forms(text, expected):
+    assert kinds(text) == expected
+
+
+@pytest.mark.parametrize("text, card", [
+    ("卡号：6217 0000 1234 5678 907，开户行：工商银行", "6217 0000 1234 5678 907"),   # 19 digits, 4-4-4-4-3
+    ("Card: 4111 1111 1111 1111 12/25", "4111 1111 1111 1111"),                     # expiry after a space
+    ("Card: 4111 1111 1111 1111 000 (CVV)", "4111 1111 1111 1111"),                 # 3 digits: CVV, not a 19th digit
+])
+def test_grouped_cards_followed_by_numbers(text, card):
+    (m,) = find_pii(text)
+    assert (m.kind, text[m.start:m.end]) == ("bank_card", card)
+
+
+def test_two_grouped_cards_in_a_row():
+    assert PIIAnonymizer().anonymize("4111 1111 1111 1111 5500 0000 0000 0004")[0] == "<BANK_CARD> <BANK_CARD>"
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("write to müller@gmx.de", "write to <EMAIL>"),
+    ("josé@gmail.com", "<EMAIL>"),
+    ("Ελένη: ελένη.κ@mail.gr", "Ελένη: <EMAIL>"),
+    ("联系张三zhang@163.com", "联系张三<EMAIL>"),  # Han is no local-part letter: Chinese runs into addresses
+])
+def test_email_with_a_non_ascii_local_part_is_replaced_whole(text, expected):
+    assert PIIAnonymizer().anonymize(text)[0] == expected
+
+
+@pytest.mark.parametrize("text", ["WeChat ID: john_doe99", "wechat id john_doe99", "微信号：john_doe99"])
+def test_wechat_keyword_with_a_space_before_id(text):
+    assert PIIAnonymizer().anonymize(text)[0].endswith("<WECHAT>")

@@ -67,6 +67,7 @@ def test_dummy_mode_and_kind_subset(tmp_path):
     ({"kinds": ["ssn"]}, "unknown PII kind 'ssn'"),
     ({"mode": "hash"}, "mode: expected 'tag' or 'dummy'"),
     ({"max_pii_char_frac": 0}, "max_pii_char_frac"),
+    ({"replacements": {"phones": "<TEL>"}}, "replacements: unknown PII kind 'phones'"),
 ])
 def test_config_errors_name_the_key(tmp_path, section, message):
     with pytest.raises(ConfigError, match=message):

@@ -641,3 +641,13 @@ def test_per_source_changes_build_on_the_section_and_name_their_key(tmp_path):
                            (["books"], r"quality\.sources: expected a mapping")]:
         with pytest.raises(ConfigError, match=error):
             make_run_config(tmp_path / "b", {"quality": {"sources": changes}})
+
+
+def test_a_kept_null_text_stays_null(tmp_path):
+    """A language without rules (langid keeping `und`, or quality on data that skipped langid) keeps a
+    document with no text as it came: null, not an empty string."""
+    cfg = make_run_config(tmp_path, {"quality": {}})
+    rows = [{"id": f"d{i}", "text": None, "source": "s", "source_file": "f", "source_offset": i, "lang": "fr"}
+            for i in range(2)]
+    result = QualityStage(cfg).process_batch(pa.RecordBatch.from_pylist(rows, DOC_SCHEMA))
+    assert result.reasons == [None, None] and result.rows.column("text").to_pylist() == [None, None]

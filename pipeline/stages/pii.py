@@ -48,7 +48,7 @@ class PiiSection:
     min_pii_for_drop: int = 5
 
     def __post_init__(self):
-        PIIAnonymizer(tuple(self.kinds), self.mode, self.replacements)  # raises on a bad kind or mode
+        PIIAnonymizer(tuple(self.kinds), self.mode, self.replacements)  # raises on a bad kind, mode or replacement
         if not 0.0 < self.max_pii_char_frac <= 1.0:
             raise ValueError(f"max_pii_char_frac: expected a share in (0, 1], got {self.max_pii_char_frac}")
         if self.min_pii_for_drop < 1:

@@ -309,7 +309,7 @@ class QualityStage(ReadsWhatMixUses, MapStage):
                 minimum = self.section.sources.get(entry, self.section).classifier_min_score.get(lang)
                 if minimum is not None and signals["score"] < minimum:
                     rejection = Rejection("classifier:min_score", signals["score"])
-            out_texts.append(cleaned if rejection is None else text)
+            out_texts.append(cleaned if rejection is None and text is not None else text)  # null stays null
             before_rewrite.append(text if rejection is None and cleaned != text else None)
             reasons.append(rejection and rejection.reason)
             details.append(rejection and rejection.detail)
