@@ -7,14 +7,23 @@ lowercase, numbers -> 0, punctuation and whitespace folded, Traditional -> Simpl
 n-grams are hashed by the same compiled kernel as dedup's shingles (64-bit), so an item is found
 whatever its punctuation, width, case or script in the page.
 
+A page is shingled in its own language's mode, and also in the other one over its runs of the other
+script, so an item is found whatever the page's majority language (an exam-prep page labelled zh
+quoting MMLU, an English page quoting C-Eval): a Chinese page's stretches without Han characters
+are read as English words, and an English page that holds Han characters is read as Chinese
+characters, only where its n-grams hold as many Han characters as the Han-poorest Chinese item's
+best n-gram, and at least one (see `_Pass.han`). An item's language (`item_lang`, or the
+benchmark's `lang`) still decides how the item is cut: an English item holding Han characters is
+found in a Chinese page only if one of its n-grams has none.
+
 An item shorter than one n-gram cannot share one: items of at least `min_tokens` tokens are
 indexed whole as `min_tokens`-grams (a second, shorter pass over documents, run only if such items
 exist); shorter ones are counted as too short to detect and reported.
 
 The index (a sorted array of n-gram hashes per pass plus, for each hash, the items that hold it)
 is built from the benchmark files once per worker process: benchmarks are small next to a corpus,
-and the cost of a document is its own n-grams (one presence-table lookup each), whatever the
-number of benchmarks.
+and the cost of a document is its own n-grams (one presence-table lookup each), plus those of its
+runs of the other script, whatever the number of benchmarks.
 """
 from __future__ import annotations
 
@@ -23,6 +32,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from filters.fast_normalize import normalize_word_lines
 from filters.minhash import Shingling, is_chinese, shingle_batch
 from filters.scripts import script_counts
 
@@ -41,6 +51,10 @@ class _Pass:
 
     en_n: int
     zh_n: int
+    words: bool = False  # holds word n-grams (English items)
+    # The fewest Han characters (at least 1) of the Han-richest indexed n-gram of any Chinese item
+    # (None: no Chinese item): an English page's character n-grams with fewer are not looked up.
+    han: int | None = None
     hashes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64))  # sorted, unique
     owners: list[tuple[int, ...]] = field(default_factory=list)  # per hash: item numbers
     # A direct-mapped presence table on the low bits of the hashes (~3% full): almost every document
@@ -100,13 +114,47 @@ def _token_strings(texts: list[str | None], langs: list[str]) -> list[tuple[str,
             for t, lang in zip(texts, langs)]
 
 
-def _is_han(c: str) -> bool:
-    return "\u4e00" <= c <= "\u9fff" or "\u3400" <= c <= "\u4dbf" or c == "〇"
+_HAN_CLASS = "\u3400-\u4dbf\u4e00-\u9fff〇"
+_NOT_CJK_LEAD = bytes(b for b in range(256) if not 0xE3 <= b <= 0xE9)
+
+
+def _cjk_count(text: str) -> int:
+    """Characters U+3000-U+9FFF (Han, CJK punctuation, kana): UTF-8 lead bytes E3-E9, counted at
+    memory speed (a regular expression for Han took 40% of an English page's cost)."""
+    return len(text.encode("utf-8", "surrogatepass").translate(None, _NOT_CJK_LEAD))
+
+
+def _han_counts(s: str, n: int) -> np.ndarray:
+    """Han characters (Chinese numerals included: see `_DIGITS_AS_NUMERALS`) per n-gram of a
+    character-mode token string, in text order; one count, the whole string's, if it is shorter."""
+    cp = np.frombuffer(s.encode("utf-32-le"), np.uint32)
+    han = ((cp >= 0x4E00) & (cp <= 0x9FFF)) | ((cp >= 0x3400) & (cp <= 0x4DBF)) | (cp == ord("〇"))
+    if len(han) < n:
+        return han.sum(keepdims=True)
+    total = np.concatenate(([0], np.cumsum(han)))
+    return total[n:] - total[:-n]
+
+
+def _han_windows(s: str, n: int, least: int) -> list[str]:
+    """The stretches of `s` covered by its n-grams holding at least `least` Han characters."""
+    if len(s) < n:
+        return []
+    starts = np.flatnonzero(_han_counts(s, n) >= least)
+    if not len(starts):
+        return []
+    gaps = np.flatnonzero(np.diff(starts) > 1)
+    firsts, lasts = starts[np.r_[0, gaps + 1]], starts[np.r_[gaps, len(starts) - 1]]
+    return [s[a:b + n] for a, b in zip(firsts.tolist(), lasts.tolist())]
+
+
+# LaTeX math ($...$, $$...$$, \(...\), \[...\]) and command names: "\frac{\sin x}{\sqrt{x}}" is
+# no English, and would outnumber the Han characters of a formula-heavy Chinese item.
+_LATEX = re.compile(r"\$\$.*?\$\$|\$.*?\$|\\\(.*?\\\)|\\\[.*?\\\]|\\[A-Za-z]+", re.S)
 
 
 def item_lang(text: str) -> str:
-    """zh when at least 30% of the letters are Han (ChineseWebText's bar), else en."""
-    counts = script_counts(text)
+    """zh when at least 30% of the letters outside LaTeX are Han (ChineseWebText's bar), else en."""
+    counts = script_counts(_LATEX.sub(" ", text))
     letters = sum(counts.values())
     return "zh" if letters and counts.get("Han", 0) / letters >= 0.3 else "en"
 
@@ -131,6 +179,10 @@ class ContaminationIndex:
             (full_items if count >= n else short_items if count >= minimum else self.too_short).append(k)
         self._fill(self.full, full_items, tokens)
         self._fill(self.short, short_items, tokens)
+        words = [p.en_n for p in self.passes if p.words]
+        # A run of n words is at least 2n - 1 characters long: shorter runs cannot hold an n-gram.
+        self._latin_run = re.compile(f"[^{_HAN_CLASS}]{{{2 * min(words) - 1},}}") if words else None
+        self._least_han = min((p.han for p in self.passes if p.han is not None), default=None)
 
     def _fill(self, p: _Pass, numbers: list[int], tokens: list[tuple[str, bool]]) -> None:
         if not numbers:
@@ -142,6 +194,11 @@ class ContaminationIndex:
         hashes, owner_of = hashes[order], owner_of[order]
         unique, starts = np.unique(hashes, return_index=True)
         p.set_hashes(unique, [tuple(sorted(set(group.tolist()))) for group in np.split(owner_of, starts[1:])])
+        p.words = any(tokens[k][1] for k in numbers)
+        best = [int(_han_counts(s, p.zh_n).max()) for s, word_mode in (tokens[k] for k in numbers) if not word_mode]
+        # An item's Han-richest n-gram is always indexed. At least 1: an item without Han characters
+        # (an HTML or English line in a zh benchmark) would have every English page read as characters.
+        p.han = max(min(best), 1) if best else None
 
     def _indexable(self, s: str, word_mode: bool, p: _Pass) -> np.ndarray:
         """Per n-gram of an item (in text order): whether to index it. Mostly-Latin stretches of a
@@ -150,25 +207,50 @@ class ContaminationIndex:
         none of the item's has (then all are kept: a verbatim copy is always found)."""
         if word_mode:
             return np.ones(max(len(s.split()) - p.en_n + 1, 1), bool)
-        n = p.zh_n
-        han = np.array([_is_han(c) for c in s], np.int64)
-        window = np.convolve(han, np.ones(n, np.int64), "valid") if len(han) >= n else han.sum(keepdims=True)
-        keep = window >= self.zh_min_han_frac * min(n, len(han))
+        keep = _han_counts(s, p.zh_n) >= self.zh_min_han_frac * min(p.zh_n, len(s))
         return keep if keep.any() else np.ones_like(keep)
 
     @property
     def passes(self) -> list[_Pass]:
         return [p for p in (self.full, self.short) if len(p.hashes)]
 
+    def _other_script(self, texts: list[str | None], chinese: list[bool]) -> list[tuple[int, str, bool]]:
+        """(document, token string, word mode) of what each document holds in the other script: a
+        Chinese page's runs without Han characters as words (if some item is English), an English
+        page as characters (if some item is Chinese and the page may hold as many Han characters as
+        the Han-poorest item's best n-gram: digits, which become numerals, are not counted)."""
+        runs, out = [], []
+        for d, (text, zh) in enumerate(zip(texts, chinese)):
+            if not text:
+                continue
+            if zh and self._latin_run:
+                runs += [(d, run.replace("\n", " ")) for run in self._latin_run.findall(text)]
+            elif not zh and self._least_han is not None and _cjk_count(text) >= self._least_han:
+                out.append((d, _token_strings([text], ["zh"])[0][0], False))
+        # One compiled pass for all runs (a call per run cost more than the rest of the page).
+        words = normalize_word_lines("\n".join(run for _, run in runs)) if runs else []
+        return out + [(d, w, True) for (d, _), w in zip(runs, words)]
+
     def find(self, texts: list[str | None], langs: list[str | None]) -> list[list[int]]:
         """Per document, the numbers of the items it shares an n-gram with (sorted, no repeats)."""
         found: list[set[int]] = [set() for _ in texts]
-        tokens = _token_strings(texts, ["zh" if is_chinese(lang) else "en" for lang in langs])
+        chinese = [is_chinese(lang) for lang in langs]
+        tokens = _token_strings(texts, ["zh" if zh else "en" for zh in chinese])
+        other = self._other_script(texts, chinese)
         for p in self.passes:
-            hashes, docs = p.shingles(tokens)
+            pieces, owner = list(tokens), list(range(len(texts)))  # token strings, and their document
+            for d, s, word_mode in other:
+                if word_mode and p.words:
+                    pieces.append((s, True))
+                    owner.append(d)
+                elif not word_mode and p.han is not None:
+                    windows = _han_windows(s, p.zh_n, p.han)
+                    pieces += [(w, False) for w in windows]
+                    owner += [d] * len(windows)
+            hashes, docs = p.shingles(pieces)
             if not len(hashes):
                 continue
             at, where = p.lookup(hashes)
-            for doc, w in zip(docs[at].tolist(), where.tolist()):
+            for doc, w in zip(np.asarray(owner)[docs[at]].tolist(), where.tolist()):
                 found[doc].update(p.owners[w])
         return [sorted(f) for f in found]

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import REPO, make_run_config, write_finished_stage
-from filters.decontam import BenchmarkItem, ContaminationIndex
+from filters.decontam import BenchmarkItem, ContaminationIndex, item_lang
 from filters.normalize import to_traditional
 from pipeline import storage
 from pipeline.config import ConfigError
@@ -43,6 +43,34 @@ def index(**kw) -> ContaminationIndex:
 ])
 def test_finds_items_as_pages_carry_them(text, lang, expected):
     assert index().find([text], [lang]) == [expected]
+
+
+@pytest.mark.parametrize("text, lang, expected", [
+    (HOST_ZH + EN + HOST_ZH, "zh", [0]),  # an exam-prep page quoting an English benchmark
+    (HOST_ZH + "题目：What is the capital city of the imaginary island of Verland?答案见下。", "zh", [2]),  # short item
+    (HOST_EN + ZH + HOST_EN, "en", [1]),
+    (HOST_EN + to_traditional(ZH) + " " + HOST_EN, None, [1]),
+    (HOST_ZH + HOST_EN + HOST_ZH, "zh", []),  # English and Chinese text that quotes no item
+    (HOST_EN + "English | 中文 | 日本語 " + HOST_EN + HOST_ZH, "en", []),
+])
+def test_finds_items_whatever_the_page_language(text, lang, expected):
+    assert index().find([text], [lang]) == [expected]
+
+
+FORMULA_ZH = r"已知函数$f(x)=\frac{\sin x + \cos x}{\sqrt{x^2+1}}$，则$f'(0)$的值为"
+
+
+def test_item_lang_ignores_latex():
+    """LaTeX command names outnumber the Han characters of a formula-heavy Chinese item."""
+    assert item_lang(FORMULA_ZH) == "zh"
+    assert item_lang(r"Evaluate $\int_0^1 x^2 \, dx$ and give the answer as a fraction.") == "en"
+    assert item_lang(r"设集合$A=\{x \mid x^2<4\}$") == "zh"
+
+
+@pytest.mark.parametrize("host, lang", [(HOST_ZH, "zh"), (HOST_EN, "en")])
+def test_formula_heavy_chinese_item_is_found(host, lang):
+    ix = ContaminationIndex([BenchmarkItem("b", 0, FORMULA_ZH, item_lang(FORMULA_ZH))])
+    assert ix.find([host + FORMULA_ZH + host], [lang]) == [[0]]
 
 
 def test_too_short_items_are_counted_not_indexed():

@@ -47,7 +47,7 @@ class Benchmark:
     name: str  # reported, and the rejection reason's suffix
     path: InputPath  # JSON lines (.jsonl, .jsonl.gz), Parquet, or plain text (.txt: one item a line)
     fields: list[str] = field(default_factory=lambda: ["text"])  # joined by newlines into one item
-    lang: Literal["en", "zh"] | None = None  # None: per item, zh when >= 30% of its letters are Han
+    lang: Literal["en", "zh"] | None = None  # None: per item, zh when >= 30% of its letters outside LaTeX are Han
 
 
 @register_section("decontaminate")
