@@ -24,8 +24,13 @@ short English as Kannada or Russian. Four general rules fix that (LanguageIdenti
    is found by its function words instead (`is_classical_chinese`).
 
 A document is predicted in blocks: runs of consecutive lines of one script group (CJK scripts
-are one group), up to `max_block_letters`. A line that carries runs of two script groups of at
-least `mixed_run_bytes` each, one of them CJK (a bilingual page flattened to one line), is cut
+are one group), up to `max_block_letters`. On a page with kana or Hangul, a CJK line that shows
+its writing system on its own (rule 2 on the line alone: kana or Hangul at any length; Chinese
+only with no kana or Hangul and at least `cjk_line_letters` Han letters) starts a new block
+where that differs from the block's, so one Japanese or Korean paragraph does not decide the
+Chinese paragraphs around it; shorter Han lines (headings, names, addresses: often kanji only on
+a Japanese page) take the system of their block. A line that carries runs of two script groups
+of at least `mixed_run_bytes` each, one of them CJK (a bilingual page flattened to one line), is cut
 into one piece per script group first, so its shares follow its scripts instead of flipping with
 the majority. Its `shares` are the blocks' decisions weighted by their letters; its language is the largest share,
 its score the letter-weighted mean probability of that language over the blocks that chose it.
@@ -77,8 +82,11 @@ _LETTER_SLOTS = slice(1, len(SLOT_NAMES))
 # Korean may carry Hanja; the CJK rule tells them apart). Non-letter slots belong to no group.
 _GROUP_OF_SLOT = np.zeros(N_SLOTS, np.intp)
 _GROUP_OF_SLOT[_LETTER_SLOTS] = np.arange(1, len(SLOT_NAMES))
-_GROUP_OF_SLOT[[_SLOT[name] for name in ("Hiragana", "Katakana", "Hangul")]] = _SLOT["Han"]
 _CJK_GROUP = _SLOT["Han"]
+# Han, Hiragana, Katakana, Hangul are adjacent slots (filters.scripts.SCRIPTS): slices are views.
+_CJK_SLOTS = slice(_SLOT["Han"], _SLOT["Hangul"] + 1)
+_KANA_HANGUL_SLOTS = slice(_SLOT["Hiragana"], _SLOT["Hangul"] + 1)
+_GROUP_OF_SLOT[_KANA_HANGUL_SLOTS] = _CJK_GROUP
 _NON_CJK_GROUPS = np.setdiff1d(np.unique(_GROUP_OF_SLOT[_LETTER_SLOTS]), [_CJK_GROUP])
 _GROUP_MATRIX = np.zeros((N_SLOTS, N_SLOTS))
 _GROUP_MATRIX[np.arange(1, len(SLOT_NAMES)), _GROUP_OF_SLOT[_LETTER_SLOTS]] = 1
@@ -247,6 +255,10 @@ class LanguageIdentifier:
     keeps Han-script Chinese as one language, and the variety is recorded instead (`variant`).
     `mixed_run_bytes` 40 (13 Han characters, 40 Latin letters: a clause, longer than a name or
     a product term) is where a run of a second script inside a line is cut out as its own piece.
+    `cjk_line_letters` 24: the longest line without kana of the 29 Japanese pages of
+    ../shared/data/crawl (ClueWeb09, EUC-JP) has 20 Han letters (an address), while 74% of the 365
+    Chinese sentences of ../shared/data/langid have 24 or more (a shorter Chinese line next to a
+    Japanese paragraph goes with it).
     `variant_sample_chars` 120: lid.176 names a variety on none of the 2,532 Chinese documents of
     ../shared/data/text and 365 Chinese sentences of ../shared/data/langid from their first 80 to
     300 characters alike, and the sample is the one fastText call a Chinese document costs
@@ -256,6 +268,7 @@ class LanguageIdentifier:
                  cjk_hiragana_share: float = 0.05, cjk_katakana_share: float = 0.5,
                  cjk_hangul_share: float = 0.1, folded_view: bool = True,
                  max_block_letters: int = 1000, min_block_letters: int = 10, mixed_run_bytes: int = 40,
+                 cjk_line_letters: int = 24,
                  variant_sample_chars: int = 120, predict_chars: int = 500,
                  label_aliases: Mapping[str, str] | None = None):
         self.model_path = model_path or default_model_path()
@@ -267,6 +280,7 @@ class LanguageIdentifier:
         self.max_block_letters = max_block_letters
         self.min_block_letters = min_block_letters
         self.mixed_run_bytes = mixed_run_bytes
+        self.cjk_line_letters = cjk_line_letters
         self.variant_sample_chars = variant_sample_chars
         self.predict_chars = predict_chars
         self.label_aliases = dict({"wuu": "zh", "yue": "zh", "gan": "zh", "lzh": "zh"}
@@ -353,9 +367,9 @@ class LanguageIdentifier:
                 return {lang: prob / total for lang, prob in dist.items()}
         return None
 
-    def _predict(self, text: str, counts: np.ndarray, weights: np.ndarray) -> tuple[str, float]:
-        """(language, probability) of one block, given its letters per script slot."""
-        strict, loose, only = self._possible(weights, self._cjk_system(counts))
+    def _predict(self, text: str, counts: np.ndarray, weights: np.ndarray, cjk: int) -> tuple[str, float]:
+        """(language, probability) of one block, given its letters per script slot and CJK system."""
+        strict, loose, only = self._possible(weights, cjk)
         langs = self._registry.langs
         if only is not None:
             return langs[only], 1.0
@@ -417,16 +431,17 @@ class LanguageIdentifier:
         letters = counts[:, _LETTER_SLOTS].sum(axis=1).tolist()
         groups = group_weights.argmax(axis=1).tolist()
         langs, scores = [UNDETERMINED] * len(texts), [0.0] * len(texts)
-        blocks = self._blocks(groups, letters)
-        sizes = [sum(letters[start:end]) for start, end in blocks]
+        blocks = self._blocks(groups, letters, self._line_systems(counts, groups), counts)
+        sizes = [sum(letters[start:end]) for start, end, _ in blocks]
         if max(sizes, default=0) >= self.min_block_letters:
             # Fragments too short for fastText (a product code, "iOS" inside a Chinese line run)
             # stay undetermined: they go with their neighbours when a page is split and count in
             # no language's share. A text made only of fragments is still predicted.
             blocks = [block for block, size in zip(blocks, sizes) if size >= self.min_block_letters]
-        for start, end in blocks:
-            lang, score = self._predict(" ".join(texts[start:end]), counts[start:end].sum(axis=0),
-                                        weights[start:end].sum(axis=0))
+        for start, end, system in blocks:
+            block_counts = counts[start:end].sum(axis=0)
+            lang, score = self._predict(" ".join(texts[start:end]), block_counts, weights[start:end].sum(axis=0),
+                                        system or self._cjk_system(block_counts))
             langs[start:end] = [lang] * (end - start)
             scores[start:end] = [score] * (end - start)
         if len(texts) == len(lines):
@@ -508,25 +523,58 @@ class LanguageIdentifier:
                 largest[line], line_langs[line], line_scores[line] = n, lang, score
         return line_langs, line_scores, line_letters
 
-    def _blocks(self, groups: list[int], letters: list[int]) -> list[tuple[int, int]]:
-        """Runs of consecutive pieces predicted together: same main script group, at most
-        `max_block_letters` letters (a longer piece is a block of its own). A page of short lines
-        (menus, lists, poems) then costs a few predictions instead of one per line, and a change
-        of script (an English menu on a Chinese page) still starts a new block."""
-        blocks: list[tuple[int, int]] = []
-        start, script, size = None, None, 0
-        for i, (main, n) in enumerate(zip(groups, letters)):
+    def _line_systems(self, counts: np.ndarray, groups: list[int]) -> list[int]:
+        """The CJK system each CJK piece shows on its own, 0 where it shows none. Kana and Hangul
+        mark a Japanese or Korean line of any length, but a line is Chinese by lacking them, as a
+        kanji heading, name or address on a Japanese page does too: only a line of at least
+        `cjk_line_letters` Han letters and no kana or Hangul counts as Chinese. A page without kana
+        or Hangul: all 0."""
+        if not counts[:, _KANA_HANGUL_SLOTS].any():
+            return [0] * len(groups)
+        chinese = _CJK_SYSTEM["Hani"]
+        systems = []
+        for row, group, other in zip(counts, groups, counts[:, _KANA_HANGUL_SLOTS].sum(axis=1).tolist()):
+            if group != _CJK_GROUP:
+                systems.append(0)
+            elif other:  # too few kana or Hangul for Japanese or Korean: no system of its own
+                system = self._cjk_system(row)
+                systems.append(0 if system == chinese else system)
+            else:
+                systems.append(chinese if row[_SLOT["Han"]] >= self.cjk_line_letters else 0)
+        return systems
+
+    def _blocks(self, groups: list[int], letters: list[int], systems: list[int],
+                counts: np.ndarray) -> list[tuple[int, int, int]]:
+        """Runs of consecutive pieces predicted together, with their CJK system (0: from the
+        block's letters): same main script group, same CJK system where a piece has one of its own
+        (`_line_systems`), at most `max_block_letters` letters (a longer piece is a block of its
+        own). A page of short lines (menus, lists, poems) then costs a few predictions instead of
+        one per line, and a change of script (an English menu on a Chinese page) or of CJK writing
+        system (a Japanese paragraph in a Chinese article) still starts a new block. A piece
+        without a system joins any block; a block of such pieces takes the first system that a
+        piece brings, when `_may_take`."""
+        blocks: list[tuple[int, int, int]] = []
+        start, script, cjk, size = None, None, 0, 0
+        for i, (main, n, system) in enumerate(zip(groups, letters, systems)):
             if not n:
                 continue
-            if start is not None and main == script and size + n <= self.max_block_letters:
+            if start is not None and main == script and size + n <= self.max_block_letters and (
+                    not system or system == cjk or not cjk and self._may_take(counts[start:i].sum(axis=0), system)):
                 size += n
+                cjk = cjk or system
                 continue
             if start is not None:
-                blocks.append((start, i))
-            start, script, size = i, main, n
+                blocks.append((start, i, cjk))
+            start, script, cjk, size = i, main, system, n
         if start is not None:
-            blocks.append((start, len(letters)))
+            blocks.append((start, len(letters), cjk))
         return blocks
+
+    def _may_take(self, counts: np.ndarray, system: int) -> bool:
+        """Whether a block of pieces without a CJK system of their own, with these letters, takes
+        the `system` of the next piece: yes unless `cjk_line_letters` CJK letters of it or more
+        say otherwise by rule 2 (Chinese lines with katakana brand names, then a katakana line)."""
+        return counts[_CJK_SLOTS].sum() < self.cjk_line_letters or self._cjk_system(counts) == system
 
     def aggregate(self, text: str, line_langs: list[str], line_scores: list[float],
                   line_letters: list[int], variant: str | None = None) -> Identification:

@@ -96,6 +96,56 @@ def test_split_attaches_lines_without_letters(identifier):
     assert parts["zh"] == "今天天气很好，我们在公园里散步了一下午。\n"
 
 
+
+def _lingua(shared_data, lang: str, n: int) -> list[str]:
+    with (shared_data / "langid" / f"lingua-{lang}.jsonl").open(encoding="utf-8") as f:
+        return [json.loads(next(f))["text"] for _ in range(n)]
+
+
+@pytest.mark.parametrize("other", ["ja", "ko"])
+@pytest.mark.parametrize("other_first", [False, True])
+def test_chinese_article_with_a_japanese_or_korean_paragraph_is_mixed(shared_data, identifier, other, other_first):
+    """Three Chinese paragraphs and one Japanese (Korean) paragraph, real sentences: the kana
+    (Hangul) of one paragraph used to decide the whole run of CJK lines (ja 1.00, rejected)."""
+    chinese, paragraph = "\n\n".join(_lingua(shared_data, "zh", 3)), _lingua(shared_data, other, 1)[0]
+    page = f"{paragraph}\n\n{chinese}" if other_first else f"{chinese}\n\n{paragraph}"
+    ident = identifier.identify(page)
+    assert ident.lang == "zh" and set(ident.shares) == {"zh", other} and 0.5 < ident.shares["zh"] < 0.8
+    assert LanguageFilter(mixed="keep").reason(ident) is None
+    assert LanguageFilter(mixed="split").should_split(ident)
+    parts = {p.lang: (text, p) for text, p in identifier.split(page, ident)}
+    assert [p.lang for _, p in identifier.split(page, ident)] == ([other, "zh"] if other_first else ["zh", other])
+    assert parts["zh"][0].strip() == chinese and parts[other][0].strip() == paragraph
+    assert LanguageFilter(mixed="split").reason(parts["zh"][1]) is None
+    assert LanguageFilter(mixed="split").reason(parts[other][1]) == f"lang_other:{other}"
+
+
+def test_japanese_and_korean_pages_with_kanji_only_lines_stay_whole(shared_data, identifier):
+    """Kanji-only headings, names and addresses (no kana: Chinese by the CJK rule alone) take
+    the system of the Japanese lines around them; so do Hanja headings on a Korean page."""
+    from pipeline.ingest import read_file
+    from pipeline.ingest.events import Document
+    from pipeline.ingest.jsonl import FieldMap
+
+    ja, ko = _lingua(shared_data, "ja", 4), _lingua(shared_data, "ko", 3)
+    pages = ["\n".join(["会社概要", ja[0], ja[1], "", "所在地", "神奈川県川崎市宮前区宮崎二丁目一番地二十二号", ja[2],
+                        "利用案内", ja[3]]),
+             "\n".join(["お問い合わせ", "ログイン", "東京都千代田区丸の内一丁目九番一号株式会社東京駅前商事本社営業部", ja[0]])]
+    for page in pages:
+        ident = identifier.identify(page)
+        assert (ident.lang, ident.shares) == ("ja", {"ja": 1.0})
+        assert {lang for lang, n in zip(ident.line_langs, ident.line_letters) if n} == {"ja"}
+    ident = identifier.identify("\n".join(["大韓民國憲法", ko[0], "第一章 總綱", ko[1], ko[2]]))
+    assert (ident.lang, ident.shares, ident.line_langs) == ("ko", {"ko": 1.0}, ["ko"] * 5)
+    # Real Japanese shop pages (menus, prices and addresses in kanji): ja holds >= 95% of the
+    # letters of each (86-91% when a run of CJK lines was decided from its letters together).
+    path = shared_data / "crawl" / "broken" / "clueweb09-quirk-eucjp.warc.gz"
+    shop = [e.text for e in read_file(str(path), "auto", FieldMap(), 64 << 20) if isinstance(e, Document)]
+    assert len(shop) == 29
+    for text in shop:
+        ident = identifier.identify(text)
+        assert ident.lang == "ja" and ident.main_share >= 0.95
+
 def test_filter_reasons(identifier):
     lf = LanguageFilter(["en", "zh"], min_score={"en": 0.65, "zh": 0.9})
     assert lf.reason(identifier.identify("Der schnelle braune Fuchs springt über den faulen Hund.")) == "lang_other:de"

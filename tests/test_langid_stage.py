@@ -109,6 +109,30 @@ def test_mixed_keep_and_drop(tmp_path, mixed, reasons):
     assert row["lang"] == "en" and row["text"] == MIXED_PAGE  # not Chinese: no normalization
 
 
+
+@pytest.mark.parametrize("mixed", ["keep", "split"])
+def test_chinese_page_with_a_japanese_paragraph_is_not_rejected(tmp_path, shared_data, mixed):
+    """One Japanese paragraph no longer makes the Chinese paragraphs around it Japanese: the page
+    is kept as zh with both shares, or split into a kept zh part and a rejected ja part."""
+    from pipeline.engines.beam import BeamEngine
+
+    from test_langid import _lingua
+
+    chinese, japanese = "\n\n".join(_lingua(shared_data, "zh", 3)), _lingua(shared_data, "ja", 1)[0]
+    docs = [{"id": "page", "text": f"{chinese}\n\n{japanese}", "source": "t", "source_file": "f", "source_offset": 0}]
+    cfg = make_run_config(tmp_path, {"langid": {"mixed": mixed}}, engine="beam")
+    _fake_ingest(cfg.run.workdir, docs, files=1)
+    summary = run_stage(LangidStage(cfg), BeamEngine(cfg))
+    rows = _rows(f"{cfg.run.workdir}/langid")
+    if mixed == "keep":
+        assert rows["page"]["lang"] == "zh" and rows["page"].get("reject_reason") is None
+        assert {lang for lang, _ in rows["page"]["lang_shares"]} == {"ja", "zh"}
+    else:
+        assert summary["created"]["docs"] == 1
+        assert rows["page#zh"].get("reject_reason") is None and rows["page#zh"]["lang_shares"] == [("zh", 1.0)]
+        assert rows["page#zh"]["text"].strip() == chinese
+        assert rows["page#ja"]["reject_reason"] == "lang_other:ja" and rows["page#ja"]["text"] == japanese
+
 CLASSICAL = "道可道，非常道。名可名，非常名。無名天地之始；有名萬物之母。故常無欲，以觀其妙；常有欲，以觀其徼。此兩者，同出而異名，同謂之玄。"
 
 

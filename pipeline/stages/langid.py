@@ -65,6 +65,10 @@ class LangidSection:
     cjk_hiragana_share: float = 0.05
     cjk_katakana_share: float = 0.5
     cjk_hangul_share: float = 0.1  # Han text with >= 10% Hangul is Korean (Korean: >= 87% Hangul)
+    # On a page with kana or Hangul, a line with no kana or Hangul and this many Han letters is Chinese
+    # on its own (starts a block), so one Japanese or Korean paragraph does not decide the Chinese
+    # paragraphs around it; shorter kanji lines (headings, addresses) go with their block.
+    cjk_line_letters: int = 24
     folded_view: bool = True  # when a block is unsure, also predict a lower-cased, punctuation-free copy and average
     # Consecutive lines of one script are predicted together up to this many letters (about a
     # paragraph or two): pages of short lines cost a few fastText calls, shares stay paragraph-level.
@@ -101,7 +105,7 @@ class LangidSection:
         if not 1 <= self.min_block_letters <= self.max_block_letters:
             raise ValueError(f"min_block_letters, max_block_letters: expected 1 <= min <= max, got "
                              f"{self.min_block_letters} and {self.max_block_letters}")
-        for key in ("predict_chars", "mixed_run_bytes", "variant_sample_chars"):
+        for key in ("predict_chars", "mixed_run_bytes", "variant_sample_chars", "cjk_line_letters"):
             if getattr(self, key) < 1:
                 raise ValueError(f"{key}: expected a positive integer, got {getattr(self, key)}")
         for lang, score in self.min_score.items():
@@ -117,7 +121,8 @@ def local_model(uri: str | None) -> str:
 def build_identifier(s: LangidSection) -> LanguageIdentifier:
     return LanguageIdentifier(local_model(s.model), min_script_share=s.min_script_share,
                               cjk_hiragana_share=s.cjk_hiragana_share, cjk_katakana_share=s.cjk_katakana_share,
-                              cjk_hangul_share=s.cjk_hangul_share, folded_view=s.folded_view,
+                              cjk_hangul_share=s.cjk_hangul_share, cjk_line_letters=s.cjk_line_letters,
+                              folded_view=s.folded_view,
                               max_block_letters=s.max_block_letters, min_block_letters=s.min_block_letters,
                               predict_chars=s.predict_chars, mixed_run_bytes=s.mixed_run_bytes,
                               variant_sample_chars=s.variant_sample_chars,
