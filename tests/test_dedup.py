@@ -233,3 +233,15 @@ def test_copies_cut_differently_by_quality_still_match(tmp_path, shared_data):
     assert out["rejected"] == {"w0": ("dup_exact", "w1")}
     kept = pq.read_table(storage.join(cfg.run.workdir, "dedup", "data")).to_pylist()
     assert kept[0]["text"] == cleaned[1]["text"] and "q_text_before_rewrite" not in kept[0]
+
+
+def test_crawl_dates_spelled_differently_order_by_time():
+    """survivor_order's crawl_date compares date_key strings: the spellings ingest passes through from
+    WARC, ARC and JSON dumps must order by time, unreadable ones last."""
+    from pipeline.dedup.passes import UNKNOWN_DATE, date_key
+
+    spelled = ["2019-01-15T07:00:00Z", "20190115080000", "Tue, 15 Jan 2019 09:00:00 GMT", "2019-01-15 10:00:00",
+               "2019-01-15T19:00:00+08:00", "1547550000", "1547553600000", "not a date", None]
+    assert sorted(spelled, key=date_key) == spelled
+    assert [date_key(d) for d in spelled[-2:]] == [UNKNOWN_DATE] * 2
+    assert date_key("2019-01-15 23:00:00") > date_key("2019-01-15T07:00:00Z")  # raw strings: ' ' < 'T'

@@ -238,3 +238,39 @@ def test_two_indexes_keep_their_documents_apart(tmp_path):
     run_x, run_y = (DedupIndex(p).generation()["runs"][0]["run"] for p in (index_x, index_y))
     assert out["rejected"] == {"z0": ("dup_exact_existing", f"x0 in run {run_x}"),
                                "z1": ("dup_exact_existing", f"y0 in run {run_y}")}
+
+
+def test_rerunning_a_snapshot_against_its_own_index_keeps_what_it_kept(tmp_path, engines):
+    """`index: X, against: [X]`, the same documents again after an upstream change (a new fingerprint) or
+    a new survivor_order: an indexed document with a new one's id is that document's earlier run, which
+    the new one replaces; it is never its own duplicate, and copies point at this run's survivors."""
+    docs = _docs("a", 6)
+    docs[1]["text"] = docs[0]["text"]  # a copy within the snapshot
+    index = str(tmp_path / "index")
+    for name, engine in engines.items():
+        cfg = make_run_config(tmp_path / name, {"dedup": {"index": f"{index}-{name}", "against": [f"{index}-{name}"]}},
+                              engine=name)
+        write_finished_upstream(cfg.run.workdir, [docs[0::2], docs[1::2]])
+        first = run_stage(DedupStage(cfg), engine)
+        expected = read_dedup_output(storage.join(cfg.run.workdir, "dedup"))
+        assert expected["rejected"] == {"a1": ("dup_exact", "a0")}, name
+        storage.write_text(storage.join(cfg.run.workdir, DedupStage.upstream, "_SUCCESS"),
+                           json.dumps({"config_hash": "fixture", "input_fingerprint": "upstream re-ran"}))
+        again = run_stage(DedupStage(cfg), engine)
+        assert read_dedup_output(storage.join(cfg.run.workdir, "dedup")) == expected, name
+        assert again["kept"] == first["kept"], name
+
+
+def test_against_must_name_an_existing_index_resolved_like_index(tmp_path):
+    """A mistyped `against` would deduplicate against nothing: refused when the stage is built. A relative
+    path is under the workdir, as `index` is, so `against: [dedup_index]` names this run's own index
+    (which may not exist before its first run)."""
+    from pipeline.config import ConfigError
+
+    for against in (str(tmp_path / "nowhere"), "other_index"):
+        cfg = make_run_config(tmp_path / "w", {"dedup": {"against": [against]}})
+        expected = against if against.startswith("/") else f"{cfg.run.workdir}/{against}"
+        with pytest.raises(ConfigError, match=f"dedup.against: no index at {expected} "):
+            DedupStage(cfg)
+    cfg = make_run_config(tmp_path / "w", {"dedup": {"against": ["dedup_index"]}})
+    assert DedupStage(cfg).against[0].path == f"{cfg.run.workdir}/dedup_index"

@@ -158,16 +158,23 @@ def _read_count(path: str) -> int:
     return int(storage.read_text(storage.join(path, "count")).strip())
 
 
-def _read_signatures(p, sig_dir: str, columns: list[str]):
-    return (p | "read signatures" >> beam.io.ReadFromParquet(storage.join(sig_dir, "*.parquet"), columns=columns + ["error"])
-            | "without errors" >> beam.Filter(lambda r: r["error"] is None))
+def _read_signatures(p, sig_dir: str, columns: list[str], label: str = "signatures"):
+    return (p | f"read {label}" >> beam.io.ReadFromParquet(storage.join(sig_dir, "*.parquet"), columns=columns + ["error"])
+            | f"{label} without errors" >> beam.Filter(lambda r: r["error"] is None))
 
 
-def _read_neighbours(p, neighbour_files: list[str], columns: list[str], label: str):
+def _read_neighbours(p, sig_dir: str, neighbour_files: list[str], columns: list[str], label: str):
     """The indexed documents that share a key with a new one (found by
-    `pipeline.dedup.index.find_neighbours`), `columns` of them."""
-    return (p | f"{label}: files" >> beam.Create(neighbour_files)
-            | f"{label}: read" >> beam.io.ReadAllFromParquet(columns=columns))
+    `pipeline.dedup.index.find_neighbours`), `columns` of them. One with the id of a new document is
+    that document in an earlier run of this input (re-run after an upstream or config change): the new
+    one replaces it, as in `spark_dedup.with_indexed_neighbours`."""
+    new_ids = (_read_signatures(p, sig_dir, ["id"], f"{label}: signatures")
+               | f"{label}: new ids" >> beam.Map(lambda r: (r["id"], True)))
+    indexed = (p | f"{label}: files" >> beam.Create(neighbour_files)
+               | f"{label}: read" >> beam.io.ReadAllFromParquet(columns=sorted({*columns, "id"}))
+               | f"{label}: by id" >> beam.Map(lambda r: (r["id"], {c: r[c] for c in columns})))
+    return ({"new": new_ids, "indexed": indexed} | f"{label}: join ids" >> beam.CoGroupByKey()
+            | f"{label}: not re-run" >> beam.FlatMap(lambda kv: [] if kv[1]["new"] else kv[1]["indexed"]))
 
 
 def survivor_sort_key(order: list[str]):
@@ -233,7 +240,7 @@ def assignments(engine, sig_dir: str, assign_root: str, work_dir: str, p, thresh
     with engine.pipeline() as pl:
         sig = _read_signatures(pl, sig_dir, cols)
         if neighbour_files:
-            sig = (sig, _read_neighbours(pl, neighbour_files, cols, "indexed")) | "graph" >> beam.Flatten()
+            sig = (sig, _read_neighbours(pl, sig_dir, neighbour_files, cols, "indexed")) | "graph" >> beam.Flatten()
         edges = sig | "candidates" >> CandidateEdges(p, threshold)
         oriented = edges | "orient" >> beam.Map(lambda e: (max(e), min(e)))
         _write_edges(oriented, edges_dir, "edges")
@@ -259,7 +266,7 @@ def assignments(engine, sig_dir: str, assign_root: str, work_dir: str, p, thresh
         members = (_read_signatures(pl, sig_dir, _MEMBER_COLUMNS)
                    | "member fields" >> beam.Map(lambda r: {**{k: r[k] for k in _MEMBER_COLUMNS}, "origin": 1}))
         if neighbour_files:
-            indexed = (_read_neighbours(pl, neighbour_files, _INDEXED_COLUMNS, "indexed members")
+            indexed = (_read_neighbours(pl, sig_dir, neighbour_files, _INDEXED_COLUMNS, "indexed members")
                        | "indexed fields" >> beam.Map(lambda r: {**_INDEXED_DEFAULTS, **r, "origin": 0}))
             members = (members, indexed) | "all members" >> beam.Flatten()
         members = members | "member by node" >> beam.Map(lambda m: (m["node"], m))

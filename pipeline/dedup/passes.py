@@ -19,11 +19,13 @@ assignments: only documents in a cluster of two or more appear in the assignment
 """
 from __future__ import annotations
 
+import email.utils
 import hashlib
 import math
 import traceback
 import unicodedata
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 
 import numpy as np
 import pyarrow as pa
@@ -141,6 +143,28 @@ def text_key(text: str | None) -> int:
     return _key64(" ".join(unicodedata.normalize("NFC", text or "").split()))
 
 
+def date_key(value: str | None) -> str:
+    """The survivor rule's crawl-date key, compared as a string: the date as UTC `YYYY-MM-DDTHH:MM:SS`, so
+    dates spelled differently (ISO 8601 with `T` or a space, an offset or `Z`, ARC's YYYYMMDDhhmmss, epoch
+    seconds or milliseconds as JSON dumps carry them, an HTTP date) order by time; UNKNOWN_DATE (after
+    every date) when absent or unreadable."""
+    text = (value or "").strip()
+    try:
+        if text.isdigit() and len(text) in (8, 14):
+            when = datetime.strptime(text, "%Y%m%d%H%M%S" if len(text) == 14 else "%Y%m%d")
+        elif text.isdigit() and 9 <= len(text) <= 13:  # epoch seconds, or milliseconds from 13 digits
+            when = datetime.fromtimestamp(int(text) / (1000 if len(text) == 13 else 1), timezone.utc)
+        elif text[:4].isdigit():
+            when = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
+        else:
+            when = email.utils.parsedate_to_datetime(text)
+    except (ValueError, TypeError, OverflowError, OSError):
+        return UNKNOWN_DATE
+    if when.tzinfo is not None:
+        when = when.astimezone(timezone.utc).replace(tzinfo=None)
+    return when.isoformat(timespec="seconds")
+
+
 def url_key(url: str | None) -> int | None:
     """Same-URL key: the URL without surrounding spaces and #fragment; None when there is none."""
     url = (url or "").strip().split("#", 1)[0]
@@ -181,7 +205,7 @@ def signature_rows(batch: pa.RecordBatch, part: int, first_row: int, p: DedupPar
         "q_score": q,
         "q_rank": [math.floor(v / p.q_score_step + 1e-9) for v in q],
         "noise": [copy_noise(t) for t in texts],
-        "date_key": [d or UNKNOWN_DATE for d in dates],
+        "date_key": [date_key(d) for d in dates],
         "n_shingles": [0] * n,
         "bands": [None] * n,
         "shingles": [None] * n,

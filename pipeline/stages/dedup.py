@@ -35,7 +35,12 @@ their cluster goes to rejected/dup_exact_existing, dup_url_existing or dup_near_
 keeps what deduplicating A+B together keeps when the rule ranks A's documents first, except where a
 B document bridges two A clusters (both A survivors stay: old documents are never rewritten).
 A run that finds itself already in the index (same input fingerprint and config) neither reads nor
-appends itself again, so a run killed after its append and then resumed gives the same output.
+appends itself again, so a run killed after its append and then resumed gives the same output. An
+indexed document with the id of a new one is that document from an earlier run of this input (the
+same snapshot again after an upstream or config change): the new one replaces it in the graph and is
+never its duplicate (the earlier run stays in the index, whose later readers see both).
+`against` paths resolve as `index` does (relative: under the workdir), and each must exist but this
+run's own `index` (before its first run): a mistyped one would deduplicate against nothing.
 
 Paragraph dedup (`paragraphs`, CCNet-style): after clustering, each line key (filters.paragraphs:
 the line normalized as MinHash normalizes text) is counted over the surviving documents on the
@@ -60,7 +65,7 @@ from typing import Literal
 
 from filters.minhash import Shingling, optimal_bands
 from pipeline import storage
-from pipeline.config import bounded, is_system_folder, register_section
+from pipeline.config import ConfigError, bounded, is_system_folder, register_section
 from pipeline.dedup.index import MAX_INDEXES, DedupIndex, KeyKinds, find_neighbours
 from pipeline.dedup.passes import (REASON_PARAGRAPHS_LEFT_SHORT, AssignmentTask, DedupParams, IndexAppend,
                                    ParagraphParams, SignatureTask, read_parquet_dir)
@@ -120,7 +125,9 @@ class DedupSection:
     max_rounds: int = 100  # connected-components rounds before giving up (log^2 n in practice)
     # persistent index: where this run's survivors go (a relative path: under the workdir; null: none)
     index: str | None = "dedup_index"
-    against: list[str] = field(default_factory=list)  # indexes of earlier runs to deduplicate against
+    # indexes of earlier runs to deduplicate against (relative paths: under the workdir, as `index`);
+    # each must exist, except this run's own `index` before its first run
+    against: list[str] = field(default_factory=list)
     paragraphs: ParagraphDedupSection = field(default_factory=ParagraphDedupSection)
 
     def __post_init__(self):  # checked when the config loads, not when a run reaches dedup
@@ -159,11 +166,15 @@ class DedupStage(ReadsWhatMixUses, Stage):
                                                              dict(s.paragraphs.min_doc_chars), s.paragraphs.samples)
                                   if s.paragraphs.enabled else None)
         self.survivor_order = [k for k in s.survivor_order if k != "id"] + ["id"]
-        self.index = None
-        if s.index:
-            self.index = DedupIndex(s.index if "://" in s.index or s.index.startswith("/")
-                                    else storage.join(cfg.run.workdir, s.index))
-        self.against = [DedupIndex(p) for p in s.against]
+        def resolved(path: str) -> DedupIndex:
+            return DedupIndex(path if "://" in path or path.startswith("/") else storage.join(cfg.run.workdir, path))
+
+        self.index = resolved(s.index) if s.index else None
+        self.against = [resolved(p) for p in s.against]
+        for idx in self.against:  # a mistyped path would dedup against nothing, silently
+            if not (self.index and self._same_index(idx, self.index)) and idx.generation()["generation"] == 0:
+                raise ConfigError(f"{cfg.path}: dedup.against: no index at {idx.path} (no _manifest/gen-*.json): "
+                                  "expected the `index` folder of an earlier dedup run")
 
     def _run_identity(self, stage_run: StageRun) -> dict:
         """What names this run in an index: its upstream's _SUCCESS and its own config."""
