@@ -20,6 +20,7 @@ import argparse
 import json
 import logging
 import struct
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,7 +33,7 @@ from pipeline.registry import register_command
 from pipeline.report import read_stats, stale_stages
 from pipeline.runner import SUCCESS, StageNotReady
 from pipeline.stage import upstream_parts
-from pipeline.stages.shards import document_verdicts, load_tokenizer
+from pipeline.stages.shards import document_verdicts, tokenizer_model_uri
 from tokenizer.special_tokens import EOS
 
 log = logging.getLogger(__name__)
@@ -136,23 +137,48 @@ def export_megatron(cfg: RunConfig, engine, prefix: str, append_eos: bool = True
     parts = upstream_parts(storage.join(workdir, "encode"))
     if not parts:
         raise StageNotReady(f"{workdir}/encode/data: no encoded parts; run `glmdata encode` first")
-    vocab_size = load_tokenizer(cfg)[1].vocab_size
+    vocab_size = encode_tokenizer(cfg).vocab_size
     parts_dir = prefix + ".parts-tmp"
     storage.rmtree(parts_dir)
     try:
         written = sorted(engine.map_units("export megatron: parts", WritePart(parts_dir, vocab_size, append_eos),
                                           list(enumerate(parts))), key=lambda r: r["part"])
+        dropped: dict[str, int] = {}
+        for r in written:
+            for reason, n in r["dropped"].items():
+                dropped[reason] = dropped.get(reason, 0) + n
+        if not sum(r["docs"] for r in written):  # Megatron cannot open an empty .bin
+            raise NothingToExport(f"{workdir}/encode: no document to export; dropped: {dropped or 'none'}")
         (done,) = engine.map_units("export megatron: concatenate", Concatenate(parts_dir, prefix, vocab_size),
                                    [[r["part"] for r in written]])
     finally:
         storage.rmtree(parts_dir)
-    dropped: dict[str, int] = {}
-    for r in written:
-        for reason, n in r["dropped"].items():
-            dropped[reason] = dropped.get(reason, 0) + n
     return {"prefix": prefix, "dtype": np.dtype(token_dtype(vocab_size)).name, "vocab_size": vocab_size,
             "documents": sum(r["docs"] for r in written), "tokens": sum(r["tokens"] for r in written),
             "bin_bytes": done["bytes"], "dropped": dropped, "append_eos": append_eos}
+
+
+class NothingToExport(RuntimeError):
+    """Every encoded document was dropped (or there were none)."""
+
+
+def encode_tokenizer(cfg: RunConfig):
+    """The model encode read the ids with, as its stats.json recorded it (URI and sha256): an export by
+    --workdir has no config to say, and another model in <workdir>/tokenizer would give other ids."""
+    from tokenizer.spm import load_proto
+
+    report = (read_stats(storage.join(cfg.run.workdir, "encode")) or {}).get("report") or {}
+    recorded, sha256 = report.get("model"), report.get("model_sha256")
+    candidates = list(dict.fromkeys(filter(None, (recorded, tokenizer_model_uri(cfg)))))
+    for uri in candidates:
+        if storage.exists(uri):
+            tokenizer = load_proto(storage.read_bytes(uri))
+            if sha256 in (None, tokenizer.sha256):
+                tokenizer.check_special_tokens()
+                return tokenizer
+    raise StageNotReady(f"{cfg.run.workdir}/encode was encoded with {recorded or candidates[0]}"
+                        + (f" (sha256 {sha256})" if sha256 else "") + f", and no such model is at "
+                        f"{' or '.join(candidates)}: copy it back, or re-run `glmdata encode`")
 
 
 def run_engine(cfg: RunConfig) -> str:
@@ -201,6 +227,9 @@ def export_megatron_command(args: argparse.Namespace) -> int:
     engine = make_engine(cfg, args.engine or run_engine(cfg))
     try:
         summary = export_megatron(cfg, engine, args.out, append_eos)
+    except NothingToExport as e:
+        print(f"glmdata export megatron: error: {e}", file=sys.stderr)
+        return 1
     finally:
         engine.close()
     print(json.dumps(summary, indent=2))

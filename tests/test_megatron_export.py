@@ -12,6 +12,7 @@ from pipeline.cli import main as glmdata
 from pipeline.export_megatron import Concatenate, WritePart, export_megatron
 from test_shards_data import (VOCAB_SIZE, bad_documents, make_encoded_workdir, random_documents, real_documents,
                               tokenizer_model)
+from test_tokenizer import tiny_model  # noqa: F401  (fixture)
 from tokenizer.special_tokens import EOS, NUM_SPECIAL
 
 with warnings.catch_warnings():  # "Transformer Engine and Apex are not installed": not needed to read
@@ -100,3 +101,35 @@ def test_cli_on_a_workdir(tmp_path, shared_data, documents, monkeypatch):
     check_megatron_reads(prefix, [t + [EOS] for t in valid(documents)], np.uint16)
     assert glmdata(["export", "megatron", "--workdir", str(tmp_path / "nothing"), "--out", prefix,
                     "--engine", "beam"]) == 2
+
+
+def test_a_workdir_export_reads_with_the_model_encode_recorded(tmp_path, shared_data, documents, tiny_model,  # noqa: F811
+                                                              capsys):
+    """encode ran with encode.model M; <workdir>/tokenizer holds another model (or none): the export by
+    --workdir uses M, as encode's stats.json recorded it (URI and sha256), and says so when M is gone."""
+    import hashlib
+    import json
+    import shutil
+
+    model = tmp_path / "models" / "m.model"
+    model.parent.mkdir()
+    shutil.copy(tokenizer_model(shared_data), model)
+    workdir = make_encoded_workdir(tmp_path / "w", tiny_model, documents, parts=2)  # the other model in tokenizer/
+    (workdir / "encode" / "stats.json").write_text(json.dumps({"stage": "encode", "engine": "beam", "report": {
+        "model": str(model), "model_sha256": hashlib.sha256(model.read_bytes()).hexdigest()}}))
+    prefix = str(tmp_path / "out" / "corpus")
+    assert glmdata(["export", "megatron", "--workdir", str(workdir), "--out", prefix]) == 0
+    check_megatron_reads(prefix, [t + [EOS] for t in valid(documents)], np.uint16)
+    model.unlink()
+    assert glmdata(["export", "megatron", "--workdir", str(workdir), "--out", prefix]) == 3
+    assert f"encoded with {model} (sha256 " in " ".join(capsys.readouterr().err.split())
+
+
+def test_nothing_to_export_is_an_error(tmp_path, shared_data, capsys):
+    """Megatron cannot open an empty .bin: an export in which every document was dropped fails."""
+    workdir = make_encoded_workdir(tmp_path / "w", tokenizer_model(shared_data), bad_documents(), parts=1)
+    (workdir / "encode" / "stats.json").write_text('{"stage": "encode", "engine": "beam"}')
+    prefix = tmp_path / "out" / "corpus"
+    assert glmdata(["export", "megatron", "--workdir", str(workdir), "--out", str(prefix)]) == 1
+    assert "no document to export; dropped:" in capsys.readouterr().err
+    assert not prefix.with_suffix(".bin").exists()

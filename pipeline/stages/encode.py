@@ -179,7 +179,7 @@ class EncodeStage(MapStage):
 
     def execute(self, stage_run: StageRun) -> StageStats:
         stats = super().execute(stage_run)
-        self._report = build_report(self.model_uri(), stats.extra)
+        self._report = build_report(self.model_uri(), worker_tokenizer(self.model_uri()).sha256, stats.extra)
         measured = {lang: v["bytes_per_token"] for lang, v in self._report["languages"].items() if v["bytes_per_token"]}
         if measured:
             from rich.console import Console
@@ -212,8 +212,9 @@ def token_sums(batch: pa.RecordBatch, n_tokens: pa.Array) -> dict[str, float]:
     return sums
 
 
-def build_report(model: str, extra: dict[str, float]) -> dict:
-    """Documents, tokens and bytes per token by language and by mix source."""
+def build_report(model: str, model_sha256: str, extra: dict[str, float]) -> dict:
+    """The model (its URI and sha256: what `glmdata export megatron` reads the ids with); documents, tokens
+    and bytes per token by language and by mix source."""
     by_source: dict[str, dict] = {}
     by_lang: dict[str, dict] = {}
     for key, value in sorted(extra.items()):
@@ -227,4 +228,4 @@ def build_report(model: str, extra: dict[str, float]) -> dict:
         by_source[source]["lang"] = lang
     for entry in [*by_lang.values(), *by_source.values()]:
         entry["bytes_per_token"] = round(entry["bytes"] / entry["tokens"], 4) if entry["tokens"] else None
-    return {"model": model, "languages": by_lang, "sources": by_source}
+    return {"model": model, "model_sha256": model_sha256, "languages": by_lang, "sources": by_source}
