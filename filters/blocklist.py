@@ -421,6 +421,10 @@ class HashedNames:
     def __len__(self) -> int:
         return len(self._hashes)
 
+    def __reduce__(self):
+        # Salted per process (`_hashes`): a copy in another process would silently match nothing.
+        raise TypeError("HashedNames holds hashes salted per process: build it in the process that queries it")
+
     def first_match(self, names: list[str]) -> int | None:
         """The index of the first of `names` in the set, or None."""
         if not names or not len(self._hashes):

@@ -365,8 +365,6 @@ class ChineseNoise(RuleSet):
         return None
 
 
-
-
 @dataclass
 class LongDigitRuns(RuleSet):
     """Share of characters in long runs of digits: phone and QQ-number lists, lottery draws,

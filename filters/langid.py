@@ -84,6 +84,7 @@ _GROUP_OF_SLOT = np.zeros(N_SLOTS, np.intp)
 _GROUP_OF_SLOT[_LETTER_SLOTS] = np.arange(1, len(SLOT_NAMES))
 _CJK_GROUP = _SLOT["Han"]
 # Han, Hiragana, Katakana, Hangul are adjacent slots (filters.scripts.SCRIPTS): slices are views.
+assert SLOT_NAMES[_SLOT["Han"]:_SLOT["Hangul"] + 1] == ("Han", "Hiragana", "Katakana", "Hangul"), SLOT_NAMES
 _CJK_SLOTS = slice(_SLOT["Han"], _SLOT["Hangul"] + 1)
 _KANA_HANGUL_SLOTS = slice(_SLOT["Hiragana"], _SLOT["Hangul"] + 1)
 _GROUP_OF_SLOT[_KANA_HANGUL_SLOTS] = _CJK_GROUP

@@ -3,8 +3,10 @@
 Every stage is a command (`glmdata ingest --config configs/demo.yaml`); stages add their own
 actions (`glmdata quality train-classifier`, `glmdata shards verify`) through pipeline.registry.
 
-Exit status: 0 done; 2 a config error (the message names the file, key or --set item) or a command-line
-error (the argument or folder); 3 something to run, install or point at first (the message says what).
+Exit status: 0 done; 1 the command ran and found problems, or was left nothing to do (`shards verify`,
+`inspect` of an unfinished stage, `run` stopped before a stage, `export` with no document left); 2 a config
+error (the message names the file, key or --set item) or a command-line error (the argument or folder);
+3 something to run, install or point at first (the message says what).
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import logging
 import sys
 
 from pipeline import registry
-from pipeline.config import ConfigError
+from pipeline.config import ConfigError, UsageError
 from pipeline.engines import EngineError
 from pipeline.engines.java import JavaError
 from pipeline.runner import StageNotReady, WorkdirBusy
@@ -44,10 +46,6 @@ def _load_modules() -> None:
 
     stages.import_all()
     import pipeline.commands  # noqa: F401  (run, report, inspect, submit, ...)
-
-
-class UsageError(Exception):
-    """The command line, or a folder it names, is wrong (no config is at fault): exit 2 with the message."""
 
 
 def at_least(minimum: int):

@@ -43,6 +43,11 @@ class ConfigError(ValueError):
     """A configuration problem; the message names file, key and expectation."""
 
 
+class UsageError(Exception):
+    """The command line, or a file or folder it names, is wrong (no config is at fault): `glmdata` exits 2
+    with the message."""
+
+
 @dataclass(frozen=True)
 class Range:
     """Allowed values of a numeric setting: `low <= v <= high`, and `v > above` when given."""

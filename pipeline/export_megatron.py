@@ -27,13 +27,12 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from pipeline import storage
-from pipeline.cli import UsageError
-from pipeline.config import RunConfig, RunSection
+from pipeline.config import RunConfig, RunSection, UsageError
 from pipeline.registry import register_command
 from pipeline.report import read_stats, stale_stages
 from pipeline.runner import SUCCESS, StageNotReady
 from pipeline.stage import upstream_parts
-from pipeline.stages.shards import document_verdicts, tokenizer_model_uri
+from pipeline.stages.shards import document_verdicts, load_tokenizer
 from tokenizer.special_tokens import EOS
 
 log = logging.getLogger(__name__)
@@ -137,7 +136,7 @@ def export_megatron(cfg: RunConfig, engine, prefix: str, append_eos: bool = True
     parts = upstream_parts(storage.join(workdir, "encode"))
     if not parts:
         raise StageNotReady(f"{workdir}/encode/data: no encoded parts; run `glmdata encode` first")
-    vocab_size = encode_tokenizer(cfg).vocab_size
+    vocab_size = load_tokenizer(cfg)[1].vocab_size
     parts_dir = prefix + ".parts-tmp"
     storage.rmtree(parts_dir)
     try:
@@ -160,25 +159,6 @@ def export_megatron(cfg: RunConfig, engine, prefix: str, append_eos: bool = True
 
 class NothingToExport(RuntimeError):
     """Every encoded document was dropped (or there were none)."""
-
-
-def encode_tokenizer(cfg: RunConfig):
-    """The model encode read the ids with, as its stats.json recorded it (URI and sha256): an export by
-    --workdir has no config to say, and another model in <workdir>/tokenizer would give other ids."""
-    from tokenizer.spm import load_proto
-
-    report = (read_stats(storage.join(cfg.run.workdir, "encode")) or {}).get("report") or {}
-    recorded, sha256 = report.get("model"), report.get("model_sha256")
-    candidates = list(dict.fromkeys(filter(None, (recorded, tokenizer_model_uri(cfg)))))
-    for uri in candidates:
-        if storage.exists(uri):
-            tokenizer = load_proto(storage.read_bytes(uri))
-            if sha256 in (None, tokenizer.sha256):
-                tokenizer.check_special_tokens()
-                return tokenizer
-    raise StageNotReady(f"{cfg.run.workdir}/encode was encoded with {recorded or candidates[0]}"
-                        + (f" (sha256 {sha256})" if sha256 else "") + f", and no such model is at "
-                        f"{' or '.join(candidates)}: copy it back, or re-run `glmdata encode`")
 
 
 def run_engine(cfg: RunConfig) -> str:

@@ -27,7 +27,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from pipeline import storage
-from pipeline.cli import UsageError, at_least
+from pipeline.cli import at_least
+from pipeline.config import UsageError
 from pipeline.registry import register_command
 from pipeline.report import (FLOW, read_stage_stats, read_stats, stage_cell, stale_note, stale_stages,
                              unfinished_stages)

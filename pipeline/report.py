@@ -131,17 +131,26 @@ def stale_stages(workdir: str) -> dict[str, str]:
     the markers of the outputs its stage read (`inputs`); a stage is stale when one of them no longer
     matches (e.g. `glmdata quality --force --set ...` after pii had run: pii, and through it every stage
     after it) or when it read a stale stage's output. A re-run that rebuilt the same output (same config,
-    same input) makes nothing stale. Stages finished before `inputs` was recorded are not judged."""
+    same input) makes nothing stale; an upstream folder deleted since (no marker) is not judged. A marker
+    written before `inputs` was recorded is judged by time: stale when a stage before it in the flow
+    finished after it."""
     markers = {name: read_success(storage.join(workdir, name)) for name in FLOW}
     stale: dict[str, str] = {}
+    latest = ("", "")  # (stage, finished_at) of the last-finished stage so far, for markers without inputs
     for name, marker in markers.items():
-        for read, key in ((marker or {}).get("inputs") or {}).items():
+        if marker is None:
+            continue
+        if "inputs" not in marker and latest[1] > (marker.get("finished_at") or ""):
+            stale[name] = stale.get(latest[0], latest[0])
+        for read, key in (marker.get("inputs") or {}).items():
             if read in stale:
                 stale[name] = stale[read]
-            elif markers.get(read) is None or marker_key(markers[read]) != key:
+            elif markers.get(read) is not None and marker_key(markers[read]) != key:
                 stale[name] = read
             if name in stale:
                 break
+        if (marker.get("finished_at") or "") > latest[1]:
+            latest = (name, marker["finished_at"])
     return stale
 
 

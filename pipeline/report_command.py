@@ -5,9 +5,10 @@ run does, so a report never races the run that holds it; --out writes elsewhere 
 from __future__ import annotations
 
 import argparse
+import contextlib
 
 from pipeline import storage
-from pipeline.cli import UsageError
+from pipeline.config import UsageError
 from pipeline.registry import register_command
 from pipeline.report import read_stage_stats, run_engine, write_report
 from pipeline.report_compare import write_comparison
@@ -67,21 +68,28 @@ def report_command(args: argparse.Namespace) -> int:
         if not stages[folder]:  # else an empty report, or a comparison claiming nothing changed
             raise UsageError(f"{folder} has no finished stage (no <stage>/stats.json): not a run's workdir?")
     out = _local(args.out) if args.out else storage.join(workdir, "report")
-    lease = None if args.out else WorkdirLease(workdir)
-    if lease is not None:
-        try:
-            lease.acquire()
-        except WorkdirBusy as e:
-            raise WorkdirBusy(f"{workdir} is in use by {e.holder}, which writes its report when it finishes. For the "
-                              f"stages finished so far: glmdata report {args.workdir} --out DIR, or glmdata inspect "
-                              f"{args.workdir}", e.holder) from None
     engine = LazyEngine(workdir, args.engine or run_engine(stages[workdir]), args.master)
-    try:
-        write_report(workdir, engine_factory=engine, out=out)
-        if args.compare:
-            write_comparison(workdir, _local(args.compare), engine, out=out)
-    finally:
-        engine.close()
-        if lease is not None:
-            lease.release()
+    with contextlib.nullcontext() if args.out else _holding(workdir, args.workdir):
+        try:
+            write_report(workdir, engine_factory=engine, out=out)
+            if args.compare:
+                write_comparison(workdir, _local(args.compare), engine, out=out)
+        finally:
+            engine.close()
     return 0
+
+
+@contextlib.contextmanager
+def _holding(workdir: str, as_given: str):
+    """The workdir's lease while the report is written into it, or why not."""
+    lease = WorkdirLease(workdir)
+    try:
+        lease.acquire()
+    except WorkdirBusy as e:
+        raise WorkdirBusy(f"{workdir} is in use by {e.holder}, which writes its report when it finishes. For the "
+                          f"stages finished so far: glmdata report {as_given} --out DIR, or glmdata inspect "
+                          f"{as_given}", e.holder) from None
+    try:
+        yield
+    finally:
+        lease.release()

@@ -11,8 +11,8 @@ import logging
 from rich.console import Console
 
 from pipeline import registry
-from pipeline.cli import UsageError, add_config_arguments, config_from_args
-from pipeline.config import ConfigError, RunConfig
+from pipeline.cli import add_config_arguments, config_from_args
+from pipeline.config import ConfigError, RunConfig, UsageError
 from pipeline.registry import register_command
 from pipeline.stage import Stage
 

@@ -92,6 +92,7 @@ class Selection:
         """Part of a stage's config hash: reading other documents makes a different output."""
         return hashlib.sha256(json.dumps([self.wanted, self.langs_decided]).encode()).hexdigest()[:12]
 
+
 def rows_read(selection: Selection | None, batch: pa.RecordBatch) -> np.ndarray | None:
     """`selection`'s mask of `batch` (None: no selection, every row is read)."""
     return None if selection is None else selection.mask(batch)

@@ -41,8 +41,7 @@ from pathlib import Path
 from typing import Literal
 
 from pipeline import storage
-from pipeline.cli import UsageError
-from pipeline.config import ConfigError, register_section
+from pipeline.config import ConfigError, UsageError, register_section
 from pipeline.dist import DOCKERFILES, ENV_ARCHIVE, ENV_DIR, EXECUTOR_PYTHON, NODE_PYTHON, WHEELHOUSE
 from pipeline.job_watch import (DataprocBatchWatcher, DataprocJobWatcher, EmrServerlessWatcher, EmrStepWatcher,
                                 WatchError, Watcher, wait)

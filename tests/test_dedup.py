@@ -241,7 +241,8 @@ def test_crawl_dates_spelled_differently_order_by_time():
     from pipeline.dedup.passes import UNKNOWN_DATE, date_key
 
     spelled = ["2019-01-15T07:00:00Z", "20190115080000", "Tue, 15 Jan 2019 09:00:00 GMT", "2019-01-15 10:00:00",
-               "2019-01-15T19:00:00+08:00", "1547550000", "1547553600000", "not a date", None]
+               "2019-01-15T19:00:00+08:00", "1547550000", "1547553600000", "1547557200.5", "2019/1/15 13:00",
+               "2019-01-16", "not a date", None]
     assert sorted(spelled, key=date_key) == spelled
     assert [date_key(d) for d in spelled[-2:]] == [UNKNOWN_DATE] * 2
     assert date_key("2019-01-15 23:00:00") > date_key("2019-01-15T07:00:00Z")  # raw strings: ' ' < 'T'

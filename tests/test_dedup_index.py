@@ -259,6 +259,15 @@ def test_rerunning_a_snapshot_against_its_own_index_keeps_what_it_kept(tmp_path,
         again = run_stage(DedupStage(cfg), engine)
         assert read_dedup_output(storage.join(cfg.run.workdir, "dedup")) == expected, name
         assert again["kept"] == first["kept"], name
+        # another dump laid out the same way: a0 is another document under the same id, b1 a copy of
+        # the indexed a0, which still wins
+        other = make_run_config(tmp_path / f"{name}-other", {"dedup": {"index": None, "against": [f"{index}-{name}"]}},
+                                engine=name)
+        write_finished_upstream(other.run.workdir, [[{**_docs("x", 1)[0], "id": "a0"},
+                                                     {**docs[0], "id": "b1"}]])
+        run_stage(DedupStage(other), engine)
+        out = read_dedup_output(storage.join(other.run.workdir, "dedup"))
+        assert set(out["kept"]) == {"a0"} and out["rejected"]["b1"][0] == "dup_exact_existing", (name, out)
 
 
 def test_against_must_name_an_existing_index_resolved_like_index(tmp_path):

@@ -132,7 +132,6 @@ def test_plan_covers_fifteen_percent_of_each_sample():
     assert plan.span_lengths.min() >= 1 and plan.span_lengths.max() <= 39
 
 
-
 def test_span_lengths_do_not_depend_on_their_place_in_the_sample():
     """Spans are drawn until they cover the mask ratio, so the one that crosses it is longer on average
     (size-biased); kept in draw order it would always be each sample's last, rightmost span (0.76-0.77
@@ -143,6 +142,7 @@ def test_span_lengths_do_not_depend_on_their_place_in_the_sample():
     first = last - plan.span_counts + 1
     # one span of each sample on each side; the difference's standard error is ~0.02 here
     assert abs(plan.span_lengths[last].mean() - plan.span_lengths[first].mean()) < 0.1
+
 
 def test_verify_sequence_catches_broken_samples():
     obj = GLMObjective(seq_len=128, mask_sample_len=32)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from pathlib import Path
 
 import pytest
@@ -24,8 +25,8 @@ def finish(workdir: Path, stage: str, finished_at: str = "2026-01-01T00:00:00Z",
     (sdir / "stats.json").write_text(json.dumps({
         "stage": stage, "engine": "spark", "seconds": 1.0, "in": {"docs": 3, "bytes": 30},
         "kept": {"docs": 3, "bytes": 30}, "dropped": {}, "errors": {}, "report": {}, "profile": {}, **stats}))
-    (sdir / "_SUCCESS").write_text(json.dumps({"stage": stage, "config_hash": config_hash, "input_fingerprint": "f",
-                                               "inputs": inputs or {}, "finished_at": finished_at}))
+    marker = {"stage": stage, "config_hash": config_hash, "input_fingerprint": "f", "finished_at": finished_at}
+    (sdir / "_SUCCESS").write_text(json.dumps(marker if inputs is None else {**marker, "inputs": inputs}))
     return sdir
 
 
@@ -96,10 +97,11 @@ def test_report_refuses_a_folder_with_no_finished_stage(tmp_path, capsys):
     assert not (tmp_path / "empty" / "report").exists() and not (tmp_path / "run" / "report").exists()
 
 
-def finish_flow(workdir: Path, quality_config: str, quality_at: str) -> None:
-    """ingest, quality, pii, dedup, each recording what it read; pii and dedup built from quality config q1."""
+def finish_flow(workdir: Path, quality_config: str) -> None:
+    """ingest, quality, pii, dedup, each recording what it read; pii and dedup built from quality config q1,
+    quality finished last."""
     finish(workdir, "ingest", "2026-01-01T10:00:00Z")
-    finish(workdir, "quality", quality_at, quality_config, inputs={"ingest": "c:f"})
+    finish(workdir, "quality", "2026-01-01T11:00:00Z", quality_config, inputs={"ingest": "c:f"})
     finish(workdir, "pii", "2026-01-01T10:20:00Z", inputs={"quality": "q1:f"})
     finish(workdir, "dedup", "2026-01-01T10:30:00Z", inputs={"pii": "c:f"})
 
@@ -107,7 +109,7 @@ def finish_flow(workdir: Path, quality_config: str, quality_at: str) -> None:
 def test_stale_stages_are_marked_in_report_and_inspect(tmp_path, capsys):
     """quality re-ran with another config after pii: pii was built from the output it replaced, and
     dedup from pii's; a re-run of quality with the same config and input (--force) changed nothing."""
-    finish_flow(tmp_path, "q2", "2026-01-01T11:00:00Z")
+    finish_flow(tmp_path, "q2")
     for argv in (["report", str(tmp_path)], ["inspect", str(tmp_path)]):
         assert glmdata(argv) == 0
         out = " ".join(capsys.readouterr().out.split())
@@ -115,7 +117,7 @@ def test_stale_stages_are_marked_in_report_and_inspect(tmp_path, capsys):
         assert "quality (stale)" not in out and "ingest (stale)" not in out, argv
         assert ("stale: pii, dedup built from an output of quality that has been replaced since; re-run from pii"
                 in out), argv
-    finish_flow(tmp_path, "q1", "2026-01-01T11:00:00Z")
+    finish_flow(tmp_path, "q1")
     for argv in (["report", str(tmp_path)], ["inspect", str(tmp_path)]):
         assert glmdata(argv) == 0
         out = capsys.readouterr().out
@@ -131,6 +133,19 @@ def test_export_refuses_an_unfinished_encode_and_a_missing_workdir(tmp_path, cap
                                                           "no such workdir")):
         assert glmdata(["export", "megatron", "--workdir", str(workdir), "--out", str(tmp_path / "x")]) == code
         assert said in capsys.readouterr().err
+
+
+def test_markers_written_before_inputs_are_judged_by_time(tmp_path):
+    """A workdir from before `_SUCCESS` recorded its inputs, whose quality re-ran with new code: the old
+    markers after it are stale by their times; an upstream folder deleted since is not judged."""
+    from pipeline.report import stale_stages
+
+    for stage, at in (("ingest", "10:00"), ("langid", "10:10"), ("pii", "10:20"), ("dedup", "10:30")):
+        finish(tmp_path, stage, f"2026-01-01T{at}:00Z")
+    finish(tmp_path, "quality", "2026-01-01T11:00:00Z", "q2", inputs={"langid": "c:f"})
+    assert stale_stages(str(tmp_path)) == {"pii": "quality", "dedup": "quality"}
+    shutil.rmtree(tmp_path / "langid")
+    assert stale_stages(str(tmp_path)) == {"pii": "quality", "dedup": "quality"}
 
 
 def test_export_warns_of_an_encode_built_with_a_replaced_tokenizer(tmp_path, caplog):

@@ -96,7 +96,6 @@ def test_split_attaches_lines_without_letters(identifier):
     assert parts["zh"] == "今天天气很好，我们在公园里散步了一下午。\n"
 
 
-
 def _lingua(shared_data, lang: str, n: int) -> list[str]:
     with (shared_data / "langid" / f"lingua-{lang}.jsonl").open(encoding="utf-8") as f:
         return [json.loads(next(f))["text"] for _ in range(n)]
@@ -145,6 +144,7 @@ def test_japanese_and_korean_pages_with_kanji_only_lines_stay_whole(shared_data,
     for text in shop:
         ident = identifier.identify(text)
         assert ident.lang == "ja" and ident.main_share >= 0.95
+
 
 def test_filter_reasons(identifier):
     lf = LanguageFilter(["en", "zh"], min_score={"en": 0.65, "zh": 0.9})

@@ -109,7 +109,6 @@ def test_mixed_keep_and_drop(tmp_path, mixed, reasons):
     assert row["lang"] == "en" and row["text"] == MIXED_PAGE  # not Chinese: no normalization
 
 
-
 @pytest.mark.parametrize("mixed", ["keep", "split"])
 def test_chinese_page_with_a_japanese_paragraph_is_not_rejected(tmp_path, shared_data, mixed):
     """One Japanese paragraph no longer makes the Chinese paragraphs around it Japanese: the page

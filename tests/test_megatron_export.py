@@ -122,7 +122,8 @@ def test_a_workdir_export_reads_with_the_model_encode_recorded(tmp_path, shared_
     check_megatron_reads(prefix, [t + [EOS] for t in valid(documents)], np.uint16)
     model.unlink()
     assert glmdata(["export", "megatron", "--workdir", str(workdir), "--out", prefix]) == 3
-    assert f"encoded with {model} (sha256 " in " ".join(capsys.readouterr().err.split())
+    assert f"no tokenizer model at {model} or {workdir}/tokenizer/tokenizer.model with the sha256 encode recorded" in \
+        " ".join(capsys.readouterr().err.split())
 
 
 def test_nothing_to_export_is_an_error(tmp_path, shared_data, capsys):

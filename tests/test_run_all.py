@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from e2e_toys import ORDER, write_inputs
-from pipeline.cli import UsageError
+from pipeline.config import UsageError
 from pipeline.run_all import pipeline_stages, run_pipeline
 
 from conftest import REPO, make_run_config

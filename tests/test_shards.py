@@ -266,7 +266,7 @@ def _edit_manifest(**changes):
             *parents, key = path.split("__")
             node = manifest
             for p in parents:
-                node = node[p]
+                node = node[int(p)] if isinstance(node, list) else node[p]
             node[key] = value(node[key]) if callable(value) else value
     return edit
 
@@ -282,6 +282,8 @@ def _edit_manifest(**changes):
     (None, _edit_manifest(special_tokens__3="[gMASK]"), "are not the table of DESIGN.md"),
     (None, _edit_manifest(objective__seq_len=512), "objective.seq_len 512 but seq_len 256"),
     (None, _edit_manifest(languages=["en"]), "shards count languages ['zh'] that the languages list lacks"),
+    (None, lambda m: m["shards"][0].pop("loss_tokens"), "manifest: shards[0]: loss_tokens missing or not an int"),
+    (None, _edit_manifest(shards__0__languages=["en", "zh"]), "manifest: shards[0]: languages missing or not a dict"),
 ])
 def test_verify_catches_bad_values_and_a_manifest_at_odds_with_itself(spark_and_beam_runs, tmp_path, row_edit,
                                                                       manifest_edit, said):

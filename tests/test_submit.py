@@ -249,6 +249,7 @@ with log.open("a") as f:
 args = " ".join(sys.argv[1:])
 polls = Path(os.environ["FAKE_LOG"] + ".polls")
 
+
 def state(running, final):
     n = int(polls.read_text()) if polls.exists() else 0
     polls.write_text(str(n + 1))

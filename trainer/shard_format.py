@@ -262,7 +262,7 @@ class _MappedShard:
         batches = [reader.get_batch(b) for b in range(reader.num_record_batches)]
         for batch in batches:  # the rows below keep only "is it gMASK", so a value outside KINDS is refused here
             kinds = batch.column("kind")
-            if pc.sum(pc.is_in(kinds, value_set=pa.array(KINDS))).as_py() != len(kinds):
+            if (pc.sum(pc.is_in(kinds, value_set=pa.array(KINDS))).as_py() or 0) != len(kinds):  # sum of none: null
                 raise ShardFormatError(f"{path}: a kind other than {' or '.join(KINDS)}")
         self.views = [{c: _fixed_size_view(batch.column(c), seq_len) for c in SEQ_COLUMNS} for batch in batches]
         self.is_gmask = [pc.equal(batch.column("kind"), "gMASK").to_numpy(zero_copy_only=False) for batch in batches]

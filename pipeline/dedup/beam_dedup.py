@@ -165,16 +165,25 @@ def _read_signatures(p, sig_dir: str, columns: list[str], label: str = "signatur
 
 def _read_neighbours(p, sig_dir: str, neighbour_files: list[str], columns: list[str], label: str):
     """The indexed documents that share a key with a new one (found by
-    `pipeline.dedup.index.find_neighbours`), `columns` of them. One with the id of a new document is
-    that document in an earlier run of this input (re-run after an upstream or config change): the new
-    one replaces it, as in `spark_dedup.with_indexed_neighbours`."""
-    new_ids = (_read_signatures(p, sig_dir, ["id"], f"{label}: signatures")
-               | f"{label}: new ids" >> beam.Map(lambda r: (r["id"], True)))
+    `pipeline.dedup.index.find_neighbours`), `columns` of them, but those a new document replaces (the
+    same document again: `spark_dedup.with_indexed_neighbours`)."""
+    keys = ["id", "url_key", "text_key"]
+    new = (_read_signatures(p, sig_dir, keys, f"{label}: signatures")
+           | f"{label}: new by id" >> beam.Map(lambda r: (r["id"], r)))
     indexed = (p | f"{label}: files" >> beam.Create(neighbour_files)
-               | f"{label}: read" >> beam.io.ReadAllFromParquet(columns=sorted({*columns, "id"}))
-               | f"{label}: by id" >> beam.Map(lambda r: (r["id"], {c: r[c] for c in columns})))
-    return ({"new": new_ids, "indexed": indexed} | f"{label}: join ids" >> beam.CoGroupByKey()
-            | f"{label}: not re-run" >> beam.FlatMap(lambda kv: [] if kv[1]["new"] else kv[1]["indexed"]))
+               | f"{label}: read" >> beam.io.ReadAllFromParquet(columns=sorted({*columns, *keys}))
+               | f"{label}: by id" >> beam.Map(lambda r: (r["id"], r)))
+    return ({"new": new, "indexed": indexed} | f"{label}: join ids" >> beam.CoGroupByKey()
+            | f"{label}: not re-run" >> beam.FlatMap(
+                lambda kv: [{c: r[c] for c in columns} for r in kv[1]["indexed"]
+                            if not any(_same_document(r, n) for n in kv[1]["new"])]))
+
+
+def _same_document(indexed: dict, new: dict) -> bool:
+    """Same id (the caller's join) and URL, or text when either has no URL."""
+    if indexed["url_key"] is not None and new["url_key"] is not None:
+        return indexed["url_key"] == new["url_key"]
+    return indexed["text_key"] == new["text_key"]
 
 
 def survivor_sort_key(order: list[str]):

@@ -22,6 +22,7 @@ from __future__ import annotations
 import email.utils
 import hashlib
 import math
+import re
 import traceback
 import unicodedata
 from dataclasses import dataclass, field
@@ -94,6 +95,8 @@ REASON_EXACT, REASON_URL, REASON_NEAR = "dup_exact", "dup_url", "dup_near"
 REASON_PARAGRAPHS_LEFT_SHORT = "paragraph_dedup:too_short"
 EXISTING = "_existing"  # suffix of the reason when the survivor is an indexed document of an earlier run
 UNKNOWN_DATE = "~"
+_EPOCH = re.compile(r"\d{10}(?:\.\d+)?$|\d{13}$")
+_LOOSE_DATE = re.compile(r"(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})(?:[ T](\d{1,2}):(\d{2})(?::(\d{2}))?)?$")
 
 
 @dataclass(frozen=True)
@@ -150,16 +153,19 @@ def date_key(value: str | None) -> str:
     every date) when absent or unreadable."""
     text = (value or "").strip()
     try:
-        if text.isdigit() and len(text) in (8, 14):
-            when = datetime.strptime(text, "%Y%m%d%H%M%S" if len(text) == 14 else "%Y%m%d")
-        elif text.isdigit() and 9 <= len(text) <= 13:  # epoch seconds, or milliseconds from 13 digits
-            when = datetime.fromtimestamp(int(text) / (1000 if len(text) == 13 else 1), timezone.utc)
+        if text.isdigit() and len(text) in (4, 6, 8, 14):  # year, month, day, ARC's YYYYMMDDhhmmss
+            when = datetime.strptime(text, "%Y%m%d%H%M%S"[:len(text) - 2])
+        elif _EPOCH.match(text):  # epoch seconds (a fraction too) or milliseconds
+            when = datetime.fromtimestamp(float(text) / (1000 if len(text) == 13 else 1), timezone.utc)
+        elif _LOOSE_DATE.match(text):  # 2024/1/5, 2024.01.05 12:00
+            when = datetime(*map(int, filter(None, _LOOSE_DATE.match(text).groups())))
         elif text[:4].isdigit():
             when = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
         else:
             when = email.utils.parsedate_to_datetime(text)
     except (ValueError, TypeError, OverflowError, OSError):
-        return UNKNOWN_DATE
+        # unreadable: as written, if it starts with a year (it sorts among that year's dates), else last
+        return text if text[:4].isdigit() else UNKNOWN_DATE
     if when.tzinfo is not None:
         when = when.astimezone(timezone.utc).replace(tzinfo=None)
     return when.isoformat(timespec="seconds")

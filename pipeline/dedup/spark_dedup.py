@@ -172,13 +172,19 @@ _RULE_COLUMNS = {"part": "int", "row": "long", "id": "string", "length": "long",
 def with_indexed_neighbours(spark: SparkSession, sig: DataFrame, neighbour_files: list[str]) -> DataFrame:
     """`sig` (origin 1) plus the indexed documents (origin 0) that share a key with it, each with the
     survivor a member of its cluster reports (an indexed document's own survivor) and that one's run.
-    An indexed document with the id of a new one is that document in an earlier run of this input
-    (re-run after an upstream or config change): the new one replaces it, never its duplicate."""
+    An indexed document with the id and URL (text, when either has no URL) of a new one is that document
+    in an earlier run of this input (re-run after an upstream or config change): the new one replaces
+    it, never its duplicate. The id alone is not enough: another dump laid out as this one (same source
+    name, paths and offsets) gives other documents the same ids."""
     new = sig.select(*_GRAPH_COLUMNS, *_RULE_COLUMNS, F.lit(1).alias("origin"), F.col("id").alias("survivor"),
                      F.lit(None).cast("string").alias("run"))
     if not neighbour_files:
         return new
-    neighbours = read_parquet(spark, neighbour_files).join(sig.select("id"), "id", "left_anti")
+    again = sig.select(F.col("id").alias("_id"), F.col("url_key").alias("_url"), F.col("text_key").alias("_text"))
+    same_document = (F.col("id") == F.col("_id")) & F.when(
+        F.col("url_key").isNotNull() & F.col("_url").isNotNull(), F.col("url_key") == F.col("_url")
+    ).otherwise(F.col("text_key") == F.col("_text"))
+    neighbours = read_parquet(spark, neighbour_files).join(again, same_document, "left_anti")
     rule_defaults = [F.lit(None).cast(kind).alias(name) for name, kind in _RULE_COLUMNS.items() if name != "id"]
     return new.unionByName(neighbours.select(*_GRAPH_COLUMNS, "id", *rule_defaults, F.lit(0).alias("origin"),
                                              "survivor", F.col("survivor_run").alias("run")))

@@ -114,6 +114,7 @@ _INDEX_LOCK = threading.Lock()
 class DecontaminateStage(ReadsWhatMixUses, MapStage):
     name = "decontaminate"
     upstream = "dedup"
+    output_version = 2  # 2: items found in pages of the other language
     batch_size = 1024
 
     def __init__(self, cfg):

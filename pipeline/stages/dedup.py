@@ -38,7 +38,9 @@ A run that finds itself already in the index (same input fingerprint and config)
 appends itself again, so a run killed after its append and then resumed gives the same output. An
 indexed document with the id of a new one is that document from an earlier run of this input (the
 same snapshot again after an upstream or config change): the new one replaces it in the graph and is
-never its duplicate (the earlier run stays in the index, whose later readers see both).
+never its duplicate (the earlier run stays in the index, whose later readers see both). Same id means
+same source position; it takes the same URL too (the same text, when either has no URL), as another
+dump laid out like this one gives other documents the same ids.
 `against` paths resolve as `index` does (relative: under the workdir), and each must exist but this
 run's own `index` (before its first run): a mistyped one would deduplicate against nothing.
 
@@ -70,6 +72,7 @@ from pipeline.dedup.index import MAX_INDEXES, DedupIndex, KeyKinds, find_neighbo
 from pipeline.dedup.passes import (REASON_PARAGRAPHS_LEFT_SHORT, AssignmentTask, DedupParams, IndexAppend,
                                    ParagraphParams, SignatureTask, read_parquet_dir)
 from pipeline.registry import register_stage
+from pipeline.runner import marker_key
 from pipeline.selection import NOT_READ
 from pipeline.stage import Stage, StageRun, StageStats, upstream_parts
 from pipeline.stages.readers import ReadsWhatMixUses
@@ -152,6 +155,7 @@ class DedupSection:
 class DedupStage(ReadsWhatMixUses, Stage):
     name = "dedup"
     upstream = "pii"
+    output_version = 2  # 2: crawl dates compared as times; a re-run document replaces its indexed self
 
     def __init__(self, cfg):
         super().__init__(cfg)
@@ -179,8 +183,7 @@ class DedupStage(ReadsWhatMixUses, Stage):
     def _run_identity(self, stage_run: StageRun) -> dict:
         """What names this run in an index: its upstream's _SUCCESS and its own config."""
         marker = json.loads(storage.read_text(storage.join(stage_run.upstream_dir, "_SUCCESS")))
-        return {"input_fingerprint": f"{marker['config_hash']}:{marker['input_fingerprint']}",
-                "config_hash": self.config_hash()}
+        return {"input_fingerprint": marker_key(marker), "config_hash": self.config_hash()}
 
     def _same_index(self, a: DedupIndex, b: DedupIndex) -> bool:
         return storage.filesystem(a.path)[1].rstrip("/") == storage.filesystem(b.path)[1].rstrip("/")

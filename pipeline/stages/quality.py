@@ -45,7 +45,7 @@ from filters.english import (C4Quality, FineWebQuality, GopherQuality, GopherRep
 from filters.repetition import Rejection, RuleSet, Signals
 from filters.title import TitleBlocklist, TitledDoc
 from pipeline import storage
-from pipeline.config import InputPath, changed_settings, per_key_overrides, register_section
+from pipeline.config import InputPath, UsageError, changed_settings, per_key_overrides, register_section
 from pipeline.registry import register_command, register_stage
 from pipeline.schema import TEXT_BEFORE_REWRITE
 from pipeline.selection import source_matches, source_pattern
@@ -213,6 +213,7 @@ def build_chains(s: QualitySection) -> dict[str | None, Chain]:
 class QualityStage(ReadsWhatMixUses, MapStage):
     name = "quality"
     upstream = "langid"
+    output_version = 2  # 2: a kept null text stays null
     batch_size = 256
 
     def __init__(self, cfg):
@@ -347,8 +348,6 @@ def read_examples(path: str, text_field: str = "text") -> Iterator[str]:
     raw = storage.read_bytes(path)
     if path.endswith(".gz"):
         raw = gzip.decompress(raw)
-    from pipeline.cli import UsageError
-
     lines = io.StringIO(raw.decode("utf-8", errors="replace"))
     is_jsonl = ".jsonl" in path or ".json" in path
     for number, line in enumerate(lines, 1):
@@ -364,8 +363,6 @@ def read_examples(path: str, text_field: str = "text") -> Iterator[str]:
 
 
 def _check_files(paths: list[str], what: str) -> None:
-    from pipeline.cli import UsageError
-
     for path in paths:
         if not storage.exists(path):
             raise UsageError(f"{path}: no such {what} file")

@@ -16,6 +16,7 @@ every sequence is full except the corpus's last one.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
 import posixpath
@@ -30,6 +31,7 @@ from pipeline import storage
 from pipeline.config import ConfigError, bounded, register_section
 from pipeline.glm_objective import BuildStats, GLMObjective, build_sequences
 from pipeline.registry import register_command, register_stage
+from pipeline.runner import StageNotReady
 from pipeline.stage import Stage, StageRun, StageStats, upstream_parts
 from tokenizer.special_tokens import EOS, NUM_SPECIAL, SPECIAL_TOKENS
 from trainer.shard_format import (FORMAT_NAME, ShardDataset, ShardFormatError, file_sha256, read_manifest,
@@ -78,15 +80,30 @@ def tokenizer_model_uri(cfg) -> str:
 
 
 def load_tokenizer(cfg):
-    """(model URI, Tokenizer) of the model encode used, its special tokens checked."""
-    from tokenizer.spm import load_proto
+    """(model URI, Tokenizer) of the model encode read the ids with, its special tokens checked: the one
+    encode's stats.json recorded (URI and sha256: `glmdata export megatron --workdir` has no config to
+    say, and <workdir>/tokenizer may hold another model since), else the config's."""
+    from tokenizer.spm import SpecialTokenError, load_proto
 
-    uri = tokenizer_model_uri(cfg)
-    if not storage.exists(uri):
-        raise ConfigError(f"{cfg.path}: no tokenizer model at {uri}: run `glmdata tokenizer` first or set encode.model")
-    tokenizer = load_proto(storage.read_bytes(uri))
-    tokenizer.check_special_tokens()
-    return uri, tokenizer
+    stats = storage.join(cfg.run.workdir, "encode", "stats.json")
+    try:
+        report = json.loads(storage.read_text(stats)).get("report") or {} if storage.exists(stats) else {}
+    except (ValueError, AttributeError):
+        report = {}
+    recorded, sha256 = report.get("model"), report.get("model_sha256")
+    candidates = list(dict.fromkeys(filter(None, (recorded, tokenizer_model_uri(cfg)))))
+    for uri in filter(storage.exists, candidates):
+        try:
+            tokenizer = load_proto(storage.read_bytes(uri))
+            if sha256 in (None, tokenizer.sha256):
+                tokenizer.check_special_tokens()
+                return uri, tokenizer
+        except (RuntimeError, OSError, SpecialTokenError) as e:  # not a SentencePiece model, or not ours
+            raise ConfigError(f"{uri}: {e}") from None
+    raise StageNotReady(f"no tokenizer model at {' or '.join(candidates)}"
+                        + (f" with the sha256 encode recorded ({sha256})" if sha256 else "")
+                        + ": run `glmdata tokenizer` and `glmdata encode` first, set encode.model, or copy the model "
+                          "encode used back")
 
 
 def relative_path(target: str, folder: str) -> str:
@@ -438,6 +455,9 @@ def verify_shards(shards_dir: str, checksums: bool = True, max_per_shard: int = 
         manifest = read_manifest(shards_dir)
     except ShardFormatError as e:
         return [str(e)]
+    malformed = _malformed_entries(manifest)
+    if malformed:  # every later check reads these keys
+        return malformed
     problems = _verify_manifest(manifest, shards_dir)
     for entry in manifest["shards"]:
         path = storage.join(shards_dir, entry["file"])
@@ -463,6 +483,23 @@ def verify_shards(shards_dir: str, checksums: bool = True, max_per_shard: int = 
     return problems
 
 
+ENTRY_KEYS = {"file": str, "sha256": str, "samples": int, "tokens": int, "loss_tokens": int, "languages": dict,
+              "sources": dict}
+
+
+def _malformed_entries(manifest: dict) -> list[str]:
+    if not isinstance(manifest["shards"], list):
+        return [f"manifest: shards is a {type(manifest['shards']).__name__}, expected a list of entries"]
+    problems = []
+    for i, entry in enumerate(manifest["shards"]):
+        if not isinstance(entry, dict):
+            problems.append(f"manifest: shards[{i}] is not an object")
+            continue
+        problems += [f"manifest: shards[{i}]: {key} missing or not a{'n' if kind is int else ''} {kind.__name__}"
+                     for key, kind in ENTRY_KEYS.items() if not isinstance(entry.get(key), kind)]
+    return problems
+
+
 def _verify_manifest(manifest: dict, shards_dir: str) -> list[str]:
     """What the manifest says about itself, against itself, the special-token table and the tokenizer
     file it names (when that file is there)."""
@@ -477,9 +514,9 @@ def _verify_manifest(manifest: dict, shards_dir: str) -> list[str]:
         names = manifest.get(key, [])
         if len(set(names)) != len(names):
             problems.append(f"manifest: {key} {names} names one twice")
-        if unknown := sorted({n for e in entries for n in e.get(key, {})} - set(names)):
+        if unknown := sorted({n for e in entries for n in e[key]} - set(names)):
             problems.append(f"manifest: shards count {key} {unknown} that the {key} list lacks")
-        counted = sum(sum(e.get(key, {}).values()) for e in entries)
+        counted = sum(sum(e[key].values()) for e in entries)
         if counted != manifest.get("stream_tokens"):
             problems.append(f"manifest: the shards' {key} count {counted} tokens, stream_tokens says "
                             f"{manifest.get('stream_tokens')}")
