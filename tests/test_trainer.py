@@ -292,6 +292,24 @@ def test_data_parallel_ranks_read_disjoint_deterministic_slices(text_shards):
     assert ranks[0].consumed_samples == resumed.consumed_samples + 16
 
 
+def test_resuming_needs_the_same_shards_and_seed(text_shards):
+    """A checkpoint continues only the data it was trained on: other shards of as many sequences, or
+    another seed, would silently start another order (checkpoints from before record the count alone)."""
+    from trainer.config import ConfigError
+    from trainer.data import RankBatches
+    from trainer.shard_format import ShardDataset
+
+    dataset = ShardDataset(str(text_shards))
+    state = RankBatches(dataset, seed=5, dp_rank=0, dp_size=1, device=torch.device("cpu")).state_dict()
+    for changed, said in (({"shards": "0" * 16}, "trained on other shards"), ({"seed": 6}, "train.seed differs")):
+        with pytest.raises(ConfigError, match=said):
+            RankBatches(dataset, seed=5, dp_rank=0, dp_size=1, device=torch.device("cpu")).load_state_dict(
+                {**state, **changed})
+    older = RankBatches(dataset, seed=6, dp_rank=0, dp_size=1, device=torch.device("cpu"))
+    older.load_state_dict({"consumed_samples": 32, "num_samples": len(dataset)})
+    assert older.consumed_samples == 32
+
+
 def test_negative_seeds_order_the_data_too(text_shards, tmp_path):
     from trainer.data import SampleOrder
     from trainer.train import Trainer

@@ -8,9 +8,12 @@ one integer, `consumed_samples`, so resuming (or changing the batch size during 
 """
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import torch
 
+from trainer.config import ConfigError
 from trainer.shard_format import SEQ_COLUMNS, ShardDataset
 
 # Model inputs as the trainer wants them (embedding and cross-entropy index with int64).
@@ -69,10 +72,25 @@ class RankBatches:
         return batch
 
     def state_dict(self) -> dict:
-        return {"consumed_samples": self.consumed_samples, "num_samples": len(self.dataset)}
+        return {"consumed_samples": self.consumed_samples, "num_samples": len(self.dataset),
+                "shards": shards_identity(self.dataset), "seed": self.order.seed}
 
     def load_state_dict(self, state: dict) -> None:
+        """Continue where the checkpoint stopped: only on the same sequences in the same order (checkpoints
+        written before `shards` and `seed` were recorded are checked by their count alone)."""
         if state["num_samples"] != len(self.dataset):
-            raise ValueError(f"the checkpoint was trained on {state['num_samples']} sequences, these shards hold "
-                             f"{len(self.dataset)}: resuming would not continue the same sample order")
+            raise ConfigError(f"the checkpoint was trained on {state['num_samples']} sequences, these shards hold "
+                              f"{len(self.dataset)}: resuming would not continue the same sample order")
+        if state.get("shards", shards_identity(self.dataset)) != shards_identity(self.dataset):
+            raise ConfigError(f"the checkpoint was trained on other shards of {len(self.dataset)} sequences (their "
+                              f"files' sha256 differ from {self.dataset.shards_dir}'s manifest): resuming would not "
+                              "continue the same data; give --data the shards it was trained on, or another --out")
+        if state.get("seed", self.order.seed) != self.order.seed:
+            raise ConfigError("train.seed differs from the checkpoint's: resuming would not continue the same "
+                              "sample order")
         self.consumed_samples = int(state["consumed_samples"])
+
+
+def shards_identity(dataset: ShardDataset) -> str:
+    """The sequences a dataset holds, in order: a hash of its shard files' sha256 as the manifest lists them."""
+    return hashlib.sha256(" ".join(e["sha256"] for e in dataset.manifest["shards"]).encode()).hexdigest()[:16]
