@@ -7,7 +7,9 @@ Exact-text groups, same-URL groups and near-duplicate candidates are all edges o
 connected component is a cluster with one survivor. Survivors and singletons keep `dup_cluster_id`
 (the survivor's id) and `dup_cluster_size` (users upsample by it, as FineWeb-2 does); duplicates go
 to rejected/ with the survivor's id as the detail, under the reason that relates them to the
-survivor: dup_exact (same normalized text), else dup_url (same URL), else dup_near.
+survivor: dup_exact (same normalized text), else dup_url (same URL), else dup_near: a near copy of the
+survivor, or linked to it only through other members (a page sharing its URL with a near copy of the
+survivor is dup_near of that survivor; no edge is kept per member, so the path is not reported).
 
 What is hashed: the text as langid normalized it and quality received it. Quality's line rules
 (C4) rewrite kept English text, and two copies of a speech wrapped differently lose different
