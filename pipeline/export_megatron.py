@@ -29,8 +29,8 @@ import pyarrow.parquet as pq
 from pipeline import storage
 from pipeline.config import RunConfig, RunSection, UsageError
 from pipeline.registry import register_command
-from pipeline.report import read_stats, stale_stages
-from pipeline.runner import SUCCESS, StageNotReady
+from pipeline.report import stale_stages
+from pipeline.runner import SUCCESS, StageNotReady, read_stats
 from pipeline.stage import upstream_parts
 from pipeline.stages.shards import document_verdicts, load_tokenizer
 from tokenizer.special_tokens import EOS

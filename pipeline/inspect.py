@@ -30,9 +30,9 @@ from pipeline import storage
 from pipeline.cli import at_least
 from pipeline.config import UsageError
 from pipeline.registry import register_command
-from pipeline.report import (FLOW, read_stage_stats, read_stats, stage_cell, stale_note, stale_stages,
+from pipeline.report import (FLOW, read_stage_stats, stage_cell, stale_note, stale_stages,
                              unfinished_stages)
-from pipeline.runner import LOCK, SUCCESS
+from pipeline.runner import LOCK, SUCCESS, read_stats
 from pipeline.schema import REJECT_DETAIL, REJECT_REASON, reject_reason_slug
 
 PREVIEW_COLUMNS = ["id", "url", "source", "lang", "text", REJECT_REASON, REJECT_DETAIL]

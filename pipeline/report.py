@@ -34,7 +34,7 @@ from pipeline import doc_profile, storage
 from pipeline.doc_profile import CLUSTER_SIZE_COLUMN, KEPT, SIGNAL_STAGES
 from pipeline.report_html import render_page
 from pipeline.report_terminal import SAMPLE_STAGES
-from pipeline.runner import SUCCESS, StageNotReady, marker_key, read_success
+from pipeline.runner import SUCCESS, marker_key, read_stats, read_success
 from pipeline.stages import STAGE_ORDER
 
 SAMPLES_PER_REASON = 3
@@ -96,22 +96,6 @@ def document_histograms(workdir: str, stages: list[str], engine) -> tuple[dict, 
 
 # ---------------------------------------------------------------------------------------------
 # Driver-side reads of small things
-
-
-def read_stats(stage_dir: str) -> dict | None:
-    """A stage's stats.json, None when it has none. A damaged one (an interrupted copy, a hand edit)
-    is refused by name rather than failing somewhere in the figures."""
-    path = storage.join(stage_dir, "stats.json")
-    if not storage.exists(path):
-        return None
-    damaged = "the stage's output is damaged: re-run it with --force"
-    try:
-        stats = json.loads(storage.read_text(path))
-    except ValueError as e:  # bad JSON or bad UTF-8
-        raise StageNotReady(f"{path}: not valid JSON ({e}); {damaged}") from None
-    if not isinstance(stats, dict):
-        raise StageNotReady(f"{path}: expected a JSON object, got {type(stats).__name__}; {damaged}")
-    return stats
 
 
 def read_stage_stats(workdir: str) -> list[dict]:

@@ -12,7 +12,7 @@ from pipeline.config import UsageError
 from pipeline.registry import register_command
 from pipeline.report import read_stage_stats, run_engine, write_report
 from pipeline.report_compare import write_comparison
-from pipeline.runner import WorkdirBusy, WorkdirLease
+from pipeline.runner import WorkdirBusy, hold_workdir
 
 
 def _arguments(p: argparse.ArgumentParser) -> None:
@@ -69,27 +69,16 @@ def report_command(args: argparse.Namespace) -> int:
             raise UsageError(f"{folder} has no finished stage (no <stage>/stats.json): not a run's workdir?")
     out = _local(args.out) if args.out else storage.join(workdir, "report")
     engine = LazyEngine(workdir, args.engine or run_engine(stages[workdir]), args.master)
-    with contextlib.nullcontext() if args.out else _holding(workdir, args.workdir):
-        try:
-            write_report(workdir, engine_factory=engine, out=out)
-            if args.compare:
-                write_comparison(workdir, _local(args.compare), engine, out=out)
-        finally:
-            engine.close()
+    with contextlib.ExitStack() as held:
+        if not args.out:  # writing into the workdir: its lease, as a run holds it
+            try:
+                held.enter_context(hold_workdir(workdir))
+            except WorkdirBusy as e:
+                raise WorkdirBusy(f"{workdir} is in use by {e.holder}, which writes its report when it finishes. "
+                                  f"For the stages finished so far: glmdata report {args.workdir} --out DIR, or "
+                                  f"glmdata inspect {args.workdir}", e.holder) from None
+        held.callback(engine.close)
+        write_report(workdir, engine_factory=engine, out=out)
+        if args.compare:
+            write_comparison(workdir, _local(args.compare), engine, out=out)
     return 0
-
-
-@contextlib.contextmanager
-def _holding(workdir: str, as_given: str):
-    """The workdir's lease while the report is written into it, or why not."""
-    lease = WorkdirLease(workdir)
-    try:
-        lease.acquire()
-    except WorkdirBusy as e:
-        raise WorkdirBusy(f"{workdir} is in use by {e.holder}, which writes its report when it finishes. For the "
-                          f"stages finished so far: glmdata report {as_given} --out DIR, or glmdata inspect "
-                          f"{as_given}", e.holder) from None
-    try:
-        yield
-    finally:
-        lease.release()

@@ -55,7 +55,7 @@ def run_pipeline(cfg: RunConfig, engine, first: str | None = None, last: str | N
     if missing:
         console.print(f"[yellow]not available in this build, not run: {', '.join(missing)}[/yellow]")
     stages = build_stages(cfg, first, last, order)
-    with hold_workdir(cfg):  # one lease for the whole run, not one per stage
+    with hold_workdir(cfg.run.workdir, cfg.path):  # one lease for the whole run, not one per stage
         summaries = _run_stages(cfg, engine, stages, first, console)
         if report:
             console.rule("report")

@@ -166,17 +166,17 @@ _held: dict[str, WorkdirLease] = {}  # workdir -> this process's lease on it
 
 
 @contextlib.contextmanager
-def hold_workdir(cfg: RunConfig):
+def hold_workdir(workdir: str, config_path: str | None = None):
     """Hold the workdir's lease for the block (re-entrant: stages inside a `glmdata run` share it).
-    The first acquisition logs the resolved config file and workdir."""
-    workdir = cfg.run.workdir
+    The first acquisition for a run logs the resolved config file and workdir."""
     if workdir in _held:
         _held[workdir].check()
         yield _held[workdir]
         return
     lease = WorkdirLease(workdir)
     lease.acquire()
-    log.info("config %s, workdir %s (run %s)", os.path.abspath(cfg.path), workdir, lease.run_id)
+    if config_path:
+        log.info("config %s, workdir %s (run %s)", os.path.abspath(config_path), workdir, lease.run_id)
     _held[workdir] = lease
     try:
         yield lease
@@ -193,6 +193,22 @@ def read_success(stage_dir: str) -> dict | None:
         return json.loads(storage.read_text(path))
     except (ValueError, OSError):
         return None
+
+
+def read_stats(stage_dir: str) -> dict | None:
+    """A stage's stats.json, None when it has none. A damaged one (an interrupted copy, a hand edit)
+    is refused by name rather than failing somewhere in the figures."""
+    path = storage.join(stage_dir, "stats.json")
+    if not storage.exists(path):
+        return None
+    damaged = "the stage's output is damaged: re-run it with --force"
+    try:
+        stats = json.loads(storage.read_text(path))
+    except ValueError as e:  # bad JSON or bad UTF-8
+        raise StageNotReady(f"{path}: not valid JSON ({e}); {damaged}") from None
+    if not isinstance(stats, dict):
+        raise StageNotReady(f"{path}: expected a JSON object, got {type(stats).__name__}; {damaged}")
+    return stats
 
 
 def marker_key(marker: dict) -> str:
@@ -250,7 +266,7 @@ def is_finished(stage: Stage) -> bool:
 
 def run_stage(stage: Stage, engine, force: bool = False) -> dict:
     """Run one stage unless it is finished; return its stats.json content."""
-    with hold_workdir(stage.cfg) as lease:
+    with hold_workdir(stage.cfg.run.workdir, stage.cfg.path) as lease:
         return _run_stage(stage, engine, force, lease)
 
 

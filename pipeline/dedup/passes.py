@@ -149,22 +149,22 @@ def text_key(text: str | None) -> int:
 def date_key(value: str | None) -> str:
     """The survivor rule's crawl-date key, compared as a string: the date as UTC `YYYY-MM-DDTHH:MM:SS`, so
     dates spelled differently (ISO 8601 with `T` or a space, an offset or `Z`, ARC's YYYYMMDDhhmmss, epoch
-    seconds or milliseconds as JSON dumps carry them, an HTTP date) order by time; UNKNOWN_DATE (after
-    every date) when absent or unreadable."""
+    seconds or milliseconds as JSON dumps carry them, an HTTP date) order by time. An unreadable one that
+    starts with a year is kept as written (it sorts among that year's dates); UNKNOWN_DATE (after every
+    date) when absent or unreadable otherwise."""
     text = (value or "").strip()
     try:
         if text.isdigit() and len(text) in (4, 6, 8, 14):  # year, month, day, ARC's YYYYMMDDhhmmss
             when = datetime.strptime(text, "%Y%m%d%H%M%S"[:len(text) - 2])
         elif _EPOCH.match(text):  # epoch seconds (a fraction too) or milliseconds
             when = datetime.fromtimestamp(float(text) / (1000 if len(text) == 13 else 1), timezone.utc)
-        elif _LOOSE_DATE.match(text):  # 2024/1/5, 2024.01.05 12:00
-            when = datetime(*map(int, filter(None, _LOOSE_DATE.match(text).groups())))
+        elif loose := _LOOSE_DATE.match(text):  # 2024/1/5, 2024.01.05 12:00
+            when = datetime(*map(int, filter(None, loose.groups())))
         elif text[:4].isdigit():
             when = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
         else:
             when = email.utils.parsedate_to_datetime(text)
     except (ValueError, TypeError, OverflowError, OSError):
-        # unreadable: as written, if it starts with a year (it sorts among that year's dates), else last
         return text if text[:4].isdigit() else UNKNOWN_DATE
     if when.tzinfo is not None:
         when = when.astimezone(timezone.utc).replace(tzinfo=None)

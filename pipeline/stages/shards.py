@@ -16,7 +16,6 @@ every sequence is full except the corpus's last one.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 import posixpath
@@ -31,7 +30,7 @@ from pipeline import storage
 from pipeline.config import ConfigError, bounded, register_section
 from pipeline.glm_objective import BuildStats, GLMObjective, build_sequences
 from pipeline.registry import register_command, register_stage
-from pipeline.runner import StageNotReady
+from pipeline.runner import StageNotReady, read_stats
 from pipeline.stage import Stage, StageRun, StageStats, upstream_parts
 from tokenizer.special_tokens import EOS, NUM_SPECIAL, SPECIAL_TOKENS
 from trainer.shard_format import (FORMAT_NAME, ShardDataset, ShardFormatError, file_sha256, read_manifest,
@@ -85,11 +84,7 @@ def load_tokenizer(cfg):
     say, and <workdir>/tokenizer may hold another model since), else the config's."""
     from tokenizer.spm import SpecialTokenError, load_proto
 
-    stats = storage.join(cfg.run.workdir, "encode", "stats.json")
-    try:
-        report = json.loads(storage.read_text(stats)).get("report") or {} if storage.exists(stats) else {}
-    except (ValueError, AttributeError):
-        report = {}
+    report = (read_stats(storage.join(cfg.run.workdir, "encode")) or {}).get("report") or {}
     recorded, sha256 = report.get("model"), report.get("model_sha256")
     candidates = list(dict.fromkeys(filter(None, (recorded, tokenizer_model_uri(cfg)))))
     for uri in filter(storage.exists, candidates):
