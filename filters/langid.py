@@ -227,6 +227,27 @@ class Identification:
     def main_share(self) -> float:
         return self.shares.get(self.lang, 0.0)
 
+    def line_owners(self) -> list[str]:
+        """The language each line goes with: its own, or for a line without letters or language
+        (too short to predict), the one before it (after it, at the top of the text)."""
+        owners = [lang if n and lang != UNDETERMINED else None for lang, n in zip(self.line_langs, self.line_letters)]
+        previous = next((lang for lang in owners if lang is not None), UNDETERMINED)
+        for i, lang in enumerate(owners):
+            previous = owners[i] = lang or previous
+        return owners
+
+    def japanese_korean_lines(self) -> list[bool] | None:
+        """Per line, whether it goes with Japanese or Korean (`line_owners`), whose kanji and Hanja
+        are not Traditional Chinese; None when no line does, as on every text without kana or
+        Hangul (the CJK rule admits those languages only with them)."""
+        if not any(map(_is_japanese_or_korean, self.shares)):
+            return None
+        return [_is_japanese_or_korean(lang) for lang in self.line_owners()]
+
+
+def _is_japanese_or_korean(lang: str) -> bool:
+    return _CJK_SYSTEM.get(label_script(lang)) in (_CJK_SYSTEM["Jpan"], _CJK_SYSTEM["Kore"])
+
 
 @dataclass
 class _Registry:
@@ -610,17 +631,11 @@ class LanguageIdentifier:
         """A mixed page as one (text, identification) per language, in order of first appearance.
 
         Lines without letters (blank, numbers, separators) go with the language before them (the
-        one after, at the top of the page), so every line lands in exactly one part. A cut line
+        one after, at the top of the page: `Identification.line_owners`), so every line lands in
+        exactly one part. A cut line
         goes whole with its largest piece. The document's variant stays with its language's part."""
         lines = text.split("\n")
-        owner = list(ident.line_langs)
-        for i, n in enumerate(ident.line_letters):
-            if not n or owner[i] == UNDETERMINED:
-                owner[i] = None
-        following = next((lang for lang in owner if lang is not None), UNDETERMINED)
-        previous = following
-        for i, lang in enumerate(owner):
-            previous = owner[i] = lang or previous
+        owner = ident.line_owners()
         parts = []
         for lang in dict.fromkeys(owner):
             idx = [i for i, o in enumerate(owner) if o == lang]

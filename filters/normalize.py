@@ -7,7 +7,9 @@ process (they load dictionaries) and reused.
 from __future__ import annotations
 
 import functools
+import itertools
 import re
+from typing import Sequence
 
 import opencc
 
@@ -61,6 +63,16 @@ def to_simplified(text: str) -> str:
     return _converter("t2s").convert(text)
 
 
+def _to_simplified_except(text: str, skips: Sequence[bool]) -> str:
+    """`to_simplified` on the lines not flagged in `skips`, one call per run of them: no t2s
+    phrase holds a newline, so each line converts as it would in the whole text."""
+    converted = []
+    for skip, run in itertools.groupby(zip(text.split("\n"), skips, strict=True), key=lambda pair: pair[1]):
+        lines = "\n".join(line for line, _ in run)
+        converted.append(lines if skip else to_simplified(lines))
+    return "\n".join(converted)
+
+
 def to_traditional(text: str) -> str:
     """Simplified -> Traditional Chinese with OpenCC's s2t tables."""
     return _converter("s2t").convert(text)
@@ -97,13 +109,18 @@ def clean_whitespace(text: str) -> str:
 
 
 def normalize_chinese(text: str, t2s: bool = True, fold_width: bool = True,
-                      whitespace: bool = True) -> str:
+                      whitespace: bool = True, t2s_skips: Sequence[bool] | None = None) -> str:
     """The normalization applied to Chinese documents: optional t2s, whitespace, width folding.
 
+    `t2s_skips`: per "\\n"-separated line, True where t2s leaves the line as written (Japanese
+    kanji and Korean Hanja on a Chinese page are not Traditional Chinese); None converts every
+    line. Whitespace and width folding apply to every line: line breaks, control characters and
+    full-width ASCII mean the same in Japanese and Korean text (NFKC folds them alike), and one
+    document keeps one convention.
     Whitespace goes before width folding so that removed control characters cannot leave a
     number separator ("１\x00，１") for a second pass to fold: the result is idempotent."""
     if t2s:
-        text = to_simplified(text)
+        text = to_simplified(text) if t2s_skips is None else _to_simplified_except(text, t2s_skips)
     if whitespace:
         text = clean_whitespace(text)
     if fold_width:

@@ -119,6 +119,19 @@ def test_chinese_article_with_a_japanese_or_korean_paragraph_is_mixed(shared_dat
     assert LanguageFilter(mixed="split").reason(parts[other][1]) == f"lang_other:{other}"
 
 
+def test_japanese_korean_lines_follow_the_line_owners(shared_data, identifier):
+    """The lines a Chinese page gives to its Japanese paragraph, blank lines after it included,
+    are the ones split puts in the ja part; a page without kana or Hangul has none."""
+    chinese, japanese = _lingua(shared_data, "zh", 2), _lingua(shared_data, "ja", 1)[0]
+    page = f"{chinese[0]}\n\n{japanese}\n\n{chinese[1]}"
+    ident = identifier.identify(page)
+    assert ident.line_owners() == ["zh", "zh", "ja", "ja", "zh"]
+    assert ident.japanese_korean_lines() == [False, False, True, True, False]
+    parts = dict((p.lang, text) for text, p in identifier.split(page, ident))
+    assert parts["ja"] == f"{japanese}\n"
+    assert identifier.identify("\n\n".join(chinese)).japanese_korean_lines() is None
+
+
 def test_japanese_and_korean_pages_with_kanji_only_lines_stay_whole(shared_data, identifier):
     """Kanji-only headings, names and addresses (no kana: Chinese by the CJK rule alone) take
     the system of the Japanese lines around them; so do Hanja headings on a Korean page."""

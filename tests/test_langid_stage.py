@@ -132,6 +132,54 @@ def test_chinese_page_with_a_japanese_paragraph_is_not_rejected(tmp_path, shared
         assert rows["page#zh"]["text"].strip() == chinese
         assert rows["page#ja"]["reject_reason"] == "lang_other:ja" and rows["page#ja"]["text"] == japanese
 
+TRADITIONAL = ("臺北車站是臺灣最繁忙的交通樞紐，每天有數十萬旅客在這裡轉乘鐵路、捷運與公車。",
+               "車站周邊的商業區發展迅速，許多百貨公司和餐廳吸引了大量來自各地的觀光客。")
+SIMPLIFIED = ("台北车站是台湾最繁忙的交通枢纽，每天有数十万旅客在这里转乘铁路、捷运与公车。",
+              "车站周边的商业区发展迅速，许多百货公司和餐厅吸引了大量来自各地的观光客。")
+# Kanji and Hanja that OpenCC t2s would change (場 -> 场, 達 -> 达; 韓 -> 韩, 國 -> 国, 漢 -> 汉).
+HAN_NOT_CHINESE = {"ja": "東京駅の広場で友達と待ち合わせました。この場所は週末になるととても賑やかです。",
+                   "ko": "大韓民國의 首都는 서울이며, 漢字와 한글을 섞어 쓴 文章은 오늘날 新聞에서도 볼 수 있습니다."}
+
+
+def _run_langid(tmp_path, section: dict, texts: dict[str, str]) -> tuple[dict, dict[str, dict]]:
+    from pipeline.engines.beam import BeamEngine
+
+    docs = [{"id": doc_id, "text": text, "source": "t", "source_file": "f", "source_offset": i}
+            for i, (doc_id, text) in enumerate(texts.items())]
+    cfg = make_run_config(tmp_path, {"langid": section}, engine="beam")
+    _fake_ingest(cfg.run.workdir, docs, files=1)
+    summary = run_stage(LangidStage(cfg), BeamEngine(cfg))
+    return summary, _rows(f"{cfg.run.workdir}/langid")
+
+
+@pytest.mark.parametrize("other", ["ja", "ko"])
+@pytest.mark.parametrize("mixed", ["keep", "split"])
+def test_t2s_leaves_the_japanese_or_korean_paragraph_of_a_chinese_page_as_written(tmp_path, mixed, other):
+    """A Traditional Chinese article with one Japanese (Korean with Hanja) paragraph, kept as zh:
+    its Chinese lines become Simplified, the other paragraph keeps its kanji (Hanja) byte for byte.
+    Split, the zh part is converted and the rejected part is as written."""
+    paragraph = HAN_NOT_CHINESE[other]
+    summary, rows = _run_langid(tmp_path, {"mixed": mixed}, {"page": f"{TRADITIONAL[0]}\n\n{paragraph}\n\n{TRADITIONAL[1]}"})
+    if mixed == "keep":
+        page = rows["page"]
+        assert (page["lang"], page["script"], page.get("reject_reason")) == ("zh", "Hant", None)
+        assert {lang for lang, _ in page["lang_shares"]} == {"zh", other}
+        assert page["text"] == f"{SIMPLIFIED[0]}\n\n{paragraph}\n\n{SIMPLIFIED[1]}"
+    else:
+        assert summary["created"]["docs"] == 1
+        assert rows["page#zh"].get("reject_reason") is None
+        assert rows["page#zh"]["text"] == f"{SIMPLIFIED[0]}\n\n{SIMPLIFIED[1]}"
+        assert rows[f"page#{other}"]["reject_reason"] == f"lang_other:{other}"
+        assert rows[f"page#{other}"]["text"] == f"{paragraph}\n"
+
+
+def test_traditional_chinese_page_is_converted_whole(tmp_path):
+    """Without kana or Hangul every line is Chinese: t2s, width folding and whitespace as before."""
+    _, rows = _run_langid(tmp_path, {}, {"page": f"{TRADITIONAL[0]}\r\n\r\n\r\n　{TRADITIONAL[1]}ＡＢＣ"})
+    assert rows["page"]["lang_shares"] == [("zh", 1.0)]
+    assert rows["page"]["text"] == f"{SIMPLIFIED[0]}\n\n{SIMPLIFIED[1]}ABC"
+
+
 CLASSICAL = "道可道，非常道。名可名，非常名。無名天地之始；有名萬物之母。故常無欲，以觀其妙；常有欲，以觀其徼。此兩者，同出而異名，同謂之玄。"
 
 

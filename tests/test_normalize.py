@@ -44,6 +44,17 @@ def test_normalize_chinese_flags():
     assert normalize_chinese(text, fold_width=False, whitespace=False) == "汉语　ＡＢＣ，测试  x\r\n"
 
 
+def test_t2s_skips_flagged_lines():
+    """Flagged lines keep their kanji; the others convert as in the whole text; whitespace and
+    width folding still apply to every line."""
+    text = "漢語的說明書\n東京駅の広場　ＡＢＣ\r\n\n發展與後來\n場所"
+    assert normalize_chinese(text, t2s_skips=[False, True, True, False, False]) == \
+           "汉语的说明书\n東京駅の広場 ABC\n\n发展与后来\n场所"
+    assert normalize_chinese(text, t2s_skips=[False] * 5) == normalize_chinese(text)
+    with pytest.raises(ValueError):
+        normalize_chinese(text, t2s_skips=[False])
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.text(alphabet=st.sampled_from(list("ab 中文，。\n\t\r\u3000ＡＢ１２，：\x00\u200b"))))
 def test_normalization_is_idempotent(text):

