@@ -11,7 +11,7 @@ untouched (an ID card number is tried before the phone number inside it):
 | cn_id      | mainland resident ID, 18 characters                       | area code, birth date, ISO 7064 MOD 11-2 check |
 | hk_id      | Hong Kong identity card, A123456(7)                       | its MOD 11 check digit          |
 | tw_id      | Taiwan national ID, A123456789                            | its weighted MOD 10 check       |
-| bank_card  | 13-19 digits, optionally in groups of four                | issuer prefix and length, Luhn  |
+| bank_card  | 13-19 digits, optionally in groups of four; several in one run of groups | issuer prefix and length, Luhn (in a run: every card) |
 | phone      | +CC international, mainland mobile 1[3-9]x, landline 0xx-, North American (xxx) xxx-xxxx | digit count; nothing glued to it |
 | qq         | 5-11 digits after QQ / 扣扣 / 企鹅号                        | the keyword                     |
 | wechat     | an id or a mobile number after 微信 / WeChat / weixin / wx / VX | the keyword              |
@@ -57,10 +57,14 @@ _END = r"(?![0-9A-Za-z])"
 _DIGIT_FAMILY = re.compile(
     r"[0-9](?:"
     r"(?P<cn_id>(?<=[1-8])[0-9]{5}(?:18|19|20)[0-9]{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12][0-9]|3[01])[0-9]{3}[0-9Xx]" + _END + ")"
-    # grouped: 4-4-4-4-3 (19-digit UnionPay) or 4-4-4-x; a space and a number may follow (an expiry
-    # date, a CVV), not a hyphen and a digit (a longer serial number) or a run of more 4-digit groups
-    # (a table of numbers, whose windows of four pass Luhn one time in ten)
-    r"|(?P<bank_card>[0-9]{3}(?:[ -][0-9]{4}){2}[ -](?:[0-9]{4}[ -][0-9]{3}|[0-9]{1,7})"
+    # grouped: a whole run of four or more 4-digit groups and the short group that may end it, split
+    # into cards by _card_spans, tried only where a run starts (a long run glued to a letter would
+    # cost time quadratic in its length); failing that (a letter glued to the run), 4-4-4-4-3 (19-digit
+    # UnionPay) or 4-4-4-x followed by at most one more 4-digit group. A space and a number may follow
+    # (an expiry date, a CVV), a hyphen and a digit may not (a longer serial number).
+    r"|(?P<bank_card>[0-9]{3}(?<!(?<![0-9])[0-9]{4}[ -][0-9]{4})(?:[ -][0-9]{4}){3,}"
+    r"(?:[ -][0-9]{1,3}(?![0-9A-Za-z]|-[0-9])|(?![0-9A-Za-z]|-[0-9]|[ -][0-9]{4}(?![0-9])))"
+    r"|[0-9]{3}(?:[ -][0-9]{4}){2}[ -](?:[0-9]{4}[ -][0-9]{3}|[0-9]{1,7})"
     r"(?![0-9A-Za-z]|-[0-9]|[ -][0-9]{4}[ -][0-9])"
     r"|[0-9]{12,18}" + _END + ")"
     # mainland mobile, bare or 3-4-4; landline 0xx(x)-xxxxxxx(x); North American xxx-xxx-xxxx
@@ -174,6 +178,41 @@ def _card_issuer_known(d: str) -> bool:
     return False
 
 
+def _card_valid(s: str) -> bool:
+    d = s.replace(" ", "").replace("-", "")
+    return 13 <= len(d) <= 19 and _card_issuer_known(d) and luhn_valid(d)
+
+
+_CARD_SEPARATOR = re.compile(r"[ -]")
+
+
+def _card_spans(s: str) -> list[list[tuple[int, int]]]:
+    """The cards a grouped candidate `s` may hold, each as its possible spans in `s`, longest first.
+
+    A run of n 4-digit groups (and a group of 1-3 digits that may end it) holds cards on 16-digit
+    boundaries from its start, each of a single card's shapes (4-4-4-4, 4-4-4-4-3, 4-4-4-x): n = 4k,
+    the last card may take three digits after it (19 digits, or 16 and a CVV); n = 4k + 1, the group
+    after the cards is a number of its own (an expiry, a PIN); n = 4k + 3 and a short group, the last
+    card has 13-15 digits. Any other run is a table of numbers and holds none, and so does one whose
+    short group the cards leave and a hyphen joins (a serial number). _candidates takes a run of
+    several cards only when every one of them passes its check.
+    """
+    parts = _CARD_SEPARATOR.split(s)
+    n = next((i for i, part in enumerate(parts) if len(part) != 4), len(parts))
+    if n < 4:
+        return [[(0, len(s))]]  # 4-4-4-x
+    k, rest = divmod(n, 4)
+    short = len(parts[-1]) if len(parts) > n else 0
+    cards = [[(20 * i, 20 * i + 19)] for i in range(k)]
+    if rest == 0 and short == 3:
+        cards[-1].insert(0, (20 * (k - 1), len(s)))
+    elif rest == 3 and short:
+        cards.append([(20 * k, len(s))])
+    elif rest > 1 or (short and s[-short - 1] == "-"):
+        return []
+    return cards
+
+
 def _ip_public(s: str) -> bool:
     try:
         address = ipaddress.ip_address(s)
@@ -190,8 +229,7 @@ def _confirm(kind: str, s: str, text: str, start: int) -> bool:
     if kind == "tw_id":
         return tw_id_valid(s)
     if kind == "bank_card":
-        d = s.replace(" ", "").replace("-", "")
-        return 13 <= len(d) <= 19 and _card_issuer_known(d) and luhn_valid(d)
+        return _card_valid(s)
     if kind == "ip":
         if ":" in s:
             if s.count(":") < 2 or _CUT_OFF.match(text, start + len(s)):
@@ -258,12 +296,23 @@ def _candidates(text: str, kinds: frozenset[str]):
                 span = m.span()
             else:
                 span = m.span(kind)  # keyword kinds: the identifier after its keyword
-            if kind in kinds:
-                glued = _GLUED_BEFORE.get(glued_key or kind, _GLUED)
+            if kind not in kinds:
+                continue
+            glued = _GLUED_BEFORE.get(glued_key or kind, _GLUED)
+            if kind != "bank_card" or span[1] - span[0] <= 19:
                 yield kind, span[0], span[1], glued
-                if kind == "bank_card" and span[1] - span[0] == 23:
-                    # 4-4-4-4-3 may also be a 16-digit card and a CVV: the longer one wins when both check
-                    yield kind, span[0], span[0] + 19, glued
+                continue
+            cards = _card_spans(text[span[0]:span[1]])
+            if len(cards) == 1:  # find_pii confirms each span; the longest that checks wins
+                for a, b in cards[0]:
+                    yield kind, span[0] + a, span[0] + b, glued
+                continue
+            # several cards in one run: each one's longest span that checks, all of them or none
+            picks = [next(((a, b) for a, b in spans if _card_valid(text[span[0] + a:span[0] + b])), None)
+                     for spans in cards]
+            if picks and None not in picks and not (span[0] and text[span[0] - 1] in glued):
+                for a, b in picks:
+                    yield kind, span[0] + a, span[0] + b, glued
 
 
 def find_pii(text: str, kinds: frozenset[str] = frozenset(KINDS)) -> list[PIIMatch]:
