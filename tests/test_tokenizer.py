@@ -12,7 +12,8 @@ import pytest
 from pipeline import storage
 from pipeline.runner import run_stage
 from pipeline.stages.mix import DEFAULT_STAGE, MixStage
-from pipeline.stages.tokenizer import TokenizerStage, training_error_hint
+from pipeline.stage import StageStats
+from pipeline.stages.tokenizer import TokenizerStage, empty_sample_reason, training_error_hint
 from tokenizer.special_tokens import SPECIAL_TOKENS
 from tokenizer.spm import load, load_proto
 from tokenizer.train import TrainSettings, split_long_line, train, write_training_lines
@@ -213,6 +214,56 @@ def test_stage_says_why_the_training_sample_is_empty(tmp_path, spark_session_eng
     with pytest.raises(ConfigError, match=r"the training sample is empty: of the mix's \d+ documents, \d+ drawn but "
                        r"empty or whitespace only; \d+ held out"):
         run_stage(TokenizerStage(cfg), spark_session_engine)
+
+
+def _stats(read: int, drawn: int = 0, **dropped: tuple[int, int]) -> StageStats:
+    stats = StageStats()
+    stats.input.add(read, 0)
+    stats.kept.add(drawn, 0)
+    for reason, (docs, nbytes) in dropped.items():
+        stats.dropped[f"tokenizer_{reason}"].add(docs, nbytes)
+    return stats
+
+
+@pytest.mark.parametrize("stats, limited_by, named, not_named", [
+    # nothing upstream: no tokenizer setting is the cause
+    (_stats(0), None, ["the mix wrote no documents"], ["heldout_bytes", "sample_bytes"]),
+    # none drawn, none held out: the sample size, not the held-out share
+    (_stats(20, not_sampled=(20, 2000)), None, ["raise tokenizer.sample_bytes"], ["heldout_bytes"]),
+    # none drawn because another language's text sets the size: more of it, not a larger sample_bytes
+    (_stats(20, not_sampled=(15, 1500), heldout=(5, 500)), "zh",
+     ["give the mix more zh text", "lower tokenizer.heldout_bytes (5 documents, 500 bytes held out)"], ["sample_bytes"]),
+    # every document held out
+    (_stats(4, heldout=(4, 400)), None, ["lower tokenizer.heldout_bytes (4 documents, 400 bytes held out)"],
+     ["sample_bytes", "documents with text"]),
+    # drawn, but blank, and nothing else: the text
+    (_stats(3, drawn=3), None, ["give the mix documents with text (the 3 drawn have none)"],
+     ["heldout_bytes", "sample_bytes"]),
+    # only repeats and languages without a share (the census refuses this before, kept as a fallback)
+    (_stats(2, mix_repeat=(1, 10), other_language=(1, 10)), None, ["languages of tokenizer.language_shares"],
+     ["heldout_bytes", "sample_bytes"]),
+], ids=["nothing upstream", "none drawn", "a language sets the size", "all held out", "drawn but blank", "fallback"])
+def test_empty_sample_advice_names_only_what_could_be_the_cause(stats, limited_by, named, not_named):
+    reason = empty_sample_reason(stats, limited_by) if limited_by else empty_sample_reason(stats)
+    advice = reason.split("SentencePiece needs lines of text")[-1]
+    assert all(n in advice for n in named), advice
+    assert not any(n in advice for n in not_named), advice
+
+
+def test_stage_with_nothing_held_out_does_not_advise_the_held_out_share(tmp_path, spark_session_engine):
+    from pipeline.config import ConfigError
+    from test_mix import make_docs
+
+    docs = make_docs("web", "en", 10, 100) + make_docs("web", "zh", 10, 100)
+    cfg = make_run_config(tmp_path, {"mix": {"target_tokens": 1000, "sources": [
+                                         {"name": "web_en", "lang": "en", "match_source": ["web"]},
+                                         {"name": "web_zh", "lang": "zh", "match_source": ["web"]}]},
+                                     "tokenizer": {"vocab_size": 500, "sample_bytes": 1, "heldout_bytes": 0}})
+    write_finished_stage(cfg.run.workdir, DEFAULT_STAGE, docs, files=1)
+    run_stage(MixStage(cfg), spark_session_engine)
+    with pytest.raises(ConfigError, match=r"the training sample is empty: of the mix's \d+ documents, .*; 20 not drawn") as err:
+        run_stage(TokenizerStage(cfg), spark_session_engine)
+    assert str(err.value).endswith("SentencePiece needs lines of text: raise tokenizer.sample_bytes.")
 
 
 def test_second_pass_keeps_the_model_the_mix_counted_with(tmp_path, spark_session_engine, shared_data, tiny_model):

@@ -112,18 +112,20 @@ class SampleRates:
     heldout: dict[str, float]
     train: dict[str, float]
     train_bytes: dict[str, float]  # expected training bytes per language
+    limited_by: str | None = None  # the language whose text sets the sample's size; None: sample_bytes does
 
     @classmethod
     def plan(cls, section: TokenizerSection, available: dict[str, int]) -> "SampleRates":
         shares = section.language_shares
         heldout = {lang: min(0.5, section.heldout_bytes / available[lang]) if available.get(lang) else 0.0
                    for lang in shares}
-        trainable = {lang: available.get(lang, 0) * (1 - heldout[lang]) for lang in shares}
         # The largest total that keeps the shares with what each language has.
-        total = min([section.sample_bytes] + [trainable[lang] / share for lang, share in shares.items()])
+        most = {lang: available.get(lang, 0) * (1 - heldout[lang]) / share for lang, share in shares.items()}
+        scarcest = min(most, key=most.get)
+        total = min(section.sample_bytes, most[scarcest])
         train_bytes = {lang: total * share for lang, share in shares.items()}
         train = {lang: train_bytes[lang] / available[lang] if available.get(lang) else 0.0 for lang in shares}
-        return cls(heldout, train, train_bytes)
+        return cls(heldout, train, train_bytes, scarcest if most[scarcest] < section.sample_bytes else None)
 
 
 @register_stage
@@ -240,7 +242,7 @@ class TokenizerStage(Stage):
             sample_bytes = concatenate(sample_parts, sample)
             if not sample_bytes:  # SentencePiece would only say INTERNAL [!sentences_.empty()]
                 raise ConfigError(f"{self.cfg.path}: tokenizer: the training sample is empty: "
-                                  f"{empty_sample_reason(stats)}")
+                                  f"{empty_sample_reason(stats, self.rates.limited_by)}")
             started = time.time()
             with _console().status(f"tokenizer: training SentencePiece {settings.model_type}, vocabulary "
                                    f"{settings.vocab_size:,}, on {sample_bytes / 1e6:,.1f} MB with "
@@ -269,12 +271,29 @@ LEFT_OUT = {
 }
 
 
-def empty_sample_reason(stats: StageStats) -> str:
-    """Where the mix's documents went, when none of them gave the training sample a line of text."""
+def empty_sample_reason(stats: StageStats, limited_by: str | None = None) -> str:
+    """Where the mix's documents went, when none of them gave the training sample a line of text, and
+    only the changes that could have given it one with these counts: a held-out share that held
+    nothing out, or a sample size when no document was left undrawn, is no cause. `limited_by`: the
+    language whose text set the sample's size (SampleRates), None when tokenizer.sample_bytes did."""
+    if not stats.input.docs:
+        return "the mix wrote no documents: the stages before it left none (their reports say where they went)."
+    left = {reason: c for reason, c in sorted(stats.dropped.items()) if c.docs}
     where = [f"{stats.kept.docs:,} drawn but empty or whitespace only"] if stats.kept.docs else []
-    where += [f"{c.docs:,} {LEFT_OUT.get(reason, reason)}" for reason, c in sorted(stats.dropped.items()) if c.docs]
+    where += [f"{c.docs:,} {LEFT_OUT.get(reason, reason)}" for reason, c in left.items()]
+    fixes = []
+    if stats.kept.docs:
+        fixes.append(f"give the mix documents with text (the {stats.kept.docs:,} drawn have none)")
+    if "tokenizer_not_sampled" in left:
+        fixes.append(f"give the mix more {limited_by} text (the language shares draw the other languages "
+                     f"down to match it)" if limited_by else "raise tokenizer.sample_bytes")
+    if "tokenizer_heldout" in left:
+        held = left["tokenizer_heldout"]
+        fixes.append(f"lower tokenizer.heldout_bytes ({held.docs:,} documents, {held.bytes:,} bytes held out)")
+    if not fixes:
+        fixes.append("give the mix documents in the languages of tokenizer.language_shares")
     return (f"of the mix's {stats.input.docs:,} documents, {'; '.join(where)}. SentencePiece needs lines of text: "
-            f"give the mix more documents with text, or lower tokenizer.heldout_bytes.")
+            f"{', or '.join(fixes)}.")
 
 
 def training_error_hint(message: str, settings: TrainSettings) -> str:
