@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import gzip
 import json
+import random
 import tracemalloc
 import zlib
+from itertools import accumulate
 
 import pyarrow.parquet as pq
 import pytest
+import zstandard
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -21,6 +24,7 @@ from pipeline.stage import StageStats, UnitWriter
 from pipeline.stages.ingest import IngestStage, IngestUnit
 
 from conftest import make_run_config
+from hostile_inputs import jsonl_line, page
 from test_ingest import decodable_bytes
 
 
@@ -168,6 +172,104 @@ def test_truncated_and_damaged_gzip_keep_the_records_around_them(tmp_path):
     evs = list(read_file(str(garbage), "auto", FieldMap(), 1 << 20))
     assert [label(e) for e in evs] == ["urn:test:1", "corrupt_gzip", "urn:test:2"]
     assert evs[1].nbytes == len(b"not a gzip member at all") and evs[1].docs == 0
+
+
+def damage_found_mid_stream(data: bytes, decoder, start: int) -> tuple[bytes, int, int]:
+    """`data` with the first byte from `start` on flipped whose damage the decoder finds in the
+    compressed data (a bad code, not a checksum at the end), and where, the bytes from `start` fed
+    one at a time (without the reader): (damaged data, index of the byte the damage is found in,
+    uncompressed bytes the bytes before it decode to)."""
+    errors = (zlib.error, zstandard.ZstdError)
+    for at in range(start, len(data)):
+        bad = data[:at] + bytes([data[at] ^ 0xFF]) + data[at + 1:]
+        try:
+            decoder().decompress(bad)
+            continue
+        except errors as e:
+            if "check" in str(e):  # gzip's CRC or length
+                continue
+        d = decoder()
+        decoded = len(d.decompress(bad[:start]))
+        for i in range(start, len(bad)):
+            try:
+                decoded += len(d.decompress(bad[i:i + 1]))
+            except errors:
+                return bad, i, decoded
+    raise AssertionError("no flip is found in the compressed data")
+
+
+@pytest.mark.parametrize("name", ["one-member.warc.gz", "one-frame.jsonl.zst"])
+def test_damage_inside_one_stream_keeps_every_record_decoded_before_it(tmp_path, name):
+    """A file compressed whole (`gzip x.warc`, one zstd frame) damaged in the middle: every record
+    whose bytes decode before the damage is kept, also those decoded by the decoder call that meets
+    it; the compressed bytes from where the damage is found are one error naming file and offset,
+    and the stage balances."""
+    rng = random.Random(7)
+    words = ["".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(2, 9))) for _ in range(3000)]
+    texts = [" ".join(rng.choice(words) for _ in range(60)) for _ in range(3000)]
+    if name.endswith(".gz"):  # 2.2 MB in 630 KB: the damage is in the second 1 MiB of output
+        records = [page(f"r{i}", f"<p>{t}</p>".encode()) for i, t in enumerate(texts)]
+        whole, decoder, ids = gzip.compress(b"".join(records), mtime=0), (lambda: zlib.decompressobj(31)), "urn:test:r{}"
+        precision, reason, start = 1, "corrupt_gzip", 0.6  # the byte the damage is found in
+    else:  # zstd decoders cannot be copied: the reader finds the damage within a 512-byte slice (ZSTD_FEED)
+        records = [jsonl_line(f"r{i}", t) for i, t in enumerate(texts)]
+        whole, decoder, ids = zstandard.ZstdCompressor().compress(b"".join(records)), \
+            (lambda: zstandard.ZstdDecompressor().decompressobj()), "r{}"
+        # (damage found in the 64 KiB read in which a 128 KiB block ended before: today's reader lost it)
+        precision, reason, start = 512, "corrupt_zstd", 0.4
+    bad, found, decoded = damage_found_mid_stream(whole, decoder, int(len(whole) * start))
+    path = tmp_path / name
+    path.write_bytes(bad)
+    evs = list(read_file(str(path), "auto", FieldMap(), 1 << 20))
+    (tmp_path / "undamaged").mkdir()
+    (tmp_path / "undamaged" / name).write_bytes(whole)
+    undamaged = [e for e in read_file(str(tmp_path / "undamaged" / name), "auto", FieldMap(), 1 << 20)
+                 if isinstance(e, Document)]
+
+    ends = list(accumulate(map(len, records)))
+    before = [ids.format(i) for i, end in enumerate(ends) if end <= decoded]
+    assert 500 < len(before) < 3000
+    assert [e.id for e in undamaged[:len(before)]] == before
+    assert [e for e in evs if isinstance(e, Document)] == undamaged[:len(before)]
+    (undecoded,) = [e for e in evs if isinstance(e, Broken) and e.docs == 0]
+    assert undecoded.reason == reason and found - precision < undecoded.offset <= found
+    assert undecoded.nbytes == len(bad) - undecoded.offset
+    # the record the damage cuts is an error of its own; every decoded byte is in some event
+    (cut,) = [e for e in evs if isinstance(e, Broken) and e.docs == 1]
+    assert cut.reason == reason and cut.offset == ends[len(before) - 1]
+    assert cut.doc_id == (ids.format(len(before)) if name.endswith(".gz") else None)  # a cut JSON line has none
+    assert sum(e.nbytes for e in evs) - undecoded.nbytes == decoded
+
+    cfg = make_run_config(tmp_path, {"ingest": {"sources": [{"name": "x", "paths": [str(path)]}]}})
+    out_dir = tmp_path / "unit"
+    writer = UnitWriter(str(out_dir), "ingest", 0)
+    IngestStage(cfg).process_unit(0, IngestUnit(0, str(path), str(path)), writer)
+    stats = StageStats.from_dict(writer.close())
+    stats.check_conservation("one damaged stream")
+    assert (stats.input.docs, stats.input.bytes) == (len(before) + 1, decoded + undecoded.nbytes)
+    assert stats.kept.docs == len(before) and dict(stats.errors)[reason].docs == 1
+    errors = pq.read_table(out_dir / "errors" / "part-00000.parquet").to_pylist()
+    assert [(e["source_file"], e["source_offset"], e["reason"]) for e in errors] == [
+        (str(path), cut.offset, reason), (str(path), undecoded.offset, reason)]
+
+
+def test_a_member_whose_checksum_fails_is_dropped_whole(tmp_path):
+    """Damage that only a checksum finds (gzip's CRC, zstd's content checksum) can be anywhere in the
+    member, so none of its output is kept: the record in it is not, those around it are."""
+    recs, lines = [page(f"r{i}") for i in range(3)], [jsonl_line(f"l{i}", f"line {i}") for i in range(3)]
+    crc = bytearray(gzip.compress(recs[1]))
+    crc[-6] ^= 1
+    frame = zstandard.ZstdCompressor(write_checksum=True).compress
+    checksum = bytearray(frame(lines[1]))
+    checksum[-2] ^= 1
+    for name, data, bad, expected in (
+            ("crc.warc.gz", members(recs[0]) + crc + members(recs[2]), crc, ["urn:test:r0", "corrupt_gzip", "urn:test:r2"]),
+            ("sum.jsonl.zst", frame(lines[0]) + checksum + frame(lines[2]), checksum, ["l0", "corrupt_zstd", "l2"])):
+        path = tmp_path / name
+        path.write_bytes(data)
+        evs = list(read_file(str(path), "auto", FieldMap(), 1 << 20))
+        assert [label(e) for e in evs] == expected, name
+        assert (evs[1].docs, evs[1].nbytes) == (0, len(bad)), name
 
 
 def test_corrupt_warc_header_resumes_at_the_next_record(tmp_path):

@@ -20,7 +20,10 @@ Accounting rules (what stats.json of the ingest stage counts):
   does not parse (`corrupt_header`, up to the next `WARC/` line), a file that is not what its
   name says (`not_gzip`, the whole file), compressed bytes that do not decode (`corrupt_gzip`,
   counted compressed, from the damaged member (or, in a member that gave output before the damage,
-  from the first byte not decoded) up to the next member header, where reading goes on),
+  from the first byte not decoded: the byte the decoder finds the damage in, for zstd the 512-byte
+  slice it is in; the records decoded before it are read; damage only a checksum at the end finds:
+  from the input of the decoder call that found it, its output dropped) up to the next member
+  header, where reading goes on),
   a compressed stream that ends inside a member or zstd frame that gave no output (`truncated_gzip`,
   `truncated_zstd`, counted compressed: that member's bytes).
 - File-level problems with nothing to count are errors with docs=0 and bytes=0: a configured path

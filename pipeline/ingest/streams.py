@@ -6,6 +6,16 @@ through in chunks of `CHUNK` bytes and every decoder call's output is bounded (g
 max_length, zstd by the size of the slice it is fed), so neither a 5 GB file, a highly
 compressible 300 MB record nor a zstd bomb (10 GiB of zeros in 327 KB) is ever held in memory.
 
+Damage inside a member (one member for the whole file included) stops the data where the decoder
+finds it, keeping what it decoded before: a decoder call that meets the damage raises and returns
+nothing, so the call is re-run from a copy of the gzip decoder's state before it in halving slices
+(`_decode_before_damage`; only on that error path, one state copy per call otherwise) down to the
+byte the damage is found in. zstd decoders cannot be copied: their output is kept up to the
+`ZSTD_FEED` slice the damage is found in (a block ending in that slice before it is lost with it).
+Damage found by a checksum at the end (CHECKSUM_ERRORS) can be anywhere: that call's output is
+dropped. Deflate can decode damaged bits to wrong bytes for a while before a code is invalid, so
+the bytes just before where the damage is found may be wrong (no checksum can tell which).
+
 Offsets: `pos` counts uncompressed bytes. `source_offset(pos)` gives the offset a user can seek to:
 the gzip member's offset in the file when a member starts exactly there (one member per record),
 otherwise the uncompressed offset. A file that mixes both layouts (a member holding several records
@@ -31,6 +41,10 @@ ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 # zstd skippable frames (pzstd's frame sizes, seekable zstd's seek table): magic 0x184D2A50..5F
 # little-endian, a 4-byte little-endian size, then that many bytes to skip
 ZSTD_SKIPPABLE = re.compile(rb"[\x50-\x5f]\x2a\x4d\x18")
+# Damage a decoder finds only at the end of a member or frame, checking what it decoded (gzip's CRC and
+# length, zstd's checksum): it can be anywhere in the member, so the output of the decoder call that
+# meets it is not kept either.
+CHECKSUM_ERRORS = ("incorrect data check", "incorrect length check", "doesn't match checksum")
 LOOKAHEAD = 4096  # bytes a record-header pattern may look at
 NEWLINES = re.compile(rb"[\r\n]*")
 
@@ -51,6 +65,27 @@ def expected_compression(path: str) -> str | None:
     if name.endswith(".zst"):
         return "zstd"
     return None
+
+
+def _found_by_checksum(error: Exception) -> bool:
+    return any(message in str(error) for message in CHECKSUM_ERRORS)
+
+
+def _decode_before_damage(decoder, data: bytes) -> tuple[bytes, int]:
+    """`data`, on which a decoder call from the zlib state `decoder` raised, re-decoded from that state
+    in slices that halve at each failure (about 2 log2(len) calls over 2 len bytes): (the output of
+    the bytes before the one the damage is found in, how many bytes those are). The output is at most
+    the failed call's bound, which it did not reach before the damage."""
+    view, parts, pos, step = memoryview(data), [], 0, len(data) // 2  # all of it is known to fail
+    while step and pos < len(data):
+        trial = decoder.copy()
+        try:
+            parts.append(trial.decompress(view[pos:pos + step]))
+        except zlib.error:
+            step //= 2
+            continue
+        decoder, pos = trial, pos + step
+    return b"".join(parts), pos
 
 
 class Decompressed:
@@ -79,6 +114,8 @@ class Decompressed:
         self._raw_pos = 0  # compressed bytes taken from raw
         self._pending = b""  # compressed bytes not yet given to the decoder
         self._member = None  # zlib decoder of the current gzip member
+        self._member_fed = False  # whether it was given input (else a fresh one is its state before)
+        self._damage: Exception | None = None  # what _decode met, after the output before it
         self._member_starts: deque[tuple[int, int]] = deque()  # (uncompressed, compressed) offsets
         self._member_at = (0, 0)  # the current member's start; source_offset() may have dropped it from the deque
         self._produced = 0
@@ -114,14 +151,31 @@ class Decompressed:
         return zstandard.ZstdDecompressor().decompressobj()
 
     def _decode(self, data: bytes) -> tuple[bytes, bytes]:
-        """(output of at most about CHUNK bytes, input the current member did not consume)."""
+        """(output of at most about CHUNK bytes, input the current member did not consume). On
+        damaged data: the output decoded before the damage and the input from where it was found,
+        with the error in `_damage`."""
         member = self._member
         if self.compression == "gzip":
-            out = member.decompress(data, CHUNK)
+            before = member.copy() if self._member_fed else None
+            self._member_fed = True
+            try:
+                out = member.decompress(data, CHUNK)
+            except zlib.error as e:
+                self._damage = e
+                if _found_by_checksum(e):
+                    return b"", data
+                out, used = _decode_before_damage(self._new_member() if before is None else before, data)
+                return out, data[used:]
             return out, (member.unused_data if member.eof else member.unconsumed_tail)
         view, pos, parts, produced = memoryview(data), 0, [], 0
         while pos < len(data) and produced < CHUNK and not member.eof:
-            part = member.decompress(view[pos:pos + ZSTD_FEED])
+            try:
+                part = member.decompress(view[pos:pos + ZSTD_FEED])
+            except Exception as e:  # zstandard.ZstdError: the slices before it are kept
+                self._damage = e
+                if _found_by_checksum(e):
+                    parts, pos = [], 0
+                break
             pos += ZSTD_FEED
             parts.append(part)
             produced += len(part)
@@ -146,7 +200,7 @@ class Decompressed:
                     bad_start = self._raw_pos - len(self._pending)
                     self.corrupt = f"bytes at file offset {bad_start} are not a {self.compression} member"
                     return self._skip_to_next_member(bad_start, bad_start + 1)
-                self._member = self._new_member()
+                self._member, self._member_fed = self._new_member(), False
                 self._member_at = (self._produced, self._raw_pos - len(self._pending))
                 self._member_starts.append(self._member_at)
             if not self._pending:
@@ -154,22 +208,27 @@ class Decompressed:
                 if not self._pending:
                     produced_at, member_start = self._member_at
                     return self._truncate(self._raw_pos - member_start if produced_at == self._produced else 0)
-            try:
-                out, self._pending = self._decode(self._pending)
-            except Exception as e:  # zlib.error, zstandard.ZstdError
-                produced_at, member_start = self._member_at
-                # undecoded: from the bytes this call was given, or the whole member if nothing came out
-                # of it (then the next member may start at the same place)
-                failed_at = self._raw_pos - len(self._pending)
-                if produced_at == self._produced:
-                    self._member_starts.pop()
-                    failed_at = member_start
-                self.corrupt = f"invalid {self.compression} data in the member at file offset {member_start}: {e}"
-                return self._skip_to_next_member(failed_at, failed_at + 1)
+            out, self._pending = self._decode(self._pending)
+            if self._damage is not None:
+                return self._stop_at_damage(out)
             if self._member.eof:
                 self._member = None
             if out:
                 return self._emit(out)
+
+    def _stop_at_damage(self, out: bytes) -> None:
+        """Emit the output decoded before the damage `_decode` met, then stop the data there."""
+        error, self._damage = self._damage, None
+        produced_at, member_start = self._member_at
+        self._emit(out)
+        # undecoded: from where the damage was found, or the whole member if nothing came out of it
+        # (then the next member may start at the same place)
+        failed_at = self._raw_pos - len(self._pending)
+        if produced_at == self._produced:
+            self._member_starts.pop()
+            failed_at = member_start
+        self.corrupt = f"invalid {self.compression} data in the member at file offset {member_start}: {error}"
+        self._skip_to_next_member(failed_at, failed_at + 1)
 
     def _skip_skippable_frame(self) -> bool:
         """Drop the skippable frame `_pending` starts with; False (truncated) when the data ends inside it."""
