@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,23 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
     p for p in [str(REPO / "tests"), str(REPO), os.environ.get("PYTHONPATH", "")] if p)
 
 SHARED_DATA = Path(os.environ.get("GLMDATA_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def contained_temp_files(tmp_path_factory):
+    """Temporary files of the tests and of every process they start (Python's tempfile: Beam, torch,
+    the trainer, `glmdata` subprocesses) go under pytest's base folder, which pytest removes after a
+    passing run (tmp_path_retention_policy): tests that kill a run on purpose leave nothing in /tmp."""
+    folder = tmp_path_factory.mktemp("tmp")
+    saved = os.environ.get("TMPDIR")
+    os.environ["TMPDIR"] = str(folder)
+    tempfile.tempdir = None  # gettempdir() caches its first answer
+    yield folder
+    if saved is None:
+        os.environ.pop("TMPDIR", None)
+    else:
+        os.environ["TMPDIR"] = saved
+    tempfile.tempdir = None
 
 
 @pytest.fixture(scope="session")

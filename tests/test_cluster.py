@@ -57,8 +57,13 @@ class StandaloneCluster:
                  env: dict[str, str] | None = None):
         self.root = root
         spark_home = spark_home or _spark_home()
+        # java.io.tmpdir under `root` for the master, the workers and the executors they start (which
+        # inherit the environment): an executor fetches the --archives environment into a temporary
+        # folder there, which one killed on purpose cannot remove.
+        (root / "tmp").mkdir(parents=True, exist_ok=True)
         self.env = {**(os.environ if env is None else env), "SPARK_HOME": spark_home, "SPARK_LOCAL_IP": "127.0.0.1",
-                    "SPARK_LOG_DIR": str(root / "logs"), "SPARK_NO_DAEMONIZE": "1"}
+                    "SPARK_LOG_DIR": str(root / "logs"), "SPARK_NO_DAEMONIZE": "1",
+                    "JAVA_TOOL_OPTIONS": f"-Djava.io.tmpdir={root / 'tmp'}"}
         self.port, self.ui_port = _free_port(), _free_port()
         self.url = f"spark://127.0.0.1:{self.port}"
         spark_class = os.path.join(spark_home, "bin", "spark-class")

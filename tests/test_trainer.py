@@ -23,7 +23,7 @@ from trainer.model import GLM, deepnorm_constants, flops_per_token
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "configs" / "trainer" / "tiny.yaml"
 SEQ_LEN = 128
-ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")]), "OMP_NUM_THREADS": "1"}
+TRAINER_ENV = {"PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")]), "OMP_NUM_THREADS": "1"}
 
 
 # --------------------------------------------------------------------------------------------
@@ -80,7 +80,7 @@ def run_trainer(data: Path, out: Path, *settings: str, nproc: int = 1, prelude: 
         script = out.parent / f"{out.name}_launch.py"
         script.write_text(code)
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}", str(script)]
-    proc = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(cmd, env={**os.environ, **TRAINER_ENV}, capture_output=True, text=True, timeout=300)
     if check and proc.returncode != 0:
         raise AssertionError(f"trainer failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
     return proc
