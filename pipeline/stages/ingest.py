@@ -133,7 +133,9 @@ def id_root(patterns: list[str]) -> str:
 class IngestStage(Stage):
     name = "ingest"
     upstream = None
-    output_version = 2  # 2: ids from the path below the source's folder (id_root), not the absolute path
+    # 2: ids from the path below the source's folder (id_root), not the absolute path; 3: a damaged
+    # one-stream .gz/.zst keeps the records decoded before the damage
+    output_version = 3
 
     def _units(self) -> list[IngestUnit]:
         units = []

@@ -63,7 +63,9 @@ def count_columns() -> list[str]:
 class PiiStage(ReadsWhatMixUses, MapStage):
     name = "pii"
     upstream = "quality"
-    output_version = 2  # 2: mapped IPv6, version words, scope names, grouped cards, non-ASCII emails
+    # 2: mapped IPv6, version words, scope names, grouped cards, non-ASCII emails; 3: cards written one
+    # after another in a run of 4-digit groups
+    output_version = 3
     batch_size = 1024
 
     @cached_property
