@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Literal
 
 from pipeline import storage
-from pipeline.config import ConfigError, UsageError, register_section
+from pipeline.config import ConfigError, UsageError, is_remote, register_section
 from pipeline.dist import DOCKERFILES, ENV_ARCHIVE, ENV_DIR, EXECUTOR_PYTHON, NODE_PYTHON, WHEELHOUSE
 from pipeline.job_watch import (DataprocBatchWatcher, DataprocJobWatcher, EmrServerlessWatcher, EmrStepWatcher,
                                 WatchError, Watcher, wait)
@@ -151,6 +151,23 @@ def _required(cfg, sub, key: str, platform: str, what: str) -> str:
     if not value:
         raise ConfigError(f"{cfg.path}: submit.{key}: --platform {platform} needs {what}")
     return value
+
+
+# Platforms whose nodes cannot see this machine's disk: the workdir must be object storage (or HDFS).
+REMOTE_WORKDIR_PLATFORMS = ("dataproc", "dataproc-serverless", "emr", "emr-serverless", "dataflow")
+
+
+def check_workdir(cfg, args) -> None:
+    """Refuse a local run.workdir where the job runs on other machines: each node would write its own
+    disk, and the next stage would find nothing there."""
+    workdir = cfg.run.workdir
+    if args.platform not in REMOTE_WORKDIR_PLATFORMS or is_remote(workdir):
+        return
+    given_by_set = any(item.split("=", 1)[0] == "run.workdir" for item in args.set)
+    where = "--set run.workdir" if given_by_set else f"{cfg.path}: run.workdir"
+    scheme = "gs" if args.platform.startswith(("dataproc", "dataflow")) else "s3"
+    raise ConfigError(f"{where}: {workdir} is a local path, but --platform {args.platform} runs on machines that "
+                      f"cannot see this one's disk: use a folder under {scheme}://")
 
 
 def batch_id() -> str:
@@ -368,6 +385,7 @@ def submit_command(args: argparse.Namespace) -> int:
             importlib.import_module(Path(path).stem)
     cfg = config_from_args(args)
     check_engine(cfg, args)
+    check_workdir(cfg, args)
     build_stages(cfg, args.first, args.last)  # --from, --until and each stage's checks fail here, not on the cluster
     dist = Path(args.dist).resolve()
     sub = build_submission(cfg, args, dist)

@@ -345,3 +345,14 @@ def test_flink_on_beams_image_ships_the_wheel_or_stops(tmp_path, capsys):
     argv, _ = dry_run(capsys, cfg, "flink", "--dist", str(dist))
     assert f"--extra_package={dist / 'wheelhouse' / 'glmdata-1.0-py3-none-any.whl'}" in json.loads(
         option(argv, "run.beam.options"))
+
+
+@pytest.mark.parametrize("platform", ["dataproc", "dataproc-serverless", "emr", "emr-serverless", "dataflow"])
+def test_local_workdir_is_refused_on_a_cluster(tmp_path, capsys, platform):
+    """Each node would write its own disk: refused before submitting, naming the key."""
+    cfg = write_config(tmp_path)
+    code = glmdata(["submit", "--platform", platform, "--config", str(cfg), "--dry-run",
+                    "--set", f"run.workdir={tmp_path / 'work'}"])
+    captured = capsys.readouterr()
+    assert code == 2 and not captured.out
+    assert f"--set run.workdir: {tmp_path / 'work'} is a local path, but --platform {platform}" in captured.err
