@@ -114,7 +114,7 @@ class JsonArrayReader:
         """The next element and its size in bytes; reads on while the element is incomplete. An element
         nesting too deep (a RecursionError) or over max_record_bytes (None, when it is not decoded) is
         skipped with a bracket count, so the elements after it are read."""
-        decoder, size = json.JSONDecoder(), CHUNK
+        decoder, size = json.JSONDecoder(strict=False), CHUNK  # raw control characters: as for JSON lines
         while True:
             try:
                 value, end = decoder.raw_decode(self.text, self.at)

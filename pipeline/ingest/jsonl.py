@@ -134,7 +134,9 @@ class JsonlReader:
                              "compressed data ends in the middle of this line", nbytes)
                 continue
             try:
-                obj = json.loads(line.decode("utf-8"))
+                # strict=False: raw control characters in strings (tabs, NULs) occur in real dumps; the
+                # record is kept and sanitize.py removes those it removes from every reader's strings
+                obj = json.loads(line.decode("utf-8"), strict=False)
             except UnicodeDecodeError as e:
                 yield Broken("invalid_utf8", offset, f"line is not UTF-8: {e}", nbytes)
                 continue

@@ -1,0 +1,29 @@
+"""Corpus dumps that are not WARC (JSON lines, JSON arrays, Parquet) as real-world tools write them:
+each test is a defect found feeding such a file to the readers, at reader level (no engine)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from pipeline.ingest import read_file
+from pipeline.ingest.events import Broken, Document
+from pipeline.ingest.jsonl import FieldMap
+from pipeline.ingest.sanitize import clean
+
+MAX_RECORD_BYTES = 1 << 20
+
+
+def events(path: Path, fields: FieldMap = FieldMap(), max_record_bytes: int = MAX_RECORD_BYTES) -> list:
+    return list(read_file(str(path), "auto", fields, max_record_bytes))
+
+
+def test_raw_control_characters_in_json_strings_keep_the_record(tmp_path):
+    """A raw tab or NUL inside a JSON string is not strict JSON, but real dumps hold them: the record
+    is kept, the NUL removed as for every reader."""
+    lines = tmp_path / "raw-controls.jsonl"
+    lines.write_bytes(b'{"id": "a", "text": "tab\there, nul\x00here"}\n{"id": "b", "text": "next"}\n')
+    array = tmp_path / "raw-controls.json"
+    array.write_bytes(b'[{"id": "a", "text": "tab\there, nul\x00here"}, {"id": "b", "text": "next"}]')
+    for path in (lines, array):
+        evs = events(path)
+        assert [type(e) for e in evs] == [Document, Document], evs
+        assert clean(evs[0].text, "the text") == "tab\there, nulhere"
