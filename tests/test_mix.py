@@ -201,6 +201,8 @@ def test_solve_coefficient():
 
 @pytest.mark.parametrize("bad, message", [
     ({"language_shares": {"en": 0.7, "zh": 0.7}}, "sum to 1"),
+    ({"language_shares": {"en": float("nan"), "zh": 0.5}}, "language_shares must be finite"),
+    ({"bytes_per_token": {"en": float("inf"), "zh": 3.0}}, "bytes_per_token must be finite"),
     ({"sources": [{"name": "a", "lang": "fr"}]}, "not in language_shares"),
     ({"sources": [{"name": "a", "lang": "en", "stage": "dedup", "path": "gs://bucket/pile/*.parquet"}]}, "not both"),
     ({"target_tokens": "lots"}, "mix.target_tokens: expected int"),

@@ -120,6 +120,10 @@ class MixSection:
             raise ValueError(f"target_tokens must be > 0, got {self.target_tokens}")
         if not self.sources:
             raise ValueError("sources: at least one source is needed")
+        # NaN passes every comparison below (a NaN share failed in the workers, far from the key)
+        for key, values in (("language_shares", self.language_shares), ("bytes_per_token", self.bytes_per_token)):
+            if not all(math.isfinite(v) for v in values.values()):
+                raise ValueError(f"{key} must be finite numbers, got {values}")
         if abs(sum(self.language_shares.values()) - 1) > 1e-6 or min(self.language_shares.values()) < 0:
             raise ValueError(f"language_shares must be >= 0 and sum to 1, got {self.language_shares}")
         if any(v <= 0 for v in self.bytes_per_token.values()):
