@@ -31,6 +31,7 @@ import importlib
 import json
 import os
 import posixpath
+import re
 import shlex
 import shutil
 import subprocess
@@ -50,6 +51,10 @@ from pipeline.registry import register_command
 SPARK_PLATFORMS = ("dataproc", "dataproc-serverless", "emr", "emr-serverless", "spark-standalone")
 BEAM_PLATFORMS = ("dataflow", "flink")
 ARCHIVE_PLATFORMS = ("dataproc", "emr", "spark-standalone")  # the environment travels as dist/glmdata-env.tar.gz
+# spark-submit reads --files/--archives/--py-files as URIs (java.net.URI): a space or a non-ASCII
+# character there turns "s3://b/my cfg.yaml" into a local path. Uploads get names without them.
+URI_SAFE_PUNCTUATION = "._-/:~=+@"
+URI_UNSAFE = re.compile(f"[^A-Za-z0-9{re.escape(URI_SAFE_PUNCTUATION)}]")
 GCLOUD_DELIMITERS = ",#@|~%^"  # gcloud dict flags: "," unless a value holds one, then ^X^ (gcloud topic escaping)
 
 
@@ -206,11 +211,15 @@ def build_submission(cfg, args, dist: Path) -> Submission:
     scheme = "gs" if platform.startswith("dataproc") else "s3"
     artifacts = _required(cfg, sub, "artifacts", platform, f"a {scheme}:// folder to upload the entry and the config to")
     local = [str(entry), str(cfg_path), *py_files] + ([str(env_archive)] if platform in ARCHIVE_PLATFORMS else [])
-    remote = {Path(p).name: posixpath.join(artifacts, Path(p).name) for p in local}
+    unsafe = URI_UNSAFE.search(artifacts)
+    if unsafe:
+        raise ConfigError(f"{cfg.path}: submit.artifacts: {artifacts!r} holds {unsafe.group()!r}, which spark-submit "
+                          f"cannot take in a URI: use a folder named with letters, digits and {URI_SAFE_PUNCTUATION}")
+    remote = {Path(p).name: posixpath.join(artifacts, URI_UNSAFE.sub("_", Path(p).name)) for p in local}
     uploads = [(p, remote[Path(p).name]) for p in local]
     remote_py_files = [remote[Path(p).name] for p in py_files]
     archive = f"{remote.get(ENV_ARCHIVE)}#{ENV_DIR}"
-    entry_args = _entry_args(cfg_path.name, args)
+    entry_args = _entry_args(posixpath.basename(remote[cfg_path.name]), args)
     gcloud_scope = [f"--region={sub.region}", *([f"--project={sub.project}"] if sub.project else [])]
 
     if platform == "dataproc":  # https://cloud.google.com/sdk/gcloud/reference/dataproc/jobs/submit/pyspark

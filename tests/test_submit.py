@@ -356,3 +356,23 @@ def test_local_workdir_is_refused_on_a_cluster(tmp_path, capsys, platform):
     captured = capsys.readouterr()
     assert code == 2 and not captured.out
     assert f"--set run.workdir: {tmp_path / 'work'} is a local path, but --platform {platform}" in captured.err
+
+
+@pytest.mark.parametrize("platform", ["dataproc", "dataproc-serverless", "emr", "emr-serverless"])
+def test_config_named_with_spaces_uploads_under_a_uri_safe_name(tmp_path, capsys, platform):
+    """spark-submit parses --files as a java.net.URI: "s3://b/my run 配置.yaml" fails there (checked with
+    spark-submit 3.5: URISyntaxException), so the config travels under a name without such characters,
+    and the job's --config names that upload."""
+    cfg = write_config(tmp_path, "s3" if platform.startswith("emr") else "gs")
+    named = cfg.rename(tmp_path / "my run 配置.yaml")
+    argv, out = dry_run(capsys, named, platform)
+    uploaded = next(line.split(" -> ")[1] for line in out.splitlines() if line.startswith(f"# upload {named}"))
+    assert uploaded.endswith("/my_run___.yaml")
+    assert job_arguments(argv, platform)[:3] == ["run", "--config", "my_run___.yaml"]
+    assert uploaded in json.dumps(argv, ensure_ascii=False) and " " not in uploaded
+
+
+def test_artifacts_folder_spark_cannot_take_as_a_uri_is_refused(tmp_path, capsys):
+    cfg = write_config(tmp_path, artifacts="gs://glmdata-test/my dist")
+    assert glmdata(["submit", "--platform", "dataproc", "--config", str(cfg), "--dry-run"]) == 2
+    assert "submit.artifacts: 'gs://glmdata-test/my dist' holds ' '" in capsys.readouterr().err
