@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
+
 from pipeline.ingest import read_file
 from pipeline.ingest.events import Broken, Document
 from pipeline.ingest.jsonl import FieldMap
@@ -27,3 +30,16 @@ def test_raw_control_characters_in_json_strings_keep_the_record(tmp_path):
         evs = events(path)
         assert [type(e) for e in evs] == [Document, Document], evs
         assert clean(evs[0].text, "the text") == "tab\there, nulhere"
+
+
+def test_parquet_text_in_a_binary_column_is_read_as_utf8(tmp_path):
+    """Writers that leave strings unannotated store text as binary: it reads as UTF-8 (a value that is
+    not is that row's invalid_utf8 error), and a binary id that is not UTF-8 keeps its record."""
+    path = tmp_path / "binary.parquet"
+    pq.write_table(pa.table({"id": pa.array([b"a", b"\x9f\x00digest", b"c"], pa.binary()),
+                             "text": pa.array([b"caf\xc3\xa9", b"second", b"caf\xe9"], pa.large_binary())}), path)
+    evs = events(path)
+    assert [(type(e), getattr(e, "reason", None)) for e in evs] == [
+        (Document, None), (Document, None), (Broken, "invalid_utf8")]
+    assert [evs[0].text, evs[1].text, evs[1].id] == ["café", "second", "\\x9f\x00digest"]
+    assert (evs[2].offset, evs[2].nbytes) == (2, 4)

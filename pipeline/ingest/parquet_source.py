@@ -1,9 +1,12 @@
 """Parquet dumps to documents, one row group batch at a time (field names as for JSON lines).
 
 A row's bytes are the UTF-8 bytes of its text (Parquet has no raw record to count); its offset is
-the row number in the file. Nested fields are reached with dotted paths on struct columns. A row
-group that does not read (a damaged page) is one `corrupt_parquet` error for its rows not read yet,
-at the first of them, counting the row group's compressed bytes; the other row groups are read.
+the row number in the file. Nested fields are reached with dotted paths on struct columns. Binary
+columns (strings a writer left unannotated, e.g. Hive's and Impala's) read as UTF-8: a text that is
+not UTF-8 is an `invalid_utf8` error for its row (its bytes counted), another field keeps its bad
+bytes as `\\xNN` escapes (a binary digest id does not cost the record). A row group that does not
+read (a damaged page) is one `corrupt_parquet` error for its rows not read yet, at the first of
+them, counting the row group's compressed bytes; the other row groups are read.
 """
 from __future__ import annotations
 
@@ -39,10 +42,23 @@ class ParquetReader:
             try:  # batches of one row group: those of a whole-file read span row groups
                 for batch in pf.iter_batches(batch_size=BATCH_ROWS, row_groups=[group], columns=self.columns):
                     for obj in batch.to_pylist():
-                        yield object_event(obj, fields, row, None)
+                        yield self._event(obj, row)
                         row += 1
             except (pa.ArrowException, OSError, UnicodeDecodeError) as e:  # the last: a damaged string
                 compressed = sum(meta.column(i).total_compressed_size for i in range(meta.num_columns))
                 yield Broken("corrupt_parquet", row, f"row group {group} (rows {row} to {end - 1}) does not read: {e}",
                              compressed, docs=end - row)
             row = end
+
+    def _event(self, obj: dict, row: int) -> Event:
+        text_column = self.fields.text.split(".")[0]
+        for name, value in obj.items():
+            if isinstance(value, bytes):
+                if name == text_column:
+                    try:
+                        obj[name] = value.decode("utf-8")
+                    except UnicodeDecodeError as e:
+                        return Broken("invalid_utf8", row, f"column {name!r} is not UTF-8: {e}", len(value))
+                else:
+                    obj[name] = value.decode("utf-8", "backslashreplace")
+        return object_event(obj, self.fields, row, None)
