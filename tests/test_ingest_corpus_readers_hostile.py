@@ -2,6 +2,7 @@
 each test is a defect found feeding such a file to the readers, at reader level (no engine)."""
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pyarrow as pa
@@ -43,3 +44,19 @@ def test_parquet_text_in_a_binary_column_is_read_as_utf8(tmp_path):
         (Document, None), (Document, None), (Broken, "invalid_utf8")]
     assert [evs[0].text, evs[1].text, evs[1].id] == ["café", "second", "\\x9f\x00digest"]
     assert (evs[2].offset, evs[2].nbytes) == (2, 4)
+
+
+def string_array_unchecked(values: list[bytes]) -> pa.Array:
+    """A string array holding `values` as they are, UTF-8 or not (as a careless writer leaves them)."""
+    offsets = pa.array([0, *itertools.accumulate(len(v) for v in values)], pa.int32()).buffers()[1]
+    return pa.Array.from_buffers(pa.string(), len(values), [None, offsets, pa.py_buffer(b"".join(values))])
+
+
+def test_a_parquet_string_that_is_not_utf8_costs_its_row_not_the_row_group(tmp_path):
+    path = tmp_path / "bad-string.parquet"
+    pq.write_table(pa.table({"id": string_array_unchecked([b"a", b"b", b"c\xff"]),
+                             "text": string_array_unchecked([b"first", b"caf\xe9", b"third"])}), path)
+    evs = events(path)
+    assert [(type(e), getattr(e, "reason", None), e.nbytes) for e in evs] == [
+        (Document, None, 5), (Broken, "invalid_utf8", 4), (Document, None, 5)]
+    assert (evs[1].offset, evs[2].id, evs[2].text) == (1, "c\\xff", "third")

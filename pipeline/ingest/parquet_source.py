@@ -2,8 +2,9 @@
 
 A row's bytes are the UTF-8 bytes of its text (Parquet has no raw record to count); its offset is
 the row number in the file. Nested fields are reached with dotted paths on struct columns. Binary
-columns (strings a writer left unannotated, e.g. Hive's and Impala's) read as UTF-8: a text that is
-not UTF-8 is an `invalid_utf8` error for its row (its bytes counted), another field keeps its bad
+columns (strings a writer left unannotated, e.g. Hive's and Impala's) read as UTF-8, and so does a
+string column holding bytes that are not UTF-8 (Parquet readers do not check): a text that is not
+UTF-8 is an `invalid_utf8` error for its row (its bytes counted), another field keeps its bad
 bytes as `\\xNN` escapes (a binary digest id does not cost the record). A row group that does not
 read (a damaged page) is one `corrupt_parquet` error for its rows not read yet, at the first of
 them, counting the row group's compressed bytes; the other row groups are read.
@@ -19,6 +20,27 @@ from pipeline.ingest.events import Broken, Event
 from pipeline.ingest.jsonl import FieldMap, object_event
 
 BATCH_ROWS = 1024
+
+
+def _rows(batch: pa.RecordBatch) -> list[dict]:
+    """The batch's rows. A string column holding bytes that are not UTF-8 (Parquet readers do not
+    check) comes as bytes, so a bad value costs its row (ParquetReader._event), not the row group:
+    to_pylist raises on the first."""
+    try:
+        return batch.to_pylist()
+    except UnicodeDecodeError:
+        return pa.RecordBatch.from_arrays([_bytes_unless_utf8(c) for c in batch.columns],
+                                          names=batch.schema.names).to_pylist()
+
+
+def _bytes_unless_utf8(column: pa.Array) -> pa.Array:
+    if column.type not in (pa.string(), pa.large_string()):
+        return column
+    try:
+        column.validate(full=True)  # checks the UTF-8, in C
+        return column
+    except pa.ArrowInvalid:
+        return column.cast(pa.large_binary() if column.type == pa.large_string() else pa.binary())
 
 
 class ParquetReader:
@@ -41,7 +63,7 @@ class ParquetReader:
             end = row + meta.num_rows
             try:  # batches of one row group: those of a whole-file read span row groups
                 for batch in pf.iter_batches(batch_size=BATCH_ROWS, row_groups=[group], columns=self.columns):
-                    for obj in batch.to_pylist():
+                    for obj in _rows(batch):
                         yield self._event(obj, row)
                         row += 1
             except (pa.ArrowException, OSError, UnicodeDecodeError) as e:  # the last: a damaged string
