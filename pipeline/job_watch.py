@@ -73,6 +73,10 @@ class Watcher:
         """Where the driver's log is, once the description tells (default: known at submit)."""
         return job.log_location
 
+    def reason(self, doc: dict) -> str:
+        """Why the job ended as it did, in the platform's words (empty when it gives none)."""
+        return ""
+
 
 @dataclass
 class DataprocJobWatcher(Watcher):
@@ -104,6 +108,9 @@ class DataprocJobWatcher(Watcher):
     def log_location(self, doc: dict, job: Job) -> str:
         return _dig(doc, "driverOutputResourceUri") or job.log_location
 
+    def reason(self, doc: dict) -> str:
+        return _dig(doc, "status", "details")  # JobStatus.details: the error description of an ERROR
+
 
 @dataclass
 class DataprocBatchWatcher(Watcher):
@@ -132,6 +139,9 @@ class DataprocBatchWatcher(Watcher):
     def log_location(self, doc: dict, job: Job) -> str:
         output = _dig(doc, "runtimeInfo", "outputUri")  # the driver's output, once the batch runs
         return f"{output} (driver output); {job.log_location}" if output else job.log_location
+
+    def reason(self, doc: dict) -> str:
+        return _dig(doc, "stateMessage")  # Batch.stateMessage
 
 
 @dataclass
@@ -164,6 +174,12 @@ class EmrStepWatcher(Watcher):
 
     def state(self, doc: dict) -> str:
         return _dig(doc, "Step", "Status", "State")
+
+    def reason(self, doc: dict) -> str:
+        failure = " ".join(filter(None, [_dig(doc, "Step", "Status", "FailureDetails", key)
+                                         for key in ("Reason", "Message")]))
+        log = _dig(doc, "Step", "Status", "FailureDetails", "LogFile")
+        return (f"{failure} (log: {log})" if log else failure) or _dig(doc, "Step", "Status", "StateChangeReason", "Message")
 
 
 @dataclass
@@ -199,6 +215,9 @@ class EmrServerlessWatcher(Watcher):
     def state(self, doc: dict) -> str:
         return _dig(doc, "jobRun", "state")
 
+    def reason(self, doc: dict) -> str:
+        return _dig(doc, "jobRun", "stateDetails")
+
 
 def wait(watcher: Watcher, job: Job, poll_seconds: float, out: TextIO | None = None,
          sleep: Callable[[float], None] = time.sleep, max_cli_failures: int = 3) -> int:
@@ -224,7 +243,9 @@ def wait(watcher: Watcher, job: Job, poll_seconds: float, out: TextIO | None = N
             last = state
         if state in watcher.final:
             code = watcher.final[state]
+            reason = watcher.reason(doc)
             print(f"{job.platform} {job.job_id} finished {state} (exit {code})\n"
-                  f"  console: {job.console_url}\n  logs:    {watcher.log_location(doc, job)}", file=out, flush=True)
+                  + (f"  reason:  {reason}\n" if reason else "")
+                  + f"  console: {job.console_url}\n  logs:    {watcher.log_location(doc, job)}", file=out, flush=True)
             return code
         sleep(poll_seconds)

@@ -256,24 +256,26 @@ def state(running, final):
     return running if n == 0 else final
 
 final = os.environ["FAKE_FINAL"]
+reason = os.environ.get("FAKE_REASON", "")  # in each platform's field for why a job ended
 if args.startswith("dataproc jobs submit"):
     out = {{"reference": {{"jobId": "job-123", "projectId": "proj"}}, "status": {{"state": "PENDING"}}}}
 elif args.startswith("dataproc jobs describe"):
-    out = {{"status": {{"state": state("RUNNING", final)}}, "driverOutputResourceUri": "gs://b/google-cloud-dataproc-metainfo/job-123/driveroutput"}}
+    out = {{"status": {{"state": state("RUNNING", final), "details": reason}}, "driverOutputResourceUri": "gs://b/google-cloud-dataproc-metainfo/job-123/driveroutput"}}
 elif args.startswith("dataproc batches submit"):
     out = {{"name": "projects/proj/locations/us-central1/operations/op-1"}}
 elif args.startswith("dataproc batches describe"):
-    out = {{"state": state("RUNNING", final), "runtimeInfo": {{"outputUri": "gs://b/batch-output"}}}}
+    out = {{"state": state("RUNNING", final), "stateMessage": reason, "runtimeInfo": {{"outputUri": "gs://b/batch-output"}}}}
 elif args.startswith("emr add-steps"):
     out = {{"StepIds": ["s-STEP1"]}}
 elif args.startswith("emr describe-cluster"):
     out = {{"Cluster": {{"Id": "j-1ABCDEFGHIJK", "LogUri": "s3n://logs-bucket/emr/"}}}}
 elif args.startswith("emr describe-step"):
-    out = {{"Step": {{"Id": "s-STEP1", "Status": {{"State": state("RUNNING", final)}}}}}}
+    out = {{"Step": {{"Id": "s-STEP1", "Status": {{"State": state("RUNNING", final),
+                                                "FailureDetails": {{"Message": reason}}}}}}}}
 elif args.startswith("emr-serverless start-job-run"):
     out = {{"applicationId": "00abc123", "jobRunId": "00run456", "arn": "arn:aws:emr-serverless:x"}}
 elif args.startswith("emr-serverless get-job-run"):
-    out = {{"jobRun": {{"state": state("RUNNING", final)}}}}
+    out = {{"jobRun": {{"state": state("RUNNING", final), "stateDetails": reason}}}}
 else:
     sys.exit("fake cli: unexpected call " + args)
 print(json.dumps(out))
@@ -376,3 +378,20 @@ def test_artifacts_folder_spark_cannot_take_as_a_uri_is_refused(tmp_path, capsys
     cfg = write_config(tmp_path, artifacts="gs://glmdata-test/my dist")
     assert glmdata(["submit", "--platform", "dataproc", "--config", str(cfg), "--dry-run"]) == 2
     assert "submit.artifacts: 'gs://glmdata-test/my dist' holds ' '" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("final", ["failure", "cancelled"])
+@pytest.mark.parametrize("platform", list(WAIT_CASES))
+def test_wait_prints_why_the_job_ended(tmp_path, capsys, monkeypatch, fake_cli, platform, final):
+    """A failed or cancelled job's exit 1 comes with the platform's own reason, not only its state."""
+    state = WAIT_CASES[platform][1] if final == "failure" else "CANCELLED"  # the same word on all four
+    monkeypatch.setenv("FAKE_FINAL", state)
+    monkeypatch.setenv("FAKE_REASON", "Container killed: exit code 127 (no python3.12 on this node)")
+    dist = tmp_path / "dist"
+    dist.mkdir()
+    (dist / ENV_ARCHIVE).write_bytes(b"archive")
+    cfg = write_config(tmp_path, scheme="")
+    code = glmdata(["submit", "--platform", platform, "--config", str(cfg), "--dist", str(dist), "--wait"])
+    err = capsys.readouterr().err
+    assert code == 1, err
+    assert f"finished {state} (exit 1)\n  reason:  Container killed: exit code 127 (no python3.12 on this node)" in err
