@@ -60,3 +60,13 @@ def test_a_parquet_string_that_is_not_utf8_costs_its_row_not_the_row_group(tmp_p
     assert [(type(e), getattr(e, "reason", None), e.nbytes) for e in evs] == [
         (Document, None, 5), (Broken, "invalid_utf8", 4), (Document, None, 5)]
     assert (evs[1].offset, evs[2].id, evs[2].text) == (1, "c\\xff", "third")
+
+
+def test_a_parquet_text_over_max_record_bytes_is_record_too_large(tmp_path):
+    """As a JSON line that long: later stages never get a text over the limit, whatever the format."""
+    path = tmp_path / "long.parquet"
+    pq.write_table(pa.table({"text": ["short", "é" * 600, "x" * 1000]}), path)
+    evs = events(path, max_record_bytes=1000)
+    assert [(type(e), getattr(e, "reason", None), e.nbytes) for e in evs] == [
+        (Document, None, 5), (Broken, "record_too_large", 1200), (Document, None, 1000)]
+    assert evs[1].offset == 1 and "ingest.max_record_bytes (1000)" in evs[1].message

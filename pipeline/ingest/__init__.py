@@ -126,7 +126,7 @@ def _read_open_file(path: str, raw: IO[bytes], head: bytes, fmt: str, fields: Fi
         fmt = format_from_name(path) or ("parquet" if head.startswith(b"PAR1") else None)
     if fmt == "parquet":
         try:
-            reader = ParquetReader(raw, fields)
+            reader = ParquetReader(raw, fields, max_record_bytes)
         except Exception as e:  # a footer or schema pyarrow cannot read (ArrowInvalid, OSError): no rows to count
             yield Broken("corrupt_parquet", None, f"{path}: {e}", _size(path), docs=0)
             return

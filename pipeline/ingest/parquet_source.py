@@ -7,7 +7,9 @@ string column holding bytes that are not UTF-8 (Parquet readers do not check): a
 UTF-8 is an `invalid_utf8` error for its row (its bytes counted), another field keeps its bad
 bytes as `\\xNN` escapes (a binary digest id does not cost the record). A row group that does not
 read (a damaged page) is one `corrupt_parquet` error for its rows not read yet, at the first of
-them, counting the row group's compressed bytes; the other row groups are read.
+them, counting the row group's compressed bytes; the other row groups are read. A text over
+ingest.max_record_bytes is a `record_too_large` error, as for the other formats (its row is read:
+a Parquet value cannot be skipped unread).
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from typing import IO, Iterator
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.ingest.events import Broken, Event
+from pipeline.ingest.events import Broken, Document, Event
 from pipeline.ingest.jsonl import FieldMap, object_event
 
 BATCH_ROWS = 1024
@@ -44,9 +46,10 @@ def _bytes_unless_utf8(column: pa.Array) -> pa.Array:
 
 
 class ParquetReader:
-    def __init__(self, raw: IO[bytes], fields: FieldMap):
+    def __init__(self, raw: IO[bytes], fields: FieldMap, max_record_bytes: int):
         """Reads the footer and schema (raises when they do not read: the whole file is lost)."""
         self.fields = fields
+        self.max_record_bytes = max_record_bytes
         self.file = pq.ParquetFile(raw)
         top = fields.top_level_names()
         self.columns = [c for c in self.file.schema_arrow.names if c in top]
@@ -83,4 +86,8 @@ class ParquetReader:
                         return Broken("invalid_utf8", row, f"column {name!r} is not UTF-8: {e}", len(value))
                 else:
                     obj[name] = value.decode("utf-8", "backslashreplace")
-        return object_event(obj, self.fields, row, None)
+        event = object_event(obj, self.fields, row, None)
+        if isinstance(event, Document) and event.nbytes > self.max_record_bytes:  # as a JSON line that long
+            return Broken("record_too_large", row, f"text of {event.nbytes} bytes is over ingest.max_record_bytes "
+                          f"({self.max_record_bytes})", event.nbytes)
+        return event
