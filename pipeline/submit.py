@@ -43,7 +43,8 @@ from typing import Literal
 
 from pipeline import storage
 from pipeline.config import ConfigError, UsageError, is_remote, register_section
-from pipeline.dist import DOCKERFILES, ENV_ARCHIVE, ENV_DIR, EXECUTOR_PYTHON, NODE_PYTHON, WHEELHOUSE
+from pipeline.dist import (DOCKERFILES, ENV_ARCHIVE, ENV_DIR, EXECUTOR_PYTHON, MANIFEST, NODE_PYTHON, NODE_SETUP,
+                           WHEELHOUSE)
 from pipeline.job_watch import (DataprocBatchWatcher, DataprocJobWatcher, EmrServerlessWatcher, EmrStepWatcher,
                                 WatchError, Watcher, wait)
 from pipeline.registry import register_command
@@ -173,6 +174,27 @@ def check_workdir(cfg, args) -> None:
     scheme = "gs" if args.platform.startswith(("dataproc", "dataflow")) else "s3"
     raise ConfigError(f"{where}: {workdir} is a local path, but --platform {args.platform} runs on machines that "
                       f"cannot see this one's disk: use a folder under {scheme}://")
+
+
+# The Pythons the archive's launcher finds on the nodes of the platforms that run dist/glmdata-env.tar.gz
+# (the serverless images install the dist's own): Dataproc 2.2/2.3 images' Miniconda3; EMR 7.x ships 3.9,
+# and 3.11 beside it from 7.10 (release guide, application versions).
+NODE_PYTHONS = {"dataproc": ("3.11",), "emr": ("3.9", "3.11")}
+
+
+def python_mismatch(platform: str, dist: Path) -> str | None:
+    """A warning when dist/ was built for a Python the platform's nodes do not have: the executors
+    would stop at start (the launcher finds no python3.X) once the cluster is paid for."""
+    manifest = dist / MANIFEST
+    if platform not in NODE_PYTHONS or not manifest.exists():
+        return None
+    built = json.loads(manifest.read_text())["target"]["python"]
+    if built in NODE_PYTHONS[platform]:
+        return None
+    return (f"warning: {manifest} was built for CPython {built}, but --platform {platform} nodes have Python "
+            f"{' and '.join(NODE_PYTHONS[platform])}: the executors will stop with 'no python{built} on this node' "
+            f"unless the cluster installs it (GLMDATA_PYTHON, or {NODE_SETUP} as its init/bootstrap action); "
+            f"else rebuild with `make dist DIST_PYTHON={NODE_PYTHONS[platform][-1]}`")
 
 
 def batch_id() -> str:
@@ -399,6 +421,9 @@ def submit_command(args: argparse.Namespace) -> int:
     dist = Path(args.dist).resolve()
     sub = build_submission(cfg, args, dist)
     missing = missing_artifact(sub, dist)
+    mismatch = python_mismatch(args.platform, dist)
+    if mismatch:
+        print(mismatch, file=sys.stderr)
     if args.dry_run:
         if missing:
             print(f"# note: {missing} does not exist yet: run `make dist` before submitting", file=sys.stderr)

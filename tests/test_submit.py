@@ -395,3 +395,18 @@ def test_wait_prints_why_the_job_ended(tmp_path, capsys, monkeypatch, fake_cli, 
     err = capsys.readouterr().err
     assert code == 1, err
     assert f"finished {state} (exit 1)\n  reason:  Container killed: exit code 127 (no python3.12 on this node)" in err
+
+
+@pytest.mark.parametrize("platform,built,warned", [("dataproc", "3.12", True), ("emr", "3.12", True),
+                                                   ("dataproc", "3.11", False), ("emr", "3.9", False),
+                                                   ("emr-serverless", "3.12", False)])  # the image has the dist's Python
+def test_dist_python_the_nodes_lack_is_warned_before_submitting(tmp_path, capsys, platform, built, warned):
+    dist = tmp_path / "dist"
+    dist.mkdir()
+    (dist / ENV_ARCHIVE).write_bytes(b"archive")
+    (dist / "dist.json").write_text(json.dumps({"target": {"python": built}}))
+    cfg = write_config(tmp_path, "s3" if platform.startswith("emr") else "gs")
+    assert glmdata(["submit", "--platform", platform, "--config", str(cfg), "--dist", str(dist), "--dry-run"]) == 0
+    err = capsys.readouterr().err
+    message = f"dist.json was built for CPython {built}, but --platform {platform} nodes have Python"
+    assert (message in err) == warned, err
