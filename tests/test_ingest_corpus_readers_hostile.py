@@ -2,11 +2,14 @@
 each test is a defect found feeding such a file to the readers, at reader level (no engine)."""
 from __future__ import annotations
 
+import bz2
 import itertools
+import lzma
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from pipeline.ingest import read_file
 from pipeline.ingest.events import Broken, Document
@@ -70,3 +73,13 @@ def test_a_parquet_text_over_max_record_bytes_is_record_too_large(tmp_path):
     assert [(type(e), getattr(e, "reason", None), e.nbytes) for e in evs] == [
         (Document, None, 5), (Broken, "record_too_large", 1200), (Document, None, 1000)]
     assert evs[1].offset == 1 and "ingest.max_record_bytes (1000)" in evs[1].message
+
+
+@pytest.mark.parametrize("name,compress", [("dump.jsonl.bz2", bz2.compress), ("dump.jsonl.xz", lzma.compress)])
+def test_bzip2_and_xz_files_are_one_unsupported_compression_error(tmp_path, name, compress):
+    """Read as plain, their bytes made documents in: each a bogus invalid_utf8 or invalid_json record."""
+    path = tmp_path / name
+    path.write_bytes(compress(b'{"text": "a document"}\n' * 1000))
+    evs = events(path)
+    assert [(e.reason, e.docs, e.nbytes) for e in evs] == [("unsupported_compression", 0, path.stat().st_size)]
+    assert "gzip or zstd" in evs[0].message

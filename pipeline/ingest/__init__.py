@@ -18,12 +18,13 @@ Accounting rules (what stats.json of the ingest stage counts):
   the next record, a JSON line with its newline; a Parquet row counts its text's UTF-8 bytes).
 - Bytes no record could be delimited from are errors with docs=0 and their bytes: a header that
   does not parse (`corrupt_header`, up to the next `WARC/` line), a file that is not what its
-  name says (`not_gzip`, the whole file), compressed bytes that do not decode (`corrupt_gzip`,
-  counted compressed, from the damaged member (or, in a member that gave output before the damage,
-  from the first byte not decoded: the byte the decoder finds the damage in, for zstd the 512-byte
-  slice it is in; the records decoded before it are read; damage only a checksum at the end finds:
-  from the input of the decoder call that found it, its output dropped) up to the next member
-  header, where reading goes on),
+  name says (`not_gzip`, the whole file), a bzip2 or xz file (`unsupported_compression`, the
+  whole file: read as plain, its bytes would make bogus records), compressed bytes that do not
+  decode (`corrupt_gzip`, counted compressed, from the damaged member (or, in a member that gave
+  output before the damage, from the first byte not decoded: the byte the decoder finds the damage
+  in, for zstd the 512-byte slice it is in; the records decoded before it are read; damage only a
+  checksum at the end finds: from the input of the decoder call that found it, its output dropped)
+  up to the next member header, where reading goes on),
   a compressed stream that ends inside a member or zstd frame that gave no output (`truncated_gzip`,
   `truncated_zstd`, counted compressed: that member's bytes).
 - File-level problems with nothing to count are errors with docs=0 and bytes=0: a configured path
@@ -53,6 +54,8 @@ from pipeline.ingest.parquet_source import ParquetReader
 from pipeline.ingest.streams import Decompressed, expected_compression, sniff_compression
 from pipeline.ingest.warc import WarcReader
 
+# Compressions some corpus dumps come in (Wikipedia's is bzip2) that the readers do not decode, by magic bytes
+UNSUPPORTED_COMPRESSIONS = {b"BZh": "bzip2", b"\xfd7zX": "xz"}
 NAME_FORMATS = {"wet": "wet", "warc": "warc", "arc": "arc", "jsonl": "jsonl", "ndjson": "jsonl", "parquet": "parquet"}
 
 
@@ -121,6 +124,11 @@ def _read_open_file(path: str, raw: IO[bytes], head: bytes, fmt: str, fields: Fi
     if promised and promised != compression:
         yield Broken(f"not_{promised}", 0, f"{path}: the name says {promised} but the file does not start "
                      f"with {promised} magic bytes (starts with {head!r})", _size(path), docs=0)
+        return
+    unsupported = next((name for magic, name in UNSUPPORTED_COMPRESSIONS.items() if head.startswith(magic)), None)
+    if unsupported:
+        yield Broken("unsupported_compression", 0, f"{path} is {unsupported}-compressed, which ingest does not "
+                     f"decompress; recompress it with gzip or zstd", _size(path), docs=0)
         return
     if fmt == "auto":
         fmt = format_from_name(path) or ("parquet" if head.startswith(b"PAR1") else None)
