@@ -242,6 +242,8 @@ def build_submission(cfg, args, dist: Path) -> Submission:
     remote_py_files = [remote[Path(p).name] for p in py_files]
     archive = f"{remote.get(ENV_ARCHIVE)}#{ENV_DIR}"
     entry_args = _entry_args(posixpath.basename(remote[cfg_path.name]), args)
+    if scheme == "gs":  # an empty --region= is an error for gcloud, and the watcher's console URL needs it
+        _required(cfg, sub, "region", platform, "the Dataproc region, e.g. us-central1")
     gcloud_scope = [f"--region={sub.region}", *([f"--project={sub.project}"] if sub.project else [])]
 
     if platform == "dataproc":  # https://cloud.google.com/sdk/gcloud/reference/dataproc/jobs/submit/pyspark
@@ -310,6 +312,7 @@ def _beam_submission(cfg, sub, args, cfg_path: Path, dist: Path) -> Submission:
     if args.platform == "dataflow":  # https://cloud.google.com/dataflow/docs/reference/pipeline-options
         runner = "DataflowRunner"
         artifacts = _required(cfg, sub, "artifacts", "dataflow", "a gs:// folder for staging and temporary files")
+        _required(cfg, sub, "region", "dataflow", "the Dataflow region, e.g. us-central1")
         image = _required(cfg, sub, "dataflow_image", "dataflow",
                           f"an SDK container built from dist/{DOCKERFILES['dataflow']} (workers then install nothing at start)")
         options += [f"--region={sub.region}", f"--temp_location={posixpath.join(artifacts, 'tmp')}",

@@ -185,7 +185,9 @@ def test_beam_options_are_known_to_beam(tmp_path, capsys, platform):
 
 
 @pytest.mark.parametrize("platform,key", [("dataproc-serverless", "dataproc_serverless_image"),
-                                          ("dataflow", "dataflow_image"), ("emr", "emr_cluster_id")])
+                                          ("dataflow", "dataflow_image"), ("emr", "emr_cluster_id"),
+                                          ("dataproc", "region"), ("dataproc-serverless", "region"),
+                                          ("dataflow", "region")])
 def test_missing_setting_names_file_and_key(tmp_path, capsys, platform, key):
     cfg = write_config(tmp_path, "s3", **{key: ""})
     assert glmdata(["submit", "--platform", platform, "--config", str(cfg), "--dry-run"]) == 2
