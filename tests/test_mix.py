@@ -199,6 +199,27 @@ def test_solve_coefficient():
     assert solve_coefficient(bins, 10_000.0, cap=4.0) * 1 >= 4.0  # everything capped
 
 
+def test_solve_coefficient_with_weights_far_apart():
+    """Weights 2**-256 and 2**256: the coefficient that draws 150 of the heavy documents' 100 tokens
+    (1.5 epochs); halving hi - lo from 0 stopped 2**156 away from it."""
+    bins = {"-8192": 100.0, "8192": 100.0}
+    assert solve_coefficient(bins, 150.0, cap=4.0) == pytest.approx(1.5 * 2.0 ** -256, rel=1e-9)
+
+
+@pytest.mark.parametrize("value, exponent", [(float("inf"), 1.0), (1e30, 20.0)])  # q is float32
+def test_weights_that_overflow_are_clipped(tmp_path, spark_session_engine, value, exponent):
+    """A weight column holding inf, or values whose power overflows, once crashed the plan
+    (OverflowError, ZeroDivisionError); such documents now weigh 2**256 and are drawn first."""
+    docs = [d for source, lang, size in (("web_en", "en", 400), ("web_zh", "zh", 300))
+            for d in make_docs(source, lang, 60, size, q=lambda i: value if i % 3 == 0 else 1.0)]
+    cfg = make_run_config(tmp_path, {"mix": mix_section(target_tokens=4_000, weight_column="q",
+                                                          weight_exponent=exponent)})
+    write_finished_stage(cfg.run.workdir, DEFAULT_STAGE, docs, files=2)
+    rep = run_stage(MixStage(cfg), spark_session_engine)["report"]
+    assert all(abs(lv["achieved_tokens"] - 2_000) < 200 for lv in rep["languages"].values())
+    assert all(r["q"] > 1 for r in out_rows(cfg))  # 20 heavy documents of ~100 tokens per language
+
+
 @pytest.mark.parametrize("bad, message", [
     ({"language_shares": {"en": 0.7, "zh": 0.7}}, "sum to 1"),
     ({"language_shares": {"en": float("nan"), "zh": 0.5}}, "language_shares must be finite"),

@@ -56,6 +56,9 @@ NO_SOURCE = "mix_no_source"
 # ingest's output when the mix reads the crawl after dedup, beside curated dumps from ingest).
 OTHER_INPUT = "mix_taken_from_other_input"
 WEIGHT_BINS_PER_OCTAVE = 32  # weight histogram resolution for the plan (2% steps)
+# Document weights are clipped to 2**-256 .. 2**256: an infinite or overflowing value ** weight_exponent
+# stays a finite weight (its bin's 2**(b/32) and tokens * weight do not overflow in the plan).
+WEIGHT_LIMIT = 2.0 ** 256
 
 
 @dataclass
@@ -184,7 +187,9 @@ def assign(section: MixSection, key: str, batch: pa.RecordBatch) -> Assignment:
     if section.weight_column and section.weight_column in batch.schema.names:
         values = pc.cast(batch.column(section.weight_column), pa.float64())
         raw = pc.fill_null(values, 1.0).to_numpy(zero_copy_only=False)
-        weight = np.maximum(np.nan_to_num(raw, nan=1.0), section.weight_floor) ** section.weight_exponent
+        with np.errstate(over="ignore"):
+            weight = np.maximum(np.nan_to_num(raw, nan=1.0), section.weight_floor) ** section.weight_exponent
+        weight = np.clip(weight, 1 / WEIGHT_LIMIT, WEIGHT_LIMIT)
     taken_elsewhere = sorted({name for other, group in _inputs(section).items() if other != key
                               for _, s in group for name in (s.match_source or [s.name]) if name != "*"})
     other_input = (chosen < 0) & in_sources(source_col, taken_elsewhere)
@@ -318,16 +323,18 @@ def solve_coefficient(bins: dict[str, float], target: float, cap: float) -> floa
     if len(bins) == 1:
         (b,), _ = zip(*bins.items())
         return min(target / sum(bins.values()), cap) / _bin_weight(int(b))
-    lo, hi = 0.0, cap / min(_bin_weight(int(b)) for b in bins)  # at hi every document is capped
+    # Uncapped, lo gives the target exactly (caps only lower it); at hi every document is capped.
+    lo = target / sum(t * _bin_weight(int(b)) for b, t in bins.items())
+    hi = cap / min(_bin_weight(int(b)) for b in bins)
     if expected_tokens(bins, hi, cap) <= target:
         return hi
-    for _ in range(100):
-        mid = (lo + hi) / 2
+    for _ in range(100):  # halving the ratio hi/lo: as precise for weights of 2**-256 as of 1
+        mid = math.sqrt(lo * hi)
         if expected_tokens(bins, mid, cap) < target:
             lo = mid
         else:
             hi = mid
-    return (lo + hi) / 2
+    return math.sqrt(lo * hi)
 
 
 def plan_mix(section: MixSection, census: dict[str, dict]) -> dict[str, SourcePlan]:
@@ -369,6 +376,7 @@ def plan_mix(section: MixSection, census: dict[str, dict]) -> dict[str, SourcePl
 class MixStage(Stage):
     name = "mix"
     upstream = DEFAULT_STAGE
+    output_version = 2  # 2: weights clipped to 2**-256..2**256; the plan's coefficient solved on the ratio hi/lo
 
     def __init__(self, cfg):
         super().__init__(cfg)
