@@ -379,6 +379,10 @@ def run_submission(sub: Submission, wait_for_job: bool, poll_seconds: float) -> 
     except WatchError as e:
         print(f"submit --wait: lost track of {job.job_id}: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # only the watching stops: say so, or the user believes the job was cancelled
+        print(f"\nsubmit --wait: stopped following {job.job_id}; the job keeps running on {job.platform}\n"
+              f"  console: {job.console_url}", file=sys.stderr)
+        return 130
 
 
 def _arguments(p: argparse.ArgumentParser) -> None:

@@ -412,3 +412,17 @@ def test_dist_python_the_nodes_lack_is_warned_before_submitting(tmp_path, capsys
     err = capsys.readouterr().err
     message = f"dist.json was built for CPython {built}, but --platform {platform} nodes have Python"
     assert (message in err) == warned, err
+
+
+def test_interrupted_wait_says_the_job_keeps_running(tmp_path, capsys, monkeypatch, fake_cli):
+    from pipeline import job_watch
+
+    def interrupted(command):
+        raise KeyboardInterrupt
+
+    monkeypatch.setenv("FAKE_FINAL", "SUCCESS")
+    monkeypatch.setattr(job_watch, "_cli_json", interrupted)
+    cfg = write_config(tmp_path, scheme="")
+    assert glmdata(["submit", "--platform", "emr-serverless", "--config", str(cfg), "--wait"]) == 130
+    err = capsys.readouterr().err
+    assert "stopped following 00run456; the job keeps running on emr-serverless" in err and "Traceback" not in err
