@@ -83,3 +83,23 @@ def test_bzip2_and_xz_files_are_one_unsupported_compression_error(tmp_path, name
     evs = events(path)
     assert [(e.reason, e.docs, e.nbytes) for e in evs] == [("unsupported_compression", 0, path.stat().st_size)]
     assert "gzip or zstd" in evs[0].message
+
+
+def test_one_row_row_groups_read_together_and_a_damaged_one_stays_one_error(tmp_path, monkeypatch):
+    """Small row groups are read in runs (a reader per group was ~12x slower: 1 M one-row groups took
+    minutes); a damaged group in a run is still one corrupt_parquet error for its row."""
+    path = tmp_path / "one-row-groups.parquet"
+    pq.write_table(pa.table({"id": [f"r{i}" for i in range(3000)], "text": [f"row {i:04d}" for i in range(3000)]}),
+                   path, row_group_size=1, compression="none", use_dictionary=False)
+    readers = []
+    iter_batches = pq.ParquetFile.iter_batches
+    monkeypatch.setattr(pq.ParquetFile, "iter_batches", lambda self, **kw: readers.append(kw) or iter_batches(self, **kw))
+    assert len(events(path)) == 3000 and len(readers) == 3  # runs of 1024 rows
+    data = bytearray(path.read_bytes())
+    start = pq.ParquetFile(path).metadata.row_group(1500).column(1).data_page_offset
+    data[start:start + 8] = bytes(b ^ 0xFF for b in data[start:start + 8])
+    path.write_bytes(bytes(data))
+    evs = events(path)
+    assert [(e.reason, e.offset, e.docs) for e in evs if isinstance(e, Broken)] == [("corrupt_parquet", 1500, 1)]
+    assert [(e.id, e.source_offset) for e in evs if isinstance(e, Document)] == \
+        [(f"r{i}", i) for i in range(3000) if i != 1500]
