@@ -103,3 +103,13 @@ def test_one_row_row_groups_read_together_and_a_damaged_one_stays_one_error(tmp_
     assert [(e.reason, e.offset, e.docs) for e in evs if isinstance(e, Broken)] == [("corrupt_parquet", 1500, 1)]
     assert [(e.id, e.source_offset) for e in evs if isinstance(e, Document)] == \
         [(f"r{i}", i) for i in range(3000) if i != 1500]
+
+
+def test_missing_text_says_what_the_field_held(tmp_path):
+    path = tmp_path / "stray-values.jsonl"
+    path.write_bytes(b'{"id": "1", "text": 5}\n{"id": "2", "text": ["a"]}\n{"id": "3", "text": null}\n{"id": "4"}\n')
+    assert [e.message for e in events(path)] == [
+        "field 'text': expected a string, found int (keys: id, text)",
+        "field 'text': expected a string, found list (keys: id, text)",
+        "field 'text': expected a string, found nothing (missing or null) (keys: id, text)",
+        "field 'text': expected a string, found nothing (missing or null) (keys: id)"]

@@ -82,8 +82,9 @@ def object_event(obj: Any, fields: FieldMap, offset: int, nbytes: int | None) ->
     if not isinstance(obj, dict):
         return Broken("invalid_json", offset, f"expected a JSON object, got {type(obj).__name__}", nbytes or 0)
     text = lookup(obj, fields.text)
-    if not isinstance(text, str):
-        return Broken("missing_text", offset, f"field {fields.text!r} is missing or not a string "
+    if not isinstance(text, str):  # what was found tells a wrong text_field from a dump's stray values
+        found = "nothing (missing or null)" if text is None else type(text).__name__
+        return Broken("missing_text", offset, f"field {fields.text!r}: expected a string, found {found} "
                       f"(keys: {', '.join(sorted(obj)[:20])})", nbytes or 0)
     if nbytes is None:
         nbytes = len(text.encode("utf-8"))
