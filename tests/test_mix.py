@@ -220,6 +220,21 @@ def test_weights_that_overflow_are_clipped(tmp_path, spark_session_engine, value
     assert all(r["q"] > 1 for r in out_rows(cfg))  # 20 heavy documents of ~100 tokens per language
 
 
+def test_a_document_drawn_many_times_is_written_in_slices(tmp_path, spark_session_engine):
+    """Ten documents drawn 2,000 times each: the 20,000 rows are written a few thousand at a time,
+    not as one table of every repeat of the batch."""
+    docs = make_docs("web_en", "en", 5, 400) + make_docs("web_zh", "zh", 5, 300)
+    cfg = make_run_config(tmp_path, {"mix": mix_section(target_tokens=10**9, max_epochs=2_000)})
+    write_finished_stage(cfg.run.workdir, DEFAULT_STAGE, docs, files=1)
+    summary = run_stage(MixStage(cfg), spark_session_engine)
+    assert summary["kept"]["docs"] == 20_000 and summary["created"]["docs"] == 20_000 - 10
+    (part,) = storage.expand(f"{cfg.run.workdir}/mix/data")
+    meta = pq.ParquetFile(part).metadata
+    assert max(meta.row_group(g).num_rows for g in range(meta.num_row_groups)) <= 4096
+    repeats = pq.read_table(part, columns=["id", "mix_repeat"]).to_pylist()
+    assert sorted(r["mix_repeat"] for r in repeats if r["id"].startswith("web_zh:3")) == list(range(2_000))
+
+
 @pytest.mark.parametrize("bad, message", [
     ({"language_shares": {"en": 0.7, "zh": 0.7}}, "sum to 1"),
     ({"language_shares": {"en": float("nan"), "zh": 0.5}}, "language_shares must be finite"),
@@ -227,6 +242,8 @@ def test_weights_that_overflow_are_clipped(tmp_path, spark_session_engine, value
     ({"sources": [{"name": "a", "lang": "fr"}]}, "not in language_shares"),
     ({"sources": [{"name": "a", "lang": "en", "stage": "dedup", "path": "gs://bucket/pile/*.parquet"}]}, "not both"),
     ({"target_tokens": "lots"}, "mix.target_tokens: expected int"),
+    ({"max_epochs": 1e300}, "max_epochs must be > 0 and <= 2147483647"),  # mix_repeat is an int32
+    ({"sources": [{"name": "a", "lang": "en", "max_epochs": 3e9}]}, "source 'a': max_epochs must be > 0 and <="),
     ({"sources": [{"name": "a", "lang": "en", "stage": "dedupe"}]}, "not a stage before mix"),
 ])
 def test_config_errors_name_the_key(tmp_path, bad, message):

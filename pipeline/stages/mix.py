@@ -59,6 +59,8 @@ WEIGHT_BINS_PER_OCTAVE = 32  # weight histogram resolution for the plan (2% step
 # Document weights are clipped to 2**-256 .. 2**256: an infinite or overflowing value ** weight_exponent
 # stays a finite weight (its bin's 2**(b/32) and tokens * weight do not overflow in the plan).
 WEIGHT_LIMIT = 2.0 ** 256
+ROWS_PER_WRITE = 4096  # rows of one output table: the repeats of a batch are written in slices
+MAX_EPOCHS_LIMIT = 2 ** 31 - 1  # mix_repeat is an int32
 
 
 @dataclass
@@ -85,8 +87,9 @@ class MixSource:
                              f"({', '.join(STAGE_ORDER[:STAGE_ORDER.index('mix')])})")
         if self.weight <= 0:
             raise ValueError(f"source {self.name!r}: weight must be > 0, got {self.weight}")
-        if self.max_epochs is not None and self.max_epochs <= 0:
-            raise ValueError(f"source {self.name!r}: max_epochs must be > 0, got {self.max_epochs}")
+        if self.max_epochs is not None and not 0 < self.max_epochs <= MAX_EPOCHS_LIMIT:
+            raise ValueError(f"source {self.name!r}: max_epochs must be > 0 and <= {MAX_EPOCHS_LIMIT}, "
+                             f"got {self.max_epochs}")
         if self.bytes_per_token is not None and self.bytes_per_token <= 0:
             raise ValueError(f"source {self.name!r}: bytes_per_token must be > 0")
 
@@ -142,8 +145,10 @@ class MixSection:
         for lang, share in self.language_shares.items():
             if share > 0 and not any(s.lang == lang for s in self.sources):
                 raise ValueError(f"language_shares.{lang} is {share} but no source has lang {lang!r}")
-        if self.max_epochs <= 0 or self.weight_floor <= 0:
-            raise ValueError("max_epochs and weight_floor must be > 0")
+        if not 0 < self.max_epochs <= MAX_EPOCHS_LIMIT:
+            raise ValueError(f"max_epochs must be > 0 and <= {MAX_EPOCHS_LIMIT}, got {self.max_epochs}")
+        if self.weight_floor <= 0:
+            raise ValueError(f"weight_floor must be > 0, got {self.weight_floor}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -368,6 +373,17 @@ def plan_mix(section: MixSection, census: dict[str, dict]) -> dict[str, SourcePl
     return plans
 
 
+def repeated_rows(repeats: np.ndarray, size: int):
+    """(row, repeat index) pairs, row i of a batch `repeats[i]` times, in slices of at most `size`: a
+    document drawn a million times never becomes one table."""
+    ends = np.cumsum(repeats)
+    total = int(ends[-1]) if len(ends) else 0
+    for start in range(0, total, size):
+        position = np.arange(start, min(start + size, total))
+        rows = np.searchsorted(ends, position, side="right")
+        yield rows, (position - (ends[rows] - repeats[rows])).astype(np.int32)
+
+
 # ---------------------------------------------------------------------------------------------
 # The stage
 
@@ -454,21 +470,18 @@ class MixStage(Stage):
             unsampled = matched & (repeats == 0)
             if unsampled.any():
                 out.drop_uncounted_rows(NOT_SAMPLED, int(unsampled.sum()), int(a.nbytes[unsampled].sum()))
-            rows = np.repeat(np.arange(batch.num_rows), repeats)
-            if not len(rows):
-                continue
-            repeat_index = (np.arange(len(rows)) - np.repeat(np.cumsum(repeats) - repeats, repeats)).astype(np.int32)
-            created = repeat_index > 0
-            out.created(int(created.sum()), int(a.nbytes[rows[created]].sum()))
-            count_exactly(self.section, batch, a, rows)  # the drawn documents' achieved tokens
-            table = self._rows(batch, rows, repeat_index, [names[i] for i in a.source[rows]])
-            out.keep(table, int(a.nbytes[rows].sum()))
-            for i in np.unique(a.source[rows]):
-                in_source = a.source[rows] == i
-                out.stats.extra[f"docs|{names[i]}"] += int(in_source.sum())
-                out.stats.extra[f"unique_docs|{names[i]}"] += int((in_source & ~created).sum())
-                out.stats.extra[f"tokens|{names[i]}"] += float(a.tokens[rows[in_source]].sum())
-                out.stats.extra[f"bytes|{names[i]}"] += int(a.nbytes[rows[in_source]].sum())
+            for rows, repeat_index in repeated_rows(repeats, ROWS_PER_WRITE):
+                created = repeat_index > 0
+                out.created(int(created.sum()), int(a.nbytes[rows[created]].sum()))
+                count_exactly(self.section, batch, a, rows)  # the drawn documents' achieved tokens
+                table = self._rows(batch, rows, repeat_index, [names[i] for i in a.source[rows]])
+                out.keep(table, int(a.nbytes[rows].sum()))
+                for i in np.unique(a.source[rows]):
+                    in_source = a.source[rows] == i
+                    out.stats.extra[f"docs|{names[i]}"] += int(in_source.sum())
+                    out.stats.extra[f"unique_docs|{names[i]}"] += int((in_source & ~created).sum())
+                    out.stats.extra[f"tokens|{names[i]}"] += float(a.tokens[rows[in_source]].sum())
+                    out.stats.extra[f"bytes|{names[i]}"] += int(a.nbytes[rows[in_source]].sum())
 
     def _draw(self, ids: list[str], epochs: np.ndarray) -> np.ndarray:
         """Copies of each document: floor(e), plus one when hash(seed, id, floor(e)) < frac(e)."""
