@@ -3,7 +3,9 @@ record, mixed gzip layouts, damaged members, bytes between records, zstd skippab
 payload sniffing (pipeline/ingest/warc.py, pipeline/ingest/streams.py). Small synthetic files only."""
 from __future__ import annotations
 
+import base64
 import gzip
+import hashlib
 
 import zstandard
 
@@ -159,3 +161,48 @@ def test_compressed_bytes_that_decode_to_nothing_are_counted(tmp_path):
         assert [(e.reason, e.docs) for e in broken] == [(reason, 0)], name
         undecoded = len(data) - (len(whole) if name.startswith("after") else 0)
         assert broken[0].nbytes == undecoded, name
+
+
+def with_block_digest(record: bytes, digest: str) -> bytes:
+    """`record` (hostile_inputs.warc_record) with a WARC-Block-Digest header line."""
+    return record.replace(b"\r\nContent-Type:", f"\r\nWARC-Block-Digest: {digest}\r\nContent-Type:".encode(), 1)
+
+
+def sha1_block(record: bytes) -> bytes:
+    return hashlib.sha1(record.split(b"\r\n\r\n", 1)[1].removesuffix(b"\r\n\r\n")).digest()
+
+
+def test_a_document_whose_block_is_not_what_its_digest_says_is_an_error(tmp_path):
+    good, bad = page("good"), page("bad")
+    records = [with_block_digest(good, "sha1:" + base64.b32encode(sha1_block(good)).decode()),
+               with_block_digest(bad, "sha1:" + base64.b32encode(sha1_block(bad)).decode()).replace(b"Good page", b"Good pagf"),
+               with_block_digest(page("hex"), "sha1:" + sha1_block(page("hex")).hex()),
+               with_block_digest(page("sha256"), "sha256:" + base64.b32encode(hashlib.sha256(
+                   page("sha256").split(b"\r\n\r\n", 1)[1].removesuffix(b"\r\n\r\n")).digest()).decode()),
+               with_block_digest(page("unknown-algo"), "crc99:AAAA"),
+               with_block_digest(page("undecodable"), "sha1:not a digest"),
+               page("none")]
+    evs = events(write(tmp_path, "x.warc", b"".join(records)))
+    assert summary(evs) == ["urn:test:good", ("digest_mismatch", 1), "urn:test:hex", "urn:test:sha256",
+                            "urn:test:unknown-algo", "urn:test:undecodable", "urn:test:none"]
+    assert evs[1].doc_id == "urn:test:bad" and evs[1].offset == len(records[0])
+    assert sum(e.nbytes for e in evs) == sum(map(len, records))
+
+
+def test_a_changed_byte_in_a_real_crawl_record_is_caught_by_its_digest(tmp_path, shared_data):
+    """A byte changed after the crawl (in a one-member .gz, deflate decodes most damage into other bytes
+    and reports it only at the member's end) makes its record an error, not a document with damaged
+    text: a real CommonCrawl WARC, where every response has a block digest."""
+    raw = gzip.decompress((shared_data / "crawl" / "warc" / "cc-main-2020-34-sample.warc.gz").read_bytes())
+    clean = events(write(tmp_path, "clean.warc", raw))
+    documents = [e for e in clean if isinstance(e, Document)]
+    assert len(documents) == 16
+    # a letter of the 9th page's text, changed as a flipped bit would change it
+    target = documents[8]
+    word = next(w for w in target.text.split() if len(w) > 6 and w.isascii() and w.isalpha())
+    at = raw.index(word.encode(), target.source_offset)
+    damaged = raw[:at] + bytes([raw[at] ^ 0x01]) + raw[at + 1:]
+    evs = events(write(tmp_path, "damaged.warc", damaged))
+    assert [e.id for e in evs if isinstance(e, Document)] == [d.id for d in documents if d is not target]
+    broken = [e for e in evs if isinstance(e, Broken)]
+    assert [(e.reason, e.doc_id, e.offset) for e in broken] == [("digest_mismatch", target.id, target.source_offset)]

@@ -25,6 +25,8 @@ before: unique, while one-layout files keep theirs.
 """
 from __future__ import annotations
 
+import hashlib
+
 import re
 import zlib
 from collections import deque
@@ -341,6 +343,14 @@ class Decompressed:
     def peek(self, n: int) -> bytes:
         self._fill(n)
         return bytes(self._buf[self._off:self._off + n])
+
+    def digest_ahead(self, algo: str, n: int) -> bytes | None:
+        """hashlib's `algo` digest of the next `n` bytes, without taking them; None when the data ends
+        before them. One call over the buffer (a reader that checks a record's digest buffers it anyway)."""
+        if not self._fill(n):
+            return None
+        with memoryview(self._buf) as view:
+            return hashlib.new(algo, view[self._off:self._off + n]).digest()
 
     def at_end(self) -> bool:
         return not self._fill(1)

@@ -16,9 +16,18 @@ is a `length_mismatch` error holding the bytes up to the next record, never a si
 So is one whose Content-Length runs past the start of the next record (a version line after a blank
 line, or a gzip member start; a file converted to LF line endings has every length too large): it
 ends there, and the next record is read as usual.
+
+A document record whose header declares a `WARC-Block-Digest` (sha1:BASE32 as crawlers write it; hex
+and base64 values, and any algorithm hashlib has, are read too) is hashed before it is read: a block
+that is not what its writer hashed (bytes changed after the crawl: a flipped bit that a one-member gzip
+file's checksum only reports at its end) is a `digest_mismatch` error, never a document with damaged
+text. Records that are not documents (an image, a redirect) are not made errors by it.
 """
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
 import re
 import traceback
 from typing import Callable, Iterator
@@ -140,7 +149,10 @@ class WarcReader:
             inside = (None if self.arc or record.length > self.max_record_bytes
                       else stream.overrun(record.length, VERSION_LINE, AFTER_BLANK_LINE))
             if inside is None:
+                mismatch = None if self.arc else self._digest_mismatch(record)
                 event = self._record(record, rid, offset)
+                if mismatch and isinstance(event, Document):
+                    event = Broken("digest_mismatch", offset, mismatch, 0, doc_id=rid)
             else:
                 record.raw_stream.limit = inside
                 while record.raw_stream.read(CHUNK):
@@ -198,6 +210,19 @@ class WarcReader:
             pass
         return event
 
+    def _digest_mismatch(self, record) -> str | None:
+        """Why a document record's block is not what its writer hashed (the block is buffered, see
+        `Decompressed.overrun`), or None: it is, or it declares no digest to check."""
+        declared = block_digest(record.rec_headers) if record.rec_type in DOCUMENT_TYPES else None
+        if declared is None:
+            return None
+        algo, expected = declared
+        actual = self.stream.digest_ahead(algo, record.length)
+        if actual is None or actual == expected:  # None: the data ends inside it, a record cut short
+            return None
+        return (f"the record's {record.length} bytes do not hash to its WARC-Block-Digest "
+                f"{record.rec_headers.get_header('WARC-Block-Digest').strip()}: changed since it was written (damaged?)")
+
     def _document(self, record, rid: str, offset: int) -> Event:
         headers = record.rec_headers
         url = headers.get_header("WARC-Target-URI")
@@ -234,6 +259,26 @@ class WarcReader:
         if not text:
             return Empty(rid, url, offset, date, 0, detail, title)
         return Document(rid, text, url, offset, date, 0, title)
+
+
+def block_digest(headers) -> tuple[str, bytes] | None:
+    """The record's WARC-Block-Digest as (hashlib algorithm, digest), or None when there is none to
+    check against: no header, an algorithm hashlib lacks, or a value that does not decode (base32 as
+    crawlers write it, hex or base64) to that algorithm's digest size."""
+    algo, _, value = (headers.get_header("WARC-Block-Digest") or "").strip().partition(":")
+    algo, value = algo.strip().lower(), value.strip()
+    if algo not in hashlib.algorithms_available or not value:
+        return None
+    size = hashlib.new(algo).digest_size
+    for decode in (lambda v: base64.b32decode(v, casefold=True), lambda v: base64.b16decode(v, casefold=True),
+                   lambda v: base64.b64decode(v, altchars=b"-_" if "-" in v or "_" in v else None, validate=True)):
+        try:
+            digest = decode(value)
+        except (binascii.Error, ValueError):
+            continue
+        if size and len(digest) == size:
+            return algo, digest
+    return None
 
 
 def record_id(record) -> str | None:
