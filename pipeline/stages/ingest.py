@@ -134,7 +134,7 @@ class IngestStage(Stage):
     name = "ingest"
     upstream = None
     # 2: ids from the path below the source's folder (id_root), not the absolute path; 3: a damaged
-    # one-stream .gz/.zst keeps the records decoded before the damage
+    # one-stream .gz/.zst keeps the records decoded before the damage, WARC block digests are checked
     output_version = 3
 
     def _units(self) -> list[IngestUnit]:
