@@ -192,6 +192,21 @@ def test_unmatched_documents_are_counted(tmp_path, spark_session_engine):
     assert summary["report"]["unmatched"]["web_en|fr"]["docs"] == 5
 
 
+def test_documents_without_text_are_neither_drawn_nor_repeated(tmp_path, spark_session_engine):
+    """A curated dump with null and empty texts, in a mix that repeats every document 4 times: those
+    are counted under mix_no_text, not written 4 times nor counted as available documents."""
+    docs = make_docs("web_en", "en", 20, 400) + make_docs("web_zh", "zh", 20, 300)
+    docs[0]["text"], docs[1]["text"], docs[20]["text"] = None, "", None
+    cfg = make_run_config(tmp_path, {"mix": mix_section()})
+    write_finished_stage(cfg.run.workdir, DEFAULT_STAGE, docs, files=1)
+    summary = run_stage(MixStage(cfg), spark_session_engine)
+    assert summary["dropped"]["mix_no_text"] == {"docs": 3, "bytes": 0}
+    assert summary["kept"]["docs"] == 4 * 37 and all(r["text"] for r in out_rows(cfg))
+    sources = summary["report"]["sources"]
+    assert (sources["web_en"]["available_docs"], sources["web_zh"]["available_docs"]) == (18, 19)
+    assert not summary["report"]["unmatched"]
+
+
 def test_solve_coefficient():
     bins = {"0": 100.0, "32": 100.0}  # weights 1 and 2
     c = solve_coefficient(bins, 150.0, cap=4.0)

@@ -20,8 +20,9 @@ schema, e.g. an ingested curated dump like the Pile or WuDao) and the language i
    sample depends on the input and the seed alone, never on partitioning. Repeat k > 0 of a document
    gets the id `<id>#<k>`; every row carries `mix_source` and `mix_repeat`.
 
-Documents not drawn are counted under `mix_not_sampled` (and documents that match no source under
-`mix_no_source`) but not copied to rejected/: they stay in the upstream stage's output.
+Documents not drawn are counted under `mix_not_sampled` (documents that match no source under
+`mix_no_source`, those with null or empty text under `mix_no_text`, and neither counts as available)
+but not copied to rejected/: they stay in the upstream stage's output.
 """
 from __future__ import annotations
 
@@ -52,6 +53,7 @@ DEFAULT_STAGE = "decontaminate"
 MIX_COLUMNS = [("mix_source", pa.string()), ("mix_repeat", pa.int32())]
 NOT_SAMPLED = "mix_not_sampled"
 NO_SOURCE = "mix_no_source"
+NO_TEXT = "mix_no_text"  # null or empty text: nothing to train on, so neither drawn nor repeated
 # A document of one input whose `source` a mix source takes from another input (the crawl in
 # ingest's output when the mix reads the crawl after dedup, beside curated dumps from ingest).
 OTHER_INPUT = "mix_taken_from_other_input"
@@ -161,9 +163,11 @@ def _bin_weight(b: int) -> float:
 
 @dataclass
 class Assignment:
-    """Per document of a batch: its source index (-1: none), bytes, tokens and weight."""
+    """Per document of a batch: its source index (-1: none; also -1 for a document without text), bytes,
+    tokens and weight."""
 
     source: np.ndarray
+    no_text: np.ndarray  # matched a source, but its text is null or empty
     other_input: np.ndarray  # unmatched here, but its `source` is taken from another input
     nbytes: np.ndarray
     tokens: np.ndarray
@@ -181,6 +185,8 @@ def assign(section: MixSection, key: str, batch: pa.RecordBatch) -> Assignment:
         names = None if s.matches_every_source() else (s.match_source or [s.name])
         chosen[(chosen < 0) & matching(batch, names, s.lang)] = index
     nbytes = pc.fill_null(pc.binary_length(batch.column("text")), 0).to_numpy(zero_copy_only=False).astype(np.int64)
+    no_text = (chosen >= 0) & (nbytes == 0)
+    chosen[no_text] = -1
     bpt = np.array([s.bytes_per_token or section.bytes_per_token[s.lang] for s in section.sources])
     tokens = nbytes / np.where(chosen >= 0, bpt[chosen], 1.0)
     exact = np.zeros(n, bool)
@@ -197,8 +203,8 @@ def assign(section: MixSection, key: str, batch: pa.RecordBatch) -> Assignment:
         weight = np.clip(weight, 1 / WEIGHT_LIMIT, WEIGHT_LIMIT)
     taken_elsewhere = sorted({name for other, group in _inputs(section).items() if other != key
                               for _, s in group for name in (s.match_source or [s.name]) if name != "*"})
-    other_input = (chosen < 0) & in_sources(source_col, taken_elsewhere)
-    return Assignment(chosen, other_input, nbytes, tokens, exact, weight)
+    other_input = (chosen < 0) & ~no_text & in_sources(source_col, taken_elsewhere)
+    return Assignment(chosen, no_text, other_input, nbytes, tokens, exact, weight)
 
 
 def count_exactly(section: MixSection, batch: pa.RecordBatch, a: Assignment, rows: np.ndarray) -> None:
@@ -263,7 +269,7 @@ class Census:
                 bins = np.round(np.log2(a.weight[mask]) * WEIGHT_BINS_PER_OCTAVE).astype(np.int64)
                 for b, t in zip(*_group_sum(bins, a.tokens[mask])):
                     agg["bins"][str(b)] = agg["bins"].get(str(b), 0.0) + t
-            lost = (a.source < 0) & ~a.other_input
+            lost = (a.source < 0) & ~a.other_input & ~a.no_text
             if lost.any():
                 keys = [f"{src}|{lang}" for src, lang in zip(
                     string_column(batch, "source").filter(pa.array(lost)).to_pylist(),
@@ -392,7 +398,9 @@ def repeated_rows(repeats: np.ndarray, size: int):
 class MixStage(Stage):
     name = "mix"
     upstream = DEFAULT_STAGE
-    output_version = 2  # 2: weights clipped to 2**-256..2**256; the plan's coefficient solved on the ratio hi/lo
+    # 2: weights clipped to 2**-256..2**256; the plan's coefficient solved on the ratio hi/lo; documents
+    # without text neither drawn nor repeated
+    output_version = 2
 
     def __init__(self, cfg):
         super().__init__(cfg)
@@ -462,7 +470,8 @@ class MixStage(Stage):
             a = assign(self.section, key, batch)
             out.consumed(batch.num_rows, int(a.nbytes.sum()))
             matched = a.source >= 0
-            for reason, lost in ((OTHER_INPUT, a.other_input), (NO_SOURCE, ~matched & ~a.other_input)):
+            for reason, lost in ((OTHER_INPUT, a.other_input), (NO_TEXT, a.no_text),
+                                 (NO_SOURCE, ~matched & ~a.other_input & ~a.no_text)):
                 if lost.any():
                     out.drop_uncounted_rows(reason, int(lost.sum()), int(a.nbytes[lost].sum()))
             epochs = np.where(matched, np.minimum(coefficient[a.source] * a.weight, cap[a.source]), 0.0)
