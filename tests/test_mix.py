@@ -207,6 +207,16 @@ def test_documents_without_text_are_neither_drawn_nor_repeated(tmp_path, spark_s
     assert not summary["report"]["unmatched"]
 
 
+def test_a_language_share_of_zero(tmp_path, spark_session_engine, capsys):
+    """Every zh document stays undrawn, and the terminal table shows "-" for its 0% of 0 target."""
+    cfg = make_run_config(tmp_path, {"mix": mix_section(language_shares={"en": 1.0, "zh": 0.0})})
+    write_finished_stage(cfg.run.workdir, DEFAULT_STAGE, CORPUS, files=2)
+    summary = run_stage(MixStage(cfg), spark_session_engine)
+    assert {r["lang"] for r in out_rows(cfg)} == {"en"} and not summary["report"]["warnings"]
+    assert summary["report"]["languages"]["zh"]["target_tokens"] == 0
+    assert "nan" not in capsys.readouterr().err
+
+
 def test_solve_coefficient():
     bins = {"0": 100.0, "32": 100.0}  # weights 1 and 2
     c = solve_coefficient(bins, 150.0, cap=4.0)

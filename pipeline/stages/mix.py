@@ -625,6 +625,11 @@ def _ratio(nbytes: int, tokens: int) -> float | None:
     return round(nbytes / tokens, 4) if tokens else None
 
 
+def _percent(row: dict) -> str:
+    """Achieved as a share of target; "-" for a target of 0 (a language share of 0), not "nan%"."""
+    return f"{row['achieved_tokens'] / row['target_tokens']:.1%}" if row["target_tokens"] else "-"
+
+
 COUNTS_SHORT = {"exact": "exact", "estimated": "est.", "partly exact": "part"}  # fits an 80-column terminal
 
 
@@ -636,13 +641,11 @@ def print_report(report: dict) -> None:
     for col in ("language / source", "target", "achieved", "%", "docs", "unique", "epochs", "max", "counts"):
         table.add_column(col, justify="left" if col.startswith("lang") else "right")
     for lang, lv in report["languages"].items():
-        pct = lv["achieved_tokens"] / lv["target_tokens"] if lv["target_tokens"] else math.nan
-        table.add_row(f"[bold]{lang}[/bold]", f"{lv['target_tokens']:,}", f"{lv['achieved_tokens']:,}", f"{pct:.1%}",
+        table.add_row(f"[bold]{lang}[/bold]", f"{lv['target_tokens']:,}", f"{lv['achieved_tokens']:,}", _percent(lv),
                       f"{lv['docs']:,}", f"{lv['unique_docs']:,}", "", "", COUNTS_SHORT[lv["token_counts"]])
         for name, sv in report["sources"].items():
             if sv["lang"] == lang:
-                pct = sv["achieved_tokens"] / sv["target_tokens"] if sv["target_tokens"] else math.nan
-                table.add_row(f"  {name}", f"{sv['target_tokens']:,}", f"{sv['achieved_tokens']:,}", f"{pct:.1%}",
+                table.add_row(f"  {name}", f"{sv['target_tokens']:,}", f"{sv['achieved_tokens']:,}", _percent(sv),
                               f"{sv['docs']:,}", f"{sv['unique_docs']:,}", f"{sv['epochs']:.2f}", f"{sv['max_epochs']:g}",
                               COUNTS_SHORT[sv["token_counts"]])
     console = Console(stderr=True)
