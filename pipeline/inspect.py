@@ -23,7 +23,6 @@ import random
 
 import pyarrow.parquet as pq
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from pipeline import storage
@@ -32,6 +31,7 @@ from pipeline.config import UsageError
 from pipeline.registry import register_command
 from pipeline.report import (FLOW, read_stage_stats, stage_cell, stale_note, stale_stages,
                              unfinished_stages)
+from pipeline.report_text import plain, visible
 from pipeline.runner import LOCK, SUCCESS, read_stats
 from pipeline.schema import REJECT_DETAIL, REJECT_REASON, reject_reason_slug
 
@@ -117,10 +117,11 @@ def sample_errors(stage_dir: str, n: int, seed: int = 0) -> list[dict]:
 
 
 def preview(text: str | None, width: int) -> str:
-    """The start of a text on one line: newlines shown as ⏎, cut at `width` characters."""
+    """The start of a text on one line: newlines shown as ⏎, control characters as escapes (an ANSI
+    sequence in a crawled page must not clear the reader's terminal), cut at `width` characters."""
     if not text:
         return "(empty text)"
-    flat = text.replace("\r", "").replace("\n", " ⏎ ")
+    flat = visible(text.replace("\r", "").replace("\n", " ⏎ "))
     return flat if width <= 0 or len(flat) <= width else flat[:width] + f" … (+{len(flat) - width} chars)"
 
 
@@ -166,7 +167,7 @@ def list_workdir(workdir: str, console: Console) -> int:
             table.add_row(name, "(nothing dropped)", "", "")
         for reason, c in dropped:
             how = "yes (-r)" if is_kept(stage_dir, reason) else "no: counted only"
-            table.add_row(name, reason, f"{c['docs']:,}", how)
+            table.add_row(name, plain(reason), f"{c['docs']:,}", how)
         if errors:
             table.add_row(name, "[red]errors[/red]", f"{errors:,}", "yes (--errors)")
     console.print(table)
@@ -228,7 +229,7 @@ def inspect_command(args: argparse.Namespace) -> int:
     if not args.reason:
         table = _reason_table(f"rejected in {path}")
         for reason, docs in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
-            table.add_row(reason, f"{docs:,}", "yes" if is_kept(path, reason) else "no: counted only")
+            table.add_row(plain(reason), f"{docs:,}", "yes" if is_kept(path, reason) else "no: counted only")
         console.print(table if counts else f"{path}: nothing rejected")
         errors = _error_count(path, read_stats(path))
         if errors:
@@ -237,15 +238,15 @@ def inspect_command(args: argparse.Namespace) -> int:
     rows = sample_rejected(path, args.reason, args.n, args.seed)
     if not rows:
         if args.reason in counts:
-            console.print(f"{path}: the {counts[args.reason]:,} documents dropped as {args.reason!r} are counted "
+            console.print(f"{path}: the {counts[args.reason]:,} documents dropped as {plain(repr(args.reason))} are counted "
                           "but not kept (this stage does not write them under rejected/; see README, 'Inspecting "
                           "a run')")
             return 1
-        known = ", ".join(sorted(counts)) or "none"
-        console.print(f"no rejected documents with reason {args.reason!r}; reasons here: {known}")
+        known = plain(", ".join(sorted(counts)) or "none")
+        console.print(f"no rejected documents with reason {plain(repr(args.reason))}; reasons here: {known}")
         return 1
     for row in rows:
-        console.rule(f"{row.get(REJECT_REASON)}  {row.get('id')}", style="dim")
+        console.rule(plain(f"{row.get(REJECT_REASON)}  {row.get('id')}"), style="dim")
         _print_fields(console, row, "url", "source", "lang", REJECT_DETAIL)
         console.print(preview(row.get("text"), args.width), markup=False, highlight=False)
     return 0
@@ -255,7 +256,7 @@ def _print_fields(console: Console, row: dict, *keys: str) -> None:
     """One `key: value` line each, never wrapped: these are what the user copies."""
     for key in keys:
         if row.get(key) is not None:
-            console.print(f"[bold]{key}[/bold]: {escape(str(row[key]))}", highlight=False, soft_wrap=True)
+            console.print(f"[bold]{key}[/bold]: {plain(row[key])}", highlight=False, soft_wrap=True)
 
 
 def _show_errors(path: str, args: argparse.Namespace, console: Console) -> int:
@@ -264,7 +265,7 @@ def _show_errors(path: str, args: argparse.Namespace, console: Console) -> int:
         console.print(f"{path}: no errors")
         return 0
     for row in rows:
-        console.rule(str(row.get("reason")), style="dim")
+        console.rule(plain(row.get("reason")), style="dim")
         _print_fields(console, {**row, "source_file": f"{row.get('source_file')} @ offset {row.get('source_offset')}"},
                       "source_file", "doc_id", "bytes")
         console.print(preview(row.get("message"), args.width), markup=False, highlight=False)

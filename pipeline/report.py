@@ -34,6 +34,7 @@ from pipeline import doc_profile, storage
 from pipeline.doc_profile import CLUSTER_SIZE_COLUMN, KEPT, SIGNAL_STAGES
 from pipeline.report_html import render_page
 from pipeline.report_terminal import SAMPLE_STAGES
+from pipeline.report_text import plain
 from pipeline.runner import SUCCESS, marker_key, read_stats, read_success
 from pipeline.stages import STAGE_ORDER
 
@@ -139,8 +140,8 @@ def stale_stages(workdir: str) -> dict[str, str]:
 
 
 def stage_cell(name: str, stale: dict[str, str]) -> str:
-    """A stage's name in a table, marked when it is stale (stale_note says why)."""
-    return f"{name} [yellow](stale)[/yellow]" if name in stale else name
+    """A stage's name in a table (rich markup), marked when it is stale (stale_note says why)."""
+    return f"{plain(name)} [yellow](stale)[/yellow]" if name in stale else plain(name)
 
 
 def stale_note(stale: dict[str, str]) -> str:
@@ -332,7 +333,7 @@ def collect(workdir: str, engine_factory=None) -> dict:
 
 def print_summary(data: dict, html_path: str, console: Console | None = None) -> None:
     console = console or Console()
-    table = Table(title=f"glmdata run: {data['workdir']}", show_edge=False)
+    table = Table(title=f"glmdata run: {plain(data['workdir'])}", show_edge=False)
     for col in ("stage", "time", "docs in", "kept", "text MB kept", "dropped", "errors"):
         table.add_column(col, justify="left" if col == "stage" else "right", no_wrap=col == "stage")
     stale = data.get("stale") or {}
@@ -354,9 +355,9 @@ def print_summary(data: dict, html_path: str, console: Console | None = None) ->
         tokens = sum(s.get("tokens", 0) for s in manifest["shards"])
         console.print(f"shards: {len(manifest['shards'])} files, {tokens:,} tokens")
     if data.get("recomputed_on"):
-        console.print(f"[yellow]stages without recorded profiles ({', '.join(data['legacy_stages'])}): histograms "
+        console.print(f"[yellow]stages without recorded profiles ({plain(', '.join(data['legacy_stages']))}): histograms "
                       f"recomputed on {data['recomputed_on']}; re-run them for per-source figures[/yellow]")
-    console.print(f"HTML report: [bold]{html_path}[/bold]")
+    console.print(f"HTML report: [bold]{plain(html_path)}[/bold]")
 
 
 def source_table(sources: dict) -> Table:
@@ -368,10 +369,10 @@ def source_table(sources: dict) -> Table:
         counts = list(e["stages"].values())
         with_text = [v for v in counts if v[1]]
         top = e.get("top_drops") or []
-        table.add_row(name, f"{counts[0][0]:,}" if counts else "–", f"{counts[-1][0]:,}" if counts else "–",
+        table.add_row(plain(name), f"{counts[0][0]:,}" if counts else "–", f"{counts[-1][0]:,}" if counts else "–",
                       f"{with_text[-1][1] / 1e6:,.2f}" if with_text else "–",
                       f"{(e.get('shard_tokens') or e.get('stream_tokens') or 0):,}",
-                      f"{top[0][0]} ({top[0][1][0]:,})" if top else "–")
+                      f"{plain(top[0][0])} ({top[0][1][0]:,})" if top else "–")
     return table
 
 

@@ -7,6 +7,8 @@ import logging
 from rich.console import Console
 from rich.table import Table
 
+from pipeline.report_text import plain
+
 # Stages whose "dropped" documents are a sample choice, not a filter of the data flow.
 SAMPLE_STAGES = {"tokenizer": "not in the training sample"}
 
@@ -16,7 +18,7 @@ def _mb(n: int) -> str:
 
 
 def _drop_label(stage: str, reason: str) -> str:
-    return f"{SAMPLE_STAGES[stage]}: {reason}" if stage in SAMPLE_STAGES else f"dropped: {reason}"
+    return f"{SAMPLE_STAGES[stage]}: {plain(reason)}" if stage in SAMPLE_STAGES else f"dropped: {plain(reason)}"
 
 
 def stage_line(summary: dict) -> str:
@@ -33,7 +35,7 @@ def stage_line(summary: dict) -> str:
     drops = sorted(summary["dropped"].items(), key=lambda kv: -kv[1]["docs"])
     if drops:
         verb = SAMPLE_STAGES.get(name, "dropped")
-        shown = ", ".join(f"{reason} {c['docs']:,}" for reason, c in drops[:3])
+        shown = ", ".join(f"{plain(reason)} {c['docs']:,}" for reason, c in drops[:3])
         parts.append(f"{verb}: {shown}" + (f" (+{len(drops) - 3} reasons)" if len(drops) > 3 else ""))
     errors = sum(c["docs"] for c in summary["errors"].values())
     if errors or summary["errors"]:
@@ -64,6 +66,6 @@ def print_stage_summary(summary: dict, workdir: str, console: Console | None = N
     for reason, c in summary["dropped"].items():
         table.add_row(_drop_label(name, reason), f"{c['docs']:,}", _mb(c["bytes"]))
     for reason, c in summary["errors"].items():
-        table.add_row(f"[red]error: {reason}[/red]", f"{c['docs']:,}", _mb(c["bytes"]))
+        table.add_row(f"[red]error: {plain(reason)}[/red]", f"{c['docs']:,}", _mb(c["bytes"]))
     console.print(table)
     console.print(f"output: {workdir}/{name}/")

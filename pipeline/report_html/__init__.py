@@ -1,7 +1,8 @@
 """The report as ONE self-contained HTML page: inline styles, static inline SVG, no scripts, and a
 Content-Security-Policy that forbids fetching anything, so it opens the same with no network.
 
-All text that came from documents or configs is escaped. Document samples sit inside closed
+All text that came from documents or configs is escaped, its control characters (ANSI, bidi
+overrides) written as escapes by pipeline/report_text.py. Document samples sit inside closed
 <details> elements, and those of reasons that catch adult or spam pages sit behind a second click,
 blurred: real crawl spam stays hidden until the reader asks for it. Every table sits in a
 horizontally scrolling container and every chart scales to the column, so nothing is wider than
@@ -12,10 +13,10 @@ comparison page); this package imports nothing from pipeline.report.
 """
 from __future__ import annotations
 
-from html import escape
 
 from pipeline.doc_profile import FRACTION_BINS, KEPT, NONPOSITIVE_BIN, UNKNOWN, is_fraction_signal
 from pipeline.report_html.svg import column_chart, fmt_number, hbar_chart, line_chart, waterfall_chart
+from pipeline.report_text import escape_html as escape  # also shows control characters
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 # Reasons whose samples are likely adult or spam pages: behind a second click, blurred.
@@ -490,7 +491,7 @@ def stage_reports_section(stages: list[dict]) -> str:
         unknown = {k: v for k, v in s.items() if k not in KNOWN_STATS_KEYS and v not in (None, {}, [])}
         if not report and not extra and not unknown:
             continue
-        parts.append(f"<h2 id=stage-{escape(s['stage'])}>{escape(s['stage'])} stage: its own figures</h2>")
+        parts.append(f"<h2 id='stage-{escape(s['stage'])}'>{escape(s['stage'])} stage: its own figures</h2>")
         if report:
             parts.append(render_value(f"report-{s['stage']}", report))
         if unknown:

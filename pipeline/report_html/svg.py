@@ -6,7 +6,8 @@ browser test can check that every chart laid out and drew something.
 from __future__ import annotations
 
 import math
-from html import escape
+
+from pipeline.report_text import escape_html as escape  # also shows control characters
 
 PALETTE = ["#4269d0", "#efb118", "#ff725c", "#6cc5b0", "#3ca951", "#ff8ab7", "#a463f2", "#97bbf5", "#9c6b4e"]
 FONT = 'font-family="system-ui, sans-serif" font-size="11"'
