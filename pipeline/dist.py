@@ -223,6 +223,9 @@ rm -rf "$work"
 """
 
 
+# EMR Serverless base images, one per release (EMR Serverless user guide, "Customizing an EMR Serverless image").
+EMR_SERVERLESS_BASE = "public.ecr.aws/emr-serverless/spark/emr-{release}:latest"
+EMR_SERVERLESS_RELEASE = "7.5.0"  # the default BASE; an application on another release needs its own
 # Base images (FROM, overridable with --build-arg BASE=...) and how each platform runs the image.
 DOCKER_BASES = {
     # Spark is mounted into the container at run time; jobs run as uid 1099 (spark).
@@ -231,11 +234,19 @@ DOCKER_BASES = {
                             "&& rm -rf /var/lib/apt/lists/*",
                             "USER spark", "ENV PYSPARK_PYTHON=" + NODE_PYTHON),
     # AL2023 with Spark and python3.9; python3.X from the distribution's packages.
-    "emr-serverless": ("public.ecr.aws/emr-serverless/spark/emr-7.5.0:latest",
+    "emr-serverless": (EMR_SERVERLESS_BASE.format(release=EMR_SERVERLESS_RELEASE),
                        "USER root\nRUN dnf install -y python{v} && dnf clean all",
                        "USER hadoop:hadoop", "ENV PYSPARK_PYTHON=" + NODE_PYTHON),
     # Beam's SDK container: the wheelhouse goes into its Python, so workers install nothing at start.
     "dataflow": ("apache/beam_python{v}_sdk:{beam}", "", "", ""),
+}
+# What BASE must match, in the Dockerfile's header (Dataproc Serverless: "Use custom containers").
+DOCKER_BASE_NOTES = {
+    "dataproc-serverless": ["# No runtime is pinned here: Spark is mounted into the container from the batch's runtime",
+                            "# (submit.dataproc_serverless_version); another Python base: --build-arg BASE=<image>."],
+    "emr-serverless": [f"# BASE must be the image of the application's release (EMR {EMR_SERVERLESS_RELEASE} here): on "
+                       "another 7.x release or EMR 8,",
+                       f"#   --build-arg BASE={EMR_SERVERLESS_BASE.format(release='<release>')}  (e.g. emr-7.9.0)"],
 }
 
 
@@ -258,7 +269,7 @@ def dockerfile(platform: str, python_version: str) -> str:
                f"{OVERRIDE} \\\n && rm -rf /tmp/{WHEELHOUSE}")
     lines = [f"# glmdata on {platform} (built by pipeline/dist.py for CPython {python_version}); build from dist/:",
              f"#   docker build -f {DOCKERFILES[platform]} -t <registry>/glmdata:<tag> .",
-             f"ARG BASE={base}", "FROM ${BASE}", before, f"COPY {WHEELHOUSE} /tmp/{WHEELHOUSE}", install, env, after]
+             *DOCKER_BASE_NOTES.get(platform, []), f"ARG BASE={base}", "FROM ${BASE}", before, f"COPY {WHEELHOUSE} /tmp/{WHEELHOUSE}", install, env, after]
     return "\n".join(line for line in lines if line) + "\n"
 
 

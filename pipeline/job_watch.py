@@ -30,6 +30,10 @@ class WatchError(RuntimeError):
     """The job could not be followed (the CLI failed or answered something unexpected)."""
 
 
+class WaitTimeout(RuntimeError):
+    """The job reached no final state within --wait-timeout (it goes on running)."""
+
+
 @dataclass
 class Job:
     platform: str
@@ -220,9 +224,9 @@ class EmrServerlessWatcher(Watcher):
 
 
 def wait(watcher: Watcher, job: Job, poll_seconds: float, out: TextIO | None = None,
-         sleep: Callable[[float], None] = time.sleep, max_cli_failures: int = 3) -> int:
+         sleep: Callable[[float], None] = time.sleep, max_cli_failures: int = 3, timeout: float | None = None) -> int:
     """Poll until the job reaches a final state, printing each new state (to stderr by default);
-    return its exit code."""
+    return its exit code. WaitTimeout when `timeout` seconds pass first (a job stuck in PENDING)."""
     out = out or sys.stderr
     started, last, failures = time.monotonic(), None, 0
     while True:
@@ -248,4 +252,7 @@ def wait(watcher: Watcher, job: Job, poll_seconds: float, out: TextIO | None = N
                   + (f"  reason:  {reason}\n" if reason else "")
                   + f"  console: {job.console_url}\n  logs:    {watcher.log_location(doc, job)}", file=out, flush=True)
             return code
-        sleep(poll_seconds)
+        elapsed = time.monotonic() - started
+        if timeout is not None and elapsed >= timeout:
+            raise WaitTimeout(f"still {state or '(no state)'} after {elapsed:.0f} s")
+        sleep(poll_seconds if timeout is None else min(poll_seconds, timeout - elapsed))

@@ -32,6 +32,7 @@ import json
 import os
 import posixpath
 import re
+import secrets
 import shlex
 import shutil
 import subprocess
@@ -46,7 +47,7 @@ from pipeline.config import ConfigError, UsageError, is_remote, register_section
 from pipeline.dist import (DOCKERFILES, ENV_ARCHIVE, ENV_DIR, EXECUTOR_PYTHON, MANIFEST, NODE_PYTHON, NODE_SETUP,
                            WHEELHOUSE)
 from pipeline.job_watch import (DataprocBatchWatcher, DataprocJobWatcher, EmrServerlessWatcher, EmrStepWatcher,
-                                WatchError, Watcher, wait)
+                                Job, WaitTimeout, WatchError, Watcher, wait)
 from pipeline.registry import register_command
 
 SPARK_PLATFORMS = ("dataproc", "dataproc-serverless", "emr", "emr-serverless", "spark-standalone")
@@ -57,6 +58,7 @@ ARCHIVE_PLATFORMS = ("dataproc", "emr", "spark-standalone")  # the environment t
 URI_SAFE_PUNCTUATION = "._-/:~=+@"
 URI_UNSAFE = re.compile(f"[^A-Za-z0-9{re.escape(URI_SAFE_PUNCTUATION)}]")
 GCLOUD_DELIMITERS = ",#@|~%^"  # gcloud dict flags: "," unless a value holds one, then ^X^ (gcloud topic escaping)
+WAIT_TIMEOUT_EXIT = 124  # --wait-timeout passed, the job still running (as timeout(1) exits)
 
 
 @register_section("submit")
@@ -198,8 +200,19 @@ def python_mismatch(platform: str, dist: Path) -> str | None:
 
 
 def batch_id() -> str:
-    """A Dataproc Serverless batch id: 4-63 lowercase letters, digits and hyphens, unique per second."""
-    return time.strftime("glmdata-%Y%m%d-%H%M%S", time.gmtime())
+    """A Dataproc Serverless batch id: 4-63 lowercase letters, digits and hyphens (batches.create's
+    batchId). The random suffix keeps two submissions in the same second apart."""
+    return time.strftime("glmdata-%Y%m%d-%H%M%S-", time.gmtime()) + secrets.token_hex(3)
+
+
+def check_distinct_upload_names(local: list[str]) -> None:
+    """Two files from different folders that upload under one name: the second would overwrite the
+    first in submit.artifacts, and the job would read it twice."""
+    first: dict[str, str] = {}
+    for path in local:
+        name = URI_UNSAFE.sub("_", Path(path).name)
+        if first.setdefault(name, path) != path:
+            raise UsageError(f"{first[name]} and {path} would both upload as {name}: rename one of them")
 
 
 def build_submission(cfg, args, dist: Path) -> Submission:
@@ -218,8 +231,10 @@ def build_submission(cfg, args, dist: Path) -> Submission:
         for var in ("AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
             if os.environ.get(var):  # S3-compatible storage reached by the executors through pyarrow.fs
                 conf.append((f"spark.executorEnv.{var}", os.environ[var]))
+        # --archives as a file: URI (percent-encoded): spark-submit reads "/my dist/x.tar.gz#environment" as a file
+        # of that whole name (the path is no URI, so the #fragment is not split off) and stops: NoSuchFileException.
         cmd = [spark_submit_binary(), "--master", args.master or sub.spark_master, "--deploy-mode", "client",
-               "--name", "glmdata", "--archives", f"{env_archive}#{ENV_DIR}"]
+               "--name", "glmdata", "--archives", f"{env_archive.as_uri()}#{ENV_DIR}"]
         if py_files:
             cmd += ["--py-files", ",".join(py_files)]
         for k, v in conf:
@@ -233,6 +248,7 @@ def build_submission(cfg, args, dist: Path) -> Submission:
     scheme = "gs" if platform.startswith("dataproc") else "s3"
     artifacts = _required(cfg, sub, "artifacts", platform, f"a {scheme}:// folder to upload the entry and the config to")
     local = [str(entry), str(cfg_path), *py_files] + ([str(env_archive)] if platform in ARCHIVE_PLATFORMS else [])
+    check_distinct_upload_names(local)
     unsafe = URI_UNSAFE.search(artifacts)
     if unsafe:
         raise ConfigError(f"{cfg.path}: submit.artifacts: {artifacts!r} holds {unsafe.group()!r}, which spark-submit "
@@ -353,7 +369,7 @@ def missing_artifact(sub: Submission, dist: Path) -> Path | None:
     return None
 
 
-def run_submission(sub: Submission, wait_for_job: bool, poll_seconds: float) -> int:
+def run_submission(sub: Submission, wait_for_job: bool, poll_seconds: float, wait_timeout: float | None = None) -> int:
     """Upload, run the command; for asynchronous platforms report the job and with --wait follow it."""
     for src, dst in sub.uploads:
         print(f"upload {src} -> {dst}", file=sys.stderr)
@@ -375,18 +391,26 @@ def run_submission(sub: Submission, wait_for_job: bool, poll_seconds: float) -> 
     if not wait_for_job:
         return 0
     try:
-        return wait(sub.watcher, job, poll_seconds)
+        return wait(sub.watcher, job, poll_seconds, timeout=wait_timeout)
     except WatchError as e:
         print(f"submit --wait: lost track of {job.job_id}: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:  # only the watching stops: say so, or the user believes the job was cancelled
-        print(f"\nsubmit --wait: stopped following {job.job_id}; the job keeps running on {job.platform}\n"
-              f"  console: {job.console_url}", file=sys.stderr)
+    except WaitTimeout as e:
+        _stopped_following(job, f"--wait-timeout {wait_timeout:g}: {e}")
+        return WAIT_TIMEOUT_EXIT
+    except KeyboardInterrupt:
+        _stopped_following(job, "interrupted")
         return 130
 
 
+def _stopped_following(job: Job, why: str) -> None:
+    """Only the watching stops: say so, or the user believes the job was cancelled."""
+    print(f"\nsubmit --wait: {why}: stopped following {job.job_id}; the job keeps running on {job.platform}\n"
+          f"  console: {job.console_url}", file=sys.stderr)
+
+
 def _arguments(p: argparse.ArgumentParser) -> None:
-    from pipeline.cli import add_config_arguments
+    from pipeline.cli import add_config_arguments, at_least
 
     add_config_arguments(p)
     p.add_argument("--platform", required=True, choices=SPARK_PLATFORMS + BEAM_PLATFORMS,
@@ -395,8 +419,12 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dry-run", action="store_true", help="print the uploads and the command instead of running them")
     p.add_argument("--wait", action="store_true",
                    help="follow the job until it ends, printing its state, console URL and log location, and exit "
-                        "with its status (spark-standalone and Beam always wait)")
+                        "with its status: 0 succeeded, 1 failed or cancelled, 2 lost track of it, 130 Ctrl-C (the "
+                        "job keeps running); spark-standalone and Beam always wait")
     p.add_argument("--poll-seconds", type=float, help="--wait: seconds between state queries (default submit.poll_seconds)")
+    p.add_argument("--wait-timeout", type=at_least(1), metavar="SECONDS",
+                   help=f"--wait: stop following after SECONDS without a final state (a job stuck in PENDING) and "
+                        f"exit {WAIT_TIMEOUT_EXIT}; the job keeps running (default: no limit)")
     p.add_argument("--dist", default="dist", help="folder `make dist` wrote (default dist/)")
     p.add_argument("--master", help="spark-standalone: master URL (default submit.spark_master)")
     p.add_argument("--from", dest="first", metavar="STAGE", help="passed to `glmdata run` on the cluster")
@@ -427,6 +455,9 @@ def submit_command(args: argparse.Namespace) -> int:
     build_stages(cfg, args.first, args.last)  # --from, --until and each stage's checks fail here, not on the cluster
     dist = Path(args.dist).resolve()
     sub = build_submission(cfg, args, dist)
+    if args.wait_timeout is not None and not (args.wait and sub.watcher):
+        raise UsageError(f"--wait-timeout: only with --wait, which follows jobs on dataproc, dataproc-serverless, emr "
+                         f"and emr-serverless (--platform {args.platform} runs in the foreground)")
     missing = missing_artifact(sub, dist)
     mismatch = python_mismatch(args.platform, dist)
     if mismatch:
@@ -440,4 +471,4 @@ def submit_command(args: argparse.Namespace) -> int:
         print(f"submit: {missing} is missing: run `make dist` first", file=sys.stderr)
         return 2
     poll = args.poll_seconds if args.poll_seconds is not None else cfg.section("submit").poll_seconds
-    return run_submission(sub, args.wait, poll)
+    return run_submission(sub, args.wait, poll, args.wait_timeout)

@@ -150,6 +150,16 @@ def test_node_setup_and_images_install_the_wheelhouse_for_the_target():
     assert (out / dist.NODE_SETUP).stat().st_mode & 0o111
 
 
+def test_serverless_dockerfiles_say_which_base_their_runtime_needs():
+    """The EMR Serverless base is one release's image: the header tells users of another 7.x or EMR 8
+    how to build on theirs; Dataproc Serverless pins no runtime (Spark is mounted from the batch's)."""
+    header = {p: [line for line in dist.dockerfile(p, "3.11").splitlines() if line.startswith("#")]
+              for p in ("emr-serverless", "dataproc-serverless")}
+    emr = "\n".join(header["emr-serverless"])
+    assert "EMR 8" in emr and "--build-arg BASE=public.ecr.aws/emr-serverless/spark/emr-<release>:latest" in emr
+    assert "submit.dataproc_serverless_version" in "\n".join(header["dataproc-serverless"])
+
+
 def test_fingerprint_follows_every_source_file(tmp_path):
     """An added, changed or deleted source file changes the fingerprint that decides the rebuild."""
     dist.stage_sources(tmp_path / "src")

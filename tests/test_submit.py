@@ -23,10 +23,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import stat
 import sys
+import time
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import pytest
 import yaml
@@ -166,6 +169,17 @@ def test_spark_standalone_uses_spark_submit_options(tmp_path, capsys):
     assert f"spark.executor.extraJavaOptions={JAVA_OPTIONS}" in argv
 
 
+def test_spark_standalone_archive_in_a_folder_with_spaces_is_a_file_uri(tmp_path, capsys):
+    """spark-submit parses --archives as a java.net.URI: "/my dist/x.tar.gz#environment" is no URI, so
+    it took the whole text, fragment included, as a file name (spark-submit 4.x, local[1]:
+    NoSuchFileException); the percent-encoded file: URI unpacks as ./environment (checked the same way)."""
+    dist = tmp_path / "my dist 配置"
+    argv, _ = dry_run(capsys, write_config(tmp_path), "spark-standalone", "--dist", str(dist))
+    archive = urlsplit(argv[argv.index("--archives") + 1])
+    assert (archive.scheme, archive.fragment) == ("file", "environment")
+    assert unquote(archive.path) == str(dist / ENV_ARCHIVE) and archive.geturl().isascii() and " " not in archive.path
+
+
 @pytest.mark.parametrize("platform", ["dataflow", "flink"])
 def test_beam_options_are_known_to_beam(tmp_path, capsys, platform):
     from apache_beam.options.pipeline_options import PipelineOptions
@@ -226,6 +240,8 @@ def test_job_runs_the_effective_config(tmp_path, capsys, monkeypatch, platform):
     ("emr-serverless", ["--set", "dedup.threshold=1.5"], "dedup: threshold: expected a number between 0 and 1"),
     ("dataproc", ["--set", "mix={sources: [{name: web, lang: en}], target_tokens: 1000, language_shares: {en: 1}}"],
      "tokenizer.language_shares: asks for {'en': 0.5, 'zh': 0.5}, but the mix has no zh documents"),
+    ("dataproc", ["--wait-timeout", "60"], "--wait-timeout: only with --wait"),
+    ("flink", ["--wait", "--wait-timeout", "60"], "--platform flink runs in the foreground"),
 ])
 def test_refused_before_submitting(tmp_path, capsys, platform, extra, message):
     """An engine the platform does not run, a bad --from/--until or a setting a stage refuses fails
@@ -376,6 +392,33 @@ def test_config_named_with_spaces_uploads_under_a_uri_safe_name(tmp_path, capsys
     assert uploaded in json.dumps(argv, ensure_ascii=False) and " " not in uploaded
 
 
+@pytest.mark.parametrize("names,uploaded", [(("a/deps.zip", "b/deps.zip"), "deps.zip"),
+                                            (("my deps.zip", "my_deps.zip"), "my_deps.zip")])
+def test_two_files_uploading_under_one_name_are_refused(tmp_path, capsys, names, uploaded):
+    """The second upload would overwrite the first in submit.artifacts: refused, naming both files."""
+    paths = [tmp_path / name for name in names]
+    for path in paths:
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(b"PK\x05\x06" + bytes(18))  # an empty zip
+    py_files = [arg for path in paths for arg in ("--py-files", str(path))]
+    code = glmdata(["submit", "--platform", "dataproc", "--config", str(write_config(tmp_path)), "--dry-run", *py_files])
+    captured = capsys.readouterr()
+    assert code == 2 and not captured.out
+    assert f"glmdata submit: error: {paths[0]} and {paths[1]} would both upload as {uploaded}:" in captured.err
+
+
+def test_batch_ids_differ_within_one_second(monkeypatch):
+    """Two Dataproc Serverless submissions in the same second got the same batch id (the second failed
+    with ALREADY_EXISTS); each id stays within batches.create's batchId rules (4-63 of a-z, 0-9, -)."""
+    from pipeline import submit
+
+    frozen = time.gmtime(1_800_000_000)
+    monkeypatch.setattr(submit.time, "gmtime", lambda *_: frozen)
+    ids = {submit.batch_id() for _ in range(20)}
+    assert len(ids) == 20
+    assert all(re.fullmatch(r"[a-z0-9][a-z0-9-]{2,61}[a-z0-9]", i) for i in ids), ids
+
+
 def test_artifacts_folder_spark_cannot_take_as_a_uri_is_refused(tmp_path, capsys):
     cfg = write_config(tmp_path, artifacts="gs://glmdata-test/my dist")
     assert glmdata(["submit", "--platform", "dataproc", "--config", str(cfg), "--dry-run"]) == 2
@@ -426,3 +469,19 @@ def test_interrupted_wait_says_the_job_keeps_running(tmp_path, capsys, monkeypat
     assert glmdata(["submit", "--platform", "emr-serverless", "--config", str(cfg), "--wait"]) == 130
     err = capsys.readouterr().err
     assert "stopped following 00run456; the job keeps running on emr-serverless" in err and "Traceback" not in err
+
+
+def test_wait_timeout_stops_following_a_pending_job(tmp_path, capsys, monkeypatch, fake_cli):
+    """A job stuck in PENDING: --wait-timeout stops the watching, says the job keeps running with its
+    console URL, and exits with the status --help gives."""
+    monkeypatch.setenv("FAKE_FINAL", "PENDING")
+    cfg = write_config(tmp_path, scheme="")
+    code = glmdata(["submit", "--platform", "emr-serverless", "--config", str(cfg), "--wait", "--wait-timeout", "1",
+                    "--poll-seconds", "0.2"])
+    err = capsys.readouterr().err
+    assert code == 124, err
+    assert "--wait-timeout 1: still PENDING after 1 s: stopped following 00run456; the job keeps running" in err
+    assert "console: https://" in err.split("stopped following")[-1]
+    with pytest.raises(SystemExit):
+        glmdata(["submit", "--help"])
+    assert "exit 124" in " ".join(capsys.readouterr().out.split())
