@@ -12,7 +12,7 @@ from pipeline import storage
 from pipeline.config import ConfigError
 from pipeline.runner import run_stage
 from pipeline.schema import DOC_SCHEMA
-from pipeline.stages.mix import DEFAULT_STAGE, MixStage, solve_coefficient
+from pipeline.stages.mix import DEFAULT_STAGE, Census, MixStage, merge_census, solve_coefficient
 from tokenizer.spm import load
 
 from conftest import make_run_config, write_finished_stage
@@ -140,6 +140,20 @@ def test_same_rows_on_any_partitioning_and_both_engines(tmp_path, engines):
         ids[(parts, engine)] = [(r["id"], r["mix_repeat"], r["text"]) for r in out_rows(cfg)]
     first = ids[(1, "spark")]
     assert all(v == first for v in ids.values())
+
+
+def test_census_totals_do_not_depend_on_the_order_files_arrive_in(tmp_path):
+    """Token estimates (bytes / bytes_per_token) are fractions: summed as floats, the files' totals
+    differ in their last bits with the order the engine returns them, and so may the coefficient."""
+    section = MixStage(make_run_config(tmp_path, {"mix": mix_section(bytes_per_token={"en": 3.7, "zh": 2.9})})).section
+    results = []
+    for k in range(12):
+        docs = make_docs("web_en", "en", 7 + k, 37 * k + 11) + make_docs("web_zh", "zh", 5 + k, 23 * k + 7)
+        path = tmp_path / f"part-{k}.parquet"
+        pq.write_table(pa.Table.from_pylist([{c: d.get(c) for c in DOC_SCHEMA.names} for d in docs], DOC_SCHEMA), path)
+        results.append(Census(section)(("stage:" + DEFAULT_STAGE, str(path))))
+    totals = [merge_census(order)[0] for order in (results, results[::-1], results[1::2] + results[::2])]
+    assert totals[0] == totals[1] == totals[2]
 
 
 def test_sources_from_stages_and_paths_with_optional_columns(tmp_path, spark_session_engine):

@@ -235,7 +235,11 @@ def _batches(path: str, batch_size: int = 4096):
 # Census: per-source sums, computed on the engine
 
 
-CENSUS_SUMS = {"docs": 0, "bytes": 0, "tokens": 0.0, "exact_docs": 0, "exact_bytes": 0, "exact_tokens": 0}
+CENSUS_SUMS = {"docs": 0, "bytes": 0, "tokens": 0, "exact_docs": 0, "exact_bytes": 0, "exact_tokens": 0}
+# The census sums tokens (and their weight bins) in integer units of 1/1024 token: float sums depend on
+# the order the files' sums arrive in, and a coefficient one ulp apart can flip a document's draw.
+# merge_census turns them into tokens once every file is in.
+TOKEN_UNITS = 1024
 
 
 @dataclass
@@ -262,13 +266,14 @@ class Census:
                 exact = mask & a.exact
                 agg["docs"] += int(mask.sum())
                 agg["bytes"] += int(a.nbytes[mask].sum())
-                agg["tokens"] += float(a.tokens[mask].sum())
+                units = np.rint(a.tokens[mask] * TOKEN_UNITS).astype(np.int64)
+                agg["tokens"] += int(units.sum())
                 agg["exact_docs"] += int(exact.sum())
                 agg["exact_bytes"] += int(a.nbytes[exact].sum())
                 agg["exact_tokens"] += int(a.tokens[exact].sum())
                 bins = np.round(np.log2(a.weight[mask]) * WEIGHT_BINS_PER_OCTAVE).astype(np.int64)
-                for b, t in zip(*_group_sum(bins, a.tokens[mask])):
-                    agg["bins"][str(b)] = agg["bins"].get(str(b), 0.0) + t
+                for b, t in zip(*_group_sum(bins, units)):
+                    agg["bins"][str(b)] = agg["bins"].get(str(b), 0) + t
             lost = (a.source < 0) & ~a.other_input & ~a.no_text
             if lost.any():
                 keys = [f"{src}|{lang}" for src, lang in zip(
@@ -281,9 +286,12 @@ class Census:
         return {"sources": sums, "unmatched": dict(unmatched), "schema": schema}
 
 
-def _group_sum(keys: np.ndarray, values: np.ndarray) -> tuple[list[int], list[float]]:
+def _group_sum(keys: np.ndarray, values: np.ndarray) -> tuple[list[int], list[int]]:
+    """Integer `values` summed by key (bincount's weights would sum them as floats)."""
     uniq, inverse = np.unique(keys, return_inverse=True)
-    return uniq.tolist(), np.bincount(inverse, weights=values).tolist()
+    sums = np.zeros(len(uniq), np.int64)
+    np.add.at(sums, inverse, values)
+    return uniq.tolist(), sums.tolist()
 
 
 def merge_census(results: list[dict]) -> tuple[dict, dict, list[pa.Schema]]:
@@ -296,11 +304,14 @@ def merge_census(results: list[dict]) -> tuple[dict, dict, list[pa.Schema]]:
             for k in CENSUS_SUMS:
                 total[k] += agg[k]
             for b, t in agg["bins"].items():
-                total["bins"][b] = total["bins"].get(b, 0.0) + t
+                total["bins"][b] = total["bins"].get(b, 0) + t
         for k, (docs, nbytes) in r["unmatched"].items():
             unmatched[k][0] += docs
             unmatched[k][1] += nbytes
         schemas.append(pa.ipc.read_schema(pa.py_buffer(base64.b64decode(r["schema"]))))
+    for total in sources.values():
+        total["tokens"] /= TOKEN_UNITS
+        total["bins"] = {b: t / TOKEN_UNITS for b, t in total["bins"].items()}
     return sources, dict(unmatched), schemas
 
 
@@ -399,7 +410,7 @@ class MixStage(Stage):
     name = "mix"
     upstream = DEFAULT_STAGE
     # 2: weights clipped to 2**-256..2**256; the plan's coefficient solved on the ratio hi/lo; documents
-    # without text neither drawn nor repeated
+    # without text neither drawn nor repeated; token totals summed as integers (the same in any file order)
     output_version = 2
 
     def __init__(self, cfg):
