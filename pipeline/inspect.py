@@ -29,10 +29,10 @@ from pipeline import storage
 from pipeline.cli import at_least
 from pipeline.config import UsageError
 from pipeline.registry import register_command
-from pipeline.report import (FLOW, read_stage_stats, stage_cell, stale_note, stale_stages,
+from pipeline.report import (FLOW, read_counts, read_stage_stats, stage_cell, stale_note, stale_stages,
                              unfinished_stages)
 from pipeline.report_text import plain, visible
-from pipeline.runner import LOCK, SUCCESS, read_stats
+from pipeline.runner import LOCK, SUCCESS
 from pipeline.schema import REJECT_DETAIL, REJECT_REASON, reject_reason_slug
 
 PREVIEW_COLUMNS = ["id", "url", "source", "lang", "text", REJECT_REASON, REJECT_DETAIL]
@@ -41,7 +41,7 @@ ERROR_COLUMNS = ["source_file", "source_offset", "reason", "doc_id", "bytes", "m
 
 def reason_counts(stage_dir: str) -> dict[str, int]:
     """Rejected documents per reason."""
-    stats = read_stats(stage_dir)
+    stats = read_counts(stage_dir)
     if stats is not None:
         return {reason: counts["docs"] for reason, counts in stats.get("dropped", {}).items()}
     counts: dict[str, int] = {}
@@ -231,7 +231,7 @@ def inspect_command(args: argparse.Namespace) -> int:
         for reason, docs in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
             table.add_row(plain(reason), f"{docs:,}", "yes" if is_kept(path, reason) else "no: counted only")
         console.print(table if counts else f"{path}: nothing rejected")
-        errors = _error_count(path, read_stats(path))
+        errors = _error_count(path, read_counts(path))
         if errors:
             console.print(f"[red]errors: {errors:,}[/red] (show them with --errors)")
         return 0 if finished or counts or errors else 1

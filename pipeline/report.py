@@ -20,6 +20,7 @@ marked stale: its figures describe an input that has been replaced.
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
 from collections import Counter, defaultdict
@@ -35,7 +36,7 @@ from pipeline.doc_profile import CLUSTER_SIZE_COLUMN, KEPT, SIGNAL_STAGES
 from pipeline.report_html import render_page
 from pipeline.report_terminal import SAMPLE_STAGES
 from pipeline.report_text import plain
-from pipeline.runner import SUCCESS, marker_key, read_stats, read_success
+from pipeline.runner import SUCCESS, StageNotReady, marker_key, read_stats, read_success
 from pipeline.stages import STAGE_ORDER
 
 SAMPLES_PER_REASON = 3
@@ -102,7 +103,42 @@ def document_histograms(workdir: str, stages: list[str], engine) -> tuple[dict, 
 def read_stage_stats(workdir: str) -> list[dict]:
     """stats.json of every stage in the workdir: data-flow order first, then any other stage by name."""
     names = FLOW + sorted(n for n in storage.listdir(workdir) if n not in FLOW and not n.startswith((".", "_")))
-    return [stats for stats in map(read_stats, (storage.join(workdir, n) for n in names)) if stats is not None]
+    return [stats for stats in map(read_counts, (storage.join(workdir, n) for n in names)) if stats is not None]
+
+
+def read_counts(stage_dir: str) -> dict | None:
+    """A stage's stats.json (None when it has none), refused by name when its counts are not counts."""
+    stats = read_stats(stage_dir)
+    return None if stats is None else checked_counts(stats, storage.join(stage_dir, "stats.json"))
+
+
+def _is_count(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
+
+
+def _is_docs_and_bytes(counts) -> bool:
+    return isinstance(counts, dict) and all(_is_count(counts.get(k)) for k in ("docs", "bytes"))
+
+
+def checked_counts(stats: dict, path: str) -> dict:
+    """`stats` when the figures every table shows are there and are counts; else refused naming the file and
+    the key (a hand edit, or a writer that put NaN or a string there), not a KeyError or a "nan" in the page."""
+    problems = []
+    for key in ("in", "kept") + (("created",) if "created" in stats else ()):
+        if not _is_docs_and_bytes(stats.get(key)):
+            problems.append(f"{key} is {json.dumps(stats.get(key))[:200]}, expected {{\"docs\": n, \"bytes\": n}}")
+    for key in ("dropped", "errors"):
+        per_reason = stats.get(key)
+        if not (isinstance(per_reason, dict) and all(map(_is_docs_and_bytes, per_reason.values()))):
+            problems.append(f"{key} is {json.dumps(per_reason)[:200]}, expected {{reason: {{\"docs\": n, \"bytes\": n}}}}")
+    for key in ("seconds", "kept_text_bytes"):
+        if key in stats and not _is_count(stats[key]):
+            problems.append(f"{key} is {json.dumps(stats[key])[:200]}, expected a number")
+    if not isinstance(stats.get("stage"), str):
+        problems.append(f"stage is {json.dumps(stats.get('stage'))}, expected the stage's name")
+    if problems:
+        raise StageNotReady(f"{path}: {'; '.join(problems)}; the stage's output is damaged: re-run it with --force")
+    return stats
 
 
 def unfinished_stages(workdir: str) -> list[str]:

@@ -50,6 +50,21 @@ def test_damaged_stats_json_is_named_not_a_traceback(tmp_path, capsys, content, 
         assert f"{tmp_path}/langid/stats.json: {said}" in err and "re-run it with --force" in err, argv
 
 
+@pytest.mark.parametrize("stats, said", [({"kept": None}, "kept is null, expected"),
+                                         ({"dropped": {"short": {"docs": "12"}}}, 'dropped is {"short": {"docs": "12"}}'),
+                                         ({"seconds": float("nan")}, "seconds is NaN, expected a number"),
+                                         ({"in": {"docs": float("inf"), "bytes": 1}}, "in is {\"docs\": Infinity")])
+def test_stats_json_whose_counts_are_not_counts_is_named(tmp_path, capsys, stats, said):
+    """A hand edit or a writer that put NaN, a string or nothing where a count goes: the file and the key,
+    not a KeyError, a format error or "nan" in the tables."""
+    finish(tmp_path, "ingest")
+    finish(tmp_path, "langid", **stats)
+    for argv in (["inspect", str(tmp_path)], ["inspect", str(tmp_path / "langid")], ["report", str(tmp_path)]):
+        assert glmdata(argv) == 3, argv
+        err = capsys.readouterr().err
+        assert f"{tmp_path}/langid/stats.json: {said}" in err and "re-run it with --force" in err, (argv, err)
+
+
 def test_inspect_a_folder_that_is_no_stage(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     (tmp_path / "parts" / "part-00000.parquet").parent.mkdir()
