@@ -41,7 +41,7 @@ ERROR_COLUMNS = ["source_file", "source_offset", "reason", "doc_id", "bytes", "m
 
 def reason_counts(stage_dir: str) -> dict[str, int]:
     """Rejected documents per reason."""
-    stats = read_counts(stage_dir)
+    stats = read_counts(stage_dir, required=())
     if stats is not None:
         return {reason: counts["docs"] for reason, counts in stats.get("dropped", {}).items()}
     counts: dict[str, int] = {}
@@ -150,7 +150,7 @@ def _reason_table(title: str, *first: str) -> Table:
 
 
 def list_workdir(workdir: str, console: Console) -> int:
-    stages = read_stage_stats(workdir)
+    stages = read_stage_stats(workdir, required=())
     unfinished = ", ".join(unfinished_stages(workdir))
     if not stages:
         console.print(f"{workdir}: no stage has finished yet" + (f" ({unfinished} started)" if unfinished else "")
@@ -231,7 +231,7 @@ def inspect_command(args: argparse.Namespace) -> int:
         for reason, docs in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
             table.add_row(plain(reason), f"{docs:,}", "yes" if is_kept(path, reason) else "no: counted only")
         console.print(table if counts else f"{path}: nothing rejected")
-        errors = _error_count(path, read_counts(path))
+        errors = _error_count(path, read_counts(path, required=()))
         if errors:
             console.print(f"[red]errors: {errors:,}[/red] (show them with --errors)")
         return 0 if finished or counts or errors else 1

@@ -44,6 +44,7 @@ SAMPLE_CHARS = 600
 SHINGLE = 5  # characters per shingle of the similarity shown beside duplicate examples
 SIDE_STAGES = tuple(SAMPLE_STAGES)  # not filters of the flow: their "dropped" rows are a sample choice
 FLOW = [n for n in STAGE_ORDER if n != "report"]  # the stages that write <workdir>/<stage>/
+REPORTED_COUNTS = ("in", "kept", "dropped", "errors")  # what the report's tables need of every stats.json
 
 
 # ---------------------------------------------------------------------------------------------
@@ -100,16 +101,19 @@ def document_histograms(workdir: str, stages: list[str], engine) -> tuple[dict, 
 # Driver-side reads of small things
 
 
-def read_stage_stats(workdir: str) -> list[dict]:
-    """stats.json of every stage in the workdir: data-flow order first, then any other stage by name."""
+def read_stage_stats(workdir: str, required: tuple[str, ...] = REPORTED_COUNTS) -> list[dict]:
+    """stats.json of every stage in the workdir: data-flow order first, then any other stage by name; `required`:
+    the counts each must have (read_counts)."""
     names = FLOW + sorted(n for n in storage.listdir(workdir) if n not in FLOW and not n.startswith((".", "_")))
-    return [stats for stats in map(read_counts, (storage.join(workdir, n) for n in names)) if stats is not None]
+    found = (read_counts(storage.join(workdir, n), required) for n in names)
+    return [stats for stats in found if stats is not None]
 
 
-def read_counts(stage_dir: str) -> dict | None:
-    """A stage's stats.json (None when it has none), refused by name when its counts are not counts."""
+def read_counts(stage_dir: str, required: tuple[str, ...] = REPORTED_COUNTS) -> dict | None:
+    """A stage's stats.json (None when it has none), refused by name when one of its counts is not a count or
+    one of `required` is missing (inspect needs only the drops, which a stage without any may leave out)."""
     stats = read_stats(stage_dir)
-    return None if stats is None else checked_counts(stats, storage.join(stage_dir, "stats.json"))
+    return None if stats is None else checked_counts(stats, storage.join(stage_dir, "stats.json"), required)
 
 
 def _is_count(value) -> bool:
@@ -120,22 +124,24 @@ def _is_docs_and_bytes(counts) -> bool:
     return isinstance(counts, dict) and all(_is_count(counts.get(k)) for k in ("docs", "bytes"))
 
 
-def checked_counts(stats: dict, path: str) -> dict:
-    """`stats` when the figures every table shows are there and are counts; else refused naming the file and
-    the key (a hand edit, or a writer that put NaN or a string there), not a KeyError or a "nan" in the page."""
-    problems = []
-    for key in ("in", "kept") + (("created",) if "created" in stats else ()):
-        if not _is_docs_and_bytes(stats.get(key)):
-            problems.append(f"{key} is {json.dumps(stats.get(key))[:200]}, expected {{\"docs\": n, \"bytes\": n}}")
-    for key in ("dropped", "errors"):
-        per_reason = stats.get(key)
-        if not (isinstance(per_reason, dict) and all(map(_is_docs_and_bytes, per_reason.values()))):
-            problems.append(f"{key} is {json.dumps(per_reason)[:200]}, expected {{reason: {{\"docs\": n, \"bytes\": n}}}}")
-    for key in ("seconds", "kept_text_bytes"):
-        if key in stats and not _is_count(stats[key]):
-            problems.append(f"{key} is {json.dumps(stats[key])[:200]}, expected a number")
-    if not isinstance(stats.get("stage"), str):
-        problems.append(f"stage is {json.dumps(stats.get('stage'))}, expected the stage's name")
+def _is_per_reason(per_reason) -> bool:
+    return isinstance(per_reason, dict) and all(map(_is_docs_and_bytes, per_reason.values()))
+
+
+DOCS_AND_BYTES = (_is_docs_and_bytes, '{"docs": n, "bytes": n}')
+PER_REASON = (_is_per_reason, '{reason: {"docs": n, "bytes": n}}')
+COUNT_SHAPES = {"in": DOCS_AND_BYTES, "kept": DOCS_AND_BYTES, "created": DOCS_AND_BYTES, "dropped": PER_REASON,
+                "errors": PER_REASON, "seconds": (_is_count, "a number"), "kept_text_bytes": (_is_count, "a number")}
+
+
+def checked_counts(stats: dict, path: str, required: tuple[str, ...]) -> dict:
+    """`stats` when its figures are counts and `required` ones are there; else refused naming the file and the
+    key (a hand edit, or a writer that put NaN or a string there), not a KeyError or a "nan" in the page."""
+    problems = [f"{key} is {json.dumps(stats[key])[:200] if key in stats else 'missing'}, expected {expected}"
+                for key, (is_shape, expected) in COUNT_SHAPES.items()
+                if (key in stats or key in required) and not is_shape(stats.get(key))]
+    if not isinstance(stats.get("stage", ""), str):
+        problems.append(f"stage is {json.dumps(stats['stage'])[:200]}, expected the stage's name")
     if problems:
         raise StageNotReady(f"{path}: {'; '.join(problems)}; the stage's output is damaged: re-run it with --force")
     return stats

@@ -65,6 +65,18 @@ def test_stats_json_whose_counts_are_not_counts_is_named(tmp_path, capsys, stats
         assert f"{tmp_path}/langid/stats.json: {said}" in err and "re-run it with --force" in err, (argv, err)
 
 
+def test_report_names_a_count_missing_from_stats_json(tmp_path, capsys):
+    """inspect needs only the drops; the report's tables need every stage's in, kept, dropped and errors."""
+    finish(tmp_path, "ingest")
+    (finish(tmp_path, "langid") / "stats.json").write_text(json.dumps({"stage": "langid", "in": {"docs": 3, "bytes": 30},
+                                                                        "kept": {"docs": 3, "bytes": 30}}))
+    assert glmdata(["inspect", str(tmp_path)]) == 0
+    capsys.readouterr()
+    assert glmdata(["report", str(tmp_path)]) == 3
+    assert (f"{tmp_path}/langid/stats.json: dropped is missing, expected {{reason: {{\"docs\": n, \"bytes\": n}}}}; "
+            "errors is missing") in capsys.readouterr().err
+
+
 def test_inspect_a_folder_that_is_no_stage(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     (tmp_path / "parts" / "part-00000.parquet").parent.mkdir()
