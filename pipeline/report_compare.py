@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 
 from pipeline import storage
 from pipeline.doc_profile import KEPT, SAMPLE_CHARS, sample_key
-from pipeline.report import SIDE_STAGES, collect
+from pipeline.report import FLOW, SIDE_STAGES, collect
 from pipeline.report_html import render_compare_page
 
 ABSENT = "absent"
@@ -197,7 +197,8 @@ def compare_runs(a: dict, b: dict) -> dict:
     stages_a = {s["stage"]: s for s in a["stages"]}
     stages_b = {s["stage"]: s for s in b["stages"]}
     per_stage = []
-    for name in [s["stage"] for s in a["stages"]] + [n for n in stages_b if n not in stages_a]:
+    in_flow = {name: i for i, name in enumerate(FLOW)}  # a stage run in one of the runs only is still in its place
+    for name in sorted(set(stages_a) | set(stages_b), key=lambda n: (in_flow.get(n, len(FLOW)), n)):
         sa, sb = stages_a.get(name), stages_b.get(name)
         reasons = {}
         for side, s in (("a", sa), ("b", sb)):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -13,7 +14,8 @@ import pytest
 
 from pipeline.cli import main as glmdata
 from pipeline.report import collect, document_histograms, write_report
-from pipeline.report_compare import moved_documents
+from pipeline.report_compare import compare_runs, moved_documents
+from pipeline.report_html import render_compare_page
 from report_fixtures import NASTY, make_run, rows_of
 
 
@@ -151,3 +153,15 @@ def test_compare_command(run_a, run_b, capsys):
     assert moved_ids and all(f"data-id='{i}'" in html for i in moved_ids)
     assert "Per source" in html and "news-en" in html and "<script" not in html.lower()
     assert {(t["a"], t["b"]) for t in data["moved"]["dedup"]} == {("kept", "absent")}  # dropped upstream in B
+
+
+def test_compare_of_runs_with_different_stages(tmp_path):
+    """A stage run in one of the two only keeps its place in the flow and says where it did not run."""
+    a, b = make_run(tmp_path / "a"), make_run(tmp_path / "b", min_words=30)
+    shutil.rmtree(a / "langid")
+    shutil.rmtree(b / "mix")
+    data = compare_runs(collect(str(a)), collect(str(b)))
+    assert [s["stage"] for s in data["stages"]] == ["ingest", "langid", "quality", "dedup", "mix", "shards"]
+    html = render_compare_page({**data, "moved": {}})
+    assert "<b>langid</b> kept</td><td>not run</td><td>80</td>" in html
+    assert "<b>mix</b> kept</td><td>102</td><td>not run</td>" in html

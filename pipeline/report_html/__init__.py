@@ -557,8 +557,8 @@ def render_compare_page(data: dict) -> str:
     body = [f"<h1>glmdata run comparison</h1><p class=meta>A: {a}<br>B: {b}</p>"]
     rows = []
     for s in data["stages"]:
-        rows.append([f"<b>{escape(s['stage'])}</b> kept", _int(s["kept"][0]), _int(s["kept"][1]),
-                     _delta(*s["kept"])])
+        rows.append([f"<b>{escape(s['stage'])}</b> kept"] + [_int(n) if n is not None else "not run" for n in s["kept"]]
+                    + [_delta(*s["kept"])])
         for reason, c in s["reasons"].items():
             if c["a"] != c["b"]:
                 rows.append([f"&nbsp;&nbsp;dropped: {escape(reason)}", _int(c["a"]), _int(c["b"]), _delta(c["a"], c["b"])])
