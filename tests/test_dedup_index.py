@@ -283,3 +283,86 @@ def test_against_must_name_an_existing_index_resolved_like_index(tmp_path):
             DedupStage(cfg)
     cfg = make_run_config(tmp_path / "w", {"dedup": {"against": ["dedup_index"]}})
     assert DedupStage(cfg).against[0].path == f"{cfg.run.workdir}/dedup_index"
+
+
+def _indexed_rows(path: str, columns: list[str]) -> list[dict]:
+    """The rows the index's latest generation holds (what a later run deduplicates against)."""
+    index = DedupIndex(path)
+    return pq.read_table([p.docs for p in index.parts(index.generation())], columns=columns).to_pylist()
+
+
+def _with_urls(docs: list[dict]) -> list[dict]:
+    return [{**d, "url": f"https://example.org/{d['id']}"} for d in docs]
+
+
+def _rerun(cfg, engine, fingerprint: str) -> dict:
+    """The same snapshot's dedup again, after its upstream re-ran (a new input fingerprint)."""
+    storage.write_text(storage.join(cfg.run.workdir, DedupStage.upstream, "_SUCCESS"),
+                       json.dumps({"config_hash": "fixture", "input_fingerprint": fingerprint}))
+    return run_stage(DedupStage(cfg), engine)
+
+
+def test_a_rerun_retires_the_indexed_rows_it_replaces(tmp_path, engines):
+    """`index: X, against: [X]`, a snapshot re-run after an upstream change: X then holds one row per
+    document (the re-run's), and a later snapshot with a page that only the retired version had is kept."""
+    docs = _with_urls(_docs("a", 6))
+    docs[1]["text"] = docs[0]["text"]  # a copy within the snapshot: indexed too, with its survivor
+    changed = [dict(d) for d in docs]
+    changed[2]["text"] = _docs("e", 1)[0]["text"]  # the upstream change rewrote a2's text: same id and URL
+    for name, engine in engines.items():
+        index = str(tmp_path / f"index-{name}")
+        cfg = make_run_config(tmp_path / name, {"dedup": {"index": index, "against": [index]}}, engine=name)
+        write_finished_upstream(cfg.run.workdir, [docs[0::2], docs[1::2]])
+        run_stage(DedupStage(cfg), engine)
+        write_finished_upstream(cfg.run.workdir, [changed[0::2], changed[1::2]])
+        summary = _rerun(cfg, engine, "upstream re-ran")
+        rows = _indexed_rows(index, ["id", "run", "survivor"])
+        assert sorted(r["id"] for r in rows) == sorted(d["id"] for d in docs), name
+        run_b = DedupIndex(index).generation()["runs"][-1]["run"]
+        assert {r["run"] for r in rows} == {run_b} and {r["id"]: r["survivor"] for r in rows}["a1"] == "a0", name
+        assert summary["extra"]["index_rows_retired"] == 6, name
+        # a later snapshot: a page with a2's old text (only the retired version had it) is new
+        later = make_run_config(tmp_path / f"{name}-later", {"dedup": {"index": None, "against": [index]}},
+                                engine=name)
+        write_finished_upstream(later.run.workdir, [[{**docs[2], "id": "c0", "url": "https://example.org/c0"},
+                                                     {**changed[2], "id": "c1", "url": "https://example.org/c1"}]])
+        run_stage(DedupStage(later), engine)
+        out = read_dedup_output(storage.join(later.run.workdir, "dedup"))
+        assert set(out["kept"]) == {"c0"} and out["rejected"]["c1"] == ("dup_exact_existing", f"a2 in run {run_b}"), \
+            (name, out)
+
+
+def test_a_rerun_killed_before_its_commit_leaves_the_index_as_it_was(tmp_path, monkeypatch):
+    index_path = str(tmp_path / "index")
+    section = {"index": index_path, "against": [index_path]}
+    docs = _with_urls(_docs("a", 6))
+    _run(tmp_path, "a", docs, section, "snapshot-a")
+    index = DedupIndex(index_path)
+    before = index.generation()
+    rows = _indexed_rows(index_path, ["id", "run", "survivor"])
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt("killed before the manifest")
+
+    fewer = docs[:5]  # the upstream change dropped a5: its indexed row stays, alone in its part
+    monkeypatch.setattr(DedupIndex, "commit", killed)
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path, "a", fewer, section, "snapshot-a re-ran")
+    monkeypatch.undo()
+    # the parts without the retired rows are written but unreferenced: generation 1, whole and readable
+    assert storage.expand(storage.join(index.run_dir(before["runs"][0]["run"]), "rev-000002"))
+    assert index.generation() == before and not storage.exists(storage.join(index_path, "_LOCK"))
+    assert _indexed_rows(index_path, ["id", "run", "survivor"]) == rows
+
+    _, summary = _run(tmp_path, "a", fewer, section, "snapshot-a re-ran")
+    assert summary["extra"]["index_rows_retired"] == 5
+    latest = index.generation()
+    assert latest["generation"] == 2 and latest["runs"][0]["retired"] == 5
+    assert sorted((r["id"], r["run"]) for r in _indexed_rows(index_path, ["id", "run"])) == sorted(
+        [(d["id"], latest["runs"][1]["run"]) for d in fewer] + [("a5", latest["runs"][0]["run"])])
+    # the first run has rows retired: its identity again is a new run (which retires the rows of both),
+    # not a resume of one the index no longer holds whole
+    _, summary = _run(tmp_path, "a", docs, section, "snapshot-a")
+    assert summary["extra"]["index_rows_retired"] == 6 and index.generation()["generation"] == 3
+    assert {r["run"] for r in _indexed_rows(index_path, ["run"])} == {index.generation()["runs"][-1]["run"]}
+    assert sorted(r["id"] for r in _indexed_rows(index_path, ["id"])) == sorted(d["id"] for d in docs)

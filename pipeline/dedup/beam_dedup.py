@@ -4,7 +4,8 @@ Beam pipelines are acyclic, so the connected-components loop runs one pipeline p
 each reads the previous round's edges, applies large-star then small-star, writes the new edges
 and a one-number check (how many nodes break the star shape), which is all the driver reads.
 Against a dedup index, the indexed documents sharing a key with a new one (found by
-`pipeline.dedup.index.find_neighbours`) join the graph and win their clusters, as in `spark_dedup`.
+`pipeline.dedup.index.find_neighbours`) join the graph and win their clusters, as in `spark_dedup`;
+those a new document replaces are written out instead, for the index to retire them.
 Paragraph dedup counts line keys over the survivors with a GroupByKey on the key.
 """
 from __future__ import annotations
@@ -18,6 +19,7 @@ import pyarrow.parquet as pq
 
 from filters.minhash import jaccard_at_least
 from pipeline import storage
+from pipeline.dedup.index import REPLACED_SCHEMA, replaced_dir
 from pipeline.dedup.passes import (ASSIGNMENT_SCHEMA, EXISTING, REASON_EXACT, REASON_NEAR, REASON_URL,
                                    REMOVAL_SCHEMA, assignment_dir)
 
@@ -163,20 +165,40 @@ def _read_signatures(p, sig_dir: str, columns: list[str], label: str = "signatur
             | f"{label} without errors" >> beam.Filter(lambda r: r["error"] is None))
 
 
-def _read_neighbours(p, sig_dir: str, neighbour_files: list[str], columns: list[str], label: str):
+def _read_neighbours(p, sig_dir: str, neighbour_files: list[str], columns: list[str], label: str,
+                     replaced_root: str | None = None):
     """The indexed documents that share a key with a new one (found by
     `pipeline.dedup.index.find_neighbours`), `columns` of them, but those a new document replaces (the
-    same document again: `spark_dedup.with_indexed_neighbours`)."""
-    keys = ["id", "url_key", "text_key"]
-    new = (_read_signatures(p, sig_dir, keys, f"{label}: signatures")
+    same document again: `spark_dedup.replaced_or_not`), which go to `replaced_root` when given."""
+    keys = ["id", "url_key", "text_key", "file", "node"]
+    new = (_read_signatures(p, sig_dir, keys[:3], f"{label}: signatures")
            | f"{label}: new by id" >> beam.Map(lambda r: (r["id"], r)))
     indexed = (p | f"{label}: files" >> beam.Create(neighbour_files)
                | f"{label}: read" >> beam.io.ReadAllFromParquet(columns=sorted({*columns, *keys}))
                | f"{label}: by id" >> beam.Map(lambda r: (r["id"], r)))
-    return ({"new": new, "indexed": indexed} | f"{label}: join ids" >> beam.CoGroupByKey()
-            | f"{label}: not re-run" >> beam.FlatMap(
-                lambda kv: [{c: r[c] for c in columns} for r in kv[1]["indexed"]
-                            if not any(_same_document(r, n) for n in kv[1]["new"])]))
+    by_id = {"new": new, "indexed": indexed} | f"{label}: join ids" >> beam.CoGroupByKey()
+    if replaced_root is not None:
+        _ = (by_id | f"{label}: re-run" >> beam.FlatMap(
+                lambda kv: [(r["file"], r["node"]) for r in kv[1]["indexed"]
+                            if any(_same_document(r, n) for n in kv[1]["new"])])
+             | f"{label}: replaced by file" >> beam.GroupByKey()
+             | f"{label}: write replaced" >> beam.Map(_write_replaced(replaced_root)))
+    return by_id | f"{label}: not re-run" >> beam.FlatMap(
+        lambda kv: [{c: r[c] for c in columns} for r in kv[1]["indexed"]
+                    if not any(_same_document(r, n) for n in kv[1]["new"])])
+
+
+def _write_replaced(replaced_root: str):
+    def write(item: tuple) -> int:
+        file, nodes = item
+        nodes = sorted(nodes)
+        storage.makedirs(replaced_dir(replaced_root, file))
+        sink = storage.ParquetSink(storage.join(replaced_dir(replaced_root, file), "replaced.parquet"), REPLACED_SCHEMA)
+        sink.write(pa.table([pa.array([file] * len(nodes), pa.int32()), pa.array(nodes, pa.int64())],
+                            schema=REPLACED_SCHEMA))
+        sink.close()
+        return len(nodes)
+    return write
 
 
 def _same_document(indexed: dict, new: dict) -> bool:
@@ -242,14 +264,17 @@ def _write_part(assign_root: str):
 
 
 def assignments(engine, sig_dir: str, assign_root: str, work_dir: str, p, threshold: float,
-                survivor_order: list[str], max_rounds: int, neighbour_files: list[str]) -> dict:
-    """Write the per-part assignment table under `assign_root/part=N/`; return small counts."""
+                survivor_order: list[str], max_rounds: int, neighbour_files: list[str], replaced_root: str) -> dict:
+    """Write the per-part assignment table under `assign_root/part=N/` and the indexed rows the run
+    replaces under `replaced_root/file=N/`; return small counts."""
     cols = ["node", "text_key", "url_key", "n_shingles", "bands"] + (["shingles"] if p.verify else [])
     edges_dir = storage.join(work_dir, "edges-0")
+    storage.rmtree(replaced_root)  # an interrupted attempt's files
     with engine.pipeline() as pl:
         sig = _read_signatures(pl, sig_dir, cols)
         if neighbour_files:
-            sig = (sig, _read_neighbours(pl, sig_dir, neighbour_files, cols, "indexed")) | "graph" >> beam.Flatten()
+            indexed = _read_neighbours(pl, sig_dir, neighbour_files, cols, "indexed", replaced_root)
+            sig = (sig, indexed) | "graph" >> beam.Flatten()
         edges = sig | "candidates" >> CandidateEdges(p, threshold)
         oriented = edges | "orient" >> beam.Map(lambda e: (max(e), min(e)))
         _write_edges(oriented, edges_dir, "edges")

@@ -12,9 +12,12 @@ only the part of the index its keys can match.
                                                 band, key, node): the exact-text key, the URL key and
                                                 every LSH band key, sorted by bucket, band and key, a
                                                 bucket in row groups of its own
+    <index>/runs/<run>/rev-NNNNNN/{docs,keys}/  parts of <run> rewritten by the run that generation N
+                                                committed, without the rows it retired (see below)
     <index>/_manifest/gen-NNNNNN.json           generation N: the settings the signatures depend on and
                                                 the runs it covers (run, input fingerprint, config hash,
-                                                documents); the highest generation is the index
+                                                documents; for a run with retired rows, how many and
+                                                its `parts` left); the highest generation is the index
     <index>/_LOCK                               held by the one run appending, while it runs
 
 A run finds its indexed neighbours (`find_neighbours`) in three map passes on its engine: its own
@@ -32,6 +35,14 @@ leaves the index at generation N. Old runs' files are never rewritten. Two appen
 the lease (`pipeline.runner.WorkdirLease` on the index: created exclusively on local disks, read
 back on object stores, renewed by a heartbeat; a dead holder's lease is taken over). All I/O goes
 through `pipeline.storage`, so an index may live on gs:// or s3://.
+
+Retiring: a re-run of a snapshot against its own index replaces the indexed rows of its documents
+(same id and URL: `spark_dedup.replaced_or_not`). So that later runs no longer match a version no
+release holds, the re-run retires them: each indexed part holding one is written again without them
+under runs/<its run>/rev-<N+1>/ (`RetireTask`, one engine task per part; a part left empty is
+written nowhere), and generation N+1 lists that run's `parts`. Generation N still names the old
+files, which stay: a killed re-run leaves it whole, and readers of it keep their files. A run
+without `parts` has every file of its docs/.
 """
 from __future__ import annotations
 
@@ -76,8 +87,13 @@ INDEX_SCHEMA = pa.schema([
 ])
 
 # The indexed documents a run found (`find_neighbours`): `INDEX_SCHEMA` rows with the shingle sets as
-# the signature table carries them (`shingle_bytes`), so they join the run's graph as they are.
-NEIGHBOUR_SCHEMA = INDEX_SCHEMA.set(INDEX_SCHEMA.get_field_index("shingles"), pa.field("shingles", pa.binary()))
+# the signature table carries them (`shingle_bytes`), so they join the run's graph as they are, and
+# the indexed part each came from (its number in the run's list), where a re-run retires it.
+NEIGHBOUR_SCHEMA = INDEX_SCHEMA.set(INDEX_SCHEMA.get_field_index("shingles"),
+                                    pa.field("shingles", pa.binary())).append(pa.field("file", pa.int32()))
+
+# The indexed rows a re-run replaces, written by the engine under <root>/file=N/ (`replaced_dir`).
+REPLACED_SCHEMA = pa.schema([("file", pa.int32()), ("node", pa.int64())])
 
 
 def shingle_bytes(sets: pa.Array) -> pa.Array:
@@ -128,11 +144,14 @@ def index_node(seq: int, node: int) -> int:
 
 @dataclass(frozen=True)
 class IndexPart:
-    """One indexed part: its key file, its docs file, and which of the run's indexes it belongs to."""
+    """One indexed part: its key file, its docs file, which of the run's indexes it belongs to, the
+    indexed run that wrote it and its docs file's path in the index (as a manifest's `parts` list it)."""
 
     keys: str
     docs: str
     index: int = 0
+    run: str = ""
+    stored: str = ""
 
 
 @dataclass(frozen=True)
@@ -209,11 +228,14 @@ def write_grouped(uri: str, table: pa.Table, group: str | None, max_rows: int) -
     sink.close()
 
 
-def write_run_part(run_dir: str, part: int, docs: pa.Table) -> None:
+def part_name(part: int) -> str:
+    return f"part-{part:05d}.parquet"
+
+
+def write_run_part(run_dir: str, name: str, docs: pa.Table) -> None:
     """One part of a run into the index: its `INDEX_SCHEMA` rows by node and its keys by bucket."""
     docs = docs.select(INDEX_SCHEMA.names).cast(INDEX_SCHEMA)
     docs = docs.take(pc.sort_indices(docs.column("node")))
-    name = f"part-{part:05d}.parquet"
     write_grouped(storage.join(run_dir, "keys", name), key_table(docs, ALL_KEYS), "bucket", KEY_GROUP_ROWS)
     write_grouped(storage.join(run_dir, "docs", name), docs, None, DOC_GROUP_ROWS)
 
@@ -338,6 +360,7 @@ class FetchTask:
         rows = rows.cast(INDEX_SCHEMA)
         rows = rows.set_column(rows.schema.get_field_index("shingles"), "shingles",
                                shingle_bytes(rows.column("shingles").combine_chunks()))
+        rows = rows.append_column("file", pa.array(np.full(rows.num_rows, file, np.int32)))
         sink = storage.ParquetSink(storage.join(self.out_dir, f"part-{file:05d}.parquet"), NEIGHBOUR_SCHEMA)
         sink.write(rows)
         sink.close()
@@ -362,6 +385,39 @@ def find_neighbours(engine, indexed: list[IndexPart], sig_dir: str, work: str, k
              if r["rows"]],
             {"existing_matches": sum(r["rows"] for r in fetched),
              "index_bytes_read": sum(r["index_bytes_read"] for r in probed + fetched)})
+
+
+def replaced_dir(root: str, file: int) -> str:
+    """Where the engine writes the rows of indexed part `file` that a re-run replaces."""
+    return storage.join(root, f"file={file}")
+
+
+@dataclass(frozen=True)
+class RetireTask:
+    """Engine task: one indexed part holding rows a re-run replaced -> the part without them, under
+    <index>/runs/<its run>/rev-<generation>/ (nothing when none is left); unreferenced until committed."""
+
+    replaced_root: str
+    indexed: list[IndexPart]
+    index_path: str
+    generation: int
+
+    def __call__(self, file: int) -> dict:
+        part = self.indexed[file]
+        replaced = pa.concat_tables([pq.read_table(storage.open_input(f), columns=["node"])
+                                     for f in storage.expand(replaced_dir(self.replaced_root, file))
+                                     if f.endswith(".parquet")]).column("node")
+        # the engine saw nodes moved down by the index's number (FetchTask); the part stores them unmoved
+        replaced = pc.add(replaced, pa.scalar(part.index << INDEX_SHIFT, pa.int64()))
+        rows = pq.read_table(storage.open_input(part.docs))
+        left = rows.filter(pc.invert(pc.is_in(rows.column("node"), value_set=pc.unique(replaced))))
+        stored = None
+        if left.num_rows:
+            folder = f"runs/{part.run}/rev-{self.generation:06d}"
+            name = part.docs.rsplit("/", 1)[-1]
+            write_run_part(storage.join(self.index_path, folder), name, left)
+            stored = f"{folder}/docs/{name}"
+        return {"file": file, "retired": rows.num_rows - left.num_rows, "stored": stored}
 
 
 @dataclass
@@ -391,11 +447,31 @@ class DedupIndex:
         """The parts of every run the manifest covers (but `skip_run`), as the run's `index`-th index."""
         out = []
         for r in manifest["runs"]:
-            if r["run"] != skip_run:
+            if r["run"] == skip_run:
+                continue
+            if "parts" in r:  # some of its rows were retired: the parts left
+                stored = r["parts"]
+            else:
                 docs = storage.join(self.run_dir(r["run"]), "docs")
-                out += [IndexPart(storage.join(self.run_dir(r["run"]), "keys", f.rsplit("/", 1)[-1]), f, index)
-                        for f in sorted(storage.expand(docs)) if f.endswith(".parquet")]
+                stored = [f"runs/{r['run']}/docs/{f.rsplit('/', 1)[-1]}"
+                          for f in sorted(storage.expand(docs)) if f.endswith(".parquet")]
+            out += [IndexPart(storage.join(self.path, "/keys/".join(path.rsplit("/docs/", 1))),
+                              storage.join(self.path, path), index, r["run"], path) for path in stored]
         return out
+
+    def revised(self, manifest: dict, indexed: list[IndexPart], own: int, retired: list[dict]) -> dict[str, dict]:
+        """The manifest entries that `RetireTask` results (by number in `indexed`, where this index is
+        the `own`-th) change: each run they took rows from, with its rows retired so far and its parts left."""
+        by_file = {r["file"]: r for r in retired}
+        entries = {}
+        for entry in manifest["runs"]:
+            files = [f for f, part in enumerate(indexed) if part.index == own and part.run == entry["run"]]
+            if any(f in by_file for f in files):
+                left = [by_file[f]["stored"] if f in by_file else indexed[f].stored for f in files]
+                entries[entry["run"]] = {"parts": [path for path in left if path],
+                                         "retired": entry.get("retired", 0) + sum(by_file[f]["retired"]
+                                                                                  for f in files if f in by_file)}
+        return entries
 
     def check_settings(self, manifest: dict, settings: dict, where: str) -> None:
         """Signatures are comparable only under the same MinHash settings: name the first that differs."""
@@ -406,11 +482,12 @@ class DedupIndex:
                 raise ConfigError(f"{where}: dedup.{key} is {value!r} but the index at {self.path} was built with "
                                   f"{manifest['settings'].get(key)!r}; use the index's setting or a new index")
 
-    def commit(self, manifest: dict, settings: dict, run: dict) -> dict:
-        """Generation N+1 = `manifest` (generation N, read under the lease) + `run`, renamed into place."""
+    def commit(self, manifest: dict, settings: dict, run: dict, revised: dict[str, dict]) -> dict:
+        """Generation N+1 = `manifest` (generation N, read under the lease) with the entries of the runs
+        it retired rows from replaced by `revised`'s, + `run`, renamed into place."""
         gen = manifest["generation"] + 1
         new = {"format": FORMAT, "version": VERSION, "generation": gen, "settings": settings,
-               "runs": manifest["runs"] + [run]}
+               "runs": [{**r, **revised.get(r["run"], {})} for r in manifest["runs"]] + [run]}
         target = storage.join(self.manifest_dir, f"gen-{gen:06d}.json")
         if storage.exists(target):
             raise IndexBusy(f"{target} appeared while this run held the lease: another run appended without it")

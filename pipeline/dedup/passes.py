@@ -37,7 +37,7 @@ from filters.copy_noise import copy_noise
 from filters.minhash import MinHasher, Shingling, band_hashes, is_chinese
 from filters.paragraphs import paragraph_keys, remove_paragraphs
 from pipeline import storage
-from pipeline.dedup.index import index_node, shingle_bytes, shingle_lists, write_run_part
+from pipeline.dedup.index import index_node, part_name, shingle_bytes, shingle_lists, write_run_part
 from pipeline.schema import TEXT_BEFORE_REWRITE
 from pipeline.selection import Selection, rows_read, split_selected
 from pipeline.stage import UnitWriter, present_columns
@@ -407,7 +407,7 @@ class AssignmentTask:
         rows = rows.append_column("run", pa.array([run] * rows.num_rows, pa.string()))
         rows = rows.append_column("survivor", pa.array(survivors, pa.string()))
         rows = rows.append_column("survivor_run", pa.array(survivor_runs, pa.string()))
-        write_run_part(self.append.run_dir, part, rows)
+        write_run_part(self.append.run_dir, part_name(part), rows)
 
     def _without_frequent_paragraphs(self, table: pa.Table, keep: list[int], first_row: int,
                                      removals: "_PartRemovals", out: UnitWriter) -> tuple[pa.Table, list[int], list[int], list[str]]:

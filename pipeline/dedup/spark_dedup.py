@@ -14,7 +14,9 @@ Signatures, checkpoints and assignments go through pipeline.storage, like the do
 Against a dedup index: the indexed documents that share a key with a new document
 (`neighbour_files`, found by `pipeline.dedup.index.find_neighbours`) join the graph as nodes that
 always win their cluster ("old wins"): new documents clustered with one are dropped as
-dup_*_existing, naming it and its run; indexed documents are never rewritten.
+dup_*_existing, naming it and its run; indexed documents are never rewritten. Those a new document
+replaces (itself in an earlier run of this snapshot) stay out of the graph and are written out, for
+the index to retire them.
 Cross-document paragraph dedup (`paragraph_removals`) counts line keys over the survivors with
 one groupBy, as CCNet counts paragraph hashes, and joins the counts back to the documents.
 Nothing is collected to the driver except counts.
@@ -36,7 +38,7 @@ from pyspark.sql.pandas.types import from_arrow_schema
 from pyspark.sql.types import BooleanType, StructType
 
 from pipeline import storage
-from pipeline.dedup.index import shingle_sets
+from pipeline.dedup.index import replaced_dir, shingle_sets
 from pipeline.dedup.passes import (EXISTING, PARAGRAPH_SCHEMA, REASON_EXACT, REASON_NEAR, REASON_URL, SIGNATURE_SCHEMA,
                                    assignment_dir)
 from pipeline.engines.spark_storage import read_parquet, write_groups, write_partitions
@@ -169,22 +171,28 @@ _RULE_COLUMNS = {"part": "int", "row": "long", "id": "string", "length": "long",
                  "date_key": "string"}
 
 
-def with_indexed_neighbours(spark: SparkSession, sig: DataFrame, neighbour_files: list[str]) -> DataFrame:
-    """`sig` (origin 1) plus the indexed documents (origin 0) that share a key with it, each with the
-    survivor a member of its cluster reports (an indexed document's own survivor) and that one's run.
-    An indexed document with the id and URL (text, when either has no URL) of a new one is that document
-    in an earlier run of this input (re-run after an upstream or config change): the new one replaces
-    it, never its duplicate. The id alone is not enough: another dump laid out as this one (same source
-    name, paths and offsets) gives other documents the same ids."""
-    new = sig.select(*_GRAPH_COLUMNS, *_RULE_COLUMNS, F.lit(1).alias("origin"), F.col("id").alias("survivor"),
-                     F.lit(None).cast("string").alias("run"))
-    if not neighbour_files:
-        return new
+def replaced_or_not(neighbours: DataFrame, sig: DataFrame, replaced: bool) -> DataFrame:
+    """The indexed `neighbours` that a new document replaces, or the others. An indexed document with
+    the id and URL (text, when either has no URL) of a new one is that document in an earlier run of
+    this input (re-run after an upstream or config change): the new one replaces it, never its
+    duplicate. The id alone is not enough: another dump laid out as this one (same source name, paths
+    and offsets) gives other documents the same ids."""
     again = sig.select(F.col("id").alias("_id"), F.col("url_key").alias("_url"), F.col("text_key").alias("_text"))
     same_document = (F.col("id") == F.col("_id")) & F.when(
         F.col("url_key").isNotNull() & F.col("_url").isNotNull(), F.col("url_key") == F.col("_url")
     ).otherwise(F.col("text_key") == F.col("_text"))
-    neighbours = read_parquet(spark, neighbour_files).join(again, same_document, "left_anti")
+    return neighbours.join(again, same_document, "left_semi" if replaced else "left_anti")
+
+
+def with_indexed_neighbours(sig: DataFrame, neighbours: DataFrame | None) -> DataFrame:
+    """`sig` (origin 1) plus the indexed documents (origin 0) that share a key with it but those it
+    replaces (`replaced_or_not`), each with the survivor a member of its cluster reports (an indexed
+    document's own survivor) and that one's run."""
+    new = sig.select(*_GRAPH_COLUMNS, *_RULE_COLUMNS, F.lit(1).alias("origin"), F.col("id").alias("survivor"),
+                     F.lit(None).cast("string").alias("run"))
+    if neighbours is None:
+        return new
+    neighbours = replaced_or_not(neighbours, sig, replaced=False)
     rule_defaults = [F.lit(None).cast(kind).alias(name) for name, kind in _RULE_COLUMNS.items() if name != "id"]
     return new.unionByName(neighbours.select(*_GRAPH_COLUMNS, "id", *rule_defaults, F.lit(0).alias("origin"),
                                              "survivor", F.col("survivor_run").alias("run")))
@@ -257,17 +265,29 @@ def map_pass_workers(spark: SparkSession):
 
 
 def assignments(spark: SparkSession, sig_dir: str, assign_root: str, checkpoint_dir: str, p,
-                threshold: float, survivor_order: list[str], max_rounds: int, neighbour_files: list[str]) -> dict:
-    """Write the per-part assignment table under `assign_root/part=N/`; return small counts."""
+                threshold: float, survivor_order: list[str], max_rounds: int, neighbour_files: list[str],
+                replaced_root: str) -> dict:
+    """Write the per-part assignment table under `assign_root/part=N/` and the indexed rows the run
+    replaces under `replaced_root/file=N/`; return small counts."""
     sig = read_columnar(spark, sig_dir, from_arrow_schema(SIGNATURE_SCHEMA)).where(F.col("error").isNull())
-    graph = with_indexed_neighbours(spark, sig, neighbour_files)
+    neighbours = None
     if neighbour_files:  # the indexed rows come through Python (read_parquet): once, not once per use
+        neighbours = read_parquet(spark, neighbour_files).persist(StorageLevel.MEMORY_AND_DISK)
+    graph = with_indexed_neighbours(sig, neighbours)
+    if neighbours is not None:
         graph = graph.persist(StorageLevel.MEMORY_AND_DISK)
+    storage.rmtree(replaced_root)  # an interrupted attempt's files
     try:
+        if neighbours is not None:
+            replaced = replaced_or_not(neighbours, sig, replaced=True).select("file", "node")
+            write_groups(replaced.repartition("file").sortWithinPartitions("file", "node"), "file",
+                         lambda file: replaced_dir(replaced_root, file))
         with map_pass_workers(spark):
             return _assign(graph, assign_root, checkpoint_dir, p, threshold, survivor_order, max_rounds)
     finally:
         graph.unpersist()
+        if neighbours is not None:
+            neighbours.unpersist()
 
 
 def _assign(graph: DataFrame, assign_root: str, checkpoint_dir: str, p, threshold: float, survivor_order: list[str],

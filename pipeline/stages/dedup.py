@@ -40,9 +40,12 @@ A run that finds itself already in the index (same input fingerprint and config)
 appends itself again, so a run killed after its append and then resumed gives the same output. An
 indexed document with the id of a new one is that document from an earlier run of this input (the
 same snapshot again after an upstream or config change): the new one replaces it in the graph and is
-never its duplicate (the earlier run stays in the index, whose later readers see both). Same id means
-same source position; it takes the same URL too (the same text, when either has no URL), as another
-dump laid out like this one gives other documents the same ids.
+never its duplicate. Same id means same source position; it takes the same URL too (the same text,
+when either has no URL), as another dump laid out like this one gives other documents the same ids.
+When the index it replaces it in is this run's own `index`, the run retires it there (the commit that
+appends this run drops it: `pipeline.dedup.index`), so later runs see one version of each document,
+and stats' `index_rows_retired` counts those rows. An indexed run with retired rows is no longer one
+this run can be a resume of.
 `against` paths resolve as `index` does (relative: under the workdir), and each must exist but this
 run's own `index` (before its first run): a mistyped one would deduplicate against nothing.
 
@@ -70,7 +73,7 @@ from typing import Literal
 from filters.minhash import Shingling, optimal_bands
 from pipeline import storage
 from pipeline.config import ConfigError, bounded, is_system_folder, register_section
-from pipeline.dedup.index import MAX_INDEXES, DedupIndex, KeyKinds, find_neighbours
+from pipeline.dedup.index import MAX_INDEXES, DedupIndex, KeyKinds, RetireTask, find_neighbours
 from pipeline.dedup.passes import (REASON_PARAGRAPHS_LEFT_SHORT, AssignmentTask, DedupParams, IndexAppend,
                                    ParagraphParams, SignatureTask, read_parquet_dir)
 from pipeline.registry import register_stage
@@ -203,7 +206,8 @@ class DedupStage(ReadsWhatMixUses, Stage):
         if self.index is not None:
             manifest = self.index.generation()
             self.index.check_settings(manifest, settings, where)
-            earlier = [r for r in manifest["runs"] if {k: r[k] for k in identity} == identity]
+            # a run with rows retired since is not this one's output any more: this run replaces it
+            earlier = [r for r in manifest["runs"] if {k: r[k] for k in identity} == identity and not r.get("retired")]
             if earlier:  # appended before a kill: same survivors, so neither read nor append again
                 self_run = earlier[0]["run"]
             else:
@@ -211,9 +215,11 @@ class DedupStage(ReadsWhatMixUses, Stage):
                 digest = hashlib.sha1(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
                 self_run = f"{seq:05d}-{digest}"
                 append = IndexAppend(self.index.run_dir(self_run), self_run, seq)
-        indexed, against_runs = [], 0
+        indexed, against_runs, own = [], 0, None
         for ordinal, idx in enumerate(self.against):
             same = self.index is not None and self._same_index(idx, self.index)
+            if same:
+                own = ordinal
             m = manifest if same else idx.generation()
             idx.check_settings(m, settings, where)
             indexed += idx.parts(m, skip_run=self_run if same else None, index=ordinal)
@@ -223,6 +229,7 @@ class DedupStage(ReadsWhatMixUses, Stage):
         sig_dir, assign_root = storage.join(work, "signatures"), storage.join(work, "assign")
         engine = stage_run.engine
         units = list(enumerate(parts))
+        replaced_root = storage.join(work, "replaced")
         counts = {"candidate_edges": 0, "cc_rounds": 0, "existing_matches": 0, "index_bytes_read": 0}
         seconds = {}
         started = time.perf_counter()
@@ -247,13 +254,13 @@ class DedupStage(ReadsWhatMixUses, Stage):
 
                 counts.update(spark_dedup.assignments(engine.spark, sig_dir, assign_root,
                                                       storage.join(work, "checkpoints"), self.params, s.threshold,
-                                                      self.survivor_order, s.max_rounds, neighbours))
+                                                      self.survivor_order, s.max_rounds, neighbours, replaced_root))
             else:
                 from pipeline.dedup import beam_dedup
 
                 counts.update(beam_dedup.assignments(engine, sig_dir, assign_root, storage.join(work, "components"),
                                                      self.params, s.threshold, self.survivor_order, s.max_rounds,
-                                                     neighbours))
+                                                     neighbours, replaced_root))
             seconds["seconds_clustering"] = time.perf_counter() - started - sum(seconds.values())
             if paragraphs is not None and storage.expand(para_dir):
                 if engine.name == "spark":
@@ -271,13 +278,22 @@ class DedupStage(ReadsWhatMixUses, Stage):
             total.merge(StageStats.from_dict(r))
         seconds["seconds_write"] = time.perf_counter() - started - sum(seconds.values())
         self._paragraph_report = self._paragraph_summary(total, samples_dir) if paragraphs else None
+        retired = []
+        if append is not None and own is not None:  # this run's earlier self leaves the index it replaces it in
+            files = [int(name.removeprefix("file=")) for name in storage.listdir(replaced_root)]
+            retired = engine.map_units(f"{self.name} index retire",
+                                       RetireTask(replaced_root, indexed, self.index.path, manifest["generation"] + 1),
+                                       sorted(f for f in files if indexed[f].index == own))
+            seconds["seconds_index_retire"] = time.perf_counter() - started - sum(seconds.values())
         storage.rmtree(work)
         if append is not None:  # the run's files are in place: generation N+1 makes them part of the index
             lease.check()  # still ours (a run that lost it must not append)
             self.index.commit(manifest, settings, {
                 "run": append.run, **identity, "survivors": total.kept.docs, "against": [i.path for i in self.against],
                 "documents": total.input.docs - sum(c.docs for c in total.errors.values())
-                - (total.dropped[NOT_READ].docs if NOT_READ in total.dropped else 0)})
+                - (total.dropped[NOT_READ].docs if NOT_READ in total.dropped else 0)},
+                self.index.revised(manifest, indexed, own, retired))
+        total.extra["index_rows_retired"] = sum(r["retired"] for r in retired)
         total.extra["index_runs_against"] = against_runs
         total.extra["units"] = len(parts)
         total.extra["bands"] = self.params.bands
