@@ -30,7 +30,7 @@ from pipeline.cli import at_least
 from pipeline.config import UsageError
 from pipeline.registry import register_command
 from pipeline.report import (FLOW, read_counts, read_stage_stats, stage_cell, stale_note, stale_stages,
-                             unfinished_stages)
+                             unfinished_note, unfinished_stages)
 from pipeline.report_text import plain, visible
 from pipeline.runner import LOCK, SUCCESS
 from pipeline.schema import REJECT_DETAIL, REJECT_REASON, reject_reason_slug
@@ -174,7 +174,7 @@ def list_workdir(workdir: str, console: Console) -> int:
     if stale:
         console.print(stale_note(stale), soft_wrap=True)
     if unfinished:
-        console.print(f"[yellow]not finished (no _SUCCESS): {unfinished}[/yellow]", soft_wrap=True)
+        console.print(unfinished_note(unfinished_stages(workdir)), soft_wrap=True)
     console.print(f"next: glmdata inspect {workdir}/<stage> -r <reason>   (or --errors)")
     return 0
 

@@ -192,6 +192,11 @@ def stale_note(stale: dict[str, str]) -> str:
             f"re-run from {first}: glmdata run --config <config> --from {first}[/yellow]")
 
 
+def unfinished_note(unfinished: list[str]) -> str:
+    return (f"[yellow]not finished (no _SUCCESS: running, failed or half copied): {', '.join(unfinished)}; "
+            "their figures are missing or partial[/yellow]")
+
+
 def has_profile(stats: dict) -> bool:
     return "profile" in stats
 
@@ -358,6 +363,7 @@ def collect(workdir: str, engine_factory=None) -> dict:
         "workdir": workdir, "generated_at": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
         "engine": run_engine(stages), "recomputed_on": recomputed_on, "legacy_stages": legacy,
         "stages": [{k: v for k, v in s.items() if k != "profile"} for s in stages], "stale": stale_stages(workdir),
+        "unfinished": unfinished_stages(workdir),
         "side_stages": [s["stage"] for s in stages if s["stage"] in SIDE_STAGES],
         "breakdown": breakdown(stages),
         "sources": per_name(stages, "source", shard_report.get("tokens_per_source") or {}),
@@ -390,6 +396,8 @@ def print_summary(data: dict, html_path: str, console: Console | None = None) ->
     console.print(table)
     if stale:
         console.print(stale_note(stale), soft_wrap=True)
+    if data.get("unfinished"):
+        console.print(unfinished_note(data["unfinished"]), soft_wrap=True)
     if data.get("sources"):
         console.print(source_table(data["sources"]))
     manifest = data.get("shards_manifest")

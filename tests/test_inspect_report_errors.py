@@ -77,6 +77,18 @@ def test_report_names_a_count_missing_from_stats_json(tmp_path, capsys):
             "errors is missing") in capsys.readouterr().err
 
 
+def test_report_says_which_stages_have_not_finished(tmp_path, capsys):
+    """A stage that failed after its stats.json, and one still running (a folder, no stats.json yet): the
+    report of the stages so far says so, in the terminal and on the page, instead of looking complete."""
+    finish(tmp_path, "ingest")
+    (finish(tmp_path, "langid") / "_SUCCESS").unlink()
+    (tmp_path / "quality" / "data").mkdir(parents=True)
+    assert glmdata(["report", str(tmp_path), "--out", str(tmp_path / "out")]) == 0
+    said = "finished (no _SUCCESS: running, failed or half copied): langid, quality"
+    assert said in " ".join(capsys.readouterr().out.split())
+    assert said in (tmp_path / "out" / "report.html").read_text()
+
+
 def test_inspect_a_folder_that_is_no_stage(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     (tmp_path / "parts" / "part-00000.parquet").parent.mkdir()
@@ -100,7 +112,7 @@ def test_inspect_a_workdir_before_and_while_its_stages_run(tmp_path, capsys):
     finish(tmp_path, "ingest")
     (tmp_path / "langid" / "data").mkdir(parents=True)
     assert glmdata(["inspect", str(tmp_path)]) == 0
-    assert "not finished (no _SUCCESS): langid" in capsys.readouterr().out
+    assert "not finished (no _SUCCESS: running, failed or half copied): langid" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("flags", [["-r", "too_short", "-n", "0"], ["-r", "too_short", "-n", "-2"],

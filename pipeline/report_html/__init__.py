@@ -100,8 +100,11 @@ def _source_docs(s: dict) -> int:
 
 def funnel_section(data: dict) -> str:
     stages = data.get("stages", [])
+    unfinished = data.get("unfinished") or []
+    note = (f"<p class=err>Stages not finished (no _SUCCESS: running, failed or half copied): {escape(', '.join(unfinished))};"
+            " their figures are missing or partial.</p>" if unfinished else "")
     if not stages:
-        return "<h2 id=funnel>Funnel</h2><p>No finished stage has a stats.json yet.</p>"
+        return f"<h2 id=funnel>Funnel</h2>{note}<p>No finished stage has a stats.json yet.</p>"
     side = set(data.get("side_stages") or [])
     breakdown = data.get("breakdown") or {}
     rows = []
@@ -121,7 +124,7 @@ def funnel_section(data: dict) -> str:
     with_text = [s for s in flow if s.get("kept_text_bytes")]  # encode and shards keep token ids only
     text = hbar_chart("funnel-bytes", "text bytes kept per stage", [s["stage"] for s in with_text],
                       {"kept": [s["kept_text_bytes"] for s in with_text]}, value_label="text bytes (UTF-8)")
-    parts = ["<h2 id=funnel>Funnel</h2><p class=note>Bytes are UTF-8 bytes of the document text at every stage "
+    parts = ["<h2 id=funnel>Funnel</h2>", note, "<p class=note>Bytes are UTF-8 bytes of the document text at every stage "
              "(ingest's raw record bytes are in stats.json for conservation only). Tokens are counted from encode on.</p>",
              _table(["stage", "documents in", "kept", "% kept", "text kept", "tokens kept", "dropped", "errors",
                      "time", "engine"], rows),
