@@ -125,6 +125,24 @@ def test_resume_falls_back_to_the_previous_checkpoint(shards, one_process_run, o
     assert_same_steps(after, one_process)
 
 
+
+def test_a_resumed_run_saves_over_the_broken_checkpoint_it_passed_over(shards, one_process_run, one_process,
+                                                                       tmp_path):
+    """Resumed from step 4 past a broken step 6, the run saves steps 5 and 6 again: the broken folder
+    neither blocks the rename of the new step 6 nor counts as one of the `keep` newest (with keep 1,
+    saving step 5 used to delete step 5 itself and keep the broken step 6)."""
+    from trainer.checkpoint import checkpoint_problem
+
+    checkpoints = tmp_path / "run" / "checkpoints"
+    shutil.copytree(one_process_run / "checkpoints", checkpoints)
+    distcp = next((checkpoints / "step-00000006").glob("*.distcp"))
+    distcp.write_bytes(distcp.read_bytes()[:100])
+    train_here(shards, tmp_path / "run", *SETTINGS, "train.max_steps=6", "checkpoint.interval=1",
+               "checkpoint.keep=1", "train.micro_batch_size=2")
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["step-00000006"]
+    assert checkpoint_problem(checkpoints / "step-00000006") is None
+    assert_same_steps(logged_steps(tmp_path / "run"), one_process)
+
 def test_shard_checksum_is_checked_when_the_shard_is_first_opened(shards, tmp_path):
     from trainer.shard_format import ShardDataset, ShardFormatError
     from trainer.train import parse_args

@@ -14,7 +14,8 @@ samples (in trainer_state.json), so no scheduler state is saved.
 
 Resuming takes the newest checkpoint that is whole: a truncated `.distcp`, `.metadata` or
 trainer_state.json (a disk that filled up, a copy cut short) is reported with a warning naming it
-and the previous checkpoint is used. Every rank checks the same files, so all ranks agree.
+and the previous checkpoint is used; the run's next saves replace the broken one and any other
+checkpoint at or after their step. Every rank checks the same files, so all ranks agree.
 
 Checkpoints must be trusted: DCP's `.metadata` is a pickle, and unpickling runs code. Load only
 checkpoints your own runs wrote (trainer_state.json is JSON and the RNG files are read with
@@ -120,6 +121,11 @@ def save_checkpoint(root: Path, step: int, model: nn.Module, optimizer: torch.op
         (staging / TRAINER_STATE).write_text(json.dumps({"step": step, **trainer_state}, indent=2))
     _barrier()
     if _rank() == 0:
+        # Checkpoints of this step or later are ones the resume passed over as broken: this run
+        # replaces them (a non-empty `final` would fail the rename) and they must not count for `keep`.
+        for stale in checkpoints(root):
+            if int(STEP_DIR.match(stale.name).group(1)) >= step:
+                shutil.rmtree(stale)
         os.replace(staging, final)
         _fsync_dir(root)
         complete = sorted(p for p in root.iterdir() if STEP_DIR.match(p.name))
