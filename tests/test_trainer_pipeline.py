@@ -98,7 +98,7 @@ def test_pipeline_tensor_data_2x2x2_matches_one_process_and_resumes_after_a_kill
     assert_same_steps({s: after[s] for s in (3, 4, 5, 6)}, one_process)
 
 
-@pytest.mark.parametrize("broken", [".distcp", ".metadata", "trainer_state.json"])
+@pytest.mark.parametrize("broken", [".distcp", ".metadata", "trainer_state.json", "rng-rank00000.pt"])
 def test_a_truncated_checkpoint_file_is_named(one_process_run, tmp_path, broken):
     from trainer.checkpoint import checkpoint_problem
 

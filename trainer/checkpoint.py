@@ -12,7 +12,7 @@ for a checkpoint (and is cleared by the next save of that step). Multi-node runs
 folder on a shared filesystem. The learning rate and batch size are functions of the consumed
 samples (in trainer_state.json), so no scheduler state is saved.
 
-Resuming takes the newest checkpoint that is whole: a truncated `.distcp`, `.metadata` or
+Resuming takes the newest checkpoint that is whole: a truncated `.distcp`, `.metadata`, RNG file or
 trainer_state.json (a disk that filled up, a copy cut short) is reported with a warning naming it
 and the previous checkpoint is used; the run's next saves replace the broken one and any other
 checkpoint at or after their step. Every rank checks the same files, so all ranks agree.
@@ -68,7 +68,8 @@ def checkpoints(root: Path) -> list[Path]:
 
 def checkpoint_problem(folder: Path) -> str | None:
     """Why `folder` cannot be resumed from (a missing or truncated file), or None when it is whole:
-    trainer_state.json parses, .metadata loads, and every .distcp is as long as the metadata says."""
+    trainer_state.json parses, the RNG files and .metadata load, and every .distcp is as long as the
+    metadata says."""
     try:
         state = json.loads((folder / TRAINER_STATE).read_text())
         if not isinstance(state, dict) or "step" not in state:
@@ -79,6 +80,11 @@ def checkpoint_problem(folder: Path) -> str | None:
         metadata = dcp.FileSystemReader(str(folder)).read_metadata()
     except Exception as err:  # noqa: BLE001 - a truncated pickle raises many kinds of errors
         return f"{folder / '.metadata'}: unreadable ({type(err).__name__}: {err})"
+    for rng_path in sorted(folder.glob("rng-rank*.pt")):  # every rank's, so that all ranks agree
+        try:
+            torch.load(rng_path, weights_only=True)
+        except Exception as err:  # noqa: BLE001 - a truncated zip raises RuntimeError, EOFError, ...
+            return f"{rng_path}: unreadable ({type(err).__name__}: {err})"
     needed: dict[str, int] = {}
     for info in (metadata.storage_data or {}).values():
         needed[info.relative_path] = max(needed.get(info.relative_path, 0), info.offset + info.length)
