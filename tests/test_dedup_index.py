@@ -366,3 +366,18 @@ def test_a_rerun_killed_before_its_commit_leaves_the_index_as_it_was(tmp_path, m
     assert summary["extra"]["index_rows_retired"] == 6 and index.generation()["generation"] == 3
     assert {r["run"] for r in _indexed_rows(index_path, ["run"])} == {index.generation()["runs"][-1]["run"]}
     assert sorted(r["id"] for r in _indexed_rows(index_path, ["id"])) == sorted(d["id"] for d in docs)
+
+
+def test_a_rerun_matching_by_fewer_keys_still_finds_every_row_it_replaces(tmp_path):
+    """With URL matching off, a document whose text the upstream change rewrote shares no key the run
+    matches by with its indexed self; the rows it replaces are still found (by URL) and retired."""
+    index_path = str(tmp_path / "index")
+    section = {"index": index_path, "against": [index_path], "url": False}
+    docs = _with_urls(_docs("a", 6))
+    _run(tmp_path, "a", docs, section, "snapshot-a")
+    changed = [dict(d) for d in docs]
+    changed[2]["text"] = _docs("e", 1)[0]["text"]
+    cfg, summary = _run(tmp_path, "a", changed, section, "snapshot-a re-ran")
+    assert summary["extra"]["index_rows_retired"] == 6 and summary["extra"]["existing_matches"] == 5
+    assert sorted(r["id"] for r in _indexed_rows(index_path, ["id"])) == sorted(d["id"] for d in docs)
+    assert read_dedup_output(storage.join(cfg.run.workdir, "dedup"))["rejected"] == {}

@@ -167,10 +167,10 @@ def _read_signatures(p, sig_dir: str, columns: list[str], label: str = "signatur
 
 def _read_neighbours(p, sig_dir: str, neighbour_files: list[str], columns: list[str], label: str,
                      replaced_root: str | None = None):
-    """The indexed documents that share a key with a new one (found by
+    """The indexed documents that share a key the run clusters by with a new one (found by
     `pipeline.dedup.index.find_neighbours`), `columns` of them, but those a new document replaces (the
     same document again: `spark_dedup.replaced_or_not`), which go to `replaced_root` when given."""
-    keys = ["id", "url_key", "text_key", "file", "node"]
+    keys = ["id", "url_key", "text_key", "file", "node", "in_graph"]
     new = (_read_signatures(p, sig_dir, keys[:3], f"{label}: signatures")
            | f"{label}: new by id" >> beam.Map(lambda r: (r["id"], r)))
     indexed = (p | f"{label}: files" >> beam.Create(neighbour_files)
@@ -185,7 +185,7 @@ def _read_neighbours(p, sig_dir: str, neighbour_files: list[str], columns: list[
              | f"{label}: write replaced" >> beam.Map(_write_replaced(replaced_root)))
     return by_id | f"{label}: not re-run" >> beam.FlatMap(
         lambda kv: [{c: r[c] for c in columns} for r in kv[1]["indexed"]
-                    if not any(_same_document(r, n) for n in kv[1]["new"])])
+                    if r["in_graph"] and not any(_same_document(r, n) for n in kv[1]["new"])])
 
 
 def _write_replaced(replaced_root: str):

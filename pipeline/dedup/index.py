@@ -87,10 +87,11 @@ INDEX_SCHEMA = pa.schema([
 ])
 
 # The indexed documents a run found (`find_neighbours`): `INDEX_SCHEMA` rows with the shingle sets as
-# the signature table carries them (`shingle_bytes`), so they join the run's graph as they are, and
-# the indexed part each came from (its number in the run's list), where a re-run retires it.
-NEIGHBOUR_SCHEMA = INDEX_SCHEMA.set(INDEX_SCHEMA.get_field_index("shingles"),
-                                    pa.field("shingles", pa.binary())).append(pa.field("file", pa.int32()))
+# the signature table carries them (`shingle_bytes`), so they join the run's graph as they are, the
+# indexed part each came from (its number in the run's list), where a re-run retires it, and whether
+# it joins the graph (`MATCH_SCHEMA`'s in_graph).
+NEIGHBOUR_SCHEMA = INDEX_SCHEMA.set(INDEX_SCHEMA.get_field_index("shingles"), pa.field("shingles", pa.binary())).append(
+    pa.field("file", pa.int32())).append(pa.field("in_graph", pa.bool_()))
 
 # The indexed rows a re-run replaces, written by the engine under <root>/file=N/ (`replaced_dir`).
 REPLACED_SCHEMA = pa.schema([("file", pa.int32()), ("node", pa.int64())])
@@ -126,7 +127,11 @@ KEY_SCHEMA = pa.schema([
     ("node", pa.int64()),
 ])
 
-MATCH_SCHEMA = pa.schema([("file", pa.int32()), ("node", pa.int64())])  # an indexed part (by number), a node of it
+MATCH_SCHEMA = pa.schema([
+    ("file", pa.int32()),  # an indexed part (by number)
+    ("node", pa.int64()),  # a node of it
+    ("in_graph", pa.bool_()),  # matched by a kind of key the run clusters by (else only by its id's keys)
+])
 
 
 class IndexBusy(RuntimeError):
@@ -302,6 +307,7 @@ class ProbeTask:
     new_key_files: list[str]
     indexed: list[IndexPart]
     out_dir: str
+    kinds: KeyKinds  # the keys the run clusters by (the new keys may hold more: `find_neighbours`)
 
     def __call__(self, bucket: int) -> dict:
         new = pa.concat_tables([read_row_groups(f, ["band", "key"], _in_bucket(bucket, None))[0]
@@ -315,10 +321,15 @@ class ProbeTask:
         for i, part in enumerate(self.indexed):
             old, read = read_row_groups(part.keys, ["band", "key", "node"], _in_bucket(bucket, sorted_keys))
             result["index_bytes_read"] += read
-            hit = old.join(new, ["band", "key"], join_type="left semi").column("node")
-            if len(hit):
-                nodes = np.unique(hit.to_numpy())
-                matches.append(pa.table([np.full(len(nodes), i, np.int32), nodes], schema=MATCH_SCHEMA))
+            hit = old.join(new, ["band", "key"], join_type="left semi")
+            if hit.num_rows:
+                band = hit.column("band").to_numpy()
+                in_graph = (((band == TEXT_BAND) & self.kinds.text) | ((band == URL_BAND) & self.kinds.url)
+                            | ((band >= 0) & self.kinds.bands))
+                nodes = pa.table({"node": hit.column("node"), "in_graph": in_graph}).group_by("node").aggregate(
+                    [("in_graph", "any")]).sort_by("node")
+                matches.append(pa.table([np.full(nodes.num_rows, i, np.int32), nodes.column("node"),
+                                         nodes.column("in_graph_any")], schema=MATCH_SCHEMA))
                 result["files"].append(i)
         if matches:
             write_grouped(storage.join(self.out_dir, f"bucket-{bucket:02d}.parquet"), pa.concat_tables(matches),
@@ -340,10 +351,12 @@ class FetchTask:
             lo, hi = stats.get("file", (file, file))
             return lo <= file <= hi
 
-        matched = [read_row_groups(f, ["file", "node"], this_file)[0]
+        matched = [read_row_groups(f, ["file", "node", "in_graph"], this_file)[0]
                    for f in storage.expand(self.match_dir) if f.endswith(".parquet")]
         table = pa.concat_tables(matched)
-        nodes = np.unique(table.filter(pc.equal(table.column("file"), file)).column("node").to_numpy())
+        table = table.filter(pc.equal(table.column("file"), file)).group_by("node").aggregate(
+            [("in_graph", "any")]).sort_by("node")  # a node matched in several buckets
+        nodes = table.column("node").to_numpy()
 
         def holds_a_node(stats: dict) -> bool:
             if "node" not in stats:
@@ -354,6 +367,7 @@ class FetchTask:
 
         rows, read = read_row_groups(self.indexed[file].docs, INDEX_SCHEMA.names, holds_a_node)
         rows = rows.filter(pc.is_in(rows.column("node"), value_set=pa.array(nodes, pa.int64())))
+        in_graph = table.column("in_graph_any").take(pc.index_in(rows.column("node"), value_set=table.column("node")))
         if self.indexed[file].index:
             shifted = pc.subtract(rows.column("node"), pa.scalar(self.indexed[file].index << INDEX_SHIFT, pa.int64()))
             rows = rows.set_column(rows.schema.get_field_index("node"), "node", shifted)
@@ -361,29 +375,36 @@ class FetchTask:
         rows = rows.set_column(rows.schema.get_field_index("shingles"), "shingles",
                                shingle_bytes(rows.column("shingles").combine_chunks()))
         rows = rows.append_column("file", pa.array(np.full(rows.num_rows, file, np.int32)))
+        rows = rows.append_column("in_graph", in_graph)
         sink = storage.ParquetSink(storage.join(self.out_dir, f"part-{file:05d}.parquet"), NEIGHBOUR_SCHEMA)
         sink.write(rows)
         sink.close()
-        return {"file": file, "rows": rows.num_rows, "index_bytes_read": read}
+        return {"file": file, "rows": rows.num_rows, "in_graph": pc.sum(rows.column("in_graph")).as_py() or 0,
+                "index_bytes_read": read}
 
 
-def find_neighbours(engine, indexed: list[IndexPart], sig_dir: str, work: str, kinds: KeyKinds) -> tuple[list[str], dict]:
-    """The indexed documents that share a key with a new document (signature files in `sig_dir`),
-    as Parquet files of `NEIGHBOUR_SCHEMA` rows; and counts: indexed documents found, index bytes read."""
+def find_neighbours(engine, indexed: list[IndexPart], sig_dir: str, work: str, kinds: KeyKinds,
+                    replacing: bool) -> tuple[list[str], dict]:
+    """The indexed documents that share a key of `kinds` with a new document (signature files in
+    `sig_dir`), as Parquet files of `NEIGHBOUR_SCHEMA` rows; and counts: those documents found, index
+    bytes read. `replacing`: also those sharing a text or URL key (not in the graph), so that every
+    indexed row a new document replaces (same id and URL, else text) is among them to be retired."""
     new_dir, match_dir, out_dir = (storage.join(work, name) for name in ("keys", "matches", "neighbours"))
     for folder in (new_dir, match_dir, out_dir):
         storage.rmtree(folder)  # an interrupted attempt's files
     sig_files = sorted(f for f in storage.expand(sig_dir) if f.endswith(".parquet"))
-    new_files = sorted(r["path"] for r in engine.map_units("dedup index keys", NewKeysTask(new_dir, kinds), sig_files)
-                       if r["keys"])
+    probed_kinds = KeyKinds(kinds.text or replacing, kinds.url or replacing, kinds.bands)
+    new_files = sorted(r["path"] for r in engine.map_units("dedup index keys", NewKeysTask(new_dir, probed_kinds),
+                                                           sig_files) if r["keys"])
     if not new_files:
         return [], {"existing_matches": 0, "index_bytes_read": 0}
-    probed = engine.map_units("dedup index probe", ProbeTask(new_files, indexed, match_dir), list(range(1 << BUCKET_BITS)))
+    probed = engine.map_units("dedup index probe", ProbeTask(new_files, indexed, match_dir, kinds),
+                              list(range(1 << BUCKET_BITS)))
     files = sorted({i for r in probed for i in r["files"]})
     fetched = engine.map_units("dedup index fetch", FetchTask(match_dir, indexed, out_dir), files)
     return ([storage.join(out_dir, f"part-{r['file']:05d}.parquet") for r in sorted(fetched, key=lambda r: r["file"])
              if r["rows"]],
-            {"existing_matches": sum(r["rows"] for r in fetched),
+            {"existing_matches": sum(r["in_graph"] for r in fetched),
              "index_bytes_read": sum(r["index_bytes_read"] for r in probed + fetched)})
 
 

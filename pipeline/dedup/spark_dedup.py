@@ -185,14 +185,14 @@ def replaced_or_not(neighbours: DataFrame, sig: DataFrame, replaced: bool) -> Da
 
 
 def with_indexed_neighbours(sig: DataFrame, neighbours: DataFrame | None) -> DataFrame:
-    """`sig` (origin 1) plus the indexed documents (origin 0) that share a key with it but those it
-    replaces (`replaced_or_not`), each with the survivor a member of its cluster reports (an indexed
+    """`sig` (origin 1) plus the indexed documents (origin 0) that share a key it clusters by with it
+    but those it replaces (`replaced_or_not`), each with the survivor a member of its cluster reports (an indexed
     document's own survivor) and that one's run."""
     new = sig.select(*_GRAPH_COLUMNS, *_RULE_COLUMNS, F.lit(1).alias("origin"), F.col("id").alias("survivor"),
                      F.lit(None).cast("string").alias("run"))
     if neighbours is None:
         return new
-    neighbours = replaced_or_not(neighbours, sig, replaced=False)
+    neighbours = replaced_or_not(neighbours.where(F.col("in_graph")), sig, replaced=False)
     rule_defaults = [F.lit(None).cast(kind).alias(name) for name, kind in _RULE_COLUMNS.items() if name != "id"]
     return new.unionByName(neighbours.select(*_GRAPH_COLUMNS, "id", *rule_defaults, F.lit(0).alias("origin"),
                                              "survivor", F.col("survivor_run").alias("run")))

@@ -246,7 +246,8 @@ class DedupStage(ReadsWhatMixUses, Stage):
             if indexed:
                 p = self.params
                 neighbours, found = find_neighbours(engine, indexed, sig_dir, storage.join(work, "index_probe"),
-                                                    KeyKinds(text=p.exact, url=p.url, bands=p.near))
+                                                    KeyKinds(text=p.exact, url=p.url, bands=p.near),
+                                                    replacing=append is not None and own is not None)
                 counts.update(found)
                 seconds["seconds_index_probe"] = time.perf_counter() - started - sum(seconds.values())
             if engine.name == "spark":
