@@ -192,7 +192,9 @@ def _card_spans(s: str) -> list[list[tuple[int, int]]]:
     A run of n 4-digit groups (and a group of 1-3 digits that may end it) holds cards on 16-digit
     boundaries from its start, each of a single card's shapes (4-4-4-4, 4-4-4-4-3, 4-4-4-x): n = 4k,
     the last card may take three digits after it (19 digits, or 16 and a CVV); n = 4k + 1, the group
-    after the cards is a number of its own (an expiry, a PIN); n = 4k + 3 and a short group, the last
+    after the cards is a number of its own (an expiry, a PIN), or, for one card followed by a short
+    group that is no card from the run's start, the group before it (a year, an order number; only
+    then: each window tried finds cards in tables of numbers); n = 4k + 3 and a short group, the last
     card has 13-15 digits. Any other run is a table of numbers and holds none, and so does one whose
     short group the cards leave and a hyphen joins (a serial number). _candidates takes a run of
     several cards only when every one of them passes its check.
@@ -208,6 +210,10 @@ def _card_spans(s: str) -> list[list[tuple[int, int]]]:
         cards[-1].insert(0, (20 * (k - 1), len(s)))
     elif rest == 3 and short:
         cards.append([(20 * k, len(s))])
+    elif n == 5 and short and not (s[-short - 1] != "-" and _card_valid(s[:19])):
+        # not a card and a number after it: a number, then a card and its short group (No. 2024 4111 ...)
+        before = _card_spans(s[5:])
+        return [[(5 + a, 5 + b) for a, b in before[0]]] if before else []
     elif rest > 1 or (short and s[-short - 1] == "-"):
         return []
     return cards

@@ -145,15 +145,22 @@ def test_same_rows_on_any_partitioning_and_both_engines(tmp_path, engines):
 def test_census_totals_do_not_depend_on_the_order_files_arrive_in(tmp_path):
     """Token estimates (bytes / bytes_per_token) are fractions: summed as floats, the files' totals
     differ in their last bits with the order the engine returns them, and so may the coefficient."""
-    section = MixStage(make_run_config(tmp_path, {"mix": mix_section(bytes_per_token={"en": 3.7, "zh": 2.9})})).section
+    section = MixStage(make_run_config(tmp_path, {"mix": mix_section(
+        bytes_per_token={"en": 3.7, "zh": 2.9}, weight_column="q_score", weight_exponent=1.0)})).section
+    schema = pa.schema([*DOC_SCHEMA, ("q_score", pa.float64())])
     results = []
     for k in range(12):
-        docs = make_docs("web_en", "en", 7 + k, 37 * k + 11) + make_docs("web_zh", "zh", 5 + k, 23 * k + 7)
+        docs = (make_docs("web_en", "en", 7 + k, 37 * k + 11, q_score=lambda i: 0.05 + (i * 7 + k) % 19 / 10)
+                + make_docs("web_zh", "zh", 5 + k, 23 * k + 7, q_score=lambda i: 1.0))
         path = tmp_path / f"part-{k}.parquet"
-        pq.write_table(pa.Table.from_pylist([{c: d.get(c) for c in DOC_SCHEMA.names} for d in docs], DOC_SCHEMA), path)
+        pq.write_table(pa.Table.from_pylist([{c: d.get(c) for c in schema.names} for d in docs], schema), path)
         results.append(Census(section)(("stage:" + DEFAULT_STAGE, str(path))))
     totals = [merge_census(order)[0] for order in (results, results[::-1], results[1::2] + results[::2])]
     assert totals[0] == totals[1] == totals[2]
+    # the plan adds the bins up in their order: the same order, the same coefficient to the last bit
+    assert len(totals[0]["web_en"]["bins"]) > 5
+    assert len({tuple(t["web_en"]["bins"].items()) for t in totals}) == 1
+    assert len({solve_coefficient(t["web_en"]["bins"], 12_345.6, 3.0) for t in totals}) == 1
 
 
 def test_sources_from_stages_and_paths_with_optional_columns(tmp_path, spark_session_engine):

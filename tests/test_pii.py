@@ -175,6 +175,12 @@ def test_two_grouped_cards_in_a_list_but_not_a_table_of_numbers():
     ("4111 1111 1111 1111 5500 0000 0000 0005", "4111 1111 1111 1111 5500 0000 0000 0005"),
     ("4111 1111 1111 1111 5500 0000 0000 0004 1234 5678", "4111 1111 1111 1111 5500 0000 0000 0004 1234 5678"),
     ("4111 1111 1111 1111 5500 0000 0000 0004-7", "4111 1111 1111 1111 5500 0000 0000 0004-7"),  # a serial number
+    # a number of its own before one card and its short group, or after the card
+    ("No. 2024 4111 1111 1111 1111 123", "No. 2024 <BANK_CARD> 123"),
+    ("ID 1234 4111 1111 1111 1111 12", "ID 1234 <BANK_CARD> 12"),
+    ("1234 4111 1111 1111 1111 7", "1234 <BANK_CARD> 7"),
+    ("4111 1111 1111 1111 2024 123", "<BANK_CARD> 2024 123"),
+    ("1234 4111 1111 1111 1111-7", "1234 4111 1111 1111 1111-7"),  # a serial number
 ])
 def test_cards_written_one_after_another_in_a_run_of_groups(text, expected):
     assert PIIAnonymizer().anonymize(text)[0] == expected

@@ -206,3 +206,14 @@ def test_a_changed_byte_in_a_real_crawl_record_is_caught_by_its_digest(tmp_path,
     assert [e.id for e in evs if isinstance(e, Document)] == [d.id for d in documents if d is not target]
     broken = [e for e in evs if isinstance(e, Broken)]
     assert [(e.reason, e.doc_id, e.offset) for e in broken] == [("digest_mismatch", target.id, target.source_offset)]
+
+
+def test_a_record_over_the_payload_bound_is_not_buffered_for_its_digest(tmp_path, monkeypatch):
+    from pipeline.ingest.streams import Decompressed
+
+    big = page("big", b"<p>" + b"x" * (2 << 20) + b"</p>")
+    asked = []
+    monkeypatch.setattr(Decompressed, "digest_ahead", lambda self, algo, n: asked.append(n))
+    path = write(tmp_path, "big.warc", with_block_digest(big, "sha1:" + base64.b32encode(sha1_block(big)).decode()))
+    assert summary(events(path)) == [("record_too_large", 1)]  # events() reads with a 1 MiB bound
+    assert asked == []

@@ -149,7 +149,8 @@ class WarcReader:
             inside = (None if self.arc or record.length > self.max_record_bytes
                       else stream.overrun(record.length, VERSION_LINE, AFTER_BLANK_LINE))
             if inside is None:
-                mismatch = None if self.arc else self._digest_mismatch(record)
+                # (a record over the payload bound is not buffered, and is no document)
+                mismatch = None if self.arc or record.length > self.max_record_bytes else self._digest_mismatch(record)
                 event = self._record(record, rid, offset)
                 if mismatch and isinstance(event, Document):
                     event = Broken("digest_mismatch", offset, mismatch, 0, doc_id=rid)

@@ -311,7 +311,8 @@ def merge_census(results: list[dict]) -> tuple[dict, dict, list[pa.Schema]]:
         schemas.append(pa.ipc.read_schema(pa.py_buffer(base64.b64decode(r["schema"]))))
     for total in sources.values():
         total["tokens"] /= TOKEN_UNITS
-        total["bins"] = {b: t / TOKEN_UNITS for b, t in total["bins"].items()}
+        # in bin order: the plan sums over them as floats
+        total["bins"] = {b: total["bins"][b] / TOKEN_UNITS for b in sorted(total["bins"], key=int)}
     return sources, dict(unmatched), schemas
 
 
