@@ -151,7 +151,8 @@ def _reason_table(title: str, *first: str) -> Table:
 
 def list_workdir(workdir: str, console: Console) -> int:
     stages = read_stage_stats(workdir, required=())
-    unfinished = ", ".join(unfinished_stages(workdir))
+    started = unfinished_stages(workdir)
+    unfinished = ", ".join(started)
     if not stages:
         console.print(f"{workdir}: no stage has finished yet" + (f" ({unfinished} started)" if unfinished else "")
                       + _lease_holder(workdir), highlight=False, soft_wrap=True)
@@ -174,7 +175,7 @@ def list_workdir(workdir: str, console: Console) -> int:
     if stale:
         console.print(stale_note(stale), soft_wrap=True)
     if unfinished:
-        console.print(unfinished_note(unfinished_stages(workdir)), soft_wrap=True)
+        console.print(unfinished_note(started), soft_wrap=True)
     console.print(f"next: glmdata inspect {workdir}/<stage> -r <reason>   (or --errors)")
     return 0
 

@@ -105,7 +105,7 @@ def read_stage_stats(workdir: str, required: tuple[str, ...] = REPORTED_COUNTS) 
     """stats.json of every stage in the workdir: data-flow order first, then any other stage by name; `required`:
     the counts each must have (read_counts)."""
     names = FLOW + sorted(n for n in storage.listdir(workdir) if n not in FLOW and not n.startswith((".", "_")))
-    found = (read_counts(storage.join(workdir, n), required) for n in names)
+    found = (read_counts(storage.join(workdir, n), (*required, "stage")) for n in names)  # listed by its name
     return [stats for stats in found if stats is not None]
 
 
@@ -140,8 +140,9 @@ def checked_counts(stats: dict, path: str, required: tuple[str, ...]) -> dict:
     problems = [f"{key} is {json.dumps(stats[key])[:200] if key in stats else 'missing'}, expected {expected}"
                 for key, (is_shape, expected) in COUNT_SHAPES.items()
                 if (key in stats or key in required) and not is_shape(stats.get(key))]
-    if not isinstance(stats.get("stage", ""), str):
-        problems.append(f"stage is {json.dumps(stats['stage'])[:200]}, expected the stage's name")
+    if ("stage" in stats or "stage" in required) and not isinstance(stats.get("stage"), str):
+        problems.append(f"stage is {json.dumps(stats['stage'])[:200] if 'stage' in stats else 'missing'}, "
+                        f"expected the stage's name")
     if problems:
         raise StageNotReady(f"{path}: {'; '.join(problems)}; the stage's output is damaged: re-run it with --force")
     return stats

@@ -185,11 +185,14 @@ def moved_documents(workdir_a: str, workdir_b: str, stages: list[str], engine) -
     return out
 
 
-def _delta_table(a: dict, b: dict) -> list[dict]:
-    """Rows of {name, a: [docs, bytes, tokens], b: [...]} for every name of either side, changed first."""
-    zero = [0, 0, 0]
-    names = sorted(set(a) | set(b), key=lambda n: (-abs((b.get(n) or zero)[0] - (a.get(n) or zero)[0]), n))
-    return [{"name": n, "a": a.get(n) or zero, "b": b.get(n) or zero} for n in names]
+def _delta_table(a: dict, b: dict, ran: tuple[set, set] | None = None) -> list[dict]:
+    """Rows of {name, a: [docs, bytes, tokens], b: [...]} for every name of either side, changed first.
+    With `ran` (the stages each side ran), a stage a side did not run is None there, not zero."""
+    def side(counts: dict, stages: set | None, name: str):
+        return None if stages is not None and name not in stages else counts.get(name) or [0, 0, 0]
+
+    rows = [{"name": n, "a": side(a, ran and ran[0], n), "b": side(b, ran and ran[1], n)} for n in set(a) | set(b)]
+    return sorted(rows, key=lambda r: (-abs(((r["b"] or [0])[0]) - ((r["a"] or [0])[0])), r["name"]))
 
 
 def compare_runs(a: dict, b: dict) -> dict:
@@ -203,16 +206,17 @@ def compare_runs(a: dict, b: dict) -> dict:
         reasons = {}
         for side, s in (("a", sa), ("b", sb)):
             for reason, c in (s or {}).get("dropped", {}).items():
-                reasons.setdefault(reason, {"a": 0, "b": 0})[side] = c["docs"]
+                # a side that did not run the stage has None, not 0 (the page says "not run")
+                reasons.setdefault(reason, {"a": sa and 0, "b": sb and 0})[side] = c["docs"]
         per_stage.append({"stage": name, "kept": [(s or {}).get("kept", {}).get("docs") for s in (sa, sb)],
                           "kept_text_bytes": [(s or {}).get("kept_text_bytes") for s in (sa, sb)],
-                          "reasons": dict(sorted(reasons.items(), key=lambda kv: -abs(kv[1]["b"] - kv[1]["a"])))})
+                          "reasons": dict(sorted(reasons.items(), key=lambda kv: -abs((kv[1]["b"] or 0) - (kv[1]["a"] or 0))))})
     by_name = {}
     for by in ("sources", "languages"):
         rows = {}
         for name in sorted(set(a[by]) | set(b[by])):
             ea, eb = a[by].get(name, {}), b[by].get(name, {})
-            rows[name] = {"stages": _delta_table(ea.get("stages", {}), eb.get("stages", {})),
+            rows[name] = {"stages": _delta_table(ea.get("stages", {}), eb.get("stages", {}), (set(stages_a), set(stages_b))),
                           "dropped": _delta_table(ea.get("dropped", {}), eb.get("dropped", {})),
                           "shard_tokens": [ea.get("shard_tokens"), eb.get("shard_tokens")],
                           "stream_tokens": [ea.get("stream_tokens"), eb.get("stream_tokens")]}

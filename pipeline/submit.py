@@ -178,10 +178,11 @@ def check_workdir(cfg, args) -> None:
                       f"cannot see this one's disk: use a folder under {scheme}://")
 
 
-# The Pythons the archive's launcher finds on the nodes of the platforms that run dist/glmdata-env.tar.gz
-# (the serverless images install the dist's own): Dataproc 2.2/2.3 images' Miniconda3; EMR 7.x ships 3.9,
-# and 3.11 beside it from 7.10 (release guide, application versions).
-NODE_PYTHONS = {"dataproc": ("3.11",), "emr": ("3.9", "3.11")}
+# The Python the archive's launcher finds on the nodes of the platforms that run dist/glmdata-env.tar.gz
+# (the serverless images install the dist's own): Dataproc 2.2/2.3 images' Miniconda3 3.11; EMR 7.x's
+# system Python is 3.9, below the project's floor, and python3.11 comes from the release's packages, which
+# dist/glmdata-node-setup.sh installs as a bootstrap action (README, platforms table).
+NODE_PYTHONS = {"dataproc": ("3.11",), "emr": ("3.11",)}
 
 
 def python_mismatch(platform: str, dist: Path) -> str | None:
@@ -190,7 +191,10 @@ def python_mismatch(platform: str, dist: Path) -> str | None:
     manifest = dist / MANIFEST
     if platform not in NODE_PYTHONS or not manifest.exists():
         return None
-    built = json.loads(manifest.read_text())["target"]["python"]
+    try:
+        built = json.loads(manifest.read_text())["target"]["python"]
+    except (ValueError, KeyError, TypeError) as e:  # a cut or hand-edited manifest: the archive may be too
+        return f"warning: {manifest} cannot be read ({type(e).__name__}: {e}): rebuild it with `make dist`"
     if built in NODE_PYTHONS[platform]:
         return None
     return (f"warning: {manifest} was built for CPython {built}, but --platform {platform} nodes have Python "
@@ -205,12 +209,17 @@ def batch_id() -> str:
     return time.strftime("glmdata-%Y%m%d-%H%M%S-", time.gmtime()) + secrets.token_hex(3)
 
 
+def upload_name(path: str) -> str:
+    """The name a local file uploads under: one spark-submit can parse as part of a URI."""
+    return URI_UNSAFE.sub("_", Path(path).name)
+
+
 def check_distinct_upload_names(local: list[str]) -> None:
     """Two files from different folders that upload under one name: the second would overwrite the
     first in submit.artifacts, and the job would read it twice."""
     first: dict[str, str] = {}
     for path in local:
-        name = URI_UNSAFE.sub("_", Path(path).name)
+        name = upload_name(path)
         if first.setdefault(name, path) != path:
             raise UsageError(f"{first[name]} and {path} would both upload as {name}: rename one of them")
 
@@ -253,7 +262,7 @@ def build_submission(cfg, args, dist: Path) -> Submission:
     if unsafe:
         raise ConfigError(f"{cfg.path}: submit.artifacts: {artifacts!r} holds {unsafe.group()!r}, which spark-submit "
                           f"cannot take in a URI: use a folder named with letters, digits and {URI_SAFE_PUNCTUATION}")
-    remote = {Path(p).name: posixpath.join(artifacts, URI_UNSAFE.sub("_", Path(p).name)) for p in local}
+    remote = {Path(p).name: posixpath.join(artifacts, upload_name(p)) for p in local}
     uploads = [(p, remote[Path(p).name]) for p in local]
     remote_py_files = [remote[Path(p).name] for p in py_files]
     archive = f"{remote.get(ENV_ARCHIVE)}#{ENV_DIR}"
@@ -378,8 +387,10 @@ def run_submission(sub: Submission, wait_for_job: bool, poll_seconds: float, wai
     if sub.watcher is None:  # spark-standalone (client mode) and Beam: the command itself waits
         return subprocess.run(sub.command).returncode
     out = subprocess.run(sub.command, stdout=subprocess.PIPE, text=True)
-    if out.returncode != 0:
+    if out.returncode != 0:  # not a job that failed: told apart from one by this line
         print(out.stdout, end="")
+        print(f"submit: {Path(sub.command[0]).name} refused the submission (exit {out.returncode}): nothing was "
+              f"started", file=sys.stderr)
         return out.returncode
     try:
         job = sub.watcher.job(json.loads(out.stdout))
@@ -420,7 +431,8 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--wait", action="store_true",
                    help="follow the job until it ends, printing its state, console URL and log location, and exit "
                         "with its status: 0 succeeded, 1 failed or cancelled, 2 lost track of it, 130 Ctrl-C (the "
-                        "job keeps running); spark-standalone and Beam always wait")
+                        "job keeps running); a submission the platform's CLI refuses exits with the CLI's status "
+                        "(gcloud 1, aws 252-255), saying so; spark-standalone and Beam always wait")
     p.add_argument("--poll-seconds", type=float, help="--wait: seconds between state queries (default submit.poll_seconds)")
     p.add_argument("--wait-timeout", type=at_least(1), metavar="SECONDS",
                    help=f"--wait: stop following after SECONDS without a final state (a job stuck in PENDING) and "

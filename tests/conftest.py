@@ -18,17 +18,20 @@ SHARED_DATA = Path(os.environ.get("GLMDATA_SHARED_DATA", REPO.parent / "shared" 
 @pytest.fixture(scope="session", autouse=True)
 def contained_temp_files(tmp_path_factory):
     """Temporary files of the tests and of every process they start (Python's tempfile: Beam, torch,
-    the trainer, `glmdata` subprocesses) go under pytest's base folder, which pytest removes after a
-    passing run (tmp_path_retention_policy): tests that kill a run on purpose leave nothing in /tmp."""
+    the trainer, `glmdata` subprocesses; the local Spark engine's block managers) go under pytest's base
+    folder, which pytest removes after a passing run (tmp_path_retention_policy): tests that kill a run
+    on purpose leave nothing in /tmp."""
     folder = tmp_path_factory.mktemp("tmp")
-    saved = os.environ.get("TMPDIR")
-    os.environ["TMPDIR"] = str(folder)
+    # SPARK_LOCAL_DIRS: the local engine's spark.local.dir (block managers), which ignores TMPDIR
+    saved = {name: os.environ.get(name) for name in ("TMPDIR", "SPARK_LOCAL_DIRS")}
+    os.environ.update(dict.fromkeys(saved, str(folder)))
     tempfile.tempdir = None  # gettempdir() caches its first answer
     yield folder
-    if saved is None:
-        os.environ.pop("TMPDIR", None)
-    else:
-        os.environ["TMPDIR"] = saved
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
     tempfile.tempdir = None
 
 

@@ -7,9 +7,11 @@ each of those distributions, installable on the target; the rebuild follows the 
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 import tarfile
+import tempfile
 import zipfile
 from email.parser import Parser
 from pathlib import Path
@@ -101,7 +103,7 @@ def check_environment_archive(path: Path) -> dict[str, tuple[str, list[Requireme
     for m in members:  # native extension modules are built for the target Python
         tag = re.search(r"\.cpython-(\d+)-", m.name)
         assert tag is None or f"cp{tag.group(1)}" == TARGET_ABI, f"{m.name}: not for CPython {FOREIGN_PYTHON}"
-    build_paths = [str(REPO), sys.prefix, sys.base_prefix, "/tmp/glmdata-dist-"]
+    build_paths = [str(REPO), sys.prefix, sys.base_prefix, os.path.join(tempfile.gettempdir(), "glmdata-dist-")]
     for name, data in files.items():
         if name.startswith("bin/") or name.endswith((".pth", ".json", ".cfg")) or ".dist-info/" in name:
             for p in build_paths:

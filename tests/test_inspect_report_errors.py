@@ -233,3 +233,15 @@ def test_report_waits_for_the_run_that_holds_the_workdir_or_writes_elsewhere(tmp
     (tmp_path / "_LOCK").unlink()
     assert glmdata(["report", str(tmp_path)]) == 0
     assert (tmp_path / "report" / "report.html").exists() and not (tmp_path / "_LOCK").exists()
+
+
+def test_a_stats_json_without_its_stage_name_is_named_in_a_listing(tmp_path, capsys):
+    """A workdir's listing and report name each stage by its stats.json's `stage`: missing, the file is named
+    (was a KeyError); one stage's own folder needs no name."""
+    finish(tmp_path, "ingest")
+    stats = finish(tmp_path, "langid") / "stats.json"
+    stats.write_text(json.dumps({k: v for k, v in json.loads(stats.read_text()).items() if k != "stage"}))
+    for argv in (["inspect", str(tmp_path)], ["report", str(tmp_path)]):
+        assert glmdata(argv) == 3, argv
+        assert f"{tmp_path}/langid/stats.json: stage is missing, expected the stage's name" in capsys.readouterr().err
+    assert glmdata(["inspect", str(tmp_path / "langid")]) == 0

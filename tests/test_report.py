@@ -165,3 +165,7 @@ def test_compare_of_runs_with_different_stages(tmp_path):
     html = render_compare_page({**data, "moved": {}})
     assert "<b>langid</b> kept</td><td>not run</td><td>80</td>" in html
     assert "<b>mix</b> kept</td><td>102</td><td>not run</td>" in html
+    # the stage's reasons and the per-source rows say so too, not 0 and a drop of everything
+    assert not any(r["name"] == "langid" and r["a"] == [0, 0, 0] for e in data["sources"].values() for r in e["stages"])
+    assert "kept after langid</td><td>not run</td>" in html and "kept after mix</td><td>" in html
+    assert "kept after mix</td><td>0</td>" not in html and "kept after mix</td><td>-" not in html

@@ -106,3 +106,12 @@ def test_terminal_summary_shows_hostile_names_as_written(tmp_path):
     shown = out.getvalue()
     assert f"src{MARKUP}" in shown and "src\\x1b[2J\\x1b[H" in shown and "src\\u202e" in shown
     assert not any(c in shown for c in ("\x1b", RLO))
+
+
+def test_a_carriage_return_is_white_space_on_the_page_and_escaped_in_the_terminal():
+    """Ingest keeps CRLF documents as written: the page shows them as they are, the terminal (where a
+    lone carriage return writes over the start of its line) as an escape."""
+    from pipeline.report_text import escape_html, visible
+
+    assert escape_html("line one\r\nline two\r") == "line one\r\nline two\r"
+    assert visible("line one\r\nline two") == "line one\\x0d\nline two"

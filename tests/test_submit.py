@@ -275,6 +275,9 @@ def state(running, final):
 
 final = os.environ["FAKE_FINAL"]
 reason = os.environ.get("FAKE_REASON", "")  # in each platform's field for why a job ended
+if "submit" in args or "add-steps" in args or "start-job-run" in args:
+    if os.environ.get("FAKE_REFUSE"):  # the CLI's own refusal: its message and status (aws: 252-255)
+        sys.exit(print("An error occurred (ValidationException): bad request", file=sys.stderr) or 252)
 if args.startswith("dataproc jobs submit"):
     out = {{"reference": {{"jobId": "job-123", "projectId": "proj"}}, "status": {{"state": "PENDING"}}}}
 elif args.startswith("dataproc jobs describe"):
@@ -443,7 +446,7 @@ def test_wait_prints_why_the_job_ended(tmp_path, capsys, monkeypatch, fake_cli, 
 
 
 @pytest.mark.parametrize("platform,built,warned", [("dataproc", "3.12", True), ("emr", "3.12", True),
-                                                   ("dataproc", "3.11", False), ("emr", "3.9", False),
+                                                   ("dataproc", "3.11", False), ("emr", "3.11", False),
                                                    ("emr-serverless", "3.12", False)])  # the image has the dist's Python
 def test_dist_python_the_nodes_lack_is_warned_before_submitting(tmp_path, capsys, platform, built, warned):
     dist = tmp_path / "dist"
@@ -455,6 +458,25 @@ def test_dist_python_the_nodes_lack_is_warned_before_submitting(tmp_path, capsys
     err = capsys.readouterr().err
     message = f"dist.json was built for CPython {built}, but --platform {platform} nodes have Python"
     assert (message in err) == warned, err
+
+
+@pytest.mark.parametrize("content", ['{"target": {"pyth', '{"built": "today"}'])
+def test_a_damaged_dist_manifest_is_a_warning_not_a_traceback(tmp_path, capsys, content):
+    dist = tmp_path / "dist"
+    dist.mkdir()
+    (dist / ENV_ARCHIVE).write_bytes(b"archive")
+    (dist / "dist.json").write_text(content)
+    cfg = write_config(tmp_path, "gs")
+    assert glmdata(["submit", "--platform", "dataproc", "--config", str(cfg), "--dist", str(dist), "--dry-run"]) == 0
+    assert "dist.json cannot be read" in capsys.readouterr().err
+
+
+def test_a_submission_the_cli_refuses_says_so_with_the_clis_status(tmp_path, capsys, monkeypatch, fake_cli):
+    monkeypatch.setenv("FAKE_FINAL", "SUCCESS")
+    monkeypatch.setenv("FAKE_REFUSE", "1")
+    cfg = write_config(tmp_path, scheme="")
+    assert glmdata(["submit", "--platform", "emr-serverless", "--config", str(cfg), "--wait"]) == 252
+    assert "submit: aws refused the submission (exit 252): nothing was started" in capsys.readouterr().err
 
 
 def test_interrupted_wait_says_the_job_keeps_running(tmp_path, capsys, monkeypatch, fake_cli):

@@ -553,6 +553,11 @@ def _delta(a, b) -> str:
     return f"<span class='{cls}'>{d:+,}</span>" if d else "0"
 
 
+def _count_or_not_run(n) -> str:
+    """A compared count; None: that run did not run the stage."""
+    return "not run" if n is None else _int(n)
+
+
 def render_compare_page(data: dict) -> str:
     """Two runs (A, B) side by side: changes per stage, reason, source, language and tokens, and the
     documents that moved between kept and rejected."""
@@ -560,11 +565,11 @@ def render_compare_page(data: dict) -> str:
     body = [f"<h1>glmdata run comparison</h1><p class=meta>A: {a}<br>B: {b}</p>"]
     rows = []
     for s in data["stages"]:
-        rows.append([f"<b>{escape(s['stage'])}</b> kept"] + [_int(n) if n is not None else "not run" for n in s["kept"]]
-                    + [_delta(*s["kept"])])
+        rows.append([f"<b>{escape(s['stage'])}</b> kept", *map(_count_or_not_run, s["kept"]), _delta(*s["kept"])])
         for reason, c in s["reasons"].items():
             if c["a"] != c["b"]:
-                rows.append([f"&nbsp;&nbsp;dropped: {escape(reason)}", _int(c["a"]), _int(c["b"]), _delta(c["a"], c["b"])])
+                rows.append([f"&nbsp;&nbsp;dropped: {escape(reason)}", _count_or_not_run(c["a"]), _count_or_not_run(c["b"]),
+                             _delta(c["a"], c["b"])])
     tokens = data.get("shard_tokens") or [None, None]
     rows.append(["<b>tokens in the shards</b>", _int(tokens[0]), _int(tokens[1]), _delta(*tokens)])
     body.append("<h2>Per stage and reason</h2><p class=note>Documents; reasons listed where the count changed.</p>"
@@ -573,9 +578,9 @@ def render_compare_page(data: dict) -> str:
         rows = []
         for name, e in data.get(by, {}).items():
             for r in e["stages"]:
-                if r["a"][0] != r["b"][0]:
-                    rows.append([escape(name), f"kept after {escape(r['name'])}", _int(r["a"][0]), _int(r["b"][0]),
-                                 _delta(r["a"][0], r["b"][0])])
+                a_b = [None if side is None else side[0] for side in (r["a"], r["b"])]
+                if a_b[0] != a_b[1]:
+                    rows.append([escape(name), f"kept after {escape(r['name'])}", *map(_count_or_not_run, a_b), _delta(*a_b)])
             for r in e["dropped"]:
                 if r["a"][0] != r["b"][0]:
                     rows.append([escape(name), f"dropped by {escape(r['name'])}", _int(r["a"][0]), _int(r["b"][0]),
