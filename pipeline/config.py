@@ -22,6 +22,7 @@ import math
 import os
 import types
 import typing
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, NewType, Union
@@ -141,12 +142,17 @@ class Where:
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """safe_load, except that a key given twice in one mapping is an error, not a silent override."""
+    """safe_load, except that a key given twice in one mapping is an error, not a silent override. Merge
+    keys (`<<: *anchor`) are not checked: a key written beside them overrides the merged one, as YAML says."""
 
     def construct_mapping(self, node, deep=False):
         seen = {}
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # only SafeLoader's flatten_mapping can construct it
+                continue
             key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, Hashable):  # SafeLoader's own message names it
+                continue
             if key in seen:
                 raise yaml.constructor.ConstructorError(
                     None, None, f"duplicate key {key!r} (first at line {seen[key] + 1})", key_node.start_mark)

@@ -129,3 +129,20 @@ def test_verbose_before_or_after_the_command():
     assert parser.parse_args(["shards", "verify", "DIR", "--verbose"]).verbose
     assert parser.parse_args(["-v", "mix", "--config", "c.yaml"]).verbose  # the command's own default keeps it
     assert not parser.parse_args(["mix", "--config", "c.yaml"]).verbose
+
+
+def test_merge_keys_build_on_an_anchor_and_the_keys_beside_them_override_it(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text(f"run: {{workdir: {tmp_path / 'w'}}}\n"
+                    "ingest:\n  sources:\n"
+                    "    - &web {name: web, format: jsonl, paths: [web.jsonl]}\n"
+                    "    - <<: *web\n      name: web2\n")
+    sources = load_config(path).section("ingest").sources
+    assert [(s.name, s.format) for s in sources] == [("web", "jsonl"), ("web2", "jsonl")]
+
+
+def test_a_key_that_is_a_list_is_named_not_a_traceback(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text(f"run:\n  workdir: {tmp_path / 'w'}\n  ? [a, b]\n  : 1\n")
+    with pytest.raises(ConfigError, match=r"(?s)not valid YAML: .*found unhashable key"):
+        load_config(path)
