@@ -153,6 +153,15 @@ class WorkdirLease:
         if self.lost:
             raise WorkdirBusy(self.lost)
 
+    def confirm(self) -> None:
+        """check(), reading the lease now rather than trusting the last heartbeat: before a commit, which
+        deletes the stage's output, a run paused past STALE_SECONDS must see that another run took over."""
+        self.check()
+        holder = self._read()
+        if holder and holder.get("run_id") != self.run_id:
+            self.lost = f"run {holder.get('run_id')} took over the lease of {self.workdir}"
+            raise WorkdirBusy(self.lost)
+
     def release(self) -> None:
         self._stop.set()
         if self._thread is not None:
@@ -296,7 +305,7 @@ def _run_stage(stage: Stage, engine, force: bool, lease: WorkdirLease) -> dict:
         tmp = storage.join(tmp_root, f"{stage.name}-{lease.run_id}")
     else:
         # Object stores have no directory rename: write in place; _SUCCESS (written last) marks it done.
-        storage.rmtree(sdir)
+        remove_output(sdir)
         tmp = sdir
     storage.makedirs(tmp)
     started = time.time()
@@ -306,10 +315,19 @@ def _run_stage(stage: Stage, engine, force: bool, lease: WorkdirLease) -> dict:
     summary = {"stage": stage.name, "engine": engine.name, "seconds": round(time.time() - started, 3),
                **stats.to_dict(), "report": stage.report_data(run)}
     storage.write_text(storage.join(tmp, "stats.json"), json.dumps(summary, indent=2, sort_keys=True))
-    if local:
-        storage.rmtree(sdir)
-        storage.rename(tmp, sdir)
-    storage.write_text(storage.join(sdir, SUCCESS), json.dumps({
+    lease.confirm()
+    # Locally _SUCCESS goes in before the rename, so the rename commits data and marker at once.
+    storage.write_text(storage.join(tmp, SUCCESS), json.dumps({
         "stage": stage.name, "config_hash": config_hash, "input_fingerprint": fingerprint, "inputs": inputs,
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}, indent=2))
+    if local:
+        remove_output(sdir)
+        storage.rename(tmp, sdir)
     return summary
+
+
+def remove_output(sdir: str) -> None:
+    """Delete a stage's output, its _SUCCESS first: a run killed halfway through leaves an unfinished
+    stage, never a finished-looking half of the old output."""
+    storage.rmtree(storage.join(sdir, SUCCESS))
+    storage.rmtree(sdir)

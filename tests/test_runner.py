@@ -270,3 +270,62 @@ def test_the_lease_on_an_object_store(s3_endpoint):
     second = WorkdirLease(workdir, run_id="second")
     second.acquire()
     second.release()
+
+
+# -- a run killed while it commits
+
+
+@pytest.mark.parametrize("store", ["local", "s3"])
+def test_a_run_killed_while_deleting_the_old_output_leaves_no_finished_looking_half(tmp_path, monkeypatch, store,
+                                                                                     request):
+    cfg = make_run_config(tmp_path, {"toy_source": {}})
+    if store == "s3":
+        request.getfixturevalue("s3_endpoint")
+        cfg.run.workdir = f"s3://{BUCKET}/killed-delete"
+    run_stage(ToySource(cfg), _beam(tmp_path))
+    real_rmtree = storage.rmtree
+
+    def killed_after_the_data(uri):  # the old output's data/ is gone, then the run dies
+        if uri.rstrip("/").endswith("/toy_source"):
+            real_rmtree(storage.join(uri, "data"))
+            raise KeyboardInterrupt
+        real_rmtree(uri)
+
+    monkeypatch.setattr(storage, "rmtree", killed_after_the_data)
+    with pytest.raises(KeyboardInterrupt):
+        run_stage(ToySource(cfg), _beam(tmp_path), force=True)
+    monkeypatch.undo()
+    assert not is_finished(ToySource(cfg)), "_SUCCESS outlived the data it vouched for"
+    stats = run_stage(ToySource(cfg), _beam(tmp_path))
+    assert not stats.get("skipped") and stats["kept"]["docs"] == 150
+    assert len(_rows(storage.join(cfg.run.workdir, "toy_source"))) == 150
+
+
+def test_a_run_whose_lease_was_taken_over_does_not_commit(tmp_path):
+    cfg = make_run_config(tmp_path, {"toy_source": {}})
+    run_stage(ToySource(cfg), _beam(tmp_path))
+    marker = tmp_path / "out" / "toy_source" / "_SUCCESS"
+    committed = marker.stat().st_mtime_ns
+
+    class PausedPastItsLease(ToySource):
+        def execute(self, stage_run):  # meanwhile another run took the stale lease over
+            stats = super().execute(stage_run)
+            (tmp_path / "out" / LOCK).write_text(json.dumps({"run_id": "newholder", "host": socket.gethostname(),
+                                                             "pid": 1, "started": 0, "heartbeat": time.time()}))
+            return stats
+
+    with pytest.raises(WorkdirBusy, match="run newholder took over the lease"):
+        run_stage(PausedPastItsLease(cfg), _beam(tmp_path), force=True)
+    assert marker.stat().st_mtime_ns == committed, "the new holder's output was replaced"
+    assert (tmp_path / "out" / LOCK).exists(), "the new holder's lease was released by the run it replaced"
+
+
+def later_units_finish_first(unit: int) -> dict:
+    time.sleep(0.02 * (12 - unit))
+    return {"unit": unit}
+
+
+@pytest.mark.parametrize("engine_name", ["spark", "beam"])
+def test_map_units_returns_results_in_unit_order_whatever_finishes_first(engines, engine_name):
+    results = engines[engine_name].map_units("order", later_units_finish_first, list(range(12)))
+    assert [r["unit"] for r in results] == list(range(12))

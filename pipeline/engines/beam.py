@@ -1,6 +1,7 @@
 """Beam adapter: DirectRunner by default, Dataflow/Flink through pipeline options."""
 from __future__ import annotations
 
+import functools
 import json
 import os
 import tempfile
@@ -46,18 +47,24 @@ class BeamEngine:
         out = self.scratch_dir(label)
         with self.pipeline() as p:
             (p
-             | f"{label}: units" >> beam.Create(units)
+             | f"{label}: units" >> beam.Create(list(enumerate(units)))
              | f"{label}: spread" >> beam.Reshuffle()
-             | f"{label}: process" >> beam.Map(fn)
+             | f"{label}: process" >> beam.Map(functools.partial(_indexed_result, fn))
              | f"{label}: encode counts" >> beam.Map(json.dumps, sort_keys=True)
              | f"{label}: write counts" >> beam.io.WriteToText(storage.join(out, "counts"), file_name_suffix=".jsonl"))
-        results = []
+        indexed = []
         for path in storage.expand(out):
-            results += [json.loads(line) for line in storage.read_text(path).splitlines() if line.strip()]
+            indexed += [json.loads(line) for line in storage.read_text(path).splitlines() if line.strip()]
         storage.rmtree(out)
-        if len(results) != len(units):
-            raise RuntimeError(f"beam {label}: {len(units)} units ran but {len(results)} reported counts")
-        return results
+        if len(indexed) != len(units):
+            raise RuntimeError(f"beam {label}: {len(units)} units ran but {len(indexed)} reported counts")
+        # The counts files hold results in the order the shuffle spread them: back to the units' order, as Spark's.
+        return [result for _, result in sorted(indexed, key=lambda pair: pair[0])]
 
     def close(self) -> None:
         pass
+
+
+def _indexed_result(fn: Callable[[Any], dict], indexed_unit: tuple[int, Any]) -> list:
+    index, unit = indexed_unit
+    return [index, fn(unit)]
