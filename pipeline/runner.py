@@ -50,7 +50,7 @@ SETTLE_SECONDS = 1.0  # object stores have no create-if-absent: re-read the leas
 
 class WorkdirLease:
     """`<workdir>/_LOCK`: {run_id, host, pid, started, heartbeat}, renewed every HEARTBEAT_SECONDS by a
-    daemon thread. Local workdirs create it with O_EXCL; on object stores (no create-if-absent
+    daemon thread. Local workdirs create it with link(); on object stores (no create-if-absent
     through pyarrow) the run writes it and reads it back after SETTLE_SECONDS, so of two runs that
     start together the one whose write landed last keeps it. A lease whose heartbeat is older than
     STALE_SECONDS is taken over (the run that held it died), and so is one whose process on this
@@ -109,22 +109,29 @@ class WorkdirLease:
         self._thread.start()
 
     def _acquire_local(self) -> None:
-        for _ in range(2):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                holder = self._read()
-                if holder is None:
-                    continue  # released in between
-                if not self._is_stale(holder):
-                    self._refuse(holder)
-                log.warning("taking over the stale lease of run %s on %s", holder.get("run_id"), self.workdir)
-                with contextlib.suppress(FileNotFoundError):
-                    os.remove(self.path)
-                continue
-            with os.fdopen(fd, "w") as f:
-                f.write(self._content())
-            return
+        # Written whole under a private name, then linked into place (link fails where the lease exists):
+        # a lease created empty and written after could be read empty by a second run, taken for a dead
+        # run's, removed and taken over while its own run goes on.
+        draft = f"{self.path}.{self.run_id}"
+        try:
+            for _ in range(2):
+                with open(draft, "w") as f:
+                    f.write(self._content())
+                try:
+                    os.link(draft, self.path)
+                except FileExistsError:
+                    holder = self._read()
+                    if holder is None:
+                        continue  # released in between
+                    if not self._is_stale(holder):
+                        self._refuse(holder)
+                    log.warning("taking over the stale lease of run %s on %s", holder.get("run_id"), self.workdir)
+                    with contextlib.suppress(FileNotFoundError):
+                        os.remove(self.path)
+                    continue
+                return
+        finally:
+            os.remove(draft)
         raise WorkdirBusy(f"workdir {self.workdir}: another run took the lease at the same moment")
 
     def _acquire_remote(self) -> None:

@@ -329,3 +329,28 @@ def later_units_finish_first(unit: int) -> dict:
 def test_map_units_returns_results_in_unit_order_whatever_finishes_first(engines, engine_name):
     results = engines[engine_name].map_units("order", later_units_finish_first, list(range(12)))
     assert [r["unit"] for r in results] == list(range(12))
+
+
+def test_a_lease_being_written_is_not_taken_for_a_dead_runs(tmp_path, monkeypatch):
+    workdir = str(tmp_path / "wd")
+    first, second = WorkdirLease(workdir, run_id="first"), WorkdirLease(workdir, run_id="second")
+    outcome = {}
+    real_content = WorkdirLease._content
+
+    def second_run_starts_meanwhile(lease):  # while the first run writes its lease
+        if lease is first and "second" not in outcome:
+            outcome["second"] = "refused"
+            second.acquire()
+            outcome["second"] = "acquired"
+        return real_content(lease)
+
+    monkeypatch.setattr(WorkdirLease, "_content", second_run_starts_meanwhile)
+    try:
+        with pytest.raises(WorkdirBusy):
+            first.acquire()
+            outcome["first"] = "acquired"
+    finally:
+        first.release()
+        second.release()
+    assert outcome == {"second": "acquired"}, "both runs hold the workdir"
+    assert sorted(p.name for p in (tmp_path / "wd").iterdir()) == []
