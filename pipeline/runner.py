@@ -48,6 +48,20 @@ STALE_SECONDS = 300.0  # a lease not renewed for this long belongs to a dead run
 SETTLE_SECONDS = 1.0  # object stores have no create-if-absent: re-read the lease after this long
 
 
+def _place_new(draft: str, path: str) -> None:
+    """Put the file `draft` at `path` unless a file is there (FileExistsError): a hard link, so `path`
+    appears whole. On a file system without hard links (exFAT, some FUSE mounts) `path` is created
+    exclusively and then written: a reader may see it empty for that moment."""
+    try:
+        os.link(draft, path)
+    except FileExistsError:
+        raise
+    except OSError:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        with os.fdopen(fd, "w") as f, open(draft) as src:
+            f.write(src.read())
+
+
 class WorkdirLease:
     """`<workdir>/_LOCK`: {run_id, host, pid, started, heartbeat}, renewed every HEARTBEAT_SECONDS by a
     daemon thread. Local workdirs create it with link(); on object stores (no create-if-absent
@@ -118,7 +132,7 @@ class WorkdirLease:
                 with open(draft, "w") as f:
                     f.write(self._content())
                 try:
-                    os.link(draft, self.path)
+                    _place_new(draft, self.path)
                 except FileExistsError:
                     holder = self._read()
                     if holder is None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import time
@@ -353,4 +354,21 @@ def test_a_lease_being_written_is_not_taken_for_a_dead_runs(tmp_path, monkeypatc
         first.release()
         second.release()
     assert outcome == {"second": "acquired"}, "both runs hold the workdir"
+    assert sorted(p.name for p in (tmp_path / "wd").iterdir()) == []
+
+
+def test_a_lease_on_a_file_system_without_hard_links_is_created_exclusively(tmp_path, monkeypatch):
+    def no_links(src, dst):
+        raise PermissionError(1, "Operation not permitted")  # exFAT, some FUSE mounts
+
+    monkeypatch.setattr(os, "link", no_links)
+    workdir = str(tmp_path / "wd")
+    first, second = WorkdirLease(workdir, run_id="first"), WorkdirLease(workdir, run_id="second")
+    first.acquire()
+    try:
+        assert json.loads((tmp_path / "wd" / "_LOCK").read_text())["run_id"] == "first"
+        with pytest.raises(WorkdirBusy):
+            second.acquire()
+    finally:
+        first.release()
     assert sorted(p.name for p in (tmp_path / "wd").iterdir()) == []
