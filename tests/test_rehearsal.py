@@ -164,7 +164,7 @@ def test_foreign_python_spark35_s3_cluster_run_equals_local_mode(tmp_path, s3_en
         dry = subprocess.run(glmdata + ["--dry-run"], cwd=tmp_path, env=submit_env, capture_output=True, text=True)
         assert dry.returncode == 0, dry.stderr
         command = shlex.split(dry.stdout.strip().splitlines()[-1])
-        assert f"{dist / ENV_ARCHIVE}#environment" in command and command[0].startswith(str(spark35_home))
+        assert f"{(dist / ENV_ARCHIVE).as_uri()}#environment" in command and command[0].startswith(str(spark35_home))
         sources = [str(REPO / pkg) for pkg in ("pipeline", "filters", "tokenizer")]
         assert not any(src in part for part in command for src in sources), "the checkout's code is on no path"
         assert any(part.startswith(str(node_env)) and part.endswith("cluster_entry.py") for part in command)
