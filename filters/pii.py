@@ -210,7 +210,7 @@ def _card_spans(s: str) -> list[list[tuple[int, int]]]:
         cards[-1].insert(0, (20 * (k - 1), len(s)))
     elif rest == 3 and short:
         cards.append([(20 * k, len(s))])
-    elif n == 5 and short and not (s[-short - 1] != "-" and _card_valid(s[:19])):
+    elif n == 5 and short and s[-short - 1] != "-" and not _card_valid(s[:19]):
         # not a card and a number after it: a number, then a card and its short group (No. 2024 4111 ...)
         before = _card_spans(s[5:])
         return [[(5 + a, 5 + b) for a, b in before[0]]] if before else []

@@ -181,6 +181,7 @@ def test_two_grouped_cards_in_a_list_but_not_a_table_of_numbers():
     ("1234 4111 1111 1111 1111 7", "1234 <BANK_CARD> 7"),
     ("4111 1111 1111 1111 2024 123", "<BANK_CARD> 2024 123"),
     ("1234 4111 1111 1111 1111-7", "1234 4111 1111 1111 1111-7"),  # a serial number
+    ("1234 4111 1111 1111 1111-123", "1234 4111 1111 1111 1111-123"),
 ])
 def test_cards_written_one_after_another_in_a_run_of_groups(text, expected):
     assert PIIAnonymizer().anonymize(text)[0] == expected
