@@ -22,17 +22,12 @@ def contained_temp_files(tmp_path_factory):
     folder, which pytest removes after a passing run (tmp_path_retention_policy): tests that kill a run
     on purpose leave nothing in /tmp."""
     folder = tmp_path_factory.mktemp("tmp")
-    # SPARK_LOCAL_DIRS: the local engine's spark.local.dir (block managers), which ignores TMPDIR
-    saved = {name: os.environ.get(name) for name in ("TMPDIR", "SPARK_LOCAL_DIRS")}
-    os.environ.update(dict.fromkeys(saved, str(folder)))
-    tempfile.tempdir = None  # gettempdir() caches its first answer
-    yield folder
-    for name, value in saved.items():
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value
-    tempfile.tempdir = None
+    with pytest.MonkeyPatch.context() as patch:
+        # SPARK_LOCAL_DIRS: the local engine's spark.local.dir (block managers), which ignores TMPDIR
+        for name in ("TMPDIR", "SPARK_LOCAL_DIRS"):
+            patch.setenv(name, str(folder))
+        patch.setattr(tempfile, "tempdir", None)  # gettempdir() caches its first answer
+        yield folder
 
 
 @pytest.fixture(scope="session")
