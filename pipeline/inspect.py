@@ -39,9 +39,8 @@ PREVIEW_COLUMNS = ["id", "url", "source", "lang", "text", REJECT_REASON, REJECT_
 ERROR_COLUMNS = ["source_file", "source_offset", "reason", "doc_id", "bytes", "message"]
 
 
-def reason_counts(stage_dir: str) -> dict[str, int]:
-    """Rejected documents per reason."""
-    stats = read_counts(stage_dir, required=())
+def reason_counts(stage_dir: str, stats: dict | None) -> dict[str, int]:
+    """Rejected documents per reason: from the stage's `stats` (its stats.json) when it has them."""
     if stats is not None:
         return {reason: counts["docs"] for reason, counts in stats.get("dropped", {}).items()}
     counts: dict[str, int] = {}
@@ -226,13 +225,14 @@ def inspect_command(args: argparse.Namespace) -> int:
                       "showing what it wrote so far[/yellow]", highlight=False, soft_wrap=True)
     if args.errors:
         return _show_errors(path, args, console)
-    counts = reason_counts(path)
+    stats = read_counts(path, required=())
+    counts = reason_counts(path, stats)
     if not args.reason:
         table = _reason_table(f"rejected in {path}")
         for reason, docs in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
             table.add_row(plain(reason), f"{docs:,}", "yes" if is_kept(path, reason) else "no: counted only")
         console.print(table if counts else f"{path}: nothing rejected")
-        errors = _error_count(path, read_counts(path, required=()))
+        errors = _error_count(path, stats)
         if errors:
             console.print(f"[red]errors: {errors:,}[/red] (show them with --errors)")
         return 0 if finished or counts or errors else 1

@@ -130,19 +130,17 @@ def _is_per_reason(per_reason) -> bool:
 
 DOCS_AND_BYTES = (_is_docs_and_bytes, '{"docs": n, "bytes": n}')
 PER_REASON = (_is_per_reason, '{reason: {"docs": n, "bytes": n}}')
-COUNT_SHAPES = {"in": DOCS_AND_BYTES, "kept": DOCS_AND_BYTES, "created": DOCS_AND_BYTES, "dropped": PER_REASON,
-                "errors": PER_REASON, "seconds": (_is_count, "a number"), "kept_text_bytes": (_is_count, "a number")}
+STATS_SHAPES = {"in": DOCS_AND_BYTES, "kept": DOCS_AND_BYTES, "created": DOCS_AND_BYTES, "dropped": PER_REASON,
+                "errors": PER_REASON, "seconds": (_is_count, "a number"), "kept_text_bytes": (_is_count, "a number"),
+                "stage": (lambda value: isinstance(value, str), "the stage's name")}
 
 
 def checked_counts(stats: dict, path: str, required: tuple[str, ...]) -> dict:
     """`stats` when its figures are counts and `required` ones are there; else refused naming the file and the
     key (a hand edit, or a writer that put NaN or a string there), not a KeyError or a "nan" in the page."""
     problems = [f"{key} is {json.dumps(stats[key])[:200] if key in stats else 'missing'}, expected {expected}"
-                for key, (is_shape, expected) in COUNT_SHAPES.items()
+                for key, (is_shape, expected) in STATS_SHAPES.items()
                 if (key in stats or key in required) and not is_shape(stats.get(key))]
-    if ("stage" in stats or "stage" in required) and not isinstance(stats.get("stage"), str):
-        problems.append(f"stage is {json.dumps(stats['stage'])[:200] if 'stage' in stats else 'missing'}, "
-                        f"expected the stage's name")
     if problems:
         raise StageNotReady(f"{path}: {'; '.join(problems)}; the stage's output is damaged: re-run it with --force")
     return stats

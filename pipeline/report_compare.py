@@ -207,7 +207,7 @@ def compare_runs(a: dict, b: dict) -> dict:
         for side, s in (("a", sa), ("b", sb)):
             for reason, c in (s or {}).get("dropped", {}).items():
                 # a side that did not run the stage has None, not 0 (the page says "not run")
-                reasons.setdefault(reason, {"a": sa and 0, "b": sb and 0})[side] = c["docs"]
+                reasons.setdefault(reason, {"a": None if sa is None else 0, "b": None if sb is None else 0})[side] = c["docs"]
         per_stage.append({"stage": name, "kept": [(s or {}).get("kept", {}).get("docs") for s in (sa, sb)],
                           "kept_text_bytes": [(s or {}).get("kept_text_bytes") for s in (sa, sb)],
                           "reasons": dict(sorted(reasons.items(), key=lambda kv: -abs((kv[1]["b"] or 0) - (kv[1]["a"] or 0))))})

@@ -48,18 +48,18 @@ STALE_SECONDS = 300.0  # a lease not renewed for this long belongs to a dead run
 SETTLE_SECONDS = 1.0  # object stores have no create-if-absent: re-read the lease after this long
 
 
-def _place_new(draft: str, path: str) -> None:
-    """Put the file `draft` at `path` unless a file is there (FileExistsError): a hard link, so `path`
-    appears whole. On a file system without hard links (exFAT, some FUSE mounts) `path` is created
-    exclusively and then written: a reader may see it empty for that moment."""
+def _place_new(draft: str, path: str, content: str) -> None:
+    """Put the file `draft` (holding `content`) at `path` unless a file is there (FileExistsError): a hard
+    link, so `path` appears whole. On a file system without hard links (exFAT, some FUSE mounts) `path`
+    is created exclusively and then written: a reader may see it empty for that moment."""
     try:
         os.link(draft, path)
     except FileExistsError:
         raise
     except OSError:
         fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        with os.fdopen(fd, "w") as f, open(draft) as src:
-            f.write(src.read())
+        with os.fdopen(fd, "w") as f:
+            f.write(content)
 
 
 class WorkdirLease:
@@ -129,10 +129,11 @@ class WorkdirLease:
         draft = f"{self.path}.{self.run_id}"
         try:
             for _ in range(2):
+                content = self._content()
                 with open(draft, "w") as f:
-                    f.write(self._content())
+                    f.write(content)
                 try:
-                    _place_new(draft, self.path)
+                    _place_new(draft, self.path, content)
                 except FileExistsError:
                     holder = self._read()
                     if holder is None:
@@ -308,10 +309,10 @@ def _run_stage(stage: Stage, engine, force: bool, lease: WorkdirLease) -> dict:
     fingerprint = input_fingerprint(stage, upstream_dir, inputs)
     config_hash = stage.config_hash()
     marker = read_success(sdir)
-    if (not force and marker and marker.get("config_hash") == config_hash
+    stats = read_stats(sdir) if marker else None  # a marker without stats.json: run the stage again
+    if (not force and stats is not None and marker.get("config_hash") == config_hash
             and marker.get("input_fingerprint") == fingerprint):
         log.debug("%s: finished earlier with the same config and input; skipped", stage.name)
-        stats = json.loads(storage.read_text(storage.join(sdir, "stats.json")))
         stats["skipped"] = True
         return stats
 

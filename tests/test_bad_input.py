@@ -19,6 +19,7 @@ from pipeline import storage
 from pipeline.ingest import read_file
 from pipeline.ingest.events import Broken, Document
 from pipeline.ingest.jsonl import FieldMap
+from pipeline.ingest.streams import _found_by_checksum
 from pipeline.runner import run_stage
 from pipeline.stage import StageStats, UnitWriter
 from pipeline.stages.ingest import IngestStage, IngestUnit
@@ -186,7 +187,7 @@ def damage_found_mid_stream(data: bytes, decoder, start: int) -> tuple[bytes, in
             decoder().decompress(bad)
             continue
         except errors as e:
-            if "check" in str(e):  # gzip's CRC or length
+            if _found_by_checksum(e):  # gzip's CRC or length, zstd's checksum
                 continue
         d = decoder()
         decoded = len(d.decompress(bad[:start]))

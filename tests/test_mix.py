@@ -247,7 +247,7 @@ def test_solve_coefficient():
 
 def test_solve_coefficient_with_weights_far_apart():
     """Weights 2**-256 and 2**256: the coefficient that draws 150 of the heavy documents' 100 tokens
-    (1.5 epochs); halving hi - lo from 0 stopped 2**156 away from it."""
+    (1.5 epochs); halving hi - lo from 0 stopped 2**157 away from it."""
     bins = {"-8192": 100.0, "8192": 100.0}
     assert solve_coefficient(bins, 150.0, cap=4.0) == pytest.approx(1.5 * 2.0 ** -256, rel=1e-9)
 

@@ -26,7 +26,6 @@ before: unique, while one-layout files keep theirs.
 from __future__ import annotations
 
 import hashlib
-
 import re
 import zlib
 from collections import deque
@@ -169,11 +168,13 @@ class Decompressed:
                 out, used = _decode_before_damage(self._new_member() if before is None else before, data)
                 return out, data[used:]
             return out, (member.unused_data if member.eof else member.unconsumed_tail)
+        from zstandard import ZstdError
+
         view, pos, parts, produced = memoryview(data), 0, [], 0
         while pos < len(data) and produced < CHUNK and not member.eof:
             try:
                 part = member.decompress(view[pos:pos + ZSTD_FEED])
-            except Exception as e:  # zstandard.ZstdError: the slices before it are kept
+            except ZstdError as e:  # the slices before it are kept
                 self._damage = e
                 if _found_by_checksum(e):
                     parts, pos = [], 0

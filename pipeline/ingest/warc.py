@@ -145,12 +145,12 @@ class WarcReader:
                              stream.pos - begin, doc_id=rid)
                 begin = stream.pos
                 continue
-            # overrun() buffers the content, so only records within the payload bound are checked
-            inside = (None if self.arc or record.length > self.max_record_bytes
-                      else stream.overrun(record.length, VERSION_LINE, AFTER_BLANK_LINE))
+            # overrun() buffers the content, so only records within the payload bound are checked, for
+            # an overrun and for their digest (a record over the bound is no document)
+            bounded = not self.arc and record.length <= self.max_record_bytes
+            inside = stream.overrun(record.length, VERSION_LINE, AFTER_BLANK_LINE) if bounded else None
             if inside is None:
-                # (a record over the payload bound is not buffered, and is no document)
-                mismatch = None if self.arc or record.length > self.max_record_bytes else self._digest_mismatch(record)
+                mismatch = self._digest_mismatch(record) if bounded else None
                 event = self._record(record, rid, offset)
                 if mismatch and isinstance(event, Document):
                     event = Broken("digest_mismatch", offset, mismatch, 0, doc_id=rid)

@@ -288,7 +288,7 @@ class DedupStage(ReadsWhatMixUses, Stage):
             seconds["seconds_index_retire"] = time.perf_counter() - started - sum(seconds.values())
         storage.rmtree(work)
         if append is not None:  # the run's files are in place: generation N+1 makes them part of the index
-            lease.check()  # still ours (a run that lost it must not append)
+            lease.confirm()  # still ours, read now (a run that lost it must not append)
             self.index.commit(manifest, settings, {
                 "run": append.run, **identity, "survivors": total.kept.docs, "against": [i.path for i in self.against],
                 "documents": total.input.docs - sum(c.docs for c in total.errors.values())
