@@ -410,6 +410,7 @@ class RunConfig:
     run: RunSection
     sections: dict[str, Any]  # stage name -> validated dataclass instance
     raw: dict[str, Any]  # the YAML as loaded, for hashing
+    where: Where | None = None  # which values came from --set, for messages; None for a config built in code
 
     def section(self, name: str) -> Any:
         if name not in self.sections:
@@ -556,4 +557,4 @@ def parse_config(path: str | os.PathLike, overrides: dict[str, Any] | None = Non
                 continue
         else:
             sections[name] = build_dataclass(cls, data, where, name)
-    return RunConfig(path=path, run=run, sections=sections, raw=raw)
+    return RunConfig(path=path, run=run, sections=sections, raw=raw, where=where)

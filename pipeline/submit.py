@@ -171,11 +171,9 @@ def check_workdir(cfg, args) -> None:
     workdir = cfg.run.workdir
     if args.platform not in REMOTE_WORKDIR_PLATFORMS or is_remote(workdir):
         return
-    given_by_set = any(item.split("=", 1)[0] == "run.workdir" for item in args.set)
-    where = "--set run.workdir" if given_by_set else f"{cfg.path}: run.workdir"
     scheme = "gs" if args.platform.startswith(("dataproc", "dataflow")) else "s3"
-    raise ConfigError(f"{where}: {workdir} is a local path, but --platform {args.platform} runs on machines that "
-                      f"cannot see this one's disk: use a folder under {scheme}://")
+    raise ConfigError(f"{cfg.where.at('run.workdir')}: {workdir} is a local path, but --platform {args.platform} "
+                      f"runs on machines that cannot see this one's disk: use a folder under {scheme}://")
 
 
 # The Python the archive's launcher finds on the nodes of the platforms that run dist/glmdata-env.tar.gz

@@ -371,14 +371,21 @@ def test_flink_on_beams_image_ships_the_wheel_or_stops(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("platform", ["dataproc", "dataproc-serverless", "emr", "emr-serverless", "dataflow"])
-def test_local_workdir_is_refused_on_a_cluster(tmp_path, capsys, platform):
-    """Each node would write its own disk: refused before submitting, naming the key."""
+@pytest.mark.parametrize("given,named", [("run.workdir={}", "--set run.workdir"),
+                                         ("run={{workdir: {}, engine: spark}}", "--set run: run.workdir"),
+                                         (None, "cluster.yaml: run.workdir")], ids=["set-key", "set-mapping", "yaml"])
+def test_local_workdir_is_refused_on_a_cluster(tmp_path, capsys, platform, given, named):
+    """Each node would write its own disk: refused before submitting, naming where the workdir was given
+    (a --set of the whole run mapping is a --set too, not the YAML)."""
+    workdir = tmp_path / "work"
     cfg = write_config(tmp_path)
+    if given is None:
+        cfg.write_text(cfg.read_text().replace("gs://glmdata-test/work", str(workdir)))
     code = glmdata(["submit", "--platform", platform, "--config", str(cfg), "--dry-run",
-                    "--set", f"run.workdir={tmp_path / 'work'}"])
+                    *(["--set", given.format(workdir)] if given else [])])
     captured = capsys.readouterr()
     assert code == 2 and not captured.out
-    assert f"--set run.workdir: {tmp_path / 'work'} is a local path, but --platform {platform}" in captured.err
+    assert f"{named}: {workdir} is a local path, but --platform {platform}" in captured.err
 
 
 @pytest.mark.parametrize("platform", ["dataproc", "dataproc-serverless", "emr", "emr-serverless"])
