@@ -291,10 +291,27 @@ def test_a_document_drawn_many_times_is_written_in_slices(tmp_path, spark_sessio
     ({"max_epochs": 1e300}, "max_epochs must be > 0 and <= 2147483647"),  # mix_repeat is an int32
     ({"sources": [{"name": "a", "lang": "en", "max_epochs": 3e9}]}, "source 'a': max_epochs must be > 0 and <="),
     ({"sources": [{"name": "a", "lang": "en", "stage": "dedupe"}]}, "not a stage before mix"),
+    ({"language_shares": {"en": 0.5, "zh": 0.45}},
+     r"config.yaml: mix: language_shares: expected shares that sum to 1 \(within 0.01: shares written to 2 decimal "
+     r"places.*which sum to 0.95"),
+    ({"language_shares": {"en": -0.5, "zh": 1.5}}, "expected shares >= 0"),
+    ({"sources": [{"name": "", "lang": "en"}]}, r"config.yaml: mix.sources\[0\]: name: expected the source's name"),
+    ({"sources": [{"name": "a", "lang": "en", "match_source": []}]},
+     r"mix.sources\[0\]: source 'a': match_source: expected a list of `source` values or patterns, none of them empty"),
+    ({"sources": [{"name": "a", "lang": "en", "match_source": ["pile", " "]}]}, "none of them empty"),
 ])
 def test_config_errors_name_the_key(tmp_path, bad, message):
     with pytest.raises(ConfigError, match=message):
         make_run_config(tmp_path, {"mix": mix_section(**bad)})
+
+
+@pytest.mark.parametrize("share", [0.3333, 0.33])
+def test_language_shares_rounded_to_decimals_are_taken_as_meant(tmp_path, share):
+    languages = ("en", "zh", "fr")
+    cfg = make_run_config(tmp_path, {"mix": mix_section(
+        language_shares={lang: share for lang in languages}, bytes_per_token={lang: 4.0 for lang in languages},
+        sources=[{"name": f"web_{lang}", "lang": lang} for lang in languages])})
+    assert cfg.section("mix").language_shares == pytest.approx({lang: 1 / 3 for lang in languages}, rel=1e-15)
 
 
 def test_recipes_validate():

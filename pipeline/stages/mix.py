@@ -32,6 +32,7 @@ import math
 import os
 from collections import defaultdict
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 import numpy as np
 import pyarrow as pa
@@ -63,6 +64,9 @@ WEIGHT_BINS_PER_OCTAVE = 32  # weight histogram resolution for the plan (2% step
 WEIGHT_LIMIT = 2.0 ** 256
 ROWS_PER_WRITE = 4096  # rows of one output table: the repeats of a batch are written in slices
 MAX_EPOCHS_LIMIT = 2 ** 31 - 1  # mix_repeat is an int32
+# Language shares computed by a program (1/3 written as 0.3333333333333333) miss a sum of 1 by the
+# float's own rounding; also the tolerance before rounded decimals were accepted.
+SHARE_SUM_FLOOR = Decimal("1e-6")
 
 
 @dataclass
@@ -82,6 +86,12 @@ class MixSource:
     def __post_init__(self):
         from pipeline.stages import STAGE_ORDER
 
+        if not self.name.strip():
+            raise ValueError(f"name: expected the source's name (reported, and written to each row's mix_source), "
+                             f"got {self.name!r}")
+        if self.match_source is not None and not (self.match_source and all(p.strip() for p in self.match_source)):
+            raise ValueError(f"source {self.name!r}: match_source: expected a list of `source` values or patterns, "
+                             f"none of them empty (leave the key out for [{self.name!r}]), got {self.match_source!r}")
         if self.stage and self.path:
             raise ValueError(f"source {self.name!r}: set stage or path, not both")
         if self.stage and self.stage not in STAGE_ORDER[:STAGE_ORDER.index("mix")]:
@@ -108,7 +118,8 @@ class MixSource:
 class MixSection:
     sources: list[MixSource]
     target_tokens: int  # total tokens of the mix (GLM-130B: about 400B, 200B per language)
-    language_shares: dict[str, float] = field(default_factory=lambda: {"en": 0.5, "zh": 0.5})  # GLM-130B: half each
+    # GLM-130B: half each. Scaled to sum to 1: rounded decimals pass (three of 0.3333), see normalised_shares
+    language_shares: dict[str, float] = field(default_factory=lambda: {"en": 0.5, "zh": 0.5})
     max_epochs: float = 4.0  # default cap on repeats of one document
     # Estimated token counts before a tokenizer exists: UTF-8 bytes per token by language, measured
     # on held-out ../shared/data/text with the balanced 24k unigram tokenizer (bench/tokenizer_balance.py:
@@ -132,8 +143,7 @@ class MixSection:
         for key, values in (("language_shares", self.language_shares), ("bytes_per_token", self.bytes_per_token)):
             if not all(math.isfinite(v) for v in values.values()):
                 raise ValueError(f"{key} must be finite numbers, got {values}")
-        if abs(sum(self.language_shares.values()) - 1) > 1e-6 or min(self.language_shares.values()) < 0:
-            raise ValueError(f"language_shares must be >= 0 and sum to 1, got {self.language_shares}")
+        self.language_shares = normalised_shares(self.language_shares)
         if any(v <= 0 for v in self.bytes_per_token.values()):
             raise ValueError(f"bytes_per_token must be > 0, got {self.bytes_per_token}")
         names = [s.name for s in self.sources]
@@ -151,6 +161,28 @@ class MixSection:
             raise ValueError(f"max_epochs must be > 0 and <= {MAX_EPOCHS_LIMIT}, got {self.max_epochs}")
         if self.weight_floor <= 0:
             raise ValueError(f"weight_floor must be > 0, got {self.weight_floor}")
+
+
+def normalised_shares(shares: dict[str, float]) -> dict[str, float]:
+    """`shares` divided by their sum when they are >= 0 and sum to 1 within the rounding of the decimals they
+    are written with, else ValueError. Shares are rounded to a common number of decimal places (the finest
+    among them: 0.5 beside 0.45 is 0.50): each one within half a unit of that place of the share meant, so
+    n shares within n half units, exclusive (three shares of 0.3333 sum to 0.9999 within 0.00015, three of
+    0.33 to 0.99 within 0.015; 0.7 + 0.7 is refused). Integers (0, 1) are exact. The decimals are read from
+    each number's shortest form, so the sum is exact, free of float rounding."""
+    if min(shares.values()) < 0:
+        raise ValueError(f"language_shares: expected shares >= 0, got {shares}")
+    written = [Decimal(repr(share)) for share in shares.values()]
+    rounded = [d for d in written if d != d.to_integral_value()]
+    places = max((-d.as_tuple().exponent for d in rounded), default=0)
+    tolerance = max(len(rounded) * Decimal(5).scaleb(-places - 1), SHARE_SUM_FLOOR)
+    total = sum(written)
+    if not abs(total - 1) < tolerance:
+        allowed = (f"shares written to {places} decimal places, each within half a unit of the last"
+                   if tolerance > SHARE_SUM_FLOOR else "float rounding")
+        raise ValueError(f"language_shares: expected shares that sum to 1 (within {float(tolerance):g}: {allowed}), "
+                         f"got {shares}, which sum to {total}")
+    return {lang: share / float(total) for lang, share in shares.items()}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -412,7 +444,9 @@ class MixStage(Stage):
     upstream = DEFAULT_STAGE
     # 2: weights clipped to 2**-256..2**256; the plan's coefficient solved on the ratio hi/lo; documents
     # without text neither drawn nor repeated; token totals summed as integers (the same in any file order)
-    output_version = 2
+    # 3: language shares divided by their sum (shares that sum to 1 only within float or decimal rounding
+    # give slightly other targets, so other draws)
+    output_version = 3
 
     def __init__(self, cfg):
         super().__init__(cfg)
