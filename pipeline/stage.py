@@ -13,6 +13,7 @@ duplicates, and the output depends on the input alone, never on the number of wo
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -222,6 +223,14 @@ class Stage:
         self.seed = cfg.run.seed
         # The documents a later stage reads (None: all); the others are counted under NOT_READ.
         self.selection: Selection | None = None
+
+    def __getstate__(self) -> dict:
+        # What a stage builds lazily (its cached_property values: models, rule sets, local copies of
+        # files) is built again in each worker process, never pickled there: models do not pickle,
+        # blocklists hash with a salt of their own process, a local copy's path is this machine's.
+        lazy = {name for cls in type(self).__mro__ for name, attr in vars(cls).items()
+                if isinstance(attr, functools.cached_property)}
+        return {name: value for name, value in self.__dict__.items() if name not in lazy}
 
     # -- identity of a run, for skipping finished stages
     def config_hash(self) -> str:

@@ -651,21 +651,3 @@ def test_a_kept_null_text_stays_null(tmp_path):
             for i in range(2)]
     result = QualityStage(cfg).process_batch(pa.RecordBatch.from_pylist(rows, DOC_SCHEMA))
     assert result.reasons == [None, None] and result.rows.column("text").to_pylist() == [None, None]
-
-
-def test_the_rule_sets_are_built_in_each_worker_never_pickled(tmp_path):
-    """The blocklists hash names with Python's per-process salted hash: a stage that judged documents on
-    the driver and then went to the workers would carry sets that match nothing there."""
-    import pickle
-
-    from filters.blocklist import HashedNames
-
-    stage = QualityStage(make_run_config(tmp_path, {"quality": {}}))
-    row = {"id": "d", "text": "A sentence of English prose.", "source": "s", "source_file": "f", "source_offset": 0,
-           "lang": "en"}
-    stage.process_batch(pa.RecordBatch.from_pylist([row], DOC_SCHEMA))
-    assert "chains" in stage.__dict__
-    copy = pickle.loads(pickle.dumps(stage))
-    assert not {"chains", "source_chains", "signal_columns"} & set(copy.__dict__)
-    with pytest.raises(TypeError, match="salted per process"):  # anything else holding one fails loudly
-        pickle.dumps(HashedNames.from_lines(b"example.com\n"))

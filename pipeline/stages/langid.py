@@ -169,12 +169,6 @@ class LangidStage(ReadsWhatMixUses, MapStage):
             selected &= pc.or_(pc.invert(needs_cjk), has_cjk).to_numpy(zero_copy_only=False)
         return selected
 
-    def __getstate__(self):
-        # The model wrapper is rebuilt on each worker (cached there per process), never pickled.
-        state = dict(self.__dict__)
-        state.pop("identifier", None)
-        return state
-
     def process_batch(self, batch: pa.RecordBatch) -> BatchResult:
         texts = batch.column("text").to_pylist()
         in_bytes = pc.binary_length(batch.column("text")).fill_null(0).to_pylist()

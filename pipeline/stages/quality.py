@@ -227,14 +227,6 @@ class QualityStage(ReadsWhatMixUses, MapStage):
             log.warning("%s: quality.sources: %s: no such ingest source (ingest.sources: %s); those settings "
                         "judge no document", cfg.path, ", ".join(unused), ", ".join(s.name for s in ingest.sources))
 
-    def __getstate__(self):
-        # The rule sets are built in each worker, never pickled: the blocklists' HashedNames hold hashes
-        # salted per process, which would match nothing in another one.
-        state = dict(self.__dict__)
-        for built in ("chains", "source_chains", "signal_columns"):
-            state.pop(built, None)
-        return state
-
     @cached_property
     def chains(self) -> dict[str | None, Chain]:
         """Rule sets per language (None: every other language) of every source `quality.sources` leaves
