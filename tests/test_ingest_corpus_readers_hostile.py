@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bz2
 import itertools
+import json
 import lzma
 from pathlib import Path
 
@@ -113,3 +114,52 @@ def test_missing_text_says_what_the_field_held(tmp_path):
         "field 'text': expected a string, found list (keys: id, text)",
         "field 'text': expected a string, found nothing (missing or null) (keys: id, text)",
         "field 'text': expected a string, found nothing (missing or null) (keys: id)"]
+
+
+def test_lines_ending_in_a_lone_carriage_return_are_one_record_each(tmp_path):
+    """Classic Mac OS line endings: one record per line, not the whole file as one bogus line; a raw
+    carriage return inside a string of an LF file stays in its record."""
+    records = [{"id": str(i), "text": f"record {i}"} for i in range(3)]
+    mac = tmp_path / "mac.jsonl"
+    mac.write_bytes(b"".join(json.dumps(r).encode() + b"\r" for r in records))
+    evs = events(mac)
+    assert [(type(e), e.text, e.source_offset) for e in evs] == [
+        (Document, f"record {i}", i * len(json.dumps(records[0])) + i) for i in range(3)]
+    assert sum(e.nbytes for e in evs) == mac.stat().st_size
+    lf = tmp_path / "raw-cr-in-string.jsonl"
+    lf.write_bytes(b'{"text": "a\rb"}\n{"text": "c"}\n')
+    assert [e.text for e in events(lf)] == ["a\rb", "c"]
+
+
+PRETTY = {"array": lambda rs: json.dumps(rs, indent=2),  # json.dump(records, f, indent=2)
+          "objects": lambda rs: "\n".join(json.dumps(r, indent=2) for r in rs)}  # jq . dump.jsonl
+
+
+@pytest.mark.parametrize("layout", sorted(PRETTY))
+@pytest.mark.parametrize("name", ["pretty.jsonl", "pretty.json"])
+def test_pretty_printed_json_is_read_record_by_record(tmp_path, layout, name):
+    """Pretty-printed JSON saved as JSON lines: its records, not one invalid_json error per line."""
+    records = [{"id": str(i), "text": f"record {i}"} for i in range(3)]
+    path = tmp_path / name
+    path.write_text(PRETTY[layout](records) + "\n")
+    evs = events(path)
+    assert [(type(e), e.id, e.text) for e in evs] == [(Document, r["id"], r["text"]) for r in records]
+    assert sum(e.nbytes for e in evs) == path.stat().st_size
+
+
+def test_pretty_printed_json_broken_after_its_first_record_keeps_what_came_before(tmp_path):
+    path = tmp_path / "pretty-broken.jsonl"
+    first = json.dumps({"text": "first"}, indent=2)
+    path.write_text(first + '\n{\n  "text": "second",\n  oops\n}\n{\n  "text": "third"\n}\n')
+    evs = events(path)
+    assert [(type(e), getattr(e, "reason", None), getattr(e, "docs", 1)) for e in evs] == [
+        (Document, None, 1), (Broken, "invalid_json", 0)]
+    assert evs[1].offset == len(first) and sum(e.nbytes for e in evs) == path.stat().st_size
+
+
+def test_json_lines_whose_first_line_is_broken_stay_json_lines(tmp_path):
+    """A cut first line is its own error; the lines after it are read, not taken for one pretty-printed value."""
+    path = tmp_path / "cut-first-line.jsonl"
+    path.write_bytes(b'{"text": "cut", "n": 1\n{"text": "second"}\n{"text": "third"}\n')
+    assert [(type(e), getattr(e, "reason", None)) for e in events(path)] == [
+        (Broken, "invalid_json"), (Document, None), (Document, None)]

@@ -6,7 +6,8 @@ stage (pipeline/stages/ingest.py) routes them to data/, rejected/, errors/ and t
 
 Accounting rules (what stats.json of the ingest stage counts):
 - A *document in* is one record the reader could delimit: a WARC/WET/ARC record whose header parsed,
-  a non-blank JSON line, an element of a JSON array, a Parquet row. It ends in exactly one place: kept, dropped (non-document
+  a non-blank JSON line, an element of a JSON array (or of pretty-printed JSON objects one after
+  another), a Parquet row. It ends in exactly one place: kept, dropped (non-document
   record types, non-HTML payloads, non-2xx responses, `empty_text`) or errors (`invalid_json`,
   `invalid_utf8` (bytes that are not UTF-8, or a lone surrogate escape), `json_too_deep`,
   `record_too_large`, `extraction_budget` (a page nested deeper or larger than the HTML budget),
@@ -42,6 +43,7 @@ Accounting rules (what stats.json of the ingest stage counts):
 from __future__ import annotations
 
 import codecs
+import logging
 import traceback
 from typing import IO, Callable, Iterator
 
@@ -53,6 +55,8 @@ from pipeline.ingest.jsonl import FieldMap, JsonlReader
 from pipeline.ingest.parquet_source import ParquetReader
 from pipeline.ingest.streams import Decompressed, expected_compression, sniff_compression
 from pipeline.ingest.warc import WarcReader
+
+log = logging.getLogger(__name__)
 
 # Compressions some corpus dumps come in (Wikipedia's is bzip2) that the readers do not decode, by magic bytes
 UNSUPPORTED_COMPRESSIONS = {b"BZh": "bzip2", b"\xfd7zX": "xz"}
@@ -152,4 +156,10 @@ def _read_open_file(path: str, raw: IO[bytes], head: bytes, fmt: str, fields: Fi
     elif fmt == "json":
         yield from JsonArrayReader(stream, fields, max_record_bytes)
     else:
-        yield from JsonlReader(stream, fields, max_record_bytes)
+        lines = JsonlReader(stream, fields, max_record_bytes)
+        if lines.first_record_spans_lines():  # read line by line, each of its lines would be an error
+            log.warning("%s: the first record spans several lines, so this is not JSON lines (pretty-printed "
+                        "JSON?); read as JSON values one after another", path)
+            yield from JsonArrayReader(stream, fields, max_record_bytes)
+        else:
+            yield from lines

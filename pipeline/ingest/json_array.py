@@ -1,11 +1,12 @@
-"""A file holding one JSON array of objects (WuDaoCorpora 2.0's layout) to documents, element by
-element, without reading the file whole.
+"""A file holding one JSON array of objects (WuDaoCorpora 2.0's layout), or JSON objects one after
+another (pretty-printed ones, as `jq` writes them; JSON lines too), to documents, element by element,
+without reading the file whole.
 
 An element's bytes run from the end of the previous one (so the `[`, commas and whitespace before
-it count with it; the closing `]` counts with the last element) and its offset is where its `{`
-starts; a UTF-8 byte order mark (Windows tools write one) counts with the first element. A file that
-stops being a valid array is an error from that point to the end of the file (docs=0): unlike JSON
-lines, there is no line to resume at. An element over max_record_bytes (`record_too_large`) or nested
+it count with it; the closing `]` or the white space ending the file counts with the last element)
+and its offset is where its `{` starts; a UTF-8 byte order mark (Windows tools write one) counts with
+the first element. A file that stops being a valid array (or sequence of objects) is an error from
+that point to the end of the file (docs=0): unlike JSON lines, there is no line to resume at. An element over max_record_bytes (`record_too_large`) or nested
 deeper than Python's parser recurses (`json_too_deep`) is an error of its own: a bracket count finds
 where it ends, without keeping it, and the elements after it are read.
 """
@@ -64,21 +65,24 @@ class JsonArrayReader:
             if self.stream.peek(len(codecs.BOM_UTF8)) == codecs.BOM_UTF8:  # counted with the first element
                 pending = len(self.stream.read(len(codecs.BOM_UTF8)))
             pending += self._skip(WHITESPACE)
-            if not self.text.startswith("[", self.at):
-                raise ValueError(f"expected a JSON array, found {self.text[self.at:self.at + 20]!r}")
-            self.at += 1
-            pending += 1
-            last = None
+            in_array = self.text.startswith("[", self.at)
+            if in_array:
+                self.at += 1
+                pending += 1
+            elif not self.text.startswith("{", self.at):
+                raise ValueError(f"expected a JSON array or object, found {self.text[self.at:self.at + 20]!r}")
             while True:
                 pending += self._skip(SEPARATORS)
-                if self.text.startswith("]", self.at):
+                if in_array and self.text.startswith("]", self.at):
                     self.at += 1
                     pending += 1 + self._skip(WHITESPACE)
                     if self.at < len(self.text):
                         raise ValueError("data after the end of the array")
                     break
                 if self.eof:
-                    raise ValueError("the array is not closed")
+                    if in_array:
+                        raise ValueError("the array is not closed")
+                    break
                 if last is not None:
                     yield last
                     last = None
@@ -104,7 +108,7 @@ class JsonArrayReader:
                 yield last
             # every byte read but not yet in an event (decoded or not: a failed decode keeps none), and the rest
             rest = self.stream.pos - consumed + self._drain()
-            yield Broken("invalid_json", consumed, f"not a JSON array of objects from byte {consumed} on: {e}", rest, docs=0)
+            yield Broken("invalid_json", consumed, f"not a JSON array or objects from byte {consumed} on: {e}", rest, docs=0)
         yield from end_of_data_errors(self.stream, False, "element")
         while self.stream.resume():  # after damaged compressed data there is no element boundary to resume at
             yield Broken("invalid_json", self.stream.pos, "array data after damaged compressed data", self._drain(), docs=0)

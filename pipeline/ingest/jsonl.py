@@ -12,6 +12,10 @@ string and is null otherwise: quality's title rule reads it (crawl dumps put a p
 and injected advertising there). A subset field (none unless `subset_field` names one, e.g. the
 Pile's `meta.pile_set_name`) names the record's part of a dump that mixes several (`subset_name`).
 
+A line ends in `\n` (`\r\n` included), or in a lone `\r` in a file whose first max_record_bytes hold
+a `\r` and no `\n` (classic Mac OS). A file whose first object runs past its first line is
+pretty-printed JSON, not JSON lines (`first_record_spans_lines`): read line by line, each of its lines
+would be an error, so it is read as JSON values one after another (json_array.py).
 A line's bytes include its newline, and the first line's a UTF-8 byte order mark before it (Windows
 tools write one). Blank lines are not documents (counted under `blank_line` with docs=0); a line that
 is not UTF-8, not JSON, not an object, or has no text string is an error with docs=1, and so is a line
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import codecs
 import json
+import re
 from dataclasses import astuple, dataclass
 from typing import Any, Iterator
 
@@ -44,6 +49,10 @@ class FieldMap:
 
 
 MAX_SUBSET_CHARS = 100
+# What may come before a file's first object: a byte order mark, white space, the `[` opening an array
+_BEFORE_FIRST_OBJECT = re.compile(r"\ufeff?[ \t\r\n]*(?:\[[ \t\r\n]*)?")
+_FIRST_OBJECT_DECODER = json.JSONDecoder(strict=False)  # raw control characters: as for a line
+FIRST_OBJECT_LOOKAHEAD = 1 << 12  # bytes first read for the first object, doubled while it goes on
 
 
 def subset_name(value: Any) -> str | None:
@@ -103,6 +112,28 @@ class JsonlReader:
         self.stream = stream
         self.fields = fields
         self.max_record_bytes = max_record_bytes
+        self.newline = stream.line_ending(max_record_bytes + 1)
+
+    def first_record_spans_lines(self) -> bool:
+        """Whether the file is pretty-printed JSON, not JSON lines: its first object (after the `[`
+        of an array) is whole, within max_record_bytes, only some lines after the first line's end."""
+        stream, limit = self.stream, self.max_record_bytes + 1
+        first_line = stream.line_length(limit, self.newline)
+        size = min(max(2 * first_line, FIRST_OBJECT_LOOKAHEAD), limit)
+        while True:  # geometric look-ahead, as JsonArrayReader reads a long element
+            head = stream.peek(size)
+            try:
+                text = codecs.getincrementaldecoder("utf-8")().decode(head)  # a character cut at the end waits
+                value, end = _FIRST_OBJECT_DECODER.raw_decode(text, _BEFORE_FIRST_OBJECT.match(text).end())
+            except json.JSONDecodeError as e:
+                ran_out = e.pos == len(e.doc) or e.msg.startswith("Unterminated string")
+                if not ran_out or len(head) < size or size >= limit:
+                    return False
+                size = min(2 * size, limit)
+                continue
+            except (UnicodeDecodeError, RecursionError):
+                return False
+            return isinstance(value, dict) and len(text[:end].encode("utf-8")) > first_line
 
     def __iter__(self) -> Iterator[Event]:
         while True:
@@ -116,10 +147,10 @@ class JsonlReader:
         stream, fields = self.stream, self.fields
         while not stream.at_end():
             offset = stream.pos
-            line = stream.readline(self.max_record_bytes + 1)
+            line = stream.readline(self.max_record_bytes + 1, self.newline)
             if len(line) > self.max_record_bytes:
                 # a line of exactly max + 1 bytes came whole: its newline is read, the next line is not its rest
-                nbytes = len(line) + (0 if line.endswith(b"\n") else stream.skip_line_rest())
+                nbytes = len(line) + (0 if line.endswith(self.newline) else stream.skip_line_rest(self.newline))
                 yield Broken("record_too_large", offset, f"line of {nbytes} bytes is over "
                              f"ingest.max_record_bytes ({self.max_record_bytes}); skipped unread", nbytes)
                 continue
@@ -129,7 +160,7 @@ class JsonlReader:
             if not line.strip():
                 yield NotDocument("blank_line", nbytes, docs=0)
                 continue
-            if not line.endswith(b"\n") and (stream.truncated or stream.corrupt):
+            if not line.endswith(self.newline) and (stream.truncated or stream.corrupt):
                 self.cut_reported = True
                 yield Broken(end_of_data_reason(stream), offset, stream.corrupt or
                              "compressed data ends in the middle of this line", nbytes)

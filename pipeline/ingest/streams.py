@@ -314,25 +314,25 @@ class Decompressed:
         self._fill(n)
         return self._take(n)
 
-    def readline(self, limit: int | None = None) -> bytes:
-        """One line including its b"\\n", at most `limit` bytes (CHUNK when not given: a header line
-        that long is garbage, and the parser's complaint about the rest is cheaper than holding it)."""
-        limit = CHUNK if limit is None or limit < 0 else limit
+    def readline(self, limit: int | None = None, newline: bytes = b"\n") -> bytes:
+        """One line including its `newline` (one byte), at most `limit` bytes (CHUNK when not given: a
+        header line that long is garbage, and the parser's complaint about the rest is cheaper than
+        holding it)."""
+        return self._take(self.line_length(CHUNK if limit is None or limit < 0 else limit, newline))
+
+    def line_length(self, limit: int, newline: bytes = b"\n") -> int:
+        """The bytes of the next line with its `newline`, at most `limit`; buffers them, takes none."""
         start = self._off
         while True:
-            end = self._buf.find(b"\n", start)
+            end = self._buf.find(newline, start)
             if end >= 0:
-                n = end + 1 - self._off
-                break
+                return min(end + 1 - self._off, limit)
             available = len(self._buf) - self._off
             if available >= limit:
-                n = limit
-                break
+                return limit
             start = len(self._buf)
             if not self._fill(available + 1):
-                n = len(self._buf) - self._off
-                break
-        return self._take(min(n, limit))
+                return len(self._buf) - self._off
 
     def tell(self) -> int:
         return self.pos
@@ -356,14 +356,25 @@ class Decompressed:
     def at_end(self) -> bool:
         return not self._fill(1)
 
-    def skip_line_rest(self) -> int:
-        """Discard up to and including the next b"\\n" (a line of any length)."""
+    def skip_line_rest(self, newline: bytes = b"\n") -> int:
+        """Discard up to and including the next `newline` (a line of any length)."""
         skipped = 0
         while True:
-            line = self.readline(CHUNK)
+            line = self.readline(CHUNK, newline)
             skipped += len(line)
-            if not line or line.endswith(b"\n"):
+            if not line or line.endswith(newline):
                 return skipped
+
+    def line_ending(self, limit: int) -> bytes:
+        """b"\\r" when the next `limit` bytes hold a carriage return and no b"\\n" (lines ending in a
+        lone CR, as classic Mac OS wrote them), else b"\\n". Buffers up to `limit` bytes ahead, as a
+        line that long does."""
+        searched = self._off
+        while self._buf.find(b"\n", searched, self._off + limit) < 0:
+            searched = len(self._buf)
+            if searched - self._off >= limit or not self._fill(searched - self._off + 1):
+                return b"\r" if self._buf.find(b"\r", self._off, self._off + limit) >= 0 else b"\n"
+        return b"\n"
 
     def skip_newlines(self) -> int:
         skipped = 0

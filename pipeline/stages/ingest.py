@@ -134,8 +134,9 @@ class IngestStage(Stage):
     name = "ingest"
     upstream = None
     # 2: ids from the path below the source's folder (id_root), not the absolute path; 3: a damaged
-    # one-stream .gz/.zst keeps the records decoded before the damage, WARC block digests are checked
-    output_version = 3
+    # one-stream .gz/.zst keeps the records decoded before the damage, WARC block digests are checked;
+    # 4: JSON lines ending in a lone \r are one record each, pretty-printed JSON files are read record by record
+    output_version = 4
 
     def _units(self) -> list[IngestUnit]:
         units = []
