@@ -30,12 +30,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from pipeline import doc_profile, storage
 from pipeline.doc_profile import CLUSTER_SIZE_COLUMN, KEPT, SIGNAL_STAGES
 from pipeline.report_html import render_page
 from pipeline.report_terminal import SAMPLE_STAGES
-from pipeline.report_text import plain
+from pipeline.report_text import plain, readable_bytes, visible
 from pipeline.runner import SUCCESS, StageNotReady, marker_key, read_stats, read_success
 from pipeline.stages import STAGE_ORDER
 
@@ -381,7 +382,7 @@ def collect(workdir: str, engine_factory=None) -> dict:
 def print_summary(data: dict, html_path: str, console: Console | None = None) -> None:
     console = console or Console()
     table = Table(title=f"glmdata run: {plain(data['workdir'])}", show_edge=False)
-    for col in ("stage", "time", "docs in", "kept", "text MB kept", "dropped", "errors"):
+    for col in ("stage", "time", "docs in", "kept", "text kept", "dropped", "errors"):
         table.add_column(col, justify="left" if col == "stage" else "right", no_wrap=col == "stage")
     stale = data.get("stale") or {}
     for s in data["stages"]:
@@ -389,7 +390,7 @@ def print_summary(data: dict, html_path: str, console: Console | None = None) ->
         errors = sum(c["docs"] for c in s["errors"].values())
         table.add_row(stage_cell(s["stage"], stale), "skipped" if s.get("skipped") else f"{s.get('seconds', 0):.1f} s",
                       f"{s['in']['docs'] + s.get('created', {}).get('docs', 0):,}", f"{s['kept']['docs']:,}",
-                      f"{s.get('kept_text_bytes', 0) / 1e6:,.2f}",
+                      readable_bytes(s.get("kept_text_bytes") or None),  # encode and shards keep token ids only
                       f"{dropped:,}" + (" (sample choice)" if s["stage"] in SIDE_STAGES else ""),
                       f"[red]{errors:,}[/red]" if errors else "0")
     console.print(table)
@@ -406,20 +407,20 @@ def print_summary(data: dict, html_path: str, console: Console | None = None) ->
     if data.get("recomputed_on"):
         console.print(f"[yellow]stages without recorded profiles ({plain(', '.join(data['legacy_stages']))}): histograms "
                       f"recomputed on {data['recomputed_on']}; re-run them for per-source figures[/yellow]")
-    console.print(f"HTML report: [bold]{plain(html_path)}[/bold]")
+    console.print(Text.assemble("HTML report: ", (visible(html_path), "bold")))
 
 
 def source_table(sources: dict) -> Table:
     """Per input source: documents at the first and last stage, text, tokens, the main drop reason."""
     table = Table(title="per source", show_edge=False)
-    for col in ("source", "docs first", "docs last", "text MB last", "tokens", "most dropped by"):
+    for col in ("source", "docs first", "docs last", "text last", "tokens", "most dropped by"):
         table.add_column(col, justify="left" if col in ("source", "most dropped by") else "right")
     for name, e in sources.items():
         counts = list(e["stages"].values())
         with_text = [v for v in counts if v[1]]
         top = e.get("top_drops") or []
         table.add_row(plain(name), f"{counts[0][0]:,}" if counts else "–", f"{counts[-1][0]:,}" if counts else "–",
-                      f"{with_text[-1][1] / 1e6:,.2f}" if with_text else "–",
+                      readable_bytes(with_text[-1][1]) if with_text else "–",
                       f"{(e.get('shard_tokens') or e.get('stream_tokens') or 0):,}",
                       f"{plain(top[0][0])} ({top[0][1][0]:,})" if top else "–")
     return table

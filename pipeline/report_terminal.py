@@ -6,15 +6,12 @@ import logging
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
-from pipeline.report_text import plain
+from pipeline.report_text import plain, readable_bytes, visible
 
 # Stages whose "dropped" documents are a sample choice, not a filter of the data flow.
 SAMPLE_STAGES = {"tokenizer": "not in the training sample"}
-
-
-def _mb(n: int) -> str:
-    return f"{n / 1e6:,.2f} MB"
 
 
 def _drop_label(stage: str, reason: str) -> str:
@@ -31,7 +28,7 @@ def stage_line(summary: dict) -> str:
     parts = [f"{name}: skipped (finished earlier with the same config and input): {src:,} in -> {kept:,} kept"
              if summary.get("skipped") else f"{name}: {src:,} in -> {kept:,} kept{share}"]
     if summary.get("kept_text_bytes"):
-        parts[0] += f", {_mb(summary['kept_text_bytes'])} text"
+        parts[0] += f", {readable_bytes(summary['kept_text_bytes'])} text"
     drops = sorted(summary["dropped"].items(), key=lambda kv: -kv[1]["docs"])
     if drops:
         verb = SAMPLE_STAGES.get(name, "dropped")
@@ -59,13 +56,13 @@ def print_stage_summary(summary: dict, workdir: str, console: Console | None = N
     table.add_column("")
     table.add_column("documents", justify="right")
     table.add_column("bytes", justify="right")
-    table.add_row("in", f"{summary['in']['docs']:,}", _mb(summary["in"]["bytes"]))
+    table.add_row("in", f"{summary['in']['docs']:,}", readable_bytes(summary["in"]["bytes"]))
     if summary.get("created", {}).get("docs"):
-        table.add_row("created", f"{summary['created']['docs']:,}", _mb(summary["created"]["bytes"]))
-    table.add_row("kept", f"{summary['kept']['docs']:,}", _mb(summary["kept"]["bytes"]))
+        table.add_row("created", f"{summary['created']['docs']:,}", readable_bytes(summary["created"]["bytes"]))
+    table.add_row("kept", f"{summary['kept']['docs']:,}", readable_bytes(summary["kept"]["bytes"]))
     for reason, c in summary["dropped"].items():
-        table.add_row(_drop_label(name, reason), f"{c['docs']:,}", _mb(c["bytes"]))
+        table.add_row(_drop_label(name, reason), f"{c['docs']:,}", readable_bytes(c["bytes"]))
     for reason, c in summary["errors"].items():
-        table.add_row(f"[red]error: {plain(reason)}[/red]", f"{c['docs']:,}", _mb(c["bytes"]))
+        table.add_row(Text(f"error: {visible(reason)}", style="red"), f"{c['docs']:,}", readable_bytes(c["bytes"]))
     console.print(table)
     console.print(f"output: {workdir}/{name}/")

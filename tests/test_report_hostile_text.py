@@ -4,6 +4,7 @@ a line, rich markup and HTML in names and reasons. Each is shown as written, and
 from __future__ import annotations
 
 import io
+import logging
 from html.parser import HTMLParser
 
 import pyarrow as pa
@@ -115,3 +116,48 @@ def test_a_carriage_return_is_white_space_on_the_page_and_escaped_in_the_termina
 
     assert escape_html("line one\r\nline two\r") == "line one\r\nline two\r"
     assert visible("line one\r\nline two") == "line one\\x0d\nline two"
+
+
+
+# Format characters (Unicode category Cf) that show nothing, with their escapes: they split a word so that
+# it reads whole but matches no word list, or carry text no one sees (tag characters spell ASCII out of sight).
+INVISIBLE = {"\u200b": "\\u200b", "\u200c": "\\u200c", "\u200d": "\\u200d", "\u200e": "\\u200e",
+             "\u200f": "\\u200f", "\u2060": "\\u2060", "\u2064": "\\u2064", "\ufeff": "\\ufeff", "\xad": "\\xad",
+             "\U000e0041": "\\U000e0041"}
+
+
+def test_inspect_and_the_page_show_invisible_format_characters_as_escapes(tmp_path, capsys):
+    from pipeline.report_text import escape_html
+
+    text = "".join(f"fr{c}ee " for c in INVISIBLE)
+    stage = rejected_stage(tmp_path, "spam", text)
+    assert glmdata(["inspect", stage, "-r", "spam"]) == 0
+    out = capsys.readouterr().out
+    page = escape_html(text)  # how the page writes every text
+    for c, escaped in INVISIBLE.items():
+        assert c not in out and f"fr{escaped}ee" in out, escaped
+        assert c not in page and f"fr{escaped}ee" in page, escaped
+
+
+def test_a_trailing_backslash_shows_once_in_a_cell_a_line_and_a_styled_row(caplog):
+    from rich.table import Table
+
+    from pipeline.report_terminal import print_stage_summary
+    from pipeline.report_text import plain
+
+    out = io.StringIO()
+    console = Console(file=out, width=200)
+    table = Table()
+    table.add_column("reason")
+    table.add_row(plain("ends in C:\\"))
+    console.print(table)
+    two = plain("two at the end: C:\\\\")
+    console.print(f"dropped: {two}; errors 0")
+    caplog.set_level(logging.DEBUG)  # the full table, with the error rows in red
+    print_stage_summary({"stage": "ingest", "seconds": 1.0, "engine": "spark", "in": {"docs": 1, "bytes": 9},
+                         "kept": {"docs": 0, "bytes": 0}, "dropped": {},
+                         "errors": {"bad path C:\\": {"docs": 1, "bytes": 9}}}, "/tmp/wd", console)
+    shown = out.getvalue()
+    assert "ends in C:\\ " in shown and "ends in C:\\\\" not in shown
+    assert "two at the end: C:\\\\; errors 0" in shown
+    assert "error: bad path C:\\ " in shown and "[/red]" not in shown

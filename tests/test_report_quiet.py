@@ -92,3 +92,23 @@ def test_manifest_tokenizer_path_is_relative():
     assert relative_path("gs://b/w/tokenizer/t.model", "gs://b/w/shards") == "../tokenizer/t.model"
     assert relative_path("gs://other/t.model", "gs://b/w/shards") == "gs://other/t.model"
     assert relative_path("/local/t.model", "s3://b/w/shards") == "/local/t.model"
+
+
+def test_sizes_in_the_terminal_scale_as_on_the_page():
+    """A petabyte reads 1.00 PB, not 1,000,000,000.00 (MB), in the stage line, the run table and the per-source
+    table (the page writes sizes with the same function)."""
+    import io
+
+    from rich.console import Console
+
+    from pipeline.report import print_summary
+
+    petabyte = 10 ** 15
+    stage = {**_summary("quality"), "kept_text_bytes": petabyte}
+    assert ", 1.00 PB text" in stage_line(stage)
+    out = io.StringIO()
+    print_summary({"workdir": "wd", "stages": [stage, {**_summary("encode"), "kept_text_bytes": 0}],
+                   "sources": {"web": {"stages": {"quality": [60, 2_500_000]}}}}, "wd/report/report.html",
+                  Console(file=out, width=200))
+    shown = out.getvalue()
+    assert "text kept" in shown and "1.00 PB" in shown and "2.50 MB" in shown and "1,000,000,000" not in shown

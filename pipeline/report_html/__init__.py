@@ -17,6 +17,7 @@ from __future__ import annotations
 from pipeline.doc_profile import FRACTION_BINS, KEPT, NONPOSITIVE_BIN, UNKNOWN, is_fraction_signal
 from pipeline.report_html.svg import column_chart, fmt_number, hbar_chart, line_chart, waterfall_chart
 from pipeline.report_text import escape_html as escape  # also shows control characters
+from pipeline.report_text import readable_bytes  # the terminal's units
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 # Reasons whose samples are likely adult or spam pages: behind a second click, blurred.
@@ -46,16 +47,6 @@ max-height:14em;overflow:auto;font-size:12px;margin:4px 0}.note{color:#666;font-
 .pair{display:grid;grid-template-columns:repeat(auto-fit,minmax(260px,1fr));gap:10px}
 .blur pre{filter:blur(5px)}.blur pre:hover{filter:none}
 """
-
-
-def _bytes(n: float | None) -> str:
-    """UTF-8 text bytes in a readable unit (kB, MB, GB: powers of 1000)."""
-    if n is None:
-        return "–"
-    for div, unit in ((1e12, "TB"), (1e9, "GB"), (1e6, "MB"), (1e3, "kB")):
-        if n >= div:
-            return f"{n / div:,.2f} {unit}"
-    return f"{int(n)} B"
 
 
 def _figure(caption: str, svg: str) -> str:
@@ -116,7 +107,7 @@ def funnel_section(data: dict) -> str:
         status = '<span class="skip">skipped</span>' if s.get("skipped") else f'{s.get("seconds", 0):.1f} s'
         rows.append([escape(s["stage"]) + (" <span class=note>(sample, not a filter)</span>" if s["stage"] in side else ""),
                      f"{_source_docs(s):,}", f"{s['kept']['docs']:,}", _pct(s["kept"]["docs"], _source_docs(s)),
-                     _bytes(s.get("kept_text_bytes") or None), _int(tokens) if tokens else "–", f"{dropped:,}",
+                     readable_bytes(s.get("kept_text_bytes") or None), _int(tokens) if tokens else "–", f"{dropped:,}",
                      f'<span class=err>{errors:,}</span>' if errors else "0", status, escape(s.get("engine", ""))])
     flow = [s for s in stages if s["stage"] not in side]
     docs = hbar_chart("funnel-docs", "documents kept per stage", [s["stage"] for s in flow],
@@ -144,7 +135,7 @@ def _language_funnel(flow: list[dict], breakdown: dict) -> str:
         if kept is None:
             continue
         rows.append([escape(s["stage"])] + [c for lang in langs for c in (
-            _int(kept.get(lang, [0, 0, 0])[0]), _bytes(kept.get(lang, [0, 0, 0])[1] or None),
+            _int(kept.get(lang, [0, 0, 0])[0]), readable_bytes(kept.get(lang, [0, 0, 0])[1] or None),
             _int(kept.get(lang, [0, 0, 0])[2]) if kept.get(lang, [0, 0, 0])[2] else "–")])
     return "<h3>By language</h3><p class=note>Kept after each stage (\"?\": no language yet).</p>" + _table(header, rows)
 
@@ -179,7 +170,7 @@ def by_name_section(title: str, anchor: str, entries: dict, flow: list[str], tok
         drops = "<br>".join(f"{escape(k)}: {v[0]:,}" for k, v in e.get("top_drops") or []) or "–"
         tokens = (_int(e["shard_tokens"]) if e.get("shard_tokens") is not None
                   else _int(e["stream_tokens"]) + "*" if e.get("stream_tokens") else "–")
-        summary.append([escape(name), _bytes(last), tokens,
+        summary.append([escape(name), readable_bytes(last), tokens,
                         "–" if e.get("mix_epochs") is None else f"{e['mix_epochs']:.2f}", drops])
         contribution.append([escape(name)] + [_int((e["stages"].get(s) or [None])[0]) for s in stages])
     tables = (_table(["name", "text (last stage with text)", tokens_label, "epochs in the mix", "top drop reasons "
