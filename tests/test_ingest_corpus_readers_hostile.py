@@ -163,3 +163,18 @@ def test_json_lines_whose_first_line_is_broken_stay_json_lines(tmp_path):
     path.write_bytes(b'{"text": "cut", "n": 1\n{"text": "second"}\n{"text": "third"}\n')
     assert [(type(e), getattr(e, "reason", None)) for e in events(path)] == [
         (Broken, "invalid_json"), (Document, None), (Document, None)]
+
+
+def test_a_nested_parquet_string_that_is_not_utf8_costs_its_row_not_the_row_group(tmp_path):
+    """As for a top-level string column: inside a struct or a list, a bad text is its row's invalid_utf8
+    error and another bad field keeps its record with \\xNN escapes."""
+    path = tmp_path / "bad-nested-string.parquet"
+    doc = pa.StructArray.from_arrays([string_array_unchecked([b"first", b"second", b"caf\xe9", b"fourth"]),
+                                      string_array_unchecked([b"u0", b"u\xff1", b"u2", b"u3"])], names=["text", "url"])
+    tags = pa.ListArray.from_arrays(pa.array([0, 1, 2, 3, 4], pa.int32()),
+                                    string_array_unchecked([b"a", b"b", b"c", b"d\xfe"]))
+    pq.write_table(pa.table({"doc": doc, "tags": tags}), path)
+    evs = events(path, FieldMap(text="doc.text", url="doc.url", subset="tags"))
+    assert [(type(e), getattr(e, "reason", None), e.nbytes) for e in evs] == [
+        (Document, None, 5), (Document, None, 6), (Broken, "invalid_utf8", 4), (Document, None, 6)]
+    assert (evs[1].url, evs[2].offset, evs[3].text) == ("u\\xff1", 2, "fourth")

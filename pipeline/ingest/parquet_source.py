@@ -6,46 +6,86 @@ the row number in the file. Nested fields are reached with dotted paths on struc
 columns (strings a writer left unannotated, e.g. Hive's and Impala's) read as UTF-8, and so does a
 string column holding bytes that are not UTF-8 (Parquet readers do not check): a text that is not
 UTF-8 is an `invalid_utf8` error for its row (its bytes counted), another field keeps its bad
-bytes as `\\xNN` escapes (a binary digest id does not cost the record). A row group that does not
-read (a damaged page) is one `corrupt_parquet` error for its rows not read yet, at the first of
-them, counting the row group's compressed bytes; the other row groups are read. A text over
+bytes as `\\xNN` escapes (a binary digest id does not cost the record), at any depth of a struct,
+list or map column. A row group that does not read (a damaged page) is one `corrupt_parquet` error
+for its rows not read yet, at the first of them, counting the row group's compressed bytes; the
+other row groups are read. A text over
 ingest.max_record_bytes is a `record_too_large` error, as for the other formats (its row is read:
 a Parquet value cannot be skipped unread).
 """
 from __future__ import annotations
 
-from typing import IO, Iterator
+from typing import IO, Any, Iterator
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.ingest.events import Broken, Document, Event
-from pipeline.ingest.jsonl import FieldMap, object_event
+from pipeline.ingest.jsonl import FieldMap, lookup, object_event
 
 BATCH_ROWS = 1024
 RUN_BYTES = 64 << 20  # uncompressed bytes of small row groups read together, held until they all read
-READ_ERRORS = (pa.ArrowException, OSError, UnicodeDecodeError)  # the last: a damaged nested string
+READ_ERRORS = (pa.ArrowException, OSError, UnicodeDecodeError)  # the last: a string _rows cannot make bytes
 
 
-def _rows(batch: pa.RecordBatch) -> list[dict]:
-    """The batch's rows. A string column holding bytes that are not UTF-8 (Parquet readers do not
-    check) comes as bytes, so a bad value costs its row (ParquetReader._event), not the row group:
-    to_pylist raises on the first."""
+def _rows(batch: pa.RecordBatch) -> tuple[list[dict], bool]:
+    """The batch's rows, and whether some of their values may be bytes (`_as_text`). A string
+    holding bytes that are not UTF-8 (Parquet readers do not check), at any depth of a struct, list
+    or map column, makes its column come as bytes, so that a bad value costs its row
+    (ParquetReader._event), not the row group: to_pylist raises on the first."""
+    holds_bytes = any(_holds_bytes(t) for t in batch.schema.types)
     try:
-        return batch.to_pylist()
+        return batch.to_pylist(), holds_bytes
     except UnicodeDecodeError:
         return pa.RecordBatch.from_arrays([_bytes_unless_utf8(c) for c in batch.columns],
-                                          names=batch.schema.names).to_pylist()
+                                          names=batch.schema.names).to_pylist(), True
+
+
+def _holds_bytes(t: pa.DataType) -> bool:
+    """Whether values of type `t` come from Arrow as bytes or hold some that do."""
+    return (pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t)
+            or any(_holds_bytes(t.field(i).type) for i in range(t.num_fields)))
 
 
 def _bytes_unless_utf8(column: pa.Array) -> pa.Array:
-    if column.type not in (pa.string(), pa.large_string()):
+    as_bytes = _strings_as_binary(column.type)
+    if as_bytes == column.type:
         return column
     try:
-        column.validate(full=True)  # checks the UTF-8, in C
+        column.validate(full=True)  # checks the UTF-8, nested strings too, in C
         return column
     except pa.ArrowInvalid:
-        return column.cast(pa.large_binary() if column.type == pa.large_string() else pa.binary())
+        return column.cast(as_bytes)
+
+
+def _strings_as_binary(t: pa.DataType) -> pa.DataType:
+    """`t` with each string type in it, at any depth, the binary type of the same offset width."""
+    def field(i: int) -> pa.Field:
+        return t.field(i).with_type(_strings_as_binary(t.field(i).type))
+
+    if pa.types.is_struct(t):
+        return pa.struct([field(i) for i in range(t.num_fields)])
+    if pa.types.is_map(t):
+        return pa.map_(t.key_field.with_type(_strings_as_binary(t.key_type)),
+                       t.item_field.with_type(_strings_as_binary(t.item_type)), t.keys_sorted)
+    if pa.types.is_list(t):
+        return pa.list_(field(0))
+    if pa.types.is_large_list(t):
+        return pa.large_list(field(0))
+    if pa.types.is_fixed_size_list(t):
+        return pa.list_(field(0), t.list_size)
+    return {pa.string(): pa.binary(), pa.large_string(): pa.large_binary()}.get(t, t)
+
+
+def _as_text(value: Any) -> Any:
+    """`value` with the bytes in it, at any depth, as text; bytes that are not UTF-8 as \\xNN escapes."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "backslashreplace")
+    if isinstance(value, dict):
+        return {key: _as_text(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):  # a map's entries are (key, value) tuples
+        return type(value)(_as_text(item) for item in value)
+    return value
 
 
 class ParquetReader:
@@ -108,21 +148,20 @@ class ParquetReader:
     def _events(self, groups: list[int], row: int) -> Iterator[Event]:
         """The rows of `groups` (consecutive), the first being row number `row`."""
         for batch in self.file.iter_batches(batch_size=BATCH_ROWS, row_groups=groups, columns=self.columns):
-            for obj in _rows(batch):
-                yield self._event(obj, row)
+            rows, holds_bytes = _rows(batch)
+            for obj in rows:
+                yield self._event(obj, row, holds_bytes)
                 row += 1
 
-    def _event(self, obj: dict, row: int) -> Event:
-        text_column = self.fields.text.split(".")[0]
-        for name, value in obj.items():
-            if isinstance(value, bytes):
-                if name == text_column:
-                    try:
-                        obj[name] = value.decode("utf-8")
-                    except UnicodeDecodeError as e:
-                        return Broken("invalid_utf8", row, f"column {name!r} is not UTF-8: {e}", len(value))
-                else:
-                    obj[name] = value.decode("utf-8", "backslashreplace")
+    def _event(self, obj: dict, row: int, holds_bytes: bool) -> Event:
+        if holds_bytes:
+            text = lookup(obj, self.fields.text)
+            if isinstance(text, bytes):
+                try:
+                    text.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    return Broken("invalid_utf8", row, f"field {self.fields.text!r} is not UTF-8: {e}", len(text))
+            obj = _as_text(obj)  # the text, being UTF-8, decodes to the same text as a string column's
         event = object_event(obj, self.fields, row, None)
         if isinstance(event, Document) and event.nbytes > self.max_record_bytes:  # as a JSON line that long
             return Broken("record_too_large", row, f"text of {event.nbytes} bytes is over ingest.max_record_bytes "

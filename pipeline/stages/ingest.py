@@ -135,8 +135,9 @@ class IngestStage(Stage):
     upstream = None
     # 2: ids from the path below the source's folder (id_root), not the absolute path; 3: a damaged
     # one-stream .gz/.zst keeps the records decoded before the damage, WARC block digests are checked;
-    # 4: JSON lines ending in a lone \r are one record each, pretty-printed JSON files are read record by record
-    output_version = 4
+    # 4: JSON lines ending in a lone \r are one record each, pretty-printed JSON files are read record by record;
+    # 5: a Parquet string that is not UTF-8 inside a struct/list/map costs its row, not its row group
+    output_version = 5
 
     def _units(self) -> list[IngestUnit]:
         units = []
