@@ -30,9 +30,9 @@ from pipeline import storage
 from pipeline.config import RunConfig, RunSection, UsageError
 from pipeline.registry import register_command
 from pipeline.report import stale_stages
-from pipeline.runner import SUCCESS, StageNotReady, read_stats
+from pipeline.runner import SUCCESS, StageNotReady
 from pipeline.stage import upstream_parts
-from pipeline.stages.shards import document_verdicts, load_tokenizer
+from pipeline.stages.shards import document_verdicts, encode_stats, load_tokenizer
 from tokenizer.special_tokens import EOS
 
 log = logging.getLogger(__name__)
@@ -130,13 +130,14 @@ def _copy(uri: str, out) -> None:
             out.write(chunk)
 
 
-def export_megatron(cfg: RunConfig, engine, prefix: str, append_eos: bool = True) -> dict:
-    """Write PREFIX.bin/.idx from <workdir>/encode/data on `engine`; returns a summary."""
+def export_megatron(cfg: RunConfig, engine, prefix: str, encode: dict, append_eos: bool = True) -> dict:
+    """Write PREFIX.bin/.idx from <workdir>/encode/data on `engine`, read with the tokenizer `encode` (the
+    stage's stats.json) recorded; returns a summary."""
     workdir = cfg.run.workdir
     parts = upstream_parts(storage.join(workdir, "encode"))
     if not parts:
         raise StageNotReady(f"{workdir}/encode/data: no encoded parts; run `glmdata encode` first")
-    vocab_size = load_tokenizer(cfg)[1].vocab_size
+    vocab_size = load_tokenizer(cfg, encode)[1].vocab_size
     parts_dir = prefix + ".parts-tmp"
     storage.rmtree(parts_dir)
     try:
@@ -159,11 +160,6 @@ def export_megatron(cfg: RunConfig, engine, prefix: str, append_eos: bool = True
 
 class NothingToExport(RuntimeError):
     """Every encoded document was dropped (or there were none)."""
-
-
-def run_engine(cfg: RunConfig) -> str:
-    """The engine that ran the encode stage (its stats.json), else the config's run.engine."""
-    return (read_stats(storage.join(cfg.run.workdir, "encode")) or {}).get("engine") or cfg.run.engine
 
 
 def check_encoded(workdir: str) -> None:
@@ -204,9 +200,10 @@ def export_megatron_command(args: argparse.Namespace) -> int:
         cfg = RunConfig(path=args.workdir, run=RunSection(workdir=args.workdir), sections={}, raw={})
         append_eos = not args.no_eos
     check_encoded(cfg.run.workdir)  # before an engine starts
-    engine = make_engine(cfg, args.engine or run_engine(cfg))
+    encode = encode_stats(cfg.run.workdir)  # read once: the engine that ran it and the tokenizer it used
+    engine = make_engine(cfg, args.engine or encode.get("engine") or cfg.run.engine)
     try:
-        summary = export_megatron(cfg, engine, args.out, append_eos)
+        summary = export_megatron(cfg, engine, args.out, encode, append_eos)
     except NothingToExport as e:
         print(f"glmdata export megatron: error: {e}", file=sys.stderr)
         return 1

@@ -327,10 +327,11 @@ def per_name(stages: list[dict], by: str, shard_tokens: dict) -> dict[str, dict]
     return dict(sorted(out.items()))
 
 
-def collect(workdir: str, engine_factory=None) -> dict:
+def collect(workdir: str, engine_factory=None, stages: list[dict] | None = None) -> dict:
     """Everything the page shows. `engine_factory()` gives an engine, called only for a workdir
-    whose stages recorded no profile."""
-    stages = read_stage_stats(workdir)
+    whose stages recorded no profile. `stages`: the workdir's read_stage_stats where the caller has read
+    them already (each stats.json is read once: a stage finishing meanwhile would make two reads disagree)."""
+    stages = read_stage_stats(workdir) if stages is None else stages
     legacy = [s["stage"] for s in document_stages(stages) if not has_profile(s)]
     lengths = {s["stage"]: s["profile"]["lengths"] for s in document_stages(stages)
                if has_profile(s) and s["profile"].get("lengths")}
@@ -432,7 +433,11 @@ def write_report(workdir: str, engine=None, console: Console | None = None, engi
     the HTML path. An engine (`engine`, else one from `engine_factory`) is used only for stages without
     profiles."""
     data = collect(workdir, (lambda: engine) if engine is not None else engine_factory)
-    out = out or storage.join(workdir, "report")
+    return write_collected(data, out or storage.join(workdir, "report"), console)
+
+
+def write_collected(data: dict, out: str, console: Console | None = None) -> str:
+    """Write `out`/{report.html,report.json} from collect's `data`, print the summary; return the HTML path."""
     storage.write_text(storage.join(out, "report.json"), json.dumps(data, indent=1, sort_keys=True, default=str))
     html_path = storage.join(out, "report.html")
     storage.write_text(html_path, render_page(data))

@@ -10,7 +10,7 @@ import contextlib
 from pipeline import storage
 from pipeline.config import UsageError
 from pipeline.registry import register_command
-from pipeline.report import read_stage_stats, run_engine, write_report
+from pipeline.report import collect, read_stage_stats, run_engine, write_collected
 from pipeline.report_compare import write_comparison
 from pipeline.runner import WorkdirBusy, hold_workdir
 
@@ -61,7 +61,8 @@ class LazyEngine:
 def report_command(args: argparse.Namespace) -> int:
     workdir = _local(args.workdir)
     stages = {}
-    for folder in [workdir] + ([_local(args.compare)] if args.compare else []):
+    compare = _local(args.compare) if args.compare else None
+    for folder in [workdir] + ([compare] if compare else []):
         if not storage.is_dir(folder):
             raise UsageError(f"{folder} is not a folder (expected a run's workdir)")
         stages[folder] = read_stage_stats(folder)
@@ -78,7 +79,8 @@ def report_command(args: argparse.Namespace) -> int:
                                   f"For the stages finished so far: glmdata report {args.workdir} --out DIR, or "
                                   f"glmdata inspect {args.workdir}", e.holder) from None
         held.callback(engine.close)
-        write_report(workdir, engine_factory=engine, out=out)
-        if args.compare:
-            write_comparison(workdir, _local(args.compare), engine, out=out)
+        collected = collect(workdir, engine, stages[workdir])
+        write_collected(collected, out)
+        if compare:
+            write_comparison(collected, collect(compare, stages=stages[compare]), engine, out=out)
     return 0

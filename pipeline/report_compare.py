@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 
 from pipeline import storage
 from pipeline.doc_profile import KEPT, SAMPLE_CHARS, sample_key
-from pipeline.report import FLOW, SIDE_STAGES, collect
+from pipeline.report import FLOW, SIDE_STAGES
 from pipeline.report_html import render_compare_page
 
 ABSENT = "absent"
@@ -225,9 +225,10 @@ def compare_runs(a: dict, b: dict) -> dict:
     return {"a": a["workdir"], "b": b["workdir"], "stages": per_stage, **by_name, "shard_tokens": tokens}
 
 
-def write_comparison(workdir_a: str, workdir_b: str, engine_factory, out: str | None = None) -> str:
-    """Write `out` (default <A>/report)/compare.{json,html}; return the HTML path."""
-    a, b = collect(workdir_a), collect(workdir_b)
+def write_comparison(a: dict, b: dict, engine_factory, out: str | None = None) -> str:
+    """Write `out` (default <A>/report)/compare.{json,html} from the two runs' collected reports
+    (pipeline.report.collect); return the HTML path."""
+    workdir_a, workdir_b = a["workdir"], b["workdir"]
     data = compare_runs(a, b)
     flow = [s["stage"] for s in a["stages"] if s["stage"] not in SIDE_STAGES
             and s["stage"] in {t["stage"] for t in b["stages"]}]

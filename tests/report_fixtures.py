@@ -5,11 +5,13 @@ values differ as two runs with a changed threshold do."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline import storage
 from pipeline.schema import DOC_SCHEMA
 from pipeline.stage import StageStats, UnitWriter
 
@@ -116,3 +118,16 @@ def make_run(workdir: Path, min_words: int = 10, parts: int = 2, engine: str = "
 
 def rows_of(folder: Path) -> list[dict]:
     return [r for p in sorted(folder.rglob("*.parquet")) for r in pq.read_table(p).to_pylist()]
+
+
+def count_stats_reads(monkeypatch) -> Counter:
+    """stats.json path -> how many times a command reads it from now on."""
+    reads, read_text = Counter(), storage.read_text
+
+    def counted(uri, *args, **kwargs):
+        if uri.endswith("stats.json"):
+            reads[uri] += 1
+        return read_text(uri, *args, **kwargs)
+
+    monkeypatch.setattr(storage, "read_text", counted)
+    return reads

@@ -10,6 +10,8 @@ import pytest
 from conftest import make_run_config
 from pipeline.cli import main as glmdata
 from pipeline.export_megatron import Concatenate, WritePart, export_megatron
+from pipeline.stages.shards import encode_stats
+from report_fixtures import count_stats_reads
 from test_shards_data import (VOCAB_SIZE, bad_documents, make_encoded_workdir, random_documents, real_documents,
                               tokenizer_model)
 from test_tokenizer import tiny_model  # noqa: F401  (fixture)
@@ -47,7 +49,7 @@ def test_megatron_core_reads_exactly_the_tokens_on_both_engines(engines, tmp_pat
     for name, engine in engines.items():
         cfg = make_run_config(tmp_path / "w", engine=name)
         prefix = str(tmp_path / name / "corpus")
-        summary = export_megatron(cfg, engine, prefix)
+        summary = export_megatron(cfg, engine, prefix, encode_stats(cfg.run.workdir))
         assert summary["documents"] == len(expected) and summary["dtype"] == "uint16"
         assert summary["dropped"] == {"empty": 1, "special_token_id": 1, "token_id_out_of_vocab": 1}
         check_megatron_reads(prefix, expected, np.uint16)
@@ -96,8 +98,10 @@ def test_cli_on_a_workdir(tmp_path, shared_data, documents, monkeypatch):
     real = pipeline.engines.make_engine
     monkeypatch.setattr(pipeline.engines, "make_engine", lambda cfg, name=None: started.append(name) or real(cfg, name))
     prefix = str(tmp_path / "out" / "corpus")
+    reads = count_stats_reads(monkeypatch)
     assert glmdata(["export", "megatron", "--workdir", str(workdir), "--out", prefix]) == 0
     assert started == ["beam"]
+    assert reads == {str(workdir / "encode" / "stats.json"): 1}  # the engine and the tokenizer from one read
     check_megatron_reads(prefix, [t + [EOS] for t in valid(documents)], np.uint16)
     assert glmdata(["export", "megatron", "--workdir", str(tmp_path / "nothing"), "--out", prefix,
                     "--engine", "beam"]) == 2

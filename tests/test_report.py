@@ -16,7 +16,7 @@ from pipeline.cli import main as glmdata
 from pipeline.report import collect, document_histograms, write_report
 from pipeline.report_compare import compare_runs, moved_documents
 from pipeline.report_html import render_compare_page
-from report_fixtures import NASTY, make_run, rows_of
+from report_fixtures import NASTY, count_stats_reads, make_run, rows_of
 
 
 @pytest.fixture(scope="module")
@@ -142,8 +142,10 @@ def test_moved_documents_on_both_engines(run_a, run_b, engines):
     assert sample["a"]["text"] and sample["b"]["reject_detail"].startswith("words=")
 
 
-def test_compare_command(run_a, run_b, capsys):
+def test_compare_command(run_a, run_b, capsys, monkeypatch):
+    reads = count_stats_reads(monkeypatch)
     assert glmdata(["report", str(run_a), "--compare", str(run_b), "--engine", "beam"]) == 0
+    assert set(reads.values()) == {1} and len(reads) == 2 * len(list(run_a.glob("*/stats.json")))  # each read once
     assert "documents changed status" in capsys.readouterr().out
     data = json.loads((run_a / "report" / "compare.json").read_text())
     quality = next(s for s in data["stages"] if s["stage"] == "quality")

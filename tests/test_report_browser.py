@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.report import write_report
+from pipeline.report import collect, write_report
 from pipeline.report_compare import write_comparison
 from report_fixtures import make_run
 
@@ -155,7 +155,7 @@ def pages(tmp_path_factory) -> dict[str, Path]:
     original = compare.moved_documents
     compare.moved_documents = lambda *args: moved
     try:
-        comparison = Path(write_comparison(str(a), str(b), lambda: None))  # the join is test_report's
+        comparison = Path(write_comparison(collect(str(a)), collect(str(b)), lambda: None))  # the join is test_report's
     finally:
         compare.moved_documents = original
     return {"report": report, "compare": comparison}

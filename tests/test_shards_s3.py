@@ -7,7 +7,7 @@ from pipeline import storage
 from pipeline.engines.beam import BeamEngine
 from pipeline.export_megatron import export_megatron
 from pipeline.runner import run_stage
-from pipeline.stages.shards import ShardsStage
+from pipeline.stages.shards import ShardsStage, encode_stats
 from test_s3 import BUCKET, s3_endpoint, upload_tree  # noqa: F401  (the moto server fixture)
 from test_shards import SECTION
 from test_shards_data import make_encoded_workdir, random_documents, real_documents, tokenizer_model
@@ -27,7 +27,7 @@ def test_shards_and_export_on_s3_equal_a_local_run(tmp_path, s3_endpoint, shared
         run_stage(ShardsStage(cfg), engine)
         fs, shards_dir = storage.filesystem(storage.join(workdir, "shards"))
         prefix = storage.join(workdir, "export", "corpus")
-        export_megatron(cfg, engine, prefix)
+        export_megatron(cfg, engine, prefix, encode_stats(workdir))
         results[name] = (read_manifest(shards_dir, filesystem=fs)["shards"],
                          [storage.read_bytes(prefix + ext) for ext in (".bin", ".idx")])
     assert len(results["s3"][0]) > 1

@@ -78,13 +78,18 @@ def tokenizer_model_uri(cfg) -> str:
     return storage.join(cfg.run.workdir, "tokenizer", "tokenizer.model")
 
 
-def load_tokenizer(cfg):
+def encode_stats(workdir: str) -> dict:
+    """The encode stage's stats.json, {} when it has none."""
+    return read_stats(storage.join(workdir, "encode")) or {}
+
+
+def load_tokenizer(cfg, encode: dict):
     """(model URI, Tokenizer) of the model encode read the ids with, its special tokens checked: the one
-    encode's stats.json recorded (URI and sha256: `glmdata export megatron --workdir` has no config to
-    say, and <workdir>/tokenizer may hold another model since), else the config's."""
+    `encode` (its stats.json) recorded (URI and sha256: `glmdata export megatron --workdir` has no config
+    to say, and <workdir>/tokenizer may hold another model since), else the config's."""
     from tokenizer.spm import SpecialTokenError, load_proto
 
-    report = (read_stats(storage.join(cfg.run.workdir, "encode")) or {}).get("report") or {}
+    report = encode.get("report") or {}
     recorded, sha256 = report.get("model"), report.get("model_sha256")
     candidates = list(dict.fromkeys(filter(None, (recorded, tokenizer_model_uri(cfg)))))
     for uri in filter(storage.exists, candidates):
@@ -328,7 +333,7 @@ class ShardsStage(Stage):
         section: ShardsSection = self.section
         objective = section.objective()
         engine = stage_run.engine
-        model_path, tokenizer = load_tokenizer(self.cfg)
+        model_path, tokenizer = load_tokenizer(self.cfg, encode_stats(self.cfg.run.workdir))
 
         # 1. count
         parts = upstream_parts(stage_run.upstream_dir)
