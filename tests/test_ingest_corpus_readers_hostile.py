@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.ingest import read_file
+from pipeline.ingest import parquet_source, read_file
 from pipeline.ingest.events import Broken, Document
 from pipeline.ingest.jsonl import FieldMap
 from pipeline.ingest.sanitize import clean
@@ -178,3 +178,17 @@ def test_a_nested_parquet_string_that_is_not_utf8_costs_its_row_not_the_row_grou
     assert [(type(e), getattr(e, "reason", None), e.nbytes) for e in evs] == [
         (Document, None, 5), (Document, None, 6), (Broken, "invalid_utf8", 4), (Document, None, 6)]
     assert (evs[1].url, evs[2].offset, evs[3].text) == ("u\\xff1", 2, "fourth")
+
+
+def test_parquet_batches_of_large_texts_are_bounded_by_bytes_not_rows(tmp_path, monkeypatch):
+    """A row group of large texts comes in batches of about BATCH_BYTES, not of BATCH_ROWS rows (48
+    texts of 8 MiB came in one batch: 2.5 GB at the peak)."""
+    monkeypatch.setattr(parquet_source, "BATCH_BYTES", 64 << 10)
+    path = tmp_path / "books.parquet"
+    pq.write_table(pa.table({"text": [f"{i} " + "x" * (16 << 10) for i in range(20)]}), path, use_dictionary=False)
+    batch_rows = []
+    iter_batches = pq.ParquetFile.iter_batches
+    monkeypatch.setattr(pq.ParquetFile, "iter_batches", lambda self, **kw: (
+        batch_rows.append(batch.num_rows) or batch for batch in iter_batches(self, **kw)))
+    assert len(events(path)) == 20
+    assert sum(batch_rows) == 20 and max(batch_rows) <= 4, batch_rows
