@@ -13,8 +13,11 @@ quoting MMLU, an English page quoting C-Eval): a Chinese page's stretches withou
 are read as English words, and an English page that holds Han characters is read as Chinese
 characters, only where its n-grams hold as many Han characters as the Han-poorest Chinese item's
 best n-gram, and at least one (see `_Pass.han`). An item's language (`item_lang`, or the
-benchmark's `lang`) still decides how the item is cut: an English item holding Han characters is
-found in a Chinese page only if one of its n-grams has none.
+benchmark's `lang`) decides how the item is cut; an English item that quotes Chinese (a character
+n-gram as Han as a Chinese item's indexed ones) is also cut as characters, so a Chinese page quoting
+it is found whatever the Han inside its word n-grams. One with only a few Han characters (a word) is
+found in a Chinese page only if one of its word n-grams has none: indexing its mostly-Latin character
+n-grams would match unrelated pages.
 
 An item shorter than one n-gram cannot share one: items of at least `min_tokens` tokens are
 indexed whole as `min_tokens`-grams (a second, shorter pass over documents, run only if such items
@@ -170,32 +173,42 @@ class ContaminationIndex:
         self.zh_min_han_frac = zh_min_han_frac
         self.full = _Pass(en_ngram, zh_ngram)
         self.short = _Pass(en_min_tokens, zh_min_tokens)
-        self.too_short: list[int] = []  # item numbers that no pass can find
-        tokens = _token_strings([i.text for i in items], [i.lang for i in items])
-        full_items, short_items = [], []
-        for k, (s, word_mode) in enumerate(tokens):
+        cuts = list(enumerate(_token_strings([i.text for i in items], [i.lang for i in items])))
+        # An English item quoting Chinese ("Translate into English: 我爱北京天安门，...") is also cut as
+        # characters where it has a Chinese n-gram: a Chinese page is read as words only where it has no Han.
+        quoting = [k for k, i in enumerate(items) if i.lang != "zh" and _cjk_count(i.text) >= zh_ngram * zh_min_han_frac]
+        as_chinese = _token_strings([items[k].text for k in quoting], ["zh"] * len(quoting))
+        cuts += [(k, cut) for k, cut in zip(quoting, as_chinese)
+                 if len(cut[0]) >= zh_ngram and self._chinese_ngrams(cut[0], zh_ngram).any()]
+        full_cuts, short_cuts = [], []
+        for k, (s, word_mode) in cuts:
             count = len(s.split()) if word_mode else len(s)
             n, minimum = (en_ngram, en_min_tokens) if word_mode else (zh_ngram, zh_min_tokens)
-            (full_items if count >= n else short_items if count >= minimum else self.too_short).append(k)
-        self._fill(self.full, full_items, tokens)
-        self._fill(self.short, short_items, tokens)
+            if count >= minimum:
+                (full_cuts if count >= n else short_cuts).append((k, (s, word_mode)))
+        indexed = {k for k, _ in full_cuts + short_cuts}
+        self.too_short = [k for k in range(len(items)) if k not in indexed]  # item numbers that no pass can find
+        self._fill(self.full, full_cuts)
+        self._fill(self.short, short_cuts)
         words = [p.en_n for p in self.passes if p.words]
         # A run of n words is at least 2n - 1 characters long: shorter runs cannot hold an n-gram.
         self._latin_run = re.compile(f"[^{_HAN_CLASS}]{{{2 * min(words) - 1},}}") if words else None
         self._least_han = min((p.han for p in self.passes if p.han is not None), default=None)
 
-    def _fill(self, p: _Pass, numbers: list[int], tokens: list[tuple[str, bool]]) -> None:
-        if not numbers:
+    def _fill(self, p: _Pass, cuts: list[tuple[int, tuple[str, bool]]]) -> None:
+        """Index (item number, (token string, word mode)) pairs; an item may come with two cuts."""
+        if not cuts:
             return
-        hashes, docs = p.shingles([tokens[k] for k in numbers])
-        keep = np.concatenate([self._indexable(*tokens[k], p) for k in numbers])
-        hashes, owner_of = hashes[keep], np.asarray(numbers, np.int64)[docs[keep]]
+        tokens = [cut for _, cut in cuts]
+        hashes, docs = p.shingles(tokens)
+        keep = np.concatenate([self._indexable(*cut, p) for cut in tokens])
+        hashes, owner_of = hashes[keep], np.asarray([k for k, _ in cuts], np.int64)[docs[keep]]
         order = np.lexsort((owner_of, hashes))
         hashes, owner_of = hashes[order], owner_of[order]
         unique, starts = np.unique(hashes, return_index=True)
         p.set_hashes(unique, [tuple(sorted(set(group.tolist()))) for group in np.split(owner_of, starts[1:])])
-        p.words = any(tokens[k][1] for k in numbers)
-        best = [int(_han_counts(s, p.zh_n).max()) for s, word_mode in (tokens[k] for k in numbers) if not word_mode]
+        p.words = any(word_mode for _, word_mode in tokens)
+        best = [int(_han_counts(s, p.zh_n).max()) for s, word_mode in tokens if not word_mode]
         # An item's Han-richest n-gram is always indexed. At least 1: an item without Han characters
         # (an HTML or English line in a zh benchmark) would have every English page read as characters.
         p.han = max(min(best), 1) if best else None
@@ -207,8 +220,12 @@ class ContaminationIndex:
         none of the item's has (then all are kept: a verbatim copy is always found)."""
         if word_mode:
             return np.ones(max(len(s.split()) - p.en_n + 1, 1), bool)
-        keep = _han_counts(s, p.zh_n) >= self.zh_min_han_frac * min(p.zh_n, len(s))
+        keep = self._chinese_ngrams(s, p.zh_n)
         return keep if keep.any() else np.ones_like(keep)
+
+    def _chinese_ngrams(self, s: str, n: int) -> np.ndarray:
+        """Per character n-gram of `s`: whether `zh_min_han_frac` of it is Han."""
+        return _han_counts(s, n) >= self.zh_min_han_frac * min(n, len(s))
 
     @property
     def passes(self) -> list[_Pass]:

@@ -73,6 +73,21 @@ def test_formula_heavy_chinese_item_is_found(host, lang):
     assert ix.find([host + FORMULA_ZH + host], [lang]) == [[0]]
 
 
+# Items of an English benchmark (`lang: en`; item_lang takes the second for English, the first for Chinese)
+QUOTES_ZH = ["Translate into English: 我爱北京天安门，天安门上太阳升。",  # three words: too short as words
+             "In the sentence 我爱北京天安门，天安门上太阳升, which word is the verb? Answer in English."]
+
+
+@pytest.mark.parametrize("host, lang", [(HOST_ZH, "zh"), (HOST_EN, "en")])
+@pytest.mark.parametrize("item", QUOTES_ZH, ids=["three-words", "chinese-inside"])
+def test_english_item_quoting_chinese_is_found_in_pages_of_either_language(host, lang, item):
+    """Every word n-gram of these items holds a Han word, and a Chinese page is read as words only where
+    it has no Han: their Chinese sentence is indexed as characters too, as a Chinese item's would be."""
+    ix = ContaminationIndex([BenchmarkItem("b", 0, item, "en")])
+    assert ix.too_short == []
+    assert ix.find([host + item + host, host + "我爱北京。" + host], [lang, lang]) == [[0], []]
+
+
 def test_too_short_items_are_counted_not_indexed():
     assert index().too_short == [3]
 

@@ -114,7 +114,8 @@ _INDEX_LOCK = threading.Lock()
 class DecontaminateStage(ReadsWhatMixUses, MapStage):
     name = "decontaminate"
     upstream = "dedup"
-    output_version = 2  # 2: items found in pages of the other language
+    # 2: items found in pages of the other language; 3: English items quoting Chinese found by its characters
+    output_version = 3
     batch_size = 1024
 
     def __init__(self, cfg):
