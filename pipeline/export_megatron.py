@@ -91,7 +91,7 @@ class WritePart:
                 len_out.write(kept_lengths.astype("<i4").tobytes())
                 docs += len(kept_lengths)
                 tokens += int(kept_lengths.sum())
-        return {"part": index, "docs": docs, "tokens": tokens, "dropped": dropped}
+        return {"docs": docs, "tokens": tokens, "dropped": dropped}
 
 
 @dataclass
@@ -141,8 +141,8 @@ def export_megatron(cfg: RunConfig, engine, prefix: str, encode: dict, append_eo
     parts_dir = prefix + ".parts-tmp"
     storage.rmtree(parts_dir)
     try:
-        written = sorted(engine.map_units("export megatron: parts", WritePart(parts_dir, vocab_size, append_eos),
-                                          list(enumerate(parts))), key=lambda r: r["part"])
+        written = engine.map_units("export megatron: parts", WritePart(parts_dir, vocab_size, append_eos),
+                                   list(enumerate(parts)))
         dropped: dict[str, int] = {}
         for r in written:
             for reason, n in r["dropped"].items():
@@ -150,7 +150,7 @@ def export_megatron(cfg: RunConfig, engine, prefix: str, encode: dict, append_eo
         if not sum(r["docs"] for r in written):  # Megatron cannot open an empty .bin
             raise NothingToExport(f"{workdir}/encode: no document to export; dropped: {dropped or 'none'}")
         (done,) = engine.map_units("export megatron: concatenate", Concatenate(parts_dir, prefix, vocab_size),
-                                   [[r["part"] for r in written]])
+                                   [list(range(len(parts)))])
     finally:
         storage.rmtree(parts_dir)
     return {"prefix": prefix, "dtype": np.dtype(token_dtype(vocab_size)).name, "vocab_size": vocab_size,

@@ -80,8 +80,9 @@ def test_large_vocabulary_is_int32_and_eos_optional(tmp_path):
         pq.write_table(pa.Table.from_pylist(chunk, ENCODED_SCHEMA), path, row_group_size=5)
         parts.append(str(path))
     write = WritePart(str(tmp_path / "parts"), 70_000, append_eos=False)
-    written = [write((i, p)) for i, p in enumerate(parts)]
-    Concatenate(str(tmp_path / "parts"), str(tmp_path / "big"), 70_000)([r["part"] for r in written])
+    for indexed in enumerate(parts):
+        write(indexed)
+    Concatenate(str(tmp_path / "parts"), str(tmp_path / "big"), 70_000)(list(range(len(parts))))
     check_megatron_reads(str(tmp_path / "big"), valid(docs, 70_000), np.int32)
 
 

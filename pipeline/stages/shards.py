@@ -254,7 +254,7 @@ class PlanShards:
 
     def __call__(self, block: tuple[int, int]) -> dict:
         first, count = block
-        return {"first": first, "tokens": [
+        return {"tokens": [
             self.objective.plan(shard_rngs(self.seed, i)[0], self.sequences_per_shard).total_tokens()
             for i in range(first, first + count)]}
 
@@ -302,7 +302,7 @@ class BuildShard:
         entry = write_shard(path, columns, kinds, filesystem=fs)
         entry["languages"] = _named_counts(langs, self.languages)
         entry["sources"] = _named_counts(sources, self.sources)
-        return {"index": shard.index, "entry": entry, "build": stats.to_dict()}
+        return {"entry": entry, "build": stats.to_dict()}
 
 
 def _named_counts(codes: np.ndarray, names: list[str]) -> dict[str, int]:
@@ -337,8 +337,7 @@ class ShardsStage(Stage):
 
         # 1. count
         parts = upstream_parts(stage_run.upstream_dir)
-        counted = sorted(engine.map_units("shards: count", CountPart(tokenizer.vocab_size), list(enumerate(parts))),
-                         key=lambda r: r["part"])
+        counted = engine.map_units("shards: count", CountPart(tokenizer.vocab_size), list(enumerate(parts)))
         total = StageStats()
         for r in counted:
             total.merge(StageStats.from_dict(r["stats"]))
@@ -366,7 +365,7 @@ class ShardsStage(Stage):
         # 3. build
         task = BuildShard(objective, self.seed, section.sequences_per_shard, tokenizer.vocab_size,
                           languages, sources, stage_run.tmp_dir)
-        built = sorted(engine.map_units("shards: build", task, ranges), key=lambda r: r["index"])
+        built = engine.map_units("shards: build", task, ranges)
         entries = [r["entry"] for r in built]
         build = BuildStats.empty(objective)
         for r in built:
@@ -405,7 +404,7 @@ class ShardsStage(Stage):
             wanted = math.ceil((stream_tokens - bounds[-1]) / typical * 1.05) + 1
             block = max(16, math.ceil(wanted / 64))  # at most 64 engine tasks per round, 16+ plans each
             blocks = [(a, min(block, first + wanted - a)) for a in range(first, first + wanted, block)]
-            planned = sorted(engine.map_units("shards: plan", task, blocks), key=lambda r: r["first"])
+            planned = engine.map_units("shards: plan", task, blocks)
             for n in (n for r in planned for n in r["tokens"]):
                 if bounds[-1] >= stream_tokens:
                     break
