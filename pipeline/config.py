@@ -24,6 +24,7 @@ import types
 import typing
 from collections.abc import Hashable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal, NewType, Union
 
@@ -74,6 +75,34 @@ NON_NEGATIVE = Range(low=0)  # the range of a numeric field that declares none
 def bounded(default: float | None, low: float | None = None, high: float | None = None, above: float | None = None):
     """A numeric dataclass field whose range is checked when the config loads."""
     return field(default=default, metadata={"range": Range(low, high, above)})
+
+
+# Language shares computed by a program (1/3 written as 0.3333333333333333) miss a sum of 1 by the
+# float's own rounding; also the tolerance before rounded decimals were accepted.
+SHARE_SUM_FLOOR = Decimal("1e-6")
+
+
+def normalised_shares(shares: dict[str, float], positive: bool = False) -> dict[str, float]:
+    """`shares` (mix and tokenizer `language_shares`) divided by their sum when they are >= 0 (> 0 if
+    `positive`) and sum to 1 within the rounding of the decimals they
+    are written with, else ValueError. Shares are rounded to a common number of decimal places (the finest
+    among them: 0.5 beside 0.45 is 0.50): each one within half a unit of that place of the share meant, so
+    n shares within n half units, exclusive (three shares of 0.3333 sum to 0.9999 within 0.00015, three of
+    0.33 to 0.99 within 0.015; 0.7 + 0.7 is refused). Integers (0, 1) are exact. The decimals are read from
+    each number's shortest form, so the sum is exact, free of float rounding."""
+    if min(shares.values()) < 0 or positive and min(shares.values()) == 0:
+        raise ValueError(f"language_shares: expected shares {'> 0' if positive else '>= 0'}, got {shares}")
+    written = [Decimal(repr(share)) for share in shares.values()]
+    rounded = [d for d in written if d != d.to_integral_value()]
+    places = max((-d.as_tuple().exponent for d in rounded), default=0)
+    tolerance = max(len(rounded) * Decimal(5).scaleb(-places - 1), SHARE_SUM_FLOOR)
+    total = sum(written)
+    if not abs(total - 1) < tolerance:
+        allowed = (f"shares written to {places} decimal places, each within half a unit of the last"
+                   if tolerance > SHARE_SUM_FLOOR else "float rounding")
+        raise ValueError(f"language_shares: expected shares that sum to 1 (within {float(tolerance):g}: {allowed}), "
+                         f"got {shares}, which sum to {total}")
+    return {lang: share / float(total) for lang, share in shares.items()}
 
 
 def per_key_overrides(*fixed: str):

@@ -182,6 +182,25 @@ def test_stage_says_which_language_is_missing(tmp_path, spark_session_engine):
         run_stage(TokenizerStage(cfg), spark_session_engine)
 
 
+@pytest.mark.parametrize("shares, expected", [
+    ({"en": 0.2, "zh": 0.6, "fr": 0.2}, {"en": 0.2, "zh": 0.6, "fr": 0.2}),
+    ({"en": 0.3333, "zh": 0.3333, "fr": 0.3333}, {"en": 1 / 3, "zh": 1 / 3, "fr": 1 / 3}),  # as mix's shares
+    ({"en": 0.7, "zh": 0.7}, "expected shares that sum to 1"),
+    ({"en": 1.0, "zh": 0.0}, r"expected shares > 0"),  # a language given no sample bytes is left out instead
+])
+def test_language_shares_follow_the_mix_rule(tmp_path, shares, expected):
+    from pipeline.config import ConfigError
+
+    def config():
+        return make_run_config(tmp_path, {"tokenizer": {"language_shares": shares}}).section("tokenizer")
+
+    if isinstance(expected, str):
+        with pytest.raises(ConfigError, match=f"config.yaml: tokenizer: language_shares: {expected}"):
+            config()
+    else:
+        assert config().language_shares == pytest.approx(expected, rel=1e-15)
+
+
 def test_training_errors_say_what_to_change(tmp_path):
     """A sample too small for the vocabulary: not SentencePiece's advice to go below the config's minimum.
     An empty sample: not SentencePiece's INTERNAL check."""

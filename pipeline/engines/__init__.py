@@ -16,6 +16,7 @@ class EngineError(RuntimeError):
 class Engine(Protocol):
     name: str
 
+    # fn(unit) for every unit, in parallel; the results in the units' order, whatever finishes first
     def map_units(self, label: str, fn: Callable[[Any], dict], units: list) -> list[dict]: ...
 
     def close(self) -> None: ...

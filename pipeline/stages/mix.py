@@ -32,7 +32,6 @@ import math
 import os
 from collections import defaultdict
 from dataclasses import dataclass, field
-from decimal import Decimal
 
 import numpy as np
 import pyarrow as pa
@@ -40,7 +39,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline import storage
-from pipeline.config import ConfigError, InputPath, bounded, register_section
+from pipeline.config import ConfigError, InputPath, bounded, normalised_shares, register_section
 from pipeline.registry import register_stage
 from pipeline.runner import stage_dir
 from pipeline.sampling import seeded_uniform
@@ -64,9 +63,6 @@ WEIGHT_BINS_PER_OCTAVE = 32  # weight histogram resolution for the plan (2% step
 WEIGHT_LIMIT = 2.0 ** 256
 ROWS_PER_WRITE = 4096  # rows of one output table: the repeats of a batch are written in slices
 MAX_EPOCHS_LIMIT = 2 ** 31 - 1  # mix_repeat is an int32
-# Language shares computed by a program (1/3 written as 0.3333333333333333) miss a sum of 1 by the
-# float's own rounding; also the tolerance before rounded decimals were accepted.
-SHARE_SUM_FLOOR = Decimal("1e-6")
 
 
 @dataclass
@@ -161,28 +157,6 @@ class MixSection:
             raise ValueError(f"max_epochs must be > 0 and <= {MAX_EPOCHS_LIMIT}, got {self.max_epochs}")
         if self.weight_floor <= 0:
             raise ValueError(f"weight_floor must be > 0, got {self.weight_floor}")
-
-
-def normalised_shares(shares: dict[str, float]) -> dict[str, float]:
-    """`shares` divided by their sum when they are >= 0 and sum to 1 within the rounding of the decimals they
-    are written with, else ValueError. Shares are rounded to a common number of decimal places (the finest
-    among them: 0.5 beside 0.45 is 0.50): each one within half a unit of that place of the share meant, so
-    n shares within n half units, exclusive (three shares of 0.3333 sum to 0.9999 within 0.00015, three of
-    0.33 to 0.99 within 0.015; 0.7 + 0.7 is refused). Integers (0, 1) are exact. The decimals are read from
-    each number's shortest form, so the sum is exact, free of float rounding."""
-    if min(shares.values()) < 0:
-        raise ValueError(f"language_shares: expected shares >= 0, got {shares}")
-    written = [Decimal(repr(share)) for share in shares.values()]
-    rounded = [d for d in written if d != d.to_integral_value()]
-    places = max((-d.as_tuple().exponent for d in rounded), default=0)
-    tolerance = max(len(rounded) * Decimal(5).scaleb(-places - 1), SHARE_SUM_FLOOR)
-    total = sum(written)
-    if not abs(total - 1) < tolerance:
-        allowed = (f"shares written to {places} decimal places, each within half a unit of the last"
-                   if tolerance > SHARE_SUM_FLOOR else "float rounding")
-        raise ValueError(f"language_shares: expected shares that sum to 1 (within {float(tolerance):g}: {allowed}), "
-                         f"got {shares}, which sum to {total}")
-    return {lang: share / float(total) for lang, share in shares.items()}
 
 
 # ---------------------------------------------------------------------------------------------

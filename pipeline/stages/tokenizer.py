@@ -35,7 +35,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline import storage
-from pipeline.config import ConfigError, bounded, register_section
+from pipeline.config import ConfigError, bounded, normalised_shares, register_section
 from pipeline.registry import register_command, register_stage
 from pipeline.sampling import seeded_uniform
 from pipeline.stage import Stage, StageRun, StageStats, UnitWriter, iter_parquet_rows
@@ -56,7 +56,7 @@ class TokenizerSection:
     model_type: Literal["unigram", "bpe"] = "unigram"  # icetk was a unigram model
     # training text, all languages (GLM-130B: 25 GB; SentencePiece holds it in memory)
     sample_bytes: int = bounded(200_000_000, low=1)
-    language_shares: dict[str, float] = field(default_factory=lambda: {"en": 0.5, "zh": 0.5})  # of sample bytes
+    language_shares: dict[str, float] = field(default_factory=lambda: {"en": 0.5, "zh": 0.5})  # of sample bytes, as mix's
     heldout_bytes: int = 2_000_000  # per language, held out of training for the evaluation figures
     # Characters with a piece of their own; rarer ones fall back to bytes. 0.998, not SentencePiece's
     # CJK 0.9995: the pieces go to words, English within 10% of an English-only model (tokenizer/train.py)
@@ -65,8 +65,7 @@ class TokenizerSection:
     num_threads: int = 0  # 0: every core of the driver
 
     def __post_init__(self):
-        if abs(sum(self.language_shares.values()) - 1) > 1e-6 or min(self.language_shares.values()) <= 0:
-            raise ValueError(f"language_shares must be > 0 and sum to 1, got {self.language_shares}")
+        self.language_shares = normalised_shares(self.language_shares, positive=True)
         if self.vocab_size < MIN_VOCAB_SIZE:
             raise ValueError(f"vocab_size must be at least {MIN_VOCAB_SIZE} (256 byte pieces + specials), "
                              f"got {self.vocab_size}")
