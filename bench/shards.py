@@ -97,7 +97,7 @@ def main() -> int:
     folder = Path(tempfile.mkdtemp(prefix="bench-shards-"))
     part, vocab = encoded_corpus(folder, args.tokens, args.vocab_size)
 
-    counted = CountPart(vocab)((0, part))
+    counted = CountPart(vocab)(part)
     languages, sources = sorted(counted["languages"]), sorted(counted["sources"])
     offsets = np.concatenate([[0], np.cumsum(counted["row_group_tokens"])]).tolist()
     stream_tokens = offsets[-1]

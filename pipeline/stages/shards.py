@@ -192,8 +192,7 @@ class CountPart:
 
     vocab_size: int
 
-    def __call__(self, indexed: tuple[int, str]) -> dict:
-        index, path = indexed
+    def __call__(self, path: str) -> dict:
         stats = StageStats()
         row_group_tokens: list[int] = []
         langs: dict[str, int] = {}
@@ -208,7 +207,7 @@ class CountPart:
                 log.error("shards: %s: %s", path, e)
             else:
                 self._count_row_groups(pf, path, stats, row_group_tokens, langs, sources)
-        return {"part": index, "path": path, "row_group_tokens": row_group_tokens, "stats": stats.to_dict(),
+        return {"path": path, "row_group_tokens": row_group_tokens, "stats": stats.to_dict(),
                 "languages": langs, "sources": sources}
 
     def _count_row_groups(self, pf: pq.ParquetFile, path: str, stats: StageStats, row_group_tokens: list[int],
@@ -337,7 +336,7 @@ class ShardsStage(Stage):
 
         # 1. count
         parts = upstream_parts(stage_run.upstream_dir)
-        counted = engine.map_units("shards: count", CountPart(tokenizer.vocab_size), list(enumerate(parts)))
+        counted = engine.map_units("shards: count", CountPart(tokenizer.vocab_size), parts)
         total = StageStats()
         for r in counted:
             total.merge(StageStats.from_dict(r["stats"]))
