@@ -192,3 +192,16 @@ def test_parquet_batches_of_large_texts_are_bounded_by_bytes_not_rows(tmp_path, 
         batch_rows.append(batch.num_rows) or batch for batch in iter_batches(self, **kw)))
     assert len(events(path)) == 20
     assert sum(batch_rows) == 20 and max(batch_rows) <= 4, batch_rows
+
+
+def test_parquet_text_sizes_come_from_the_column_not_from_encoding_each_text(tmp_path, monkeypatch):
+    """Encoding each text to count its bytes cost 8% of the reading CPU in English, 20% in Chinese."""
+    path = tmp_path / "sizes.parquet"
+    pq.write_table(pa.table({"text": ["abc", "é" * 3, None], "meta": [{"text": "中文"}, {"text": "x"}, None]}), path)
+    sizes_given = []
+    object_event = parquet_source.object_event
+    monkeypatch.setattr(parquet_source, "object_event", lambda obj, fields, offset, nbytes: (
+        sizes_given.append(nbytes) or object_event(obj, fields, offset, nbytes)))
+    assert [e.nbytes for e in events(path)] == [3, 6, 0]
+    assert [e.nbytes for e in events(path, FieldMap(text="meta.text"))] == [6, 1, 0]
+    assert sizes_given == [3, 6, None, 6, 1, None]

@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import IO, Any, Iterator
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline.ingest.events import Broken, Document, Event
@@ -32,6 +33,9 @@ BATCH_ROWS = 1024
 BATCH_BYTES = 32 << 20
 RUN_BYTES = 64 << 20  # uncompressed bytes of small row groups read together, held until they all read
 READ_BUFFER_BYTES = 8 << 20  # column chunks are read in pieces this large, not each whole (pre_buffer)
+# the column types a text can be read from whose UTF-8 size binary_length gives (a string column's
+# offsets; a binary column's bytes are its text when they are UTF-8, ParquetReader._event)
+TEXT_TYPES = (pa.types.is_string, pa.types.is_large_string, pa.types.is_binary, pa.types.is_large_binary)
 READ_ERRORS = (pa.ArrowException, OSError, UnicodeDecodeError)  # the last: a string _rows cannot make bytes
 
 
@@ -46,6 +50,21 @@ def _rows(batch: pa.RecordBatch) -> tuple[list[dict], bool]:
     except UnicodeDecodeError:
         return pa.RecordBatch.from_arrays([_bytes_unless_utf8(c) for c in batch.columns],
                                           names=batch.schema.names).to_pylist(), True
+
+
+def _text_sizes(batch: pa.RecordBatch, path: str) -> list[int | None]:
+    """Each row's text size in bytes, from its string column's offsets (not by encoding each text);
+    None for each row where the text is not a string column reached through structs (object_event
+    then counts what it finds). The text's top-level column is in the batch (ParquetReader.__iter__)."""
+    top, *inner = path.split(".")
+    column = batch.column(top)
+    for name in inner:
+        if not pa.types.is_struct(column.type) or column.type.get_field_index(name) < 0:
+            return [None] * batch.num_rows
+        column = pc.struct_field(column, name)
+    if not any(is_type(column.type) for is_type in TEXT_TYPES):
+        return [None] * batch.num_rows
+    return pc.binary_length(column).to_pylist()
 
 
 def _holds_bytes(t: pa.DataType) -> bool:
@@ -159,11 +178,11 @@ class ParquetReader:
         batch_rows = max(1, min(BATCH_ROWS, int(BATCH_BYTES / max(average_row, 1))))
         for batch in self.file.iter_batches(batch_size=batch_rows, row_groups=groups, columns=self.columns):
             rows, holds_bytes = _rows(batch)
-            for obj in rows:
-                yield self._event(obj, row, holds_bytes)
+            for obj, text_bytes in zip(rows, _text_sizes(batch, self.fields.text)):
+                yield self._event(obj, row, holds_bytes, text_bytes)
                 row += 1
 
-    def _event(self, obj: dict, row: int, holds_bytes: bool) -> Event:
+    def _event(self, obj: dict, row: int, holds_bytes: bool, text_bytes: int | None) -> Event:
         if holds_bytes:
             text = lookup(obj, self.fields.text)
             if isinstance(text, bytes):
@@ -172,7 +191,7 @@ class ParquetReader:
                 except UnicodeDecodeError as e:
                     return Broken("invalid_utf8", row, f"field {self.fields.text!r} is not UTF-8: {e}", len(text))
             obj = _as_text(obj)  # the text, being UTF-8, decodes to the same text as a string column's
-        event = object_event(obj, self.fields, row, None)
+        event = object_event(obj, self.fields, row, text_bytes)
         if isinstance(event, Document) and event.nbytes > self.max_record_bytes:  # as a JSON line that long
             return Broken("record_too_large", row, f"text of {event.nbytes} bytes is over ingest.max_record_bytes "
                           f"({self.max_record_bytes})", event.nbytes)
