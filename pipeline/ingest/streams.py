@@ -11,7 +11,8 @@ finds it, keeping what it decoded before: a decoder call that meets the damage r
 nothing, so the call is re-run from a copy of the gzip decoder's state before it in halving slices
 (`_decode_before_damage`; only on that error path, one state copy per call otherwise) down to the
 byte the damage is found in. zstd decoders cannot be copied: their output is kept up to the
-`ZSTD_FEED` slice the damage is found in (a block ending in that slice before it is lost with it).
+`ZSTD_FEED` slice the damage is found in (a block ending in that slice before it is lost with it:
+never seen on text, whose blocks are tens of KB compressed; docs/benchmarks.md, Ingest).
 Damage found by a checksum at the end (CHECKSUM_ERRORS) can be anywhere: that call's output is
 dropped. Deflate can decode damaged bits to wrong bytes for a while before a code is invalid, so
 the bytes just before where the damage is found may be wrong (no checksum can tell which).
