@@ -10,9 +10,8 @@ UTF-8 is an `invalid_utf8` error for its row (its bytes counted), another field 
 bytes as `\\xNN` escapes (a binary digest id does not cost the record), at any depth of a struct,
 list or map column. A row group that does not read (a damaged page) is one `corrupt_parquet` error
 for its rows not read yet, at the first of them, counting the row group's compressed bytes; the
-other row groups are read. A text over
-ingest.max_record_bytes is a `record_too_large` error, as for the other formats (its row is read:
-a Parquet value cannot be skipped unread).
+other row groups are read. A text over ingest.max_record_bytes is a `record_too_large` error, as for
+the other formats (its row is read: a Parquet value cannot be skipped unread).
 """
 from __future__ import annotations
 
