@@ -11,11 +11,12 @@ A page is shingled in its own language's mode, and also in the other one over it
 script, so an item is found whatever the page's majority language (an exam-prep page labelled zh
 quoting MMLU, an English page quoting C-Eval): a Chinese page's stretches without Han characters
 are read as English words, and an English page that holds Han characters is read as Chinese
-characters, only where its n-grams hold as many Han characters as the Han-poorest Chinese item's
-best n-gram, and at least one (see `_Pass.han`). An item's language (`item_lang`, or the
-benchmark's `lang`) decides how the item is cut; an English item that quotes Chinese (a character
-n-gram as Han as a Chinese item's indexed ones) is also cut as characters, so a Chinese page quoting
-it is found whatever the Han inside its word n-grams. One with only a few Han characters (a word) is
+characters, only where its n-grams hold as many Han characters as the Han-poorest item cut as
+characters has in its best n-gram, and at least one (see `_Pass.han`). An item's language
+(`item_lang`, or the benchmark's `lang`) decides how the item is cut; an English item that quotes
+Chinese is also cut into the Chinese it quotes (its stretches of `zh_min_tokens`-grams as Han as a
+Chinese item's indexed ones, without the English around them), each cut as a Chinese item would
+be, so a page quoting the Chinese alone is found. One with only a few Han characters (a word) is
 found in a Chinese page only if one of its word n-grams has none: indexing its mostly-Latin character
 n-grams would match unrelated pages.
 
@@ -55,8 +56,8 @@ class _Pass:
     en_n: int
     zh_n: int
     words: bool = False  # holds word n-grams (English items)
-    # The fewest Han characters (at least 1) of the Han-richest indexed n-gram of any Chinese item
-    # (None: no Chinese item): an English page's character n-grams with fewer are not looked up.
+    # The fewest Han characters (at least 1) of the Han-richest indexed n-gram of any item cut as
+    # characters (None: none is): an English page's character n-grams with fewer are not looked up.
     han: int | None = None
     hashes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64))  # sorted, unique
     owners: list[tuple[int, ...]] = field(default_factory=list)  # per hash: item numbers
@@ -138,7 +139,7 @@ def _han_counts(s: str, n: int) -> np.ndarray:
     return total[n:] - total[:-n]
 
 
-def _han_windows(s: str, n: int, least: int) -> list[str]:
+def _han_windows(s: str, n: int, least: float) -> list[str]:
     """The stretches of `s` covered by its n-grams holding at least `least` Han characters."""
     if len(s) < n:
         return []
@@ -148,6 +149,16 @@ def _han_windows(s: str, n: int, least: int) -> list[str]:
     gaps = np.flatnonzero(np.diff(starts) > 1)
     firsts, lasts = starts[np.r_[0, gaps + 1]], starts[np.r_[gaps, len(starts) - 1]]
     return [s[a:b + n] for a, b in zip(firsts.tolist(), lasts.tolist())]
+
+
+_NOT_HAN_AT_EDGES = re.compile(f"^[^{_HAN_CLASS}]+|[^{_HAN_CLASS}]+$")
+
+
+def _quoted_chinese(s: str, n: int, least: float) -> list[str]:
+    """The Chinese an English item's character token string `s` quotes: its stretches of n-grams
+    holding at least `least` Han characters, without the letters around them (a page quoting the
+    Chinese alone holds none of them)."""
+    return [_NOT_HAN_AT_EDGES.sub("", stretch) for stretch in _han_windows(s, n, least)]
 
 
 # LaTeX math ($...$, $$...$$, \(...\), \[...\]) and command names: "\frac{\sin x}{\sqrt{x}}" is
@@ -174,12 +185,13 @@ class ContaminationIndex:
         self.full = _Pass(en_ngram, zh_ngram)
         self.short = _Pass(en_min_tokens, zh_min_tokens)
         cuts = list(enumerate(_token_strings([i.text for i in items], [i.lang for i in items])))
-        # An English item quoting Chinese ("Translate into English: 我爱北京天安门，...") is also cut as
-        # characters where it has a Chinese n-gram: a Chinese page is read as words only where it has no Han.
-        quoting = [k for k, i in enumerate(items) if i.lang != "zh" and _cjk_count(i.text) >= zh_ngram * zh_min_han_frac]
+        # An English item quoting Chinese ("Translate into English: 我爱北京天安门，...") is also cut into the
+        # Chinese it quotes, as a Chinese item: a Chinese page is read as words only where it has no Han.
+        least_han = zh_min_han_frac * zh_min_tokens
+        quoting = [k for k, i in enumerate(items) if i.lang != "zh" and _cjk_count(i.text) >= least_han]
         as_chinese = _token_strings([items[k].text for k in quoting], ["zh"] * len(quoting))
-        cuts += [(k, cut) for k, cut in zip(quoting, as_chinese)
-                 if len(cut[0]) >= zh_ngram and self._chinese_ngrams(cut[0], zh_ngram).any()]
+        cuts += [(k, (quote, False)) for k, (s, _) in zip(quoting, as_chinese)
+                 for quote in _quoted_chinese(s, zh_min_tokens, least_han)]
         full_cuts, short_cuts = [], []
         for k, (s, word_mode) in cuts:
             count = len(s.split()) if word_mode else len(s)
@@ -220,12 +232,8 @@ class ContaminationIndex:
         none of the item's has (then all are kept: a verbatim copy is always found)."""
         if word_mode:
             return np.ones(max(len(s.split()) - p.en_n + 1, 1), bool)
-        keep = self._chinese_ngrams(s, p.zh_n)
+        keep = _han_counts(s, p.zh_n) >= self.zh_min_han_frac * min(p.zh_n, len(s))
         return keep if keep.any() else np.ones_like(keep)
-
-    def _chinese_ngrams(self, s: str, n: int) -> np.ndarray:
-        """Per character n-gram of `s`: whether `zh_min_han_frac` of it is Han."""
-        return _han_counts(s, n) >= self.zh_min_han_frac * min(n, len(s))
 
     @property
     def passes(self) -> list[_Pass]:
@@ -234,8 +242,9 @@ class ContaminationIndex:
     def _other_script(self, texts: list[str | None], chinese: list[bool]) -> list[tuple[int, str, bool]]:
         """(document, token string, word mode) of what each document holds in the other script: a
         Chinese page's runs without Han characters as words (if some item is English), an English
-        page as characters (if some item is Chinese and the page may hold as many Han characters as
-        the Han-poorest item's best n-gram: digits, which become numerals, are not counted)."""
+        page as characters (if some item is cut as characters and the page may hold as many Han
+        characters as the Han-poorest such item's best n-gram: digits, which become numerals, are not
+        counted)."""
         runs, out = [], []
         for d, (text, zh) in enumerate(zip(texts, chinese)):
             if not text:

@@ -88,6 +88,16 @@ def test_english_item_quoting_chinese_is_found_in_pages_of_either_language(host,
     assert ix.find([host + item + host, host + "我爱北京。" + host], [lang, lang]) == [[0], []]
 
 
+@pytest.mark.parametrize("host, lang", [(HOST_ZH, "zh"), (HOST_EN, "en")], ids=["zh-page", "en-page"])
+@pytest.mark.parametrize("length", [10, 11, 12])
+def test_a_short_chinese_sentence_in_an_english_item_is_found_quoted_alone(host, lang, length):
+    """As a Chinese item of 10 to 12 characters is (whole, in the shorter pass): the item's character
+    13-grams around such a sentence hold letters of its English, which a page quoting the sentence lacks."""
+    quote = "我爱北京天安门天安门上太阳升"[:length]
+    ix = ContaminationIndex([BenchmarkItem("b", 0, f"In the sentence {quote}, which word is the verb?", "en")])
+    assert ix.find([host + quote + host, host + quote[:8] + host], [lang, lang]) == [[0], []]
+
+
 def test_too_short_items_are_counted_not_indexed():
     assert index().too_short == [3]
 
