@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.ingest import parquet_source, read_file
-from pipeline.ingest.events import Broken, Document
+from pipeline.ingest.events import Broken, Document, NotDocument
 from pipeline.ingest.jsonl import FieldMap
 from pipeline.ingest.sanitize import clean
 
@@ -132,6 +132,7 @@ def test_lines_ending_in_a_lone_carriage_return_are_one_record_each(tmp_path):
 
 
 PRETTY = {"array": lambda rs: json.dumps(rs, indent=2),  # json.dump(records, f, indent=2)
+          "array of lines": lambda rs: "[\n" + ",\n".join(json.dumps(r) for r in rs) + "\n]",
           "objects": lambda rs: "\n".join(json.dumps(r, indent=2) for r in rs)}  # jq . dump.jsonl
 
 
@@ -163,6 +164,16 @@ def test_json_lines_whose_first_line_is_broken_stay_json_lines(tmp_path):
     path.write_bytes(b'{"text": "cut", "n": 1\n{"text": "second"}\n{"text": "third"}\n')
     assert [(type(e), getattr(e, "reason", None)) for e in events(path)] == [
         (Broken, "invalid_json"), (Document, None), (Document, None)]
+
+
+def test_json_lines_after_blank_lines_stay_json_lines(tmp_path):
+    """Blank lines before the first record do not make it span lines: a broken line later costs that
+    line, not the rest of the file (read as pretty-printed JSON, it cost every record after it)."""
+    path = tmp_path / "blank-first-lines.jsonl"
+    path.write_bytes(b'\n \r\n{"text": "a"}\nbroken\n{"text": "c"}\n')
+    assert [(type(e), getattr(e, "reason", None), getattr(e, "docs", 1)) for e in events(path)] == [
+        (NotDocument, "blank_line", 0), (NotDocument, "blank_line", 0), (Document, None, 1),
+        (Broken, "invalid_json", 1), (Document, None, 1)]
 
 
 def test_a_nested_parquet_string_that_is_not_utf8_costs_its_row_not_the_row_group(tmp_path):

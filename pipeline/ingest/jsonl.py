@@ -13,9 +13,9 @@ and injected advertising there). A subset field (none unless `subset_field` name
 Pile's `meta.pile_set_name`) names the record's part of a dump that mixes several (`subset_name`).
 
 A line ends in `\n` (`\r\n` included), or in a lone `\r` in a file whose first max_record_bytes hold
-a `\r` and no `\n` (classic Mac OS). A file whose first object runs past its first line is
-pretty-printed JSON, not JSON lines (`first_record_spans_lines`): read line by line, each of its lines
-would be an error, so it is read as JSON values one after another (json_array.py).
+a `\r` and no `\n` (classic Mac OS). A file whose first object runs past its first line that is not
+blank is pretty-printed JSON, not JSON lines (`first_record_spans_lines`): read line by line, each of
+its lines would be an error, so it is read as JSON values one after another (json_array.py).
 A line's bytes include its newline, and the first line's a UTF-8 byte order mark before it (Windows
 tools write one). Blank lines are not documents (counted under `blank_line` with docs=0); a line that
 is not UTF-8, not JSON, not an object, or has no text string is an error with docs=1, and so is a line
@@ -49,8 +49,9 @@ class FieldMap:
 
 
 MAX_SUBSET_CHARS = 100
-# What may come before a file's first object: a byte order mark, white space, the `[` opening an array
-_BEFORE_FIRST_OBJECT = re.compile(r"\ufeff?[ \t\r\n]*(?:\[[ \t\r\n]*)?")
+# What may come before a file's first object: a byte order mark, white space (blank lines), the `[`
+# opening an array; the empty group marks the file's first character that is not white space
+_BEFORE_FIRST_OBJECT = re.compile(r"\ufeff?[ \t\r\n]*(?P<first_line>)(?:\[[ \t\r\n]*)?")
 _FIRST_OBJECT_DECODER = json.JSONDecoder(strict=False)  # raw control characters: as for a line
 FIRST_OBJECT_LOOKAHEAD = 1 << 12  # bytes first read for the first object, doubled while it goes on
 
@@ -116,15 +117,16 @@ class JsonlReader:
 
     def first_record_spans_lines(self) -> bool:
         """Whether the file is pretty-printed JSON, not JSON lines: its first object (after the `[`
-        of an array) is whole, within max_record_bytes, only some lines after the first line's end."""
+        of an array) is whole, within max_record_bytes, only past the end of the first line that is
+        not blank (blank lines before it are JSON lines' own)."""
         stream, limit = self.stream, self.max_record_bytes + 1
-        first_line = stream.line_length(limit, self.newline)
-        size = min(max(2 * first_line, FIRST_OBJECT_LOOKAHEAD), limit)
+        size = min(max(2 * stream.line_length(limit, self.newline), FIRST_OBJECT_LOOKAHEAD), limit)
         while True:  # geometric look-ahead, as JsonArrayReader reads a long element
             head = stream.peek(size)
             try:
                 text = codecs.getincrementaldecoder("utf-8")().decode(head)  # a character cut at the end waits
-                value, end = _FIRST_OBJECT_DECODER.raw_decode(text, _BEFORE_FIRST_OBJECT.match(text).end())
+                before = _BEFORE_FIRST_OBJECT.match(text)
+                value, end = _FIRST_OBJECT_DECODER.raw_decode(text, before.end())
             except json.JSONDecodeError as e:
                 ran_out = e.pos == len(e.doc) or e.msg.startswith("Unterminated string")
                 if not ran_out or len(head) < size or size >= limit:
@@ -133,7 +135,8 @@ class JsonlReader:
                 continue
             except (UnicodeDecodeError, RecursionError):
                 return False
-            return isinstance(value, dict) and len(text[:end].encode("utf-8")) > first_line
+            first_line_end = text.find(self.newline.decode(), before.start("first_line"))
+            return isinstance(value, dict) and 0 <= first_line_end < end
 
     def __iter__(self) -> Iterator[Event]:
         while True:
