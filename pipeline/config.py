@@ -90,6 +90,9 @@ def normalised_shares(shares: dict[str, float], positive: bool = False) -> dict[
     n shares within n half units, exclusive (three shares of 0.3333 sum to 0.9999 within 0.00015, three of
     0.33 to 0.99 within 0.015; 0.7 + 0.7 is refused). Integers (0, 1) are exact. The decimals are read from
     each number's shortest form, so the sum is exact, free of float rounding."""
+    # NaN passes every comparison below, and has no decimal places
+    if not shares or not all(math.isfinite(share) for share in shares.values()):
+        raise ValueError(f"language_shares: expected one language or more, each with a finite share, got {shares}")
     if min(shares.values()) < 0 or positive and min(shares.values()) == 0:
         raise ValueError(f"language_shares: expected shares {'> 0' if positive else '>= 0'}, got {shares}")
     written = [Decimal(repr(share)) for share in shares.values()]

@@ -283,7 +283,7 @@ def test_a_document_drawn_many_times_is_written_in_slices(tmp_path, spark_sessio
 
 @pytest.mark.parametrize("bad, message", [
     ({"language_shares": {"en": 0.7, "zh": 0.7}}, "sum to 1"),
-    ({"language_shares": {"en": float("nan"), "zh": 0.5}}, "language_shares must be finite"),
+    ({"language_shares": {"en": float("nan"), "zh": 0.5}}, "language_shares: expected one language or more, each with a finite"),
     ({"bytes_per_token": {"en": float("inf"), "zh": 3.0}}, "bytes_per_token must be finite"),
     ({"sources": [{"name": "a", "lang": "fr"}]}, "not in language_shares"),
     ({"sources": [{"name": "a", "lang": "en", "stage": "dedup", "path": "gs://bucket/pile/*.parquet"}]}, "not both"),
@@ -305,13 +305,31 @@ def test_config_errors_name_the_key(tmp_path, bad, message):
         make_run_config(tmp_path, {"mix": mix_section(**bad)})
 
 
+def thirds_section(share: float) -> dict:
+    """A mix of three languages, each given `share`."""
+    languages = ("en", "zh", "fr")
+    return mix_section(language_shares={lang: share for lang in languages},
+                       bytes_per_token={lang: 4.0 for lang in languages},
+                       sources=[{"name": f"web_{lang}", "lang": lang} for lang in languages])
+
+
 @pytest.mark.parametrize("share", [0.3333, 0.33])
 def test_language_shares_rounded_to_decimals_are_taken_as_meant(tmp_path, share):
-    languages = ("en", "zh", "fr")
-    cfg = make_run_config(tmp_path, {"mix": mix_section(
-        language_shares={lang: share for lang in languages}, bytes_per_token={lang: 4.0 for lang in languages},
-        sources=[{"name": f"web_{lang}", "lang": lang} for lang in languages])})
-    assert cfg.section("mix").language_shares == pytest.approx({lang: 1 / 3 for lang in languages}, rel=1e-15)
+    cfg = make_run_config(tmp_path, {"mix": thirds_section(share)})
+    assert cfg.section("mix").language_shares == pytest.approx({lang: 1 / 3 for lang in ("en", "zh", "fr")}, rel=1e-15)
+
+
+@pytest.mark.parametrize("section, rerun", [(mix_section(), False), (thirds_section(0.3333333), True)])
+def test_scaled_language_shares_rerun_a_mix_only_where_they_change(tmp_path, monkeypatch, section, rerun):
+    """The section hash reads the scaled shares, so scaling needs no output_version: a mix finished before
+    it (output_version 2, shares taken as written) re-runs where it changes a share (three of 0.3333333
+    passed the float tolerance), not on shares it leaves alone."""
+    from pipeline.stages import mix
+
+    today = MixStage(make_run_config(tmp_path, {"mix": section})).config_hash()
+    monkeypatch.setattr(mix, "normalised_shares", lambda shares: shares)
+    monkeypatch.setattr(MixStage, "output_version", 2)
+    assert (MixStage(make_run_config(tmp_path, {"mix": section})).config_hash() != today) == rerun
 
 
 def test_recipes_validate():

@@ -187,6 +187,8 @@ def test_stage_says_which_language_is_missing(tmp_path, spark_session_engine):
     ({"en": 0.3333, "zh": 0.3333, "fr": 0.3333}, {"en": 1 / 3, "zh": 1 / 3, "fr": 1 / 3}),  # as mix's shares
     ({"en": 0.7, "zh": 0.7}, "expected shares that sum to 1"),
     ({"en": 1.0, "zh": 0.0}, r"expected shares > 0"),  # a language given no sample bytes is left out instead
+    ({"en": float("nan"), "zh": 0.5}, "expected one language or more, each with a finite share"),
+    ({}, "expected one language or more, each with a finite share"),
 ])
 def test_language_shares_follow_the_mix_rule(tmp_path, shares, expected):
     from pipeline.config import ConfigError

@@ -135,11 +135,10 @@ class MixSection:
             raise ValueError(f"target_tokens must be > 0, got {self.target_tokens}")
         if not self.sources:
             raise ValueError("sources: at least one source is needed")
-        # NaN passes every comparison below (a NaN share failed in the workers, far from the key)
-        for key, values in (("language_shares", self.language_shares), ("bytes_per_token", self.bytes_per_token)):
-            if not all(math.isfinite(v) for v in values.values()):
-                raise ValueError(f"{key} must be finite numbers, got {values}")
         self.language_shares = normalised_shares(self.language_shares)
+        # NaN passes every comparison below (a NaN failed in the workers, far from the key)
+        if not all(math.isfinite(v) for v in self.bytes_per_token.values()):
+            raise ValueError(f"bytes_per_token must be finite numbers, got {self.bytes_per_token}")
         if any(v <= 0 for v in self.bytes_per_token.values()):
             raise ValueError(f"bytes_per_token must be > 0, got {self.bytes_per_token}")
         names = [s.name for s in self.sources]
@@ -417,10 +416,9 @@ class MixStage(Stage):
     name = "mix"
     upstream = DEFAULT_STAGE
     # 2: weights clipped to 2**-256..2**256; the plan's coefficient solved on the ratio hi/lo; documents
-    # without text neither drawn nor repeated; token totals summed as integers (the same in any file order)
-    # 3: language shares divided by their sum (shares that sum to 1 only within float or decimal rounding
-    # give slightly other targets, so other draws)
-    output_version = 3
+    # without text neither drawn nor repeated; token totals summed as integers (the same in any file order).
+    # Language shares scaled to sum to 1 need no version: the section hash reads them as scaled.
+    output_version = 2
 
     def __init__(self, cfg):
         super().__init__(cfg)
