@@ -206,7 +206,8 @@ def test_parquet_batches_of_large_texts_are_bounded_by_bytes_not_rows(tmp_path, 
 
 
 def test_parquet_text_sizes_come_from_the_column_not_from_encoding_each_text(tmp_path, monkeypatch):
-    """Encoding each text to count its bytes cost 8% of the reading CPU in English, 20% in Chinese."""
+    """Encoding each text to count its bytes cost 8% of the reading CPU in English, 24% in Chinese
+    (docs/benchmarks.md, the eighteenth session's reader checks)."""
     path = tmp_path / "sizes.parquet"
     pq.write_table(pa.table({"text": ["abc", "é" * 3, None], "meta": [{"text": "中文"}, {"text": "x"}, None]}), path)
     sizes_given = []
