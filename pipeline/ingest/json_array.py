@@ -2,13 +2,14 @@
 another (pretty-printed ones, as `jq` writes them; JSON lines too), to documents, element by element,
 without reading the file whole.
 
-An element's bytes run from the end of the previous one (so the `[`, commas and whitespace before
-it count with it; the closing `]` or the white space ending the file counts with the last element)
-and its offset is where its `{` starts; a UTF-8 byte order mark (Windows tools write one) counts with
+An element's bytes run from the end of the previous one (so the `[`, commas and whitespace before it
+count with it; the closing `]` or the white space ending the file counts with the last element) and
+its offset is where its `{` starts; a UTF-8 byte order mark (Windows tools write one) counts with
 the first element. A file that stops being a valid array (or sequence of objects) is an error from
-that point to the end of the file (docs=0): unlike JSON lines, there is no line to resume at. An element over max_record_bytes (`record_too_large`) or nested
-deeper than Python's parser recurses (`json_too_deep`) is an error of its own: a bracket count finds
-where it ends, without keeping it, and the elements after it are read.
+that point to the end of the file (docs=0): unlike JSON lines, there is no line to resume at. An
+element over max_record_bytes (`record_too_large`) or nested deeper than Python's parser recurses
+(`json_too_deep`) is an error of its own: a bracket count finds where it ends, without keeping it,
+and the elements after it are read.
 """
 from __future__ import annotations
 
