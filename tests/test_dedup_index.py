@@ -381,3 +381,124 @@ def test_a_rerun_matching_by_fewer_keys_still_finds_every_row_it_replaces(tmp_pa
     assert summary["extra"]["index_rows_retired"] == 6 and summary["extra"]["existing_matches"] == 5
     assert sorted(r["id"] for r in _indexed_rows(index_path, ["id"])) == sorted(d["id"] for d in docs)
     assert read_dedup_output(storage.join(cfg.run.workdir, "dedup"))["rejected"] == {}
+
+
+# -- the re-run's indexed rows on the engines: one join by id, replaced rows only where retired
+
+def _signatures(tmp_path, name: str, parts: list[list[dict]]) -> tuple[str, pa.Table]:
+    """The signature files of `parts` (SignatureTask run here, no engine) and their rows."""
+    from pipeline.dedup.passes import SignatureTask
+
+    cfg = make_run_config(tmp_path / name, {"dedup": {"index": None, "paragraphs": {"enabled": False}}})
+    write_finished_upstream(cfg.run.workdir, parts)
+    stage = DedupStage(cfg)
+    sig_dir = str(tmp_path / name / "signatures")
+    task = SignatureTask(stage.params, sig_dir, selection=stage.selection)
+    for unit in enumerate(sorted(storage.expand(storage.join(cfg.run.workdir, "pii", "data")))):
+        task(unit)
+    return sig_dir, pq.read_table(sig_dir)
+
+
+def _as_neighbours(sig: pa.Table, folder: str) -> list[str]:
+    """`sig`'s rows as an index's run "r0" would hold them, found by a new run: one neighbour file per
+    part (indexed part = upstream part), every row in the graph."""
+    from pipeline.dedup.index import NEIGHBOUR_SCHEMA, index_node
+
+    files = []
+    for part in sorted(set(sig.column("part").to_pylist())):
+        rows = [{**r, "node": index_node(0, r["node"]), "run": "r0", "survivor": r["id"], "survivor_run": "r0",
+                 "file": part, "in_graph": True} for r in sig.to_pylist() if r["part"] == part]
+        files.append(f"{folder}/part-{part:05d}.parquet")
+        storage.makedirs(folder)
+        pq.write_table(pa.Table.from_pylist(rows, NEIGHBOUR_SCHEMA), files[-1])
+    return files
+
+
+@pytest.fixture
+def rerun_inputs(tmp_path):
+    """An indexed snapshot a0..a3 (indexed parts 0: a0 a2, 1: a1 a3) and a re-run of it: a0 again, a1
+    with new text (both replace their indexed rows), and b0, a copy of a2's text (dup of the indexed a2)."""
+    old = _with_urls(_docs("a", 4))
+    _, indexed = _signatures(tmp_path, "old", [old[0::2], old[1::2]])
+    new = [old[0], {**old[1], "text": _docs("e", 1)[0]["text"]}, {**_docs("b", 1)[0], "text": old[2]["text"]}]
+    sig_dir, sig = _signatures(tmp_path, "new", [new])
+    return sig_dir, sig, _as_neighbours(indexed, str(tmp_path / "neighbours")), indexed
+
+
+def _assign(engine, tmp_path, name: str, sig_dir: str, neighbours: list[str], retiring) -> dict:
+    """The engine's assignments of the re-run (by id) and the replaced rows written ({file: nodes})."""
+    from pipeline.dedup import beam_dedup, spark_dedup
+
+    stage = DedupStage(make_run_config(tmp_path / "cfg", {"dedup": {"paragraphs": {"enabled": False}}}))
+    assign_root, work = str(tmp_path / name / "assign"), str(tmp_path / name / "work")
+    args = (sig_dir, assign_root, work, stage.params, stage.section.threshold, stage.survivor_order,
+            stage.section.max_rounds, neighbours, retiring)
+    if engine.name == "spark":
+        spark_dedup.assignments(engine.spark, *args)
+    else:
+        beam_dedup.assignments(engine, *args)
+    sig = pq.read_table(sig_dir, columns=["part", "row", "id"]).to_pylist()
+    ids = {(r["part"], r["row"]): r["id"] for r in sig}
+    assigned = {}
+    for f in storage.expand(assign_root):
+        part = int(f.split("part=")[1].split("/")[0])
+        for r in pq.read_table(f).to_pylist():
+            assigned[ids[(part, r.pop("row"))]] = r
+    replaced = {}
+    if retiring is not None and storage.exists(retiring.root):
+        for f in storage.expand(retiring.root):
+            for r in pq.read_table(f).to_pylist():
+                replaced.setdefault(r["file"], set()).add(r["node"])
+    return {"assigned": assigned, "replaced": replaced}
+
+
+@pytest.mark.parametrize("engine_name", ["spark", "beam"])
+def test_a_rerun_writes_the_rows_it_replaces_only_for_the_parts_it_retires(tmp_path, engines, engine_name,
+                                                                            rerun_inputs, monkeypatch):
+    """Of the indexed rows the re-run replaces (a0's in part 0, a1's in part 1), only those of the parts
+    it retires are written (the stage retires its own index's parts; a run appending elsewhere retires
+    none and passes no `Retiring`). Beam reads the signatures and the neighbours once per pipeline that
+    needs them (its graph, its members) and joins them by id once."""
+    from apache_beam.io.filesystems import FileSystems
+
+    from pipeline.dedup.index import Retiring, index_node
+
+    sig_dir, sig, neighbours, indexed = rerun_inputs
+    node = {r["id"]: index_node(0, r["node"]) for r in indexed.to_pylist()}
+    opens = {}
+    open_file = FileSystems.open
+
+    def counted(path, *args, **kwargs):
+        opens[path] = opens.get(path, 0) + 1
+        return open_file(path, *args, **kwargs)
+
+    monkeypatch.setattr(FileSystems, "open", staticmethod(counted))
+    out = _assign(engines[engine_name], tmp_path, engine_name, sig_dir, neighbours,
+                  Retiring(str(tmp_path / "replaced"), frozenset({0})))
+    assert out["replaced"] == {0: {node["a0"]}}
+    # a0 and a1 cluster with nothing (their indexed rows are out of the graph); b0 with the indexed a2
+    assert {k: (v["reason"], v["cluster_id"]) for k, v in out["assigned"].items()} == {
+        "b0": ("dup_exact_existing", "a2")}
+    if engine_name == "beam":
+        assert {(path.rsplit("/", 2)[-2], n) for path, n in opens.items() if path.endswith(".parquet")
+                and "/work/" not in path} == {("signatures", 2), ("neighbours", 1)}, opens
+
+
+def test_the_replaced_rows_are_marked_with_one_join(spark_session_engine):
+    """Spark marks each indexed neighbour replaced or not in one outer join with the run's signatures,
+    which the graph and the retiring share; an id repeated in the run never repeats a row of the graph."""
+    from pipeline.dedup.spark_dedup import with_replaced
+
+    spark = spark_session_engine.spark
+    sig = spark.createDataFrame([("a0", 1, 10), ("a0", 1, 10), ("a1", 2, 11), ("a2", None, 12)],
+                                "id string, url_key long, text_key long")
+    neighbours = spark.createDataFrame(
+        [(-1, "a0", 1, 99), (-2, "a1", 3, 11), (-3, "a2", 4, 12), (-4, "a2", None, 13), (-5, "x", 5, 14)],
+        "node long, id string, url_key long, text_key long")
+    marked = with_replaced(neighbours, sig)
+    assert marked._jdf.queryExecution().optimizedPlan().toString().count("Join ") == 1
+    rows = [(r["node"], r["replaced"]) for r in marked.collect()]
+    # a0: same id and URL, twice in the run; a1: another URL; a2: no URL, so the text decides
+    assert sorted(set(rows)) == [(-5, False), (-4, False), (-3, True), (-2, False), (-1, True)]
+    assert sorted(n for n, replaced in rows if not replaced) == [-5, -4, -2]
+

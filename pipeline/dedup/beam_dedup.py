@@ -5,12 +5,13 @@ each reads the previous round's edges, applies large-star then small-star, write
 and a one-number check (how many nodes break the star shape), which is all the driver reads.
 Against a dedup index, the indexed documents sharing a key with a new one (found by
 `pipeline.dedup.index.find_neighbours`) join the graph and win their clusters, as in `spark_dedup`;
-those a new document replaces are written out instead, for the index to retire them.
+those a new document replaces stay out, and a run retiring them from its own index writes them out.
 Paragraph dedup counts line keys over the survivors with a GroupByKey on the key.
 """
 from __future__ import annotations
 
-from typing import Iterable, Tuple
+import functools
+from typing import Callable, Iterable, Tuple
 
 import apache_beam as beam
 import numpy as np
@@ -19,7 +20,7 @@ import pyarrow.parquet as pq
 
 from filters.minhash import jaccard_at_least
 from pipeline import storage
-from pipeline.dedup.index import REPLACED_SCHEMA, replaced_dir
+from pipeline.dedup.index import INDEX_SCHEMA, REPLACED_SCHEMA, Retiring, replaced_dir
 from pipeline.dedup.passes import (ASSIGNMENT_SCHEMA, EXISTING, REASON_EXACT, REASON_NEAR, REASON_URL,
                                    REMOVAL_SCHEMA, assignment_dir)
 
@@ -165,40 +166,33 @@ def _read_signatures(p, sig_dir: str, columns: list[str], label: str = "signatur
             | f"{label} without errors" >> beam.Filter(lambda r: r["error"] is None))
 
 
-def _read_neighbours(p, sig_dir: str, neighbour_files: list[str], columns: list[str], label: str,
-                     replaced_root: str | None = None):
-    """The indexed documents that share a key the run clusters by with a new one (found by
-    `pipeline.dedup.index.find_neighbours`), `columns` of them, but those a new document replaces (the
-    same document again: `spark_dedup.replaced_or_not`), which go to `replaced_root` when given."""
-    keys = ["id", "url_key", "text_key", "file", "node", "in_graph"]
-    new = (_read_signatures(p, sig_dir, keys[:3], f"{label}: signatures")
-           | f"{label}: new by id" >> beam.Map(lambda r: (r["id"], r)))
-    indexed = (p | f"{label}: files" >> beam.Create(neighbour_files)
-               | f"{label}: read" >> beam.io.ReadAllFromParquet(columns=sorted({*columns, *keys}))
-               | f"{label}: by id" >> beam.Map(lambda r: (r["id"], r)))
-    by_id = {"new": new, "indexed": indexed} | f"{label}: join ids" >> beam.CoGroupByKey()
-    if replaced_root is not None:
-        _ = (by_id | f"{label}: re-run" >> beam.FlatMap(
-                lambda kv: [(r["file"], r["node"]) for r in kv[1]["indexed"]
-                            if any(_same_document(r, n) for n in kv[1]["new"])])
-             | f"{label}: replaced by file" >> beam.GroupByKey()
-             | f"{label}: write replaced" >> beam.Map(_write_replaced(replaced_root)))
-    return by_id | f"{label}: not re-run" >> beam.FlatMap(
-        lambda kv: [{c: r[c] for c in columns} for r in kv[1]["indexed"]
-                    if r["in_graph"] and not any(_same_document(r, n) for n in kv[1]["new"])])
-
-
-def _write_replaced(replaced_root: str):
-    def write(item: tuple) -> int:
-        file, nodes = item
-        nodes = sorted(nodes)
-        storage.makedirs(replaced_dir(replaced_root, file))
-        sink = storage.ParquetSink(storage.join(replaced_dir(replaced_root, file), "replaced.parquet"), REPLACED_SCHEMA)
-        sink.write(pa.table([pa.array([file] * len(nodes), pa.int32()), pa.array(nodes, pa.int64())],
-                            schema=REPLACED_SCHEMA))
-        sink.close()
-        return len(nodes)
-    return write
+def _indexed_in_graph(sig, neighbour_files: list[str], columns: list[str], members_dir: str,
+                      retiring: Retiring | None):
+    """The indexed documents in the graph: those sharing a key the run clusters by with a new one
+    (found by `pipeline.dedup.index.find_neighbours`) but those a new document replaces (the same
+    document again: `spark_dedup.with_replaced`), `columns` of them; their `_INDEXED_COLUMNS` go to
+    `members_dir` for the members pipeline. `sig`: the new documents, with their ids. One join by id
+    serves both and the retiring, which gets the replaced rows of its parts."""
+    new = sig | "new by id" >> beam.Map(lambda r: (r["id"], {"url_key": r["url_key"], "text_key": r["text_key"]}))
+    indexed = (sig.pipeline | "indexed: files" >> beam.Create(neighbour_files)
+               | "indexed: read" >> beam.io.ReadAllFromParquet(
+                   columns=sorted({*columns, *_INDEXED_COLUMNS, "file", "in_graph"}))
+               | "indexed: by id" >> beam.Map(lambda r: (r["id"], r)))
+    marked = ({"new": new, "indexed": indexed} | "join ids" >> beam.CoGroupByKey()
+              | "replaced?" >> beam.FlatMap(lambda kv: [(r, any(_same_document(r, n) for n in kv[1]["new"]))
+                                                        for r in kv[1]["indexed"]]))
+    if retiring is not None:
+        _ = (marked | "replaced" >> beam.FlatMap(
+                lambda m: [(m[0]["file"], {"file": m[0]["file"], "node": m[0]["node"]})]
+                if m[1] and m[0]["file"] in retiring.files else [])
+             | "replaced by file" >> beam.GroupByKey()
+             | "write replaced" >> beam.Map(_write_rows(functools.partial(replaced_dir, retiring.root),
+                                                        "replaced.parquet", REPLACED_SCHEMA, "node")))
+    in_graph = marked | "in the graph" >> beam.FlatMap(lambda m: [m[0]] if m[0]["in_graph"] and not m[1] else [])
+    _ = in_graph | "write members" >> beam.io.WriteToParquet(
+        storage.join(members_dir, "indexed"), pa.schema([INDEX_SCHEMA.field(c) for c in _INDEXED_COLUMNS]),
+        file_name_suffix=".parquet")
+    return in_graph | "graph columns" >> beam.Map(lambda r: {c: r[c] for c in columns})
 
 
 def _same_document(indexed: dict, new: dict) -> bool:
@@ -250,30 +244,32 @@ def _member_with_root(item: tuple) -> Iterable[tuple[int, dict]]:
             yield roots[0], member
 
 
-def _write_part(assign_root: str):
+def _write_rows(folder_of: Callable[[int], str], name: str, schema: pa.Schema, order: str):
+    """(key, rows): the rows (dicts of `schema`'s columns), sorted by `order`, as <folder_of(key)>/<name>."""
     def write(item: tuple) -> int:
-        part, rows = item
-        rows = sorted(rows, key=lambda r: r["row"])
-        storage.makedirs(assignment_dir(assign_root, part))
-        path = storage.join(assignment_dir(assign_root, part), "assign.parquet")
-        sink = storage.ParquetSink(path, ASSIGNMENT_SCHEMA)
-        sink.write(pa.Table.from_pylist(rows, ASSIGNMENT_SCHEMA))
+        key, rows = item
+        rows = sorted(rows, key=lambda r: r[order])
+        sink = storage.ParquetSink(storage.join(folder_of(key), name), schema)
+        sink.write(pa.Table.from_pylist(rows, schema))
         sink.close()
         return len(rows)
     return write
 
 
 def assignments(engine, sig_dir: str, assign_root: str, work_dir: str, p, threshold: float,
-                survivor_order: list[str], max_rounds: int, neighbour_files: list[str], replaced_root: str) -> dict:
-    """Write the per-part assignment table under `assign_root/part=N/` and the indexed rows the run
-    replaces under `replaced_root/file=N/`; return small counts."""
+                survivor_order: list[str], max_rounds: int, neighbour_files: list[str],
+                retiring: Retiring | None) -> dict:
+    """Write the per-part assignment table under `assign_root/part=N/` and, when `retiring`, the rows
+    of its indexed parts that the run replaces under its root's file=N/; return small counts."""
     cols = ["node", "text_key", "url_key", "n_shingles", "bands"] + (["shingles"] if p.verify else [])
     edges_dir = storage.join(work_dir, "edges-0")
-    storage.rmtree(replaced_root)  # an interrupted attempt's files
+    members_dir = storage.join(work_dir, "indexed_members")
+    for folder in [members_dir] + ([retiring.root] if retiring else []):
+        storage.rmtree(folder)  # an interrupted attempt's files
     with engine.pipeline() as pl:
-        sig = _read_signatures(pl, sig_dir, cols)
+        sig = _read_signatures(pl, sig_dir, cols + (["id"] if neighbour_files else []))
         if neighbour_files:
-            indexed = _read_neighbours(pl, sig_dir, neighbour_files, cols, "indexed", replaced_root)
+            indexed = _indexed_in_graph(sig, neighbour_files, cols, members_dir, retiring)
             sig = (sig, indexed) | "graph" >> beam.Flatten()
         edges = sig | "candidates" >> CandidateEdges(p, threshold)
         oriented = edges | "orient" >> beam.Map(lambda e: (max(e), min(e)))
@@ -300,14 +296,16 @@ def assignments(engine, sig_dir: str, assign_root: str, work_dir: str, p, thresh
         members = (_read_signatures(pl, sig_dir, _MEMBER_COLUMNS)
                    | "member fields" >> beam.Map(lambda r: {**{k: r[k] for k in _MEMBER_COLUMNS}, "origin": 1}))
         if neighbour_files:
-            indexed = (_read_neighbours(pl, sig_dir, neighbour_files, _INDEXED_COLUMNS, "indexed members")
+            indexed = (pl | "indexed members" >> beam.io.ReadFromParquet(storage.join(members_dir, "*.parquet"))
                        | "indexed fields" >> beam.Map(lambda r: {**_INDEXED_DEFAULTS, **r, "origin": 0}))
             members = (members, indexed) | "all members" >> beam.Flatten()
         members = members | "member by node" >> beam.Map(lambda m: (m["node"], m))
         _ = ({"root": node_root, "member": members} | "join roots" >> beam.CoGroupByKey()
              | "by root" >> beam.FlatMap(_member_with_root) | "cluster" >> beam.GroupByKey()
              | "assign" >> beam.FlatMap(_assign_cluster(survivor_order))
-             | "by part" >> beam.GroupByKey() | "write parts" >> beam.Map(_write_part(assign_root)))
+             | "by part" >> beam.GroupByKey()
+             | "write parts" >> beam.Map(_write_rows(functools.partial(assignment_dir, assign_root), "assign.parquet",
+                                                     ASSIGNMENT_SCHEMA, "row")))
     return {"candidate_edges": n_edges, "cc_rounds": rounds}
 
 

@@ -37,12 +37,14 @@ back on object stores, renewed by a heartbeat; a dead holder's lease is taken ov
 through `pipeline.storage`, so an index may live on gs:// or s3://.
 
 Retiring: a re-run of a snapshot against its own index replaces the indexed rows of its documents
-(same id and URL: `spark_dedup.replaced_or_not`). So that later runs no longer match a version no
-release holds, the re-run retires them: each indexed part holding one is written again without them
-under runs/<its run>/rev-<N+1>/ (`RetireTask`, one engine task per part; a part left empty is
-written nowhere), and generation N+1 lists that run's `parts`. Generation N still names the old
-files, which stay: a killed re-run leaves it whole, and readers of it keep their files. A run
-without `parts` has every file of its docs/.
+(same id and URL: `spark_dedup.with_replaced`). So that later runs no longer match a version no
+release holds, the re-run retires them: the engine writes those of its own index's parts
+(`Retiring`; a run that appends nowhere, or to another index, writes none), each indexed part
+holding one is written again without them under runs/<its run>/rev-<N+1>/ (`RetireTask`, one
+engine task per part; a part left empty is written nowhere), and generation N+1 lists that run's
+`parts`. Generation N still names the old files, which stay: a killed re-run leaves it whole, and
+readers of it keep their files. A run without `parts` has every file of its docs/.
+
 """
 from __future__ import annotations
 
@@ -394,16 +396,15 @@ def find_neighbours(engine, indexed: list[IndexPart], sig_dir: str, work: str, k
         storage.rmtree(folder)  # an interrupted attempt's files
     sig_files = sorted(f for f in storage.expand(sig_dir) if f.endswith(".parquet"))
     probed_kinds = KeyKinds(kinds.text or replacing, kinds.url or replacing, kinds.bands)
-    new_files = sorted(r["path"] for r in engine.map_units("dedup index keys", NewKeysTask(new_dir, probed_kinds),
-                                                           sig_files) if r["keys"])
+    new_files = [r["path"] for r in engine.map_units("dedup index keys", NewKeysTask(new_dir, probed_kinds), sig_files)
+                 if r["keys"]]
     if not new_files:
         return [], {"existing_matches": 0, "index_bytes_read": 0}
     probed = engine.map_units("dedup index probe", ProbeTask(new_files, indexed, match_dir, kinds),
                               list(range(1 << BUCKET_BITS)))
     files = sorted({i for r in probed for i in r["files"]})
     fetched = engine.map_units("dedup index fetch", FetchTask(match_dir, indexed, out_dir), files)
-    return ([storage.join(out_dir, f"part-{r['file']:05d}.parquet") for r in sorted(fetched, key=lambda r: r["file"])
-             if r["rows"]],
+    return ([storage.join(out_dir, f"part-{r['file']:05d}.parquet") for r in fetched if r["rows"]],
             {"existing_matches": sum(r["in_graph"] for r in fetched),
              "index_bytes_read": sum(r["index_bytes_read"] for r in probed + fetched)})
 
@@ -411,6 +412,19 @@ def find_neighbours(engine, indexed: list[IndexPart], sig_dir: str, work: str, k
 def replaced_dir(root: str, file: int) -> str:
     """Where the engine writes the rows of indexed part `file` that a re-run replaces."""
     return storage.join(root, f"file={file}")
+
+
+@dataclass(frozen=True)
+class Retiring:
+    """What a re-run retires: the rows of the indexed parts `files` (by number; its own index's) that
+    a new document replaces, which the engine writes under `root` (`replaced_dir`) for `RetireTask`."""
+
+    root: str
+    files: frozenset[int]
+
+    def retired_files(self) -> list[int]:
+        """The parts the engine wrote replaced rows of, in order."""
+        return sorted(int(name.removeprefix("file=")) for name in storage.listdir(self.root))
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ Against a dedup index: the indexed documents that share a key with a new documen
 (`neighbour_files`, found by `pipeline.dedup.index.find_neighbours`) join the graph as nodes that
 always win their cluster ("old wins"): new documents clustered with one are dropped as
 dup_*_existing, naming it and its run; indexed documents are never rewritten. Those a new document
-replaces (itself in an earlier run of this snapshot) stay out of the graph and are written out, for
-the index to retire them.
+replaces (itself in an earlier run of this snapshot) stay out of the graph, and a run that retires
+them from its own index writes them out for it.
 Cross-document paragraph dedup (`paragraph_removals`) counts line keys over the survivors with
 one groupBy, as CCNet counts paragraph hashes, and joins the counts back to the documents.
 Nothing is collected to the driver except counts.
@@ -38,7 +38,7 @@ from pyspark.sql.pandas.types import from_arrow_schema
 from pyspark.sql.types import BooleanType, StructType
 
 from pipeline import storage
-from pipeline.dedup.index import replaced_dir, shingle_sets
+from pipeline.dedup.index import Retiring, replaced_dir, shingle_sets
 from pipeline.dedup.passes import (EXISTING, PARAGRAPH_SCHEMA, REASON_EXACT, REASON_NEAR, REASON_URL, SIGNATURE_SCHEMA,
                                    assignment_dir)
 from pipeline.engines.spark_storage import read_parquet, write_groups, write_partitions
@@ -171,28 +171,31 @@ _RULE_COLUMNS = {"part": "int", "row": "long", "id": "string", "length": "long",
                  "date_key": "string"}
 
 
-def replaced_or_not(neighbours: DataFrame, sig: DataFrame, replaced: bool) -> DataFrame:
-    """The indexed `neighbours` that a new document replaces, or the others. An indexed document with
-    the id and URL (text, when either has no URL) of a new one is that document in an earlier run of
-    this input (re-run after an upstream or config change): the new one replaces it, never its
+def with_replaced(neighbours: DataFrame, sig: DataFrame) -> DataFrame:
+    """The indexed `neighbours` with `replaced`: whether a new document replaces it. An indexed document
+    with the id and URL (text, when either has no URL) of a new one is that document in an earlier run
+    of this input (re-run after an upstream or config change): the new one replaces it, never its
     duplicate. The id alone is not enough: another dump laid out as this one (same source name, paths
-    and offsets) gives other documents the same ids."""
+    and offsets) gives other documents the same ids. One outer join serves the graph and the retiring:
+    a row no new document replaces comes out once; one that several replace (an id repeated in the
+    run) once per match, all marked replaced, which only the retiring reads (it takes each node once)."""
     again = sig.select(F.col("id").alias("_id"), F.col("url_key").alias("_url"), F.col("text_key").alias("_text"))
     same_document = (F.col("id") == F.col("_id")) & F.when(
         F.col("url_key").isNotNull() & F.col("_url").isNotNull(), F.col("url_key") == F.col("_url")
     ).otherwise(F.col("text_key") == F.col("_text"))
-    return neighbours.join(again, same_document, "left_semi" if replaced else "left_anti")
+    return neighbours.join(again, same_document, "left_outer").select(
+        *neighbours.columns, F.col("_id").isNotNull().alias("replaced"))
 
 
 def with_indexed_neighbours(sig: DataFrame, neighbours: DataFrame | None) -> DataFrame:
     """`sig` (origin 1) plus the indexed documents (origin 0) that share a key it clusters by with it
-    but those it replaces (`replaced_or_not`), each with the survivor a member of its cluster reports (an indexed
-    document's own survivor) and that one's run."""
+    but those it replaces (`neighbours`: `with_replaced`'s), each with the survivor a member of its
+    cluster reports (an indexed document's own survivor) and that one's run."""
     new = sig.select(*_GRAPH_COLUMNS, *_RULE_COLUMNS, F.lit(1).alias("origin"), F.col("id").alias("survivor"),
                      F.lit(None).cast("string").alias("run"))
     if neighbours is None:
         return new
-    neighbours = replaced_or_not(neighbours.where(F.col("in_graph")), sig, replaced=False)
+    neighbours = neighbours.where(F.col("in_graph") & ~F.col("replaced"))
     rule_defaults = [F.lit(None).cast(kind).alias(name) for name, kind in _RULE_COLUMNS.items() if name != "id"]
     return new.unionByName(neighbours.select(*_GRAPH_COLUMNS, "id", *rule_defaults, F.lit(0).alias("origin"),
                                              "survivor", F.col("survivor_run").alias("run")))
@@ -266,22 +269,23 @@ def map_pass_workers(spark: SparkSession):
 
 def assignments(spark: SparkSession, sig_dir: str, assign_root: str, checkpoint_dir: str, p,
                 threshold: float, survivor_order: list[str], max_rounds: int, neighbour_files: list[str],
-                replaced_root: str) -> dict:
-    """Write the per-part assignment table under `assign_root/part=N/` and the indexed rows the run
-    replaces under `replaced_root/file=N/`; return small counts."""
+                retiring: Retiring | None) -> dict:
+    """Write the per-part assignment table under `assign_root/part=N/` and, when `retiring`, the rows
+    of its indexed parts that the run replaces under its root's file=N/; return small counts."""
     sig = read_columnar(spark, sig_dir, from_arrow_schema(SIGNATURE_SCHEMA)).where(F.col("error").isNull())
     neighbours = None
-    if neighbour_files:  # the indexed rows come through Python (read_parquet): once, not once per use
-        neighbours = read_parquet(spark, neighbour_files).persist(StorageLevel.MEMORY_AND_DISK)
+    if neighbour_files:  # the indexed rows come through Python (read_parquet) and join `sig` once, not once per use
+        neighbours = with_replaced(read_parquet(spark, neighbour_files), sig).persist(StorageLevel.MEMORY_AND_DISK)
     graph = with_indexed_neighbours(sig, neighbours)
     if neighbours is not None:
         graph = graph.persist(StorageLevel.MEMORY_AND_DISK)
-    storage.rmtree(replaced_root)  # an interrupted attempt's files
+    if retiring is not None:
+        storage.rmtree(retiring.root)  # an interrupted attempt's files
     try:
-        if neighbours is not None:
-            replaced = replaced_or_not(neighbours, sig, replaced=True).select("file", "node")
-            write_groups(replaced.repartition("file").sortWithinPartitions("file", "node"), "file",
-                         lambda file: replaced_dir(replaced_root, file))
+        if neighbours is not None and retiring is not None:
+            replaced = neighbours.where(F.col("replaced") & F.col("file").isin(sorted(retiring.files)))
+            write_groups(replaced.select("file", "node").repartition("file").sortWithinPartitions("file", "node"),
+                         "file", lambda file: replaced_dir(retiring.root, file))
         with map_pass_workers(spark):
             return _assign(graph, assign_root, checkpoint_dir, p, threshold, survivor_order, max_rounds)
     finally:

@@ -73,7 +73,7 @@ from typing import Literal
 from filters.minhash import Shingling, optimal_bands
 from pipeline import storage
 from pipeline.config import ConfigError, bounded, is_system_folder, register_section
-from pipeline.dedup.index import MAX_INDEXES, DedupIndex, KeyKinds, RetireTask, find_neighbours
+from pipeline.dedup.index import MAX_INDEXES, DedupIndex, KeyKinds, RetireTask, Retiring, find_neighbours
 from pipeline.dedup.passes import (REASON_PARAGRAPHS_LEFT_SHORT, AssignmentTask, DedupParams, IndexAppend,
                                    ParagraphParams, SignatureTask, read_parquet_dir)
 from pipeline.registry import register_stage
@@ -229,7 +229,9 @@ class DedupStage(ReadsWhatMixUses, Stage):
         sig_dir, assign_root = storage.join(work, "signatures"), storage.join(work, "assign")
         engine = stage_run.engine
         units = list(enumerate(parts))
-        replaced_root = storage.join(work, "replaced")
+        # a run appending to an index it reads retires there what it replaces; nothing elsewhere
+        own_files = frozenset(f for f, part in enumerate(indexed) if part.index == own)
+        retiring = Retiring(storage.join(work, "replaced"), own_files) if append is not None and own_files else None
         counts = {"candidate_edges": 0, "cc_rounds": 0, "existing_matches": 0, "index_bytes_read": 0}
         seconds = {}
         started = time.perf_counter()
@@ -247,7 +249,7 @@ class DedupStage(ReadsWhatMixUses, Stage):
                 p = self.params
                 neighbours, found = find_neighbours(engine, indexed, sig_dir, storage.join(work, "index_probe"),
                                                     KeyKinds(text=p.exact, url=p.url, bands=p.near),
-                                                    replacing=append is not None and own is not None)
+                                                    replacing=retiring is not None)
                 counts.update(found)
                 seconds["seconds_index_probe"] = time.perf_counter() - started - sum(seconds.values())
             if engine.name == "spark":
@@ -255,13 +257,13 @@ class DedupStage(ReadsWhatMixUses, Stage):
 
                 counts.update(spark_dedup.assignments(engine.spark, sig_dir, assign_root,
                                                       storage.join(work, "checkpoints"), self.params, s.threshold,
-                                                      self.survivor_order, s.max_rounds, neighbours, replaced_root))
+                                                      self.survivor_order, s.max_rounds, neighbours, retiring))
             else:
                 from pipeline.dedup import beam_dedup
 
                 counts.update(beam_dedup.assignments(engine, sig_dir, assign_root, storage.join(work, "components"),
                                                      self.params, s.threshold, self.survivor_order, s.max_rounds,
-                                                     neighbours, replaced_root))
+                                                     neighbours, retiring))
             seconds["seconds_clustering"] = time.perf_counter() - started - sum(seconds.values())
             if paragraphs is not None and storage.expand(para_dir):
                 if engine.name == "spark":
@@ -280,11 +282,10 @@ class DedupStage(ReadsWhatMixUses, Stage):
         seconds["seconds_write"] = time.perf_counter() - started - sum(seconds.values())
         self._paragraph_report = self._paragraph_summary(total, samples_dir) if paragraphs else None
         retired = []
-        if append is not None and own is not None:  # this run's earlier self leaves the index it replaces it in
-            files = [int(name.removeprefix("file=")) for name in storage.listdir(replaced_root)]
+        if retiring is not None:  # this run's earlier self leaves the index it replaces it in
             retired = engine.map_units(f"{self.name} index retire",
-                                       RetireTask(replaced_root, indexed, self.index.path, manifest["generation"] + 1),
-                                       sorted(f for f in files if indexed[f].index == own))
+                                       RetireTask(retiring.root, indexed, self.index.path, manifest["generation"] + 1),
+                                       retiring.retired_files())
             seconds["seconds_index_retire"] = time.perf_counter() - started - sum(seconds.values())
         storage.rmtree(work)
         if append is not None:  # the run's files are in place: generation N+1 makes them part of the index
