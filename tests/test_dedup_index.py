@@ -24,6 +24,7 @@ from pipeline.stages.dedup import DedupStage
 
 from conftest import make_run_config
 from demo_runs import DEMO, demo_sources
+from test_s3 import BUCKET, s3_endpoint  # noqa: F401 (a fixture)
 
 # Both runs rank snapshot A's documents first (earlier crawl), as the index does ("old wins").
 OLD_FIRST = ["crawl_date", "q_score", "noise", "id"]
@@ -366,6 +367,9 @@ def test_a_rerun_killed_before_its_commit_leaves_the_index_as_it_was(tmp_path, m
     assert summary["extra"]["index_rows_retired"] == 6 and index.generation()["generation"] == 3
     assert {r["run"] for r in _indexed_rows(index_path, ["run"])} == {index.generation()["runs"][-1]["run"]}
     assert sorted(r["id"] for r in _indexed_rows(index_path, ["id"])) == sorted(d["id"] for d in docs)
+    # generation 3's commit deleted the first run's parts, which only generation 1 listed, and its manifest
+    assert storage.listdir(index.run_dir(latest["runs"][0]["run"])) == ["rev-000002"]
+    assert storage.listdir(index.manifest_dir) == ["gen-000002.json", "gen-000003.json"]
 
 
 def test_a_rerun_matching_by_fewer_keys_still_finds_every_row_it_replaces(tmp_path):
@@ -502,3 +506,49 @@ def test_the_replaced_rows_are_marked_with_one_join(spark_session_engine):
     assert sorted(set(rows)) == [(-5, False), (-4, False), (-3, True), (-2, False), (-1, True)]
     assert sorted(n for n, replaced in rows if not replaced) == [-5, -4, -2]
 
+
+# -- clean-up: the index keeps what its last two generations list
+
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_a_commit_deletes_what_only_generations_before_the_previous_one_used(tmp_path, where, request):
+    """Generation N+1's commit deletes the manifests before N and the run files neither N nor N+1 lists
+    that were written before N was committed: parts retired two commits ago, a killed run's files.
+    What N lists stays for its readers, and so does anything written since N (a run in progress)."""
+    path = f"s3://{BUCKET}/index-{tmp_path.name}" if where == "s3" else str(tmp_path / "index")
+    if where == "s3":
+        request.getfixturevalue("s3_endpoint")
+    index = DedupIndex(path)
+    runs = storage.join(path, "runs")
+
+    def put(*names: str) -> None:
+        for name in names:
+            storage.write_text(storage.join(runs, name), "parquet")
+
+    def files() -> list[str]:
+        return sorted(f.removeprefix(runs + "/") for f in storage.expand(runs))
+
+    def next_second() -> None:
+        """S3 times its objects to the second: what comes next is later."""
+        if where == "s3":
+            time.sleep(1.05 - time.time() % 1)
+
+    put("r9/docs/part-00000.parquet")  # a run killed before generation 1
+    put("r0/docs/part-00000.parquet", "r0/keys/part-00000.parquet")
+    next_second()
+    first = index.commit(index.generation(), {}, {"run": "r0"}, {})
+    put("r1/docs/part-00000.parquet", "r0/rev-000002/docs/part-00000.parquet", "r0/rev-000002/keys/part-00000.parquet")
+    put("r8/docs/part-00000.parquet")  # a run killed after generation 1
+    next_second()
+    second = index.commit(first, {}, {"run": "r1"},
+                          {"r0": {"parts": ["runs/r0/rev-000002/docs/part-00000.parquet"], "retired": 1}})
+    assert files() == ["r0/docs/part-00000.parquet", "r0/keys/part-00000.parquet",
+                       "r0/rev-000002/docs/part-00000.parquet", "r0/rev-000002/keys/part-00000.parquet",
+                       "r1/docs/part-00000.parquet", "r8/docs/part-00000.parquet"]
+    put("r2/docs/part-00000.parquet")
+    index.commit(second, {}, {"run": "r2"}, {"r0": {"parts": [], "retired": 2}})
+    assert files() == ["r0/rev-000002/docs/part-00000.parquet", "r0/rev-000002/keys/part-00000.parquet",
+                       "r1/docs/part-00000.parquet", "r2/docs/part-00000.parquet"]
+    assert storage.listdir(runs) == ["r0", "r1", "r2"] and storage.listdir(storage.join(runs, "r0")) == ["rev-000002"]
+    assert storage.listdir(index.manifest_dir) == ["gen-000002.json", "gen-000003.json"]
+    assert [p.stored for p in index.parts(index.generation())] == [
+        "runs/r1/docs/part-00000.parquet", "runs/r2/docs/part-00000.parquet"]

@@ -42,25 +42,40 @@ release holds, the re-run retires them: the engine writes those of its own index
 (`Retiring`; a run that appends nowhere, or to another index, writes none), each indexed part
 holding one is written again without them under runs/<its run>/rev-<N+1>/ (`RetireTask`, one
 engine task per part; a part left empty is written nowhere), and generation N+1 lists that run's
-`parts`. Generation N still names the old files, which stay: a killed re-run leaves it whole, and
-readers of it keep their files. A run without `parts` has every file of its docs/.
+`parts`. Generation N still names the old files: a killed re-run leaves it whole. A run without
+`parts` has every file of its docs/.
 
+Clean-up: an index keeps its last two generations and the files they list. When generation N+1
+commits, the holder of the lease deletes the manifests before N and, under runs/, every file that
+neither N nor N+1 lists and that was written before N was committed (`DedupIndex.delete_unused`):
+parts retired two commits ago, and what killed runs left. What N lists stays for a reader that
+read N before N+1 appeared; so a run reading an index it does not append to must finish before the
+second commit after the generation it read, or its fetch finds files gone. A file written since N
+was committed stays, listed or not: it may be a killed run's files that its resume will list, or,
+had this run lost its lease unseen, those of the run that took it over. Only listings and
+deletions, no renames: the same on local disks and object stores.
 """
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
+import posixpath
+from collections import defaultdict
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from pipeline import storage
 from pipeline.config import ConfigError
 from pipeline.runner import WorkdirBusy, WorkdirLease
+
+log = logging.getLogger(__name__)
 
 FORMAT = "glmdata-dedup-index"
 VERSION = 2  # 1: one file per part, read whole by every later run
@@ -237,6 +252,11 @@ def write_grouped(uri: str, table: pa.Table, group: str | None, max_rows: int) -
 
 def part_name(part: int) -> str:
     return f"part-{part:05d}.parquet"
+
+
+def keys_of(docs: str) -> str:
+    """The key file of a docs file: <...>/docs/part-N.parquet -> <...>/keys/part-N.parquet."""
+    return "/keys/".join(docs.rsplit("/docs/", 1))
 
 
 def write_run_part(run_dir: str, name: str, docs: pa.Table) -> None:
@@ -490,8 +510,8 @@ class DedupIndex:
                 docs = storage.join(self.run_dir(r["run"]), "docs")
                 stored = [f"runs/{r['run']}/docs/{f.rsplit('/', 1)[-1]}"
                           for f in sorted(storage.expand(docs)) if f.endswith(".parquet")]
-            out += [IndexPart(storage.join(self.path, "/keys/".join(path.rsplit("/docs/", 1))),
-                              storage.join(self.path, path), index, r["run"], path) for path in stored]
+            out += [IndexPart(storage.join(self.path, keys_of(path)), storage.join(self.path, path), index, r["run"],
+                              path) for path in stored]
         return out
 
     def revised(self, manifest: dict, indexed: list[IndexPart], own: int, retired: list[dict]) -> dict[str, dict]:
@@ -517,17 +537,66 @@ class DedupIndex:
                 raise ConfigError(f"{where}: dedup.{key} is {value!r} but the index at {self.path} was built with "
                                   f"{manifest['settings'].get(key)!r}; use the index's setting or a new index")
 
+    def manifest_path(self, generation: int) -> str:
+        return storage.join(self.manifest_dir, f"gen-{generation:06d}.json")
+
     def commit(self, manifest: dict, settings: dict, run: dict, revised: dict[str, dict]) -> dict:
         """Generation N+1 = `manifest` (generation N, read under the lease) with the entries of the runs
-        it retired rows from replaced by `revised`'s, + `run`, renamed into place."""
+        it retired rows from replaced by `revised`'s, + `run`, renamed into place; then what only
+        earlier generations used goes (`delete_unused`)."""
         gen = manifest["generation"] + 1
         new = {"format": FORMAT, "version": VERSION, "generation": gen, "settings": settings,
                "runs": [{**r, **revised.get(r["run"], {})} for r in manifest["runs"]] + [run]}
-        target = storage.join(self.manifest_dir, f"gen-{gen:06d}.json")
+        target = self.manifest_path(gen)
         if storage.exists(target):
             raise IndexBusy(f"{target} appeared while this run held the lease: another run appended without it")
         storage.write_text(target, json.dumps(new, indent=2, sort_keys=True))
+        if manifest["generation"]:
+            try:
+                self.delete_unused(manifest, new)
+            except OSError as e:  # committed all the same: the next commit deletes what is left
+                log.warning("dedup index %s: clean-up after generation %d stopped: %s", self.path, gen, e)
         return new
+
+    def delete_unused(self, previous: dict, current: dict) -> None:
+        """With generation N+1 (`current`) committed: the manifests before N (`previous`), and under runs/
+        the files neither lists that were written before N was committed (module docstring, Clean-up).
+        A folder with nothing left goes whole (one request on an object store)."""
+        fs, root = storage.filesystem(self.path)
+        committed = fs.get_file_info(storage.filesystem(self.manifest_path(previous["generation"]))[1]).mtime
+        listed, whole = set(), set()  # files a generation lists; folders it lists every file of
+        for manifest in (previous, current):
+            for r in manifest["runs"]:
+                if "parts" in r:
+                    listed.update(posixpath.join(root, f) for path in r["parts"] for f in (path, keys_of(path)))
+                else:
+                    whole.update(posixpath.join(root, "runs", r["run"], folder) for folder in ("docs", "keys"))
+        entries = defaultdict(list)
+        runs = posixpath.join(root, "runs")
+        for info in fs.get_file_info(pafs.FileSelector(runs, recursive=True, allow_not_found=True)):
+            entries[posixpath.dirname(info.path)].append(info)
+
+        def unused(folder: str) -> tuple[list[pafs.FileInfo], bool]:
+            """What goes below `folder` (folders whole where all below them goes) and whether that is all."""
+            gone, everything = [], True
+            for info in entries[folder]:
+                # a folder named by the object names alone has no mtime: it goes when all below it does
+                old = info.mtime is None or info.mtime < committed
+                if info.type == pafs.FileType.Directory and info.path not in whole:
+                    below, all_below = unused(info.path)
+                    gone += [info] if all_below and old else below
+                    everything &= all_below and old
+                elif info.type == pafs.FileType.File and info.path not in listed and old:
+                    gone.append(info)
+                else:
+                    everything = False
+            return gone, everything
+
+        for info in unused(runs)[0]:
+            (fs.delete_dir if info.type == pafs.FileType.Directory else fs.delete_file)(info.path)
+        for name in storage.listdir(self.manifest_dir):
+            if name.startswith("gen-") and name.endswith(".json") and int(name[4:-5]) < previous["generation"]:
+                storage.rmtree(storage.join(self.manifest_dir, name))
 
     # -- the lease
     @contextlib.contextmanager
