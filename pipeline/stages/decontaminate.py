@@ -114,9 +114,8 @@ _INDEX_LOCK = threading.Lock()
 class DecontaminateStage(ReadsWhatMixUses, MapStage):
     name = "decontaminate"
     upstream = "dedup"
-    # 2: items found in pages of the other language; 3: English items quoting Chinese found by its characters;
-    # 4: by the Chinese they quote alone (a sentence of 10 to 12 characters was missed)
-    output_version = 4
+    # 2: items found in pages of the other language; 3: English items quoting Chinese found by the Chinese they quote
+    output_version = 3
     batch_size = 1024
 
     def __init__(self, cfg):

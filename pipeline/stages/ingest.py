@@ -135,10 +135,9 @@ class IngestStage(Stage):
     upstream = None
     # 2: ids from the path below the source's folder (id_root), not the absolute path; 3: a damaged
     # one-stream .gz/.zst keeps the records decoded before the damage, WARC block digests are checked;
-    # 4: JSON lines ending in a lone \r are one record each, pretty-printed JSON files are read record by record;
-    # 5: a Parquet string that is not UTF-8 inside a struct/list/map costs its row, not its row group;
-    # 6: JSON lines starting with blank lines are read line by line again (4 and 5 read them as pretty-printed JSON)
-    output_version = 6
+    # 4: JSON lines ending in a lone \r are one record each, pretty-printed JSON files are read record by record,
+    # a Parquet string that is not UTF-8 inside a struct/list/map costs its row, not its row group
+    output_version = 4
 
     def _units(self) -> list[IngestUnit]:
         units = []
