@@ -2,6 +2,7 @@
 (demo corpus split in two, Spark and Beam), atomic append, the lease, and a resumed run."""
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
 import os
@@ -510,42 +511,54 @@ def test_the_replaced_rows_are_marked_with_one_join(spark_session_engine):
 # -- clean-up: the index keeps what its last two generations list
 
 @pytest.mark.parametrize("where", ["local", "s3"])
-def test_a_commit_deletes_what_only_generations_before_the_previous_one_used(tmp_path, where, request):
+def test_a_commit_deletes_what_only_generations_before_the_previous_one_used(tmp_path, where, request, monkeypatch):
     """Generation N+1's commit deletes the manifests before N and the run files neither N nor N+1 lists
     that were written before N was committed: parts retired two commits ago, a killed run's files.
-    What N lists stays for its readers, and so does anything written since N (a run in progress)."""
+    What N lists stays for its readers, and so does anything written since N (a run in progress).
+    Every file and manifest is timed by `clock`, an hour ahead (the local folders' own mtimes are
+    older), not by the time it was written at: a filesystem or kernel clock timing to the second or
+    the tick gives files written one after the other the same mtime, and the test sleeps for none.
+    Locally os.utime sets it; on S3 the moto server in this process takes it as its time."""
     path = f"s3://{BUCKET}/index-{tmp_path.name}" if where == "s3" else str(tmp_path / "index")
+    clock = [time.time() + 3600]
     if where == "s3":
         request.getfixturevalue("s3_endpoint")
+        monkeypatch.setattr("moto.s3.models.utcnow", lambda: datetime.datetime.fromtimestamp(
+            clock[0], datetime.timezone.utc).replace(tzinfo=None))
     index = DedupIndex(path)
     runs = storage.join(path, "runs")
+
+    def stamp(uri: str) -> None:
+        if where == "local":
+            os.utime(uri, (clock[0], clock[0]))
 
     def put(*names: str) -> None:
         for name in names:
             storage.write_text(storage.join(runs, name), "parquet")
+            stamp(storage.join(runs, name))
+
+    def commit(*args) -> dict:
+        manifest = index.commit(*args)
+        stamp(index.manifest_path(manifest["generation"]))
+        return manifest
 
     def files() -> list[str]:
         return sorted(f.removeprefix(runs + "/") for f in storage.expand(runs))
 
-    def next_second() -> None:
-        """S3 times its objects to the second: what comes next is later."""
-        if where == "s3":
-            time.sleep(1.05 - time.time() % 1)
-
     put("r9/docs/part-00000.parquet")  # a run killed before generation 1
     put("r0/docs/part-00000.parquet", "r0/keys/part-00000.parquet")
-    next_second()
-    first = index.commit(index.generation(), {}, {"run": "r0"}, {})
+    clock[0] += 10
+    first = commit(index.generation(), {}, {"run": "r0"}, {})
     put("r1/docs/part-00000.parquet", "r0/rev-000002/docs/part-00000.parquet", "r0/rev-000002/keys/part-00000.parquet")
-    put("r8/docs/part-00000.parquet")  # a run killed after generation 1
-    next_second()
-    second = index.commit(first, {}, {"run": "r1"},
-                          {"r0": {"parts": ["runs/r0/rev-000002/docs/part-00000.parquet"], "retired": 1}})
+    put("r8/docs/part-00000.parquet")  # a run killed after generation 1, timed as it (the same second): it stays
+    clock[0] += 10
+    second = commit(first, {}, {"run": "r1"}, {"r0": {"parts": ["runs/r0/rev-000002/docs/part-00000.parquet"],
+                                                     "retired": 1}})
     assert files() == ["r0/docs/part-00000.parquet", "r0/keys/part-00000.parquet",
                        "r0/rev-000002/docs/part-00000.parquet", "r0/rev-000002/keys/part-00000.parquet",
                        "r1/docs/part-00000.parquet", "r8/docs/part-00000.parquet"]
     put("r2/docs/part-00000.parquet")
-    index.commit(second, {}, {"run": "r2"}, {"r0": {"parts": [], "retired": 2}})
+    commit(second, {}, {"run": "r2"}, {"r0": {"parts": [], "retired": 2}})
     assert files() == ["r0/rev-000002/docs/part-00000.parquet", "r0/rev-000002/keys/part-00000.parquet",
                        "r1/docs/part-00000.parquet", "r2/docs/part-00000.parquet"]
     assert storage.listdir(runs) == ["r0", "r1", "r2"] and storage.listdir(storage.join(runs, "r0")) == ["rev-000002"]
