@@ -51,9 +51,11 @@ neither N nor N+1 lists and that was written before N was committed (`DedupIndex
 parts retired two commits ago, and what killed runs left. What N lists stays for a reader that
 read N before N+1 appeared; so a run reading an index it does not append to must finish before the
 second commit after the generation it read, or its fetch finds files gone. A file written since N
-was committed stays, listed or not: it may be a killed run's files that its resume will list, or,
-had this run lost its lease unseen, those of the run that took it over. Only listings and
-deletions, no renames: the same on local disks and object stores.
+was committed stays until the next commit, listed or not: a run may still be writing it (one that
+took this run's lease over unseen, whose own commit will be refused). A killed run's resume never
+lists files older than the last commit: it names its run by the number of runs in the generation it
+reads (`DedupStage`), so after another run's commit it writes anew. Only listings and deletions, no
+renames: the same on local disks and object stores.
 """
 from __future__ import annotations
 
