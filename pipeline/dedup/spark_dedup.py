@@ -187,6 +187,12 @@ def with_replaced(neighbours: DataFrame, sig: DataFrame) -> DataFrame:
         *neighbours.columns, F.col("_id").isNotNull().alias("replaced"))
 
 
+def retired_rows(marked: DataFrame, retiring: Retiring) -> DataFrame:
+    """(file, node) of the neighbours `with_replaced` marked replaced that lie in the parts `retiring`
+    retires; a node once per new document replacing it (`RetireTask` takes each once)."""
+    return marked.where(F.col("replaced") & F.col("file").isin(sorted(retiring.files))).select("file", "node")
+
+
 def with_indexed_neighbours(sig: DataFrame, neighbours: DataFrame | None) -> DataFrame:
     """`sig` (origin 1) plus the indexed documents (origin 0) that share a key it clusters by with it
     but those it replaces (`neighbours`: `with_replaced`'s), each with the survivor a member of its
@@ -283,8 +289,7 @@ def assignments(spark: SparkSession, sig_dir: str, assign_root: str, checkpoint_
         storage.rmtree(retiring.root)  # an interrupted attempt's files
     try:
         if neighbours is not None and retiring is not None:
-            replaced = neighbours.where(F.col("replaced") & F.col("file").isin(sorted(retiring.files)))
-            write_groups(replaced.select("file", "node").repartition("file").sortWithinPartitions("file", "node"),
+            write_groups(retired_rows(neighbours, retiring).repartition("file").sortWithinPartitions("file", "node"),
                          "file", lambda file: replaced_dir(retiring.root, file))
         with map_pass_workers(spark):
             return _assign(graph, assign_root, checkpoint_dir, p, threshold, survivor_order, max_rounds)
