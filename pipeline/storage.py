@@ -36,8 +36,20 @@ def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
         region = os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION")
         if region:
             kwargs["region"] = region
-        return pafs.S3FileSystem(**kwargs), bucket_path
+        return _s3(os.getpid(), tuple(os.environ.get(v) for v in _S3_CREDENTIALS), **kwargs), bucket_path
     return pafs.FileSystem.from_uri(uri)
+
+
+_S3_CREDENTIALS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE")
+
+
+@functools.lru_cache(maxsize=8)
+def _s3(pid: int, credentials: tuple, **kwargs) -> pafs.S3FileSystem:
+    """One S3 filesystem per process, credentials and settings: making one takes ~80 ms (the AWS SDK's
+    client and credential chain), which every storage call on s3:// paid. `pid` keeps a forked child
+    (a DataLoader worker) from sharing its parent's connections; `credentials`, the variables the SDK
+    reads them from when the filesystem is made, so a change of them is seen."""
+    return pafs.S3FileSystem(**kwargs)
 
 
 def join(base: str, *parts: str) -> str:
