@@ -7,7 +7,8 @@ upstream's `_SUCCESS`, so re-running a changed stage re-runs everything downstre
 One writer per workdir: a run holds `<workdir>/_LOCK` (see WorkdirLease) while its stages run, and a
 second run on the same workdir is refused with who holds it. Temporary stage folders
 (`.tmp/<stage>-<run id>`) left by earlier runs are removed only by the run holding the lease, so
-never while their own run is alive.
+never while their own run is alive; one whose _SUCCESS matches the stage's config and input (its run
+was killed while committing it) is committed instead of running the stage again.
 """
 from __future__ import annotations
 
@@ -316,19 +317,22 @@ def _run_stage(stage: Stage, engine, force: bool, lease: WorkdirLease) -> dict:
         stats["skipped"] = True
         return stats
 
-    local = "://" not in cfg.run.workdir
-    if local:
-        # Work in a private folder and rename it into place, so a killed run leaves no half stage.
-        # Other runs' folders are dead runs' leftovers: this run holds the workdir's lease.
-        tmp_root = storage.join(cfg.run.workdir, ".tmp")
-        for stale in storage.listdir(tmp_root):
-            if stale.startswith(stage.name + "-"):
-                storage.rmtree(storage.join(tmp_root, stale))
-        tmp = storage.join(tmp_root, f"{stage.name}-{lease.run_id}")
-    else:
-        # Object stores have no directory rename: write in place; _SUCCESS (written last) marks it done.
-        remove_output(sdir)
-        tmp = sdir
+    # Work in a private folder and commit it whole, so a run that fails or is killed leaves the old output
+    # as it was. Other runs' folders are dead runs' leftovers: this run holds the workdir's lease.
+    tmp_root = storage.join(cfg.run.workdir, ".tmp")
+    leftovers = [storage.join(tmp_root, name) for name in storage.listdir(tmp_root)
+                 if name.startswith(stage.name + "-")]
+    finished = None if force else next(
+        (left for left in leftovers if _is_finished_output(left, config_hash, fingerprint)), None)
+    if finished is not None:  # a run killed while it committed: its output is whole, commit it again
+        log.warning("%s: committing %s, the finished output of a run killed while committing it",
+                    stage.name, finished)
+        lease.confirm()
+        commit_output(finished, sdir)
+        return read_stats(sdir)
+    for left in leftovers:
+        storage.rmtree(left)
+    tmp = storage.join(tmp_root, f"{stage.name}-{lease.run_id}")
     storage.makedirs(tmp)
     started = time.time()
     run = StageRun(cfg=cfg, engine=engine, stage_dir=sdir, tmp_dir=tmp, upstream_dir=upstream_dir)
@@ -338,14 +342,30 @@ def _run_stage(stage: Stage, engine, force: bool, lease: WorkdirLease) -> dict:
                **stats.to_dict(), "report": stage.report_data(run)}
     storage.write_text(storage.join(tmp, "stats.json"), json.dumps(summary, indent=2, sort_keys=True))
     lease.confirm()
-    # Locally _SUCCESS goes in before the rename, so the rename commits data and marker at once.
     storage.write_text(storage.join(tmp, SUCCESS), json.dumps({
         "stage": stage.name, "config_hash": config_hash, "input_fingerprint": fingerprint, "inputs": inputs,
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}, indent=2))
-    if local:
-        remove_output(sdir)
-        storage.rename(tmp, sdir)
+    commit_output(tmp, sdir)
     return summary
+
+
+def _is_finished_output(folder: str, config_hash: str, fingerprint: str) -> bool:
+    marker = read_success(folder)
+    return (marker is not None and marker.get("config_hash") == config_hash
+            and marker.get("input_fingerprint") == fingerprint and storage.exists(storage.join(folder, "stats.json")))
+
+
+def commit_output(finished: str, sdir: str) -> None:
+    """Replace the stage's output with the folder `finished`, whose _SUCCESS is written. Locally one rename
+    commits data and marker at once. Object stores have no folder rename: the files are copied (on the
+    store's side), _SUCCESS last, and `finished` is deleted after; a run killed while copying leaves the
+    stage unfinished and `finished` whole, which the next run commits instead of running the stage."""
+    remove_output(sdir)
+    if "://" in sdir:
+        storage.copy_tree(finished, sdir, last=SUCCESS)
+        storage.rmtree(finished)
+    else:
+        storage.rename(finished, sdir)
 
 
 def remove_output(sdir: str) -> None:

@@ -5,6 +5,7 @@ so a killed task or run never leaves a file that looks finished.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import fnmatch
 import functools
@@ -198,6 +199,32 @@ def rename(src: str, dst: str) -> None:
     fs, s = filesystem(src)
     _, d = filesystem(dst)
     fs.move(s, d)
+
+
+# Object stores copy on their side: each copy is a request that waits on the store, not on this machine.
+COPY_THREADS = 16
+
+
+def copy_tree(src: str, dst: str, last: str | None = None) -> None:
+    """Copy every file below folder `src` to the same place below `dst` (both on one filesystem; object
+    stores copy on their side, COPY_THREADS at a time). The file `last` directly in `src` is copied after
+    all the others have been, so it appears only once they are all there."""
+    fs, src_path = filesystem(src)
+    _, dst_path = filesystem(dst)
+    infos = fs.get_file_info(pafs.FileSelector(src_path, recursive=True))
+    final = posixpath.join(src_path, last) if last else None
+
+    def target(path: str) -> str:
+        return posixpath.join(dst_path, posixpath.relpath(path, src_path))
+
+    fs.create_dir(dst_path, recursive=True)
+    for folder in sorted(i.path for i in infos if i.type == pafs.FileType.Directory):
+        fs.create_dir(target(folder), recursive=True)
+    files = [i.path for i in infos if i.type == pafs.FileType.File and i.path != final]
+    with concurrent.futures.ThreadPoolExecutor(COPY_THREADS) as pool:
+        list(pool.map(lambda path: fs.copy_file(path, target(path)), files))  # raises a failed copy's error
+    if final is not None:
+        fs.copy_file(final, target(final))
 
 
 def listdir(uri: str) -> list[str]:

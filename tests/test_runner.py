@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline import storage
+from pipeline import runner, storage
 from pipeline.config import InputPath, register_section
 from pipeline.schema import DOC_SCHEMA
 from pipeline.stage import BatchResult, MapStage, Stage, StageStats
@@ -20,6 +20,7 @@ from pipeline.runner import (LOCK, STALE_SECONDS, WorkdirBusy, WorkdirLease, is_
                              run_stage)
 
 from conftest import make_run_config
+from test_command_arguments import LocalEngine
 from test_s3 import BUCKET, s3_endpoint  # noqa: F401  (the moto server fixture)
 
 
@@ -300,6 +301,57 @@ def test_a_run_killed_while_deleting_the_old_output_leaves_no_finished_looking_h
     stats = run_stage(ToySource(cfg), _beam(tmp_path))
     assert not stats.get("skipped") and stats["kept"]["docs"] == 150
     assert len(_rows(storage.join(cfg.run.workdir, "toy_source"))) == 150
+
+
+class InProcessEngine(LocalEngine):
+    """Units mapped in this process: the commit tests below need no engine's start-up (Beam's: seconds)."""
+    name = "in-process"
+
+
+class FailsAtItsLastUnit(ToySource):
+    def process_unit(self, index, unit, out):
+        if index == self.section.n_files - 1:
+            raise RuntimeError("the last unit fails")
+        super().process_unit(index, unit, out)
+
+
+@pytest.fixture
+def quick_s3_lease(s3_endpoint, monkeypatch):
+    """moto reads back what was just written: the lease's settling wait (1 s a run) is not under test here."""
+    monkeypatch.setattr(runner, "SETTLE_SECONDS", 0.0)
+
+
+def test_a_failed_rerun_on_s3_keeps_the_old_output(tmp_path, quick_s3_lease):
+    """Object stores have no folder rename: the run writes under .tmp/ and copies its output into place
+    once finished, so a run that fails partway leaves the old output finished and whole."""
+    cfg = make_run_config(tmp_path, {"toy_source": {}})
+    cfg.run.workdir = f"s3://{BUCKET}/failed-rerun"
+    run_stage(ToySource(cfg), InProcessEngine())
+    with pytest.raises(RuntimeError, match="the last unit fails"):
+        run_stage(FailsAtItsLastUnit(cfg), InProcessEngine(), force=True)
+    assert is_finished(ToySource(cfg))
+    assert len(_rows(storage.join(cfg.run.workdir, "toy_source"))) == 150
+
+
+def test_a_run_killed_while_copying_its_output_into_place_is_committed_by_the_next(tmp_path, quick_s3_lease,
+                                                                                   monkeypatch):
+    cfg = make_run_config(tmp_path, {"toy_source": {}})
+    cfg.run.workdir = f"s3://{BUCKET}/killed-copy"
+    real_copy_tree = storage.copy_tree
+
+    def killed_after_the_data(src, dst, last):
+        real_copy_tree(storage.join(src, "data"), storage.join(dst, "data"))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(storage, "copy_tree", killed_after_the_data)
+    with pytest.raises(KeyboardInterrupt):
+        run_stage(ToySource(cfg), InProcessEngine())
+    monkeypatch.setattr(storage, "copy_tree", real_copy_tree)
+    assert not is_finished(ToySource(cfg)), "_SUCCESS came before the files it vouches for"
+    stats = run_stage(FailsAtItsLastUnit(cfg), InProcessEngine())  # same config and input: not run again
+    assert stats["kept"]["docs"] == 150 and is_finished(ToySource(cfg))
+    assert len(_rows(storage.join(cfg.run.workdir, "toy_source"))) == 150
+    assert storage.listdir(storage.join(cfg.run.workdir, ".tmp")) == []
 
 
 def test_a_run_whose_lease_was_taken_over_does_not_commit(tmp_path):
