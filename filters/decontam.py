@@ -10,15 +10,16 @@ whatever its punctuation, width, case or script in the page.
 A page is shingled in its own language's mode, and also in the other one over its runs of the other
 script, so an item is found whatever the page's majority language (an exam-prep page labelled zh
 quoting MMLU, an English page quoting C-Eval): a Chinese page's stretches without Han characters
-are read as English words, and an English page that holds Han characters is read as Chinese
-characters, only where its n-grams hold as many Han characters as the Han-poorest item cut as
-characters has in its best n-gram, and at least one (see `_Pass.han`). An item's language
-(`item_lang`, or the benchmark's `lang`) decides how the item is cut; an English item that quotes
-Chinese is also cut into the Chinese it quotes (its stretches of `zh_min_tokens`-grams as Han as a
-Chinese item's indexed ones, without the English around them), each cut as a Chinese item would
-be, so a page quoting the Chinese alone is found. One with only a few Han characters (a word) is
-found in a Chinese page only if one of its word n-grams has none: indexing its mostly-Latin character
-n-grams would match unrelated pages.
+(but for Chinese words spaced as English spaces its words: see `_han_word`) are read as English
+words, and an English page that holds Han characters is read as Chinese characters, only where its
+n-grams hold as many Han characters as the Han-poorest item cut as characters has in its best
+n-gram, and at least one (see `_Pass.han`). An item's language (`item_lang`, or the benchmark's
+`lang`) decides how the item is cut; an English item that quotes Chinese is also cut into the
+Chinese it quotes (its stretches of `zh_min_tokens`-grams as Han as a Chinese item's indexed ones,
+without the English around them), each cut as a Chinese item would be, so a page quoting the Chinese
+alone is found. One with only a few Han characters (a word) is found in a Chinese page by its word
+n-grams, the word among them: indexing its mostly-Latin character n-grams would match unrelated
+pages.
 
 An item shorter than one n-gram cannot share one: items of at least `min_tokens` tokens are
 indexed whole as `min_tokens`-grams (a second, shorter pass over documents, run only if such items
@@ -151,6 +152,15 @@ def _han_windows(s: str, n: int, least: float) -> list[str]:
     return [s[a:b + n] for a, b in zip(firsts.tolist(), lasts.tolist())]
 
 
+def _han_word(zh_min_tokens: int) -> str:
+    """A pattern for a Chinese word inside English text ("the concept of 关系 (guanxi)"): a Han stretch
+    too short to be indexed as Chinese (longer ones an English item quotes are: see `_quoted_chinese`),
+    after an ASCII space or a space and one mark ("(", a quote), as English spaces its words. Chinese
+    prose rarely spaces so: its stretches stay out of the word runs of a Chinese page."""
+    after_space = rf"(?:(?<=[ \t])|(?<=[ \t][^\s{_HAN_CLASS}]))"
+    return f"{after_space}[{_HAN_CLASS}]{{1,{max(zh_min_tokens - 1, 1)}}}(?![{_HAN_CLASS}])"
+
+
 _NOT_HAN_AT_EDGES = re.compile(f"^[^{_HAN_CLASS}]+|[^{_HAN_CLASS}]+$")
 
 
@@ -186,7 +196,8 @@ class ContaminationIndex:
         self.short = _Pass(en_min_tokens, zh_min_tokens)
         cuts = list(enumerate(_token_strings([i.text for i in items], [i.lang for i in items])))
         # An English item quoting Chinese ("Translate into English: 我爱北京天安门，...") is also cut into the
-        # Chinese it quotes, as a Chinese item: a Chinese page is read as words only where it has no Han.
+        # Chinese it quotes, as a Chinese item: a Chinese page is read as words only where it has no Han
+        # but for words too short to be indexed as Chinese.
         least_han = zh_min_han_frac * zh_min_tokens
         quoting = [k for k, i in enumerate(items) if i.lang != "zh" and _cjk_count(i.text) >= least_han]
         as_chinese = _token_strings([items[k].text for k in quoting], ["zh"] * len(quoting))
@@ -203,8 +214,11 @@ class ContaminationIndex:
         self._fill(self.full, full_cuts)
         self._fill(self.short, short_cuts)
         words = [p.en_n for p in self.passes if p.words]
-        # A run of n words is at least 2n - 1 characters long: shorter runs cannot hold an n-gram.
-        self._latin_run = re.compile(f"[^{_HAN_CLASS}]{{{2 * min(words) - 1},}}") if words else None
+        # A run of n words is at least 2n - 1 characters long (a Chinese word counting as one): shorter
+        # runs cannot hold an n-gram. Its first character is no Han one (which a run's always is):
+        # tried first, it rules out most starts in Chinese text at the cost of the one-class pattern.
+        self._latin_run = re.compile(f"[^{_HAN_CLASS}](?:[^{_HAN_CLASS}]|{_han_word(zh_min_tokens)})"
+                                     f"{{{2 * min(words) - 2},}}") if words else None
         self._least_han = min((p.han for p in self.passes if p.han is not None), default=None)
 
     def _fill(self, p: _Pass, cuts: list[tuple[int, tuple[str, bool]]]) -> None:
@@ -241,10 +255,10 @@ class ContaminationIndex:
 
     def _other_script(self, texts: list[str | None], chinese: list[bool]) -> list[tuple[int, str, bool]]:
         """(document, token string, word mode) of what each document holds in the other script: a
-        Chinese page's runs without Han characters as words (if some item is English), an English
-        page as characters (if some item is cut as characters and the page may hold as many Han
-        characters as the Han-poorest such item's best n-gram: digits, which become numerals, are not
-        counted)."""
+        Chinese page's runs without Han characters but for Chinese words (`_han_word`) as words (if
+        some item is English), an English page as characters (if some item is cut as characters and
+        the page may hold as many Han characters as the Han-poorest such item's best n-gram: digits,
+        which become numerals, are not counted)."""
         runs, out = [], []
         for d, (text, zh) in enumerate(zip(texts, chinese)):
             if not text:

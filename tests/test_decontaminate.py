@@ -98,6 +98,21 @@ def test_a_short_chinese_sentence_in_an_english_item_is_found_quoted_alone(host,
     assert ix.find([host + quote + host, host + quote[:8] + host], [lang, lang]) == [[0], []]
 
 
+# Each word n-gram of these holds the Chinese word (the first is short: its 8-grams)
+HAN_WORD_ITEMS = ["Which of the following best describes 关系 in Chinese business culture today?",
+                  "In Chinese, the idiom “画蛇添足” (drawing legs on a snake) warns against what kind of behaviour?"]
+
+
+@pytest.mark.parametrize("item", HAN_WORD_ITEMS, ids=["word", "quoted-idiom"])
+def test_english_item_holding_a_chinese_word_is_found_in_a_chinese_page(item):
+    """A Chinese page is read as words where it has no Han but for Chinese words spaced as English
+    spaces them: before, no run of such a page held the word, and 40% of 400 State of the Union
+    sentences given one or two Chinese words were missed in Chinese news (found in English news)."""
+    ix = ContaminationIndex([BenchmarkItem("b", 0, item, "en")])
+    spaced_chinese = "我们 关系 很好，大家 “画蛇添足” 了。"
+    assert ix.find([HOST_ZH + item + HOST_ZH, HOST_ZH + spaced_chinese + HOST_EN + HOST_ZH], ["zh", "zh"]) == [[0], []]
+
+
 def test_too_short_items_are_counted_not_indexed():
     assert index().too_short == [3]
 

@@ -114,8 +114,9 @@ _INDEX_LOCK = threading.Lock()
 class DecontaminateStage(ReadsWhatMixUses, MapStage):
     name = "decontaminate"
     upstream = "dedup"
-    # 2: items found in pages of the other language; 3: English items quoting Chinese found by the Chinese they quote
-    output_version = 3
+    # 2: items found in pages of the other language; 3: English items quoting Chinese found by the Chinese they
+    # quote; 4: English items holding a Chinese word found in Chinese pages
+    output_version = 4
     batch_size = 1024
 
     def __init__(self, cfg):
