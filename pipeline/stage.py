@@ -227,10 +227,10 @@ class Stage:
     def __getstate__(self) -> dict:
         # What a stage builds lazily (its cached_property values: models, rule sets, local copies of
         # files) is built again in each worker process, never pickled there: models do not pickle,
-        # blocklists hash with a salt of their own process, a local copy's path is this machine's.
-        lazy = {name for cls in type(self).__mro__ for name, attr in vars(cls).items()
-                if isinstance(attr, functools.cached_property)}
-        return {name: value for name, value in self.__dict__.items() if name not in lazy}
+        # blocklists hash with a salt of their own process, a local copy's path is this machine's. The
+        # attribute the class resolves decides: a subclass may set a value of its own under a base's lazy name.
+        return {name: value for name, value in self.__dict__.items()
+                if not isinstance(getattr(type(self), name, None), functools.cached_property)}
 
     # -- identity of a run, for skipping finished stages
     def config_hash(self) -> str:
@@ -263,7 +263,8 @@ class Stage:
         return {}
 
     def setup_driver(self, stage_run: "StageRun") -> None:
-        """Driver-side preparation before units run (e.g. read a small aggregate). Default: nothing."""
+        """Driver-side preparation before units run (e.g. read a small aggregate, kept in a plain attribute:
+        a cached_property value is built again on each worker). Default: nothing."""
 
     def execute(self, stage_run: "StageRun") -> StageStats:
         """Run every unit on the engine and sum their counts."""

@@ -35,6 +35,21 @@ def test_what_a_stage_built_lazily_is_built_again_in_each_worker(tmp_path, stage
     assert not lazily_built(copy) and copy.section == stage.section
 
 
+class PiiWithGivenAnonymizer(PiiStage):
+    """A stage of a user's: its anonymizer is given in code, a plain attribute over PiiStage's lazy one."""
+    anonymizer = None
+
+    def __init__(self, cfg, anonymizer):
+        super().__init__(cfg)
+        self.anonymizer = anonymizer
+
+
+def test_a_value_a_subclass_sets_under_a_lazy_name_travels(tmp_path):
+    """The rule reads the attribute the stage's class resolves, not every class it derives from."""
+    stage = PiiWithGivenAnonymizer(make_run_config(tmp_path, {"pii": {}}), anonymizer="given")
+    assert pickle.loads(pickle.dumps(stage)).anonymizer == "given"
+
+
 def test_a_blocklist_that_would_travel_fails_loudly():
     """What holds a salted hash and escapes the rule above stops the pickling instead of matching nothing."""
     with pytest.raises(TypeError, match="salted per process"):
