@@ -371,18 +371,20 @@ def test_flink_on_beams_image_ships_the_wheel_or_stops(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("platform", ["dataproc", "dataproc-serverless", "emr", "emr-serverless", "dataflow"])
-@pytest.mark.parametrize("given,named", [("run.workdir={}", "--set run.workdir"),
-                                         ("run={{workdir: {}, engine: spark}}", "--set run: run.workdir"),
-                                         (None, "cluster.yaml: run.workdir")], ids=["set-key", "set-mapping", "yaml"])
+@pytest.mark.parametrize("given,named", [
+    (["run.workdir={}"], "--set run.workdir"),
+    (["run={{workdir: {}, engine: spark}}"], "--set run: run.workdir"),
+    (["run.workdir=gs://other/work", "run={{workdir: {}, engine: spark}}"], "--set run: run.workdir"),
+    ([], "cluster.yaml: run.workdir")], ids=["set-key", "set-mapping", "set-key-then-mapping", "yaml"])
 def test_local_workdir_is_refused_on_a_cluster(tmp_path, capsys, platform, given, named):
     """Each node would write its own disk: refused before submitting, naming where the workdir was given
-    (a --set of the whole run mapping is a --set too, not the YAML)."""
+    (a --set of the whole run mapping is a --set too, not the YAML, and replaces an earlier --set inside it)."""
     workdir = tmp_path / "work"
     cfg = write_config(tmp_path)
-    if given is None:
+    if not given:
         cfg.write_text(cfg.read_text().replace("gs://glmdata-test/work", str(workdir)))
     code = glmdata(["submit", "--platform", platform, "--config", str(cfg), "--dry-run",
-                    *(["--set", given.format(workdir)] if given else [])])
+                    *(arg for item in given for arg in ("--set", item.format(workdir)))])
     captured = capsys.readouterr()
     assert code == 2 and not captured.out
     assert f"{named}: {workdir} is a local path, but --platform {platform}" in captured.err
