@@ -80,6 +80,7 @@ def config_from_args(args: argparse.Namespace):
         key, sep, value = item.partition("=")
         if not sep:
             raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
+        overrides.pop(key, None)  # a key given again applies in its last place: after a --set of its mapping
         try:
             overrides[key] = yaml.safe_load(value)
         except yaml.YAMLError as e:

@@ -375,7 +375,8 @@ def test_flink_on_beams_image_ships_the_wheel_or_stops(tmp_path, capsys):
     (["run.workdir={}"], "--set run.workdir"),
     (["run={{workdir: {}, engine: spark}}"], "--set run: run.workdir"),
     (["run.workdir=gs://other/work", "run={{workdir: {}, engine: spark}}"], "--set run: run.workdir"),
-    ([], "cluster.yaml: run.workdir")], ids=["set-key", "set-mapping", "set-key-then-mapping", "yaml"])
+    (["run.workdir=gs://a/work", "run={{workdir: gs://b/work}}", "run.workdir={}"], "--set run.workdir"),
+    ([], "cluster.yaml: run.workdir")], ids=["set-key", "set-mapping", "set-key-then-mapping", "last-set-wins", "yaml"])
 def test_local_workdir_is_refused_on_a_cluster(tmp_path, capsys, platform, given, named):
     """Each node would write its own disk: refused before submitting, naming where the workdir was given
     (a --set of the whole run mapping is a --set too, not the YAML, and replaces an earlier --set inside it)."""
