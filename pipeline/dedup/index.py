@@ -12,8 +12,8 @@ only the part of the index its keys can match.
                                                 band, key, node): the exact-text key, the URL key and
                                                 every LSH band key, sorted by bucket, band and key, a
                                                 bucket in row groups of its own
-    <index>/runs/<run>/rev-NNNNNN/{docs,keys}/  parts of <run> rewritten by the run that generation N
-                                                committed, without the rows it retired (see below)
+    <index>/runs/<run>/rev-NNNNNN/<by>/         parts of <run> rewritten by the run that generation N
+                        {docs,keys}/            committed, <by>, without the rows it retired (see below)
     <index>/_manifest/gen-NNNNNN.json           generation N: the settings the signatures depend on and
                                                 the runs it covers (run, input fingerprint, config hash,
                                                 documents; for a run with retired rows, how many and
@@ -40,10 +40,12 @@ Retiring: a re-run of a snapshot against its own index replaces the indexed rows
 (same id and URL: `spark_dedup.with_replaced`). So that later runs no longer match a version no
 release holds, the re-run retires them: the engine writes those of its own index's parts
 (`Retiring`; a run that appends nowhere, or to another index, writes none), each indexed part
-holding one is written again without them under runs/<its run>/rev-<N+1>/ (`RetireTask`, one
-engine task per part; a part left empty is written nowhere), and generation N+1 lists that run's
-`parts`. Generation N still names the old files: a killed re-run leaves it whole. A run without
-`parts` has every file of its docs/.
+holding one is written again without them under runs/<its run>/rev-<N+1>/<the re-run>/ (`RetireTask`,
+one engine task per part; a part left empty is written nowhere), and generation N+1 lists that run's
+`parts`. Generation N still names the old files: a killed re-run leaves it whole. The re-run's name
+keeps apart two runs that read generation N, one of which took the other's lease over unseen: the
+loser, retiring after the winner committed, writes beside the files that commit listed, not over them
+(its own commit is then refused). A run without `parts` has every file of its docs/.
 
 Clean-up: an index keeps its last two generations and the files they list. When generation N+1
 commits, the holder of the lease deletes the manifests before N and, under runs/, every file that
@@ -451,13 +453,15 @@ class Retiring:
 
 @dataclass(frozen=True)
 class RetireTask:
-    """Engine task: one indexed part holding rows a re-run replaced -> the part without them, under
-    <index>/runs/<its run>/rev-<generation>/ (nothing when none is left); unreferenced until committed."""
+    """Engine task: one indexed part holding rows the re-run `run` replaced -> the part without them,
+    under <index>/runs/<its run>/rev-<generation>/<run>/ (nothing when none is left); unreferenced
+    until committed."""
 
     replaced_root: str
     indexed: list[IndexPart]
     index_path: str
     generation: int
+    run: str
 
     def __call__(self, file: int) -> dict:
         part = self.indexed[file]
@@ -470,7 +474,7 @@ class RetireTask:
         left = rows.filter(pc.invert(pc.is_in(rows.column("node"), value_set=pc.unique(replaced))))
         stored = None
         if left.num_rows:
-            folder = f"runs/{part.run}/rev-{self.generation:06d}"
+            folder = f"runs/{part.run}/rev-{self.generation:06d}/{self.run}"
             name = part.docs.rsplit("/", 1)[-1]
             write_run_part(storage.join(self.index_path, folder), name, left)
             stored = f"{folder}/docs/{name}"

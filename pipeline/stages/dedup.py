@@ -284,7 +284,8 @@ class DedupStage(ReadsWhatMixUses, Stage):
         retired = []
         if retiring is not None:  # this run's earlier self leaves the index it replaces it in
             retired = engine.map_units(f"{self.name} index retire",
-                                       RetireTask(retiring.root, indexed, self.index.path, manifest["generation"] + 1),
+                                       RetireTask(retiring.root, indexed, self.index.path, manifest["generation"] + 1,
+                                                  append.run),
                                        retiring.retired_files())
             seconds["seconds_index_retire"] = time.perf_counter() - started - sum(seconds.values())
         storage.rmtree(work)
