@@ -145,6 +145,10 @@ def _docs() -> list[dict]:
             for i, (t, lang) in enumerate(zip(texts, langs))]
 
 
+def _batch() -> pa.RecordBatch:
+    return pa.RecordBatch.from_pylist([{k: d[k] for k in ("id", "text", "lang")} for d in _docs()])
+
+
 def test_stage_on_both_engines(tmp_path, engines):
     results = {}
     for name, engine in engines.items():
@@ -172,16 +176,25 @@ def test_stage_on_both_engines(tmp_path, engines):
 def test_flag_keeps_and_marks(tmp_path):
     cfg = make_run_config(tmp_path, {"decontaminate": {
         "action": "flag", "benchmarks": [{"name": "demo", "path": str(FIXTURE), "fields": ["question"]}]}}, engine="beam")
-    result = DecontaminateStage(cfg).process_batch(pa.RecordBatch.from_pylist(
-        [{k: d[k] for k in ("id", "text", "lang")} for d in _docs()]))
+    result = DecontaminateStage(cfg).process_batch(_batch())
     assert result.reasons == [None] * 5
     assert result.rows.column("q_contam_benchmarks").to_pylist() == ["demo", "demo", None, None, "demo"]
 
 
+def test_a_benchmark_name_holding_a_bar_is_summarized(tmp_path):
+    """Per-item counts are keyed `item|<benchmark>|<item>`: the summary at the stage's end split them on every bar."""
+    cfg = make_run_config(tmp_path, {"decontaminate": {
+        "benchmarks": [{"name": "mmlu|test", "path": str(FIXTURE), "fields": ["question"]}]}}, engine="beam")
+    stage = DecontaminateStage(cfg)
+    stats = StageStats()
+    stats.extra.update(stage.process_batch(_batch()).extra)
+    summary = stage.summarize(stats)["benchmarks"]["mmlu|test"]
+    assert (summary["items_found"], summary["documents"], summary["top_items"][0]["item"]) == (2, 3, 1)
+
+
 def test_no_benchmark_keeps_everything(tmp_path):
     cfg = make_run_config(tmp_path, {"decontaminate": {}}, engine="beam")
-    result = DecontaminateStage(cfg).process_batch(pa.RecordBatch.from_pylist(
-        [{k: d[k] for k in ("id", "text", "lang")} for d in _docs()]))
+    result = DecontaminateStage(cfg).process_batch(_batch())
     assert result.reasons == [None] * 5
 
 

@@ -176,7 +176,7 @@ class DecontaminateStage(ReadsWhatMixUses, MapStage):
         index = self.index()
         per_item: dict[str, Counter] = defaultdict(Counter)
         for key in [k for k in stats.extra if k.startswith("item|")]:
-            _, bench, number = key.split("|")
+            bench, _, number = key.removeprefix("item|").rpartition("|")  # a name may hold "|" too
             per_item[bench][int(number)] = int(stats.extra.pop(key))
         items_of = Counter(i.benchmark for i in index.items)
         too_short = Counter(index.items[k].benchmark for k in index.too_short)
