@@ -84,7 +84,11 @@ def read_items(benchmark: Benchmark) -> list[BenchmarkItem]:
         rows = table.select(benchmark.fields).to_pylist()
     else:
         raw = storage.read_bytes(path)
-        text = (gzip.decompress(raw) if path.endswith(".gz") else raw).decode("utf-8")
+        try:
+            text = (gzip.decompress(raw) if path.endswith(".gz") else raw).decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"{path}: decontaminate.benchmarks[{benchmark.name}]: expected UTF-8 text (JSON lines or "
+                              f"one item a line, gzipped if named .gz) or Parquet; byte {e.start} is not UTF-8") from None
         if ".jsonl" in path or ".json" in path:
             rows = []
             for number, line in enumerate(io.StringIO(text), 1):
