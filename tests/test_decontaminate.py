@@ -136,6 +136,10 @@ def test_read_items_jsonl_parquet_text(tmp_path):
     (tmp_path / "bad.jsonl").write_text('{"question": "x"}\n{"other": 1}\n')
     with pytest.raises(ConfigError, match=r"bad.jsonl:2: .*fields \['question'\]"):
         read_items(Benchmark("bad", str(tmp_path / "bad.jsonl"), ["question"]))
+    # A lone surrogate escape: the index build failed on it, naming neither file nor line
+    (tmp_path / "surrogate.jsonl").write_text('{"question": "x"}\n{"question": "中文\\ud800题目"}\n')
+    with pytest.raises(ConfigError, match=r"surrogate.jsonl:2: .*lone surrogate U\+D800"):
+        read_items(Benchmark("s", str(tmp_path / "surrogate.jsonl"), ["question"]))
     # A compression it does not read (zstd's magic number): the file is named, no bare UnicodeDecodeError
     (tmp_path / "b.jsonl.zst").write_bytes(b"\x28\xb5\x2f\xfd")
     with pytest.raises(ConfigError, match=r"b.jsonl.zst: .*expected UTF-8 text .*byte 1 is not UTF-8"):

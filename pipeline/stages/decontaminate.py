@@ -97,9 +97,15 @@ def read_items(benchmark: Benchmark) -> list[BenchmarkItem]:
                 try:
                     row = json.loads(line)
                     rows.append({f: row[f] for f in benchmark.fields})
+                    for value in rows[-1].values():  # "\ud800" parses to a lone surrogate: no UTF-8 to hash
+                        if isinstance(value, str):
+                            value.encode("utf-8")
                 except (json.JSONDecodeError, KeyError, TypeError) as e:
                     raise ConfigError(f"{path}:{number}: decontaminate.benchmarks[{benchmark.name}]: expected a "
                                       f"JSON object with fields {benchmark.fields} ({type(e).__name__}: {e})") from None
+                except UnicodeEncodeError as e:
+                    raise ConfigError(f"{path}:{number}: decontaminate.benchmarks[{benchmark.name}]: expected text UTF-8 "
+                                      f"can encode, got the lone surrogate U+{ord(e.object[e.start]):04X}") from None
         else:  # plain text: one item a line
             fields = ["text"]
             rows = [{"text": line} for line in text.splitlines() if line.strip()]
