@@ -12,8 +12,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.ingest import parquet_source, read_file
+from pipeline.ingest import json_text, parquet_source, read_file
 from pipeline.ingest.events import Broken, Document, NotDocument
+from pipeline.ingest.json_text import JsonText, cut_short
 from pipeline.ingest.jsonl import FieldMap
 from pipeline.ingest.sanitize import clean
 
@@ -174,6 +175,75 @@ def test_json_lines_after_blank_lines_stay_json_lines(tmp_path):
     assert [(type(e), getattr(e, "reason", None), getattr(e, "docs", 1)) for e in events(path)] == [
         (NotDocument, "blank_line", 0), (NotDocument, "blank_line", 0), (Document, None, 1),
         (Broken, "invalid_json", 1), (Document, None, 1)]
+
+
+@pytest.mark.parametrize("layout", sorted(PRETTY))
+@pytest.mark.parametrize("bad", [0, 2], ids=["first-record", "third-record"])
+@pytest.mark.parametrize("chunk", [5, 1 << 20])
+def test_a_byte_that_is_not_utf8_costs_its_pretty_printed_record_only(tmp_path, monkeypatch, layout, bad, chunk):
+    """In the first record it sent a .jsonl to the line reader (an error per line); in another record
+    it cost every record from there to the end of the file."""
+    monkeypatch.setattr(json_text, "CHUNK", chunk)
+    records = [{"id": str(i), "text": f"record {i} CJK"} for i in range(4)]
+    data = (PRETTY[layout](records) + "\n").encode().replace(b"CJK", "条记录".encode())  # raw, not \\u escapes
+    data = data.replace(f"record {bad} 条".encode(), f"record {bad} 条".encode() + b"\xff")
+    path = tmp_path / "pretty-bad-byte.jsonl"
+    path.write_bytes(data)
+    evs = events(path)
+    assert [(type(e), getattr(e, "reason", None), getattr(e, "docs", 1)) for e in evs] == [
+        (Broken, "invalid_utf8", 1) if i == bad else (Document, None, 1) for i in range(4)]
+    assert [e.text for e in evs if isinstance(e, Document)] == [f"record {i} 条记录" for i in range(4) if i != bad]
+    bad_byte = data.index(b"\xff")
+    assert evs[bad].offset == data.rindex(b"{", 0, bad_byte)
+    assert f"byte 0xff in position {bad_byte - evs[bad].offset}:" in evs[bad].message
+    assert sum(e.nbytes for e in evs) == len(data)
+
+
+def test_a_character_cut_by_a_read_just_before_a_bad_byte_is_decoded_whole():
+    """The decoder starts escaping bad bytes at the read that holds the first one, keeping the start
+    of a character the read before cut."""
+    reads = iter([b'["ab\xe6\x9d', b'\xa1\xff cd"]', b""])
+    text = JsonText(lambda size: next(reads))
+    text.more(1)
+    text.at = 1
+    value, end = text.value(100)
+    assert value == "ab条\udcff cd"
+    assert "byte 0xff in position 6:" in str(text.utf8_error(end))
+
+
+def test_a_raw_carriage_return_in_a_first_line_over_the_limit_does_not_end_lines(tmp_path):
+    """The limit's bytes hold the \r and no \n: the file was read as \r-ended lines, one bogus line."""
+    first = json.dumps({"text": "x" * 100 + "CR" + "y" * 2000}).encode().replace(b"CR", b"\r") + b"\n"
+    path = tmp_path / "long-first-line.jsonl"
+    path.write_bytes(first + b"".join(json.dumps({"text": f"doc {i}"}).encode() + b"\n" for i in range(3)))
+    evs = events(path, max_record_bytes=1000)
+    assert [(getattr(e, "reason", None), e.nbytes) for e in evs] == [("record_too_large", len(first))] + [
+        (None, len(b'{"text": "doc 0"}\n'))] * 3
+
+
+def test_a_value_cut_anywhere_by_the_end_of_what_is_read_is_read_on():
+    """The decoder reports a cut -Infinity, false or \\u escape before the end of the text, and the
+    first-value check took such a cut for a broken value (a pretty-printed file read line by line)."""
+    value = ('{"a": [-Infinity, Infinity, NaN, true, false, null, -12.5e-3, 0, "x\\ud83d\\ude00\\u00e9\\n\\"",'
+             ' {"b": {}}, [], ""], "c" : -0.0E+10 }')
+    decoder = json.JSONDecoder()
+    for end in range(len(value)):
+        with pytest.raises(json.JSONDecodeError) as cut:
+            decoder.raw_decode(value[:end])
+        assert cut_short(cut.value), value[:end]
+    with pytest.raises(json.JSONDecodeError) as broken:
+        decoder.raw_decode(value[:20] + "x" * 20)
+    assert not cut_short(broken.value)
+
+
+def test_pretty_printed_json_whose_first_look_ends_inside_a_literal_is_read_record_by_record(tmp_path):
+    """The first look at a file was 4 KiB; ending inside `false` it took the first object for broken."""
+    before_pad, after_pad = '{\n  "text": "first",\n  "pad": "', '",\n  "flag": '
+    first = before_pad + "p" * (4096 - 2 - len(before_pad + after_pad)) + after_pad + "false\n}\n"
+    assert first.index("false") == 4096 - 2
+    path = tmp_path / "pretty-literal.jsonl"
+    path.write_text(first + json.dumps({"text": "second"}, indent=2) + "\n")
+    assert [(type(e), e.text) for e in events(path)] == [(Document, "first"), (Document, "second")]
 
 
 def test_a_nested_parquet_string_that_is_not_utf8_costs_its_row_not_the_row_group(tmp_path):

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.ingest import format_from_name, json_array, read_file
+from pipeline.ingest import format_from_name, json_array, json_text, read_file
 from pipeline.ingest.events import Broken, Document
 from pipeline.ingest.jsonl import FieldMap
 
@@ -30,6 +30,12 @@ def line(doc_id: str, text: str = "x") -> bytes:
 
 def array(*elements: dict) -> bytes:
     return json.dumps(list(elements), ensure_ascii=False).encode()
+
+
+def read_in_chunks(monkeypatch, chunk: int) -> None:
+    """The JSON-values reader reads `chunk` bytes at a time (its decoded text, and its bracket count)."""
+    for module in (json_array, json_text):
+        monkeypatch.setattr(module, "CHUNK", chunk)
 
 
 def test_a_line_of_max_plus_one_bytes_is_one_error_and_the_next_line_is_read(tmp_path):
@@ -62,7 +68,7 @@ def test_an_array_element_over_the_limit_is_one_error_and_the_next_elements_are_
 @pytest.mark.parametrize("chunk", [1, 3, 64])
 def test_an_element_over_the_limit_and_over_what_is_read_is_skipped_by_streaming(tmp_path, monkeypatch, chunk):
     # Brackets, quotes and backslashes inside its strings, and multi-byte characters, at every chunk boundary.
-    monkeypatch.setattr(json_array, "CHUNK", chunk)
+    read_in_chunks(monkeypatch, chunk)
     big = {"id": "big", "text": 'a]}\\"[{中' * 300, "nested": [{"k": ["]", "\\"]}] * 20}
     data = array({"id": "a", "text": "first"}, big, {"id": "b", "text": "after [\"]"}) + b"\n"
     path = tmp_path / "big.json"
@@ -74,8 +80,8 @@ def test_an_element_over_the_limit_and_over_what_is_read_is_skipped_by_streaming
 
 
 def test_an_element_that_is_not_json_is_not_called_too_large(tmp_path, monkeypatch):
-    # Read on past the limit, it closes within it: the array is broken there, as in a small file.
-    monkeypatch.setattr(json_array, "CHUNK", 16)
+    # Its brackets close within the limit: the array is broken there, as in a small file.
+    read_in_chunks(monkeypatch, 16)
     good = b",".join(json.dumps({"id": f"g{i}", "text": "y" * 40}).encode() for i in range(10))
     data = b'[{"id": "a", "text": "first"}, {"id": "bad", "text": 1 x}, ' + good + b"]"
     path = tmp_path / "broken.json"
@@ -88,7 +94,7 @@ def test_an_element_that_is_not_json_is_not_called_too_large(tmp_path, monkeypat
 @pytest.mark.parametrize("chunk", [5, 1 << 20])
 def test_whitespace_at_the_end_of_what_is_read_is_counted(tmp_path, monkeypatch, chunk):
     # A run of whitespace that empties the decoded text (after an element, after the closing ]) is counted whole.
-    monkeypatch.setattr(json_array, "CHUNK", chunk)
+    read_in_chunks(monkeypatch, chunk)
     data = b"[\n" + b",\n        ".join(line(f"r{i}").strip() for i in range(20)) + b"\n]\n\n"
     path = tmp_path / "pretty.json"
     path.write_bytes(data)

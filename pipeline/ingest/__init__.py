@@ -157,7 +157,7 @@ def _read_open_file(path: str, raw: IO[bytes], head: bytes, fmt: str, fields: Fi
         yield from JsonArrayReader(stream, fields, max_record_bytes)
     else:
         lines = JsonlReader(stream, fields, max_record_bytes)
-        if lines.first_record_spans_lines():  # read line by line, each of its lines would be an error
+        if lines.first_record_spans_lines:  # read line by line, each of its lines would be an error
             log.warning("%s: the first record spans several lines, so this is not JSON lines (pretty-printed "
                         "JSON?); read as JSON values one after another", path)
             yield from JsonArrayReader(stream, fields, max_record_bytes)

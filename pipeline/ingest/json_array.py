@@ -7,9 +7,10 @@ count with it; the closing `]` or the white space ending the file counts with th
 its offset is where its `{` starts; a UTF-8 byte order mark (Windows tools write one) counts with
 the first element. A file that stops being a valid array (or sequence of objects) is an error from
 that point to the end of the file (docs=0): unlike JSON lines, there is no line to resume at. An
-element over max_record_bytes (`record_too_large`) or nested deeper than Python's parser recurses
-(`json_too_deep`) is an error of its own: a bracket count finds where it ends, without keeping it,
-and the elements after it are read.
+element holding a byte that is not UTF-8 (`invalid_utf8`, a bad byte between elements is not JSON) is
+an error of its own, and so is one over max_record_bytes (`record_too_large`) or nested deeper than
+Python's parser recurses (`json_too_deep`), whose end a bracket count finds without keeping it; the
+elements after these are read.
 """
 from __future__ import annotations
 
@@ -19,10 +20,10 @@ import re
 from typing import Iterator
 
 from pipeline.ingest.events import Broken, Event, NotDocument, end_of_data_errors
+from pipeline.ingest.json_text import WHITESPACE, JsonText
 from pipeline.ingest.jsonl import FieldMap, object_event
 from pipeline.ingest.streams import CHUNK, Decompressed
 
-WHITESPACE = re.compile(r"[ \t\r\n]*")
 SEPARATORS = re.compile(r"[ \t\r\n,]*")
 # What a streaming bracket count looks at outside strings (inside one: _STRING_REST), and the rest of a
 # string up to its closing quote or to the end of what is read (short of a last backslash, whose escape
@@ -31,33 +32,12 @@ _SYNTAX = re.compile(r'["\[\]{},]')
 _STRING_REST = re.compile(r'[^"\\]*(?:\\.[^"\\]*)*("?)', re.DOTALL)
 
 
-class JsonArrayReader:
+class JsonArrayReader(JsonText):
     def __init__(self, stream: Decompressed, fields: FieldMap, max_record_bytes: int):
+        super().__init__(stream.read)
         self.stream = stream
         self.fields = fields
         self.max_record_bytes = max_record_bytes
-        self.decoder = codecs.getincrementaldecoder("utf-8")()
-        # Decoded text and where its unconsumed part starts: moving `at` instead of slicing the text
-        # keeps each element's cost to its own size, not the size of what is read.
-        self.text, self.at = "", 0
-        self.eof = False
-
-    def _more(self, size: int) -> None:
-        data = self.stream.read(size)
-        self.eof = not data
-        self.text = self.text[self.at:] + self.decoder.decode(data, final=self.eof)
-        self.at = 0
-
-    def _skip(self, chars: re.Pattern[str]) -> int:
-        """Consume the leading run of `chars` (one byte each); returns the bytes consumed."""
-        skipped = 0
-        while True:
-            end = chars.match(self.text, self.at).end()
-            skipped += end - self.at
-            self.at = end
-            if self.at < len(self.text) or self.eof:
-                return skipped
-            self._more(CHUNK)
 
     def __iter__(self) -> Iterator[Event]:
         consumed = pending = 0  # bytes of the file turned into events; bytes read since
@@ -65,7 +45,7 @@ class JsonArrayReader:
         try:
             if self.stream.peek(len(codecs.BOM_UTF8)) == codecs.BOM_UTF8:  # counted with the first element
                 pending = len(self.stream.read(len(codecs.BOM_UTF8)))
-            pending += self._skip(WHITESPACE)
+            pending += self.skip(WHITESPACE)
             in_array = self.text.startswith("[", self.at)
             if in_array:
                 self.at += 1
@@ -73,10 +53,10 @@ class JsonArrayReader:
             elif not self.text.startswith("{", self.at):
                 raise ValueError(f"expected a JSON array or object, found {self.text[self.at:self.at + 20]!r}")
             while True:
-                pending += self._skip(SEPARATORS)
+                pending += self.skip(SEPARATORS)
                 if in_array and self.text.startswith("]", self.at):
                     self.at += 1
-                    pending += 1 + self._skip(WHITESPACE)
+                    pending += 1 + self.skip(WHITESPACE)
                     if self.at < len(self.text):
                         raise ValueError("data after the end of the array")
                     break
@@ -95,6 +75,8 @@ class JsonArrayReader:
                 elif isinstance(element, RecursionError):
                     last = Broken("json_too_deep", offset, "element nests arrays/objects deeper than the JSON parser "
                                   "recurses (RecursionError)", pending + size)
+                elif isinstance(element, UnicodeDecodeError):
+                    last = Broken("invalid_utf8", offset, f"element is not UTF-8: {element}", pending + size)
                 else:
                     last = object_event(element, self.fields, offset, pending + size)
                 consumed += pending + size
@@ -104,10 +86,10 @@ class JsonArrayReader:
                 yield last
             elif pending:
                 yield NotDocument("empty_array", pending, docs=0)
-        except (ValueError, UnicodeDecodeError) as e:
+        except ValueError as e:
             if last is not None:
                 yield last
-            # every byte read but not yet in an event (decoded or not: a failed decode keeps none), and the rest
+            # every byte read but not yet in an event (decoded or not: the decoder holds a cut character), and the rest
             rest = self.stream.pos - consumed + self._drain()
             yield Broken("invalid_json", consumed, f"not a JSON array or objects from byte {consumed} on: {e}", rest, docs=0)
         yield from end_of_data_errors(self.stream, False, "element")
@@ -117,29 +99,22 @@ class JsonArrayReader:
 
     def _element(self) -> tuple[object, int]:
         """The next element and its size in bytes; reads on while the element is incomplete. An element
-        nesting too deep (a RecursionError) or over max_record_bytes (None, when it is not decoded) is
-        skipped with a bracket count, so the elements after it are read."""
-        decoder, size = json.JSONDecoder(strict=False), CHUNK  # raw control characters: as for JSON lines
-        while True:
-            try:
-                value, end = decoder.raw_decode(self.text, self.at)
-            except RecursionError as e:
-                value, nbytes = e, self._skip_element()
-            except json.JSONDecodeError:
-                if len(self.text) - self.at <= self.max_record_bytes:
-                    if self.eof:
-                        raise
-                    self._more(size)
-                    size *= 2  # geometric reads: a long element is re-parsed a few times, not once per chunk
-                    continue
-                # Over the limit in characters, so in bytes, and not decoded: too large, unless its brackets
-                # close within the limit (then it is not JSON).
-                value, nbytes = None, self._skip_element()
-                if nbytes <= self.max_record_bytes:
-                    raise
-            else:
-                nbytes = self._consume(end)
-            return value, nbytes
+        holding a byte that is not UTF-8 comes as its UnicodeDecodeError. An element nesting too deep (a
+        RecursionError) or over max_record_bytes (None, when it is not decoded) is skipped with a
+        bracket count, so the elements after it are read."""
+        try:
+            value, end = self.value(self.max_record_bytes)
+        except RecursionError as e:
+            return e, self._skip_element()
+        except json.JSONDecodeError:
+            if self.eof:
+                raise
+            # Over the limit, or not JSON: too large when its brackets close past the limit, else not JSON.
+            nbytes = self._skip_element()
+            if nbytes <= self.max_record_bytes:
+                raise
+            return None, nbytes
+        return self.utf8_error(end) or value, self.consume(end)
 
     def _skip_element(self) -> int:
         """Consume the element at `at` by counting brackets (no recursion), chunk by chunk without
@@ -155,7 +130,7 @@ class JsonArrayReader:
                         break  # the string goes on past what is read
                     in_string = False
                     if depth == 0:  # a string element
-                        return skipped + self._consume(pos)
+                        return skipped + self.consume(pos)
                     continue
                 m = _SYNTAX.search(text, pos)
                 if m is None:
@@ -163,24 +138,18 @@ class JsonArrayReader:
                     break
                 token = m.group()
                 if depth == 0 and token in ",]":  # the end of a number or literal element
-                    return skipped + self._consume(m.start())
+                    return skipped + self.consume(m.start())
                 pos = m.end()
                 if token == '"':
                     in_string = True
                 elif token != ",":
                     depth += 1 if token in "[{" else -1
                     if depth == 0:
-                        return skipped + self._consume(pos)
-            skipped += self._consume(pos)
+                        return skipped + self.consume(pos)
+            skipped += self.consume(pos)
             if self.eof:
                 raise ValueError("an element over ingest.max_record_bytes or nested too deep is not closed")
-            self._more(CHUNK)
-
-    def _consume(self, end: int) -> int:
-        """Move `at` to `end`; returns the bytes passed."""
-        nbytes = len(self.text[self.at:end].encode("utf-8"))
-        self.at = end
-        return nbytes
+            self.more(CHUNK)
 
     def _drain(self) -> int:
         n = 0

@@ -13,9 +13,11 @@ and injected advertising there). A subset field (none unless `subset_field` name
 Pile's `meta.pile_set_name`) names the record's part of a dump that mixes several (`subset_name`).
 
 A line ends in `\n` (`\r\n` included), or in a lone `\r` in a file whose first max_record_bytes hold
-a `\r` and no `\n` (classic Mac OS). A file whose first object runs past its first line that is not
-blank is pretty-printed JSON, not JSON lines (`first_record_spans_lines`): read line by line, each of
-its lines would be an error, so it is read as JSON values one after another (json_array.py).
+a `\r` and no `\n` (classic Mac OS), unless each such `\r` is inside a first JSON value running past
+them (a raw `\r` in a string of a line over max_record_bytes). A file whose first object runs past
+its first line that is not blank is pretty-printed JSON, not JSON lines (`first_record_spans_lines`):
+read line by line, each of its lines would be an error, so it is read as JSON values one after
+another (json_array.py).
 A line's bytes include its newline, and the first line's a UTF-8 byte order mark before it (Windows
 tools write one). Blank lines are not documents (counted under `blank_line` with docs=0); a line that
 is not UTF-8, not JSON, not an object, or has no text string is an error with docs=1, and so is a line
@@ -27,11 +29,12 @@ import codecs
 import json
 import re
 from dataclasses import astuple, dataclass
-from typing import Any, Iterator
+from typing import Any, Iterator, NamedTuple
 
 from pipeline.ingest.events import (Broken, Document, Empty, Event, NotDocument, end_of_data_errors,
                                     end_of_data_reason)
-from pipeline.ingest.streams import Decompressed
+from pipeline.ingest.json_text import JsonText, cut_short
+from pipeline.ingest.streams import CHUNK, Decompressed
 
 
 @dataclass(frozen=True)
@@ -52,8 +55,6 @@ MAX_SUBSET_CHARS = 100
 # What may come before a file's first object: a byte order mark, white space (blank lines), the `[`
 # opening an array; the empty group marks the file's first character that is not white space
 _BEFORE_FIRST_OBJECT = re.compile(r"\ufeff?[ \t\r\n]*(?P<first_line>)(?:\[[ \t\r\n]*)?")
-_FIRST_OBJECT_DECODER = json.JSONDecoder(strict=False)  # raw control characters: as for a line
-FIRST_OBJECT_LOOKAHEAD = 1 << 12  # bytes first read for the first object, doubled while it goes on
 
 
 def subset_name(value: Any) -> str | None:
@@ -108,35 +109,55 @@ def object_event(obj: Any, fields: FieldMap, offset: int, nbytes: int | None) ->
     return Document(doc_id, text, url, offset, date, nbytes, title, subset)
 
 
+class _Lookahead:
+    """A read(n) over the next `limit` bytes of a stream that leaves them unread."""
+
+    def __init__(self, stream: Decompressed, limit: int):
+        self.stream, self.limit, self.pos = stream, limit, 0
+
+    def __call__(self, n: int) -> bytes:
+        data = self.stream.peek(min(self.pos + n, self.limit))[self.pos:]
+        self.pos += len(data)
+        return data
+
+
+class FirstValue(NamedTuple):
+    blank: str  # the byte order mark and blank lines before it
+    lead: str  # from the first line that is not blank to the value: an array's `[` and white space
+    value: Any  # None when it is not JSON
+    text: str | None  # the value's text; None when it is cut short by the end of the head
+
+
+def first_value(stream: Decompressed, limit: int) -> FirstValue:
+    """The first JSON value of the stream's next `limit` bytes (its head), leaving them unread."""
+    head = JsonText(_Lookahead(stream, limit))
+    head.more(CHUNK)
+    while (before := _BEFORE_FIRST_OBJECT.match(head.text)).end() == len(head.text) and not head.eof:
+        head.more(len(head.text))  # more white space: nothing is consumed, so the text grows
+    head.at = before.end()
+    blank, lead = head.text[:before.start("first_line")], head.text[before.start("first_line"):head.at]
+    try:
+        value, end = head.value(limit)
+    except json.JSONDecodeError as e:
+        return FirstValue(blank, lead, None, None if head.eof and cut_short(e) else "")
+    except RecursionError:
+        return FirstValue(blank, lead, None, "")
+    return FirstValue(blank, lead, value, head.text[head.at:end])
+
+
 class JsonlReader:
     def __init__(self, stream: Decompressed, fields: FieldMap, max_record_bytes: int):
         self.stream = stream
         self.fields = fields
         self.max_record_bytes = max_record_bytes
-        self.newline = stream.line_ending(max_record_bytes + 1)
-
-    def first_record_spans_lines(self) -> bool:
-        """Whether the file is pretty-printed JSON, not JSON lines: its first object (after the `[`
-        of an array) is whole, within max_record_bytes, only past the end of the first line that is
-        not blank (blank lines before it are JSON lines' own)."""
-        stream, limit = self.stream, self.max_record_bytes + 1
-        size = min(max(2 * stream.line_length(limit, self.newline), FIRST_OBJECT_LOOKAHEAD), limit)
-        while True:  # geometric look-ahead, as JsonArrayReader reads a long element
-            head = stream.peek(size)
-            try:
-                text = codecs.getincrementaldecoder("utf-8")().decode(head)  # a character cut at the end waits
-                before = _BEFORE_FIRST_OBJECT.match(text)
-                value, end = _FIRST_OBJECT_DECODER.raw_decode(text, before.end())
-            except json.JSONDecodeError as e:
-                ran_out = e.pos == len(e.doc) or e.msg.startswith("Unterminated string")
-                if not ran_out or len(head) < size or size >= limit:
-                    return False
-                size = min(2 * size, limit)
-                continue
-            except (UnicodeDecodeError, RecursionError):
-                return False
-            first_line_end = text.find(self.newline.decode(), before.start("first_line"))
-            return isinstance(value, dict) and 0 <= first_line_end < end
+        first = first_value(stream, max_record_bytes + 1)
+        newline = stream.line_ending(max_record_bytes + 1)
+        if newline == b"\r" and first.text is None and "\r" not in first.blank:
+            newline = b"\n"  # each \r is in a first value running past them: raw in a line too long, no line end
+        self.newline = newline
+        # pretty-printed: the first object (after the `[` of an array) is whole, within max_record_bytes,
+        # only past the end of the first line that is not blank (blank lines before it are JSON lines' own)
+        self.first_record_spans_lines = isinstance(first.value, dict) and newline.decode() in first.lead + first.text
 
     def __iter__(self) -> Iterator[Event]:
         while True:

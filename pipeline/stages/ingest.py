@@ -136,8 +136,10 @@ class IngestStage(Stage):
     # 2: ids from the path below the source's folder (id_root), not the absolute path; 3: a damaged
     # one-stream .gz/.zst keeps the records decoded before the damage, WARC block digests are checked;
     # 4: JSON lines ending in a lone \r are one record each, pretty-printed JSON files are read record by record,
-    # a Parquet string that is not UTF-8 inside a struct/list/map costs its row, not its row group
-    output_version = 4
+    # a Parquet string that is not UTF-8 inside a struct/list/map costs its row, not its row group;
+    # 5: a byte that is not UTF-8 in pretty-printed JSON (array or objects) costs its record, not the rest of
+    # the file; a raw \r in a JSON lines file's first line over max_record_bytes ends no line
+    output_version = 5
 
     def _units(self) -> list[IngestUnit]:
         units = []
