@@ -200,6 +200,15 @@ def test_a_benchmark_name_holding_a_bar_is_summarized(tmp_path):
     assert (summary["items_found"], summary["documents"], summary["top_items"][0]["item"]) == (2, 3, 1)
 
 
+@pytest.mark.parametrize("reported", [["item|demo|5", "item|demo|1"], ["item|demo|1", "item|demo|5"]])
+def test_top_items_tied_are_listed_by_item_whatever_order_units_reported_them(tmp_path, reported):
+    cfg = make_run_config(tmp_path, {"decontaminate": {
+        "top_items": 1, "benchmarks": [{"name": "demo", "path": str(FIXTURE), "fields": ["question"]}]}}, engine="beam")
+    stats = StageStats()
+    stats.extra.update({key: 2 for key in reported})
+    assert [t["item"] for t in DecontaminateStage(cfg).summarize(stats)["benchmarks"]["demo"]["top_items"]] == [1]
+
+
 def test_no_benchmark_keeps_everything(tmp_path):
     cfg = make_run_config(tmp_path, {"decontaminate": {}}, engine="beam")
     result = DecontaminateStage(cfg).process_batch(_batch())

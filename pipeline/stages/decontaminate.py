@@ -192,7 +192,8 @@ class DecontaminateStage(ReadsWhatMixUses, MapStage):
         too_short = Counter(index.items[k].benchmark for k in index.too_short)
         summary = {}
         for b in self.section.benchmarks:
-            top = per_item[b.name].most_common(self.section.top_items)
+            # ties by item number: the counts' order is the order units reported them, which their number changes
+            top = sorted(per_item[b.name].items(), key=lambda kv: (-kv[1], kv[0]))[:self.section.top_items]
             listed = {k for k, _ in top}
             texts = {i.index: i.text for i in index.items if i.benchmark == b.name and i.index in listed}
             summary[b.name] = {
