@@ -153,11 +153,12 @@ def _han_windows(s: str, n: int, least: float) -> list[str]:
 
 
 def _han_word(zh_min_tokens: int) -> str:
-    """A pattern for a Chinese word inside English text ("the concept of 关系 (guanxi)"): a Han stretch
-    too short to be indexed as Chinese (longer ones an English item quotes are: see `_quoted_chinese`),
-    after an ASCII space or a space and one mark ("(", a quote), as English spaces its words. Chinese
-    prose rarely spaces so: its stretches stay out of the word runs of a Chinese page."""
-    after_space = rf"(?:(?<=[ \t])|(?<=[ \t][^\s{_HAN_CLASS}]))"
+    """A pattern for a Chinese word inside English text ("the concept of 关系 (guanxi)", an answer option on
+    a line of its own): a Han stretch too short to be indexed as Chinese (longer ones an English item
+    quotes are: see `_quoted_chinese`), after an ASCII space or line break, or one and a mark ("(", a
+    quote), as English spaces its words. Chinese prose rarely spaces so: its stretches stay out of the
+    word runs of a Chinese page."""
+    after_space = rf"(?:(?<=[ \t\r\n])|(?<=[ \t\r\n][^\s{_HAN_CLASS}]))"
     return f"{after_space}[{_HAN_CLASS}]{{1,{max(zh_min_tokens - 1, 1)}}}(?![{_HAN_CLASS}])"
 
 
@@ -215,8 +216,8 @@ class ContaminationIndex:
         self._fill(self.short, short_cuts)
         words = [p.en_n for p in self.passes if p.words]
         # A run of n words is at least 2n - 1 characters long (a Chinese word counting as one): shorter
-        # runs cannot hold an n-gram. Its first character is no Han one (which a run's always is):
-        # tried first, it rules out most starts in Chinese text at the cost of the one-class pattern.
+        # runs cannot hold an n-gram. A run starts without Han, and the pattern says so first: most tries
+        # in Chinese text end at that one class, before the alternation.
         self._latin_run = re.compile(f"[^{_HAN_CLASS}](?:[^{_HAN_CLASS}]|{_han_word(zh_min_tokens)})"
                                      f"{{{2 * min(words) - 2},}}") if words else None
         self._least_han = min((p.han for p in self.passes if p.han is not None), default=None)

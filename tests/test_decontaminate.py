@@ -98,12 +98,13 @@ def test_a_short_chinese_sentence_in_an_english_item_is_found_quoted_alone(host,
     assert ix.find([host + quote + host, host + quote[:8] + host], [lang, lang]) == [[0], []]
 
 
-# Each word n-gram of these holds the Chinese word (the first is short: its 8-grams)
+# Each word n-gram of these holds a Chinese word (the first and last are short: their 8-grams)
 HAN_WORD_ITEMS = ["Which of the following best describes 关系 in Chinese business culture today?",
-                  "In Chinese, the idiom “画蛇添足” (drawing legs on a snake) warns against what kind of behaviour?"]
+                  "In Chinese, the idiom “画蛇添足” (drawing legs on a snake) warns against what kind of behaviour?",
+                  "Which of these words means relationship?\n关系\n面子\n人情"]
 
 
-@pytest.mark.parametrize("item", HAN_WORD_ITEMS, ids=["word", "quoted-idiom"])
+@pytest.mark.parametrize("item", HAN_WORD_ITEMS, ids=["word", "quoted-idiom", "options-on-lines"])
 def test_english_item_holding_a_chinese_word_is_found_in_a_chinese_page(item):
     """A Chinese page is read as words where it has no Han but for Chinese words spaced as English
     spaces them: before, no run of such a page held the word, and 40% of 400 State of the Union
