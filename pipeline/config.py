@@ -543,8 +543,7 @@ def _apply_overrides(raw: dict, overrides: dict[str, Any], where: Where, command
                 raise ConfigError(f"--set {dotted}: {key} is not a mapping but {node!r}")
         node[leaf] = value
         if command_line:  # what an earlier --set gave inside the value it replaces is gone
-            where.set_keys = {key: given for key, given in where.set_keys.items()
-                              if not key.startswith((dotted + ".", dotted + "["))}
+            where.set_keys = {key: given for key, given in where.set_keys.items() if not key.startswith(dotted + ".")}
             where.set_keys[dotted] = dotted
 
 
