@@ -356,16 +356,16 @@ def _is_finished_output(folder: str, config_hash: str, fingerprint: str) -> bool
 
 
 def commit_output(finished: str, sdir: str) -> None:
-    """Replace the stage's output with the folder `finished`, whose _SUCCESS is written. Locally one rename
-    commits data and marker at once. Object stores have no folder rename: the files are copied (on the
-    store's side), _SUCCESS last, and `finished` is deleted after; a run killed while copying leaves the
-    stage unfinished and `finished` whole, which the next run commits instead of running the stage."""
+    """Replace the stage's output with the folder `finished`, whose _SUCCESS is written. Where folders
+    rename, one rename commits data and marker at once. Object stores have none: the files are copied (on
+    the store's side), _SUCCESS last, and `finished` is deleted after; a run killed while copying leaves
+    the stage unfinished and `finished` whole, which the next run commits instead of running the stage."""
     remove_output(sdir)
-    if "://" in sdir:
+    if storage.renames_folders(sdir):
+        storage.rename(finished, sdir)
+    else:
         storage.copy_tree(finished, sdir, last=SUCCESS)
         storage.rmtree(finished)
-    else:
-        storage.rename(finished, sdir)
 
 
 def remove_output(sdir: str) -> None:

@@ -201,6 +201,12 @@ def rename(src: str, dst: str) -> None:
     fs.move(s, d)
 
 
+def renames_folders(uri: str) -> bool:
+    """Whether `uri`'s filesystem renames a folder in one step (local disks, HDFS); object stores (s3://,
+    gs://, abfs:// without a hierarchical namespace) have no folders, so a rename copies every file."""
+    return "://" not in uri or uri.startswith("hdfs://")
+
+
 # Object stores copy on their side: each copy is a request that waits on the store, not on this machine.
 COPY_THREADS = 16
 

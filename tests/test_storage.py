@@ -1,9 +1,13 @@
-"""pipeline.storage's Parquet writer: what it writes beside the data, and that the data reads back as written."""
+"""pipeline.storage: its Parquet writer (what it writes beside the data, and that the data reads back as
+written), its S3 filesystems, folder copies and which filesystems rename folders."""
 from __future__ import annotations
+
+import shutil
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from pipeline import storage
 
@@ -74,3 +78,26 @@ def test_one_s3_filesystem_per_process_and_settings(monkeypatch):
     assert rotated is not fs
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:10")
     assert storage.filesystem("s3://bucket/a")[0] not in (fs, rotated)
+
+
+def test_a_stage_is_committed_by_renaming_its_folder_only_where_folders_rename():
+    """HDFS renames a folder in one step, as a local disk does; object stores would copy every file
+    (the runner copies them itself there, _SUCCESS last)."""
+    assert storage.renames_folders("/work/out") and storage.renames_folders("hdfs://namenode/work/out")
+    assert not any(storage.renames_folders(f"{scheme}://bucket/work/out") for scheme in ("s3", "s3a", "gs", "abfs"))
+
+
+def test_copy_tree_copies_every_file_and_folder_and_the_last_one_after_all_others(tmp_path):
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    (src / "data" / "empty").mkdir(parents=True)
+    (src / "data" / "part-0.parquet").write_bytes(b"rows")
+    (src / "_SUCCESS").write_text("{}")
+    (dst / "data" / "part-0.parquet" / "in-the-way").mkdir(parents=True)  # that file's copy fails
+    with pytest.raises(OSError):
+        storage.copy_tree(str(src), str(dst), last="_SUCCESS")
+    assert not (dst / "_SUCCESS").exists(), "the last file came before one that failed"
+    shutil.rmtree(dst)
+    storage.copy_tree(str(src), str(dst), last="_SUCCESS")
+    assert sorted(p.relative_to(dst).as_posix() for p in dst.rglob("*")) == [
+        "_SUCCESS", "data", "data/empty", "data/part-0.parquet"]
+    assert (dst / "data" / "part-0.parquet").read_bytes() == b"rows"
