@@ -275,6 +275,50 @@ def test_parquet_batches_of_large_texts_are_bounded_by_bytes_not_rows(tmp_path, 
     assert sum(batch_rows) == 20 and max(batch_rows) <= 4, batch_rows
 
 
+def record_reads(monkeypatch) -> list[tuple[int, list[int]]]:
+    """Each ParquetFile.iter_batches call: (its row groups, the rows of each batch it gave)."""
+    reads = []
+    iter_batches = pq.ParquetFile.iter_batches
+
+    def recorded(self, **kw):
+        reads.append((len(kw["row_groups"]), []))
+        for batch in iter_batches(self, **kw):
+            reads[-1][1].append(batch.num_rows)
+            yield batch
+
+    monkeypatch.setattr(pq.ParquetFile, "iter_batches", recorded)
+    return reads
+
+
+def test_parquet_texts_repeated_through_a_dictionary_are_bounded_by_their_decoded_bytes(tmp_path, monkeypatch):
+    """The footer counts a dictionary value once: 100 rows of one 8 MiB text came in one batch (peak RSS
+    2.2-2.7 GB, now 0.25 GB), and 50 row groups of 20 rows of one 1 MiB text in runs of 51 MiB by the
+    footer, 1 GB decoded (2.1-2.4 GB, now 0.34-0.37 GB)."""
+    monkeypatch.setattr(parquet_source, "BATCH_BYTES", 64 << 10)
+    monkeypatch.setattr(parquet_source, "RUN_BYTES", 64 << 10)
+    reads = record_reads(monkeypatch)
+    text = "x" * (16 << 10)
+    for group_rows in (20, 5):
+        path = tmp_path / f"groups-of-{group_rows}.parquet"
+        pq.write_table(pa.table({"text": [text] * 20}), path, row_group_size=group_rows)
+        assert pq.ParquetFile(path).metadata.row_group(0).total_byte_size < 2 * len(text)
+        reads.clear()
+        assert [e.text for e in events(path)] == [text] * 20
+        assert max(rows for _, batches in reads for rows in batches) <= 4, reads
+        assert max(groups for groups, _ in reads) == 1, reads
+
+
+def test_parquet_dictionaries_of_small_values_keep_batches_large(tmp_path, monkeypatch):
+    """A column chunk's size bounds its dictionary's values too loosely for a large row group (one
+    row a batch here): the dictionary is read for its largest value."""
+    monkeypatch.setattr(parquet_source, "BATCH_BYTES", 64 << 10)
+    reads = record_reads(monkeypatch)
+    path = tmp_path / "short-texts.parquet"
+    pq.write_table(pa.table({"text": [f"text number {i}" for i in range(2048)]}), path)
+    assert len(events(path)) == 2048
+    assert [batches for groups, batches in reads if batches != [1]] == [[1024, 1024]], reads
+
+
 def test_parquet_text_sizes_come_from_the_column_not_from_encoding_each_text(tmp_path, monkeypatch):
     """Encoding each text to count its bytes cost 8% of the reading CPU in English, 24% in Chinese
     (docs/benchmarks.md, the eighteenth session's reader checks)."""

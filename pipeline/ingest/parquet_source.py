@@ -1,6 +1,7 @@
 """Parquet dumps to documents, batch by batch of one row group, or of a run of small consecutive row
 groups read together (field names as for JSON lines). A batch holds BATCH_ROWS rows, fewer where the
-rows are large: about BATCH_BYTES by the row group's average row.
+rows are large: about BATCH_BYTES by the row group's average row, or by its string dictionaries' largest
+values, which the footer counts once however many rows repeat them.
 
 A row's bytes are the UTF-8 bytes of its text (Parquet has no raw record to count); its offset is
 the row number in the file. Nested fields are reached with dotted paths on struct columns. Binary
@@ -15,7 +16,7 @@ the other formats (its row is read: a Parquet value cannot be skipped unread).
 """
 from __future__ import annotations
 
-from typing import IO, Any, Iterator
+from typing import IO, Any, Callable, Iterator
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -26,15 +27,16 @@ from pipeline.ingest.jsonl import FieldMap, lookup, object_event
 
 BATCH_ROWS = 1024
 # Uncompressed bytes a batch holds at the most, by its row groups' average row (the footer knows no
-# row's own size, and counts a dictionary's repeated values once). A row group of 48 texts of 8 MiB
-# came in one batch: peak RSS 2.4 GB, now 1.3 GB (the data page pyarrow's writer put all 48 in is
-# decoded whole) or 0.3 GB (a page per text).
+# row's own size), or by the largest values of string columns' dictionaries where that is larger
+# (ParquetReader._row_bytes). A row group of 48 texts of 8 MiB came in one batch: peak RSS 2.4 GB,
+# now 1.3 GB (the data page pyarrow's writer put all 48 in is decoded whole) or 0.3 GB (a page per text).
 BATCH_BYTES = 32 << 20
 RUN_BYTES = 64 << 20  # uncompressed bytes of small row groups read together, held until they all read
 READ_BUFFER_BYTES = 8 << 20  # column chunks are read in pieces this large, not each whole (pre_buffer)
 # the column types a text can be read from whose UTF-8 size binary_length gives (a string column's
 # offsets; a binary column's bytes are its text when they are UTF-8, ParquetReader._event)
 TEXT_TYPES = (pa.types.is_string, pa.types.is_large_string, pa.types.is_binary, pa.types.is_large_binary)
+STRING_LOGICAL_TYPES = ("String", "None")  # the BYTE_ARRAY leaves Arrow reads as strings or bytes (not decimals, JSON)
 READ_ERRORS = (pa.ArrowException, OSError, UnicodeDecodeError)  # the last: a string _rows cannot make bytes
 
 
@@ -64,6 +66,25 @@ def _text_sizes(batch: pa.RecordBatch, path: str) -> list[int | None]:
     if not any(is_type(column.type) for is_type in TEXT_TYPES):
         return [None] * batch.num_rows
     return pc.binary_length(column).to_pylist()
+
+
+def _batch_rows(row_bytes: float) -> int:
+    return max(1, min(BATCH_ROWS, int(BATCH_BYTES / max(row_bytes, 1))))
+
+
+def _leaves(array: pa.Array) -> Iterator[pa.Array]:
+    """The leaf arrays under `array`, in the order of the Parquet file's leaf columns (depth first)."""
+    t = array.type
+    if pa.types.is_struct(t):
+        for i in range(t.num_fields):
+            yield from _leaves(array.field(i))
+    elif pa.types.is_map(t):
+        yield from _leaves(array.keys)
+        yield from _leaves(array.items)
+    elif pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+        yield from _leaves(array.values)
+    else:
+        yield array
 
 
 def _holds_bytes(t: pa.DataType) -> bool:
@@ -118,9 +139,17 @@ class ParquetReader:
         """Reads the footer and schema (raises when they do not read: the whole file is lost)."""
         self.fields = fields
         self.max_record_bytes = max_record_bytes
+        self.raw = raw
         self.file = pq.ParquetFile(raw, pre_buffer=False, buffer_size=READ_BUFFER_BYTES)
         top = fields.top_level_names()
         self.columns = [c for c in self.file.schema_arrow.names if c in top]
+        schema = self.file.schema
+        leaves = [i for i in range(len(schema)) if schema.column(i).path.split(".")[0] in top]  # read, in order
+        # (position among the leaves read, column index) of those holding strings
+        self.string_leaves = [(position, i) for position, i in enumerate(leaves)
+                              if schema.column(i).physical_type == "BYTE_ARRAY"
+                              and str(schema.column(i).logical_type) in STRING_LOGICAL_TYPES]
+        self.dictionaries: pq.ParquetFile | None = None  # the file with string leaves read as dictionaries
 
     def __iter__(self) -> Iterator[Event]:
         fields, pf = self.fields, self.file
@@ -145,15 +174,17 @@ class ParquetReader:
                 row += pf.metadata.row_group(group).num_rows
 
     def _runs(self) -> Iterator[list[int]]:
-        """The row groups in order, consecutive small ones together (up to BATCH_ROWS rows and RUN_BYTES)."""
+        """The row groups in order, consecutive small ones together (up to BATCH_ROWS rows and RUN_BYTES,
+        a group's dictionary values counted for each row by their column chunk's size: _row_bytes)."""
         run, rows, size = [], 0, 0
         for group in range(self.file.num_row_groups):
             meta = self.file.metadata.row_group(group)
-            if run and (rows + meta.num_rows > BATCH_ROWS or size + meta.total_byte_size > RUN_BYTES):
+            group_bytes = max(meta.total_byte_size, meta.num_rows * self._row_bytes_by_chunk_size(meta))
+            if run and (rows + meta.num_rows > BATCH_ROWS or size + group_bytes > RUN_BYTES):
                 yield run
                 run, rows, size = [], 0, 0
             run.append(group)
-            rows, size = rows + meta.num_rows, size + meta.total_byte_size
+            rows, size = rows + meta.num_rows, size + group_bytes
         if run:
             yield run
 
@@ -172,14 +203,55 @@ class ParquetReader:
 
     def _events(self, groups: list[int], row: int) -> Iterator[Event]:
         """The rows of `groups` (consecutive), the first being row number `row`."""
-        metas = [self.file.metadata.row_group(group) for group in groups]
-        average_row = sum(m.total_byte_size for m in metas) / max(sum(m.num_rows for m in metas), 1)
-        batch_rows = max(1, min(BATCH_ROWS, int(BATCH_BYTES / max(average_row, 1))))
+        batch_rows = _batch_rows(self._row_bytes(groups))
         for batch in self.file.iter_batches(batch_size=batch_rows, row_groups=groups, columns=self.columns):
             rows, holds_bytes = _rows(batch)
             for obj, text_bytes in zip(rows, _text_sizes(batch, self.fields.text)):
                 yield self._event(obj, row, holds_bytes, text_bytes)
                 row += 1
+
+    def _row_bytes(self, groups: list[int]) -> float:
+        """The bytes a row of `groups` is counted at to size batches: the average row by the footer, or
+        more where string columns have dictionary pages, whose values the footer counts once however
+        many rows repeat them (100 rows of one 8 MiB text came in one batch: 2.7 GB at the peak). A
+        dictionary value is no larger than its column chunk; where that bound would make batches
+        smaller, the dictionaries are read to find their largest values. Small row groups read
+        together are bounded as a whole by _runs."""
+        metas = [self.file.metadata.row_group(group) for group in groups]
+        average_row = sum(m.total_byte_size for m in metas) / max(sum(m.num_rows for m in metas), 1)
+        if len(groups) > 1 or _batch_rows(self._row_bytes_by_chunk_size(metas[0])) >= _batch_rows(average_row):
+            return average_row
+        largest = self._largest_dictionary_values(groups[0])
+        by_largest_value = self._dictionary_row_bytes(metas[0], lambda position, chunk: largest.get(position, 0))
+        return max(average_row, by_largest_value)
+
+    def _row_bytes_by_chunk_size(self, meta: pq.RowGroupMetaData) -> float:
+        """The bytes a row may hold in dictionary values, by their column chunks' sizes (no value is larger)."""
+        return self._dictionary_row_bytes(meta, lambda position, chunk: chunk.total_uncompressed_size)
+
+    def _dictionary_row_bytes(self, meta: pq.RowGroupMetaData,
+                              value_bytes: Callable[[int, pq.ColumnChunkMetaData], int]) -> float:
+        """The bytes a row may hold in the string leaves with a dictionary page, each value counted at
+        value_bytes(the leaf's position among those read, its column chunk), a list's as many times
+        as the chunk has values per row."""
+        row_bytes = 0.0
+        for position, column in self.string_leaves:
+            chunk = meta.column(column)
+            if chunk.has_dictionary_page:
+                row_bytes += value_bytes(position, chunk) * chunk.num_values / max(meta.num_rows, 1)
+        return row_bytes
+
+    def _largest_dictionary_values(self, group: int) -> dict[int, int]:
+        """The UTF-8 bytes of the largest value of each dictionary of `group`'s string leaves, by the
+        leaf's position among those read: read with the first row, without decoding the rest."""
+        if self.dictionaries is None:
+            paths = [self.file.schema.column(i).path for _, i in self.string_leaves]
+            self.dictionaries = pq.ParquetFile(self.raw, pre_buffer=False, buffer_size=READ_BUFFER_BYTES,
+                                               read_dictionary=paths)
+        first_row = next(self.dictionaries.iter_batches(batch_size=1, row_groups=[group], columns=self.columns))
+        leaves = (leaf for column in first_row.columns for leaf in _leaves(column))
+        return {position: pc.max(pc.binary_length(leaf.dictionary)).as_py() or 0
+                for position, leaf in enumerate(leaves) if pa.types.is_dictionary(leaf.type)}
 
     def _event(self, obj: dict, row: int, holds_bytes: bool, text_bytes: int | None) -> Event:
         if holds_bytes:
