@@ -65,6 +65,19 @@ def spark_session_engine(tmp_path_factory):
     engine.close()
 
 
+@pytest.fixture(scope="session")
+def demo_reference(tmp_path_factory, spark_session_engine):
+    """configs/demo.yaml run once, uninterrupted, in this session's Spark engine (demo_runs.ReferenceRun):
+    what the resume, cluster and demo report tests compare with (~20 s a run). It runs in the background,
+    beside what the first test using it runs itself, and waits only when that test compares."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from demo_runs import start_reference_run
+
+    with ThreadPoolExecutor(1) as pool:
+        yield start_reference_run(pool, tmp_path_factory.mktemp("demo-reference"), spark_session_engine)
+
+
 @pytest.fixture
 def engines(spark_session_engine, tmp_path):
     """Both engines, for parity tests: {'spark': ..., 'beam': ...}."""

@@ -1,10 +1,13 @@
 """The real demo pipeline run twice and compared, by the resume test (killed and resumed vs
-uninterrupted) and the cluster test (standalone cluster with an executor killed vs local mode)."""
+uninterrupted) and the cluster test (standalone cluster with an executor killed vs local mode); the
+uninterrupted local run is one reference, shared with the demo report test."""
 from __future__ import annotations
 
 import json
 import time
 from collections import Counter
+from concurrent.futures import Executor, Future
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -26,6 +29,40 @@ def demo_sources(corpus: Path | str) -> list[dict]:
     for src in sources:
         src["paths"] = [p.replace("../work/demo-corpus", str(corpus)) for p in src["paths"]]
     return sources
+
+
+def demo_config(corpus: Path, workdir: Path, **overrides):
+    """configs/demo.yaml as `make demo` runs it, on `corpus`, into `workdir` (QUICK_JVM: short runs)."""
+    from pipeline.stages import load_config
+
+    return load_config(DEMO, {"run.workdir": str(workdir), "ingest.sources": demo_sources(corpus),
+                              "run.spark.conf": QUICK_JVM, **overrides})
+
+
+@dataclass(frozen=True)
+class ReferenceRun:
+    """configs/demo.yaml run uninterrupted in local mode (no report) on `corpus` into `workdir`, in
+    the background: `stages()` waits for it and names the stages it ran. Read its workdir, never
+    write there: later tests compare with it."""
+    corpus: Path
+    workdir: Path
+    summaries: Future
+
+    def stages(self, timeout: float = 300) -> list[str]:
+        return [s["stage"] for s in self.summaries.result(timeout=timeout)]
+
+
+def start_reference_run(pool: Executor, root: Path, engine) -> ReferenceRun:
+    """Generate the demo corpus under `root` and start the reference run there on `engine`."""
+    from rich.console import Console
+
+    from pipeline.demo_corpus import generate
+    from pipeline.run_all import run_pipeline
+
+    corpus, workdir = root / "corpus", root / "work"
+    generate(corpus)
+    run = pool.submit(run_pipeline, demo_config(corpus, workdir), engine, report=False, console=Console(quiet=True))
+    return ReferenceRun(corpus, workdir, run)
 
 
 def wait_for_killed_stage(workdir: Path, still_running: Callable[[], bool], describe: Callable[[], str],

@@ -8,14 +8,9 @@ import os
 import signal
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from rich.console import Console
-
-from pipeline.stages import load_config
-from pipeline.demo_corpus import generate
-from pipeline.run_all import pipeline_stages, run_pipeline
+from pipeline.run_all import pipeline_stages
 
 from conftest import REPO
 from demo_runs import DEMO, KILLED, QUICK_JVM, committed_output, demo_sources, wait_for_killed_stage
@@ -23,12 +18,9 @@ from demo_runs import DEMO, KILLED, QUICK_JVM, committed_output, demo_sources, w
 FINISHED_BEFORE_KILL = ["ingest", "langid", "quality", "pii"]
 
 
-def _overrides(corpus: Path, workdir: Path) -> dict:
-    """configs/demo.yaml as `make demo` runs it, on a corpus and into a workdir under tmp_path."""
-    return {"run.workdir": str(workdir), "ingest.sources": demo_sources(corpus)}
-
-
-def _glmdata_run(overrides: dict) -> list[str]:
+def _glmdata_run(corpus: Path, workdir: Path) -> list[str]:
+    """`glmdata run` of configs/demo.yaml as `make demo` runs it, on a corpus and into a workdir under tmp_path."""
+    overrides = {"run.workdir": str(workdir), "ingest.sources": demo_sources(corpus), "run.spark.conf": QUICK_JVM}
     sets = [a for k, v in overrides.items() for a in ("--set", f"{k}={json.dumps(v, ensure_ascii=False)}")]
     return [sys.executable, "-m", "pipeline.cli", "run", "--config", str(DEMO), *sets, "--no-report"]
 
@@ -48,33 +40,28 @@ def _success_markers(workdir: Path, stages: list[str]) -> dict[str, tuple[bytes,
     return {s: ((workdir / s / "_SUCCESS").read_bytes(), (workdir / s / "_SUCCESS").stat().st_mtime_ns) for s in stages}
 
 
-def test_real_pipeline_killed_in_dedup_resumes_to_identical_output(tmp_path, spark_session_engine):
-    corpus = tmp_path / "corpus"
-    generate(corpus)
+def test_real_pipeline_killed_in_dedup_resumes_to_identical_output(tmp_path, demo_reference):
+    # The uninterrupted run is the session's reference (conftest.demo_reference): when this test is the
+    # first to use it, it runs meanwhile in this process's Spark session (both runs spend much of their
+    # time waiting on Spark's scheduling, so side by side they take little longer).
     wd = tmp_path / "killed"
-    cmd = _glmdata_run({**_overrides(corpus, wd), "run.spark.conf": QUICK_JVM})
-    with ThreadPoolExecutor(1) as pool:
-        # Meanwhile the uninterrupted run, in this process's Spark session (both runs spend much of
-        # their time waiting on Spark's scheduling, so side by side they take little longer).
-        straight = load_config(DEMO, _overrides(corpus, tmp_path / "straight"))
-        reference = pool.submit(run_pipeline, straight, spark_session_engine, report=False, console=Console(quiet=True))
+    cmd = _glmdata_run(demo_reference.corpus, wd)
+    _kill_in_the_middle_of_killed_stage(cmd, wd, tmp_path / "killed.log")
+    assert all((wd / s / "_SUCCESS").exists() for s in FINISHED_BEFORE_KILL)
+    assert not (wd / KILLED).exists(), f"{KILLED} committed before the kill"
+    assert list((wd / ".tmp").glob(f"{KILLED}-*")), "the kill left the stage's half-written folder"
+    before = _success_markers(wd, FINISHED_BEFORE_KILL)
 
-        _kill_in_the_middle_of_killed_stage(cmd, wd, tmp_path / "killed.log")
-        assert all((wd / s / "_SUCCESS").exists() for s in FINISHED_BEFORE_KILL)
-        assert not (wd / KILLED).exists(), f"{KILLED} committed before the kill"
-        assert list((wd / ".tmp").glob(f"{KILLED}-*")), "the kill left the stage's half-written folder"
-        before = _success_markers(wd, FINISHED_BEFORE_KILL)
+    resumed = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    for stage in pipeline_stages():
+        assert (f"{stage}: skipped" in resumed.stdout) == (stage in FINISHED_BEFORE_KILL), stage
+    assert _success_markers(wd, FINISHED_BEFORE_KILL) == before, "a stage finished before the kill ran again"
+    assert not list((wd / ".tmp").glob(f"{KILLED}-*")), "the killed attempt's folder is cleaned up"
+    assert not [p for p in wd.rglob("*") if ".inprogress" in p.name]
 
-        resumed = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
-        assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
-        for stage in pipeline_stages():
-            assert (f"{stage}: skipped" in resumed.stdout) == (stage in FINISHED_BEFORE_KILL), stage
-        assert _success_markers(wd, FINISHED_BEFORE_KILL) == before, "a stage finished before the kill ran again"
-        assert not list((wd / ".tmp").glob(f"{KILLED}-*")), "the killed attempt's folder is cleaned up"
-        assert not [p for p in wd.rglob("*") if ".inprogress" in p.name]
-
-        assert [s["stage"] for s in reference.result(timeout=300)] == pipeline_stages()
-    expected = committed_output(tmp_path / "straight")
+    assert demo_reference.stages() == pipeline_stages()
+    expected = committed_output(demo_reference.workdir)
     assert committed_output(wd) == expected
     assert {"ingest/data", "dedup/data", "dedup/rejected/dup_near", "mix/data", "encode/data"} <= set(expected)
     assert any(k.startswith("shards/shard-") and k.endswith(".arrow") for k in expected)
