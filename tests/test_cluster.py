@@ -4,8 +4,9 @@ ingest, langid, quality, dedup, mix, tokenizer, encode, shards; --no-report) is 
 `glmdata submit --platform spark-standalone` and the `make dist` environment (--archives, as on
 Dataproc). As soon as dedup's first signature file appears in its private folder (the stage not
 committed, its tasks running), worker 0's executor is killed (SIGKILL): the job completes, and every
-stage's committed output equals a local-mode run of the same config (run meanwhile in this process),
-with no document lost or doubled.
+stage's committed output equals a local-mode run of the same config (the session's reference run,
+conftest.demo_reference, in this process meanwhile when no test used it before), with no document lost
+or doubled.
 Also: the --dry-run command of every other platform."""
 from __future__ import annotations
 
@@ -17,18 +18,13 @@ import subprocess
 import sys
 import time
 import urllib.request
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from rich.console import Console
-
 from pipeline import registry
-from pipeline.stages import load_config
-from pipeline.demo_corpus import generate
-from pipeline.run_all import pipeline_stages, run_pipeline
+from pipeline.run_all import pipeline_stages
 from pipeline.stage import StageStats
 
 from conftest import REPO
@@ -145,19 +141,18 @@ EXECUTOR_CONF = {"spark.executor.cores": "1", "spark.executor.memory": "1g", "sp
 
 
 def _absolute(value, base: Path):
-    """The config's relative paths (block lists, the corpus) made absolute, for a copy elsewhere."""
+    """The config's relative paths (block lists, the corpus) made absolute, for a copy elsewhere; not
+    normalised, so that each stage's config hash is the one of configs/demo.yaml loaded in place."""
     if isinstance(value, dict):
         return {k: _absolute(v, base) for k, v in value.items()}
     if isinstance(value, list):
         return [_absolute(v, base) for v in value]
-    return os.path.normpath(base / value) if isinstance(value, str) and value.startswith("../") else value
+    return str(base / value) if isinstance(value, str) and value.startswith("../") else value
 
 
-def _demo_config(root: Path) -> Path:
-    """configs/demo.yaml on a fresh demo corpus, sized for the two 1-core executors, written to `root`
-    (submit sends the config file itself, so the changes cannot travel as --set)."""
-    corpus = root / "corpus"
-    generate(corpus)
+def _demo_config(root: Path, corpus: Path) -> Path:
+    """configs/demo.yaml on the demo corpus at `corpus`, sized for the two 1-core executors, written to
+    `root` (submit sends the config file itself, so the changes cannot travel as --set)."""
     raw = yaml.safe_load(DEMO.read_text())
     raw["ingest"]["sources"] = demo_sources(corpus)
     cfg = _absolute(raw, DEMO.parent)
@@ -192,8 +187,8 @@ def _assert_no_document_lost_or_doubled(workdir: Path) -> None:
             assert len(ids) == len(set(ids)) == stats["kept"]["docs"], name
 
 
-def test_standalone_cluster_with_executor_killed_matches_local_mode(tmp_path, dist, cluster, spark_session_engine):
-    cfg_path = _demo_config(tmp_path)
+def test_standalone_cluster_with_executor_killed_matches_local_mode(tmp_path, dist, cluster, demo_reference):
+    cfg_path = _demo_config(tmp_path, demo_reference.corpus)
     wd = tmp_path / "cluster"
     log_path = tmp_path / "submit.log"  # a file, not a pipe: a full pipe would stall the driver while we wait
     with open(log_path, "wb") as out:
@@ -201,13 +196,8 @@ def test_standalone_cluster_with_executor_killed_matches_local_mode(tmp_path, di
                                  "--config", str(cfg_path), "--master", cluster.url, "--no-report"],
                                 cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        with ThreadPoolExecutor(1) as pool:
-            # Meanwhile the same config in local mode, for reference, in this process's Spark session.
-            local = load_config(cfg_path, {"run.workdir": str(tmp_path / "local")})
-            reference = pool.submit(run_pipeline, local, spark_session_engine, report=False, console=Console(quiet=True))
-            _kill_worker_executor_in_the_middle_of_killed_stage(proc, cluster, wd, log_path)
-            proc.wait(timeout=300)
-            assert [s["stage"] for s in reference.result(timeout=300)] == pipeline_stages()
+        _kill_worker_executor_in_the_middle_of_killed_stage(proc, cluster, wd, log_path)
+        proc.wait(timeout=300)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -215,7 +205,8 @@ def test_standalone_cluster_with_executor_killed_matches_local_mode(tmp_path, di
     assert proc.returncode == 0, log[-5000:]
     assert "--archives" in log and "glmdata-env.tar.gz#environment" in log, "submitted with the dist environment"
     assert "lost executor" in log.lower(), "the kill reached the job"
-    expected = committed_output(tmp_path / "local", pipeline_stages())
+    assert demo_reference.stages() == pipeline_stages()
+    expected = committed_output(demo_reference.workdir, pipeline_stages())
     assert committed_output(wd, pipeline_stages()) == expected
     assert not (wd / "report").exists(), "--no-report reached `glmdata run` on the cluster"
     assert {"ingest/data", "dedup/data", "dedup/rejected/dup_near", "mix/data", "encode/data"} <= set(expected)
