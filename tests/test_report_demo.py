@@ -1,10 +1,12 @@
 """The real demo pipeline on Spark and on Beam, then `glmdata report` on each finished workdir: the
 report starts no engine, and report.json's per-source and per-language figures (documents, text
 bytes, tokens, drops per reason, tokens in the shards) equal counts taken from the stage outputs.
-Both runs write the same shards manifest (the tokenizer path in it is relative)."""
+Both runs write the same shards manifest (the tokenizer path in it is relative). The Spark run is the
+session's reference run (conftest.demo_reference), reported on in a copy of its workdir."""
 from __future__ import annotations
 
 import json
+import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -13,11 +15,9 @@ import pytest
 from rich.console import Console
 
 from pipeline.cli import main as glmdata
-from pipeline.stages import load_config
-from pipeline.demo_corpus import generate
 from pipeline.run_all import run_pipeline
 
-from demo_runs import DEMO, QUICK_JVM, demo_sources
+from demo_runs import demo_config
 
 pytestmark = [pytest.mark.slow, pytest.mark.spark, pytest.mark.beam]  # two demo runs
 DOC_STAGES = ["ingest", "langid", "quality", "pii", "dedup", "decontaminate", "mix"]
@@ -49,22 +49,17 @@ def _expected(workdir: Path, key: str) -> dict:
     return out
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("demo-corpus")
-    generate(path)
-    return path
-
-
 @pytest.mark.parametrize("engine_name", ["beam", "spark"])
-def test_demo_report_equals_stage_outputs(engine_name, corpus, tmp_path_factory, spark_session_engine, monkeypatch):
+def test_demo_report_equals_stage_outputs(engine_name, demo_reference, tmp_path_factory, monkeypatch):
     from pipeline.engines.beam import BeamEngine
 
     workdir = tmp_path_factory.mktemp(f"demo-{engine_name}") / "work"
-    cfg = load_config(DEMO, {"run.workdir": str(workdir), "ingest.sources": demo_sources(corpus),
-                             "run.engine": engine_name, "run.spark.conf": QUICK_JVM})
-    engine = spark_session_engine if engine_name == "spark" else BeamEngine(cfg)
-    run_pipeline(cfg, engine, report=False, console=Console(quiet=True))
+    if engine_name == "spark":
+        demo_reference.stages()  # waits for it
+        shutil.copytree(demo_reference.workdir, workdir)
+    else:
+        cfg = demo_config(demo_reference.corpus, workdir, **{"run.engine": engine_name})
+        run_pipeline(cfg, BeamEngine(cfg), report=False, console=Console(quiet=True))
 
     import pipeline.engines
 
