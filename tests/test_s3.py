@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -63,7 +64,7 @@ def test_pipeline_on_s3_matches_local(tmp_path, s3_endpoint):
     """Every stage and the report with the workdir on S3 (dedup's checkpoints included, which go
     through the storage layer, not Hadoop's filesystems), equal to a run with a local workdir on the
     same inputs (corpus and language-ID model on S3 for both: a document's id derives from its
-    source file's URI, so both runs must read the same URIs). Two demo runs: ~2-3 min on 2 cores."""
+    source file's URI, so both runs must read the same URIs). Two demo runs, side by side."""
     import_all()
     stages = pipeline_stages()
     corpus = tmp_path / "corpus"
@@ -71,19 +72,31 @@ def test_pipeline_on_s3_matches_local(tmp_path, s3_endpoint):
     upload_tree(corpus, f"s3://{BUCKET}/corpus")
     storage.write_bytes(f"s3://{BUCKET}/models/lid.176.ftz", Path(default_model_path()).read_bytes())
     workdirs = {"s3": f"s3://{BUCKET}/work", "local": str(tmp_path / "local")}
-    for name, workdir in workdirs.items():
-        settings = _overrides(f"s3://{BUCKET}/corpus", workdir, f"s3://{BUCKET}/models/lid.176.ftz")
-        # A fresh process, so Spark's Python workers inherit the endpoint and credentials.
-        run = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", "--config", str(DEMO),
-                              *[a for k, v in settings.items() for a in ("--set", f"{k}={json.dumps(v)}")]],
-                             cwd=REPO, env={**os.environ, **s3_endpoint, "GLMDATA_CACHE": str(tmp_path / f"cache-{name}")},
-                             capture_output=True, text=True, timeout=600)
-        output = run.stdout + run.stderr
-        first_errors = [line for line in output.splitlines() if "Error" in line or "Exception" in line][:5]
-        assert run.returncode == 0, "\n".join(first_errors) + "\n...\n" + output[-3000:]
-        assert list((tmp_path / f"cache-{name}").rglob("*.ftz")), "workers fetched the language-ID model from S3"
-        assert all(storage.exists(storage.join(workdir, s, "_SUCCESS")) for s in stages), name
-        assert storage.exists(storage.join(workdir, "report", "report.html")), name
+    # Both runs side by side (each waits much of its time on Spark's scheduling), each a fresh process,
+    # so Spark's Python workers inherit the endpoint and credentials; a log file each, not a pipe, which
+    # would stall a run while the other is waited on.
+    runs = {}
+    try:
+        for name, workdir in workdirs.items():
+            settings = _overrides(f"s3://{BUCKET}/corpus", workdir, f"s3://{BUCKET}/models/lid.176.ftz")
+            with open(tmp_path / f"{name}.log", "wb") as log:
+                runs[name] = subprocess.Popen(
+                    [sys.executable, "-m", "pipeline.cli", "run", "--config", str(DEMO),
+                     *[a for k, v in settings.items() for a in ("--set", f"{k}={json.dumps(v)}")]],
+                    cwd=REPO, env={**os.environ, **s3_endpoint, "GLMDATA_CACHE": str(tmp_path / f"cache-{name}")},
+                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        for name, workdir in workdirs.items():
+            returncode = runs[name].wait(timeout=600)
+            output = (tmp_path / f"{name}.log").read_text(errors="replace")
+            first_errors = [line for line in output.splitlines() if "Error" in line or "Exception" in line][:5]
+            assert returncode == 0, f"{name}:\n" + "\n".join(first_errors) + "\n...\n" + output[-3000:]
+            assert list((tmp_path / f"cache-{name}").rglob("*.ftz")), "workers fetched the language-ID model from S3"
+            assert all(storage.exists(storage.join(workdir, s, "_SUCCESS")) for s in stages), name
+            assert storage.exists(storage.join(workdir, "report", "report.html")), name
+    finally:
+        for run in runs.values():
+            if run.poll() is None:
+                os.killpg(run.pid, signal.SIGKILL)
 
     for stage in stages:
         assert _rows(workdirs["s3"], stage) == _rows(workdirs["local"], stage), stage
