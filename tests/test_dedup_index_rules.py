@@ -1,12 +1,14 @@
-"""Rules of the persistent dedup index checked on hand-made files (no engine, no stage run)."""
+"""Rules of the persistent dedup index and of the engines' use of it, checked on hand-made files and
+empty frames (no stage run, no clustering)."""
 from __future__ import annotations
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from pipeline import storage
-from pipeline.dedup.index import INDEX_SCHEMA, REPLACED_SCHEMA, IndexPart, RetireTask, keys_of, replaced_dir, \
-    write_run_part
+from pipeline.dedup.index import INDEX_SCHEMA, NEIGHBOUR_SCHEMA, REPLACED_SCHEMA, IndexPart, RetireTask, Retiring, \
+    keys_of, replaced_dir, write_run_part
 
 
 def _indexed_part(index: str, nodes: list[int]) -> IndexPart:
@@ -37,3 +39,37 @@ def test_two_runs_that_read_one_generation_retire_into_files_of_their_own(tmp_pa
     listed = storage.join(index, winner["stored"])
     assert pq.read_table(listed, columns=["node"]).column("node").to_pylist() == [2, 3]
     assert sorted(pq.read_table(keys_of(listed), columns=["node"]).column("node").to_pylist()) == [2, 2, 3, 3]
+
+
+@pytest.mark.parametrize("retires", [False, True])
+def test_spark_keeps_the_marked_neighbours_only_for_a_second_reader(tmp_path, spark_session_engine, monkeypatch,
+                                                                    retires):
+    """The neighbours `with_replaced` marks feed the graph (persisted: the clustering reads it twice) and,
+    when the run retires, the replaced rows' write: persisted for that second reader only, else Spark
+    would keep a second copy of every matched indexed row, shingle sets included, for nothing."""
+    from pipeline.dedup import spark_dedup
+    from pipeline.dedup.passes import SIGNATURE_SCHEMA
+
+    sig_dir, neighbours_file = tmp_path / "signatures", str(tmp_path / "neighbours.parquet")
+    sig_dir.mkdir()
+    pq.write_table(SIGNATURE_SCHEMA.empty_table(), sig_dir / "part-00000.parquet")
+    pq.write_table(NEIGHBOUR_SCHEMA.empty_table(), neighbours_file)
+    marked, cached = [], {}
+    real_with_replaced = spark_dedup.with_replaced
+
+    def marking(*args):
+        marked.append(real_with_replaced(*args))
+        return marked[-1]
+
+    def clustering(graph, *args):  # not under test: what is cached while it runs is
+        cached.update(graph=graph.is_cached, neighbours=marked[0].is_cached)
+        return {}
+
+    monkeypatch.setattr(spark_dedup, "with_replaced", marking)
+    monkeypatch.setattr(spark_dedup, "_assign", clustering)
+    monkeypatch.setattr(spark_dedup, "write_groups", lambda *args: None)  # no Spark job: what is cached is planned
+    retiring = Retiring(str(tmp_path / "replaced"), frozenset({0})) if retires else None
+    spark_dedup.assignments(spark_session_engine.spark, str(sig_dir), str(tmp_path / "assign"),
+                            str(tmp_path / "checkpoints"), None, 0.8, [], 1, [neighbours_file], retiring)
+    assert cached == {"graph": True, "neighbours": retires}
+    assert not marked[0].is_cached, "unpersisted after the clustering"

@@ -281,7 +281,9 @@ def assignments(spark: SparkSession, sig_dir: str, assign_root: str, checkpoint_
     sig = read_columnar(spark, sig_dir, from_arrow_schema(SIGNATURE_SCHEMA)).where(F.col("error").isNull())
     neighbours = None
     if neighbour_files:  # the indexed rows come through Python (read_parquet) and join `sig` once, not once per use
-        neighbours = with_replaced(read_parquet(spark, neighbour_files), sig).persist(StorageLevel.MEMORY_AND_DISK)
+        neighbours = with_replaced(read_parquet(spark, neighbour_files), sig)
+        if retiring is not None:  # read by the replaced rows' write and by the graph; else by the graph alone
+            neighbours = neighbours.persist(StorageLevel.MEMORY_AND_DISK)
     graph = with_indexed_neighbours(sig, neighbours)
     if neighbours is not None:
         graph = graph.persist(StorageLevel.MEMORY_AND_DISK)
