@@ -67,9 +67,16 @@ def installed_distributions(files: dict[str, bytes]) -> dict[str, tuple[str, lis
     return out
 
 
-def check_environment_archive(path: Path) -> dict[str, tuple[str, list[Requirement]]]:
-    """Every assertion on the executor environment; returns its distributions."""
-    members, files = archive_contents(path)
+@pytest.fixture(scope="module")
+def environment_archive() -> tuple[list[tarfile.TarInfo], dict[str, bytes]]:
+    """archive_contents of the foreign executor environment, read once for this module's tests
+    (decompressing its ~270 MB takes seconds each time)."""
+    return archive_contents(foreign_dist() / dist.ENV_ARCHIVE)
+
+
+def check_environment_archive(members: list[tarfile.TarInfo],
+                              files: dict[str, bytes]) -> dict[str, tuple[str, list[Requirement]]]:
+    """Every assertion on the executor environment (archive_contents' answer); returns its distributions."""
     for m in members:
         assert m.isfile() or m.isdir(), f"{m.name}: {'a link to ' + m.linkname if m.linkname else 'not a regular file'}"
         assert not m.name.startswith("/") and ".." not in m.name.split("/"), f"{m.name}: outside the archive"
@@ -111,15 +118,15 @@ def check_environment_archive(path: Path) -> dict[str, tuple[str, list[Requireme
     return distributions
 
 
-def test_environment_archive_holds_the_project_models_and_every_dependency():
+def test_environment_archive_holds_the_project_models_and_every_dependency(environment_archive):
     out = foreign_dist()
-    distributions = check_environment_archive(out / dist.ENV_ARCHIVE)
+    distributions = check_environment_archive(*environment_archive)
     manifest = json.loads((out / dist.MANIFEST).read_text())
     assert manifest["target"]["python"] == FOREIGN_PYTHON
     assert {canonicalize_name(d.split("-")[0]) for d in manifest["distributions"]} == set(distributions)
 
 
-def test_wheelhouse_installs_the_same_distributions_on_the_target():
+def test_wheelhouse_installs_the_same_distributions_on_the_target(environment_archive):
     out = foreign_dist()
     wheels = sorted((out / dist.WHEELHOUSE).glob("*.whl"))
     version_info = tuple(int(x) for x in FOREIGN_PYTHON.split("."))
@@ -131,9 +138,7 @@ def test_wheelhouse_installs_the_same_distributions_on_the_target():
         name, version, _, tags = parse_wheel_filename(w.name)
         assert tags & supported, f"{w.name}: not installable on CPython {FOREIGN_PYTHON}"
         by_name[canonicalize_name(name)] = str(version)
-    with tarfile.open(out / dist.ENV_ARCHIVE) as tar:
-        files = {m.name: tar.extractfile(m).read() for m in tar if m.name.endswith(".dist-info/METADATA")}
-    installed = {name: version for name, (version, _) in installed_distributions(files).items()}
+    installed = {name: version for name, (version, _) in installed_distributions(environment_archive[1]).items()}
     assert installed == {n: v for n, v in by_name.items() if n in installed}, "the archive is the wheelhouse installed"
     assert set(installed) <= set(by_name)
     project = next(w for w in wheels if w.name.startswith("glmdata-"))
