@@ -5,6 +5,7 @@
     .venv/bin/python bench/dedup.py memory --mb 12.5      # the stage at 1x, 4x, 16x: peak driver RSS
     .venv/bin/python bench/dedup.py star --copies 100000  # one page copied 100,000 times: one star cluster
     .venv/bin/python bench/dedup.py incremental --mb 50   # new 0.25x against a 1x index vs a full 1.25x rerun
+    .venv/bin/python bench/dedup.py rerun --mb 12.5       # a snapshot re-run against its own index vs fresh
 
 `signatures` times, on one core, (a) the signature step from normalized tokens: ours (vectorised
 shingle hashing + permutations) against building the shingle strings and datasketch's
@@ -27,6 +28,13 @@ index), then runs the remaining 0.25x against the index and a full rerun of all 
 invocation, and prints the ratios of wall and CPU seconds (driver, JVM and Python workers), each
 phase's figures and Spark jobs, the index bytes the incremental run read, and how the kept sets
 differ (a new document that links two indexed clusters keeps both survivors).
+
+`rerun` deduplicates one snapshot of that text three times, Spark, paragraph dedup off: fresh, into
+an empty index X (`index: X, against: [X]`); again with a new input fingerprint (an upstream
+change), which replaces and retires every row the first run indexed; and against X appending
+nowhere (`index: null`), which replaces them and retires nothing. It prints CPU seconds (driver,
+JVM and Python workers) of each run and of its clustering call, and each re-run's ratio to the
+fresh run.
 """
 from __future__ import annotations
 
@@ -270,9 +278,10 @@ class PhaseProfile:
 
 
 def run_stage_once(upstream: Path, workdir: Path, cores: int, parts: list[str] | None = None,
-                   dedup: dict | None = None, phases: bool = False) -> dict:
+                   dedup: dict | None = None, phases: bool = False, fingerprint: str | None = None) -> dict:
     """The dedup stage on `upstream` (or only its `parts`, by file name) with the `dedup` section;
-    with `phases`, per-phase wall, CPU and Spark jobs too (PhaseProfile)."""
+    with `phases`, per-phase wall, CPU and Spark jobs too (PhaseProfile). The upstream's input
+    fingerprint is `fingerprint` (default: the parts): another one makes a re-run of the same data."""
     from pipeline.stages import load_config
     from pipeline.engines.spark import SparkEngine
     from pipeline.runner import run_stage
@@ -283,7 +292,8 @@ def run_stage_once(upstream: Path, workdir: Path, cores: int, parts: list[str] |
     for f in sorted((upstream / "data").glob("*.parquet")):
         if parts is None or f.name in parts:
             os.symlink(f, stage_input / "data" / f.name)
-    (stage_input / "_SUCCESS").write_text(json.dumps({"config_hash": "bench", "input_fingerprint": json.dumps(parts)}))
+    (stage_input / "_SUCCESS").write_text(json.dumps({"config_hash": "bench",
+                                                      "input_fingerprint": fingerprint or json.dumps(parts)}))
     cfg_path = workdir / "config.yaml"
     cfg_path.write_text(yaml.safe_dump({"run": {"workdir": str(workdir), "spark": {"master": f"local[{cores}]"}},
                                         "dedup": dedup or {}}))
@@ -544,6 +554,39 @@ def bench_incremental(mb: float, cores: int) -> None:
                   f"{len(split ^ together):,} (a new document that links two indexed clusters keeps both survivors)")
 
 
+def bench_rerun(mb: float, cores: int) -> None:
+    """One snapshot fresh into an empty index, re-run against it (retiring), and against it appending nowhere."""
+    upstream = derived_input(mb)
+    settings = {"survivor_order": ["id"], "paragraphs": {"enabled": False}}  # paragraph counts are per run
+    load = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory(prefix="dedup-rerun-", dir=CACHE) as tmp:
+        index = str(Path(tmp) / "index")
+        runs = {}
+        for name, fingerprint, own in (("fresh, into an empty index", "snapshot", index),
+                                       ("re-run, retiring", "snapshot after an upstream change", index),
+                                       ("against it, appending nowhere", "snapshot, upstream changed again", None)):
+            runs[name] = stage_in_child(upstream, cores, Path(tmp) / f"run-{len(runs)}", phases=True,
+                                        fingerprint=fingerprint, dedup={**settings, "index": own, "against": [index]})
+    load = max(load, os.getloadavg()[0])
+
+    def cpu(phase: dict) -> float:
+        return sum(phase[k] for k in ("driver", "jvm", "workers"))
+
+    fresh = runs["fresh, into an empty index"]
+    table = Table(title=f"dedup re-run of {input_mb(upstream):.0f} MB against its own index, Spark local[{cores}], "
+                        f"load average up to {load:.1f}")
+    for col in ("run", "wall s", "CPU s", "clustering CPU s", "CPU / fresh", "clustering / fresh", "rows retired",
+                "kept docs"):
+        table.add_column(col)
+    for name, r in runs.items():
+        phases = r["phases"]
+        table.add_row(name, f"{r['seconds']:.1f}", f"{cpu(phases['total']):.1f}", f"{cpu(phases['clustering']):.1f}",
+                      f"{cpu(phases['total']) / cpu(fresh['phases']['total']):.2f}",
+                      f"{cpu(phases['clustering']) / cpu(fresh['phases']['clustering']):.2f}",
+                      str(r["extra"]["index_rows_retired"]), str(r["kept"]))
+    console.print(table)
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "_stage":  # child process of e2e/memory/incremental
         options = json.loads(sys.argv[5]) if len(sys.argv) > 5 else {}
@@ -559,6 +602,9 @@ def main() -> None:
     p = sub.add_parser("incremental", help="0.25x new data against a 1x index vs a 1.25x full rerun")
     p.add_argument("--mb", type=float, default=50.0, help="size of the indexed data, 1x (default 50)")
     p.add_argument("--cores", type=int, default=2, help="Spark local[N] (default 2)")
+    p = sub.add_parser("rerun", help="a snapshot re-run against its own index vs a fresh run")
+    p.add_argument("--mb", type=float, default=PART_MB, help=f"input size in MB (default {PART_MB})")
+    p.add_argument("--cores", type=int, default=2, help="Spark local[N] (default 2)")
     p = sub.add_parser("star", help="one page copied N times")
     p.add_argument("--copies", type=int, default=100_000, help="copies (default 100,000)")
     p.add_argument("--cores", type=int, default=2, help="Spark local[N] (default 2)")
@@ -570,6 +616,8 @@ def main() -> None:
         bench_e2e(args.mb, args.cores)
     elif args.what == "incremental":
         bench_incremental(args.mb, args.cores)
+    elif args.what == "rerun":
+        bench_rerun(args.mb, args.cores)
     elif args.what == "star":
         bench_star(args.copies, args.cores)
     else:
