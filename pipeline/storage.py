@@ -12,6 +12,7 @@ import functools
 import hashlib
 import os
 import posixpath
+import shutil
 import tempfile
 import uuid
 from typing import IO, Iterator
@@ -198,7 +199,30 @@ def rmtree(uri: str) -> None:
 def rename(src: str, dst: str) -> None:
     fs, s = filesystem(src)
     _, d = filesystem(dst)
-    fs.move(s, d)
+    if isinstance(fs, pafs.S3FileSystem):  # a move there is a copy and a delete
+        _copy_file(fs, s, d)
+        fs.delete_file(s)
+    else:
+        fs.move(s, d)
+
+
+# S3 copies at most 5 GiB in one request (CopyObject), the only copy pyarrow's S3 filesystem sends; a
+# part file written from one large input (a 15 GB JSON lines dump is one unit) can be larger.
+S3_COPY_LIMIT = 5 << 30
+STREAM_COPY_BYTES = 64 << 20
+
+
+def _copy_file(fs: pafs.FileSystem, src: str, dst: str, nbytes: int | None = None) -> None:
+    """Copy one file (`nbytes` long, when the caller knows) on the store's side; on S3 a file over
+    S3_COPY_LIMIT streams through this process (read in STREAM_COPY_BYTES pieces, written as a multipart
+    upload) instead of failing."""
+    if nbytes is None and isinstance(fs, pafs.S3FileSystem):
+        nbytes = fs.get_file_info(src).size
+    if isinstance(fs, pafs.S3FileSystem) and nbytes > S3_COPY_LIMIT:
+        with fs.open_input_stream(src) as reader, fs.open_output_stream(dst) as writer:
+            shutil.copyfileobj(reader, writer, STREAM_COPY_BYTES)
+    else:
+        fs.copy_file(src, dst)
 
 
 def renames_folders(uri: str) -> bool:
@@ -226,11 +250,11 @@ def copy_tree(src: str, dst: str, last: str | None = None) -> None:
     fs.create_dir(dst_path, recursive=True)
     for folder in sorted(i.path for i in infos if i.type == pafs.FileType.Directory):
         fs.create_dir(target(folder), recursive=True)
-    files = [i.path for i in infos if i.type == pafs.FileType.File and i.path != final]
-    with concurrent.futures.ThreadPoolExecutor(COPY_THREADS) as pool:
-        list(pool.map(lambda path: fs.copy_file(path, target(path)), files))  # raises a failed copy's error
+    files = [i for i in infos if i.type == pafs.FileType.File and i.path != final]
+    with concurrent.futures.ThreadPoolExecutor(COPY_THREADS) as pool:  # list() raises a failed copy's error
+        list(pool.map(lambda info: _copy_file(fs, info.path, target(info.path), info.size), files))
     if final is not None:
-        fs.copy_file(final, target(final))
+        _copy_file(fs, final, target(final))
 
 
 def listdir(uri: str) -> list[str]:

@@ -11,6 +11,8 @@ import pytest
 
 from pipeline import storage
 
+from test_s3 import BUCKET, s3_endpoint  # noqa: F401 (a fixture)
+
 SCHEMA = pa.schema([("id", pa.string()), ("offset", pa.int64()), ("tokens", pa.list_(pa.int32())),
                     ("shares", pa.map_(pa.string(), pa.float32()))])
 
@@ -101,3 +103,23 @@ def test_copy_tree_copies_every_file_and_folder_and_the_last_one_after_all_other
     assert sorted(p.relative_to(dst).as_posix() for p in dst.rglob("*")) == [
         "_SUCCESS", "data", "data/empty", "data/part-0.parquet"]
     assert (dst / "data" / "part-0.parquet").read_bytes() == b"rows"
+
+
+def test_a_file_over_s3s_single_copy_limit_is_streamed_not_copied(s3_endpoint, monkeypatch):
+    """S3 copies at most 5 GiB in one request, the only copy pyarrow sends: a rename or a commit of a
+    larger part failed. Such a file now streams through the process; smaller ones are still copied by
+    the store. (The limit is lowered so the test's files stand for both sizes.)"""
+    monkeypatch.setattr(storage, "S3_COPY_LIMIT", 1000)
+    monkeypatch.setattr(storage, "STREAM_COPY_BYTES", 300)  # several pieces per file
+    streamed = []
+    real_copyfileobj = shutil.copyfileobj
+    monkeypatch.setattr(storage.shutil, "copyfileobj",
+                        lambda reader, writer, size: streamed.append(size) or real_copyfileobj(reader, writer, size))
+    big, small = bytes(range(256)) * 8, b"small"
+    root = f"s3://{BUCKET}/copy-limit"
+    storage.write_bytes(f"{root}/src/big.parquet", big)  # written under a temporary name and renamed
+    storage.write_bytes(f"{root}/src/_SUCCESS", small)
+    assert streamed == [300] and storage.read_bytes(f"{root}/src/big.parquet") == big
+    storage.copy_tree(f"{root}/src", f"{root}/dst", last="_SUCCESS")
+    assert streamed == [300, 300]
+    assert [storage.read_bytes(f"{root}/dst/{name}") for name in ("big.parquet", "_SUCCESS")] == [big, small]
