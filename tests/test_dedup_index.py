@@ -6,10 +6,12 @@ import datetime
 import hashlib
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -30,6 +32,13 @@ from test_s3 import BUCKET, s3_endpoint  # noqa: F401 (a fixture)
 # Both runs rank snapshot A's documents first (earlier crawl), as the index does ("old wins").
 OLD_FIRST = ["crawl_date", "q_score", "noise", "id"]
 SNAPSHOT_DATES = {"A": "2024-01-01T00:00:00Z", "B": "2024-02-01T00:00:00Z"}
+# The tests on hand-made documents run without paragraph dedup, which the index knows nothing of and which
+# finds nothing to remove in these one-line documents, but costs every run a pipeline (Beam: ~0.7 of ~5.3 CPU s).
+# The demo snapshots keep it: their equivalence holds with the stage as configured.
+NO_PARAGRAPHS = {"paragraphs": {"enabled": False}}
+# A snapshot deduplicated into its own index, <workdir>/dedup_index: relative, so a copy of the runs'
+# folder (`_copy`) keeps the config, and so the identity in the index, of the run that built it.
+OWN_INDEX = {"index": "dedup_index", "against": ["dedup_index"]}
 
 
 @pytest.fixture(scope="module")
@@ -118,10 +127,26 @@ def _docs(prefix: str, n: int, shared: int = 0) -> list[dict]:
             for i in range(n)]
 
 
+def _config(tmp_path, name: str, section: dict, engine: str = "beam"):
+    """The config of run `name` (workdir <tmp_path>/<name>/out): `section` over NO_PARAGRAPHS."""
+    return make_run_config(tmp_path / name, {"dedup": {**NO_PARAGRAPHS, **section}}, engine=engine)
+
+
+def _own_index(tmp_path, name: str) -> str:
+    """Where OWN_INDEX puts run `name`'s index."""
+    return str(Path(tmp_path) / name / "out" / "dedup_index")
+
+
+def _copy(runs: Path, tmp_path) -> None:
+    """A module fixture's runs into this test's tmp_path, for a test that goes on from them (the fixture's
+    folder stays as it was for the next test). copytree keeps mtimes, which the index's clean-up compares."""
+    shutil.copytree(runs, tmp_path, dirs_exist_ok=True)
+
+
 def _run(tmp_path, name: str, docs: list[dict], section: dict, fingerprint: str | None = None):
     from pipeline.engines.beam import BeamEngine
 
-    cfg = make_run_config(tmp_path / name, {"dedup": section}, engine="beam")
+    cfg = _config(tmp_path, name, section)
     write_finished_upstream(cfg.run.workdir, [docs[0::2], docs[1::2]])
     if fingerprint:
         storage.write_text(storage.join(cfg.run.workdir, DedupStage.upstream, "_SUCCESS"),
@@ -129,10 +154,23 @@ def _run(tmp_path, name: str, docs: list[dict], section: dict, fingerprint: str 
     return cfg, run_stage(DedupStage(cfg), BeamEngine(cfg), force=True)
 
 
-def test_append_is_atomic_and_a_resumed_run_does_not_append_twice(tmp_path, monkeypatch):
-    shared = str(tmp_path / "index")
+def _snapshot_a() -> list[dict]:
+    return _with_urls(_docs("a", 6))
+
+
+@pytest.fixture(scope="module")
+def indexed_a(tmp_path_factory) -> Path:
+    """The runs' folder of `_run(folder, "a", _snapshot_a(), OWN_INDEX, "snapshot-a")`: snapshot "a" in
+    its own index at `_own_index(folder, "a")`. Tests read it there or append to a copy (`_copy`)."""
+    folder = tmp_path_factory.mktemp("indexed-a")
+    _run(folder, "a", _snapshot_a(), OWN_INDEX, "snapshot-a")
+    return folder
+
+
+def test_append_is_atomic_and_a_resumed_run_does_not_append_twice(tmp_path, monkeypatch, indexed_a):
+    _copy(indexed_a, tmp_path)
+    shared = _own_index(tmp_path, "a")
     section = {"index": shared, "against": [shared]}
-    _run(tmp_path, "a", _docs("a", 6), section, "snapshot-a")
     index = DedupIndex(shared)
     assert index.generation()["generation"] == 1
 
@@ -165,13 +203,12 @@ def test_append_is_atomic_and_a_resumed_run_does_not_append_twice(tmp_path, monk
     assert index.generation()["generation"] == 2
 
 
-def test_settings_mismatch_names_the_key(tmp_path):
+def test_settings_mismatch_names_the_key(tmp_path, indexed_a):
     from pipeline.config import ConfigError
 
-    shared = str(tmp_path / "index")
-    _run(tmp_path, "a", _docs("a", 2), {"index": shared}, "snapshot-a")
     with pytest.raises(ConfigError, match=r"dedup.en_ngram is 3 but the index .* was built with 5"):
-        _run(tmp_path, "b", _docs("b", 2), {"index": None, "against": [shared], "en_ngram": 3}, "snapshot-b")
+        _run(tmp_path, "b", _docs("b", 2), {"index": None, "against": [_own_index(indexed_a, "a")], "en_ngram": 3},
+             "snapshot-b")
 
 
 def test_lease_refuses_a_second_appender_and_takes_over_a_dead_ones(tmp_path):
@@ -226,47 +263,62 @@ def test_a_run_reads_only_the_index_row_groups_its_keys_can_match(tmp_path):
     assert 0 < summary["extra"]["index_bytes_read"] < key_bytes + doc_bytes / 2
 
 
-def test_two_indexes_keep_their_documents_apart(tmp_path):
+def test_two_indexes_keep_their_documents_apart(tmp_path, indexed_a):
     """Runs of different indexes are numbered from 0 in each, so their documents' node numbers would
     collide: against both, a copy of X's first document and a copy of Y's first document (same part and
-    row in each index) must each be rejected for their own original."""
-    index_x, index_y = str(tmp_path / "index-x"), str(tmp_path / "index-y")
-    x_docs, y_docs = _docs("x", 4), _docs("y", 4)
-    _run(tmp_path, "x", x_docs, {"index": index_x}, "snapshot-x")
+    row in each index) must each be rejected for their own original. X: snapshot "a" (`indexed_a`)."""
+    index_x, index_y = _own_index(indexed_a, "a"), str(tmp_path / "index-y")
+    y_docs = _docs("y", 4)
     _run(tmp_path, "y", y_docs, {"index": index_y}, "snapshot-y")
-    new = [{**x_docs[0], "id": "z0"}, {**y_docs[0], "id": "z1"}] + _docs("z", 4)[2:]
+    # a copy of a0's text (without its URL, which alone would match it too)
+    new = [{**_docs("a", 1)[0], "id": "z0"}, {**y_docs[0], "id": "z1"}] + _docs("z", 4)[2:]
     cfg, summary = _run(tmp_path, "z", new, {"index": None, "against": [index_x, index_y]}, "snapshot-z")
     out = read_dedup_output(storage.join(cfg.run.workdir, "dedup"))
     run_x, run_y = (DedupIndex(p).generation()["runs"][0]["run"] for p in (index_x, index_y))
-    assert out["rejected"] == {"z0": ("dup_exact_existing", f"x0 in run {run_x}"),
+    assert out["rejected"] == {"z0": ("dup_exact_existing", f"a0 in run {run_x}"),
                                "z1": ("dup_exact_existing", f"y0 in run {run_y}")}
 
 
-def test_rerunning_a_snapshot_against_its_own_index_keeps_what_it_kept(tmp_path, engines):
+def _snapshot_with_a_copy() -> list[dict]:
+    docs = _with_urls(_docs("a", 6))
+    docs[1]["text"] = docs[0]["text"]  # a copy within the snapshot: indexed too, with its survivor
+    return docs
+
+
+@pytest.fixture(scope="module")
+def first_runs(tmp_path_factory, spark_session_engine) -> tuple[Path, dict[str, dict]]:
+    """`_snapshot_with_a_copy()` deduplicated into its own index (OWN_INDEX) on each engine: the runs'
+    folder (run <engine> in <folder>/<engine>, config `_config(folder, engine, OWN_INDEX, engine)`) and
+    each run's summary. The re-run tests go on from a copy (`_copy`)."""
+    from pipeline.engines.beam import BeamEngine
+
+    folder = tmp_path_factory.mktemp("first-runs")
+    docs, summaries = _snapshot_with_a_copy(), {}
+    for name in ("spark", "beam"):
+        cfg = _config(folder, name, OWN_INDEX, name)
+        write_finished_upstream(cfg.run.workdir, [docs[0::2], docs[1::2]])
+        summaries[name] = run_stage(DedupStage(cfg), spark_session_engine if name == "spark" else BeamEngine(cfg))
+    return folder, summaries
+
+
+def test_rerunning_a_snapshot_against_its_own_index_keeps_what_it_kept(tmp_path, engines, first_runs):
     """`index: X, against: [X]`, the same documents again after an upstream change (a new fingerprint) or
     a new survivor_order: an indexed document with a new one's id is that document's earlier run, which
     the new one replaces; it is never its own duplicate, and copies point at this run's survivors."""
-    docs = _docs("a", 6)
-    docs[1]["text"] = docs[0]["text"]  # a copy within the snapshot
-    index = str(tmp_path / "index")
+    runs, firsts = first_runs
+    _copy(runs, tmp_path)
     for name, engine in engines.items():
-        cfg = make_run_config(tmp_path / name, {"dedup": {"index": f"{index}-{name}", "against": [f"{index}-{name}"]}},
-                              engine=name)
-        write_finished_upstream(cfg.run.workdir, [docs[0::2], docs[1::2]])
-        first = run_stage(DedupStage(cfg), engine)
+        cfg = _config(tmp_path, name, OWN_INDEX, name)
         expected = read_dedup_output(storage.join(cfg.run.workdir, "dedup"))
         assert expected["rejected"] == {"a1": ("dup_exact", "a0")}, name
-        storage.write_text(storage.join(cfg.run.workdir, DedupStage.upstream, "_SUCCESS"),
-                           json.dumps({"config_hash": "fixture", "input_fingerprint": "upstream re-ran"}))
-        again = run_stage(DedupStage(cfg), engine)
+        again = _rerun(cfg, engine, "upstream re-ran")
         assert read_dedup_output(storage.join(cfg.run.workdir, "dedup")) == expected, name
-        assert again["kept"] == first["kept"], name
-        # another dump laid out the same way: a0 is another document under the same id, b1 a copy of
-        # the indexed a0, which still wins
-        other = make_run_config(tmp_path / f"{name}-other", {"dedup": {"index": None, "against": [f"{index}-{name}"]}},
-                                engine=name)
+        assert again["kept"] == firsts[name]["kept"], name
+        # another dump laid out the same way (its pages without URLs): a0 is another document under the
+        # same id, b1 a copy of the indexed a0, which still wins
+        other = _config(tmp_path, f"{name}-other", {"index": None, "against": [_own_index(tmp_path, name)]}, name)
         write_finished_upstream(other.run.workdir, [[{**_docs("x", 1)[0], "id": "a0"},
-                                                     {**docs[0], "id": "b1"}]])
+                                                     {**_docs("a", 1)[0], "id": "b1"}]])
         run_stage(DedupStage(other), engine)
         out = read_dedup_output(storage.join(other.run.workdir, "dedup"))
         assert set(out["kept"]) == {"a0"} and out["rejected"]["b1"][0] == "dup_exact_existing", (name, out)
@@ -304,18 +356,16 @@ def _rerun(cfg, engine, fingerprint: str) -> dict:
     return run_stage(DedupStage(cfg), engine)
 
 
-def test_a_rerun_retires_the_indexed_rows_it_replaces(tmp_path, engines):
+def test_a_rerun_retires_the_indexed_rows_it_replaces(tmp_path, engines, first_runs):
     """`index: X, against: [X]`, a snapshot re-run after an upstream change: X then holds one row per
     document (the re-run's), and a later snapshot with a page that only the retired version had is kept."""
-    docs = _with_urls(_docs("a", 6))
-    docs[1]["text"] = docs[0]["text"]  # a copy within the snapshot: indexed too, with its survivor
+    docs = _snapshot_with_a_copy()
     changed = [dict(d) for d in docs]
     changed[2]["text"] = _docs("e", 1)[0]["text"]  # the upstream change rewrote a2's text: same id and URL
+    _copy(first_runs[0], tmp_path)
     for name, engine in engines.items():
-        index = str(tmp_path / f"index-{name}")
-        cfg = make_run_config(tmp_path / name, {"dedup": {"index": index, "against": [index]}}, engine=name)
-        write_finished_upstream(cfg.run.workdir, [docs[0::2], docs[1::2]])
-        run_stage(DedupStage(cfg), engine)
+        index = _own_index(tmp_path, name)
+        cfg = _config(tmp_path, name, OWN_INDEX, name)
         write_finished_upstream(cfg.run.workdir, [changed[0::2], changed[1::2]])
         summary = _rerun(cfg, engine, "upstream re-ran")
         rows = _indexed_rows(index, ["id", "run", "survivor"])
@@ -324,8 +374,7 @@ def test_a_rerun_retires_the_indexed_rows_it_replaces(tmp_path, engines):
         assert {r["run"] for r in rows} == {run_b} and {r["id"]: r["survivor"] for r in rows}["a1"] == "a0", name
         assert summary["extra"]["index_rows_retired"] == 6, name
         # a later snapshot: a page with a2's old text (only the retired version had it) is new
-        later = make_run_config(tmp_path / f"{name}-later", {"dedup": {"index": None, "against": [index]}},
-                                engine=name)
+        later = _config(tmp_path, f"{name}-later", {"index": None, "against": [index]}, name)
         write_finished_upstream(later.run.workdir, [[{**docs[2], "id": "c0", "url": "https://example.org/c0"},
                                                      {**changed[2], "id": "c1", "url": "https://example.org/c1"}]])
         run_stage(DedupStage(later), engine)
@@ -334,11 +383,9 @@ def test_a_rerun_retires_the_indexed_rows_it_replaces(tmp_path, engines):
             (name, out)
 
 
-def test_a_rerun_killed_before_its_commit_leaves_the_index_as_it_was(tmp_path, monkeypatch):
-    index_path = str(tmp_path / "index")
-    section = {"index": index_path, "against": [index_path]}
-    docs = _with_urls(_docs("a", 6))
-    _run(tmp_path, "a", docs, section, "snapshot-a")
+def test_a_rerun_killed_before_its_commit_leaves_the_index_as_it_was(tmp_path, monkeypatch, indexed_a):
+    _copy(indexed_a, tmp_path)
+    index_path, section, docs = _own_index(tmp_path, "a"), OWN_INDEX, _snapshot_a()
     index = DedupIndex(index_path)
     before = index.generation()
     rows = _indexed_rows(index_path, ["id", "run", "survivor"])
@@ -394,7 +441,7 @@ def _signatures(tmp_path, name: str, parts: list[list[dict]]) -> tuple[str, pa.T
     """The signature files of `parts` (SignatureTask run here, no engine) and their rows."""
     from pipeline.dedup.passes import SignatureTask
 
-    cfg = make_run_config(tmp_path / name, {"dedup": {"index": None, "paragraphs": {"enabled": False}}})
+    cfg = make_run_config(tmp_path / name, {"dedup": {**NO_PARAGRAPHS, "index": None}})
     write_finished_upstream(cfg.run.workdir, parts)
     stage = DedupStage(cfg)
     sig_dir = str(tmp_path / name / "signatures")
@@ -435,7 +482,7 @@ def _beam_assign(tmp_path, sig_dir: str, neighbours: list[str], retiring) -> dic
     from pipeline.dedup import beam_dedup
     from pipeline.engines.beam import BeamEngine
 
-    stage = DedupStage(make_run_config(tmp_path / "cfg", {"dedup": {"paragraphs": {"enabled": False}}}, engine="beam"))
+    stage = DedupStage(_config(tmp_path, "cfg", {}))
     assign_root = str(tmp_path / "assign")
     beam_dedup.assignments(BeamEngine(stage.cfg), sig_dir, assign_root, str(tmp_path / "work"), stage.params,
                            stage.section.threshold, stage.survivor_order, stage.section.max_rounds, neighbours,
