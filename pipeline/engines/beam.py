@@ -1,4 +1,8 @@
-"""Beam adapter: DirectRunner by default, Dataflow/Flink through pipeline options."""
+"""Beam adapter: DirectRunner by default, Dataflow/Flink through pipeline options.
+
+Beam's DirectRunner (2.6x on) first tries Prism, a runner it downloads from GitHub for every pipeline,
+and falls back to its in-process FnApiRunner when that fails. Nothing is downloaded at run time here,
+and a run must not change runner with the network: DirectRunner runs on the FnApiRunner directly."""
 from __future__ import annotations
 
 import functools
@@ -9,6 +13,9 @@ from typing import Any, Callable
 
 from pipeline import storage
 from pipeline.config import RunConfig
+
+# What DirectRunner falls back to once Prism fails; it reads the same --direct_* options.
+LOCAL_RUNNER = "FnApiRunner"
 
 
 class BeamEngine:
@@ -21,8 +28,9 @@ class BeamEngine:
         from apache_beam.options.pipeline_options import PipelineOptions
 
         opts = self.cfg.run.beam
-        args = [f"--runner={opts.runner}", *opts.options]
-        if opts.runner == "DirectRunner" and not any(a.startswith("--direct_num_workers") for a in args):
+        local = opts.runner == "DirectRunner"
+        args = [f"--runner={LOCAL_RUNNER if local else opts.runner}", *opts.options]
+        if local and not any(a.startswith("--direct_num_workers") for a in args):
             args += ["--direct_num_workers=0", "--direct_running_mode=multi_threading"]
         return PipelineOptions(args)
 
