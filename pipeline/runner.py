@@ -13,10 +13,12 @@ was killed while committing it) is committed instead of running the stage again.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import logging
 import os
+import posixpath
 import socket
 import threading
 import time
@@ -328,7 +330,7 @@ def _run_stage(stage: Stage, engine, force: bool, lease: WorkdirLease) -> dict:
         log.warning("%s: committing %s, the finished output of a run killed while committing it",
                     stage.name, finished)
         lease.confirm()
-        commit_output(finished, sdir)
+        commit_output(finished, sdir, engine)
         return read_stats(sdir)
     for left in leftovers:
         storage.rmtree(left)
@@ -345,7 +347,7 @@ def _run_stage(stage: Stage, engine, force: bool, lease: WorkdirLease) -> dict:
     storage.write_text(storage.join(tmp, SUCCESS), json.dumps({
         "stage": stage.name, "config_hash": config_hash, "input_fingerprint": fingerprint, "inputs": inputs,
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}, indent=2))
-    commit_output(tmp, sdir)
+    commit_output(tmp, sdir, engine)
     return summary
 
 
@@ -355,17 +357,34 @@ def _is_finished_output(folder: str, config_hash: str, fingerprint: str) -> bool
             and marker.get("input_fingerprint") == fingerprint and storage.exists(storage.join(folder, "stats.json")))
 
 
-def commit_output(finished: str, sdir: str) -> None:
+# Files one task copies when a stage on an object store is committed: the copies are spread over the
+# engine's workers as the writes were (one driver copying a TB-sized stage alone would take tens of minutes).
+COMMIT_FILES_PER_UNIT = 256
+
+
+def commit_output(finished: str, sdir: str, engine) -> None:
     """Replace the stage's output with the folder `finished`, whose _SUCCESS is written. Where folders
     rename, one rename commits data and marker at once. Object stores have none: the files are copied (on
-    the store's side), _SUCCESS last, and `finished` is deleted after; a run killed while copying leaves
-    the stage unfinished and `finished` whole, which the next run commits instead of running the stage."""
+    the store's side, by the engine's tasks), _SUCCESS last, and `finished` is deleted after; a run killed
+    while copying leaves the stage unfinished and `finished` whole, which the next run commits instead of
+    running the stage."""
     remove_output(sdir)
     if storage.renames_folders(sdir):
         storage.rename(finished, sdir)
-    else:
-        storage.copy_tree(finished, sdir, last=SUCCESS)
-        storage.rmtree(finished)
+        return
+    folders, files = storage.tree(finished)
+    for folder in folders:
+        storage.makedirs(storage.join(sdir, folder))
+    data = [file for file in files if file[0] != SUCCESS]
+    units = [data[i:i + COMMIT_FILES_PER_UNIT] for i in range(0, len(data), COMMIT_FILES_PER_UNIT)]
+    engine.map_units(f"commit {posixpath.basename(sdir)}", functools.partial(_copy_unit, finished, sdir), units)
+    storage.copy_files(finished, sdir, [file for file in files if file[0] == SUCCESS])
+    storage.rmtree(finished)
+
+
+def _copy_unit(src: str, dst: str, files: list[tuple[str, int]]) -> dict:
+    storage.copy_files(src, dst, files)
+    return {"files": len(files)}
 
 
 def remove_output(sdir: str) -> None:

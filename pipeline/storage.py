@@ -231,30 +231,27 @@ def renames_folders(uri: str) -> bool:
     return "://" not in uri or uri.startswith("hdfs://")
 
 
+def tree(uri: str) -> tuple[list[str], list[tuple[str, int]]]:
+    """The folders and the files (with their sizes) below folder `uri`, as paths relative to it, sorted."""
+    fs, root = filesystem(uri)
+    infos = fs.get_file_info(pafs.FileSelector(root, recursive=True))
+    folders = sorted(posixpath.relpath(i.path, root) for i in infos if i.type == pafs.FileType.Directory)
+    files = sorted((posixpath.relpath(i.path, root), i.size) for i in infos if i.type == pafs.FileType.File)
+    return folders, files
+
+
 # Object stores copy on their side: each copy is a request that waits on the store, not on this machine.
 COPY_THREADS = 16
 
 
-def copy_tree(src: str, dst: str, last: str | None = None) -> None:
-    """Copy every file below folder `src` to the same place below `dst` (both on one filesystem; object
-    stores copy on their side, COPY_THREADS at a time). The file `last` directly in `src` is copied after
-    all the others have been, so it appears only once they are all there."""
+def copy_files(src: str, dst: str, files: list[tuple[str, int]]) -> None:
+    """Copy `files` ((path relative to folder `src`, size), as `tree` gives them) to the same places
+    below `dst`, on one filesystem, COPY_THREADS at a time; raises the first failed copy's error."""
     fs, src_path = filesystem(src)
     _, dst_path = filesystem(dst)
-    infos = fs.get_file_info(pafs.FileSelector(src_path, recursive=True))
-    final = posixpath.join(src_path, last) if last else None
-
-    def target(path: str) -> str:
-        return posixpath.join(dst_path, posixpath.relpath(path, src_path))
-
-    fs.create_dir(dst_path, recursive=True)
-    for folder in sorted(i.path for i in infos if i.type == pafs.FileType.Directory):
-        fs.create_dir(target(folder), recursive=True)
-    files = [i for i in infos if i.type == pafs.FileType.File and i.path != final]
-    with concurrent.futures.ThreadPoolExecutor(COPY_THREADS) as pool:  # list() raises a failed copy's error
-        list(pool.map(lambda info: _copy_file(fs, info.path, target(info.path), info.size), files))
-    if final is not None:
-        _copy_file(fs, final, target(final))
+    with concurrent.futures.ThreadPoolExecutor(COPY_THREADS) as pool:
+        list(pool.map(lambda file: _copy_file(fs, posixpath.join(src_path, file[0]),
+                                              posixpath.join(dst_path, file[0]), file[1]), files))
 
 
 def listdir(uri: str) -> list[str]:

@@ -337,21 +337,47 @@ def test_a_run_killed_while_copying_its_output_into_place_is_committed_by_the_ne
                                                                                    monkeypatch):
     cfg = make_run_config(tmp_path, {"toy_source": {}})
     cfg.run.workdir = f"s3://{BUCKET}/killed-copy"
-    real_copy_tree = storage.copy_tree
+    real_copy_files = storage.copy_files
 
-    def killed_after_the_data(src, dst, last):
-        real_copy_tree(storage.join(src, "data"), storage.join(dst, "data"))
+    def killed_after_the_data(src, dst, files):
+        real_copy_files(src, dst, files)
+        if any(name == "_SUCCESS" for name, _ in files):
+            raise AssertionError("_SUCCESS was copied with the data")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(storage, "copy_tree", killed_after_the_data)
+    monkeypatch.setattr(storage, "copy_files", killed_after_the_data)
     with pytest.raises(KeyboardInterrupt):
         run_stage(ToySource(cfg), InProcessEngine())
-    monkeypatch.setattr(storage, "copy_tree", real_copy_tree)
+    monkeypatch.setattr(storage, "copy_files", real_copy_files)
     assert not is_finished(ToySource(cfg)), "_SUCCESS came before the files it vouches for"
     stats = run_stage(FailsAtItsLastUnit(cfg), InProcessEngine())  # same config and input: not run again
     assert stats["kept"]["docs"] == 150 and is_finished(ToySource(cfg))
     assert len(_rows(storage.join(cfg.run.workdir, "toy_source"))) == 150
     assert storage.listdir(storage.join(cfg.run.workdir, ".tmp")) == []
+
+
+class RecordingEngine(InProcessEngine):
+    def __init__(self):
+        self.calls = []
+
+    def map_units(self, label, fn, units):
+        self.calls.append((label, units))
+        return super().map_units(label, fn, units)
+
+
+def test_a_commit_on_s3_spreads_its_copies_over_the_engines_tasks(tmp_path, quick_s3_lease, monkeypatch):
+    """One driver copying a TB-sized stage alone would take tens of minutes: the copies are the
+    engine's units, as the writes were, and _SUCCESS is copied by none of them (it comes last)."""
+    monkeypatch.setattr(runner, "COMMIT_FILES_PER_UNIT", 2)
+    cfg = make_run_config(tmp_path, {"toy_source": {}})
+    cfg.run.workdir = f"s3://{BUCKET}/spread-commit"
+    engine = RecordingEngine()
+    run_stage(ToySource(cfg), engine)
+    units = dict(engine.calls)["commit toy_source"]
+    copied = sorted(name for unit in units for name, _ in unit)
+    committed = sorted(name for name, _ in storage.tree(storage.join(cfg.run.workdir, "toy_source"))[1])
+    assert copied == [name for name in committed if name != "_SUCCESS"] and len(copied) >= 4
+    assert all(len(unit) <= 2 for unit in units)
 
 
 def test_a_run_whose_lease_was_taken_over_does_not_commit(tmp_path):

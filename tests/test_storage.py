@@ -89,20 +89,19 @@ def test_a_stage_is_committed_by_renaming_its_folder_only_where_folders_rename()
     assert not any(storage.renames_folders(f"{scheme}://bucket/work/out") for scheme in ("s3", "s3a", "gs", "abfs"))
 
 
-def test_copy_tree_copies_every_file_and_folder_and_the_last_one_after_all_others(tmp_path):
+def test_tree_lists_every_file_and_folder_and_copy_files_copies_them(tmp_path):
     src, dst = tmp_path / "src", tmp_path / "dst"
     (src / "data" / "empty").mkdir(parents=True)
     (src / "data" / "part-0.parquet").write_bytes(b"rows")
     (src / "_SUCCESS").write_text("{}")
+    folders, files = storage.tree(str(src))
+    assert (folders, files) == (["data", "data/empty"], [("_SUCCESS", 2), ("data/part-0.parquet", 4)])
     (dst / "data" / "part-0.parquet" / "in-the-way").mkdir(parents=True)  # that file's copy fails
     with pytest.raises(OSError):
-        storage.copy_tree(str(src), str(dst), last="_SUCCESS")
-    assert not (dst / "_SUCCESS").exists(), "the last file came before one that failed"
-    shutil.rmtree(dst)
-    storage.copy_tree(str(src), str(dst), last="_SUCCESS")
-    assert sorted(p.relative_to(dst).as_posix() for p in dst.rglob("*")) == [
-        "_SUCCESS", "data", "data/empty", "data/part-0.parquet"]
-    assert (dst / "data" / "part-0.parquet").read_bytes() == b"rows"
+        storage.copy_files(str(src), str(dst), files)
+    shutil.rmtree(dst / "data" / "part-0.parquet")
+    storage.copy_files(str(src), str(dst), files)
+    assert storage.tree(str(dst))[1] == files and (dst / "data" / "part-0.parquet").read_bytes() == b"rows"
 
 
 def test_a_file_over_s3s_single_copy_limit_is_streamed_not_copied(s3_endpoint, monkeypatch):
@@ -120,6 +119,6 @@ def test_a_file_over_s3s_single_copy_limit_is_streamed_not_copied(s3_endpoint, m
     storage.write_bytes(f"{root}/src/big.parquet", big)  # written under a temporary name and renamed
     storage.write_bytes(f"{root}/src/_SUCCESS", small)
     assert streamed == [300] and storage.read_bytes(f"{root}/src/big.parquet") == big
-    storage.copy_tree(f"{root}/src", f"{root}/dst", last="_SUCCESS")
+    storage.copy_files(f"{root}/src", f"{root}/dst", storage.tree(f"{root}/src")[1])
     assert streamed == [300, 300]
     assert [storage.read_bytes(f"{root}/dst/{name}") for name in ("big.parquet", "_SUCCESS")] == [big, small]
