@@ -419,7 +419,9 @@ class SparkOptions:
 
 @dataclass
 class BeamOptions:
-    runner: str = "DirectRunner"  # DataflowRunner, FlinkRunner, ... with their options below
+    # DirectRunner: Beam's FnApiRunner in this process (never Prism, which Beam would download);
+    # DataflowRunner, FlinkRunner, ... with their options below
+    runner: str = "DirectRunner"
     options: list[str] = field(default_factory=list)  # extra pipeline options, e.g. ["--project=x"]
 
 
