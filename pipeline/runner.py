@@ -358,7 +358,7 @@ def _is_finished_output(folder: str, config_hash: str, fingerprint: str) -> bool
 
 
 # Files one task copies when a stage on an object store is committed: the copies are spread over the
-# engine's workers as the writes were (one driver copying a TB-sized stage alone would take tens of minutes).
+# engine's workers as the writes were, not left to the driver alone while the cluster waits on it.
 COMMIT_FILES_PER_UNIT = 256
 
 

@@ -216,9 +216,8 @@ def _copy_file(fs: pafs.FileSystem, src: str, dst: str, nbytes: int | None = Non
     """Copy one file (`nbytes` long, when the caller knows) on the store's side; on S3 a file over
     S3_COPY_LIMIT streams through this process (read in STREAM_COPY_BYTES pieces, written as a multipart
     upload) instead of failing."""
-    if nbytes is None and isinstance(fs, pafs.S3FileSystem):
-        nbytes = fs.get_file_info(src).size
-    if isinstance(fs, pafs.S3FileSystem) and nbytes > S3_COPY_LIMIT:
+    s3 = isinstance(fs, pafs.S3FileSystem)
+    if s3 and (fs.get_file_info(src).size if nbytes is None else nbytes) > S3_COPY_LIMIT:
         with fs.open_input_stream(src) as reader, fs.open_output_stream(dst) as writer:
             shutil.copyfileobj(reader, writer, STREAM_COPY_BYTES)
     else:

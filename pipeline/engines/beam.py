@@ -1,8 +1,9 @@
 """Beam adapter: DirectRunner by default, Dataflow/Flink through pipeline options.
 
-Beam's DirectRunner (2.6x on) first tries Prism, a runner it downloads from GitHub for every pipeline,
-and falls back to its in-process FnApiRunner when that fails. Nothing is downloaded at run time here,
-and a run must not change runner with the network: DirectRunner runs on the FnApiRunner directly."""
+Beam's DirectRunner (2.78, what `make setup` installs) first tries Prism, a runner it downloads from
+GitHub for every pipeline, and falls back to its in-process FnApiRunner when that fails. Nothing is
+downloaded at run time here, and a run must not change runner with the network: DirectRunner runs on
+the FnApiRunner directly."""
 from __future__ import annotations
 
 import functools
