@@ -31,12 +31,17 @@ def demo_sources(corpus: Path | str) -> list[dict]:
     return sources
 
 
+def demo_overrides(corpus: Path, workdir: Path) -> dict:
+    """The settings that make configs/demo.yaml run as `make demo` does on `corpus`, into `workdir`
+    (QUICK_JVM: short runs)."""
+    return {"run.workdir": str(workdir), "ingest.sources": demo_sources(corpus), "run.spark.conf": QUICK_JVM}
+
+
 def demo_config(corpus: Path, workdir: Path, **overrides):
-    """configs/demo.yaml as `make demo` runs it, on `corpus`, into `workdir` (QUICK_JVM: short runs)."""
+    """configs/demo.yaml loaded with demo_overrides and `overrides`."""
     from pipeline.stages import load_config
 
-    return load_config(DEMO, {"run.workdir": str(workdir), "ingest.sources": demo_sources(corpus),
-                              "run.spark.conf": QUICK_JVM, **overrides})
+    return load_config(DEMO, {**demo_overrides(corpus, workdir), **overrides})
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import pytest
 from rich.console import Console
 
 from conftest import REPO, make_run_config
-from demo_runs import DEMO, QUICK_JVM, demo_sources
+from demo_runs import demo_config
 from pipeline.demo_corpus import generate
 from pipeline.run_all import run_pipeline
 from pipeline.selection import NOT_READ, Selection
@@ -99,8 +99,7 @@ def test_demo_pipeline_skips_what_the_mix_never_reads_and_mixes_the_same(tmp_pat
     runs = {}
     for skip in (True, False):
         workdir = tmp_path / f"skip-{skip}"
-        cfg = load_config(DEMO, {"run.workdir": str(workdir), "ingest.sources": demo_sources(corpus),
-                                 "run.spark.conf": QUICK_JVM, "run.skip_not_in_mix": skip, "mix.sources": sources})
+        cfg = demo_config(corpus, workdir, **{"run.skip_not_in_mix": skip, "mix.sources": sources})
         run_pipeline(cfg, spark_session_engine, last="mix", report=False, console=Console(quiet=True))
         stats = {s: json.loads((workdir / s / "stats.json").read_text())
                  for s in ("ingest", "langid", "quality", "pii", "dedup", "decontaminate", "mix")}

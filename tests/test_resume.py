@@ -13,15 +13,15 @@ from pathlib import Path
 from pipeline.run_all import pipeline_stages
 
 from conftest import REPO
-from demo_runs import DEMO, KILLED, QUICK_JVM, committed_output, demo_sources, wait_for_killed_stage
+from demo_runs import DEMO, KILLED, committed_output, demo_overrides, wait_for_killed_stage
 
 FINISHED_BEFORE_KILL = ["ingest", "langid", "quality", "pii"]
 
 
 def _glmdata_run(corpus: Path, workdir: Path) -> list[str]:
     """`glmdata run` of configs/demo.yaml as `make demo` runs it, on a corpus and into a workdir under tmp_path."""
-    overrides = {"run.workdir": str(workdir), "ingest.sources": demo_sources(corpus), "run.spark.conf": QUICK_JVM}
-    sets = [a for k, v in overrides.items() for a in ("--set", f"{k}={json.dumps(v, ensure_ascii=False)}")]
+    sets = [a for k, v in demo_overrides(corpus, workdir).items()
+            for a in ("--set", f"{k}={json.dumps(v, ensure_ascii=False)}")]
     return [sys.executable, "-m", "pipeline.cli", "run", "--config", str(DEMO), *sets, "--no-report"]
 
 
