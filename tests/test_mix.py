@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -12,7 +13,7 @@ from pipeline import storage
 from pipeline.config import ConfigError
 from pipeline.runner import run_stage
 from pipeline.schema import DOC_SCHEMA
-from pipeline.stages.mix import DEFAULT_STAGE, Census, MixStage, merge_census, solve_coefficient
+from pipeline.stages.mix import DEFAULT_STAGE, Census, MixStage, merge_census, repeated_rows, solve_coefficient
 from tokenizer.spm import load
 
 from conftest import make_run_config, write_finished_stage
@@ -281,6 +282,36 @@ def test_a_document_drawn_many_times_is_written_in_slices(tmp_path, spark_sessio
     assert sorted(r["mix_repeat"] for r in repeats if r["id"].startswith("web_zh:3")) == list(range(2_000))
 
 
+def test_copies_of_a_document_are_not_written_side_by_side(tmp_path, spark_session_engine):
+    """Shards pack encode's rows in order: a document followed by its own copies would share one
+    packed sequence, where the model copies what it has just read. In one batch, repeat k and repeat
+    k + 1 of a document are at least as many rows apart as there are rows of repeat k + 1."""
+    cfg = make_run_config(tmp_path, {"mix": mix_section()})
+    write_finished_stage(cfg.run.workdir, DEFAULT_STAGE, CORPUS, files=1)
+    run_stage(MixStage(cfg), spark_session_engine)
+    (part,) = storage.expand(f"{cfg.run.workdir}/mix/data")
+    rows = pq.read_table(part, columns=["id", "mix_repeat"]).to_pylist()
+    at: dict[str, list[int]] = {}
+    for i, r in enumerate(rows):
+        at.setdefault(r["id"].split("#")[0], []).append(i)
+    gaps = [b - a for places in at.values() for a, b in zip(places, places[1:])]
+    copies = sum(r["mix_repeat"] == 1 for r in rows)
+    assert copies > 100 and min(gaps) >= copies
+
+
+@pytest.mark.parametrize("repeats", [[0, 3, 1, 0, 2, 3, 1], [5] * 3, [0, 0], [3_001, 1], []])
+def test_repeated_rows_copy_by_copy_in_slices(repeats):
+    repeats = np.array(repeats, dtype=np.int64)
+    pieces = list(repeated_rows(repeats, 4))
+    assert all(0 < len(rows) <= 4 for rows, _ in pieces)
+    rows = np.concatenate([r for r, _ in pieces]) if pieces else np.zeros(0, np.int64)
+    index = np.concatenate([k for _, k in pieces]) if pieces else np.zeros(0, np.int32)
+    assert sorted(zip(rows.tolist(), index.tolist())) == [(i, k) for i, n in enumerate(repeats.tolist())
+                                                          for k in range(n)]
+    order = np.lexsort((rows, index))  # by repeat index, then row
+    assert np.array_equal(order, np.arange(len(rows)))
+
+
 @pytest.mark.parametrize("bad, message", [
     ({"language_shares": {"en": 0.7, "zh": 0.7}}, "sum to 1"),
     ({"language_shares": {"en": float("nan"), "zh": 0.5}}, "language_shares: expected one language or more, each with a finite"),
@@ -322,13 +353,12 @@ def test_language_shares_rounded_to_decimals_are_taken_as_meant(tmp_path, share)
 @pytest.mark.parametrize("section, rerun", [(mix_section(), False), (thirds_section(0.3333333), True)])
 def test_scaled_language_shares_rerun_a_mix_only_where_they_change(tmp_path, monkeypatch, section, rerun):
     """The section hash reads the scaled shares, so scaling needs no output_version: a mix finished before
-    it (output_version 2, shares taken as written) re-runs where it changes a share (three of 0.3333333
-    passed the float tolerance), not on shares it leaves alone."""
+    it (shares taken as written, the same output_version otherwise) re-runs where it changes a share (three
+    of 0.3333333 passed the float tolerance), not on shares it leaves alone."""
     from pipeline.stages import mix
 
     today = MixStage(make_run_config(tmp_path, {"mix": section})).config_hash()
     monkeypatch.setattr(mix, "normalised_shares", lambda shares: shares)
-    monkeypatch.setattr(MixStage, "output_version", 2)
     assert (MixStage(make_run_config(tmp_path, {"mix": section})).config_hash() != today) == rerun
 
 

@@ -18,7 +18,8 @@ schema, e.g. an ingested curated dump like the Pile or WuDao) and the language i
 3. Sample, on the engine: a document with e expected epochs appears floor(e) times, plus once more
    when a seeded hash of its id and that repeat index falls below the fractional part. So the
    sample depends on the input and the seed alone, never on partitioning. Repeat k > 0 of a document
-   gets the id `<id>#<k>`; every row carries `mix_source` and `mix_repeat`.
+   gets the id `<id>#<k>`; every row carries `mix_source` and `mix_repeat`. A batch's rows are written
+   copy by copy (`repeated_rows`), so a document's copies do not end up in one packed sequence.
 
 Documents not drawn are counted under `mix_not_sampled` (documents that match no source under
 `mix_no_source`, those with null or empty text under `mix_no_text`, and neither counts as available)
@@ -397,14 +398,27 @@ def plan_mix(section: MixSection, census: dict[str, dict]) -> dict[str, SourcePl
 
 
 def repeated_rows(repeats: np.ndarray, size: int):
-    """(row, repeat index) pairs, row i of a batch `repeats[i]` times, in slices of at most `size`: a
-    document drawn a million times never becomes one table."""
-    ends = np.cumsum(repeats)
-    total = int(ends[-1]) if len(ends) else 0
-    for start in range(0, total, size):
-        position = np.arange(start, min(start + size, total))
-        rows = np.searchsorted(ends, position, side="right")
-        yield rows, (position - (ends[rows] - repeats[rows])).astype(np.int32)
+    """(row, repeat index) pairs, row i of a batch `repeats[i]` times, copy by copy: repeat 0 of every
+    drawn row in row order, then repeat 1 of the rows drawn twice or more, and so on. Shards pack the
+    stream in this order, so copies written side by side would share a sequence, where the model
+    copies the text it has just read instead of learning it again; here repeats k and k + 1 of a
+    document are at least as many rows apart as the batch has rows drawn more than k + 1 times. In
+    slices of at most `size`: a document drawn a million times never becomes one table."""
+    rows_out, repeat_out, filled, low = [], [], 0, 0
+    for high in np.unique(repeats[repeats > 0]).tolist():
+        rows = np.flatnonzero(repeats >= high)  # the same rows for repeat indices low .. high - 1
+        total, start = len(rows) * (high - low), 0
+        while start < total:
+            position = np.arange(start, min(start + size - filled, total))
+            rows_out.append(rows[position % len(rows)])
+            repeat_out.append((low + position // len(rows)).astype(np.int32))
+            filled, start = filled + len(position), start + len(position)
+            if filled == size:
+                yield np.concatenate(rows_out), np.concatenate(repeat_out)
+                rows_out, repeat_out, filled = [], [], 0
+        low = high
+    if filled:
+        yield np.concatenate(rows_out), np.concatenate(repeat_out)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -418,7 +432,9 @@ class MixStage(Stage):
     # 2: weights clipped to 2**-256..2**256; the plan's coefficient solved on the ratio hi/lo; documents
     # without text neither drawn nor repeated; token totals summed as integers (the same in any file order).
     # Language shares scaled to sum to 1 need no version: the section hash reads them as scaled.
-    output_version = 2
+    # 4 (3 was used once, by 7cf6fad): each batch's rows copy by copy (repeat 0 of all, then repeat 1...),
+    # no longer every copy right after its document.
+    output_version = 4
 
     def __init__(self, cfg):
         super().__init__(cfg)
