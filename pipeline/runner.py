@@ -12,6 +12,7 @@ was killed while committing it) is committed instead of running the stage again.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import functools
 import hashlib
@@ -26,7 +27,7 @@ import uuid
 
 from pipeline import storage
 from pipeline.config import RunConfig
-from pipeline.stage import Stage, StageRun
+from pipeline.stage import PENDING, Stage, StageRun
 
 log = logging.getLogger(__name__)
 
@@ -374,15 +375,32 @@ def commit_output(finished: str, sdir: str, engine) -> None:
         return
     folders, files = storage.tree(finished)
     for folder in folders:
-        storage.makedirs(storage.join(sdir, folder))
-    data = [file for file in files if file[0] != SUCCESS]
+        if folder != PENDING:
+            storage.makedirs(storage.join(sdir, folder))
+    copies = _copies(finished, files)
+    data = [copy for copy in copies if copy[1] != SUCCESS]
     units = [data[i:i + COMMIT_FILES_PER_UNIT] for i in range(0, len(data), COMMIT_FILES_PER_UNIT)]
     engine.map_units(f"commit {posixpath.basename(sdir)}", functools.partial(_copy_unit, finished, sdir), units)
-    storage.copy_files(finished, sdir, [file for file in files if file[0] == SUCCESS])
+    storage.copy_files(finished, sdir, [copy for copy in copies if copy[1] == SUCCESS])
     storage.rmtree(finished)
 
 
-def _copy_unit(src: str, dst: str, files: list[tuple[str, int]]) -> dict:
+def _copies(finished: str, files: list[tuple[str, int]]) -> list[tuple[str, str, int]]:
+    """(file below `finished`, its name in the stage's output, size) for every file the output keeps, of
+    `files` (storage.tree's): the files its units left under temporary names (their PENDING lists) and
+    the other files under their own names; not the lists, nor temporary files no list names (a failed
+    attempt's, left behind)."""
+    sizes = dict(files)
+    lists = [name for name, _ in files if name.startswith(PENDING + "/")]
+    with concurrent.futures.ThreadPoolExecutor(storage.COPY_THREADS) as pool:
+        pending = [item for text in pool.map(lambda name: storage.read_text(storage.join(finished, name)), lists)
+                   for item in json.loads(text).items()]
+    named = [(temporary, target, sizes[temporary]) for target, temporary in pending]
+    return sorted(named + [(name, name, size) for name, size in files
+                           if not name.startswith(PENDING + "/") and not storage.is_temporary(name)])
+
+
+def _copy_unit(src: str, dst: str, files: list[tuple[str, str, int]]) -> dict:
     storage.copy_files(src, dst, files)
     return {"files": len(files)}
 

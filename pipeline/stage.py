@@ -121,17 +121,36 @@ class StageStats:
 # Writing one unit's output
 
 
+# Where a unit lists the files it left under temporary names (UnitWriter), for the stage's commit.
+PENDING = "_pending"
+
+
+def pending_file(stage_dir: str, part: str) -> str:
+    return storage.join(stage_dir, PENDING, part + ".json")
+
+
 class UnitWriter:
-    """Routes one unit's rows to data/, rejected/<reason>/ and errors/, counting as it goes."""
+    """Routes one unit's rows to data/, rejected/<reason>/ and errors/, counting as it goes.
+
+    `stage_dir` is the run's private folder, committed whole when the stage finishes. Where folders do
+    not rename (object stores), the commit copies every file, and a file's rename is a copy too: the
+    files then keep their temporary names, listed in PENDING/<part>.json once all are written, and the
+    commit copies each once, to its name. A failed or duplicate attempt's files are listed by no unit
+    that finished, or hold the same rows (a unit's output is determined by its input)."""
 
     def __init__(self, stage_dir: str, stage_name: str, unit_index: int):
         self.stage_dir = stage_dir
         self.stage_name = stage_name
         self.part = f"part-{unit_index:05d}.parquet"
         self.stats = StageStats()
-        self._kept = storage.ParquetSink(storage.join(stage_dir, "data", self.part))
+        self._keep_temporary_names = not storage.renames_folders(stage_dir)
+        self._kept = self._sink("data")
         self._rejected: dict[str, storage.ParquetSink] = {}
-        self._errors = storage.ParquetSink(storage.join(stage_dir, "errors", self.part), ERROR_SCHEMA)
+        self._errors = self._sink("errors", schema=ERROR_SCHEMA)
+
+    def _sink(self, *folders: str, schema: pa.Schema | None = None) -> storage.ParquetSink:
+        return storage.ParquetSink(storage.join(self.stage_dir, *folders, self.part), schema,
+                                   keep_temporary_name=self._keep_temporary_names)
 
     # -- counting what came in
     def consumed(self, docs: int, nbytes: int) -> None:
@@ -162,7 +181,7 @@ class UnitWriter:
         slug = reject_reason_slug(reason)
         sink = self._rejected.get(slug)
         if sink is None:
-            sink = self._rejected[slug] = storage.ParquetSink(storage.join(self.stage_dir, "rejected", slug, self.part))
+            sink = self._rejected[slug] = self._sink("rejected", slug)
         sink.write(table)
         doc_profile.record(self.stats.profile, table, reason, self.stage_name, details)
 
@@ -189,11 +208,17 @@ class UnitWriter:
             "message": message[:4000], "bytes": nbytes, "doc_id": doc_id}], ERROR_SCHEMA))
 
     def close(self) -> dict:
-        self._kept.close()
-        for sink in self._rejected.values():
+        sinks = [self._kept, *self._rejected.values(), self._errors]
+        for sink in sinks:
             sink.close()
-        self._errors.close()
+        pending = {self._below_stage(s.uri): self._below_stage(s.written) for s in sinks
+                   if s.written is not None and s.written != s.uri}
+        if pending:
+            storage.write_text(pending_file(self.stage_dir, self.part), json.dumps(pending, sort_keys=True))
         return self.stats.to_dict()
+
+    def _below_stage(self, uri: str) -> str:
+        return uri[len(self.stage_dir):].lstrip("/")
 
     def abort(self) -> None:
         self._kept.abort()

@@ -243,14 +243,14 @@ def tree(uri: str) -> tuple[list[str], list[tuple[str, int]]]:
 COPY_THREADS = 16
 
 
-def copy_files(src: str, dst: str, files: list[tuple[str, int]]) -> None:
-    """Copy `files` ((path relative to folder `src`, size), as `tree` gives them) to the same places
-    below `dst`, on one filesystem, COPY_THREADS at a time; raises the first failed copy's error."""
+def copy_files(src: str, dst: str, files: list[tuple[str, str, int]]) -> None:
+    """Copy `files` ((path below folder `src`, path below folder `dst`, size)) on one filesystem,
+    COPY_THREADS at a time; raises the first failed copy's error."""
     fs, src_path = filesystem(src)
     _, dst_path = filesystem(dst)
     with concurrent.futures.ThreadPoolExecutor(COPY_THREADS) as pool:
         list(pool.map(lambda file: _copy_file(fs, posixpath.join(src_path, file[0]),
-                                              posixpath.join(dst_path, file[0]), file[1]), files))
+                                              posixpath.join(dst_path, file[1]), file[2]), files))
 
 
 def listdir(uri: str) -> list[str]:
@@ -260,9 +260,19 @@ def listdir(uri: str) -> list[str]:
     return sorted(posixpath.basename(i.path) for i in fs.get_file_info(pafs.FileSelector(path)))
 
 
+TEMPORARY_MARK = ".inprogress-"
+
+
 def _temporary_name(uri: str) -> str:
     head, tail = (uri.rsplit("/", 1) if "/" in uri else ("", uri))
-    return f"{head}/.{tail}.inprogress-{uuid.uuid4().hex[:12]}" if head else f".{tail}.inprogress-{uuid.uuid4().hex[:12]}"
+    name = f".{tail}{TEMPORARY_MARK}{uuid.uuid4().hex[:12]}"
+    return f"{head}/{name}" if head else name
+
+
+def is_temporary(path: str) -> bool:
+    """Whether `path` names a file being written (or left by a write that failed): _temporary_name's."""
+    name = path.rsplit("/", 1)[-1]
+    return name.startswith(".") and TEMPORARY_MARK in name
 
 
 @contextlib.contextmanager
@@ -329,13 +339,18 @@ def flat_columns(schema: pa.Schema) -> list[str]:
 
 class ParquetSink:
     """Streams record batches into one zstd Parquet file, created on the first write, renamed on close;
-    min/max statistics for its flat columns only, dictionaries up to DICTIONARY_PAGE_LIMIT."""
+    min/max statistics for its flat columns only, dictionaries up to DICTIONARY_PAGE_LIMIT.
+    `keep_temporary_name`: close() leaves the file under its temporary name (`written`), for a commit
+    that copies it to `uri` later: on an object store a rename is itself a copy, so renaming it here
+    too would copy every byte twice."""
 
-    def __init__(self, uri: str, schema: pa.Schema | None = None):
+    def __init__(self, uri: str, schema: pa.Schema | None = None, keep_temporary_name: bool = False):
         self.uri = uri
         self.schema = schema
+        self.keep_temporary_name = keep_temporary_name
         self._writer: pq.ParquetWriter | None = None
         self._tmp: str | None = None
+        self.written: str | None = None  # the finished file's name, once closed
         self.rows = 0
 
     def write(self, data: pa.RecordBatch | pa.Table) -> None:
@@ -361,7 +376,9 @@ class ParquetSink:
     def close(self) -> None:
         if self._writer is not None:
             self._writer.close()
-            rename(self._tmp, self.uri)
+            if not self.keep_temporary_name:
+                rename(self._tmp, self.uri)
+            self.written = self._tmp if self.keep_temporary_name else self.uri
             self._writer = None
 
     def abort(self) -> None:

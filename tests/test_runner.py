@@ -341,7 +341,7 @@ def test_a_run_killed_while_copying_its_output_into_place_is_committed_by_the_ne
 
     def killed_after_the_data(src, dst, files):
         real_copy_files(src, dst, files)
-        if any(name == "_SUCCESS" for name, _ in files):
+        if any(name == "_SUCCESS" for name, _, _ in files):
             raise AssertionError("_SUCCESS was copied with the data")
         raise KeyboardInterrupt
 
@@ -374,10 +374,45 @@ def test_a_commit_on_s3_spreads_its_copies_over_the_engines_tasks(tmp_path, quic
     engine = RecordingEngine()
     run_stage(ToySource(cfg), engine)
     units = dict(engine.calls)["commit toy_source"]
-    copied = sorted(name for unit in units for name, _ in unit)
+    copied = sorted(name for unit in units for _, name, _ in unit)
     committed = sorted(name for name, _ in storage.tree(storage.join(cfg.run.workdir, "toy_source"))[1])
     assert copied == [name for name in committed if name != "_SUCCESS"] and len(copied) >= 4
     assert all(len(unit) <= 2 for unit in units)
+
+
+def test_each_output_file_of_a_stage_on_s3_is_copied_once(tmp_path, quick_s3_lease, monkeypatch):
+    """A rename on S3 is a copy: a unit's files stay under their temporary names until the commit
+    copies each to its name, rather than being renamed in the run's folder and copied again."""
+    cfg = make_run_config(tmp_path, {"toy_source": {}, "toy_filter": {"min_length": 10}})
+    cfg.run.workdir = f"s3://{BUCKET}/copied-once"
+    run_stage(ToySource(cfg), InProcessEngine())
+    copies = []
+    real_copy = storage._copy_file
+    monkeypatch.setattr(storage, "_copy_file", lambda fs, src, dst, nbytes=None: copies.append((src, dst))
+                        or real_copy(fs, src, dst, nbytes))
+    stats = run_stage(ToyFilter(cfg), InProcessEngine())
+    out = storage.join(cfg.run.workdir, "toy_filter")
+    parts = [name for name, _ in storage.tree(out)[1] if name.endswith(".parquet")]
+    assert len(parts) == 9 and sorted(name for name, _ in storage.tree(out)[1] if not name.endswith(".parquet")) == \
+        ["_SUCCESS", "stats.json"]  # data, rejected/too_short and errors of each unit; no list, no temporary file
+    assert sum(src.endswith(".parquet") or dst.endswith(".parquet") for src, dst in copies) == len(parts)
+    assert len(_rows(out)) == stats["kept"]["docs"] == 150 - 90 and len(_rows(out, "rejected/too_short")) == 87
+    assert storage.listdir(storage.join(cfg.run.workdir, ".tmp")) == []
+
+
+def test_the_commit_copies_the_files_a_unit_listed_and_not_a_failed_attempts(tmp_path):
+    run_dir = tmp_path / ".tmp" / "stage-run"
+    (run_dir / "data").mkdir(parents=True)
+    (run_dir / "data" / ".part-00000.parquet.inprogress-aaa").write_bytes(b"finished attempt")
+    (run_dir / "data" / ".part-00000.parquet.inprogress-bbb").write_bytes(b"failed")
+    (run_dir / "_pending").mkdir()
+    (run_dir / "_pending" / "part-00000.parquet.json").write_text(json.dumps(
+        {"data/part-00000.parquet": "data/.part-00000.parquet.inprogress-aaa"}))
+    (run_dir / "stats.json").write_text("{}")
+    (run_dir / "_SUCCESS").write_text("{}")
+    assert runner._copies(str(run_dir), storage.tree(str(run_dir))[1]) == [
+        ("_SUCCESS", "_SUCCESS", 2), ("data/.part-00000.parquet.inprogress-aaa", "data/part-00000.parquet", 16),
+        ("stats.json", "stats.json", 2)]
 
 
 def test_a_run_whose_lease_was_taken_over_does_not_commit(tmp_path):

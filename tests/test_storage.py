@@ -96,12 +96,14 @@ def test_tree_lists_every_file_and_folder_and_copy_files_copies_them(tmp_path):
     (src / "_SUCCESS").write_text("{}")
     folders, files = storage.tree(str(src))
     assert (folders, files) == (["data", "data/empty"], [("_SUCCESS", 2), ("data/part-0.parquet", 4)])
+    same_names = [(name, name, size) for name, size in files]
     (dst / "data" / "part-0.parquet" / "in-the-way").mkdir(parents=True)  # that file's copy fails
     with pytest.raises(OSError):
-        storage.copy_files(str(src), str(dst), files)
+        storage.copy_files(str(src), str(dst), same_names)
     shutil.rmtree(dst / "data" / "part-0.parquet")
-    storage.copy_files(str(src), str(dst), files)
-    assert storage.tree(str(dst))[1] == files and (dst / "data" / "part-0.parquet").read_bytes() == b"rows"
+    storage.copy_files(str(src), str(dst), same_names + [("data/part-0.parquet", "data/renamed.parquet", 4)])
+    assert storage.tree(str(dst))[1] == [*files, ("data/renamed.parquet", 4)]
+    assert (dst / "data" / "part-0.parquet").read_bytes() == (dst / "data" / "renamed.parquet").read_bytes() == b"rows"
 
 
 def test_a_file_over_s3s_single_copy_limit_is_streamed_not_copied(s3_endpoint, monkeypatch):
@@ -119,6 +121,6 @@ def test_a_file_over_s3s_single_copy_limit_is_streamed_not_copied(s3_endpoint, m
     storage.write_bytes(f"{root}/src/big.parquet", big)  # written under a temporary name and renamed
     storage.write_bytes(f"{root}/src/_SUCCESS", small)
     assert streamed == [300] and storage.read_bytes(f"{root}/src/big.parquet") == big
-    storage.copy_files(f"{root}/src", f"{root}/dst", storage.tree(f"{root}/src")[1])
+    storage.copy_files(f"{root}/src", f"{root}/dst", [(name, name, size) for name, size in storage.tree(f"{root}/src")[1]])
     assert streamed == [300, 300]
     assert [storage.read_bytes(f"{root}/dst/{name}") for name in ("big.parquet", "_SUCCESS")] == [big, small]
