@@ -14,8 +14,9 @@ rest of the run's CPU by process: the Python worker outside the tasks, the JVM, 
 
 The documents are every text of ../shared/data/text, repeated --copies times (ids made unique) and
 written as a finished mix stage in --parts Parquet files, the copies spread among the other documents
-(each row is encoded, as by the baselines); --as-repeats writes each document followed by its copies,
-as the mix stage writes an upsampled source, which the stage encodes once per batch. The model is
+(each row is encoded, as by the baselines); --as-repeats writes them as the mix stage writes an
+upsampled source (copy by copy within each 4,096 documents, the stats saying so), which the stage
+encodes once per document. The model is
 trained here with the project's settings (--vocab-size) unless --model names one. The documents have
 the document schema's columns and the mix's; --signals adds those the langid and quality stages add
 (language shares, script, the q_* signals: 47 columns), which a mix part of the whole pipeline carries.
@@ -53,6 +54,7 @@ from pipeline.runner import run_stage  # noqa: E402
 from pipeline.schema import DOC_SCHEMA  # noqa: E402
 from pipeline.stage import UnitTask  # noqa: E402
 from pipeline.stages.encode import EncodeStage  # noqa: E402
+from pipeline.stages.mix import repeated_rows  # noqa: E402
 from tokenizer.spm import Tokenizer  # noqa: E402
 from tokenizer.train import TrainSettings, train, write_training_lines  # noqa: E402
 
@@ -90,17 +92,32 @@ def with_signals(docs: list[dict], cfg_path: Path) -> tuple[list[dict], list[pa.
     return [dict(d, **v) for d, v in zip(docs, values)], added
 
 
+MIX_BATCH = 4096  # the mix stage's input batch: a document's copies lie within the output of one
+
+
 def write_mix(workdir: Path, docs: list[dict], copies: int, parts: int, as_repeats: bool = False,
               added: list[pa.Field] = ()) -> list[str]:
-    """A finished mix stage holding `copies` copies of `docs`; returns the texts in file order. The copies
-    are spread (a copy's neighbours are other documents, so the stage encodes every row, like the
-    baselines) unless `as_repeats`: then each document is followed by its copies, as the mix stage
-    writes an upsampled source's repeats, and the stage encodes each document once per batch. `added`:
-    the fields of the documents' columns beyond the document schema (`with_signals`)."""
-    order = [(d, c) for d in docs for c in range(copies)] if as_repeats else [(d, c) for c in range(copies) for d in docs]
-    rows = [dict(d, id=f"{d['id']}#{c}", mix_source=d["source"], mix_repeat=c) for d, c in order]
-    chunks = ([rows[len(rows) * p // parts:len(rows) * (p + 1) // parts] for p in range(parts)] if as_repeats
-              else [rows[p::parts] for p in range(parts)])
+    """A finished mix stage holding `copies` copies of `docs`, with the mix's ids (copy k > 0 of a
+    document is `<id>#<k>`); returns the texts in file order. The copies are spread (all documents, then
+    all again, ...) and the mix's stats name no upsampled source, so the stage encodes every row, like the
+    baselines; unless `as_repeats`: then the rows are in the order the mix stage writes an upsampled
+    source (`repeated_rows`, copy by copy within each MIX_BATCH documents) and its stats say the sources
+    are upsampled, so the stage encodes each document once. `added`: the fields of the documents' columns
+    beyond the document schema (`with_signals`)."""
+    def row(d: dict, c: int) -> dict:
+        return dict(d, id=f"{d['id']}#{c}" if c else d["id"], mix_source=d["source"], mix_repeat=c)
+
+    if as_repeats:  # each part holds its documents' copies, as a mix part holds its input's
+        chunks = [[] for _ in range(parts)]
+        for p, chunk in enumerate(chunks):
+            part_docs = docs[len(docs) * p // parts:len(docs) * (p + 1) // parts]
+            for start in range(0, len(part_docs), MIX_BATCH):
+                batch = part_docs[start:start + MIX_BATCH]
+                for rows, repeat in repeated_rows(np.full(len(batch), copies), len(batch) * copies):
+                    chunk += [row(batch[i], k) for i, k in zip(rows.tolist(), repeat.tolist())]
+    else:
+        rows = [row(d, c) for c in range(copies) for d in docs]
+        chunks = [rows[p::parts] for p in range(parts)]
     schema = pa.schema([*DOC_SCHEMA, *added, ("mix_source", pa.string()), ("mix_repeat", pa.int32())])
     data = workdir / "mix" / "data"
     data.mkdir(parents=True)
@@ -108,6 +125,11 @@ def write_mix(workdir: Path, docs: list[dict], copies: int, parts: int, as_repea
     for p, chunk in enumerate(chunks):
         pq.write_table(pa.Table.from_pylist(chunk, schema), data / f"part-{p:05d}.parquet", compression="zstd")
         texts += [r["text"] for r in chunk]
+    if as_repeats:
+        sources = sorted({d["source"] for d in docs})
+        unique = {s: sum(d["source"] == s for d in docs) for s in sources}
+        extra = {**{f"docs|{s}": unique[s] * copies for s in sources}, **{f"unique_docs|{s}": unique[s] for s in sources}}
+        (workdir / "mix" / "stats.json").write_text(json.dumps({"stage": "mix", "extra": extra}))
     (workdir / "mix" / "_SUCCESS").write_text(json.dumps({"config_hash": "bench", "input_fingerprint": "bench"}))
     return texts
 
@@ -343,8 +365,8 @@ def main() -> int:
                    help="a Spark setting for the stage's session (run.spark.conf), e.g. "
                         "spark.driver.extraJavaOptions= for the JVM's default JIT instead of local mode's C1")
     p.add_argument("--as-repeats", action="store_true",
-                   help="write each document followed by its copies, as the mix stage writes an upsampled "
-                        "source (the stage then encodes each once per batch; the baselines encode every row)")
+                   help="write the copies as the mix stage writes an upsampled source (the stage then encodes "
+                        "each document once; the baselines encode every row)")
     p.add_argument("--signals", action="store_true",
                    help="give the documents the 47 columns langid and quality add (real values, computed here), "
                         "which every document of a mix part of the whole pipeline carries")

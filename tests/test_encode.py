@@ -5,6 +5,7 @@ import gc
 import json
 import shutil
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -12,8 +13,8 @@ import pytest
 from pipeline import storage
 from pipeline.runner import run_stage
 import pipeline.stages.encode as encode_module
-from pipeline.stages.encode import (EncodeStage, collector_paused, document_texts, encode_column, encode_rows,
-                                    repeat_sources, worker_tokenizer)
+from pipeline.stages.encode import (EncodeStage, collector_paused, document_texts, encode_column, encode_with_copies,
+                                    worker_tokenizer)
 from pipeline.stages.mix import DEFAULT_STAGE, MixStage
 from tokenizer.special_tokens import EOS
 from tokenizer.spm import load
@@ -52,7 +53,7 @@ def test_encode_on_both_engines(tmp_path, engines, shared_data, tiny_model):  # 
     tok = load(tiny_model)
     mixed = out_rows(cfg, "mix")
     texts = {r["id"]: r["text"] for r in mixed}
-    # the demo mix upsamples a source, so the copies path of encode_rows runs on both engines
+    # the demo mix upsamples a source, so the copies path of encode_with_copies runs on both engines
     assert len(texts) == len(encoded["spark"]) and any(r["mix_repeat"] for r in mixed)
     for r in encoded["spark"]:
         assert r["tokens"] == tok.encode(texts[r["id"]]), r["id"]
@@ -162,29 +163,44 @@ def test_the_stages_texts_give_the_same_ids(tiny_model):  # noqa: F811
     assert document_texts(with_nulls) == ([b"", b"", b"", "a\u2581".encode()], {3})
 
 
-def test_a_documents_repeats_are_encoded_once(tiny_model, monkeypatch):  # noqa: F811
+def test_a_documents_copies_are_encoded_once_in_its_batch_or_a_later_one(tiny_model, monkeypatch):  # noqa: F811
+    """The mix writes copies copy by copy (all originals of a mix batch, then their first copies, ...),
+    so a copy comes thousands of rows after its original, in a later batch of this stage."""
     tok = load(tiny_model)
-    texts = ["一段中文。", "a text", "a text", "a text", "a \u2581 mark", "a \u2581 mark", "", "", "x", "y", "y"]
-    # "y" after "x" carries repeat 1 but another text (encoded); the last "y" has no repeat number
-    repeats = pa.array([0, 0, 1, 2, 0, 1, 0, 1, 0, 1, None], pa.int32())
-    batch = pa.record_batch({"text": texts, "mix_repeat": repeats})
-    as_bytes, marked = document_texts(batch)
-    source = repeat_sources(batch, as_bytes)
-    assert source.tolist() == [0, 1, 1, 1, 4, 4, 6, 6, 8, 9, 10]
-    assert repeat_sources(pa.record_batch({"text": texts}), as_bytes).tolist() == list(range(len(texts)))
-
     encoded_texts = []
+    real_encode_flat = tok.encode_flat
+    monkeypatch.setattr(tok, "encode_flat", lambda texts, marked=None: encoded_texts.extend(texts)
+                        or real_encode_flat(texts, marked))
+    cache = encode_module.CopyCache()
+    # (id, mix_source, mix_repeat, text); "kept" is not upsampled, "m#1" holds another text than "m"
+    batches = [[("a", "up", 0, "一段中文。"), ("b", "up", 0, "a text"), ("c", "up", 0, "a \u2581 mark"),
+                ("d", "kept", 0, "solo"), ("m", "up", 0, "x"), ("e", "up", 0, "once"), ("e#1", "up", 1, "once")],
+               [("a#1", "up", 1, "一段中文。"), ("b#1", "up", 1, "a text"), ("c#1", "up", 1, "a \u2581 mark"),
+                ("d#1", "kept", 1, "solo"), ("m#1", "up", 1, "y"), ("b#2", "up", 2, "a text"), ("z", None, None, "")]]
+    for rows in batches:
+        ids, sources, repeats, texts = map(list, zip(*rows))
+        batch = pa.record_batch({"id": ids, "text": texts, "mix_source": pa.array(sources, pa.string()),
+                                 "mix_repeat": pa.array(repeats, pa.int32())})
+        as_bytes, marked = document_texts(batch)
+        tokens, n_tokens = encode_with_copies(tok, batch, as_bytes, marked, frozenset({"up"}), cache)
+        assert tokens.type == pa.list_(pa.int32()) and n_tokens.type == pa.int32()
+        assert tokens.to_pylist() == [tok.encode(t) for t in texts]
+        assert n_tokens.to_pylist() == [len(tok.encode(t)) for t in texts]
+    assert sorted(t.decode() for t in encoded_texts) == sorted(
+        ["一段中文。", "a text", "a \u2581 mark", "solo", "x", "once", "solo", "y", ""])
+    encoded_texts.clear()
+    encode_with_copies(tok, batch, as_bytes, marked, frozenset(), encode_module.CopyCache())
+    assert len(encoded_texts) == len(texts), "no upsampled source: every row encoded"
 
-    def counting(tok, texts, marked=None):
-        encoded_texts.extend(texts)
-        return encode_column(tok, texts, marked)
 
-    monkeypatch.setattr(encode_module, "encode_column", counting)
-    tokens, n_tokens = encode_rows(tok, as_bytes, marked, source)
-    assert tokens.type == pa.list_(pa.int32()) and n_tokens.type == pa.int32()
-    assert tokens.to_pylist() == [tok.encode(t) for t in texts]
-    assert n_tokens.to_pylist() == [len(tok.encode(t)) for t in texts]
-    assert len(encoded_texts) == 7  # one per distinct run of copies
+def test_the_copy_cache_holds_its_byte_budget_and_compares_texts():
+    cache = encode_module.CopyCache(max_bytes=10)
+    for doc_id in "abc":
+        cache.put(doc_id, b"12345", np.array([ord(doc_id)], np.int32))
+    assert cache.get("a", b"12345") is None and cache.get("b", b"12345").tolist() == [98]
+    assert cache.get("c", b"other") is None, "a copy whose text differs takes nothing"
+    cache.put("big", b"x" * 11, np.zeros(1, np.int32))
+    assert cache.get("big", b"x" * 11) is None and cache.get("c", b"12345") is not None
 
 
 def test_collector_paused_gives_the_collector_back():

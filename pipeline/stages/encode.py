@@ -4,7 +4,7 @@ Writes `tokens` (list<int32>, no <eos>: the shards stage joins documents with it
 (int32) beside the columns that identify a document and place it in the mix (`IDENTITY_COLUMNS`);
 its text and the signals of the stages before stay in mix/data under the same id (`keep_text`,
 `keep_columns`: carry some along).
-A document the mix repeats is encoded once per batch, its copies taking the same ids (`repeat_sources`).
+A document the mix repeats is encoded once, its copies taking the same ids (`encode_with_copies`).
 The model is read through pipeline.storage (local, gs://, s3://) once per worker process and kept
 in memory for every task that process runs. The stage reports the
 measured bytes per token per language and mix source: better estimates for mix.bytes_per_token;
@@ -13,8 +13,10 @@ exact plans come from mix.count_tokens_with (README: "The mix with exact token c
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import re
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -25,7 +27,7 @@ import pyarrow.parquet as pq
 from pipeline import storage
 from pipeline.config import ConfigError, InputPath, register_section
 from pipeline.registry import register_stage
-from pipeline.runner import stage_dir
+from pipeline.runner import read_stats, stage_dir
 from pipeline.stage import BatchResult, MapStage, StageRun, StageStats, present_columns, upstream_parts
 from pipeline.stages.tokenizer import MODEL_FILE
 from pipeline.worker_models import worker_tokenizer
@@ -49,32 +51,76 @@ def encode_column(tok: Tokenizer, texts: list[str] | list[bytes],
     return tokens, pa.array(np.diff(offsets).astype(np.int32))
 
 
-def repeat_sources(batch: pa.RecordBatch, texts: list[bytes]) -> np.ndarray:
-    """For each row, the row of this batch whose ids it takes (itself when it is encoded): the mix writes
-    a document's repeats right after it (`mix_repeat` 0, 1, 2, ...), so a row with repeat k > 0 that
-    follows one with repeat k - 1 and holds the same text is that document again. An upsampled source's
-    copies are encoded once per batch instead of once per copy; ids are the same either way."""
-    source = np.arange(batch.num_rows)
-    if "mix_repeat" not in batch.schema.names or batch.num_rows < 2:
-        return source
-    repeat = pc.fill_null(batch.column("mix_repeat"), 0).to_numpy(zero_copy_only=False)
-    for i in (np.flatnonzero((repeat[1:] > 0) & (repeat[1:] == repeat[:-1] + 1)) + 1).tolist():
-        if texts[i] == texts[i - 1]:
-            source[i] = source[i - 1]
-    return source
+# Text kept with its ids, per task, of the latest documents of upsampled sources: the mix writes a
+# batch's rows copy by copy (pipeline/stages/mix.py, `repeated_rows`), so a document's next copy comes
+# up to a mix batch (4,096 input rows) later in the same part, past this stage's batch. A copy beyond it
+# is encoded again.
+COPY_CACHE_BYTES = 64 << 20
 
 
-def encode_rows(tok: Tokenizer, texts: list[bytes], marked: set[int], source: np.ndarray) -> tuple[pa.Array, pa.Array]:
-    """`encode_column` of `texts` where row i takes the ids of row `source[i]` (`repeat_sources`): each
-    row that is its own source is encoded, once."""
-    encoded = source == np.arange(len(texts))
-    if encoded.all():
+class CopyCache:
+    """Ids of recently encoded documents, by document id, for their copies further down the part. A copy
+    takes them only if its text is its original's, so a hit gives the ids an encode would. Holds up to
+    `max_bytes` of text, the oldest dropped first."""
+
+    def __init__(self, max_bytes: int = COPY_CACHE_BYTES):
+        self.max_bytes = max_bytes
+        self._entries: OrderedDict[str, tuple[bytes, np.ndarray]] = OrderedDict()
+        self._bytes = 0
+
+    def get(self, doc_id: str, text: bytes) -> np.ndarray | None:
+        entry = self._entries.get(doc_id)
+        return entry[1] if entry is not None and entry[0] == text else None
+
+    def put(self, doc_id: str, text: bytes, ids: np.ndarray) -> None:
+        old = self._entries.pop(doc_id, None)
+        self._bytes -= len(old[0]) if old else 0
+        if len(text) > self.max_bytes:
+            return
+        self._entries[doc_id] = (text, ids)
+        self._bytes += len(text)
+        while self._bytes > self.max_bytes:
+            self._bytes -= len(self._entries.popitem(last=False)[1][0])
+
+
+def encode_with_copies(tok: Tokenizer, batch: pa.RecordBatch, texts: list[bytes], marked: set[int],
+                       upsampled: frozenset[str], cache: CopyCache) -> tuple[pa.Array, pa.Array]:
+    """`encode_column` of `texts`, where a copy of a document of an `upsampled` mix source (mix_repeat
+    k > 0, id `<id>#<k>`) takes its original's ids, from this batch or from `cache`, instead of being
+    encoded again (an upsampled source costs about one encode, not one per copy); this batch's
+    originals of such sources go into `cache`. The ids are the same either way."""
+    names = batch.schema.names
+    if not upsampled or "mix_repeat" not in names or "mix_source" not in names:
         return encode_column(tok, texts, marked)
-    position = np.cumsum(encoded) - 1  # of an encoded row, among the encoded rows
-    tokens, n_tokens = encode_column(tok, [texts[i] for i in np.flatnonzero(encoded).tolist()],
-                                     {int(position[i]) for i in marked if encoded[i]})
-    rows = pa.array(position[source])
-    return tokens.take(rows), n_tokens.take(rows)
+    rows = np.flatnonzero(pc.fill_null(pc.is_in(batch.column("mix_source"), pa.array(sorted(upsampled))), False)
+                          .to_numpy(zero_copy_only=False)).tolist()
+    if not rows:
+        return encode_column(tok, texts, marked)
+    repeats = pc.fill_null(batch.column("mix_repeat"), 0).to_numpy(zero_copy_only=False)
+    originals: dict[str, int] = {}  # id -> row, of this batch's originals
+    taken: dict[int, int | np.ndarray] = {}  # copy row -> the row of its original, or its cached ids
+    for i, doc_id in zip(rows, batch.column("id").take(pa.array(rows)).to_pylist()):
+        if repeats[i] == 0:
+            originals[doc_id] = i
+            continue
+        base = doc_id.rsplit("#", 1)[0]
+        j = originals.get(base)
+        found = j if j is not None and texts[j] == texts[i] else cache.get(base, texts[i])
+        if found is not None:
+            taken[i] = found
+    encoded = [i for i in range(len(texts)) if i not in taken]
+    position = {i: p for p, i in enumerate(encoded)}
+    flat, offsets = tok.encode_flat([texts[i] for i in encoded], {position[i] for i in marked if i in position})
+    ids = [flat[offsets[position[i]]:offsets[position[i] + 1]] if i in position else None for i in range(len(texts))]
+    for i, found in taken.items():
+        ids[i] = ids[found] if isinstance(found, int) else found
+    for doc_id, i in originals.items():
+        cache.put(doc_id, texts[i], ids[i].copy())  # a copy: a view would keep the batch's whole id array
+    sizes = np.array([a.size for a in ids], np.int64)
+    ends = np.cumsum(sizes)
+    tokens = pa.ListArray.from_arrays(pa.array(np.concatenate([[0], ends])).cast(pa.int32()),
+                                      pa.array(np.concatenate(ids) if ids else np.zeros(0, np.int32)))
+    return tokens, pa.array(sizes.astype(np.int32))
 
 
 @contextlib.contextmanager
@@ -145,11 +191,22 @@ class EncodeStage(MapStage):
             self.depends_on = ()
         self.batch_size = self.section.batch_size
         self._report: dict = {}
+        self.upsampled_sources: frozenset[str] = frozenset()  # the mix sources with copies (setup_driver)
 
     def model_uri(self) -> str:
         return self.section.model or storage.join(stage_dir(self.cfg, "tokenizer"), MODEL_FILE)
 
+    @functools.cached_property
+    def copy_cache(self) -> CopyCache:
+        """One per task: each unpickles its own stage (Stage.__getstate__ leaves this out), and a mix part
+        holds its own documents' copies."""
+        return CopyCache()
+
     def setup_driver(self, stage_run: StageRun) -> None:
+        mix_extra = (read_stats(stage_run.upstream_dir) or {}).get("extra", {})
+        self.upsampled_sources = frozenset(
+            key.partition("|")[2] for key, docs in mix_extra.items()
+            if key.startswith("docs|") and docs > mix_extra.get("unique_" + key, docs))
         uri = self.model_uri()
         if not storage.exists(uri):
             raise FileNotFoundError(f"encode: no tokenizer model at {uri}: run `glmdata tokenizer train` first "
@@ -169,8 +226,8 @@ class EncodeStage(MapStage):
     def process_batch(self, batch: pa.RecordBatch) -> BatchResult:
         with collector_paused():
             texts, marked = document_texts(batch)
-            tokens, n_tokens = encode_rows(worker_tokenizer(self.model_uri()), texts, marked,
-                                           repeat_sources(batch, texts))
+            tokens, n_tokens = encode_with_copies(worker_tokenizer(self.model_uri()), batch, texts, marked,
+                                                  self.upsampled_sources, self.copy_cache)
         table = pa.Table.from_batches([batch])
         if not self.section.keep_text:
             table = table.drop_columns(["text"])
