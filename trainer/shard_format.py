@@ -98,9 +98,10 @@ class _HashingStream:
         self.closed = True
 
 
-def _atomic_write(fs: pafs.FileSystem, path: str, write) -> str:
-    """Run `write(stream)` into a temporary file beside `path`, then rename it into place.
-    Returns the sha256 of the bytes written."""
+def _atomic_write(fs: pafs.FileSystem, path: str, write, rename: bool = True) -> tuple[str, str]:
+    """Run `write(stream)` into a temporary file beside `path`, then rename it into place (unless not
+    `rename`: it stays under the temporary name, for a caller that copies it into place later).
+    Returns the sha256 of the bytes written and the path they are at."""
     parent = posixpath.dirname(path)
     fs.create_dir(parent, recursive=True)
     tmp = posixpath.join(parent, f".{posixpath.basename(path)}.inprogress-{uuid.uuid4().hex[:12]}")
@@ -108,14 +109,15 @@ def _atomic_write(fs: pafs.FileSystem, path: str, write) -> str:
         with fs.open_output_stream(tmp) as raw:
             stream = _HashingStream(raw)
             write(stream)
-        fs.move(tmp, path)
+        if rename:
+            fs.move(tmp, path)
     except BaseException:
         try:
             fs.delete_file(tmp)
         except OSError:
             pass
         raise
-    return stream.sha256.hexdigest()
+    return stream.sha256.hexdigest(), path if rename else tmp
 
 
 # ---------------------------------------------------------------------------------------------
@@ -123,9 +125,10 @@ def _atomic_write(fs: pafs.FileSystem, path: str, write) -> str:
 
 
 def write_shard(path: str, columns: dict[str, np.ndarray], kinds: list[str],
-                filesystem: pafs.FileSystem | None = None) -> dict:
+                filesystem: pafs.FileSystem | None = None, rename: bool = True) -> dict:
     """Write one shard atomically. `columns[name]` is an [n, seq_len] array for every SEQ_COLUMN
-    (cast to the column's dtype), `kinds` the n sequence kinds.
+    (cast to the column's dtype), `kinds` the n sequence kinds. Not `rename`: the file stays under a
+    temporary name beside `path`, returned as "written", for the caller to copy into place.
 
     Returns {"file", "samples" (= rows, the sequences the trainer indexes), "tokens" (non-padding
     tokens), "loss_tokens" (targets != -100), "sha256" (of the file's bytes)}."""
@@ -154,10 +157,11 @@ def write_shard(path: str, columns: dict[str, np.ndarray], kinds: list[str],
                 writer.write_batch(batch)
 
     fs, fs_path = _resolve(path, filesystem)
-    sha = _atomic_write(fs, fs_path, write)
+    sha, written = _atomic_write(fs, fs_path, write, rename)
     return {"file": posixpath.basename(fs_path), "samples": int(n),
             "tokens": int(np.count_nonzero(arrays["segment_ids"])),
-            "loss_tokens": int(np.count_nonzero(arrays["targets"] != IGNORE)), "sha256": sha}
+            "loss_tokens": int(np.count_nonzero(arrays["targets"] != IGNORE)), "sha256": sha,
+            **({} if rename else {"written": posixpath.basename(written)})}
 
 
 def write_manifest(shards_dir: str, manifest: dict, filesystem: pafs.FileSystem | None = None) -> None:

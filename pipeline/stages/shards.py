@@ -16,6 +16,7 @@ every sequence is full except the corpus's last one.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
 import posixpath
@@ -31,7 +32,7 @@ from pipeline.config import ConfigError, bounded, register_section
 from pipeline.glm_objective import BuildStats, GLMObjective, build_sequences
 from pipeline.registry import register_command, register_stage
 from pipeline.runner import StageNotReady, read_stats
-from pipeline.stage import Stage, StageRun, StageStats, upstream_parts
+from pipeline.stage import Stage, StageRun, StageStats, pending_file, upstream_parts
 from tokenizer.special_tokens import EOS, NUM_SPECIAL, SPECIAL_TOKENS
 from trainer.shard_format import (FORMAT_NAME, ShardDataset, ShardFormatError, file_sha256, read_manifest,
                                   shard_file_name, verify_sequence, write_manifest, write_shard)
@@ -298,10 +299,12 @@ class BuildShard:
         plan = self.objective.plan(plan_rng, self.sequences_per_shard)
         columns, kinds, stats = build_sequences(plan, tokens, langs, place_rng)
         fs, path = storage.filesystem(storage.join(self.out_dir, shard_file_name(shard.index)))
-        entry = write_shard(path, columns, kinds, filesystem=fs)
+        # on an object store a rename is a copy: the stage's commit copies the file into place once
+        entry = write_shard(path, columns, kinds, filesystem=fs, rename=storage.renames_folders(self.out_dir))
+        written = entry.pop("written", None)
         entry["languages"] = _named_counts(langs, self.languages)
         entry["sources"] = _named_counts(sources, self.sources)
-        return {"entry": entry, "build": stats.to_dict()}
+        return {"entry": entry, "build": stats.to_dict(), "written": written}
 
 
 def _named_counts(codes: np.ndarray, names: list[str]) -> dict[str, int]:
@@ -366,6 +369,9 @@ class ShardsStage(Stage):
                           languages, sources, stage_run.tmp_dir)
         built = engine.map_units("shards: build", task, ranges)
         entries = [r["entry"] for r in built]
+        pending = {r["entry"]["file"]: r["written"] for r in built if r["written"]}
+        if pending:  # the shards left under temporary names, for the commit (runner.commit_output)
+            storage.write_text(pending_file(stage_run.tmp_dir, "shards"), json.dumps(pending, sort_keys=True))
         build = BuildStats.empty(objective)
         for r in built:
             build.merge(r["build"])
