@@ -54,8 +54,8 @@ def encode_column(tok: Tokenizer, texts: list[str] | list[bytes],
 # Text kept with its ids, per task, of the latest documents of upsampled sources: the mix writes a
 # batch's rows copy by copy (pipeline/stages/mix.py, `repeated_rows`), so a document's next copy comes
 # up to a mix batch (4,096 input rows) later in the same part, past this stage's batch. A copy beyond it
-# is encoded again.
-COPY_CACHE_BYTES = 64 << 20
+# is encoded again. 32 MB holds a mix batch of documents of 8 kB; with their ids ~70 MB per Python worker.
+COPY_CACHE_BYTES = 32 << 20
 
 
 class CopyCache:
