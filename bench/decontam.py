@@ -10,10 +10,21 @@ the Union addresses. Clean corpus: THUCNews (Chinese) and the scrapinghub news (
 no text with either. Planted: `--items` benchmark sentences put into clean news documents verbatim,
 with ASCII punctuation and extra spaces, in Traditional script, with a prefix and suffix cut
 (the middle 70% kept), and with one character in 20 deleted.
+
+    .venv/bin/python bench/decontam.py --mixed [--against OLD.py] [--repeat 5]
+
+English items holding Chinese words (State of the Union sentences given one, spaced or joined to the
+English in the ways below, or three joined by Chinese punctuation, or one in the other script than the
+page's), each quoted in a THUCNews page labelled zh (joined to its Chinese, no space) and in an English
+news page: recall per way, documents flagged in the clean files of ../shared/data/text by an index of
+all of them, and `find`'s CPU time on each of those files with them and the benchmarks above in one
+index. `--against` runs an earlier filters/decontam.py too (`git show REV:filters/decontam.py > OLD.py`),
+alternating, in the same process.
 """
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import random
 import re
@@ -24,6 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import filters.decontam  # noqa: E402
 from filters.decontam import BenchmarkItem, ContaminationIndex  # noqa: E402
 from filters.fast_normalize import normalize_chinese, normalize_words  # noqa: E402
 from filters.normalize import fold_punctuation, to_traditional  # noqa: E402
@@ -101,13 +113,110 @@ def cpu(fn) -> float:
     return time.process_time() - start
 
 
+CHINESE_WORDS = ["关系", "面子", "画蛇添足", "中国", "人工智能"]
+
+
+def mixed_forms(sentence: str, rng: random.Random) -> dict[str, tuple[str, str]]:
+    """(item, what a page quotes) per way an English item may hold Chinese: a word spaced or joined to
+    the English at a random place, three joined by Chinese punctuation, a word in the other script."""
+    words, word = sentence.split(), rng.choice(CHINESE_WORDS)
+    at = rng.randint(1, len(words) - 1)
+
+    def glued(before: str, middle: str, glue_next: bool = False) -> str:
+        w = list(words)
+        w[at - 1] += before + middle
+        if glue_next:
+            w[at - 1] += w.pop(at)
+        return " ".join(w)
+    spaced = " ".join(words[:at] + [word] + words[at:])
+    other_script = " ".join(words[:at] + [rng.choice([w for w in CHINESE_WORDS if to_traditional(w) != w])] + words[at:])
+    return {"spaced": (spaced, spaced),
+            "quote-glued": (glued("'", word + "'"),) * 2,
+            "curly-quotes-glued": (glued("“", word + "”", glue_next=True),) * 2,
+            "no-mark": (glued("", word, glue_next=True),) * 2,
+            "parentheses-glued": (glued("(", word + ")"),) * 2,
+            "zh-punctuation": (" ".join(words[:at] + ["，".join(rng.sample(CHINESE_WORDS, 3)) + "。"] + words[at:]),) * 2,
+            "traditional-item/t2s-page": (to_traditional(other_script), other_script),
+            "simplified-item/traditional-page": (other_script, to_traditional(other_script))}
+
+
+def quote_in(host: str, text: str, rng: random.Random) -> str:
+    """`text` put into `host` between two characters that are no ASCII letters or digits."""
+    places = [i for i in range(1, len(host)) if not (host[i - 1].isascii() and host[i - 1].isalnum())
+              and not (host[i].isascii() and host[i].isalnum())] or [0]
+    at = rng.choice(places)
+    return host[:at] + text + host[at:]
+
+
+def load_module(path: Path):
+    spec = importlib.util.spec_from_file_location("decontam_against", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def mixed_script(args, en_bench: list[str], zh_bench: list[str]) -> None:
+    rng = random.Random(3)
+    sentences = [t for t in en_bench if len(t.split()) <= 40]
+    forms = [mixed_forms(t, rng) for t in rng.sample(sentences, args.items)]
+    names = list(forms[0])
+    text = args.data / "text"
+    zh_news, en_news, drcd = (read(text / f) for f in ("zh-news-thucnews.jsonl", "en-news-scrapinghub.jsonl",
+                                                     "zh-hant-wiki-drcd.jsonl"))
+    pages = {}
+    for name in names:
+        hosts = drcd if "traditional-page" in name else zh_news
+        pages[name] = ([quote_in(rng.choice(hosts), f[name][1], rng) for f in forms],
+                       [f"{rng.choice(en_news)}\n{f[name][1]}\n{rng.choice(en_news)}" for f in forms])
+    modules = {"this": filters.decontam} | ({"before": load_module(args.against)} if args.against else {})
+    print(f"English items holding Chinese: {args.items} State of the Union sentences of 12-40 words each way, "
+          f"found in a zh page / an en page quoting them")
+    for label, m in modules.items():
+        cells = []
+        for name in names:
+            index = m.ContaminationIndex([m.BenchmarkItem("b", k, f[name][0], "en") for k, f in enumerate(forms)])
+            zh_found, en_found = (index.find(p, [lang] * len(p)) for p, lang in zip(pages[name], ("zh", "en")))
+            zh_hits, en_hits = (sum(k in f for k, f in enumerate(found)) for found in (zh_found, en_found))
+            cells.append(f"{name} {zh_hits}/{en_hits}")
+        print(f"  {label}: " + ", ".join(cells))
+    files = [(f, "zh" if f.name.startswith("zh-") else "en") for f in sorted(text.glob("*.jsonl"))
+             if "cmrc" not in f.name and "sotu" not in f.name]  # the benchmarks' own text
+    print(f"find, CPU seconds best of {args.repeat} (MB/s), and documents flagged; index: the mixed items above, "
+          f"{len(en_bench)} en and {len(zh_bench)} zh benchmark items")
+    indexes = {label: m.ContaminationIndex([m.BenchmarkItem("mixed", k, f[name][0], "en") for k, f in enumerate(forms)
+                                             for name in names]
+                                           + [m.BenchmarkItem("sotu", k, t, "en") for k, t in enumerate(en_bench)]
+                                           + [m.BenchmarkItem("cmrc", k, t, "zh") for k, t in enumerate(zh_bench)])
+               for label, m in modules.items()}
+    for path, lang in files:
+        docs = read(path)
+        mb = sum(len(t.encode()) for t in docs) / 1e6
+        batches = [docs[i:i + 256] for i in range(0, len(docs), 256)]
+        best, flagged = dict.fromkeys(indexes, float("inf")), {}
+        for _ in range(args.repeat):
+            for label, index in indexes.items():
+                found = []
+                best[label] = min(best[label], cpu(lambda: found.extend(
+                    f for batch in batches for f in index.find(batch, [lang] * len(batch)))))
+                flagged[label] = sum(any(index.items[k].benchmark == "mixed" for k in f) for f in found)
+        cells = [f"{label} {mb / best[label]:.1f} MB/s, {flagged[label]} flagged" for label in indexes]
+        ratio = f" ({best['this'] / best['before']:.2f}x the time)" if "before" in best else ""
+        print(f"  {path.name} ({lang}, {len(docs)} docs): " + "; ".join(cells) + ratio)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
-    ap.add_argument("--items", type=int, default=400, help="benchmark items planted per language")
+    ap.add_argument("--items", type=int, default=400, help="benchmark items planted per language (per way: --mixed)")
+    ap.add_argument("--mixed", action="store_true", help="only English items holding Chinese (see above)")
+    ap.add_argument("--against", type=Path, help="with --mixed: an earlier filters/decontam.py to run too")
+    ap.add_argument("--repeat", type=int, default=5, help="with --mixed: times find runs on each file")
     args = ap.parse_args()
 
     zh_bench, en_bench = zh_items(args.data), en_items(args.data)
+    if args.mixed:
+        return mixed_script(args, en_bench, zh_bench)
     zh_news, en_news = read(args.data / "text/zh-news-thucnews.jsonl"), read(args.data / "text/en-news-scrapinghub.jsonl")
     zh_planted = plant(zh_news, zh_bench, "zh", args.items, seed=1)
     en_planted = plant(en_news, en_bench, "en", min(args.items, len(en_bench)), seed=2)

@@ -7,15 +7,17 @@ lowercase, numbers -> 0, punctuation and whitespace folded, Traditional -> Simpl
 n-grams are hashed by the same compiled kernel as dedup's shingles (64-bit), so an item is found
 whatever its punctuation, width, case or script in the page.
 
-A page is shingled in its own language's mode, and also in the other one over its runs of the other
-script, so an item is found whatever the page's majority language (an exam-prep page labelled zh
-quoting MMLU, an English page quoting C-Eval): a Chinese page's stretches without Han characters
-(but for Chinese words spaced as English spaces its words: see `_han_word`) are read as English
-words, and an English page that holds Han characters is read as Chinese characters, only where its
-n-grams hold as many Han characters as the Han-poorest item cut as characters has in its best
-n-gram, and at least one (see `_Pass.han`). An item's language (`item_lang`, or the benchmark's
-`lang`) decides how the item is cut; an English item that quotes Chinese is also cut into the
-Chinese it quotes (its stretches of `zh_min_tokens`-grams as Han as a Chinese item's indexed ones,
+A page is shingled in its own language's mode, and also in the other one, so an item is found
+whatever the page's majority language (an exam-prep page labelled zh quoting MMLU, an English page
+quoting C-Eval): a Chinese page is read as words too, and an English page that holds Han characters
+is read as Chinese characters, only where its n-grams hold as many Han characters as the Han-poorest
+item cut as characters has in its best n-gram, and at least one (see `_Pass.han`). Words of a text
+holding CJK characters are folded as Chinese is (Traditional -> Simplified, width, punctuation) and
+their Han stretches split from the letters and digits they touch (`_word_string`), so an English
+item's Chinese words meet a page's however the item joins them to its English ("the word'关系'",
+"我们，你们") and whichever script the langid stage left the page in. An item's language (`item_lang`,
+or the benchmark's `lang`) decides how the item is cut; an English item that quotes Chinese is also
+cut into the Chinese it quotes (its stretches of `zh_min_tokens`-grams as Han as a Chinese item's indexed ones,
 without the English around them), each cut as a Chinese item would be, so a page quoting the Chinese
 alone is found. One with only a few Han characters (a word) is found in a Chinese page by its word
 n-grams, the word among them: indexing its mostly-Latin character n-grams would match unrelated
@@ -28,16 +30,18 @@ exist); shorter ones are counted as too short to detect and reported.
 The index (a sorted array of n-gram hashes per pass plus, for each hash, the items that hold it)
 is built from the benchmark files once per worker process: benchmarks are small next to a corpus,
 and the cost of a document is its own n-grams (one presence-table lookup each), plus those of its
-runs of the other script, whatever the number of benchmarks.
+reading in the other script, whatever the number of benchmarks.
 """
 from __future__ import annotations
 
 import re
+import sys
 from dataclasses import dataclass, field
 
+import numba
 import numpy as np
 
-from filters.fast_normalize import normalize_word_lines
+from filters.fast_normalize import normalize_chinese, normalize_words
 from filters.minhash import Shingling, is_chinese, shingle_batch
 from filters.scripts import script_counts
 
@@ -113,20 +117,31 @@ def _numerals(text: str) -> str:
 _SHINGLING = Shingling(zh_tokens="char")  # normalization and tokens only; n comes from each pass
 
 
-def _token_strings(texts: list[str | None], langs: list[str]) -> list[tuple[str, bool]]:
-    """Each text normalized as dedup normalizes it: (token string, word mode)."""
-    return [_SHINGLING.token_string(_numerals(t) if t and lang == "zh" else t, lang)
-            for t, lang in zip(texts, langs)]
+def _token_strings(texts: list[str | None], langs: list[str], longest_han: int = sys.maxsize,
+                   leads: list[bytes] | None = None) -> list[tuple[str, bool]]:
+    """Each text normalized as dedup normalizes it: (token string, word mode); English as `_word_string`
+    (`leads`: the texts' `_folded_leads`, if known)."""
+    leads = leads or [_folded_leads(t) for t in texts]
+    return [_SHINGLING.token_string(_numerals(t) if t else t, lang) if lang == "zh"
+            else (_word_string(t, longest_han, lead), True) for t, lang, lead in zip(texts, langs, leads)]
 
 
 _HAN_CLASS = "\u3400-\u4dbf\u4e00-\u9fff〇"
-_NOT_CJK_LEAD = bytes(b for b in range(256) if not 0xE3 <= b <= 0xE9)
+_NOT_FOLDED_LEAD = bytes(b for b in range(256) if not (0xE3 <= b <= 0xE9 or b == 0xEF))
 
 
-def _cjk_count(text: str) -> int:
-    """Characters U+3000-U+9FFF (Han, CJK punctuation, kana): UTF-8 lead bytes E3-E9, counted at
-    memory speed (a regular expression for Han took 40% of an English page's cost)."""
-    return len(text.encode("utf-8", "surrogatepass").translate(None, _NOT_CJK_LEAD))
+def _folded_leads(text: str | None) -> bytes:
+    """The UTF-8 lead bytes of a text's characters that Chinese folding may change: U+3000-U+9FFF
+    (Han, CJK punctuation, kana: E3-E9) and U+F000-U+FFFF (full-width forms: EF), found at memory
+    speed (a regular expression for Han took 40% of an English page's cost)."""
+    if not text or text.isascii():
+        return b""
+    return text.encode("utf-8", "surrogatepass").translate(None, _NOT_FOLDED_LEAD)
+
+
+def _cjk_count(leads: bytes) -> int:
+    """Characters U+3000-U+9FFF of a text, from its `_folded_leads`."""
+    return len(leads) - leads.count(0xEF)
 
 
 def _han_counts(s: str, n: int) -> np.ndarray:
@@ -152,16 +167,67 @@ def _han_windows(s: str, n: int, least: float) -> list[str]:
     return [s[a:b + n] for a, b in zip(firsts.tolist(), lasts.tolist())]
 
 
-def _han_word(zh_min_tokens: int) -> str:
-    """A pattern for a Chinese word inside English text ("the concept of 关系 (guanxi)", an answer option on
-    a line of its own): a Han stretch too short to be indexed as Chinese (longer ones an English item
-    quotes are: see `_quoted_chinese`), after an ASCII space or line break, or one and a mark ("(", a
-    quote), as English spaces its words. Chinese prose rarely spaces so: its stretches stay out of the
-    word runs of a Chinese page."""
-    after_space = rf"(?:(?<=[ \t\r\n])|(?<=[ \t\r\n][^\s{_HAN_CLASS}]))"
-    return f"{after_space}[{_HAN_CLASS}]{{1,{max(zh_min_tokens - 1, 1)}}}(?![{_HAN_CLASS}])"
+# Put for a Han stretch of a page longer than any an item holds as a word: it matches none, and costs
+# one byte to hash where a clause of Chinese prose costs three a character. Normalized text never holds it.
+_UNMATCHED_HAN = 0
 
 
+@numba.njit(cache=True, nogil=True)
+def _split_han_kernel(cp, longest, out) -> int:
+    """`cp` into `out` with a space between a Han character (as `_HAN_CLASS` says) and a letter or digit
+    next to it, and each Han stretch longer than `longest` replaced by `_UNMATCHED_HAN`, once for
+    stretches with nothing but spaces between them (an n-gram holding one matches no item either way);
+    returns the length written (at most twice `cp`'s)."""
+    n, run, was_han, was_word, unmatched = 0, 0, False, False, False
+    for i in range(cp.shape[0] + 1):
+        c = cp[i] if i < cp.shape[0] else 32
+        han = (0x4E00 <= c <= 0x9FFF) or (0x3400 <= c <= 0x4DBF) or c == 0x3007
+        word = c != 32
+        if was_han and not han:
+            if run > longest:
+                n -= run
+                if not unmatched:
+                    out[n] = _UNMATCHED_HAN
+                    n += 1
+            unmatched = run > longest
+        if word and not han:
+            unmatched = False
+        if word and was_word and han != was_han:
+            out[n] = 32
+            n += 1
+        if i < cp.shape[0]:
+            out[n] = c
+            n += 1
+        run = run + 1 if han else 0
+        was_han, was_word = han, word
+    return n
+
+
+def _split_han(s: str, longest: int) -> str:
+    """A word token string with a space wherever a Han character touches a letter or digit, so that
+    "关系means", "word'关系'" and "word 关系 means" read alike whatever marks a page puts there; Han
+    stretches longer than `longest` characters become one `_UNMATCHED_HAN`."""
+    if s.isascii():
+        return s
+    cp = np.frombuffer(s.encode("utf-32-le", "surrogatepass"), np.uint32)
+    out = np.empty(2 * len(cp), np.uint32)
+    return out[:_split_han_kernel(cp, longest, out)].tobytes().decode("utf-32-le", "surrogatepass")
+
+
+def _word_string(text: str | None, longest_han: int, leads: bytes) -> str:
+    """A text as words (English items, English pages, and Chinese pages as words): dedup's word
+    normalization, after Chinese folding (Traditional -> Simplified, width, punctuation) where the
+    text holds a character it changes, as for Chinese n-grams: a Chinese word reads the same in an
+    item as in a page, whether the langid stage converted the page to Simplified or not. Han stretches
+    are then split from letters and digits (`_split_han`), so a Chinese page is read as words whole:
+    an English item's words are found there however the item joins its Chinese to them (Chinese prose
+    as words is one token a clause, common to no English item). `leads`: the text's `_folded_leads`."""
+    if not leads:
+        return normalize_words(text or "")  # the same as normalize_chinese without such a character, and faster
+    return _split_han(normalize_chinese(text), longest_han)
+
+
+_HAN_RUN = re.compile(f"[{_HAN_CLASS}]+")
 _NOT_HAN_AT_EDGES = re.compile(f"^[^{_HAN_CLASS}]+|[^{_HAN_CLASS}]+$")
 
 
@@ -197,10 +263,9 @@ class ContaminationIndex:
         self.short = _Pass(en_min_tokens, zh_min_tokens)
         cuts = list(enumerate(_token_strings([i.text for i in items], [i.lang for i in items])))
         # An English item quoting Chinese ("Translate into English: 我爱北京天安门，...") is also cut into the
-        # Chinese it quotes, as a Chinese item: a Chinese page is read as words only where it has no Han
-        # but for words too short to be indexed as Chinese.
+        # Chinese it quotes, as a Chinese item: a page quoting the Chinese alone holds none of its words.
         least_han = zh_min_han_frac * zh_min_tokens
-        quoting = [k for k, i in enumerate(items) if i.lang != "zh" and _cjk_count(i.text) >= least_han]
+        quoting = [k for k, i in enumerate(items) if i.lang != "zh" and _cjk_count(_folded_leads(i.text)) >= least_han]
         as_chinese = _token_strings([items[k].text for k in quoting], ["zh"] * len(quoting))
         cuts += [(k, (quote, False)) for k, (s, _) in zip(quoting, as_chinese)
                  for quote in _quoted_chinese(s, zh_min_tokens, least_han)]
@@ -214,12 +279,9 @@ class ContaminationIndex:
         self.too_short = [k for k in range(len(items)) if k not in indexed]  # item numbers that no pass can find
         self._fill(self.full, full_cuts)
         self._fill(self.short, short_cuts)
-        words = [p.en_n for p in self.passes if p.words]
-        # A run of n words is at least 2n - 1 characters long (a Chinese word counting as one): shorter
-        # runs cannot hold an n-gram. A run starts without Han, and the pattern says so first: most tries
-        # in Chinese text end at that one class, before the alternation.
-        self._latin_run = re.compile(f"[^{_HAN_CLASS}](?:[^{_HAN_CLASS}]|{_han_word(zh_min_tokens)})"
-                                     f"{{{2 * min(words) - 2},}}") if words else None
+        self._words = any(p.words for p in self.passes)
+        self._longest_han = max((len(run) for k, (s, word_mode) in full_cuts + short_cuts if word_mode
+                                 for run in _HAN_RUN.findall(s)), default=0)  # of the Han words indexed
         self._least_han = min((p.han for p in self.passes if p.han is not None), default=None)
 
     def _fill(self, p: _Pass, cuts: list[tuple[int, tuple[str, bool]]]) -> None:
@@ -254,30 +316,29 @@ class ContaminationIndex:
     def passes(self) -> list[_Pass]:
         return [p for p in (self.full, self.short) if len(p.hashes)]
 
-    def _other_script(self, texts: list[str | None], chinese: list[bool]) -> list[tuple[int, str, bool]]:
-        """(document, token string, word mode) of what each document holds in the other script: a
-        Chinese page's runs without Han characters but for Chinese words (`_han_word`) as words (if
-        some item is English), an English page as characters (if some item is cut as characters and
-        the page may hold as many Han characters as the Han-poorest such item's best n-gram: digits,
-        which become numerals, are not counted)."""
-        runs, out = [], []
-        for d, (text, zh) in enumerate(zip(texts, chinese)):
+    def _other_script(self, texts: list[str | None], chinese: list[bool],
+                      leads: list[bytes]) -> list[tuple[int, str, bool]]:
+        """(document, token string, word mode) of each document read in the other script: a Chinese
+        page as words (`_word_string`, if some item is English), an English page as characters (if some
+        item is cut as characters and the page may hold as many Han characters as the Han-poorest such
+        item's best n-gram: digits, which become numerals, are not counted)."""
+        out = []
+        for d, (text, zh, lead) in enumerate(zip(texts, chinese, leads)):
             if not text:
                 continue
-            if zh and self._latin_run:
-                runs += [(d, run.replace("\n", " ")) for run in self._latin_run.findall(text)]
-            elif not zh and self._least_han is not None and _cjk_count(text) >= self._least_han:
+            if zh and self._words:
+                out.append((d, _word_string(text, self._longest_han, lead), True))
+            elif not zh and self._least_han is not None and _cjk_count(lead) >= self._least_han:
                 out.append((d, _token_strings([text], ["zh"])[0][0], False))
-        # One compiled pass for all runs (a call per run cost more than the rest of the page).
-        words = normalize_word_lines("\n".join(run for _, run in runs)) if runs else []
-        return out + [(d, w, True) for (d, _), w in zip(runs, words)]
+        return out
 
     def find(self, texts: list[str | None], langs: list[str | None]) -> list[list[int]]:
         """Per document, the numbers of the items it shares an n-gram with (sorted, no repeats)."""
         found: list[set[int]] = [set() for _ in texts]
         chinese = [is_chinese(lang) for lang in langs]
-        tokens = _token_strings(texts, ["zh" if zh else "en" for zh in chinese])
-        other = self._other_script(texts, chinese)
+        leads = [_folded_leads(t) for t in texts]
+        tokens = _token_strings(texts, ["zh" if zh else "en" for zh in chinese], self._longest_han, leads)
+        other = self._other_script(texts, chinese, leads)
         for p in self.passes:
             pieces, owner = list(tokens), list(range(len(texts)))  # token strings, and their document
             for d, s, word_mode in other:

@@ -9,8 +9,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import REPO, make_run_config, write_finished_stage
-from filters.decontam import BenchmarkItem, ContaminationIndex, item_lang
-from filters.normalize import to_traditional
+from filters.decontam import _UNMATCHED_HAN, BenchmarkItem, ContaminationIndex, _split_han, item_lang
+from filters.fast_normalize import normalize_chinese
+from filters.normalize import to_simplified, to_traditional
 from pipeline import storage
 from pipeline.config import ConfigError
 from pipeline.runner import run_stage
@@ -112,6 +113,54 @@ def test_english_item_holding_a_chinese_word_is_found_in_a_chinese_page(item):
     ix = ContaminationIndex([BenchmarkItem("b", 0, item, "en")])
     spaced_chinese = "我们 关系 很好，大家 “画蛇添足” 了。"
     assert ix.find([HOST_ZH + item + HOST_ZH, HOST_ZH + spaced_chinese + HOST_EN + HOST_ZH], ["zh", "zh"]) == [[0], []]
+
+
+# Each word n-gram of these holds a Chinese word joined to the English without a space
+GLUED_CHINESE_ITEMS = [
+    "In Chinese business culture, the word'关系' means a network of personal relationships built up over many years.",
+    "In Chinese business culture the word“关系”means a network of personal relationships built up over many years.",
+    "In Chinese business culture, the term关系refers to a network of personal relationships built up over many years.",
+    "In Chinese business culture, which word(关系) names the network of personal relationships built up over many years?",
+    "Translate the three pronouns 我们，你们。他们 into English and say which of them is the second person plural."]
+
+
+@pytest.mark.parametrize("item", GLUED_CHINESE_ITEMS, ids=["quote", "curly-quotes", "no-mark", "parentheses", "zh-punctuation"])
+def test_english_item_joining_a_chinese_word_to_its_words_is_found_in_a_chinese_page(item):
+    """A Chinese page was read as words only over runs without Han but for Chinese words after a space:
+    a word glued to the English, or words joined by Chinese punctuation, ended the run (251-311 of 400 State
+    of the Union sentences so edited were found in Chinese news: bench/decontam.py --mixed). Now the whole
+    page is read as words, Han split from the letters it touches, in item and page alike."""
+    ix = ContaminationIndex([BenchmarkItem("b", 0, item, "en")])
+    same_words_in_prose = "我们的关系，你们。他们很好。"
+    assert ix.find([HOST_ZH + item + HOST_ZH, HOST_ZH + same_words_in_prose + HOST_ZH], ["zh", "zh"]) == [[0], []]
+
+
+TRADITIONAL_WORDS_ITEM = "Which of the words 關係 and 面子 names the network of personal relationships in Chinese business?"
+
+
+@pytest.mark.parametrize("item, page, lang", [
+    (TRADITIONAL_WORDS_ITEM, to_simplified(HOST_ZH + TRADITIONAL_WORDS_ITEM + HOST_ZH), "zh"),  # langid's t2s (default)
+    (TRADITIONAL_WORDS_ITEM, HOST_EN + to_simplified(TRADITIONAL_WORDS_ITEM) + HOST_EN, "en"),
+    (to_simplified(TRADITIONAL_WORDS_ITEM), to_traditional(HOST_ZH + TRADITIONAL_WORDS_ITEM + HOST_ZH), "zh"),  # t2s off
+], ids=["traditional-item-converted-page", "traditional-item-simplified-en-page", "simplified-item-traditional-page"])
+def test_chinese_words_of_an_english_item_match_in_either_script(item, page, lang):
+    """Words were normalized without OpenCC t2s (characters were not): an English item's Traditional
+    word missed the page langid had converted to Simplified, and a Simplified one a Traditional page kept as
+    written with t2s off (252 of 400 found each way: bench/decontam.py --mixed)."""
+    ix = ContaminationIndex([BenchmarkItem("b", 0, item, "en")])
+    assert ix.find([page, to_simplified(HOST_ZH) * 2], [lang, "zh"]) == [[0], []]
+
+
+_UNMATCHED = chr(_UNMATCHED_HAN)
+
+
+def test_chinese_prose_read_as_words_is_one_placeholder_a_stretch():
+    """A page read as words: Han split from the letters it touches; a Han stretch longer than any Chinese
+    word of the items is one placeholder (no item holds it), once for stretches with only spaces or marks
+    between them, never dropped: the English words on either side of it stay apart."""
+    s = normalize_chinese("图书室开放a镇上的小学，学校的图书室 cd关系 图书室开放")
+    assert _split_han(s, 2).split() == [_UNMATCHED, "a", _UNMATCHED, "cd", "关系", _UNMATCHED]
+    assert _split_han(s, 5).split() == ["图书室开放", "a", "镇上的小学", _UNMATCHED, "cd", "关系", "图书室开放"]
 
 
 def test_too_short_items_are_counted_not_indexed():

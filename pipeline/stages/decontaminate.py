@@ -125,8 +125,9 @@ class DecontaminateStage(ReadsWhatMixUses, MapStage):
     name = "decontaminate"
     upstream = "dedup"
     # 2: items found in pages of the other language; 3: English items quoting Chinese found by the Chinese they
-    # quote; 4: English items holding a Chinese word found in Chinese pages
-    output_version = 4
+    # quote; 4: English items holding a Chinese word found in Chinese pages; 5: ... however the item joins the word to
+    # its English, and in Traditional or Simplified (words folded as Chinese, Han split from letters and digits)
+    output_version = 5
     batch_size = 1024
 
     def __init__(self, cfg):
