@@ -107,9 +107,9 @@ HAN_WORD_ITEMS = ["Which of the following best describes 关系 in Chinese busin
 
 @pytest.mark.parametrize("item", HAN_WORD_ITEMS, ids=["word", "quoted-idiom", "options-on-lines"])
 def test_english_item_holding_a_chinese_word_is_found_in_a_chinese_page(item):
-    """A Chinese page is read as words where it has no Han but for Chinese words spaced as English
-    spaces them: before, no run of such a page held the word, and 40% of 400 State of the Union
-    sentences given one or two Chinese words were missed in Chinese news (found in English news)."""
+    """A Chinese page is read as words: when it was read so only over its runs without Han, no run held
+    the word, and 40% of 400 State of the Union sentences given one or two Chinese words were missed in
+    Chinese news (found in English news)."""
     ix = ContaminationIndex([BenchmarkItem("b", 0, item, "en")])
     spaced_chinese = "我们 关系 很好，大家 “画蛇添足” 了。"
     assert ix.find([HOST_ZH + item + HOST_ZH, HOST_ZH + spaced_chinese + HOST_EN + HOST_ZH], ["zh", "zh"]) == [[0], []]
