@@ -211,10 +211,11 @@ def inspect_command(args: argparse.Namespace) -> int:
     console = Console()
     path = args.path.rstrip("/")
     if not storage.is_dir(path):
-        raise UsageError(f"{path}: not a folder (expected a run's workdir or <workdir>/<stage>)")
+        raise UsageError(f"{path}: not a folder (expected a run's workdir or <workdir>/<stage>)" + _stages_beside(path))
     if is_workdir(path):
         if args.reason or args.errors:
-            raise UsageError(f"{path} is a workdir: name a stage folder for --reason/--errors, e.g. {path}/quality")
+            raise UsageError(f"{path} is a workdir, and --reason and --errors read one stage's folder: "
+                             + _stages_holding(path, args.reason))
         return list_workdir(path, console)
     if not is_stage_dir(path):
         raise UsageError(f"{path}: no stage output here (no stats.json); expected a run's workdir or "
@@ -251,6 +252,31 @@ def inspect_command(args: argparse.Namespace) -> int:
         _print_fields(console, row, "url", "source", "lang", REJECT_DETAIL)
         console.print(preview(row.get("text"), args.width), markup=False, highlight=False)
     return 0
+
+
+def _stages_beside(path: str) -> str:
+    """For a mistyped stage folder (work/demo/qualty): the stages its workdir does hold, else ""."""
+    workdir, _, _ = path.rpartition("/")
+    if not workdir or workdir.endswith(":/") or not storage.is_dir(workdir) or not is_workdir(workdir):
+        return ""
+    names = [stats["stage"] for stats in read_stage_stats(workdir, required=())]
+    return f"; stages in {workdir}: {', '.join(names) or 'none finished yet'}"
+
+
+def _stages_holding(workdir: str, reason: str | None) -> str:
+    """Which stage folders of `workdir` hold documents of `reason` (a prefix, as -r takes it), or errors when
+    `reason` is None, as the commands that show them."""
+    flag = f"-r {reason}" if reason else "--errors"
+    names = []
+    for stats in read_stage_stats(workdir, required=()):
+        stage_dir = storage.join(workdir, stats["stage"])
+        if (any(r.startswith(reason) for r in stats.get("dropped", {})) if reason
+                else _error_count(stage_dir, stats)):
+            names.append(stats["stage"])
+    if not names:
+        what = f"dropped documents as {plain(repr(reason))}" if reason else "has errors"
+        return f"no finished stage there {what} (glmdata inspect {workdir} lists every stage's reasons)"
+    return "; ".join(f"glmdata inspect {storage.join(workdir, name)} {flag}" for name in names)
 
 
 def _print_fields(console: Console, row: dict, *keys: str) -> None:

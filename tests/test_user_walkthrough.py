@@ -1,0 +1,43 @@
+"""Common mistakes of a first walk through the README, each answered by a message that says what to do
+instead of a traceback, a wrong hint or an empty page. Small fake workdirs (report_fixtures), no engine."""
+from __future__ import annotations
+
+import pytest
+
+import pipeline.engines
+from pipeline.cli import main as glmdata
+from report_fixtures import make_run
+
+
+@pytest.fixture(autouse=True)
+def no_engine(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("an engine was started")
+    monkeypatch.setattr(pipeline.engines, "make_engine", refuse)
+    monkeypatch.setenv("COLUMNS", "200")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    return make_run(tmp_path_factory.mktemp("walkthrough") / "run")
+
+
+def test_inspect_reason_on_a_workdir_names_the_stage_that_holds_it(run, capsys):
+    """`glmdata inspect work/demo -r dup_exact`: the error pointed at work/demo/quality whatever the reason."""
+    assert glmdata(["inspect", str(run), "-r", "dup_exact"]) == 2
+    err = capsys.readouterr().err
+    assert f"glmdata inspect {run / 'dedup'} -r dup_exact" in err and "quality" not in err
+    assert glmdata(["inspect", str(run), "-r", "lang_other"]) == 2  # a prefix, as -r takes it
+    assert f"glmdata inspect {run / 'langid'} -r lang_other" in capsys.readouterr().err
+    assert glmdata(["inspect", str(run), "--errors"]) == 2
+    assert f"glmdata inspect {run / 'ingest'} --errors" in capsys.readouterr().err
+    assert glmdata(["inspect", str(run), "-r", "no_such_reason"]) == 2
+    assert "no finished stage there dropped documents as 'no_such_reason'" in capsys.readouterr().err
+
+
+def test_inspect_of_a_mistyped_stage_folder_lists_the_stages(run, capsys):
+    assert glmdata(["inspect", str(run / "qualty")]) == 2
+    err = capsys.readouterr().err
+    assert "not a folder" in err and f"stages in {run}: ingest, langid, quality, dedup, mix" in err
+    assert glmdata(["inspect", str(run.parent / "nowhere" / "quality")]) == 2  # no workdir there: no list
+    assert "stages in" not in capsys.readouterr().err
