@@ -466,8 +466,10 @@ def submit_command(args: argparse.Namespace) -> int:
     dist = Path(args.dist).resolve()
     sub = build_submission(cfg, args, dist)
     if args.wait_timeout is not None and not (args.wait and sub.watcher):
+        why = (f"add --wait to follow the {args.platform} job" if sub.watcher
+               else f"--platform {args.platform} runs in the foreground")
         raise UsageError(f"--wait-timeout: only with --wait, which follows jobs on dataproc, dataproc-serverless, emr "
-                         f"and emr-serverless (--platform {args.platform} runs in the foreground)")
+                         f"and emr-serverless ({why})")
     missing = missing_artifact(sub, dist)
     mismatch = python_mismatch(args.platform, dist)
     if mismatch:

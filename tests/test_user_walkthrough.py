@@ -2,11 +2,15 @@
 instead of a traceback, a wrong hint or an empty page. Small fake workdirs (report_fixtures), no engine."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 import pipeline.engines
 from pipeline.cli import main as glmdata
 from report_fixtures import make_run
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
 @pytest.fixture(autouse=True)
@@ -41,3 +45,14 @@ def test_inspect_of_a_mistyped_stage_folder_lists_the_stages(run, capsys):
     assert "not a folder" in err and f"stages in {run}: ingest, langid, quality, dedup, mix" in err
     assert glmdata(["inspect", str(run.parent / "nowhere" / "quality")]) == 2  # no workdir there: no list
     assert "stages in" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("platform,config,extra,why", [
+    ("emr", "emr.yaml", [], "(add --wait to follow the emr job)"),
+    ("spark-standalone", "demo.yaml", ["--wait"], "(--platform spark-standalone runs in the foreground)"),
+])
+def test_wait_timeout_without_wait_says_what_is_missing(capsys, platform, config, extra, why):
+    """EMR was said to run "in the foreground" when only --wait was missing."""
+    argv = ["submit", "--platform", platform, "--config", str(CONFIGS / config), "--dry-run", "--wait-timeout", "60"]
+    assert glmdata(argv + extra) == 2
+    assert why in capsys.readouterr().err
