@@ -198,8 +198,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"config error: {e}", file=sys.stderr)
         return 2
-    except (StageNotReady, WorkdirBusy, FileNotFoundError, EngineError, JavaError) as e:
-        # Something to run, install or point at first: the message says what; a traceback would bury it.
+    except (StageNotReady, WorkdirBusy, OSError, EngineError, JavaError) as e:
+        # Something to run, install or point at first (an OSError: a path, or a bucket unreachable without
+        # credentials or network): the message says what; a traceback would bury it.
         if args.verbose:
             raise
         print(f"error: {e}", file=sys.stderr)

@@ -2,6 +2,7 @@
 instead of a traceback, a wrong hint or an empty page. Small fake workdirs (report_fixtures), no engine."""
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -56,3 +57,18 @@ def test_wait_timeout_without_wait_says_what_is_missing(capsys, platform, config
     argv = ["submit", "--platform", platform, "--config", str(CONFIGS / config), "--dry-run", "--wait-timeout", "60"]
     assert glmdata(argv + extra) == 2
     assert why in capsys.readouterr().err
+
+
+def test_an_unreachable_bucket_is_a_message_not_a_traceback(monkeypatch, capsys):
+    """configs/emr.yaml's workdir before its bucket is filled in, or without credentials or network: pyarrow's
+    OSError came out as a traceback (from report, inspect, run, submit's uploads alike)."""
+    with socket.socket() as s:  # a port nothing listens on: the connection is refused at once
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    for var, value in (("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}"), ("AWS_ACCESS_KEY_ID", "x"),
+                       ("AWS_SECRET_ACCESS_KEY", "x"), ("AWS_DEFAULT_REGION", "us-east-1"),
+                       ("AWS_EC2_METADATA_DISABLED", "true")):
+        monkeypatch.setenv(var, value)
+    assert glmdata(["report", "s3://my-glmdata-bucket/runs/glm130b"]) == 3
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "my-glmdata-bucket" in err and "Traceback" not in err
