@@ -59,8 +59,17 @@ def run_pipeline(cfg: RunConfig, engine, first: str | None = None, last: str | N
         summaries = _run_stages(cfg, engine, stages, first, console)
         if report:
             console.rule("report")
-            write_report(cfg.run.workdir, engine, console)
+            if _any_stage_finished(cfg.run.workdir):
+                write_report(cfg.run.workdir, engine, console)
+            else:  # `--from dedup` on a new workdir: an empty page would read as a run that found nothing
+                console.print(f"no report: no stage of {cfg.run.workdir} has finished")
     return summaries
+
+
+def _any_stage_finished(workdir: str) -> bool:
+    from pipeline import storage
+
+    return any(storage.exists(storage.join(workdir, name, "stats.json")) for name in storage.listdir(workdir))
 
 
 def _run_stages(cfg: RunConfig, engine, stages: list[Stage], first: str | None, console: Console) -> list[dict]:

@@ -72,3 +72,18 @@ def test_an_unreachable_bucket_is_a_message_not_a_traceback(monkeypatch, capsys)
     assert glmdata(["report", "s3://my-glmdata-bucket/runs/glm130b"]) == 3
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "my-glmdata-bucket" in err and "Traceback" not in err
+
+
+def test_run_from_a_later_stage_on_a_new_workdir_writes_no_empty_report(tmp_path, monkeypatch, capsys):
+    """`glmdata run --from dedup` before anything ran: the run stops before dedup, and then wrote a report
+    page of no stage at all ("HTML report: ..."), which `glmdata report` itself refuses to write."""
+    class Idle:
+        def close(self):
+            pass
+    monkeypatch.setattr(pipeline.engines, "make_engine", lambda cfg: Idle())
+    workdir = tmp_path / "new"
+    argv = ["run", "--config", str(CONFIGS / "demo.yaml"), "--set", f"run.workdir={workdir}", "--from", "dedup"]
+    assert glmdata(argv) == 1
+    out = capsys.readouterr().out
+    assert "stopped before dedup" in out and f"no report: no stage of {workdir} has finished" in out
+    assert not (workdir / "report").exists()
