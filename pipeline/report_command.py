@@ -67,6 +67,9 @@ def report_command(args: argparse.Namespace) -> int:
             raise UsageError(f"{folder} is not a folder (expected a run's workdir)")
         stages[folder] = read_stage_stats(folder)
         if not stages[folder]:  # else an empty report, or a comparison claiming nothing changed
+            if storage.exists(storage.join(folder, "stats.json")):  # work/demo/quality for work/demo
+                raise UsageError(f"{folder} is one stage's folder: report its run, glmdata report "
+                                 f"{folder.rstrip('/').rpartition('/')[0]}")
             raise UsageError(f"{folder} has no finished stage (no <stage>/stats.json): not a run's workdir?")
     out = _local(args.out) if args.out else storage.join(workdir, "report")
     engine = LazyEngine(workdir, args.engine or run_engine(stages[workdir]), args.master)

@@ -87,3 +87,8 @@ def test_run_from_a_later_stage_on_a_new_workdir_writes_no_empty_report(tmp_path
     out = capsys.readouterr().out
     assert "stopped before dedup" in out and f"no report: no stage of {workdir} has finished" in out
     assert not (workdir / "report").exists()
+
+
+def test_report_of_a_stage_folder_names_the_workdir(run, capsys):
+    assert glmdata(["report", str(run / "quality")]) == 2
+    assert f"is one stage's folder: report its run, glmdata report {run}" in capsys.readouterr().err
