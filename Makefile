@@ -44,14 +44,14 @@ bench: setup
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 # Cluster artifacts for `glmdata submit` (pipeline/dist.py): a wheelhouse and a relocatable executor
-# environment for the nodes' CPython (DIST_PYTHON: 3.11 on Dataproc 2.2/2.3 and EMR 7 with python3.11;
-# 3.12 on the serverless runtimes), plus the node setup script and Dockerfiles. Built with PYTHONPATH
-# scrubbed; pipeline.dist itself skips the build when dist/dist.json's fingerprint of the sources,
-# pins and target matches, so this target always runs it.
+# environment for the nodes' CPython (DIST_PYTHON: 3.11 on Dataproc 2.2/2.3 and EMR 7, and in README's EMR
+# Serverless image; 3.12 in its Dataproc Serverless container: README, Platforms), plus the
+# node setup script and Dockerfiles. Built with PYTHONPATH scrubbed; pipeline.dist itself skips the build
+# when dist/dist.json's fingerprint of the sources, pins and target matches, so this target always runs it.
 DIST_PYTHON ?= 3.11
 dist: setup
 	env -u PYTHONPATH -u PYTHONHOME -u VIRTUAL_ENV $(BIN)/python -m pipeline.dist --python-version $(DIST_PYTHON)
-	@echo "next: glmdata submit --platform dataproc|emr|emr-serverless|spark-standalone --config ... --dry-run"
+	@echo "next: glmdata submit --platform dataproc|dataproc-serverless|emr|emr-serverless|spark-standalone|dataflow|flink --config ... --dry-run"
 
 clean:
 	rm -rf $(VENV) work build dist *.egg-info
