@@ -428,8 +428,8 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dry-run", action="store_true", help="print the uploads and the command instead of running them")
     p.add_argument("--wait", action="store_true",
                    help="follow the job until it ends, printing its state, console URL and log location, and exit "
-                        "with its status: 0 succeeded, 1 failed or cancelled, 2 lost track of it, 130 Ctrl-C (the "
-                        "job keeps running); a submission the platform's CLI refuses exits with the CLI's status "
+                        "with its status: 0 succeeded, 1 failed or cancelled, 2 lost track of it, 3 nothing submitted "
+                        "(dist/ incomplete, an upload refused), 130 Ctrl-C (the job keeps running); a submission the platform's CLI refuses exits with the CLI's status "
                         "(gcloud 1, aws 252-255), saying so; spark-standalone and Beam always wait")
     p.add_argument("--poll-seconds", type=float, help="--wait: seconds between state queries (default submit.poll_seconds)")
     p.add_argument("--wait-timeout", type=at_least(1), metavar="SECONDS",
@@ -479,8 +479,8 @@ def submit_command(args: argparse.Namespace) -> int:
             print(f"# note: {missing} does not exist yet: run `make dist` before submitting", file=sys.stderr)
         print(sub.describe())
         return 0
-    if missing:
+    if missing:  # 3, as for anything to run first: 2 says a --wait lost track of a job that may be running
         print(f"submit: {missing} is missing: run `make dist` first", file=sys.stderr)
-        return 2
+        return 3
     poll = args.poll_seconds if args.poll_seconds is not None else cfg.section("submit").poll_seconds
     return run_submission(sub, args.wait, poll, args.wait_timeout)

@@ -361,7 +361,7 @@ def test_flink_on_beams_image_ships_the_wheel_or_stops(tmp_path, capsys):
     without it would run workers that cannot import the project."""
     cfg = write_config(tmp_path, dataflow_image="")
     dist = tmp_path / "dist"
-    assert glmdata(["submit", "--platform", "flink", "--config", str(cfg), "--dist", str(dist)]) == 2
+    assert glmdata(["submit", "--platform", "flink", "--config", str(cfg), "--dist", str(dist)]) == 3
     assert "glmdata-*.whl is missing: run `make dist` first" in capsys.readouterr().err
     (dist / "wheelhouse").mkdir(parents=True)
     (dist / "wheelhouse" / "glmdata-1.0-py3-none-any.whl").write_bytes(b"wheel")

@@ -92,3 +92,11 @@ def test_run_from_a_later_stage_on_a_new_workdir_writes_no_empty_report(tmp_path
 def test_report_of_a_stage_folder_names_the_workdir(run, capsys):
     assert glmdata(["report", str(run / "quality")]) == 2
     assert f"is one stage's folder: report its run, glmdata report {run}" in capsys.readouterr().err
+
+
+def test_submit_before_make_dist_is_not_a_lost_job(tmp_path, capsys):
+    """Exit 2 of `glmdata submit --wait` means it lost track of a job that may still be running; a missing
+    `make dist` archive, when nothing was uploaded or started, exited 2 as well."""
+    argv = ["submit", "--platform", "emr", "--config", str(CONFIGS / "emr.yaml"), "--dist", str(tmp_path), "--wait"]
+    assert glmdata(argv) == 3
+    assert "glmdata-env.tar.gz is missing: run `make dist` first" in capsys.readouterr().err
