@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -84,7 +85,16 @@ def main(argv: list[str] | None = None) -> int:
     console.print(f"demo finished in {time.time() - started:.0f} s")
     console.print(f"HTML report: [bold]{workdir / 'report' / 'report.html'}[/bold]")
     console.print(f"stage outputs: {workdir}/<stage>/   training run: {out}/")
+    console.print(next_steps(workdir), highlight=False, soft_wrap=True)
     return 0
+
+
+def next_steps(workdir: Path) -> str:
+    """The commands to look at the run with: `make setup` installs glmdata into the venv, not on PATH."""
+    bin_dir = os.path.relpath(Path(sys.executable).parent)
+    work = os.path.relpath(workdir)
+    return (f"next: {bin_dir}/glmdata inspect {work}, {bin_dir}/glmdata report {work} "
+            f"(or `source {bin_dir}/activate`, then glmdata ...)")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,9 @@
 instead of a traceback, a wrong hint or an empty page. Small fake workdirs (report_fixtures), no engine."""
 from __future__ import annotations
 
+import os
 import socket
+import sys
 from pathlib import Path
 
 import pytest
@@ -100,3 +102,14 @@ def test_submit_before_make_dist_is_not_a_lost_job(tmp_path, capsys):
     argv = ["submit", "--platform", "emr", "--config", str(CONFIGS / "emr.yaml"), "--dist", str(tmp_path), "--wait"]
     assert glmdata(argv) == 3
     assert "glmdata-env.tar.gz is missing: run `make dist` first" in capsys.readouterr().err
+
+
+def test_the_demo_ends_with_commands_that_run_without_an_activated_venv(monkeypatch):
+    """README's commands say `glmdata ...`, which `make setup` installs in .venv/bin, not on PATH: after
+    `make demo` a first `glmdata inspect work/demo` was "command not found"."""
+    from pipeline.demo import next_steps
+
+    monkeypatch.chdir(CONFIGS.parent)
+    first = next_steps(CONFIGS.parent / "work" / "demo").removeprefix("next: ").split(",")[0].split()
+    assert Path(first[0]).is_file() and Path(first[0]).parent == Path(os.path.relpath(Path(sys.executable).parent))
+    assert first[1:] == ["inspect", "work/demo"]
