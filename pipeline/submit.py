@@ -479,8 +479,11 @@ def submit_command(args: argparse.Namespace) -> int:
             print(f"# note: {missing} does not exist yet: run `make dist` before submitting", file=sys.stderr)
         print(sub.describe())
         return 0
-    if missing:  # 3, as for anything to run first: 2 says a --wait lost track of a job that may be running
-        print(f"submit: {missing} is missing: run `make dist` first", file=sys.stderr)
+    tool = sub.command[0]  # without it, found out only after the uploads (the environment: hundreds of MB)
+    problem = (f"{missing} is missing: run `make dist` first" if missing else
+               f"{tool} is not on PATH, and --platform {args.platform} submits with it" if not shutil.which(tool) else None)
+    if problem:  # 3, as for anything to run first: 2 says a --wait lost track of a job that may be running
+        print(f"submit: {problem}; nothing was uploaded or started", file=sys.stderr)
         return 3
     poll = args.poll_seconds if args.poll_seconds is not None else cfg.section("submit").poll_seconds
     return run_submission(sub, args.wait, poll, args.wait_timeout)

@@ -113,3 +113,16 @@ def test_the_demo_ends_with_commands_that_run_without_an_activated_venv(monkeypa
     first = next_steps(CONFIGS.parent / "work" / "demo").removeprefix("next: ").split(",")[0].split()
     assert Path(first[0]).is_file() and Path(first[0]).parent == Path(os.path.relpath(Path(sys.executable).parent))
     assert first[1:] == ["inspect", "work/demo"]
+
+
+def test_submit_without_the_platforms_cli_stops_before_uploading(tmp_path, monkeypatch, capsys):
+    """No `aws` here: the archive was uploaded (hundreds of MB) before running `aws` failed."""
+    import pipeline.submit
+
+    uploads = []
+    monkeypatch.setattr(pipeline.submit, "upload", lambda src, dst: uploads.append(dst))
+    monkeypatch.setenv("PATH", str(tmp_path))  # an empty folder: no aws, no gcloud
+    (tmp_path / "glmdata-env.tar.gz").write_bytes(b"archive")
+    argv = ["submit", "--platform", "emr", "--config", str(CONFIGS / "emr.yaml"), "--dist", str(tmp_path)]
+    assert glmdata(argv) == 3 and not uploads
+    assert "submit: aws is not on PATH, and --platform emr submits with it; nothing was uploaded" in capsys.readouterr().err
