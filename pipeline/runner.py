@@ -259,8 +259,9 @@ def stage_inputs(stage: Stage, upstream_dir: str | None) -> dict[str, str]:
     if upstream_dir is not None:
         marker = read_success(upstream_dir)
         if marker is None:
-            raise StageNotReady(f"stage {stage.name!r} reads {upstream_dir}, which has not finished: "
-                                f"run `glmdata {stage.upstream}` first (or `glmdata run`)")
+            raise StageNotReady(f"stage {stage.name!r} reads {upstream_dir}, which has not finished: run "
+                                f"`glmdata run --config {stage.cfg.path} --until {stage.name}` (the stages up to "
+                                f"it that have not run), or `glmdata {stage.upstream} --config {stage.cfg.path}` first")
         inputs[stage.upstream] = marker_key(marker)
     for name in stage.depends_on:
         marker = read_success(stage_dir(stage.cfg, name))

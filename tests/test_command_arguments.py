@@ -124,6 +124,16 @@ def test_run_first_hint_names_the_config(tmp_path):
         input_fingerprint(stage, stage_dir(cfg, "dedup"))
 
 
+def test_an_unfinished_upstream_names_the_config_and_the_run_up_to_the_stage(tmp_path):
+    from pipeline.runner import StageNotReady, input_fingerprint, stage_dir
+    from pipeline.stages.pii import PiiStage
+
+    cfg = make_run_config(tmp_path, {})
+    with pytest.raises(StageNotReady, match=f"run `glmdata run --config {cfg.path} --until pii` .* or "
+                                            f"`glmdata quality --config {cfg.path}` first"):
+        input_fingerprint(PiiStage(cfg), stage_dir(cfg, "quality"))
+
+
 def test_quality_source_naming_no_ingest_source_is_reported(tmp_path, caplog):
     from pipeline.stages.quality import QualityStage
 
