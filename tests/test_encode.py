@@ -72,11 +72,12 @@ def test_encode_on_both_engines(tmp_path, engines, shared_data, tiny_model):  # 
     assert worker_tokenizer(EncodeStage(cfg).model_uri()) is worker_tokenizer(EncodeStage(cfg).model_uri())
 
 
-def test_encode_with_a_given_model(tmp_path, spark_session_engine, tiny_model):  # noqa: F811
+def test_encode_with_a_given_model(tmp_path, spark_session_engine, tiny_model, capsys):  # noqa: F811
     from test_mix import make_docs
 
     cfg = make_run_config(tmp_path, {
-        "mix": {"target_tokens": 1000, "sources": [{"name": "a", "lang": "en"}, {"name": "b", "lang": "zh"}]},
+        "mix": {"target_tokens": 1000, "sources": [{"name": "a", "lang": "en"}, {"name": "b", "lang": "zh"}],
+                "count_tokens_with": tiny_model},
         "encode": {"model": tiny_model, "keep_text": True}})
     write_finished_stage(cfg.run.workdir, DEFAULT_STAGE,
                          make_docs("a", "en", 20, 100) + make_docs("b", "zh", 20, 90), files=1)
@@ -88,6 +89,8 @@ def test_encode_with_a_given_model(tmp_path, spark_session_engine, tiny_model): 
     rows = out_rows(cfg, "encode")
     assert all(r["text"] == f"{r['source']} {r['id'].split(':')[1].split('#')[0]} " + ("word " * 20 if r["lang"] == "en" else "中文" * 15)
                for r in rows), "keep_text writes the text beside the tokens"
+    said = " ".join(capsys.readouterr().err.split())
+    assert f"the mix was planned on exact counts ({tiny_model})" in said and "set mix.count_tokens_with" not in said
 
 
 def test_encode_writes_the_tokens_beside_the_identity_columns_only(tmp_path, spark_session_engine,

@@ -241,10 +241,12 @@ class EncodeStage(MapStage):
         if measured:
             from rich.console import Console
 
+            counted_with = getattr(self.cfg.sections.get("mix"), "count_tokens_with", None)
             Console(stderr=True).print(
                 "encode: measured bytes per token " + ", ".join(f"{k} {v:.2f}" for k, v in sorted(measured.items()))
-                + "; for a mix planned on this tokenizer's exact counts, set mix.count_tokens_with to a copy of "
-                "its model (README: 'The mix with exact token counts')")
+                + (f"; the mix was planned on exact counts ({counted_with})" if counted_with else
+                   "; for a mix planned on this tokenizer's exact counts, set mix.count_tokens_with to a copy of "
+                   "its model (README: 'The mix with exact token counts')"))
         return stats
 
     def report_data(self, stage_run: StageRun) -> dict:
