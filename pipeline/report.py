@@ -36,7 +36,7 @@ from pipeline import doc_profile, storage
 from pipeline.doc_profile import CLUSTER_SIZE_COLUMN, KEPT, SIGNAL_STAGES
 from pipeline.report_html import render_page
 from pipeline.report_terminal import SAMPLE_STAGES
-from pipeline.report_text import plain, readable_bytes, visible
+from pipeline.report_text import docs_in, plain, readable_bytes, visible
 from pipeline.runner import SUCCESS, StageNotReady, marker_key, read_stats, read_success
 from pipeline.stages import STAGE_ORDER
 
@@ -390,7 +390,7 @@ def print_summary(data: dict, html_path: str, console: Console | None = None) ->
         dropped = sum(c["docs"] for c in s["dropped"].values())
         errors = sum(c["docs"] for c in s["errors"].values())
         table.add_row(stage_cell(s["stage"], stale), "skipped" if s.get("skipped") else f"{s.get('seconds', 0):.1f} s",
-                      f"{s['in']['docs'] + s.get('created', {}).get('docs', 0):,}", f"{s['kept']['docs']:,}",
+                      docs_in(s), f"{s['kept']['docs']:,}",
                       readable_bytes(s.get("kept_text_bytes") or None),  # encode and shards keep token ids only
                       f"{dropped:,}" + (" (sample choice)" if s["stage"] in SIDE_STAGES else ""),
                       f"[red]{errors:,}[/red]" if errors else "0")

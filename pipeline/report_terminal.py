@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from pipeline.report_text import plain, readable_bytes, visible
+from pipeline.report_text import docs_in, plain, readable_bytes, visible
 
 # Stages whose "dropped" documents are a sample choice, not a filter of the data flow.
 SAMPLE_STAGES = {"tokenizer": "not in the training sample"}
@@ -25,8 +25,8 @@ def stage_line(summary: dict) -> str:
     kept = summary["kept"]["docs"]
     share = f" ({100 * kept / src:.1f}%)" if src else ""
     # "<stage>: skipped" first for a skipped stage: the one thing to know, and what scripts look for
-    parts = [f"{name}: skipped (finished earlier with the same config and input): {src:,} in -> {kept:,} kept"
-             if summary.get("skipped") else f"{name}: {src:,} in -> {kept:,} kept{share}"]
+    parts = [f"{name}: skipped (finished earlier with the same config and input): {docs_in(summary)} in -> {kept:,} kept"
+             if summary.get("skipped") else f"{name}: {docs_in(summary)} in -> {kept:,} kept{share}"]
     if summary.get("kept_text_bytes"):
         parts[0] += f", {readable_bytes(summary['kept_text_bytes'])} text"
     drops = sorted(summary["dropped"].items(), key=lambda kv: -kv[1]["docs"])

@@ -56,6 +56,14 @@ def escape_html(text) -> str:
     return html.escape(_ACTING_IN_HTML.sub(_escaped, str(text)))
 
 
+def docs_in(summary: dict) -> str:
+    """The documents a stage received, and those it made beside them (the mix's copies, langid's parts
+    of mixed-language documents), as "311 + 45 created": their sum read as "in" would not be what the
+    stage before kept."""
+    created = summary.get("created", {}).get("docs", 0)
+    return f"{summary['in']['docs']:,}" + (f" + {created:,} created" if created else "")
+
+
 def readable_bytes(n: float | None) -> str:
     """Bytes in a unit that scales (kB, MB, GB, TB, PB: powers of 1000), "–" for None."""
     if n is None:

@@ -8,8 +8,12 @@ import logging
 import subprocess
 import sys
 
+from rich.console import Console
+
 from pipeline.cli import HARMLESS_LOG_MESSAGES, configure_logging
 from pipeline.engines.spark_logging import quiet_conf
+from pipeline.report import print_summary
+from pipeline.report_html import funnel_section
 from pipeline.report_terminal import stage_line
 from pipeline.stages.shards import relative_path
 from pipeline.stages.tokenizer import training_error_hint
@@ -54,6 +58,17 @@ def test_one_line_per_stage_and_the_tokenizer_sample_is_not_dropped():
     assert "dropped" not in line and "2.0 s on spark" in line
     assert "dropped: tokenizer_heldout 30" in stage_line(_summary("quality"))
     assert stage_line(_summary("quality", skipped=True)).startswith("quality: skipped")
+
+
+def test_documents_a_stage_made_are_not_counted_as_received():
+    """The mix received what decontaminate kept and made the copies: "356 in" read as the stage before's 356 kept."""
+    mix = _summary("mix", **{"in": {"docs": 311, "bytes": 3110}, "created": {"docs": 45, "bytes": 450},
+                             "kept": {"docs": 356, "bytes": 3560}, "dropped": {}})
+    assert stage_line(mix).startswith("mix: 311 + 45 created in -> 356 kept (100.0%)")
+    table = Console(record=True, width=200)
+    print_summary({"workdir": "w", "stages": [mix]}, "report.html", table)
+    assert "311 + 45 created" in table.export_text()
+    assert "<td>311 + 45 created</td>" in funnel_section({"stages": [mix]})
 
 
 def test_spark_local_mode_is_quiet(monkeypatch):

@@ -17,7 +17,7 @@ from __future__ import annotations
 from pipeline.doc_profile import FRACTION_BINS, KEPT, NONPOSITIVE_BIN, UNKNOWN, is_fraction_signal
 from pipeline.report_html.svg import column_chart, fmt_number, hbar_chart, line_chart, waterfall_chart
 from pipeline.report_text import escape_html as escape  # also shows control characters
-from pipeline.report_text import readable_bytes  # the terminal's units
+from pipeline.report_text import docs_in, readable_bytes  # the terminal's units
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 # Reasons whose samples are likely adult or spam pages: behind a second click, blurred.
@@ -106,7 +106,7 @@ def funnel_section(data: dict) -> str:
                   or (s.get("report") or {}).get("tokens"))  # the shards' tokens come from its report
         status = '<span class="skip">skipped</span>' if s.get("skipped") else f'{s.get("seconds", 0):.1f} s'
         rows.append([escape(s["stage"]) + (" <span class=note>(sample, not a filter)</span>" if s["stage"] in side else ""),
-                     f"{_source_docs(s):,}", f"{s['kept']['docs']:,}", _pct(s["kept"]["docs"], _source_docs(s)),
+                     escape(docs_in(s)), f"{s['kept']['docs']:,}", _pct(s["kept"]["docs"], _source_docs(s)),
                      readable_bytes(s.get("kept_text_bytes") or None), _int(tokens) if tokens else "–", f"{dropped:,}",
                      f'<span class=err>{errors:,}</span>' if errors else "0", status, escape(s.get("engine", ""))])
     flow = [s for s in stages if s["stage"] not in side]
