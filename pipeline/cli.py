@@ -110,6 +110,15 @@ def run_stage_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("glmdata")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "(not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     _load_modules()
     parser = argparse.ArgumentParser(prog="glmdata", description=__doc__,
@@ -117,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     verbose = dict(action="store_true",
                    help="everything: debug logging, the engines' own INFO logs, full per-stage tables")
     parser.add_argument("-v", "--verbose", **verbose)
+    parser.add_argument("--version", action="version", version=f"glmdata {_version()}")
     # -v after the command too; SUPPRESS: a command's own default must not undo `glmdata -v COMMAND`.
     after_command = argparse.ArgumentParser(add_help=False)
     after_command.add_argument("-v", "--verbose", default=argparse.SUPPRESS, **verbose)

@@ -126,3 +126,17 @@ def test_submit_without_the_platforms_cli_stops_before_uploading(tmp_path, monke
     argv = ["submit", "--platform", "emr", "--config", str(CONFIGS / "emr.yaml"), "--dist", str(tmp_path)]
     assert glmdata(argv) == 3 and not uploads
     assert "submit: aws is not on PATH, and --platform emr submits with it; nothing was uploaded" in capsys.readouterr().err
+
+
+def test_glmdata_says_its_version(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        glmdata(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out.startswith("glmdata 0.1")
+
+
+def test_every_option_of_the_trainer_plan_says_what_it_is(capsys):
+    from trainer.plan import main as plan
+
+    with pytest.raises(SystemExit):
+        plan(["--help"])
+    assert "the GPU model" in capsys.readouterr().out

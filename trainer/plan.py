@@ -146,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="glmtrain plan", description=__doc__.split("\n")[0])
     parser.add_argument("--config", required=True, help="trainer preset, e.g. configs/trainer/130b.yaml")
     parser.add_argument("--gpus", type=int, required=True, help="GPUs in the job (e.g. 768 = 96 nodes x 8)")
-    parser.add_argument("--gpu", choices=sorted(GPUS), default="h100-80")
+    parser.add_argument("--gpu", choices=sorted(GPUS), default="h100-80",
+                        help="the GPU model, whose memory the plan must fit (default h100-80)")
     parser.add_argument("--seq-len", type=int, default=2048, help="the shards' sequence length")
     parser.add_argument("--vocab", type=int, help="vocabulary when the preset leaves model.vocab_size null")
     args = parser.parse_args(argv)
