@@ -217,3 +217,12 @@ def test_a_record_over_the_payload_bound_is_not_buffered_for_its_digest(tmp_path
     path = write(tmp_path, "big.warc", with_block_digest(big, "sha1:" + base64.b32encode(sha1_block(big)).decode()))
     assert summary(events(path)) == [("record_too_large", 1)]  # events() reads with a 1 MiB bound
     assert asked == []
+
+
+def test_records_of_types_outside_the_standard_share_one_reason(tmp_path):
+    """The reason must not come from the file: 300 made-up types gave 300 reasons, each a key in the stage's
+    counts and the report (the driver's share grew by a key per record)."""
+    data = b"".join(warc_record(f"made-up-{i}", f"http://example.test/{i}", b"x", f"r{i}") for i in range(300))
+    evs = events(write(tmp_path, "types.warc", data + page("good")))
+    assert {e.reason for e in evs if isinstance(e, NotDocument)} == {"warc_unknown_type"}
+    assert sum(isinstance(e, NotDocument) for e in evs) == 300 and isinstance(evs[-1], Document)
