@@ -99,6 +99,19 @@ def test_duplicate_record_ids_are_counted_and_ids_stay_unique(tmp_path, engines)
     assert {r["record_id"] for r in kept} == {"same"} and len({r["id"] for r in kept}) == 3
 
 
+def test_a_file_holds_a_bounded_number_of_record_ids_for_the_repeat_count(tmp_path, monkeypatch):
+    """One unit is one file: a dump of a hundred million records kept every id in the worker's memory."""
+    from pipeline.stages import ingest
+
+    monkeypatch.setattr(ingest, "MAX_CHECKED_RECORD_IDS", 4)
+    router = ingest.EventRouter.__new__(ingest.EventRouter)
+    router.path, router.record_ids, router.duplicates, router.unchecked = "f", set(), 0, 0
+    for offset, record_id in enumerate(["a", "b", "c", "d", "e", "f", "a", "e", "d"]):
+        router._count_record_id(record_id, offset)
+    assert len(router.record_ids) == 4 and router.unchecked == 3  # e, f and e again
+    assert router.duplicates == 2, "later records are still checked against the ids kept (a, d), not against e"
+
+
 @pytest.mark.parametrize("yaml_text,message", [
     ("shards: {seq_len: 0}", r"config.yaml: shards.seq_len: expected an integer >= 8, got 0"),
     ("quality: {en: {gopher_quality: {min_doc_words: -50}}}",
