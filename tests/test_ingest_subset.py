@@ -60,6 +60,27 @@ def test_the_subset_field_names_each_records_part(tmp_path):
         "pile/ArXiv", "pile"]
 
 
+def test_a_file_naming_more_subsets_than_a_dump_has_parts_quarantines_the_rest(tmp_path, monkeypatch):
+    """A subset field that differs per record (a URL) made a source per document: keys in every stage's
+    counts and report, held by the driver. Past MAX_SUBSETS a record is an error row naming the key."""
+    from pipeline.stage import UnitWriter
+    from pipeline.stages import ingest
+
+    monkeypatch.setattr(ingest, "MAX_SUBSETS", 3)
+    path = tmp_path / "urls.jsonl"
+    write_jsonl(path, [{"text": f"page {i}", "url": f"http://example.test/{i % 5}"} for i in range(8)])
+    source = SourceSection(name="web", paths=[str(path)], subset_field="url")
+    out = UnitWriter(str(tmp_path / "out"), "ingest", 0)
+    router = EventRouter(out, source, str(path))
+    for event in read_file(str(path), "auto", source.field_map(), MAX):
+        router.route(event)
+    router.flush()
+    stats = out.close()
+    assert stats["kept"]["docs"] == 6 and stats["errors"]["too_many_subsets"]["docs"] == 2  # urls 3 and 4
+    message = pq.read_table(tmp_path / "out" / "errors" / "part-00000.parquet").column("message")[0].as_py()
+    assert "ingest.sources[web].subset_field 'url'" in message and "more than 3 subsets" in message
+
+
 def test_a_crawl_source_has_no_subset_field(tmp_path):
     with pytest.raises(ConfigError, match=r"ingest.sources\[0\]: subset_field: a warc source has no fields"):
         make_run_config(tmp_path, {"ingest": {"sources": [

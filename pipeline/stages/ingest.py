@@ -48,6 +48,13 @@ LOGGED_DUPLICATES = 5  # per file; the rest are only counted
 # every id (1M CC record ids as str: 130 MB more). Later records are still checked against these; they
 # are not added (`record_ids_unchecked`).
 MAX_CHECKED_RECORD_IDS = 1 << 20
+# Distinct `subset_field` values a file may name. Each is a source, counted apart in every stage's stats
+# and report: a field that differs per record (a URL, an id) would grow them by a key per document.
+MAX_SUBSETS = 1024
+
+
+class TooManySubsets(ValueError):
+    """A record names a subset past the file's MAX_SUBSETS."""
 
 
 @dataclass
@@ -205,6 +212,7 @@ class EventRouter:
         self.empty: list[dict] = []
         self.empty_details: list[str] = []
         self.empty_bytes: list[int] = []
+        self.subsets: set[str] = set()
         self.record_ids: set[int] = set()  # hashes of the ids seen (a false repeat: ~1 in 10^7 per file)
         self.duplicates = 0
         self.unchecked = 0  # ids past MAX_CHECKED_RECORD_IDS, not kept for the records after them
@@ -221,6 +229,13 @@ class EventRouter:
     def _source(self, event: Document | Empty) -> str:
         """The source's name, or "<name>/<subset>" for a record that names its subset (`subset_field`)."""
         subset = clean(event.subset, "the subset")
+        if subset and subset not in self.subsets:
+            if len(self.subsets) >= MAX_SUBSETS:
+                raise TooManySubsets(
+                    f"ingest.sources[{self.src.name}].subset_field {self.src.subset_field!r}: this file names more than "
+                    f"{MAX_SUBSETS} subsets; the field should name the few parts of a dump (the Pile has 22), "
+                    f"not differ per record")
+            self.subsets.add(subset)
         return f"{self.src.name}/{subset}" if subset else self.src.name
 
     def _count_record_id(self, record_id: str | None, offset: int) -> None:
@@ -247,6 +262,9 @@ class EventRouter:
             except NotUtf8 as e:
                 out.error(self.path, event.source_offset, "invalid_utf8", str(e), event.nbytes,
                           doc_id=event.id if event.id and event.id.isascii() else None)
+                return
+            except TooManySubsets as e:
+                out.error(self.path, event.source_offset, "too_many_subsets", str(e), event.nbytes)
                 return
             except Exception as e:  # any other failure on this record's values: its own error row
                 out.error(self.path, event.source_offset, "unroutable_record",
