@@ -29,10 +29,14 @@ _INDEXED_COLUMNS = ["node", "id", "survivor", "survivor_run", "text_key", "url_k
 _INDEXED_DEFAULTS = {"part": None, "row": None, "length": 0, "q_rank": 0, "noise": 0, "date_key": ""}
 
 
+# A grouped value is iterated twice where a function needs two passes, never made a list: Beam's
+# grouped values can be iterated again, and one group may be huge (a text repeated in a hundred million
+# pages, a line of boilerplate, a hub node), more than a worker's memory as Python objects.
+
+
 def _star(item: tuple) -> Iterable[tuple[int, int]]:
     """Every node of a key group -> the group's smallest node."""
     _, nodes = item
-    nodes = list(nodes)
     root = min(nodes)
     return ((n, root) for n in nodes if n != root)
 
@@ -103,14 +107,12 @@ class CandidateEdges(beam.PTransform):
 
 def _large_star(item: tuple) -> Iterable[tuple[int, int]]:
     x, ys = item
-    ys = list(ys)
     m = min(min(ys), x)
     return ((y, m) for y in ys if y > x)
 
 
 def _small_star(item: tuple) -> Iterable[tuple[int, int]]:
     u, vs = item
-    vs = list(vs)
     m = min(vs)
     yield u, m
     for v in vs:
@@ -118,11 +120,15 @@ def _small_star(item: tuple) -> Iterable[tuple[int, int]]:
             yield v, m
 
 
+_NONE = object()  # no value (a node may be 0)
+
+
 def _star_violation(item: tuple) -> int:
     """1 when a node points at two nodes, or points somewhere while another points at it."""
     _, grouped = item
-    outs, ins = list(grouped["out"]), list(grouped["in"])
-    return int(len(set(outs)) > 1 or (bool(outs) and bool(ins)))
+    outs = iter(grouped["out"])
+    first = next(outs, _NONE)
+    return int(first is not _NONE and (any(o != first for o in outs) or next(iter(grouped["in"]), _NONE) is not _NONE))
 
 
 class StarRound(beam.PTransform):
@@ -216,8 +222,11 @@ def _assign_cluster(order: list[str]):
 
     def assign(item: tuple) -> Iterable[tuple[int, dict]]:
         _, members = item
-        members = list(members)
-        best = min(members, key=key)
+        size, best, best_key = 0, None, None
+        for m in members:
+            size += 1
+            if best is None or key(m) < best_key:
+                best, best_key = m, key(m)
         existing = EXISTING if best["origin"] == 0 else ""
         survivor = best["survivor"] if best["origin"] == 0 else best["id"]  # an indexed one reports its survivor
         for m in members:
@@ -231,7 +240,7 @@ def _assign_cluster(order: list[str]):
                 reason = REASON_URL + existing
             else:
                 reason = REASON_NEAR + existing
-            yield m["part"], {"row": m["row"], "cluster_id": survivor, "cluster_size": len(members), "reason": reason,
+            yield m["part"], {"row": m["row"], "cluster_id": survivor, "cluster_size": size, "reason": reason,
                               "survivor_run": best["survivor_run"] if best["origin"] == 0 else None}
     return assign
 
@@ -319,13 +328,17 @@ def _duplicate_rows(item: tuple[int, str]) -> Iterable[tuple[tuple[int, int], bo
 
 
 def _over_limit(max_docs: dict):
+    least = min(max_docs.values())
+
     def emit(item: tuple) -> Iterable[tuple[int, dict]]:
         key, occurrences = item
-        occurrences = list(occurrences)
+        docs = sum(1 for _ in occurrences)
+        if docs <= least:
+            return
         for part, row, lang in occurrences:
             scope = "zh" if lang and (lang.startswith("zh") or lang.startswith("cmn")) else lang
-            if len(occurrences) > max_docs.get(scope or "*", max_docs["*"]):
-                yield part, {"row": row, "key": key, "docs": len(occurrences)}
+            if docs > max_docs.get(scope or "*", max_docs["*"]):
+                yield part, {"row": row, "key": key, "docs": docs}
     return emit
 
 
