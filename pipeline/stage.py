@@ -135,8 +135,8 @@ class UnitWriter:
     `stage_dir` is the run's private folder, committed whole when the stage finishes. Where folders do
     not rename (object stores), the commit copies every file, and a file's rename is a copy too: the
     files then keep their temporary names, listed in PENDING/<part>.json once all are written, and the
-    commit copies each once, to its name. A failed or duplicate attempt's files are listed by no unit
-    that finished, or hold the same rows (a unit's output is determined by its input)."""
+    commit copies each once, to its name. A failed attempt's files are in no list; a duplicate attempt
+    that finishes lists its own, which hold the same rows (a unit's output is determined by its input)."""
 
     def __init__(self, stage_dir: str, stage_name: str, unit_index: int):
         self.stage_dir = stage_dir
