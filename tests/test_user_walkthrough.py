@@ -140,3 +140,13 @@ def test_every_option_of_the_trainer_plan_says_what_it_is(capsys):
     with pytest.raises(SystemExit):
         plan(["--help"])
     assert "the GPU model" in capsys.readouterr().out
+
+
+def test_a_workdir_given_for_its_shards_folder_is_pointed_there(tmp_path):
+    from trainer.shard_format import ShardFormatError, read_manifest, write_manifest
+
+    write_manifest(str(tmp_path / "work" / "shards"), {"shards": []})
+    with pytest.raises(ShardFormatError, match=f"no manifest; {tmp_path / 'work' / 'shards'} holds one"):
+        read_manifest(str(tmp_path / "work"))
+    with pytest.raises(ShardFormatError, match="is .* the output of `glmdata shards`"):
+        read_manifest(str(tmp_path))

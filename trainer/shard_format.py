@@ -178,7 +178,10 @@ def read_manifest(shards_dir: str, filesystem: pafs.FileSystem | None = None) ->
         with fs.open_input_stream(path) as f:
             manifest = json.loads(f.read().decode("utf-8"))
     except FileNotFoundError:
-        raise ShardFormatError(f"{path}: no manifest; is {shards_dir} the output of `glmdata shards`?") from None
+        below = posixpath.join(fs_dir, "shards", MANIFEST)  # a workdir given for its shards folder
+        hint = (f"; {posixpath.join(shards_dir, 'shards')} holds one" if fs.get_file_info(below).is_file else
+                f"; is {shards_dir} the output of `glmdata shards`?")
+        raise ShardFormatError(f"{path}: no manifest{hint}") from None
     except ValueError as e:
         raise ShardFormatError(f"{path}: not valid JSON: {e}") from None
     if manifest.get("format") != FORMAT_NAME:
