@@ -202,7 +202,7 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-n", type=at_least(1), default=5,
                    help="how many documents to show (default 5; -n k is a prefix of -n k+1)")
     p.add_argument("--seed", type=int, default=0, help="seed of the sample (default 0)")
-    p.add_argument("--width", type=at_least(0), default=400, help="characters of text to preview; 0 = whole text")
+    p.add_argument("--width", type=at_least(0), default=400, help="characters of text to preview (default 400); 0 = whole text")
 
 
 @register_command("inspect", None, "list a run's stages and drop reasons, or show sample rejected documents "
