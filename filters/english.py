@@ -453,10 +453,23 @@ class _ChunkTokens:
         new = [c for c in dict.fromkeys(chunks) if c not in self.numbers]
         if self.numbers and len(self.numbers) + len(new) >= self.limit:
             self.clear()
-        self._tokenize(new)
-        self.index.add(new, list(map(self.numbers.__getitem__, new)))
+        numbered = self._tokenize(new)
+        self.index.add(numbered, list(map(self.numbers.__getitem__, numbered)))  # every chunk numbered is indexed
 
-    def _tokenize(self, new: list[str]) -> None:
+    def _tokenize(self, new: list[str]) -> list[str]:
+        """Number and tokenize the new chunks; returns the chunks numbered: these and the pieces of long ones."""
+        # A chunk over MAX_CHUNK_CHARS is tokenized as consecutive pieces of that length, each a chunk of its own.
+        pieces = {chunk: [chunk[i:i + MAX_CHUNK_CHARS] for i in range(0, len(chunk), MAX_CHUNK_CHARS)]
+                  for chunk in new if len(chunk) > MAX_CHUNK_CHARS}
+        short = list(dict.fromkeys([c for c in new if c not in pieces] + [
+            piece for chunk_pieces in pieces.values() for piece in chunk_pieces if piece not in self.numbers]))
+        self._tokenize_short(short)
+        for chunk, chunk_pieces in pieces.items():
+            self._settle(chunk, [token for piece in chunk_pieces for token in self[piece]])
+        self.table.measure_new()
+        return short + list(pieces)
+
+    def _tokenize_short(self, new: list[str]) -> None:
         hard = []
         special = self.special_cases
         settle, table, tokens = self._settle, self.table, self.tokens
@@ -476,7 +489,6 @@ class _ChunkTokens:
             else:
                 hard.append(chunk)
         if not hard:
-            table.measure_new()
             return
         # Joined by newlines, each chunk is tokenized as on its own: a newline is a token of its
         # own, which no special case holds, so spaCy's last pass cannot merge across two chunks
@@ -493,7 +505,6 @@ class _ChunkTokens:
                 token = next(spacy_tokens, None)
             settle(chunk, pieces)
             start = end + 1
-        table.measure_new()
 
     def _settle(self, chunk: str, pieces) -> None:
         self.numbers[chunk] = len(self.starts) - 1
@@ -627,14 +638,64 @@ class EnglishWords(Words):
         return number is not None and bool((self.numbers == number).any())
 
 
+# Hostile chunks ("((((...", "1::::...", "a:a:a:...", 20 kB of them took 60 s): spaCy's tokenizer takes time
+# quadratic in a chunk's length where it strips affix after affix, searching its suffix expression over the
+# whole rest of the chunk each time (0.3 us a character) and copying the rest, and where its URL expression
+# backtracks over every ":" in the chunk. The two expressions are replaced by ones that decide the same in
+# linear time (`_end_suffix_search`, `_linear_url_match`), and a chunk is cut into pieces of at most
+# MAX_CHUNK_CHARS for the copies: a chunk that long is no English word (../shared/data's English text has
+# none over 150 characters); its tokens are its pieces' (tests/test_redos.py).
+MAX_CHUNK_CHARS = 1000
+_URL_USER = r"(?:\S+(?::\S*)?@)?"  # spaCy's URL_PATTERN's user:password@; as a set of strings, \S+@
+
+
+def _end_suffix_search(search, suffixes: list[str]):
+    r"""spaCy's suffix search (`search`, compiled from `suffixes`, each ending at the string's end), run over
+    the string's last characters only: a match that starts earlier is longer than any suffix of bounded
+    length, so it is a run of full stops (spaCy's one unbounded suffix, r"\.\.+"), which starts where the
+    string's last run of full stops does."""
+    try:
+        from re import _parser as sre_parse
+    except ImportError:  # Python 3.10
+        import sre_parse
+    widths = {entry: sre_parse.parse(entry).getwidth()[1] for entry in suffixes}
+    unbounded = {entry for entry, width in widths.items() if width >= sre_parse.MAXREPEAT}
+    if unbounded != {r"\.\.+"}:
+        return search  # another spaCy: its own search
+    width = max(w for entry, w in widths.items() if entry not in unbounded) + 1
+
+    def end_search(s: str):
+        start = len(s) - width
+        if start <= 0:
+            return search(s)
+        found = search(s, start)  # lookbehinds still see the characters before `start`
+        if found is not None and found.start() == start:  # longer than any bounded suffix: full stops
+            found = search(s, len(s.rstrip(".")))
+        return found
+
+    return end_search
+
+
+def _linear_url_match(match):
+    r"""spaCy's URL match with its user:password@ part written \S+@, the same set of strings without the
+    backtracking over each ":" (only whether it matches is used)."""
+    pattern = match.__self__.pattern
+    return re.compile(pattern.replace(_URL_USER, r"(?:\S+@)?")).match if _URL_USER in pattern else match
+
+
 @functools.lru_cache(maxsize=1)
 def _chunk_tokens() -> _ChunkTokens:
     import spacy  # loaded once per worker process
     from spacy.pipeline.sentencizer import Sentencizer
+    from spacy.util import compile_suffix_regex
 
     nlp = spacy.blank("en")
     nlp.vocab.lex_attr_getters = {}  # lexeme features (shape, norm, ...) for new words: tokens never need them
-    return _ChunkTokens(nlp.tokenizer, frozenset(Sentencizer.default_punct_chars))
+    tokenizer = nlp.tokenizer
+    if tokenizer.suffix_search.__self__.pattern == compile_suffix_regex(nlp.Defaults.suffixes).pattern:
+        tokenizer.suffix_search = _end_suffix_search(tokenizer.suffix_search, list(nlp.Defaults.suffixes))
+    tokenizer.url_match = _linear_url_match(tokenizer.url_match)
+    return _ChunkTokens(tokenizer, frozenset(Sentencizer.default_punct_chars))
 
 
 def english_words(text: str) -> EnglishWords:

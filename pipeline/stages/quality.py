@@ -213,7 +213,9 @@ def build_chains(s: QualitySection) -> dict[str | None, Chain]:
 class QualityStage(ReadsWhatMixUses, MapStage):
     name = "quality"
     upstream = "langid"
-    output_version = 2  # 2: a kept null text stays null
+    # 2: a kept null text stays null; 3: an English chunk over 1,000 characters without whitespace is tokenized
+    # in pieces of 1,000 (filters.english.MAX_CHUNK_CHARS), not whole in time quadratic in its length
+    output_version = 3
     batch_size = 256
 
     def __init__(self, cfg):

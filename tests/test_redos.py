@@ -1,0 +1,78 @@
+"""Hostile pages against super-linear text processing: a page-sized run that a spammer or a broken
+page produces must cost time linear in its length. Each case took over 10 s on the code before its
+fix (quadratic backtracking or a quadratic loop) and takes milliseconds now; the bound is generous
+so that a slow CI machine does not fail it."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from filters.pii import find_pii
+
+BOUND_S = 1.0
+
+
+def _seconds(fn, *args) -> float:
+    start = time.perf_counter()
+    fn(*args)
+    return time.perf_counter() - start
+
+
+@pytest.mark.parametrize("text", [
+    "1 QQ" + " " * 100_000 + "x",  # a keyword, then spaces and no number: 66 s before
+    "1 微信" + " " * 100_000 + "!",
+    "1 user@" + "ab." * 33_000 + "com",  # an address with a 100 kB domain: 28 s before
+])
+def test_pii_is_linear_on_long_runs(text):
+    assert _seconds(find_pii, text) < BOUND_S
+
+
+def test_pii_reserved_domains_and_keywords_still_match():
+    """The rewritten checks decide as the patterns did (tests/test_pii.py has the full cases)."""
+    found = lambda text: [(m.kind, text[m.start:m.end]) for m in find_pii(text)]
+    assert found("mail a@b.example.com, c@d.test, e@EXAMPLE.org or f@g.com") == [("email", "f@g.com")]
+    assert found("x@example.community") == [("email", "x@example.community")]
+    assert found("QQ  ：  123456789 and 微信号 : wxid_abc123") == [("qq", "123456789"), ("wechat", "wxid_abc123")]
+
+
+@pytest.mark.parametrize("chunk", [
+    "1" + "(" * 200_000,  # spaCy strips one suffix at a time, searching the whole rest: 20 kB took 63 s
+    "1" + ":" * 200_000,
+    "a:" * 100_000,  # spaCy's URL expression backtracks over each ":": 100 kB took 34 s
+    "http://a.b/" * 20_000,
+    "!" * 200_000,  # the affix loop copied the rest of the chunk per mark
+    "\U0001F600" * 200_000,
+])
+def test_english_words_are_linear_on_long_chunks(chunk):
+    from filters.english import english_words
+
+    english_words("spaCy loads first.")
+    assert _seconds(english_words, "Some words first. " + chunk) < BOUND_S
+
+
+def test_a_chunk_over_the_cap_is_its_pieces_tokens():
+    from filters.english import MAX_CHUNK_CHARS, _chunk_tokens, english_words
+
+    pieces = ["(" * MAX_CHUNK_CHARS, "1" + ")" * (MAX_CHUNK_CHARS - 1), "end."]
+    assert list(english_words("A " + "".join(pieces))) == ["A", *(w for p in pieces for w in english_words(p))]
+    tokenizer = _chunk_tokens().tokenizer  # the linear expressions are in place, not spaCy's own
+    assert not hasattr(tokenizer.suffix_search, "__self__") and r"\S+(?::\S*)?@" not in tokenizer.url_match.__self__.pattern
+
+
+def test_english_tokens_are_spacys_on_affix_heavy_chunks():
+    """The replaced suffix search and URL match decide as spaCy's own (random chunks of affixes, URLs)."""
+    import random
+
+    import spacy
+
+    from filters.english import _chunk_tokens
+
+    spacy_tokenizer = spacy.blank("en").tokenizer
+    rng = random.Random(3)
+    alphabet = list(".aA1:/@()[]{}<>!?,;'\"-_#%$°Fkm+s\u2019\u201d\u201c\u2026\u00e9\u4e2d\U0001F600") + [
+        "km", "'s", "http://", "www.", ".com", "\u00b0C", "US$", "e.g", "...", "user:pw@"]
+    chunks = {"".join(rng.choice(alphabet) for _ in range(rng.randint(1, 40))) for _ in range(3000)}
+    store = _chunk_tokens()
+    for chunk in chunks:
+        assert store[chunk] == tuple(t.text for t in spacy_tokenizer(chunk)), chunk
