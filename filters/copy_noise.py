@@ -20,24 +20,27 @@ _DEFECT = re.compile(rf"(?<=[{_HAN}])[,;:!?(]\s*(?=[{_HAN}])|(?<=[{_HAN}]) +(?=[
                      r"|(?<=\S)[ \t]+(?=\n)")
 # `_DEFECT` without its Han alternatives, which cannot match in a text without Han characters, and
 # without the lookbehind `(?<=\S)` that made the regex engine try it at every position, as one
-# literal-led regex per alternative: a match counts where the character before it is not whitespace.
+# literal-led regex per alternative: a match counts where the characters around it are not whitespace.
 # Each `_DEFECT` match is the start of a run of spaces and tabs, where one of these matches the same
 # span (the alternatives exclude each other there); any other match of these lies inside a run.
+# The character after a run of spaces is checked here, not by a lookahead: with one, a run that no
+# such character follows was searched to its end from each of its spaces (100 kB: over a minute).
 # The last alternative, whitespace before a line break, is checked per line.
-_SPACES = re.compile(r"  +(?=\S)")
+_SPACES = re.compile(r"  +")
 _TAB = re.compile(r"\t(?=\S)")
 _HAN_CHAR = re.compile(f"[{_HAN}]")
 
 
-def _after_non_space(pattern: re.Pattern, text: str) -> int:
-    return sum(1 for m in pattern.finditer(text) if m.start() and not text[m.start() - 1].isspace())
+def _between_non_spaces(pattern: re.Pattern, text: str) -> int:
+    return sum(1 for m in pattern.finditer(text) if 0 < m.start() and m.end() < len(text)
+               and not text[m.start() - 1].isspace() and not text[m.end()].isspace())
 
 
 def _defects(text: str, lines: list[str]) -> int:
     """`defects` of a text split at "\n" into `lines`."""
     if not text.isascii() and _HAN_CHAR.search(text):
         return len(_DEFECT.findall(text))
-    n = _after_non_space(_SPACES, text) + (_after_non_space(_TAB, text) if "\t" in text else 0)
+    n = _between_non_spaces(_SPACES, text) + (_between_non_spaces(_TAB, text) if "\t" in text else 0)
     for line in lines[:-1]:  # spaces and tabs before a line break, after a character that is not a space
         kept = line.rstrip(" \t")
         n += len(kept) < len(line) and kept != "" and not kept[-1].isspace()

@@ -76,3 +76,14 @@ def test_english_tokens_are_spacys_on_affix_heavy_chunks():
     store = _chunk_tokens()
     for chunk in chunks:
         assert store[chunk] == tuple(t.text for t in spacy_tokenizer(chunk)), chunk
+
+
+@pytest.mark.parametrize("text", [
+    "x " + " " * 100_000,  # spaces that no word follows: each was searched to the end, 138 s before
+    "x" + " " * 100_000 + "\n",
+])
+def test_copy_noise_is_linear_on_long_space_runs(text):
+    from filters.copy_noise import copy_noise
+
+    assert _seconds(copy_noise, text) < BOUND_S
+    assert copy_noise("a  b" + text) == copy_noise(text) + 1  # a spaced pair of words still counts
