@@ -46,7 +46,7 @@ def run_pipeline(cfg: RunConfig, engine, first: str | None = None, last: str | N
     """Run the stages (skipping finished ones; re-running from `first` on when given), then the report.
     Returns each stage's stats.json content; a stage whose input is missing ends the run early
     (the report still covers what finished)."""
-    from pipeline.report import write_report
+    from pipeline.report import read_stage_stats, write_report
     from pipeline.runner import hold_workdir
     from pipeline.stages import STAGE_ORDER
 
@@ -59,17 +59,11 @@ def run_pipeline(cfg: RunConfig, engine, first: str | None = None, last: str | N
         summaries = _run_stages(cfg, engine, stages, first, console)
         if report:
             console.rule("report")
-            if _any_stage_finished(cfg.run.workdir):
+            if read_stage_stats(cfg.run.workdir, required=()):
                 write_report(cfg.run.workdir, engine, console)
             else:  # `--from dedup` on a new workdir: an empty page would read as a run that found nothing
                 console.print(f"no report: no stage of {cfg.run.workdir} has finished")
     return summaries
-
-
-def _any_stage_finished(workdir: str) -> bool:
-    from pipeline import storage
-
-    return any(storage.exists(storage.join(workdir, name, "stats.json")) for name in storage.listdir(workdir))
 
 
 def _run_stages(cfg: RunConfig, engine, stages: list[Stage], first: str | None, console: Console) -> list[dict]:
