@@ -46,7 +46,11 @@ def encode_column(tok: Tokenizer, texts: list[str] | list[bytes],
     """(tokens as list<int32>, n_tokens as int32) of `texts` (`marked`: see `Tokenizer.encode_flat`), built
     from one flat id array and its offsets: no Python list per document nor int per token (the conversion
     that cost ~13% of the stage)."""
-    ids, offsets = tok.encode_flat(texts, marked)
+    return token_column(*tok.encode_flat(texts, marked))
+
+
+def token_column(ids: np.ndarray, offsets: np.ndarray) -> tuple[pa.Array, pa.Array]:
+    """(tokens as list<int32>, n_tokens as int32) of one flat id array, text i at ids[offsets[i]:offsets[i + 1]]."""
     tokens = pa.ListArray.from_arrays(pa.array(offsets).cast(pa.int32()), pa.array(ids))  # cast: overflow raises
     return tokens, pa.array(np.diff(offsets).astype(np.int32))
 
@@ -54,7 +58,8 @@ def encode_column(tok: Tokenizer, texts: list[str] | list[bytes],
 # Text kept with its ids, per task, of the latest documents of upsampled sources: the mix writes a
 # batch's rows copy by copy (pipeline/stages/mix.py, `repeated_rows`), so a document's next copy comes
 # up to a mix batch (4,096 input rows) later in the same part, past this stage's batch. A copy beyond it
-# is encoded again. 32 MB holds a mix batch of documents of 8 kB; with their ids ~70 MB per Python worker.
+# is encoded again. 32 MB holds a mix batch of documents of 8 kB; their ids take about as much again (4 bytes
+# a token, 3.6 bytes of text a token in the demo's measure).
 COPY_CACHE_BYTES = 32 << 20
 
 
@@ -116,11 +121,11 @@ def encode_with_copies(tok: Tokenizer, batch: pa.RecordBatch, texts: list[bytes]
         ids[i] = ids[found] if isinstance(found, int) else found
     for doc_id, i in originals.items():
         cache.put(doc_id, texts[i], ids[i].copy())  # a copy: a view would keep the batch's whole id array
-    sizes = np.array([a.size for a in ids], np.int64)
-    ends = np.cumsum(sizes)
-    tokens = pa.ListArray.from_arrays(pa.array(np.concatenate([[0], ends])).cast(pa.int32()),
-                                      pa.array(np.concatenate(ids) if ids else np.zeros(0, np.int32)))
-    return tokens, pa.array(sizes.astype(np.int32))
+    if not taken:  # every row encoded: the flat ids are the column's already
+        return token_column(flat, offsets)
+    ends = np.zeros(len(ids) + 1, np.int64)
+    np.cumsum([a.size for a in ids], out=ends[1:])
+    return token_column(np.concatenate(ids), ends)
 
 
 @contextlib.contextmanager
