@@ -20,6 +20,15 @@ news page: recall per way, documents flagged in the clean files of ../shared/dat
 all of them, and `find`'s CPU time on each of those files with them and the benchmarks above in one
 index. `--against` runs an earlier filters/decontam.py too (`git show REV:filters/decontam.py > OLD.py`),
 alternating, in the same process.
+
+    .venv/bin/python bench/decontam.py --digits [--against OLD.py] [--repeat 5]
+
+Chinese items made mostly of digits (the CMRC sentences above of which at least 30% are digits: dates,
+figures), in Simplified and in Traditional, each quoted in an English news page and in a Chinese page
+(THUCNews for Simplified, DRCD for Traditional): found per way; and answer-like items, every
+"YYYY年M月D日" date of the CMRC passages, which a page may state without quoting any benchmark: how many
+are too short to detect. Then, as with --mixed, `find` on each clean file with both in one index with the
+benchmarks above, and the documents flagged by either.
 """
 from __future__ import annotations
 
@@ -156,20 +165,49 @@ def load_module(path: Path):
     return module
 
 
+def host_pages(args) -> tuple[list[str], list[str], list[str]]:
+    """The pages items are quoted in: THUCNews, the English news, DRCD (Traditional)."""
+    return tuple(read(args.data / "text" / f) for f in ("zh-news-thucnews.jsonl", "en-news-scrapinghub.jsonl",
+                                                       "zh-hant-wiki-drcd.jsonl"))
+
+
+def against(args) -> dict:
+    return {"this": filters.decontam} | ({"before": load_module(args.against)} if args.against else {})
+
+
+def digits_script(args, en_bench: list[str], zh_bench: list[str]) -> None:
+    rng = random.Random(4)
+    items = [t for t in zh_bench if sum(c.isdigit() for c in t) >= 0.3 * len(t)]
+    dates = sorted({d for t in read(args.data / "text/zh-wiki-cmrc2018.jsonl") for d in re.findall(r"\d{4}年\d{1,2}月\d{1,2}日", t)})
+    zh_news, en_news, drcd = host_pages(args)
+    ways = {"Simplified in en page": (items, en_news, "en"), "in THUCNews page": (items, zh_news, "zh"),
+            "Traditional in en page": ([to_traditional(t) for t in items], en_news, "en"),
+            "in DRCD page": ([to_traditional(t) for t in items], drcd, "zh")}
+    pages = {way: [quote_in(rng.choice(pool), t, rng) for t in quoted] for way, (quoted, pool, _) in ways.items()}
+    modules = against(args)
+    print(f"Chinese items mostly digits: {len(items)} CMRC sentences of which at least 30% are digits, found of "
+          f"{len(items)} each way; answer-like: {len(dates)} dates of the CMRC passages, too short to detect")
+    for label, m in modules.items():
+        index = m.ContaminationIndex([m.BenchmarkItem("b", k, t, "zh") for k, t in enumerate(items)])
+        cells = [f"{way} {sum(k in f for k, f in enumerate(index.find(pages[way], [lang] * len(items))))}"
+                 for way, (_, _, lang) in ways.items()]
+        too_short = len(m.ContaminationIndex([m.BenchmarkItem("d", k, t, "zh") for k, t in enumerate(dates)]).too_short)
+        print(f"  {label}: " + ", ".join(cells) + f"; dates too short {too_short}")
+    clean_files(args, modules, [(t, "zh") for t in items + dates], "those items and dates", en_bench, zh_bench)
+
+
 def mixed_script(args, en_bench: list[str], zh_bench: list[str]) -> None:
     rng = random.Random(3)
     sentences = [t for t in en_bench if len(t.split()) <= 40]
     forms = [mixed_forms(t, rng) for t in rng.sample(sentences, args.items)]
     names = list(forms[0])
-    text = args.data / "text"
-    zh_news, en_news, drcd = (read(text / f) for f in ("zh-news-thucnews.jsonl", "en-news-scrapinghub.jsonl",
-                                                     "zh-hant-wiki-drcd.jsonl"))
+    zh_news, en_news, drcd = host_pages(args)
     pages = {}
     for name in names:
         hosts = drcd if "traditional-page" in name else zh_news
         pages[name] = ([quote_in(rng.choice(hosts), f[name][1], rng) for f in forms],
                        [f"{rng.choice(en_news)}\n{f[name][1]}\n{rng.choice(en_news)}" for f in forms])
-    modules = {"this": filters.decontam} | ({"before": load_module(args.against)} if args.against else {})
+    modules = against(args)
     print(f"English items holding Chinese: {args.items} State of the Union sentences of 12-40 words each way, "
           f"found in a zh page / an en page quoting them")
     for label, m in modules.items():
@@ -180,12 +218,20 @@ def mixed_script(args, en_bench: list[str], zh_bench: list[str]) -> None:
             zh_hits, en_hits = (sum(k in f for k, f in enumerate(found)) for found in (zh_found, en_found))
             cells.append(f"{name} {zh_hits}/{en_hits}")
         print(f"  {label}: " + ", ".join(cells))
+    clean_files(args, modules, [(f[name][0], "en") for f in forms for name in names], "the mixed items above",
+                en_bench, zh_bench)
+
+
+def clean_files(args, modules: dict, added: list[tuple[str, str]], what: str, en_bench: list[str],
+                zh_bench: list[str]) -> None:
+    """`find`'s CPU time on each clean file of the data with an index of the `added` (text, lang) items
+    and both benchmarks, per module, and the documents holding an added item."""
+    text = args.data / "text"
     files = [(f, "zh" if f.name.startswith("zh-") else "en") for f in sorted(text.glob("*.jsonl"))
              if "cmrc" not in f.name and "sotu" not in f.name]  # the benchmarks' own text
-    print(f"find, CPU seconds best of {args.repeat} (MB/s), and documents flagged; index: the mixed items above, "
+    print(f"find, CPU seconds best of {args.repeat} (MB/s), and documents flagged; index: {what}, "
           f"{len(en_bench)} en and {len(zh_bench)} zh benchmark items")
-    indexes = {label: m.ContaminationIndex([m.BenchmarkItem("mixed", k, f[name][0], "en") for k, f in enumerate(forms)
-                                             for name in names]
+    indexes = {label: m.ContaminationIndex([m.BenchmarkItem("added", k, t, lang) for k, (t, lang) in enumerate(added)]
                                            + [m.BenchmarkItem("sotu", k, t, "en") for k, t in enumerate(en_bench)]
                                            + [m.BenchmarkItem("cmrc", k, t, "zh") for k, t in enumerate(zh_bench)])
                for label, m in modules.items()}
@@ -199,7 +245,7 @@ def mixed_script(args, en_bench: list[str], zh_bench: list[str]) -> None:
                 found = []
                 best[label] = min(best[label], cpu(lambda: found.extend(
                     f for batch in batches for f in index.find(batch, [lang] * len(batch)))))
-                flagged[label] = sum(any(index.items[k].benchmark == "mixed" for k in f) for f in found)
+                flagged[label] = sum(any(index.items[k].benchmark == "added" for k in f) for f in found)
         cells = [f"{label} {mb / best[label]:.1f} MB/s, {flagged[label]} flagged" for label in indexes]
         ratio = f" ({best['this'] / best['before']:.2f}x the time)" if "before" in best else ""
         print(f"  {path.name} ({lang}, {len(docs)} docs): " + "; ".join(cells) + ratio)
@@ -210,13 +256,16 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     ap.add_argument("--items", type=int, default=400, help="benchmark items planted per language (per way: --mixed)")
     ap.add_argument("--mixed", action="store_true", help="only English items holding Chinese (see above)")
-    ap.add_argument("--against", type=Path, help="with --mixed: an earlier filters/decontam.py to run too")
-    ap.add_argument("--repeat", type=int, default=5, help="with --mixed: times find runs on each file")
+    ap.add_argument("--digits", action="store_true", help="only Chinese items made mostly of digits (see above)")
+    ap.add_argument("--against", type=Path, help="with --mixed or --digits: an earlier filters/decontam.py to run too")
+    ap.add_argument("--repeat", type=int, default=5, help="with --mixed or --digits: times find runs on each file")
     args = ap.parse_args()
 
     zh_bench, en_bench = zh_items(args.data), en_items(args.data)
     if args.mixed:
         return mixed_script(args, en_bench, zh_bench)
+    if args.digits:
+        return digits_script(args, en_bench, zh_bench)
     zh_news, en_news = read(args.data / "text/zh-news-thucnews.jsonl"), read(args.data / "text/en-news-scrapinghub.jsonl")
     zh_planted = plant(zh_news, zh_bench, "zh", args.items, seed=1)
     en_planted = plant(en_news, en_bench, "en", min(args.items, len(en_bench)), seed=2)

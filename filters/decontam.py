@@ -10,8 +10,9 @@ whatever its punctuation, width, case or script in the page.
 A page is shingled in its own language's mode, and also in the other one, so an item is found
 whatever the page's majority language (an exam-prep page labelled zh quoting MMLU, an English page
 quoting C-Eval): a Chinese page is read as words too, and an English page that holds Han characters
-is read as Chinese characters, only where its n-grams hold as many Han characters as the Han-poorest
-item cut as characters has in its best n-gram, and at least one (see `_Pass.han`). Words of a text
+is read as Chinese characters, only where its n-grams hold as many Han characters (numerals included:
+its digits count) as the Han-poorest item cut as characters has in its best n-gram, and at least one
+(see `_Pass.han`, `_han_bound`). Words of a text
 holding CJK characters are folded as Chinese is (Traditional -> Simplified, width, punctuation) and
 their Han stretches split from the letters and digits they touch (`_word_string`), so an English
 item's Chinese words meet a page's however the item joins them to its English ("the word'关系'",
@@ -25,7 +26,8 @@ pages.
 
 An item shorter than one n-gram cannot share one: items of at least `min_tokens` tokens are
 indexed whole as `min_tokens`-grams (a second, shorter pass over documents, run only if such items
-exist); shorter ones are counted as too short to detect and reported.
+exist), unless a Chinese one is mostly numerals (a date, a figure and its unit: a fact many pages
+state); shorter ones are counted as too short to detect and reported.
 
 The index (a sorted array of n-gram hashes per pass plus, for each hash, the items that hold it)
 is built from the benchmark files once per worker process: benchmarks are small next to a corpus,
@@ -105,7 +107,8 @@ class _Pass:
 # Dedup's normalization folds every number to "0", which in Chinese turns dates and figures into
 # "0年0月0日至0年0月0日", found on any news page. Here digits become the Chinese numerals first, so
 # numbers keep their value and "1月" meets "一月"; letters still fold as dedup folds them.
-_DIGITS_AS_NUMERALS = str.maketrans("0123456789０１２３４５６７８９", "〇一二三四五六七八九" * 2)
+_DIGIT_CHARS, _NUMERAL_CHARS = "0123456789０１２３４５６７８９", "〇一二三四五六七八九"
+_DIGITS_AS_NUMERALS = str.maketrans(_DIGIT_CHARS, _NUMERAL_CHARS * 2)
 _DIGIT_RUN = re.compile("[0-9０-９]+")
 
 
@@ -142,6 +145,21 @@ def _folded_leads(text: str | None) -> bytes:
 def _cjk_count(leads: bytes) -> int:
     """Characters U+3000-U+9FFF of a text, from its `_folded_leads`."""
     return len(leads) - leads.count(0xEF)
+
+
+def _han_bound(text: str | None, leads: bytes) -> int:
+    """At most how many Han characters a text's character token string holds: its U+3000-U+9FFF
+    characters and its digits, which become numerals that count as Han (`_DIGITS_AS_NUMERALS`):
+    "2000年人口統計334,563。" holds 15, five of them Han as written. 0 for a text without a CJK character:
+    a number it shares with a Chinese item is no quote of the item, and most English pages hold a few
+    numbers. `leads`: the text's `_folded_leads`."""
+    cjk = _cjk_count(leads)
+    return cjk + sum(map(text.count, _DIGIT_CHARS)) if cjk else 0
+
+
+def _numeral_count(s: str) -> int:
+    """Numerals of a character token string, written or from digits."""
+    return sum(map(s.count, _NUMERAL_CHARS))
 
 
 def _han_counts(s: str, n: int) -> np.ndarray:
@@ -265,7 +283,7 @@ class ContaminationIndex:
         # An English item quoting Chinese ("Translate into English: 我爱北京天安门，...") is also cut into the
         # Chinese it quotes, as a Chinese item: a page quoting the Chinese alone holds none of its words.
         least_han = zh_min_han_frac * zh_min_tokens
-        quoting = [k for k, i in enumerate(items) if i.lang != "zh" and _cjk_count(_folded_leads(i.text)) >= least_han]
+        quoting = [k for k, i in enumerate(items) if i.lang != "zh" and _han_bound(i.text, _folded_leads(i.text)) >= least_han]
         as_chinese = _token_strings([items[k].text for k in quoting], ["zh"] * len(quoting))
         cuts += [(k, (quote, False)) for k, (s, _) in zip(quoting, as_chinese)
                  for quote in _quoted_chinese(s, zh_min_tokens, least_han)]
@@ -273,7 +291,9 @@ class ContaminationIndex:
         for k, (s, word_mode) in cuts:
             count = len(s.split()) if word_mode else len(s)
             n, minimum = (en_ngram, en_min_tokens) if word_mode else (zh_ngram, zh_min_tokens)
-            if count >= minimum:
+            # A Chinese cut matched whole must not be mostly numerals: a date ("2011年6月28日": 7 of 10) or a
+            # figure and its unit is a fact many pages state, not an item's text.
+            if count >= n or count >= minimum and (word_mode or 2 * _numeral_count(s) <= count):
                 (full_cuts if count >= n else short_cuts).append((k, (s, word_mode)))
         indexed = {k for k, _ in full_cuts + short_cuts}
         self.too_short = [k for k in range(len(items)) if k not in indexed]  # item numbers that no pass can find
@@ -321,14 +341,14 @@ class ContaminationIndex:
         """(document, token string, word mode) of each document read in the other script: a Chinese
         page as words (`_word_string`, if some item is English), an English page as characters (if some
         item is cut as characters and the page may hold as many Han characters as the Han-poorest such
-        item's best n-gram: digits, which become numerals, are not counted)."""
+        item's best n-gram: `_han_bound`, its digits, which become numerals, counted)."""
         out = []
         for d, (text, zh, lead) in enumerate(zip(texts, chinese, leads)):
             if not text:
                 continue
             if zh and self._words:
                 out.append((d, _word_string(text, self._longest_han, lead), True))
-            elif not zh and self._least_han is not None and _cjk_count(lead) >= self._least_han:
+            elif not zh and self._least_han is not None and _han_bound(text, lead) >= self._least_han:
                 out.append((d, _token_strings([text], ["zh"])[0][0], False))
         return out
 

@@ -126,8 +126,9 @@ class DecontaminateStage(ReadsWhatMixUses, MapStage):
     upstream = "dedup"
     # 2: items found in pages of the other language; 3: English items quoting Chinese found by the Chinese they
     # quote; 4: English items holding a Chinese word found in Chinese pages; 5: ... however the item joins the word to
-    # its English, and in Traditional or Simplified (words folded as Chinese, Han split from letters and digits)
-    output_version = 5
+    # its English, and in Traditional or Simplified (words folded as Chinese, Han split from letters and digits);
+    # 6: Chinese mostly digits found in English pages (digits counted as Han), short items mostly numerals too short
+    output_version = 6
     batch_size = 1024
 
     def __init__(self, cfg):
