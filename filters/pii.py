@@ -79,11 +79,13 @@ _PLUS_PHONE = re.compile(r"\+(?P<phone>[1-9][0-9]{0,2}[ -]?(?:\(?[0-9]{1,4}\)?[ 
 _PAREN_PHONE = re.compile(r"\((?P<phone>0[1-9][0-9]{1,2}\)\s?[2-9][0-9]{6,7}|[2-9][0-9]{2}\)\s?[2-9][0-9]{2}[-.][0-9]{4})" + _END)
 # IPv6, also ending in a dotted quad (::ffff:1.2.3.4) whose first number the hex run takes
 _IPV6 = re.compile(r"[0-9A-Fa-f:][0-9A-Fa-f:]{4,38}(?:(?:\.[0-9]{1,3}){3})?")
+# An e-mail address is a local part and a domain, matched in two steps (_email_spans).
 # Local part (RFC 6531 allows any letter): also Latin with diacritics (müller@, josé@; not × and ÷),
 # Greek and Cyrillic; not scripts written without spaces (Han, kana, Thai ...), which run straight
 # into an address written after them. One character class each: as fast as ASCII only.
-_EMAIL = re.compile(r"[A-Za-z0-9\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u024f\u0370-\u04ff]"
-                    r"[A-Za-z0-9._%+\-\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u024f\u0370-\u04ff]{0,63}@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,24}(?![A-Za-z0-9-])")
+_EMAIL_LOCAL = re.compile(r"[A-Za-z0-9\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u024f\u0370-\u04ff]"
+                          r"[A-Za-z0-9._%+\-\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u024f\u0370-\u04ff]{0,63}@")
+_EMAIL_DOMAIN = re.compile(r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,24}(?![A-Za-z0-9-])")
 _URL_TOKEN = re.compile(r"[?&](?:access_token|api_key|apikey|auth|key|password|passwd|pwd|secret|session|sessionid|sid|token)=(?P<url_token>[^&#\s\"'<>]{6,})")
 _QQ_WORDS = ("QQ", "qq", "Qq", "扣扣", "企鹅号")
 # The spaces around an optional colon are written `\s*(?:[:：]\s*)?`, not `\s*[:：]?\s*`: with no colon, the
@@ -98,7 +100,7 @@ _ANY_DIGIT = re.compile(r"[0-9]")
 _CUT_OFF = re.compile(r"[0-9A-Za-z]|\.[0-9]")
 # Domains reserved for examples and documentation (RFC 2606, RFC 6761): their addresses belong to nobody.
 # Compared as suffixes: a pattern that backtracks over the domain took time quadratic in its length,
-# and _EMAIL's domain has no length limit (a 40 kB run of "ab." after an "@": 4 s; tests/test_redos.py).
+# and _EMAIL_DOMAIN has no length limit (a 40 kB run of "ab." after an "@": 4 s; tests/test_redos.py).
 _RESERVED_NAMES = ("example.com", "example.net", "example.org", "example.edu")
 _RESERVED_SUFFIXES = tuple("." + name for name in _RESERVED_NAMES) + (".example", ".invalid", ".test", ".localhost")
 # A version word shortly before a dotted quad makes it a version number, not an address ("dev" or
@@ -253,7 +255,7 @@ def _confirm(kind: str, s: str, text: str, start: int) -> bool:
     if kind == "phone":
         return 7 <= sum(c.isdigit() for c in s) <= 15
     if kind == "email":
-        domain = s[s.index("@") + 1:].lower()  # _EMAIL's domain starts with a letter or digit, holds no "@"
+        domain = s[s.index("@") + 1:].lower()  # _EMAIL_DOMAIN: a letter or digit after the "@", no other "@"
         return domain not in _RESERVED_NAMES and not domain.endswith(_RESERVED_SUFFIXES)
     return True
 
@@ -277,6 +279,25 @@ def _international_length(s: str) -> int:
     return len(s)
 
 
+def _email_spans(text: str):
+    """The spans that one expression `local part + domain` finds left to right (finditer), with
+    each "@"'s domain read once. A local part holds no "@", so the domain of every start that
+    reaches an "@", and whether it matches, are the "@"'s alone; the one expression read the domain
+    again from each of up to 64 starts before failing (`a` x 63 + "@" + "a." repeated: 3.3 s a MB;
+    tests/test_redos.py). So an "@" whose domain matches takes the first local part that ends at
+    it, starting no earlier than the last address's end, 64 characters before it (a local part
+    has at most 64) and the "@" before it."""
+    end = 0
+    for domain in _EMAIL_DOMAIN.finditer(text):
+        at = domain.start()
+        lo = max(end, at - 64)
+        lo = max(lo, text.rfind("@", lo, at) + 1)
+        local = _EMAIL_LOCAL.search(text, lo, at + 1)
+        if local:
+            end = domain.end()
+            yield local.start(), end
+
+
 def _candidates(text: str, kinds: frozenset[str]):
     """(kind, start, end, glued-before set) of every family that can match, unconfirmed."""
     families = []
@@ -289,19 +310,20 @@ def _candidates(text: str, kinds: frozenset[str]):
         if any(w in text for w in _QQ_WORDS):
             families.append((_QQ, None))
         families.append((_LETTER_ID_FAMILY, None))
-    if "@" in text:
-        families.append((_EMAIL, "email"))
     if "=" in text:
         families.append((_URL_TOKEN, None))
     if "::" in text or text.count(":") >= 2:
         families.append((_IPV6, "ip"))
     if any(w in text for w in _WECHAT_WORDS):
         families.append((_WECHAT, None))
+    if "@" in text and "email" in kinds:
+        for start, end in _email_spans(text):
+            yield "email", start, end, _GLUED_BEFORE["email"]
     for rx, glued_key in families:
         for m in rx.finditer(text):
             kind = m.lastgroup
-            if rx is _IPV6 or rx is _EMAIL:
-                kind, span = ("ip" if rx is _IPV6 else "email"), m.span()
+            if rx is _IPV6:
+                kind, span = "ip", m.span()
             elif rx is _DIGIT_FAMILY or rx is _LETTER_ID_FAMILY:
                 span = (m.start(), m.end())  # the group starts after the family's first character
             elif rx is _PLUS_PHONE or rx is _PAREN_PHONE:
