@@ -107,8 +107,8 @@ class _Pass:
 # Dedup's normalization folds every number to "0", which in Chinese turns dates and figures into
 # "0年0月0日至0年0月0日", found on any news page. Here digits become the Chinese numerals first, so
 # numbers keep their value and "1月" meets "一月"; letters still fold as dedup folds them.
-_DIGIT_CHARS, _NUMERAL_CHARS = "0123456789０１２３４５６７８９", "〇一二三四五六七八九"
-_DIGITS_AS_NUMERALS = str.maketrans(_DIGIT_CHARS, _NUMERAL_CHARS * 2)
+_NUMERAL_CHARS = "〇一二三四五六七八九"
+_DIGITS_AS_NUMERALS = str.maketrans("0123456789０１２３４５６７８９", _NUMERAL_CHARS * 2)
 _DIGIT_RUN = re.compile("[0-9０-９]+")
 
 
@@ -147,14 +147,38 @@ def _cjk_count(leads: bytes) -> int:
     return len(leads) - leads.count(0xEF)
 
 
-def _han_bound(text: str | None, leads: bytes) -> int:
-    """At most how many Han characters a text's character token string holds: its U+3000-U+9FFF
-    characters and its digits, which become numerals that count as Han (`_DIGITS_AS_NUMERALS`):
-    "2000年人口統計334,563。" holds 15, five of them Han as written. 0 for a text without a CJK character:
-    a number it shares with a Chinese item is no quote of the item, and most English pages hold a few
-    numbers. `leads`: the text's `_folded_leads`."""
-    cjk = _cjk_count(leads)
-    return cjk + sum(map(text.count, _DIGIT_CHARS)) if cjk else 0
+def _han_bound(text: str, leads: bytes, n: int) -> int:
+    """At most how many Han characters an n-gram of a text's character token string holds, of those
+    that hold a Han character, digits counted (they become numerals that count as Han: "2000年人口統計
+    334,563。" is 15 such characters, five of them Han as written). Found over the text's ASCII letters and
+    digits and Han characters alone, each a character of the token string, so an n-gram's Han and digits
+    lie within n of them whatever spaces and marks the token string drops. 0 without a Han character: a
+    number a page shares with a Chinese item is no quote of it. `leads`: the text's `_folded_leads`."""
+    if not _cjk_count(leads):
+        return 0
+    return _han_bound_kernel(np.frombuffer(text.encode("utf-32-le", "surrogatepass"), np.uint32), n)
+
+
+@numba.njit(cache=True, nogil=True)
+def _han_bound_kernel(cp, n) -> int:
+    """`_han_bound` over code points: the most Han characters and digits of n consecutive ASCII
+    letters, digits and Han characters holding a Han character (one pass, a ring of the last n)."""
+    ring_han, ring_numeral = np.zeros(n, np.int64), np.zeros(n, np.int64)
+    k, han_sum, numeral_sum, best = 0, 0, 0, 0
+    for i in range(cp.shape[0]):
+        c = cp[i]
+        han = (0x4E00 <= c <= 0x9FFF) or (0x3400 <= c <= 0x4DBF) or c == 0x3007
+        numeral = han or 48 <= c <= 57 or 0xFF10 <= c <= 0xFF19
+        if not (numeral or 65 <= c <= 90 or 97 <= c <= 122):
+            continue
+        j = k % n
+        han_sum += han - ring_han[j]
+        numeral_sum += numeral - ring_numeral[j]
+        ring_han[j], ring_numeral[j] = han, numeral
+        k += 1
+        if han_sum > 0 and numeral_sum > best:
+            best = numeral_sum
+    return best
 
 
 def _numeral_count(s: str) -> int:
@@ -283,7 +307,8 @@ class ContaminationIndex:
         # An English item quoting Chinese ("Translate into English: 我爱北京天安门，...") is also cut into the
         # Chinese it quotes, as a Chinese item: a page quoting the Chinese alone holds none of its words.
         least_han = zh_min_han_frac * zh_min_tokens
-        quoting = [k for k, i in enumerate(items) if i.lang != "zh" and _han_bound(i.text, _folded_leads(i.text)) >= least_han]
+        quoting = [k for k, i in enumerate(items)
+                   if i.lang != "zh" and _han_bound(i.text, _folded_leads(i.text), zh_min_tokens) >= least_han]
         as_chinese = _token_strings([items[k].text for k in quoting], ["zh"] * len(quoting))
         cuts += [(k, (quote, False)) for k, (s, _) in zip(quoting, as_chinese)
                  for quote in _quoted_chinese(s, zh_min_tokens, least_han)]
@@ -303,6 +328,7 @@ class ContaminationIndex:
         self._longest_han = max((len(run) for k, (s, word_mode) in full_cuts + short_cuts if word_mode
                                  for run in _HAN_RUN.findall(s)), default=0)  # of the Han words indexed
         self._least_han = min((p.han for p in self.passes if p.han is not None), default=None)
+        self._longest_zh_n = max(p.zh_n for p in (self.full, self.short))  # its n-grams hold the other pass's
 
     def _fill(self, p: _Pass, cuts: list[tuple[int, tuple[str, bool]]]) -> None:
         """Index (item number, (token string, word mode)) pairs; an item may come with two cuts."""
@@ -340,15 +366,15 @@ class ContaminationIndex:
                       leads: list[bytes]) -> list[tuple[int, str, bool]]:
         """(document, token string, word mode) of each document read in the other script: a Chinese
         page as words (`_word_string`, if some item is English), an English page as characters (if some
-        item is cut as characters and the page may hold as many Han characters as the Han-poorest such
-        item's best n-gram: `_han_bound`, its digits, which become numerals, counted)."""
+        item is cut as characters and an n-gram of the page may hold as many Han characters as the
+        Han-poorest such item's best n-gram: `_han_bound`, digits counted)."""
         out = []
         for d, (text, zh, lead) in enumerate(zip(texts, chinese, leads)):
             if not text:
                 continue
             if zh and self._words:
                 out.append((d, _word_string(text, self._longest_han, lead), True))
-            elif not zh and self._least_han is not None and _han_bound(text, lead) >= self._least_han:
+            elif not zh and self._least_han is not None and _han_bound(text, lead, self._longest_zh_n) >= self._least_han:
                 out.append((d, _token_strings([text], ["zh"])[0][0], False))
         return out
 

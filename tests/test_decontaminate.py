@@ -9,7 +9,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import REPO, make_run_config, write_finished_stage
-from filters.decontam import _UNMATCHED_HAN, BenchmarkItem, ContaminationIndex, _split_han, item_lang
+from filters.decontam import (_UNMATCHED_HAN, BenchmarkItem, ContaminationIndex, _folded_leads, _han_bound, _split_han,
+                              item_lang)
 from filters.fast_normalize import normalize_chinese
 from filters.normalize import to_simplified, to_traditional
 from pipeline import storage
@@ -306,3 +307,14 @@ def test_short_chinese_items_mostly_digits_are_too_short():
     assert ix.too_short == [0, 1, 2]
     pages = [HOST_ZH + "会议于2011年6月28日召开。" + HOST_ZH, HOST_ZH + "1949年新中国成立。" + HOST_ZH]
     assert ix.find(pages, ["zh", "zh"]) == [[], [3]]
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("GDP增长6.5%", 4), ("2 0 0 0 , 年", 5), ("In 2000 (年) there were", 5),
+    ("Beijing (北京) " + HOST_EN + "in 2019 and 2020.", 2),  # numbers far from the Han
+    ("Tel. 555-0123-4567-8901 。", 0),  # no Han: not read as characters for its numbers
+])
+def test_han_bound_counts_the_digits_an_ngram_holding_han_may_hold(text, expected):
+    """Which English pages are read as characters: those where a 13-gram holding a Han character may
+    hold as many Han (digits, which become numerals, counted) as an indexed n-gram."""
+    assert _han_bound(text, _folded_leads(text), 13) == expected
