@@ -46,6 +46,7 @@ import importlib.util
 import os
 import re
 from dataclasses import dataclass, field
+from itertools import chain, compress
 from typing import Literal, Mapping, Sequence
 
 import numpy as np
@@ -230,11 +231,16 @@ class Identification:
     def line_owners(self) -> list[str]:
         """The language each line goes with: its own, or for a line without letters or language
         (too short to predict), the one before it (after it, at the top of the text)."""
-        owners = [lang if n and lang != UNDETERMINED else None for lang, n in zip(self.line_langs, self.line_letters)]
-        previous = next((lang for lang in owners if lang is not None), UNDETERMINED)
-        for i, lang in enumerate(owners):
-            previous = owners[i] = lang or previous
-        return owners
+        return list(chain.from_iterable([lang] * (end - start) for start, end, lang in self.owner_runs()))
+
+    def owner_runs(self) -> list[tuple[int, int, str]]:
+        """`line_owners` as runs of lines (start, end, language), one per line with letters and a
+        language, to the next such line: a page of a million blank lines has a few runs."""
+        n_lines = len(self.line_langs)
+        owning = [i for i in compress(range(n_lines), self.line_letters) if self.line_langs[i] != UNDETERMINED]
+        if not owning:
+            return [(0, n_lines, UNDETERMINED)] if n_lines else []
+        return [(start, end, self.line_langs[i]) for start, end, i in zip([0] + owning[1:], owning[1:] + [n_lines], owning)]
 
     def japanese_korean_lines(self) -> list[bool] | None:
         """Per line, whether it goes with Japanese or Korean (`line_owners`), whose kanji and Hanja
@@ -242,7 +248,8 @@ class Identification:
         Hangul (the CJK rule admits those languages only with them)."""
         if not any(map(_is_japanese_or_korean, self.shares)):
             return None
-        return [_is_japanese_or_korean(lang) for lang in self.line_owners()]
+        return list(chain.from_iterable([_is_japanese_or_korean(lang)] * (end - start)
+                                        for start, end, lang in self.owner_runs()))
 
 
 def _is_japanese_or_korean(lang: str) -> bool:
@@ -446,10 +453,23 @@ class LanguageIdentifier:
 
     def identify(self, text: str) -> Identification:
         """Per-block predictions (see `_blocks`) over the pieces of the text (its lines, mixed
-        lines cut by script group), recorded per line, then aggregated."""
+        lines cut by script group), recorded per line, then aggregated.
+
+        Empty lines are no pieces. Without letters they never start or end a block, and what they
+        did as pieces is done per run of them: each was a space in its block's text and took the
+        decision of the piece before it. As pieces they cost a kB of histograms and a turn of every
+        loop each, seconds for a page of them (docs/benchmarks.md, "Adversarial pages")."""
         lines = text.split("\n")
-        counts, weights = line_script_histograms(text)
-        texts, line_of, counts, weights, group_weights = self._pieces(lines, counts, weights)
+        rows = list(compress(range(len(lines)), lines))  # the lines that are not empty
+        filled = lines if len(rows) == len(lines) else [lines[row] for row in rows]
+        counts, weights = line_script_histograms(text if filled is lines else "\n".join(filled))
+        counts, weights = counts[:len(filled)], weights[:len(filled)]  # no row when no line has text
+        texts, line_of, counts, weights, group_weights = self._pieces(filled, counts, weights)
+        last_piece = [j for j, k in enumerate(line_of) if j + 1 == len(line_of) or line_of[j + 1] != k]
+        empty_after = [end - row - 1 for row, end in zip(rows, rows[1:] + [len(lines)])]  # per filled line
+        spaces = [""] * len(texts)
+        for j, n in zip(last_piece, empty_after):
+            spaces[j] = " " * n
         letters = counts[:, _LETTER_SLOTS].sum(axis=1).tolist()
         groups = group_weights.argmax(axis=1).tolist()
         langs, scores = [UNDETERMINED] * len(texts), [0.0] * len(texts)
@@ -462,14 +482,17 @@ class LanguageIdentifier:
             blocks = [block for block, size in zip(blocks, sizes) if size >= self.min_block_letters]
         for start, end, system in blocks:
             block_counts = counts[start:end].sum(axis=0)
-            lang, score = self._predict(" ".join(texts[start:end]), block_counts, weights[start:end].sum(axis=0),
+            block_text = " ".join(t + gap for t, gap in zip(texts[start:end], spaces[start:end]))
+            lang, score = self._predict(block_text, block_counts, weights[start:end].sum(axis=0),
                                         system or self._cjk_system(block_counts))
             langs[start:end] = [lang] * (end - start)
             scores[start:end] = [score] * (end - start)
-        if len(texts) == len(lines):
-            line_langs, line_scores, line_letters = langs, scores, letters
-        else:
-            line_langs, line_scores, line_letters = self._line_records(len(lines), line_of, langs, scores, letters)
+        records = (langs, scores, letters) if len(texts) == len(filled) else \
+            self._line_records(len(filled), line_of, langs, scores, letters)
+        if filled is not lines:
+            records = self._with_empty_lines(len(lines), rows, empty_after, records,
+                                             [langs[j] for j in last_piece], [scores[j] for j in last_piece])
+        line_langs, line_scores, line_letters = records
         ident = self._identification(text, langs, scores, letters, line_langs, line_scores, line_letters)
         ident.variant = self._variant(ident.lang, texts, langs)
         return ident
@@ -545,6 +568,21 @@ class LanguageIdentifier:
                 largest[line], line_langs[line], line_scores[line] = n, lang, score
         return line_langs, line_scores, line_letters
 
+    @staticmethod
+    def _with_empty_lines(n_lines: int, rows: list[int], empty_after: list[int],
+                          records: tuple[list[str], list[float], list[int]], next_langs: list[str],
+                          next_scores: list[float]) -> tuple[list[str], list[float], list[int]]:
+        """Per line from the records of the lines with text (`rows`): the empty lines after one take
+        the language and score of its last piece (`next_langs`, `next_scores`), those before the first
+        none."""
+        line_langs, line_scores, line_letters = [UNDETERMINED] * n_lines, [0.0] * n_lines, [0] * n_lines
+        for row, n, lang, score, letters, next_lang, next_score in zip(rows, empty_after, *records,
+                                                                       next_langs, next_scores):
+            line_langs[row], line_scores[row], line_letters[row] = lang, score, letters
+            line_langs[row + 1:row + 1 + n] = [next_lang] * n
+            line_scores[row + 1:row + 1 + n] = [next_score] * n
+        return line_langs, line_scores, line_letters
+
     def _line_systems(self, counts: np.ndarray, groups: list[int]) -> list[int]:
         """The CJK system each CJK piece shows on its own, 0 where it shows none. Kana and Hangul
         mark a Japanese or Korean line of any length, but a line is Chinese by lacking them, as a
@@ -609,8 +647,8 @@ class LanguageIdentifier:
                         line_langs: list[str], line_scores: list[float], line_letters: list[int]) -> Identification:
         weight: dict[str, int] = {}
         mass: dict[str, float] = {}
-        for lang, score, n in zip(langs, scores, letters):
-            if n and lang != UNDETERMINED:
+        for lang, score, n in compress(zip(langs, scores, letters), letters):  # only lines with letters count
+            if lang != UNDETERMINED:
                 weight[lang] = weight.get(lang, 0) + n
                 mass[lang] = mass.get(lang, 0.0) + n * score
         total = sum(weight.values())
@@ -635,16 +673,24 @@ class LanguageIdentifier:
         exactly one part. A cut line
         goes whole with its largest piece. The document's variant stays with its language's part."""
         lines = text.split("\n")
-        owner = ident.line_owners()
+        runs: dict[str, list[tuple[int, int]]] = {}
+        for start, end, lang in ident.owner_runs():
+            runs.setdefault(lang, []).append((start, end))
         parts = []
-        for lang in dict.fromkeys(owner):
-            idx = [i for i, o in enumerate(owner) if o == lang]
-            part_text = "\n".join(lines[i] for i in idx)
-            part = self.aggregate(part_text, [ident.line_langs[i] for i in idx],
-                                  [ident.line_scores[i] for i in idx], [ident.line_letters[i] for i in idx],
-                                  ident.variant if lang == ident.lang else None)
+        for lang, spans in runs.items():
+            part_text = "\n".join(_take(lines, spans))
+            part = self.aggregate(part_text, _take(ident.line_langs, spans), _take(ident.line_scores, spans),
+                                  _take(ident.line_letters, spans), ident.variant if lang == ident.lang else None)
             parts.append((part_text, part))
         return parts
+
+
+def _take(values: list, spans: list[tuple[int, int]]) -> list:
+    """The items of `values` in the runs `spans` (start, end), in order."""
+    taken = []
+    for start, end in spans:
+        taken += values[start:end]
+    return taken
 
 
 Mixed = Literal["keep", "split", "drop"]

@@ -25,7 +25,12 @@ def normalized_line(line: str, lang: str | None) -> str:
 def normalized_lines(text: str, lang: str | None) -> list[str]:
     """`normalized_line` of each of the text's "\n"-separated lines (one compiled pass unless Chinese)."""
     if is_chinese(lang):
-        return [normalized_line(line, lang) for line in text.split("\n")]
+        # A Chinese line is normalized alone, at a cost per call however short it is: each distinct
+        # line once, so that blank and repeated lines cost a lookup (a page of empty lines took
+        # seconds; docs/benchmarks.md, "Adversarial pages").
+        lines = text.split("\n")
+        normalized = {line: normalized_line(line, lang) for line in dict.fromkeys(lines)}
+        return [normalized[line] for line in lines]
     return normalize_word_lines(text)
 
 
@@ -39,7 +44,7 @@ def line_key(normalized: str, lang: str | None) -> int:
 def paragraph_keys(text: str | None, lang: str | None, min_chars: int) -> list[int]:
     """The distinct keys of a document's lines that are long enough to judge, in first-seen order."""
     keys: dict[int, None] = {}
-    for normalized in normalized_lines(text or "", lang):
+    for normalized in dict.fromkeys(normalized_lines(text or "", lang)):  # a repeated line has its line's key
         if len(normalized) >= min_chars:
             keys.setdefault(line_key(normalized, lang), None)
     return list(keys)

@@ -283,9 +283,9 @@ def _email_spans(text: str):
     """The spans that one expression `local part + domain` finds left to right (finditer), with
     each "@"'s domain read once. A local part holds no "@", so the domain of every start that
     reaches an "@", and whether it matches, are the "@"'s alone; the one expression read the domain
-    again from each of up to 64 starts before failing (`a` x 63 + "@" + "a." repeated: 3.3 s a MB;
-    tests/test_redos.py). So an "@" whose domain matches takes the first local part that ends at
-    it, starting no earlier than the last address's end, 64 characters before it (a local part
+    again from each of up to 64 starts before failing (`a` x 63 + "@" + "a." repeated: seconds a
+    MB; docs/benchmarks.md). So an "@" whose domain matches takes the first local part that ends
+    at it, starting no earlier than the last address's end, 64 characters before it (a local part
     has at most 64) and the "@" before it."""
     end = 0
     for domain in _EMAIL_DOMAIN.finditer(text):

@@ -105,3 +105,35 @@ def test_copy_noise_is_linear_on_long_space_runs(text):
 
     assert _seconds(copy_noise, text) < BOUND_S
     assert copy_noise("a  b" + text) == copy_noise(text) + 1  # a spaced pair of words still counts
+
+
+def test_language_id_is_fast_on_blank_lines():
+    """Empty lines are no pieces of the identification: each was a histogram row and a turn of
+    every per-piece and per-line loop (500k of them: seconds). They still take the language of the
+    line before them, and each is still a space in its block's text (tests/test_langid.py)."""
+    from filters.langid import LanguageIdentifier
+
+    identifier = LanguageIdentifier()
+    english, chinese = "An English sentence about the weather today.", "这是一个关于今天天气的中文段落，写得比较长一些。"
+    page = "\n" * 3 + english + "\n" * 500_000 + chinese
+    identifier.identify(english)  # the model loads first
+    assert _seconds(lambda: identifier.split(page, identifier.identify(page))) < BOUND_S
+    ident = identifier.identify(page)
+    assert ident.shares == identifier.identify(english + "\n" + chinese).shares
+    assert ident.line_langs[:4] == ["und", "und", "und", "en"] and set(ident.line_langs[4:-1]) == {"en"}
+    assert ident.line_langs[-1] == "zh" and sum(ident.line_letters[:-1]) == ident.line_letters[3]
+    assert [part for part, _ in identifier.split(page, ident)] == [page[:-len(chinese) - 1], chinese]
+
+
+@pytest.mark.parametrize("blank", ["\n", " \n", "\u3000\n"])
+def test_chinese_paragraph_keys_are_fast_on_blank_lines(blank):
+    """A Chinese line is normalized alone: a blank or repeated line now once a page (500k: seconds)."""
+    from filters.paragraphs import paragraph_keys, remove_paragraphs
+
+    line = "这是一段足够长的中文段落，用来计算段落的键。"
+    page = line + "\n" + blank * 500_000 + line.replace("段落", "段話")
+    paragraph_keys(line, "zh", 5)  # the normalization tables load first
+    assert _seconds(paragraph_keys, page, "zh", 5) < BOUND_S
+    keys = paragraph_keys(page, "zh", 5)
+    assert keys == paragraph_keys(line + "\n" + line.replace("段落", "段话"), "zh", 5) and len(keys) == 2
+    assert remove_paragraphs(page, "zh", {keys[0]}, 5)[0] == page[len(line):].strip("\n")
