@@ -342,12 +342,17 @@ class ParquetSink:
     min/max statistics for its flat columns only, dictionaries up to DICTIONARY_PAGE_LIMIT.
     `keep_temporary_name`: close() leaves the file under its temporary name (`written`), for a commit
     that copies it to `uri` later: on an object store a rename is itself a copy, so renaming it here
-    too would copy every byte twice."""
+    too would copy every byte twice.
+    `in_place`: written at `uri` itself, neither temporary name nor rename, for a name no other attempt
+    writes and that readers learn from this writer (an object store's object appears whole when its
+    upload completes; but close(), which abort() calls too, completes it, with the rows written so far)."""
 
-    def __init__(self, uri: str, schema: pa.Schema | None = None, keep_temporary_name: bool = False):
+    def __init__(self, uri: str, schema: pa.Schema | None = None, keep_temporary_name: bool = False,
+                 in_place: bool = False):
         self.uri = uri
         self.schema = schema
         self.keep_temporary_name = keep_temporary_name
+        self.in_place = in_place
         self._writer: pq.ParquetWriter | None = None
         self._tmp: str | None = None
         self.written: str | None = None  # the finished file's name, once closed
@@ -359,7 +364,7 @@ class ParquetSink:
         if self._writer is None:
             self.schema = self.schema or data.schema
             makedirs(self.uri.rsplit("/", 1)[0])
-            self._tmp = _temporary_name(self.uri)
+            self._tmp = self.uri if self.in_place else _temporary_name(self.uri)
             fs, tmp_path = filesystem(self._tmp)
             self._writer = pq.ParquetWriter(tmp_path, self.schema, filesystem=fs, compression="zstd",
                                             write_statistics=flat_columns(self.schema),
@@ -376,7 +381,7 @@ class ParquetSink:
     def close(self) -> None:
         if self._writer is not None:
             self._writer.close()
-            if not self.keep_temporary_name:
+            if not (self.keep_temporary_name or self.in_place):
                 rename(self._tmp, self.uri)
             self.written = self._tmp if self.keep_temporary_name else self.uri
             self._writer = None

@@ -22,7 +22,7 @@ from filters.minhash import jaccard_at_least
 from pipeline import storage
 from pipeline.dedup.index import INDEX_SCHEMA, REPLACED_SCHEMA, Retiring, replaced_dir
 from pipeline.dedup.passes import (ASSIGNMENT_SCHEMA, EXISTING, REASON_EXACT, REASON_NEAR, REASON_URL,
-                                   REMOVAL_SCHEMA, assignment_dir)
+                                   REMOVAL_SCHEMA, assignment_dir, parquet_files)
 
 _MEMBER_COLUMNS = ["node", "part", "row", "id", "text_key", "url_key", "length", "q_rank", "noise", "date_key"]
 _INDEXED_COLUMNS = ["node", "id", "survivor", "survivor_run", "text_key", "url_key"]
@@ -167,8 +167,16 @@ def _read_count(path: str) -> int:
     return int(storage.read_text(storage.join(path, "count")).strip())
 
 
-def _read_signatures(p, sig_dir: str, columns: list[str], label: str = "signatures"):
-    return (p | f"read {label}" >> beam.io.ReadFromParquet(storage.join(sig_dir, "*.parquet"), columns=columns + ["error"])
+def _read_files(p, source: str | list[str], label: str, columns: list[str] | None = None):
+    """The rows of the Parquet files of folder `source`, or of those it lists (`passes.parquet_files`):
+    the signature pass's, named by its tasks, never matched by a pattern, which would take a failed
+    attempt's file on an object store too (`index.scratch_sink`)."""
+    return (p | f"{label}: files" >> beam.Create(parquet_files(source))
+            | f"read {label}" >> beam.io.ReadAllFromParquet(columns=columns))
+
+
+def _read_signatures(p, sig_files: str | list[str], columns: list[str], label: str = "signatures"):
+    return (_read_files(p, sig_files, label, columns + ["error"])
             | f"{label} without errors" >> beam.Filter(lambda r: r["error"] is None))
 
 
@@ -265,18 +273,19 @@ def _write_rows(folder_of: Callable[[int], str], name: str, schema: pa.Schema, o
     return write
 
 
-def assignments(engine, sig_dir: str, assign_root: str, work_dir: str, p, threshold: float,
+def assignments(engine, sig_files: str | list[str], assign_root: str, work_dir: str, p, threshold: float,
                 survivor_order: list[str], max_rounds: int, neighbour_files: list[str],
                 retiring: Retiring | None) -> dict:
     """Write the per-part assignment table under `assign_root/part=N/` and, when `retiring`, the rows
-    of its indexed parts that the run replaces under its root's file=N/; return small counts."""
+    of its indexed parts that the run replaces under its root's file=N/; return small counts.
+    `sig_files`: the signature pass's files (or their folder)."""
     cols = ["node", "text_key", "url_key", "n_shingles", "bands"] + (["shingles"] if p.verify else [])
     edges_dir = storage.join(work_dir, "edges-0")
     members_dir = storage.join(work_dir, "indexed_members")
     for folder in [members_dir] + ([retiring.root] if retiring else []):
         storage.rmtree(folder)  # an interrupted attempt's files
     with engine.pipeline() as pl:
-        sig = _read_signatures(pl, sig_dir, cols + (["id"] if neighbour_files else []))
+        sig = _read_signatures(pl, sig_files, cols + (["id"] if neighbour_files else []))
         if neighbour_files:
             indexed = _indexed_in_graph(sig, neighbour_files, cols, members_dir, retiring)
             sig = (sig, indexed) | "graph" >> beam.Flatten()
@@ -302,7 +311,7 @@ def assignments(engine, sig_dir: str, assign_root: str, work_dir: str, p, thresh
         edges = _read_edges(pl, edges_dir)
         roots = (edges | "roots" >> beam.Map(lambda e: (e[1], e[1])) | "distinct roots" >> beam.Distinct())
         node_root = (edges, roots) | "node roots" >> beam.Flatten()
-        members = (_read_signatures(pl, sig_dir, _MEMBER_COLUMNS)
+        members = (_read_signatures(pl, sig_files, _MEMBER_COLUMNS)
                    | "member fields" >> beam.Map(lambda r: {**{k: r[k] for k in _MEMBER_COLUMNS}, "origin": 1}))
         if neighbour_files:
             indexed = (pl | "indexed members" >> beam.io.ReadFromParquet(storage.join(members_dir, "*.parquet"))
@@ -354,14 +363,15 @@ def _write_removals(removal_root: str):
     return write
 
 
-def paragraph_removals(engine, para_dir: str, assign_root: str, removal_root: str, max_docs: dict,
+def paragraph_removals(engine, para_files: str | list[str], assign_root: str, removal_root: str, max_docs: dict,
                        parts: list[int], work_dir: str) -> dict:
     """Count each line key over the surviving documents (GroupByKey on the key); write, per part,
-    the (row, key, docs) of lines found in more documents than their language allows."""
+    the (row, key, docs) of lines found in more documents than their language allows. `para_files`:
+    the signature pass's paragraph files (or their folder)."""
     assigned = [(part, f) for part in parts for f in storage.expand(assignment_dir(assign_root, part))
                 if f.endswith(".parquet")] if storage.exists(assign_root) else []
     with engine.pipeline() as pl:
-        paras = (pl | "read paragraphs" >> beam.io.ReadFromParquet(storage.join(para_dir, "*.parquet"))
+        paras = (_read_files(pl, para_files, "paragraphs")
                  | "by document" >> beam.Map(lambda r: ((r["part"], r["row"]), (r["key"], r["lang"]))))
         dups = (pl | "assignment files" >> beam.Create(assigned) | "dropped rows" >> beam.FlatMap(_duplicate_rows))
         removed_keys = ({"para": paras, "dup": dups} | "survivors only" >> beam.CoGroupByKey()

@@ -65,6 +65,7 @@ import contextlib
 import json
 import logging
 import posixpath
+import uuid
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Callable
@@ -234,11 +235,24 @@ def bucket_of(keys: np.ndarray) -> np.ndarray:
     return (mixed >> np.uint64(64 - BUCKET_BITS)).astype(np.int32)
 
 
-def write_grouped(uri: str, table: pa.Table, group: str | None, max_rows: int) -> None:
-    """`table` (sorted by `group`) as one Parquet file whose row groups never mix two values of
-    `group` and hold `max_rows` rows at most, so readers prune them by their statistics. No rows,
-    no file."""
-    sink = storage.ParquetSink(uri, table.schema)
+def scratch_sink(folder: str, name: str, schema: pa.Schema) -> storage.ParquetSink:
+    """A sink for a file of the stage's scratch that is read only under the name its writer reports
+    (`written`, once closed). Where a rename is cheap (local disks, HDFS) it is renamed into place as
+    `name`. On an object store, where a rename copies the object, it is written once, in place, under
+    a name of its own attempt: `<name's stem>-<12 hex digits>.parquet`, a name no other attempt writes
+    and not a hidden one (Spark's reader drops files whose names start with '.' or '_', even named
+    ones). A failed attempt's file (the error path's close completes its upload) and a duplicate
+    attempt's are thus never read: no reader lists the folder."""
+    if storage.renames_folders(folder):
+        return storage.ParquetSink(storage.join(folder, name), schema)
+    stem = name.removesuffix(".parquet")
+    return storage.ParquetSink(storage.join(folder, f"{stem}-{uuid.uuid4().hex[:12]}.parquet"), schema, in_place=True)
+
+
+def write_grouped(sink: storage.ParquetSink, table: pa.Table, group: str | None, max_rows: int) -> str | None:
+    """`table` (sorted by `group`) into `sink` (of `table`'s schema) as one Parquet file whose row
+    groups never mix two values of `group` and hold `max_rows` rows at most, so readers prune them by
+    their statistics; the file's name (`sink.written`). No rows, no file (None)."""
     try:
         if group is None:
             starts = [0]
@@ -252,6 +266,7 @@ def write_grouped(uri: str, table: pa.Table, group: str | None, max_rows: int) -
         sink.abort()
         raise
     sink.close()
+    return sink.written
 
 
 def part_name(part: int) -> str:
@@ -267,8 +282,9 @@ def write_run_part(run_dir: str, name: str, docs: pa.Table) -> None:
     """One part of a run into the index: its `INDEX_SCHEMA` rows by node and its keys by bucket."""
     docs = docs.select(INDEX_SCHEMA.names).cast(INDEX_SCHEMA)
     docs = docs.take(pc.sort_indices(docs.column("node")))
-    write_grouped(storage.join(run_dir, "keys", name), key_table(docs, ALL_KEYS), "bucket", KEY_GROUP_ROWS)
-    write_grouped(storage.join(run_dir, "docs", name), docs, None, DOC_GROUP_ROWS)
+    keys = key_table(docs, ALL_KEYS)
+    write_grouped(storage.ParquetSink(storage.join(run_dir, "keys", name), keys.schema), keys, "bucket", KEY_GROUP_ROWS)
+    write_grouped(storage.ParquetSink(storage.join(run_dir, "docs", name), docs.schema), docs, None, DOC_GROUP_ROWS)
 
 
 def read_row_groups(uri: str, columns: list[str], keep: Callable[[dict], bool]) -> tuple[pa.Table, int]:
@@ -298,7 +314,8 @@ def read_row_groups(uri: str, columns: list[str], keep: Callable[[dict], bool]) 
 
 @dataclass(frozen=True)
 class NewKeysTask:
-    """Engine task: a signature file -> its documents' keys (the kinds the run matches by), bucketed."""
+    """Engine task: a signature file -> its documents' keys (the kinds the run matches by), bucketed,
+    in a `scratch_sink` file of `out_dir`."""
 
     out_dir: str
     kinds: KeyKinds
@@ -306,9 +323,8 @@ class NewKeysTask:
     def __call__(self, sig_path: str) -> dict:
         sig = pq.read_table(storage.open_input(sig_path), columns=["node", "text_key", "url_key", "bands", "error"])
         keys = key_table(sig.filter(pc.is_null(sig.column("error"))), self.kinds)
-        out = storage.join(self.out_dir, sig_path.rsplit("/", 1)[-1])
-        write_grouped(out, keys, "bucket", KEY_GROUP_ROWS)
-        return {"path": out, "keys": keys.num_rows}
+        sink = scratch_sink(self.out_dir, sig_path.rsplit("/", 1)[-1], KEY_SCHEMA)
+        return {"path": write_grouped(sink, keys, "bucket", KEY_GROUP_ROWS), "keys": keys.num_rows}
 
 
 def _in_bucket(bucket: int, sorted_keys: np.ndarray | None) -> Callable[[dict], bool]:
@@ -328,7 +344,8 @@ def _in_bucket(bucket: int, sorted_keys: np.ndarray | None) -> Callable[[dict], 
 @dataclass(frozen=True)
 class ProbeTask:
     """Engine task: one bucket -> the indexed nodes sharing a (band, key) of that bucket with a new
-    document, as `MATCH_SCHEMA` rows in <out_dir>/bucket-BB.parquet (row groups by indexed part)."""
+    document, as `MATCH_SCHEMA` rows in a `scratch_sink` file of <out_dir> named bucket-BB.parquet (row
+    groups by indexed part)."""
 
     new_key_files: list[str]
     indexed: list[IndexPart]
@@ -338,7 +355,7 @@ class ProbeTask:
     def __call__(self, bucket: int) -> dict:
         new = pa.concat_tables([read_row_groups(f, ["band", "key"], _in_bucket(bucket, None))[0]
                                 for f in self.new_key_files])
-        result = {"bucket": bucket, "index_bytes_read": 0, "files": []}
+        result = {"bucket": bucket, "index_bytes_read": 0, "files": [], "path": None}
         if new.num_rows == 0:
             return result
         new = new.group_by(["band", "key"]).aggregate([])
@@ -358,17 +375,18 @@ class ProbeTask:
                                          nodes.column("in_graph_any")], schema=MATCH_SCHEMA))
                 result["files"].append(i)
         if matches:
-            write_grouped(storage.join(self.out_dir, f"bucket-{bucket:02d}.parquet"), pa.concat_tables(matches),
-                          "file", KEY_GROUP_ROWS)
+            result["path"] = write_grouped(scratch_sink(self.out_dir, f"bucket-{bucket:02d}.parquet", MATCH_SCHEMA),
+                                           pa.concat_tables(matches), "file", KEY_GROUP_ROWS)
         return result
 
 
 @dataclass(frozen=True)
 class FetchTask:
-    """Engine task: one indexed part with a match -> the `NEIGHBOUR_SCHEMA` rows of its matched nodes,
-    reading only the row groups that hold them, to <out_dir>/part-NNNNN.parquet."""
+    """Engine task: one indexed part with a match -> the `NEIGHBOUR_SCHEMA` rows of its matched nodes
+    (from `match_files`: `ProbeTask`'s), reading only the row groups that hold them, to a
+    `scratch_sink` file of <out_dir> named part-NNNNN.parquet."""
 
-    match_dir: str
+    match_files: list[str]
     indexed: list[IndexPart]
     out_dir: str
 
@@ -377,8 +395,7 @@ class FetchTask:
             lo, hi = stats.get("file", (file, file))
             return lo <= file <= hi
 
-        matched = [read_row_groups(f, ["file", "node", "in_graph"], this_file)[0]
-                   for f in storage.expand(self.match_dir) if f.endswith(".parquet")]
+        matched = [read_row_groups(f, ["file", "node", "in_graph"], this_file)[0] for f in self.match_files]
         table = pa.concat_tables(matched)
         table = table.filter(pc.equal(table.column("file"), file)).group_by("node").aggregate(
             [("in_graph", "any")]).sort_by("node")  # a node matched in several buckets
@@ -402,23 +419,22 @@ class FetchTask:
                                shingle_bytes(rows.column("shingles").combine_chunks()))
         rows = rows.append_column("file", pa.array(np.full(rows.num_rows, file, np.int32)))
         rows = rows.append_column("in_graph", in_graph)
-        sink = storage.ParquetSink(storage.join(self.out_dir, f"part-{file:05d}.parquet"), NEIGHBOUR_SCHEMA)
+        sink = scratch_sink(self.out_dir, part_name(file), NEIGHBOUR_SCHEMA)
         sink.write(rows)
         sink.close()
-        return {"file": file, "rows": rows.num_rows, "in_graph": pc.sum(rows.column("in_graph")).as_py() or 0,
+        return {"file": file, "path": sink.written, "rows": rows.num_rows, "in_graph": pc.sum(rows.column("in_graph")).as_py() or 0,
                 "index_bytes_read": read}
 
 
-def find_neighbours(engine, indexed: list[IndexPart], sig_dir: str, work: str, kinds: KeyKinds,
+def find_neighbours(engine, indexed: list[IndexPart], sig_files: list[str], work: str, kinds: KeyKinds,
                     replacing: bool) -> tuple[list[str], dict]:
-    """The indexed documents that share a key of `kinds` with a new document (signature files in
-    `sig_dir`), as Parquet files of `NEIGHBOUR_SCHEMA` rows; and counts: those documents found, index
+    """The indexed documents that share a key of `kinds` with a new document (in `sig_files`, the
+    signature pass's), as Parquet files of `NEIGHBOUR_SCHEMA` rows; and counts: those documents found, index
     bytes read. `replacing`: also those sharing a text or URL key (not in the graph), so that every
     indexed row a new document replaces (same id and URL, else text) is among them to be retired."""
     new_dir, match_dir, out_dir = (storage.join(work, name) for name in ("keys", "matches", "neighbours"))
     for folder in (new_dir, match_dir, out_dir):
         storage.rmtree(folder)  # an interrupted attempt's files
-    sig_files = sorted(f for f in storage.expand(sig_dir) if f.endswith(".parquet"))
     probed_kinds = KeyKinds(kinds.text or replacing, kinds.url or replacing, kinds.bands)
     new_files = [r["path"] for r in engine.map_units("dedup index keys", NewKeysTask(new_dir, probed_kinds), sig_files)
                  if r["keys"]]
@@ -427,8 +443,9 @@ def find_neighbours(engine, indexed: list[IndexPart], sig_dir: str, work: str, k
     probed = engine.map_units("dedup index probe", ProbeTask(new_files, indexed, match_dir, kinds),
                               list(range(1 << BUCKET_BITS)))
     files = sorted({i for r in probed for i in r["files"]})
-    fetched = engine.map_units("dedup index fetch", FetchTask(match_dir, indexed, out_dir), files)
-    return ([storage.join(out_dir, f"part-{r['file']:05d}.parquet") for r in fetched if r["rows"]],
+    match_files = [r["path"] for r in probed if r["path"]]
+    fetched = engine.map_units("dedup index fetch", FetchTask(match_files, indexed, out_dir), files)
+    return ([r["path"] for r in fetched if r["rows"]],
             {"existing_matches": sum(r["in_graph"] for r in fetched),
              "index_bytes_read": sum(r["index_bytes_read"] for r in probed + fetched)})
 

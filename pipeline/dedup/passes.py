@@ -3,10 +3,11 @@
 1. `SignatureTask`: one task per upstream part. For every document: its node number
    (part << 32 | row, stable and ordered like the input), exact-duplicate keys (normalized text,
    URL), the survivor rule's keys (quality step, copy noise, crawl date, length), MinHash LSH band
-   keys and, when candidates are verified, the set of shingle hashes. Written to
-   `<work>/signatures/part-N.parquet`. Keys and shingles come from the text as quality received it
-   (`q_text_before_rewrite` where quality's line rules changed it), so copies of a page that the
-   rules cut differently still match.
+   keys and, when candidates are verified, the set of shingle hashes. Written to a file of
+   `<work>/signatures/` (`index.scratch_sink`: part-N.parquet; on an object store, a name of the
+   task's attempt) whose name the task returns: the later steps read the files the tasks returned.
+   Keys and shingles come from the text as quality received it (`q_text_before_rewrite` where
+   quality's line rules changed it), so copies of a page that the rules cut differently still match.
 2. `AssignmentTask`: one task per upstream part. Joins the part with its slice of the cluster
    assignment table (`<work>/assign/part=N/`, written by the engine) and writes the stage output:
    survivors and singletons to data/ with `dup_cluster_id`/`dup_cluster_size`, duplicates to
@@ -37,7 +38,7 @@ from filters.copy_noise import copy_noise
 from filters.minhash import MinHasher, Shingling, band_hashes, is_chinese
 from filters.paragraphs import paragraph_keys, remove_paragraphs
 from pipeline import storage
-from pipeline.dedup.index import index_node, part_name, shingle_bytes, shingle_lists, write_run_part
+from pipeline.dedup.index import index_node, part_name, scratch_sink, shingle_bytes, shingle_lists, write_run_part
 from pipeline.schema import TEXT_BEFORE_REWRITE
 from pipeline.selection import Selection, rows_read, split_selected
 from pipeline.stage import UnitWriter, present_columns
@@ -88,8 +89,6 @@ REMOVAL_SCHEMA = pa.schema([
     ("key", pa.int64()),  # a line of this document found in more surviving documents than its language allows
     ("docs", pa.int64()),  # how many
 ])
-
-SAMPLE_SCHEMA = pa.schema([("key", pa.int64()), ("docs", pa.int64()), ("lang", pa.string()), ("line", pa.string())])
 
 REASON_EXACT, REASON_URL, REASON_NEAR = "dup_exact", "dup_url", "dup_near"
 REASON_PARAGRAPHS_LEFT_SHORT = "paragraph_dedup:too_short"
@@ -236,7 +235,8 @@ def signature_rows(batch: pa.RecordBatch, part: int, first_row: int, p: DedupPar
 
 @dataclass
 class SignatureTask:
-    """Engine task: (part index, upstream Parquet path) -> <sig_dir>/part-N.parquet; returns counts."""
+    """Engine task: (part index, upstream Parquet path) -> a `scratch_sink` file of <sig_dir> (and of
+    <para_dir>); returns counts and the files' names (None for a part with no rows)."""
 
     params: DedupParams
     sig_dir: str
@@ -246,9 +246,8 @@ class SignatureTask:
 
     def __call__(self, indexed_unit: tuple[int, str]) -> dict:
         part, path = indexed_unit
-        sink = storage.ParquetSink(storage.join(self.sig_dir, f"part-{part:05d}.parquet"), SIGNATURE_SCHEMA)
-        paragraphs = (storage.ParquetSink(storage.join(self.para_dir, f"part-{part:05d}.parquet"), PARAGRAPH_SCHEMA)
-                      if self.para_dir else None)
+        sink = scratch_sink(self.sig_dir, part_name(part), SIGNATURE_SCHEMA)
+        paragraphs = scratch_sink(self.para_dir, part_name(part), PARAGRAPH_SCHEMA) if self.para_dir else None
         row = errors = 0
         try:
             upstream = pq.ParquetFile(storage.open_input(path))
@@ -269,7 +268,8 @@ class SignatureTask:
         sink.close()
         if paragraphs is not None:
             paragraphs.close()
-        return {"part": part, "docs": row, "errors": errors}
+        return {"part": part, "docs": row, "errors": errors, "signatures": sink.written,
+                "paragraphs": paragraphs.written if paragraphs is not None else None}
 
     def _paragraph_rows(self, batch: pa.RecordBatch, part: int, first_row: int, errors: list) -> pa.Table:
         """Each document's distinct line keys, from the text it will keep (rows in errors/ have none)."""
@@ -306,9 +306,16 @@ def assignment_dir(assign_root: str, part: int) -> str:
     return storage.join(assign_root, f"part={part}")
 
 
+def parquet_files(source: str | list[str]) -> list[str]:
+    """The Parquet files of folder `source` (none when it does not exist), sorted; or the files `source`
+    lists (what tasks wrote with `index.scratch_sink`), as they are."""
+    if not isinstance(source, str):
+        return list(source)
+    return sorted(f for f in storage.expand(source) if f.endswith(".parquet")) if storage.exists(source) else []
+
+
 def read_parquet_dir(path: str, columns: list[str] | None = None) -> pa.Table | None:
-    files = [f for f in storage.expand(path) if f.endswith(".parquet")] if storage.exists(path) else []
-    tables = [pq.read_table(storage.open_input(f), columns=columns) for f in sorted(files)]
+    tables = [pq.read_table(storage.open_input(f), columns=columns) for f in parquet_files(path)]
     return pa.concat_tables(tables) if tables else None
 
 
@@ -333,16 +340,16 @@ class IndexAppend:
 @dataclass
 class AssignmentTask:
     """Engine task: one upstream part + its assignments -> data/, rejected/, errors/ of the stage
-    (+ the part's signatures and survivors to the index when `append` is set)."""
+    (+ the part's signatures and survivors to the index when `append` is set); returns the stage's
+    counts and, with paragraph dedup, the part's most frequent removed lines ("paragraph_samples")."""
 
     stage_name: str
     out_dir: str
-    sig_dir: str
+    signatures: str | dict[int, str]  # part -> its signature file (`SignatureTask`'s), or their folder (`_signature_file`)
     assign_root: str
     append: IndexAppend | None = None
     paragraphs: ParagraphParams | None = None
     removal_root: str | None = None  # <work>/para_remove/part=N/: the lines to remove from each kept document
-    samples_dir: str | None = None  # <work>/para_samples/part-N.parquet: this part's most frequent removed lines
     selection: Selection | None = None  # as SignatureTask's: the others are counted, not written
     batch_size: int = 1024
 
@@ -350,21 +357,21 @@ class AssignmentTask:
         part, path = indexed_unit
         out = UnitWriter(self.out_dir, self.stage_name, part)
         try:
-            self._write(part, path, out)
+            samples = self._write(part, path, out)
         except BaseException:
             out.abort()
             raise
-        return out.close()
+        return {**out.close(), "paragraph_samples": samples}
 
-    def _write(self, part: int, path: str, out: UnitWriter) -> None:
+    def _write(self, part: int, path: str, out: UnitWriter) -> list[dict]:
         assigned: dict[int, tuple[str, int, str | None, str | None]] = {}
         table = read_parquet_dir(assignment_dir(self.assign_root, part))
         if table is not None:  # column by column: a dict per row costs more than the rest of the part
             columns = [table.column(name).to_pylist() for name in ASSIGNMENT_SCHEMA.names]
             assigned = {row: (cluster, size, reason, run) for row, cluster, size, reason, run in zip(*columns)}
-        sig_path = storage.join(self.sig_dir, f"part-{part:05d}.parquet")
+        sig_path = self._signature_file(part)
         failed = {}
-        if storage.exists(sig_path):  # an empty part has none
+        if sig_path is not None:  # an empty part has none
             sig = pq.read_table(storage.open_input(sig_path), columns=["row", "error"])
             failed = {r["row"]: r["error"] for r in sig.filter(pc.is_valid(sig.column("error"))).to_pylist()}
             if self.append is not None:
@@ -381,12 +388,18 @@ class AssignmentTask:
             batch = out.only_selected(batch, rows_read(self.selection, batch))
             self._route(batch, row, assigned, failed, out, removals)
             row += batch.num_rows
-        if removals.samples:
-            top = sorted(removals.samples.items(), key=lambda kv: (-kv[1][0], kv[0]))[:self.paragraphs.samples]
-            sink = storage.ParquetSink(storage.join(self.samples_dir, f"part-{part:05d}.parquet"), SAMPLE_SCHEMA)
-            sink.write(pa.Table.from_pylist([{"key": k, "docs": d, "lang": lang, "line": line[:500]}
-                                             for k, (d, lang, line) in top], SAMPLE_SCHEMA))
-            sink.close()
+        # a few lines per part: returned to the driver with the counts, not written to a file and read back
+        top = sorted(removals.samples.items(), key=lambda kv: (-kv[1][0], kv[0]))[:self.paragraphs.samples] \
+            if removals.samples else []
+        return [{"key": k, "docs": d, "lang": lang, "line": line[:500]} for k, (d, lang, line) in top]
+
+    def _signature_file(self, part: int) -> str | None:
+        """The part's signature file: `signatures`' entry, or part-N.parquet in the folder it names (a
+        local one: there the file has that name); None for a part without rows, which has none."""
+        if isinstance(self.signatures, dict):
+            return self.signatures.get(part)
+        path = storage.join(self.signatures, part_name(part))
+        return path if storage.exists(path) else None
 
     def _append_signatures(self, part: int, sig_path: str, assigned: dict) -> None:
         """This part's documents as index rows, each with its survivor (a rerun overwrites the same file)."""

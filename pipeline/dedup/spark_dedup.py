@@ -40,7 +40,7 @@ from pyspark.sql.types import BooleanType, StructType
 from pipeline import storage
 from pipeline.dedup.index import Retiring, replaced_dir, shingle_sets
 from pipeline.dedup.passes import (EXISTING, PARAGRAPH_SCHEMA, REASON_EXACT, REASON_NEAR, REASON_URL, SIGNATURE_SCHEMA,
-                                   assignment_dir)
+                                   assignment_dir, parquet_files)
 from pipeline.engines.spark_storage import read_parquet, write_groups, write_partitions
 
 
@@ -224,12 +224,12 @@ def _spark_uri(path: str) -> str:
     return path if "://" in path else "file://" + os.path.abspath(path)
 
 
-def read_columnar(spark: SparkSession, folder: str, schema: StructType | None = None) -> DataFrame:
-    """The Parquet files under `folder` (of `schema`, when given: no job infers it), read by Spark's
-    own reader where it reaches them: columnar, in the JVM. `read_parquet` sends every value through
-    a Python worker and converts it again in the JVM, the largest cost of clustering when the rows
-    carry shingle sets."""
-    files = [f for f in storage.expand(folder) if f.endswith(".parquet")]
+def read_columnar(spark: SparkSession, source: str | list[str], schema: StructType | None = None) -> DataFrame:
+    """The Parquet files under folder `source`, or those it lists (`passes.parquet_files`), of `schema`
+    when given (no job infers it), read by Spark's own reader where it reaches them: columnar, in the
+    JVM. `read_parquet` sends every value through a Python worker and converts it again in the JVM,
+    the largest cost of clustering when the rows carry shingle sets."""
+    files = parquet_files(source)
     if not files or not _hadoop_reads(spark, files[0]):
         return read_parquet(spark, files, schema)
     reader = spark.read.option("recursiveFileLookup", "true")  # no partition columns from part=N/
@@ -250,9 +250,9 @@ def checkpoint(df: DataFrame, folder: str) -> tuple[DataFrame, int]:
         return read_columnar(spark, folder, df.schema), rows
     storage.rmtree(folder)  # rows of an earlier, interrupted attempt at this step
     df.write.parquet(_spark_uri(folder))
-    files = [f for f in storage.expand(folder) if f.endswith(".parquet")]
+    files = parquet_files(folder)
     rows = sum(pq.read_metadata(storage.open_input(f)).num_rows for f in files)
-    return read_columnar(spark, folder, df.schema), rows
+    return read_columnar(spark, files, df.schema), rows
 
 
 @contextlib.contextmanager
@@ -273,12 +273,13 @@ def map_pass_workers(spark: SparkSession):
             spark.conf.set(key, before)
 
 
-def assignments(spark: SparkSession, sig_dir: str, assign_root: str, checkpoint_dir: str, p,
+def assignments(spark: SparkSession, sig_files: str | list[str], assign_root: str, checkpoint_dir: str, p,
                 threshold: float, survivor_order: list[str], max_rounds: int, neighbour_files: list[str],
                 retiring: Retiring | None) -> dict:
     """Write the per-part assignment table under `assign_root/part=N/` and, when `retiring`, the rows
-    of its indexed parts that the run replaces under its root's file=N/; return small counts."""
-    sig = read_columnar(spark, sig_dir, from_arrow_schema(SIGNATURE_SCHEMA)).where(F.col("error").isNull())
+    of its indexed parts that the run replaces under its root's file=N/; return small counts.
+    `sig_files`: the signature pass's files (or their folder)."""
+    sig = read_columnar(spark, sig_files, from_arrow_schema(SIGNATURE_SCHEMA)).where(F.col("error").isNull())
     neighbours = None
     if neighbour_files:  # the indexed rows come through Python (read_parquet) and join `sig` once, not once per use
         neighbours = with_replaced(read_parquet(spark, neighbour_files), sig)
@@ -337,10 +338,12 @@ def _limit_by_lang(table: dict[str, int]):
     return expr
 
 
-def paragraph_removals(spark: SparkSession, para_dir: str, assign_root: str, removal_root: str, max_docs: dict) -> dict:
+def paragraph_removals(spark: SparkSession, para_files: str | list[str], assign_root: str, removal_root: str,
+                       max_docs: dict) -> dict:
     """Count each line key over the surviving documents (a shuffle by key); write, per part, the
-    (row, key, docs) of lines found in more documents than their language allows."""
-    paras = read_columnar(spark, para_dir, from_arrow_schema(PARAGRAPH_SCHEMA))
+    (row, key, docs) of lines found in more documents than their language allows. `para_files`: the
+    signature pass's paragraph files (or their folder)."""
+    paras = read_columnar(spark, para_files, from_arrow_schema(PARAGRAPH_SCHEMA))
     survivors = paras
     if storage.exists(assign_root) and storage.expand(assign_root):
         dups = read_columnar(spark, assign_root).where(F.col("reason").isNotNull()).select("part", "row")

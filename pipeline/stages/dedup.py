@@ -58,7 +58,9 @@ no part in them. stats.json's report.paragraph_dedup holds lines and bytes remov
 language) and the most frequent removed lines. Default limit: bench/dedup_paragraphs.py.
 
 Scratch (signatures, assignments, Spark checkpoints) lives under the stage's temporary folder in
-the workdir and is removed before the commit.
+the workdir and is removed before the commit. On an object store, where a rename is a copy, the map
+passes' files (signatures, paragraph keys, the index probe's) are written once under names of their
+task attempts and read by the names the tasks returned (`pipeline.dedup.index.scratch_sink`).
 """
 from __future__ import annotations
 
@@ -75,7 +77,7 @@ from pipeline import storage
 from pipeline.config import ConfigError, bounded, is_system_folder, register_section
 from pipeline.dedup.index import MAX_INDEXES, DedupIndex, KeyKinds, RetireTask, Retiring, find_neighbours
 from pipeline.dedup.passes import (REASON_PARAGRAPHS_LEFT_SHORT, AssignmentTask, DedupParams, IndexAppend,
-                                   ParagraphParams, SignatureTask, read_parquet_dir)
+                                   ParagraphParams, SignatureTask)
 from pipeline.registry import register_stage
 from pipeline.runner import marker_key
 from pipeline.selection import NOT_READ
@@ -236,18 +238,21 @@ class DedupStage(ReadsWhatMixUses, Stage):
         seconds = {}
         started = time.perf_counter()
         para_dir, removal_root = storage.join(work, "paragraphs"), storage.join(work, "para_remove")
-        samples_dir = storage.join(work, "para_samples")
         paragraphs = self.params.paragraphs
         signed = engine.map_units(f"{self.name} signatures",
                                   SignatureTask(self.params, sig_dir, para_dir if paragraphs else None,
                                                 self.selection), units)
         seconds["seconds_signatures"] = time.perf_counter() - started
+        # the files the tasks wrote, by name: on an object store a failed attempt's may lie beside them
+        sig_files = {r["part"]: r["signatures"] for r in signed if r["signatures"]}
+        para_files = [r["paragraphs"] for r in signed if r["paragraphs"]]
         if sum(r["docs"] - r["errors"] for r in signed):  # an empty input has nothing to cluster
             s = self.section
             neighbours = []
             if indexed:
                 p = self.params
-                neighbours, found = find_neighbours(engine, indexed, sig_dir, storage.join(work, "index_probe"),
+                neighbours, found = find_neighbours(engine, indexed, list(sig_files.values()),
+                                                    storage.join(work, "index_probe"),
                                                     KeyKinds(text=p.exact, url=p.url, bands=p.near),
                                                     replacing=retiring is not None)
                 counts.update(found)
@@ -255,32 +260,34 @@ class DedupStage(ReadsWhatMixUses, Stage):
             if engine.name == "spark":
                 from pipeline.dedup import spark_dedup
 
-                counts.update(spark_dedup.assignments(engine.spark, sig_dir, assign_root,
+                counts.update(spark_dedup.assignments(engine.spark, list(sig_files.values()), assign_root,
                                                       storage.join(work, "checkpoints"), self.params, s.threshold,
                                                       self.survivor_order, s.max_rounds, neighbours, retiring))
             else:
                 from pipeline.dedup import beam_dedup
 
-                counts.update(beam_dedup.assignments(engine, sig_dir, assign_root, storage.join(work, "components"),
+                counts.update(beam_dedup.assignments(engine, list(sig_files.values()), assign_root,
+                                                     storage.join(work, "components"),
                                                      self.params, s.threshold, self.survivor_order, s.max_rounds,
                                                      neighbours, retiring))
             seconds["seconds_clustering"] = time.perf_counter() - started - sum(seconds.values())
-            if paragraphs is not None and storage.expand(para_dir):
+            if paragraphs is not None and para_files:
                 if engine.name == "spark":
-                    counts.update(spark_dedup.paragraph_removals(engine.spark, para_dir, assign_root, removal_root,
+                    counts.update(spark_dedup.paragraph_removals(engine.spark, para_files, assign_root, removal_root,
                                                                  paragraphs.max_docs))
                 else:
-                    counts.update(beam_dedup.paragraph_removals(engine, para_dir, assign_root, removal_root,
+                    counts.update(beam_dedup.paragraph_removals(engine, para_files, assign_root, removal_root,
                                                                 paragraphs.max_docs, [u for u, _ in units],
                                                                 storage.join(work, "paragraph_counts")))
                 seconds["seconds_paragraphs"] = time.perf_counter() - started - sum(seconds.values())
-        task = AssignmentTask(self.name, stage_run.tmp_dir, sig_dir, assign_root, append, paragraphs, removal_root,
-                              samples_dir, self.selection)
-        total = StageStats()
+        task = AssignmentTask(self.name, stage_run.tmp_dir, sig_files, assign_root, append, paragraphs, removal_root,
+                              self.selection)
+        total, samples = StageStats(), []
         for r in engine.map_units(f"{self.name} write", task, units):
             total.merge(StageStats.from_dict(r))
+            samples += r["paragraph_samples"]
         seconds["seconds_write"] = time.perf_counter() - started - sum(seconds.values())
-        self._paragraph_report = self._paragraph_summary(total, samples_dir) if paragraphs else None
+        self._paragraph_report = self._paragraph_summary(total, samples) if paragraphs else None
         retired = []
         if retiring is not None:  # this run's earlier self leaves the index it replaces it in
             retired = engine.map_units(f"{self.name} index retire",
@@ -305,16 +312,15 @@ class DedupStage(ReadsWhatMixUses, Stage):
             total.extra[k] = round(v, 3) if isinstance(v, float) else v
         return total
 
-    def _paragraph_summary(self, total: StageStats, samples_dir: str) -> dict:
+    def _paragraph_summary(self, total: StageStats, samples: list[dict]) -> dict:
         """Paragraph dedup for the report: lines and bytes removed (per source and language; the
-        per-source counters leave `extra`), and the most frequent removed lines."""
+        per-source counters leave `extra`), and the most frequent removed lines (`samples`: the
+        parts', in part order)."""
         by_source: dict[str, dict[str, int]] = {}
         for key in [k for k in total.extra if k.startswith("paragraph_bytes_removed:")]:
             _, source, lang = key.split(":", 2)
             by_source.setdefault(source, {})[lang] = int(total.extra.pop(key))
-        samples = read_parquet_dir(samples_dir)
-        top = [] if samples is None else sorted(
-            {r["key"]: r for r in samples.to_pylist()}.values(), key=lambda r: (-r["docs"], r["key"]))
+        top = sorted({r["key"]: r for r in samples}.values(), key=lambda r: (-r["docs"], r["key"]))
         return {"lines_removed": int(total.extra.get("paragraphs_removed", 0)),
                 "documents_rewritten": int(total.extra.get("paragraph_docs_rewritten", 0)),
                 "documents_left_too_short": total.dropped[REASON_PARAGRAPHS_LEFT_SHORT].docs
