@@ -455,21 +455,22 @@ class LanguageIdentifier:
         """Per-block predictions (see `_blocks`) over the pieces of the text (its lines, mixed
         lines cut by script group), recorded per line, then aggregated.
 
-        Empty lines are no pieces. Without letters they never start or end a block, and what they
-        did as pieces is done per run of them: each was a space in its block's text and took the
-        decision of the piece before it. As pieces they cost a kB of histograms and a turn of every
-        loop each, seconds for a page of them (docs/benchmarks.md, "Adversarial pages")."""
+        Lines without letters (empty, blank, numbers) are no pieces. They never start or end a
+        block and decide nothing, so what they did as pieces is done per run of them: they follow
+        the piece before them into its block's text and take its decision. As pieces they cost a kB
+        of histograms and a turn of every loop each, seconds for a page of them (docs/benchmarks.md,
+        "Adversarial pages")."""
         lines = text.split("\n")
-        rows = list(compress(range(len(lines)), lines))  # the lines that are not empty
-        filled = lines if len(rows) == len(lines) else [lines[row] for row in rows]
-        counts, weights = line_script_histograms(text if filled is lines else "\n".join(filled))
-        counts, weights = counts[:len(filled)], weights[:len(filled)]  # no row when no line has text
-        texts, line_of, counts, weights, group_weights = self._pieces(filled, counts, weights)
+        rows = _lines_with_letters(text, lines)
+        lettered = lines if len(rows) == len(lines) else [lines[row] for row in rows]
+        counts, weights = line_script_histograms(text if lettered is lines else "\n".join(lettered))
+        counts, weights = counts[:len(lettered)], weights[:len(lettered)]  # no row when no line has letters
+        texts, line_of, counts, weights, group_weights = self._pieces(lettered, counts, weights)
         last_piece = [j for j, k in enumerate(line_of) if j + 1 == len(line_of) or line_of[j + 1] != k]
-        empty_after = [end - row - 1 for row, end in zip(rows, rows[1:] + [len(lines)])]  # per filled line
-        spaces = [""] * len(texts)
-        for j, n in zip(last_piece, empty_after):
-            spaces[j] = " " * n
+        after = [(row + 1, end) for row, end in zip(rows, rows[1:] + [len(lines)])]  # lines without letters
+        tails = [[]] * len(texts)  # per piece: the lines without letters after it
+        for j, (start, end) in zip(last_piece, after):
+            tails[j] = lines[start:end]
         letters = counts[:, _LETTER_SLOTS].sum(axis=1).tolist()
         groups = group_weights.argmax(axis=1).tolist()
         langs, scores = [UNDETERMINED] * len(texts), [0.0] * len(texts)
@@ -482,18 +483,20 @@ class LanguageIdentifier:
             blocks = [block for block, size in zip(blocks, sizes) if size >= self.min_block_letters]
         for start, end, system in blocks:
             block_counts = counts[start:end].sum(axis=0)
-            block_text = " ".join(t + gap for t, gap in zip(texts[start:end], spaces[start:end]))
+            block_text = " ".join(chain.from_iterable([t] + tail for t, tail in zip(texts[start:end], tails[start:end])))
             lang, score = self._predict(block_text, block_counts, weights[start:end].sum(axis=0),
                                         system or self._cjk_system(block_counts))
             langs[start:end] = [lang] * (end - start)
             scores[start:end] = [score] * (end - start)
-        records = (langs, scores, letters) if len(texts) == len(filled) else \
-            self._line_records(len(filled), line_of, langs, scores, letters)
-        if filled is not lines:
-            records = self._with_empty_lines(len(lines), rows, empty_after, records,
-                                             [langs[j] for j in last_piece], [scores[j] for j in last_piece])
-        line_langs, line_scores, line_letters = records
-        ident = self._identification(text, langs, scores, letters, line_langs, line_scores, line_letters)
+        records = (langs, scores, letters) if len(texts) == len(lettered) else \
+            self._line_records(len(lettered), line_of, langs, scores, letters)
+        if lettered is not lines:
+            records = self._with_lines_without_letters(len(lines), rows, after, records, [langs[j] for j in last_piece],
+                                                       [scores[j] for j in last_piece])
+        ident = self._identification(text, langs, scores, letters, *records)
+        if lettered is not lines:  # the variant's sample reads the lines without letters too
+            texts = list(chain.from_iterable([t] + tail for t, tail in zip(texts, tails)))
+            langs = list(chain.from_iterable([lang] * (1 + len(tail)) for lang, tail in zip(langs, tails)))
         ident.variant = self._variant(ident.lang, texts, langs)
         return ident
 
@@ -569,18 +572,18 @@ class LanguageIdentifier:
         return line_langs, line_scores, line_letters
 
     @staticmethod
-    def _with_empty_lines(n_lines: int, rows: list[int], empty_after: list[int],
-                          records: tuple[list[str], list[float], list[int]], next_langs: list[str],
-                          next_scores: list[float]) -> tuple[list[str], list[float], list[int]]:
-        """Per line from the records of the lines with text (`rows`): the empty lines after one take
-        the language and score of its last piece (`next_langs`, `next_scores`), those before the first
-        none."""
+    def _with_lines_without_letters(n_lines: int, rows: list[int], after: list[tuple[int, int]],
+                                    records: tuple[list[str], list[float], list[int]], next_langs: list[str],
+                                    next_scores: list[float]) -> tuple[list[str], list[float], list[int]]:
+        """Per line from the records of the lines with letters (`rows`): the lines without letters
+        `after` one take the language and score of its last piece (`next_langs`, `next_scores`),
+        those before the first none."""
         line_langs, line_scores, line_letters = [UNDETERMINED] * n_lines, [0.0] * n_lines, [0] * n_lines
-        for row, n, lang, score, letters, next_lang, next_score in zip(rows, empty_after, *records,
-                                                                       next_langs, next_scores):
+        for row, (start, end), lang, score, letters, next_lang, next_score in zip(rows, after, *records,
+                                                                                  next_langs, next_scores):
             line_langs[row], line_scores[row], line_letters[row] = lang, score, letters
-            line_langs[row + 1:row + 1 + n] = [next_lang] * n
-            line_scores[row + 1:row + 1 + n] = [next_score] * n
+            line_langs[start:end] = [next_lang] * (end - start)
+            line_scores[start:end] = [next_score] * (end - start)
         return line_langs, line_scores, line_letters
 
     def _line_systems(self, counts: np.ndarray, groups: list[int]) -> list[int]:
@@ -683,6 +686,14 @@ class LanguageIdentifier:
                                   _take(ident.line_letters, spans), ident.variant if lang == ident.lang else None)
             parts.append((part_text, part))
         return parts
+
+
+def _lines_with_letters(text: str, lines: list[str]) -> list[int]:
+    """Indices of the `lines` of `text` that hold a letter of some script (a `_LETTER_SLOTS` slot)."""
+    slots, _ = char_scripts(text)
+    letters = np.flatnonzero((slots >= _LETTER_SLOTS.start) & (slots < _LETTER_SLOTS.stop))
+    line_ends = np.cumsum(np.fromiter(map(len, lines), np.int64, len(lines)) + 1)  # just past each line's "\n"
+    return np.unique(np.searchsorted(line_ends, letters, side="right")).tolist()
 
 
 def _take(values: list, spans: list[tuple[int, int]]) -> list:
