@@ -462,15 +462,21 @@ class LanguageIdentifier:
         "Adversarial pages")."""
         lines = text.split("\n")
         rows = _lines_with_letters(text, lines)
-        lettered = lines if len(rows) == len(lines) else [lines[row] for row in rows]
+        lettered = lines if len(rows) == len(lines) else list(map(lines.__getitem__, rows))
         counts, weights = line_script_histograms(text if lettered is lines else "\n".join(lettered))
         counts, weights = counts[:len(lettered)], weights[:len(lettered)]  # no row when no line has letters
         texts, line_of, counts, weights, group_weights = self._pieces(lettered, counts, weights)
-        last_piece = [j for j, k in enumerate(line_of) if j + 1 == len(line_of) or line_of[j + 1] != k]
-        after = [(row + 1, end) for row, end in zip(rows, rows[1:] + [len(lines)])]  # lines without letters
-        tails = [[]] * len(texts)  # per piece: the lines without letters after it
-        for j, (start, end) in zip(last_piece, after):
-            tails[j] = lines[start:end]
+        # Runs of lines without letters after a line with letters: (that line, its last piece, run start, end)
+        row_at = np.array(rows, np.int64)
+        run_end = np.append(row_at[1:], len(lines))
+        followed = np.flatnonzero(run_end > row_at + 1)
+        runs = list(zip(followed.tolist(), (np.searchsorted(line_of, followed, side="right") - 1).tolist(),
+                        (row_at[followed] + 1).tolist(), run_end[followed].tolist()))
+        # The pieces with those lines after them, as the pieces were, and where each piece is among them.
+        full_texts = _insert_after(texts, [(j, lines[start:end]) for _, j, start, end in runs])
+        shift = np.zeros(len(texts) + 1, np.int64)
+        shift[[j + 1 for _, j, _, _ in runs]] = [end - start for _, _, start, end in runs]
+        full_at = (np.arange(len(texts) + 1) + np.cumsum(shift)).tolist()
         letters = counts[:, _LETTER_SLOTS].sum(axis=1).tolist()
         groups = group_weights.argmax(axis=1).tolist()
         langs, scores = [UNDETERMINED] * len(texts), [0.0] * len(texts)
@@ -483,21 +489,23 @@ class LanguageIdentifier:
             blocks = [block for block, size in zip(blocks, sizes) if size >= self.min_block_letters]
         for start, end, system in blocks:
             block_counts = counts[start:end].sum(axis=0)
-            block_text = " ".join(chain.from_iterable([t] + tail for t, tail in zip(texts[start:end], tails[start:end])))
-            lang, score = self._predict(block_text, block_counts, weights[start:end].sum(axis=0),
-                                        system or self._cjk_system(block_counts))
+            lang, score = self._predict(" ".join(full_texts[full_at[start]:full_at[end]]), block_counts,
+                                        weights[start:end].sum(axis=0), system or self._cjk_system(block_counts))
             langs[start:end] = [lang] * (end - start)
             scores[start:end] = [score] * (end - start)
         records = (langs, scores, letters) if len(texts) == len(lettered) else \
             self._line_records(len(lettered), line_of, langs, scores, letters)
         if lettered is not lines:
-            records = self._with_lines_without_letters(len(lines), rows, after, records, [langs[j] for j in last_piece],
-                                                       [scores[j] for j in last_piece])
+            # a line without letters takes the decision of the piece before it; those before the first none
+            lead = rows[0] if rows else len(lines)
+            line_langs, line_scores, line_letters = records
+            records = ([UNDETERMINED] * lead + _insert_after(line_langs, _run_values(runs, langs)),
+                       [0.0] * lead + _insert_after(line_scores, _run_values(runs, scores)),
+                       [0] * lead + _insert_after(line_letters, _run_values(runs, [0] * len(texts))))
         ident = self._identification(text, langs, scores, letters, *records)
-        if lettered is not lines:  # the variant's sample reads the lines without letters too
-            texts = list(chain.from_iterable([t] + tail for t, tail in zip(texts, tails)))
-            langs = list(chain.from_iterable([lang] * (1 + len(tail)) for lang, tail in zip(langs, tails)))
-        ident.variant = self._variant(ident.lang, texts, langs)
+        # the variant's sample reads the lines without letters too
+        full_langs = _insert_after(langs, _run_values(runs, langs, at_piece=True))
+        ident.variant = self._variant(ident.lang, full_texts, full_langs)
         return ident
 
     def _pieces(self, lines: list[str], counts: np.ndarray, weights: np.ndarray):
@@ -569,21 +577,6 @@ class LanguageIdentifier:
             line_letters[line] += n
             if n > largest[line]:
                 largest[line], line_langs[line], line_scores[line] = n, lang, score
-        return line_langs, line_scores, line_letters
-
-    @staticmethod
-    def _with_lines_without_letters(n_lines: int, rows: list[int], after: list[tuple[int, int]],
-                                    records: tuple[list[str], list[float], list[int]], next_langs: list[str],
-                                    next_scores: list[float]) -> tuple[list[str], list[float], list[int]]:
-        """Per line from the records of the lines with letters (`rows`): the lines without letters
-        `after` one take the language and score of its last piece (`next_langs`, `next_scores`),
-        those before the first none."""
-        line_langs, line_scores, line_letters = [UNDETERMINED] * n_lines, [0.0] * n_lines, [0] * n_lines
-        for row, (start, end), lang, score, letters, next_lang, next_score in zip(rows, after, *records,
-                                                                                  next_langs, next_scores):
-            line_langs[row], line_scores[row], line_letters[row] = lang, score, letters
-            line_langs[start:end] = [next_lang] * (end - start)
-            line_scores[start:end] = [next_score] * (end - start)
         return line_langs, line_scores, line_letters
 
     def _line_systems(self, counts: np.ndarray, groups: list[int]) -> list[int]:
@@ -691,9 +684,27 @@ class LanguageIdentifier:
 def _lines_with_letters(text: str, lines: list[str]) -> list[int]:
     """Indices of the `lines` of `text` that hold a letter of some script (a `_LETTER_SLOTS` slot)."""
     slots, _ = char_scripts(text)
-    letters = np.flatnonzero((slots >= _LETTER_SLOTS.start) & (slots < _LETTER_SLOTS.stop))
-    line_ends = np.cumsum(np.fromiter(map(len, lines), np.int64, len(lines)) + 1)  # just past each line's "\n"
-    return np.unique(np.searchsorted(line_ends, letters, side="right")).tolist()
+    letters_before = np.concatenate([[0], np.cumsum((slots >= _LETTER_SLOTS.start) & (slots < _LETTER_SLOTS.stop))])
+    lengths = np.fromiter(map(len, lines), np.int64, len(lines))
+    ends = np.cumsum(lengths + 1) - 1  # each line's "\n" (the last: the text's end)
+    return np.flatnonzero(letters_before[ends] > letters_before[ends - lengths]).tolist()
+
+
+def _insert_after(values: list, inserts: list[tuple[int, list]]) -> list:
+    """`values` with each insert's items after values[i] ((i, items), by increasing i)."""
+    out, done = [], 0
+    for i, items in inserts:
+        out += values[done:i + 1]
+        out += items
+        done = i + 1
+    return out + values[done:]
+
+
+def _run_values(runs: list[tuple[int, int, int, int]], of_piece: list,
+                at_piece: bool = False) -> list[tuple[int, list]]:
+    """For `_insert_after`: each run's lines given the value of the piece before them, after that
+    piece (`at_piece`) or after its line."""
+    return [(j if at_piece else k, [of_piece[j]] * (end - start)) for k, j, start, end in runs]
 
 
 def _take(values: list, spans: list[tuple[int, int]]) -> list:
