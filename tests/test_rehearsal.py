@@ -10,8 +10,10 @@ minutes, most of it the two pipeline runs on two cores).
   executors have nothing but the `--archives` environment's launcher and that interpreter.
 * The job is submitted with exactly the command `glmdata submit --platform spark-standalone --dry-run`
   prints, run from that environment.
-* Inputs (corpus, block lists) are read from and every stage, dedup included, plus the report is
-  written to s3:// on a local moto server (AWS_ENDPOINT_URL); pyarrow's filesystems, no Hadoop s3a.
+* Inputs (corpus, block lists, the language-ID model) are read from and every stage, dedup and its
+  checkpoints included, plus the report is written to s3:// on a local moto server (AWS_ENDPOINT_URL);
+  pyarrow's filesystems, no Hadoop s3a. This is also the test of a whole pipeline on S3 for Spark 4:
+  the reference run reads the same s3:// inputs, the model fetched into each worker's cache.
 * Every stage's committed output equals a Spark local-mode run of the same config (this checkout's
   venv, the same s3:// inputs, a local workdir), run meanwhile.
 """
@@ -29,6 +31,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from filters.langid import default_model_path
 from pipeline import storage
 from pipeline.demo_corpus import generate
 from pipeline.dist import ENV_ARCHIVE, NODE_SETUP, WHEELHOUSE
@@ -91,6 +94,8 @@ def _configs(root: Path) -> tuple[Path, Path]:
     raw = yaml.safe_load(DEMO.read_text())
     raw["ingest"]["sources"] = demo_sources(f"s3://{BUCKET}/corpus")
     raw = _inputs_on_s3(raw)
+    raw["langid"]["model"] = f"s3://{BUCKET}/models/lid.176.ftz"
+    storage.write_bytes(raw["langid"]["model"], Path(default_model_path()).read_bytes())
     cluster = {**raw, "run": {**raw["run"], "workdir": f"s3://{BUCKET}/cluster",
                               "spark": {**raw["run"]["spark"], "conf": EXECUTOR_CONF}}}
     local = {**raw, "run": {**raw["run"], "workdir": str(root / "local")}}
@@ -176,10 +181,11 @@ def test_foreign_python_spark35_s3_cluster_run_equals_local_mode(tmp_path, s3_en
         try:
             # Meanwhile the local-mode reference: this checkout, Spark 4, the same s3:// inputs.
             reference = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", "--config", str(local_cfg),
-                                        "--no-report"], cwd=REPO, env={**os.environ, **s3}, capture_output=True,
-                                       text=True, timeout=900)
+                                        "--no-report"], cwd=REPO, capture_output=True, text=True, timeout=900,
+                                       env={**os.environ, **s3, "GLMDATA_CACHE": str(tmp_path / "cache-local")})
             assert reference.returncode == 0, (reference.stdout[-3000:] + reference.stderr[-3000:]
                                                + _first_errors(str(tmp_path / "local")))
+            assert list((tmp_path / "cache-local").rglob("*.ftz")), "workers fetched the language-ID model from S3"
             proc.wait(timeout=900)
         finally:
             if proc.poll() is None:
