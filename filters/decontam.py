@@ -148,12 +148,14 @@ def _cjk_count(leads: bytes) -> int:
 
 
 def _han_bound(text: str, leads: bytes, n: int) -> int:
-    """At most how many Han characters an n-gram of a text's character token string holds, of those
-    that hold a Han character, digits counted (they become numerals that count as Han: "2000年人口統計
-    334,563。" is 15 such characters, five of them Han as written). Found over the text's ASCII letters and
-    digits and Han characters alone, each a character of the token string, so an n-gram's Han and digits
-    lie within n of them whatever spaces and marks the token string drops. 0 without a Han character: a
-    number a page shares with a Chinese item is no quote of it. `leads`: the text's `_folded_leads`."""
+    """At most how many Han characters an n-gram of a text's character token string holds, digits
+    counted (they become numerals that count as Han: "2000年人口統計334,563。" is 15 such characters, five
+    of them Han as written). Found over the text's ASCII letters and digits and Han characters alone,
+    each a character of the token string, so an n-gram's Han and digits lie within n of them whatever
+    spaces and marks the token string drops. 0 for a text without CJK characters, which is not read as
+    characters at all; a text with one is read wherever its digits alone may fill an n-gram, as the
+    page count of digits did: whether a page is read may not depend on how far its Han lie from the
+    numbers it shares with an item. `leads`: the text's `_folded_leads`."""
     if not _cjk_count(leads):
         return 0
     return _han_bound_kernel(np.frombuffer(text.encode("utf-32-le", "surrogatepass"), np.uint32), n)
@@ -162,22 +164,20 @@ def _han_bound(text: str, leads: bytes, n: int) -> int:
 @numba.njit(cache=True, nogil=True)
 def _han_bound_kernel(cp, n) -> int:
     """`_han_bound` over code points: the most Han characters and digits of n consecutive ASCII
-    letters, digits and Han characters holding a Han character (one pass, a ring of the last n)."""
-    ring_han, ring_numeral = np.zeros(n, np.int64), np.zeros(n, np.int64)
-    k, han_sum, numeral_sum, best = 0, 0, 0, 0
+    letters, digits and Han characters (one pass, a ring of the last n)."""
+    ring = np.zeros(n, np.int64)
+    k, numeral_sum, best = 0, 0, 0
     for i in range(cp.shape[0]):
         c = cp[i]
-        han = (0x4E00 <= c <= 0x9FFF) or (0x3400 <= c <= 0x4DBF) or c == 0x3007
-        numeral = han or 48 <= c <= 57 or 0xFF10 <= c <= 0xFF19
+        numeral = (0x4E00 <= c <= 0x9FFF) or (0x3400 <= c <= 0x4DBF) or c == 0x3007 or 48 <= c <= 57 \
+            or 0xFF10 <= c <= 0xFF19
         if not (numeral or 65 <= c <= 90 or 97 <= c <= 122):
             continue
         j = k % n
-        han_sum += han - ring_han[j]
-        numeral_sum += numeral - ring_numeral[j]
-        ring_han[j], ring_numeral[j] = han, numeral
+        numeral_sum += numeral - ring[j]
+        ring[j] = numeral
         k += 1
-        if han_sum > 0 and numeral_sum > best:
-            best = numeral_sum
+        best = max(best, numeral_sum)
     return best
 
 

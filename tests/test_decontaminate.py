@@ -311,10 +311,19 @@ def test_short_chinese_items_mostly_digits_are_too_short():
 
 @pytest.mark.parametrize("text, expected", [
     ("GDP增长6.5%", 4), ("2 0 0 0 , 年", 5), ("In 2000 (年) there were", 5),
-    ("Beijing (北京) " + HOST_EN + "in 2019 and 2020.", 2),  # numbers far from the Han
-    ("Tel. 555-0123-4567-8901 。", 0),  # no Han: not read as characters for its numbers
+    ("Beijing (北京) " + HOST_EN + "in 2019 and 2020.", 8),  # numbers far from the Han count too
+    ("Tel. 555-0123-4567-8901 。", 13), ("Tel. 555-0123-4567-8901", 0),  # no CJK character: never read
 ])
-def test_han_bound_counts_the_digits_an_ngram_holding_han_may_hold(text, expected):
-    """Which English pages are read as characters: those where a 13-gram holding a Han character may
+def test_han_bound_counts_the_digits_an_ngram_may_hold(text, expected):
+    """Which English pages are read as characters: those holding a CJK character where a 13-gram may
     hold as many Han (digits, which become numerals, counted) as an indexed n-gram."""
     assert _han_bound(text, _folded_leads(text), 13) == expected
+
+
+def test_an_english_page_sharing_an_items_figures_is_flagged_however_far_its_han():
+    """Whether a page holding a CJK character is read as characters may not depend on where its Han
+    lie: one far from the figures it shares with an item was not enough, thirteen were (a review of
+    9b07e29, where an n-gram had to hold a Han character to count its digits)."""
+    ix = ContaminationIndex([BenchmarkItem("b", 0, "某班同学的数学成绩依次为 85 90 78 92 88 76 95 81 分，求平均分。", "zh")])
+    page = "The scores in the class report were 85 90 78 92 88 76 95 81 points. One character on the board: 中."
+    assert ix.find([page, page + " 今天天气很好我们一起去公园散步吧", page.replace("中", "z")], ["en"] * 3) == [[0], [0], []]
