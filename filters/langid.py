@@ -353,15 +353,16 @@ class LanguageIdentifier:
 
     def _cjk_system(self, counts: np.ndarray) -> int:
         """Rule 2 on letters per slot of SLOT_NAMES: the CJK system, 0 without CJK letters."""
-        return int(self._cjk_systems(*counts[_CJK_SLOTS]))
+        cjk, japanese, korean = self._cjk_rule(*counts[_CJK_SLOTS].tolist())
+        if not cjk:
+            return 0
+        return _CJK_SYSTEM["Jpan"] if japanese else _CJK_SYSTEM["Kore"] if korean else _CJK_SYSTEM["Hani"]
 
-    def _cjk_systems(self, han, hiragana, katakana, hangul) -> np.ndarray:
-        """`_cjk_system` on letter counts, numbers or arrays (one system per element) alike."""
+    def _cjk_rule(self, han, hiragana, katakana, hangul):
+        """(CJK letters, Japanese by rule 2, else Korean by it) of letter counts, numbers or arrays alike."""
         cjk = hiragana + katakana + hangul + han
         japanese = (hiragana >= self.cjk_hiragana_share * cjk) | (katakana >= self.cjk_katakana_share * cjk)
-        korean = hangul >= self.cjk_hangul_share * cjk
-        return np.where(cjk == 0, 0, np.where(japanese, _CJK_SYSTEM["Jpan"],
-                                              np.where(korean, _CJK_SYSTEM["Kore"], _CJK_SYSTEM["Hani"])))
+        return cjk, japanese, hangul >= self.cjk_hangul_share * cjk
 
     def _possible(self, weights: np.ndarray, cjk: int) -> tuple[list[bool], list[bool], int | None]:
         """Per label: possible by script share and CJK system; possible by CJK system alone (used
@@ -572,7 +573,8 @@ class LanguageIdentifier:
             return np.zeros(len(groups), np.int8)
         chinese = _CJK_SYSTEM["Hani"]
         cjk = scripts.columns(_CJK_SLOTS)
-        system = self._cjk_systems(*cjk.T)
+        _, japanese, korean = self._cjk_rule(*cjk.T)
+        system = np.where(japanese, _CJK_SYSTEM["Jpan"], np.where(korean, _CJK_SYSTEM["Kore"], chinese))
         # with kana or Hangul too few for Japanese or Korean a line has no system of its own
         own = np.where(cjk[:, 1:].any(axis=1), np.where(system == chinese, 0, system),
                        np.where(cjk[:, 0] >= self.cjk_line_letters, chinese, 0))
