@@ -47,13 +47,13 @@ import os
 import re
 from dataclasses import dataclass, field
 from itertools import chain, compress
-from typing import Callable, Literal, Mapping, Sequence
+from typing import Literal, Mapping, Sequence
 
 import numpy as np
 
 from filters.normalize import fold_width
-from filters.scripts import (ISO15924, N_SLOTS, SLOT_NAMES, LineScripts, char_scripts, detect_han_script,
-                             letter_class, letters_only, line_scripts, run_starts)
+from filters.scripts import (ISO15924, N_SLOTS, SLOT_NAMES, char_scripts, detect_han_script, letter_class,
+                             letters_only, line_script_histograms)
 
 # ISO 15924 script of each lid.176 language that is not written in Latin (every other one is).
 # Models whose labels carry their script (GlotLID/OpenLID "cmn_Hani") need no table.
@@ -89,10 +89,10 @@ assert SLOT_NAMES[_SLOT["Han"]:_SLOT["Hangul"] + 1] == ("Han", "Hiragana", "Kata
 _CJK_SLOTS = slice(_SLOT["Han"], _SLOT["Hangul"] + 1)
 _KANA_HANGUL_SLOTS = slice(_SLOT["Hiragana"], _SLOT["Hangul"] + 1)
 _GROUP_OF_SLOT[_KANA_HANGUL_SLOTS] = _CJK_GROUP
+_NON_CJK_GROUPS = np.setdiff1d(np.unique(_GROUP_OF_SLOT[_LETTER_SLOTS]), [_CJK_GROUP])
+_GROUP_MATRIX = np.zeros((N_SLOTS, N_SLOTS))
+_GROUP_MATRIX[np.arange(1, len(SLOT_NAMES)), _GROUP_OF_SLOT[_LETTER_SLOTS]] = 1
 UNDETERMINED = "und"
-# Pieces without a CJK system joined one by one before a block takes the rest of their run at once
-# (`LanguageIdentifier._blocks`): the numpy search costs about as much as this many turns of its loop.
-_JUMP_AFTER = 16
 # Labels below this probability are not returned by fastText (returning all 176 triples the cost
 # of a prediction); what they hold together is negligible next to the 0.65 decision threshold.
 PROBABILITY_FLOOR = 1e-3
@@ -234,17 +234,13 @@ class Identification:
         return list(chain.from_iterable([lang] * (end - start) for start, end, lang in self.owner_runs()))
 
     def owner_runs(self) -> list[tuple[int, int, str]]:
-        """`line_owners` as runs of lines (start, end, language), one per change of language among
-        the lines with letters and a language: a page of a million blank or one-word lines has a few runs."""
-        starts, owners = [], []
-        for i, lang in compress(enumerate(self.line_langs), self.line_letters):
-            if lang != UNDETERMINED and (not owners or lang != owners[-1]):
-                starts.append(i if owners else 0)  # the lines before the first language go with it
-                owners.append(lang)
+        """`line_owners` as runs of lines (start, end, language), one per line with letters and a
+        language, to the next such line: a page of a million blank lines has a few runs."""
         n_lines = len(self.line_langs)
-        if not owners:
+        owning = [i for i in compress(range(n_lines), self.line_letters) if self.line_langs[i] != UNDETERMINED]
+        if not owning:
             return [(0, n_lines, UNDETERMINED)] if n_lines else []
-        return list(zip(starts, starts[1:] + [n_lines], owners))
+        return [(start, end, self.line_langs[i]) for start, end, i in zip([0] + owning[1:], owning[1:] + [n_lines], owning)]
 
     def japanese_korean_lines(self) -> list[bool] | None:
         """Per line, whether it goes with Japanese or Korean (`line_owners`), whose kanji and Hanja
@@ -352,17 +348,16 @@ class LanguageIdentifier:
     # -- one block
 
     def _cjk_system(self, counts: np.ndarray) -> int:
-        """Rule 2 on letters per slot of SLOT_NAMES: the CJK system, 0 without CJK letters."""
-        cjk, japanese, korean = self._cjk_rule(*counts[_CJK_SLOTS].tolist())
+        hiragana, katakana = counts[_SLOT["Hiragana"]], counts[_SLOT["Katakana"]]
+        hangul, han = counts[_SLOT["Hangul"]], counts[_SLOT["Han"]]
+        cjk = hiragana + katakana + hangul + han
         if not cjk:
             return 0
-        return _CJK_SYSTEM["Jpan"] if japanese else _CJK_SYSTEM["Kore"] if korean else _CJK_SYSTEM["Hani"]
-
-    def _cjk_rule(self, han, hiragana, katakana, hangul):
-        """(CJK letters, Japanese by rule 2, else Korean by it) of letter counts, numbers or arrays alike."""
-        cjk = hiragana + katakana + hangul + han
-        japanese = (hiragana >= self.cjk_hiragana_share * cjk) | (katakana >= self.cjk_katakana_share * cjk)
-        return cjk, japanese, hangul >= self.cjk_hangul_share * cjk
+        if hiragana >= self.cjk_hiragana_share * cjk or katakana >= self.cjk_katakana_share * cjk:
+            return _CJK_SYSTEM["Jpan"]
+        if hangul >= self.cjk_hangul_share * cjk:
+            return _CJK_SYSTEM["Kore"]
+        return _CJK_SYSTEM["Hani"]
 
     def _possible(self, weights: np.ndarray, cjk: int) -> tuple[list[bool], list[bool], int | None]:
         """Per label: possible by script share and CJK system; possible by CJK system alone (used
@@ -424,9 +419,9 @@ class LanguageIdentifier:
         top = max(dist.values())
         return min(langs[i] for i, p in dist.items() if p == top), top  # ties broken by name: deterministic
 
-    def _variant(self, lang: str, texts_of: Callable[[str], list[str]]) -> str | None:
+    def _variant(self, lang: str, texts: list[str], piece_langs: list[str]) -> str | None:
         """The model label folded into `lang` with the most probability on the first
-        `variant_sample_chars` characters of the pieces decided `lang` (`texts_of`), if it holds
+        `variant_sample_chars` characters of the pieces decided `lang`, if it holds
         VARIANT_MIN_PROBABILITY; else "lzh" when Classical Chinese folds into `lang`, the model
         has no class for it and the function-word rule finds it (`is_classical_chinese`); else
         None (the language itself)."""
@@ -434,7 +429,7 @@ class LanguageIdentifier:
         classical = self.label_aliases.get("lzh") == lang
         if not raws and not classical:
             return None
-        mine = texts_of(lang)
+        mine = [text for text, piece_lang in zip(texts, piece_langs) if piece_lang == lang]
         if raws:
             sample, size = [], 0
             for text in mine:
@@ -460,49 +455,51 @@ class LanguageIdentifier:
         """Per-block predictions (see `_blocks`) over the pieces of the text (its lines, mixed
         lines cut by script group), recorded per line, then aggregated.
 
-        Lines without letters (empty, blank, numbers) are no pieces. They never start or end a
-        block and decide nothing, so what they did as pieces is done per run of them: they follow
-        the piece before them into its block's text and take its decision. As pieces they cost a kB
-        of histograms and a turn of every loop each, seconds for a page of them (docs/benchmarks.md,
-        "Adversarial pages"). So did lines with letters: their letters per script are sparse now
-        (`LineScripts`) and the per-line steps work on arrays."""
+        Empty lines are no pieces. Without letters they never start or end a block, and what they
+        did as pieces is done per run of them: each was a space in its block's text and took the
+        decision of the piece before it. As pieces they cost a kB of histograms and a turn of every
+        loop each, seconds for a page of them (docs/benchmarks.md, "Adversarial pages")."""
         lines = text.split("\n")
-        rows, scripts = line_scripts(text).with_letters()
-        lettered = lines if len(rows) == len(lines) else list(map(lines.__getitem__, rows.tolist()))
-        texts, line_of, scripts, cuts = self._pieces(lettered, scripts)
-        # The lines with the cut lines' pieces in place: a block's text is a slice of them, from its
-        # first piece to the next block's, the lines without letters after its pieces included.
-        items = _replace(lines, {int(rows[i]): pieces for i, pieces in cuts.items()})
-        letters = scripts.line_letters().tolist()
-        groups = _main_groups(scripts)
+        rows = list(compress(range(len(lines)), lines))  # the lines that are not empty
+        filled = lines if len(rows) == len(lines) else [lines[row] for row in rows]
+        counts, weights = line_script_histograms(text if filled is lines else "\n".join(filled))
+        counts, weights = counts[:len(filled)], weights[:len(filled)]  # no row when no line has text
+        texts, line_of, counts, weights, group_weights = self._pieces(filled, counts, weights)
+        last_piece = [j for j, k in enumerate(line_of) if j + 1 == len(line_of) or line_of[j + 1] != k]
+        empty_after = [end - row - 1 for row, end in zip(rows, rows[1:] + [len(lines)])]  # per filled line
+        spaces = [""] * len(texts)
+        for j, n in zip(last_piece, empty_after):
+            spaces[j] = " " * n
+        letters = counts[:, _LETTER_SLOTS].sum(axis=1).tolist()
+        groups = group_weights.argmax(axis=1).tolist()
         langs, scores = [UNDETERMINED] * len(texts), [0.0] * len(texts)
-        blocks = self._blocks(groups, letters, self._line_systems(scripts, groups), scripts)
+        blocks = self._blocks(groups, letters, self._line_systems(counts, groups), counts)
         sizes = [sum(letters[start:end]) for start, end, _ in blocks]
         if max(sizes, default=0) >= self.min_block_letters:
             # Fragments too short for fastText (a product code, "iOS" inside a Chinese line run)
             # stay undetermined: they go with their neighbours when a page is split and count in
             # no language's share. A text made only of fragments is still predicted.
             blocks = [block for block, size in zip(blocks, sizes) if size >= self.min_block_letters]
-        places = _item_places(np.array([block[:2] for block in blocks], np.int64).reshape(-1), rows, line_of, len(lines))
-        for (start, end, system), first, last in zip(blocks, places[0::2], places[1::2]):
-            block_counts, block_weights = scripts.totals(start, end)
-            lang, score = self._predict(" ".join(items[first:last]), block_counts, block_weights,
+        for start, end, system in blocks:
+            block_counts = counts[start:end].sum(axis=0)
+            block_text = " ".join(texts[start:end] if filled is lines else  # no gaps without empty lines
+                                  (t + gap for t, gap in zip(texts[start:end], spaces[start:end])))
+            lang, score = self._predict(block_text, block_counts, weights[start:end].sum(axis=0),
                                         system or self._cjk_system(block_counts))
             langs[start:end] = [lang] * (end - start)
             scores[start:end] = [score] * (end - start)
-        records = (langs, scores, letters) if len(texts) == len(lettered) else \
-            self._line_records(len(lettered), line_of, langs, scores, letters)
-        if lettered is not lines:
-            # a line without letters takes the decision of the last piece before it; those before the first none
-            records = _spread(records, (langs, scores), rows, line_of, len(lines))
-        ident = self._identification(text, langs, scores, letters, *records)
-        # the variant's sample reads the lines without letters too, with the language of the piece before them
-        ident.variant = self._variant(ident.lang, lambda lang: _texts_of(lang, langs, items, rows, line_of, len(lines)))
+        records = (langs, scores, letters) if len(texts) == len(filled) else \
+            self._line_records(len(filled), line_of, langs, scores, letters)
+        if filled is not lines:
+            records = self._with_empty_lines(len(lines), rows, empty_after, records,
+                                             [langs[j] for j in last_piece], [scores[j] for j in last_piece])
+        line_langs, line_scores, line_letters = records
+        ident = self._identification(text, langs, scores, letters, line_langs, line_scores, line_letters)
+        ident.variant = self._variant(ident.lang, texts, langs)
         return ident
 
-    def _pieces(self, lines: list[str], scripts: LineScripts) -> tuple[list[str], np.ndarray, LineScripts,
-                                                                       dict[int, list[str]]]:
-        """(texts, line of each piece, their letters per script, the cut lines' pieces): the lines,
+    def _pieces(self, lines: list[str], counts: np.ndarray, weights: np.ndarray):
+        """(texts, line of each piece, counts, weights, weights per script group): the lines,
         except that a line with runs of CJK and of another script group of `mixed_run_bytes` each
         is replaced by one piece per script group (its runs of that group joined, in order of
         first appearance).
@@ -510,78 +507,105 @@ class LanguageIdentifier:
         Only CJK mixes are cut: a line mixing two alphabets (Leipzig's Urdu sentences behind an
         English page header) keeps the majority-script rule, which names it by its main script;
         cut, 18 of them would come out English (en precision 0.99 -> 0.96 on ../shared/data/langid)."""
-        rows, groups, weights = _group_weights(scripts)
-        cjk_weight, other = np.zeros(len(scripts)), np.zeros(len(scripts))
-        cjk = groups == _CJK_GROUP
-        cjk_weight[rows[cjk]] = weights[cjk]
-        line_starts = run_starts(rows)
-        other[rows[line_starts]] = np.maximum.reduceat(np.where(cjk, 0, weights), line_starts)
-        candidates = np.flatnonzero(np.minimum(cjk_weight, other) >= self.mixed_run_bytes)
+        group_weights = weights @ _GROUP_MATRIX
+        other = group_weights[:, _NON_CJK_GROUPS].max(axis=1)
+        candidates = np.flatnonzero(np.minimum(group_weights[:, _CJK_GROUP], other) >= self.mixed_run_bytes)
         cuts = {i: self._cut(lines[i]) for i in candidates.tolist()}
         cuts = {i: pieces for i, pieces in cuts.items() if pieces}
         if not cuts:
-            return lines, np.arange(len(lines)), scripts, cuts
-        texts = _replace(lines, cuts)
-        per_line = np.ones(len(lines), np.int64)
-        per_line[list(cuts)] = list(map(len, cuts.values()))
-        return texts, np.repeat(np.arange(len(lines)), per_line), line_scripts("\n".join(texts)), cuts
+            return lines, list(range(len(lines))), counts, weights, group_weights
+        texts, line_of, count_rows, weight_rows = [], [], [], []
+        for i, line in enumerate(lines):
+            for text, c, w in cuts.get(i, [(line, counts[i], weights[i])]):
+                texts.append(text)
+                line_of.append(i)
+                count_rows.append(c)
+                weight_rows.append(w)
+        weights = np.array(weight_rows)
+        return texts, line_of, np.array(count_rows), weights, weights @ _GROUP_MATRIX
 
-    def _cut(self, line: str) -> list[str]:
-        """One text per script group of a mixed line; [] unless the line has
+    def _cut(self, line: str) -> list[tuple[str, np.ndarray, np.ndarray]]:
+        """One (text, counts, weights) per script group of a mixed line; [] unless the line has
         runs of `mixed_run_bytes` in CJK and in another group. Shorter runs (a name, a term)
         stay with the run before them; characters without a script with the letters before them."""
         slots, utf8 = char_scripts(line)
         group = _GROUP_OF_SLOT[slots]
         letters = np.flatnonzero(group)
         run_group = group[letters]
-        starts = run_starts(run_group)
-        run_bytes = np.add.reduceat(utf8[letters], starts)
-        run_group = run_group[starts]
+        run_starts = np.flatnonzero(np.r_[True, run_group[1:] != run_group[:-1]])
+        run_bytes = np.add.reduceat(utf8[letters], run_starts)
+        run_group = run_group[run_starts]
         big = np.flatnonzero(run_bytes >= self.mixed_run_bytes)
         big_groups = np.unique(run_group[big])
         if len(big_groups) < 2 or _CJK_GROUP not in big_groups:
             return []
-        owner = np.maximum.accumulate(np.where(run_bytes >= self.mixed_run_bytes, np.arange(len(starts)), -1))
+        owner = np.maximum.accumulate(np.where(run_bytes >= self.mixed_run_bytes, np.arange(len(run_starts)), -1))
         owner[owner < 0] = big[0]
         segment_group = run_group[owner]
-        segment_runs = run_starts(segment_group)
-        bounds = letters[starts[segment_runs]].tolist()
+        segment_runs = np.flatnonzero(np.r_[True, segment_group[1:] != segment_group[:-1]])
+        bounds = letters[run_starts[segment_runs]].tolist()
         bounds[0] = 0
         bounds.append(len(line))
         by_group: dict[int, list[int]] = {}
         for k, g in enumerate(segment_group[segment_runs].tolist()):
             by_group.setdefault(g, []).append(k)
-        return [" ".join(line[bounds[k]:bounds[k + 1]] for k in segments) for segments in by_group.values()]
+        pieces = []
+        for segments in by_group.values():
+            index = np.concatenate([np.arange(bounds[k], bounds[k + 1]) for k in segments])
+            pieces.append((" ".join(line[bounds[k]:bounds[k + 1]] for k in segments),
+                           np.bincount(slots[index], minlength=N_SLOTS),
+                           np.bincount(slots[index], weights=utf8[index], minlength=N_SLOTS)))
+        return pieces
 
     @staticmethod
-    def _line_records(n_lines: int, line_of: np.ndarray, langs: list[str], scores: list[float],
+    def _line_records(n_lines: int, line_of: list[int], langs: list[str], scores: list[float],
                       letters: list[int]) -> tuple[list[str], list[float], list[int]]:
-        """Per line (each has a piece): the language and score of its largest piece (the first of
-        equals), and all its letters."""
-        piece_letters = np.array(letters, np.int64)
-        largest = _first_max(line_of, piece_letters).tolist()
-        line_letters = np.bincount(line_of, weights=piece_letters, minlength=n_lines).astype(np.int64)
-        return [langs[j] for j in largest], [scores[j] for j in largest], line_letters.tolist()
+        """Per line: the language and score of its largest piece, and all its letters."""
+        line_langs, line_scores, line_letters = [UNDETERMINED] * n_lines, [0.0] * n_lines, [0] * n_lines
+        largest = [-1] * n_lines
+        for line, lang, score, n in zip(line_of, langs, scores, letters):
+            line_letters[line] += n
+            if n > largest[line]:
+                largest[line], line_langs[line], line_scores[line] = n, lang, score
+        return line_langs, line_scores, line_letters
 
-    def _line_systems(self, scripts: LineScripts, groups: np.ndarray) -> np.ndarray:
+    @staticmethod
+    def _with_empty_lines(n_lines: int, rows: list[int], empty_after: list[int],
+                          records: tuple[list[str], list[float], list[int]], next_langs: list[str],
+                          next_scores: list[float]) -> tuple[list[str], list[float], list[int]]:
+        """Per line from the records of the lines with text (`rows`): the empty lines after one take
+        the language and score of its last piece (`next_langs`, `next_scores`), those before the first
+        none."""
+        line_langs, line_scores, line_letters = [UNDETERMINED] * n_lines, [0.0] * n_lines, [0] * n_lines
+        for row, n, lang, score, letters, next_lang, next_score in zip(rows, empty_after, *records,
+                                                                       next_langs, next_scores):
+            line_langs[row], line_scores[row], line_letters[row] = lang, score, letters
+            line_langs[row + 1:row + 1 + n] = [next_lang] * n
+            line_scores[row + 1:row + 1 + n] = [next_score] * n
+        return line_langs, line_scores, line_letters
+
+    def _line_systems(self, counts: np.ndarray, groups: list[int]) -> list[int]:
         """The CJK system each CJK piece shows on its own, 0 where it shows none. Kana and Hangul
         mark a Japanese or Korean line of any length, but a line is Chinese by lacking them, as a
         kanji heading, name or address on a Japanese page does too: only a line of at least
         `cjk_line_letters` Han letters and no kana or Hangul counts as Chinese. A page without kana
         or Hangul: all 0."""
-        if not ((scripts.slots >= _KANA_HANGUL_SLOTS.start) & (scripts.slots < _KANA_HANGUL_SLOTS.stop)).any():
-            return np.zeros(len(groups), np.int8)
+        if not counts[:, _KANA_HANGUL_SLOTS].any():
+            return [0] * len(groups)
         chinese = _CJK_SYSTEM["Hani"]
-        cjk = scripts.columns(_CJK_SLOTS)
-        _, japanese, korean = self._cjk_rule(*cjk.T)
-        system = np.where(japanese, _CJK_SYSTEM["Jpan"], np.where(korean, _CJK_SYSTEM["Kore"], chinese))
-        # with kana or Hangul too few for Japanese or Korean a line has no system of its own
-        own = np.where(cjk[:, 1:].any(axis=1), np.where(system == chinese, 0, system),
-                       np.where(cjk[:, 0] >= self.cjk_line_letters, chinese, 0))
-        return np.where(groups == _CJK_GROUP, own, 0)
+        systems = []
+        for row, group, other in zip(counts, groups, counts[:, _KANA_HANGUL_SLOTS].sum(axis=1).tolist()):
+            if group != _CJK_GROUP:
+                systems.append(0)
+            elif other:  # too few kana or Hangul for Japanese or Korean: no system of its own
+                system = self._cjk_system(row)
+                systems.append(0 if system == chinese else system)
+            else:
+                systems.append(chinese if row[_SLOT["Han"]] >= self.cjk_line_letters else 0)
+        return systems
 
-    def _blocks(self, groups: np.ndarray, letters: list[int], systems: np.ndarray,
-                scripts: LineScripts) -> list[tuple[int, int, int]]:
+    def _blocks(self, groups: list[int], letters: list[int], systems: list[int],
+                counts: np.ndarray) -> list[tuple[int, int, int]]:
         """Runs of consecutive pieces predicted together, with their CJK system (0: from the
         block's letters): same main script group, same CJK system where a piece has one of its own
         (`_line_systems`), at most `max_block_letters` letters (a longer piece is a block of its
@@ -589,36 +613,20 @@ class LanguageIdentifier:
         one per line, and a change of script (an English menu on a Chinese page) or of CJK writing
         system (a Japanese paragraph in a Chinese article) still starts a new block. A piece
         without a system joins any block; a block of such pieces takes the first system that a
-        piece brings, when `_may_take`.
-
-        Every piece has letters. After `_JUMP_AFTER` pieces without a system in a row, the block
-        takes the next ones of its group without a system that fit at once: a turn of the loop per
-        piece was most of the time of a page of one-word lines."""
-        before = np.concatenate([[0], np.cumsum(letters)])  # the letters of the pieces before each
-        # the pieces that start another script group or bring a system, and the end
-        stops = np.append(np.flatnonzero((groups[1:] != groups[:-1]) | (systems[1:] != 0)) + 1, len(letters))
-        groups, systems = groups.tolist(), systems.tolist()
+        piece brings, when `_may_take`."""
         blocks: list[tuple[int, int, int]] = []
-        start, script, cjk, size, plain = None, None, 0, 0, 0
-        i = 0
-        while i < len(letters):
-            main, n, system = groups[i], letters[i], systems[i]
+        start, script, cjk, size = None, None, 0, 0
+        for i, (main, n, system) in enumerate(zip(groups, letters, systems)):
+            if not n:
+                continue
             if start is not None and main == script and size + n <= self.max_block_letters and (
-                    not system or system == cjk or not cjk and self._may_take(scripts.totals(start, i)[0], system)):
+                    not system or system == cjk or not cjk and self._may_take(counts[start:i].sum(axis=0), system)):
                 size += n
                 cjk = cjk or system
-                plain = 0 if system else plain + 1
-                i += 1
-                if plain >= _JUMP_AFTER:
-                    end = min(int(stops[np.searchsorted(stops, i)]),
-                              int(np.searchsorted(before, before[i] + self.max_block_letters - size, side="right")) - 1)
-                    size += int(before[end] - before[i])
-                    i, plain = end, 0
                 continue
             if start is not None:
                 blocks.append((start, i, cjk))
-            start, script, cjk, size, plain = i, main, system, n, 0
-            i += 1
+            start, script, cjk, size = i, main, system, n
         if start is not None:
             blocks.append((start, len(letters), cjk))
         return blocks
@@ -638,23 +646,18 @@ class LanguageIdentifier:
 
     def _identification(self, text: str, langs: list[str], scores: list[float], letters: list[int],
                         line_langs: list[str], line_scores: list[float], line_letters: list[int]) -> Identification:
-        # Per language: letters of the lines with letters, by arrays (a turn of a Python loop per line
-        # was most of the time of a page of short lines).
-        names = list(dict.fromkeys(langs))
-        code = np.fromiter(map({lang: i for i, lang in enumerate(names)}.__getitem__, langs), np.intp, len(langs))
-        n = np.array(letters, np.int64)
-        if UNDETERMINED in names:
-            n[code == names.index(UNDETERMINED)] = 0
-        weight = np.bincount(code, weights=n, minlength=len(names))
-        weight = {names[i]: int(weight[i]) for i in np.flatnonzero(weight).tolist()}
+        weight: dict[str, int] = {}
+        mass: dict[str, float] = {}
+        for lang, score, n in compress(zip(langs, scores, letters), letters):  # only lines with letters count
+            if lang != UNDETERMINED:
+                weight[lang] = weight.get(lang, 0) + n
+                mass[lang] = mass.get(lang, 0.0) + n * score
         total = sum(weight.values())
         if not total:
             return Identification(UNDETERMINED, 0.0, {}, "Zyyy", line_langs, line_scores, line_letters)
         lang = min(weight, key=lambda k: (-weight[k], k))
         shares = {k: weight[k] / total for k in sorted(weight)}
-        mine = (code == names.index(lang)) & (n > 0)
-        mass = np.cumsum(n[mine] * np.array(scores)[mine])[-1]  # summed in order, as floats add up one by one
-        return Identification(lang, float(mass) / weight[lang], shares, self._script(lang, text),
+        return Identification(lang, mass[lang] / weight[lang], shares, self._script(lang, text),
                               line_langs, line_scores, line_letters)
 
     def _script(self, lang: str, text: str) -> str:
@@ -681,90 +684,6 @@ class LanguageIdentifier:
                                   _take(ident.line_letters, spans), ident.variant if lang == ident.lang else None)
             parts.append((part_text, part))
         return parts
-
-
-def _group_weights(scripts: LineScripts) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(line, script group, UTF-8 bytes) of each group on each line, by line and group (the CJK
-    slots, one group, are adjacent)."""
-    rows, groups = scripts.rows(), _GROUP_OF_SLOT[scripts.slots]
-    starts = run_starts(rows * N_SLOTS + groups)
-    return rows[starts], groups[starts], np.add.reduceat(scripts.bytes, starts)
-
-
-def _main_groups(scripts: LineScripts) -> np.ndarray:
-    """Each line's script group with the most bytes (the first of equals)."""
-    rows, groups, weights = _group_weights(scripts)
-    main = np.zeros(len(scripts), np.int8)
-    top = _first_max(rows, weights)
-    main[rows[top]] = groups[top]
-    return main
-
-
-def _first_max(rows: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """The index of the first largest of `values` in each run of equal `rows`."""
-    starts = run_starts(rows)
-    top = np.repeat(np.maximum.reduceat(values, starts), np.diff(np.append(starts, len(rows))))
-    at_top = np.flatnonzero(values == top)
-    return at_top[run_starts(rows[at_top])]
-
-
-def _replace(values: list, items: dict[int, list]) -> list:
-    """`values` with values[i] replaced by items[i] (the items, in order) for each i of `items`, by increasing i."""
-    if not items:
-        return values
-    out, done = [], 0
-    for i, replacement in items.items():
-        out += values[done:i]
-        out += replacement
-        done = i + 1
-    out += values[done:]
-    return out
-
-
-def _item_places(pieces: np.ndarray, rows: np.ndarray, line_of: np.ndarray, n_lines: int) -> list[int]:
-    """Where each of the `pieces` (piece indices, the number of pieces: the end) is among the lines
-    with the cut lines' pieces in place: after the pieces before it and the lines without letters
-    before its line (`rows`: the lines with letters; `line_of`: each piece's among them)."""
-    line = np.append(line_of, len(rows))[pieces]
-    return (pieces + np.append(rows, n_lines)[line] - line).tolist()
-
-
-def _texts_of(lang: str, langs: list[str], items: list[str], rows: np.ndarray, line_of: np.ndarray,
-              n_lines: int) -> list[str]:
-    """The items (`_item_places`) of the pieces decided `lang`, each with the lines without letters after it."""
-    pieces = np.flatnonzero(np.fromiter(map(lang.__eq__, langs), bool, len(langs)))
-    if not len(pieces):
-        return []
-    starts = run_starts(pieces - np.arange(len(pieces)))  # runs of consecutive pieces
-    ends = np.append(pieces[starts[1:] - 1], pieces[-1]) + 1
-    places = _item_places(np.concatenate([pieces[starts], ends]), rows, line_of, n_lines)
-    texts = []
-    for first, last in zip(places[:len(starts)], places[len(starts):]):
-        texts += items[first:last]
-    return texts
-
-
-def _spread(records: tuple[list, ...], of_piece: tuple[list, ...], rows: np.ndarray, line_of: np.ndarray,
-            n_lines: int) -> tuple[list, ...]:
-    """Per line, from the records of the lines with letters (`rows`; language, score, letters):
-    a line without letters takes the language and score of the last piece before it (`of_piece`)
-    and no letters; those before the first line with letters none."""
-    lettered = np.zeros(n_lines, bool)
-    lettered[rows] = True
-    before = np.cumsum(lettered) - 1  # the line with letters at or before each line
-    last_piece = np.append(np.flatnonzero(np.diff(line_of)), len(line_of) - 1)  # of each line with letters
-    tail = np.where(before >= 0, len(rows) + last_piece[before], -1)  # past the records: the pieces' values
-    source = np.where(lettered, before, tail)
-    line_langs, line_scores, line_letters = records
-    return (_gather(source, UNDETERMINED, line_langs, of_piece[0]), _gather(source, 0.0, line_scores, of_piece[1]),
-            _gather(np.where(lettered, before, -1), 0, line_letters))
-
-
-def _gather(index: np.ndarray, default, *values: list) -> list:
-    """[values[i] for i in index] of the `values` lists one after the other, `default` where i is -1:
-    by one indexing of an object array."""
-    table = np.fromiter(chain(*values, [default]), object, sum(map(len, values)) + 1)
-    return table[index].tolist()
 
 
 def _take(values: list, spans: list[tuple[int, int]]) -> list:

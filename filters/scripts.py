@@ -13,7 +13,6 @@ runs managed 8 MB/s on English.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
 
 import numba
 import numpy as np
@@ -75,97 +74,27 @@ def _script_table() -> np.ndarray:
     return table
 
 
-@dataclass(frozen=True)
-class LineScripts:
-    """The letters of each line of a text per script slot, sparse: line i's entries are
-    `offsets[i]:offsets[i + 1]`, one per letter slot present in it, by increasing slot, with the
-    line's letters of that slot and their UTF-8 bytes. By bytes, a Han, kana or Hangul character
-    (one syllable, 3 bytes) weighs about as much as a short Latin syllable, which is fairer than
-    characters when comparing how much of a line each script holds.
+def line_script_histograms(text: str) -> tuple[np.ndarray, np.ndarray]:
+    """(characters, UTF-8 bytes) per slot of SLOT_NAMES for every line of `text.split("\\n")`,
+    as two (lines, N_SLOTS) arrays computed in one pass over the whole text.
 
-    A dense row per line (every slot, int64) cost a kB a line: gigabytes for a page of short lines
-    (docs/benchmarks.md, "Adversarial pages"); entries cost at most one per letter."""
-
-    offsets: np.ndarray  # n_lines + 1
-    slots: np.ndarray  # per entry: its slot of SLOT_NAMES (a letter slot)
-    letters: np.ndarray  # per entry: letters
-    bytes: np.ndarray  # per entry: their UTF-8 bytes
-
-    def __len__(self) -> int:
-        return len(self.offsets) - 1
-
-    def rows(self) -> np.ndarray:
-        """The line of each entry."""
-        return np.repeat(np.arange(len(self), dtype=self.offsets.dtype), np.diff(self.offsets))
-
-    def line_letters(self) -> np.ndarray:
-        """Letters per line."""
-        before = np.concatenate([[0], np.cumsum(self.letters, dtype=np.int64)])
-        return before[self.offsets[1:]] - before[self.offsets[:-1]]
-
-    def with_letters(self) -> tuple[np.ndarray, LineScripts]:
-        """(indices of the lines with letters, those lines' entries)."""
-        rows = np.flatnonzero(np.diff(self.offsets)).astype(self.offsets.dtype)
-        return rows, LineScripts(np.append(self.offsets[rows], self.offsets[-1]), self.slots, self.letters, self.bytes)
-
-    def columns(self, slots: slice) -> np.ndarray:
-        """(lines, slots) letters of the adjacent `slots`, dense."""
-        dense = np.zeros((len(self), slots.stop - slots.start), np.int64)
-        inside = (self.slots >= slots.start) & (self.slots < slots.stop)
-        dense[self.rows()[inside], self.slots[inside] - slots.start] = self.letters[inside]
-        return dense
-
-    def totals(self, start: int, end: int) -> tuple[np.ndarray, np.ndarray]:
-        """(letters, bytes) per slot of SLOT_NAMES (N_SLOTS each, float64) of lines `start:end`."""
-        span = slice(self.offsets[start], self.offsets[end])
-        slots = self.slots[span]
-        return (np.bincount(slots, weights=self.letters[span], minlength=N_SLOTS),
-                np.bincount(slots, weights=self.bytes[span], minlength=N_SLOTS))
-
-
-def line_scripts(text: str) -> LineScripts:
-    """`LineScripts` of every line of `text.split("\\n")`, in one pass over the whole text."""
+    By bytes, a Han, kana or Hangul character (one syllable, 3 bytes) weighs about as much as a
+    short Latin syllable, which is fairer than characters when comparing how much of a line each
+    script holds."""
     points = _code_points(text)
     codes = _slot_length_table()[points]
-    slots = codes % N_SLOTS
-    letter = (slots >= 1) & (slots <= _OTHER)
-    index = np.int32 if len(points) * N_SLOTS < 2**31 else np.int64  # holds keys, offsets and counts
-    key = np.cumsum(points == 0x0A, dtype=index)[letter] * N_SLOTS + slots[letter]  # (line, slot) of each letter
-    utf8 = codes[letter] // N_SLOTS + 1
-    del points, codes, slots, letter
-    # A run of one (line, slot) is one entry; a line that goes back to a script makes the runs of
-    # its slots merged after a sort.
-    starts = run_starts(key)
-    key, letters = key[starts], np.diff(np.append(starts, len(key))).astype(index)
-    size = np.add.reduceat(utf8, starts, dtype=index)
-    if (key[1:] < key[:-1]).any():
-        order = np.argsort(key, kind="stable")
-        key, letters, size = key[order], letters[order], size[order]
-        starts = run_starts(key)
-        key, letters, size = key[starts], np.add.reduceat(letters, starts), np.add.reduceat(size, starts)
-    lines, slots = np.divmod(key, N_SLOTS)
-    offsets = np.zeros(text.count("\n") + 2, index)
-    np.cumsum(np.bincount(lines, minlength=len(offsets) - 1), out=offsets[1:])
-    return LineScripts(offsets, slots.astype(np.uint8), letters, size)
-
-
-def run_starts(values: np.ndarray) -> np.ndarray:
-    """Where each run of equal consecutive `values` starts."""
-    return np.flatnonzero(np.r_[True, values[1:] != values[:-1]][:len(values)])
-
-
-def line_script_histograms(text: str) -> tuple[np.ndarray, np.ndarray]:
-    """(letters, UTF-8 bytes) per slot of SLOT_NAMES for every line of `text.split("\\n")`, as two
-    dense (lines, N_SLOTS) arrays (`line_scripts`, a row per line; no-letter slots hold 0)."""
-    scripts = line_scripts(text)
-    counts, weights = np.zeros((len(scripts), N_SLOTS), np.int64), np.zeros((len(scripts), N_SLOTS))
-    rows = scripts.rows()
-    counts[rows, scripts.slots] = scripts.letters
-    weights[rows, scripts.slots] = scripts.bytes
-    return counts, weights
+    newline = points == 0x0A
+    cells = (np.cumsum(newline) * _SLOT_LENGTH_CODES + codes)[~newline]  # the newlines belong to no line
+    n_lines = text.count("\n") + 1
+    cells = np.bincount(cells, minlength=n_lines * _SLOT_LENGTH_CODES).reshape(n_lines, 4, N_SLOTS)
+    return cells.sum(axis=1), _BYTES_PER_CODE_ROW @ cells
 
 
 # One table lookup gives slot and UTF-8 length: code = slot + N_SLOTS * (length - 1).
+_SLOT_LENGTH_CODES = 4 * N_SLOTS
+_BYTES_PER_CODE_ROW = np.arange(1.0, 5.0)
+
+
 @functools.lru_cache(maxsize=1)
 def _slot_length_table() -> np.ndarray:
     lengths = _utf8_length(np.arange(0x110000, dtype=np.uint32))
