@@ -115,8 +115,8 @@ def test_unreadable_rows_go_to_errors_and_the_rest_goes_on(tmp_path, monkeypatch
     cfg = make_run_config(tmp_path / "cfg", {"dedup": {}})
     params = DedupStage(cfg).params
     part = str(tmp_path / DedupStage.upstream / "data" / "part-00000.parquet")
-    passes.SignatureTask(params, str(tmp_path / "sig"))((0, part))
-    stats = passes.AssignmentTask("dedup", str(tmp_path / "out"), str(tmp_path / "sig"), str(tmp_path / "assign"))((0, part))
+    signed = passes.SignatureTask(params, str(tmp_path / "sig"))((0, part))
+    stats = passes.AssignmentTask("dedup", str(tmp_path / "out"), {0: signed["signatures"]}, str(tmp_path / "assign"))((0, part))
     StageStats.from_dict(stats).check_conservation("dedup")
     assert stats["errors"]["dedup_exception"]["docs"] == 1 and stats["kept"]["docs"] == 5
     error = pq.read_table(tmp_path / "out" / "errors" / "part-00000.parquet").to_pylist()[0]

@@ -480,11 +480,12 @@ def rerun_inputs(tmp_path):
 def _beam_assign(tmp_path, sig_dir: str, neighbours: list[str], retiring) -> dict:
     """Beam's assignments of the re-run (by id) and the replaced rows written ({file: nodes})."""
     from pipeline.dedup import beam_dedup
+    from pipeline.dedup.passes import parquet_files
     from pipeline.engines.beam import BeamEngine
 
     stage = DedupStage(_config(tmp_path, "cfg", {}))
     assign_root = str(tmp_path / "assign")
-    beam_dedup.assignments(BeamEngine(stage.cfg), sig_dir, assign_root, str(tmp_path / "work"), stage.params,
+    beam_dedup.assignments(BeamEngine(stage.cfg), parquet_files(sig_dir), assign_root, str(tmp_path / "work"), stage.params,
                            stage.section.threshold, stage.survivor_order, stage.section.max_rounds, neighbours,
                            retiring)
     sig = pq.read_table(sig_dir, columns=["part", "row", "id"]).to_pylist()

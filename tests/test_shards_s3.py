@@ -37,7 +37,7 @@ def test_shards_and_export_on_s3_equal_a_local_run(tmp_path, s3_endpoint, shared
         export_megatron(cfg, engine, prefix, encode_stats(workdir))
         results[name] = (read_manifest(shards_dir, filesystem=fs)["shards"],
                          [storage.read_bytes(prefix + ext) for ext in (".bin", ".idx")],
-                         [name for name, _ in storage.tree(storage.join(workdir, "shards"))[1]])  # stats.json's size varies
+                         [file for file, _ in storage.tree(storage.join(workdir, "shards"))[1]])  # stats.json's size varies
         shard_renames = {rename for is_shard, rename in renamed if is_shard}
         assert shard_renames == {name == "local"}, (name, shard_renames)
         renamed.clear()

@@ -22,7 +22,7 @@ from filters.minhash import jaccard_at_least
 from pipeline import storage
 from pipeline.dedup.index import INDEX_SCHEMA, REPLACED_SCHEMA, Retiring, replaced_dir
 from pipeline.dedup.passes import (ASSIGNMENT_SCHEMA, EXISTING, REASON_EXACT, REASON_NEAR, REASON_URL,
-                                   REMOVAL_SCHEMA, assignment_dir, parquet_files)
+                                   REMOVAL_SCHEMA, assignment_dir)
 
 _MEMBER_COLUMNS = ["node", "part", "row", "id", "text_key", "url_key", "length", "q_rank", "noise", "date_key"]
 _INDEXED_COLUMNS = ["node", "id", "survivor", "survivor_run", "text_key", "url_key"]
@@ -167,15 +167,14 @@ def _read_count(path: str) -> int:
     return int(storage.read_text(storage.join(path, "count")).strip())
 
 
-def _read_files(p, source: str | list[str], label: str, columns: list[str] | None = None):
-    """The rows of the Parquet files of folder `source`, or of those it lists (`passes.parquet_files`):
-    the signature pass's, named by its tasks, never matched by a pattern, which would take a failed
-    attempt's file on an object store too (`index.scratch_sink`)."""
-    return (p | f"{label}: files" >> beam.Create(parquet_files(source))
+def _read_files(p, files: list[str], label: str, columns: list[str] | None = None):
+    """The rows of `files`: the signature pass's, named by its tasks, never matched by a pattern, which
+    would take a failed attempt's file on an object store too (`index.scratch_sink`)."""
+    return (p | f"{label}: files" >> beam.Create(files)
             | f"read {label}" >> beam.io.ReadAllFromParquet(columns=columns))
 
 
-def _read_signatures(p, sig_files: str | list[str], columns: list[str], label: str = "signatures"):
+def _read_signatures(p, sig_files: list[str], columns: list[str], label: str = "signatures"):
     return (_read_files(p, sig_files, label, columns + ["error"])
             | f"{label} without errors" >> beam.Filter(lambda r: r["error"] is None))
 
@@ -273,12 +272,12 @@ def _write_rows(folder_of: Callable[[int], str], name: str, schema: pa.Schema, o
     return write
 
 
-def assignments(engine, sig_files: str | list[str], assign_root: str, work_dir: str, p, threshold: float,
+def assignments(engine, sig_files: list[str], assign_root: str, work_dir: str, p, threshold: float,
                 survivor_order: list[str], max_rounds: int, neighbour_files: list[str],
                 retiring: Retiring | None) -> dict:
     """Write the per-part assignment table under `assign_root/part=N/` and, when `retiring`, the rows
     of its indexed parts that the run replaces under its root's file=N/; return small counts.
-    `sig_files`: the signature pass's files (or their folder)."""
+    `sig_files`: the signature pass's files."""
     cols = ["node", "text_key", "url_key", "n_shingles", "bands"] + (["shingles"] if p.verify else [])
     edges_dir = storage.join(work_dir, "edges-0")
     members_dir = storage.join(work_dir, "indexed_members")
@@ -363,11 +362,11 @@ def _write_removals(removal_root: str):
     return write
 
 
-def paragraph_removals(engine, para_files: str | list[str], assign_root: str, removal_root: str, max_docs: dict,
+def paragraph_removals(engine, para_files: list[str], assign_root: str, removal_root: str, max_docs: dict,
                        parts: list[int], work_dir: str) -> dict:
     """Count each line key over the surviving documents (GroupByKey on the key); write, per part,
     the (row, key, docs) of lines found in more documents than their language allows. `para_files`:
-    the signature pass's paragraph files (or their folder)."""
+    the signature pass's paragraph files."""
     assigned = [(part, f) for part in parts for f in storage.expand(assignment_dir(assign_root, part))
                 if f.endswith(".parquet")] if storage.exists(assign_root) else []
     with engine.pipeline() as pl:

@@ -345,7 +345,7 @@ class AssignmentTask:
 
     stage_name: str
     out_dir: str
-    signatures: str | dict[int, str]  # part -> its signature file (`SignatureTask`'s), or their folder (`_signature_file`)
+    signatures: dict[int, str]  # part -> its signature file (`SignatureTask`'s); a part without rows has none
     assign_root: str
     append: IndexAppend | None = None
     paragraphs: ParagraphParams | None = None
@@ -369,7 +369,7 @@ class AssignmentTask:
         if table is not None:  # column by column: a dict per row costs more than the rest of the part
             columns = [table.column(name).to_pylist() for name in ASSIGNMENT_SCHEMA.names]
             assigned = {row: (cluster, size, reason, run) for row, cluster, size, reason, run in zip(*columns)}
-        sig_path = self._signature_file(part)
+        sig_path = self.signatures.get(part)
         failed = {}
         if sig_path is not None:  # an empty part has none
             sig = pq.read_table(storage.open_input(sig_path), columns=["row", "error"])
@@ -392,14 +392,6 @@ class AssignmentTask:
         top = sorted(removals.samples.items(), key=lambda kv: (-kv[1][0], kv[0]))[:self.paragraphs.samples] \
             if removals.samples else []
         return [{"key": k, "docs": d, "lang": lang, "line": line[:500]} for k, (d, lang, line) in top]
-
-    def _signature_file(self, part: int) -> str | None:
-        """The part's signature file: `signatures`' entry, or part-N.parquet in the folder it names (a
-        local one: there the file has that name); None for a part without rows, which has none."""
-        if isinstance(self.signatures, dict):
-            return self.signatures.get(part)
-        path = storage.join(self.signatures, part_name(part))
-        return path if storage.exists(path) else None
 
     def _append_signatures(self, part: int, sig_path: str, assigned: dict) -> None:
         """This part's documents as index rows, each with its survivor (a rerun overwrites the same file)."""
