@@ -199,18 +199,13 @@ def digits_script(args, en_bench: list[str], zh_bench: list[str]) -> None:
     named = [t + " (Beijing 北京)" for t in en_news]
     plain_zh = [t for t in zh_bench if not re.search("[A-Za-z0-9]", t)]
     mb = sum(len(t.encode()) for t in named) / 1e6
-    best = dict.fromkeys(modules, float("inf"))
     indexes = {label: m.ContaminationIndex([m.BenchmarkItem("sotu", k, t, "en") for k, t in enumerate(en_bench)]
                                            + [m.BenchmarkItem("cmrc", k, t, "zh") for k, t in enumerate(plain_zh)])
                for label, m in modules.items()}
-    for _ in range(args.repeat):
-        for label, index in indexes.items():
-            best[label] = min(best[label], cpu(lambda: [index.find(named[i:i + 256], ["en"] * len(named[i:i + 256]))
-                                                        for i in range(0, len(named), 256)]))
-    ratio = f" ({best['this'] / best['before']:.2f}x the time)" if "before" in best else ""
+    best, _ = timed_find(indexes, named, "en", args.repeat)
     print(f"English news pages naming Beijing in Chinese ({len(named)}), index: {len(en_bench)} en and "
           f"{len(plain_zh)} zh items without ASCII letters or digits: "
-          + "; ".join(f"{label} {mb / t:.1f} MB/s" for label, t in best.items()) + ratio)
+          + "; ".join(f"{label} {mb / t:.1f} MB/s" for label, t in best.items()) + time_ratio(best))
 
 
 def mixed_script(args, en_bench: list[str], zh_bench: list[str]) -> None:
@@ -255,17 +250,28 @@ def clean_files(args, modules: dict, added: list[tuple[str, str]], what: str, en
     for path, lang in files:
         docs = read(path)
         mb = sum(len(t.encode()) for t in docs) / 1e6
-        batches = [docs[i:i + 256] for i in range(0, len(docs), 256)]
-        best, flagged = dict.fromkeys(indexes, float("inf")), {}
-        for _ in range(args.repeat):
-            for label, index in indexes.items():
-                found = []
-                best[label] = min(best[label], cpu(lambda: found.extend(
-                    f for batch in batches for f in index.find(batch, [lang] * len(batch)))))
-                flagged[label] = sum(any(index.items[k].benchmark == "added" for k in f) for f in found)
+        best, found = timed_find(indexes, docs, lang, args.repeat)
+        flagged = {label: sum(any(index.items[k].benchmark == "added" for k in f) for f in found[label])
+                   for label, index in indexes.items()}
         cells = [f"{label} {mb / best[label]:.1f} MB/s, {flagged[label]} flagged" for label in indexes]
-        ratio = f" ({best['this'] / best['before']:.2f}x the time)" if "before" in best else ""
-        print(f"  {path.name} ({lang}, {len(docs)} docs): " + "; ".join(cells) + ratio)
+        print(f"  {path.name} ({lang}, {len(docs)} docs): " + "; ".join(cells) + time_ratio(best))
+
+
+def timed_find(indexes: dict, docs: list[str], lang: str, repeat: int) -> tuple[dict, dict]:
+    """Per index: `find`'s best CPU seconds of `repeat` runs over `docs` in batches of 256, the indexes
+    alternated, and what it found."""
+    batches = [docs[i:i + 256] for i in range(0, len(docs), 256)]
+    best, found = dict.fromkeys(indexes, float("inf")), {}
+    for _ in range(repeat):
+        for label, index in indexes.items():
+            found[label] = []
+            best[label] = min(best[label], cpu(lambda: found[label].extend(
+                f for batch in batches for f in index.find(batch, [lang] * len(batch)))))
+    return best, found
+
+
+def time_ratio(best: dict) -> str:
+    return f" ({best['this'] / best['before']:.2f}x the time)" if "before" in best else ""
 
 
 def main() -> None:
