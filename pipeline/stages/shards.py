@@ -166,21 +166,31 @@ def document_labels(table: pa.Table) -> tuple[pa.Array, pa.Array]:
     return lang, source.fill_null("unknown")
 
 
-def row_group_stream(table: pa.Table, vocab_size: int, languages: list[str], sources: list[str]) -> StreamPiece:
+def row_group_stream(table: pa.Table, vocab_size: int, languages: list[str], sources: list[str],
+                     lo: int = 0, hi: int | None = None) -> StreamPiece:
+    """Tokens lo..hi (default: all) of the stream of one row group. Only the documents that overlap them
+    are copied: a shard that takes a few tokens of a row group many times its size (documents of
+    megabytes) pays for those tokens, not for every one of the row group's, once per shard."""
     lengths, valid, _ = document_verdicts(table.column("tokens"), vocab_size)
-    values = pc.list_flatten(table.column("tokens").combine_chunks()).to_numpy(zero_copy_only=False)
-    kept_values = values[np.repeat(valid, lengths)]
-    kept_len = lengths[valid]
+    stream_len = np.where(valid, lengths + 1, 0)
+    ends = np.cumsum(stream_len)
+    hi = int(ends[-1]) if hi is None and len(ends) else (hi or 0)
+    take = valid & (ends > lo) & (ends - stream_len < hi)
+    skip = int((ends - stream_len)[take][0]) if take.any() else 0  # stream offset of the first one taken
+    values = pc.list_flatten(table.column("tokens").combine_chunks().filter(pa.array(take))).to_numpy(
+        zero_copy_only=False)
+    kept_len = lengths[take]
     out_len = kept_len + 1
     out = np.full(int(out_len.sum()), EOS, dtype=np.int32)
     src_start = np.cumsum(kept_len) - kept_len
     dst_start = np.cumsum(out_len) - out_len
-    out[np.arange(len(kept_values)) + np.repeat(dst_start - src_start, kept_len)] = kept_values
+    out[np.arange(len(values)) + np.repeat(dst_start - src_start, kept_len)] = values
     lang, source = document_labels(table)
     lang_codes = pc.index_in(lang, value_set=pa.array(languages, pa.string())).to_numpy(zero_copy_only=False)
     source_codes = pc.index_in(source, value_set=pa.array(sources, pa.string())).to_numpy(zero_copy_only=False)
-    return StreamPiece(out, np.repeat(lang_codes[valid].astype(np.int8), out_len),
-                       np.repeat(source_codes[valid].astype(np.int32), out_len))
+    window = slice(lo - skip, hi - skip)
+    return StreamPiece(out[window], np.repeat(lang_codes[take].astype(np.int8), out_len)[window],
+                       np.repeat(source_codes[take].astype(np.int32), out_len)[window])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -286,9 +296,8 @@ class BuildShard:
                 pf = pq.ParquetFile(f)
                 for group, offset in ((g, o) for p, g, o in shard.row_groups if p == path):
                     table = read_documents(pf, group)
-                    piece = row_group_stream(table, self.vocab_size, self.languages, self.sources)
-                    lo, hi = max(shard.start - offset, 0), min(shard.end - offset, len(piece.tokens))
-                    pieces.append(StreamPiece(piece.tokens[lo:hi], piece.langs[lo:hi], piece.sources[lo:hi]))
+                    pieces.append(row_group_stream(table, self.vocab_size, self.languages, self.sources,
+                                                   max(shard.start - offset, 0), shard.end - offset))
         tokens = np.concatenate([p.tokens for p in pieces])
         langs = np.concatenate([p.langs for p in pieces])
         sources = np.concatenate([p.sources for p in pieces])
