@@ -297,7 +297,7 @@ class LanguageIdentifier:
                  cjk_hiragana_share: float = 0.05, cjk_katakana_share: float = 0.5,
                  cjk_hangul_share: float = 0.1, folded_view: bool = True,
                  max_block_letters: int = 1000, min_block_letters: int = 10, mixed_run_bytes: int = 40,
-                 cjk_line_letters: int = 24,
+                 cjk_line_letters: int = 24, dense_max_lines: int = 10_000,
                  variant_sample_chars: int = 120, predict_chars: int = 500,
                  label_aliases: Mapping[str, str] | None = None):
         self.model_path = model_path or default_model_path()
@@ -310,6 +310,7 @@ class LanguageIdentifier:
         self.min_block_letters = min_block_letters
         self.mixed_run_bytes = mixed_run_bytes
         self.cjk_line_letters = cjk_line_letters
+        self.dense_max_lines = dense_max_lines
         self.variant_sample_chars = variant_sample_chars
         self.predict_chars = predict_chars
         self.label_aliases = dict({"wuu": "zh", "yue": "zh", "gan": "zh", "lzh": "zh"}
@@ -458,22 +459,30 @@ class LanguageIdentifier:
         Empty lines are no pieces. Without letters they never start or end a block, and what they
         did as pieces is done per run of them: each was a space in its block's text and took the
         decision of the piece before it. As pieces they cost a kB of histograms and a turn of every
-        loop each, seconds for a page of them (docs/benchmarks.md, "Adversarial pages")."""
+        loop each, seconds for a page of them (docs/benchmarks.md, "Adversarial pages").
+
+        A page of more than `dense_max_lines` lines with text (a long list, or millions of one-letter
+        lines) finds the same pieces, blocks and block sums by `_many_line_blocks`, without the
+        dense histogram rows (1 kB a line: GBs for such a page); others never take that path."""
         lines = text.split("\n")
         rows = list(compress(range(len(lines)), lines))  # the lines that are not empty
         filled = lines if len(rows) == len(lines) else [lines[row] for row in rows]
-        counts, weights = line_script_histograms(text if filled is lines else "\n".join(filled))
-        counts, weights = counts[:len(filled)], weights[:len(filled)]  # no row when no line has text
-        texts, line_of, counts, weights, group_weights = self._pieces(filled, counts, weights)
+        if len(filled) > self.dense_max_lines:
+            texts, line_of, letters, blocks, block_sums = self._many_line_blocks(filled)
+        else:
+            counts, weights = line_script_histograms(text if filled is lines else "\n".join(filled))
+            counts, weights = counts[:len(filled)], weights[:len(filled)]  # no row when no line has text
+            texts, line_of, counts, weights, group_weights = self._pieces(filled, counts, weights)
+            letters = counts[:, _LETTER_SLOTS].sum(axis=1).tolist()
+            groups = group_weights.argmax(axis=1).tolist()
+            blocks = self._blocks(groups, letters, self._line_systems(counts, groups), counts)
+            block_sums = lambda start, end: (counts[start:end].sum(axis=0), weights[start:end].sum(axis=0))
         last_piece = [j for j, k in enumerate(line_of) if j + 1 == len(line_of) or line_of[j + 1] != k]
         empty_after = [end - row - 1 for row, end in zip(rows, rows[1:] + [len(lines)])]  # per filled line
         spaces = [""] * len(texts)
         for j, n in zip(last_piece, empty_after):
             spaces[j] = " " * n
-        letters = counts[:, _LETTER_SLOTS].sum(axis=1).tolist()
-        groups = group_weights.argmax(axis=1).tolist()
         langs, scores = [UNDETERMINED] * len(texts), [0.0] * len(texts)
-        blocks = self._blocks(groups, letters, self._line_systems(counts, groups), counts)
         sizes = [sum(letters[start:end]) for start, end, _ in blocks]
         if max(sizes, default=0) >= self.min_block_letters:
             # Fragments too short for fastText (a product code, "iOS" inside a Chinese line run)
@@ -481,10 +490,10 @@ class LanguageIdentifier:
             # no language's share. A text made only of fragments is still predicted.
             blocks = [block for block, size in zip(blocks, sizes) if size >= self.min_block_letters]
         for start, end, system in blocks:
-            block_counts = counts[start:end].sum(axis=0)
+            block_counts, block_weights = block_sums(start, end)
             block_text = " ".join(texts[start:end] if filled is lines else  # no gaps without empty lines
                                   (t + gap for t, gap in zip(texts[start:end], spaces[start:end])))
-            lang, score = self._predict(block_text, block_counts, weights[start:end].sum(axis=0),
+            lang, score = self._predict(block_text, block_counts, block_weights,
                                         system or self._cjk_system(block_counts))
             langs[start:end] = [lang] * (end - start)
             scores[start:end] = [score] * (end - start)
@@ -508,10 +517,7 @@ class LanguageIdentifier:
         English page header) keeps the majority-script rule, which names it by its main script;
         cut, 18 of them would come out English (en precision 0.99 -> 0.96 on ../shared/data/langid)."""
         group_weights = weights @ _GROUP_MATRIX
-        other = group_weights[:, _NON_CJK_GROUPS].max(axis=1)
-        candidates = np.flatnonzero(np.minimum(group_weights[:, _CJK_GROUP], other) >= self.mixed_run_bytes)
-        cuts = {i: self._cut(lines[i]) for i in candidates.tolist()}
-        cuts = {i: pieces for i, pieces in cuts.items() if pieces}
+        cuts = self._cuts(lines, self._mixed(group_weights))
         if not cuts:
             return lines, list(range(len(lines))), counts, weights, group_weights
         texts, line_of, count_rows, weight_rows = [], [], [], []
@@ -523,6 +529,87 @@ class LanguageIdentifier:
                 weight_rows.append(w)
         weights = np.array(weight_rows)
         return texts, line_of, np.array(count_rows), weights, weights @ _GROUP_MATRIX
+
+    def _mixed(self, group_weights: np.ndarray) -> np.ndarray:
+        """Per row of weights per script group: whether it holds `mixed_run_bytes` in CJK and in
+        another group (a line `_cut` may cut)."""
+        other = group_weights[:, _NON_CJK_GROUPS].max(axis=1)
+        return np.minimum(group_weights[:, _CJK_GROUP], other) >= self.mixed_run_bytes
+
+    def _cuts(self, lines: list[str], mixed: np.ndarray) -> dict[int, list[tuple[str, np.ndarray, np.ndarray]]]:
+        """`_cut`'s pieces of each line that has them, by line index (ascending)."""
+        cuts = {i: self._cut(lines[i]) for i in np.flatnonzero(mixed).tolist()}
+        return {i: pieces for i, pieces in cuts.items() if pieces}
+
+    # Lines whose weights per script group (32 floats each) `_many_line_blocks` holds at once: 2 MB.
+    _CHUNK_LINES = 1 << 13
+
+    def _many_line_blocks(self, lines: list[str]):
+        """(texts, line of each piece, letters of each piece, blocks, sums of a block) as `identify`
+        finds them by `_pieces` and `_blocks`, in memory linear in the characters: a piece keeps
+        its letters, main group and counts of the slots up to Hangul (all that `_line_systems`,
+        `_blocks` and `_may_take` read), the weights per group are summed per chunk of lines, and
+        a block's counts and weights from its characters when it is predicted (whole numbers: the
+        same sums in any order). Pieces without letters never reach `_blocks`, which skips them."""
+        n = len(lines)
+        lengths = np.fromiter(map(len, lines), np.intp, n)
+        offsets = np.zeros(n + 1, np.intp)
+        np.cumsum(lengths, out=offsets[1:])
+        slots, utf8 = char_scripts("".join(lines))
+        letters, groups, mixed = np.zeros(n, np.int64), np.zeros(n, np.intp), np.zeros(n, bool)
+        counts = np.zeros((n, _CJK_SLOTS.stop), np.int32)
+        for a in range(0, n, self._CHUNK_LINES):
+            b = min(a + self._CHUNK_LINES, n)
+            chunk_slots, chunk_utf8 = slots[offsets[a]:offsets[b]], utf8[offsets[a]:offsets[b]]
+            line, group = np.repeat(np.arange(b - a), lengths[a:b]), _GROUP_OF_SLOT[chunk_slots]
+            group_weights = np.bincount(line * N_SLOTS + group, chunk_utf8, (b - a) * N_SLOTS).reshape(-1, N_SLOTS)
+            group_weights[:, 0] = 0  # characters of no script are in no group
+            groups[a:b] = group_weights.argmax(axis=1)
+            mixed[a:b] = self._mixed(group_weights)
+            letters[a:b] = np.bincount(line[group > 0], minlength=b - a)
+            first = chunk_slots < _CJK_SLOTS.stop
+            counts[a:b] = np.bincount(line[first] * _CJK_SLOTS.stop + chunk_slots[first],
+                                      minlength=(b - a) * _CJK_SLOTS.stop).reshape(-1, _CJK_SLOTS.stop)
+        cuts = self._cuts(lines, mixed)
+        texts, line_of, cut_sums = lines, range(n), {}
+        if cuts:
+            per_line = np.ones(n, np.intp)
+            per_line[list(cuts)] = [len(pieces) for pieces in cuts.values()]
+            of_piece = np.repeat(np.arange(n), per_line)
+            letters, groups, counts = letters[of_piece], groups[of_piece], counts[of_piece]
+            first_piece = (np.cumsum(per_line) - per_line).tolist()
+            texts, done = [], 0
+            utf8 = utf8.copy()
+            for i, pieces in cuts.items():
+                texts += lines[done:i]
+                done = i + 1
+                utf8[offsets[i]:offsets[i + 1]] = 0  # its pieces' sums are added instead (block_sums)
+                for k, (piece, piece_counts, piece_weights) in enumerate(pieces, first_piece[i]):
+                    texts.append(piece)
+                    letters[k] = piece_counts[_LETTER_SLOTS].sum()
+                    groups[k] = (piece_weights @ _GROUP_MATRIX).argmax()
+                    counts[k] = piece_counts[:_CJK_SLOTS.stop]
+                    cut_sums[k] = (piece_counts, piece_weights)
+            texts += lines[done:]
+            line_of = of_piece.tolist()
+        cut_pieces = np.array(sorted(cut_sums), np.intp)
+        lettered = np.flatnonzero(letters)
+        counts, groups = counts[lettered], groups[lettered].tolist()
+        found = self._blocks(groups, letters[lettered].tolist(), self._line_systems(counts, groups), counts)
+        piece_of = lettered.tolist() + [len(texts)]
+
+        def block_sums(start: int, end: int) -> tuple[np.ndarray, np.ndarray]:
+            chars = slice(offsets[line_of[start]], offsets[line_of[end - 1] + 1])
+            # every character has 1-4 UTF-8 bytes but those of cut lines (0): counted by their pieces
+            block_counts = np.bincount(slots[chars], utf8[chars] > 0, N_SLOTS).astype(np.int64)
+            block_weights = np.bincount(slots[chars], utf8[chars], N_SLOTS)
+            if cut_sums:
+                for k in cut_pieces[np.searchsorted(cut_pieces, start):np.searchsorted(cut_pieces, end)].tolist():
+                    block_counts += cut_sums[k][0]
+                    block_weights += cut_sums[k][1]
+            return block_counts, block_weights
+
+        return (texts, line_of, letters.tolist(), [(piece_of[s], piece_of[e], c) for s, e, c in found], block_sums)
 
     def _cut(self, line: str) -> list[tuple[str, np.ndarray, np.ndarray]]:
         """One (text, counts, weights) per script group of a mixed line; [] unless the line has
