@@ -295,13 +295,22 @@ def atomic_output(uri: str) -> Iterator[IO[bytes]]:
         raise
 
 
-def write_bytes(uri: str, data: bytes) -> None:
-    with atomic_output(uri) as f:
+def write_bytes(uri: str, data: bytes, in_place: bool = False) -> None:
+    """`data` as file `uri`, renamed into place; `in_place`: written at `uri` itself, for a file that no
+    one reads before this returns (an object store's object appears when its upload completes; a rename
+    there would copy it)."""
+    if not in_place:
+        with atomic_output(uri) as f:
+            f.write(data)
+        return
+    fs, path = filesystem(uri)
+    makedirs(uri.rsplit("/", 1)[0] if "/" in uri else ".")
+    with fs.open_output_stream(path) as f:
         f.write(data)
 
 
-def write_text(uri: str, text: str) -> None:
-    write_bytes(uri, text.encode("utf-8"))
+def write_text(uri: str, text: str, in_place: bool = False) -> None:
+    write_bytes(uri, text.encode("utf-8"), in_place)
 
 
 def local_copy(uri: str) -> str:

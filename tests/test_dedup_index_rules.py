@@ -8,7 +8,7 @@ import pytest
 
 from pipeline import storage
 from pipeline.dedup.index import INDEX_SCHEMA, NEIGHBOUR_SCHEMA, REPLACED_SCHEMA, IndexPart, RetireTask, Retiring, \
-    keys_of, replaced_dir, write_run_part
+    keys_of, replaced_dir, write_listing, write_run_part
 
 
 def _indexed_part(index: str, nodes: list[int]) -> IndexPart:
@@ -23,8 +23,9 @@ def _retire(tmp_path, index: str, part: IndexPart, run: str, replaced_node: int)
     """`run`'s RetireTask for generation 2 of the one indexed part, which it replaced `replaced_node` of."""
     root = str(tmp_path / f"replaced-{run}")
     storage.makedirs(replaced_dir(root, 0))
-    pq.write_table(pa.Table.from_pylist([{"file": 0, "node": replaced_node}], REPLACED_SCHEMA),
-                   storage.join(replaced_dir(root, 0), "part-0.parquet"))
+    replaced = storage.join(replaced_dir(root, 0), "part-0.parquet")
+    pq.write_table(pa.Table.from_pylist([{"file": 0, "node": replaced_node}], REPLACED_SCHEMA), replaced)
+    write_listing(root, [replaced])
     return RetireTask(root, [part], index, 2, run)(0)
 
 
@@ -69,7 +70,7 @@ def test_spark_keeps_the_marked_neighbours_only_for_a_second_reader(tmp_path, sp
     monkeypatch.setattr(spark_dedup, "_assign", clustering)
     monkeypatch.setattr(spark_dedup, "write_groups", lambda *args: None)  # no Spark job: what is cached is planned
     retiring = Retiring(str(tmp_path / "replaced"), frozenset({0})) if retires else None
-    spark_dedup.assignments(spark_session_engine.spark, str(sig_dir), str(tmp_path / "assign"),
+    spark_dedup.assignments(spark_session_engine.spark, [str(sig_dir / "part-00000.parquet")], str(tmp_path / "assign"),
                             str(tmp_path / "checkpoints"), None, 0.8, [], 1, [neighbours_file], retiring)
     assert cached == {"graph": True, "neighbours": retires}
     assert not marked[0].is_cached, "unpersisted after the clustering"

@@ -20,7 +20,8 @@ import pyarrow.parquet as pq
 
 from filters.minhash import jaccard_at_least
 from pipeline import storage
-from pipeline.dedup.index import INDEX_SCHEMA, REPLACED_SCHEMA, Retiring, replaced_dir
+from pipeline.dedup.index import (INDEX_SCHEMA, LISTING, REPLACED_SCHEMA, Retiring, listed_files, replaced_dir,
+                                  scratch_sink)
 from pipeline.dedup.passes import (ASSIGNMENT_SCHEMA, EXISTING, REASON_EXACT, REASON_NEAR, REASON_URL,
                                    REMOVAL_SCHEMA, assignment_dir)
 
@@ -167,6 +168,14 @@ def _read_count(path: str) -> int:
     return int(storage.read_text(storage.join(path, "count")).strip())
 
 
+def _write_listing(paths, root: str, label: str):
+    """The files a step's tasks wrote (`scratch_sink`'s names) as `root`'s listing (`index.listed_files`):
+    Beam's text sink keeps the lines of the successful attempts only, so a failed attempt's file, which
+    may lie in the folder, is never read."""
+    return paths | f"{label}: write" >> beam.io.WriteToText(storage.join(root, LISTING), num_shards=1,
+                                                           shard_name_template="")
+
+
 def _read_files(p, files: list[str], label: str, columns: list[str] | None = None):
     """The rows of `files`: the signature pass's, named by its tasks, never matched by a pattern, which
     would take a failed attempt's file on an object store too (`index.scratch_sink`)."""
@@ -195,12 +204,13 @@ def _indexed_in_graph(sig, neighbour_files: list[str], columns: list[str], membe
               | "replaced?" >> beam.FlatMap(lambda kv: [(r, any(_same_document(r, n) for n in kv[1]["new"]))
                                                         for r in kv[1]["indexed"]]))
     if retiring is not None:
-        _ = (marked | "replaced" >> beam.FlatMap(
-                lambda m: [(m[0]["file"], {"file": m[0]["file"], "node": m[0]["node"]})]
-                if m[1] and m[0]["file"] in retiring.files else [])
-             | "replaced by file" >> beam.GroupByKey()
-             | "write replaced" >> beam.Map(_write_rows(functools.partial(replaced_dir, retiring.root),
-                                                        "replaced.parquet", REPLACED_SCHEMA, "node")))
+        replaced = (marked | "replaced" >> beam.FlatMap(
+                        lambda m: [(m[0]["file"], {"file": m[0]["file"], "node": m[0]["node"]})]
+                        if m[1] and m[0]["file"] in retiring.files else [])
+                    | "replaced by file" >> beam.GroupByKey()
+                    | "write replaced" >> beam.Map(_write_rows(functools.partial(replaced_dir, retiring.root),
+                                                               "replaced.parquet", REPLACED_SCHEMA, "node")))
+        _write_listing(replaced, retiring.root, "replaced listing")
     in_graph = marked | "in the graph" >> beam.FlatMap(lambda m: [m[0]] if m[0]["in_graph"] and not m[1] else [])
     _ = in_graph | "write members" >> beam.io.WriteToParquet(
         storage.join(members_dir, "indexed"), pa.schema([INDEX_SCHEMA.field(c) for c in _INDEXED_COLUMNS]),
@@ -260,15 +270,24 @@ def _member_with_root(item: tuple) -> Iterable[tuple[int, dict]]:
             yield roots[0], member
 
 
+def _write_table(folder: str, name: str, table: pa.Table) -> str:
+    """`table` as a `scratch_sink` file of `folder` named `name`; the file's name."""
+    sink = scratch_sink(folder, name, table.schema)
+    try:
+        sink.write(table)
+    except BaseException:
+        sink.abort()
+        raise
+    sink.close()
+    return sink.written
+
+
 def _write_rows(folder_of: Callable[[int], str], name: str, schema: pa.Schema, order: str):
-    """(key, rows): the rows (dicts of `schema`'s columns), sorted by `order`, as <folder_of(key)>/<name>."""
-    def write(item: tuple) -> int:
+    """(key, rows): the rows (dicts of `schema`'s columns), sorted by `order`, as a file of
+    <folder_of(key)> named `name` (`scratch_sink`); the file's name."""
+    def write(item: tuple) -> str:
         key, rows = item
-        rows = sorted(rows, key=lambda r: r[order])
-        sink = storage.ParquetSink(storage.join(folder_of(key), name), schema)
-        sink.write(pa.Table.from_pylist(rows, schema))
-        sink.close()
-        return len(rows)
+        return _write_table(folder_of(key), name, pa.Table.from_pylist(sorted(rows, key=lambda r: r[order]), schema))
     return write
 
 
@@ -281,7 +300,7 @@ def assignments(engine, sig_files: list[str], assign_root: str, work_dir: str, p
     cols = ["node", "text_key", "url_key", "n_shingles", "bands"] + (["shingles"] if p.verify else [])
     edges_dir = storage.join(work_dir, "edges-0")
     members_dir = storage.join(work_dir, "indexed_members")
-    for folder in [members_dir] + ([retiring.root] if retiring else []):
+    for folder in [members_dir, assign_root] + ([retiring.root] if retiring else []):
         storage.rmtree(folder)  # an interrupted attempt's files
     with engine.pipeline() as pl:
         sig = _read_signatures(pl, sig_files, cols + (["id"] if neighbour_files else []))
@@ -317,12 +336,13 @@ def assignments(engine, sig_files: list[str], assign_root: str, work_dir: str, p
                        | "indexed fields" >> beam.Map(lambda r: {**_INDEXED_DEFAULTS, **r, "origin": 0}))
             members = (members, indexed) | "all members" >> beam.Flatten()
         members = members | "member by node" >> beam.Map(lambda m: (m["node"], m))
-        _ = ({"root": node_root, "member": members} | "join roots" >> beam.CoGroupByKey()
-             | "by root" >> beam.FlatMap(_member_with_root) | "cluster" >> beam.GroupByKey()
-             | "assign" >> beam.FlatMap(_assign_cluster(survivor_order))
-             | "by part" >> beam.GroupByKey()
-             | "write parts" >> beam.Map(_write_rows(functools.partial(assignment_dir, assign_root), "assign.parquet",
-                                                     ASSIGNMENT_SCHEMA, "row")))
+        written = ({"root": node_root, "member": members} | "join roots" >> beam.CoGroupByKey()
+                   | "by root" >> beam.FlatMap(_member_with_root) | "cluster" >> beam.GroupByKey()
+                   | "assign" >> beam.FlatMap(_assign_cluster(survivor_order))
+                   | "by part" >> beam.GroupByKey()
+                   | "write parts" >> beam.Map(_write_rows(functools.partial(assignment_dir, assign_root),
+                                                           "assign.parquet", ASSIGNMENT_SCHEMA, "row")))
+        _write_listing(written, assign_root, "assignments listing")
     return {"candidate_edges": n_edges, "cc_rounds": rounds}
 
 
@@ -351,14 +371,13 @@ def _over_limit(max_docs: dict):
 
 
 def _write_removals(removal_root: str):
-    # Beam picks the output's coder from this annotation: the keys written, not a count
-    def write(item: tuple) -> list[int]:
+    # Beam picks the output's coder from this annotation: the file and the keys written, not a count
+    def write(item: tuple) -> tuple[str, list[int]]:
         part, rows = item
         rows = sorted(rows, key=lambda r: (r["row"], r["key"]))
-        sink = storage.ParquetSink(storage.join(assignment_dir(removal_root, part), "remove.parquet"), REMOVAL_SCHEMA)
-        sink.write(pa.Table.from_pylist(rows, REMOVAL_SCHEMA))
-        sink.close()
-        return sorted({r["key"] for r in rows})
+        path = _write_table(assignment_dir(removal_root, part), "remove.parquet",
+                            pa.Table.from_pylist(rows, REMOVAL_SCHEMA))
+        return path, sorted({r["key"] for r in rows})
     return write
 
 
@@ -367,18 +386,20 @@ def paragraph_removals(engine, para_files: list[str], assign_root: str, removal_
     """Count each line key over the surviving documents (GroupByKey on the key); write, per part,
     the (row, key, docs) of lines found in more documents than their language allows. `para_files`:
     the signature pass's paragraph files."""
-    assigned = [(part, f) for part in parts for f in storage.expand(assignment_dir(assign_root, part))
-                if f.endswith(".parquet")] if storage.exists(assign_root) else []
+    listed = listed_files(assign_root)
+    assigned = [(part, f) for part in parts for f in listed.get(assignment_dir(assign_root, part), [])]
+    storage.rmtree(removal_root)  # an interrupted attempt's files
     with engine.pipeline() as pl:
         paras = (_read_files(pl, para_files, "paragraphs")
                  | "by document" >> beam.Map(lambda r: ((r["part"], r["row"]), (r["key"], r["lang"]))))
         dups = (pl | "assignment files" >> beam.Create(assigned) | "dropped rows" >> beam.FlatMap(_duplicate_rows))
-        removed_keys = ({"para": paras, "dup": dups} | "survivors only" >> beam.CoGroupByKey()
-                        | "by key" >> beam.FlatMap(lambda kv: [] if kv[1]["dup"] else
-                                                   [(key, (kv[0][0], kv[0][1], lang)) for key, lang in kv[1]["para"]])
-                        | "count" >> beam.GroupByKey() | "over the limit" >> beam.FlatMap(_over_limit(max_docs))
-                        | "by part" >> beam.GroupByKey() | "write parts" >> beam.Map(_write_removals(removal_root)))
-        distinct = removed_keys | "keys" >> beam.FlatMap(lambda keys: keys) | "distinct keys" >> beam.Distinct()
+        written = ({"para": paras, "dup": dups} | "survivors only" >> beam.CoGroupByKey()
+                   | "by key" >> beam.FlatMap(lambda kv: [] if kv[1]["dup"] else
+                                              [(key, (kv[0][0], kv[0][1], lang)) for key, lang in kv[1]["para"]])
+                   | "count" >> beam.GroupByKey() | "over the limit" >> beam.FlatMap(_over_limit(max_docs))
+                   | "by part" >> beam.GroupByKey() | "write parts" >> beam.Map(_write_removals(removal_root)))
+        _write_listing(written | "files" >> beam.Map(lambda w: w[0]), removal_root, "removals listing")
+        distinct = written | "keys" >> beam.FlatMap(lambda w: w[1]) | "distinct keys" >> beam.Distinct()
         _write_count(distinct | "key count" >> beam.combiners.Count.Globally(), storage.join(work_dir, "removed"),
                      "removed")
     return {"paragraph_keys_removed": _read_count(storage.join(work_dir, "removed"))}

@@ -249,6 +249,32 @@ def scratch_sink(folder: str, name: str, schema: pa.Schema) -> storage.ParquetSi
     return storage.ParquetSink(storage.join(folder, f"{stem}-{uuid.uuid4().hex[:12]}.parquet"), schema, in_place=True)
 
 
+# A folder's listing: the files an engine step wrote below it (`write_listing`), one URI a line. Hidden:
+# neither a listing of the folder (storage.expand) nor Spark's reader takes it for data.
+LISTING = "_files"
+
+
+def write_listing(root: str, files: list[str]) -> None:
+    """Name `files` (below folder `root`: `scratch_sink` files whose names the tasks returned) as the
+    step's, for `listed_files`. Written by the driver, its only writer, before any reader starts: on an
+    object store in place (a rename would copy it), renamed into place elsewhere. Beam's steps write the
+    same lines with its own text sink, which keeps the successful attempts' lines only."""
+    storage.write_text(storage.join(root, LISTING), "".join(f"{f}\n" for f in sorted(files)),
+                       in_place=not storage.renames_folders(root))
+
+
+def listed_files(root: str) -> dict[str, list[str]]:
+    """The files `root`'s listing names, sorted, by the folder holding them; none where the step wrote
+    no listing (it had no rows to write: it did not run)."""
+    uri = storage.join(root, LISTING)
+    if not storage.exists(uri):
+        return {}
+    by_folder = defaultdict(list)
+    for path in sorted(filter(None, storage.read_text(uri).splitlines())):
+        by_folder[path.rsplit("/", 1)[0]].append(path)
+    return dict(by_folder)
+
+
 def write_grouped(sink: storage.ParquetSink, table: pa.Table, group: str | None, max_rows: int) -> str | None:
     """`table` (sorted by `group`) into `sink` (of `table`'s schema) as one Parquet file whose row
     groups never mix two values of `group` and hold `max_rows` rows at most, so readers prune them by
@@ -458,14 +484,15 @@ def replaced_dir(root: str, file: int) -> str:
 @dataclass(frozen=True)
 class Retiring:
     """What a re-run retires: the rows of the indexed parts `files` (by number; its own index's) that
-    a new document replaces, which the engine writes under `root` (`replaced_dir`) for `RetireTask`."""
+    a new document replaces, which the engine writes under `root` (`replaced_dir`, named in its
+    listing: `write_listing`) for `RetireTask`."""
 
     root: str
     files: frozenset[int]
 
     def retired_files(self) -> list[int]:
         """The parts the engine wrote replaced rows of, in order."""
-        return sorted(int(name.removeprefix("file=")) for name in storage.listdir(self.root))
+        return sorted(int(folder.rsplit("/", 1)[-1].removeprefix("file=")) for folder in listed_files(self.root))
 
 
 @dataclass(frozen=True)
@@ -482,9 +509,9 @@ class RetireTask:
 
     def __call__(self, file: int) -> dict:
         part = self.indexed[file]
-        replaced = pa.concat_tables([pq.read_table(storage.open_input(f), columns=["node"])
-                                     for f in storage.expand(replaced_dir(self.replaced_root, file))
-                                     if f.endswith(".parquet")]).column("node")
+        replaced = pa.concat_tables([pq.read_table(storage.open_input(f), columns=["node"]) for f in
+                                     listed_files(self.replaced_root)[replaced_dir(self.replaced_root, file)]]
+                                    ).column("node")
         # the engine saw nodes moved down by the index's number (FetchTask); the part stores them unmoved
         replaced = pc.add(replaced, pa.scalar(part.index << INDEX_SHIFT, pa.int64()))
         rows = pq.read_table(storage.open_input(part.docs))

@@ -9,7 +9,8 @@
    Keys and shingles come from the text as quality received it (`q_text_before_rewrite` where
    quality's line rules changed it), so copies of a page that the rules cut differently still match.
 2. `AssignmentTask`: one task per upstream part. Joins the part with its slice of the cluster
-   assignment table (`<work>/assign/part=N/`, written by the engine) and writes the stage output:
+   assignment table (`<work>/assign/part=N/`, written by the engine, which names its files in the
+   folder's listing: `index.write_listing`) and writes the stage output:
    survivors and singletons to data/ with `dup_cluster_id`/`dup_cluster_size`, duplicates to
    rejected/<reason>/ with the survivor's id (and its run, when it is an indexed document),
    unreadable rows to errors/; and, when the run appends to a dedup index, its documents'
@@ -38,7 +39,8 @@ from filters.copy_noise import copy_noise
 from filters.minhash import MinHasher, Shingling, band_hashes, is_chinese
 from filters.paragraphs import paragraph_keys, remove_paragraphs
 from pipeline import storage
-from pipeline.dedup.index import index_node, part_name, scratch_sink, shingle_bytes, shingle_lists, write_run_part
+from pipeline.dedup.index import (index_node, listed_files, part_name, scratch_sink, shingle_bytes, shingle_lists,
+                                  write_run_part)
 from pipeline.schema import TEXT_BEFORE_REWRITE
 from pipeline.selection import Selection, rows_read, split_selected
 from pipeline.stage import UnitWriter, present_columns
@@ -306,16 +308,16 @@ def assignment_dir(assign_root: str, part: int) -> str:
     return storage.join(assign_root, f"part={part}")
 
 
-def parquet_files(source: str | list[str]) -> list[str]:
-    """The Parquet files of folder `source` (none when it does not exist), sorted; or the files `source`
-    lists (what tasks wrote with `index.scratch_sink`), as they are."""
-    if not isinstance(source, str):
-        return list(source)
-    return sorted(f for f in storage.expand(source) if f.endswith(".parquet")) if storage.exists(source) else []
+def parquet_files(folder: str) -> list[str]:
+    """The Parquet files of `folder` (none when it does not exist), sorted."""
+    return sorted(f for f in storage.expand(folder) if f.endswith(".parquet")) if storage.exists(folder) else []
 
 
-def read_parquet_dir(path: str, columns: list[str] | None = None) -> pa.Table | None:
-    tables = [pq.read_table(storage.open_input(f), columns=columns) for f in parquet_files(path)]
+def read_part(root: str, part: int) -> pa.Table | None:
+    """The rows the engine wrote for upstream part `part` under `root` (`assignment_dir`), from the
+    files its listing names (`index.listed_files`: never a failed task attempt's); None if none."""
+    files = listed_files(root).get(assignment_dir(root, part), [])
+    tables = [pq.read_table(storage.open_input(f)) for f in files]
     return pa.concat_tables(tables) if tables else None
 
 
@@ -365,7 +367,7 @@ class AssignmentTask:
 
     def _write(self, part: int, path: str, out: UnitWriter) -> list[dict]:
         assigned: dict[int, tuple[str, int, str | None, str | None]] = {}
-        table = read_parquet_dir(assignment_dir(self.assign_root, part))
+        table = read_part(self.assign_root, part)
         if table is not None:  # column by column: a dict per row costs more than the rest of the part
             columns = [table.column(name).to_pylist() for name in ASSIGNMENT_SCHEMA.names]
             assigned = {row: (cluster, size, reason, run) for row, cluster, size, reason, run in zip(*columns)}
@@ -378,7 +380,7 @@ class AssignmentTask:
                 self._append_signatures(part, sig_path, assigned)
         removals = _PartRemovals()  # per call: engines run several units on one task object at once
         if self.paragraphs is not None:
-            table = read_parquet_dir(assignment_dir(self.removal_root, part))
+            table = read_part(self.removal_root, part)
             if table is not None:
                 for row, key, docs in zip(*(table.column(name).to_pylist() for name in REMOVAL_SCHEMA.names)):
                     removals.by_row.setdefault(row, set()).add(key)

@@ -38,7 +38,7 @@ from pyspark.sql.pandas.types import from_arrow_schema
 from pyspark.sql.types import BooleanType, StructType
 
 from pipeline import storage
-from pipeline.dedup.index import Retiring, replaced_dir, shingle_sets
+from pipeline.dedup.index import Retiring, listed_files, replaced_dir, shingle_sets
 from pipeline.dedup.passes import (EXISTING, PARAGRAPH_SCHEMA, REASON_EXACT, REASON_NEAR, REASON_URL, SIGNATURE_SCHEMA,
                                    assignment_dir, parquet_files)
 from pipeline.engines.spark_storage import read_parquet, write_groups, write_partitions
@@ -224,12 +224,11 @@ def _spark_uri(path: str) -> str:
     return path if "://" in path else "file://" + os.path.abspath(path)
 
 
-def read_columnar(spark: SparkSession, source: str | list[str], schema: StructType | None = None) -> DataFrame:
-    """The Parquet files under folder `source`, or those it lists (`passes.parquet_files`), of `schema`
-    when given (no job infers it), read by Spark's own reader where it reaches them: columnar, in the
-    JVM. `read_parquet` sends every value through a Python worker and converts it again in the JVM,
-    the largest cost of clustering when the rows carry shingle sets."""
-    files = parquet_files(source)
+def read_columnar(spark: SparkSession, files: list[str], schema: StructType | None = None) -> DataFrame:
+    """The Parquet `files` (those the tasks that wrote them returned), of `schema` when given (no job
+    infers it), read by Spark's own reader where it reaches them: columnar, in the JVM. `read_parquet`
+    sends every value through a Python worker and converts it again in the JVM, the largest cost of
+    clustering when the rows carry shingle sets."""
     if not files or not _hadoop_reads(spark, files[0]):
         return read_parquet(spark, files, schema)
     reader = spark.read.option("recursiveFileLookup", "true")  # no partition columns from part=N/
@@ -246,8 +245,8 @@ def checkpoint(df: DataFrame, folder: str) -> tuple[DataFrame, int]:
     files' footers."""
     spark = df.sparkSession
     if not _hadoop_reads(spark, folder):
-        rows = write_partitions(df, folder)
-        return read_columnar(spark, folder, df.schema), rows
+        rows, files = write_partitions(df, folder)
+        return read_columnar(spark, files, df.schema), rows
     storage.rmtree(folder)  # rows of an earlier, interrupted attempt at this step
     df.write.parquet(_spark_uri(folder))
     files = parquet_files(folder)
@@ -273,12 +272,12 @@ def map_pass_workers(spark: SparkSession):
             spark.conf.set(key, before)
 
 
-def assignments(spark: SparkSession, sig_files: str | list[str], assign_root: str, checkpoint_dir: str, p,
+def assignments(spark: SparkSession, sig_files: list[str], assign_root: str, checkpoint_dir: str, p,
                 threshold: float, survivor_order: list[str], max_rounds: int, neighbour_files: list[str],
                 retiring: Retiring | None) -> dict:
     """Write the per-part assignment table under `assign_root/part=N/` and, when `retiring`, the rows
     of its indexed parts that the run replaces under its root's file=N/; return small counts.
-    `sig_files`: the signature pass's files (or their folder)."""
+    `sig_files`: the signature pass's files."""
     sig = read_columnar(spark, sig_files, from_arrow_schema(SIGNATURE_SCHEMA)).where(F.col("error").isNull())
     neighbours = None
     if neighbour_files:  # the indexed rows come through Python (read_parquet) and join `sig` once, not once per use
@@ -293,7 +292,7 @@ def assignments(spark: SparkSession, sig_files: str | list[str], assign_root: st
     try:
         if neighbours is not None and retiring is not None:
             write_groups(retired_rows(neighbours, retiring).repartition("file").sortWithinPartitions("file", "node"),
-                         "file", lambda file: replaced_dir(retiring.root, file))
+                         "file", retiring.root, lambda file: replaced_dir(retiring.root, file))
         with map_pass_workers(spark):
             return _assign(graph, assign_root, checkpoint_dir, p, threshold, survivor_order, max_rounds)
     finally:
@@ -323,7 +322,7 @@ def _assign(graph: DataFrame, assign_root: str, checkpoint_dir: str, p, threshol
          .otherwise(F.concat(F.lit(REASON_NEAR), existing)).alias("reason"),
         F.col("best._run").alias("survivor_run"))
     storage.rmtree(assign_root)  # an interrupted attempt's files
-    write_groups(out.repartition("part").sortWithinPartitions("part", "row"), "part",
+    write_groups(out.repartition("part").sortWithinPartitions("part", "row"), "part", assign_root,
                  lambda part: assignment_dir(assign_root, part))
     return {"candidate_edges": n_edges, "cc_rounds": rounds}
 
@@ -338,21 +337,22 @@ def _limit_by_lang(table: dict[str, int]):
     return expr
 
 
-def paragraph_removals(spark: SparkSession, para_files: str | list[str], assign_root: str, removal_root: str,
+def paragraph_removals(spark: SparkSession, para_files: list[str], assign_root: str, removal_root: str,
                        max_docs: dict) -> dict:
     """Count each line key over the surviving documents (a shuffle by key); write, per part, the
     (row, key, docs) of lines found in more documents than their language allows. `para_files`: the
-    signature pass's paragraph files (or their folder)."""
+    signature pass's paragraph files."""
     paras = read_columnar(spark, para_files, from_arrow_schema(PARAGRAPH_SCHEMA))
     survivors = paras
-    if storage.exists(assign_root) and storage.expand(assign_root):
-        dups = read_columnar(spark, assign_root).where(F.col("reason").isNotNull()).select("part", "row")
+    assigned = [f for files in listed_files(assign_root).values() for f in files]
+    if assigned:
+        dups = read_columnar(spark, assigned).where(F.col("reason").isNotNull()).select("part", "row")
         survivors = paras.join(dups, ["part", "row"], "left_anti")
     counts = survivors.groupBy("key").agg(F.count("*").alias("docs"))
     remove = survivors.join(counts, "key").where(F.col("docs") > _limit_by_lang(max_docs))
     remove = remove.select("part", "row", "key", "docs")
     storage.rmtree(removal_root)  # an interrupted attempt's files
-    write_groups(remove.repartition("part").sortWithinPartitions("part", "row", "key"), "part",
-                 lambda part: assignment_dir(removal_root, part))
-    written = read_columnar(spark, removal_root, remove.schema)  # the files, not the joins again
+    files = write_groups(remove.repartition("part").sortWithinPartitions("part", "row", "key"), "part", removal_root,
+                         lambda part: assignment_dir(removal_root, part))
+    written = read_columnar(spark, files, remove.schema)  # the files, not the joins again
     return {"paragraph_keys_removed": written.select("key").distinct().count()}

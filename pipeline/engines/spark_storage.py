@@ -6,8 +6,12 @@ not on Dataproc, standalone, local mode or an S3-compatible store reached with A
 Documents already go through pyarrow's filesystems (local, gs://, s3://, hdfs://); these helpers
 give the shuffled intermediates (dedup's signatures, graph rounds, assignments) the same reach.
 
-Files are written per task with storage's atomic rename under a name fixed by the partition, so a
-retried or speculative task replaces the file with the same rows, and a killed one leaves none.
+Files are written per task with `pipeline.dedup.index.scratch_sink`: on local disks and HDFS renamed
+into place under a name fixed by the partition, so a retried or speculative task replaces the file with
+the same rows, and a killed one leaves none; on an object store (where a rename is a copy) written once
+under a name of the task's attempt. Either way the writers return the names the successful attempts
+reported (what `collect()` gets: one result per partition), and the readers take those, never the
+folder: a failed attempt's file there (closing its writer completes the upload) is never read.
 """
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
 from pyspark.sql.types import StructType
 
 from pipeline import storage
+from pipeline.dedup.index import part_name, scratch_sink, write_listing
 
 # Rows go through Python (the RDD API): mapInArrow would keep them columnar but needs pandas on
 # the driver, which no executor environment carries.
@@ -34,17 +39,14 @@ def _batches(rows: Iterable[tuple], schema: pa.Schema) -> Iterator[pa.Table]:
         yield pa.Table.from_arrays([pa.array(c, f.type) for c, f in zip(columns, schema)], schema=schema)
 
 
-def _part(folder: str, index: int) -> str:
-    return storage.join(folder, f"part-{index:05d}.parquet")
-
-
-def write_partitions(df: DataFrame, folder: str) -> int:
-    """Each non-empty partition of `df` as `folder`/part-NNNNN.parquet; returns the row count."""
+def write_partitions(df: DataFrame, folder: str) -> tuple[int, list[str]]:
+    """Each non-empty partition of `df` as a file of `folder` (`scratch_sink`: part-NNNNN.parquet);
+    returns the row count and the files, in partition order."""
     storage.rmtree(folder)  # rows of an earlier, interrupted attempt at this step
     schema = to_arrow_schema(df.schema)
 
-    def write(index: int, rows: Iterator[tuple]) -> Iterator[int]:
-        sink = storage.ParquetSink(_part(folder, index), schema)
+    def write(index: int, rows: Iterator[tuple]) -> Iterator[tuple[int, str | None]]:
+        sink = scratch_sink(folder, part_name(index), schema)
         try:
             for table in _batches(rows, schema):
                 sink.write(table)
@@ -52,48 +54,51 @@ def write_partitions(df: DataFrame, folder: str) -> int:
             sink.abort()
             raise
         sink.close()
-        yield sink.rows
+        yield sink.rows, sink.written
 
-    return sum(df.rdd.mapPartitionsWithIndex(write).collect())
+    written = df.rdd.mapPartitionsWithIndex(write).collect()
+    return sum(rows for rows, _ in written), [path for _, path in written if path]
 
 
-def write_groups(df: DataFrame, key: str, folder_of: Callable[[int], str]) -> int:
-    """The rows of each `key` value k as one file in `folder_of(k)` (the layout of Spark's
-    partitionBy; the key column stays in the rows, so read_parquet of the root has it). `df` must
-    hold each key in one partition, sorted by key (repartition(key).sortWithinPartitions(key, ...)).
-    Returns the row count."""
+def write_groups(df: DataFrame, key: str, root: str, folder_of: Callable[[int], str]) -> list[str]:
+    """The rows of each `key` value k as one file in `folder_of(k)`, a folder under `root` (the layout
+    of Spark's partitionBy; the key column stays in the rows); `df` must hold each key in one partition,
+    sorted by key (repartition(key).sortWithinPartitions(key, ...)). The files are named in `root`'s
+    listing (`write_listing`), which is how readers find them; returned too."""
     at = df.columns.index(key)
     schema = to_arrow_schema(df.schema)
 
-    def write(index: int, rows: Iterator[tuple]) -> Iterator[int]:
-        sink, current, written = None, None, 0
+    def write(index: int, rows: Iterator[tuple]) -> Iterator[list[str]]:
+        sink, current, written = None, None, []
         try:
             for row in rows:
                 if row[at] != current:
                     if sink is not None:
-                        written += _flush(sink, pending)
+                        written.append(_flush(sink, pending))
                     current, pending = row[at], []
-                    sink = storage.ParquetSink(_part(folder_of(current), index), schema)
+                    sink = scratch_sink(folder_of(current), part_name(index), schema)
                 pending.append(row)
                 if len(pending) == BATCH_ROWS:
                     sink.write(next(_batches(pending, schema)))
                     pending = []
             if sink is not None:
-                written += _flush(sink, pending)
+                written.append(_flush(sink, pending))
         except BaseException:
             if sink is not None:
                 sink.abort()
             raise
         yield written
 
-    return sum(df.rdd.mapPartitionsWithIndex(write).collect())
+    files = [path for written in df.rdd.mapPartitionsWithIndex(write).collect() for path in written]
+    write_listing(root, files)
+    return files
 
 
-def _flush(sink: storage.ParquetSink, pending: list[tuple]) -> int:
+def _flush(sink: storage.ParquetSink, pending: list[tuple]) -> str:
     for table in _batches(pending, sink.schema):
         sink.write(table)
     sink.close()
-    return sink.rows
+    return sink.written
 
 
 def read_parquet(spark: SparkSession, source: str | list[str], schema: StructType | None = None,
@@ -126,5 +131,5 @@ def checkpoint(df: DataFrame, folder: str) -> DataFrame:
     """`df` computed once and cut from its lineage, like df.checkpoint(), but kept in the workdir's
     storage. Not localCheckpoint(): its blocks live on the executors, and losing one (a preempted
     node, the executor test_cluster kills) would lose rows that can no longer be recomputed."""
-    write_partitions(df, folder)
-    return read_parquet(df.sparkSession, folder, df.schema)
+    _, files = write_partitions(df, folder)
+    return read_parquet(df.sparkSession, files, df.schema)
