@@ -42,6 +42,9 @@ from pipeline.stages import STAGE_ORDER
 
 SAMPLES_PER_REASON = 3
 SAMPLE_CHARS = 600
+# A sample's id, URL, source and source file, as shown: a crawl's URL (a WARC header line, a JSON field) has no
+# bound of its own, and every sample of a 4 MB URL made the page and report.json 4 MB larger.
+NAME_CHARS = 300
 SHINGLE = 5  # characters per shingle of the similarity shown beside duplicate examples
 SIDE_STAGES = tuple(SAMPLE_STAGES)  # not filters of the flow: their "dropped" rows are a sample choice
 FLOW = [n for n in STAGE_ORDER if n != "report"]  # the stages that write <workdir>/<stage>/
@@ -230,8 +233,16 @@ def error_samples(workdir: str, stages: list[dict]) -> dict[str, list]:
         rows = [r for f in files for r in _first_rows(f, ["source_file", "source_offset", "reason", "message", "doc_id"],
                                                        SAMPLES_PER_REASON)][:SAMPLES_PER_REASON]
         if rows:
-            errors[s["stage"]] = [{**r, "message": (r.get("message") or "")[:SAMPLE_CHARS]} for r in rows]
+            errors[s["stage"]] = [shown_names({**r, "message": (r.get("message") or "")[:SAMPLE_CHARS]}) for r in rows]
     return errors
+
+
+def shown_names(row: dict) -> dict:
+    """`row` with its id, URL, source and source file cut to NAME_CHARS characters, the cut marked with the
+    length of the whole."""
+    return {k: (f"{v[:NAME_CHARS]}… ({len(v):,} characters)"
+                if k in ("id", "url", "source", "source_file", "doc_id") and isinstance(v, str) and len(v) > NAME_CHARS
+                else v) for k, v in row.items()}
 
 
 def legacy_rejected_samples(workdir: str, stage: str) -> dict[str, dict[str, list]]:
@@ -247,9 +258,9 @@ def legacy_rejected_samples(workdir: str, stage: str) -> dict[str, dict[str, lis
         reason = (rows[0].get("reject_reason") if rows else None) or slug
         for r in rows:
             text = r.get("text") or ""
-            out.setdefault(reason, {}).setdefault(r.get("lang") or doc_profile.UNKNOWN, []).append(
+            out.setdefault(reason, {}).setdefault(r.get("lang") or doc_profile.UNKNOWN, []).append(shown_names(
                 {"id": r.get("id"), "url": r.get("url"), "source": r.get("source"), "detail": r.get("reject_detail"),
-                 "chars": len(text), "text": text[:SAMPLE_CHARS]})
+                 "chars": len(text), "text": text[:SAMPLE_CHARS]}))
     return out
 
 
@@ -353,7 +364,7 @@ def collect(workdir: str, engine_factory=None, stages: list[dict] | None = None)
     samples = {}
     for s in stages:
         if has_profile(s):
-            found = {outcome: {lang: [row for _, row in entries] for lang, entries in sorted(per_lang.items())}
+            found = {outcome: {lang: [shown_names(row) for _, row in entries] for lang, entries in sorted(per_lang.items())}
                      for outcome, per_lang in (s["profile"].get("samples") or {}).items()}
         else:
             found = legacy_rejected_samples(workdir, s["stage"])

@@ -9,9 +9,14 @@ import time
 import numpy as np
 import pyarrow as pa
 
+from pipeline.report import collect
+from pipeline.report_html import render_page
+from pipeline.schema import DOC_SCHEMA
 from pipeline.stages.shards import row_group_stream
 from tokenizer.special_tokens import EOS, NUM_SPECIAL
 from tokenizer.train import split_long_line
+
+from report_fixtures import make_run, write_stage
 
 BOUND_S = 1.0
 FAMILY = "\U0001F469\u200d\U0001F469\u200d\U0001F467"  # an emoji ZWJ sequence, 18 UTF-8 bytes
@@ -47,3 +52,17 @@ def test_a_shard_copies_only_the_documents_of_its_range():
         assert np.array_equal(got, expected[lo:hi])
     assert piece.tokens.base is None or piece.tokens.base.size < 600
     assert len(row_group_stream(table, 1000, ["en", "zh"], ["web"], len(whole.tokens), len(whole.tokens) + 9).tokens) == 0
+
+
+def test_the_report_cuts_a_samples_long_url_and_id(tmp_path):
+    """Samples of documents with a 1 MB URL and id: 6 MB of page and of report.json before, for six documents."""
+    workdir = make_run(tmp_path / "work")
+    long_url, long_id = "http://e.com/" + "a%3C" * 250_000, "e" + "i" * 1_000_000
+    rows = [({"id": f"{long_id}{i}", "text": "x y z", "url": long_url, "source": "web", "source_file": "f",
+              "source_offset": i, "lang": f"l{i}", "lang_score": 0.5}, "reason" if i % 2 else None, "detail")
+            for i in range(6)]
+    write_stage(workdir, "quality", [rows], DOC_SCHEMA)
+    data = collect(str(workdir))
+    shown = [row for per_lang in data["samples"]["quality"].values() for docs in per_lang.values() for row in docs]
+    assert len(shown) == 6 and all(row["url"] == f"{long_url[:300]}… (1,000,013 characters)" for row in shown)
+    assert len(render_page(data)) < 500_000
