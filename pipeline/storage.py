@@ -15,6 +15,7 @@ import posixpath
 import shutil
 import tempfile
 import uuid
+from collections import defaultdict
 from typing import IO, Iterator
 
 import pyarrow as pa
@@ -402,3 +403,47 @@ class ParquetSink:
             with contextlib.suppress(Exception):
                 rmtree(self._tmp)
             self._writer = None
+
+
+def part_name(part: int) -> str:
+    """The file name of part `part` of a folder of Parquet parts."""
+    return f"part-{part:05d}.parquet"
+
+
+def scratch_sink(folder: str, name: str, schema: pa.Schema) -> ParquetSink:
+    """A sink for a file of the stage's scratch that is read only under the name its writer reports
+    (`written`, once closed). Where a rename is cheap (local disks, HDFS) it is renamed into place as
+    `name`. On an object store, where a rename copies the object, it is written once, in place, under
+    a name of its own attempt: `<name's stem>-<12 hex digits>.parquet`, a name no other attempt writes
+    and not a hidden one (Spark's reader drops files whose names start with '.' or '_', even named
+    ones). A failed attempt's file (the error path's close completes its upload) and a duplicate
+    attempt's are thus never read: no reader lists the folder."""
+    if renames_folders(folder):
+        return ParquetSink(join(folder, name), schema)
+    stem = name.removesuffix(".parquet")
+    return ParquetSink(join(folder, f"{stem}-{uuid.uuid4().hex[:12]}.parquet"), schema, in_place=True)
+
+
+# A folder's listing: the files an engine step wrote below it (`write_listing`), one URI a line. Hidden:
+# neither a listing of the folder (expand) nor Spark's reader takes it for data.
+LISTING = "_files"
+
+
+def write_listing(root: str, files: list[str]) -> None:
+    """Name `files` (below folder `root`: `scratch_sink` files whose names the tasks returned) as the
+    step's, for `listed_files`. Written by the driver, its only writer, before any reader starts: on an
+    object store in place (a rename would copy it), renamed into place elsewhere. Beam's steps write the
+    same lines with its own text sink, which keeps the successful attempts' lines only."""
+    write_text(join(root, LISTING), "".join(f"{f}\n" for f in sorted(files)), in_place=not renames_folders(root))
+
+
+def listed_files(root: str) -> dict[str, list[str]]:
+    """The files `root`'s listing names, sorted, by the folder holding them; none where the step wrote
+    no listing (it had no rows to write: it did not run)."""
+    uri = join(root, LISTING)
+    if not exists(uri):
+        return {}
+    by_folder = defaultdict(list)
+    for path in sorted(filter(None, read_text(uri).splitlines())):
+        by_folder[path.rsplit("/", 1)[0]].append(path)
+    return dict(by_folder)

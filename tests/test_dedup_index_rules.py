@@ -8,7 +8,7 @@ import pytest
 
 from pipeline import storage
 from pipeline.dedup.index import INDEX_SCHEMA, NEIGHBOUR_SCHEMA, REPLACED_SCHEMA, IndexPart, RetireTask, Retiring, \
-    keys_of, replaced_dir, write_listing, write_run_part
+    keys_of, replaced_dir, write_run_part
 
 
 def _indexed_part(index: str, nodes: list[int]) -> IndexPart:
@@ -25,7 +25,7 @@ def _retire(tmp_path, index: str, part: IndexPart, run: str, replaced_node: int)
     storage.makedirs(replaced_dir(root, 0))
     replaced = storage.join(replaced_dir(root, 0), "part-0.parquet")
     pq.write_table(pa.Table.from_pylist([{"file": 0, "node": replaced_node}], REPLACED_SCHEMA), replaced)
-    write_listing(root, [replaced])
+    storage.write_listing(root, [replaced])
     return RetireTask(root, [part], index, 2, run)(0)
 
 

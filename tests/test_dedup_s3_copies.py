@@ -1,6 +1,6 @@
 """Dedup's scratch files on an object store (moto's S3 server in this process): a rename there is a copy
 of the object, so the map passes write their files once, in place, under names of their task attempts,
-and the later steps read the names the tasks returned (`pipeline.dedup.index.scratch_sink`); neither a
+and the later steps read the names the tasks returned (`pipeline.storage.scratch_sink`); neither a
 failed attempt's file (closing a ParquetWriter on the error path completes its upload) nor a killed one's
 is ever read. Local disks keep renaming into place."""
 from __future__ import annotations
@@ -17,8 +17,8 @@ import pytest
 from pipeline import storage
 from pipeline.dedup import index, passes
 from pipeline.dedup.fixtures import write_finished_upstream
-from pipeline.dedup.index import (ALL_KEYS, INDEX_SCHEMA, IndexPart, find_neighbours, index_node, keys_of, part_name,
-                                  shingle_lists, write_run_part)
+from pipeline.dedup.index import (ALL_KEYS, INDEX_SCHEMA, IndexPart, find_neighbours, index_node, keys_of, shingle_lists,
+                                  write_run_part)
 from pipeline.stages.dedup import DedupStage
 
 from conftest import REPO, make_run_config
@@ -60,8 +60,8 @@ def _indexed(sig_files: list[str], index: str) -> list[IndexPart]:
                          "text_key": sig.column("text_key"), "url_key": sig.column("url_key"),
                          "n_shingles": sig.column("n_shingles"), "bands": sig.column("bands"),
                          "shingles": shingle_lists(sig.column("shingles").combine_chunks())}, INDEX_SCHEMA)
-        write_run_part(storage.join(index, "runs", "r0"), part_name(i), docs)
-        stored = f"runs/r0/docs/{part_name(i)}"
+        write_run_part(storage.join(index, "runs", "r0"), storage.part_name(i), docs)
+        stored = f"runs/r0/docs/{storage.part_name(i)}"
         parts.append(IndexPart(storage.join(index, keys_of(stored)), storage.join(index, stored), 0, "r0", stored))
     return parts
 
@@ -76,7 +76,7 @@ def test_the_map_passes_write_their_files_on_s3_without_a_copy(tmp_path, store_c
     upstream = f"s3://{BUCKET}/copies-{tmp_path.name}"
     write_finished_upstream(upstream, [[{"id": f"p{p}d{i}", "text": t} for i, t in enumerate(TEXTS)] for p in (0, 1)])
     task = passes.SignatureTask(_params(tmp_path), storage.join(work, "signatures"), storage.join(work, "paragraphs"))
-    signed = [task((p, storage.join(upstream, "pii", "data", part_name(p)))) for p in (0, 1)]
+    signed = [task((p, storage.join(upstream, "pii", "data", storage.part_name(p)))) for p in (0, 1)]
     neighbours, found = find_neighbours(LocalEngine(), _indexed([r["signatures"] for r in signed], str(tmp_path / "i")),
                                         [r["signatures"] for r in signed], storage.join(work, "index_probe"),
                                         ALL_KEYS, replacing=False)
@@ -102,7 +102,7 @@ def test_a_failed_attempt_leaves_no_file_a_later_step_reads(tmp_path, where, req
     write_finished_upstream(base, [[{"id": f"d{i}", "text": f"{t} {i}"} for i, t in enumerate(TEXTS * 2)]])
     sig_dir = storage.join(base, "signatures")
     task = passes.SignatureTask(_params(tmp_path), sig_dir, batch_size=2)
-    unit = (0, storage.join(base, "pii", "data", part_name(0)))
+    unit = (0, storage.join(base, "pii", "data", storage.part_name(0)))
     split, calls = passes.split_selected, []
 
     def fails_at_the_second_batch(*args):
@@ -117,7 +117,7 @@ def test_a_failed_attempt_leaves_no_file_a_later_step_reads(tmp_path, where, req
         task(unit)
     monkeypatch.undo()
     left = storage.expand(sig_dir) if storage.exists(sig_dir) else []
-    assert not storage.exists(storage.join(sig_dir, part_name(0)))
+    assert not storage.exists(storage.join(sig_dir, storage.part_name(0)))
     if where == "s3":  # the failed attempt's rows, complete-looking, under its own name
         assert len(left) == 1 and pq.read_metadata(storage.open_input(left[0])).num_rows == 2
     else:
@@ -126,14 +126,14 @@ def test_a_failed_attempt_leaves_no_file_a_later_step_reads(tmp_path, where, req
     assert retried["signatures"] not in left
     assert pq.read_metadata(storage.open_input(retried["signatures"])).num_rows == len(TEXTS) * 2
     if where == "local":
-        assert retried["signatures"] == storage.join(sig_dir, part_name(0))
+        assert retried["signatures"] == storage.join(sig_dir, storage.part_name(0))
 
 
 KILLED_WRITER = """
 import os, signal, sys
 import pyarrow as pa
-from pipeline.dedup.index import scratch_sink
-sink = scratch_sink(sys.argv[1], "part-00000.parquet", pa.schema([("b", pa.binary())]))
+from pipeline import storage
+sink = storage.scratch_sink(sys.argv[1], "part-00000.parquet", pa.schema([("b", pa.binary())]))
 sink.write(pa.table({"b": [os.urandom(1 << 20) for _ in range(12)]}))  # past a multipart upload's first part
 os.kill(os.getpid(), signal.SIGKILL)
 """

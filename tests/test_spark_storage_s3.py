@@ -1,20 +1,19 @@
 """Dedup's engine-written scratch (Spark: spark_storage's checkpoints, assignments, paragraph removals,
 replaced rows; Beam: its per-part files) on an object store, where a rename is a copy: written once
-under names of their task attempts (`pipeline.dedup.index.scratch_sink`) and read by the names the
-successful attempts returned (checkpoints) or that the folder's listing holds (`index.write_listing`),
+under names of their task attempts (`pipeline.storage.scratch_sink`) and read by the names the
+successful attempts returned (checkpoints) or that the folder's listing holds (`storage.write_listing`),
 so a failed attempt's file (its writer's close completes the upload) is never read. Local disks keep
 renaming into place. Spark's collect() is played in this process (`_Attempts`): no Spark job, and the
 writers' task functions run as Spark would run them, a failing attempt first."""
 from __future__ import annotations
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from pyspark.sql.types import IntegerType, LongType, StructField, StructType
 
 from pipeline import storage
 from pipeline.dedup import beam_dedup
-from pipeline.dedup.index import REPLACED_SCHEMA, listed_files
+from pipeline.dedup.index import REPLACED_SCHEMA
 from pipeline.dedup.passes import REMOVAL_SCHEMA, assignment_dir, read_part
 from pipeline.engines import spark_storage
 
@@ -83,7 +82,8 @@ def test_spark_writers_copy_nothing_and_their_readers_skip_a_failed_attempt(wher
     rows, files = checkpointed
     everything = sorted(row for rows in PARTITIONS for row in rows)
     assert rows == len(everything) and _rows(files) == everything
-    assert _rows(grouped) == everything and [f for fs in listed_files(root).values() for f in fs] == sorted(grouped)
+    listed = [f for fs in storage.listed_files(root).values() for f in fs]
+    assert _rows(grouped) == everything and listed == sorted(grouped)
     assert [read_part(root, part).num_rows for part in range(3)] == [3, 2, 3]
     names = [f.rsplit("/", 1)[-1] for f in files + grouped]
     assert not any(name.startswith((".", "_")) for name in names)

@@ -20,8 +20,7 @@ import pyarrow.parquet as pq
 
 from filters.minhash import jaccard_at_least
 from pipeline import storage
-from pipeline.dedup.index import (INDEX_SCHEMA, LISTING, REPLACED_SCHEMA, Retiring, listed_files, replaced_dir,
-                                  scratch_sink)
+from pipeline.dedup.index import INDEX_SCHEMA, REPLACED_SCHEMA, Retiring, replaced_dir
 from pipeline.dedup.passes import (ASSIGNMENT_SCHEMA, EXISTING, REASON_EXACT, REASON_NEAR, REASON_URL,
                                    REMOVAL_SCHEMA, assignment_dir)
 
@@ -169,16 +168,16 @@ def _read_count(path: str) -> int:
 
 
 def _write_listing(paths, root: str, label: str):
-    """The files a step's tasks wrote (`scratch_sink`'s names) as `root`'s listing (`index.listed_files`):
+    """The files a step's tasks wrote (`storage.scratch_sink`'s names) as `root`'s listing (`storage.listed_files`):
     Beam's text sink keeps the lines of the successful attempts only, so a failed attempt's file, which
     may lie in the folder, is never read."""
-    return paths | f"{label}: write" >> beam.io.WriteToText(storage.join(root, LISTING), num_shards=1,
+    return paths | f"{label}: write" >> beam.io.WriteToText(storage.join(root, storage.LISTING), num_shards=1,
                                                            shard_name_template="")
 
 
 def _read_files(p, files: list[str], label: str, columns: list[str] | None = None):
     """The rows of `files`: the signature pass's, named by its tasks, never matched by a pattern, which
-    would take a failed attempt's file on an object store too (`index.scratch_sink`)."""
+    would take a failed attempt's file on an object store too (`storage.scratch_sink`)."""
     return (p | f"{label}: files" >> beam.Create(files)
             | f"read {label}" >> beam.io.ReadAllFromParquet(columns=columns))
 
@@ -271,8 +270,8 @@ def _member_with_root(item: tuple) -> Iterable[tuple[int, dict]]:
 
 
 def _write_table(folder: str, name: str, table: pa.Table) -> str:
-    """`table` as a `scratch_sink` file of `folder` named `name`; the file's name."""
-    sink = scratch_sink(folder, name, table.schema)
+    """`table` as a `storage.scratch_sink` file of `folder` named `name`; the file's name."""
+    sink = storage.scratch_sink(folder, name, table.schema)
     try:
         sink.write(table)
     except BaseException:
@@ -284,7 +283,7 @@ def _write_table(folder: str, name: str, table: pa.Table) -> str:
 
 def _write_rows(folder_of: Callable[[int], str], name: str, schema: pa.Schema, order: str):
     """(key, rows): the rows (dicts of `schema`'s columns), sorted by `order`, as a file of
-    <folder_of(key)> named `name` (`scratch_sink`); the file's name."""
+    <folder_of(key)> named `name` (`storage.scratch_sink`); the file's name."""
     def write(item: tuple) -> str:
         key, rows = item
         return _write_table(folder_of(key), name, pa.Table.from_pylist(sorted(rows, key=lambda r: r[order]), schema))
@@ -386,7 +385,7 @@ def paragraph_removals(engine, para_files: list[str], assign_root: str, removal_
     """Count each line key over the surviving documents (GroupByKey on the key); write, per part,
     the (row, key, docs) of lines found in more documents than their language allows. `para_files`:
     the signature pass's paragraph files."""
-    listed = listed_files(assign_root)
+    listed = storage.listed_files(assign_root)
     assigned = [(part, f) for part in parts for f in listed.get(assignment_dir(assign_root, part), [])]
     storage.rmtree(removal_root)  # an interrupted attempt's files
     with engine.pipeline() as pl:

@@ -65,7 +65,6 @@ import contextlib
 import json
 import logging
 import posixpath
-import uuid
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Callable
@@ -235,46 +234,6 @@ def bucket_of(keys: np.ndarray) -> np.ndarray:
     return (mixed >> np.uint64(64 - BUCKET_BITS)).astype(np.int32)
 
 
-def scratch_sink(folder: str, name: str, schema: pa.Schema) -> storage.ParquetSink:
-    """A sink for a file of the stage's scratch that is read only under the name its writer reports
-    (`written`, once closed). Where a rename is cheap (local disks, HDFS) it is renamed into place as
-    `name`. On an object store, where a rename copies the object, it is written once, in place, under
-    a name of its own attempt: `<name's stem>-<12 hex digits>.parquet`, a name no other attempt writes
-    and not a hidden one (Spark's reader drops files whose names start with '.' or '_', even named
-    ones). A failed attempt's file (the error path's close completes its upload) and a duplicate
-    attempt's are thus never read: no reader lists the folder."""
-    if storage.renames_folders(folder):
-        return storage.ParquetSink(storage.join(folder, name), schema)
-    stem = name.removesuffix(".parquet")
-    return storage.ParquetSink(storage.join(folder, f"{stem}-{uuid.uuid4().hex[:12]}.parquet"), schema, in_place=True)
-
-
-# A folder's listing: the files an engine step wrote below it (`write_listing`), one URI a line. Hidden:
-# neither a listing of the folder (storage.expand) nor Spark's reader takes it for data.
-LISTING = "_files"
-
-
-def write_listing(root: str, files: list[str]) -> None:
-    """Name `files` (below folder `root`: `scratch_sink` files whose names the tasks returned) as the
-    step's, for `listed_files`. Written by the driver, its only writer, before any reader starts: on an
-    object store in place (a rename would copy it), renamed into place elsewhere. Beam's steps write the
-    same lines with its own text sink, which keeps the successful attempts' lines only."""
-    storage.write_text(storage.join(root, LISTING), "".join(f"{f}\n" for f in sorted(files)),
-                       in_place=not storage.renames_folders(root))
-
-
-def listed_files(root: str) -> dict[str, list[str]]:
-    """The files `root`'s listing names, sorted, by the folder holding them; none where the step wrote
-    no listing (it had no rows to write: it did not run)."""
-    uri = storage.join(root, LISTING)
-    if not storage.exists(uri):
-        return {}
-    by_folder = defaultdict(list)
-    for path in sorted(filter(None, storage.read_text(uri).splitlines())):
-        by_folder[path.rsplit("/", 1)[0]].append(path)
-    return dict(by_folder)
-
-
 def write_grouped(sink: storage.ParquetSink, table: pa.Table, group: str | None, max_rows: int) -> str | None:
     """`table` (sorted by `group`) into `sink` (of `table`'s schema) as one Parquet file whose row
     groups never mix two values of `group` and hold `max_rows` rows at most, so readers prune them by
@@ -293,10 +252,6 @@ def write_grouped(sink: storage.ParquetSink, table: pa.Table, group: str | None,
         raise
     sink.close()
     return sink.written
-
-
-def part_name(part: int) -> str:
-    return f"part-{part:05d}.parquet"
 
 
 def keys_of(docs: str) -> str:
@@ -341,7 +296,7 @@ def read_row_groups(uri: str, columns: list[str], keep: Callable[[dict], bool]) 
 @dataclass(frozen=True)
 class NewKeysTask:
     """Engine task: a signature file -> its documents' keys (the kinds the run matches by), bucketed,
-    in a `scratch_sink` file of `out_dir`."""
+    in a `storage.scratch_sink` file of `out_dir`."""
 
     out_dir: str
     kinds: KeyKinds
@@ -349,7 +304,7 @@ class NewKeysTask:
     def __call__(self, sig_path: str) -> dict:
         sig = pq.read_table(storage.open_input(sig_path), columns=["node", "text_key", "url_key", "bands", "error"])
         keys = key_table(sig.filter(pc.is_null(sig.column("error"))), self.kinds)
-        sink = scratch_sink(self.out_dir, sig_path.rsplit("/", 1)[-1], KEY_SCHEMA)
+        sink = storage.scratch_sink(self.out_dir, sig_path.rsplit("/", 1)[-1], KEY_SCHEMA)
         return {"path": write_grouped(sink, keys, "bucket", KEY_GROUP_ROWS), "keys": keys.num_rows}
 
 
@@ -370,7 +325,7 @@ def _in_bucket(bucket: int, sorted_keys: np.ndarray | None) -> Callable[[dict], 
 @dataclass(frozen=True)
 class ProbeTask:
     """Engine task: one bucket -> the indexed nodes sharing a (band, key) of that bucket with a new
-    document, as `MATCH_SCHEMA` rows in a `scratch_sink` file of <out_dir> named bucket-BB.parquet (row
+    document, as `MATCH_SCHEMA` rows in a `storage.scratch_sink` file of <out_dir> named bucket-BB.parquet (row
     groups by indexed part)."""
 
     new_key_files: list[str]
@@ -401,8 +356,8 @@ class ProbeTask:
                                          nodes.column("in_graph_any")], schema=MATCH_SCHEMA))
                 result["files"].append(i)
         if matches:
-            result["path"] = write_grouped(scratch_sink(self.out_dir, f"bucket-{bucket:02d}.parquet", MATCH_SCHEMA),
-                                           pa.concat_tables(matches), "file", KEY_GROUP_ROWS)
+            sink = storage.scratch_sink(self.out_dir, f"bucket-{bucket:02d}.parquet", MATCH_SCHEMA)
+            result["path"] = write_grouped(sink, pa.concat_tables(matches), "file", KEY_GROUP_ROWS)
         return result
 
 
@@ -410,7 +365,7 @@ class ProbeTask:
 class FetchTask:
     """Engine task: one indexed part with a match -> the `NEIGHBOUR_SCHEMA` rows of its matched nodes
     (from `match_files`: `ProbeTask`'s), reading only the row groups that hold them, to a
-    `scratch_sink` file of <out_dir> named part-NNNNN.parquet."""
+    `storage.scratch_sink` file of <out_dir> named part-NNNNN.parquet."""
 
     match_files: list[str]
     indexed: list[IndexPart]
@@ -445,7 +400,7 @@ class FetchTask:
                                shingle_bytes(rows.column("shingles").combine_chunks()))
         rows = rows.append_column("file", pa.array(np.full(rows.num_rows, file, np.int32)))
         rows = rows.append_column("in_graph", in_graph)
-        sink = scratch_sink(self.out_dir, part_name(file), NEIGHBOUR_SCHEMA)
+        sink = storage.scratch_sink(self.out_dir, storage.part_name(file), NEIGHBOUR_SCHEMA)
         sink.write(rows)
         sink.close()
         return {"file": file, "path": sink.written, "rows": rows.num_rows, "in_graph": pc.sum(rows.column("in_graph")).as_py() or 0,
@@ -485,14 +440,15 @@ def replaced_dir(root: str, file: int) -> str:
 class Retiring:
     """What a re-run retires: the rows of the indexed parts `files` (by number; its own index's) that
     a new document replaces, which the engine writes under `root` (`replaced_dir`, named in its
-    listing: `write_listing`) for `RetireTask`."""
+    listing: `storage.write_listing`) for `RetireTask`."""
 
     root: str
     files: frozenset[int]
 
     def retired_files(self) -> list[int]:
         """The parts the engine wrote replaced rows of, in order."""
-        return sorted(int(folder.rsplit("/", 1)[-1].removeprefix("file=")) for folder in listed_files(self.root))
+        folders = storage.listed_files(self.root)
+        return sorted(int(folder.rsplit("/", 1)[-1].removeprefix("file=")) for folder in folders)
 
 
 @dataclass(frozen=True)
@@ -510,7 +466,7 @@ class RetireTask:
     def __call__(self, file: int) -> dict:
         part = self.indexed[file]
         replaced = pa.concat_tables([pq.read_table(storage.open_input(f), columns=["node"]) for f in
-                                     listed_files(self.replaced_root)[replaced_dir(self.replaced_root, file)]]
+                                     storage.listed_files(self.replaced_root)[replaced_dir(self.replaced_root, file)]]
                                     ).column("node")
         # the engine saw nodes moved down by the index's number (FetchTask); the part stores them unmoved
         replaced = pc.add(replaced, pa.scalar(part.index << INDEX_SHIFT, pa.int64()))

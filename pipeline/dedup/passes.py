@@ -4,13 +4,13 @@
    (part << 32 | row, stable and ordered like the input), exact-duplicate keys (normalized text,
    URL), the survivor rule's keys (quality step, copy noise, crawl date, length), MinHash LSH band
    keys and, when candidates are verified, the set of shingle hashes. Written to a file of
-   `<work>/signatures/` (`index.scratch_sink`: part-N.parquet; on an object store, a name of the
+   `<work>/signatures/` (`storage.scratch_sink`: part-N.parquet; on an object store, a name of the
    task's attempt) whose name the task returns: the later steps read the files the tasks returned.
    Keys and shingles come from the text as quality received it (`q_text_before_rewrite` where
    quality's line rules changed it), so copies of a page that the rules cut differently still match.
 2. `AssignmentTask`: one task per upstream part. Joins the part with its slice of the cluster
    assignment table (`<work>/assign/part=N/`, written by the engine, which names its files in the
-   folder's listing: `index.write_listing`) and writes the stage output:
+   folder's listing: `storage.write_listing`) and writes the stage output:
    survivors and singletons to data/ with `dup_cluster_id`/`dup_cluster_size`, duplicates to
    rejected/<reason>/ with the survivor's id (and its run, when it is an indexed document),
    unreadable rows to errors/; and, when the run appends to a dedup index, its documents'
@@ -39,8 +39,7 @@ from filters.copy_noise import copy_noise
 from filters.minhash import MinHasher, Shingling, band_hashes, is_chinese
 from filters.paragraphs import paragraph_keys, remove_paragraphs
 from pipeline import storage
-from pipeline.dedup.index import (index_node, listed_files, part_name, scratch_sink, shingle_bytes, shingle_lists,
-                                  write_run_part)
+from pipeline.dedup.index import index_node, shingle_bytes, shingle_lists, write_run_part
 from pipeline.schema import TEXT_BEFORE_REWRITE
 from pipeline.selection import Selection, rows_read, split_selected
 from pipeline.stage import UnitWriter, present_columns
@@ -237,7 +236,7 @@ def signature_rows(batch: pa.RecordBatch, part: int, first_row: int, p: DedupPar
 
 @dataclass
 class SignatureTask:
-    """Engine task: (part index, upstream Parquet path) -> a `scratch_sink` file of <sig_dir> (and of
+    """Engine task: (part index, upstream Parquet path) -> a `storage.scratch_sink` file of <sig_dir> (and of
     <para_dir>); returns counts and the files' names (None for a part with no rows)."""
 
     params: DedupParams
@@ -248,8 +247,9 @@ class SignatureTask:
 
     def __call__(self, indexed_unit: tuple[int, str]) -> dict:
         part, path = indexed_unit
-        sink = scratch_sink(self.sig_dir, part_name(part), SIGNATURE_SCHEMA)
-        paragraphs = scratch_sink(self.para_dir, part_name(part), PARAGRAPH_SCHEMA) if self.para_dir else None
+        sink = storage.scratch_sink(self.sig_dir, storage.part_name(part), SIGNATURE_SCHEMA)
+        paragraphs = (storage.scratch_sink(self.para_dir, storage.part_name(part), PARAGRAPH_SCHEMA)
+                      if self.para_dir else None)
         row = errors = 0
         try:
             upstream = pq.ParquetFile(storage.open_input(path))
@@ -315,8 +315,8 @@ def parquet_files(folder: str) -> list[str]:
 
 def read_part(root: str, part: int) -> pa.Table | None:
     """The rows the engine wrote for upstream part `part` under `root` (`assignment_dir`), from the
-    files its listing names (`index.listed_files`: never a failed task attempt's); None if none."""
-    files = listed_files(root).get(assignment_dir(root, part), [])
+    files its listing names (`storage.listed_files`: never a failed task attempt's); None if none."""
+    files = storage.listed_files(root).get(assignment_dir(root, part), [])
     tables = [pq.read_table(storage.open_input(f)) for f in files]
     return pa.concat_tables(tables) if tables else None
 
@@ -414,7 +414,7 @@ class AssignmentTask:
         rows = rows.append_column("run", pa.array([run] * rows.num_rows, pa.string()))
         rows = rows.append_column("survivor", pa.array(survivors, pa.string()))
         rows = rows.append_column("survivor_run", pa.array(survivor_runs, pa.string()))
-        write_run_part(self.append.run_dir, part_name(part), rows)
+        write_run_part(self.append.run_dir, storage.part_name(part), rows)
 
     def _without_frequent_paragraphs(self, table: pa.Table, keep: list[int], first_row: int,
                                      removals: "_PartRemovals", out: UnitWriter) -> tuple[pa.Table, list[int], list[int], list[str]]:

@@ -26,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import os
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -38,7 +37,7 @@ from pyspark.sql.pandas.types import from_arrow_schema
 from pyspark.sql.types import BooleanType, StructType
 
 from pipeline import storage
-from pipeline.dedup.index import Retiring, listed_files, replaced_dir, shingle_sets
+from pipeline.dedup.index import Retiring, replaced_dir, shingle_sets
 from pipeline.dedup.passes import (EXISTING, PARAGRAPH_SCHEMA, REASON_EXACT, REASON_NEAR, REASON_URL, SIGNATURE_SCHEMA,
                                    assignment_dir, parquet_files)
 from pipeline.engines.spark_storage import read_parquet, write_groups, write_partitions
@@ -344,7 +343,7 @@ def paragraph_removals(spark: SparkSession, para_files: list[str], assign_root: 
     signature pass's paragraph files."""
     paras = read_columnar(spark, para_files, from_arrow_schema(PARAGRAPH_SCHEMA))
     survivors = paras
-    assigned = [f for files in listed_files(assign_root).values() for f in files]
+    assigned = [f for files in storage.listed_files(assign_root).values() for f in files]
     if assigned:
         dups = read_columnar(spark, assigned).where(F.col("reason").isNotNull()).select("part", "row")
         survivors = paras.join(dups, ["part", "row"], "left_anti")

@@ -6,7 +6,7 @@ not on Dataproc, standalone, local mode or an S3-compatible store reached with A
 Documents already go through pyarrow's filesystems (local, gs://, s3://, hdfs://); these helpers
 give the shuffled intermediates (dedup's signatures, graph rounds, assignments) the same reach.
 
-Files are written per task with `pipeline.dedup.index.scratch_sink`: on local disks and HDFS renamed
+Files are written per task with `pipeline.storage.scratch_sink`: on local disks and HDFS renamed
 into place under a name fixed by the partition, so a retried or speculative task replaces the file with
 the same rows, and a killed one leaves none; on an object store (where a rename is a copy) written once
 under a name of the task's attempt. Either way the writers return the names the successful attempts
@@ -25,7 +25,6 @@ from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
 from pyspark.sql.types import StructType
 
 from pipeline import storage
-from pipeline.dedup.index import part_name, scratch_sink, write_listing
 
 # Rows go through Python (the RDD API): mapInArrow would keep them columnar but needs pandas on
 # the driver, which no executor environment carries.
@@ -40,13 +39,13 @@ def _batches(rows: Iterable[tuple], schema: pa.Schema) -> Iterator[pa.Table]:
 
 
 def write_partitions(df: DataFrame, folder: str) -> tuple[int, list[str]]:
-    """Each non-empty partition of `df` as a file of `folder` (`scratch_sink`: part-NNNNN.parquet);
+    """Each non-empty partition of `df` as a file of `folder` (`storage.scratch_sink`: part-NNNNN.parquet);
     returns the row count and the files, in partition order."""
     storage.rmtree(folder)  # rows of an earlier, interrupted attempt at this step
     schema = to_arrow_schema(df.schema)
 
     def write(index: int, rows: Iterator[tuple]) -> Iterator[tuple[int, str | None]]:
-        sink = scratch_sink(folder, part_name(index), schema)
+        sink = storage.scratch_sink(folder, storage.part_name(index), schema)
         try:
             for table in _batches(rows, schema):
                 sink.write(table)
@@ -64,7 +63,7 @@ def write_groups(df: DataFrame, key: str, root: str, folder_of: Callable[[int], 
     """The rows of each `key` value k as one file in `folder_of(k)`, a folder under `root` (the layout
     of Spark's partitionBy; the key column stays in the rows); `df` must hold each key in one partition,
     sorted by key (repartition(key).sortWithinPartitions(key, ...)). The files are named in `root`'s
-    listing (`write_listing`), which is how readers find them; returned too."""
+    listing (`storage.write_listing`), which is how readers find them; returned too."""
     at = df.columns.index(key)
     schema = to_arrow_schema(df.schema)
 
@@ -76,7 +75,7 @@ def write_groups(df: DataFrame, key: str, root: str, folder_of: Callable[[int], 
                     if sink is not None:
                         written.append(_flush(sink, pending))
                     current, pending = row[at], []
-                    sink = scratch_sink(folder_of(current), part_name(index), schema)
+                    sink = storage.scratch_sink(folder_of(current), storage.part_name(index), schema)
                 pending.append(row)
                 if len(pending) == BATCH_ROWS:
                     sink.write(next(_batches(pending, schema)))
@@ -90,7 +89,7 @@ def write_groups(df: DataFrame, key: str, root: str, folder_of: Callable[[int], 
         yield written
 
     files = [path for written in df.rdd.mapPartitionsWithIndex(write).collect() for path in written]
-    write_listing(root, files)
+    storage.write_listing(root, files)
     return files
 
 

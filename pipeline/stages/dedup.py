@@ -60,7 +60,7 @@ language) and the most frequent removed lines. Default limit: bench/dedup_paragr
 Scratch (signatures, assignments, Spark checkpoints) lives under the stage's temporary folder in
 the workdir and is removed before the commit. On an object store, where a rename is a copy, the map
 passes' files (signatures, paragraph keys, the index probe's) are written once under names of their
-task attempts and read by the names the tasks returned (`pipeline.dedup.index.scratch_sink`).
+task attempts and read by the names the tasks returned (`pipeline.storage.scratch_sink`).
 """
 from __future__ import annotations
 
