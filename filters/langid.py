@@ -194,7 +194,7 @@ def load_fasttext(path: str):
 def _predict_raw(model, line: str, k: int, threshold: float = 0.0) -> list[tuple[float, str]]:
     try:
         return model.f.predict(line + "\n", k, threshold, "strict")
-    except UnicodeEncodeError:  # lone surrogates from a lossy decode
+    except (UnicodeEncodeError, TypeError):  # lone surrogates from a lossy decode (pybind11 says TypeError)
         return model.f.predict(line.encode("utf-8", "replace").decode("utf-8") + "\n", k, threshold, "strict")
 
 

@@ -374,3 +374,12 @@ def test_wu_sentences_are_recorded(identifier):
     variants = [identifier.identify(d["text"]).variant for d in _labelled_variants() if d["variant"] == "wuu"]
     assert set(variants) <= {"wuu", None}
     assert variants.count("wuu") / len(variants) >= 0.6
+
+
+def test_a_lone_surrogate_is_predicted_as_its_replacement(identifier):
+    """A lossy decode can leave lone surrogates in a str; fastText's binding refuses them (pybind11
+    raises TypeError, not UnicodeEncodeError), so the text is predicted with U+FFFD in their place."""
+    text = "The committee published its annual report on regional trade \ud800 and employment today."
+    got = identifier.identify(text)
+    want = identifier.identify(text.replace("\ud800", "\ufffd"))
+    assert (got.lang, got.score) == (want.lang, want.score) and got.lang == "en"
