@@ -31,6 +31,11 @@ SAMPLES_PER_GROUP = 3
 DUPLICATE_EXAMPLES = 4
 SAMPLE_CHARS = 400
 DUPLICATE_CHARS = 1200  # longer: the page shows the similarity of what it shows
+# A sample's id, URL, source, file and cluster, as recorded (`shown_names`): a crawl's URL (a WARC header
+# line, a JSON field) has no bound of its own; six samples of a 1 MB URL made stats.json, the report
+# page and report.json 30 MB each.
+NAME_CHARS = 300
+NAME_FIELDS = ("id", "url", "source", "source_file", "doc_id", "cluster")
 SAMPLE_SALT = b"glmdata-sample-v1"
 TOKEN_COLUMN = "n_tokens"
 CLUSTER_SIZE_COLUMN = "dup_cluster_size"
@@ -116,6 +121,16 @@ def _add_histogram(into: dict, bins: np.ndarray) -> None:
         into[str(b)] = into.get(str(b), 0) + n
 
 
+def shown_names(row: dict) -> dict:
+    """`row` with each of NAME_FIELDS longer than NAME_CHARS characters cut to NAME_CHARS, the end saying
+    the whole's length; a row already cut stays as it is (the report cuts samples of older stats too)."""
+    def cut(v: str) -> str:
+        mark = f"… ({len(v):,} characters)"
+        return v[:NAME_CHARS - len(mark)] + mark
+    return {k: cut(v) if k in NAME_FIELDS and isinstance(v, str) and len(v) > NAME_CHARS else v
+            for k, v in row.items()}
+
+
 def _sample_row(table: pa.Table, i: int, details: list | None, chars: int) -> dict:
     row = {c: table.column(c)[i].as_py() for c in ("id", "url", "source", "lang", CLUSTER_ID_COLUMN,
                                                       CLUSTER_SIZE_COLUMN) if c in table.schema.names}
@@ -168,7 +183,7 @@ def record(profile: dict, table: pa.Table, outcome: str, stage: str, details: li
         rows = np.flatnonzero(lang_codes == code)
         best = rows[np.argsort(keys_by_row[rows], kind="stable")[:SAMPLES_PER_GROUP]]
         current = per_lang.get(lang, [])
-        current += [[int(keys_by_row[i]), _sample_row(table, int(i), details, SAMPLE_CHARS)] for i in best]
+        current += [[int(keys_by_row[i]), shown_names(_sample_row(table, int(i), details, SAMPLE_CHARS))] for i in best]
         per_lang[lang] = _bottom(current, SAMPLES_PER_GROUP)
 
     if outcome == KEPT:
@@ -216,9 +231,8 @@ def _record_duplicates(profile: dict, table: pa.Table, details, side: str, clust
     best = sorted(range(table.num_rows), key=lambda i: (keys[i], sample_key(ids[i])))
     current = profile["duplicates"].get(side, [])
     for i in best[:DUPLICATE_EXAMPLES]:
-        row = _sample_row(table, i, details, DUPLICATE_CHARS)
-        row["cluster"] = cluster_ids[i]
-        current.append([keys[i], row])
+        current.append([keys[i], shown_names({**_sample_row(table, i, details, DUPLICATE_CHARS),
+                                               "cluster": cluster_ids[i]})])
     profile["duplicates"][side] = _bottom(current, DUPLICATE_EXAMPLES)
 
 

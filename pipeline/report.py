@@ -33,7 +33,7 @@ from rich.table import Table
 from rich.text import Text
 
 from pipeline import doc_profile, storage
-from pipeline.doc_profile import CLUSTER_SIZE_COLUMN, KEPT, SIGNAL_STAGES
+from pipeline.doc_profile import CLUSTER_SIZE_COLUMN, KEPT, SIGNAL_STAGES, shown_names
 from pipeline.report_html import render_page
 from pipeline.report_terminal import SAMPLE_STAGES
 from pipeline.report_text import docs_in, plain, readable_bytes, visible
@@ -42,9 +42,6 @@ from pipeline.stages import STAGE_ORDER
 
 SAMPLES_PER_REASON = 3
 SAMPLE_CHARS = 600
-# A sample's id, URL, source and source file, as shown: a crawl's URL (a WARC header line, a JSON field) has no
-# bound of its own, and every sample of a 4 MB URL made the page and report.json 4 MB larger.
-NAME_CHARS = 300
 SHINGLE = 5  # characters per shingle of the similarity shown beside duplicate examples
 SIDE_STAGES = tuple(SAMPLE_STAGES)  # not filters of the flow: their "dropped" rows are a sample choice
 FLOW = [n for n in STAGE_ORDER if n != "report"]  # the stages that write <workdir>/<stage>/
@@ -235,14 +232,6 @@ def error_samples(workdir: str, stages: list[dict]) -> dict[str, list]:
         if rows:
             errors[s["stage"]] = [shown_names({**r, "message": (r.get("message") or "")[:SAMPLE_CHARS]}) for r in rows]
     return errors
-
-
-def shown_names(row: dict) -> dict:
-    """`row` with its id, URL, source and source file cut to NAME_CHARS characters, the cut marked with the
-    length of the whole."""
-    return {k: (f"{v[:NAME_CHARS]}… ({len(v):,} characters)"
-                if k in ("id", "url", "source", "source_file", "doc_id") and isinstance(v, str) and len(v) > NAME_CHARS
-                else v) for k, v in row.items()}
 
 
 def legacy_rejected_samples(workdir: str, stage: str) -> dict[str, dict[str, list]]:
