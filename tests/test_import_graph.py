@@ -92,10 +92,18 @@ def test_no_import_cycles():
     assert cycles(import_graph()) == []
 
 
+# What the core may import beside itself: the document schema and the leaf modules every stage records
+# through. Not a stage, nor a stage's own package (pipeline.dedup, pipeline.ingest), nor filters.
+CORE_MAY_IMPORT = ("pipeline.doc_profile", "pipeline.schema", "pipeline.selection")
+
+
+def _in(module: str, names: tuple[str, ...]) -> bool:
+    return any(module == n or module.startswith(n + ".") for n in names)
+
+
 def test_engine_core_imports_no_stage():
     graph = import_graph()
-    bad = {m: sorted(d for d in deps if d.startswith("pipeline.stages"))
-           for m, deps in graph.items() if any(m == c or m.startswith(c + ".") for c in CORE)}
+    bad = {m: sorted(d for d in deps if not _in(d, CORE + CORE_MAY_IMPORT)) for m, deps in graph.items() if _in(m, CORE)}
     assert {m: d for m, d in bad.items() if d} == {}
 
 
