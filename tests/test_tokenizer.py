@@ -310,3 +310,15 @@ def test_second_pass_keeps_the_model_the_mix_counted_with(tmp_path, spark_sessio
     assert mix["token_counts"] == "exact"
     for lang in ("en", "zh"):
         assert encode["languages"][lang]["tokens"] == mix["languages"][lang]["achieved_tokens"] > 0
+
+
+def test_max_line_bytes_below_one_character_is_a_config_error(tmp_path):
+    """Below 4 bytes a line of 4-byte characters could never be cut: the cutting loop ran forever."""
+    from pipeline.config import ConfigError
+    from tokenizer.train import split_long_line
+
+    with pytest.raises(ConfigError, match="config.yaml: tokenizer.max_line_bytes: expected an integer >= 4"):
+        make_run_config(tmp_path, {"tokenizer": {"max_line_bytes": 3}}).section("tokenizer")
+    with pytest.raises(ValueError, match="at least 4"):
+        split_long_line("\U0001F600" * 3, 3)
+    assert split_long_line("\U0001F600" * 3, 4) == ["\U0001F600"] * 3

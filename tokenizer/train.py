@@ -87,6 +87,8 @@ def train(settings: TrainSettings, input_file: str) -> bytes:
 
 def split_long_line(line: str, max_bytes: int) -> list[str]:
     """`line` cut into pieces of at most `max_bytes` UTF-8 bytes, at a break character if possible."""
+    if max_bytes < 4:  # a 4-byte character would fit no piece
+        raise ValueError(f"max_line_bytes must be at least 4 (the longest UTF-8 character), got {max_bytes}")
     left = len(line.encode())  # bytes from `start` on
     if left <= max_bytes:
         return [line]

@@ -61,7 +61,9 @@ class TokenizerSection:
     # Characters with a piece of their own; rarer ones fall back to bytes. 0.998, not SentencePiece's
     # CJK 0.9995: the pieces go to words, English within 10% of an English-only model (tokenizer/train.py)
     character_coverage: float = TrainSettings.character_coverage
-    max_line_bytes: int = 8192  # longer lines are cut before training (SentencePiece skips them silently)
+    # longer lines are cut before training (SentencePiece skips them silently); a character has up to 4
+    # bytes, so a smaller limit could never cut a line of 4-byte characters
+    max_line_bytes: int = bounded(8192, low=4)
     num_threads: int = 0  # 0: every core of the driver
 
     def __post_init__(self):
