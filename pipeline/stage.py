@@ -138,19 +138,20 @@ class UnitWriter:
     commit copies each once, to its name. A failed attempt's files are in no list; a duplicate attempt
     that finishes lists its own, which hold the same rows (a unit's output is determined by its input)."""
 
-    def __init__(self, stage_dir: str, stage_name: str, unit_index: int):
+    def __init__(self, stage_dir: str, stage_name: str, unit_index: int, uncompressed: tuple[str, ...] = ()):
         self.stage_dir = stage_dir
         self.stage_name = stage_name
         self.part = f"part-{unit_index:05d}.parquet"
         self.stats = StageStats()
         self._keep_temporary_names = not storage.renames_folders(stage_dir)
-        self._kept = self._sink("data")
+        self._kept = self._sink("data", uncompressed=uncompressed)
         self._rejected: dict[str, storage.ParquetSink] = {}
         self._errors = self._sink("errors", schema=ERROR_SCHEMA)
 
-    def _sink(self, *folders: str, schema: pa.Schema | None = None) -> storage.ParquetSink:
+    def _sink(self, *folders: str, schema: pa.Schema | None = None,
+              uncompressed: tuple[str, ...] = ()) -> storage.ParquetSink:
         return storage.ParquetSink(storage.join(self.stage_dir, *folders, self.part), schema,
-                                   keep_temporary_name=self._keep_temporary_names)
+                                   keep_temporary_name=self._keep_temporary_names, uncompressed=uncompressed)
 
     # -- counting what came in
     def consumed(self, docs: int, nbytes: int) -> None:
@@ -291,6 +292,11 @@ class Stage:
         """Driver-side preparation before units run (e.g. read a small aggregate, kept in a plain attribute:
         a cached_property value is built again on each worker). Default: nothing."""
 
+    def uncompressed_columns(self) -> tuple[str, ...]:
+        """Columns of data/ written without zstd, whose encoding compresses them already (called on the
+        workers). Default: none."""
+        return ()
+
     def execute(self, stage_run: "StageRun") -> StageStats:
         """Run every unit on the engine and sum their counts."""
         self.setup_driver(stage_run)
@@ -313,7 +319,7 @@ class UnitTask:
 
     def __call__(self, indexed_unit: tuple[int, Any]) -> dict:
         index, unit = indexed_unit
-        out = UnitWriter(self.out_dir, self.stage.name, index)
+        out = UnitWriter(self.out_dir, self.stage.name, index, self.stage.uncompressed_columns())
         try:
             self.stage.process_unit(index, unit, out)
         except BaseException:

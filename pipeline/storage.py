@@ -355,14 +355,16 @@ class ParquetSink:
     too would copy every byte twice.
     `in_place`: written at `uri` itself, neither temporary name nor rename, for a name no other attempt
     writes and that readers learn from this writer (an object store's object appears whole when its
-    upload completes; but close(), which abort() calls too, completes it, with the rows written so far)."""
+    upload completes; but close(), which abort() calls too, completes it, with the rows written so far).
+    `uncompressed`: columns written without zstd, whose encoding compresses them already."""
 
     def __init__(self, uri: str, schema: pa.Schema | None = None, keep_temporary_name: bool = False,
-                 in_place: bool = False):
+                 in_place: bool = False, uncompressed: tuple[str, ...] = ()):
         self.uri = uri
         self.schema = schema
         self.keep_temporary_name = keep_temporary_name
         self.in_place = in_place
+        self.uncompressed = uncompressed
         self._writer: pq.ParquetWriter | None = None
         self._tmp: str | None = None
         self.written: str | None = None  # the finished file's name, once closed
@@ -376,7 +378,8 @@ class ParquetSink:
             makedirs(self.uri.rsplit("/", 1)[0])
             self._tmp = self.uri if self.in_place else _temporary_name(self.uri)
             fs, tmp_path = filesystem(self._tmp)
-            self._writer = pq.ParquetWriter(tmp_path, self.schema, filesystem=fs, compression="zstd",
+            compression = {name: "none" if name in self.uncompressed else "zstd" for name in self.schema.names}
+            self._writer = pq.ParquetWriter(tmp_path, self.schema, filesystem=fs, compression=compression,
                                             write_statistics=flat_columns(self.schema),
                                             dictionary_pagesize_limit=DICTIONARY_PAGE_LIMIT)
         if data.schema != self.schema:

@@ -113,6 +113,9 @@ def test_encode_writes_the_tokens_beside_the_identity_columns_only(tmp_path, spa
         summary = run_stage(EncodeStage(cfg), spark_session_engine)
         assert summary["kept"]["docs"] == summary["in"]["docs"] > 0 and not summary["errors"]
         columns[len(keep)] = pq.read_schema(storage.expand(f"{cfg.run.workdir}/encode/data")[0]).names
+        chunks = pq.read_metadata(storage.expand(f"{cfg.run.workdir}/encode/data")[0]).row_group(0)
+        compression = {chunks.column(i).path_in_schema: chunks.column(i).compression for i in range(chunks.num_columns)}
+        assert compression.pop("tokens.list.element") == "UNCOMPRESSED" and set(compression.values()) == {"ZSTD"}
         mixed = {r["id"]: r for r in out_rows(cfg, "mix")}
         for r in out_rows(cfg, "encode"):
             assert all(r[c] == mixed[r["id"]][c] for c in set(columns[len(keep)]) - {"tokens", "n_tokens"}), r["id"]
@@ -127,6 +130,16 @@ def test_encode_writes_the_tokens_beside_the_identity_columns_only(tmp_path, spa
         from pipeline.stages import load_config
 
         load_config(tmp_path / "bad.yaml")
+
+
+def test_token_ids_skip_zstd_only_where_their_dictionary_always_fits(tmp_path, tiny_model, monkeypatch):  # noqa: F811
+    """Dictionary-encoded ids are bit-packed already; ids that fall back to plain encoding get zstd."""
+    from pipeline.worker_models import worker_tokenizer
+
+    stage = EncodeStage(make_run_config(tmp_path, {"encode": {"model": tiny_model}}))
+    assert stage.uncompressed_columns() == ("tokens",)
+    monkeypatch.setattr(storage, "DICTIONARY_PAGE_LIMIT", 4 * worker_tokenizer(tiny_model).vocab_size)
+    assert stage.uncompressed_columns() == ()
 
 
 def test_token_column_holds_each_documents_ids(shared_data, tiny_model):  # noqa: F811
