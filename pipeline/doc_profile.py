@@ -144,12 +144,13 @@ def _sample_row(table: pa.Table, i: int, details: list | None, chars: int) -> di
 
 
 def _bottom(entries: list, k: int) -> list:
-    """The k entries with the smallest (key, id), one per id (the mix repeats documents): a
-    deterministic choice among any union."""
+    """The k entries with the smallest (key, id), one per (key, id) (the mix repeats documents): a
+    deterministic choice among any union. Not one per id: ids are recorded cut (`shown_names`), and
+    distinct documents' can be alike once cut."""
     out, seen = [], set()
     for e in sorted(entries, key=lambda e: (e[0], str(e[1].get("id")))):
-        if e[1].get("id") not in seen:
-            seen.add(e[1].get("id"))
+        if (e[0], e[1].get("id")) not in seen:
+            seen.add((e[0], e[1].get("id")))
             out.append(e)
     return out[:k]
 
