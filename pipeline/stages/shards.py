@@ -142,7 +142,8 @@ def document_verdicts(tokens: pa.ListArray, vocab_size: int) -> tuple[np.ndarray
 
 @dataclass
 class StreamPiece:
-    """The valid documents of one row group, each followed by <eos>, with per-token codes."""
+    """Tokens of one row group's stream (its valid documents, each followed by <eos>; a shard's range of
+    them: `row_group_stream`), with per-token codes."""
 
     tokens: np.ndarray  # int32
     langs: np.ndarray  # int8 index into the run's languages
