@@ -32,8 +32,8 @@ DUPLICATE_EXAMPLES = 4
 SAMPLE_CHARS = 400
 DUPLICATE_CHARS = 1200  # longer: the page shows the similarity of what it shows
 # A sample's id, URL, source, file and cluster, as recorded (`shown_names`): a crawl's URL (a WARC header
-# line, a JSON field) has no bound of its own; six samples of a 1 MB URL made stats.json, the report
-# page and report.json 30 MB each.
+# line, a JSON field) has no bound of its own; six samples of a 1 MB URL and id made stats.json, the
+# report page and report.json 12 MB each.
 NAME_CHARS = 300
 NAME_FIELDS = ("id", "url", "source", "source_file", "doc_id", "cluster")
 SAMPLE_SALT = b"glmdata-sample-v1"

@@ -55,7 +55,7 @@ def test_a_shard_copies_only_the_documents_of_its_range():
 
 
 def test_the_report_cuts_a_samples_long_url_and_id(tmp_path):
-    """Samples of documents with a 1 MB URL and id: 6 MB of page and of report.json before, for six documents."""
+    """Samples of documents with a 1 MB URL and id: 12 MB of page and of report.json before, for six documents."""
     workdir = make_run(tmp_path / "work")
     long_url, long_id = "http://e.com/" + "a%3C" * 250_000, "e" + "i" * 1_000_000
     rows = [({"id": f"{long_id}{i}", "text": "x y z", "url": long_url, "source": "web", "source_file": "f",
