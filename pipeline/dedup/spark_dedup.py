@@ -237,8 +237,9 @@ def read_columnar(spark: SparkSession, files: list[str], schema: StructType | No
 
 
 def checkpoint(df: DataFrame, folder: str) -> tuple[DataFrame, int]:
-    """`df` computed once into `folder` and read back by `read_columnar`, cut from its lineage
-    (spark_storage.checkpoint reads it through Python rows); with its row count. Written by Spark's
+    """`df` computed once into `folder` and read back by `read_columnar`, cut from its lineage; with its
+    row count. Not localCheckpoint(): its blocks live on the executors, and losing one (a preempted node,
+    the executor test_cluster kills) would lose rows that can no longer be recomputed. Written by Spark's
     own writer where it reaches `folder`: no Python worker takes the rows, so the verification's UDF
     finds the map passes' idle workers instead of starting its own; the count is read from the
     files' footers."""

@@ -124,11 +124,3 @@ def read_parquet(spark: SparkSession, source: str | list[str], schema: StructTyp
 
     return spark.createDataFrame(spark.sparkContext.parallelize(paths, len(paths)).flatMap(read), schema,
                                  verifySchema=False)
-
-
-def checkpoint(df: DataFrame, folder: str) -> DataFrame:
-    """`df` computed once and cut from its lineage, like df.checkpoint(), but kept in the workdir's
-    storage. Not localCheckpoint(): its blocks live on the executors, and losing one (a preempted
-    node, the executor test_cluster kills) would lose rows that can no longer be recomputed."""
-    _, files = write_partitions(df, folder)
-    return read_parquet(df.sparkSession, files, df.schema)
