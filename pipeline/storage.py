@@ -10,6 +10,7 @@ import contextlib
 import fnmatch
 import functools
 import hashlib
+import io
 import os
 import posixpath
 import shutil
@@ -226,9 +227,10 @@ def _copy_file(fs: pafs.FileSystem, src: str, dst: str, nbytes: int | None = Non
 
 
 def renames_folders(uri: str) -> bool:
-    """Whether `uri`'s filesystem renames a folder in one step (local disks, HDFS); object stores (s3://,
-    gs://, abfs:// without a hierarchical namespace) have no folders, so a rename copies every file."""
-    return "://" not in uri or uri.startswith("hdfs://")
+    """Whether `uri`'s filesystem renames a folder in one step (local disks, file:// URIs of them, HDFS);
+    object stores (s3://, gs://, abfs:// without a hierarchical namespace) have no folders, so a rename
+    copies every file."""
+    return "://" not in uri or uri.startswith(("file://", "hdfs://"))
 
 
 def tree(uri: str) -> tuple[list[str], list[tuple[str, int]]]:
@@ -347,6 +349,19 @@ def flat_columns(schema: pa.Schema) -> list[str]:
     return [f.name for f in schema if not pa.types.is_nested(f.type)]
 
 
+def compression(schema: pa.Schema, uncompressed: tuple[str, ...] = ()) -> str | dict[str, str]:
+    """ParquetWriter's compression: zstd, or per leaf column ("tokens.list.element"), the columns named in
+    `uncompressed` left without. A mapping must name every leaf: one it does not name is not compressed."""
+    if not uncompressed:
+        return "zstd"
+    empty = io.BytesIO()
+    pq.write_table(schema.empty_table(), empty)  # the Parquet schema: the leaves' paths
+    leaves = pq.read_metadata(pa.BufferReader(empty.getvalue())).schema
+    paths = [leaves.column(i).path for i in range(len(leaves))]
+    return {path: "none" if any(path == name or path.startswith(name + ".") for name in uncompressed) else "zstd"
+            for path in paths}
+
+
 class ParquetSink:
     """Streams record batches into one zstd Parquet file, created on the first write, renamed on close;
     min/max statistics for its flat columns only, dictionaries up to DICTIONARY_PAGE_LIMIT.
@@ -378,8 +393,8 @@ class ParquetSink:
             makedirs(self.uri.rsplit("/", 1)[0])
             self._tmp = self.uri if self.in_place else _temporary_name(self.uri)
             fs, tmp_path = filesystem(self._tmp)
-            compression = {name: "none" if name in self.uncompressed else "zstd" for name in self.schema.names}
-            self._writer = pq.ParquetWriter(tmp_path, self.schema, filesystem=fs, compression=compression,
+            self._writer = pq.ParquetWriter(tmp_path, self.schema, filesystem=fs,
+                                            compression=compression(self.schema, self.uncompressed),
                                             write_statistics=flat_columns(self.schema),
                                             dictionary_pagesize_limit=DICTIONARY_PAGE_LIMIT)
         if data.schema != self.schema:

@@ -85,7 +85,7 @@ def test_one_s3_filesystem_per_process_and_settings(monkeypatch):
 def test_a_stage_is_committed_by_renaming_its_folder_only_where_folders_rename():
     """HDFS renames a folder in one step, as a local disk does; object stores would copy every file
     (the runner copies them itself there, _SUCCESS last)."""
-    assert storage.renames_folders("/work/out") and storage.renames_folders("hdfs://namenode/work/out")
+    assert all(map(storage.renames_folders, ("/work/out", "file:///work/out", "hdfs://namenode/work/out")))
     assert not any(storage.renames_folders(f"{scheme}://bucket/work/out") for scheme in ("s3", "s3a", "gs", "abfs"))
 
 
@@ -124,3 +124,19 @@ def test_a_file_over_s3s_single_copy_limit_is_streamed_not_copied(s3_endpoint, m
     storage.copy_files(f"{root}/src", f"{root}/dst", [(name, name, size) for name, size in storage.tree(f"{root}/src")[1]])
     assert streamed == [300, 300]
     assert [storage.read_bytes(f"{root}/dst/{name}") for name in ("big.parquet", "_SUCCESS")] == [big, small]
+
+
+def test_columns_left_uncompressed_are_those_named_and_every_other_leaf_keeps_zstd(tmp_path):
+    """A per-column compression mapping must name Parquet's leaves ("l.list.element"): a nested column
+    it missed was written uncompressed."""
+    schema = pa.schema([("a", pa.int64()), ("tokens", pa.list_(pa.int32())), ("l", pa.list_(pa.int32())),
+                        ("s", pa.struct([("x", pa.int8())])), ("m", pa.map_(pa.string(), pa.float32()))])
+    rows = pa.Table.from_pylist([{"a": 1, "tokens": [1, 2], "l": [3], "s": {"x": 1}, "m": [("k", 0.5)]}], schema)
+    for uncompressed in ((), ("tokens",)):
+        sink = storage.ParquetSink(str(tmp_path / f"{len(uncompressed)}.parquet"), schema, uncompressed=uncompressed)
+        sink.write(rows)
+        sink.close()
+        chunks = pq.read_metadata(sink.written).row_group(0)
+        got = {chunks.column(i).path_in_schema: chunks.column(i).compression for i in range(chunks.num_columns)}
+        assert got == {path: "UNCOMPRESSED" if path.startswith(uncompressed or "-") else "ZSTD" for path in
+                       ("a", "tokens.list.element", "l.list.element", "s.x", "m.key_value.key", "m.key_value.value")}
