@@ -279,17 +279,20 @@ def is_temporary(path: str) -> bool:
 
 
 @contextlib.contextmanager
-def atomic_output(uri: str) -> Iterator[IO[bytes]]:
-    """Write a file under a temporary name; rename it into place only if the block succeeds."""
+def atomic_output(uri: str, in_place: bool = False) -> Iterator[IO[bytes]]:
+    """Write a file under a temporary name; rename it into place only if the block succeeds. `in_place`:
+    written at `uri` itself, for a file that no one reads before the block ends (an object store's object
+    appears when its upload completes; a rename there would copy it); deleted if the block fails."""
     fs, _ = filesystem(uri)
     makedirs(uri.rsplit("/", 1)[0] if "/" in uri else ".")
-    tmp = _temporary_name(uri)
+    tmp = uri if in_place else _temporary_name(uri)
     _, tmp_path = filesystem(tmp)
     stream = fs.open_output_stream(tmp_path)
     try:
         yield stream
         stream.close()
-        rename(tmp, uri)
+        if not in_place:
+            rename(tmp, uri)
     except BaseException:
         with contextlib.suppress(Exception):
             stream.close()
@@ -299,16 +302,8 @@ def atomic_output(uri: str) -> Iterator[IO[bytes]]:
 
 
 def write_bytes(uri: str, data: bytes, in_place: bool = False) -> None:
-    """`data` as file `uri`, renamed into place; `in_place`: written at `uri` itself, for a file that no
-    one reads before this returns (an object store's object appears when its upload completes; a rename
-    there would copy it)."""
-    if not in_place:
-        with atomic_output(uri) as f:
-            f.write(data)
-        return
-    fs, path = filesystem(uri)
-    makedirs(uri.rsplit("/", 1)[0] if "/" in uri else ".")
-    with fs.open_output_stream(path) as f:
+    """`data` as file `uri` (`atomic_output`)."""
+    with atomic_output(uri, in_place) as f:
         f.write(data)
 
 

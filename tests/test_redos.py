@@ -13,7 +13,7 @@ from filters.pii import find_pii
 BOUND_S = 1.0
 
 
-def _seconds(fn, *args) -> float:
+def seconds(fn, *args) -> float:
     start = time.perf_counter()
     fn(*args)
     return time.perf_counter() - start
@@ -26,7 +26,7 @@ def _seconds(fn, *args) -> float:
     "a" * 63 + "@" + "a." * 500_000 + "1",  # a domain that fails, read from each of 64 starts: 3.3 s before
 ])
 def test_pii_is_linear_on_long_runs(text):
-    assert _seconds(find_pii, text) < BOUND_S
+    assert seconds(find_pii, text) < BOUND_S
 
 
 def test_pii_reserved_domains_and_keywords_still_match():
@@ -66,7 +66,7 @@ def test_english_words_are_linear_on_long_chunks(chunk):
     from filters.english import english_words
 
     english_words("spaCy loads first.")
-    assert _seconds(english_words, "Some words first. " + chunk) < BOUND_S
+    assert seconds(english_words, "Some words first. " + chunk) < BOUND_S
 
 
 def test_a_chunk_over_the_cap_is_its_pieces_tokens():
@@ -103,7 +103,7 @@ def test_english_tokens_are_spacys_on_affix_heavy_chunks():
 def test_copy_noise_is_linear_on_long_space_runs(text):
     from filters.copy_noise import copy_noise
 
-    assert _seconds(copy_noise, text) < BOUND_S
+    assert seconds(copy_noise, text) < BOUND_S
     assert copy_noise("a  b" + text) == copy_noise(text) + 1  # a spaced pair of words still counts
 
 
@@ -117,7 +117,7 @@ def test_language_id_is_fast_on_blank_lines():
     english, chinese = "An English sentence about the weather today.", "这是一个关于今天天气的中文段落，写得比较长一些。"
     page = "\n" * 3 + english + "\n" * 500_000 + chinese
     identifier.identify(english)  # the model loads first
-    assert _seconds(lambda: identifier.split(page, identifier.identify(page))) < BOUND_S
+    assert seconds(lambda: identifier.split(page, identifier.identify(page))) < BOUND_S
     ident = identifier.identify(page)
     assert ident.shares == identifier.identify(english + "\n" + chinese).shares
     assert ident.line_langs[:4] == ["und", "und", "und", "en"] and set(ident.line_langs[4:-1]) == {"en"}
@@ -133,7 +133,7 @@ def test_chinese_paragraph_keys_are_fast_on_blank_lines(blank):
     line = "这是一段足够长的中文段落，用来计算段落的键。"
     page = line + "\n" + blank * 500_000 + line.replace("段落", "段話")
     paragraph_keys(line, "zh", 5)  # the normalization tables load first
-    assert _seconds(paragraph_keys, page, "zh", 5) < BOUND_S
+    assert seconds(paragraph_keys, page, "zh", 5) < BOUND_S
     keys = paragraph_keys(page, "zh", 5)
     assert keys == paragraph_keys(line + "\n" + line.replace("段落", "段话"), "zh", 5) and len(keys) == 2
     assert remove_paragraphs(page, "zh", {keys[0]}, 5)[0] == page[len(line):].strip("\n")

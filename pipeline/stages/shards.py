@@ -175,7 +175,8 @@ def row_group_stream(table: pa.Table, vocab_size: int, languages: list[str], sou
     lengths, valid, _ = document_verdicts(table.column("tokens"), vocab_size)
     stream_len = np.where(valid, lengths + 1, 0)
     ends = np.cumsum(stream_len)
-    hi = int(ends[-1]) if hi is None and len(ends) else (hi or 0)
+    if hi is None:
+        hi = int(ends[-1]) if len(ends) else 0
     take = valid & (ends > lo) & (ends - stream_len < hi)
     skip = int((ends - stream_len)[take][0]) if take.any() else 0  # stream offset of the first one taken
     values = pc.list_flatten(table.column("tokens").combine_chunks().filter(pa.array(take))).to_numpy(
